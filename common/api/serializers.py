@@ -1,0 +1,38 @@
+from django.contrib.auth.models import User
+from rest_framework import serializers
+
+from labeling.models import Vendor
+
+from .. import roles
+
+
+class UserSerializer(serializers.ModelSerializer):
+    roles = serializers.SerializerMethodField()
+    vendor = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "email", "first_name", "last_name", "is_active", "roles", "vendor"]
+        read_only_fields = fields
+
+    def get_roles(self, obj) -> list[str]:
+        return sorted(g.name for g in obj.groups.all() if g.name in roles.ROLES)
+
+    def get_vendor(self, obj) -> int | None:
+        membership = getattr(obj, "vendor_membership", None)
+        return membership.vendor_id if membership else None
+
+
+class UserCreateSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(write_only=True, min_length=8)
+    role = serializers.ChoiceField(choices=roles.ROLE_CHOICES)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    first_name = serializers.CharField(required=False, allow_blank=True, default="")
+    last_name = serializers.CharField(required=False, allow_blank=True, default="")
+    vendor = serializers.PrimaryKeyRelatedField(queryset=Vendor.objects.all(), required=False, allow_null=True)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    user = serializers.IntegerField()

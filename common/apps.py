@@ -1,0 +1,24 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def grant_curator_permissions(sender, **kwargs):
+    """Curators manage every model of the platform in the admin as well."""
+    from django.contrib.auth.models import Group, Permission
+
+    group = Group.objects.filter(name="curator").first()
+    if group is None:
+        return
+    perms = Permission.objects.filter(
+        content_type__app_label__in=["curation", "labeling", "guides", "pipeline", "authtoken"]
+    )
+    group.permissions.add(*perms)
+
+
+class CommonConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "common"
+    verbose_name = "Accounts and roles"
+
+    def ready(self) -> None:
+        post_migrate.connect(grant_curator_permissions, dispatch_uid="mathset_curator_perms")

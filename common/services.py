@@ -1,0 +1,64 @@
+"""Write paths for people: users with a role, and their API tokens."""
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, User
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from . import roles
+
+
+@transaction.atomic
+def user_create(
+    *,
+    username: str,
+    password: str,
+    role: str,
+    email: str = "",
+    first_name: str = "",
+    last_name: str = "",
+    vendor=None,
+) -> User:
+    """Create a user in one role. Vendor roles need the vendor they work for."""
+    if role not in roles.ROLES:
+        raise ValidationError({"role": f"Unknown role {role!r}; use one of {', '.join(roles.ROLES)}."})
+    if role in roles.VENDOR_ROLES and vendor is None:
+        raise ValidationError({"vendor": f"A {roles.ROLE_LABELS[role].lower()} must belong to a vendor."})
+    if role not in roles.VENDOR_ROLES and vendor is not None:
+        raise ValidationError({"vendor": f"A {roles.ROLE_LABELS[role].lower()} does not belong to a vendor."})
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValidationError({"username": f"The username {username!r} is taken."})
+    # Curators also work in the Django admin.
+    user = User(username=username, email=email, first_name=first_name, last_name=last_name,
+                is_staff=role == roles.CURATOR)
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
+    user.set_password(password)
+    user.full_clean(exclude=["password"])
+    user.save()
+    user.groups.add(Group.objects.get(name=role))
+    if vendor is not None:
+        from labeling.services import vendor_member_add
+
+        vendor_member_add(vendor=vendor, user=user)
+    return user
+
+
+@transaction.atomic
+def api_token_rotate(*, user: User) -> Token:
+    """Give `user` a fresh API token, revoking the old one."""
+    Token.objects.filter(user=user).delete()
+    return Token.objects.create(user=user)
+
+
+@transaction.atomic
+def user_deactivate(*, user: User) -> User:
+    """Switch a user off and revoke their token."""
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    Token.objects.filter(user=user).delete()
+    return user

@@ -1,0 +1,28 @@
+"""URL map: pages, the REST API under /api/v1/, the OpenAPI schema and docs."""
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+api_v1 = [
+    path("", include("common.api.urls")),
+    path("", include("curation.api.urls")),
+    path("", include("labeling.api.urls")),
+    path("", include("guides.api.urls")),
+    path("", include("pipeline.api.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("", include("common.urls")),
+    path("", include("curation.urls")),
+    path("", include("labeling.urls")),
+    path("", include("guides.urls")),
+    path("", include("pipeline.urls")),
+]

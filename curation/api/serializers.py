@@ -1,0 +1,180 @@
+"""Serializers of the curation API. Output serializers describe rows; input
+serializers validate requests before a service is called."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from common.roles import is_curator
+
+from ..models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, Source
+
+
+class LicenceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Licence
+        fields = ["id", "code", "name", "family", "version", "url", "allows_commercial", "allows_derivatives",
+                  "share_alike", "requires_attribution", "description"]
+
+
+class SourceSerializer(serializers.ModelSerializer):
+    licence = serializers.SlugRelatedField(slug_field="code", queryset=Licence.objects.all())
+    licence_name = serializers.CharField(source="licence.name", read_only=True)
+    allows_commercial = serializers.BooleanField(source="licence.allows_commercial", read_only=True)
+
+    class Meta:
+        model = Source
+        fields = ["id", "name", "kind", "licence", "licence_name", "allows_commercial", "copyright_holder",
+                  "attribution", "url", "contract_reference", "acquired_on", "notes", "created_at"]
+        read_only_fields = ["created_at"]
+        extra_kwargs = {"attribution": {"required": False}}
+
+
+class ModelRequirementSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelRequirement
+        fields = ["metric", "threshold"]
+
+
+class CategoryProgressSerializer(serializers.ModelSerializer):
+    """A category with its quota progress (collected images against the target)."""
+
+    spec = serializers.PrimaryKeyRelatedField(read_only=True)
+    collected = serializers.IntegerField(read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Category
+        fields = ["id", "spec", "slug", "name", "description", "target_quota", "is_builtin", "position",
+                  "collected", "progress"]
+        read_only_fields = ["is_builtin", "position"]
+
+    def get_progress(self, obj) -> float | None:
+        collected = getattr(obj, "collected", 0)
+        return round(collected / obj.target_quota, 4) if obj.target_quota else None
+
+
+class CategoryWriteSerializer(serializers.ModelSerializer):
+    spec = serializers.PrimaryKeyRelatedField(queryset=DatasetSpec.objects.all())
+    slug = serializers.SlugField(required=False, allow_blank=True)
+
+    class Meta:
+        model = Category
+        fields = ["spec", "slug", "name", "description", "target_quota"]
+        validators = []  # uniqueness per spec is checked by the service, with a clearer message
+
+
+class CategoryInlineSerializer(serializers.Serializer):
+    slug = serializers.SlugField(required=False, allow_blank=True)
+    name = serializers.CharField(max_length=120)
+    description = serializers.CharField(required=False, allow_blank=True)
+    target_quota = serializers.IntegerField(min_value=0, required=False, default=0)
+
+
+class DatasetSpecSerializer(serializers.ModelSerializer):
+    answer_formats = serializers.ListField(
+        child=serializers.ChoiceField(choices=DatasetSpec.ANSWER_FORMATS), allow_empty=False
+    )
+    requirements = ModelRequirementSerializer(many=True, required=False)
+    categories = CategoryProgressSerializer(many=True, read_only=True, source="categories_with_progress")
+    custom_categories = CategoryInlineSerializer(many=True, required=False, write_only=True)
+    default_quota = serializers.IntegerField(min_value=0, required=False, write_only=True)
+    slug = serializers.SlugField(required=False, allow_blank=True)
+
+    class Meta:
+        model = DatasetSpec
+        fields = ["id", "name", "slug", "requirement", "intended_use", "answer_formats", "status",
+                  "max_ms_per_image", "target_qps", "serving_target", "requirements", "categories",
+                  "custom_categories", "default_quota", "created_at", "updated_at"]
+        read_only_fields = ["created_at", "updated_at"]
+        validators = []
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    categories = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    licence = serializers.CharField(source="source.licence.code", read_only=True)
+    file_url = serializers.CharField(read_only=True)
+    thumbnail_url = serializers.CharField(read_only=True)
+    truth_latex = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = ["id", "spec", "source", "licence", "categories", "file_url", "thumbnail_url", "original_filename",
+                  "sha256", "phash", "width", "height", "format", "file_size", "capture_session", "truth_latex",
+                  "created_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_truth_latex(self, obj) -> str | None:
+        # Known answers become gold tasks: only curators may see them.
+        request = self.context.get("request")
+        if request is not None and is_curator(request.user):
+            return obj.truth_latex
+        return None
+
+
+class _IngestTargetSerializer(serializers.Serializer):
+    """Spec, source and categories of an upload; the view supplies what the user may see."""
+
+    spec = serializers.PrimaryKeyRelatedField(queryset=DatasetSpec.objects.none())
+    source = serializers.PrimaryKeyRelatedField(queryset=Source.objects.none())
+    categories = serializers.ListField(child=serializers.CharField(max_length=60), required=False, default=list,
+                                       help_text="Category slugs (or ids) of the spec")
+    capture_session = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
+
+    def __init__(self, *args, specs=None, sources=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if specs is not None:
+            self.fields["spec"].queryset = specs
+        if sources is not None:
+            self.fields["source"].queryset = sources
+
+
+class ImageUploadSerializer(_IngestTargetSerializer):
+    file = serializers.FileField(allow_empty_file=True)
+
+
+class ImageBulkUploadSerializer(_IngestTargetSerializer):
+    files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False)
+
+
+class ImageUpdateSerializer(serializers.Serializer):
+    categories = serializers.ListField(child=serializers.CharField(max_length=60), required=False)
+    capture_session = serializers.CharField(max_length=120, required=False, allow_blank=True)
+
+
+class DuplicateSerializer(serializers.Serializer):
+    filename = serializers.CharField()
+    image = ImageSerializer()
+
+
+class IngestResultSerializer(serializers.Serializer):
+    created = ImageSerializer(many=True)
+    duplicates = DuplicateSerializer(many=True)
+
+
+class ImageUploadResultSerializer(ImageSerializer):
+    duplicate = serializers.BooleanField(read_only=True)
+
+    class Meta(ImageSerializer.Meta):
+        fields = ImageSerializer.Meta.fields + ["duplicate"]
+        read_only_fields = fields
+
+
+class NearDuplicateSerializer(serializers.Serializer):
+    distance = serializers.IntegerField()
+    image = ImageSerializer()
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    categories = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+
+    class Meta:
+        model = ImportJob
+        fields = ["id", "spec", "source", "categories", "status", "total", "imported", "duplicates", "errors",
+                  "created_at", "finished_at"]
+        read_only_fields = fields
+
+
+class ImportJobCreateSerializer(_IngestTargetSerializer):
+    archive = serializers.FileField()

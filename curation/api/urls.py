@@ -1,0 +1,12 @@
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter()
+router.register("licences", views.LicenceViewSet, basename="licence")
+router.register("sources", views.SourceViewSet, basename="source")
+router.register("specs", views.DatasetSpecViewSet, basename="spec")
+router.register("categories", views.CategoryViewSet, basename="category")
+router.register("images", views.ImageViewSet, basename="image")
+router.register("import-jobs", views.ImportJobViewSet, basename="import-job")
+urlpatterns = router.urls

@@ -1,0 +1,261 @@
+"""Curation API: licences, sources, specs, categories, images, import jobs."""
+from __future__ import annotations
+
+from django.core.files.storage import default_storage
+from django.db.models import Count, Prefetch
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from common.permissions import IsCurator, IsCuratorOrReadOnly
+
+from .. import selectors, services
+from ..filters import CategoryFilter, ImageFilter, SourceFilter, SpecFilter
+from ..models import Category
+from . import serializers as s
+
+
+def _read_upload(upload) -> tuple[str, bytes]:
+    return upload.name, upload.read()
+
+
+class LicenceViewSet(viewsets.ModelViewSet):
+    """The licence catalogue and the flags that decide what may be exported."""
+
+    serializer_class = s.LicenceSerializer
+    permission_classes = [IsCuratorOrReadOnly]
+    filterset_fields = ["family", "allows_commercial", "code"]
+    http_method_names = ["get", "post", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.licences_visible_to(self.request.user)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.licence_create(**serializer.validated_data)
+
+
+class SourceViewSet(viewsets.ModelViewSet):
+    """Where images come from, their copyright holder and licence."""
+
+    serializer_class = s.SourceSerializer
+    permission_classes = [IsCuratorOrReadOnly]
+    filterset_class = SourceFilter
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.sources_visible_to(self.request.user)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.source_create(created_by=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.source_update(source=serializer.instance, **serializer.validated_data)
+
+
+class DatasetSpecViewSet(viewsets.ModelViewSet):
+    """Dataset specs with their categories (and quota progress) and model requirements."""
+
+    serializer_class = s.DatasetSpecSerializer
+    permission_classes = [IsCuratorOrReadOnly]
+    filterset_class = SpecFilter
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        progress = Category.objects.annotate(collected=Count("images", distinct=True)).order_by("position", "id")
+        return selectors.specs_visible_to(self.request.user).prefetch_related(
+            Prefetch("categories", queryset=progress, to_attr="categories_with_progress"), "requirements"
+        )
+
+    def _refetch(self, pk):
+        return self.get_queryset().get(pk=pk)
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        spec = services.spec_create(created_by=self.request.user, **data)
+        serializer.instance = self._refetch(spec.pk)
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        data.pop("custom_categories", None)
+        data.pop("default_quota", None)
+        spec = services.spec_update(spec=serializer.instance, **data)
+        serializer.instance = self._refetch(spec.pk)
+
+
+class CategoryViewSet(viewsets.ModelViewSet):
+    """Kinds of image per spec, with the target quota and the collected count."""
+
+    permission_classes = [IsCuratorOrReadOnly]
+    filterset_class = CategoryFilter
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.categories_visible_to(self.request.user).order_by("spec_id", "position", "id")
+
+    def get_serializer_class(self):
+        if self.action in ("create",):
+            return s.CategoryWriteSerializer
+        return s.CategoryProgressSerializer
+
+    @extend_schema(request=s.CategoryWriteSerializer, responses={201: s.CategoryProgressSerializer})
+    def create(self, request, *args, **kwargs):
+        data = s.CategoryWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        spec = data.validated_data.pop("spec")
+        if not selectors.specs_visible_to(request.user).filter(pk=spec.pk).exists():
+            return Response({"spec": ["Unknown spec."]}, status=400)
+        category = services.category_create(spec=spec, **data.validated_data)
+        category = self.get_queryset().get(pk=category.pk)
+        return Response(s.CategoryProgressSerializer(category).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        data = {k: v for k, v in serializer.validated_data.items() if k in ("name", "description", "target_quota")}
+        category = services.category_update(category=serializer.instance, **data)
+        serializer.instance = self.get_queryset().get(pk=category.pk)
+
+    def perform_destroy(self, instance):
+        services.category_delete(category=instance)
+
+
+class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """Images with provenance. Upload one (`POST`), many at once (`bulk`), or a zip (`import-jobs`)."""
+
+    serializer_class = s.ImageSerializer
+    permission_classes = [IsCuratorOrReadOnly]
+    filterset_class = ImageFilter
+    ordering_fields = ["id", "created_at", "width", "height", "file_size"]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def get_queryset(self):
+        return selectors.images_visible_to(self.request.user)
+
+    def _target(self, serializer_class, request):
+        data = serializer_class(
+            data=request.data,
+            specs=selectors.specs_visible_to(request.user),
+            sources=selectors.sources_visible_to(request.user),
+        )
+        data.is_valid(raise_exception=True)
+        return data.validated_data
+
+    @extend_schema(request={"multipart/form-data": s.ImageUploadSerializer},
+                   responses={201: s.ImageUploadResultSerializer, 200: s.ImageUploadResultSerializer})
+    def create(self, request, *args, **kwargs):
+        """Upload one image. An exact duplicate in the spec answers 200 with `duplicate: true`."""
+        v = self._target(s.ImageUploadSerializer, request)
+        name, data = _read_upload(v["file"])
+        image, created = services.image_ingest(
+            spec=v["spec"], source=v["source"], data=data, filename=name, categories=v["categories"],
+            uploaded_by=request.user, capture_session=v["capture_session"],
+        )
+        image = self.get_queryset().get(pk=image.pk)
+        body = dict(s.ImageSerializer(image, context={"request": request}).data, duplicate=not created)
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(request={"multipart/form-data": s.ImageBulkUploadSerializer},
+                   responses={201: s.IngestResultSerializer})
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        """Upload many images in one request, all or nothing: one bad file fails the
+        request with a 400 naming it, and nothing is stored."""
+        v = self._target(s.ImageBulkUploadSerializer, request)
+        files = [_read_upload(f) for f in v["files"]]
+        result = services.images_ingest(
+            spec=v["spec"], source=v["source"], files=files, categories=v["categories"],
+            uploaded_by=request.user, capture_session=v["capture_session"],
+        )
+        ids = [im.id for im in result.created] + [im.id for _, im in result.duplicates]
+        fresh = self.get_queryset().in_bulk(ids)
+        ctx = {"request": request}
+        body = {
+            "created": s.ImageSerializer([fresh[im.id] for im in result.created], many=True, context=ctx).data,
+            "duplicates": [
+                {"filename": name, "image": s.ImageSerializer(fresh[im.id], context=ctx).data}
+                for name, im in result.duplicates
+            ],
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ImageUpdateSerializer, responses=s.ImageSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        image = self.get_object()
+        data = s.ImageUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.image_update(image=image, **data.validated_data)
+        return Response(s.ImageSerializer(self.get_queryset().get(pk=image.pk), context={"request": request}).data)
+
+    def perform_destroy(self, instance):
+        services.image_delete(image=instance)
+
+    def _serve(self, name: str, content_type: str | None = None):
+        try:
+            handle = default_storage.open(name, "rb")
+        except FileNotFoundError:
+            raise Http404("The stored file is missing.") from None
+        response = FileResponse(handle, content_type=content_type)
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+    @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def file(self, request, pk=None):
+        """The image file (orientation applied)."""
+        image = self.get_object()
+        mime = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff",
+                "BMP": "image/bmp", "GIF": "image/gif"}.get(image.format)
+        return self._serve(image.file, mime)
+
+    @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def thumbnail(self, request, pk=None):
+        """A JPEG thumbnail, at most 256 pixels on its longer side."""
+        return self._serve(self.get_object().thumbnail, "image/jpeg")
+
+    @extend_schema(
+        parameters=[OpenApiParameter("max_distance", int, description="Hamming distance in bits (default 8)")],
+        responses=s.NearDuplicateSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], url_path="near-duplicates")
+    def near_duplicates(self, request, pk=None):
+        """Images of the same spec that look alike (perceptual hash within max_distance bits)."""
+        image = self.get_object()
+        try:
+            max_distance = int(request.query_params.get("max_distance", 8))
+        except ValueError:
+            return Response({"max_distance": ["Must be an integer."]}, status=400)
+        if not 0 <= max_distance <= 64:
+            return Response({"max_distance": ["Must be between 0 and 64."]}, status=400)
+        pairs = selectors.images_near_duplicates(user=request.user, image=image, max_distance=max_distance)
+        ctx = {"request": request}
+        return Response([{"distance": d, "image": s.ImageSerializer(im, context=ctx).data} for im, d in pairs])
+
+
+class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                       viewsets.GenericViewSet):
+    """Zips of images ingested in the background by a Celery worker."""
+
+    serializer_class = s.ImportJobSerializer
+    permission_classes = [IsCurator]
+    parser_classes = [MultiPartParser, FormParser]
+    filterset_fields = ["spec", "status"]
+
+    def get_queryset(self):
+        return selectors.import_jobs_visible_to(self.request.user).prefetch_related("categories")
+
+    @extend_schema(request={"multipart/form-data": s.ImportJobCreateSerializer}, responses={201: s.ImportJobSerializer})
+    def create(self, request, *args, **kwargs):
+        data = s.ImportJobCreateSerializer(
+            data=request.data,
+            specs=selectors.specs_visible_to(request.user),
+            sources=selectors.sources_visible_to(request.user),
+        )
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        name, archive = _read_upload(v["archive"])
+        job = services.import_job_create(spec=v["spec"], source=v["source"], archive=archive, filename=name,
+                                         categories=v["categories"], created_by=request.user)
+        return Response(s.ImportJobSerializer(job).data, status=status.HTTP_201_CREATED)

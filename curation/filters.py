@@ -1,0 +1,54 @@
+"""FilterSets shared by the curation API and pages."""
+import django_filters
+
+from .models import Category, DatasetSpec, Image, Source
+
+
+class SpecFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
+
+    class Meta:
+        model = DatasetSpec
+        fields = ["status", "intended_use", "serving_target"]
+
+
+class SourceFilter(django_filters.FilterSet):
+    licence = django_filters.CharFilter(field_name="licence__code", label="Licence code")
+    commercial = django_filters.BooleanFilter(field_name="licence__allows_commercial", label="Allows commercial use")
+
+    class Meta:
+        model = Source
+        fields = ["kind", "licence"]
+
+
+class CategoryFilter(django_filters.FilterSet):
+    spec = django_filters.NumberFilter(field_name="spec_id")
+
+    class Meta:
+        model = Category
+        fields = ["spec", "slug"]
+
+
+class ImageFilter(django_filters.FilterSet):
+    spec = django_filters.NumberFilter(field_name="spec_id", label="Spec id")
+    category = django_filters.CharFilter(method="filter_category", label="Category slug or id")
+    source = django_filters.NumberFilter(field_name="source_id", label="Source id")
+    licence = django_filters.CharFilter(field_name="source__licence__code", label="Licence code")
+    commercial = django_filters.BooleanFilter(field_name="source__licence__allows_commercial",
+                                              label="Licence allows commercial use")
+    sha256 = django_filters.CharFilter()
+    capture_session = django_filters.CharFilter()
+    has_truth = django_filters.BooleanFilter(method="filter_has_truth", label="Has a known (gold) answer")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+
+    class Meta:
+        model = Image
+        fields = ["spec", "source", "format"]
+
+    def filter_category(self, queryset, name, value):
+        if value.isdigit():
+            return queryset.filter(categories__id=int(value))
+        return queryset.filter(categories__slug=value)
+
+    def filter_has_truth(self, queryset, name, value):
+        return queryset.exclude(truth_latex="") if value else queryset.filter(truth_latex="")

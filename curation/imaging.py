@@ -1,0 +1,117 @@
+"""Decoding and checking uploaded image bytes, before anything is stored.
+
+Everything that can go wrong with an upload (not an image, truncated, a
+decompression bomb, too large) is found here, so the write path only starts once
+the bytes are known to be good.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+
+import imagehash
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from PIL import Image as PILImage
+from PIL import ImageOps, UnidentifiedImageError
+
+ALLOWED_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An upload that passed every check, with what will be stored."""
+
+    filename: str
+    sha256: str
+    content: bytes  # orientation applied; the original bytes when no change was needed
+    extension: str
+    width: int
+    height: int
+    format: str
+    phash: str
+    thumbnail: bytes
+
+
+def flatten_to_rgb(img: PILImage.Image) -> PILImage.Image:
+    """RGB on a white background: transparent pages (im2markup) have ink only on alpha."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return PILImage.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedImage:
+    """Check and decode `data`; raise ValidationError({field: why}) if it is unusable."""
+    name = os.path.basename(filename or "upload")
+    limit = settings.MATHSET_MAX_UPLOAD_BYTES
+    if not data:
+        raise ValidationError({field: f"{name}: the file is empty."})
+    if len(data) > limit:
+        raise ValidationError({field: f"{name}: the file is {len(data)} bytes; the limit is {limit} bytes."})
+    try:
+        img = PILImage.open(io.BytesIO(data))
+    except PILImage.DecompressionBombError as exc:
+        raise ValidationError({field: f"{name}: refused as a decompression bomb ({exc})."}) from None
+    except UnidentifiedImageError:
+        raise ValidationError({field: f"{name}: not an image (no known image format recognised)."}) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ValidationError({field: f"{name}: unreadable image header ({exc})."}) from None
+    if img.format not in ALLOWED_FORMATS:
+        raise ValidationError({field: f"{name}: format {img.format} is not accepted; use PNG, JPEG, WebP, TIFF, BMP or GIF."})
+    width, height = img.size
+    max_pixels = settings.MATHSET_MAX_IMAGE_PIXELS
+    if width * height > max_pixels:
+        raise ValidationError(
+            {field: f"{name}: the image claims {width}x{height} = {width * height} pixels, more than the "
+             f"limit of {max_pixels} (a decompression bomb is refused before decoding)."}
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            img.load()
+    except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombWarning) as exc:
+        raise ValidationError({field: f"{name}: the image is truncated or corrupt ({exc})."}) from None
+
+    fmt = img.format
+    sha256 = hashlib.sha256(data).hexdigest()
+    upright = ImageOps.exif_transpose(img)
+    rotated = upright is not img and (upright.size != img.size or img.getexif().get(0x0112, 1) != 1)
+    if rotated:
+        buf = io.BytesIO()
+        if fmt == "JPEG":
+            upright.convert("RGB").save(buf, "JPEG", quality=95)
+        else:
+            fmt = "PNG"
+            upright.save(buf, "PNG")
+        content = buf.getvalue()
+    else:
+        content = data
+        upright = img
+    rgb = flatten_to_rgb(upright)
+    phash = str(imagehash.phash(rgb))
+    thumb = rgb.copy()
+    thumb.thumbnail(settings.MATHSET_THUMBNAIL_SIZE)
+    tbuf = io.BytesIO()
+    thumb.save(tbuf, "JPEG", quality=80)
+    return DecodedImage(
+        filename=name,
+        sha256=sha256,
+        content=content,
+        extension=ALLOWED_FORMATS[fmt],
+        width=upright.size[0],
+        height=upright.size[1],
+        format=fmt,
+        phash=phash,
+        thumbnail=tbuf.getvalue(),
+    )
+
+
+def hamming(a: str, b: str) -> int:
+    """Bits that differ between two 64-bit hex perceptual hashes."""
+    return (int(a, 16) ^ int(b, 16)).bit_count()

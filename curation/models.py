@@ -1,0 +1,241 @@
+"""Curation: what a dataset must contain (specs, categories, model requirements),
+where its images come from (sources and their licences), and the images."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+
+
+class Licence(models.Model):
+    """A licence from the catalogue, with the flags that decide what may be done.
+
+    The catalogue is a data migration (Creative Commons, KOGL, MIT/Apache,
+    not-protected works, contract, unknown); curators may add more.
+    """
+
+    class Family(models.TextChoices):
+        CREATIVE_COMMONS = "cc", "Creative Commons"
+        KOGL = "kogl", "Korea Open Government Licence"
+        OPEN_SOURCE = "oss", "Open-source licence"
+        PUBLIC_DOMAIN = "public", "Not protected by copyright"
+        CONTRACT = "contract", "Proprietary contract"
+        UNKNOWN = "unknown", "Unknown"
+
+    code = models.SlugField(max_length=40, unique=True, help_text="Stable identifier, e.g. cc-by-nc-sa-3.0")
+    name = models.CharField(max_length=120)
+    family = models.CharField(max_length=16, choices=Family.choices)
+    version = models.CharField(max_length=10, blank=True)
+    url = models.URLField(blank=True)
+    allows_commercial = models.BooleanField()
+    allows_derivatives = models.BooleanField()
+    share_alike = models.BooleanField()
+    requires_attribution = models.BooleanField()
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["family", "code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Source(models.Model):
+    """Where images came from, who holds their copyright, under which licence."""
+
+    class Kind(models.TextChoices):
+        IN_HOUSE = "in_house", "In-house capture"
+        VENDOR = "vendor_collection", "Vendor collection"
+        PUBLIC_DATASET = "public_dataset", "Public dataset"
+        PURCHASED = "purchased", "Purchased"
+        WEB = "web", "Web"
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    licence = models.ForeignKey(Licence, on_delete=models.PROTECT, related_name="sources")
+    copyright_holder = models.CharField(max_length=200)
+    attribution = models.TextField(blank=True, help_text="Text that must travel with every export")
+    url = models.URLField(blank=True)
+    contract_reference = models.CharField(max_length=200, blank=True)
+    acquired_on = models.DateField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetSpec(models.Model):
+    """A dataset designed from a service requirement: kinds, quotas, answer format
+    and the requirements a model trained on it must meet."""
+
+    class IntendedUse(models.TextChoices):
+        COMMERCIAL = "commercial", "Commercial product"
+        RESEARCH = "research", "Research only"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+        CLOSED = "closed", "Closed"
+
+    class ServingTarget(models.TextChoices):
+        MOBILE = "mobile", "Mobile device"
+        CPU_SERVER = "cpu_server", "CPU server"
+        GPU_SERVER = "gpu_server", "GPU server"
+        CLOUD = "cloud", "Cloud API"
+
+    ANSWER_FORMATS = ("quad", "mask", "latex")
+
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=80, unique=True)
+    requirement = models.TextField(help_text="The service requirement, in words")
+    intended_use = models.CharField(max_length=16, choices=IntendedUse.choices)
+    answer_formats = models.JSONField(default=list, help_text='Subset of ["quad", "mask", "latex"]')
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    max_ms_per_image = models.PositiveIntegerField(null=True, blank=True)
+    target_qps = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
+    serving_target = models.CharField(max_length=16, choices=ServingTarget.choices, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "dataset spec"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_commercial(self) -> bool:
+        return self.intended_use == self.IntendedUse.COMMERCIAL
+
+
+class ModelRequirement(models.Model):
+    """One accuracy target a candidate model must meet, e.g. exact match >= 0.9."""
+
+    class Metric(models.TextChoices):
+        EXACT_MATCH = "exact_match", "LaTeX exact match"
+        TOKEN_EDIT_DISTANCE = "token_edit_distance", "Normalised token edit distance"
+        BLEU4 = "bleu4", "BLEU-4"
+        DETECTION_F1 = "detection_f1", "Detection F1 at IoU 0.5"
+        MEAN_IOU = "mean_iou", "Mean region IoU"
+
+    # Lower is better only for the edit distance.
+    LOWER_IS_BETTER = {Metric.TOKEN_EDIT_DISTANCE}
+
+    spec = models.ForeignKey(DatasetSpec, on_delete=models.CASCADE, related_name="requirements")
+    metric = models.CharField(max_length=24, choices=Metric.choices)
+    threshold = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["spec", "metric"], name="uniq_requirement_metric")]
+        ordering = ["metric"]
+
+    def __str__(self) -> str:
+        op = "<=" if self.metric in self.LOWER_IS_BETTER else ">="
+        return f"{self.get_metric_display()} {op} {self.threshold}"
+
+    def is_met_by(self, value: float) -> bool:
+        if self.metric in self.LOWER_IS_BETTER:
+            return value <= self.threshold
+        return value >= self.threshold
+
+
+class Category(models.Model):
+    """A kind of image the spec wants (printed, handwritten, shadow, ...), with its quota."""
+
+    DEFAULTS = [
+        ("printed", "Printed", "Typeset formulas: textbooks, worksheets, exam papers"),
+        ("handwritten", "Handwritten", "Formulas written by hand"),
+        ("shadow", "Shadow", "Photos with a shadow falling across the formula"),
+        ("highlighter", "Highlighter", "Formulas marked with a highlighter pen"),
+        ("whiteout", "Whiteout", "Formulas with correction fluid or tape"),
+    ]
+
+    spec = models.ForeignKey(DatasetSpec, on_delete=models.CASCADE, related_name="categories")
+    slug = models.SlugField(max_length=60)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    target_quota = models.PositiveIntegerField(default=0)
+    is_builtin = models.BooleanField(default=False)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["spec", "slug"], name="uniq_category_slug_per_spec")]
+        ordering = ["spec_id", "position", "id"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return f"{self.spec.slug}/{self.slug}"
+
+
+class Image(models.Model):
+    """One image of a spec, stored once per spec (sha256), with its provenance."""
+
+    spec = models.ForeignKey(DatasetSpec, on_delete=models.CASCADE, related_name="images")
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="images")
+    categories = models.ManyToManyField(Category, related_name="images", blank=True)
+    file = models.CharField(max_length=255, help_text="Storage name of the (orientation-corrected) image")
+    thumbnail = models.CharField(max_length=255)
+    original_filename = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64)
+    phash = models.CharField(max_length=16, db_index=True, help_text="64-bit perceptual hash, hex")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=10)
+    file_size = models.PositiveIntegerField()
+    capture_session = models.CharField(
+        max_length=120, blank=True, help_text="Images of one session stay in one split"
+    )
+    truth_latex = models.TextField(blank=True, help_text="Known answer from an importer (becomes gold)")
+    meta = models.JSONField(default=dict, blank=True)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["spec", "sha256"], name="uniq_image_per_spec")]
+        indexes = [models.Index(fields=["spec", "source"]), models.Index(fields=["spec", "created_at"])]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.original_filename or self.sha256[:12]
+
+    # Files are served through the API, scoped by user, never as public media.
+    @property
+    def file_url(self) -> str:
+        return f"/api/v1/images/{self.pk}/file/"
+
+    @property
+    def thumbnail_url(self) -> str:
+        return f"/api/v1/images/{self.pk}/thumbnail/"
+
+
+class ImportJob(models.Model):
+    """A zip or folder of images ingested in the background by a Celery worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    spec = models.ForeignKey(DatasetSpec, on_delete=models.CASCADE, related_name="import_jobs")
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    categories = models.ManyToManyField(Category, blank=True, related_name="+")
+    archive = models.CharField(max_length=255, help_text="Storage name of the uploaded zip")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    imported = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text='[{"file": ..., "error": ...}]')
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

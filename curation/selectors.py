@@ -1,0 +1,84 @@
+"""Reads for curation, always starting from the user.
+
+Curators and model teams read everything. Vendor users read only the specs and
+images their vendor has work on (see labeling.selectors.vendor_image_filter), so
+vendor isolation holds for every endpoint built on these.
+"""
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db.models import Count, Q, QuerySet
+
+from common.roles import can_read_all_data, is_curator
+
+from .imaging import hamming
+from .models import Category, DatasetSpec, Image, ImportJob, Licence, Source
+
+
+def _vendor_filters(user: User) -> tuple[Q, Q] | None:
+    """(spec filter, image filter) for a vendor user, or None when they have no vendor."""
+    from labeling import selectors as labeling_selectors
+
+    return labeling_selectors.vendor_curation_filters(user)
+
+
+def licences_visible_to(user: User) -> QuerySet[Licence]:
+    """The licence catalogue is public to every signed-in user."""
+    return Licence.objects.all()
+
+
+def sources_visible_to(user: User) -> QuerySet[Source]:
+    """Sources: curators and model teams only (vendors never see provenance or contracts)."""
+    if can_read_all_data(user):
+        return Source.objects.select_related("licence")
+    return Source.objects.none()
+
+
+def specs_visible_to(user: User) -> QuerySet[DatasetSpec]:
+    """Specs: all for curators and model teams; those with their vendor's work for vendor users."""
+    qs = DatasetSpec.objects.all()
+    if can_read_all_data(user):
+        return qs
+    filters = _vendor_filters(user)
+    if filters is None:
+        return qs.none()
+    return qs.filter(filters[0]).distinct()
+
+
+def categories_visible_to(user: User) -> QuerySet[Category]:
+    """Categories of the specs `user` may see, with the collected count for quota progress."""
+    specs = specs_visible_to(user)
+    return (
+        Category.objects.filter(spec__in=specs.values("id"))
+        .select_related("spec")
+        .annotate(collected=Count("images", distinct=True))
+    )
+
+
+def images_visible_to(user: User) -> QuerySet[Image]:
+    """Images: all for curators and model teams; those in their vendor's tasks for vendor users."""
+    qs = Image.objects.select_related("source__licence", "spec").prefetch_related("categories")
+    if can_read_all_data(user):
+        return qs
+    filters = _vendor_filters(user)
+    if filters is None:
+        return qs.none()
+    return qs.filter(filters[1]).distinct()
+
+
+def import_jobs_visible_to(user: User) -> QuerySet[ImportJob]:
+    """Import jobs belong to curators."""
+    if is_curator(user):
+        return ImportJob.objects.select_related("spec", "source")
+    return ImportJob.objects.none()
+
+
+def images_near_duplicates(*, user: User, image: Image, max_distance: int = 8, limit: int = 50) -> list[tuple[Image, int]]:
+    """Images of the same spec whose perceptual hash is within `max_distance` bits."""
+    candidates = images_visible_to(user).filter(spec_id=image.spec_id).exclude(id=image.id).values_list("id", "phash")
+    close = sorted(
+        ((pk, d) for pk, ph in candidates.iterator(chunk_size=5000) if (d := hamming(image.phash, ph)) <= max_distance),
+        key=lambda t: (t[1], t[0]),
+    )[:limit]
+    by_id = images_visible_to(user).in_bulk([pk for pk, _ in close])
+    return [(by_id[pk], d) for pk, d in close if pk in by_id]

@@ -1,0 +1,560 @@
+"""Write paths for curation: licences, sources, specs, categories, images, import jobs.
+
+Each service is keyword-only, validates what the database cannot, and changes data
+inside one transaction. Views, pages, tasks, admin actions and commands all call
+these; none writes the models directly.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from common.storage import guarded_files
+
+from .imaging import IMAGE_SUFFIXES, DecodedImage, decode_image
+from .models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, Source
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------- licences
+
+
+@transaction.atomic
+def licence_create(
+    *,
+    code: str,
+    name: str,
+    family: str,
+    allows_commercial: bool,
+    allows_derivatives: bool,
+    share_alike: bool,
+    requires_attribution: bool,
+    version: str = "",
+    url: str = "",
+    description: str = "",
+) -> Licence:
+    """Add a licence to the catalogue."""
+    licence = Licence(
+        code=code, name=name, family=family, version=version, url=url, description=description,
+        allows_commercial=allows_commercial, allows_derivatives=allows_derivatives,
+        share_alike=share_alike, requires_attribution=requires_attribution,
+    )
+    licence.full_clean()
+    licence.save()
+    return licence
+
+
+# ----------------------------------------------------------------- sources
+
+SOURCE_FIELDS = ("name", "kind", "licence", "copyright_holder", "attribution", "url",
+                 "contract_reference", "acquired_on", "notes")
+
+
+def _source_check(source: Source) -> None:
+    if source.licence.family == Licence.Family.CONTRACT and not source.contract_reference:
+        raise ValidationError({"contract_reference": "A source under a proprietary contract needs the contract reference."})
+    if source.licence.requires_attribution and not source.attribution.strip():
+        # Attribution must travel with every export: write the usual line for them.
+        source.attribution = f"{source.name} © {source.copyright_holder}, licensed under {source.licence.name}"
+        if source.url:
+            source.attribution += f" ({source.url})"
+    source.full_clean()
+
+
+@transaction.atomic
+def source_create(
+    *,
+    name: str,
+    kind: str,
+    licence: Licence,
+    copyright_holder: str,
+    attribution: str = "",
+    url: str = "",
+    contract_reference: str = "",
+    acquired_on=None,
+    notes: str = "",
+    created_by: User | None = None,
+) -> Source:
+    """Record where images come from, who holds the copyright and the licence."""
+    source = Source(
+        name=name, kind=kind, licence=licence, copyright_holder=copyright_holder, attribution=attribution,
+        url=url, contract_reference=contract_reference, acquired_on=acquired_on, notes=notes, created_by=created_by,
+    )
+    _source_check(source)
+    source.save()
+    return source
+
+
+@transaction.atomic
+def source_update(*, source: Source, **changes) -> Source:
+    """Change a source's fields. A licence change that would put non-commercial
+    images into a commercial spec is refused."""
+    unknown = set(changes) - set(SOURCE_FIELDS)
+    if unknown:
+        raise ValidationError({f: "Unknown field." for f in unknown})
+    for key, value in changes.items():
+        setattr(source, key, value)
+    if "licence" in changes and not source.licence.allows_commercial:
+        spec_names = list(
+            DatasetSpec.objects.filter(images__source=source, intended_use=DatasetSpec.IntendedUse.COMMERCIAL)
+            .distinct().values_list("name", flat=True)[:5]
+        )
+        if spec_names:
+            raise ValidationError({"licence": f"{source.licence.name} forbids commercial use, and this source has "
+                                   f"images in commercial specs: {', '.join(spec_names)}."})
+    _source_check(source)
+    source.save()
+    return source
+
+
+# ------------------------------------------------------------------- specs
+
+SPEC_FIELDS = ("name", "slug", "requirement", "intended_use", "answer_formats", "status",
+               "max_ms_per_image", "target_qps", "serving_target")
+
+
+def _check_answer_formats(formats: Sequence[str]) -> list[str]:
+    formats = list(dict.fromkeys(formats))
+    if not formats:
+        raise ValidationError({"answer_formats": "Choose at least one answer format: quad, mask, latex."})
+    bad = [f for f in formats if f not in DatasetSpec.ANSWER_FORMATS]
+    if bad:
+        raise ValidationError({"answer_formats": f"Unknown answer format(s): {', '.join(map(str, bad))}; use quad, mask, latex."})
+    return formats
+
+
+def _set_requirements(spec: DatasetSpec, requirements: Iterable[dict]) -> None:
+    spec.requirements.all().delete()
+    seen = set()
+    for i, req in enumerate(requirements):
+        metric = req.get("metric")
+        if metric not in ModelRequirement.Metric.values:
+            raise ValidationError({"requirements": f"Item {i}: unknown metric {metric!r}."})
+        if metric in seen:
+            raise ValidationError({"requirements": f"Item {i}: metric {metric} is given twice."})
+        seen.add(metric)
+        ModelRequirement.objects.create(spec=spec, metric=metric, threshold=float(req["threshold"]))
+
+
+@transaction.atomic
+def spec_create(
+    *,
+    name: str,
+    requirement: str,
+    intended_use: str,
+    answer_formats: Sequence[str],
+    slug: str = "",
+    status: str = DatasetSpec.Status.DRAFT,
+    max_ms_per_image: int | None = None,
+    target_qps: float | None = None,
+    serving_target: str = "",
+    requirements: Iterable[dict] = (),
+    default_quota: int = 0,
+    custom_categories: Iterable[dict] = (),
+    created_by: User | None = None,
+) -> DatasetSpec:
+    """Create a spec with the five default kinds of image (plus any custom ones)."""
+    spec = DatasetSpec(
+        name=name, slug=slug or slugify(name)[:80], requirement=requirement, intended_use=intended_use,
+        answer_formats=_check_answer_formats(answer_formats), status=status, max_ms_per_image=max_ms_per_image,
+        target_qps=target_qps, serving_target=serving_target, created_by=created_by,
+    )
+    if not spec.slug:
+        raise ValidationError({"name": "The name must contain letters or digits."})
+    spec.full_clean()
+    spec.save()
+    for position, (slug_, label, description) in enumerate(Category.DEFAULTS):
+        Category.objects.create(spec=spec, slug=slug_, name=label, description=description,
+                                target_quota=default_quota, is_builtin=True, position=position)
+    for extra in custom_categories:
+        category_create(spec=spec, **extra)
+    _set_requirements(spec, requirements)
+    return spec
+
+
+@transaction.atomic
+def spec_update(*, spec: DatasetSpec, requirements: Iterable[dict] | None = None, **changes) -> DatasetSpec:
+    """Change a spec. Turning a research spec commercial is refused while it holds
+    images whose licence forbids commercial use."""
+    unknown = set(changes) - set(SPEC_FIELDS)
+    if unknown:
+        raise ValidationError({f: "Unknown field." for f in unknown})
+    if "answer_formats" in changes:
+        changes["answer_formats"] = _check_answer_formats(changes["answer_formats"])
+    for key, value in changes.items():
+        setattr(spec, key, value)
+    if spec.is_commercial:
+        blocked = spec.images.filter(source__licence__allows_commercial=False).count()
+        if blocked:
+            raise ValidationError({"intended_use": f"{blocked} image(s) of this spec come from sources whose licence "
+                                   "forbids commercial use; remove them before making the spec commercial."})
+    spec.full_clean()
+    spec.save()
+    if requirements is not None:
+        _set_requirements(spec, requirements)
+    return spec
+
+
+# -------------------------------------------------------------- categories
+
+
+@transaction.atomic
+def category_create(
+    *, spec: DatasetSpec, name: str, slug: str = "", description: str = "", target_quota: int = 0
+) -> Category:
+    """Add a custom kind of image to a spec."""
+    slug = slug or slugify(name)[:60]
+    if not slug:
+        raise ValidationError({"name": "The name must contain letters or digits."})
+    if spec.categories.filter(slug=slug).exists():
+        raise ValidationError({"slug": f"Spec {spec.slug} already has a category {slug!r}."})
+    position = spec.categories.count()
+    category = Category(spec=spec, slug=slug, name=name, description=description,
+                        target_quota=target_quota, position=position)
+    category.full_clean()
+    category.save()
+    return category
+
+
+@transaction.atomic
+def category_update(*, category: Category, **changes) -> Category:
+    """Rename a category or change its quota."""
+    allowed = {"name", "description", "target_quota"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValidationError({f: "This field cannot be changed." for f in unknown})
+    for key, value in changes.items():
+        setattr(category, key, value)
+    category.full_clean()
+    category.save()
+    return category
+
+
+@transaction.atomic
+def category_delete(*, category: Category) -> None:
+    """Delete a custom category that no image carries yet."""
+    if category.is_builtin:
+        raise ValidationError({"category": "Built-in categories cannot be deleted; set their quota to 0."})
+    if category.images.exists():
+        raise ValidationError({"category": "Images carry this category; remove it from them first."})
+    category.delete()
+
+
+# ------------------------------------------------------------------ images
+
+
+def licence_check(*, spec: DatasetSpec, source: Source) -> None:
+    """Refuse a source whose licence forbids the spec's intended use, saying why."""
+    if spec.is_commercial and not source.licence.allows_commercial:
+        raise ValidationError({"source": f"Source {source.name!r} is licensed under {source.licence.name}, which forbids "
+                               f"commercial use, and spec {spec.name!r} is for a commercial product."})
+
+
+def resolve_categories(*, spec: DatasetSpec, values: Iterable[str | int | Category]) -> list[Category]:
+    """Categories of `spec` named by slug or id; an unknown one is a 400 on `categories`."""
+    values = list(values)
+    if not values:
+        return []
+    by_slug = {c.slug: c for c in spec.categories.all()}
+    by_id = {c.id: c for c in by_slug.values()}
+    out, unknown = [], []
+    for v in values:
+        if isinstance(v, Category):
+            cat = v if v.spec_id == spec.id else None
+        elif isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
+            cat = by_id.get(int(v))
+        else:
+            cat = by_slug.get(str(v).strip())
+        if cat is None:
+            unknown.append(str(v))
+        elif cat not in out:
+            out.append(cat)
+    if unknown:
+        raise ValidationError({"categories": f"Unknown category for spec {spec.slug}: {', '.join(unknown)}. "
+                               f"Known: {', '.join(sorted(by_slug))}."})
+    return out
+
+
+@dataclass
+class IngestResult:
+    """What an ingest did: the images it stored and the exact duplicates it skipped."""
+
+    created: list[Image] = field(default_factory=list)
+    duplicates: list[tuple[str, Image]] = field(default_factory=list)
+
+
+def _store(guard, spec: DatasetSpec, decoded: DecodedImage) -> tuple[str, str]:
+    shard = f"{spec.id}/{decoded.sha256[:2]}"
+    name = guard.save(f"images/{shard}/{decoded.sha256}{decoded.extension}", decoded.content)
+    thumb = guard.save(f"thumbs/{shard}/{decoded.sha256}.jpg", decoded.thumbnail)
+    return name, thumb
+
+
+def images_ingest(
+    *,
+    spec: DatasetSpec,
+    source: Source,
+    files: Sequence[tuple[str, bytes]],
+    categories: Iterable[str | int | Category] = (),
+    uploaded_by: User | None = None,
+    capture_session: str = "",
+    truth_latex: Sequence[str] | None = None,
+    meta: Sequence[dict] | None = None,
+) -> IngestResult:
+    """Store `files` (name, bytes) as images of `spec`, all or nothing.
+
+    Every file is decoded and checked before anything is written, so one bad file
+    fails the whole call with a 400 naming it and nothing is stored. Exact
+    duplicates (same sha256 in the spec, or twice in the call) are reported, not
+    stored twice.
+    """
+    if not files:
+        raise ValidationError({"files": "No file was given."})
+    licence_check(spec=spec, source=source)
+    cats = resolve_categories(spec=spec, values=categories)
+    decoded: list[DecodedImage] = []
+    for index, (name, data) in enumerate(files):
+        field_name = "file" if len(files) == 1 else f"files[{index}]"
+        decoded.append(decode_image(data, name, field=field_name))
+
+    result = IngestResult()
+    existing = {im.sha256: im for im in Image.objects.filter(spec=spec, sha256__in=[d.sha256 for d in decoded])}
+    fresh: list[tuple[int, DecodedImage]] = []
+    repeated: list[tuple[str, str]] = []  # the same bytes twice in this call
+    fresh_shas: set[str] = set()
+    for index, d in enumerate(decoded):
+        if d.sha256 in existing:
+            result.duplicates.append((d.filename, existing[d.sha256]))
+        elif d.sha256 in fresh_shas:
+            repeated.append((d.filename, d.sha256))
+        else:
+            fresh_shas.add(d.sha256)
+            fresh.append((index, d))
+    if not fresh:
+        return result
+    with guarded_files() as guard, transaction.atomic():
+        rows = []
+        for index, d in fresh:
+            name, thumb = _store(guard, spec, d)
+            rows.append(Image(
+                spec=spec, source=source, file=name, thumbnail=thumb, original_filename=d.filename[:255],
+                sha256=d.sha256, phash=d.phash, width=d.width, height=d.height, format=d.format,
+                file_size=len(d.content), capture_session=capture_session,
+                truth_latex=(truth_latex[index] if truth_latex else "") or "",
+                meta=(meta[index] if meta else {}) or {}, uploaded_by=uploaded_by,
+            ))
+        try:
+            with transaction.atomic():
+                created = Image.objects.bulk_create(rows)
+        except IntegrityError:
+            # A concurrent upload stored one of these meanwhile: fall back to one by one.
+            created = []
+            for row in rows:
+                try:
+                    with transaction.atomic():
+                        row.save()
+                    created.append(row)
+                except IntegrityError:
+                    dup = Image.objects.get(spec=spec, sha256=row.sha256)
+                    result.duplicates.append((row.original_filename, dup))
+                    for stored in (row.file, row.thumbnail):
+                        if stored != dup.file and stored != dup.thumbnail:
+                            default_storage.delete(stored)
+        if cats and created:
+            Through = Image.categories.through
+            Through.objects.bulk_create(
+                [Through(image_id=im.id, category_id=c.id) for im in created for c in cats]
+            )
+        result.created = created
+    by_sha = {im.sha256: im for im in created}
+    result.duplicates += [(name, by_sha[sha]) for name, sha in repeated if sha in by_sha]
+    return result
+
+
+def image_ingest(
+    *,
+    spec: DatasetSpec,
+    source: Source,
+    data: bytes,
+    filename: str,
+    categories: Iterable[str | int | Category] = (),
+    uploaded_by: User | None = None,
+    capture_session: str = "",
+    truth_latex: str = "",
+    meta: dict | None = None,
+) -> tuple[Image, bool]:
+    """Store one image; return (image, created). An exact duplicate returns the
+    image already stored and created=False."""
+    result = images_ingest(
+        spec=spec, source=source, files=[(filename, data)], categories=categories, uploaded_by=uploaded_by,
+        capture_session=capture_session, truth_latex=[truth_latex], meta=[meta or {}],
+    )
+    if result.created:
+        return result.created[0], True
+    return result.duplicates[0][1], False
+
+
+@transaction.atomic
+def image_update(*, image: Image, categories: Iterable[str | int | Category] | None = None,
+                 capture_session: str | None = None) -> Image:
+    """Change the kinds an image is counted under, or its capture session."""
+    if categories is not None:
+        image.categories.set(resolve_categories(spec=image.spec, values=categories))
+    if capture_session is not None:
+        image.capture_session = capture_session
+        image.save(update_fields=["capture_session"])
+    return image
+
+
+def image_delete(*, image: Image) -> None:
+    """Delete an image and, once the deletion is committed, its files."""
+    names = [image.file, image.thumbnail]
+    with transaction.atomic():
+        image.delete()
+        transaction.on_commit(lambda: [default_storage.delete(n) for n in names])
+
+
+# ------------------------------------------------------ folders, zips, jobs
+
+
+@dataclass
+class FileFailure:
+    """A file an import could not take, and why."""
+
+    file: str
+    error: str
+
+
+@dataclass
+class BatchIngestReport:
+    """What a folder or zip import did, file by file."""
+
+    imported: int = 0
+    duplicates: int = 0
+    failures: list[FileFailure] = field(default_factory=list)
+    warnings: list[FileFailure] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.imported + self.duplicates + len(self.failures)
+
+
+def iter_image_files(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) for every image file in a folder (recursively) or a zip file."""
+    path = Path(path)
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                yield str(p.relative_to(path)), p.read_bytes()
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            yield from _iter_zip(zf)
+    else:
+        raise ValidationError({"path": f"{path} is neither a folder nor a zip file."})
+
+
+def _iter_zip(zf: zipfile.ZipFile) -> Iterator[tuple[str, bytes]]:
+    for info in zf.infolist():
+        if info.is_dir() or os.path.splitext(info.filename)[1].lower() not in IMAGE_SUFFIXES:
+            continue
+        if os.path.basename(info.filename).startswith("._"):
+            continue  # macOS resource forks
+        yield info.filename, zf.read(info)
+
+
+def ingest_stream(
+    *,
+    spec: DatasetSpec,
+    source: Source,
+    items: Iterable[tuple[str, bytes]],
+    categories: Iterable[str | int | Category] = (),
+    uploaded_by: User | None = None,
+    truths: dict[str, str] | None = None,
+    capture_session_of=None,
+    on_progress=None,
+) -> BatchIngestReport:
+    """Import files one by one: a bad file is listed with its reason, the rest go in."""
+    licence_check(spec=spec, source=source)
+    cats = resolve_categories(spec=spec, values=categories)
+    report = BatchIngestReport()
+    for name, data in items:
+        truth = (truths or {}).get(os.path.basename(name), "")
+        try:
+            _image, created = image_ingest(
+                spec=spec, source=source, data=data, filename=name, categories=cats, uploaded_by=uploaded_by,
+                truth_latex=truth, capture_session=capture_session_of(name) if capture_session_of else "",
+            )
+        except ValidationError as exc:
+            report.failures.append(FileFailure(name, "; ".join(exc.messages)))
+        else:
+            if created:
+                report.imported += 1
+            else:
+                report.duplicates += 1
+        if on_progress:
+            on_progress(report)
+    return report
+
+
+@transaction.atomic
+def import_job_create(
+    *, spec: DatasetSpec, source: Source, archive: bytes, filename: str,
+    categories: Iterable[str | int | Category] = (), created_by: User | None = None,
+) -> ImportJob:
+    """Queue a zip of images for ingest by a worker."""
+    licence_check(spec=spec, source=source)
+    cats = resolve_categories(spec=spec, values=categories)
+    if not zipfile.is_zipfile(io.BytesIO(archive)):
+        raise ValidationError({"archive": f"{filename}: not a zip file."})
+    with guarded_files() as guard:
+        name = guard.save(f"imports/{spec.id}/{timezone.now():%Y%m%d%H%M%S}-{os.path.basename(filename)}", archive)
+        job = ImportJob.objects.create(spec=spec, source=source, archive=name, created_by=created_by)
+        job.categories.set(cats)
+    from .tasks import run_import_job
+
+    transaction.on_commit(lambda: run_import_job.delay(job.id))
+    return job
+
+
+def import_job_run(*, job: ImportJob) -> ImportJob:
+    """Ingest the job's zip, recording counts and per-file errors. Idempotent:
+    images already stored count as duplicates on a re-run."""
+    claimed = ImportJob.objects.filter(id=job.id, status=ImportJob.Status.QUEUED).update(status=ImportJob.Status.RUNNING)
+    if not claimed:
+        return job
+    job.refresh_from_db()
+    try:
+        with default_storage.open(job.archive, "rb") as fh, zipfile.ZipFile(fh) as zf:
+            items = list(_iter_zip(zf))
+            job.total = len(items)
+            job.save(update_fields=["total"])
+
+            def progress(report: BatchIngestReport) -> None:
+                ImportJob.objects.filter(id=job.id).update(imported=report.imported, duplicates=report.duplicates)
+
+            report = ingest_stream(spec=job.spec, source=job.source, items=items,
+                                   categories=list(job.categories.all()), uploaded_by=job.created_by,
+                                   on_progress=progress)
+    except Exception as exc:  # the job, not the worker, records what went wrong
+        log.exception("import job %s failed", job.id)
+        job.status = ImportJob.Status.FAILED
+        job.errors = [{"file": job.archive, "error": str(exc)}]
+    else:
+        job.status = ImportJob.Status.DONE
+        job.imported, job.duplicates = report.imported, report.duplicates
+        job.errors = [{"file": f.file, "error": f.error} for f in report.failures]
+    job.finished_at = timezone.now()
+    job.save()
+    return job

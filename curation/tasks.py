@@ -1,0 +1,14 @@
+"""Celery tasks of curation: thin, idempotent, ids in."""
+from celery import shared_task
+
+from .models import ImportJob
+from .services import import_job_run
+
+
+@shared_task(acks_late=True)
+def run_import_job(job_id: int) -> None:
+    """Ingest a queued zip. Returns quietly if the job is gone or already taken."""
+    job = ImportJob.objects.filter(id=job_id, status=ImportJob.Status.QUEUED).first()
+    if job is None:
+        return
+    import_job_run(job=job)

@@ -1,0 +1,1 @@
+"""Work guides, questions and answers, and vendor contracts (see issue 7)."""

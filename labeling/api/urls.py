@@ -1,0 +1,7 @@
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter()
+router.register("vendors", views.VendorViewSet, basename="vendor")
+urlpatterns = router.urls

@@ -1,0 +1,1 @@
+"""Formula models, model registry and pre-labeling jobs (see issue 5)."""

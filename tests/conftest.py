@@ -1,0 +1,188 @@
+"""Fixtures shared by the whole suite."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from common import roles
+from tests import factories
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _media_root(tmp_path, settings):
+    """Each test stores files in its own folder, so orphan checks are exact."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                                                          "OPTIONS": {"location": str(tmp_path / "media")}}}
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery():
+    """Tasks run in-process unless a test asks for the real worker."""
+    from config.celery import app
+
+    old = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = old
+
+
+def stored_files() -> list[str]:
+    root = Path(settings.MEDIA_ROOT)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def curator(db):
+    return factories.make_user(roles.CURATOR)
+
+
+@pytest.fixture
+def model_team(db):
+    return factories.make_user(roles.MODEL_TEAM)
+
+
+@pytest.fixture
+def vendor(db):
+    return factories.make_vendor()
+
+
+@pytest.fixture
+def annotator(vendor):
+    return factories.make_user(roles.ANNOTATOR, vendor=vendor)
+
+
+@pytest.fixture
+def curator_api(api, curator):
+    api.force_authenticate(curator)
+    return api
+
+
+@pytest.fixture
+def spec(db):
+    return factories.make_spec()
+
+
+@pytest.fixture
+def research_spec(db):
+    return factories.make_spec(intended_use="research")
+
+
+@pytest.fixture
+def source(db):
+    return factories.make_source("cc-by-4.0")
+
+
+@pytest.fixture
+def nc_source(db):
+    return factories.make_source("cc-by-nc-sa-3.0")
+
+
+SHARED_DATA = Path(settings.MATHSET_SHARED_DATA)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it lives beside the project, never inside it)")
+    return SHARED_DATA
+
+
+# ---------------------------------------------------------------- real worker
+
+
+def _worker_skip_reason() -> str | None:
+    if not os.environ.get("REDIS_URL"):
+        return "needs a real Celery worker: set REDIS_URL (and DATABASE_URL for PostgreSQL)"
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        return "needs PostgreSQL: the worker process must share the test database (set DATABASE_URL)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker):
+    """A real `celery worker` process on Redis, reading the test database.
+
+    It consumes a queue of its own, so messages of other runs never reach it.
+    """
+    reason = _worker_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from config.celery import app
+
+    db = settings.DATABASES["default"]
+    queue = f"mathset-test-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ)
+    env["DATABASE_URL"] = (
+        f"postgres://{db.get('USER') or ''}{':' + db['PASSWORD'] if db.get('PASSWORD') else ''}"
+        f"@{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    )
+    env["MATHSET_CELERY_QUEUE"] = queue
+    env["MEDIA_ROOT"] = env.get("MATHSET_TEST_MEDIA", str(ROOT / "var" / "test-media"))
+    celery = shutil.which("celery", path=str(Path(sys.executable).parent)) or "celery"
+    proc = subprocess.Popen(
+        [celery, "-A", "config", "worker", "-Q", queue, "-c", "2", "--loglevel", "WARNING",
+         "-n", f"{queue}@%h", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env,
+    )
+    old_queue = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"celery worker exited with {proc.returncode}")
+            replies = app.control.ping(destination=[f"{queue}@{os.uname().nodename}"], timeout=1.0)
+            if replies:
+                break
+        else:
+            pytest.fail("celery worker did not answer a ping within 60 s")
+        yield {"process": proc, "queue": queue, "env": env, "media_root": env["MEDIA_ROOT"]}
+    finally:
+        app.conf.task_default_queue = old_queue
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def real_worker(celery_worker_process, transactional_db, settings):
+    """Use in a test that must run its tasks on the real worker process."""
+    from config.celery import app
+
+    settings.MEDIA_ROOT = celery_worker_process["media_root"]
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                                                          "OPTIONS": {"location": celery_worker_process["media_root"]}}}
+    app.conf.task_always_eager = False
+    yield celery_worker_process
+    app.conf.task_always_eager = True
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2):
+    """Poll `predicate` until it returns a truthy value or `timeout` passes."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

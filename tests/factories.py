@@ -1,0 +1,80 @@
+"""Factories for tests and benchmarks: real rows through the real services."""
+from __future__ import annotations
+
+import io
+import itertools
+
+import factory
+from django.contrib.auth.models import User
+from PIL import Image as PILImage
+from PIL import ImageDraw
+
+from common import roles
+from common.services import user_create
+from curation import services as curation_services
+from curation.models import DatasetSpec, Licence, Source
+from labeling.models import Vendor
+from labeling.services import vendor_create
+
+_seq = itertools.count(1)
+
+
+def png_bytes(width: int = 120, height: int = 60, seed: int | None = None, fmt: str = "PNG", **save_kw) -> bytes:
+    """A small image with distinct content per seed (so sha256 differs)."""
+    seed = next(_seq) if seed is None else seed
+    img = PILImage.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((4, 4), f"x^{seed}+{seed % 7}", fill=(0, 0, 0))
+    draw.line((0, seed % height, width - 1, (seed * 7) % height), fill=((seed * 37) % 255, 0, 0), width=2)
+    buf = io.BytesIO()
+    img.save(buf, fmt, **save_kw)
+    return buf.getvalue()
+
+
+def make_user(role: str, *, vendor: Vendor | None = None, username: str | None = None) -> User:
+    if role in roles.VENDOR_ROLES and vendor is None:
+        vendor = make_vendor()
+    return user_create(username=username or f"{role}{next(_seq)}", password="pass-word-123", role=role,
+                       vendor=vendor if role in roles.VENDOR_ROLES else None)
+
+
+def make_vendor(name: str | None = None) -> Vendor:
+    return vendor_create(name=name or f"Vendor {next(_seq)}")
+
+
+def licence(code: str) -> Licence:
+    return Licence.objects.get(code=code)
+
+
+def make_source(licence_code: str = "cc-by-4.0", **kw) -> Source:
+    n = next(_seq)
+    defaults = dict(name=f"Source {n}", kind=Source.Kind.PUBLIC_DATASET, copyright_holder=f"Holder {n}")
+    defaults.update(kw)
+    if licence_code.startswith("contract"):
+        defaults.setdefault("contract_reference", f"C-{n}")
+    return curation_services.source_create(licence=licence(licence_code), **defaults)
+
+
+def make_spec(intended_use: str = DatasetSpec.IntendedUse.COMMERCIAL, **kw) -> DatasetSpec:
+    n = next(_seq)
+    defaults = dict(name=f"Spec {n}", requirement="Read photographed school-math formulas into LaTeX",
+                    answer_formats=["quad", "latex"], default_quota=10)
+    defaults.update(kw)
+    return curation_services.spec_create(intended_use=intended_use, **defaults)
+
+
+def make_image(spec=None, source=None, categories=("printed",), **kw):
+    spec = spec or make_spec()
+    source = source or make_source()
+    image, _ = curation_services.image_ingest(spec=spec, source=source, data=kw.pop("data", None) or png_bytes(),
+                                              filename=kw.pop("filename", "img.png"), categories=categories, **kw)
+    return image
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    """A plain user with no role (for negative tests)."""
+
+    class Meta:
+        model = User
+
+    username = factory.Sequence(lambda n: f"user{n}")

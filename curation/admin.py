@@ -52,6 +52,15 @@ class DatasetSpecAdmin(admin.ModelAdmin):
     inlines = [CategoryInline, RequirementInline]
     prepopulated_fields = {"slug": ["name"]}
 
+    def save_model(self, request, obj, form, change):
+        data = {f: form.cleaned_data[f] for f in services.SPEC_FIELDS if f in form.cleaned_data}
+        if change:
+            services.spec_update(spec=obj, **data)
+        else:
+            # The service adds the five default kinds; inline rows add to them.
+            obj.pk = services.spec_create(created_by=request.user, **data).pk
+            obj._state.adding = False
+
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):

@@ -1,1 +1,20 @@
-urlpatterns: list = []
+"""Curator pages. Namespaced: the API router already uses names like spec-list."""
+from django.urls import path
+
+from . import views
+
+app_name = "curation"
+urlpatterns = [
+    path("specs/", views.spec_list, name="spec-list"),
+    path("specs/new/", views.spec_create, name="spec-create"),
+    path("specs/<int:pk>/", views.spec_detail, name="spec-detail"),
+    path("specs/<int:pk>/edit/", views.spec_update, name="spec-update"),
+    path("sources/", views.source_list, name="source-list"),
+    path("sources/new/", views.source_create, name="source-create"),
+    path("sources/<int:pk>/edit/", views.source_update, name="source-update"),
+    path("licences/", views.licence_list, name="licence-list"),
+    path("images/", views.image_list, name="image-list"),
+    path("images/<int:pk>/", views.image_detail, name="image-detail"),
+    path("upload/", views.upload, name="upload"),
+    path("imports/", views.import_job_list, name="import-job-list"),
+]

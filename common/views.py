@@ -1,0 +1,146 @@
+"""Pages for people: the role landing pages, users and API tokens, vendors."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+from rest_framework.authtoken.models import Token
+
+from curation import selectors as curation_selectors
+from labeling import selectors as labeling_selectors
+from labeling import services as labeling_services
+
+from . import roles, selectors, services
+from .pages import add_service_errors, curator_required, role_required
+
+
+@login_required
+def home(request):
+    """Send each role to its own landing page."""
+    role = roles.primary_role(request.user)
+    if role == roles.CURATOR:
+        return redirect("curation:spec-list")
+    if role in roles.VENDOR_ROLES:
+        return redirect("my_work")
+    if role == roles.MODEL_TEAM:
+        return redirect("model_home")
+    return render(request, "common/no_role.html", status=403)
+
+
+@role_required(*roles.VENDOR_ROLES)
+def my_work(request):
+    """A vendor member's start page: their vendor and, once labeling lands, their queue."""
+    return render(request, "common/my_work.html", {"vendor": labeling_selectors.vendor_of(request.user)})
+
+
+@role_required(roles.MODEL_TEAM, roles.CURATOR)
+def model_home(request):
+    """The model team's start page: the specs they train on and how to use the API."""
+    specs = curation_selectors.specs_visible_to(request.user).order_by("status", "name")
+    from curation.views import annotate_spec_counts
+
+    has_token = Token.objects.filter(user=request.user).exists()
+    return render(request, "common/model_home.html", {"specs": annotate_spec_counts(specs), "has_token": has_token})
+
+
+# ------------------------------------------------------------------ users
+
+
+class UserCreateForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    password = forms.CharField(widget=forms.PasswordInput(render_value=False), min_length=8,
+                               help_text="At least 8 characters, not only digits, not a common password.")
+    role = forms.ChoiceField(choices=roles.ROLE_CHOICES)
+    vendor = forms.ModelChoiceField(queryset=None, required=False,
+                                    help_text="Required for vendor managers, annotators and reviewers.")
+    email = forms.EmailField(required=False)
+    first_name = forms.CharField(max_length=150, required=False)
+    last_name = forms.CharField(max_length=150, required=False)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["vendor"].queryset = labeling_selectors.vendors_visible_to(user).filter(active=True)
+
+
+def _user_rows(request):
+    return (selectors.users_visible_to(request.user).select_related("auth_token"))
+
+
+def _user_page(request, form, *, new_token=None, status=200):
+    users = list(_user_rows(request))
+    for u in users:
+        u.role_names = [roles.ROLE_LABELS[g.name] for g in u.groups.all() if g.name in roles.ROLE_LABELS]
+        membership = getattr(u, "vendor_membership", None)
+        u.vendor = membership.vendor if membership else None
+        u.token = getattr(u, "auth_token", None)
+    return render(request, "common/users.html", {"users": users, "form": form, "new_token": new_token},
+                  status=status)
+
+
+@curator_required
+def users(request):
+    """List users with role and vendor; create one (POST)."""
+    form = UserCreateForm(request.POST or None, user=request.user)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                user = services.user_create(**form.cleaned_data)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                messages.success(request, f"User {user.username} created.")
+                return redirect("user_admin")
+        return _user_page(request, form, status=400)
+    return _user_page(request, form)
+
+
+@curator_required
+@require_POST
+def user_token(request, pk: int):
+    """Issue a fresh API token and show it once: it is rendered, never stored in a message."""
+    user = get_object_or_404(selectors.users_visible_to(request.user), pk=pk)
+    token = services.api_token_rotate(user=user)
+    return _user_page(request, UserCreateForm(user=request.user), new_token=token)
+
+
+@curator_required
+@require_POST
+def user_deactivate(request, pk: int):
+    user = get_object_or_404(selectors.users_visible_to(request.user), pk=pk)
+    if user == request.user:
+        messages.error(request, "You cannot deactivate yourself.")
+    else:
+        services.user_deactivate(user=user)
+        messages.success(request, f"User {user.username} deactivated and their API token revoked.")
+    return redirect("user_admin")
+
+
+# ---------------------------------------------------------------- vendors
+
+
+class VendorCreateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    contact_email = forms.EmailField(required=False)
+
+
+@curator_required
+def vendors(request):
+    """Outsourcing vendors with their member counts; create one (POST)."""
+    form = VendorCreateForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                vendor = labeling_services.vendor_create(**form.cleaned_data)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                messages.success(request, f"Vendor {vendor.name} created.")
+                return redirect("vendor_admin")
+        status = 400
+    rows = labeling_selectors.vendors_visible_to(request.user).annotate(members=Count("memberships"))
+    return render(request, "common/vendors.html", {"vendors": rows, "form": form}, status=status)

@@ -1,0 +1,78 @@
+"""Forms of the curator pages. They check the shape of the input; the rules
+(licence vs intended use, unique slugs, answer formats) live in the services,
+whose errors the views put back beside the field they name."""
+from __future__ import annotations
+
+from django import forms
+
+from .models import DatasetSpec, ModelRequirement, Source
+
+ANSWER_FORMAT_CHOICES = [("quad", "Quadrilateral (4 points)"), ("mask", "Pixel mask"), ("latex", "LaTeX")]
+
+
+class SpecForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    slug = forms.SlugField(max_length=80, required=False, help_text="Left empty, it is made from the name.")
+    requirement = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Service requirement",
+                                  help_text="What the service must do, in words.")
+    intended_use = forms.ChoiceField(choices=DatasetSpec.IntendedUse.choices)
+    # Not required here: the service says which formats exist when none is chosen.
+    answer_formats = forms.MultipleChoiceField(choices=ANSWER_FORMAT_CHOICES, required=False,
+                                               widget=forms.CheckboxSelectMultiple)
+    status = forms.ChoiceField(choices=DatasetSpec.Status.choices)
+    max_ms_per_image = forms.IntegerField(min_value=1, required=False, label="Max milliseconds per image")
+    target_qps = forms.FloatField(min_value=0, required=False, label="Target QPS")
+    serving_target = forms.ChoiceField(choices=[("", "—")] + DatasetSpec.ServingTarget.choices, required=False)
+
+
+class SpecCreateForm(SpecForm):
+    default_quota = forms.IntegerField(min_value=0, initial=100, label="Quota of each default kind",
+                                       help_text="Printed, handwritten, shadow, highlighter and whiteout start with this quota.")
+
+
+class RequirementForm(forms.Form):
+    metric = forms.ChoiceField(choices=[("", "—")] + ModelRequirement.Metric.choices, required=False)
+    threshold = forms.FloatField(required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("metric") and data.get("threshold") is None:
+            self.add_error("threshold", "Give the threshold this metric must reach.")
+        return data
+
+
+class CategoryRowForm(forms.Form):
+    id = forms.IntegerField(widget=forms.HiddenInput)
+    name = forms.CharField(max_length=120)
+    target_quota = forms.IntegerField(min_value=0, label="Target")
+    description = forms.CharField(required=False)
+
+
+class NewCategoryForm(forms.Form):
+    name = forms.CharField(max_length=120, required=False)
+    slug = forms.SlugField(max_length=60, required=False)
+    target_quota = forms.IntegerField(min_value=0, required=False, label="Target")
+    description = forms.CharField(required=False)
+
+
+RequirementFormSet = forms.formset_factory(RequirementForm, extra=2)
+CategoryRowFormSet = forms.formset_factory(CategoryRowForm, extra=0)
+NewCategoryFormSet = forms.formset_factory(NewCategoryForm, extra=2)
+
+
+class SourceForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    kind = forms.ChoiceField(choices=Source.Kind.choices)
+    licence = forms.ModelChoiceField(queryset=None)
+    copyright_holder = forms.CharField(max_length=200)
+    attribution = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False,
+                                  help_text="Left empty for a licence that requires attribution, a standard line is written.")
+    url = forms.URLField(required=False, label="URL", assume_scheme="https")
+    contract_reference = forms.CharField(max_length=200, required=False,
+                                         help_text="Required for sources under a proprietary contract.")
+    acquired_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def __init__(self, *args, licences, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["licence"].queryset = licences

@@ -1,0 +1,364 @@
+"""Curator pages: specs with quota progress, sources and licences, the image
+browser, the upload page and import jobs. Reads go through the selectors, writes
+through the services; a service's ValidationError is shown beside its field."""
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+
+from common import roles
+from common.pages import add_service_errors, curator_required, role_required
+
+from . import forms as f
+from . import selectors, services
+from .filters import ImageFilter
+from .models import Category, DatasetSpec, Image, ImportJob
+
+readers_required = role_required(roles.CURATOR, roles.MODEL_TEAM)
+
+PAGE_SIZE = 48
+MAX_PAGE_SIZE = 200
+
+
+def _count_subquery(qs: QuerySet, value=None) -> Subquery:
+    value = value if value is not None else Count("id")
+    return Coalesce(Subquery(qs.order_by().values("spec").annotate(v=value).values("v")[:1],
+                             output_field=IntegerField()), 0)
+
+
+def annotate_spec_counts(specs: QuerySet[DatasetSpec]) -> QuerySet[DatasetSpec]:
+    """Categories, total quota and images per spec as SQL subqueries (no row loops,
+    and no join fan-out between categories and images)."""
+    cats = Category.objects.filter(spec=OuterRef("pk"))
+    return specs.annotate(
+        categories_count=_count_subquery(cats),
+        quota_total=_count_subquery(cats, Sum("target_quota")),
+        images_count=_count_subquery(Image.objects.filter(spec=OuterRef("pk"))),
+    )
+
+
+# ------------------------------------------------------------------ specs
+
+
+@readers_required
+def spec_list(request):
+    """The curator's dashboard: every spec with its status, use and progress."""
+    specs = annotate_spec_counts(selectors.specs_visible_to(request.user)).order_by("status", "-created_at")
+    status = request.GET.get("status", "")
+    if status in DatasetSpec.Status.values:
+        specs = specs.filter(status=status)
+    return render(request, "curation/spec_list.html", {
+        "specs": specs, "status": status, "statuses": DatasetSpec.Status.choices,
+    })
+
+
+@readers_required
+def spec_detail(request, pk: int):
+    """One spec: quota progress per kind, model requirements, formats, sources used."""
+    spec = get_object_or_404(annotate_spec_counts(selectors.specs_visible_to(request.user)), pk=pk)
+    categories = selectors.categories_visible_to(request.user).filter(spec=spec).order_by("position", "id")
+    sources = (selectors.sources_visible_to(request.user).filter(images__spec=spec)
+               .annotate(images_in_spec=Count("images")).order_by("name"))
+    jobs = selectors.import_jobs_visible_to(request.user).filter(spec=spec)[:5]
+    formats = dict(f.ANSWER_FORMAT_CHOICES)
+    return render(request, "curation/spec_detail.html", {
+        "spec": spec, "categories": categories, "requirements": spec.requirements.all(),
+        "answer_formats": [formats.get(a, a) for a in spec.answer_formats], "sources": sources, "jobs": jobs,
+    })
+
+
+class _Rollback(Exception):
+    """Undo every service call of a page submit when one of them refused."""
+
+
+_ITEM = re.compile(r"^Item (\d+): ")
+
+
+def _requirement_rows(formset) -> list[tuple[int, dict]]:
+    return [(i, {"metric": row.cleaned_data["metric"], "threshold": row.cleaned_data["threshold"]})
+            for i, row in enumerate(formset.forms) if row.cleaned_data.get("metric")]
+
+
+def _put_requirement_errors(formset, rows, exc: ValidationError) -> ValidationError | None:
+    """Attach "Item n: ..." errors of the service to the row they concern; return the rest."""
+    if not hasattr(exc, "error_dict") or "requirements" not in exc.error_dict:
+        return exc
+    for message in (m for e in exc.error_dict.pop("requirements") for m in e.messages):
+        match = _ITEM.match(message)
+        if match and int(match.group(1)) < len(rows):
+            formset.forms[rows[int(match.group(1))][0]].add_error("metric", message[match.end():])
+        else:
+            formset.forms[0].add_error(None, message)
+    return exc if exc.error_dict else None
+
+
+def _spec_forms(request, spec: DatasetSpec | None):
+    data = request.POST if request.method == "POST" else None
+    if spec is None:
+        form = f.SpecCreateForm(data, initial={"status": DatasetSpec.Status.DRAFT, "answer_formats": ["quad", "latex"]})
+        rows = []
+    else:
+        form = f.SpecForm(data, initial={name: getattr(spec, name) for name in services.SPEC_FIELDS})
+        rows = list(selectors.categories_visible_to(request.user).filter(spec=spec).order_by("position", "id"))
+    reqs = f.RequirementFormSet(data, prefix="req", initial=[
+        {"metric": r.metric, "threshold": r.threshold} for r in (spec.requirements.all() if spec else [])
+    ])
+    cats = f.CategoryRowFormSet(data, prefix="cat", initial=[
+        {"id": c.id, "name": c.name, "target_quota": c.target_quota, "description": c.description} for c in rows
+    ])
+    new = f.NewCategoryFormSet(data, prefix="new")
+    # The template shows slug and progress beside each editable row.
+    for row_form, category in zip(cats.forms, rows, strict=False):
+        row_form.category = category
+    return form, reqs, cats, new
+
+
+def _save_spec(request, spec, form, reqs, cats, new) -> DatasetSpec | None:
+    """Run the services of one spec form submit in one transaction; None if one refused."""
+    data = dict(form.cleaned_data)
+    requirement_rows = _requirement_rows(reqs)
+    requirements = [r for _, r in requirement_rows]
+    try:
+        with transaction.atomic():
+            try:
+                if spec is None:
+                    spec = services.spec_create(created_by=request.user, requirements=requirements, **data)
+                else:
+                    spec = services.spec_update(spec=spec, requirements=requirements, **data)
+            except ValidationError as exc:
+                rest = _put_requirement_errors(reqs, requirement_rows, exc)
+                if rest is not None:
+                    add_service_errors(form, rest)
+                raise _Rollback from None
+            failed = False
+            own = {c.id: c for c in spec.categories.all()}
+            for row in cats.forms:
+                category = own.get(row.cleaned_data["id"])
+                if category is None:
+                    row.add_error(None, "This category is not part of the spec.")
+                    failed = True
+                    continue
+                try:
+                    services.category_update(category=category, name=row.cleaned_data["name"],
+                                             description=row.cleaned_data["description"],
+                                             target_quota=row.cleaned_data["target_quota"])
+                except ValidationError as exc:
+                    add_service_errors(row, exc)
+                    failed = True
+            for row in new.forms:
+                if not row.cleaned_data.get("name") and not row.cleaned_data.get("slug"):
+                    continue
+                try:
+                    services.category_create(spec=spec, name=row.cleaned_data.get("name") or "",
+                                             slug=row.cleaned_data.get("slug") or "",
+                                             description=row.cleaned_data.get("description") or "",
+                                             target_quota=row.cleaned_data.get("target_quota") or 0)
+                except ValidationError as exc:
+                    add_service_errors(row, exc)
+                    failed = True
+            if failed:
+                raise _Rollback
+    except _Rollback:
+        return None
+    return spec
+
+
+def _spec_edit(request, spec: DatasetSpec | None):
+    form, reqs, cats, new = _spec_forms(request, spec)
+    status = 200
+    if request.method == "POST":
+        valid = all([form.is_valid(), reqs.is_valid(), cats.is_valid(), new.is_valid()])
+        if valid:
+            saved = _save_spec(request, spec, form, reqs, cats, new)
+            if saved is not None:
+                messages.success(request, f"Spec {saved.name} saved.")
+                return redirect("curation:spec-detail", pk=saved.pk)
+        status = 400
+    return render(request, "curation/spec_form.html", {
+        "spec": spec, "form": form, "reqs": reqs, "cats": cats, "new": new,
+    }, status=status)
+
+
+@curator_required
+def spec_create(request):
+    return _spec_edit(request, None)
+
+
+@curator_required
+def spec_update(request, pk: int):
+    spec = get_object_or_404(selectors.specs_visible_to(request.user), pk=pk)
+    return _spec_edit(request, spec)
+
+
+# ---------------------------------------------------------------- sources
+
+
+@curator_required
+def source_list(request):
+    sources = (selectors.sources_visible_to(request.user)
+               .annotate(images_count=Count("images")).order_by("name"))
+    return render(request, "curation/source_list.html", {"sources": sources})
+
+
+def _source_edit(request, source=None):
+    licences = selectors.licences_visible_to(request.user)
+    initial = {}
+    if source is not None:
+        initial = {name: getattr(source, name) for name in services.SOURCE_FIELDS}
+    form = f.SourceForm(request.POST or None, initial=initial, licences=licences)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                if source is None:
+                    source = services.source_create(created_by=request.user, **form.cleaned_data)
+                else:
+                    source = services.source_update(source=source, **form.cleaned_data)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                messages.success(request, f"Source {source.name} saved.")
+                return redirect("curation:source-list")
+        status = 400
+    return render(request, "curation/source_form.html", {"form": form, "source": source, "licences": licences},
+                  status=status)
+
+
+@curator_required
+def source_create(request):
+    return _source_edit(request)
+
+
+@curator_required
+def source_update(request, pk: int):
+    source = get_object_or_404(selectors.sources_visible_to(request.user), pk=pk)
+    return _source_edit(request, source)
+
+
+@curator_required
+def licence_list(request):
+    licences = selectors.licences_visible_to(request.user).annotate(sources_count=Count("sources"))
+    return render(request, "curation/licence_list.html", {"licences": licences})
+
+
+# ----------------------------------------------------------------- images
+
+
+def _int_param(request, name: str, default: int, lo: int, hi: int) -> int:
+    try:
+        value = int(request.GET.get(name, default))
+    except (TypeError, ValueError):
+        return default
+    return max(lo, min(hi, value))
+
+
+@readers_required
+def image_list(request):
+    """Thumbnail grid filtered with the API's ImageFilter, limit/offset paginated."""
+    filterset = ImageFilter(request.GET or None, queryset=selectors.images_visible_to(request.user))
+    qs = filterset.qs.order_by("-id")
+    limit = _int_param(request, "limit", PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    count = qs.count()
+    images = list(qs[offset:offset + limit])
+
+    specs = list(selectors.specs_visible_to(request.user).order_by("name").only("id", "name"))
+    spec_id = filterset.form.cleaned_data.get("spec") if filterset.is_bound and filterset.is_valid() else None
+    categories = Category.objects.filter(spec__in=selectors.specs_visible_to(request.user).values("id"))
+    if spec_id:
+        category_options = [(str(c.id), c.name) for c in categories.filter(spec_id=spec_id).order_by("position", "id")]
+    else:
+        category_options = list(categories.order_by("slug").values_list("slug", "name").distinct())
+    sources = list(selectors.sources_visible_to(request.user).order_by("name").only("id", "name"))
+    licences = list(selectors.licences_visible_to(request.user).filter(sources__isnull=False).distinct()
+                    .order_by("code").values_list("code", "name"))
+
+    def page_url(new_offset: int) -> str:
+        params = request.GET.copy()
+        params["offset"] = new_offset
+        params["limit"] = limit
+        return "?" + params.urlencode()
+
+    return render(request, "curation/image_list.html", {
+        "images": images, "count": count, "limit": limit, "offset": offset,
+        "first": offset + 1 if images else 0, "last": offset + len(images),
+        "prev_url": page_url(max(0, offset - limit)) if offset > 0 else "",
+        "next_url": page_url(offset + limit) if offset + limit < count else "",
+        "filterset": filterset, "params": request.GET, "specs": specs, "category_options": category_options,
+        "sources": sources, "licences": licences,
+    })
+
+
+@readers_required
+def image_detail(request, pk: int):
+    """One image: the picture, metadata, provenance and licence, kinds, look-alikes."""
+    image = get_object_or_404(selectors.images_visible_to(request.user), pk=pk)
+    categories = list(selectors.categories_visible_to(request.user).filter(spec_id=image.spec_id)
+                      .order_by("position", "id"))
+    if request.method == "POST":
+        if not roles.is_curator(request.user):
+            raise PermissionDenied("Only curators change images.")
+        chosen = request.POST.getlist("categories")
+        try:
+            services.image_update(image=image, categories=chosen)
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+        else:
+            messages.success(request, "Categories saved.")
+            return redirect("curation:image-detail", pk=image.pk)
+    current = {c.id for c in image.categories.all()}
+    near = selectors.images_near_duplicates(user=request.user, image=image)
+    return render(request, "curation/image_detail.html", {
+        "image": image, "categories": categories, "current": current, "near": near,
+        "show_truth": roles.is_curator(request.user),
+    })
+
+
+# ------------------------------------------------------- upload, imports
+
+
+@curator_required
+def upload(request):
+    """Many files at once through the bulk API (JavaScript), or a zip as an import job."""
+    specs = list(selectors.specs_visible_to(request.user).exclude(status=DatasetSpec.Status.CLOSED).order_by("name"))
+    cats: dict[str, list[dict]] = {str(s.id): [] for s in specs}
+    for c in Category.objects.filter(spec__in=[s.id for s in specs]).order_by("position", "id"):
+        cats[str(c.spec_id)].append({"id": c.id, "slug": c.slug, "name": c.name})
+    sources = list(selectors.sources_visible_to(request.user).order_by("name"))
+    spec_info = {str(s.id): {"commercial": s.is_commercial, "name": s.name} for s in specs}
+    source_info = {str(s.id): {"commercial": s.licence.allows_commercial, "licence": s.licence.name} for s in sources}
+    initial_spec = request.GET.get("spec", "")
+    return render(request, "curation/upload.html", {
+        "specs": specs, "sources": sources, "initial_spec": initial_spec,
+        "upload_config": {
+            "categories": cats, "specs": spec_info, "sources": source_info,
+            "bulkUrl": reverse("image-bulk"), "importUrl": reverse("import-job-list"),
+            "imageUrl": reverse("curation:image-detail", args=[0]).replace("/0/", "/{id}/"),
+            "chunkSize": min(20, settings.MATHSET_BULK_MAX_FILES),
+            "maxBytes": settings.MATHSET_MAX_UPLOAD_BYTES,
+        },
+        "jobs": selectors.import_jobs_visible_to(request.user)[:10],
+    })
+
+
+@curator_required
+def import_job_list(request):
+    jobs = selectors.import_jobs_visible_to(request.user)
+    spec = request.GET.get("spec", "")
+    if spec.isdigit():
+        jobs = jobs.filter(spec_id=int(spec))
+    status = request.GET.get("status", "")
+    if status in ImportJob.Status.values:
+        jobs = jobs.filter(status=status)
+    return render(request, "curation/import_job_list.html", {"jobs": jobs[:200], "statuses": ImportJob.Status.choices,
+                                                              "status": status})
+
+

@@ -1,0 +1,192 @@
+"""Login, role landing pages, the users & tokens page and the vendors page."""
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+
+from common import roles
+from labeling.models import Vendor
+from tests import factories
+from tests.pages import field_errors, text
+
+pytestmark = pytest.mark.django_db
+
+
+def test_anonymous_home_goes_to_login(client):
+    r = client.get("/")
+    assert r.status_code == 302
+    assert r["Location"].startswith("/accounts/login/")
+
+
+def test_login_page_logs_in_and_lands_curator_on_spec_dashboard(client):
+    factories.make_user(roles.CURATOR, username="cora")
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200
+    assert 'for="id_username"' in page.content.decode() and 'for="id_password"' in page.content.decode()
+    r = client.post("/accounts/login/", {"username": "cora", "password": "pass-word-123"}, follow=True)
+    assert r.redirect_chain[-1][0] == "/specs/"
+    assert "Dataset specs" in text(r)
+
+
+def test_login_with_wrong_password_shows_error(client):
+    factories.make_user(roles.CURATOR, username="cora")
+    r = client.post("/accounts/login/", {"username": "cora", "password": "nope-nope-nope"})
+    assert r.status_code == 200
+    assert "Please enter a correct username and password" in text(r)
+
+
+def test_logout_needs_post(client, curator):
+    client.force_login(curator)
+    assert client.get("/accounts/logout/").status_code == 405
+    r = client.post("/accounts/logout/")
+    assert r.status_code == 302 and r["Location"].startswith("/accounts/login/")
+    assert client.get("/").status_code == 302
+
+
+@pytest.mark.parametrize("role", [roles.ANNOTATOR, roles.REVIEWER, roles.VENDOR_MANAGER])
+def test_vendor_roles_land_on_my_work_showing_their_vendor(client, role):
+    vendor = factories.make_vendor("Acme Labeling")
+    client.force_login(factories.make_user(role, vendor=vendor))
+    r = client.get("/", follow=True)
+    assert r.redirect_chain[-1][0] == "/my-work/"
+    assert "Vendor Acme Labeling" in text(r)
+    assert roles.ROLE_LABELS[role] in text(r)
+
+
+def test_model_team_lands_on_specs_and_api_info(client, model_team):
+    spec = factories.make_spec(name="Formula reader")
+    factories.make_image(spec=spec)
+    client.force_login(model_team)
+    r = client.get("/", follow=True)
+    assert r.redirect_chain[-1][0] == "/model-team/"
+    page = text(r)
+    assert "Formula reader" in page and "/api/docs/" in r.content.decode()
+    assert "none yet" in page  # no API token issued
+    Token.objects.create(user=model_team)
+    assert "issued" in text(client.get("/model-team/"))
+
+
+def test_user_without_role_is_told_so(client):
+    client.force_login(User.objects.create_user("norole", password="pass-word-123"))
+    r = client.get("/")
+    assert r.status_code == 403
+    assert "no role" in text(r)
+
+
+def test_my_work_refuses_curators_and_model_team(client, curator, model_team):
+    for user in (curator, model_team):
+        client.force_login(user)
+        assert client.get("/my-work/").status_code == 403
+
+
+@pytest.mark.parametrize("url", ["/people/", "/people/vendors/"])
+def test_people_pages_are_for_curators_only(client, annotator, model_team, url):
+    assert client.get(url).status_code == 302  # anonymous: to login
+    for user in (annotator, model_team):
+        client.force_login(user)
+        assert client.get(url).status_code == 403
+
+
+def test_users_page_lists_role_vendor_and_token_state(client, curator):
+    vendor = factories.make_vendor("Acme Labeling")
+    ann = factories.make_user(roles.ANNOTATOR, vendor=vendor, username="annie")
+    factories.make_user(roles.MODEL_TEAM, username="mo")
+    Token.objects.create(user=ann)
+    client.force_login(curator)
+    page = text(client.get("/people/"))
+    assert "annie Annotator Acme Labeling active issued" in page
+    assert "mo Model team — active none" in page
+
+
+def test_users_page_query_count_does_not_grow_with_users(client, curator, django_assert_max_num_queries):
+    client.force_login(curator)
+    vendor = factories.make_vendor()
+    for _ in range(3):
+        factories.make_user(roles.ANNOTATOR, vendor=vendor)
+    with django_assert_max_num_queries(12) as few:
+        client.get("/people/")
+    for _ in range(15):
+        factories.make_user(roles.ANNOTATOR, vendor=vendor)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert client.get("/people/").status_code == 200
+
+
+def test_curator_creates_annotator_with_vendor(client, curator):
+    vendor = factories.make_vendor("Acme Labeling")
+    client.force_login(curator)
+    r = client.post("/people/", {"username": "newbie", "password": "Long-enough-9", "role": roles.ANNOTATOR,
+                                 "vendor": vendor.pk, "email": "n@example.org"}, follow=True)
+    assert r.status_code == 200
+    user = User.objects.get(username="newbie")
+    assert roles.roles_of(user) == {roles.ANNOTATOR}
+    assert user.vendor_membership.vendor == vendor
+    assert "User newbie created." in text(r)
+    assert user.check_password("Long-enough-9")
+
+
+def test_create_user_errors_appear_beside_the_field(client, curator):
+    client.force_login(curator)
+    r = client.post("/people/", {"username": "nov", "password": "Long-enough-9", "role": roles.ANNOTATOR})
+    assert r.status_code == 400
+    assert "must belong to a vendor" in field_errors(r, "id_vendor")
+    r = client.post("/people/", {"username": curator.username.upper(), "password": "Long-enough-9", "role": roles.CURATOR})
+    assert "is taken" in field_errors(r, "id_username")
+    r = client.post("/people/", {"username": "weak", "password": "password123", "role": roles.CURATOR})
+    assert "too common" in field_errors(r, "id_password")
+    r = client.post("/people/", {"username": "x", "password": "Long-enough-9", "role": "wizard"})
+    assert "valid choice" in field_errors(r, "id_role")
+    assert not User.objects.filter(username__in=["nov", "weak", "x"]).exists()
+
+
+def test_token_is_shown_once_and_rotation_revokes_the_old_one(client, curator, model_team):
+    old = Token.objects.create(user=model_team)
+    client.force_login(curator)
+    r = client.post(f"/people/{model_team.pk}/token/")
+    assert r.status_code == 200
+    new = Token.objects.get(user=model_team)
+    assert new.key != old.key
+    assert new.key in r.content.decode()
+    assert not Token.objects.filter(key=old.key).exists()
+    assert new.key not in client.get("/people/").content.decode()  # shown only once
+    assert client.get(f"/people/{model_team.pk}/token/").status_code == 405
+
+
+def test_deactivate_switches_user_off_and_revokes_token(client, curator, model_team):
+    Token.objects.create(user=model_team)
+    client.force_login(curator)
+    r = client.post(f"/people/{model_team.pk}/deactivate/", follow=True)
+    model_team.refresh_from_db()
+    assert not model_team.is_active
+    assert not Token.objects.filter(user=model_team).exists()
+    assert "deactivated" in text(r)
+
+
+def test_curator_cannot_deactivate_themselves(client, curator):
+    client.force_login(curator)
+    r = client.post(f"/people/{curator.pk}/deactivate/", follow=True)
+    curator.refresh_from_db()
+    assert curator.is_active
+    assert "cannot deactivate yourself" in text(r)
+
+
+def test_vendors_page_lists_members_and_creates_vendor(client, curator):
+    vendor = factories.make_vendor("Acme Labeling")
+    factories.make_user(roles.ANNOTATOR, vendor=vendor)
+    factories.make_user(roles.REVIEWER, vendor=vendor)
+    client.force_login(curator)
+    assert "Acme Labeling acme-labeling — 2 active" in text(client.get("/people/vendors/"))
+    r = client.post("/people/vendors/", {"name": "Beta Crowd", "contact_email": "ops@beta.example"}, follow=True)
+    assert Vendor.objects.filter(name="Beta Crowd", contact_email="ops@beta.example").exists()
+    assert "Vendor Beta Crowd created." in text(r)
+
+
+def test_vendor_errors_appear_beside_the_field(client, curator):
+    factories.make_vendor("Acme Labeling")
+    client.force_login(curator)
+    r = client.post("/people/vendors/", {"name": "Acme Labeling"})
+    assert r.status_code == 400
+    assert "already exists" in field_errors(r, "id_name")
+    r = client.post("/people/vendors/", {"name": "!!!"})
+    assert "letters or digits" in field_errors(r, "id_name")
+    assert Vendor.objects.count() == 1

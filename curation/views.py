@@ -277,7 +277,7 @@ def image_list(request):
         category_options = [(str(c.id), c.name) for c in categories.filter(spec_id=spec_id).order_by("position", "id")]
     else:
         category_options = list(categories.order_by("slug").values_list("slug", "name").distinct())
-    sources = list(selectors.sources_visible_to(request.user).order_by("name").only("id", "name"))
+    sources = list(selectors.sources_visible_to(request.user).order_by("name").values("id", "name"))
     licences = list(selectors.licences_visible_to(request.user).filter(sources__isnull=False).distinct()
                     .order_by("code").values_list("code", "name"))
 

@@ -243,6 +243,7 @@ async function uploadAll() {
   const files = queue;
   queue = [];
   panel.hidden = false;
+  delete panel.dataset.done;
   resultsBody.replaceChildren();
   const totalBytes = files.reduce((n, f) => n + f.size, 0) || 1;
   const state = {

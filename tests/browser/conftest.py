@@ -1,0 +1,98 @@
+"""Playwright fixtures: Debian's chromium, headless, one page per test at 1366x768."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "artifacts" / "screenshots"
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls the
+# tests make between browser steps are still plain synchronous code.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium) to run browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot(page):
+    """screenshot("name") writes artifacts/screenshots/name.png (git-ignored)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(name: str, full_page: bool = True) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    return take
+
+
+@pytest.fixture
+def login(page, live_server):
+    """Log in through the login page as `username` (password of tests.factories)."""
+
+    def do(username: str, password: str = "pass-word-123") -> None:
+        page.goto(f"{live_server.url}/accounts/login/")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_load_state()
+
+    return do
+
+
+@pytest.fixture(autouse=True)
+def _migration_data(request):
+    """Make sure the rows of the data migrations (roles, licence catalogue) exist.
+
+    A live-server test runs as a TransactionTestCase, which flushes the database
+    after each test. serialized_rollback restores those rows only when the test
+    database was serialized on the connection the test uses; when the database
+    was set up by an earlier test, before Playwright started, that is not always
+    so. Loading them again here keeps these tests independent of test order.
+    """
+    if "live_server" not in request.fixturenames:
+        return
+    request.getfixturevalue("transactional_db")
+    from django.apps import apps
+    from django.contrib.auth.models import Group
+
+    from common import roles
+
+    if Group.objects.filter(name__in=roles.ROLES).count() < len(roles.ROLES):
+        import importlib
+
+        from common.apps import grant_curator_permissions
+
+        importlib.import_module("common.migrations.0001_roles").create_groups(apps, None)
+        grant_curator_permissions(sender=None)
+    from curation.models import Licence
+
+    if not Licence.objects.exists():
+        import importlib
+
+        importlib.import_module("curation.migrations.0002_licence_catalogue").load(apps, None)

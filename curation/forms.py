@@ -20,7 +20,7 @@ class SpecForm(forms.Form):
     answer_formats = forms.MultipleChoiceField(choices=ANSWER_FORMAT_CHOICES, required=False,
                                                widget=forms.CheckboxSelectMultiple)
     status = forms.ChoiceField(choices=DatasetSpec.Status.choices)
-    max_ms_per_image = forms.IntegerField(min_value=1, required=False, label="Max milliseconds per image")
+    max_ms_per_image = forms.IntegerField(min_value=1, required=False, label="Max ms per image")
     target_qps = forms.FloatField(min_value=0, required=False, label="Target QPS")
     serving_target = forms.ChoiceField(choices=[("", "—")] + DatasetSpec.ServingTarget.choices, required=False)
 

@@ -306,10 +306,14 @@ function showJob(job) {
   const percent = job.status === "done" ? 100 : job.total ? Math.round((100 * done) / job.total) : 0;
   zipBar.firstElementChild.style.width = `${percent}%`;
   zipBar.setAttribute("aria-valuenow", String(percent));
-  zipCounts.textContent = `${job.total} files in the zip · ${job.imported} imported · ${job.duplicates} duplicates · ${job.errors.length} errors`;
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  zipCounts.textContent = `${plural(job.total, "file")} in the zip · ${job.imported} imported · `
+    + `${plural(job.duplicates, "duplicate")} · ${plural(job.errors.length, "error")}`;
   zipErrors.replaceChildren(...job.errors.map((err) => {
     const li = document.createElement("li");
-    li.textContent = `${err.file}: ${err.error}`;
+    // Ingest errors already start with the file's base name.
+    const base = err.file.split("/").pop();
+    li.textContent = err.error.startsWith(`${base}:`) ? `${err.file}${err.error.slice(base.length)}` : `${err.file}: ${err.error}`;
     return li;
   }));
 }

@@ -115,3 +115,12 @@ def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedI
 def hamming(a: str, b: str) -> int:
     """Bits that differ between two 64-bit hex perceptual hashes."""
     return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def ink_bbox(img: PILImage.Image, *, threshold: int = 250) -> list[int] | None:
+    """[x0, y0, x1, y1] of the ink: pixels darker than `threshold` once transparency
+    is flattened onto white (so both white paper and transparent pages count as
+    background). x1 and y1 are exclusive, as in PIL. None for a blank image."""
+    gray = flatten_to_rgb(img).convert("L")
+    box = gray.point([255 if v < threshold else 0 for v in range(256)]).getbbox()
+    return list(box) if box else None

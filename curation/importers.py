@@ -97,7 +97,7 @@ def inkml_item(member: Member, options: InkRenderOptions = InkRenderOptions()) -
         if ink.annotations.get(key):
             meta[key] = ink.annotations[key]
     return IngestItem(
-        name=png_name, data=png_bytes(img), truth_latex=ink.truth or "", meta=meta,
+        name=png_name, label=member.name, data=png_bytes(img), truth_latex=ink.truth or "", meta=meta,
         capture_session=crohme_capture_session(member.name, ink.writer),
         warning="" if ink.truth else "no truth annotation: imported without a LaTeX answer",
     )

@@ -494,8 +494,10 @@ def _iter_zip(zf: zipfile.ZipFile) -> Iterator[tuple[str, bytes]]:
 class IngestItem:
     """One file of a batch import and what is already known about it.
 
-    `error` marks a file the caller could not even read or render (it is listed as a
-    failure, never ingested); `warning` is kept with the report if the file goes in.
+    `name` is the stored file name; `label` the file as the user knows it (an ink
+    rendered to `x.png` is reported as `x.inkml`), `name` when empty. `error` marks a
+    file the caller could not even read or render (listed as a failure, never
+    ingested); `warning` is kept with the report if the file goes in.
     """
 
     name: str
@@ -505,6 +507,11 @@ class IngestItem:
     capture_session: str = ""
     error: str = ""
     warning: str = ""
+    label: str = ""
+
+    @property
+    def shown_name(self) -> str:
+        return self.label or self.name
 
 
 def _ingest_chunk(*, spec, source, chunk: list[IngestItem], cats, uploaded_by) -> IngestResult:
@@ -552,11 +559,11 @@ def ingest_batch(
                     parts.append(([it], _ingest_chunk(spec=spec, source=source, chunk=[it], cats=cats,
                                                       uploaded_by=uploaded_by)))
                 except ValidationError as exc:
-                    report.failures.append(FileFailure(it.name, "; ".join(exc.messages)))
+                    report.failures.append(FileFailure(it.shown_name, "; ".join(exc.messages)))
         for group, result in parts:
             report.imported += len(result.created)
             report.duplicates += len(result.duplicates)
-            report.warnings += [FileFailure(it.name, it.warning) for it in group if it.warning]
+            report.warnings += [FileFailure(it.shown_name, it.warning) for it in group if it.warning]
         chunk.clear()
         if on_progress:
             on_progress(report)
@@ -565,7 +572,7 @@ def ingest_batch(
         if limit is not None and report.imported + report.duplicates + len(chunk) >= limit:
             break
         if item.error or item.data is None:
-            report.failures.append(FileFailure(item.name, item.error or "no data"))
+            report.failures.append(FileFailure(item.shown_name, item.error or "no data"))
             continue
         chunk.append(item)
         if len(chunk) >= chunk_size:

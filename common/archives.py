@@ -91,8 +91,9 @@ def iter_members(path: Path | str, suffixes: Collection[str] | None = None) -> I
                     handle = tf.extractfile(info)
                     data = handle.read() if handle is not None else None
                 except (tarfile.TarError, OSError, EOFError) as exc:
-                    yield Member(info.name, None, f"unreadable tar member: {exc}")
-                    continue
+                    # A compressed stream cannot skip a bad member: nothing after it is readable.
+                    yield Member(info.name, None, f"truncated or corrupt archive from here on: {exc}")
+                    return
                 yield Member(info.name, data) if data is not None else Member(info.name, None, "not a regular file")
         except (tarfile.TarError, OSError, EOFError) as exc:
             # A truncated archive: what came before still counts; the rest is one failure.

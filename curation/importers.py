@@ -130,6 +130,15 @@ def page_ink_bbox(data: bytes) -> list[int] | None:
         return None
 
 
+def _decodes(data: bytes) -> bool:
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:
+            img.load()
+        return True
+    except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError):
+        return False
+
+
 def image_items(
     path: Path | str,
     *,
@@ -148,13 +157,17 @@ def image_items(
             yield IngestItem(name=member.name, data=None, error=member.error or "no data")
             continue
         meta: dict = {"path": member.name}
+        warnings = []
         if with_ink_bbox:
             box = page_ink_bbox(member.data)
             if box is not None:
                 meta["ink_bbox"] = box
-        truth, warning = "", ""
+            elif box is None and _decodes(member.data):
+                warnings.append("blank page: no ink found, so no ink box")
+        truth = ""
         if truths is not None:
             truth = truths.get(os.path.basename(member.name), "")
             if not truth:
-                warning = "no LaTeX for this file in the TSV"
+                warnings.append("no LaTeX for this file in the TSV")
+        warning = "; ".join(warnings)
         yield IngestItem(name=member.name, data=member.data, truth_latex=truth, meta=meta, warning=warning)

@@ -128,3 +128,15 @@ def test_real_im2markup_pages_with_tsv_and_ink_bbox(shared_data, spec):
         x0, y0, x1, y1 = im.meta["ink_bbox"]
         assert 0 <= x0 < x1 <= im.width and 0 <= y0 < y1 <= im.height
         assert (x1 - x0) * (y1 - y0) < 0.5 * im.width * im.height  # a formula, not the page
+
+
+def test_blank_page_is_imported_with_a_warning(tmp_path, spec):
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    blank = PILImage.new("RGBA", (50, 50), (0, 0, 0, 0))
+    buf = io.BytesIO()
+    blank.save(buf, "PNG")
+    (folder / "blank.png").write_bytes(buf.getvalue())
+    out = run("import_images", folder, "--spec", spec.slug)
+    assert "1 imported" in out and "blank.png: blank page: no ink found" in out
+    assert "ink_bbox" not in Image.objects.get().meta

@@ -62,3 +62,24 @@ def db_engine_description() -> str:
 
         return f"SQLite {sqlite3.sqlite_version}"
     return vendor
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (from /proc),
+    so a benchmark can report CPU per item, which the machine's load does not change much."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, stack, seen = 0.0, [pid], set()
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                stack.extend(int(c) for c in children)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total

@@ -27,7 +27,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _benchutil import ROOT, db_engine_description, fresh_database, machine_facts, setup_path  # noqa: E402
+from _benchutil import (  # noqa: E402
+    ROOT,
+    db_engine_description,
+    fresh_database,
+    machine_facts,
+    process_tree_cpu_seconds,
+    setup_path,
+)
 
 TARGET = 200.0
 
@@ -143,6 +150,9 @@ def main() -> int:
 
     try:
         wait_ready(base, ctx["token"], proc)
+        load_before = os.getloadavg()[0]
+        server_cpu = process_tree_cpu_seconds(proc.pid)
+        client_cpu = time.process_time()
         started = time.perf_counter()
         threads = [threading.Thread(target=client) for _ in range(args.clients)]
         for t in threads:
@@ -150,6 +160,8 @@ def main() -> int:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
+        server_cpu = process_tree_cpu_seconds(proc.pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
         listed = requests.get(f"{base}/api/v1/images/?spec={ctx['spec']}&limit=1",
                               headers={"Authorization": f"Token {ctx['token']}"}, timeout=30).json()["count"]
     finally:
@@ -160,6 +172,10 @@ def main() -> int:
     print(f"ingest: {created[0]} images registered ({listed} listed by the API) in {elapsed:.1f} s = {rate:.1f} images/s "
           f"through POST /api/v1/images/bulk/ ({args.per_request} files/request, {args.workers} gunicorn workers, "
           f"{args.clients} client threads; target >= {TARGET:.0f}/s on PostgreSQL: {verdict})")
+    per_image_ms = 1000 * server_cpu / max(created[0], 1)
+    print(f"server CPU: {server_cpu:.1f} s for {created[0]} images = {per_image_ms:.2f} ms/image "
+          f"(so {os.cpu_count()} idle cores could serve about {os.cpu_count() * 1000 / per_image_ms:.0f} images/s, "
+          f"database server not counted); client CPU {client_cpu:.1f} s; load average {load_before:.2f} at start")
     print(ctx["facts"])
     for e in errors[:10]:
         print("error:", e)

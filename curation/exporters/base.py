@@ -5,7 +5,7 @@ Streaming design
 A zip member can only be written while no other member is open, yet most formats interleave
 small files (image bytes, label files) with one big document (a COCO JSON, a JSONL file, a
 formula list). Big documents are therefore written to *parts*: spooled temporary files (in
-memory up to 1 MiB, on disk beyond) that are copied into the zip in 1 MiB chunks when the
+memory up to 256 KiB, on disk beyond) that are copied into the zip in 1 MiB chunks when the
 export finishes. Nothing grows with the number of images except zipfile's own central
 directory (one small ``ZipInfo`` per member) and per-licence/per-source counters.
 
@@ -25,7 +25,7 @@ from typing import IO, Any, ClassVar
 from .records import CategoryInfo, ExportImage, LicenceInfo, SourceInfo
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-_SPOOL_BYTES = 1 << 20
+_SPOOL_BYTES = 256 << 10
 _COPY_CHUNK = 1 << 20
 # Already-compressed image formats are stored, not deflated again.
 _STORED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
@@ -54,6 +54,14 @@ class JsonArrayPart:
 
     def append(self, obj: Any) -> None:
         self._fh.write((dumps(obj) if self._first else "," + dumps(obj)).encode("utf-8"))
+        self._first = False
+
+    def extend(self, objs: list) -> None:
+        """Append several elements with one encoder call (an image's annotations at once)."""
+        if not objs:
+            return
+        body = dumps(objs)[1:-1]
+        self._fh.write((body if self._first else "," + body).encode("utf-8"))
         self._first = False
 
     def close(self) -> None:

@@ -45,21 +45,21 @@ class CocoWriter(ExportWriter):
             "license": self._licence_id(image), "split": split_name(image.split), "source": image.source.name,
             "categories": list(image.categories),
         })
+        anns = []
         for region in image.regions:
             ann = {"id": self._next_ann, "image_id": image.image_id,
                    "category_id": self.category_id(region.category_slug), "iscrowd": 0}
+            quad = region.points.ravel().tolist() if region.points is not None else None
             if region.mask_rle is not None:
                 area, bbox = rle_area_bbox(region.mask_rle)
                 counts = region.mask_rle["counts"]
                 ann["segmentation"] = {"size": list(region.mask_rle["size"]),
                                        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
             else:
-                area, bbox = quad_area(region.points), quad_bbox(region.points)
-            if region.points is not None:
-                quad = [float(v) for v in region.points.reshape(-1)]
+                area, bbox = quad_area(quad), quad_bbox(quad)
+                ann["segmentation"] = [quad]
+            if quad is not None:
                 ann["quad"] = quad
-                if region.mask_rle is None:
-                    ann["segmentation"] = [quad]
             ann["bbox"] = bbox
             ann["area"] = area
             ann["latex"] = region.latex
@@ -67,9 +67,10 @@ class CocoWriter(ExportWriter):
                 ann["flags"] = list(region.flags)
             if region.score is not None:
                 ann["score"] = region.score
-            annotations.append(ann)
+            anns.append(ann)
             self._next_ann += 1
-            self.regions += 1
+        annotations.extend(anns)
+        self.regions += len(anns)
 
     def finish(self) -> None:
         # Each split's document is three parts concatenated in name order: the head with the

@@ -134,16 +134,27 @@ def rle_area_bbox(rle: Mapping) -> tuple[float, list[float]]:
     return float(mask_utils.area(r)), [float(v) for v in mask_utils.toBbox(r)]
 
 
-def quad_area(points: np.ndarray) -> float:
-    """Area of a simple quad by the shoelace formula (hot path: no shapely object per region)."""
-    x, y = points[:, 0], points[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
+def quad_area(quad: Sequence[float]) -> float:
+    """Area of a simple polygon given as flat ``[x1, y1, x2, y2, ...]`` (shoelace formula).
+
+    Plain Python on eight floats: this runs once per region on the export hot path, where
+    numpy's per-call overhead would cost more than the arithmetic.
+    """
+    if len(quad) == 8:
+        x1, y1, x2, y2, x3, y3, x4, y4 = quad
+        twice = (x1 * y2 - x2 * y1) + (x2 * y3 - x3 * y2) + (x3 * y4 - x4 * y3) + (x4 * y1 - x1 * y4)
+    else:
+        xs, ys = quad[0::2], quad[1::2]
+        n = len(xs)
+        twice = sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))
+    return abs(twice) / 2.0
 
 
-def quad_bbox(points: np.ndarray) -> list[float]:
-    x0, y0 = points.min(axis=0)
-    x1, y1 = points.max(axis=0)
-    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+def quad_bbox(quad: Sequence[float]) -> list[float]:
+    """``[x, y, w, h]`` of a flat coordinate list."""
+    xs, ys = quad[0::2], quad[1::2]
+    x0, y0 = min(xs), min(ys)
+    return [x0, y0, max(xs) - x0, max(ys) - y0]
 
 
 def order_quad(points: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@
     image, target = ds[0]
     image            # uint8 tensor, 3 x H x W (RGB)
     target["quads"]  # float32 N x 4 x 2, pixels, reading order (NaN rows where a region has no quad)
-    target["masks"]  # uint8 N x H x W (zeros where a region has no mask; polygons are rasterised)
+    target["masks"]  # uint8 N x H x W: each region's mask, or its quad rasterised
     target["latex"]  # list of N strings
     target["categories"], target["image_id"], target["file_name"]
 

@@ -24,6 +24,8 @@ in the returned :class:`ExportResult`.
 from __future__ import annotations
 
 import os
+import posixpath
+import re
 import zipfile
 from collections.abc import Iterable
 from typing import IO, Any
@@ -62,6 +64,20 @@ __all__ = [
     "COMMERCIAL", "FORMATS", "RESEARCH", "CategoryInfo", "ExportImage", "ExportRegion", "ExportResult",
     "LicenceInfo", "SourceInfo", "exclusion_reason", "export", "mask_to_rle", "rle_to_mask",
 ]
+
+
+_SPLIT_RE = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+def check_names(image: ExportImage) -> None:
+    """Refuse names that would escape the archive's folders when unpacked (zip slip)."""
+    name = image.file_name
+    parts = name.split("/")
+    if (not name or name.startswith("/") or "\\" in name or ".." in parts or "" in parts
+            or posixpath.normpath(name) != name):
+        raise ValueError(f"image {image.image_id}: file_name {name!r} must be a plain relative path")
+    if not _SPLIT_RE.match(image.split or ""):
+        raise ValueError(f"image {image.image_id}: split {image.split!r} may only hold letters, digits, '_' and '-'")
 
 
 def exclusion_reason(image: ExportImage, *, intended_use: str, makes_derivatives: bool) -> str | None:
@@ -105,6 +121,7 @@ def export(
         try:
             writer = writer_cls(sink, categories=categories, include_images=include_images, **options)
             for image in images:
+                check_names(image)
                 reason = exclusion_reason(image, intended_use=intended_use,
                                           makes_derivatives=writer_cls.makes_derivatives)
                 if reason is not None:

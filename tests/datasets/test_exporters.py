@@ -314,3 +314,16 @@ def test_export_writes_to_a_path(tmp_path):
     with zipfile.ZipFile(target) as zf:
         assert "annotations/train.json" in zf.namelist()
         assert zf.read("images/img_1.png") == png_bytes(64, 48)
+
+
+@pytest.mark.parametrize("name", ["../evil.png", "/etc/passwd", "a/../../b.png", "a//b.png", "a\\b.png", ""])
+def test_export_refuses_file_names_that_escape_the_archive(name):
+    image = ExportImage(1, name, 10, 10, "train", MIT, IM2MARKUP, regions=[])
+    with pytest.raises(ValueError, match="plain relative path"):
+        export([image], io.BytesIO(), format="coco")
+
+
+def test_export_refuses_a_split_name_with_path_characters():
+    image = ExportImage(1, "a.png", 10, 10, "../train", MIT, IM2MARKUP, regions=[])
+    with pytest.raises(ValueError, match="split"):
+        export([image], io.BytesIO(), format="yolo-obb")

@@ -83,9 +83,9 @@ class CocoWriter(ExportWriter):
             self._annotations[split].close()
         for split in list(self._images):
             head = self.sink.part(f"annotations/{split}.json#0head")
-            head.write(('{"info":' + dumps({"description": "Mathset export", "split": split, "version": "1.0"})
-                        + ',"images":').encode())
+            head.write(b'{"info":' + dumps({"description": "Mathset export", "split": split, "version": "1.0"})
+                       + b',"images":')
             mid = self.sink.part(f"annotations/{split}.json#1images")
             mid.write(b',"annotations":')
             tail = self.sink.part(f"annotations/{split}.json#3tail")
-            tail.write((',"categories":' + dumps(categories) + ',"licenses":' + dumps(self._licences) + "}").encode())
+            tail.write(b',"categories":' + dumps(categories) + b',"licenses":' + dumps(self._licences) + b"}")

@@ -46,4 +46,4 @@ class JsonlWriter(ExportWriter):
         line = {"image_id": image.image_id, "file_name": image.file_name, "width": image.width,
                 "height": image.height, "split": split_name(image.split), "categories": list(image.categories),
                 "licence": lic, "source": src, "regions": regions}
-        self._out.write((dumps(line) + "\n").encode("utf-8"))
+        self._out.write(dumps(line) + b"\n")

@@ -327,3 +327,19 @@ def test_export_refuses_a_split_name_with_path_characters():
     image = ExportImage(1, "a.png", 10, 10, "../train", MIT, IM2MARKUP, regions=[])
     with pytest.raises(ValueError, match="split"):
         export([image], io.BytesIO(), format="yolo-obb")
+
+
+def test_coco_region_with_quad_and_mask_keeps_both(tmp_path):
+    mask = np.zeros((20, 30), dtype=np.uint8)
+    mask[5:10, 4:20] = 1
+    quad = [[4, 5], [19, 5], [19, 9], [4, 9]]
+    image = ExportImage(1, "b.png", 30, 20, "train", MIT, IM2MARKUP,
+                        regions=[ExportRegion(points=quad, mask_rle=mask_to_rle(mask), latex="a", flags=("partial",))])
+    zf, _ = _export([image], "coco", include_images=False)
+    zf.extractall(tmp_path)
+    coco = COCO(str(tmp_path / "annotations" / "train.json"))
+    ann = coco.loadAnns(coco.getAnnIds())[0]
+    np.testing.assert_array_equal(coco.annToMask(ann), mask)
+    assert ann["quad"] == [4, 5, 19, 5, 19, 9, 4, 9]
+    assert ann["area"] == 80 and ann["bbox"] == [4, 5, 16, 5]
+    assert ann["flags"] == ["partial"]

@@ -113,6 +113,26 @@ def export(
         raise ValueError(f"unknown export format {format!r}; choose one of {sorted(FORMATS)}")
     if intended_use not in (COMMERCIAL, RESEARCH):
         raise ValueError(f"intended_use must be {COMMERCIAL!r} or {RESEARCH!r}, not {intended_use!r}")
+    try:
+        manifest, writer, members, images_in = _write(images, dest, writer_cls, intended_use=intended_use,
+                                                      categories=categories, include_images=include_images,
+                                                      compresslevel=compresslevel, options=options, fmt=format)
+    except BaseException:
+        # A half-written archive must not survive as if it were an export.
+        if isinstance(dest, str | os.PathLike) and os.path.exists(dest):
+            os.remove(dest)
+        raise
+    return ExportResult(
+        format=format, intended_use=intended_use, images=images_in, regions=writer.regions,
+        members=members, licences={code: c.images for code, c in sorted(manifest.licences.items())},
+        excluded=manifest.excluded_rows(),
+    )
+
+
+def _write(images: Iterable[ExportImage], dest: str | os.PathLike | IO[bytes], writer_cls: type[ExportWriter], *,
+           intended_use: str, categories: Iterable[CategoryInfo], include_images: bool, compresslevel: int | None,
+           options: dict[str, Any], fmt: str) -> tuple[LicenceManifest, ExportWriter, int, int]:
+    """The export loop: policy check, writer, then the manifest and attribution files."""
     manifest = LicenceManifest()
     images_in = 0
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel,
@@ -136,11 +156,7 @@ def export(
             sink.flush_parts()
         finally:
             sink.discard_parts()
-        sink.write("LICENSES.json", manifest.licences_json(fmt=format, intended_use=intended_use,
+        sink.write("LICENSES.json", manifest.licences_json(fmt=fmt, intended_use=intended_use,
                                                            images=images_in, regions=writer.regions))
         sink.write("ATTRIBUTION.md", manifest.attribution_md())
-    return ExportResult(
-        format=format, intended_use=intended_use, images=images_in, regions=writer.regions,
-        members=sink.members, licences={code: c.images for code, c in sorted(manifest.licences.items())},
-        excluded=manifest.excluded_rows(),
-    )
+    return manifest, writer, sink.members, images_in

@@ -343,3 +343,15 @@ def test_coco_region_with_quad_and_mask_keeps_both(tmp_path):
     assert ann["quad"] == [4, 5, 19, 5, 19, 9, 4, 9]
     assert ann["area"] == 80 and ann["bbox"] == [4, 5, 16, 5]
     assert ann["flags"] == ["partial"]
+
+
+def test_a_failed_export_leaves_no_half_written_file(tmp_path):
+    def unreadable():
+        raise OSError("storage went away")
+
+    rng = np.random.default_rng(11)
+    images = [make_image(1, rng=rng), ExportImage(2, "b.png", 10, 10, "train", MIT, IM2MARKUP, open_bytes=unreadable)]
+    target = tmp_path / "out.zip"
+    with pytest.raises(OSError, match="storage went away"):
+        export(iter(images), target, format="coco")
+    assert not target.exists()

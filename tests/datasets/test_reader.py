@@ -44,6 +44,16 @@ def test_reader_yields_images_quads_masks_and_latex(tmp_path, fmt):
     assert len(batch_images) == 2 and len(batch_targets) == 2
 
 
+def test_reader_works_in_dataloader_worker_processes(tmp_path):
+    path = tmp_path / "coco.zip"
+    export(iter(_images()), path, format="coco")
+    ds = ExportDataset(path)
+    ds[0]  # the parent has an open zip handle now; workers must open their own
+    loader = DataLoader(ds, batch_size=1, num_workers=2, collate_fn=ExportDataset.collate)
+    ids = sorted(t["image_id"] for _, targets in loader for t in targets)
+    assert ids == [1, 2, 3]
+
+
 def test_reader_crops_mode_reads_im2latex_exports(tmp_path):
     data = png_bytes(100, 50, (10, 20, 30))
     image = ExportImage(5, "p.png", 100, 50, "train", MIT, IM2MARKUP, open_bytes=lambda: data,

@@ -6,10 +6,11 @@ Splits
 by category, so that nothing leaks between splits:
 
 1. **Near-duplicates** (64-bit perceptual hashes within ``max_distance`` bits) are found with
-   multi-index hashing: split the hash into ``max_distance + 1`` chunks; two hashes within
-   that distance agree exactly on at least one chunk (pigeonhole), so only images sharing a
-   chunk value are compared, with vectorised XOR + popcount. Identical hashes are collapsed
-   first, so a burst of identical uploads costs nothing.
+   multi-index hashing: split the hash into ``m > max_distance`` chunks; two hashes within
+   that distance agree exactly on at least ``m - max_distance`` chunks (pigeonhole), so only
+   hashes sharing the bits of some such chunk combination are compared, with vectorised XOR +
+   popcount. ``m`` is planned from the number of hashes (more, longer keys for more hashes).
+   Identical hashes are collapsed first, so a burst of identical uploads costs nothing.
 2. Near-duplicate pairs and **capture sessions** (every image of a session, linked together)
    become edges of a graph; its connected components (a union-find, done by
    ``scipy.sparse.csgraph``) are the groups that must stay together.
@@ -32,7 +33,9 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
+import itertools
 import json
+import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +49,7 @@ DEFAULT_RATIOS: dict[str, float] = {TRAIN: 0.8, VALIDATION: 0.1, TEST: 0.1}
 DEFAULT_MAX_DISTANCE = 6
 NO_CATEGORY = ""
 _BLOCK = 2048
+_SMALL_BUCKET = 64
 
 
 @dataclass(frozen=True)
@@ -75,17 +79,37 @@ def phash_to_int(value: str | int) -> int:
     return value if isinstance(value, int) else int(value, 16)
 
 
-def _chunk_bounds(chunks: int) -> list[tuple[int, int]]:
-    widths = [64 // chunks + (1 if i < 64 % chunks else 0) for i in range(chunks)]
-    bounds, start = [], 0
-    for w in widths:
-        bounds.append((start, w))
-        start += w
-    return bounds
+def _chunk_masks(chunks: int) -> list[int]:
+    """Bit masks of `chunks` contiguous, near-equal slices of 64 bits."""
+    masks, start = [], 0
+    for i in range(chunks):
+        width = 64 // chunks + (1 if i < 64 % chunks else 0)
+        masks.append(((1 << width) - 1) << start)
+        start += width
+    return masks
+
+
+def _plan(n: int, max_distance: int) -> int:
+    """Number of chunks for multi-index hashing of `n` hashes, by a simple cost model.
+
+    With ``m`` chunks, two hashes within ``d`` bits agree on at least ``m - d`` whole chunks,
+    so bucketing by every combination of ``m - d`` chunks finds every pair. More chunks mean
+    more combinations (sorts) but longer keys (fewer false candidates); the cost is estimated
+    for uniformly spread hashes as combinations x (n + n^2 / 2^key_bits).
+    """
+    best, best_cost = max_distance + 1, math.inf
+    for m in range(max_distance + 1, min(64, 4 * (max_distance + 1)) + 1):
+        k = m - max_distance
+        combos = math.comb(m, k)
+        bits = 64 * k / m
+        cost = combos * (n + n * n / 2.0 ** bits)
+        if cost < best_cost:
+            best, best_cost = m, cost
+    return best
 
 
 def _pairs_within(values: np.ndarray, idx: np.ndarray, max_distance: int) -> list[np.ndarray]:
-    """Pairs (i < j) of `idx` whose hashes differ in at most `max_distance` bits."""
+    """Pairs (i < j) of `idx` whose hashes differ in at most `max_distance` bits (one big bucket)."""
     out = []
     h = values[idx]
     for start in range(0, len(idx) - 1, _BLOCK):
@@ -99,12 +123,40 @@ def _pairs_within(values: np.ndarray, idx: np.ndarray, max_distance: int) -> lis
     return out
 
 
-def near_duplicate_pairs(hashes: Sequence[str | int] | np.ndarray, max_distance: int = DEFAULT_MAX_DISTANCE
-                         ) -> np.ndarray:
+def _pairs_sharing_key(values: np.ndarray, keys: np.ndarray, max_distance: int) -> list[np.ndarray]:
+    """Close pairs among hashes with equal `keys`.
+
+    Small buckets are handled all at once, offset by offset (position i against i + o in key
+    order, for every bucket together), so a million tiny buckets cost no Python loop each;
+    the rare large bucket is compared block-wise.
+    """
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    sizes = np.diff(np.r_[starts, len(k)])
+    big = sizes > _SMALL_BUCKET
+    out: list[np.ndarray] = []
+    for s, size in zip(starts[big], sizes[big], strict=True):
+        out.extend(_pairs_within(values, order[s:s + size], max_distance))
+    in_small = np.repeat(~big, sizes)
+    h = values[order]
+    for off in range(1, _SMALL_BUCKET):
+        pos = np.flatnonzero((k[:-off] == k[off:]) & in_small[:-off])
+        if len(pos) == 0:  # no bucket holds more than `off` hashes
+            break
+        close = np.bitwise_count(h[pos] ^ h[pos + off]) <= max_distance
+        if close.any():
+            out.append(np.stack([order[pos[close]], order[pos[close] + off]], axis=1))
+    return out
+
+
+def near_duplicate_pairs(hashes: Sequence[str | int] | np.ndarray, max_distance: int = DEFAULT_MAX_DISTANCE,
+                         *, chunks: int | None = None) -> np.ndarray:
     """Index pairs ``(i, j)``, ``i < j``, of hashes at Hamming distance <= `max_distance`.
 
-    Multi-index hashing (see the module docstring); returns a ``(k, 2)`` int64 array with
-    each pair once. Identical hashes are all linked (as a chain, which is enough to group them).
+    Multi-index hashing (see the module docstring; ``chunks`` overrides the planned number
+    of chunks); returns a ``(k, 2)`` int64 array with each pair once. Identical hashes are
+    linked as a chain (enough to group them) rather than all pairwise.
     """
     if max_distance < 0 or max_distance > 63:
         raise ValueError("max_distance must be between 0 and 63")
@@ -121,17 +173,16 @@ def near_duplicate_pairs(hashes: Sequence[str | int] | np.ndarray, max_distance:
     same = inverse[order][1:] == inverse[order][:-1]
     if same.any():
         pairs.append(np.stack([order[:-1][same], order[1:][same]], axis=1))
-    # Distinct hashes: compare only those agreeing on one chunk.
+    # Distinct hashes: compare only those agreeing on some m - d whole chunks.
     if len(uniq) > 1 and max_distance > 0:
+        m = chunks or _plan(len(uniq), max_distance)
+        if not max_distance < m <= 64:
+            raise ValueError("chunks must be more than max_distance and at most 64")
+        masks = _chunk_masks(m)
         unique_pairs: list[np.ndarray] = []
-        for shift, width in _chunk_bounds(max_distance + 1):
-            keys = (uniq >> np.uint64(shift)) & np.uint64((1 << width) - 1)
-            by_key = np.argsort(keys, kind="stable")
-            sorted_keys = keys[by_key]
-            starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-            ends = np.r_[starts[1:], len(sorted_keys)]
-            for s, e in zip(starts[ends - starts > 1], ends[ends - starts > 1], strict=True):
-                unique_pairs.extend(_pairs_within(uniq, by_key[s:e], max_distance))
+        for combo in itertools.combinations(masks, m - max_distance):
+            keys = uniq & np.uint64(sum(combo))
+            unique_pairs.extend(_pairs_sharing_key(uniq, keys, max_distance))
         if unique_pairs:
             up = np.concatenate(unique_pairs)
             up = np.unique(np.sort(up, axis=1), axis=0)

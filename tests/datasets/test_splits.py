@@ -70,9 +70,9 @@ def test_near_duplicate_pairs_equal_brute_force():
     for k in range(1, 200, 3):  # plant neighbours at 1..8 bits, and exact copies
         bits = rng.choice(64, size=int(rng.integers(0, 9)), replace=False)
         hashes[k] = hashes[k - 1] ^ np.uint64(sum(1 << int(b) for b in bits))
-    for d in (0, 3, 6, 8):
-        found = {tuple(p) for p in near_duplicate_pairs(hashes, d).tolist()}
-        dist = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    dist = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    for d, chunks in ((0, None), (3, None), (6, None), (8, None), (3, 5), (6, 8), (6, 9), (8, 12)):
+        found = {tuple(p) for p in near_duplicate_pairs(hashes, d, chunks=chunks).tolist()}
         i, j = np.nonzero(np.triu(dist <= d, k=1))
         expected = set(zip(i.tolist(), j.tolist(), strict=True))
         # Exact duplicates are chained rather than fully paired; everything else is exact.
@@ -85,6 +85,20 @@ def test_near_duplicate_pairs_accept_hex_strings_and_refuse_bad_distance():
     assert near_duplicate_pairs(["ffffffffffffffff", "fffffffffffffffe", "0000000000000000"], 1).tolist() == [[0, 1]]
     with pytest.raises(ValueError):
         near_duplicate_pairs(["00"], 64)
+    with pytest.raises(ValueError, match="chunks"):
+        near_duplicate_pairs(["00", "01"], 3, chunks=3)
+
+
+def test_a_bucket_larger_than_the_vectorised_limit_is_still_searched():
+    # 300 hashes equal in every bit but the low 16: one key for all of them under any plan
+    # with few chunks, far more than the per-offset path handles.
+    base = 0xABCDEF0123450000
+    hashes = np.array([base | int(x) for x in np.random.default_rng(2).choice(1 << 16, 300, replace=False)],
+                      dtype=np.uint64)
+    dist = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    i, j = np.nonzero(np.triu(dist <= 4, k=1))
+    assert {tuple(p) for p in near_duplicate_pairs(hashes, 4, chunks=5).tolist()} == set(
+        zip(i.tolist(), j.tolist(), strict=True))
 
 
 def test_near_duplicates_and_sessions_never_straddle_splits():

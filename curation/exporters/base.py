@@ -38,6 +38,7 @@ RESEARCH = "research"
 REASON_NON_COMMERCIAL = "licence forbids commercial use"
 REASON_NO_DERIVATIVES = "licence forbids derivatives (this format writes crops of the image)"
 
+
 def dumps(obj: Any) -> bytes:
     """Compact UTF-8 JSON (orjson: the label documents are the export's hot path).
 

@@ -1,9 +1,10 @@
 """COCO instances JSON, one file per split: ``annotations/<split>.json`` and ``images/``.
 
 Each annotation carries ``segmentation`` (the mask as RLE when there is one, otherwise the
-quad as a one-polygon list), ``bbox``, ``area``, ``iscrowd: 0`` and three extra fields that
-COCO readers ignore: ``latex``, ``quad`` (the 8 reading-order coordinates, when labelled) and
-``flags``. Images carry ``license`` (an id into ``licenses``), ``split``, ``source`` and
+quad as a one-polygon list), ``bbox``, ``area``, ``iscrowd: 0`` and extra fields that
+COCO readers ignore: ``latex``, ``flags`` and, for a region with both a mask and a quad,
+``quad`` (the 8 reading-order coordinates; a quad-only region's polygon is already in reading
+order). Images carry ``license`` (an id into ``licenses``), ``split``, ``source`` and
 ``categories`` (the image's kinds). ``pycocotools.coco.COCO`` loads the files as they are.
 """
 from __future__ import annotations
@@ -55,11 +56,11 @@ class CocoWriter(ExportWriter):
                 counts = region.mask_rle["counts"]
                 ann["segmentation"] = {"size": list(region.mask_rle["size"]),
                                        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+                if quad is not None:
+                    ann["quad"] = quad
             else:
                 area, bbox = quad_area(quad), quad_bbox(quad)
                 ann["segmentation"] = [quad]
-            if quad is not None:
-                ann["quad"] = quad
             ann["bbox"] = bbox
             ann["area"] = area
             ann["latex"] = region.latex

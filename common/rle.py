@@ -5,6 +5,8 @@ Uncompressed RLE (counts as a list of ints) is accepted on input and compressed.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -53,7 +55,9 @@ def decode(rle: object) -> np.ndarray:
     coco = _to_coco(rle)
     h, w = coco["size"]
     try:
-        arr = mask_utils.decode(coco)
+        with warnings.catch_warnings():  # pycocotools' numpy-2 copy= deprecation, not ours to fix
+            warnings.simplefilter("ignore", DeprecationWarning)
+            arr = mask_utils.decode(coco)
     except Exception as exc:  # pycocotools raises bare Exceptions on garbage
         raise MaskError(f"The mask does not decode: {exc}") from None
     if arr.shape != (h, w):

@@ -38,8 +38,19 @@ REGION_INPUT_SCHEMA = {
 }
 
 
+class _PassThroughField(serializers.Field):
+    """Hands the parsed JSON to the service untouched: the service checks it in full
+    and names the exact field (DRF's JSONField would refuse 1e999 without saying where)."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
 @extend_schema_field({"type": "array", "items": REGION_INPUT_SCHEMA})
-class RegionsField(serializers.JSONField):
+class RegionsField(_PassThroughField):
     """A list of regions, checked in full by the service (errors name e.g. regions[2].points)."""
 
 
@@ -287,7 +298,7 @@ class AnnotationVersionSerializer(serializers.ModelSerializer):
     "type": "object", "required": ["image"],
     "properties": {"image": {"type": "integer"}, "regions": {"type": "array", "items": REGION_INPUT_SCHEMA},
                    "confidence": {"type": "number", "nullable": True}}}})
-class PredictionItemsField(serializers.JSONField):
+class PredictionItemsField(_PassThroughField):
     """Items checked in full by the service, all or nothing (errors name e.g. items[3].regions[0].points)."""
 
 

@@ -89,7 +89,8 @@ def test_bad_region_on_update_keeps_the_current_version(batch, annotator_api, wh
 def test_nan_literal_in_json_is_refused(batch, annotator_api):
     task_id = annotator_api.post("/api/v1/tasks/next/").json()["task"]["id"]
     before = _counts()
-    body = '{"task": %d, "regions": [{"kind": "quad", "points": [[1, 1], [NaN, 1], [50, 50], [1, 50]]}]}' % task_id
+    body = json.dumps({"task": task_id, "regions": [quad()]}).replace("[10, 10]", "[NaN, 10]")
+    assert "NaN" in body
     r = annotator_api.generic("POST", "/api/v1/annotations/", body, content_type="application/json")
     assert r.status_code == 400
     assert _counts() == before

@@ -64,6 +64,7 @@ class VendorSerializer(serializers.ModelSerializer):
 
 class MemberSerializer(serializers.ModelSerializer):
     roles = serializers.SerializerMethodField()
+    email = serializers.CharField(read_only=True, help_text="May be empty")
 
     class Meta:
         model = User
@@ -78,7 +79,7 @@ class MemberCreateSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(write_only=True, min_length=8)
     role = serializers.ChoiceField(choices=sorted(roles.VENDOR_ROLES))
-    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    email = serializers.EmailField(required=False, allow_blank=True)  # no default: "" is no email in the schema
     first_name = serializers.CharField(required=False, allow_blank=True, default="")
     last_name = serializers.CharField(required=False, allow_blank=True, default="")
 
@@ -242,18 +243,13 @@ class AnnotationSerializer(serializers.ModelSerializer):
     time_spent_seconds = serializers.FloatField(source="current.time_spent_seconds", read_only=True,
                                                 allow_null=True)
     started_from = serializers.IntegerField(source="current.started_from_id", read_only=True, allow_null=True)
-    last_review = serializers.SerializerMethodField()
+    last_review = ReviewInlineSerializer(source="latest_review", read_only=True, allow_null=True)
 
     class Meta:
         model = Annotation
         fields = ["id", "task", "batch", "annotator", "annotator_username", "status", "version", "regions",
                   "time_spent_seconds", "started_from", "last_review", "created_at", "updated_at", "submitted_at"]
         read_only_fields = fields
-
-    @extend_schema_field(ReviewInlineSerializer(allow_null=True))
-    def get_last_review(self, obj):
-        reviews = list(obj.reviews.all())
-        return ReviewInlineSerializer(reviews[0]).data if reviews else None
 
 
 class AnnotationCreateSerializer(serializers.Serializer):

@@ -3,8 +3,8 @@
 // submit. Work is kept in localStorage until the server has it.
 import { api, ApiError, claimNext, fieldErrors } from "./api.js";
 import { canonicalQuad, pointInPolygon, selfIntersecting, warpQuad } from "./geometry.js";
-import { encodeImageData } from "./rle.js";
-import { bboxOf, colorOf, ImageCanvas, maskCanvasFrom, renderLatex, rgbOf } from "./viewer.js";
+import { encodeCanvas } from "./rle.js";
+import { colorOf, ImageCanvas, maskCanvasFrom, renderLatex, rgbOf } from "./viewer.js";
 
 const root = document.getElementById("label-app");
 const TASK = Number(root.dataset.task);
@@ -152,8 +152,9 @@ function paint(from, to, erase) {
   ctx.beginPath(); ctx.arc(to[0], to[1], rad, 0, Math.PI * 2); ctx.fill();
   ctx.restore();
   if (!erase) {
-    const b = [Math.min(from[0], to[0]) - rad, Math.min(from[1], to[1]) - rad,
-      Math.max(from[0], to[0]) + rad, Math.max(from[1], to[1]) + rad].map((v) => Math.round(v));
+    // Grown by 2 pixels for antialiased edges: RLE encoding reads only this box.
+    const b = [Math.floor(Math.min(from[0], to[0]) - rad - 2), Math.floor(Math.min(from[1], to[1]) - rad - 2),
+      Math.ceil(Math.max(from[0], to[0]) + rad + 2), Math.ceil(Math.max(from[1], to[1]) + rad + 2)];
     r.bbox = r.bbox ? [Math.min(r.bbox[0], b[0]), Math.min(r.bbox[1], b[1]), Math.max(r.bbox[2], b[2]), Math.max(r.bbox[3], b[3])] : b;
     r.bbox = [Math.max(0, r.bbox[0]), Math.max(0, r.bbox[1]), Math.min(viewer.width, r.bbox[2]), Math.min(viewer.height, r.bbox[3])];
   }
@@ -477,9 +478,7 @@ function showErrors(body) {
 
 function maskRle(r) {
   if (r.maskDirty || !r.rle) {
-    const img = r.maskCanvas.getContext("2d").getImageData(0, 0, viewer.width, viewer.height);
-    r.rle = encodeImageData(img.data, viewer.width, viewer.height);
-    r.bbox = bboxOf(img) || r.bbox;
+    r.rle = encodeCanvas(r.maskCanvas, r.bbox);
     r.maskDirty = false;
   }
   return r.rle;

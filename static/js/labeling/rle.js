@@ -51,6 +51,36 @@ export function encodeImageData(data, w, h) {
   return { size: [h, w], counts: encodeCounts(counts) };
 }
 
+// Same, reading only the bounding box [x0, y0, x1, y1) of the mask canvas (everything
+// outside it is known to be empty): O(box area) instead of O(image area).
+export function encodeCanvas(canvas, bbox) {
+  const W = canvas.width, H = canvas.height;
+  const counts = [];
+  let cur = 0, run = 0;
+  const push = (v, n) => {
+    if (!n) return;
+    if (v !== cur) { counts.push(run); run = 0; cur = v; }
+    run += n;
+  };
+  if (bbox) {
+    const x0 = Math.max(0, Math.floor(bbox[0])), y0 = Math.max(0, Math.floor(bbox[1]));
+    const x1 = Math.min(W, Math.ceil(bbox[2])), y1 = Math.min(H, Math.ceil(bbox[3]));
+    const bw = x1 - x0, bh = y1 - y0;
+    if (bw > 0 && bh > 0) {
+      const d = canvas.getContext("2d").getImageData(x0, y0, bw, bh).data;
+      push(0, x0 * H);
+      for (let x = 0; x < bw; x++) {
+        push(0, y0);
+        for (let y = 0; y < bh; y++) push(d[(y * bw + x) * 4 + 3] >= 128 ? 1 : 0, 1);
+        push(0, H - y1);
+      }
+      push(0, (W - x1) * H);
+    } else push(0, W * H);
+  } else push(0, W * H);
+  counts.push(run);
+  return { size: [H, W], counts: encodeCounts(counts) };
+}
+
 // Paint an RLE into a fresh RGBA buffer with `rgb` on mask pixels; returns ImageData.
 export function decodeToImageData(rle, rgb) {
   const [h, w] = rle.size;

@@ -85,6 +85,14 @@ def press(page, key: str):
     page.wait_for_timeout(60)
 
 
+def drag(page, a, b):
+    page.mouse.move(*a)
+    page.mouse.down()
+    page.mouse.move((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, steps=2)
+    page.mouse.move(*b, steps=2)
+    page.mouse.up()
+
+
 def type_latex(page, text: str):
     page.fill("#latex-input", text)
 
@@ -263,11 +271,30 @@ def test_server_errors_show_beside_the_region_and_work_survives_reload(browser_p
     assert page.input_value("#latex-input") == r"\frac{a}{b"
     assert "Restored your unsaved work" in page.locator("#messages").inner_text()
     type_latex(page, r"\frac{a}{b}")
+
+    # Move a corner, then the whole region, with the select tool.
+    press(page, "v")
+    drag(page, to_screen(page, 330, 110), to_screen(page, 340, 120))
+    drag(page, to_screen(page, 200, 90), to_screen(page, 205, 95))
+    moved = [(85, 73), (335, 73), (345, 125), (85, 115)]
+
+    # A second region: Tab from the LaTeX field walks the regions; Delete removes one.
+    press(page, "r")
+    drag(page, to_screen(page, 80, 228), to_screen(page, 330, 270))
+    assert page.evaluate("window.labeler.state.selected") == 1
+    page.locator("#latex-input").focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate("window.labeler.state.selected") == 0
+    assert page.evaluate("document.activeElement.id") == "latex-input"
+    page.locator("#region-list li").nth(1).click()
+    press(page, "Delete")
+    assert page.locator("#region-list li").count() == 1
+
     page.click("#btn-save")
     page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
     ann = saved_annotation(s["annotator"], task_id)
     assert ann["regions"][0]["latex"] == r"\frac{a}{b}"
-    assert_quad_close(ann["regions"][0]["points"], quad)
+    assert_quad_close(ann["regions"][0]["points"], moved)
     assert not page.errors, page.errors
 
 
@@ -308,4 +335,38 @@ def test_large_photo_stays_smooth(browser_page):
     print(f"4000x3000 mask -> COCO RLE: {encode_ms[0]:.0f} ms")
     decoded = rle.decode(encode_ms[1])  # pycocotools accepts it as its own canonical string
     assert decoded.shape == (3000, 4000) and decoded.sum() == 500 * 300 and decoded[1000:1300, 1000:1500].all()
+    assert not page.errors, page.errors
+
+
+def test_starts_from_prelabels_and_resolves_a_version_conflict(browser_page, labeling_setup):
+    from labeling.services import predictions_import
+
+    s = labeling_setup
+    image = s["batch"].tasks.get().image
+    prediction = predictions_import(model_name="formula-det", model_version="7", items=[
+        {"image": image.id, "regions": [{"kind": "quad", "points": [[80, 228], [330, 228], [330, 270], [80, 270]],
+                                         "latex": "x^{3}+1=y_{1}", "confidence": 0.4}]}])[0]
+    page = browser_page(s["annotator"])
+    task_id = open_next_task(page)
+    assert page.locator("#region-list li").count() == 1
+    assert "pre-labels" in page.locator("#messages").inner_text()
+    assert page.input_value("#latex-input") == "x^{3}+1=y_{1}"
+    page.click("#btn-save")
+    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    ann = saved_annotation(s["annotator"], task_id)
+    assert ann["started_from"] == prediction.id and ann["version"] == 1
+
+    # Another tab saves version 2 behind this page's back; this page then saves from version 1.
+    other = APIClient()
+    other.force_authenticate(s["annotator"])
+    r = other.put(f"/api/v1/annotations/{ann['id']}/", {"version": 1, "regions": []}, format="json")
+    assert r.status_code == 200, r.content
+    type_latex(page, "x^{3}+1=y_{1}+c")
+    page.click("#btn-save")
+    page.wait_for_selector("text=Keep mine (save over version 2)")
+    screenshot(page, "08-label-conflict")
+    page.click("text=Keep mine (save over version 2)")
+    page.wait_for_function("document.querySelector('#save-state').textContent.includes('version 3')")
+    ann = saved_annotation(s["annotator"], task_id)
+    assert ann["version"] == 3 and [r["latex"] for r in ann["regions"]] == ["x^{3}+1=y_{1}+c"]
     assert not page.errors, page.errors

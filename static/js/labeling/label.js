@@ -10,6 +10,7 @@ const root = document.getElementById("label-app");
 const TASK = Number(root.dataset.task);
 const ME = Number(root.dataset.user);
 const CATEGORIES = JSON.parse(document.getElementById("categories-data").textContent);
+const STATUS = { draft: "Draft", submitted: "Submitted", accepted: "Accepted", rejected: "Rejected (rework)" };
 const DRAFT_KEY = `mathset.labeling.task.${TASK}`;
 const $ = (sel, el = document) => el.querySelector(sel);
 
@@ -536,7 +537,16 @@ function spentSeconds() {
 async function persist({ submitToo }) {
   const regions = payloadRegions();
   const body = { regions, time_spent_seconds: spentSeconds(), started_from: state.startedFrom, submit: submitToo };
-  if (state.annotation) return api("PUT", `/api/v1/annotations/${state.annotation.id}/`, { ...body, version: state.version });
+  if (state.annotation) {
+    // Ask first whether another tab or person saved meanwhile, so the choice below is
+    // offered before anything is overwritten; the server's own 409 remains the guard.
+    const cur = await api("GET", `/api/v1/annotations/${state.annotation.id}/`);
+    if (cur.version !== state.version) {
+      throw new ApiError(409, { detail: `Version ${cur.version} was saved elsewhere (another tab or person) after the one you edited.`,
+        current_version: cur.version, current: cur });
+    }
+    return api("PUT", `/api/v1/annotations/${state.annotation.id}/`, { ...body, version: state.version });
+  }
   return api("POST", "/api/v1/annotations/", { ...body, task: TASK });
 }
 
@@ -547,7 +557,7 @@ function afterSave(annotation) {
   state.dirty = false;
   localStorage.removeItem(DRAFT_KEY);
   $("#save-state").textContent = `Saved on the server (version ${annotation.version}) at ${new Date().toLocaleTimeString()}`;
-  $("#status-badge").textContent = annotation.status;
+  $("#status-badge").textContent = STATUS[annotation.status] || annotation.status;
 }
 
 async function run(label, fn) {
@@ -643,7 +653,7 @@ async function start() {
     try { local = JSON.parse(localStorage.getItem(DRAFT_KEY) || "null"); } catch (e) { local = null; }
     if (ann) {
       state.annotation = ann; state.version = ann.version; state.startedFrom = ann.started_from;
-      $("#status-badge").textContent = ann.status;
+      $("#status-badge").textContent = STATUS[ann.status] || ann.status;
       if (ann.status === "submitted" || ann.status === "accepted") {
         state.readOnly = true;
         flash(ann.status === "accepted" ? "This annotation was accepted; it can no longer be changed." : "Submitted — waiting for review. You can look but not change it.", "info-sticky");

@@ -27,6 +27,7 @@ export class ImageCanvas {
       e.preventDefault();
       const [sx, sy] = this.eventPoint(e);
       this.view.zoomAt(Math.exp(-e.deltaY * (e.deltaMode === 1 ? 0.05 : 0.0015)), sx, sy);
+      this.autoFit = false;
       this.changed();
     }, { passive: false });
   }
@@ -51,6 +52,8 @@ export class ImageCanvas {
     this.canvas.style.height = `${this.cssH}px`;
     this.canvas.width = Math.round(this.cssW * dpr);
     this.canvas.height = Math.round(this.cssH * dpr);
+    // Until the person zooms or pans, keep the whole image in view as the layout settles.
+    if (this.autoFit && this.bitmap) this.view.fit(this.width, this.height, this.cssW, this.cssH);
     this.redraw();
   }
 
@@ -59,14 +62,15 @@ export class ImageCanvas {
     return [e.clientX - r.left, e.clientY - r.top];
   }
 
-  fit() { if (this.bitmap) { this.view.fit(this.width, this.height, this.cssW, this.cssH); this.changed(); } }
-  zoom(f) { this.view.zoomAt(f, this.cssW / 2, this.cssH / 2); this.changed(); }
-  rotate(steps = 1) { this.view.rotate(steps, this.cssW / 2, this.cssH / 2); this.changed(); }
+  fit() { if (this.bitmap) { this.view.fit(this.width, this.height, this.cssW, this.cssH); this.autoFit = true; this.changed(); } }
+  zoom(f) { this.view.zoomAt(f, this.cssW / 2, this.cssH / 2); this.autoFit = false; this.changed(); }
+  rotate(steps = 1) { this.view.rotate(steps, this.cssW / 2, this.cssH / 2); this.autoFit = false; this.changed(); }
   changed() { this.redraw(); this.canvas.dispatchEvent(new CustomEvent("viewchange")); }
 
   startPan(e) { this.panning = { x: e.clientX, y: e.clientY }; this.canvas.classList.add("panning"); }
   movePan(e) {
     if (!this.panning) return false;
+    this.autoFit = false;
     this.view.tx += e.clientX - this.panning.x;
     this.view.ty += e.clientY - this.panning.y;
     this.panning = { x: e.clientX, y: e.clientY };

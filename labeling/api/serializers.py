@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common import roles
+from common.fields import OptionalEmailField
 from curation.models import Source
 
 from ..models import Annotation, AnnotationVersion, Batch, Prediction, Region, Review, Task, Vendor
@@ -55,6 +56,8 @@ class RegionsField(_PassThroughField):
 
 
 class VendorSerializer(serializers.ModelSerializer):
+    contact_email = OptionalEmailField()
+
     class Meta:
         model = Vendor
         fields = ["id", "name", "slug", "contact_email", "active", "created_at"]
@@ -79,7 +82,7 @@ class MemberCreateSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(write_only=True, min_length=8)
     role = serializers.ChoiceField(choices=sorted(roles.VENDOR_ROLES))
-    email = serializers.EmailField(required=False, allow_blank=True)  # no default: "" is no email in the schema
+    email = OptionalEmailField()
     first_name = serializers.CharField(required=False, allow_blank=True, default="")
     last_name = serializers.CharField(required=False, allow_blank=True, default="")
 

@@ -204,12 +204,6 @@ class Annotation(models.Model):
     def __str__(self) -> str:
         return f"annotation {self.pk} v{self.version}"
 
-    @property
-    def latest_review(self) -> Review | None:
-        """The newest review (uses a prefetch of `reviews` when there is one)."""
-        reviews = self.reviews.all()  # Review.Meta.ordering: newest first
-        return reviews[0] if reviews else None
-
 
 class AnnotationVersion(models.Model):
     """One saved state of an annotation: who saved it, after how long, from which

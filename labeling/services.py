@@ -19,10 +19,10 @@ from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
-from common import geometry, rle, roles
+from common import geometry, latex, rle, roles
 from curation.models import Category, DatasetSpec, Image, Source
 
-from . import gating, latex_checks
+from . import gating
 from .models import (
     Annotation,
     AnnotationVersion,
@@ -37,6 +37,9 @@ from .models import (
 )
 
 LEASE = timedelta(minutes=30)
+# Longest LaTeX answer for one region: a real formula is far shorter, and the checks
+# should never run over a megabyte someone pasted.
+MAX_LATEX_LENGTH = 4000
 MAX_REGIONS = 500
 MAX_BATCH_TASKS = 100_000
 MAX_PREDICTION_ITEMS = 2000
@@ -86,7 +89,7 @@ def _truth_answer(image: Image) -> dict | None:
     """The gold answer an importer left on the image, or None."""
     if not image.truth_latex:
         return None
-    answer: dict = {"latex": image.truth_latex, "latex_normalized": latex_checks.normalize(image.truth_latex)}
+    answer: dict = {"latex": image.truth_latex, "latex_normalized": latex.normalize(image.truth_latex)}
     bbox = (image.meta or {}).get("ink_bbox")
     if isinstance(bbox, list | tuple) and len(bbox) == 4:
         x0, y0, x1, y1 = (float(v) for v in bbox)
@@ -216,7 +219,7 @@ def task_set_gold(*, task: Task, answer: dict | None) -> Task:
         if not isinstance(answer, dict):
             raise ValidationError({"gold_answer": "Must be an object."})
         if "latex" in answer:
-            problems = latex_checks.check(str(answer["latex"]))
+            problems = _latex_problems(str(answer["latex"]))
             if problems:
                 raise ValidationError({"gold_answer.latex": problems})
         if "regions" in answer:
@@ -360,6 +363,12 @@ def _task_refresh_status(task_id: int) -> None:
 # ------------------------------------------------------------------ regions
 
 
+def _latex_problems(src: str) -> list[str]:
+    if len(src) > MAX_LATEX_LENGTH:
+        return [f"The LaTeX is {len(src)} characters long; at most {MAX_LATEX_LENGTH} are allowed."]
+    return latex.check(src)
+
+
 def _flag(value, field: str) -> bool:
     if not isinstance(value, bool):
         raise ValidationError({field: "Must be true or false."})
@@ -406,16 +415,16 @@ def regions_clean(*, regions: object, image: Image, field: str = "regions",
                 raise ValidationError({f"{where}.mask": str(exc)}) from None
         else:
             raise ValidationError({f"{where}.kind": 'Must be "quad" or "mask".'})
-        latex = region.get("latex", "")
-        if not isinstance(latex, str):
+        src = region.get("latex", "")
+        if not isinstance(src, str):
             raise ValidationError({f"{where}.latex": "Must be a string."})
-        latex = latex.strip()
-        if latex:
-            problems = latex_checks.check(latex)
+        src = src.strip()
+        if src:
+            problems = _latex_problems(src)
             if problems:
                 raise ValidationError({f"{where}.latex": problems})
-        clean["latex"] = latex
-        clean["latex_normalized"] = latex_checks.normalize(latex) if latex else ""
+        clean["latex"] = src
+        clean["latex_normalized"] = latex.normalize(src) if src else ""
         clean["illegible"] = _flag(region.get("illegible", False), f"{where}.illegible")
         clean["cut_off"] = _flag(region.get("cut_off", False), f"{where}.cut_off")
         cats = region.get("categories", [])

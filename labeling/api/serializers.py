@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common import roles
+from common.fields import OptionalEmailField
 from curation.models import Source
 
 from ..models import Annotation, AnnotationVersion, Batch, Prediction, Region, Review, Task, Vendor
@@ -55,6 +56,8 @@ class RegionsField(_PassThroughField):
 
 
 class VendorSerializer(serializers.ModelSerializer):
+    contact_email = OptionalEmailField()
+
     class Meta:
         model = Vendor
         fields = ["id", "name", "slug", "contact_email", "active", "created_at"]
@@ -79,7 +82,7 @@ class MemberCreateSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(write_only=True, min_length=8)
     role = serializers.ChoiceField(choices=sorted(roles.VENDOR_ROLES))
-    email = serializers.EmailField(required=False, allow_blank=True)  # no default: "" is no email in the schema
+    email = OptionalEmailField()
     first_name = serializers.CharField(required=False, allow_blank=True, default="")
     last_name = serializers.CharField(required=False, allow_blank=True, default="")
 
@@ -195,8 +198,20 @@ class TaskDetailSerializer(TaskSerializer):
         read_only_fields = fields
 
 
+# A nullable nested object spelled so that every OpenAPI 3.0 validator reads it the
+# same way (drf-spectacular's allOf + nullable is read as "never null" by some).
+NULLABLE_TASK_SCHEMA = {"oneOf": [{"$ref": "#/components/schemas/TaskDetail"},
+                                  {"type": "object", "nullable": True, "enum": [None]}]}
+
+
+@extend_schema_field(NULLABLE_TASK_SCHEMA)
+class _NullableTaskField(serializers.Field):
+    def to_representation(self, value):
+        return TaskDetailSerializer(value, context=self.context).data
+
+
 class NextTaskSerializer(serializers.Serializer):
-    task = TaskDetailSerializer(allow_null=True)
+    task = _NullableTaskField(allow_null=True, help_text="null when there is no work for you")
     reason = serializers.ChoiceField(choices=["rework", "leased", "claimed", "empty"])
     lease_expires_at = serializers.DateTimeField(allow_null=True)
     annotation = serializers.IntegerField(allow_null=True, help_text="Your annotation of the task, if any")
@@ -243,12 +258,12 @@ class AnnotationSerializer(serializers.ModelSerializer):
     time_spent_seconds = serializers.FloatField(source="current.time_spent_seconds", read_only=True,
                                                 allow_null=True)
     started_from = serializers.IntegerField(source="current.started_from_id", read_only=True, allow_null=True)
-    last_review = ReviewInlineSerializer(source="latest_review", read_only=True, allow_null=True)
+    reviews = ReviewInlineSerializer(many=True, read_only=True, help_text="Newest first: why it was rejected")
 
     class Meta:
         model = Annotation
         fields = ["id", "task", "batch", "annotator", "annotator_username", "status", "version", "regions",
-                  "time_spent_seconds", "started_from", "last_review", "created_at", "updated_at", "submitted_at"]
+                  "time_spent_seconds", "started_from", "reviews", "created_at", "updated_at", "submitted_at"]
         read_only_fields = fields
 
 

@@ -54,6 +54,7 @@ BAD_REGIONS = [
      "regions[0].mask", "not valid RLE"),
     ("unbalanced LaTeX", [quad(), quad(latex=r"\frac{a}{b")], "regions[1].latex", "brace"),
     ("begin/end mismatch", [quad(latex=r"\begin{matrix} a \end{pmatrix}")], "regions[0].latex", ""),
+    ("unknown LaTeX command", [quad(latex=r"\frobnicate{x}")], "regions[0].latex", "frobnicate"),
     ("1 MB of LaTeX", [quad(latex="x" * 1_000_000)], "regions[0].latex", "characters"),
     ("10,000 regions", [quad()] * 10_000, "regions", "at most"),
     ("unknown kind", [{"kind": "circle"}], "regions[0].kind", ""),

@@ -51,8 +51,8 @@ def test_rejection_returns_work_to_annotator_with_reason(batch, annotator_api, r
     nxt = claim(annotator_api)
     assert nxt["reason"] == "rework" and nxt["task"]["id"] == task_id and nxt["annotation"] == ann["id"]
     mine = annotator_api.get(f"/api/v1/annotations/{ann['id']}/").json()
-    assert mine["status"] == "rejected" and mine["last_review"]["reasons"] == ["latex_error"]
-    assert mine["last_review"]["comment"] == "x squared, not x"
+    assert mine["status"] == "rejected" and mine["reviews"][0]["reasons"] == ["latex_error"]
+    assert mine["reviews"][0]["comment"] == "x squared, not x"
     r = annotator_api.put(f"/api/v1/annotations/{ann['id']}/",
                           {"version": 1, "regions": [quad(latex="x^{2}")], "submit": True})
     assert r.status_code == 200, r.content

@@ -3,6 +3,7 @@ draw, paint, type LaTeX, submit, read the result back through the API in image
 pixels, reject it as a reviewer and see the reason as the annotator."""
 from __future__ import annotations
 
+import importlib
 import io
 import re
 
@@ -17,9 +18,8 @@ from common.geometry import canonical_quad
 from tests import factories
 from tests.browser.conftest import screenshot
 
-# Transactional (the live server runs in another thread); serialized_rollback brings
-# back the rows data migrations made (roles, the licence catalogue) after each flush.
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+# Transactional: the live server runs in another thread and must see the rows.
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 W, H = 900, 600
 MARK = (612, 148)  # a 4x4 pure-red marker's top-left corner, in image pixels
@@ -36,6 +36,16 @@ def photo() -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _migration_rows():
+    """A transactional test's flush also removes the rows data migrations made
+    (role groups, the licence catalogue); put them back through the same code."""
+    from django.apps import apps
+
+    importlib.import_module("common.migrations.0001_roles").create_groups(apps, None)
+    importlib.import_module("curation.migrations.0002_licence_catalogue").load(apps, None)
 
 
 @pytest.fixture
@@ -232,7 +242,7 @@ def test_annotator_draws_types_submits_and_reviewer_rejects(browser_page, labeli
     rpage.click("#btn-send")
     rpage.wait_for_selector("text=Nothing is waiting for your review")
     assert not rpage.errors, rpage.errors
-    review = saved_annotation(s["annotator"], task_id)["last_review"]
+    review = saved_annotation(s["annotator"], task_id)["reviews"][0]
     assert review["decision"] == "reject" and sorted(review["reasons"]) == ["latex_error", "wrong_region"]
 
     # 8. The annotator sees why, and the labeling page shows it again on rework.
@@ -244,6 +254,7 @@ def test_annotator_draws_types_submits_and_reviewer_rejects(browser_page, labeli
     page.wait_for_selector("#label-app[data-ready='1']")
     assert "exponent is 3" in page.locator("#rejection").inner_text()
     assert page.locator("#region-list li").count() == 4
+    screenshot(page, "09-label-rework")
 
 
 def test_server_errors_show_beside_the_region_and_work_survives_reload(browser_page, labeling_setup):

@@ -658,7 +658,8 @@ async function start() {
         state.readOnly = true;
         flash(ann.status === "accepted" ? "This annotation was accepted; it can no longer be changed." : "Submitted — waiting for review. You can look but not change it.", "info-sticky");
       }
-      if (ann.status === "rejected" && ann.last_review) showRejection(ann.last_review);
+      const lastReview = (ann.reviews || [])[0] || ann.last_review;  // newest first
+      if (ann.status === "rejected" && lastReview) showRejection(lastReview);
     }
     if (local && !state.readOnly && (local.baseVersion || 0) === (state.version || 0)) {
       loadRegions(local.regions);

@@ -416,7 +416,7 @@ document.addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); submit(); return; }
   if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "s") { e.preventDefault(); saveDraft(); return; }
   const inText = typing(document.activeElement);
-  if (e.key === "Tab" && !e.altKey && (document.activeElement === canvas || document.activeElement === document.body || document.activeElement?.id === "latex-input") && state.regions.length) {
+  if (e.key === "Tab" && !e.altKey && (document.activeElement === canvas || document.activeElement?.id === "latex-input") && state.regions.length) {
     e.preventDefault(); nextRegion(e.shiftKey ? -1 : 1); return;
   }
   if (e.key === "Escape") {

@@ -6,7 +6,6 @@ from . import views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("my-work/", views.my_work, name="my_work"),
     path("model-team/", views.model_home, name="model_home"),
     path("people/", views.users, name="user_admin"),
     path("people/<int:pk>/token/", views.user_token, name="user_token"),

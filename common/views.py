@@ -24,17 +24,13 @@ def home(request):
     role = roles.primary_role(request.user)
     if role == roles.CURATOR:
         return redirect("curation:spec-list")
+    if role == roles.REVIEWER:
+        return redirect("review_next")
     if role in roles.VENDOR_ROLES:
         return redirect("my_work")
     if role == roles.MODEL_TEAM:
         return redirect("model_home")
     return render(request, "common/no_role.html", status=403)
-
-
-@role_required(*roles.VENDOR_ROLES)
-def my_work(request):
-    """A vendor member's start page: their vendor and, once labeling lands, their queue."""
-    return render(request, "common/my_work.html", {"vendor": labeling_selectors.vendor_of(request.user)})
 
 
 @role_required(roles.MODEL_TEAM, roles.CURATOR)

@@ -1,7 +1,20 @@
-"""Admin for labeling."""
-from django.contrib import admin
+"""Admin for labeling. Workflow rows are read-only here: they change only through
+the services (queue, annotation saves, reviews), which the actions below call."""
+from django.contrib import admin, messages
 
-from .models import Vendor, VendorMembership
+from . import services
+from .models import (
+    Annotation,
+    AnnotationVersion,
+    Batch,
+    Claim,
+    Prediction,
+    Region,
+    Review,
+    Task,
+    Vendor,
+    VendorMembership,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -15,3 +28,91 @@ class VendorAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "contact_email", "active"]
     search_fields = ["name"]
     inlines = [MembershipInline]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Browse and search only: writes go through labeling.services."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+def _set_status(status: str, label: str):
+    def action(modeladmin, request, queryset):
+        for batch in queryset:
+            services.batch_update(batch=batch, status=status)
+        modeladmin.message_user(request, f"{queryset.count()} batch(es) {label}.", messages.SUCCESS)
+
+    action.__name__ = f"batch_{status}"
+    action.short_description = f"Mark selected batches {label}"
+    return action
+
+
+@admin.register(Batch)
+class BatchAdmin(ReadOnlyAdmin):
+    list_display = ["name", "spec", "vendor", "kind", "unit_price", "currency", "agreed_quantity", "overlap",
+                    "deadline", "status", "created_at"]
+    list_filter = ["status", "kind", "vendor"]
+    search_fields = ["name", "spec__name", "vendor__name"]
+    list_select_related = ["spec", "vendor"]
+    actions = [_set_status(Batch.Status.ACTIVE, "active"), _set_status(Batch.Status.PAUSED, "paused"),
+               _set_status(Batch.Status.CLOSED, "closed")]
+
+
+@admin.register(Task)
+class TaskAdmin(ReadOnlyAdmin):
+    list_display = ["id", "batch", "image", "status", "overlap", "slots_taken", "is_gold", "priority",
+                    "model_confidence", "updated_at"]
+    list_filter = ["status", "is_gold", "batch__vendor"]
+    raw_id_fields = ["batch", "image"]
+    list_select_related = ["batch", "image"]
+
+
+@admin.register(Claim)
+class ClaimAdmin(ReadOnlyAdmin):
+    list_display = ["task", "annotator", "state", "claimed_at", "expires_at"]
+    list_filter = ["state"]
+    raw_id_fields = ["task", "annotator"]
+
+
+class RegionInline(admin.TabularInline):
+    model = Region
+    extra = 0
+    can_delete = False
+    fields = ["index", "kind", "points", "latex", "latex_normalized", "illegible", "cut_off", "categories"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AnnotationVersion)
+class AnnotationVersionAdmin(ReadOnlyAdmin):
+    list_display = ["annotation", "number", "author", "time_spent_seconds", "started_from", "created_at"]
+    raw_id_fields = ["annotation", "author", "started_from"]
+    inlines = [RegionInline]
+
+
+@admin.register(Annotation)
+class AnnotationAdmin(ReadOnlyAdmin):
+    list_display = ["id", "task", "annotator", "status", "version", "submitted_at", "updated_at"]
+    list_filter = ["status", "task__batch__vendor"]
+    raw_id_fields = ["task", "annotator", "current"]
+    list_select_related = ["task", "annotator"]
+
+
+@admin.register(Review)
+class ReviewAdmin(ReadOnlyAdmin):
+    list_display = ["annotation", "reviewer", "decision", "reasons", "created_at"]
+    list_filter = ["decision"]
+    raw_id_fields = ["annotation", "version", "reviewer"]
+
+
+@admin.register(Prediction)
+class PredictionAdmin(ReadOnlyAdmin):
+    list_display = ["image", "model_name", "model_version", "confidence", "created_at"]
+    list_filter = ["model_name", "model_version"]
+    raw_id_fields = ["image"]

@@ -1,12 +1,29 @@
-"""Reads for labeling, always starting from the user."""
+"""Reads for labeling, always starting from the user.
+
+Curators (and, read-only, model teams) see everything. Vendor users see only
+their own vendor's vendor record, people, batches, tasks, annotations, reviews and
+the specs/images those batches use; annotators see only their own annotations;
+only curators and vendor managers see prices. A foreign object is simply not in
+the queryset, so it answers 404.
+"""
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
-from common.roles import can_read_all_data, is_curator
+from common.roles import ANNOTATOR, REVIEWER, VENDOR_MANAGER, can_read_all_data, has_role, is_curator
 
-from .models import Vendor, VendorMembership
+from .models import (
+    Annotation,
+    AnnotationVersion,
+    Batch,
+    Prediction,
+    Region,
+    Review,
+    Task,
+    Vendor,
+    VendorMembership,
+)
 
 
 def vendor_of(user: User) -> Vendor | None:
@@ -22,15 +39,17 @@ def vendor_of(user: User) -> Vendor | None:
 
 
 def vendor_curation_filters(user: User) -> tuple[Q, Q] | None:
-    """Filters on specs and images for what a vendor user may see.
-
-    Until batches exist, a vendor sees no spec or image; the labeling workflow
-    widens this to the specs and images of its own batches.
-    """
+    """Filters on specs and images for what a vendor user may see: the specs of
+    their vendor's batches and the images of their vendor's tasks."""
     vendor = vendor_of(user)
     if vendor is None:
         return None
-    return Q(pk__in=[]), Q(pk__in=[])
+    return Q(batches__vendor=vendor), Q(tasks__batch__vendor=vendor)
+
+
+def can_see_prices(user: User) -> bool:
+    """Unit prices are for curators and the vendor's managers."""
+    return is_curator(user) or has_role(user, VENDOR_MANAGER)
 
 
 def vendors_visible_to(user: User) -> QuerySet[Vendor]:
@@ -41,3 +60,97 @@ def vendors_visible_to(user: User) -> QuerySet[Vendor]:
     if vendor is None:
         return Vendor.objects.none()
     return Vendor.objects.filter(pk=vendor.pk)
+
+
+def members_visible_to(user: User, vendor: Vendor) -> QuerySet[User]:
+    """People of `vendor` (already a vendor `user` may see), with roles, by username."""
+    return (User.objects.filter(vendor_membership__vendor=vendor).prefetch_related("groups")
+            .select_related("vendor_membership").order_by("username"))
+
+
+def batches_visible_to(user: User) -> QuerySet[Batch]:
+    """Batches: all for curators; their vendor's for vendor users; none otherwise."""
+    qs = Batch.objects.select_related("spec", "vendor")
+    if is_curator(user):
+        return qs
+    vendor = vendor_of(user)
+    if vendor is None:
+        return qs.none()
+    return qs.filter(vendor=vendor)
+
+
+def tasks_visible_to(user: User) -> QuerySet[Task]:
+    """Tasks: all for curators; those of their vendor's batches for vendor users."""
+    qs = Task.objects.select_related("batch__spec", "image")
+    if is_curator(user):
+        return qs
+    vendor = vendor_of(user)
+    if vendor is None:
+        return qs.none()
+    return qs.filter(batch__vendor=vendor)
+
+
+def _with_content(qs: QuerySet[Annotation]) -> QuerySet[Annotation]:
+    return qs.select_related("task__batch", "annotator", "current").prefetch_related(
+        Prefetch("current__regions", queryset=Region.objects.order_by("index")),
+        Prefetch("reviews", queryset=Review.objects.select_related("reviewer").order_by("-created_at", "-id")),
+    )
+
+
+def annotations_visible_to(user: User) -> QuerySet[Annotation]:
+    """Annotations: all for curators and model teams; their vendor's for vendor
+    managers and reviewers; their own for annotators."""
+    qs = _with_content(Annotation.objects.all())
+    if can_read_all_data(user):
+        return qs
+    vendor = vendor_of(user)
+    if vendor is None:
+        return qs.none()
+    if has_role(user, VENDOR_MANAGER, REVIEWER):
+        return qs.filter(task__batch__vendor=vendor)
+    if has_role(user, ANNOTATOR):
+        return qs.filter(annotator=user, task__batch__vendor=vendor)
+    return qs.none()
+
+
+def annotations_reviewable_by(user: User) -> QuerySet[Annotation]:
+    """Submitted annotations `user` may review, oldest first: their vendor's for
+    reviewers (never their own), all for curators."""
+    qs = _with_content(Annotation.objects.filter(status=Annotation.Status.SUBMITTED)).order_by("submitted_at", "id")
+    if is_curator(user):
+        return qs
+    vendor = vendor_of(user)
+    if vendor is None or not has_role(user, REVIEWER):
+        return qs.none()
+    return qs.filter(task__batch__vendor=vendor).exclude(annotator=user)
+
+
+def annotation_history(annotation: Annotation) -> QuerySet[AnnotationVersion]:
+    """All versions of an annotation (already visible to the caller), oldest first."""
+    return (AnnotationVersion.objects.filter(annotation=annotation).select_related("author")
+            .prefetch_related(Prefetch("regions", queryset=Region.objects.order_by("index"))).order_by("number"))
+
+
+def reviews_visible_to(user: User) -> QuerySet[Review]:
+    """Reviews: all for curators; their vendor's for managers and reviewers; those of
+    their own annotations for annotators."""
+    qs = Review.objects.select_related("reviewer", "annotation", "version")
+    if is_curator(user):
+        return qs
+    vendor = vendor_of(user)
+    if vendor is None:
+        return qs.none()
+    if has_role(user, VENDOR_MANAGER, REVIEWER):
+        return qs.filter(annotation__task__batch__vendor=vendor)
+    return qs.filter(annotation__annotator=user, annotation__task__batch__vendor=vendor)
+
+
+def predictions_visible_to(user: User) -> QuerySet[Prediction]:
+    """Predictions: all for curators and model teams; those of their tasks' images for vendor users."""
+    qs = Prediction.objects.all()
+    if can_read_all_data(user):
+        return qs
+    vendor = vendor_of(user)
+    if vendor is None:
+        return qs.none()
+    return qs.filter(image__tasks__batch__vendor=vendor).distinct()

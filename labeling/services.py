@@ -1,12 +1,51 @@
-"""Write paths for labeling."""
+"""Write paths for labeling: vendors, batches, the work queue, annotations, reviews
+and imported predictions.
+
+Every function is keyword-only and atomic. Views, pages, admin actions and
+commands call these; none writes labeling models directly.
+"""
 from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
+from django.utils import timezone
 from django.utils.text import slugify
 
-from .models import Vendor, VendorMembership
+from common import geometry, latex, rle, roles
+from curation.models import Category, DatasetSpec, Image, Source
+
+from . import gating
+from .models import (
+    Annotation,
+    AnnotationVersion,
+    Batch,
+    Claim,
+    Prediction,
+    Region,
+    Review,
+    Task,
+    Vendor,
+    VendorMembership,
+)
+
+LEASE = timedelta(minutes=30)
+# Longest LaTeX answer for one region: a real formula is far shorter, and the checks
+# should never run over a megabyte someone pasted.
+MAX_LATEX_LENGTH = 4000
+MAX_REGIONS = 500
+MAX_BATCH_TASKS = 100_000
+MAX_PREDICTION_ITEMS = 2000
+MAX_TIME_SPENT_SECONDS = 24 * 3600
+
+# ----------------------------------------------------------------- vendors
 
 
 @transaction.atomic
@@ -29,3 +68,629 @@ def vendor_member_add(*, vendor: Vendor, user: User) -> VendorMembership:
     if existing:
         return existing
     return VendorMembership.objects.create(vendor=vendor, user=user)
+
+
+@transaction.atomic
+def vendor_member_create(*, vendor: Vendor, username: str, password: str, role: str, email: str = "",
+                         first_name: str = "", last_name: str = "") -> User:
+    """Create a vendor manager, annotator or reviewer account working for `vendor`."""
+    from common.services import user_create
+
+    if role not in roles.VENDOR_ROLES:
+        raise ValidationError({"role": f"A vendor member is a {', '.join(sorted(roles.VENDOR_ROLES))}."})
+    return user_create(username=username, password=password, role=role, email=email, first_name=first_name,
+                       last_name=last_name, vendor=vendor)
+
+
+# ----------------------------------------------------------------- batches
+
+
+def _truth_answer(image: Image) -> dict | None:
+    """The gold answer an importer left on the image, or None."""
+    if not image.truth_latex:
+        return None
+    answer: dict = {"latex": image.truth_latex, "latex_normalized": latex.normalize(image.truth_latex)}
+    bbox = (image.meta or {}).get("ink_bbox")
+    if isinstance(bbox, list | tuple) and len(bbox) == 4:
+        x0, y0, x1, y1 = (float(v) for v in bbox)
+        answer["regions"] = [{"kind": "quad", "points": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]],
+                              "latex": image.truth_latex}]
+    return answer
+
+
+def batch_candidate_images(
+    *,
+    spec: DatasetSpec,
+    quantity: int,
+    categories: Sequence[str] = (),
+    source: Source | None = None,
+    only_unlabeled: bool = True,
+    lowest_confidence_first: bool = True,
+) -> QuerySet[Image]:
+    """Images of `spec` matching a batch filter, in the order they would be picked.
+
+    "Not yet labeled" means in no task of any batch. "Lowest model confidence first"
+    orders by the lowest confidence any imported prediction gave the image; images
+    no model has seen come last.
+    """
+    qs = Image.objects.filter(spec=spec)
+    if categories:
+        qs = qs.filter(categories__spec=spec, categories__slug__in=list(categories)).distinct()
+    if source is not None:
+        qs = qs.filter(source=source)
+    if only_unlabeled:
+        qs = qs.exclude(Exists(Task.objects.filter(image=OuterRef("pk"))))
+    if lowest_confidence_first:
+        qs = qs.annotate(min_confidence=Min("predictions__confidence")).order_by(
+            F("min_confidence").asc(nulls_last=True), "id")
+    else:
+        qs = qs.order_by("id")
+    return qs[:quantity]
+
+
+@transaction.atomic
+def batch_create(
+    *,
+    spec: DatasetSpec,
+    vendor: Vendor,
+    name: str,
+    unit_price: Decimal,
+    quantity: int,
+    kind: str = Batch.Kind.FULL,
+    currency: str = "USD",
+    overlap: int = 1,
+    deadline: date | None = None,
+    categories: Sequence[str] = (),
+    source: Source | None = None,
+    only_unlabeled: bool = True,
+    lowest_confidence_first: bool = True,
+    status: str = Batch.Status.ACTIVE,
+    created_by: User | None = None,
+) -> Batch:
+    """Give `vendor` a batch of up to `quantity` tasks of `spec`, chosen by a filter.
+
+    Images with an imported truth (`truth_latex`, and `meta["ink_bbox"]` when
+    present) become gold tasks: their answer is stored on the task and hidden from
+    the vendor. Each task starts pre-labeled when a model has already seen the image.
+    """
+    if not vendor.active:
+        raise ValidationError({"vendor": f"{vendor.name} is not active."})
+    if not 1 <= quantity <= MAX_BATCH_TASKS:
+        raise ValidationError({"quantity": f"Must be between 1 and {MAX_BATCH_TASKS}."})
+    if not 1 <= overlap <= 10:
+        raise ValidationError({"overlap": "Must be between 1 and 10."})
+    if unit_price is None or unit_price < 0:
+        raise ValidationError({"unit_price": "Must be zero or more."})
+    if not (len(currency) == 3 and currency.isalpha()):
+        raise ValidationError({"currency": "Use a three-letter ISO 4217 code, e.g. USD."})
+    known = set(Category.objects.filter(spec=spec).values_list("slug", flat=True))
+    unknown = sorted(set(categories) - known)
+    if unknown:
+        raise ValidationError({"categories": f"Not categories of {spec.name}: {', '.join(unknown)}."})
+    if source is not None and not Image.objects.filter(spec=spec, source=source).exists():
+        raise ValidationError({"source": f"{spec.name} has no image from {source.name}."})
+    images = list(
+        batch_candidate_images(spec=spec, quantity=quantity, categories=categories, source=source,
+                               only_unlabeled=only_unlabeled, lowest_confidence_first=lowest_confidence_first)
+        .annotate(n_predictions=Count("predictions", distinct=True))
+    )
+    if not images:
+        raise ValidationError({"quantity": "No image of the spec matches this filter."})
+    batch = Batch(
+        spec=spec, vendor=vendor, name=name or f"{spec.name} for {vendor.name}", kind=kind,
+        unit_price=unit_price, currency=currency.upper(), agreed_quantity=quantity, overlap=overlap,
+        deadline=deadline, status=status, created_by=created_by,
+        filters={"categories": list(categories), "source": source.pk if source else None,
+                 "only_unlabeled": only_unlabeled, "lowest_confidence_first": lowest_confidence_first},
+    )
+    batch.full_clean()
+    batch.save()
+    tasks = []
+    for image in images:
+        gold = _truth_answer(image)
+        tasks.append(Task(
+            batch=batch, image=image, overlap=overlap, is_gold=gold is not None, gold_answer=gold,
+            model_confidence=getattr(image, "min_confidence", None),
+            status=Task.Status.PRELABELED if image.n_predictions else Task.Status.NEW,
+        ))
+    Task.objects.bulk_create(tasks, batch_size=1000)
+    return batch
+
+
+BATCH_EDITABLE = ("name", "status", "deadline", "unit_price", "currency", "agreed_quantity")
+
+
+@transaction.atomic
+def batch_update(*, batch: Batch, **changes) -> Batch:
+    """Change a batch's name, status, deadline, price or agreed quantity."""
+    for key, value in changes.items():
+        if key not in BATCH_EDITABLE:
+            raise ValidationError({key: "This field cannot be changed."})
+        setattr(batch, key, value)
+    batch.full_clean()
+    batch.save()
+    return batch
+
+
+@transaction.atomic
+def task_set_gold(*, task: Task, answer: dict | None) -> Task:
+    """Make `task` a gold task with a curator's known answer (None: no longer gold)."""
+    if answer is not None:
+        if not isinstance(answer, dict):
+            raise ValidationError({"gold_answer": "Must be an object."})
+        if "latex" in answer:
+            problems = _latex_problems(str(answer["latex"]))
+            if problems:
+                raise ValidationError({"gold_answer.latex": problems})
+        if "regions" in answer:
+            answer = {**answer, "regions": regions_clean(regions=answer["regions"], image=task.image,
+                                                         field="gold_answer.regions")}
+    task.is_gold = answer is not None
+    task.gold_answer = answer
+    task.save(update_fields=["is_gold", "gold_answer", "updated_at"])
+    return task
+
+
+# -------------------------------------------------------------- work queue
+
+
+@dataclass
+class ClaimResult:
+    """What `task_claim_next` gave: a task (or None), why, and batches blocked by gates."""
+
+    task: Task | None
+    claim: Claim | None
+    reason: str  # "rework", "leased", "claimed" or "empty"
+    blocked: dict[int, str]
+
+
+def _open_batch_ids(annotator: User, vendor: Vendor) -> tuple[list[int], dict[int, str]]:
+    ids, blocked = [], {}
+    for batch in Batch.objects.filter(vendor=vendor, status=Batch.Status.ACTIVE).order_by("id"):
+        why = gating.guide_acknowledgement_missing(annotator=annotator, batch=batch)
+        if why:
+            blocked[batch.id] = why
+        else:
+            ids.append(batch.id)
+    return ids, blocked
+
+
+def _reap_expired(task_id: int, now) -> int:
+    """Return the slots of expired leases on one task to the queue. Call under the task's lock."""
+    n = Claim.objects.filter(task_id=task_id, state=Claim.State.LIVE, expires_at__lte=now).update(
+        state=Claim.State.RELEASED)
+    if n:
+        Task.objects.filter(pk=task_id).update(slots_taken=F("slots_taken") - n)
+    return n
+
+
+def claimable_tasks(*, annotator: User, batch_ids: Iterable[int], now) -> QuerySet[Task]:
+    """Tasks of `batch_ids` with a free slot (or an expired lease) that `annotator`
+    has never annotated nor holds, in queue order: priority, lowest model confidence, age."""
+    expired = Claim.objects.filter(task=OuterRef("pk"), state=Claim.State.LIVE, expires_at__lte=now)
+    mine = Claim.objects.filter(task=OuterRef("pk"), annotator=annotator,
+                                state__in=[Claim.State.LIVE, Claim.State.ANNOTATED])
+    return (
+        Task.objects.filter(batch_id__in=list(batch_ids), status__in=Task.CLAIMABLE)
+        .filter(Q(slots_taken__lt=F("overlap")) | Exists(expired))
+        .exclude(Exists(mine))
+        .order_by("-priority", F("model_confidence").asc(nulls_last=True), "id")
+    )
+
+
+@transaction.atomic
+def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult:
+    """Give `annotator` their next task: rework first, then the lease they hold, then a
+    new task from their vendor's active batches under a lease.
+
+    Safe under concurrency: candidates are row-locked with SKIP LOCKED on PostgreSQL
+    so annotators never wait on each other, and the slot itself is taken by a
+    conditional UPDATE (`slots_taken < overlap`), which is what keeps the count right
+    on SQLite too. A unique (task, annotator) claim means nobody gets a task twice.
+    """
+    from .selectors import vendor_of
+
+    vendor = vendor_of(annotator)
+    if vendor is None or not roles.has_role(annotator, roles.ANNOTATOR):
+        raise ValidationError({"annotator": "Only a vendor's annotators take tasks from the queue."})
+    now = timezone.now()
+    rework = (Annotation.objects.filter(annotator=annotator, status=Annotation.Status.REJECTED,
+                                        task__batch__vendor=vendor, task__batch__status=Batch.Status.ACTIVE)
+              .select_related("task").order_by("updated_at").first())
+    if rework is not None:
+        return ClaimResult(rework.task, None, "rework", {})
+    held = (Claim.objects.filter(annotator=annotator, state=Claim.State.LIVE, expires_at__gt=now,
+                                 task__batch__vendor=vendor, task__batch__status=Batch.Status.ACTIVE)
+            .select_related("task").order_by("claimed_at").first())
+    if held is not None:
+        return ClaimResult(held.task, held, "leased", {})
+    batch_ids, blocked = _open_batch_ids(annotator, vendor)
+    if not batch_ids:
+        return ClaimResult(None, None, "empty", blocked)
+    candidates = claimable_tasks(annotator=annotator, batch_ids=batch_ids, now=now)
+    for _ in range(10):
+        task = candidates.select_for_update(skip_locked=True).first()
+        if task is None:
+            break
+        taken = Task.objects.filter(pk=task.pk, status__in=Task.CLAIMABLE, slots_taken__lt=F("overlap")).update(
+            slots_taken=F("slots_taken") + 1, status=Task.Status.IN_PROGRESS, updated_at=now)
+        if not taken and _reap_expired(task.pk, now):
+            taken = Task.objects.filter(pk=task.pk, slots_taken__lt=F("overlap")).update(
+                slots_taken=F("slots_taken") + 1, status=Task.Status.IN_PROGRESS, updated_at=now)
+        if not taken:
+            continue  # someone took the last slot between our read and write (SQLite)
+        # An earlier lease of ours on this task lapsed or was released: reuse its row.
+        claim, _ = Claim.objects.update_or_create(
+            task=task, annotator=annotator,
+            defaults={"state": Claim.State.LIVE, "claimed_at": now, "expires_at": now + lease})
+        task.refresh_from_db()
+        return ClaimResult(task, claim, "claimed", blocked)
+    return ClaimResult(None, None, "empty", blocked)
+
+
+@transaction.atomic
+def claim_release(*, task: Task, annotator: User) -> None:
+    """Give a leased task back to the queue before the lease ends."""
+    n = Claim.objects.filter(task=task, annotator=annotator, state=Claim.State.LIVE).update(
+        state=Claim.State.RELEASED)
+    if not n:
+        raise ValidationError({"task": "You hold no lease on this task."})
+    Task.objects.filter(pk=task.pk).update(slots_taken=F("slots_taken") - n)
+    _task_refresh_status(task.pk)
+
+
+def _task_refresh_status(task_id: int) -> None:
+    """Derive a task's status from its annotations and slots (caller holds the write)."""
+    task = Task.objects.select_for_update().get(pk=task_id)
+    counts = dict(Annotation.objects.filter(task_id=task_id).values_list("status").annotate(n=Count("id")))
+    done = counts.get(Annotation.Status.SUBMITTED, 0) + counts.get(Annotation.Status.ACCEPTED, 0)
+    if counts.get(Annotation.Status.ACCEPTED, 0) >= task.overlap:
+        status = Task.Status.ACCEPTED
+    elif counts.get(Annotation.Status.REJECTED, 0):
+        status = Task.Status.REJECTED
+    elif done >= task.overlap:
+        status = Task.Status.SUBMITTED
+    elif task.slots_taken > 0:
+        status = Task.Status.IN_PROGRESS
+    elif Prediction.objects.filter(image_id=task.image_id).exists():
+        status = Task.Status.PRELABELED
+    else:
+        status = Task.Status.NEW
+    if status != task.status:
+        Task.objects.filter(pk=task_id).update(status=status, updated_at=timezone.now())
+
+
+# ------------------------------------------------------------------ regions
+
+
+def _latex_problems(src: str) -> list[str]:
+    if len(src) > MAX_LATEX_LENGTH:
+        return [f"The LaTeX is {len(src)} characters long; at most {MAX_LATEX_LENGTH} are allowed."]
+    return latex.check(src)
+
+
+def _flag(value, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError({field: "Must be true or false."})
+    return value
+
+
+def regions_clean(*, regions: object, image: Image, field: str = "regions",
+                  spec_categories: set[str] | None = None, with_confidence: bool = False) -> list[dict]:
+    """Validate regions against their image and return them in canonical form.
+
+    A region is {"kind": "quad", "points": [[x, y] x4]} or {"kind": "mask",
+    "mask": COCO RLE}, plus "latex", "illegible", "cut_off", "categories" (slugs of
+    the spec) and, for predictions, "confidence". Errors name the exact field, e.g.
+    `regions[2].points`. LaTeX gets its normalised token form beside it.
+    """
+    if not isinstance(regions, list):
+        raise ValidationError({field: "Must be a list of regions."})
+    if len(regions) > MAX_REGIONS:
+        raise ValidationError({field: f"{len(regions)} regions; at most {MAX_REGIONS} are allowed per image."})
+    if spec_categories is None:
+        spec_categories = set(Category.objects.filter(spec_id=image.spec_id).values_list("slug", flat=True))
+    allowed = {"kind", "points", "mask", "latex", "illegible", "cut_off", "categories"}
+    if with_confidence:
+        allowed.add("confidence")
+    out = []
+    for i, region in enumerate(regions):
+        where = f"{field}[{i}]"
+        if not isinstance(region, dict):
+            raise ValidationError({where: "Must be an object."})
+        extra = sorted(set(region) - allowed)
+        if extra:
+            raise ValidationError({f"{where}.{extra[0]}": "Unknown field."})
+        kind = region.get("kind")
+        clean: dict = {"kind": kind}
+        if kind == Region.Kind.QUAD:
+            try:
+                clean["points"] = geometry.validate_quad(region.get("points"), width=image.width, height=image.height)
+            except geometry.GeometryError as exc:
+                raise ValidationError({f"{where}.points": str(exc)}) from None
+        elif kind == Region.Kind.MASK:
+            try:
+                clean["mask"] = rle.validate(region.get("mask"), width=image.width, height=image.height)
+            except rle.MaskError as exc:
+                raise ValidationError({f"{where}.mask": str(exc)}) from None
+        else:
+            raise ValidationError({f"{where}.kind": 'Must be "quad" or "mask".'})
+        src = region.get("latex", "")
+        if not isinstance(src, str):
+            raise ValidationError({f"{where}.latex": "Must be a string."})
+        src = src.strip()
+        if src:
+            problems = _latex_problems(src)
+            if problems:
+                raise ValidationError({f"{where}.latex": problems})
+        clean["latex"] = src
+        clean["latex_normalized"] = latex.normalize(src) if src else ""
+        clean["illegible"] = _flag(region.get("illegible", False), f"{where}.illegible")
+        clean["cut_off"] = _flag(region.get("cut_off", False), f"{where}.cut_off")
+        cats = region.get("categories", [])
+        if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
+            raise ValidationError({f"{where}.categories": "Must be a list of category slugs."})
+        unknown = sorted(set(cats) - spec_categories)
+        if unknown:
+            raise ValidationError({f"{where}.categories": f"Unknown categories: {', '.join(unknown)}."})
+        clean["categories"] = sorted(set(cats))
+        if with_confidence and region.get("confidence") is not None:
+            clean["confidence"] = _confidence(region["confidence"], f"{where}.confidence")
+        out.append(clean)
+    return out
+
+
+def _confidence(value, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 1:
+        raise ValidationError({field: "Must be a number between 0 and 1."})
+    return float(value)
+
+
+def _check_complete(task: Task, regions: list[dict]) -> None:
+    """What a submitted answer must hold, by the batch's task kind."""
+    if not regions:
+        raise ValidationError({"regions": "Mark at least one formula before submitting."})
+    if task.batch.kind in (Batch.Kind.LATEX, Batch.Kind.FULL):
+        for i, region in enumerate(regions):
+            if not region["latex"] and not region["illegible"]:
+                raise ValidationError({f"regions[{i}].latex": "Type the formula, or flag the region illegible."})
+
+
+def _save_version(*, annotation: Annotation, author: User, regions: list[dict], time_spent_seconds: float,
+                  started_from: Prediction | None) -> AnnotationVersion:
+    version = AnnotationVersion.objects.create(
+        annotation=annotation, number=annotation.version, author=author,
+        time_spent_seconds=time_spent_seconds, started_from=started_from)
+    Region.objects.bulk_create([
+        Region(version=version, index=i, kind=r["kind"], points=r.get("points"), mask_rle=r.get("mask"),
+               latex=r["latex"], latex_normalized=r["latex_normalized"], illegible=r["illegible"],
+               cut_off=r["cut_off"], categories=r["categories"])
+        for i, r in enumerate(regions)
+    ])
+    Annotation.objects.filter(pk=annotation.pk).update(current=version)
+    annotation.current = version
+    return version
+
+
+def _time_spent(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not 0 <= value <= MAX_TIME_SPENT_SECONDS:
+        raise ValidationError({"time_spent_seconds": f"Must be between 0 and {MAX_TIME_SPENT_SECONDS} seconds."})
+    return float(value)
+
+
+def _started_from(task: Task, prediction: Prediction | None) -> Prediction | None:
+    if prediction is not None and prediction.image_id != task.image_id:
+        raise ValidationError({"started_from": "That prediction is of another image."})
+    return prediction
+
+
+# -------------------------------------------------------------- annotations
+
+
+@transaction.atomic
+def annotation_create(
+    *,
+    task: Task,
+    annotator: User,
+    regions: object,
+    time_spent_seconds: float = 0,
+    started_from: Prediction | None = None,
+    submit: bool = False,
+) -> Annotation:
+    """Save an annotator's first answer for a task they hold a lease on (version 1),
+    optionally submitting it at once."""
+    clean = regions_clean(regions=regions, image=task.image)
+    spent = _time_spent(time_spent_seconds)
+    started_from = _started_from(task, started_from)
+    if submit:
+        _check_complete(task, clean)
+    # The lease becomes a permanent slot. A lapsed lease still counts while nobody
+    # else has reaped it; once reaped, the slot may be someone else's.
+    if not Claim.objects.filter(task=task, annotator=annotator, state=Claim.State.LIVE).update(
+            state=Claim.State.ANNOTATED):
+        if Annotation.objects.filter(task=task, annotator=annotator).exists():
+            raise ValidationError({"task": "You already annotated this task; update that annotation."})
+        raise ValidationError({"task": "You hold no lease on this task; ask for the next task."})
+    now = timezone.now()
+    annotation = Annotation.objects.create(
+        task=task, annotator=annotator, version=1,
+        status=Annotation.Status.SUBMITTED if submit else Annotation.Status.DRAFT,
+        submitted_at=now if submit else None)
+    _save_version(annotation=annotation, author=annotator, regions=clean, time_spent_seconds=spent,
+                  started_from=started_from)
+    if submit:
+        _task_refresh_status(task.pk)
+    return annotation
+
+
+class StaleVersion(Exception):
+    """The caller edited an older version; `current` is the annotation as it is now."""
+
+    def __init__(self, current: Annotation):
+        super().__init__(f"Version {current.version} is current.")
+        self.current = current
+
+
+EDITABLE = (Annotation.Status.DRAFT, Annotation.Status.REJECTED)
+
+
+@transaction.atomic
+def annotation_update(
+    *,
+    annotation: Annotation,
+    by: User,
+    version: int,
+    regions: object,
+    time_spent_seconds: float = 0,
+    started_from: Prediction | None = None,
+    submit: bool = False,
+) -> Annotation:
+    """Save a new version of an annotation, if `version` is still the current one.
+
+    Optimistic concurrency: the version number moves on in one conditional UPDATE,
+    so of two saves from the same version exactly one wins and the other gets
+    StaleVersion (HTTP 409) with the current state; no save is ever lost silently.
+    """
+    if by.pk != annotation.annotator_id:
+        raise ValidationError({"annotation": "Only its annotator edits an annotation."})
+    task = annotation.task
+    clean = regions_clean(regions=regions, image=task.image)
+    spent = _time_spent(time_spent_seconds)
+    started_from = _started_from(task, started_from)
+    if submit:
+        _check_complete(task, clean)
+    if annotation.status not in EDITABLE:
+        raise ValidationError({"status": f"A {annotation.get_status_display().lower()} annotation cannot be changed."})
+    now = timezone.now()
+    changes: dict = {"version": F("version") + 1, "updated_at": now}
+    if submit:
+        changes.update(status=Annotation.Status.SUBMITTED, submitted_at=now)
+    won = Annotation.objects.filter(pk=annotation.pk, version=version, status__in=EDITABLE).update(**changes)
+    if not won:
+        raise StaleVersion(Annotation.objects.get(pk=annotation.pk))
+    annotation.refresh_from_db()
+    _save_version(annotation=annotation, author=by, regions=clean, time_spent_seconds=spent,
+                  started_from=started_from)
+    if submit:
+        _task_refresh_status(task.pk)
+    return annotation
+
+
+@transaction.atomic
+def annotation_submit(*, annotation: Annotation, by: User, version: int) -> Annotation:
+    """Hand the current version in for review (also after a rejection's rework)."""
+    if by.pk != annotation.annotator_id:
+        raise ValidationError({"annotation": "Only its annotator submits an annotation."})
+    regions = [
+        {"latex": r.latex, "illegible": r.illegible}
+        for r in Region.objects.filter(version_id=annotation.current_id).only("latex", "illegible")
+    ]
+    _check_complete(annotation.task, regions)
+    now = timezone.now()
+    won = Annotation.objects.filter(pk=annotation.pk, version=version, status__in=EDITABLE).update(
+        status=Annotation.Status.SUBMITTED, submitted_at=now, updated_at=now)
+    if not won:
+        current = Annotation.objects.get(pk=annotation.pk)
+        if current.version == version:
+            raise ValidationError({"status": f"A {current.get_status_display().lower()} annotation cannot be submitted."})
+        raise StaleVersion(current)
+    _task_refresh_status(annotation.task_id)
+    annotation.refresh_from_db()
+    return annotation
+
+
+# ------------------------------------------------------------------ reviews
+
+
+@transaction.atomic
+def review_create(*, annotation: Annotation, reviewer: User, decision: str, reasons: Sequence[str] = (),
+                  comment: str = "", version: int | None = None) -> Review:
+    """Accept or reject a submitted annotation. Rejection sends it back to its
+    annotator for rework; acceptance completes the task once its overlap is met."""
+    if reviewer.pk == annotation.annotator_id:
+        raise ValidationError({"annotation": "Nobody reviews their own annotation."})
+    if decision not in Review.Decision.values:
+        raise ValidationError({"decision": 'Must be "accept" or "reject".'})
+    reasons = list(dict.fromkeys(reasons))
+    bad = [r for r in reasons if r not in Review.Reason.values]
+    if bad:
+        raise ValidationError({"reasons": f"Unknown reason codes: {', '.join(map(str, bad))}."})
+    if decision == Review.Decision.REJECT and not reasons:
+        raise ValidationError({"reasons": "Give at least one reason for a rejection."})
+    if decision == Review.Decision.REJECT and Review.Reason.OTHER in reasons and not comment.strip():
+        raise ValidationError({"comment": 'Explain the "other" reason in a comment.'})
+    if len(comment) > 5000:
+        raise ValidationError({"comment": "At most 5000 characters."})
+    expected = annotation.version if version is None else version
+    new_status = Annotation.Status.ACCEPTED if decision == Review.Decision.ACCEPT else Annotation.Status.REJECTED
+    won = Annotation.objects.filter(pk=annotation.pk, status=Annotation.Status.SUBMITTED, version=expected).update(
+        status=new_status, updated_at=timezone.now())
+    if not won:
+        current = Annotation.objects.get(pk=annotation.pk)
+        if current.version != expected:
+            raise StaleVersion(current)
+        raise ValidationError({"annotation": f"Only submitted annotations are reviewed; this one is "
+                                             f"{current.get_status_display().lower()}."})
+    review = Review.objects.create(annotation=annotation, version_id=annotation.current_id, reviewer=reviewer,
+                                   decision=decision, reasons=reasons, comment=comment.strip())
+    _task_refresh_status(annotation.task_id)
+    annotation.refresh_from_db()
+    return review
+
+
+# -------------------------------------------------------------- predictions
+
+
+@transaction.atomic
+def predictions_import(*, model_name: str, model_version: str, items: object,
+                       created_by: User | None = None, images: QuerySet[Image] | None = None) -> list[Prediction]:
+    """Store a model's pre-labels for many images at once, all or nothing.
+
+    `items` is a list of {"image": id, "regions": [...], "confidence": 0..1}; the
+    regions use the annotation format (each may carry a "confidence"). A second
+    import of the same model version replaces its earlier prediction. Open tasks of
+    those images become pre-labeled and take the confidence for queue order.
+    `images` limits which images may be named (the caller's selector).
+    """
+    if not model_name.strip():
+        raise ValidationError({"model_name": "Name the model."})
+    if not model_version.strip():
+        raise ValidationError({"model_version": "Give the model version."})
+    if not isinstance(items, list) or not items:
+        raise ValidationError({"items": "Must be a non-empty list."})
+    if len(items) > MAX_PREDICTION_ITEMS:
+        raise ValidationError({"items": f"At most {MAX_PREDICTION_ITEMS} items per request."})
+    ids = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("image"), int) or isinstance(item.get("image"), bool):
+            raise ValidationError({f"items[{i}].image": "Give the image id."})
+        ids.append(item["image"])
+    if len(set(ids)) != len(ids):
+        raise ValidationError({"items": "An image appears twice."})
+    by_id = (images if images is not None else Image.objects.all()).in_bulk(ids)
+    spec_cats: dict[int, set[str]] = {}
+    rows = []
+    for i, item in enumerate(items):
+        image = by_id.get(item["image"])
+        if image is None:
+            raise ValidationError({f"items[{i}].image": f"Unknown image {item['image']}."})
+        if image.spec_id not in spec_cats:
+            spec_cats[image.spec_id] = set(Category.objects.filter(spec_id=image.spec_id).values_list("slug", flat=True))
+        regions = regions_clean(regions=item.get("regions", []), image=image, field=f"items[{i}].regions",
+                                spec_categories=spec_cats[image.spec_id], with_confidence=True)
+        conf = item.get("confidence")
+        conf = None if conf is None else _confidence(conf, f"items[{i}].confidence")
+        rows.append((image, regions, conf))
+    saved = []
+    for image, regions, conf in rows:
+        pred, _ = Prediction.objects.update_or_create(
+            image=image, model_name=model_name.strip(), model_version=model_version.strip(),
+            defaults={"regions": regions, "confidence": conf, "created_by": created_by})
+        saved.append(pred)
+        open_tasks = Task.objects.filter(image=image, status__in=Task.CLAIMABLE)
+        open_tasks.filter(status=Task.Status.NEW).update(status=Task.Status.PRELABELED)
+        if conf is not None:
+            open_tasks.filter(Q(model_confidence__isnull=True) | Q(model_confidence__gt=conf)).update(
+                model_confidence=conf)
+    return saved

@@ -78,3 +78,27 @@ class UserFactory(factory.django.DjangoModelFactory):
         model = User
 
     username = factory.Sequence(lambda n: f"user{n}")
+
+
+# ---------------------------------------------------------------- labeling
+
+
+def make_batch(spec=None, vendor=None, *, images: int = 3, overlap: int = 1, kind: str = "full", **kw):
+    """A batch of `images` fresh images of `spec` for `vendor`, through the real service."""
+    from decimal import Decimal
+
+    from labeling.services import batch_create
+
+    spec = spec or make_spec()
+    vendor = vendor or make_vendor()
+    source = kw.pop("source", None) or make_source()
+    for _ in range(images):
+        make_image(spec=spec, source=source, data=png_bytes(200, 100))
+    return batch_create(spec=spec, vendor=vendor, name=kw.pop("name", f"Batch {next(_seq)}"),
+                        unit_price=kw.pop("unit_price", Decimal("0.25")), quantity=kw.pop("quantity", images),
+                        overlap=overlap, kind=kind, **kw)
+
+
+def quad(x0: float = 10, y0: float = 10, x1: float = 90, y1: float = 40, latex: str = r"x^{2}+1", **kw) -> dict:
+    """A quadrilateral region inside a 200x100 image."""
+    return {"kind": "quad", "points": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], "latex": latex, **kw}

@@ -1,8 +1,58 @@
+"""Labeling API serializers. Regions are validated by services.regions_clean, so
+input fields here only fix the shape for the schema; errors still name the field."""
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from common import roles
 from common.fields import OptionalEmailField
+from curation.models import Source
 
-from ..models import Vendor
+from ..models import Annotation, AnnotationVersion, Batch, Prediction, Region, Review, Task, Vendor
+from ..selectors import can_see_prices
+
+POINT_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+RLE_SCHEMA = {
+    "type": "object",
+    "properties": {"size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2,
+                            "description": "[height, width]"},
+                   "counts": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "integer"}}]}},
+    "required": ["size", "counts"],
+}
+REGION_INPUT_SCHEMA = {
+    "type": "object",
+    "description": 'A quadrilateral ("points": 4 [x, y] in image pixels, any order; stored clockwise from the '
+                   'top-left) or a pixel mask ("mask": COCO RLE of the image size), with its LaTeX.',
+    "properties": {
+        "kind": {"type": "string", "enum": ["quad", "mask"]},
+        "points": {"type": "array", "items": POINT_SCHEMA},
+        "mask": RLE_SCHEMA,
+        "latex": {"type": "string"},
+        "illegible": {"type": "boolean"},
+        "cut_off": {"type": "boolean"},
+        "categories": {"type": "array", "items": {"type": "string"}},
+        "confidence": {"type": "number", "description": "Predictions only: 0..1"},
+    },
+    "required": ["kind"],
+}
+
+
+class _PassThroughField(serializers.Field):
+    """Hands the parsed JSON to the service untouched: the service checks it in full
+    and names the exact field (DRF's JSONField would refuse 1e999 without saying where)."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field({"type": "array", "items": REGION_INPUT_SCHEMA})
+class RegionsField(_PassThroughField):
+    """A list of regions, checked in full by the service (errors name e.g. regions[2].points)."""
 
 
 class VendorSerializer(serializers.ModelSerializer):
@@ -13,3 +63,262 @@ class VendorSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "slug", "contact_email", "active", "created_at"]
         read_only_fields = ["created_at"]
         extra_kwargs = {"slug": {"required": False}}
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    roles = serializers.SerializerMethodField()
+    email = serializers.CharField(read_only=True, help_text="May be empty")
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "email", "first_name", "last_name", "is_active", "roles"]
+        read_only_fields = fields
+
+    def get_roles(self, obj) -> list[str]:
+        return sorted(g.name for g in obj.groups.all() if g.name in roles.ROLES)
+
+
+class MemberCreateSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(write_only=True, min_length=8)
+    role = serializers.ChoiceField(choices=sorted(roles.VENDOR_ROLES))
+    email = OptionalEmailField()
+    first_name = serializers.CharField(required=False, allow_blank=True, default="")
+    last_name = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class BatchSerializer(serializers.ModelSerializer):
+    spec_name = serializers.CharField(source="spec.name", read_only=True)
+    vendor_name = serializers.CharField(source="vendor.name", read_only=True)
+    unit_price = serializers.SerializerMethodField()
+    currency = serializers.SerializerMethodField()
+    task_count = serializers.IntegerField(read_only=True, default=None, allow_null=True)
+
+    class Meta:
+        model = Batch
+        fields = ["id", "name", "spec", "spec_name", "vendor", "vendor_name", "kind", "unit_price", "currency",
+                  "agreed_quantity", "overlap", "deadline", "status", "filters", "task_count", "created_at"]
+        read_only_fields = fields
+
+    def _prices(self) -> bool:
+        request = self.context.get("request")
+        return bool(request and can_see_prices(request.user))
+
+    @extend_schema_field({"type": "string", "format": "decimal", "nullable": True,
+                          "description": "Only for curators and vendor managers"})
+    def get_unit_price(self, obj):
+        return str(obj.unit_price) if self._prices() else None
+
+    def get_currency(self, obj) -> str | None:
+        return obj.currency if self._prices() else None
+
+
+class BatchCreateSerializer(serializers.Serializer):
+    spec = serializers.IntegerField()
+    vendor = serializers.IntegerField()
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    kind = serializers.ChoiceField(choices=Batch.Kind.choices, default=Batch.Kind.FULL)
+    unit_price = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0)
+    currency = serializers.CharField(max_length=3, default="USD")
+    quantity = serializers.IntegerField(min_value=1, help_text="How many tasks (images) to put in the batch")
+    overlap = serializers.IntegerField(min_value=1, max_value=10, default=1)
+    deadline = serializers.DateField(required=False, allow_null=True, default=None)
+    status = serializers.ChoiceField(choices=Batch.Status.choices, default=Batch.Status.ACTIVE)
+    categories = serializers.ListField(child=serializers.SlugField(), required=False, default=list,
+                                       help_text="Only images in any of these category slugs")
+    source = serializers.PrimaryKeyRelatedField(queryset=Source.objects.all(), required=False, allow_null=True,
+                                                default=None)
+    only_unlabeled = serializers.BooleanField(default=True, help_text="Skip images already in a task")
+    lowest_confidence_first = serializers.BooleanField(default=True)
+
+
+class BatchUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    status = serializers.ChoiceField(choices=Batch.Status.choices, required=False)
+    deadline = serializers.DateField(required=False, allow_null=True)
+    unit_price = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0, required=False)
+    currency = serializers.CharField(max_length=3, required=False)
+    agreed_quantity = serializers.IntegerField(min_value=1, required=False)
+
+
+class RegionSerializer(serializers.ModelSerializer):
+    points = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()), allow_null=True)
+    mask = serializers.JSONField(source="mask_rle", allow_null=True)
+
+    class Meta:
+        model = Region
+        fields = ["index", "kind", "points", "mask", "latex", "latex_normalized", "illegible", "cut_off",
+                  "categories"]
+        read_only_fields = fields
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    regions = serializers.JSONField()
+
+    class Meta:
+        model = Prediction
+        fields = ["id", "image", "model_name", "model_version", "regions", "confidence", "created_at"]
+        read_only_fields = fields
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    """A task; `is_gold` and `gold_answer` are null for everybody but curators."""
+
+    spec = serializers.IntegerField(source="batch.spec_id", read_only=True)
+    kind = serializers.CharField(source="batch.kind", read_only=True)
+    image_width = serializers.IntegerField(source="image.width", read_only=True)
+    image_height = serializers.IntegerField(source="image.height", read_only=True)
+    image_url = serializers.CharField(source="image.file_url", read_only=True)
+    is_gold = serializers.SerializerMethodField()
+    gold_answer = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = ["id", "batch", "spec", "kind", "image", "image_width", "image_height", "image_url", "status",
+                  "overlap", "priority", "model_confidence", "is_gold", "gold_answer", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def _curator(self) -> bool:
+        request = self.context.get("request")
+        return bool(request and roles.is_curator(request.user))
+
+    def get_is_gold(self, obj) -> bool | None:
+        return obj.is_gold if self._curator() else None
+
+    @extend_schema_field({"type": "object", "nullable": True, "additionalProperties": True})
+    def get_gold_answer(self, obj):
+        return obj.gold_answer if self._curator() else None
+
+
+class TaskDetailSerializer(TaskSerializer):
+    predictions = PredictionSerializer(source="image.predictions", many=True, read_only=True)
+
+    class Meta(TaskSerializer.Meta):
+        fields = [*TaskSerializer.Meta.fields, "predictions"]
+        read_only_fields = fields
+
+
+# A nullable nested object spelled so that every OpenAPI 3.0 validator reads it the
+# same way (drf-spectacular's allOf + nullable is read as "never null" by some).
+NULLABLE_TASK_SCHEMA = {"oneOf": [{"$ref": "#/components/schemas/TaskDetail"},
+                                  {"type": "object", "nullable": True, "enum": [None]}]}
+
+
+@extend_schema_field(NULLABLE_TASK_SCHEMA)
+class _NullableTaskField(serializers.Field):
+    def to_representation(self, value):
+        return TaskDetailSerializer(value, context=self.context).data
+
+
+class NextTaskSerializer(serializers.Serializer):
+    task = _NullableTaskField(allow_null=True, help_text="null when there is no work for you")
+    reason = serializers.ChoiceField(choices=["rework", "leased", "claimed", "empty"])
+    lease_expires_at = serializers.DateTimeField(allow_null=True)
+    annotation = serializers.IntegerField(allow_null=True, help_text="Your annotation of the task, if any")
+    blocked = serializers.DictField(child=serializers.CharField(),
+                                    help_text="Batch id -> why you cannot take its tasks yet (e.g. guide)")
+
+
+class TaskGoldSerializer(serializers.Serializer):
+    gold_answer = serializers.JSONField(allow_null=True)
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reviewer_username = serializers.CharField(source="reviewer.username", read_only=True)
+    version_number = serializers.IntegerField(source="version.number", read_only=True)
+
+    class Meta:
+        model = Review
+        fields = ["id", "annotation", "version_number", "reviewer", "reviewer_username", "decision", "reasons",
+                  "comment", "created_at"]
+        read_only_fields = fields
+
+
+class ReviewCreateSerializer(serializers.Serializer):
+    annotation = serializers.IntegerField()
+    decision = serializers.ChoiceField(choices=Review.Decision.choices)
+    reasons = serializers.ListField(child=serializers.ChoiceField(choices=Review.Reason.choices), required=False,
+                                    default=list)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    version = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                       help_text="The version you reviewed; a newer one answers 409")
+
+
+class ReviewInlineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Review
+        fields = ["id", "decision", "reasons", "comment", "reviewer", "created_at"]
+        read_only_fields = fields
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    regions = RegionSerializer(source="current.regions", many=True, read_only=True)
+    batch = serializers.IntegerField(source="task.batch_id", read_only=True)
+    annotator_username = serializers.CharField(source="annotator.username", read_only=True)
+    time_spent_seconds = serializers.FloatField(source="current.time_spent_seconds", read_only=True,
+                                                allow_null=True)
+    started_from = serializers.IntegerField(source="current.started_from_id", read_only=True, allow_null=True)
+    reviews = ReviewInlineSerializer(many=True, read_only=True, help_text="Newest first: why it was rejected")
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "task", "batch", "annotator", "annotator_username", "status", "version", "regions",
+                  "time_spent_seconds", "started_from", "reviews", "created_at", "updated_at", "submitted_at"]
+        read_only_fields = fields
+
+
+class AnnotationCreateSerializer(serializers.Serializer):
+    task = serializers.IntegerField()
+    regions = RegionsField()
+    time_spent_seconds = serializers.FloatField(required=False, default=0)
+    started_from = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                            help_text="The prediction the annotator started from")
+    submit = serializers.BooleanField(default=False, help_text="Submit for review at once")
+
+
+class AnnotationUpdateSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The version you edited; if another save came first: 409")
+    regions = RegionsField()
+    time_spent_seconds = serializers.FloatField(required=False, default=0)
+    started_from = serializers.IntegerField(required=False, allow_null=True, default=None)
+    submit = serializers.BooleanField(default=False)
+
+
+class AnnotationSubmitSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+
+
+class ConflictSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    current_version = serializers.IntegerField()
+    current = AnnotationSerializer()
+
+
+class AnnotationVersionSerializer(serializers.ModelSerializer):
+    author_username = serializers.CharField(source="author.username", read_only=True)
+    regions = RegionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = AnnotationVersion
+        fields = ["number", "author", "author_username", "time_spent_seconds", "started_from", "created_at",
+                  "regions"]
+        read_only_fields = fields
+
+
+@extend_schema_field({"type": "array", "maxItems": 2000, "items": {
+    "type": "object", "required": ["image"],
+    "properties": {"image": {"type": "integer"}, "regions": {"type": "array", "items": REGION_INPUT_SCHEMA},
+                   "confidence": {"type": "number", "nullable": True}}}})
+class PredictionItemsField(_PassThroughField):
+    """Items checked in full by the service, all or nothing (errors name e.g. items[3].regions[0].points)."""
+
+
+class PredictionImportSerializer(serializers.Serializer):
+    model_name = serializers.CharField(max_length=120)
+    model_version = serializers.CharField(max_length=60)
+    items = PredictionItemsField()
+
+
+class PredictionImportResultSerializer(serializers.Serializer):
+    imported = serializers.IntegerField()
+    ids = serializers.ListField(child=serializers.IntegerField())

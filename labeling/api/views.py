@@ -1,10 +1,31 @@
-"""Labeling API."""
-from rest_framework import viewsets
+"""Labeling API: vendors and members, batches, tasks and the work queue,
+annotations with versions, reviews, and model predictions."""
+from __future__ import annotations
 
-from common.permissions import IsCuratorOrReadOnly
+from django.db import transaction
+from django.db.models import Count, Prefetch
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.response import Response
+
+from common import roles
+from common.permissions import IsCurator, IsCuratorOrReadOnly
+from curation.selectors import images_visible_to, specs_visible_to
 
 from .. import selectors, services
+from ..filters import AnnotationFilter, BatchFilter, PredictionFilter, ReviewFilter, TaskFilter
+from ..models import Prediction
 from . import serializers as s
+
+
+def _conflict(exc: services.StaleVersion, request) -> Response:
+    current = selectors.annotations_visible_to(request.user).get(pk=exc.current.pk)
+    return Response({"detail": f"Someone saved version {current.version} first; reload and reapply your change.",
+                     "current_version": current.version,
+                     "current": s.AnnotationSerializer(current, context={"request": request}).data},
+                    status=status.HTTP_409_CONFLICT)
 
 
 class VendorViewSet(viewsets.ModelViewSet):
@@ -20,3 +41,260 @@ class VendorViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         serializer.instance = services.vendor_create(**serializer.validated_data)
+
+    def get_permissions(self):
+        if self.action == "members":
+            return []  # authenticated (default) checked in `members`; curators or the vendor's managers write
+        return super().get_permissions()
+
+    @extend_schema(methods=["GET"], responses=s.MemberSerializer(many=True))
+    @extend_schema(methods=["POST"], request=s.MemberCreateSerializer, responses={201: s.MemberSerializer})
+    @action(detail=True, methods=["get", "post"])
+    def members(self, request, pk=None):
+        """The vendor's managers, annotators and reviewers. Curators and the vendor's
+        managers add people (a new account in a vendor role)."""
+        if not request.user.is_authenticated:
+            raise PermissionDenied()
+        vendor = self.get_object()
+        if request.method == "POST":
+            if not (roles.is_curator(request.user) or roles.has_role(request.user, roles.VENDOR_MANAGER)):
+                raise PermissionDenied("Only curators and the vendor's managers add members.")
+            data = s.MemberCreateSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            user = services.vendor_member_create(vendor=vendor, **data.validated_data)
+            user = selectors.members_visible_to(request.user, vendor).get(pk=user.pk)
+            return Response(s.MemberSerializer(user).data, status=status.HTTP_201_CREATED)
+        qs = selectors.members_visible_to(request.user, vendor)
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(s.MemberSerializer(page, many=True).data)
+
+
+class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Batches of tasks given to vendors. Curators create one by filter; prices show
+    only to curators and vendor managers."""
+
+    serializer_class = s.BatchSerializer
+    permission_classes = [IsCuratorOrReadOnly]
+    filterset_class = BatchFilter
+    ordering_fields = ["created_at", "deadline", "id"]
+
+    def get_queryset(self):
+        return selectors.batches_visible_to(self.request.user).annotate(task_count=Count("tasks"))
+
+    @extend_schema(request=s.BatchCreateSerializer, responses={201: s.BatchSerializer})
+    def create(self, request):
+        """Create a batch from the spec's images matching a filter (categories,
+        source, not yet labeled), lowest model confidence first, up to `quantity`."""
+        data = s.BatchCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = dict(data.validated_data)
+        spec = specs_visible_to(request.user).filter(pk=v.pop("spec")).first()
+        if spec is None:
+            raise ValidationError({"spec": ["Unknown spec."]})
+        vendor = selectors.vendors_visible_to(request.user).filter(pk=v.pop("vendor")).first()
+        if vendor is None:
+            raise ValidationError({"vendor": ["Unknown vendor."]})
+        batch = services.batch_create(spec=spec, vendor=vendor, created_by=request.user, **v)
+        return Response(self.get_serializer(self.get_queryset().get(pk=batch.pk)).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.BatchUpdateSerializer, responses=s.BatchSerializer)
+    def partial_update(self, request, pk=None):
+        batch = self.get_object()
+        data = s.BatchUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.batch_update(batch=batch, **data.validated_data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=batch.pk)).data)
+
+
+class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Tasks of the batches you may see. `next` gives an annotator their next task."""
+
+    filterset_class = TaskFilter
+    ordering_fields = ["id", "priority", "model_confidence", "updated_at"]
+
+    def get_queryset(self):
+        qs = selectors.tasks_visible_to(self.request.user)
+        if self.action in ("retrieve", "next"):
+            qs = qs.prefetch_related(Prefetch("image__predictions", queryset=Prediction.objects.order_by("-id")))
+        return qs
+
+    def get_serializer_class(self):
+        return s.TaskDetailSerializer if self.action == "retrieve" else s.TaskSerializer
+
+    @extend_schema(request=None, responses=s.NextTaskSerializer)
+    @action(detail=False, methods=["post"])
+    def next(self, request):
+        """Your next task: rework sent back to you first, then the task you hold a
+        lease on, then a new one from your vendor's active batches under a 30-minute
+        lease. `task` is null when there is no work (`blocked` says which batches wait
+        on you, e.g. to acknowledge a guide)."""
+        result = services.task_claim_next(annotator=request.user)
+        body = {"task": None, "reason": result.reason, "lease_expires_at": None, "annotation": None,
+                "blocked": {str(k): v for k, v in result.blocked.items()}}
+        if result.task is not None:
+            task = self.get_queryset().get(pk=result.task.pk)
+            body["task"] = task
+            body["lease_expires_at"] = result.claim.expires_at if result.claim else None
+            body["annotation"] = task.annotations.filter(annotator=request.user).values_list("id", flat=True).first()
+        return Response(s.NextTaskSerializer(body, context={"request": request}).data)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=True, methods=["post"])
+    def release(self, request, pk=None):
+        """Give your lease on this task back to the queue."""
+        services.claim_release(task=self.get_object(), annotator=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=s.TaskGoldSerializer, responses=s.TaskSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsCurator])
+    def gold(self, request, pk=None):
+        """Curators: set (or clear with null) the task's known answer."""
+        task = self.get_object()
+        data = s.TaskGoldSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.task_set_gold(task=task, answer=data.validated_data["gold_answer"])
+        return Response(s.TaskSerializer(self.get_queryset().get(pk=task.pk), context={"request": request}).data)
+
+
+class AnnotationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Annotations with their current regions. Each save is a new version (optimistic
+    concurrency: send the `version` you edited; a stale one answers 409 with the
+    current state). Reviewers find theirs in `review-queue`."""
+
+    serializer_class = s.AnnotationSerializer
+    filterset_class = AnnotationFilter
+    ordering_fields = ["id", "updated_at", "submitted_at"]
+
+    def get_queryset(self):
+        return selectors.annotations_visible_to(self.request.user)
+
+    def _prediction(self, pk):
+        if pk is None:
+            return None
+        prediction = selectors.predictions_visible_to(self.request.user).filter(pk=pk).first()
+        if prediction is None:
+            raise ValidationError({"started_from": ["Unknown prediction."]})
+        return prediction
+
+    def _respond(self, annotation, code=status.HTTP_200_OK):
+        fresh = self.get_queryset().get(pk=annotation.pk)
+        return Response(self.get_serializer(fresh).data, status=code)
+
+    @extend_schema(request=s.AnnotationCreateSerializer, responses={201: s.AnnotationSerializer})
+    def create(self, request):
+        """Save your first answer for a task you hold a lease on (optionally `submit` at once)."""
+        data = s.AnnotationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = dict(data.validated_data)
+        task = selectors.tasks_visible_to(request.user).filter(pk=v.pop("task")).first()
+        if task is None:
+            raise ValidationError({"task": ["Unknown task."]})
+        annotation = services.annotation_create(task=task, annotator=request.user,
+                                                started_from=self._prediction(v.pop("started_from")), **v)
+        return self._respond(annotation, status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.AnnotationUpdateSerializer,
+                   responses={200: s.AnnotationSerializer, 409: s.ConflictSerializer})
+    def update(self, request, pk=None):
+        """Save a new version; `version` must be the current one, else 409."""
+        annotation = self.get_object()
+        data = s.AnnotationUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = dict(data.validated_data)
+        try:
+            annotation = services.annotation_update(annotation=annotation, by=request.user,
+                                                    started_from=self._prediction(v.pop("started_from")), **v)
+        except services.StaleVersion as exc:
+            transaction.set_rollback(False)
+            return _conflict(exc, request)
+        return self._respond(annotation)
+
+    @extend_schema(request=s.AnnotationUpdateSerializer,
+                   responses={200: s.AnnotationSerializer, 409: s.ConflictSerializer})
+    def partial_update(self, request, pk=None):
+        """Same as PUT: a new version always holds the full list of regions."""
+        return self.update(request, pk=pk)
+
+    @extend_schema(request=s.AnnotationSubmitSerializer,
+                   responses={200: s.AnnotationSerializer, 409: s.ConflictSerializer})
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        """Hand the current version in for review."""
+        annotation = self.get_object()
+        data = s.AnnotationSubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            annotation = services.annotation_submit(annotation=annotation, by=request.user, **data.validated_data)
+        except services.StaleVersion as exc:
+            return _conflict(exc, request)
+        return self._respond(annotation)
+
+    @extend_schema(responses=s.AnnotationVersionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        """Every saved version, oldest first, with author, time spent and regions."""
+        annotation = self.get_object()
+        page = self.paginate_queryset(selectors.annotation_history(annotation))
+        return self.get_paginated_response(s.AnnotationVersionSerializer(page, many=True).data)
+
+    @extend_schema(responses=s.AnnotationSerializer(many=True))
+    @action(detail=False, methods=["get"], url_path="review-queue")
+    def review_queue(self, request):
+        """Submitted annotations you may review, oldest first."""
+        qs = self.filter_queryset(selectors.annotations_reviewable_by(request.user))
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Reviewers' decisions. POST accepts or rejects a submitted annotation with
+    reason codes (wrong_region, missing_formula, latex_error, guide_violation, other)."""
+
+    serializer_class = s.ReviewSerializer
+    filterset_class = ReviewFilter
+
+    def get_queryset(self):
+        return selectors.reviews_visible_to(self.request.user)
+
+    @extend_schema(request=s.ReviewCreateSerializer,
+                   responses={201: s.ReviewSerializer, 409: s.ConflictSerializer})
+    def create(self, request):
+        data = s.ReviewCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = dict(data.validated_data)
+        annotation = selectors.annotations_reviewable_by(request.user).filter(pk=v.pop("annotation")).first()
+        if annotation is None:
+            raise ValidationError({"annotation": ["No submitted annotation with this id awaits your review."]})
+        try:
+            review = services.review_create(annotation=annotation, reviewer=request.user, **v)
+        except services.StaleVersion as exc:
+            return _conflict(exc, request)
+        return Response(s.ReviewSerializer(self.get_queryset().get(pk=review.pk)).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Models' pre-labels per image. Model teams and curators import them in bulk."""
+
+    serializer_class = s.PredictionSerializer
+    filterset_class = PredictionFilter
+
+    def get_queryset(self):
+        return selectors.predictions_visible_to(self.request.user)
+
+    @extend_schema(request=s.PredictionImportSerializer,
+                   responses={201: s.PredictionImportResultSerializer,
+                              403: OpenApiResponse(description="Only model teams and curators import")})
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        """Import up to 2000 images' predictions of one model version, all or nothing,
+        in the annotation region format (plus `confidence` per item and region)."""
+        if not roles.has_role(request.user, roles.MODEL_TEAM, roles.CURATOR):
+            raise PermissionDenied("Only model teams and curators import predictions.")
+        data = s.PredictionImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        saved = services.predictions_import(created_by=request.user, images=images_visible_to(request.user),
+                                            **data.validated_data)
+        return Response({"imported": len(saved), "ids": [p.id for p in saved]}, status=status.HTTP_201_CREATED)
+
+

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.test import Client
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "artifacts" / "screenshots"
@@ -96,3 +97,31 @@ def _migration_data(request):
         import importlib
 
         importlib.import_module("curation.migrations.0002_licence_catalogue").load(apps, None)
+
+
+@pytest.fixture
+def browser_page(browser, live_server):
+    """A function that opens a fresh page logged in as a user: `browser_page(user)`."""
+    contexts = []
+
+    def open_as(user):
+        client = Client()
+        client.force_login(user)
+        ctx = browser.new_context(viewport={"width": 1366, "height": 768}, base_url=live_server.url)
+        ctx.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.errors = []
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        return page
+
+    yield open_as
+    for ctx in contexts:
+        ctx.close()
+
+
+def save_screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path

@@ -155,7 +155,7 @@ def test_screenshots_of_every_curator_page(page, live_server, login, screenshot,
 
 def test_other_roles_land_on_their_pages(page, live_server, login, screenshot, world):
     login("annie")
-    assert page.url.endswith("/my-work/")
+    assert page.url.endswith("/work/")
     assert "Acme Labeling" in page.locator("#my-vendor").inner_text()
     screenshot("my-work")
     assert page.goto(f"{live_server.url}/specs/").status == 403

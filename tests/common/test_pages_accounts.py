@@ -44,14 +44,20 @@ def test_logout_needs_post(client, curator):
     assert client.get("/").status_code == 302
 
 
-@pytest.mark.parametrize("role", [roles.ANNOTATOR, roles.REVIEWER, roles.VENDOR_MANAGER])
+@pytest.mark.parametrize("role", [roles.ANNOTATOR, roles.VENDOR_MANAGER])
 def test_vendor_roles_land_on_my_work_showing_their_vendor(client, role):
     vendor = factories.make_vendor("Acme Labeling")
     client.force_login(factories.make_user(role, vendor=vendor))
     r = client.get("/", follow=True)
-    assert r.redirect_chain[-1][0] == "/my-work/"
+    assert r.redirect_chain[-1][0] == "/work/"
     assert "Vendor Acme Labeling" in text(r)
     assert roles.ROLE_LABELS[role] in text(r)
+
+
+def test_reviewers_land_on_the_review_queue(client):
+    client.force_login(factories.make_user(roles.REVIEWER))
+    r = client.get("/", follow=True)
+    assert r.redirect_chain[-1][0] == "/review/"
 
 
 def test_model_team_lands_on_specs_and_api_info(client, model_team):
@@ -77,7 +83,7 @@ def test_user_without_role_is_told_so(client):
 def test_my_work_refuses_curators_and_model_team(client, curator, model_team):
     for user in (curator, model_team):
         client.force_login(user)
-        assert client.get("/my-work/").status_code == 403
+        assert client.get("/work/").status_code == 403
 
 
 @pytest.mark.parametrize("url", ["/people/", "/people/vendors/"])

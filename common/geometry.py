@@ -1,0 +1,96 @@
+"""Quadrilaterals in image pixels: canonical order, validation, IoU (shapely).
+
+Domain-free: callers turn `GeometryError` into a 400 naming their own field.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from shapely.geometry import Polygon
+from shapely.validation import explain_validity
+
+# A corner may lie this many pixels (or this share of the longer side, whichever
+# is larger) outside the image: hand-placed corners on the border often overshoot.
+EDGE_TOLERANCE_PX = 2.0
+EDGE_TOLERANCE_FRACTION = 0.01
+MIN_AREA_PX = 1.0
+
+
+class GeometryError(ValueError):
+    """A region's points are unusable; the message says why, for a person."""
+
+
+Point = tuple[float, float]
+
+
+def _as_points(points: object) -> list[Point]:
+    if not isinstance(points, Sequence) or isinstance(points, str | bytes):
+        raise GeometryError("Points must be a list of [x, y] pairs.")
+    out: list[Point] = []
+    for i, p in enumerate(points):
+        if not isinstance(p, Sequence) or isinstance(p, str | bytes) or len(p) != 2:
+            raise GeometryError(f"Point {i + 1} must be an [x, y] pair.")
+        # Strings ("NaN", "12") and booleans are not coordinates, even if float() takes them.
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in p):
+            raise GeometryError(f"Point {i + 1} must hold two numbers.")
+        try:
+            x, y = float(p[0]), float(p[1])
+        except OverflowError:  # an int beyond float range
+            x = y = math.inf
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise GeometryError(f"Point {i + 1} has a coordinate that is not a finite number.")
+        out.append((x, y))
+    return out
+
+
+def canonical_quad(points: Sequence[Point]) -> list[list[float]]:
+    """The 4 corners clockwise (in image coordinates, y down) starting at the top-left.
+
+    Clockwise is fixed by the signed area; the start is the corner with the
+    smallest x + y (ties: smallest y), the usual "top-left" of ICDAR/YOLO-OBB.
+    """
+    pts = [(float(x), float(y)) for x, y in points]
+    # Shoelace area; with y pointing down a positive value means clockwise on screen.
+    area2 = sum(pts[i][0] * pts[(i + 1) % 4][1] - pts[(i + 1) % 4][0] * pts[i][1] for i in range(4))
+    if area2 < 0:
+        pts = pts[::-1]
+    start = min(range(4), key=lambda i: (pts[i][0] + pts[i][1], pts[i][1], pts[i][0]))
+    return [list(pts[(start + k) % 4]) for k in range(4)]
+
+
+def validate_quad(points: object, *, width: int, height: int) -> list[list[float]]:
+    """Check a quadrilateral and return it in canonical order.
+
+    Raises GeometryError unless there are exactly 4 finite points forming a simple
+    (not self-intersecting) polygon of non-zero area inside the image (with a small
+    tolerance for corners placed on the border).
+    """
+    pts = _as_points(points)
+    if len(pts) != 4:
+        raise GeometryError(f"A quadrilateral needs exactly 4 points, not {len(pts)}.")
+    poly = Polygon(pts)
+    if not poly.is_valid:
+        raise GeometryError(f"The quadrilateral is not simple: {explain_validity(poly)}.")
+    if poly.area < MIN_AREA_PX:
+        raise GeometryError("The quadrilateral has (almost) no area.")
+    tol = max(EDGE_TOLERANCE_PX, EDGE_TOLERANCE_FRACTION * max(width, height))
+    for i, (x, y) in enumerate(pts):
+        if not (-tol <= x <= width + tol and -tol <= y <= height + tol):
+            raise GeometryError(
+                f"Point {i + 1} ({x:g}, {y:g}) lies outside the {width}x{height} image."
+            )
+    # Corners within the tolerance are pulled onto the border so exports stay in range.
+    clamped = [(min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))) for x, y in pts]
+    return canonical_quad(clamped)
+
+
+def polygon_iou(a: Sequence[Point], b: Sequence[Point]) -> float:
+    """Intersection over union of two simple polygons (0.0 when either has no area)."""
+    pa, pb = Polygon(a), Polygon(b)
+    if not pa.is_valid or not pb.is_valid:
+        pa, pb = pa.buffer(0), pb.buffer(0)
+    union = pa.union(pb).area
+    if union <= 0:
+        return 0.0
+    return float(pa.intersection(pb).area / union)

@@ -1,0 +1,65 @@
+"""FilterSets shared by the labeling API and pages.
+
+Foreign keys are plain number filters: a model-choice filter would answer 400 for
+an id that does not exist and 200 for another vendor's, telling them it exists.
+"""
+import django_filters
+
+from .models import Annotation, Batch, Prediction, Review, Task
+
+
+class BatchFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
+    spec = django_filters.NumberFilter(field_name="spec_id", label="Spec id")
+    vendor = django_filters.NumberFilter(field_name="vendor_id", label="Vendor id")
+
+    class Meta:
+        model = Batch
+        fields = ["status", "kind"]
+
+
+class TaskFilter(django_filters.FilterSet):
+    batch = django_filters.NumberFilter(field_name="batch_id", label="Batch id")
+    image = django_filters.NumberFilter(field_name="image_id", label="Image id")
+    spec = django_filters.NumberFilter(field_name="batch__spec_id", label="Spec id")
+    vendor = django_filters.NumberFilter(field_name="batch__vendor_id", label="Vendor id")
+    status = django_filters.MultipleChoiceFilter(choices=Task.Status.choices)
+    category = django_filters.CharFilter(field_name="image__categories__slug", label="Image category slug",
+                                         distinct=True)
+    min_priority = django_filters.NumberFilter(field_name="priority", lookup_expr="gte")
+    max_confidence = django_filters.NumberFilter(field_name="model_confidence", lookup_expr="lte",
+                                                 label="Model confidence at most")
+
+    class Meta:
+        model = Task
+        fields = ["status"]
+
+
+class AnnotationFilter(django_filters.FilterSet):
+    task = django_filters.NumberFilter(field_name="task_id", label="Task id")
+    batch = django_filters.NumberFilter(field_name="task__batch_id", label="Batch id")
+    annotator = django_filters.NumberFilter(field_name="annotator_id", label="Annotator (user id)")
+    status = django_filters.MultipleChoiceFilter(choices=Annotation.Status.choices)
+
+    class Meta:
+        model = Annotation
+        fields = ["status"]
+
+
+class ReviewFilter(django_filters.FilterSet):
+    annotation = django_filters.NumberFilter(field_name="annotation_id", label="Annotation id")
+    reviewer = django_filters.NumberFilter(field_name="reviewer_id", label="Reviewer (user id)")
+
+    class Meta:
+        model = Review
+        fields = ["decision"]
+
+
+class PredictionFilter(django_filters.FilterSet):
+    image = django_filters.NumberFilter(field_name="image_id", label="Image id")
+    model_name = django_filters.CharFilter()
+    model_version = django_filters.CharFilter()
+
+    class Meta:
+        model = Prediction
+        fields = ["model_name", "model_version"]

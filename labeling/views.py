@@ -1,0 +1,88 @@
+"""Labeling pages: the annotator's "My work" and labeling page, the reviewer's page.
+
+Pages only read through selectors (a foreign task is simply not found: 404) and
+hand the browser the ids and URLs it needs; every write goes through the API,
+which calls the services.
+"""
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import get_object_or_404, render
+from django.urls import NoReverseMatch, reverse
+
+from common import roles
+from common.pages import role_required
+from curation.models import Category
+
+from . import selectors
+from .models import Annotation, Batch, Review
+
+
+def _optional_url(name: str, **kwargs) -> str:
+    """The URL of a page another app may provide (guides, questions), or "" while it does not."""
+    try:
+        return reverse(name, kwargs=kwargs or None)
+    except NoReverseMatch:
+        return ""
+
+
+@role_required(*roles.VENDOR_ROLES)
+def my_work(request):
+    """A vendor member's start page: their vendor, active batches, their annotations,
+    rejections with reasons."""
+    user = request.user
+    batches = selectors.batches_visible_to(user).filter(status=Batch.Status.ACTIVE).order_by("deadline", "id")
+    mine = selectors.annotations_visible_to(user).filter(annotator=user).order_by("-updated_at", "-id")
+    rejected = [a for a in mine if a.status == Annotation.Status.REJECTED]
+    reason_labels = dict(Review.Reason.choices)
+    for a in rejected:
+        last = next(iter(a.reviews.all()), None)
+        a.last = last
+        a.reason_labels = [reason_labels.get(r, r) for r in (last.reasons if last else [])]
+    return render(request, "labeling/my_work.html", {
+        "batches": batches,
+        "annotations": [a for a in mine if a.status != Annotation.Status.REJECTED][:50],
+        "rejected": rejected,
+        "is_annotator": roles.has_role(user, roles.ANNOTATOR),
+        "is_reviewer": roles.has_role(user, roles.REVIEWER, roles.CURATOR),
+        "vendor": selectors.vendor_of(user),
+    })
+
+
+@login_required
+def label_task(request, task_id: int):
+    """The labeling page of one task of the user's vendor (404 for anybody else's)."""
+    task = get_object_or_404(selectors.tasks_visible_to(request.user), pk=task_id)
+    spec = task.batch.spec
+    categories = list(Category.objects.filter(spec=spec).order_by("name").values("slug", "name"))
+    return render(request, "labeling/label.html", {
+        "task": task,
+        "batch": task.batch,
+        "categories": categories,
+        "guide_url": _optional_url("guide_for_spec", spec_id=spec.pk),
+        "question_url": _optional_url("question_new"),
+        "reasons": dict(Review.Reason.choices),
+    })
+
+
+@login_required
+def review(request, annotation_id: int | None = None):
+    """A reviewer's page: the oldest submitted annotation awaiting them, or the one asked for."""
+    user = request.user
+    if not roles.has_role(user, roles.REVIEWER, roles.CURATOR):
+        raise Http404("Only reviewers review.")
+    queue = selectors.annotations_reviewable_by(user)
+    if annotation_id is None:
+        annotation = queue.first()
+    else:
+        annotation = get_object_or_404(queue, pk=annotation_id)
+    task = None
+    if annotation is not None:
+        task = selectors.tasks_visible_to(user).get(pk=annotation.task_id)
+    return render(request, "labeling/review.html", {
+        "annotation": annotation,
+        "task": task,
+        "waiting": queue.count(),
+        "reasons": Review.Reason.choices,
+    })

@@ -1,0 +1,702 @@
+// The labeling page: draw quads / rectangles / masks over the photo, type each
+// region's LaTeX with a live preview beside its rectified crop, save a draft,
+// submit. Work is kept in localStorage until the server has it.
+import { api, ApiError, claimNext, fieldErrors } from "./api.js";
+import { canonicalQuad, pointInPolygon, selfIntersecting, warpQuad } from "./geometry.js";
+import { encodeCanvas } from "./rle.js";
+import { colorOf, ImageCanvas, maskCanvasFrom, renderLatex, rgbOf } from "./viewer.js";
+
+const root = document.getElementById("label-app");
+const TASK = Number(root.dataset.task);
+const ME = Number(root.dataset.user);
+const CATEGORIES = JSON.parse(document.getElementById("categories-data").textContent);
+const STATUS = { draft: "Draft", submitted: "Submitted", accepted: "Accepted", rejected: "Rejected (rework)" };
+const DRAFT_KEY = `mathset.labeling.task.${TASK}`;
+const $ = (sel, el = document) => el.querySelector(sel);
+
+const TOOL_HINTS = {
+  select: "Select: click a region to edit it, drag a corner or the region to move it, drag empty space to pan.",
+  rect: "Rectangle: drag a box around one formula. It becomes 4 corners you can adjust (press V).",
+  quad: "Quad: click the 4 corners of a formula, in any order. Esc cancels.",
+  brush: "Brush: paint over the formula's pixels. [ and ] change the brush size.",
+  erase: "Eraser: remove pixels from the selected mask.",
+};
+
+const state = {
+  task: null, annotation: null, version: null, startedFrom: null,
+  regions: [], selected: -1, tool: "select", readOnly: false,
+  quadDraft: [], drag: null, hover: null, space: false, brush: 24,
+  openedAt: Date.now(), lastSaveAt: Date.now(), dirty: false, busy: false,
+};
+
+const viewer = new ImageCanvas($("#canvas"), { overlay: drawOverlay });
+const canvas = viewer.canvas;
+window.labeler = {
+  state, viewer,
+  imageToScreen: (x, y) => viewer.view.toScreen(x, y),
+  screenToImage: (x, y) => viewer.view.toImage(x, y),
+  payload: () => payloadRegions(),
+};
+
+// ---------------------------------------------------------------- drawing
+
+function drawOverlay(ctx, dpr) {
+  viewer.drawMasks(state.regions, state.selected);
+  viewer.drawQuads(state.regions, state.selected, dpr);
+  ctx.save();
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const d = state.drag;
+  if (d && d.type === "rect") {
+    ctx.strokeStyle = "#ffd400"; ctx.lineWidth = 2; ctx.setLineDash([6, 4]);
+    ctx.strokeRect(d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0);
+  }
+  if (state.quadDraft.length) {
+    const pts = state.quadDraft.map(([x, y]) => viewer.view.toScreen(x, y));
+    if (state.hover) pts.push(state.hover);
+    ctx.strokeStyle = "#ffd400"; ctx.lineWidth = 2; ctx.setLineDash([6, 4]);
+    ctx.beginPath();
+    pts.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    ctx.stroke();
+    ctx.setLineDash([]);
+    state.quadDraft.forEach(([x, y]) => {
+      const [sx, sy] = viewer.view.toScreen(x, y);
+      ctx.fillStyle = "#ffd400"; ctx.beginPath(); ctx.arc(sx, sy, 5, 0, Math.PI * 2); ctx.fill();
+    });
+  }
+  if ((state.tool === "brush" || state.tool === "erase") && state.hover) {
+    ctx.strokeStyle = state.tool === "brush" ? "#fff" : "#ff6b6b"; ctx.lineWidth = 1.5; ctx.setLineDash([]);
+    ctx.beginPath(); ctx.arc(state.hover[0], state.hover[1], state.brush / 2, 0, Math.PI * 2); ctx.stroke();
+  }
+  ctx.restore();
+}
+
+// ---------------------------------------------------------------- regions
+
+function newRegion(kind, extra = {}) {
+  return { kind, points: null, maskCanvas: null, bbox: null, rle: null, maskDirty: false,
+    latex: "", illegible: false, cut_off: false, categories: [], errors: {}, ...extra };
+}
+
+function addRegion(r) {
+  state.regions.push(r);
+  select(state.regions.length - 1);
+  changed();
+  return r;
+}
+
+function removeRegion(i) {
+  if (i < 0 || i >= state.regions.length || state.readOnly) return;
+  state.regions.splice(i, 1);
+  state.selected = Math.min(i, state.regions.length - 1);
+  changed();
+  renderPanel();
+}
+
+function select(i) {
+  state.selected = i;
+  renderPanel();
+  viewer.redraw();
+}
+
+function regionAt(sx, sy) {
+  const [x, y] = viewer.view.toImage(sx, sy);
+  const order = state.regions.map((_, i) => i).sort((a, b) => (a === state.selected ? -1 : b === state.selected ? 1 : b - a));
+  for (const i of order) {
+    const r = state.regions[i];
+    if (r.kind === "quad" && r.points && pointInPolygon(x, y, r.points)) return i;
+    if (r.kind === "mask" && r.maskCanvas && x >= 0 && y >= 0 && x < viewer.width && y < viewer.height) {
+      const a = r.maskCanvas.getContext("2d").getImageData(Math.floor(x), Math.floor(y), 1, 1).data[3];
+      if (a >= 128) return i;
+    }
+  }
+  return -1;
+}
+
+function cornerAt(sx, sy) {
+  const r = state.regions[state.selected];
+  if (!r || r.kind !== "quad") return -1;
+  let best = -1, dist = 10;
+  r.points.forEach(([x, y], k) => {
+    const [px, py] = viewer.view.toScreen(x, y);
+    const d = Math.hypot(px - sx, py - sy);
+    if (d <= dist) { dist = d; best = k; }
+  });
+  return best;
+}
+
+function clampPoint([x, y]) {
+  return [Math.min(viewer.width, Math.max(0, x)), Math.min(viewer.height, Math.max(0, y))];
+}
+
+// ---------------------------------------------------------------- pointer
+
+function maskTarget(create) {
+  let r = state.regions[state.selected];
+  if (r && r.kind === "mask") return r;
+  if (!create) return null;
+  const m = maskCanvasFrom(null, viewer.width, viewer.height, state.regions.length);
+  return addRegion(newRegion("mask", { maskCanvas: m.canvas }));
+}
+
+function paint(from, to, erase) {
+  const r = maskTarget(!erase);
+  if (!r) { flash("Select a mask region to erase from (click it with V)."); return; }
+  const i = state.regions.indexOf(r);
+  const ctx = r.maskCanvas.getContext("2d");
+  const rad = state.brush / 2 / viewer.view.scale;
+  ctx.save();
+  ctx.globalCompositeOperation = erase ? "destination-out" : "source-over";
+  const [cr, cg, cb] = rgbOf(i);
+  ctx.strokeStyle = ctx.fillStyle = `rgb(${cr},${cg},${cb})`;
+  ctx.lineWidth = rad * 2; ctx.lineCap = "round"; ctx.lineJoin = "round";
+  ctx.beginPath(); ctx.moveTo(from[0], from[1]); ctx.lineTo(to[0], to[1]); ctx.stroke();
+  ctx.beginPath(); ctx.arc(to[0], to[1], rad, 0, Math.PI * 2); ctx.fill();
+  ctx.restore();
+  if (!erase) {
+    // Grown by 2 pixels for antialiased edges: RLE encoding reads only this box.
+    const b = [Math.floor(Math.min(from[0], to[0]) - rad - 2), Math.floor(Math.min(from[1], to[1]) - rad - 2),
+      Math.ceil(Math.max(from[0], to[0]) + rad + 2), Math.ceil(Math.max(from[1], to[1]) + rad + 2)];
+    r.bbox = r.bbox ? [Math.min(r.bbox[0], b[0]), Math.min(r.bbox[1], b[1]), Math.max(r.bbox[2], b[2]), Math.max(r.bbox[3], b[3])] : b;
+    r.bbox = [Math.max(0, r.bbox[0]), Math.max(0, r.bbox[1]), Math.min(viewer.width, r.bbox[2]), Math.min(viewer.height, r.bbox[3])];
+  }
+  r.maskDirty = true;
+  viewer.redraw();
+}
+
+canvas.addEventListener("contextmenu", (e) => e.preventDefault());
+canvas.addEventListener("pointerdown", (e) => {
+  canvas.focus();
+  canvas.setPointerCapture(e.pointerId);
+  const [sx, sy] = viewer.eventPoint(e);
+  if (e.button === 1 || e.button === 2 || state.space || !viewer.bitmap) { viewer.startPan(e); return; }
+  if (e.button !== 0) return;
+  const img = viewer.view.toImage(sx, sy);
+  if (state.readOnly) { const hit = regionAt(sx, sy); if (hit >= 0) select(hit); else viewer.startPan(e); return; }
+  switch (state.tool) {
+    case "rect":
+      state.drag = { type: "rect", x0: sx, y0: sy, x1: sx, y1: sy };
+      break;
+    case "quad":
+      state.quadDraft.push(clampPoint(img));
+      if (state.quadDraft.length === 4) {
+        const pts = canonicalQuad(state.quadDraft);
+        state.quadDraft = [];
+        addRegion(newRegion("quad", { points: pts }));
+        if (selfIntersecting(pts)) flash("Those corners cross each other; drag a corner to fix the shape.");
+      }
+      viewer.redraw();
+      break;
+    case "brush":
+    case "erase":
+      state.drag = { type: "paint", last: img, erase: state.tool === "erase" };
+      paint(img, img, state.tool === "erase");
+      break;
+    default: {
+      const corner = cornerAt(sx, sy);
+      if (corner >= 0) { state.drag = { type: "corner", k: corner }; break; }
+      const hit = regionAt(sx, sy);
+      if (hit >= 0) {
+        if (hit !== state.selected) select(hit);
+        if (state.regions[hit].kind === "quad") state.drag = { type: "move", last: img, moved: false };
+      } else {
+        viewer.startPan(e);
+      }
+    }
+  }
+});
+
+canvas.addEventListener("pointermove", (e) => {
+  const [sx, sy] = viewer.eventPoint(e);
+  state.hover = [sx, sy];
+  if (viewer.movePan(e)) return;
+  const d = state.drag;
+  const img = viewer.view.toImage(sx, sy);
+  if (d) {
+    const r = state.regions[state.selected];
+    if (d.type === "rect") { d.x1 = sx; d.y1 = sy; }
+    else if (d.type === "corner" && r) { r.points[d.k] = clampPoint(img); d.moved = true; }
+    else if (d.type === "move" && r) {
+      const dx = img[0] - d.last[0], dy = img[1] - d.last[1];
+      r.points = r.points.map(([x, y]) => [x + dx, y + dy]);
+      d.last = img; d.moved = true;
+    } else if (d.type === "paint") { paint(d.last, img, d.erase); d.last = img; }
+  } else if (state.tool === "select") {
+    canvas.style.cursor = cornerAt(sx, sy) >= 0 ? "move" : regionAt(sx, sy) >= 0 ? "pointer" : "grab";
+  }
+  viewer.redraw();
+});
+
+canvas.addEventListener("pointerup", () => {
+  if (viewer.endPan()) return;
+  const d = state.drag;
+  state.drag = null;
+  if (!d) return;
+  const r = state.regions[state.selected];
+  if (d.type === "rect") {
+    if (Math.abs(d.x1 - d.x0) < 4 || Math.abs(d.y1 - d.y0) < 4) { viewer.redraw(); return; }
+    const corners = [[d.x0, d.y0], [d.x1, d.y0], [d.x1, d.y1], [d.x0, d.y1]]
+      .map(([x, y]) => clampPoint(viewer.view.toImage(x, y)));
+    addRegion(newRegion("quad", { points: canonicalQuad(corners) }));
+  } else if ((d.type === "corner" || d.type === "move") && r && d.moved) {
+    r.points = canonicalQuad(r.points.map(clampPoint));
+    if (selfIntersecting(r.points)) flash("Those corners cross each other; drag a corner to fix the shape.");
+    changed();
+    renderPanel();
+  } else if (d.type === "paint") {
+    changed();
+    renderPanel();
+  }
+  viewer.redraw();
+});
+canvas.addEventListener("pointerleave", () => { state.hover = null; viewer.redraw(); });
+canvas.addEventListener("viewchange", () => { $("#zoom-level").textContent = `${Math.round(viewer.view.scale * 100)}%`; });
+
+// ---------------------------------------------------------------- panel
+
+function regionTitle(r, i) {
+  const what = r.kind === "quad" ? "Quad" : "Mask";
+  const tex = r.latex ? r.latex.slice(0, 28) : r.illegible ? "(illegible)" : "— no LaTeX yet —";
+  return `${i + 1}. ${what}: ${tex}`;
+}
+
+function renderList() {
+  const ol = $("#region-list");
+  ol.innerHTML = "";
+  state.regions.forEach((r, i) => {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = `region-item${i === state.selected ? " selected" : ""}${Object.keys(r.errors).length ? " has-error" : ""}`;
+    b.style.borderLeftColor = colorOf(i);
+    b.textContent = regionTitle(r, i);
+    b.setAttribute("aria-pressed", i === state.selected ? "true" : "false");
+    b.addEventListener("click", () => select(i));
+    li.appendChild(b);
+    ol.appendChild(li);
+  });
+  $("#region-empty").hidden = state.regions.length > 0;
+  $("#region-count").textContent = String(state.regions.length);
+}
+
+function renderPanel() {
+  renderList();
+  const r = state.regions[state.selected];
+  const ed = $("#region-editor");
+  ed.hidden = !r;
+  if (!r) return;
+  $("#region-heading").textContent = `Region ${state.selected + 1} (${r.kind === "quad" ? "4 corners" : "pixel mask"})`;
+  $("#region-heading").style.borderLeftColor = colorOf(state.selected);
+  const ta = $("#latex-input");
+  if (ta.value !== r.latex) ta.value = r.latex;
+  $("#flag-illegible").checked = r.illegible;
+  $("#flag-cutoff").checked = r.cut_off;
+  document.querySelectorAll("#category-boxes input").forEach((box) => { box.checked = r.categories.includes(box.value); });
+  updatePreview();
+  const errs = Object.entries(r.errors);
+  const box = $("#region-errors");
+  box.hidden = !errs.length;
+  box.innerHTML = "";
+  errs.forEach(([field, msg]) => {
+    const li = document.createElement("li");
+    li.textContent = `${field === "region" ? "" : `${field}: `}${msg}`;
+    box.appendChild(li);
+  });
+  ta.setAttribute("aria-invalid", r.errors.latex ? "true" : "false");
+  [ta, $("#flag-illegible"), $("#flag-cutoff"), $("#delete-region")].forEach((el) => { el.disabled = state.readOnly; });
+  drawCrop();
+}
+
+function updatePreview() {
+  const r = state.regions[state.selected];
+  if (!r) return;
+  const err = renderLatex($("#latex-preview"), r.latex);
+  const el = $("#latex-error");
+  el.hidden = !err;
+  el.textContent = err ? `KaTeX cannot render this: ${err}` : "";
+  $("#latex-preview-empty").hidden = !!r.latex.trim();
+}
+
+let cropPending = false;
+function drawCrop() {
+  if (cropPending) return;
+  cropPending = true;
+  requestAnimationFrame(() => {
+    cropPending = false;
+    const r = state.regions[state.selected];
+    const c = $("#crop");
+    const ctx = c.getContext("2d");
+    const MAXW = c.parentElement.clientWidth || 320, MAXH = 140;
+    if (!r || !viewer.bitmap) return;
+    if (r.kind === "quad" && r.points) {
+      // Order the corners as they appear on screen, so a rotated view gives an upright crop.
+      const scr = canonicalQuad(r.points.map(([x, y]) => viewer.view.toScreen(x, y)));
+      const q = scr.map(([x, y]) => viewer.view.toImage(x, y));
+      const w = Math.max(Math.hypot(q[1][0] - q[0][0], q[1][1] - q[0][1]), Math.hypot(q[2][0] - q[3][0], q[2][1] - q[3][1]));
+      const h = Math.max(Math.hypot(q[3][0] - q[0][0], q[3][1] - q[0][1]), Math.hypot(q[2][0] - q[1][0], q[2][1] - q[1][1]));
+      const s = Math.min(MAXW / w, MAXH / h, 4);
+      c.width = Math.max(1, Math.round(w * s)); c.height = Math.max(1, Math.round(h * s));
+      ctx.clearRect(0, 0, c.width, c.height);
+      warpQuad(ctx, viewer.bitmap, q, c.width, c.height);
+    } else if (r.kind === "mask" && r.bbox) {
+      const [x0, y0, x1, y1] = r.bbox;
+      const w = Math.max(1, x1 - x0), h = Math.max(1, y1 - y0);
+      const s = Math.min(MAXW / w, MAXH / h, 4);
+      c.width = Math.max(1, Math.round(w * s)); c.height = Math.max(1, Math.round(h * s));
+      ctx.drawImage(viewer.bitmap, x0, y0, w, h, 0, 0, c.width, c.height);
+    } else {
+      c.width = 1; c.height = 1;
+    }
+  });
+}
+
+$("#latex-input").addEventListener("input", (e) => {
+  const r = state.regions[state.selected];
+  if (!r) return;
+  r.latex = e.target.value;
+  delete r.errors.latex;
+  updatePreview();
+  renderList();
+  changed();
+});
+$("#flag-illegible").addEventListener("change", (e) => { const r = state.regions[state.selected]; if (r) { r.illegible = e.target.checked; delete r.errors.latex; changed(); renderList(); } });
+$("#flag-cutoff").addEventListener("change", (e) => { const r = state.regions[state.selected]; if (r) { r.cut_off = e.target.checked; changed(); } });
+$("#category-boxes").addEventListener("change", () => {
+  const r = state.regions[state.selected];
+  if (!r) return;
+  r.categories = [...document.querySelectorAll("#category-boxes input:checked")].map((b) => b.value);
+  delete r.errors.categories;
+  changed();
+});
+$("#delete-region").addEventListener("click", () => removeRegion(state.selected));
+$("#opacity").addEventListener("input", (e) => { viewer.maskOpacity = Number(e.target.value) / 100; viewer.redraw(); });
+$("#brush-size").addEventListener("input", (e) => { state.brush = Number(e.target.value); $("#brush-size-out").textContent = `${state.brush}px`; viewer.redraw(); });
+
+CATEGORIES.forEach((c) => {
+  const id = `cat-${c.slug}`;
+  const label = document.createElement("label");
+  label.className = "check";
+  label.htmlFor = id;
+  label.innerHTML = `<input type="checkbox" id="${id}" value="${c.slug}"> `;
+  label.appendChild(document.createTextNode(c.name));
+  $("#category-boxes").appendChild(label);
+});
+$("#category-none").hidden = CATEGORIES.length > 0;
+
+// ---------------------------------------------------------------- tools & keys
+
+function setTool(tool) {
+  if (state.readOnly && tool !== "select") return;
+  state.tool = tool;
+  state.quadDraft = [];
+  document.querySelectorAll("[data-tool]").forEach((b) => b.setAttribute("aria-pressed", b.dataset.tool === tool ? "true" : "false"));
+  $("#tool-hint").textContent = TOOL_HINTS[tool];
+  canvas.style.cursor = tool === "select" ? "grab" : tool === "brush" || tool === "erase" ? "none" : "crosshair";
+  $("#brush-controls").classList.toggle("active", tool === "brush" || tool === "erase");
+  viewer.redraw();
+}
+
+document.querySelectorAll("[data-tool]").forEach((b) => b.addEventListener("click", () => setTool(b.dataset.tool)));
+$("#zoom-in").addEventListener("click", () => viewer.zoom(1.25));
+$("#zoom-out").addEventListener("click", () => viewer.zoom(0.8));
+$("#zoom-fit").addEventListener("click", () => viewer.fit());
+$("#rotate").addEventListener("click", () => { viewer.rotate(1); drawCrop(); });
+
+function typing(el) {
+  return el && (el.tagName === "TEXTAREA" || (el.tagName === "INPUT" && !["checkbox", "radio", "range", "button"].includes(el.type)));
+}
+
+function nextRegion(step) {
+  if (!state.regions.length) return;
+  const n = state.regions.length;
+  select(((state.selected + step) % n + n) % n);
+  $("#latex-input").focus();
+}
+
+document.addEventListener("keydown", (e) => {
+  if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); submit(); return; }
+  if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "s") { e.preventDefault(); saveDraft(); return; }
+  const inText = typing(document.activeElement);
+  if (e.key === "Tab" && !e.altKey && (document.activeElement === canvas || document.activeElement?.id === "latex-input") && state.regions.length) {
+    e.preventDefault(); nextRegion(e.shiftKey ? -1 : 1); return;
+  }
+  if (e.key === "Escape") {
+    if (inText) { document.activeElement.blur(); canvas.focus(); return; }
+    state.quadDraft = []; state.drag = null; viewer.redraw(); return;
+  }
+  if (inText || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.key === " ") { state.space = true; canvas.style.cursor = "grab"; e.preventDefault(); return; }
+  const k = e.key;
+  const actions = {
+    q: () => setTool("quad"), r: () => setTool("rect"), b: () => setTool("brush"), e: () => setTool("erase"), v: () => setTool("select"),
+    R: () => { viewer.rotate(1); drawCrop(); }, s: () => saveDraft(), S: () => saveDraft(),
+    "+": () => viewer.zoom(1.25), "=": () => viewer.zoom(1.25), "-": () => viewer.zoom(0.8), 0: () => viewer.fit(),
+    Delete: () => removeRegion(state.selected), Backspace: () => removeRegion(state.selected),
+    "[": () => { state.brush = Math.max(2, state.brush - 4); $("#brush-size").value = state.brush; $("#brush-size").dispatchEvent(new Event("input")); },
+    "]": () => { state.brush = Math.min(200, state.brush + 4); $("#brush-size").value = state.brush; $("#brush-size").dispatchEvent(new Event("input")); },
+  };
+  const fn = actions[k === "R" && !e.shiftKey ? "r" : k];
+  if (fn) { e.preventDefault(); fn(); }
+});
+document.addEventListener("keyup", (e) => { if (e.key === " ") { state.space = false; setTool(state.tool); } });
+
+// ---------------------------------------------------------------- messages
+
+function flash(text, kind = "info") {
+  const box = $("#messages");
+  const div = document.createElement("div");
+  div.className = `note note-${kind}`;
+  div.setAttribute("role", kind === "error" ? "alert" : "status");
+  div.textContent = text;
+  box.prepend(div);
+  if (kind === "info" || kind === "ok") setTimeout(() => div.remove(), 6000);
+  return div;
+}
+
+function clearErrors() {
+  state.regions.forEach((r) => { r.errors = {}; });
+  $("#messages").querySelectorAll(".note-error").forEach((n) => n.remove());
+}
+
+function showErrors(body) {
+  let general = [];
+  let first = -1;
+  for (const [key, msg] of fieldErrors(body)) {
+    const m = key.match(/^regions\[(\d+)\](?:\.(\w+))?/);
+    if (m && state.regions[Number(m[1])]) {
+      const i = Number(m[1]);
+      state.regions[i].errors[m[2] || "region"] = msg;
+      if (first < 0) first = i;
+    } else {
+      general.push(key && key !== "detail" && key !== "non_field_errors" && key !== "regions" ? `${key}: ${msg}` : msg);
+    }
+  }
+  if (first >= 0) { general.unshift(`Region ${first + 1} needs a fix (marked in red in the list).`); select(first); }
+  else renderPanel();
+  general.forEach((g) => flash(g, "error"));
+}
+
+// ---------------------------------------------------------------- persistence
+
+function maskRle(r) {
+  if (r.maskDirty || !r.rle) {
+    r.rle = encodeCanvas(r.maskCanvas, r.bbox);
+    r.maskDirty = false;
+  }
+  return r.rle;
+}
+
+function payloadRegions() {
+  return state.regions.map((r) => {
+    const out = { kind: r.kind, latex: r.latex, illegible: r.illegible, cut_off: r.cut_off, categories: r.categories };
+    if (r.kind === "quad") out.points = r.points.map(([x, y]) => [Math.round(x * 100) / 100, Math.round(y * 100) / 100]);
+    else out.mask = maskRle(r);
+    return out;
+  });
+}
+
+let autosaveTimer = null;
+function changed() {
+  state.dirty = true;
+  $("#save-state").textContent = "Unsaved changes";
+  clearTimeout(autosaveTimer);
+  autosaveTimer = setTimeout(saveLocal, 700);
+  drawCrop();
+}
+
+function saveLocal() {
+  if (state.readOnly) return;
+  try {
+    localStorage.setItem(DRAFT_KEY, JSON.stringify({
+      savedAt: new Date().toISOString(), baseVersion: state.version || 0, annotation: state.annotation?.id || null,
+      startedFrom: state.startedFrom, regions: payloadRegions(),
+    }));
+    $("#save-state").textContent = `Kept in this browser at ${new Date().toLocaleTimeString()}`;
+  } catch (e) {
+    $("#save-state").textContent = "Could not keep a copy in this browser (storage full); save a draft (S).";
+  }
+}
+
+function loadRegions(list) {
+  state.regions = (list || []).map((src, i) => {
+    if (src.kind === "mask") {
+      const m = maskCanvasFrom(src.mask, viewer.width, viewer.height, i);
+      return newRegion("mask", { maskCanvas: m.canvas, bbox: m.bbox, rle: src.mask, latex: src.latex || "",
+        illegible: !!src.illegible, cut_off: !!src.cut_off, categories: src.categories || [] });
+    }
+    return newRegion("quad", { points: src.points.map(([x, y]) => [x, y]), latex: src.latex || "",
+      illegible: !!src.illegible, cut_off: !!src.cut_off, categories: src.categories || [] });
+  });
+  state.selected = state.regions.length ? 0 : -1;
+}
+
+function spentSeconds() {
+  const s = (Date.now() - state.lastSaveAt) / 1000;
+  return Math.min(86400, Math.max(0, Math.round(s)));
+}
+
+async function persist({ submitToo }) {
+  const regions = payloadRegions();
+  const body = { regions, time_spent_seconds: spentSeconds(), started_from: state.startedFrom, submit: submitToo };
+  if (state.annotation) {
+    // Ask first whether another tab or person saved meanwhile, so the choice below is
+    // offered before anything is overwritten; the server's own 409 remains the guard.
+    const cur = await api("GET", `/api/v1/annotations/${state.annotation.id}/`);
+    if (cur.version !== state.version) {
+      throw new ApiError(409, { detail: `Version ${cur.version} was saved elsewhere (another tab or person) after the one you edited.`,
+        current_version: cur.version, current: cur });
+    }
+    return api("PUT", `/api/v1/annotations/${state.annotation.id}/`, { ...body, version: state.version });
+  }
+  return api("POST", "/api/v1/annotations/", { ...body, task: TASK });
+}
+
+function afterSave(annotation) {
+  state.annotation = annotation;
+  state.version = annotation.version;
+  state.lastSaveAt = Date.now();
+  state.dirty = false;
+  localStorage.removeItem(DRAFT_KEY);
+  $("#save-state").textContent = `Saved on the server (version ${annotation.version}) at ${new Date().toLocaleTimeString()}`;
+  $("#status-badge").textContent = STATUS[annotation.status] || annotation.status;
+}
+
+async function run(label, fn) {
+  if (state.busy || state.readOnly) return;
+  state.busy = true;
+  document.querySelectorAll(".actions button").forEach((b) => { b.disabled = true; });
+  $("#save-state").textContent = label;
+  try {
+    clearErrors();
+    await fn();
+  } catch (e) {
+    saveLocal();
+    if (e instanceof ApiError && e.status === 409) conflict(e.body);
+    else if (e instanceof ApiError && e.status === 400) showErrors(e.body);
+    else flash(`${e.message} Your work is kept in this browser.`, "error");
+    $("#save-state").textContent = "Not saved on the server — your work is kept in this browser";
+  } finally {
+    state.busy = false;
+    document.querySelectorAll(".actions button").forEach((b) => { b.disabled = state.readOnly; });
+  }
+}
+
+function saveDraft() {
+  return run("Saving draft…", async () => {
+    afterSave(await persist({ submitToo: false }));
+    flash("Draft saved.", "ok");
+  });
+}
+
+function submit() {
+  return run("Submitting…", async () => {
+    const missing = state.regions.findIndex((r) => !r.latex.trim() && !r.illegible);
+    if (!state.regions.length) { flash("Mark at least one formula before submitting: drag a box around it (R).", "error"); return; }
+    if (state.task.kind !== "regions" && missing >= 0) {
+      state.regions[missing].errors.latex = "Type the formula, or tick “Illegible”.";
+      select(missing);
+      flash(`Region ${missing + 1} has no LaTeX yet.`, "error");
+      return;
+    }
+    afterSave(await persist({ submitToo: true }));
+    state.readOnly = true;
+    flash("Submitted for review. Loading your next task…", "ok");
+    await goNext();
+  });
+}
+
+async function goNext() {
+  const next = await claimNext();
+  if (next.task && next.task.id !== TASK) window.location.href = `/label/${next.task.id}/`;
+  else window.location.href = "/work/?done=1";
+}
+
+$("#btn-save").addEventListener("click", saveDraft);
+$("#btn-submit").addEventListener("click", submit);
+$("#btn-skip").addEventListener("click", async () => {
+  if (state.annotation) { window.location.href = "/work/"; return; }
+  if (state.dirty && state.regions.length && !window.confirm("Skip this image? Your marks on it will be discarded.")) return;
+  try { await api("POST", `/api/v1/tasks/${TASK}/release/`); } catch (e) { /* the lease lapses anyway */ }
+  localStorage.removeItem(DRAFT_KEY);
+  window.location.href = "/work/?skipped=1";
+});
+
+function conflict(body) {
+  const box = flash("", "error");
+  box.innerHTML = "";
+  const p = document.createElement("p");
+  p.textContent = `${body.detail || "This annotation changed on the server."} Your copy is kept in this browser.`;
+  const mine = document.createElement("button");
+  mine.type = "button"; mine.className = "btn"; mine.textContent = `Keep mine (save over version ${body.current_version})`;
+  mine.addEventListener("click", () => { state.version = body.current_version; state.annotation = body.current; box.remove(); saveDraft(); });
+  const theirs = document.createElement("button");
+  theirs.type = "button"; theirs.className = "btn secondary"; theirs.textContent = "Load the server's version";
+  theirs.addEventListener("click", () => {
+    localStorage.setItem(`${DRAFT_KEY}.conflict`, localStorage.getItem(DRAFT_KEY) || "");
+    localStorage.removeItem(DRAFT_KEY);
+    state.annotation = body.current; state.version = body.current_version;
+    loadRegions(body.current.regions); box.remove(); renderPanel(); viewer.redraw();
+    flash("Loaded the server's version. Your copy stays saved in this browser under a conflict key.");
+  });
+  box.append(p, mine, " ", theirs);
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  try {
+    const task = await api("GET", `/api/v1/tasks/${TASK}/`);
+    state.task = task;
+    const mine = await api("GET", `/api/v1/annotations/?task=${TASK}&annotator=${ME}&limit=1`);
+    const ann = (mine.results || [])[0] || null;
+    await viewer.load(task.image_url, task.image_width, task.image_height);
+    let local = null;
+    try { local = JSON.parse(localStorage.getItem(DRAFT_KEY) || "null"); } catch (e) { local = null; }
+    if (ann) {
+      state.annotation = ann; state.version = ann.version; state.startedFrom = ann.started_from;
+      $("#status-badge").textContent = STATUS[ann.status] || ann.status;
+      if (ann.status === "submitted" || ann.status === "accepted") {
+        state.readOnly = true;
+        flash(ann.status === "accepted" ? "This annotation was accepted; it can no longer be changed." : "Submitted — waiting for review. You can look but not change it.", "info-sticky");
+      }
+      const lastReview = (ann.reviews || [])[0] || ann.last_review;  // newest first
+      if (ann.status === "rejected" && lastReview) showRejection(lastReview);
+    }
+    if (local && !state.readOnly && (local.baseVersion || 0) === (state.version || 0)) {
+      loadRegions(local.regions);
+      state.startedFrom = local.startedFrom ?? state.startedFrom;
+      const n = flash(`Restored your unsaved work from this browser (kept at ${new Date(local.savedAt).toLocaleTimeString()}).`, "info-sticky");
+      const discard = document.createElement("button");
+      discard.type = "button"; discard.className = "link-btn"; discard.textContent = "Discard it";
+      discard.addEventListener("click", () => { localStorage.removeItem(DRAFT_KEY); window.location.reload(); });
+      n.append(" ", discard);
+      state.dirty = true;
+    } else if (ann) {
+      loadRegions(ann.regions);
+    } else if (task.predictions && task.predictions.length) {
+      const p = task.predictions[0];
+      loadRegions(p.regions);
+      state.startedFrom = p.id;
+      flash(`Started from the model's pre-labels (${p.model_name} ${p.model_version}). Check every region and fix what is wrong.`, "info-sticky");
+    }
+    if (state.readOnly) document.querySelectorAll(".actions button, [data-tool]").forEach((b) => { b.disabled = true; });
+    setTool(state.regions.length ? "select" : "rect");
+    renderPanel();
+    viewer.redraw();
+    root.dataset.ready = "1";
+  } catch (e) {
+    flash(`This task could not be loaded: ${e.message}`, "error");
+  }
+}
+
+function showRejection(review) {
+  const box = $("#rejection");
+  box.hidden = false;
+  $("#rejection-reasons").textContent = (review.reasons || []).map((r) => REASONS[r] || r).join(", ") || "—";
+  $("#rejection-comment").textContent = review.comment || "(no comment)";
+}
+const REASONS = JSON.parse(document.getElementById("reasons-data").textContent);
+
+// Leaving the page never loses typed work: the latest state goes to localStorage.
+window.addEventListener("pagehide", () => { if (state.dirty) saveLocal(); });
+
+start();

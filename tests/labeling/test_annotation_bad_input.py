@@ -1,0 +1,158 @@
+"""Every kind of bad annotation input answers 400 naming the field and saves nothing."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from common import rle
+from labeling.models import Annotation, AnnotationVersion, Claim, Prediction, Region
+from tests.factories import quad
+
+pytestmark = pytest.mark.django_db
+
+W, H = 200, 100  # the factory batch's image size
+
+
+def _mask(width=W, height=H, empty=False):
+    m = np.zeros((height, width), bool)
+    if not empty:
+        m[10:30, 20:60] = True
+    return rle.encode(m)
+
+
+def post_json(api, url, payload):
+    """POST raw JSON; "__1e999__" becomes the number 1e999, which Python reads as infinity."""
+    body = json.dumps(payload).replace('"__1e999__"', "1e999")
+    return api.generic("POST", url, body, content_type="application/json")
+
+
+def _counts():
+    return (Annotation.objects.count(), AnnotationVersion.objects.count(), Region.objects.count(),
+            Claim.objects.filter(state="annotated").count())
+
+
+BAD_REGIONS = [
+    ("three points", [{"kind": "quad", "points": [[1, 1], [50, 1], [50, 50]]}], "regions[0].points", "exactly 4"),
+    ("five points", [{"kind": "quad", "points": [[1, 1], [50, 1], [50, 50], [1, 50], [2, 2]]}], "regions[0].points",
+     "exactly 4"),
+    ("infinite coordinate", [{"kind": "quad", "points": [[1, 1], ["__1e999__", 1], [50, 50], [1, 50]]}],
+     "regions[0].points", "finite"),
+    ("NaN as a string", [{"kind": "quad", "points": [[1, 1], ["NaN", 1], [50, 50], [1, 50]]}],
+     "regions[0].points", "two numbers"),
+    ("self-intersecting bow tie", [{"kind": "quad", "points": [[10, 10], [90, 40], [90, 10], [10, 40]]}],
+     "regions[0].points", "not simple"),
+    ("zero area", [{"kind": "quad", "points": [[10, 10], [20, 10], [30, 10], [40, 10]]}], "regions[0].points", ""),
+    ("far outside the image", [quad(10, 10, 900, 40)], "regions[0].points", "outside"),
+    ("mask of the wrong size", [{"kind": "mask", "mask": _mask(W + 1, H), "latex": "x"}], "regions[0].mask",
+     "but the image is"),
+    ("empty mask", [{"kind": "mask", "mask": _mask(empty=True), "latex": "x"}], "regions[0].mask", "empty"),
+    ("RLE that does not decode", [{"kind": "mask", "mask": {"size": [H, W], "counts": "!!!!"}}], "regions[0].mask",
+     "decode"),
+    ("RLE garbage that pycocotools would accept", [{"kind": "mask", "mask": {"size": [H, W], "counts": "zzzz"}}],
+     "regions[0].mask", "not valid RLE"),
+    ("unbalanced LaTeX", [quad(), quad(latex=r"\frac{a}{b")], "regions[1].latex", "brace"),
+    ("begin/end mismatch", [quad(latex=r"\begin{matrix} a \end{pmatrix}")], "regions[0].latex", ""),
+    ("unknown LaTeX command", [quad(latex=r"\frobnicate{x}")], "regions[0].latex", "frobnicate"),
+    ("1 MB of LaTeX", [quad(latex="x" * 1_000_000)], "regions[0].latex", "characters"),
+    ("10,000 regions", [quad()] * 10_000, "regions", "at most"),
+    ("unknown kind", [{"kind": "circle"}], "regions[0].kind", ""),
+    ("unknown category", [quad(categories=["nope"])], "regions[0].categories", "nope"),
+    ("flag not a boolean", [quad(illegible="yes")], "regions[0].illegible", ""),
+    ("not a list", {"kind": "quad"}, "regions", ""),
+]
+
+
+@pytest.mark.parametrize(("what", "regions", "field", "says"), BAD_REGIONS, ids=[c[0] for c in BAD_REGIONS])
+def test_bad_region_on_create_is_refused_and_nothing_saved(batch, annotator_api, what, regions, field, says):
+    task_id = annotator_api.post("/api/v1/tasks/next/").json()["task"]["id"]
+    before = _counts()
+    r = post_json(annotator_api, "/api/v1/annotations/", {"task": task_id, "regions": regions})
+    assert r.status_code == 400, r.content[:300]
+    assert field in r.json(), r.json()
+    assert says in " ".join(r.json()[field])
+    assert _counts() == before
+    assert Claim.objects.get(task_id=task_id).state == "live"  # the lease is untouched
+
+
+@pytest.mark.parametrize(("what", "regions", "field", "says"), BAD_REGIONS[:12:3], ids=[c[0] for c in BAD_REGIONS[:12:3]])
+def test_bad_region_on_update_keeps_the_current_version(batch, annotator_api, what, regions, field, says):
+    task_id = annotator_api.post("/api/v1/tasks/next/").json()["task"]["id"]
+    ann = annotator_api.post("/api/v1/annotations/", {"task": task_id, "regions": [quad()]}).json()
+    before = _counts()
+    r = annotator_api.put(f"/api/v1/annotations/{ann['id']}/", {"version": 1, "regions": regions})
+    assert r.status_code == 400 and field in r.json()
+    assert _counts() == before
+    assert Annotation.objects.get(pk=ann["id"]).version == 1
+
+
+def test_nan_literal_in_json_is_refused(batch, annotator_api):
+    task_id = annotator_api.post("/api/v1/tasks/next/").json()["task"]["id"]
+    before = _counts()
+    body = json.dumps({"task": task_id, "regions": [quad()]}).replace("[10, 10]", "[NaN, 10]")
+    assert "NaN" in body
+    r = annotator_api.generic("POST", "/api/v1/annotations/", body, content_type="application/json")
+    assert r.status_code == 400
+    assert _counts() == before
+
+
+def test_nan_point_reaching_the_service_names_the_field(batch, annotator):
+    from django.core.exceptions import ValidationError
+
+    from labeling import services
+
+    result = services.task_claim_next(annotator=annotator)
+    with pytest.raises(ValidationError) as exc:
+        services.annotation_create(task=result.task, annotator=annotator,
+                                   regions=[{"kind": "quad", "points": [[1, 1], [float("nan"), 1], [5, 5], [1, 5]]}])
+    assert "regions[0].points" in exc.value.error_dict
+    assert Annotation.objects.count() == 0
+
+
+def test_submit_without_latex_on_a_full_task_is_refused(batch, annotator_api):
+    task_id = annotator_api.post("/api/v1/tasks/next/").json()["task"]["id"]
+    before = _counts()
+    r = annotator_api.post("/api/v1/annotations/", {"task": task_id, "regions": [quad(latex="")], "submit": True})
+    assert r.status_code == 400 and "regions[0].latex" in r.json()
+    assert _counts() == before
+
+
+def test_time_spent_must_be_sane(batch, annotator_api):
+    task_id = annotator_api.post("/api/v1/tasks/next/").json()["task"]["id"]
+    r = annotator_api.post("/api/v1/annotations/", {"task": task_id, "regions": [quad()],
+                                                    "time_spent_seconds": -5})
+    assert r.status_code == 400 and "time_spent_seconds" in r.json()
+    assert Annotation.objects.count() == 0
+
+
+def test_bad_prediction_import_saves_nothing(batch, model_team):
+    from tests.labeling.conftest import client_for
+
+    api = client_for(model_team)
+    image_ids = list(batch.tasks.values_list("image_id", flat=True))
+    items = [{"image": image_ids[0], "regions": [quad()]},
+             {"image": image_ids[1], "regions": [quad(10, 10, 5000, 40)]}]
+    r = api.post("/api/v1/predictions/bulk/", {"model_name": "m", "model_version": "1", "items": items})
+    assert r.status_code == 400 and "items[1].regions[0].points" in r.json()
+    r = api.post("/api/v1/predictions/bulk/", {"model_name": "m", "model_version": "1",
+                                               "items": [{"image": 10**9, "regions": []}]})
+    assert r.status_code == 400 and "items[0].image" in r.json()
+    r = api.post("/api/v1/predictions/bulk/", {"model_name": "m", "model_version": "1",
+                                               "items": [{"image": image_ids[0], "confidence": 7}]})
+    assert r.status_code == 400 and "items[0].confidence" in r.json()
+    assert Prediction.objects.count() == 0
+
+
+def test_bad_batch_input_saves_nothing(curator_api, spec, vendor, source):
+    from labeling.models import Batch, Task
+    from tests.factories import make_image
+
+    make_image(spec=spec, source=source)
+    base = {"spec": spec.id, "vendor": vendor.id, "unit_price": "0.1", "quantity": 5}
+    for change, field in [({"unit_price": "-1"}, "unit_price"), ({"quantity": 0}, "quantity"),
+                          ({"categories": ["nope"]}, "categories"), ({"currency": "$$"}, "currency"),
+                          ({"spec": 10**9}, "spec"), ({"vendor": 10**9}, "vendor"), ({"overlap": 0}, "overlap")]:
+        r = curator_api.post("/api/v1/batches/", {**base, **change})
+        assert r.status_code == 400 and field in r.json(), (change, r.content)
+    assert Batch.objects.count() == 0 and Task.objects.count() == 0

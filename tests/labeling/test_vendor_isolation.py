@@ -1,0 +1,194 @@
+"""Vendor isolation, proven by walking every URL pattern of the site (API and pages)
+as each kind of vendor user, with the ids of another vendor's objects.
+
+Another vendor's data carries a marker string in every name; no response may
+contain it. Detail routes with a foreign id must answer exactly like a route
+with an id that does not exist (404 for reads), so not even existence leaks.
+Lists, even filtered by the foreign ids, must not contain a foreign row, and
+writes aimed at foreign objects must change nothing.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from common import roles
+from curation.models import Category, ImportJob, Licence
+from labeling import services
+from labeling.models import Annotation, Prediction, Review, Task
+from tests import factories
+from tests.factories import quad
+from tests.labeling.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+MARK = "FOREIGNxq"  # in every name of the other vendor's data
+MISSING = 987654321
+SKIP_PREFIXES = ("admin/", "api/schema/", "api/docs/", "api/redoc/", "static/", "media/", "accounts/")
+
+
+def walk(patterns, prefix=""):
+    """(route string, pattern) for every URL pattern, nested includes flattened."""
+    for p in patterns:
+        route = prefix + str(p.pattern).replace("^", "").replace("$", "")
+        if isinstance(p, URLResolver):
+            yield from walk(p.url_patterns, route)
+        elif isinstance(p, URLPattern):
+            yield route, p
+
+
+def fill(route: str, value) -> str | None:
+    """A concrete path for a route, every parameter set to `value`; None for format-suffix routes."""
+    if "format" in route:
+        return None
+    path = re.sub(r"\(\?P<\w+>[^)]*\)", str(value), route)
+    path = re.sub(r"<(?:\w+:)?\w+>", str(value), path)
+    return "/" + path.replace("\\.", ".").replace("\\", "")
+
+
+@pytest.fixture
+def world(db):
+    """Vendor A (the users we walk as) and vendor B (foreign), each with a full set of work."""
+    worlds = {}
+    for label in ("A", MARK):
+        vendor = factories.make_vendor(f"Vendor {label}")
+        spec = factories.make_spec(name=f"Spec {label}")
+        source = factories.make_source(name=f"Source {label}", copyright_holder=f"Holder {label}")
+        batch = factories.make_batch(spec, vendor, images=3, name=f"Batch {label}", source=source)
+        people = {role: factories.make_user(role, vendor=vendor, username=f"{role}-{label}")
+                  for role in (roles.ANNOTATOR, roles.REVIEWER, roles.VENDOR_MANAGER)}
+        ann_user, rev_user = people[roles.ANNOTATOR], people[roles.REVIEWER]
+        task = services.task_claim_next(annotator=ann_user).task
+        annotation = services.annotation_create(task=task, annotator=ann_user, submit=True,
+                                                regions=[quad(latex=rf"\text{{{label}}}")])
+        review = services.review_create(annotation=annotation, reviewer=rev_user, decision="reject",
+                                        reasons=["other"], comment=f"comment {label}")
+        image = task.image
+        prediction = services.predictions_import(model_name=f"model-{label}", model_version="1",
+                                                 items=[{"image": image.id, "regions": [quad()]}])[0]
+        job = ImportJob.objects.create(spec=spec, source=source, archive=f"{label}.zip")
+        worlds[label] = dict(vendor=vendor, spec=spec, source=source, batch=batch, task=task, image=image,
+                             annotation=annotation, review=review, prediction=prediction, job=job,
+                             category=Category.objects.filter(spec=spec).first(), people=people)
+    return worlds
+
+
+# Readable by every signed-in user by design: no vendor's data.
+PUBLIC_MODELS = {Licence}
+
+
+def foreign_ids(b: dict) -> dict[type, list[int]]:
+    """The other vendor's objects, by model."""
+    objs = [b["vendor"], b["spec"], b["source"], b["batch"], b["task"], b["image"], b["annotation"], b["review"],
+            b["prediction"], b["job"], b["category"], *b["people"].values()]
+    out: dict[type, list[int]] = {}
+    for o in objs:
+        out.setdefault(type(o), []).append(o.pk)
+    return out
+
+
+def model_of(pattern, curator) -> type | None:
+    """The model a DRF viewset route serves (None for plain Django views)."""
+    cls = getattr(pattern.callback, "cls", None)
+    if cls is None or not hasattr(cls, "get_queryset"):
+        return None
+    view = cls()
+    view.request = type("R", (), {"user": curator, "query_params": {}, "method": "GET"})()
+    view.action, view.kwargs, view.format_kwarg, view.args = "retrieve", {}, None, ()
+    return view.get_queryset().model
+
+
+def foreign_rows_state(b: dict) -> tuple:
+    return (
+        list(Annotation.objects.filter(task__batch=b["batch"]).values_list("id", "status", "version")),
+        list(Task.objects.filter(batch=b["batch"]).values_list("id", "status", "slots_taken", "is_gold")),
+        list(Review.objects.filter(annotation__task__batch=b["batch"]).values_list("id", "decision")),
+        list(Prediction.objects.filter(image__spec=b["spec"]).values_list("id", "model_name", "regions")),
+        b["batch"].__class__.objects.filter(pk=b["batch"].pk).values_list("status", "unit_price").get(),
+    )
+
+
+def body_text(response) -> str:
+    if hasattr(response, "streaming_content"):
+        return ""  # files: their bytes are images, checked by status only
+    return response.content.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("role", [roles.ANNOTATOR, roles.REVIEWER, roles.VENDOR_MANAGER])
+def test_vendor_users_never_see_or_change_another_vendors_data_on_any_url(world, role):
+    me, them = world["A"][("people")][role], world[MARK]
+    api = client_for(me)
+    routes = [(r, p) for r, p in walk(get_resolver().url_patterns) if not r.startswith(SKIP_PREFIXES)]
+    assert any(r.startswith("api/v1/tasks") for r, _ in routes)  # the walk really sees the API
+    before = foreign_rows_state(them)
+    by_model = foreign_ids(them)
+    every_id = sorted({i for ids in by_model.values() for i in ids})
+    curator = factories.make_user(roles.CURATOR)
+    payload = {"task": them["task"].pk, "annotation": them["annotation"].pk, "spec": them["spec"].pk,
+               "vendor": them["vendor"].pk, "batch": them["batch"].pk, "image": them["image"].pk,
+               "version": 1, "decision": "accept", "regions": [quad()], "model_name": "x", "model_version": "1",
+               "items": [{"image": them["image"].pk, "regions": []}], "unit_price": "1", "quantity": 1,
+               "username": f"new-{role}", "password": "pass-word-123", "role": roles.ANNOTATOR}
+    checked = 0
+    for route, pattern in routes:
+        has_param = bool(re.search(r"<|\(\?P<", route))
+        methods = sorted(getattr(pattern.callback, "actions", {}) or {"get": None})
+        for method in methods:
+            if method in ("head", "options"):
+                continue
+            if has_param:
+                model = model_of(pattern, curator)
+                if model in PUBLIC_MODELS:
+                    continue
+                # A new API route whose model this test does not seed must be added to the world.
+                assert model is None or model in by_model, f"{route}: seed an object of {model} for the other vendor"
+                for fid in (by_model[model] if model else every_id):
+                    path = fill(route, fid)
+                    if path is None:
+                        continue
+                    r = getattr(api, method)(path, payload, format="json") if method != "get" else api.get(path)
+                    missing = getattr(api, method)(fill(route, MISSING), payload, format="json") \
+                        if method != "get" else api.get(fill(route, MISSING))
+                    assert MARK not in body_text(r), (method, path)
+                    if model is None:  # a page: its id may be ours in another table
+                        continue
+                    assert r.status_code == missing.status_code, (method, path, r.status_code, missing.status_code)
+                    if method == "get":
+                        assert r.status_code in (302, 403, 404), (path, r.status_code)
+                    checked += 1
+            else:
+                path = fill(route, 0)
+                if path is None:
+                    continue
+                query = "&".join(f"{k}={them[k].pk}" for k in ("vendor", "spec", "batch", "task", "image",
+                                                                "annotation"))
+                if method == "get":
+                    for url in (path, f"{path}?{query}"):
+                        r = api.get(url)
+                        assert r.status_code < 500, (url, r.status_code)
+                        assert MARK not in body_text(r), url
+                else:
+                    r = getattr(api, method)(path, payload, format="json")
+                    assert r.status_code < 500, (method, path, r.status_code, r.content[:200])
+                    assert MARK not in body_text(r), (method, path)
+                checked += 1
+    assert checked > 50
+    assert foreign_rows_state(them) == before
+
+
+def test_vendor_users_see_their_own_vendors_work(world):
+    a = world["A"]
+    for role in (roles.ANNOTATOR, roles.REVIEWER, roles.VENDOR_MANAGER):
+        api = client_for(a["people"][role])
+        assert api.get(f"/api/v1/batches/{a['batch'].pk}/").status_code == 200
+        assert api.get(f"/api/v1/tasks/{a['task'].pk}/").status_code == 200
+        assert api.get(f"/api/v1/specs/{a['spec'].pk}/").status_code == 200
+        assert api.get(f"/api/v1/images/{a['image'].pk}/").status_code == 200
+        assert api.get("/api/v1/tasks/").json()["count"] == 3
+    reviewer = client_for(a["people"][roles.REVIEWER])
+    assert reviewer.get(f"/api/v1/annotations/{a['annotation'].pk}/").status_code == 200
+    # another annotator of the same vendor does not see a colleague's annotation
+    colleague = client_for(factories.make_user(roles.ANNOTATOR, vendor=a["vendor"]))
+    assert colleague.get(f"/api/v1/annotations/{a['annotation'].pk}/").status_code == 404

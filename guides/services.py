@@ -175,6 +175,7 @@ def guide_version_publish(*, version: GuideVersion, by: User) -> GuideVersion:
 def guide_example_add(*, version: GuideVersion, image: Image, kind: str, caption: str = "",
                       regions: list | None = None) -> GuideExample:
     """Attach a good or bad example image (with its regions) to a draft version."""
+    version = GuideVersion.objects.select_related("guide").get(pk=version.pk)
     _require_draft(version)
     if kind not in GuideExample.Kind.values:
         raise ValidationError({"kind": f"Use one of {', '.join(GuideExample.Kind.values)}."})
@@ -190,7 +191,7 @@ def guide_example_add(*, version: GuideVersion, image: Image, kind: str, caption
 @transaction.atomic
 def guide_example_remove(*, example: GuideExample) -> None:
     """Take an example out of a draft version."""
-    _require_draft(example.version)
+    _require_draft(GuideVersion.objects.get(pk=example.version_id))
     example.delete()
 
 
@@ -198,6 +199,7 @@ def guide_example_remove(*, example: GuideExample) -> None:
 def guide_acknowledge(*, version: GuideVersion, user: User) -> GuideAcknowledgement:
     """Record that `user` has read `version`. Only the current published version can
     be acknowledged (reading an old one does not clear the gate); repeating is harmless."""
+    version = GuideVersion.objects.get(pk=version.pk)  # the caller's copy may predate publishing
     if version.status != GuideVersion.Status.PUBLISHED:
         raise ValidationError({"version": "Only a published version can be acknowledged."})
     latest = (GuideVersion.objects.filter(guide_id=version.guide_id, status=GuideVersion.Status.PUBLISHED)

@@ -127,10 +127,6 @@ class GuideVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         version = services.guide_version_update(version=version, **data.validated_data)
         return self._out(version)
 
-    @extend_schema(exclude=True)
-    def update(self, request, *args, **kwargs):  # only PATCH is offered
-        return self.partial_update(request, *args, **kwargs)
-
     @extend_schema(request=None, responses={200: s.GuideVersionSerializer})
     @action(detail=True, methods=["post"])
     def publish(self, request, pk=None):

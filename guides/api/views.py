@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from django.core.files.storage import default_storage
 from django.db.models import Prefetch
-from django.http import HttpResponse
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -203,6 +204,16 @@ class GuideExampleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         """The example image with its regions outlined (green: good, red: bad)."""
         example = self.get_object()
         return _jpeg(imaging.draw_regions(example.image, example.regions, kind=example.kind))
+
+    @extend_schema(responses={(200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The image file")})
+    @action(detail=True, methods=["get"])
+    def image(self, request, pk=None):
+        """The example's image file, as stored (for pointing at a region in a question)."""
+        example = self.get_object()
+        content_type = f"image/{example.image.format.lower()}"
+        response = FileResponse(default_storage.open(example.image.file, "rb"), content_type=content_type)
+        response["Cache-Control"] = "private, max-age=300"
+        return response
 
 
 class FaqViewSet(viewsets.ReadOnlyModelViewSet):

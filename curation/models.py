@@ -3,7 +3,7 @@ where its images come from (sources and their licences), and the images."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 
@@ -22,7 +22,10 @@ class Licence(models.Model):
         CONTRACT = "contract", "Proprietary contract"
         UNKNOWN = "unknown", "Unknown"
 
-    code = models.SlugField(max_length=40, unique=True, help_text="Stable identifier, e.g. cc-by-nc-sa-3.0")
+    code = models.CharField(
+        max_length=40, unique=True, help_text="Stable identifier, e.g. cc-by-nc-sa-3.0",
+        validators=[RegexValidator(r"^[a-z0-9][a-z0-9.-]*$", "Lower-case letters, digits, '.' and '-' only.")],
+    )
     name = models.CharField(max_length=120)
     family = models.CharField(max_length=16, choices=Family.choices)
     version = models.CharField(max_length=10, blank=True)

@@ -1,12 +1,14 @@
 from django.contrib.auth.models import User
 from rest_framework import serializers
 
+from common.fields import OptionalEmailField
 from labeling.models import Vendor
 
 from .. import roles
 
 
 class UserSerializer(serializers.ModelSerializer):
+    email = OptionalEmailField(read_only=True)
     roles = serializers.SerializerMethodField()
     vendor = serializers.SerializerMethodField()
 
@@ -27,9 +29,9 @@ class UserCreateSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(write_only=True, min_length=8)
     role = serializers.ChoiceField(choices=roles.ROLE_CHOICES)
-    email = serializers.EmailField(required=False, allow_blank=True, default="")
-    first_name = serializers.CharField(required=False, allow_blank=True, default="")
-    last_name = serializers.CharField(required=False, allow_blank=True, default="")
+    email = OptionalEmailField()
+    first_name = serializers.CharField(required=False, allow_blank=True)
+    last_name = serializers.CharField(required=False, allow_blank=True)
     vendor = serializers.PrimaryKeyRelatedField(queryset=Vendor.objects.all(), required=False, allow_null=True)
 
 

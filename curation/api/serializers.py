@@ -5,12 +5,15 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from common.fields import OptionalURLField
 from common.roles import is_curator
 
 from ..models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, Source
 
 
 class LicenceSerializer(serializers.ModelSerializer):
+    url = OptionalURLField()
+
     class Meta:
         model = Licence
         fields = ["id", "code", "name", "family", "version", "url", "allows_commercial", "allows_derivatives",
@@ -21,6 +24,7 @@ class SourceSerializer(serializers.ModelSerializer):
     licence = serializers.SlugRelatedField(slug_field="code", queryset=Licence.objects.all())
     licence_name = serializers.CharField(source="licence.name", read_only=True)
     allows_commercial = serializers.BooleanField(source="licence.allows_commercial", read_only=True)
+    url = OptionalURLField()
 
     class Meta:
         model = Source

@@ -1,0 +1,67 @@
+"""The OpenAPI schema is valid, covers every API URL, and responses match it."""
+import json
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from openapi_spec_validator import validate
+
+from tests.factories import make_image
+
+pytestmark = pytest.mark.django_db
+
+
+def _api_routes(patterns=None, prefix=""):
+    for p in patterns if patterns is not None else get_resolver().url_patterns:
+        route = prefix + str(p.pattern)
+        if isinstance(p, URLResolver):
+            yield from _api_routes(p.url_patterns, route)
+        elif isinstance(p, URLPattern) and route.startswith("api/v1/"):
+            yield route
+
+
+def _normalise(route: str) -> str:
+    """Django route or OpenAPI path → comparable form: params as {}, no format suffix."""
+    import re
+
+    route = route.replace("^", "").replace("$", "")
+    route = re.sub(r"\(\?P<[^>]+>[^)]+\)", "{}", route)
+    route = re.sub(r"<[^>]+>", "{}", route)
+    route = re.sub(r"\{[^}]*\}", "{}", route)
+    return "/" + route.lstrip("/")
+
+
+def test_schema_is_valid_openapi_3(curator_api):
+    r = curator_api.get("/api/schema/?format=json")
+    assert r.status_code == 200
+    schema = json.loads(r.content)
+    validate(schema)
+    assert schema["openapi"].startswith("3.")
+
+
+def test_schema_covers_every_api_url(curator_api):
+    schema = json.loads(curator_api.get("/api/schema/?format=json").content)
+    documented = {_normalise(p) for p in schema["paths"]}
+    routes = {_normalise(r) for r in _api_routes() if "format" not in r and r != "api/v1/"}
+    routes = {r for r in routes if r != "/api/v1/"}
+    missing = sorted(r for r in routes if r not in documented)
+    assert not missing, f"API URLs missing from the schema: {missing}"
+    assert len(routes) > 10
+
+
+def test_curation_responses_match_schema(curator_api, spec, source):
+    from tests.schema import assert_response_matches_schema
+
+    image = make_image(spec=spec, source=source)
+    for url in ["/api/v1/specs/", f"/api/v1/specs/{spec.id}/", "/api/v1/sources/", "/api/v1/licences/",
+                f"/api/v1/images/{image.id}/", "/api/v1/images/", "/api/v1/categories/", "/api/v1/users/me/",
+                "/api/v1/vendors/"]:
+        response = curator_api.get(url)
+        assert response.status_code == 200, url
+        assert_response_matches_schema(response)
+
+
+def test_interactive_docs_are_served_without_a_cdn(client, curator):
+    client.force_login(curator)
+    page = client.get("/api/docs/")
+    assert page.status_code == 200 and b"swagger-ui" in page.content
+    assert b"cdn.jsdelivr" not in page.content

@@ -1,0 +1,63 @@
+"""Zip imports: queued through the API, run by a Celery task (eagerly here, on the
+real worker in the PostgreSQL+Redis run)."""
+import io
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from curation.models import Image, ImportJob
+from tests.conftest import wait_for
+from tests.factories import make_source, make_spec, png_bytes
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _archive():
+    good = {f"dir/{i}.png": png_bytes() for i in range(4)}
+    return _zip({**good, "dir/copy.png": good["dir/0.png"], "dir/broken.png": b"not an image",
+                 "readme.txt": b"ignored"})
+
+
+@pytest.mark.django_db
+def test_zip_import_job_ingests_and_reports_failures(curator_api, spec, source, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        r = curator_api.post("/api/v1/import-jobs/", {"spec": spec.id, "source": source.id, "categories": ["printed"],
+                                                      "archive": SimpleUploadedFile("batch.zip", _archive())},
+                             format="multipart")
+    assert r.status_code == 201, r.content
+    job = curator_api.get(f"/api/v1/import-jobs/{r.json()['id']}/").json()
+    assert (job["status"], job["total"], job["imported"], job["duplicates"]) == ("done", 6, 4, 1)
+    assert [e["file"] for e in job["errors"]] == ["dir/broken.png"] and "not an image" in job["errors"][0]["error"]
+    assert Image.objects.filter(spec=spec, categories__slug="printed").count() == 4
+
+
+@pytest.mark.django_db
+def test_zip_import_of_a_non_zip_is_400(curator_api, spec, source):
+    r = curator_api.post("/api/v1/import-jobs/", {"spec": spec.id, "source": source.id,
+                                                  "archive": SimpleUploadedFile("x.zip", b"plain text")},
+                         format="multipart")
+    assert r.status_code == 400 and "not a zip" in r.json()["archive"][0]
+    assert ImportJob.objects.count() == 0
+
+
+@pytest.mark.worker
+def test_real_worker_runs_the_import_job(real_worker, api):
+    from common import roles
+    from tests.factories import make_user
+
+    curator = make_user(roles.CURATOR)
+    spec, source = make_spec(), make_source()
+    api.force_authenticate(curator)
+    r = api.post("/api/v1/import-jobs/", {"spec": spec.id, "source": source.id,
+                                          "archive": SimpleUploadedFile("batch.zip", _archive())}, format="multipart")
+    assert r.status_code == 201, r.content
+    job = wait_for(lambda: ImportJob.objects.filter(id=r.json()["id"], status="done").first(), timeout=60)
+    assert (job.imported, job.duplicates, len(job.errors)) == (4, 1, 1)
+    assert Image.objects.filter(spec=spec).count() == 4

@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from . import views
@@ -11,5 +12,8 @@ router.register("faq", views.FaqViewSet, basename="faq")
 router.register("questions", views.QuestionViewSet, basename="question")
 router.register("notifications", views.NotificationViewSet, basename="notification")
 router.register("contracts", views.ContractViewSet, basename="contract")
-router.register("cost-report", views.CostReportViewSet, basename="cost-report")
-urlpatterns = router.urls
+urlpatterns = [
+    path("cost-report/", views.CostReportView.as_view(), name="cost-report"),
+    path("cost-report/csv/", views.CostReportCsvView.as_view(), name="cost-report-csv"),
+    *router.urls,
+]

@@ -18,6 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from common import roles
 
@@ -166,7 +167,7 @@ class GuideVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         })
 
     @extend_schema(responses={200: s.ReaderSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def readers(self, request, pk=None):
         """Who of the vendors on this spec has read this version (curators, vendor managers)."""
         version = self.get_object()
@@ -371,15 +372,11 @@ def _report(request):
                                      today=q.get("today"))
 
 
-class CostReportViewSet(viewsets.GenericViewSet):
+class CostReportView(APIView):
     """Accepted tasks times contract prices, per batch and per month, with pace warnings."""
 
-    serializer_class = s.CostReportSerializer
-    pagination_class = None
-    filter_backends: list = []
-
     @extend_schema(parameters=[s.CostReportQuerySerializer], responses={200: s.CostReportSerializer})
-    def list(self, request):
+    def get(self, request):
         report, _, available = _report(request)
         data = asdict(report)
         for line, src in zip(data["batches"], report.batches, strict=True):
@@ -387,11 +384,13 @@ class CostReportViewSet(viewsets.GenericViewSet):
         data["rows_available"] = available
         return Response(s.CostReportSerializer(data).data)
 
+
+class CostReportCsvView(APIView):
+    """The cost report as a CSV download."""
+
     @extend_schema(parameters=[s.CostReportQuerySerializer],
                    responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV")})
-    @action(detail=False, methods=["get"])
-    def csv(self, request):
-        """The same report as a CSV download."""
+    def get(self, request):
         report, contracts, _ = _report(request)
         text = costs.cost_report_csv(report, vendor_names={c.vendor_id: c.vendor.name for c in contracts},
                                      spec_names={c.spec_id: c.spec.name for c in contracts})

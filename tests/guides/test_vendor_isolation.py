@@ -59,12 +59,17 @@ def world(vendor, annotator, contract, curator, example_image, foreign_vendor, s
 
 def _routes():
     for pattern in urlpatterns:
-        regex = pattern.pattern.regex.pattern
-        if "(?P<format>" in regex or not getattr(pattern.callback, "actions", None):
+        regex = str(pattern.pattern)  # a router's regex, or a path() route
+        if "(?P<format>" in regex or pattern.name == "api-root":
             continue  # format-suffix duplicates and the API root
-        allowed = pattern.callback.cls.http_method_names
-        methods = [m for m in list(pattern.callback.actions) if m not in ("head", "options") and m in allowed]
-        yield regex, pattern.callback.initkwargs.get("basename"), methods, "(?P<pk>" in regex
+        view = pattern.callback.cls
+        if getattr(pattern.callback, "actions", None):  # a router's viewset route
+            methods = [m for m in list(pattern.callback.actions) if m in view.http_method_names]
+            basename = pattern.callback.initkwargs.get("basename")
+        else:  # a plain APIView
+            methods = [m for m in ("get", "post", "patch", "put", "delete") if hasattr(view, m)]
+            basename = pattern.name
+        yield regex, basename, [m for m in methods if m not in ("head", "options")], "(?P<pk>" in regex
 
 
 def _url(regex: str, pk=None) -> str:
@@ -127,3 +132,22 @@ def test_foreign_vendor_sees_own_question_but_not_the_other(world, api):
     api.force_authenticate(world["intruder"])
     ids = [q["id"] for q in api.get("/api/v1/questions/").json()["results"]]
     assert ids == [world["own_question"].id]
+
+
+def test_every_json_get_of_the_guides_api_matches_the_schema(world, curator_api, api):
+    """Responses conform to the OpenAPI schema, for a curator and for a vendor manager."""
+    from tests.schema import assert_response_matches_schema
+
+    checked = 0
+    for client in (curator_api, api):
+        if client is api:
+            client.force_authenticate(factories.make_user(roles.VENDOR_MANAGER, vendor=world["a_vendor"]))
+        for regex, basename, methods, detail in _routes():
+            if "get" not in methods or regex.endswith(("overlay/$", "crop/$", "image/$", "csv/$", "csv/")):
+                continue
+            url = _url(regex, world[basename].pk) if detail else _url(regex)
+            response = client.get(url)
+            if response.status_code == 200:
+                assert_response_matches_schema(response)
+                checked += 1
+    assert checked >= 20

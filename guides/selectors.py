@@ -8,7 +8,7 @@ another vendor's: a foreign object is simply absent from their querysets (404).
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from common import roles
 from curation.models import DatasetSpec, Image
@@ -216,6 +216,7 @@ def guides_with_ack_state(user: User) -> QuerySet[Guide]:
     current = GuideVersion.objects.filter(guide=OuterRef("pk"), status=GuideVersion.Status.PUBLISHED).order_by("-number")
     return guides_visible_to(user).annotate(
         has_published=Exists(current),
+        current_number=Subquery(current.values("number")[:1]),
         acknowledged_current=Exists(
             GuideAcknowledgement.objects.filter(user=user, version=current.values("pk")[:1])
         ),

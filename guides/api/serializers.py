@@ -4,6 +4,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib.auth.models import AnonymousUser
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from curation.models import DatasetSpec, Image
@@ -27,6 +28,14 @@ def _user(serializer) -> object:
     request = serializer.context.get("request")
     # Schema generation builds serializers without a request: nobody may see anything then.
     return request.user if request is not None else AnonymousUser()
+
+
+@extend_schema_field({"type": "string", "pattern": "^(good|bad)$", "description": "`good` or `bad` example"})
+class ExampleKindField(serializers.ChoiceField):
+    """Documented as a pattern: an enum named `kind` would clash with curation's Source.kind in the schema."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=GuideExample.Kind.choices, **kwargs)
 
 
 # ----------------------------------------------------------------- guides
@@ -74,6 +83,7 @@ class FaqEntrySerializer(serializers.ModelSerializer):
 
 class GuideExampleSerializer(serializers.ModelSerializer):
     overlay_url = serializers.SerializerMethodField()
+    kind = ExampleKindField(read_only=True)
     image_width = serializers.IntegerField(source="image.width", read_only=True)
     image_height = serializers.IntegerField(source="image.height", read_only=True)
 
@@ -89,7 +99,7 @@ class GuideExampleSerializer(serializers.ModelSerializer):
 class GuideExampleCreateSerializer(serializers.Serializer):
     version = serializers.PrimaryKeyRelatedField(queryset=GuideVersion.objects.none())
     image = serializers.PrimaryKeyRelatedField(queryset=Image.objects.all())
-    kind = serializers.ChoiceField(choices=GuideExample.Kind.choices)
+    kind = ExampleKindField()
     caption = serializers.CharField(required=False, allow_blank=True, default="")
     regions = serializers.JSONField(required=False, default=list)
 

@@ -40,12 +40,15 @@ def test_every_page_renders_for_curator(world, curator):
 def test_annotator_is_asked_to_acknowledge_then_is_not(world, annotator):
     c = _client(annotator)
     g, v2 = world["guide"], world["v2"]
+    listing = c.get("/guides/").content.decode()
+    assert "v2" in listing and "please read and acknowledge" in listing
     page = c.get(f"/guides/{g.id}/").content.decode()
     assert 'id="ack-required"' in page and f"I have read version {v2.number}" in page
     assert 'data-latex="y^2"' in page
     c.post(f"/guide-versions/{v2.id}/acknowledge/")
     page = c.get(f"/guides/{g.id}/").content.decode()
     assert 'id="ack-required"' not in page and 'id="ack-done"' in page
+    assert "please read and acknowledge" not in c.get("/guides/").content.decode()
 
 
 def test_foreign_vendor_gets_404_on_pages(world, foreign_annotator):

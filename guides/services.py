@@ -72,7 +72,12 @@ def _faq_entries_for_new_version(guide: Guide, base: GuideVersion | None) -> lis
     seen: set[int] = set()
     if base is not None:
         for entry in base.faq.select_related("source_question"):
-            entries.append((entry.question_text, entry.answer_md, entry.source_question))
+            source = entry.source_question
+            if source is not None and source.promoted_to_faq:
+                # A curator may have reworded a promoted answer since: the new version takes the new wording.
+                entries.append((source.faq_question, source.faq_answer, source))
+            else:
+                entries.append((entry.question_text, entry.answer_md, source))
             if entry.source_question_id:
                 seen.add(entry.source_question_id)
     already = set(FaqEntry.objects.filter(version__guide=guide, source_question__isnull=False)

@@ -184,3 +184,15 @@ def test_vendor_manager_sees_their_vendors_questions(annotator, contract, vendor
     question = services.question_ask(asked_by=annotator, spec=contract.spec, title="Q", body="B")
     api.force_authenticate(manager)
     assert [q["id"] for q in api.get("/api/v1/questions/").json()["results"]] == [question.id]
+
+
+def test_rewording_a_promoted_answer_reaches_the_next_version_only(annotator, contract, published, curator):
+    question = services.question_ask(asked_by=annotator, spec=contract.spec, title="Q", body="B")
+    services.question_answer(question=question, author=curator, body="Old wording")
+    services.question_promote_to_faq(question=question, by=curator)
+    v2 = services.guide_version_publish(version=services.guide_version_create(guide=published.guide,
+                                                                              created_by=curator), by=curator)
+    services.question_promote_to_faq(question=question, by=curator, faq_answer="New wording")
+    v3 = services.guide_version_create(guide=published.guide, created_by=curator)
+    assert [f.answer_md for f in v2.faq.all()] == ["Old wording"]
+    assert [f.answer_md for f in v3.faq.all()] == ["New wording"]

@@ -118,3 +118,42 @@ def test_vendor_manager_sees_readers_of_own_vendor_only(world, vendor, foreign_v
     page = _client(manager).get(f"/guide-versions/{world['v2'].id}/readers/").content.decode()
     assert annotator.username in page
     assert foreign_vendor.name not in page
+
+
+def _rows_for_page(*, vendor_ids=None, spec_ids=None):
+    import datetime as dt
+
+    from guides.costs import BatchInfo, TaskRow
+
+    vendor_id, spec_id = vendor_ids[0], spec_ids[0]
+    rows = [TaskRow(vendor_id=vendor_id, spec_id=spec_id, kind="latex", status="accepted", batch_id=5,
+                    accepted_on=dt.date(2026, 2, 3), count=4),
+            TaskRow(vendor_id=vendor_id, spec_id=spec_id, kind="latex", status="rejected", batch_id=5, count=2)]
+    batches = [BatchInfo(batch_id=5, name="Slow batch", vendor_id=vendor_id, spec_id=spec_id, target=100,
+                         started_on=dt.date(2020, 1, 1), deadline=dt.date(2099, 1, 1))]
+    return rows, batches
+
+
+def test_cost_report_page_shows_amounts_and_pace_warning(curator, contract, settings):
+    settings.MATHSET_COST_ROWS_PROVIDER = "tests.guides.test_pages._rows_for_page"
+    page = _client(curator).get("/contracts/report/").content.decode()
+    assert "1.0000 USD" in page  # 4 LaTeX tasks x 0.25; the 2 rejected are unpaid
+    assert "Behind pace" in page and "Slow batch" in page
+    assert "Rejected (unpaid): 2" in page
+
+
+def test_katex_is_loaded_only_when_vendored(tmp_path, settings, published, annotator):
+    from django.contrib.staticfiles import finders
+
+    c = _client(annotator)
+    url = f"/guides/{published.guide_id}/"
+    assert "katex.render" not in c.get(url).content.decode()
+    (tmp_path / "vendor" / "katex").mkdir(parents=True)
+    (tmp_path / "vendor" / "katex" / "katex.min.js").write_text("/* katex */")
+    settings.STATICFILES_DIRS = [*settings.STATICFILES_DIRS, tmp_path]
+    finders.get_finder.cache_clear()
+    try:
+        page = c.get(url).content.decode()
+    finally:
+        finders.get_finder.cache_clear()
+    assert "vendor/katex/katex.min.js" in page and "katex.render" in page

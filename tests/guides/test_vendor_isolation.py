@@ -151,3 +151,11 @@ def test_every_json_get_of_the_guides_api_matches_the_schema(world, curator_api,
                 assert_response_matches_schema(response)
                 checked += 1
     assert checked >= 20
+
+
+def test_every_route_refuses_anonymous_callers(world, api):
+    for regex, basename, methods, detail in _routes():
+        url = _url(regex, world[basename].pk) if detail else _url(regex)
+        for method in methods:
+            response = getattr(api, method)(url, {}, format="json")
+            assert response.status_code in (401, 403), (method, url, response.status_code)

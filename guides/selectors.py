@@ -217,9 +217,10 @@ def guides_with_ack_state(user: User) -> QuerySet[Guide]:
     return guides_visible_to(user).annotate(
         has_published=Exists(current),
         current_number=Subquery(current.values("number")[:1]),
-        acknowledged_current=Exists(
-            GuideAcknowledgement.objects.filter(user=user, version=current.values("pk")[:1])
-        ),
+    ).annotate(
+        # OuterRef here is the guide row (with its annotation), not a nested subquery's row.
+        acknowledged_current=Exists(GuideAcknowledgement.objects.filter(
+            user=user, version__guide=OuterRef("pk"), version__number=OuterRef("current_number"))),
     ).prefetch_related(Prefetch("versions", queryset=GuideVersion.objects.order_by("-number")))
 
 

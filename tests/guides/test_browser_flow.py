@@ -42,7 +42,7 @@ def _page_as(browser, live_server, user):
     return page
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_publish_acknowledge_ask_about_region_and_see_answer(browser, live_server, curator, annotator, contract,
                                                              example_image):
     curator.email = "curator@example.org"

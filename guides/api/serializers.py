@@ -149,6 +149,13 @@ class DiffSerializer(serializers.Serializer):
     unified = serializers.CharField()
 
 
+class AckRequiredSerializer(serializers.Serializer):
+    spec = serializers.IntegerField()
+    version = serializers.IntegerField(allow_null=True, help_text="Guide version to acknowledge first, or null")
+    number = serializers.IntegerField(allow_null=True)
+    url = serializers.CharField(allow_null=True, help_text="Page where the version is read and acknowledged")
+
+
 class ReaderSerializer(serializers.Serializer):
     user = serializers.IntegerField(source="user.id")
     username = serializers.CharField(source="user.username")

@@ -136,6 +136,20 @@ class GuideVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         version = self.get_object()
         return self._out(services.guide_version_publish(version=version, by=request.user))
 
+    @extend_schema(parameters=[OpenApiParameter("spec", int, required=True)],
+                   responses={200: s.AckRequiredSerializer})
+    @action(detail=False, methods=["get"], url_path="acknowledgement-required", pagination_class=None)
+    def acknowledgement_required(self, request):
+        """The version you must acknowledge before taking a task of `spec` (null when none)."""
+        raw = request.query_params.get("spec", "")
+        spec = selectors.guide_specs_visible_to(request.user).filter(pk=raw).first() if raw.isdigit() else None
+        if spec is None:
+            raise ValidationError({"spec": ["Give the id of a spec you work on."]})
+        version = selectors.guide_acknowledgement_required(user=request.user, spec=spec)
+        return Response({"spec": spec.id, "version": version.id if version else None,
+                         "number": version.number if version else None,
+                         "url": f"/guides/{version.guide_id}/" if version else None})
+
     @extend_schema(request=None, responses={201: s.AcknowledgementSerializer})
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated])
     def acknowledge(self, request, pk=None):

@@ -71,3 +71,15 @@ def test_version_payload_tells_annotator_whether_they_acknowledged(annotator_api
     assert annotator_api.get(url).json()["acknowledged_by_me"] is False
     annotator_api.post(url + "acknowledge/")
     assert annotator_api.get(url).json()["acknowledged_by_me"] is True
+
+
+def test_queue_can_ask_the_api_which_version_to_acknowledge(annotator_api, published, foreign_api):
+    url = "/api/v1/guide-versions/acknowledgement-required/"
+    spec_id = published.guide.spec_id
+    assert annotator_api.get(url, {"spec": spec_id}).json() == {
+        "spec": spec_id, "version": published.id, "number": 1, "url": f"/guides/{published.guide_id}/"}
+    annotator_api.post(f"/api/v1/guide-versions/{published.id}/acknowledge/")
+    assert annotator_api.get(url, {"spec": spec_id}).json()["version"] is None
+    bad = foreign_api.get(url, {"spec": spec_id})  # a spec of another vendor
+    assert bad.status_code == 400 and "spec" in bad.json()
+    assert annotator_api.get(url).status_code == 400

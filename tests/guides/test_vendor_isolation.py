@@ -94,7 +94,7 @@ def test_foreign_vendor_sees_nothing_of_another_vendor_on_any_route(world, api, 
             url = _url(regex)
             if method == "get":
                 response = api.get(url, {"vendor": world["a_vendor"].id})
-                assert response.status_code in (200, 403), (url, response.status_code)
+                assert response.status_code in (200, 400, 403), (url, response.status_code)
                 text = response.content.decode()
                 assert "Secret question of A" not in text, url
                 assert annotator.username not in text, url

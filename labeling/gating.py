@@ -1,11 +1,9 @@
 """Hooks that may keep an annotator from taking work from a batch.
 
-`guide_acknowledgement_missing` is the seam for the guides app (issue 7): an
-annotator must acknowledge the current version of a batch's work guide before the
-queue gives them a task from it. Until guides exist it lets everybody through.
-The guides engineer replaces the body with a call to `guides.selectors`, keeping
-the signature; `labeling.services.task_claim_next` already calls it for every
-active batch, and `tasks/next/` reports the returned messages.
+`guide_acknowledgement_missing`: an annotator must acknowledge the current
+published version of a batch's work guide before the queue gives them a task
+from it; a new version asks again. `labeling.services.task_claim_next` calls it
+for every active batch, and `tasks/next/` reports the returned messages.
 """
 from __future__ import annotations
 
@@ -16,4 +14,13 @@ from .models import Batch
 
 def guide_acknowledgement_missing(*, annotator: User, batch: Batch) -> str | None:
     """None when `annotator` may take tasks from `batch`; otherwise why not, for a person."""
-    return None
+    from django.urls import reverse
+
+    from guides.selectors import guide_acknowledgement_required
+
+    version = guide_acknowledgement_required(user=annotator, spec=batch.spec)
+    if version is None:
+        return None
+    url = reverse("guides:detail", kwargs={"pk": version.guide_id})
+    return (f"Read and acknowledge version {version.number} of the work guide for {batch.spec.name} "
+            f"before taking tasks from batch {batch.name}: {url}")

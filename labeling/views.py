@@ -13,6 +13,7 @@ from django.urls import NoReverseMatch, reverse
 
 from common import roles
 from common.pages import role_required
+from guides import selectors as guides_selectors
 from curation.models import Category
 
 from . import selectors
@@ -60,8 +61,9 @@ def label_task(request, task_id: int):
         "task": task,
         "batch": task.batch,
         "categories": categories,
-        "guide_url": _optional_url("guide_for_spec", spec_id=spec.pk),
-        "question_url": _optional_url("question_new"),
+        "guide_url": (_optional_url("guides:for-spec", spec_id=spec.pk)
+                      if guides_selectors.guides_visible_to(request.user).filter(spec=spec).exists() else ""),
+        "question_url": _optional_url("guides:question-create"),
         "reasons": dict(Review.Reason.choices),
     })
 

@@ -102,3 +102,31 @@ def make_batch(spec=None, vendor=None, *, images: int = 3, overlap: int = 1, kin
 def quad(x0: float = 10, y0: float = 10, x1: float = 90, y1: float = 40, latex: str = r"x^{2}+1", **kw) -> dict:
     """A quadrilateral region inside a 200x100 image."""
     return {"kind": "quad", "points": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], "latex": latex, **kw}
+
+
+# ---------------------------------------------------------------- guides
+
+
+def make_contract(vendor=None, spec=None, **kw):
+    """A contract (so the vendor works on the spec and may read its guide)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from guides.services import contract_create
+
+    defaults = dict(price_regions=Decimal("0.10"), price_latex=Decimal("0.25"), price_full=Decimal("0.30"),
+                    agreed_quantity=1000, starts_on=dt.date(2026, 1, 1), deadline=dt.date(2026, 12, 31),
+                    currency="USD")
+    defaults.update(kw)
+    return contract_create(vendor=vendor or make_vendor(), spec=spec or make_spec(), **defaults)
+
+
+def make_guide(spec=None, body: str = "Draw one quad per formula.", publish: bool = True, by=None, title: str = ""):
+    """A guide with a first version, published unless `publish` is False. Returns the version."""
+    from guides.services import guide_create, guide_version_create, guide_version_publish
+
+    spec = spec or make_spec()
+    by = by or make_user(roles.CURATOR)
+    guide = guide_create(spec=spec, title=title or f"Guide for {spec.name}", created_by=by)
+    version = guide_version_create(guide=guide, body_md=body, change_notes="First version", created_by=by)
+    return guide_version_publish(version=version, by=by) if publish else version

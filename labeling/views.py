@@ -13,8 +13,8 @@ from django.urls import NoReverseMatch, reverse
 
 from common import roles
 from common.pages import role_required
-from guides import selectors as guides_selectors
 from curation.models import Category
+from guides import selectors as guides_selectors
 
 from . import selectors
 from .models import Annotation, Batch, Review

@@ -1,6 +1,5 @@
 """Template helpers of guides: KaTeX assets when vendored, the unread badge."""
 from django import template
-from django.contrib.staticfiles import finders
 from django.templatetags.static import static
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -21,11 +20,8 @@ document.querySelectorAll("span.math[data-latex]").forEach(function (el) {
 
 @register.simple_tag
 def katex_assets():
-    """KaTeX's CSS, script and the render call, if static/vendor/katex is vendored; else nothing
-    (the TeX source stays readable in the span)."""
-    if not finders.find(KATEX_JS):
-        return ""
-    css = format_html('<link rel="stylesheet" href="{}">', static(KATEX_CSS)) if finders.find(KATEX_CSS) else ""
+    """KaTeX's CSS, script (vendored under static/vendor/katex) and the render call."""
+    css = format_html('<link rel="stylesheet" href="{}">', static(KATEX_CSS))
     return format_html('{}<script src="{}"></script>{}', css, static(KATEX_JS), mark_safe(_RENDER))  # noqa: S308
 
 

@@ -117,7 +117,7 @@ class Task(models.Model):
         indexes = [
             # The work queue walks open tasks in queue order and stops at the first it
             # may take, instead of sorting every open task on each claim.
-            models.Index(models.F("priority").desc(), models.F("model_confidence").asc(nulls_last=True),
+            models.Index(models.F("priority").desc(), models.F("model_confidence").asc(),  # PostgreSQL: ASC is NULLS LAST
                          models.F("id").asc(), name="task_queue_order_idx",
                          condition=models.Q(status__in=["new", "prelabeled", "in_progress", "rejected"])),
             models.Index(fields=["batch", "status"], name="task_batch_status_idx"),

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 
 import imagehash
+import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image as PILImage
@@ -44,6 +45,27 @@ def flatten_to_rgb(img: PILImage.Image) -> PILImage.Image:
         background = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
         return PILImage.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def phash_hex(img: PILImage.Image) -> str:
+    """imagehash's 64-bit perceptual hash as 16 hex digits, the same string as
+    `str(imagehash.phash(img))`, without its per-bit Python string building."""
+    bits = imagehash.phash(img).hash.reshape(-1)
+    return np.packbits(bits).tobytes().hex()
+
+
+def preview(img: PILImage.Image, size: tuple[int, int]) -> PILImage.Image:
+    """An RGB copy on white, at most `size`. Shrunk before it is flattened, so a full
+    transparent page is never composited at full size (RGBA resizes premultiplied,
+    so thin ink on a transparent page survives)."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        work = img.convert("RGBA")
+    elif img.mode in ("RGB", "L"):
+        work = img.copy()
+    else:
+        work = img.convert("RGB")
+    work.thumbnail(size)
+    return flatten_to_rgb(work)
 
 
 def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedImage:
@@ -80,9 +102,10 @@ def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedI
 
     fmt = img.format
     sha256 = hashlib.sha256(data).hexdigest()
-    upright = ImageOps.exif_transpose(img)
-    rotated = upright is not img and (upright.size != img.size or img.getexif().get(0x0112, 1) != 1)
-    if rotated:
+    # Only an EXIF orientation other than "upright" (2..8) needs a transpose and a
+    # re-encode; checking first avoids the full copy exif_transpose makes otherwise.
+    if img.getexif().get(0x0112, 1) in range(2, 9):
+        upright = ImageOps.exif_transpose(img)
         buf = io.BytesIO()
         if fmt == "JPEG":
             upright.convert("RGB").save(buf, "JPEG", quality=95)
@@ -93,10 +116,11 @@ def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedI
     else:
         content = data
         upright = img
-    rgb = flatten_to_rgb(upright)
-    phash = str(imagehash.phash(rgb))
-    thumb = rgb.copy()
-    thumb.thumbnail(settings.MATHSET_THUMBNAIL_SIZE)
+    width, height = upright.size
+    thumb = preview(upright, settings.MATHSET_THUMBNAIL_SIZE)
+    # The perceptual hash is taken from the thumbnail: it shrinks to 32x32 anyway, and
+    # hashing a full page at full size costs more than all the rest of the decode.
+    phash = phash_hex(thumb)
     tbuf = io.BytesIO()
     thumb.save(tbuf, "JPEG", quality=80)
     return DecodedImage(
@@ -104,8 +128,8 @@ def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedI
         sha256=sha256,
         content=content,
         extension=ALLOWED_FORMATS[fmt],
-        width=upright.size[0],
-        height=upright.size[1],
+        width=width,
+        height=height,
         format=fmt,
         phash=phash,
         thumbnail=tbuf.getvalue(),
@@ -115,3 +139,12 @@ def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedI
 def hamming(a: str, b: str) -> int:
     """Bits that differ between two 64-bit hex perceptual hashes."""
     return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def ink_bbox(img: PILImage.Image, *, threshold: int = 250) -> list[int] | None:
+    """[x0, y0, x1, y1] of the ink: pixels darker than `threshold` once transparency
+    is flattened onto white (so both white paper and transparent pages count as
+    background). x1 and y1 are exclusive, as in PIL. None for a blank image."""
+    gray = flatten_to_rgb(img).convert("L")
+    box = gray.point([255 if v < threshold else 0 for v in range(256)]).getbbox()
+    return list(box) if box else None

@@ -119,6 +119,19 @@ def source_update(*, source: Source, **changes) -> Source:
     return source
 
 
+def source_ensure(*, name: str, licence_code: str, **fields) -> tuple[Source, bool]:
+    """The source called `name`, created with `fields` under licence `licence_code` if
+    it does not exist yet; return (source, created). Importers use it for their
+    well-known default sources, so re-running an import never makes a second one."""
+    existing = Source.objects.filter(name=name).select_related("licence").first()
+    if existing is not None:
+        return existing, False
+    licence = Licence.objects.filter(code=licence_code).first()
+    if licence is None:
+        raise ValidationError({"licence": f"Unknown licence {licence_code!r}."})
+    return source_create(name=name, licence=licence, **fields), True
+
+
 # ------------------------------------------------------------------- specs
 
 SPEC_FIELDS = ("name", "slug", "requirement", "intended_use", "answer_formats", "status",
@@ -312,13 +325,15 @@ def images_ingest(
     capture_session: str = "",
     truth_latex: Sequence[str] | None = None,
     meta: Sequence[dict] | None = None,
+    capture_sessions: Sequence[str] | None = None,
 ) -> IngestResult:
     """Store `files` (name, bytes) as images of `spec`, all or nothing.
 
     Every file is decoded and checked before anything is written, so one bad file
     fails the whole call with a 400 naming it and nothing is stored. Exact
     duplicates (same sha256 in the spec, or twice in the call) are reported, not
-    stored twice.
+    stored twice. `truth_latex`, `meta` and `capture_sessions` are per file, in the
+    order of `files`; `capture_sessions` overrides the one `capture_session`.
     """
     if not files:
         raise ValidationError({"files": "No file was given."})
@@ -351,7 +366,8 @@ def images_ingest(
             rows.append(Image(
                 spec=spec, source=source, file=name, thumbnail=thumb, original_filename=d.filename[:255],
                 sha256=d.sha256, phash=d.phash, width=d.width, height=d.height, format=d.format,
-                file_size=len(d.content), capture_session=capture_session,
+                file_size=len(d.content),
+                capture_session=(capture_sessions[index] if capture_sessions else capture_session) or "",
                 truth_latex=(truth_latex[index] if truth_latex else "") or "",
                 meta=(meta[index] if meta else {}) or {}, uploaded_by=uploaded_by,
             ))
@@ -474,6 +490,97 @@ def _iter_zip(zf: zipfile.ZipFile) -> Iterator[tuple[str, bytes]]:
         yield info.filename, zf.read(info)
 
 
+@dataclass
+class IngestItem:
+    """One file of a batch import and what is already known about it.
+
+    `name` is the stored file name; `label` the file as the user knows it (an ink
+    rendered to `x.png` is reported as `x.inkml`), `name` when empty. `error` marks a
+    file the caller could not even read or render (listed as a failure, never
+    ingested); `warning` is kept with the report if the file goes in.
+    """
+
+    name: str
+    data: bytes | None
+    truth_latex: str = ""
+    meta: dict = field(default_factory=dict)
+    capture_session: str = ""
+    error: str = ""
+    warning: str = ""
+    label: str = ""
+
+    @property
+    def shown_name(self) -> str:
+        return self.label or self.name
+
+
+def _ingest_chunk(*, spec, source, chunk: list[IngestItem], cats, uploaded_by) -> IngestResult:
+    return images_ingest(
+        spec=spec, source=source, files=[(it.name, it.data) for it in chunk], categories=cats,
+        uploaded_by=uploaded_by, truth_latex=[it.truth_latex for it in chunk], meta=[it.meta for it in chunk],
+        capture_sessions=[it.capture_session[:120] for it in chunk],
+    )
+
+
+def ingest_batch(
+    *,
+    spec: DatasetSpec,
+    source: Source,
+    items: Iterable[IngestItem],
+    categories: Iterable[str | int | Category] = (),
+    uploaded_by: User | None = None,
+    chunk_size: int = 50,
+    limit: int | None = None,
+    on_progress=None,
+) -> BatchIngestReport:
+    """Import many files: a bad file is listed with its reason, the rest go in.
+
+    Files go through `images_ingest` `chunk_size` at a time (one transaction and one
+    bulk insert per chunk, which is what makes large imports fast). A chunk that fails
+    because of one bad file is retried file by file, so only that file is refused.
+    Licence and categories are checked once, before anything is read: those refuse
+    the whole import. `limit` stops after that many files were taken (imported or
+    duplicate). `on_progress(report)` is called after every chunk.
+    """
+    licence_check(spec=spec, source=source)
+    cats = resolve_categories(spec=spec, values=categories)
+    report = BatchIngestReport()
+    chunk: list[IngestItem] = []
+
+    def flush() -> None:
+        if not chunk:
+            return
+        try:
+            parts = [(chunk, _ingest_chunk(spec=spec, source=source, chunk=chunk, cats=cats, uploaded_by=uploaded_by))]
+        except ValidationError:
+            parts = []
+            for it in chunk:
+                try:
+                    parts.append(([it], _ingest_chunk(spec=spec, source=source, chunk=[it], cats=cats,
+                                                      uploaded_by=uploaded_by)))
+                except ValidationError as exc:
+                    report.failures.append(FileFailure(it.shown_name, "; ".join(exc.messages)))
+        for group, result in parts:
+            report.imported += len(result.created)
+            report.duplicates += len(result.duplicates)
+            report.warnings += [FileFailure(it.shown_name, it.warning) for it in group if it.warning]
+        chunk.clear()
+        if on_progress:
+            on_progress(report)
+
+    for item in items:
+        if limit is not None and report.imported + report.duplicates + len(chunk) >= limit:
+            break
+        if item.error or item.data is None:
+            report.failures.append(FileFailure(item.shown_name, item.error or "no data"))
+            continue
+        chunk.append(item)
+        if len(chunk) >= chunk_size:
+            flush()
+    flush()
+    return report
+
+
 def ingest_stream(
     *,
     spec: DatasetSpec,
@@ -484,28 +591,22 @@ def ingest_stream(
     truths: dict[str, str] | None = None,
     capture_session_of=None,
     on_progress=None,
+    chunk_size: int = 25,
 ) -> BatchIngestReport:
-    """Import files one by one: a bad file is listed with its reason, the rest go in."""
-    licence_check(spec=spec, source=source)
-    cats = resolve_categories(spec=spec, values=categories)
-    report = BatchIngestReport()
-    for name, data in items:
-        truth = (truths or {}).get(os.path.basename(name), "")
-        try:
-            _image, created = image_ingest(
-                spec=spec, source=source, data=data, filename=name, categories=cats, uploaded_by=uploaded_by,
-                truth_latex=truth, capture_session=capture_session_of(name) if capture_session_of else "",
+    """Import (name, bytes) pairs: a bad file is listed with its reason, the rest go in.
+
+    `truths` maps a file's base name to its LaTeX; `capture_session_of(name)` names
+    its capture session. A thin adapter over `ingest_batch`.
+    """
+    def as_items() -> Iterator[IngestItem]:
+        for name, data in items:
+            yield IngestItem(
+                name=name, data=data, truth_latex=(truths or {}).get(os.path.basename(name), ""),
+                capture_session=capture_session_of(name) if capture_session_of else "",
             )
-        except ValidationError as exc:
-            report.failures.append(FileFailure(name, "; ".join(exc.messages)))
-        else:
-            if created:
-                report.imported += 1
-            else:
-                report.duplicates += 1
-        if on_progress:
-            on_progress(report)
-    return report
+
+    return ingest_batch(spec=spec, source=source, items=as_items(), categories=categories,
+                        uploaded_by=uploaded_by, chunk_size=chunk_size, on_progress=on_progress)
 
 
 @transaction.atomic

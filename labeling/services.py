@@ -347,11 +347,15 @@ def claim_release(*, task: Task, annotator: User) -> None:
 
 
 def _task_refresh_status(task_id: int) -> None:
-    """Derive a task's status from its annotations and slots, in one UPDATE.
+    """Derive a task's status from its annotations and slots.
 
-    One statement (not read-then-write) because it runs on every submit and review:
-    the row lock it takes also orders concurrent refreshes of the same task.
+    The task row is locked first, in its own statement: the UPDATE after it then
+    starts a fresh snapshot (READ COMMITTED) and counts annotations that concurrent
+    submits committed while we waited. Counting inside the locking UPDATE itself
+    would use the older snapshot and lose the other submit (the PostgreSQL
+    concurrency test catches exactly that).
     """
+    list(Task.objects.select_for_update().filter(pk=task_id).values_list("id", flat=True))
     def n(status: str):
         return Coalesce(Subquery(
             Annotation.objects.filter(task_id=OuterRef("pk"), status=status).order_by()

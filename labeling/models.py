@@ -114,7 +114,14 @@ class Task(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["batch", "image"], name="uniq_task_image_per_batch")]
-        indexes = [models.Index(fields=["batch", "status", "-priority", "id"], name="task_queue_idx")]
+        indexes = [
+            # The work queue walks open tasks in queue order and stops at the first it
+            # may take, instead of sorting every open task on each claim.
+            models.Index(models.F("priority").desc(), models.F("model_confidence").asc(),  # PostgreSQL: ASC is NULLS LAST
+                         models.F("id").asc(), name="task_queue_order_idx",
+                         condition=models.Q(status__in=["new", "prelabeled", "in_progress", "rejected"])),
+            models.Index(fields=["batch", "status"], name="task_batch_status_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"task {self.pk} ({self.image_id})"

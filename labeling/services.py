@@ -15,7 +15,9 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
+from django.db.models.lookups import GreaterThan, LessThanOrEqual
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -242,6 +244,7 @@ class ClaimResult:
     claim: Claim | None
     reason: str  # "rework", "leased", "claimed" or "empty"
     blocked: dict[int, str]
+    annotation_id: int | None = None  # the annotator's own annotation of the task (rework)
 
 
 def _open_batch_ids(annotator: User, vendor: Vendor) -> tuple[list[int], dict[int, str]]:
@@ -296,34 +299,38 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
     now = timezone.now()
     rework = (Annotation.objects.filter(annotator=annotator, status=Annotation.Status.REJECTED,
                                         task__batch__vendor=vendor, task__batch__status=Batch.Status.ACTIVE)
-              .select_related("task").order_by("updated_at").first())
+              .select_related("task__batch", "task__image").order_by("updated_at").first())
     if rework is not None:
-        return ClaimResult(rework.task, None, "rework", {})
+        return ClaimResult(rework.task, None, "rework", {}, annotation_id=rework.id)
     held = (Claim.objects.filter(annotator=annotator, state=Claim.State.LIVE, expires_at__gt=now,
                                  task__batch__vendor=vendor, task__batch__status=Batch.Status.ACTIVE)
-            .select_related("task").order_by("claimed_at").first())
+            .select_related("task__batch", "task__image").order_by("claimed_at").first())
     if held is not None:
         return ClaimResult(held.task, held, "leased", {})
     batch_ids, blocked = _open_batch_ids(annotator, vendor)
     if not batch_ids:
         return ClaimResult(None, None, "empty", blocked)
-    candidates = claimable_tasks(annotator=annotator, batch_ids=batch_ids, now=now)
+    candidates = claimable_tasks(annotator=annotator, batch_ids=batch_ids, now=now).select_related("batch", "image")
     for _ in range(10):
-        task = candidates.select_for_update(skip_locked=True).first()
+        # of=("self",): lock the task row only, not the batch and image rows joined in.
+        task = candidates.select_for_update(skip_locked=True, of=("self",)).first()
         if task is None:
             break
         taken = Task.objects.filter(pk=task.pk, status__in=Task.CLAIMABLE, slots_taken__lt=F("overlap")).update(
             slots_taken=F("slots_taken") + 1, status=Task.Status.IN_PROGRESS, updated_at=now)
         if not taken and _reap_expired(task.pk, now):
+            task.slots_taken = Task.objects.values_list("slots_taken", flat=True).get(pk=task.pk)
             taken = Task.objects.filter(pk=task.pk, slots_taken__lt=F("overlap")).update(
                 slots_taken=F("slots_taken") + 1, status=Task.Status.IN_PROGRESS, updated_at=now)
         if not taken:
             continue  # someone took the last slot between our read and write (SQLite)
-        # An earlier lease of ours on this task lapsed or was released: reuse its row.
-        claim, _ = Claim.objects.update_or_create(
-            task=task, annotator=annotator,
-            defaults={"state": Claim.State.LIVE, "claimed_at": now, "expires_at": now + lease})
-        task.refresh_from_db()
+        # One statement whether or not an earlier lease of ours on this task lapsed
+        # or was released (then its row is reused: one claim row per annotator and task).
+        claim = Claim(task=task, annotator=annotator, state=Claim.State.LIVE, claimed_at=now, expires_at=now + lease)
+        Claim.objects.bulk_create([claim], update_conflicts=True, unique_fields=["task", "annotator"],
+                                  update_fields=["state", "claimed_at", "expires_at"])
+        task.slots_taken += 1
+        task.status, task.updated_at = Task.Status.IN_PROGRESS, now
         return ClaimResult(task, claim, "claimed", blocked)
     return ClaimResult(None, None, "empty", blocked)
 
@@ -340,24 +347,34 @@ def claim_release(*, task: Task, annotator: User) -> None:
 
 
 def _task_refresh_status(task_id: int) -> None:
-    """Derive a task's status from its annotations and slots (caller holds the write)."""
-    task = Task.objects.select_for_update().get(pk=task_id)
-    counts = dict(Annotation.objects.filter(task_id=task_id).values_list("status").annotate(n=Count("id")))
-    done = counts.get(Annotation.Status.SUBMITTED, 0) + counts.get(Annotation.Status.ACCEPTED, 0)
-    if counts.get(Annotation.Status.ACCEPTED, 0) >= task.overlap:
-        status = Task.Status.ACCEPTED
-    elif counts.get(Annotation.Status.REJECTED, 0):
-        status = Task.Status.REJECTED
-    elif done >= task.overlap:
-        status = Task.Status.SUBMITTED
-    elif task.slots_taken > 0:
-        status = Task.Status.IN_PROGRESS
-    elif Prediction.objects.filter(image_id=task.image_id).exists():
-        status = Task.Status.PRELABELED
-    else:
-        status = Task.Status.NEW
-    if status != task.status:
-        Task.objects.filter(pk=task_id).update(status=status, updated_at=timezone.now())
+    """Derive a task's status from its annotations and slots.
+
+    The task row is locked first, in its own statement: the UPDATE after it then
+    starts a fresh snapshot (READ COMMITTED) and counts annotations that concurrent
+    submits committed while we waited. Counting inside the locking UPDATE itself
+    would use the older snapshot and lose the other submit (the PostgreSQL
+    concurrency test catches exactly that).
+    """
+    list(Task.objects.select_for_update().filter(pk=task_id).values_list("id", flat=True))
+    def n(status: str):
+        return Coalesce(Subquery(
+            Annotation.objects.filter(task_id=OuterRef("pk"), status=status).order_by()
+            .values("task_id").annotate(c=Count("id")).values("c")[:1]), 0)
+
+    accepted, submitted, rejected = (n(Annotation.Status.ACCEPTED), n(Annotation.Status.SUBMITTED),
+                                     n(Annotation.Status.REJECTED))
+    Task.objects.filter(pk=task_id).update(
+        status=Case(
+            When(LessThanOrEqual(F("overlap"), accepted), then=Value(Task.Status.ACCEPTED)),
+            When(GreaterThan(rejected, 0), then=Value(Task.Status.REJECTED)),
+            When(LessThanOrEqual(F("overlap"), accepted + submitted), then=Value(Task.Status.SUBMITTED)),
+            When(slots_taken__gt=0, then=Value(Task.Status.IN_PROGRESS)),
+            When(Exists(Prediction.objects.filter(image_id=OuterRef("image_id"))),
+                 then=Value(Task.Status.PRELABELED)),
+            default=Value(Task.Status.NEW),
+        ),
+        updated_at=timezone.now(),
+    )
 
 
 # ------------------------------------------------------------------ regions
@@ -388,8 +405,6 @@ def regions_clean(*, regions: object, image: Image, field: str = "regions",
         raise ValidationError({field: "Must be a list of regions."})
     if len(regions) > MAX_REGIONS:
         raise ValidationError({field: f"{len(regions)} regions; at most {MAX_REGIONS} are allowed per image."})
-    if spec_categories is None:
-        spec_categories = set(Category.objects.filter(spec_id=image.spec_id).values_list("slug", flat=True))
     allowed = {"kind", "points", "mask", "latex", "illegible", "cut_off", "categories"}
     if with_confidence:
         allowed.add("confidence")
@@ -430,7 +445,9 @@ def regions_clean(*, regions: object, image: Image, field: str = "regions",
         cats = region.get("categories", [])
         if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
             raise ValidationError({f"{where}.categories": "Must be a list of category slugs."})
-        unknown = sorted(set(cats) - spec_categories)
+        if cats and spec_categories is None:  # only read when a region names categories
+            spec_categories = set(Category.objects.filter(spec_id=image.spec_id).values_list("slug", flat=True))
+        unknown = sorted(set(cats) - (spec_categories or set()))
         if unknown:
             raise ValidationError({f"{where}.categories": f"Unknown categories: {', '.join(unknown)}."})
         clean["categories"] = sorted(set(cats))
@@ -461,7 +478,7 @@ def _save_version(*, annotation: Annotation, author: User, regions: list[dict], 
     version = AnnotationVersion.objects.create(
         annotation=annotation, number=annotation.version, author=author,
         time_spent_seconds=time_spent_seconds, started_from=started_from)
-    Region.objects.bulk_create([
+    rows = Region.objects.bulk_create([
         Region(version=version, index=i, kind=r["kind"], points=r.get("points"), mask_rle=r.get("mask"),
                latex=r["latex"], latex_normalized=r["latex_normalized"], illegible=r["illegible"],
                cut_off=r["cut_off"], categories=r["categories"])
@@ -469,6 +486,8 @@ def _save_version(*, annotation: Annotation, author: User, regions: list[dict], 
     ])
     Annotation.objects.filter(pk=annotation.pk).update(current=version)
     annotation.current = version
+    # Callers answer with the saved state without reading it back.
+    version._prefetched_objects_cache = {"regions": rows}
     return version
 
 
@@ -517,6 +536,7 @@ def annotation_create(
         task=task, annotator=annotator, version=1,
         status=Annotation.Status.SUBMITTED if submit else Annotation.Status.DRAFT,
         submitted_at=now if submit else None)
+    annotation._prefetched_objects_cache = {"reviews": []}  # a new annotation has none
     _save_version(annotation=annotation, author=annotator, regions=clean, time_spent_seconds=spent,
                   started_from=started_from)
     if submit:

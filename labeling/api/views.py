@@ -3,7 +3,7 @@ annotations with versions, reviews, and model predictions."""
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, prefetch_related_objects
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -129,13 +129,13 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         lease. `task` is null when there is no work (`blocked` says which batches wait
         on you, e.g. to acknowledge a guide)."""
         result = services.task_claim_next(annotator=request.user)
-        body = {"task": None, "reason": result.reason, "lease_expires_at": None, "annotation": None,
+        body = {"task": result.task, "reason": result.reason, "annotation": result.annotation_id,
+                "lease_expires_at": result.claim.expires_at if result.claim else None,
                 "blocked": {str(k): v for k, v in result.blocked.items()}}
         if result.task is not None:
-            task = self.get_queryset().get(pk=result.task.pk)
-            body["task"] = task
-            body["lease_expires_at"] = result.claim.expires_at if result.claim else None
-            body["annotation"] = task.annotations.filter(annotator=request.user).values_list("id", flat=True).first()
+            # The service loaded the task with its batch and image; only pre-labels are missing.
+            prefetch_related_objects([result.task], Prefetch("image__predictions",
+                                                             queryset=Prediction.objects.order_by("-id")))
         return Response(s.NextTaskSerializer(body, context={"request": request}).data)
 
     @extend_schema(request=None, responses={204: None})
@@ -191,7 +191,8 @@ class AnnotationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             raise ValidationError({"task": ["Unknown task."]})
         annotation = services.annotation_create(task=task, annotator=request.user,
                                                 started_from=self._prediction(v.pop("started_from")), **v)
-        return self._respond(annotation, status.HTTP_201_CREATED)
+        # The service hands back the saved annotation with its regions: no need to read it again.
+        return Response(self.get_serializer(annotation).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.AnnotationUpdateSerializer,
                    responses={200: s.AnnotationSerializer, 409: s.ConflictSerializer})

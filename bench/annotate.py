@@ -1,0 +1,251 @@
+"""Benchmark: many annotators taking tasks and submitting answers, against gunicorn on PostgreSQL.
+
+    python bench/annotate.py [--clients 50] [--submits 3000] [--workers 4] [--keep-db]
+
+It creates a fresh database `mathset_bench_annotate` (dropped first), migrates it,
+seeds one vendor with `--clients` annotators and enough tasks, starts gunicorn on
+127.0.0.1, then runs `--clients` threads, each looping: POST /api/v1/tasks/next/,
+then POST /api/v1/annotations/ with 3 quadrilateral regions with LaTeX and
+`submit: true`, until `--submits` answers are in. It prints throughput and
+p50/p90/p99 latency per request kind, and writes them as JSON (`--json`).
+
+The clients, gunicorn and PostgreSQL share the machine's cores: on a 2-core box
+the figures are a floor, not what the server alone would do.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = "mathset_bench_annotate"
+
+
+def pg_url(db: str, base: str) -> str:
+    return base.rsplit("/", 1)[0] + "/" + db
+
+
+def recreate_db(base_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_url("postgres", base_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+
+def seed(n_annotators: int, n_tasks: int) -> list[str]:
+    """One vendor, its annotators (API tokens returned) and one active batch of n_tasks."""
+    import django
+
+    django.setup()
+    from decimal import Decimal
+
+    from django.db import transaction
+
+    from common import roles
+    from common.services import api_token_rotate, user_create
+    from curation.models import Image
+    from labeling.services import batch_create, vendor_create
+    from tests.factories import make_source, make_spec
+
+    spec = make_spec(name="Bench spec")
+    source = make_source(name="Bench source")
+    # Image rows only: the benchmark never opens the files, and decoding thousands of
+    # PNGs through image_ingest would measure Pillow, not the work queue.
+    with transaction.atomic():
+        Image.objects.bulk_create([
+            Image(spec=spec, source=source, file=f"bench/{i}.png", thumbnail=f"bench/{i}.jpg", sha256=f"{i:064x}",
+                  phash=f"{i:016x}", width=1200, height=800, format="PNG", file_size=1000)
+            for i in range(n_tasks)
+        ], batch_size=2000)
+    vendor = vendor_create(name="Bench vendor")
+    batch_create(spec=spec, vendor=vendor, name="Bench batch", unit_price=Decimal("0.10"), quantity=n_tasks)
+    tokens = []
+    for i in range(n_annotators):
+        user = user_create(username=f"bench-annotator-{i}", password="bench-pass-1234", role=roles.ANNOTATOR,
+                           vendor=vendor)
+        tokens.append(api_token_rotate(user=user).key)
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # fresh tables: give the planner real statistics, as autovacuum would
+        cursor.execute("ANALYZE")
+    return tokens
+
+
+REGIONS = [
+    {"kind": "quad", "points": [[100, 100], [500, 110], [495, 220], [98, 210]], "latex": r"\frac{a+b}{2}=c^{2}"},
+    {"kind": "quad", "points": [[120, 300], [700, 300], [700, 380], [120, 380]],
+     "latex": r"\int_{0}^{1} x^{2} \, dx = \frac{1}{3}"},
+    {"kind": "quad", "points": [[600, 500], [1100, 520], [1090, 640], [590, 620]],
+     "latex": r"\sqrt{x^{2}+y^{2}} \leq \left| x \right| + \left| y \right|"},
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def run_clients(base: str, tokens: list[str], total_submits: int) -> dict:
+    import requests
+
+    lat: dict[str, list[float]] = {"next": [], "submit": []}
+    errors: list[str] = []
+    lock = threading.Lock()
+    remaining = [total_submits]
+    start_gate = threading.Barrier(len(tokens) + 1)
+
+    def client(token: str) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Token {token}"
+        start_gate.wait()
+        while True:
+            with lock:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            t0 = time.perf_counter()
+            r = session.post(f"{base}/api/v1/tasks/next/", timeout=30)
+            t1 = time.perf_counter()
+            if r.status_code != 200 or r.json()["task"] is None:
+                with lock:
+                    errors.append(f"next {r.status_code} {r.text[:120]}")
+                return
+            task = r.json()["task"]["id"]
+            body = {"task": task, "regions": REGIONS, "submit": True,
+                    "time_spent_seconds": round(random.uniform(20, 90), 1)}
+            r = session.post(f"{base}/api/v1/annotations/", json=body, timeout=30)
+            t2 = time.perf_counter()
+            with lock:
+                lat["next"].append(t1 - t0)
+                if r.status_code == 201:
+                    lat["submit"].append(t2 - t1)
+                else:
+                    errors.append(f"submit {r.status_code} {r.text[:120]}")
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    start_gate.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    both = lat["next"] + lat["submit"]
+    ms = lambda v: round(v * 1000, 1)  # noqa: E731
+    return {
+        "clients": len(tokens),
+        "elapsed_s": round(elapsed, 2),
+        "submits": len(lat["submit"]),
+        "submits_per_s": round(len(lat["submit"]) / elapsed, 1),
+        "requests_per_s": round(len(both) / elapsed, 1),
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "latency_ms": {
+            kind: {"p50": ms(percentile(v, 50)), "p90": ms(percentile(v, 90)), "p99": ms(percentile(v, 99)),
+                   "mean": ms(statistics.fmean(v)) if v else None}
+            for kind, v in (("next", lat["next"]), ("submit", lat["submit"]), ("all", both))
+        },
+    }
+
+
+def wait_up(base: str, workers: int, timeout: float = 120) -> None:
+    """Until gunicorn answers; a few extra requests so every worker has loaded Django."""
+    import requests
+
+    deadline = time.time() + timeout
+    answered = 0
+    while time.time() < deadline:
+        try:
+            requests.get(f"{base}/api/v1/", timeout=10)
+            answered += 1
+            if answered >= 4 * workers:
+                return
+        except requests.RequestException:
+            time.sleep(0.3)
+    raise SystemExit("gunicorn did not come up")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--submits", type=int, default=3000)
+    ap.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    ap.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread if > 1)")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),
+                    help="any URL of the PostgreSQL server; the database name is replaced")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--keep-db", action="store_true", help="do not drop the database afterwards")
+    ap.add_argument("--seed-only", action="store_true", help="create and seed the database, then stop")
+    args = ap.parse_args()
+
+    if not args.database_url.startswith("postgres"):
+        raise SystemExit("the benchmark needs PostgreSQL (--database-url postgres://...)")
+    url = pg_url(DB_NAME, args.database_url)
+    var = Path(tempfile.mkdtemp(prefix="mathset-bench-"))
+    env = dict(os.environ, DATABASE_URL=url, DEBUG="0", DB_CONN_MAX_AGE="600", MATHSET_VAR_DIR=str(var),
+               LOG_LEVEL="WARNING", SECRET_KEY="bench-only", PYTHONPATH=str(ROOT))
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    sys.path.insert(0, str(ROOT))
+
+    print(f"database {DB_NAME}: recreate and migrate", flush=True)
+    recreate_db(args.database_url)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    print(f"seeding {args.clients} annotators and {args.submits + args.clients} tasks", flush=True)
+    tokens = seed(args.clients, args.submits + args.clients)
+    from django.db import connections
+
+    connections.close_all()
+    if args.seed_only:
+        print(f"seeded {url}")
+        return
+
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+    cmd = [gunicorn, "config.wsgi", "-b", f"127.0.0.1:{args.port}", "-w", str(args.workers),
+           "--backlog", "2048", "--log-level", "warning", "--timeout", "60"]
+    if args.threads > 1:
+        cmd += ["--worker-class", "gthread", "--threads", str(args.threads)]
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        wait_up(base, args.workers)
+        print(f"gunicorn: {args.workers} workers x {args.threads} threads; {args.clients} clients, "
+              f"{args.submits} submits", flush=True)
+        results = run_clients(base, tokens, args.submits)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+    results.update(workers=args.workers, threads=args.threads, cpu_count=os.cpu_count(),
+                   loadavg_after=[round(x, 2) for x in os.getloadavg()])
+    import django.db
+
+    django.db.connections.close_all()
+    if not args.keep_db:
+        import psycopg
+
+        with psycopg.connect(pg_url("postgres", args.database_url), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+    shutil.rmtree(var, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from common import roles
 from curation.models import Category, ImportJob, Licence
+from guides import services as guides_services
+from guides.models import FaqEntry
 from labeling import services
 from labeling.models import Annotation, Prediction, Review, Task
 from tests import factories
@@ -69,9 +71,28 @@ def world(db):
         prediction = services.predictions_import(model_name=f"model-{label}", model_version="1",
                                                  items=[{"image": image.id, "regions": [quad()]}])[0]
         job = ImportJob.objects.create(spec=spec, source=source, archive=f"{label}.zip")
+        # Guides, questions, notifications and contracts of this vendor's spec.
+        contract = factories.make_contract(vendor=vendor, spec=spec)
+        version = factories.make_guide(spec=spec, body=f"Guide {label}: one quad per formula.",
+                                       title=f"Guide {label}", publish=False)
+        example = guides_services.guide_example_add(version=version, image=image, kind="good",
+                                                    caption=f"Example {label}")
+        version = guides_services.guide_version_publish(version=version, by=factories.make_user(roles.CURATOR))
+        ack = guides_services.guide_acknowledge(version=version, user=ann_user)
+        question = guides_services.question_ask(asked_by=ann_user, spec=spec, title=f"Question {label}",
+                                                body=f"How to label {label}?", guide_version=version)
+        notification = guides_services.notifications_create(users=[ann_user], kind="answer",
+                                                            message=f"Note {label}", question=question)[0]
+        curator = factories.make_user(roles.CURATOR)
+        guides_services.question_answer(question=question, author=curator, body=f"Answer {label}")
+        guides_services.question_promote_to_faq(question=question, by=curator)
+        guides_services.guide_version_create(guide=version.guide, created_by=curator)  # takes the FAQ entry
+        faq = FaqEntry.objects.get(version__guide__spec=spec)
         worlds[label] = dict(vendor=vendor, spec=spec, source=source, batch=batch, task=task, image=image,
                              annotation=annotation, review=review, prediction=prediction, job=job,
-                             category=Category.objects.filter(spec=spec).first(), people=people)
+                             category=Category.objects.filter(spec=spec).first(), people=people,
+                             contract=contract, guide=version.guide, version=version, example=example, ack=ack,
+                             question=question, notification=notification, faq=faq)
     return worlds
 
 
@@ -82,7 +103,9 @@ PUBLIC_MODELS = {Licence}
 def foreign_ids(b: dict) -> dict[type, list[int]]:
     """The other vendor's objects, by model."""
     objs = [b["vendor"], b["spec"], b["source"], b["batch"], b["task"], b["image"], b["annotation"], b["review"],
-            b["prediction"], b["job"], b["category"], *b["people"].values()]
+            b["prediction"], b["job"], b["category"], *b["people"].values(), b["contract"], b["guide"],
+            b["version"], b["example"], b["ack"], b["question"], b["notification"]]
+    objs.append(b["faq"])
     out: dict[type, list[int]] = {}
     for o in objs:
         out.setdefault(type(o), []).append(o.pk)

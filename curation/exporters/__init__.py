@@ -1,0 +1,162 @@
+"""Export writers: a snapshot's images and labels streamed into a zip, licence-clean.
+
+Usage::
+
+    from curation.exporters import export, ExportImage, ExportRegion, LicenceInfo, SourceInfo
+
+    result = export(images_iterator, "out.zip", format="coco", intended_use="commercial")
+    result.excluded          # [{"licence": "cc-by-nc-sa-3.0", "reason": "...", "images": 12}]
+
+``images`` is any iterable of :class:`ExportImage` (a generator over a database cursor is
+the intended use): each image is written and forgotten before the next is read, so memory
+stays flat however large the export. ``dest`` is a path or a writable binary file object.
+
+Formats (``FORMATS``): ``coco``, ``yolo-obb``, ``im2latex``, ``jsonl``, ``label-studio``,
+``icdar2015``. Every zip also holds ``LICENSES.json`` (per licence: flags and image count,
+plus what was left out and why) and ``ATTRIBUTION.md`` (each source's attribution text,
+copyright holder and URL).
+
+Licence policy: with ``intended_use="commercial"`` images whose licence forbids commercial
+use are left out; formats that write crops (im2latex) also leave out images whose licence
+forbids derivatives. What was left out is counted per licence and reason, in the manifest and
+in the returned :class:`ExportResult`.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import zipfile
+from collections.abc import Iterable
+from typing import IO, Any
+
+from .base import (
+    COMMERCIAL,
+    REASON_NO_DERIVATIVES,
+    REASON_NON_COMMERCIAL,
+    RESEARCH,
+    ExportResult,
+    ExportWriter,
+    LicenceManifest,
+    ZipSink,
+)
+from .coco import CocoWriter
+from .icdar import IcdarWriter
+from .im2latex import Im2LatexWriter
+from .jsonl import JsonlWriter
+from .labelstudio import LabelStudioWriter
+from .records import (
+    CategoryInfo,
+    ExportImage,
+    ExportRegion,
+    LicenceInfo,
+    SourceInfo,
+    mask_to_rle,
+    rle_to_mask,
+)
+from .yolo import YoloObbWriter
+
+FORMATS: dict[str, type[ExportWriter]] = {
+    w.format: w for w in (CocoWriter, YoloObbWriter, Im2LatexWriter, JsonlWriter, LabelStudioWriter, IcdarWriter)
+}
+
+__all__ = [
+    "COMMERCIAL", "FORMATS", "RESEARCH", "CategoryInfo", "ExportImage", "ExportRegion", "ExportResult",
+    "LicenceInfo", "SourceInfo", "exclusion_reason", "export", "mask_to_rle", "rle_to_mask",
+]
+
+
+_SPLIT_RE = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+def check_names(image: ExportImage) -> None:
+    """Refuse names that would escape the archive's folders when unpacked (zip slip)."""
+    name = image.file_name
+    parts = name.split("/")
+    if (not name or name.startswith("/") or "\\" in name or ".." in parts or "" in parts
+            or posixpath.normpath(name) != name):
+        raise ValueError(f"image {image.image_id}: file_name {name!r} must be a plain relative path")
+    if not _SPLIT_RE.match(image.split or ""):
+        raise ValueError(f"image {image.image_id}: split {image.split!r} may only hold letters, digits, '_' and '-'")
+
+
+def exclusion_reason(image: ExportImage, *, intended_use: str, makes_derivatives: bool) -> str | None:
+    """Why `image` may not go into this export, or None when it may."""
+    if intended_use == COMMERCIAL and not image.licence.allows_commercial:
+        return REASON_NON_COMMERCIAL
+    if makes_derivatives and not image.licence.allows_derivatives:
+        return REASON_NO_DERIVATIVES
+    return None
+
+
+def export(
+    images: Iterable[ExportImage],
+    dest: str | os.PathLike | IO[bytes],
+    *,
+    format: str,
+    intended_use: str = RESEARCH,
+    categories: Iterable[CategoryInfo] = (),
+    include_images: bool = True,
+    compresslevel: int | None = None,
+    **options: Any,
+) -> ExportResult:
+    """Stream `images` into a zip at `dest` in `format`; return what went in and what did not.
+
+    ``categories`` fixes the order (and so the ids) of region categories; categories first
+    seen in the data are appended. ``include_images=False`` writes labels only (never calls
+    ``open_bytes``), except for im2latex, whose crops need the pixels. Format options:
+    ``label-studio`` takes ``image_url``, ``as_predictions``, ``model_version``;
+    ``im2latex`` takes ``normalize_latex``.
+    """
+    writer_cls = FORMATS.get(format)
+    if writer_cls is None:
+        raise ValueError(f"unknown export format {format!r}; choose one of {sorted(FORMATS)}")
+    if intended_use not in (COMMERCIAL, RESEARCH):
+        raise ValueError(f"intended_use must be {COMMERCIAL!r} or {RESEARCH!r}, not {intended_use!r}")
+    try:
+        manifest, writer, members, images_in = _write(images, dest, writer_cls, intended_use=intended_use,
+                                                      categories=categories, include_images=include_images,
+                                                      compresslevel=compresslevel, options=options, fmt=format)
+    except BaseException:
+        # A half-written archive must not survive as if it were an export.
+        if isinstance(dest, str | os.PathLike) and os.path.exists(dest):
+            os.remove(dest)
+        raise
+    return ExportResult(
+        format=format, intended_use=intended_use, images=images_in, regions=writer.regions,
+        members=members, licences={code: c.images for code, c in sorted(manifest.licences.items())},
+        excluded=manifest.excluded_rows(),
+    )
+
+
+def _write(images: Iterable[ExportImage], dest: str | os.PathLike | IO[bytes], writer_cls: type[ExportWriter], *,
+           intended_use: str, categories: Iterable[CategoryInfo], include_images: bool, compresslevel: int | None,
+           options: dict[str, Any], fmt: str) -> tuple[LicenceManifest, ExportWriter, int, int]:
+    """The export loop: policy check, writer, then the manifest and attribution files."""
+    manifest = LicenceManifest()
+    images_in = 0
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel,
+                         allowZip64=True) as zf:
+        sink = ZipSink(zf)
+        try:
+            writer = writer_cls(sink, categories=categories, include_images=include_images, **options)
+            for image in images:
+                check_names(image)
+                reason = exclusion_reason(image, intended_use=intended_use,
+                                          makes_derivatives=writer_cls.makes_derivatives)
+                if reason is not None:
+                    manifest.exclude(image, reason)
+                    continue
+                wants_pixels = writer_cls.needs_pixels or include_images
+                data = image.open_bytes() if wants_pixels and image.open_bytes is not None else None
+                writer.add(image, data)
+                manifest.include(image)
+                images_in += 1
+            writer.finish()
+            sink.flush_parts()
+        finally:
+            sink.discard_parts()
+        sink.write("LICENSES.json", manifest.licences_json(fmt=fmt, intended_use=intended_use,
+                                                           images=images_in, regions=writer.regions))
+        sink.write("ATTRIBUTION.md", manifest.attribution_md())
+    return manifest, writer, sink.members, images_in

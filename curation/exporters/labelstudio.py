@@ -1,0 +1,78 @@
+"""Label Studio JSON: ``tasks.json`` (a list of tasks, the shape Label Studio imports) and
+``label_config.xml`` (the labelling interface the results refer to).
+
+Each task is ``{"data": {"image": URL, ...}, "annotations" | "predictions": [{"result":
+[...]}]}``. Every region gives two results sharing one ``id``: a ``polygonlabels`` result
+(points in percent of the image size, with ``original_width``/``original_height``) and a
+per-region ``textarea`` result holding the LaTeX. A mask-only region is outlined as a polygon
+(Label Studio's brush format is its own RLE, not COCO's).
+
+``image_url`` maps an image to the URL Label Studio should load (default: the path inside the
+zip, for a local-files storage pointed at the unpacked export).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from .base import ExportWriter, JsonArrayPart, split_name
+from .records import ExportImage, mask_polygon
+
+POLYGON_FROM = "label"
+LATEX_FROM = "latex"
+IMAGE_TO = "image"
+
+
+class LabelStudioWriter(ExportWriter):
+    format = "label-studio"
+
+    def __init__(self, sink, *, image_url: Callable[[ExportImage], str] | None = None,
+                 as_predictions: bool = False, model_version: str = "", **kwargs) -> None:
+        super().__init__(sink, **kwargs)
+        self._image_url = image_url or (lambda image: self.image_member(image))
+        self._key = "predictions" if as_predictions else "annotations"
+        self._model_version = model_version
+        self._tasks = JsonArrayPart(sink.part("tasks.json"))
+
+    def add(self, image: ExportImage, data: bytes | None) -> None:
+        self.write_image(image, data)
+        size = np.array([image.width, image.height], dtype=np.float64)
+        result = []
+        for k, region in enumerate(image.regions):
+            pts = region.points if region.points is not None else mask_polygon(region.mask_rle)
+            if pts is None:
+                continue
+            rid = f"{image.image_id}-{k}"
+            percent = (np.asarray(pts, dtype=np.float64) / size * 100.0).tolist()
+            common = {"id": rid, "to_name": IMAGE_TO, "original_width": image.width,
+                      "original_height": image.height, "image_rotation": 0}
+            self.category_id(region.category_slug)
+            result.append({**common, "from_name": POLYGON_FROM, "type": "polygonlabels",
+                           "value": {"points": percent, "closed": True,
+                                     "polygonlabels": [region.category_slug]}})
+            result.append({**common, "from_name": LATEX_FROM, "type": "textarea",
+                           "value": {"points": percent, "closed": True, "text": [region.latex]}})
+            self.regions += 1
+        body: dict = {"result": result}
+        if self._key == "predictions" and self._model_version:
+            body["model_version"] = self._model_version
+        task = {"data": {"image": self._image_url(image), "image_id": image.image_id,
+                         "split": split_name(image.split), "licence": image.licence.code,
+                         "source": image.source.name},
+                self._key: [body]}
+        self._tasks.append(task)
+
+    def finish(self) -> None:
+        self._tasks.close()
+        labels = "\n".join(f"    <Label value={quoteattr(slug)}/>" for slug in self.categories)
+        self.sink.write("label_config.xml", f"""<View>
+  <Image name="{IMAGE_TO}" value="$image" zoom="true"/>
+  <PolygonLabels name="{POLYGON_FROM}" toName="{IMAGE_TO}">
+{labels}
+  </PolygonLabels>
+  <TextArea name="{LATEX_FROM}" toName="{IMAGE_TO}" perRegion="true" editable="true" maxSubmissions="1"
+            rows="2" placeholder="LaTeX" displayMode="region-list"/>
+</View>
+""")

@@ -1,0 +1,200 @@
+"""The neutral records every export writer reads, and the geometry they share.
+
+The exporters never touch the ORM: the caller (a Celery task over a frozen snapshot)
+turns each image with its accepted annotation into an :class:`ExportImage` and hands the
+writers an *iterator* of them, so an export of any size runs in constant memory.
+
+Coordinates are pixels of the stored (orientation-corrected) image, ``x`` to the right and
+``y`` down. A quad's four points are in reading order of the formula: top-left, top-right,
+bottom-right, bottom-left as the text is read (so a rotated or upside-down formula keeps its
+reading direction, which the rectified crops rely on). Masks are COCO run-length encodings
+(``{"size": [height, width], "counts": str}``, as ``pycocotools.mask.encode`` makes them).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+DEFAULT_CATEGORY = "formula"
+
+
+@dataclass(frozen=True)
+class LicenceInfo:
+    """A licence and the flags that decide what an export may do with its images."""
+
+    code: str
+    name: str = ""
+    url: str = ""
+    allows_commercial: bool = False
+    allows_derivatives: bool = False
+    share_alike: bool = False
+    requires_attribution: bool = True
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where an image came from and the attribution that must travel with it."""
+
+    name: str
+    copyright_holder: str = ""
+    attribution: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class CategoryInfo:
+    """A region category of the export (``slug`` is what regions refer to)."""
+
+    slug: str
+    name: str = ""
+
+
+@dataclass
+class ExportRegion:
+    """One labelled formula region: a quad, a mask, or both, and its LaTeX.
+
+    ``points`` is a 4x2 array (or nested sequence) of pixel coordinates in reading order;
+    ``mask_rle`` a COCO RLE dict. ``flags`` are free-form markers such as ``"illegible"``
+    (written as ``###`` in ICDAR files) or ``"partial"``.
+    """
+
+    points: np.ndarray | Sequence[Sequence[float]] | None = None
+    mask_rle: Mapping | None = None
+    latex: str = ""
+    category: str | None = None
+    flags: tuple[str, ...] = ()
+    score: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.points is not None:
+            pts = np.asarray(self.points, dtype=np.float64)
+            if pts.shape != (4, 2):
+                raise ValueError(f"points must be 4x2, got shape {pts.shape}")
+            self.points = pts
+        if self.points is None and self.mask_rle is None:
+            raise ValueError("a region needs points, a mask, or both")
+
+    @property
+    def category_slug(self) -> str:
+        return self.category or DEFAULT_CATEGORY
+
+
+@dataclass
+class ExportImage:
+    """One image of a snapshot with its accepted regions, provenance and split.
+
+    ``open_bytes`` is called at most once per export and only when the format needs the
+    pixels, so a labels-only export never reads storage.
+    """
+
+    image_id: int
+    file_name: str
+    width: int
+    height: int
+    split: str
+    licence: LicenceInfo
+    source: SourceInfo
+    open_bytes: Callable[[], bytes] | None = None
+    categories: tuple[str, ...] = ()
+    regions: list[ExportRegion] = field(default_factory=list)
+    capture_session: str = ""
+
+
+# --- geometry shared by the writers -------------------------------------------------------
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """COCO RLE of a binary HxW mask, with ``counts`` as text so it is JSON-ready."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def rle_to_mask(rle: Mapping) -> np.ndarray:
+    """The HxW uint8 mask of a COCO RLE (compressed text/bytes or uncompressed counts)."""
+    return mask_utils.decode(_pyco_rle(rle))
+
+
+def _pyco_rle(rle: Mapping) -> dict:
+    counts = rle["counts"]
+    h, w = rle["size"]
+    if isinstance(counts, list):  # uncompressed RLE, as in iscrowd COCO files
+        return mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    return {"size": [h, w], "counts": counts}
+
+
+def rle_area_bbox(rle: Mapping) -> tuple[float, list[float]]:
+    """Pixel area and ``[x, y, w, h]`` box of a mask, computed on the RLE without decoding."""
+    r = _pyco_rle(rle)
+    return float(mask_utils.area(r)), [float(v) for v in mask_utils.toBbox(r)]
+
+
+def quad_area(quad: Sequence[float]) -> float:
+    """Area of a simple polygon given as flat ``[x1, y1, x2, y2, ...]`` (shoelace formula).
+
+    Plain Python on eight floats: this runs once per region on the export hot path, where
+    numpy's per-call overhead would cost more than the arithmetic.
+    """
+    if len(quad) == 8:
+        x1, y1, x2, y2, x3, y3, x4, y4 = quad
+        twice = (x1 * y2 - x2 * y1) + (x2 * y3 - x3 * y2) + (x3 * y4 - x4 * y3) + (x4 * y1 - x1 * y4)
+    else:
+        xs, ys = quad[0::2], quad[1::2]
+        n = len(xs)
+        twice = sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))
+    return abs(twice) / 2.0
+
+
+def quad_bbox(quad: Sequence[float]) -> list[float]:
+    """``[x, y, w, h]`` of a flat coordinate list."""
+    xs, ys = quad[0::2], quad[1::2]
+    x0, y0 = min(xs), min(ys)
+    return [x0, y0, max(xs) - x0, max(ys) - y0]
+
+
+def order_quad(points: np.ndarray) -> np.ndarray:
+    """Four points as top-left, top-right, bottom-right, bottom-left (clockwise on screen).
+
+    Used only where the reading order is unknown (a quad fitted around a mask): the point
+    nearest the top-left corner starts, then the order goes clockwise in image coordinates.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    centre = pts.mean(axis=0)
+    angles = np.arctan2(pts[:, 1] - centre[1], pts[:, 0] - centre[0])
+    pts = pts[np.argsort(angles)]  # y down: increasing angle is clockwise on screen
+    start = int(np.argmin(pts.sum(axis=1)))
+    return np.roll(pts, -start, axis=0)
+
+
+def mask_quad(rle: Mapping) -> np.ndarray | None:
+    """The minimum-area rotated rectangle around a mask, as an ordered quad (None if empty)."""
+    m = rle_to_mask(rle)
+    ys, xs = np.nonzero(m)
+    if len(xs) == 0:
+        return None
+    pts = np.stack([xs, ys], axis=1).astype(np.float32)
+    box = cv2.boxPoints(cv2.minAreaRect(pts))
+    return order_quad(box)
+
+
+def mask_polygon(rle: Mapping, *, epsilon: float = 1.0) -> np.ndarray | None:
+    """The outline of a mask's largest component, simplified to within ``epsilon`` pixels."""
+    m = rle_to_mask(rle)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    largest = max(contours, key=cv2.contourArea)
+    poly = cv2.approxPolyDP(largest, epsilon, True).reshape(-1, 2).astype(np.float64)
+    return poly if len(poly) >= 3 else None
+
+
+def region_quad(region: ExportRegion) -> np.ndarray | None:
+    """The region's quad, or one fitted around its mask for quad-only formats."""
+    if region.points is not None:
+        return region.points
+    return mask_quad(region.mask_rle)

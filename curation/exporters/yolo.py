@@ -1,0 +1,54 @@
+"""YOLO-OBB (Ultralytics oriented boxes): ``labels/<split>/<stem>.txt`` and ``data.yaml``.
+
+One line per region: ``class x1 y1 x2 y2 x3 y3 x4 y4`` with coordinates divided by the
+image width/height (so in [0, 1]) and written with 10 decimals, which round-trips to well
+under 1e-6 of a pixel on any realistic image. A region with only a mask gets the minimum-area
+rectangle around the mask. Points outside the image are clipped to its border, as the
+trainer requires. Class indices are 0-based in the order of ``names`` in ``data.yaml``.
+"""
+from __future__ import annotations
+
+import posixpath
+
+import numpy as np
+import yaml
+
+from .base import ExportWriter, split_name
+from .records import ExportImage, region_quad
+
+
+def yolo_line(class_index: int, quad: np.ndarray, width: int, height: int) -> str:
+    norm = np.clip(quad / np.array([width, height], dtype=np.float64), 0.0, 1.0)
+    return f"{class_index} " + " ".join(f"{v:.10f}" for v in norm.reshape(-1))
+
+
+class YoloObbWriter(ExportWriter):
+    format = "yolo-obb"
+
+    def __init__(self, sink, **kwargs) -> None:
+        super().__init__(sink, **kwargs)
+        self._splits: set[str] = set()
+
+    def image_member(self, image: ExportImage) -> str:
+        return f"images/{split_name(image.split)}/{image.file_name}"
+
+    def add(self, image: ExportImage, data: bytes | None) -> None:
+        split = split_name(image.split)
+        self._splits.add(split)
+        self.write_image(image, data)
+        lines = []
+        for region in image.regions:
+            quad = region_quad(region)
+            if quad is None:  # an empty mask has no box
+                continue
+            lines.append(yolo_line(self.category_id(region.category_slug) - 1, quad, image.width, image.height))
+            self.regions += 1
+        stem = posixpath.splitext(image.file_name)[0]
+        self.sink.write(f"labels/{split}/{stem}.txt", "\n".join(lines) + ("\n" if lines else ""))
+
+    def finish(self) -> None:
+        doc = {"path": ".", "names": {i: slug for i, slug in enumerate(self.categories)}}
+        keys = {"train": "train", "validation": "val", "test": "test"}
+        for split in sorted(self._splits):
+            doc[keys.get(split, split)] = f"images/{split}"
+        self.sink.write("data.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))

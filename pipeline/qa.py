@@ -1,0 +1,476 @@
+"""Label-quality statistics over plain rows: agreement, pre-label changes, reviews, cost.
+
+Everything here is pure computation on small dataclasses, so the Celery task that stores
+QA statistics per spec only has to read rows (with ``values()``) and call these functions,
+and every number can be checked by hand on a tiny fixture.
+
+Region matching
+---------------
+Two labelings of one image are compared region by region: the IoU of every pair is computed
+(mask IoU with ``pycocotools`` when both regions have masks, otherwise quad IoU with
+``shapely``) and the pairing that maximises the summed IoU is found with the Hungarian
+algorithm (``scipy.optimize.linear_sum_assignment``). Pairs below ``min_iou`` are not
+matches: those regions count as unmatched on both sides.
+
+LaTeX is compared with ``common.latex``: exact match after normalisation, and the normalised
+token edit distance (0 identical, 1 nothing in common).
+"""
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from itertools import combinations
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from scipy.optimize import linear_sum_assignment
+from shapely import make_valid
+from shapely.geometry import Polygon
+
+from common.latex import exact_match, token_edit_distance
+
+DEFAULT_MATCH_IOU = 0.5
+# Pre-label changes: a prediction matched at >= KEEP_IOU was kept, at >= MATCH_IOU moved.
+DEFAULT_KEEP_IOU = 0.9
+DEFAULT_PRELABEL_MATCH_IOU = 0.1
+
+
+@dataclass(frozen=True)
+class Region:
+    """A labelled region: a 4x2 quad, a COCO RLE mask, or both, and its LaTeX."""
+
+    points: Sequence[Sequence[float]] | np.ndarray | None = None
+    mask_rle: Mapping | None = None
+    latex: str = ""
+
+
+# --- geometry -----------------------------------------------------------------------------
+
+def _polygon(points) -> Polygon:
+    poly = Polygon(np.asarray(points, dtype=np.float64))
+    # An annotator's self-crossing ("bow-tie") quad is repaired instead of raising.
+    return poly if poly.is_valid else make_valid(poly)
+
+
+def quad_iou(a, b) -> float:
+    """Intersection over union of two quads (any simple or self-crossing 4-point polygons)."""
+    pa, pb = _polygon(a), _polygon(b)
+    union = pa.union(pb).area
+    return float(pa.intersection(pb).area / union) if union > 0 else 0.0
+
+
+def _rle(rle: Mapping) -> dict:
+    counts = rle["counts"]
+    h, w = rle["size"]
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def mask_iou(a: Mapping, b: Mapping) -> float:
+    """Intersection over union of two COCO RLE masks (computed on the RLE, no decoding)."""
+    return float(mask_utils.iou([_rle(a)], [_rle(b)], [0])[0, 0])
+
+
+def region_iou(a: Region, b: Region) -> float:
+    """Mask IoU when both have masks, else quad IoU when both have quads, else 0."""
+    if a.mask_rle is not None and b.mask_rle is not None:
+        return mask_iou(a.mask_rle, b.mask_rle)
+    if a.points is not None and b.points is not None:
+        return quad_iou(a.points, b.points)
+    return 0.0
+
+
+def iou_matrix(a: Sequence[Region], b: Sequence[Region]) -> np.ndarray:
+    out = np.zeros((len(a), len(b)))
+    for i, ra in enumerate(a):
+        for j, rb in enumerate(b):
+            out[i, j] = region_iou(ra, rb)
+    return out
+
+
+@dataclass(frozen=True)
+class Match:
+    a: int
+    b: int
+    iou: float
+
+
+def match_regions(a: Sequence[Region], b: Sequence[Region], *, min_iou: float = DEFAULT_MATCH_IOU
+                  ) -> list[Match]:
+    """One-to-one matches maximising total IoU (Hungarian), keeping pairs with IoU >= `min_iou`."""
+    if not a or not b:
+        return []
+    ious = iou_matrix(a, b)
+    rows, cols = linear_sum_assignment(ious, maximize=True)
+    return [Match(int(i), int(j), float(ious[i, j])) for i, j in zip(rows, cols, strict=True)
+            if ious[i, j] >= min_iou and ious[i, j] > 0]
+
+
+# --- agreement between annotators -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Labeling:
+    """One annotator's answer to an overlapped task."""
+
+    annotator: Hashable
+    vendor: Hashable
+    regions: Sequence[Region]
+
+
+@dataclass(frozen=True)
+class OverlapTask:
+    """A task labelled independently by two or more annotators."""
+
+    task_id: Hashable
+    labelings: Sequence[Labeling]
+    categories: tuple[str, ...] = ()
+
+
+@dataclass
+class PairComparison:
+    """Two labelings compared: matches and what each side has that the other lacks."""
+
+    regions_a: int
+    regions_b: int
+    matches: list[Match]
+    quad_ious: list[float]
+    mask_ious: list[float]
+    latex_exact: list[bool]
+    latex_distance: list[float]
+
+
+def compare_labelings(a: Sequence[Region], b: Sequence[Region], *, min_iou: float = DEFAULT_MATCH_IOU
+                      ) -> PairComparison:
+    """Match `a` against `b`; per matched pair: quad IoU, mask IoU and LaTeX agreement.
+
+    Quad and mask IoU are reported separately (a pair with both quads and masks counts in
+    both); LaTeX is compared when at least one side wrote some.
+    """
+    matches = match_regions(a, b, min_iou=min_iou)
+    quad, mask, exact, dist = [], [], [], []
+    for m in matches:
+        ra, rb = a[m.a], b[m.b]
+        if ra.points is not None and rb.points is not None:
+            quad.append(quad_iou(ra.points, rb.points))
+        if ra.mask_rle is not None and rb.mask_rle is not None:
+            mask.append(mask_iou(ra.mask_rle, rb.mask_rle))
+        if ra.latex.strip() or rb.latex.strip():
+            exact.append(exact_match(ra.latex, rb.latex))
+            dist.append(token_edit_distance(ra.latex, rb.latex))
+    return PairComparison(len(a), len(b), matches, quad, mask, exact, dist)
+
+
+@dataclass
+class AgreementStats:
+    """Agreement accumulated over labeling pairs.
+
+    ``region_f1`` is 2 * matched / (regions of both sides): 1 when both annotators found the
+    same regions. Means are None where nothing was measured.
+    """
+
+    pairs: int = 0
+    regions: int = 0
+    matched: int = 0
+    quad_ious: list[float] = field(default_factory=list)
+    mask_ious: list[float] = field(default_factory=list)
+    latex_exact: list[bool] = field(default_factory=list)
+    latex_distance: list[float] = field(default_factory=list)
+
+    def add(self, c: PairComparison) -> None:
+        self.pairs += 1
+        self.regions += c.regions_a + c.regions_b
+        self.matched += len(c.matches)
+        self.quad_ious += c.quad_ious
+        self.mask_ious += c.mask_ious
+        self.latex_exact += c.latex_exact
+        self.latex_distance += c.latex_distance
+
+    def summary(self) -> dict:
+        return {
+            "pairs": self.pairs,
+            "matched_regions": self.matched,
+            "region_f1": 2 * self.matched / self.regions if self.regions else None,
+            "mean_quad_iou": _mean(self.quad_ious),
+            "mean_mask_iou": _mean(self.mask_ious),
+            "latex_exact_match": _mean(self.latex_exact),
+            "latex_edit_distance": _mean(self.latex_distance),
+            "latex_pairs": len(self.latex_exact),
+        }
+
+
+def _mean(values: Sequence[float | bool]) -> float | None:
+    return float(sum(values) / len(values)) if values else None
+
+
+def agreement(tasks: Iterable[OverlapTask], *, min_iou: float = DEFAULT_MATCH_IOU) -> dict:
+    """Inter-annotator agreement over overlapped tasks, overall and per vendor, annotator, category.
+
+    Every pair of labelings of a task is compared once. A pair counts for each of its two
+    annotators, for each distinct vendor among them, and for each category of the task.
+    Returns ``{"overall": summary, "by_vendor": {v: summary}, "by_annotator": {...},
+    "by_category": {...}}`` (see :meth:`AgreementStats.summary`).
+    """
+    overall = AgreementStats()
+    by_vendor: dict = defaultdict(AgreementStats)
+    by_annotator: dict = defaultdict(AgreementStats)
+    by_category: dict = defaultdict(AgreementStats)
+    for task in tasks:
+        for la, lb in combinations(task.labelings, 2):
+            c = compare_labelings(la.regions, lb.regions, min_iou=min_iou)
+            overall.add(c)
+            for annotator in {la.annotator, lb.annotator}:
+                by_annotator[annotator].add(c)
+            for vendor in {la.vendor, lb.vendor}:
+                by_vendor[vendor].add(c)
+            for category in set(task.categories):
+                by_category[category].add(c)
+    return {
+        "overall": overall.summary(),
+        "by_vendor": {k: v.summary() for k, v in by_vendor.items()},
+        "by_annotator": {k: v.summary() for k, v in by_annotator.items()},
+        "by_category": {k: v.summary() for k, v in by_category.items()},
+    }
+
+
+# --- gold accuracy ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GoldCase:
+    """An annotator's answer to a gold task and the known truth."""
+
+    annotator: Hashable
+    vendor: Hashable
+    answer: Sequence[Region]
+    truth: Sequence[Region]
+
+
+def gold_accuracy(cases: Iterable[GoldCase], *, min_iou: float = DEFAULT_MATCH_IOU) -> dict:
+    """Accuracy on gold tasks per annotator and vendor.
+
+    Per group: ``region_recall`` (truth regions found), ``region_precision`` (answer regions
+    that are true), ``mean_iou`` of matches, ``latex_exact_match`` and ``latex_edit_distance``
+    over matched truth regions, and ``tasks``.
+    """
+    acc: dict = {"by_annotator": defaultdict(_GoldAcc), "by_vendor": defaultdict(_GoldAcc), "overall": _GoldAcc()}
+    for case in cases:
+        matches = match_regions(case.answer, case.truth, min_iou=min_iou)
+        for target in (acc["overall"], acc["by_annotator"][case.annotator], acc["by_vendor"][case.vendor]):
+            target.add(case, matches)
+    return {"overall": acc["overall"].summary(),
+            "by_annotator": {k: v.summary() for k, v in acc["by_annotator"].items()},
+            "by_vendor": {k: v.summary() for k, v in acc["by_vendor"].items()}}
+
+
+@dataclass
+class _GoldAcc:
+    tasks: int = 0
+    truth: int = 0
+    answered: int = 0
+    matched: int = 0
+    ious: list[float] = field(default_factory=list)
+    exact: list[bool] = field(default_factory=list)
+    distance: list[float] = field(default_factory=list)
+
+    def add(self, case: GoldCase, matches: list[Match]) -> None:
+        self.tasks += 1
+        self.truth += len(case.truth)
+        self.answered += len(case.answer)
+        self.matched += len(matches)
+        for m in matches:
+            self.ious.append(m.iou)
+            truth = case.truth[m.b].latex
+            if truth.strip():
+                self.exact.append(exact_match(case.answer[m.a].latex, truth))
+                self.distance.append(token_edit_distance(case.answer[m.a].latex, truth))
+
+    def summary(self) -> dict:
+        return {
+            "tasks": self.tasks,
+            "region_recall": self.matched / self.truth if self.truth else None,
+            "region_precision": self.matched / self.answered if self.answered else None,
+            "mean_iou": _mean(self.ious),
+            "latex_exact_match": _mean(self.exact),
+            "latex_edit_distance": _mean(self.distance),
+        }
+
+
+# --- pre-label changes ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PrelabelCase:
+    """A model's pre-labels for an image and the answer finally accepted."""
+
+    model_version: Hashable
+    predicted: Sequence[Region]
+    accepted: Sequence[Region]
+    categories: tuple[str, ...] = ()
+
+
+@dataclass
+class PrelabelStats:
+    """How much annotators changed pre-labels (the service's "online" accuracy).
+
+    A prediction matched to an accepted region at IoU >= ``keep_iou`` was **kept**, matched
+    at a lower IoU (>= ``match_iou``) **moved**; unmatched predictions were **deleted**,
+    unmatched accepted regions **added**. LaTeX: for every matched pair, whether the
+    prediction was accepted unchanged (after normalisation) and the normalised token edit
+    distance from prediction to accepted answer.
+    """
+
+    images: int = 0
+    kept: int = 0
+    moved: int = 0
+    deleted: int = 0
+    added: int = 0
+    latex_unchanged: list[bool] = field(default_factory=list)
+    latex_distance: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        predicted = self.kept + self.moved + self.deleted
+        return {
+            "images": self.images, "kept": self.kept, "moved": self.moved, "deleted": self.deleted,
+            "added": self.added, "predicted": predicted, "accepted": self.kept + self.moved + self.added,
+            "kept_rate": self.kept / predicted if predicted else None,
+            "latex_unchanged_rate": _mean(self.latex_unchanged),
+            "latex_edit_distance": _mean(self.latex_distance),
+        }
+
+
+def prelabel_changes(cases: Iterable[PrelabelCase], *, keep_iou: float = DEFAULT_KEEP_IOU,
+                     match_iou: float = DEFAULT_PRELABEL_MATCH_IOU) -> dict:
+    """Pre-label change statistics overall, per model version and per (model version, category)."""
+    if not 0 < match_iou <= keep_iou <= 1:
+        raise ValueError("need 0 < match_iou <= keep_iou <= 1")
+    overall = PrelabelStats()
+    by_model: dict = defaultdict(PrelabelStats)
+    by_model_category: dict = defaultdict(PrelabelStats)
+    for case in cases:
+        matches = match_regions(case.predicted, case.accepted, min_iou=match_iou)
+        targets = [overall, by_model[case.model_version]]
+        targets += [by_model_category[(case.model_version, c)] for c in set(case.categories)]
+        kept = sum(1 for m in matches if m.iou >= keep_iou)
+        moved = len(matches) - kept
+        unchanged = [exact_match(case.predicted[m.a].latex, case.accepted[m.b].latex) for m in matches]
+        distance = [token_edit_distance(case.predicted[m.a].latex, case.accepted[m.b].latex) for m in matches]
+        for t in targets:
+            t.images += 1
+            t.kept += kept
+            t.moved += moved
+            t.deleted += len(case.predicted) - len(matches)
+            t.added += len(case.accepted) - len(matches)
+            t.latex_unchanged += unchanged
+            t.latex_distance += distance
+    return {"overall": overall.summary(),
+            "by_model": {k: v.summary() for k, v in by_model.items()},
+            "by_model_category": {k: v.summary() for k, v in by_model_category.items()}}
+
+
+# --- reviews ------------------------------------------------------------------------------
+
+ACCEPT, REJECT = "accept", "reject"
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    """One review decision; a rejection names zero or more reasons."""
+
+    decision: str
+    vendor: Hashable = None
+    annotator: Hashable = None
+    reasons: tuple[str, ...] = ()
+
+
+def _review_summary(rows: list[ReviewRow]) -> dict:
+    accepted = sum(1 for r in rows if r.decision == ACCEPT)
+    rejected = sum(1 for r in rows if r.decision == REJECT)
+    decided = accepted + rejected
+    reasons: dict[str, int] = defaultdict(int)
+    for r in rows:
+        if r.decision == REJECT:
+            for reason in r.reasons or ("unspecified",):
+                reasons[reason] += 1
+    total_reasons = sum(reasons.values())
+    return {
+        "reviews": decided, "accepted": accepted, "rejected": rejected,
+        "accept_rate": accepted / decided if decided else None,
+        "reject_rate": rejected / decided if decided else None,
+        # Share of all reasons given (a rejection may give several).
+        "reasons": {k: {"count": n, "share": n / total_reasons}
+                    for k, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))},
+    }
+
+
+def review_stats(rows: Iterable[ReviewRow]) -> dict:
+    """Accept/reject rates and the distribution of reject reasons, overall, per vendor and annotator."""
+    rows = list(rows)
+    bad = sorted({r.decision for r in rows} - {ACCEPT, REJECT})
+    if bad:
+        raise ValueError(f"unknown review decisions {bad}; expected {ACCEPT!r} or {REJECT!r}")
+    by_vendor: dict = defaultdict(list)
+    by_annotator: dict = defaultdict(list)
+    for r in rows:
+        by_vendor[r.vendor].append(r)
+        by_annotator[r.annotator].append(r)
+    return {"overall": _review_summary(rows),
+            "by_vendor": {k: _review_summary(v) for k, v in by_vendor.items()},
+            "by_annotator": {k: _review_summary(v) for k, v in by_annotator.items()}}
+
+
+# --- throughput and cost ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A finished task: who did it, how long it took, whether it was accepted, its formulas."""
+
+    vendor: Hashable
+    annotator: Hashable
+    seconds: float
+    accepted: bool
+    formulas: int = 0
+
+
+def throughput_cost(rows: Iterable[TaskRow], unit_price: Mapping[Hashable, Decimal | int | str]) -> dict:
+    """Median seconds per task and cost per vendor (and per annotator, without cost).
+
+    A vendor is paid ``unit_price[vendor]`` per **accepted** task; ``cost_per_formula`` is
+    that cost over the formulas in accepted tasks. Money stays :class:`~decimal.Decimal`.
+    The overall cost sums the vendors; a vendor without a price has cost None.
+    """
+    by_vendor: dict = defaultdict(list)
+    by_annotator: dict = defaultdict(list)
+    all_rows = []
+    for r in rows:
+        by_vendor[r.vendor].append(r)
+        by_annotator[r.annotator].append(r)
+        all_rows.append(r)
+
+    def base(rs: list[TaskRow]) -> dict:
+        accepted = [r for r in rs if r.accepted]
+        return {"tasks": len(rs), "accepted_tasks": len(accepted),
+                "accepted_formulas": sum(r.formulas for r in accepted),
+                "median_seconds_per_task": statistics.median(r.seconds for r in rs) if rs else None}
+
+    vendors = {}
+    total_cost = Decimal(0)
+    priced_formulas = 0
+    for vendor, rs in by_vendor.items():
+        row = base(rs)
+        price = unit_price.get(vendor)
+        if price is None:
+            row["cost"] = row["cost_per_formula"] = None
+        else:
+            cost = Decimal(str(price)) * row["accepted_tasks"]
+            row["cost"] = cost
+            row["cost_per_formula"] = cost / row["accepted_formulas"] if row["accepted_formulas"] else None
+            total_cost += cost
+            priced_formulas += row["accepted_formulas"]
+        vendors[vendor] = row
+    overall = base(all_rows)
+    overall["cost"] = total_cost
+    overall["cost_per_formula"] = total_cost / priced_formulas if priced_formulas else None
+    return {"overall": overall, "by_vendor": vendors,
+            "by_annotator": {k: base(v) for k, v in by_annotator.items()}}

@@ -1,0 +1,193 @@
+"""QA statistics, each checked against answers worked out by hand."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from curation.exporters import mask_to_rle
+from pipeline.qa import (
+    GoldCase,
+    Labeling,
+    OverlapTask,
+    PrelabelCase,
+    Region,
+    ReviewRow,
+    TaskRow,
+    agreement,
+    gold_accuracy,
+    mask_iou,
+    match_regions,
+    prelabel_changes,
+    quad_iou,
+    review_stats,
+    throughput_cost,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+def box(x0, y0, x1, y1):
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+def rows_mask(first: int, last: int) -> dict:
+    m = np.zeros((10, 10), dtype=np.uint8)
+    m[first:last + 1] = 1
+    return mask_to_rle(m)
+
+
+def test_quad_iou_of_half_overlapping_squares_is_one_third():
+    # Two 2x2 squares sharing a 1x2 strip: 2 / (4 + 4 - 2).
+    assert quad_iou(box(0, 0, 2, 2), box(1, 0, 3, 2)) == pytest.approx(1 / 3)
+    assert quad_iou(box(0, 0, 2, 2), box(5, 5, 6, 6)) == 0
+    # A self-crossing (bow-tie) quad is repaired instead of raising.
+    assert 0 <= quad_iou([[0, 0], [2, 2], [2, 0], [0, 2]], box(0, 0, 2, 2)) <= 1
+
+
+def test_mask_iou_counts_pixels():
+    # Rows 0-4 (50 px) and rows 3-9 (70 px) share rows 3-4 (20 px): 20 / 100.
+    assert mask_iou(rows_mask(0, 4), rows_mask(3, 9)) == pytest.approx(0.2)
+
+
+def test_hungarian_matching_beats_greedy():
+    # Height-1 strips, so IoU is interval IoU. Greedy would pair a1-b1 (0.9) and leave a2
+    # with b2 at 4/11 < 0.5; the optimal assignment pairs a1-b2 (0.6) and a2-b1 (0.8).
+    a = [Region(points=box(0, 0, 10, 1)), Region(points=box(2, 0, 11, 1))]
+    b = [Region(points=box(1, 0, 10, 1)), Region(points=box(0, 0, 6, 1))]
+    matches = match_regions(a, b, min_iou=0.5)
+    assert [(m.a, m.b) for m in matches] == [(0, 1), (1, 0)]
+    assert [m.iou for m in matches] == pytest.approx([0.6, 0.8])
+    assert match_regions(a, [], min_iou=0.5) == []
+
+
+def _overlap_tasks():
+    # Task 1 (printed): ann1/V1 vs ann2/V2.
+    #   square vs square shifted by 2: IoU 80/120 = 2/3; "x^2" vs "x^{2}": exact, distance 0.
+    #   identical far squares: IoU 1; \frac12 vs \frac{1}{3}: 1 of 7 tokens differs.
+    #   ann2 has one more region, unmatched.
+    ann1 = Labeling("ann1", "V1", [Region(points=box(0, 0, 10, 10), latex="x^2"),
+                                   Region(points=box(100, 0, 110, 10), latex=r"\frac12")])
+    ann2 = Labeling("ann2", "V2", [Region(points=box(2, 0, 12, 10), latex="x^{2}"),
+                                   Region(points=box(100, 0, 110, 10), latex=r"\frac{1}{3}"),
+                                   Region(points=box(200, 0, 210, 10), latex="z")])
+    # Task 2 (handwritten): ann1 vs ann3, both V1: masks rows 0-5 vs 0-9, IoU 60/100; "y" = "y".
+    ann1b = Labeling("ann1", "V1", [Region(mask_rle=rows_mask(0, 5), latex="y")])
+    ann3 = Labeling("ann3", "V1", [Region(mask_rle=rows_mask(0, 9), latex="y")])
+    return [OverlapTask(1, [ann1, ann2], ("printed",)), OverlapTask(2, [ann1b, ann3], ("handwritten",))]
+
+
+def test_agreement_on_overlapped_tasks_matches_hand_computation():
+    stats = agreement(_overlap_tasks())
+    overall = stats["overall"]
+    assert overall["pairs"] == 2
+    assert overall["matched_regions"] == 3
+    assert overall["region_f1"] == pytest.approx(6 / 7)          # 2 * 3 matched / 7 regions
+    assert overall["mean_quad_iou"] == pytest.approx((2 / 3 + 1) / 2)
+    assert overall["mean_mask_iou"] == pytest.approx(0.6)
+    assert overall["latex_exact_match"] == pytest.approx(2 / 3)
+    assert overall["latex_edit_distance"] == pytest.approx((0 + 1 / 7 + 0) / 3)
+
+    printed = stats["by_category"]["printed"]
+    assert printed["region_f1"] == pytest.approx(4 / 5)
+    assert printed["mean_mask_iou"] is None
+    assert printed["latex_exact_match"] == pytest.approx(0.5)
+    assert printed["latex_edit_distance"] == pytest.approx(1 / 14)
+    assert stats["by_category"]["handwritten"]["mean_mask_iou"] == pytest.approx(0.6)
+
+    assert stats["by_annotator"]["ann1"] == overall                 # in both pairs
+    assert stats["by_annotator"]["ann2"] == printed
+    assert stats["by_annotator"]["ann3"] == stats["by_category"]["handwritten"]
+    assert stats["by_vendor"]["V1"] == overall
+    assert stats["by_vendor"]["V2"] == printed
+
+
+def test_three_annotators_on_one_task_give_three_pairs():
+    regions = [Region(points=box(0, 0, 10, 10), latex="a")]
+    task = OverlapTask(1, [Labeling(f"a{i}", "V", regions) for i in range(3)])
+    overall = agreement([task])["overall"]
+    assert overall["pairs"] == 3
+    assert overall["region_f1"] == 1 and overall["latex_exact_match"] == 1
+
+
+def test_prelabel_changes_count_kept_moved_deleted_added():
+    predicted = [Region(points=box(0, 0, 10, 10), latex="a+b"),      # accepted as is: kept
+                 Region(points=box(50, 0, 60, 10), latex="c"),       # shifted 2 px (IoU 2/3): moved
+                 Region(points=box(200, 0, 210, 10), latex="q")]     # no counterpart: deleted
+    accepted = [Region(points=box(0, 0, 10, 10), latex="a + b"),
+                Region(points=box(52, 0, 62, 10), latex="d"),
+                Region(points=box(300, 0, 310, 10), latex="new")]    # no prediction: added
+    cases = [PrelabelCase("m1", predicted, accepted, ("printed",)),
+             PrelabelCase("m2", [], [Region(points=box(0, 0, 1, 1))], ("printed",))]
+    stats = prelabel_changes(cases)
+    m1 = stats["by_model"]["m1"]
+    assert (m1["kept"], m1["moved"], m1["deleted"], m1["added"]) == (1, 1, 1, 1)
+    assert m1["kept_rate"] == pytest.approx(1 / 3)
+    assert m1["latex_unchanged_rate"] == pytest.approx(0.5)
+    assert m1["latex_edit_distance"] == pytest.approx((0 + 1) / 2)
+    m2 = stats["by_model"]["m2"]
+    assert (m2["added"], m2["predicted"], m2["kept_rate"], m2["latex_edit_distance"]) == (1, 0, None, None)
+    assert stats["overall"]["added"] == 2 and stats["overall"]["images"] == 2
+    assert stats["by_model_category"][("m1", "printed")] == m1
+    # With the "kept" threshold below 2/3 the shifted region counts as kept too.
+    assert prelabel_changes(cases, keep_iou=0.6)["by_model"]["m1"]["kept"] == 2
+    with pytest.raises(ValueError):
+        prelabel_changes(cases, keep_iou=0.05, match_iou=0.1)
+
+
+def test_gold_accuracy_per_annotator_and_vendor():
+    truth = [Region(points=box(0, 0, 10, 10), latex="x"), Region(points=box(50, 0, 60, 10), latex="y")]
+    good = GoldCase("ann1", "V1", [Region(points=box(0, 0, 10, 10), latex="x"),
+                                   Region(points=box(300, 0, 310, 10), latex="w")], truth)
+    poor = GoldCase("ann2", "V1", [Region(points=box(50, 0, 60, 10), latex="z")], truth)
+    stats = gold_accuracy([good, poor])
+    a1 = stats["by_annotator"]["ann1"]
+    assert (a1["region_recall"], a1["region_precision"], a1["mean_iou"]) == (0.5, 0.5, 1.0)
+    assert (a1["latex_exact_match"], a1["latex_edit_distance"]) == (1.0, 0.0)
+    a2 = stats["by_annotator"]["ann2"]
+    assert (a2["region_recall"], a2["region_precision"], a2["latex_exact_match"]) == (0.5, 1.0, 0.0)
+    v1 = stats["by_vendor"]["V1"]
+    assert (v1["tasks"], v1["region_recall"], v1["region_precision"]) == (2, 0.5, pytest.approx(2 / 3))
+    assert v1["latex_exact_match"] == 0.5
+
+
+def test_review_rates_and_reason_distribution():
+    rows = [ReviewRow("accept", "V1", "ann1")] * 3 + [
+        ReviewRow("reject", "V1", "ann1", ("wrong latex",)),
+        ReviewRow("reject", "V2", "ann2", ("wrong latex", "loose quad")),
+        ReviewRow("reject", "V2", "ann2"),
+    ]
+    stats = review_stats(rows)
+    overall = stats["overall"]
+    assert (overall["reviews"], overall["accepted"], overall["rejected"]) == (6, 3, 3)
+    assert overall["accept_rate"] == 0.5 and overall["reject_rate"] == 0.5
+    assert overall["reasons"] == {"wrong latex": {"count": 2, "share": 0.5},
+                                  "loose quad": {"count": 1, "share": 0.25},
+                                  "unspecified": {"count": 1, "share": 0.25}}
+    assert stats["by_vendor"]["V1"]["accept_rate"] == 0.75
+    assert stats["by_vendor"]["V2"]["accept_rate"] == 0.0
+    assert stats["by_annotator"]["ann2"]["reject_rate"] == 1.0
+    with pytest.raises(ValueError, match="unknown review decisions"):
+        review_stats([ReviewRow("maybe")])
+    assert review_stats([])["overall"]["accept_rate"] is None
+
+
+def test_throughput_and_cost_per_vendor():
+    rows = [TaskRow("V1", "a", 10, True, 2), TaskRow("V1", "a", 20, True, 3), TaskRow("V1", "b", 60, False, 5),
+            TaskRow("V2", "c", 30, True, 1), TaskRow("V2", "c", 40, True, 1),
+            TaskRow("V3", "d", 5, True, 4)]
+    stats = throughput_cost(rows, {"V1": "1.50", "V2": 2})
+    v1 = stats["by_vendor"]["V1"]
+    assert (v1["tasks"], v1["accepted_tasks"], v1["accepted_formulas"]) == (3, 2, 5)
+    assert v1["median_seconds_per_task"] == 20
+    assert v1["cost"] == Decimal("3.00") and v1["cost_per_formula"] == Decimal("0.60")
+    v2 = stats["by_vendor"]["V2"]
+    assert v2["median_seconds_per_task"] == 35 and v2["cost"] == 4 and v2["cost_per_formula"] == 2
+    assert stats["by_vendor"]["V3"]["cost"] is None  # no price agreed: not guessed
+    overall = stats["overall"]
+    assert overall["median_seconds_per_task"] == 25  # median of 5 10 20 30 40 60
+    assert overall["cost"] == Decimal("7.00")
+    assert overall["cost_per_formula"] == Decimal("1")  # 7.00 over the 7 formulas of priced vendors
+    assert overall["accepted_formulas"] == 11
+    assert stats["by_annotator"]["a"]["median_seconds_per_task"] == 15

@@ -83,3 +83,21 @@ def process_tree_cpu_seconds(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total
+
+
+def postgres_backends_cpu_seconds(url: str) -> float | None:
+    """CPU seconds used so far by the PostgreSQL backends connected to the database in
+    `url` (the server runs on this machine); None for SQLite or when unreadable."""
+    if not url or not url.startswith(("postgres://", "postgresql://")):
+        return None
+    import psycopg
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [name])]
+    except psycopg.Error:
+        return None
+    return sum(process_tree_cpu_seconds(pid) for pid in pids)

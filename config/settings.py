@@ -153,6 +153,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models share status names; name their enums apart in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "BatchStatusEnum": "labeling.models.Batch.Status",
+        "TaskStatusEnum": "labeling.models.Task.Status",
+        "AnnotationStatusEnum": "labeling.models.Annotation.Status",
+        "BatchKindEnum": "labeling.models.Batch.Kind",
+    },
 }
 
 # --- Celery: broker, time limits and retries in one block -------------------

@@ -15,8 +15,14 @@ from rest_framework.test import APIClient
 
 from common import roles
 from tests import factories
+from tests.browser_fixtures import *  # noqa: F403  (browser, page, login, screenshot, browser_page)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    # The suite creates many users; PBKDF2 would dominate its run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +32,41 @@ def _media_root(tmp_path, settings):
     settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
                                                           "OPTIONS": {"location": str(tmp_path / "media")}}}
     yield
+
+
+def ensure_migration_data() -> None:
+    """Put back the rows of the data migrations (roles, licence catalogue) if missing.
+
+    Transactional tests (live server, real worker) flush the database when they
+    end; serialized_rollback cannot always restore it (the live server and
+    Playwright use other connections), so later tests would find no roles.
+    """
+    import importlib
+
+    from django.apps import apps
+    from django.contrib.auth.models import Group
+
+    from common.apps import grant_curator_permissions
+    from curation.models import Licence
+
+    if Group.objects.filter(name__in=roles.ROLES).count() < len(roles.ROLES):
+        importlib.import_module("common.migrations.0001_roles").create_groups(apps, None)
+        grant_curator_permissions(sender=None)
+    if not Licence.objects.exists():
+        importlib.import_module("curation.migrations.0002_licence_catalogue").load(apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _migration_data(request):
+    marker = request.node.get_closest_marker("django_db")
+    names = set(request.fixturenames)
+    if {"transactional_db", "live_server", "real_worker"} & names or (marker and marker.kwargs.get("transaction")):
+        request.getfixturevalue("transactional_db")
+    elif marker or "db" in names:
+        request.getfixturevalue("db")
+    else:
+        return
+    ensure_migration_data()
 
 
 @pytest.fixture(autouse=True)

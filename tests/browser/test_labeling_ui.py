@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from common import rle, roles
 from common.geometry import canonical_quad
 from tests import factories
-from tests.browser.conftest import save_screenshot as screenshot
+from tests.browser_fixtures import save_screenshot as screenshot
 
 # Transactional: the live server runs in another thread and must see the rows.
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

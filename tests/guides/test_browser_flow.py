@@ -1,9 +1,6 @@
 """End to end in Debian's chromium through Playwright: a curator publishes a guide
 version, the annotator is asked to acknowledge it before the next task, asks a
 question about a region of an example image, and sees the curator's answer."""
-import os
-import shutil
-
 import pytest
 from django.conf import settings
 from django.core import mail
@@ -12,23 +9,8 @@ from django.test import Client
 from guides import selectors, services
 
 pytestmark = [pytest.mark.browser]
-# Playwright's sync API runs an event loop in this thread; the ORM calls of the test are still synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 QUAD = [[20, 10], [180, 10], [180, 90], [20, 90]]
-
-
-@pytest.fixture
-def browser():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
-        yield instance
-        instance.close()
 
 
 def _page_as(browser, live_server, user):

@@ -38,8 +38,3 @@ def annotator_api(annotator):
 def reviewer_api(reviewer):
     return client_for(reviewer)
 
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    """These tests create many users; PBKDF2 would dominate their run time."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,4 +1,5 @@
-"""Playwright fixtures: Debian's chromium, headless, one page per test at 1366x768."""
+"""Playwright fixtures (imported by tests/conftest.py, so every test folder shares
+one browser per session): Debian's chromium, headless, pages at 1366x768."""
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ import pytest
 from django.test import Client
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "artifacts" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
 # Playwright's sync API runs an event loop in the test thread; the ORM calls the
 # tests make between browser steps are still plain synchronous code.
@@ -64,39 +65,6 @@ def login(page, live_server):
         page.wait_for_load_state()
 
     return do
-
-
-@pytest.fixture(autouse=True)
-def _migration_data(request):
-    """Make sure the rows of the data migrations (roles, licence catalogue) exist.
-
-    A live-server test runs as a TransactionTestCase, which flushes the database
-    after each test. serialized_rollback restores those rows only when the test
-    database was serialized on the connection the test uses; when the database
-    was set up by an earlier test, before Playwright started, that is not always
-    so. Loading them again here keeps these tests independent of test order.
-    """
-    if "live_server" not in request.fixturenames:
-        return
-    request.getfixturevalue("transactional_db")
-    from django.apps import apps
-    from django.contrib.auth.models import Group
-
-    from common import roles
-
-    if Group.objects.filter(name__in=roles.ROLES).count() < len(roles.ROLES):
-        import importlib
-
-        from common.apps import grant_curator_permissions
-
-        importlib.import_module("common.migrations.0001_roles").create_groups(apps, None)
-        grant_curator_permissions(sender=None)
-    from curation.models import Licence
-
-    if not Licence.objects.exists():
-        import importlib
-
-        importlib.import_module("curation.migrations.0002_licence_catalogue").load(apps, None)
 
 
 @pytest.fixture

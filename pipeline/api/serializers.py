@@ -46,7 +46,7 @@ class ModelUploadSerializer(serializers.Serializer):
     file = serializers.FileField()
     config = JSONObjectField(required=False, default=dict)
     metrics = JSONObjectField(required=False, default=dict)
-    training_licences = serializers.ListField(child=serializers.SlugField(), required=False, default=list)
+    training_licences = serializers.ListField(child=serializers.CharField(max_length=40), required=False, default=list)
     notes = serializers.CharField(required=False, allow_blank=True, default="")
     activate = serializers.BooleanField(required=False, default=False)
 
@@ -57,7 +57,7 @@ class HttpModelSerializer(serializers.Serializer):
     endpoint_url = serializers.URLField()
     config = JSONObjectField(required=False, default=dict)
     metrics = JSONObjectField(required=False, default=dict)
-    training_licences = serializers.ListField(child=serializers.SlugField(), required=False, default=list)
+    training_licences = serializers.ListField(child=serializers.CharField(max_length=40), required=False, default=list)
     notes = serializers.CharField(required=False, allow_blank=True, default="")
     activate = serializers.BooleanField(required=False, default=False)
 

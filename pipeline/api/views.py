@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from common import roles
 from common.permissions import IsCurator
+from curation.models import Image
 from curation.selectors import images_visible_to, specs_visible_to
 
 from .. import selectors, services
@@ -99,10 +100,11 @@ class PrelabelJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
                 raise ValidationError({"spec": "no such spec"})
         else:
             wanted = set(v["image_ids"])
-            images = list(images_visible_to(request.user).filter(pk__in=wanted).only("pk"))
-            missing = sorted(wanted - {i.pk for i in images})
+            found = set(images_visible_to(request.user).filter(pk__in=wanted).values_list("pk", flat=True))
+            missing = sorted(wanted - found)
             if missing:
                 raise ValidationError({"image_ids": f"unknown image id(s): {missing[:20]}"})
+            images = list(Image.objects.filter(pk__in=found))
         job = services.prelabel_job_create(created_by=request.user, spec=spec, images=images, force=v["force"],
                                            chunk_size=v["chunk_size"])
         job = get_object_or_404(self.get_queryset(), pk=job.pk)

@@ -8,12 +8,14 @@ become an :class:`HttpPredictor` that talks to the external endpoint.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import requests
+import torch
 from django.core.files.storage import default_storage
 
 from .ml.imageio import decode_rgb
@@ -66,6 +68,8 @@ def reader_for(detector_version, recognizer_version=None):
             if detector_version.source == "http":
                 _cache[key] = HttpPredictor(detector_version.endpoint_url)
             else:
+                # workers share the CPU with their siblings: one torch thread each unless told otherwise
+                torch.set_num_threads(int(os.environ.get("MATHSET_TORCH_THREADS", "1")))
                 _cache[key] = FormulaReader(_folder_for(detector_version), _folder_for(recognizer_version))
         return _cache[key]
 

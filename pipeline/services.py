@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 
 import numpy as np
 from django.contrib.auth.models import User
@@ -250,6 +251,38 @@ def prelabel_job_retry_failed(*, job: PrelabelJob) -> PrelabelJob:
     job.save(update_fields=["status", "finished_at"])
     _enqueue_chunks(job, ids)
     return job
+
+
+@transaction.atomic
+def prelabel_job_resume(*, job: PrelabelJob) -> int:
+    """Queue every still-pending item of a running job again; returns how many.
+
+    For a job whose worker died: Redis redelivers an unacknowledged chunk only after the
+    visibility timeout, so a curator (or the periodic sweep) can resume at once. Safe while
+    chunks are still running: an item is only ever finished once (status filter) and a
+    prediction only stored once per image and model versions (unique constraint).
+    """
+    job = PrelabelJob.objects.select_for_update().get(pk=job.pk)
+    if job.status != PrelabelJob.Status.RUNNING:
+        raise ValidationError({"status": f"only a running job can be resumed (this one is {job.status})"})
+    ids = list(job.items.filter(status=PrelabelItem.Status.PENDING).values_list("image_id", flat=True))
+    if ids:
+        _enqueue_chunks(job, ids)
+    return len(ids)
+
+
+def prelabel_jobs_sweep(*, stale_after_seconds: int = 900) -> list[int]:
+    """Resume running jobs that finished no item for `stale_after_seconds` (run by Celery beat)."""
+    from django.db.models import Max
+
+    cutoff = timezone.now() - timedelta(seconds=stale_after_seconds)
+    resumed = []
+    for job in PrelabelJob.objects.filter(status=PrelabelJob.Status.RUNNING, started_at__lt=cutoff).annotate(
+            last=Max("items__finished_at")):
+        if job.last is None or job.last < cutoff:
+            if prelabel_job_resume(job=job):
+                resumed.append(job.pk)
+    return resumed
 
 
 def _finish_if_complete(job_id: int) -> None:

@@ -18,3 +18,9 @@ def prelabel_chunk(self, job_id: int, image_ids: list[int]) -> dict:
         return services.prelabel_chunk_run(job_id=job_id, image_ids=image_ids)
     except (DatabaseError, OSError) as exc:
         raise self.retry(exc=exc)
+
+
+@shared_task(acks_late=True)
+def prelabel_sweep() -> list[int]:
+    """Periodic (Celery beat): resume running jobs whose workers stopped making progress."""
+    return services.prelabel_jobs_sweep()

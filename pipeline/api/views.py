@@ -124,6 +124,13 @@ class PrelabelJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         services.prelabel_job_retry_failed(job=self.get_object())
         return Response(s.PrelabelJobSerializer(self.get_object()).data)
 
+    @extend_schema(request=None, responses=s.PrelabelJobSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Queue the still-pending images of a running job again (e.g. after a worker died)."""
+        services.prelabel_job_resume(job=self.get_object())
+        return Response(s.PrelabelJobSerializer(self.get_object()).data)
+
     @extend_schema(responses=s.FailureSerializer(many=True))
     @action(detail=True, methods=["get"])
     def failures(self, request, pk=None):

@@ -111,3 +111,27 @@ def test_prelabeled_hook_runs_after_commit(curator, spec, images, django_capture
     monkeypatch.setattr(services, "PRELABELED_HOOKS", [lambda image_id, pred: seen.append((image_id, pred.id))])
     _run_job(django_capture_on_commit_callbacks, created_by=curator, spec=spec)
     assert sorted(i for i, _ in seen) == sorted(i.id for i in images)
+
+
+def test_resume_requeues_only_pending_items(curator, spec, images, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):  # the worker "died": chunks never ran
+        job = services.prelabel_job_create(created_by=curator, spec=spec, chunk_size=2)
+    services.prelabel_chunk_run(job_id=job.id, image_ids=[images[0].id])  # one image got done before
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.prelabel_job_resume(job=job) == 3
+    job.refresh_from_db()
+    assert job.status == PrelabelJob.Status.DONE and Prediction.objects.count() == 4
+
+
+def test_sweep_resumes_stalled_jobs_only(curator, spec, images, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    with django_capture_on_commit_callbacks(execute=False):
+        stalled = services.prelabel_job_create(created_by=curator, spec=spec)
+        fresh = services.prelabel_job_create(created_by=curator, images=images[:1])
+    PrelabelJob.objects.filter(pk=stalled.pk).update(started_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert services.prelabel_jobs_sweep(stale_after_seconds=600) == [stalled.id]
+    assert len(queued) == 1 and fresh.id

@@ -135,3 +135,56 @@ def test_sweep_resumes_stalled_jobs_only(curator, spec, images, django_capture_o
     with django_capture_on_commit_callbacks(execute=False) as queued:
         assert services.prelabel_jobs_sweep(stale_after_seconds=600) == [stalled.id]
     assert len(queued) == 1 and fresh.id
+
+
+def test_external_http_model_prelabels_through_its_endpoint(curator, spec, images, django_capture_on_commit_callbacks,
+                                                          monkeypatch):
+    from pipeline import runtime
+
+    calls = []
+
+    class FakeResponse:
+        def __init__(self, n):
+            self.n = n
+
+        def raise_for_status(self):
+            return None
+
+        def json(self):
+            return {"results": [{"regions": [{"points": [[0, 0], [9, 0], [9, 5], [0, 5]], "score": 0.9,
+                                              "latex": "x", "latex_confidence": 0.4}]} for _ in range(self.n)]}
+
+    def fake_post(url, json, timeout):
+        calls.append((url, json["images"]))
+        return FakeResponse(len(json["images"]))
+
+    monkeypatch.setattr(runtime.requests, "post", fake_post)
+    runtime.clear_cache()
+    services.model_version_register_http(name="ext", version="1", endpoint_url="http://ml.example/predict",
+                                         activate=True)
+    job = _run_job(django_capture_on_commit_callbacks, created_by=curator, spec=spec)
+    assert calls and calls[0][0] == "http://ml.example/predict" and len(calls[0][1]) == 4
+    assert prelabel_job_progress(job)["done"] == 4
+    pred = Prediction.objects.filter(job=job).first()
+    assert pred.recognizer_version is None and pred.min_confidence == 0.4
+    assert pred.regions[0]["latex"] == "x"
+
+
+def test_job_runs_an_uploaded_detector_version(curator, spec, images, django_capture_on_commit_callbacks):
+    import io
+
+    import torch
+
+    from pipeline.ml.detector import DetectorConfig, TinyUNet
+    from pipeline.runtime import clear_cache
+
+    buf = io.BytesIO()
+    torch.save(TinyUNet(DetectorConfig()).state_dict(), buf)
+    uploaded = services.model_version_upload(kind="detector", name="team", version="7", file_name="w.pt",
+                                             content=buf.getvalue(), fmt="state_dict",
+                                             config=DetectorConfig().to_dict(), activate=True)
+    clear_cache()
+    job = _run_job(django_capture_on_commit_callbacks, created_by=curator, spec=spec)
+    assert job.detector_version == uploaded
+    assert prelabel_job_progress(job)["done"] == 4
+    assert set(Prediction.objects.filter(job=job).values_list("detector_version", flat=True)) == {uploaded.id}

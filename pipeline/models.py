@@ -1,1 +1,158 @@
-"""Formula models, model registry and pre-labeling jobs (see issue 5)."""
+"""Formula models, model registry and pre-labeling jobs (see issue 5).
+
+How an image/task becomes "pre-labeled": a :class:`Prediction` row for the image with the
+job's model versions is written by ``services.prelabel_image``; it holds the regions (4 points,
+optional RLE mask, LaTeX, confidences). The labeling app can treat a task as pre-labeled when
+``Prediction.objects.filter(image=task.image, detector_version=<active>)`` exists, or wire a
+hook: :data:`pipeline.services.PRELABELED_HOOKS` callables are invoked with (image_id,
+prediction) after each prediction commits (e.g. to move a Task to ``prelabeled`` and to set
+its priority from ``Prediction.min_confidence`` so low-confidence tasks come first).
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ModelVersion(models.Model):
+    """One version of a formula model that workers can run.
+
+    ``source`` says where the model lives: ``builtin`` (the weights committed in
+    ``pipeline/weights/<kind>``), ``upload`` (a file in storage: TorchScript or a state dict,
+    with ``config``), or ``http`` (an external predict endpoint, like a Label Studio ML backend,
+    that takes image URLs and returns regions and LaTeX). At most one version per kind is active.
+    """
+
+    class Kind(models.TextChoices):
+        DETECTOR = "detector", "Detector"
+        RECOGNIZER = "recognizer", "Recognizer"
+        PIPELINE = "pipeline", "Full pipeline (external)"
+
+    class Source(models.TextChoices):
+        BUILTIN = "builtin", "Committed weights"
+        UPLOAD = "upload", "Uploaded file"
+        HTTP = "http", "External HTTP endpoint"
+
+    class Format(models.TextChoices):
+        STATE_DICT = "state_dict", "Weights (state dict) + config"
+        TORCHSCRIPT = "torchscript", "TorchScript"
+        NONE = "", "None"
+
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    name = models.CharField(max_length=80)
+    version = models.CharField(max_length=40)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    format = models.CharField(max_length=12, choices=Format.choices, blank=True)
+    weights = models.CharField(max_length=255, blank=True, help_text="Storage name of the uploaded file")
+    weights_sha256 = models.CharField(max_length=64, blank=True)
+    endpoint_url = models.URLField(blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    training_licences = models.ManyToManyField("curation.Licence", blank=True, related_name="+")
+    notes = models.TextField(blank=True)
+    is_active = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "name", "version"], name="pipeline_modelversion_unique"),
+            models.UniqueConstraint(fields=["kind"], condition=Q(is_active=True), name="pipeline_one_active_per_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}@{self.version}"
+
+    @property
+    def allows_commercial(self) -> bool:
+        """False when any training-data licence forbids commercial use (the weights inherit it)."""
+        return all(lic.allows_commercial for lic in self.training_licences.all())
+
+
+class PrelabelJob(models.Model):
+    """Pre-label a spec's images or a chosen set of images with the active model versions.
+
+    Progress lives in :class:`PrelabelItem` rows (one per image), so concurrent workers never
+    lose an update and re-runs are idempotent; ``done``/``failed`` counts are aggregated.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+
+    spec = models.ForeignKey("curation.DatasetSpec", null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="prelabel_jobs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    force = models.BooleanField(default=False, help_text="Re-predict images that already have a prediction")
+    chunk_size = models.PositiveIntegerField(default=16)
+    detector_version = models.ForeignKey(ModelVersion, null=True, on_delete=models.PROTECT, related_name="+")
+    recognizer_version = models.ForeignKey(ModelVersion, null=True, on_delete=models.PROTECT, related_name="+")
+    total = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"prelabel job {self.pk} ({self.status})"
+
+
+class PrelabelItem(models.Model):
+    """One image of a job: pending, done, skipped (already predicted) or failed with its error."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        SKIPPED = "skipped", "Skipped (already predicted)"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(PrelabelJob, on_delete=models.CASCADE, related_name="items")
+    image = models.ForeignKey("curation.Image", on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "image"], name="pipeline_item_once_per_job")]
+        indexes = [models.Index(fields=["job", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}/{self.image_id}: {self.status}"
+
+
+class Prediction(models.Model):
+    """A model's reading of one image: regions (4 points, optional RLE mask, LaTeX, confidences).
+
+    Unique per (image, detector version, recognizer version): re-running a job never duplicates.
+    ``task_id`` is free for the labeling app to link the task that was pre-labeled from it.
+    """
+
+    image = models.ForeignKey("curation.Image", on_delete=models.CASCADE, related_name="predictions")
+    job = models.ForeignKey(PrelabelJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions")
+    task_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    detector_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    recognizer_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
+                                           related_name="+")
+    regions = models.JSONField(default=list, help_text='[{"points": [[x,y]x4], "score", "latex", '
+                                                       '"latex_confidence", "token_confidences", "mask_rle"?}]')
+    min_confidence = models.FloatField(default=0.0, help_text="Lowest region confidence: low first in batches")
+    seconds = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["image", "detector_version", "recognizer_version"],
+                                               name="pipeline_prediction_once_per_versions")]
+
+    def __str__(self) -> str:
+        return f"prediction {self.pk} of image {self.image_id}"

@@ -1,1 +1,10 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+app_name = "pipeline"
+urlpatterns = [
+    path("pipeline/jobs/", views.jobs_page, name="jobs"),
+    path("pipeline/jobs/start/", views.job_start, name="job-start"),
+    path("pipeline/jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
+]

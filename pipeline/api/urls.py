@@ -1,1 +1,9 @@
-urlpatterns: list = []
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter()
+router.register("model-versions", views.ModelVersionViewSet, basename="model-version")
+router.register("prelabel-jobs", views.PrelabelJobViewSet, basename="prelabel-job")
+router.register("predictions", views.PredictionViewSet, basename="prediction")
+urlpatterns = router.urls

@@ -1,0 +1,31 @@
+"""Machine facts printed with every benchmark figure."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def facts() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
+    return (f"machine: {cpu}, {os.cpu_count()} logical CPUs, load avg {load[0]:.2f}, torch {torch.__version__}, "
+            f"threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}, python {platform.python_version()}")
+
+
+def shared_data() -> Path:
+    return Path(os.environ.get("MATHSET_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -1,0 +1,54 @@
+"""Detector accuracy and speed: ``python bench/detector.py [--photos N] [--pages N]``.
+
+Generated photos from held-out seeds (F1 at IoU 0.5, mean IoU) and im2markup held-out pages
+(recall of the ink box at IoU 0.5). Prints figures + machine facts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import _machine  # noqa: F401
+import torch
+
+from pipeline.ml.data import im2markup_rows
+from pipeline.ml.evaluate import box_quad, detector_metrics
+from pipeline.ml.imageio import ink_box, read_rgb
+from pipeline.ml.inference import FormulaReader
+from pipeline.ml.train_detector import EVAL_SEED_BASE, CropPool, make_photo
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--photos", type=int, default=200)
+    p.add_argument("--pages", type=int, default=0, help="0: all held-out pages")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    reader = FormulaReader(device="cpu", batch_size=16)
+    pool = CropPool(heldout=True)
+    photos = [make_photo(pool, EVAL_SEED_BASE + i) for i in range(args.photos)]
+    t0 = time.perf_counter()
+    dets = reader.detect([ph.image for ph in photos], with_masks=False)
+    secs = time.perf_counter() - t0
+    gen, _ = detector_metrics([([r.quad for r in d], ph.quads) for d, ph in zip(dets, photos, strict=True)])
+    gen["images_per_second"] = len(photos) / secs
+    rows = im2markup_rows(_machine.shared_data(), heldout=True)
+    if args.pages:
+        rows = rows[: args.pages]
+    samples = []
+    for name, _ in rows:
+        rgb = read_rgb(_machine.shared_data() / "im2markup" / "pages" / name)
+        box = ink_box(rgb)
+        if box is None:
+            continue
+        (regions,) = reader.detect([rgb], with_masks=False)
+        samples.append(([r.quad for r in regions], [box_quad(*box)]))
+    pages, _ = detector_metrics(samples)
+    print(json.dumps({"generated_photos_heldout_seeds": gen, "im2markup_heldout_pages": pages}, indent=1))
+    print(_machine.facts())
+
+
+if __name__ == "__main__":
+    main()

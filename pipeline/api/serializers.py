@@ -1,0 +1,112 @@
+"""Serializers of the pipeline API: output rows, and input validation before services."""
+from __future__ import annotations
+
+import json
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ..models import ModelVersion, Prediction, PrelabelJob
+from ..selectors import prelabel_job_progress
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    training_licences = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    allows_commercial = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "kind", "name", "version", "source", "format", "weights_sha256", "endpoint_url", "config",
+                  "metrics", "training_licences", "allows_commercial", "notes", "is_active", "created_at"]
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_allows_commercial(self, obj) -> bool:
+        return all(lic.allows_commercial for lic in obj.training_licences.all())
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object given either as JSON or as a JSON string (multipart uploads)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            try:
+                data = json.loads(data) if data.strip() else {}
+            except ValueError:
+                raise serializers.ValidationError("must be a JSON object")
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return data
+
+
+class ModelUploadSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=[ModelVersion.Kind.DETECTOR, ModelVersion.Kind.RECOGNIZER])
+    name = serializers.SlugField(max_length=80)
+    version = serializers.CharField(max_length=40)
+    format = serializers.ChoiceField(choices=[ModelVersion.Format.STATE_DICT, ModelVersion.Format.TORCHSCRIPT])
+    file = serializers.FileField()
+    config = JSONObjectField(required=False, default=dict)
+    metrics = JSONObjectField(required=False, default=dict)
+    training_licences = serializers.ListField(child=serializers.CharField(max_length=40), required=False, default=list)
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    activate = serializers.BooleanField(required=False, default=False)
+
+
+class HttpModelSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=80)
+    version = serializers.CharField(max_length=40)
+    endpoint_url = serializers.URLField()
+    config = JSONObjectField(required=False, default=dict)
+    metrics = JSONObjectField(required=False, default=dict)
+    training_licences = serializers.ListField(child=serializers.CharField(max_length=40), required=False, default=list)
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    activate = serializers.BooleanField(required=False, default=False)
+
+
+class ProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    done = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    finished = serializers.IntegerField()
+    eta_seconds = serializers.FloatField(allow_null=True)
+
+
+class PrelabelJobSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PrelabelJob
+        fields = ["id", "spec", "status", "force", "chunk_size", "detector_version", "recognizer_version", "total",
+                  "progress", "created_at", "started_at", "finished_at"]
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, obj) -> dict:
+        return prelabel_job_progress(obj)
+
+
+class PrelabelJobCreateSerializer(serializers.Serializer):
+    spec = serializers.IntegerField(required=False)
+    image_ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=100_000)
+    force = serializers.BooleanField(required=False, default=False)
+    chunk_size = serializers.IntegerField(required=False, default=16, min_value=1, max_value=256)
+
+    def validate(self, attrs):
+        if ("spec" in attrs) == ("image_ids" in attrs):
+            raise serializers.ValidationError({"spec": "give either a spec or image_ids"})
+        if "image_ids" in attrs and not attrs["image_ids"]:
+            raise serializers.ValidationError({"image_ids": "must not be empty"})
+        return attrs
+
+
+class FailureSerializer(serializers.Serializer):
+    image = serializers.IntegerField(source="image_id")
+    error = serializers.CharField()
+    attempts = serializers.IntegerField()
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Prediction
+        fields = ["id", "image", "job", "task_id", "detector_version", "recognizer_version", "regions",
+                  "min_confidence", "seconds", "created_at"]

@@ -1,0 +1,149 @@
+"""Pipeline API: model registry, pre-labeling jobs, predictions."""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.response import Response
+
+from common import roles
+from common.permissions import IsCurator
+from curation.models import Image
+from curation.selectors import images_visible_to, specs_visible_to
+
+from .. import selectors, services
+from ..filters import ModelVersionFilter, PredictionFilter, PrelabelJobFilter
+from . import serializers as s
+
+
+class IsModelTeamOrCuratorWrite(BasePermission):
+    """Curators and model teams read and register models; nobody else sees them."""
+
+    message = "Only curators and model teams can manage models."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        if request.method in SAFE_METHODS:
+            return True
+        return roles.has_role(user, roles.CURATOR, roles.MODEL_TEAM)
+
+
+class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Model versions (detectors, recognizers, external pipelines) and which one is active."""
+
+    serializer_class = s.ModelVersionSerializer
+    permission_classes = [IsModelTeamOrCuratorWrite]
+    filterset_class = ModelVersionFilter
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def get_queryset(self):
+        return selectors.model_versions_visible_to(self.request.user)
+
+    @extend_schema(request={"multipart/form-data": s.ModelUploadSerializer}, responses={201: s.ModelVersionSerializer})
+    def create(self, request):
+        """Upload a model: TorchScript (detectors) or a state dict + config (both kinds)."""
+        data = s.ModelUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        upload = v.pop("file")
+        mv = services.model_version_upload(file_name=upload.name, content=upload.read(), fmt=v.pop("format"),
+                                           created_by=request.user, **v)
+        return Response(s.ModelVersionSerializer(mv).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.HttpModelSerializer, responses={201: s.ModelVersionSerializer})
+    @action(detail=False, methods=["post"], url_path="http")
+    def register_http(self, request):
+        """Register an external model reached over HTTP (predict endpoint taking image URLs)."""
+        data = s.HttpModelSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        mv = services.model_version_register_http(created_by=request.user, **data.validated_data)
+        return Response(s.ModelVersionSerializer(mv).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=s.ModelVersionSerializer)
+    @action(detail=True, methods=["post"])
+    def activate(self, request, pk=None):
+        """Make this version the active one of its kind (workers pick it up for new jobs)."""
+        mv = services.model_version_activate(version=self.get_object())
+        return Response(s.ModelVersionSerializer(mv).data)
+
+
+class PrelabelJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Pre-labeling jobs with progress (done, skipped, failed, pending, ETA)."""
+
+    serializer_class = s.PrelabelJobSerializer
+    filterset_class = PrelabelJobFilter
+
+    def get_permissions(self):
+        if self.request.method in SAFE_METHODS:
+            return [IsModelTeamOrCuratorWrite()]
+        return [IsCurator()]
+
+    def get_queryset(self):
+        return selectors.prelabel_jobs_visible_to(self.request.user)
+
+    @extend_schema(request=s.PrelabelJobCreateSerializer, responses={201: s.PrelabelJobSerializer})
+    def create(self, request):
+        """Pre-label a spec's images or the listed image ids with the active models."""
+        data = s.PrelabelJobCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        spec = images = None
+        if "spec" in v:
+            spec = specs_visible_to(request.user).filter(pk=v["spec"]).first()
+            if spec is None:
+                raise ValidationError({"spec": "no such spec"})
+        else:
+            wanted = set(v["image_ids"])
+            found = set(images_visible_to(request.user).filter(pk__in=wanted).values_list("pk", flat=True))
+            missing = sorted(wanted - found)
+            if missing:
+                raise ValidationError({"image_ids": f"unknown image id(s): {missing[:20]}"})
+            images = list(Image.objects.filter(pk__in=found))
+        job = services.prelabel_job_create(created_by=request.user, spec=spec, images=images, force=v["force"],
+                                           chunk_size=v["chunk_size"])
+        job = get_object_or_404(self.get_queryset(), pk=job.pk)
+        return Response(s.PrelabelJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=s.PrelabelJobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel: queued chunks do nothing, a running chunk stops storing after its batch."""
+        services.prelabel_job_cancel(job=self.get_object())
+        return Response(s.PrelabelJobSerializer(self.get_object()).data)
+
+    @extend_schema(request=None, responses=s.PrelabelJobSerializer)
+    @action(detail=True, methods=["post"], url_path="retry-failed")
+    def retry_failed(self, request, pk=None):
+        """Queue the failed images again."""
+        services.prelabel_job_retry_failed(job=self.get_object())
+        return Response(s.PrelabelJobSerializer(self.get_object()).data)
+
+    @extend_schema(request=None, responses=s.PrelabelJobSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Queue the still-pending images of a running job again (e.g. after a worker died)."""
+        services.prelabel_job_resume(job=self.get_object())
+        return Response(s.PrelabelJobSerializer(self.get_object()).data)
+
+    @extend_schema(responses=s.FailureSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def failures(self, request, pk=None):
+        """The failed images with their recorded errors."""
+        page = self.paginate_queryset(selectors.prelabel_job_failures(self.get_object()))
+        return self.get_paginated_response(s.FailureSerializer(page, many=True).data)
+
+
+class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Model predictions per image (regions with 4 points, masks as RLE, LaTeX, confidences)."""
+
+    serializer_class = s.PredictionSerializer
+    filterset_class = PredictionFilter
+
+    def get_queryset(self):
+        return selectors.predictions_visible_to(self.request.user).order_by("min_confidence", "id")

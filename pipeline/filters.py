@@ -1,0 +1,32 @@
+"""FilterSets of the pipeline API (shared with pages)."""
+from __future__ import annotations
+
+import django_filters
+
+from .models import ModelVersion, Prediction, PrelabelJob
+
+
+class ModelVersionFilter(django_filters.FilterSet):
+    class Meta:
+        model = ModelVersion
+        fields = ["kind", "source", "is_active", "name"]
+
+
+class PrelabelJobFilter(django_filters.FilterSet):
+    spec = django_filters.NumberFilter(field_name="spec_id")
+
+    class Meta:
+        model = PrelabelJob
+        fields = ["status", "spec"]
+
+
+class PredictionFilter(django_filters.FilterSet):
+    image = django_filters.NumberFilter(field_name="image_id")
+    job = django_filters.NumberFilter(field_name="job_id")
+    spec = django_filters.NumberFilter(field_name="image__spec_id")
+    max_confidence = django_filters.NumberFilter(field_name="min_confidence", lookup_expr="lte",
+                                                 label="Lowest region confidence at most")
+
+    class Meta:
+        model = Prediction
+        fields = ["image", "job", "detector_version", "recognizer_version"]

@@ -1,0 +1,115 @@
+"""``python manage.py evaluate_recognizer --tsv FILE --images DIR`` (or ``--crohme TARBALL``).
+
+Prints exact match, match within 1 and 2 token edits, mean token edit distance and BLEU-4
+after normalisation, and writes one JSON line per sample to ``--results``.
+
+* ``--tsv/--images``: lines ``file<TAB>LaTeX``; each image is one formula crop. ``--crop-ink``
+  first crops to the ink's bounding box (im2markup pages); ``--heldout-only`` keeps the fixed
+  held-out fifth of im2markup (md5(name) % 5 == 0), the part training never saw.
+* ``--crohme``: InkML tarball (e.g. ../shared/data/crohme/test-2016.tar.xz) rendered offline at
+  a fixed size (64 px high, 2 px pen), truths from the files.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from django.core.management.base import BaseCommand, CommandError
+
+from common.latex import normalize_tokens
+from pipeline.ml.data import im2markup_heldout
+from pipeline.ml.imageio import ink_box, read_rgb
+
+from ._common import add_model_options, emit, make_reader
+
+
+def _tsv_samples(tsv: Path, images: Path, crop_ink: bool, heldout_only: bool, limit: int):
+    with open(tsv, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            name, src = line.rstrip("\n").split("\t", 1)
+            if heldout_only and not im2markup_heldout(name):
+                continue
+            truth = normalize_tokens(src)
+            if not truth:  # truth lost (see common.latex tests): nothing to compare against
+                continue
+            rgb = read_rgb(images / name)
+            if crop_ink:
+                box = ink_box(rgb)
+                if box is None:
+                    continue
+                x0, y0, x1, y1 = box
+                rgb = rgb[max(y0 - 6, 0):y1 + 6, max(x0 - 6, 0):x1 + 6]
+            yield name, rgb, truth
+            limit -= 1
+            if limit == 0:
+                return
+
+
+def _crohme_samples(tar: Path, limit: int):
+    from pipeline.ml.ink import iter_inks, render_ink
+
+    for ink in iter_inks(tar):
+        truth = normalize_tokens(ink.truth)
+        if not truth:
+            continue
+        gray = render_ink(ink, height=64, pen=2.0)
+        yield ink.name, np.repeat(gray[..., None], 3, axis=2), truth
+        limit -= 1
+        if limit == 0:
+            return
+
+
+class Command(BaseCommand):
+    help = "Evaluate the recognizer: exact match, within 1/2 edits, token edit distance, BLEU-4."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tsv")
+        parser.add_argument("--images")
+        parser.add_argument("--crohme", help="InkML tarball to render and evaluate")
+        parser.add_argument("--crop-ink", action="store_true")
+        parser.add_argument("--heldout-only", action="store_true")
+        parser.add_argument("--limit", type=int, default=0)
+        parser.add_argument("--results", default="recognizer-results.jsonl")
+        parser.add_argument("--json", action="store_true")
+        add_model_options(parser)
+
+    def handle(self, *args, **o):
+        from pipeline.ml.evaluate import recognizer_metrics
+
+        if o["crohme"]:
+            samples = _crohme_samples(Path(o["crohme"]), o["limit"])
+        elif o["tsv"] and o["images"]:
+            samples = _tsv_samples(Path(o["tsv"]), Path(o["images"]), o["crop_ink"], o["heldout_only"], o["limit"])
+        else:
+            raise CommandError("give --tsv FILE --images DIR, or --crohme TARBALL")
+        reader = make_reader(o)
+        names, pairs, confs = [], [], []
+        batch: list = []
+        t0 = time.perf_counter()
+
+        def flush():
+            for (name, _, truth), reading in zip(batch, reader.recognize([b[1] for b in batch]), strict=True):
+                names.append(name)
+                pairs.append((reading.tokens, truth))
+                confs.append(reading.confidence)
+            batch.clear()
+
+        for sample in samples:
+            batch.append(sample)
+            if len(batch) >= 64:
+                flush()
+        if batch:
+            flush()
+        elapsed = time.perf_counter() - t0
+        summary, rows = recognizer_metrics(pairs)
+        summary["seconds_per_sample"] = elapsed / max(len(rows), 1)
+        with open(o["results"], "w", encoding="utf-8") as fh:
+            for name, row, conf in zip(names, rows, confs, strict=True):
+                fh.write(json.dumps({"image": name, "confidence": round(conf, 4), **row}) + "\n")
+        summary["results_file"] = o["results"]
+        lines = [f"{k}: {v:.4f}\n" if isinstance(v, float) else f"{k}: {v}\n" for k, v in summary.items()]
+        emit(self.stdout, summary, o["json"], lines)

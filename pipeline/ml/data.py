@@ -1,0 +1,114 @@
+"""Training/evaluation corpora for the recognizer, built once and cached under ``var/ml-cache``.
+
+Splits are fixed, never random per run:
+  * CROHME: the 2016 *training* tarball trains, the 2016 *test* tarball evaluates;
+  * im2markup pages: a page is held out for evaluation when md5(file name) % 5 == 0 (a fixed
+    fifth, independent of file order); the rest train. Pages whose truth has no tokens (the
+    TSV lost the newline that ended a ``%`` comment) are skipped, and counted.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from common.latex import normalize_tokens
+
+from . import ink as inkml
+from . import synth
+
+CACHE = Path(__file__).resolve().parents[2] / "var" / "ml-cache"
+MAX_TOKENS = 96
+
+
+def im2markup_heldout(name: str) -> bool:
+    """True for the fixed fifth of im2markup pages kept out of training."""
+    return int(hashlib.md5(name.encode()).hexdigest(), 16) % 5 == 0
+
+
+def im2markup_rows(shared: Path, *, heldout: bool) -> list[tuple[str, str]]:
+    """(file name, raw LaTeX) of the im2markup split (train or held-out)."""
+    rows = []
+    with open(shared / "im2markup" / "train.tsv", encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            name, src = line.rstrip("\n").split("\t", 1)
+            if im2markup_heldout(name) == heldout:
+                rows.append((name, src))
+    return rows
+
+
+def _cached(name: str, build):
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"{name}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    data = build()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+    tmp.replace(path)
+    return data
+
+
+def crohme_samples(shared: Path, split: str, *, seed: int = 0, height: int = 64) -> list[tuple[np.ndarray, list[str]]]:
+    """CROHME 2016 inks ('train' or 'test') rendered offline: (grayscale crop, normalised tokens).
+
+    Test inks use a fixed pen (2 px at 64 px height, no slant or jitter); training inks vary pen
+    width, slant and jitter with the given seed.
+    """
+    tar = shared / "crohme" / ("train-2016.tar.xz" if split == "train" else "test-2016.tar.xz")
+
+    def build():
+        rng = np.random.default_rng(seed)
+        out = []
+        for ink in inkml.iter_inks(tar):
+            toks = normalize_tokens(ink.truth)
+            if not toks:
+                continue
+            if split == "train":
+                img = inkml.render_ink(ink, height=height, pen=float(rng.uniform(1.2, 3.2)),
+                                       slant=float(rng.normal(0, 0.12)), jitter=float(rng.uniform(0, 0.004)), rng=rng)
+            else:
+                img = inkml.render_ink(ink, height=height, pen=2.0)
+            out.append((img, toks))
+        return out
+
+    return _cached(f"crohme-{split}-{seed}-{height}", build)
+
+
+def im2markup_samples(shared: Path, *, heldout: bool) -> list[tuple[np.ndarray, list[str], str]]:
+    """im2markup pages cropped to the ink: (grayscale crop, normalised tokens, file name)."""
+
+    def build():
+        out = []
+        for name, src in im2markup_rows(shared, heldout=heldout):
+            toks = normalize_tokens(src)
+            if not toks:
+                continue
+            out.append((synth.im2markup_crop(shared / "im2markup" / "pages" / name), toks, name))
+        return out
+
+    return _cached(f"im2markup-{'heldout' if heldout else 'train'}", build)
+
+
+def mathtext_samples(n: int, *, seed: int = 0) -> list[tuple[np.ndarray, list[str]]]:
+    """``n`` random printed formulas rendered with mathtext in rotating fonts."""
+
+    def build():
+        rng = np.random.default_rng(seed)
+        out = []
+        while len(out) < n:
+            src = synth.random_formula(rng)
+            try:
+                img = synth.render_mathtext(src, size=float(rng.uniform(14, 26)), font=synth.MATH_FONTS[len(out) % 5])
+            except Exception:  # noqa: BLE001 - a formula mathtext cannot parse is just skipped
+                continue
+            toks = normalize_tokens(src)
+            if 0 < len(toks) <= MAX_TOKENS:
+                out.append((img, toks))
+        return out
+
+    return _cached(f"mathtext-{n}-{seed}", build)

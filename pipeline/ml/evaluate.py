@@ -1,0 +1,89 @@
+"""Recognizer and detector metrics, shared by the management commands and ``bench/``.
+
+Recognizer: exact match, match within 1 and 2 token edits, mean normalised token edit
+distance (all after :func:`common.latex.normalize`) and corpus BLEU-4 (sacrebleu on the
+space-separated normalised tokens, no further tokenisation), reported in [0, 1].
+Detector: precision, recall, F1 of quads matched one-to-one at IoU >= 0.5 (Hungarian
+assignment on polygon IoU, shapely) and the mean IoU of the matched pairs.
+"""
+from __future__ import annotations
+
+import numpy as np
+from rapidfuzz.distance import Levenshtein
+from scipy.optimize import linear_sum_assignment
+from shapely.geometry import Polygon
+
+from common.latex import normalize_tokens
+
+
+def recognizer_metrics(pairs: list[tuple[str | list[str], str | list[str]]]) -> tuple[dict, list[dict]]:
+    """(summary, per-sample rows) for (prediction, truth) pairs; strings are normalised, lists taken as tokens."""
+    import sacrebleu
+
+    rows = []
+    hyps, refs = [], []
+    for pred, truth in pairs:
+        p = pred if isinstance(pred, list) else normalize_tokens(pred)
+        t = truth if isinstance(truth, list) else normalize_tokens(truth)
+        edits = Levenshtein.distance(p, t)
+        longest = max(len(p), len(t)) or 1
+        rows.append({"prediction": " ".join(p), "truth": " ".join(t), "edits": edits,
+                     "edit_distance": edits / longest, "exact": edits == 0})
+        hyps.append(" ".join(p))
+        refs.append(" ".join(t))
+    n = max(len(rows), 1)
+    bleu = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score / 100 if rows else 0.0
+    summary = {
+        "samples": len(rows),
+        "exact_match": sum(r["exact"] for r in rows) / n,
+        "within_1": sum(r["edits"] <= 1 for r in rows) / n,
+        "within_2": sum(r["edits"] <= 2 for r in rows) / n,
+        "token_edit_distance": sum(r["edit_distance"] for r in rows) / n,
+        "bleu4": bleu,
+    }
+    return summary, rows
+
+
+def quad_iou(a, b) -> float:
+    pa, pb = Polygon(np.asarray(a, float)), Polygon(np.asarray(b, float))
+    if not pa.is_valid:
+        pa = pa.buffer(0)
+    if not pb.is_valid:
+        pb = pb.buffer(0)
+    inter = pa.intersection(pb).area
+    union = pa.area + pb.area - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def match_quads(preds: list, truths: list, threshold: float = 0.5) -> list[tuple[int, int, float]]:
+    """One-to-one matches (pred index, truth index, IoU) with IoU >= threshold."""
+    if not preds or not truths:
+        return []
+    iou = np.array([[quad_iou(p, t) for t in truths] for p in preds])
+    rows, cols = linear_sum_assignment(-iou)
+    return [(int(r), int(c), float(iou[r, c])) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold]
+
+
+def detector_metrics(samples: list[tuple[list, list]], threshold: float = 0.5) -> tuple[dict, list[dict]]:
+    """samples: (predicted quads, true quads) per image → summary and per-image rows."""
+    tp = fp = fn = 0
+    ious = []
+    rows = []
+    for preds, truths in samples:
+        m = match_quads(preds, truths, threshold)
+        tp += len(m)
+        fp += len(preds) - len(m)
+        fn += len(truths) - len(m)
+        ious += [x[2] for x in m]
+        rows.append({"predicted": len(preds), "truth": len(truths), "matched": len(m),
+                     "ious": [round(x[2], 4) for x in m]})
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"images": len(samples), "precision": precision, "recall": recall, "f1": f1,
+            "mean_iou": float(np.mean(ious)) if ious else 0.0, "true_positives": tp, "false_positives": fp,
+            "false_negatives": fn}, rows
+
+
+def box_quad(x0, y0, x1, y1) -> list[list[float]]:
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]

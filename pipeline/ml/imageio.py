@@ -1,0 +1,39 @@
+"""Decoding images for the models: any Pillow format to RGB uint8, transparency onto white."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """Image bytes → H x W x 3 uint8 (EXIF orientation applied; transparent pixels become white paper).
+
+    Raises ValueError for corrupt or unreadable data.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                rgba = im.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(white, rgba)
+            return np.asarray(im.convert("RGB"))
+    except Exception as exc:  # noqa: BLE001 - every decoder error means the same thing: corrupt image
+        raise ValueError(f"cannot decode image: {exc}") from exc
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    return decode_rgb(Path(path).read_bytes())
+
+
+def ink_box(rgb: np.ndarray, threshold: int = 200) -> tuple[int, int, int, int] | None:
+    """Bounding box (x0, y0, x1, y1) of dark pixels, or None for a blank image."""
+    gray = rgb.mean(-1) if rgb.ndim == 3 else rgb
+    ys, xs = np.nonzero(gray < threshold)
+    if len(xs) == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1

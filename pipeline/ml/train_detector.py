@@ -1,0 +1,157 @@
+"""Train the detector: ``python -m pipeline.ml.train_detector [--steps N] [--minutes M]``.
+
+Photos are generated on the fly by :func:`pipeline.ml.synth.compose_photo` from *training*
+crops only (mathtext formulas, CROHME 2016 training inks, im2markup pages outside the held-out
+fifth). Photo ``k`` of the run is generated from seed ``k`` (``TRAIN_SEED_BASE + k``), so the
+data is reproducible and a resumed run continues with the next unseen photos; evaluation uses
+seeds from ``EVAL_SEED_BASE`` that training never reaches. Resumable from ``last.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from . import data, synth
+from .detector import DetectorConfig, TinyUNet, prepare_photo, top_half_mask
+
+ROOT = Path(__file__).resolve().parents[2]
+WEIGHTS = ROOT / "pipeline" / "weights" / "detector"
+TRAIN_SEED_BASE = 0
+EVAL_SEED_BASE = 10_000_000
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("MATHSET_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+class CropPool:
+    """Formula crops to paste into photos, by kind (printed / handwritten / page)."""
+
+    def __init__(self, *, heldout: bool = False, n_mathtext: int = 600, seed: int = 0):
+        shared = shared_dir()
+        if heldout:
+            self.kinds = {
+                "printed": [img for img, _ in data.mathtext_samples(300, seed=seed + 99)],
+                "handwritten": [img for img, _ in data.crohme_samples(shared, "test")],
+                "page": [img for img, _, _ in data.im2markup_samples(shared, heldout=True)],
+            }
+        else:
+            self.kinds = {
+                "printed": [img for img, _ in data.mathtext_samples(n_mathtext, seed=seed)],
+                "handwritten": [img for img, _ in data.crohme_samples(shared, "train", seed=seed)],
+                "page": [img for img, _, _ in data.im2markup_samples(shared, heldout=False)],
+            }
+
+    def sample(self, rng: np.random.Generator, kind: str | None = None) -> np.ndarray:
+        kind = kind or ["printed", "handwritten", "page"][int(rng.choice(3, p=[0.4, 0.4, 0.2]))]
+        items = self.kinds[kind]
+        return items[int(rng.integers(len(items)))]
+
+
+def make_photo(pool: CropPool, seed: int, size: int = 256) -> synth.Photo:
+    """The photo of a given seed: 1-3 formulas at a random rotation/perspective."""
+    rng = np.random.default_rng(seed)
+    if rng.random() < 0.15:
+        # a scanned page: upright, A4 proportions, one small printed formula (like im2markup)
+        crops = [pool.sample(rng, kind="page")]
+        return synth.compose_photo(rng, crops, size=(int(size * 1.41), size), max_angle=3, max_persp=0.01,
+                                   height_frac=(0.015, 0.05))
+    side = int(rng.choice([size, int(size * 1.25), int(size * 1.5)]))
+    crops = [pool.sample(rng) for _ in range(int(rng.integers(1, 4)))]
+    return synth.compose_photo(rng, crops, size=(side, int(side * rng.uniform(0.75, 1.33))))
+
+
+def targets(photo: synth.Photo, out: int) -> np.ndarray:
+    """(2, out, out) float32: formula mask and upper-half mask at the network's output size."""
+    h, w = photo.mask.shape
+    top = np.zeros((h, w), np.uint8)
+    for q in photo.quads:
+        top |= top_half_mask(q, (h, w))
+    t = np.stack([cv2.resize(photo.mask * 255, (out, out), interpolation=cv2.INTER_AREA),
+                  cv2.resize(top * 255, (out, out), interpolation=cv2.INTER_AREA)])
+    return (t.astype(np.float32) / 255.0 > 0.5).astype(np.float32)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--run", default=str(ROOT / "var" / "ml-runs" / "detector"))
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--minutes", type=float, default=0)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ckpt-every", type=int, default=50)
+    p.add_argument("--export", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    last = run / "last.pt"
+    if args.export:
+        export(last)
+        return
+    torch.manual_seed(args.seed)
+    cfg = DetectorConfig()
+    model = TinyUNet(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    step = 0
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    pool = CropPool(seed=args.seed)
+    print(f"params {sum(p.numel() for p in model.parameters())/1e6:.2f}M, resume at step {step}", flush=True)
+    out = cfg.size // 2
+    t0, ema = time.time(), None
+    bce = nn.BCEWithLogitsLoss()
+    while step < args.steps:
+        seeds = [TRAIN_SEED_BASE + args.seed * 1_000_000 + step * args.batch + i for i in range(args.batch)]
+        photos = [make_photo(pool, s, cfg.size) for s in seeds]
+        x = torch.from_numpy(np.stack([prepare_photo(ph.image, cfg.size) for ph in photos]))
+        y = torch.from_numpy(np.stack([targets(ph, out) for ph in photos]))
+        model.train()
+        logits = model(x)
+        prob = torch.sigmoid(logits[:, 0])
+        dice = 1 - (2 * (prob * y[:, 0]).sum((1, 2)) + 1) / (prob.sum((1, 2)) + y[:, 0].sum((1, 2)) + 1)
+        loss = bce(logits, y) + dice.mean()
+        lr = args.lr * min(1.0, (step + 1) / 100) * max(0.05, 1 - step / args.steps)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        out_of_time = args.minutes and (time.time() - t0) > args.minutes * 60
+        if step % args.ckpt_every == 0 or step >= args.steps or out_of_time:
+            tmp = last.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "config": cfg.to_dict(), "step": step},
+                       tmp)
+            tmp.replace(last)
+            print(f"step {step} loss {ema:.3f} lr {lr:.2e} {time.time()-t0:.0f}s", flush=True)
+        if out_of_time:
+            break
+    export(last)
+
+
+def export(last: Path):
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}, WEIGHTS / "weights.pt")
+    (WEIGHTS / "config.json").write_text(json.dumps({**state["config"], "trained_steps": state["step"]}, indent=1))
+    print(f"exported step {state['step']} to {WEIGHTS}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Reads for the pipeline app, always starting from the user.
+
+Models and jobs are curator/model-team business: vendor users see none of them. Predictions
+are visible wherever the image is (curation.selectors.images_visible_to).
+"""
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from common.roles import can_read_all_data
+from curation.selectors import images_visible_to
+
+from .models import ModelVersion, Prediction, PrelabelItem, PrelabelJob
+
+
+def model_versions_visible_to(user: User) -> QuerySet[ModelVersion]:
+    """Model versions: curators and model teams."""
+    if can_read_all_data(user):
+        return ModelVersion.objects.prefetch_related("training_licences").select_related("created_by")
+    return ModelVersion.objects.none()
+
+
+def prelabel_jobs_visible_to(user: User) -> QuerySet[PrelabelJob]:
+    """Jobs with their progress counts aggregated in SQL (one query for a page of jobs)."""
+    if not can_read_all_data(user):
+        return PrelabelJob.objects.none()
+    return PrelabelJob.objects.select_related("spec", "detector_version", "recognizer_version").annotate(
+        n_done=Count("items", filter=Q(items__status=PrelabelItem.Status.DONE)),
+        n_skipped=Count("items", filter=Q(items__status=PrelabelItem.Status.SKIPPED)),
+        n_failed=Count("items", filter=Q(items__status=PrelabelItem.Status.FAILED)),
+    )
+
+
+def predictions_visible_to(user: User) -> QuerySet[Prediction]:
+    """Predictions of the images `user` may see."""
+    return Prediction.objects.filter(image__in=images_visible_to(user).values("pk")).select_related(
+        "detector_version", "recognizer_version")
+
+
+def prelabel_job_progress(job: PrelabelJob) -> dict:
+    """done/skipped/failed/pending/total and an ETA from the rate so far (seconds, or None)."""
+    if hasattr(job, "n_done"):
+        done, skipped, failed = job.n_done, job.n_skipped, job.n_failed
+    else:
+        counts = dict(job.items.values_list("status").annotate(n=Count("id")))
+        done, skipped, failed = (counts.get(s, 0) for s in ("done", "skipped", "failed"))
+    finished = done + skipped + failed
+    pending = max(job.total - finished, 0)
+    eta = None
+    if job.status == PrelabelJob.Status.RUNNING and job.started_at and finished and pending:
+        elapsed = (timezone.now() - job.started_at).total_seconds()
+        eta = round(elapsed / finished * pending, 1)
+    return {"total": job.total, "done": done, "skipped": skipped, "failed": failed, "pending": pending,
+            "finished": finished, "eta_seconds": eta}
+
+
+def prelabel_job_failures(job: PrelabelJob) -> QuerySet[PrelabelItem]:
+    return job.items.filter(status=PrelabelItem.Status.FAILED).order_by("image_id")

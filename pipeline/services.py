@@ -1,0 +1,389 @@
+"""Writes for the model registry, pre-labeling jobs and predictions."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+import numpy as np
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from common.storage import guarded_files
+from curation.models import DatasetSpec, Image, Licence
+
+from .models import ModelVersion, Prediction, PrelabelItem, PrelabelJob
+
+log = logging.getLogger(__name__)
+
+# Callables (image_id, prediction) run after a prediction commits; the labeling app registers
+# one to move the image's task to "pre-labeled" (see pipeline/models.py docstring).
+PRELABELED_HOOKS: list[Callable[[int, Prediction], None]] = []
+
+BUILTIN_LICENCE_CODES = {
+    # what the committed weights were trained on (see the model cards)
+    "detector": ["cc-by-nc-sa-3.0", "mit"],
+    "recognizer": ["cc-by-nc-sa-3.0", "mit"],
+}
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- registry
+
+@transaction.atomic
+def model_version_builtin(*, kind: str) -> ModelVersion:
+    """The ModelVersion row of the committed weights of `kind` (created on first use)."""
+    from .ml.inference import WEIGHTS_DIR
+
+    folder = WEIGHTS_DIR / kind
+    config = json.loads((folder / "config.json").read_text())
+    digest = hashlib.sha256((folder / "weights.pt").read_bytes()).hexdigest()
+    metrics_file = folder / "metrics.json"
+    version, created = ModelVersion.objects.get_or_create(
+        kind=kind, name="mathset-builtin", version=digest[:12],
+        defaults={"source": ModelVersion.Source.BUILTIN, "format": ModelVersion.Format.STATE_DICT,
+                  "weights_sha256": digest, "config": config,
+                  "metrics": json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
+                  "notes": f"Committed weights, see pipeline/weights/{kind}/MODEL_CARD.md"},
+    )
+    if created:
+        version.training_licences.set(Licence.objects.filter(code__in=BUILTIN_LICENCE_CODES.get(kind, [])))
+    return version
+
+
+@transaction.atomic
+def model_version_active(*, kind: str) -> ModelVersion:
+    """The active version of `kind`; the committed weights are activated when none is."""
+    active = ModelVersion.objects.filter(kind=kind, is_active=True).first()
+    if active is not None:
+        return active
+    version = model_version_builtin(kind=kind)
+    return model_version_activate(version=version)
+
+
+@transaction.atomic
+def model_version_activate(*, version: ModelVersion) -> ModelVersion:
+    """Make `version` the one active version of its kind (others of the kind are deactivated).
+
+    An external full-pipeline endpoint replaces both detector and recognizer, so activating
+    it deactivates the active detector too, and vice versa.
+    """
+    kinds = {version.kind}
+    if version.kind in (ModelVersion.Kind.PIPELINE, ModelVersion.Kind.DETECTOR):
+        kinds |= {ModelVersion.Kind.PIPELINE, ModelVersion.Kind.DETECTOR}
+    ModelVersion.objects.select_for_update().filter(kind__in=kinds, is_active=True).exclude(pk=version.pk).update(
+        is_active=False)
+    version.is_active = True
+    version.save(update_fields=["is_active"])
+    return version
+
+
+def _licences(codes: Iterable[str]) -> list[Licence]:
+    codes = list(dict.fromkeys(codes))
+    found = list(Licence.objects.filter(code__in=codes))
+    missing = sorted(set(codes) - {lic.code for lic in found})
+    if missing:
+        raise ValidationError({"training_licences": f"unknown licence code(s): {', '.join(missing)}"})
+    return found
+
+
+def _validate_model_file(*, kind: str, fmt: str, content: bytes, config: dict) -> None:
+    """Load the uploaded model on the CPU; anything that cannot run is refused here, not in a worker."""
+    import torch
+
+    from .ml.detector import DetectorConfig, TinyUNet
+    from .ml.recognizer import Recognizer, RecognizerConfig
+
+    try:
+        if fmt == ModelVersion.Format.TORCHSCRIPT:
+            if kind != ModelVersion.Kind.DETECTOR:
+                raise ValueError("TorchScript uploads are supported for detectors; upload recognizers as weights + config")
+            module = torch.jit.load(io.BytesIO(content), map_location="cpu")
+            size = int(config.get("size", 256))
+            out = module(torch.zeros(1, 3, size, size))
+            if out.ndim != 4 or out.shape[1] != 2:
+                raise ValueError(f"the module must return (B, 2, h, w) logits, got shape {tuple(out.shape)}")
+            return
+        state = torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
+        if kind == ModelVersion.Kind.DETECTOR:
+            model = TinyUNet(DetectorConfig(size=config.get("size", 256), channels=tuple(config.get("channels", (12, 24, 48, 64)))))
+        else:
+            if not config.get("vocab"):
+                raise ValueError("a recognizer config needs its 'vocab'")
+            fields = RecognizerConfig.__dataclass_fields__
+            model = Recognizer(RecognizerConfig(**{k: v for k, v in config.items() if k in fields}))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except ValidationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - report any loading failure to the uploader
+        raise ValidationError({"file": f"the model cannot be loaded: {exc}"})
+
+
+def model_version_upload(*, kind: str, name: str, version: str, file_name: str, content: bytes, fmt: str,
+                         config: dict | None = None, metrics: dict | None = None,
+                         training_licences: Iterable[str] = (), notes: str = "", activate: bool = False,
+                         created_by: User | None = None) -> ModelVersion:
+    """Register an uploaded model (TorchScript, or a state dict + config) after loading it once.
+
+    The file is stored under ``models/``; if the row cannot be written the file is removed.
+    """
+    config = config or {}
+    if kind not in (ModelVersion.Kind.DETECTOR, ModelVersion.Kind.RECOGNIZER):
+        raise ValidationError({"kind": "uploads are detectors or recognizers; use an HTTP endpoint for a pipeline"})
+    if fmt not in (ModelVersion.Format.STATE_DICT, ModelVersion.Format.TORCHSCRIPT):
+        raise ValidationError({"format": "must be 'state_dict' or 'torchscript'"})
+    if not content:
+        raise ValidationError({"file": "the file is empty"})
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise ValidationError({"file": f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MB"})
+    licences = _licences(training_licences)
+    if ModelVersion.objects.filter(kind=kind, name=name, version=version).exists():
+        raise ValidationError({"version": f"{kind} {name}@{version} already exists"})
+    _validate_model_file(kind=kind, fmt=fmt, content=content, config=config)
+    digest = hashlib.sha256(content).hexdigest()
+    ext = "ts" if fmt == ModelVersion.Format.TORCHSCRIPT else "pt"
+    with guarded_files() as files, transaction.atomic():
+        stored = files.save(f"models/{kind}/{name}-{version}-{digest[:8]}.{ext}", content)
+        try:
+            mv = ModelVersion.objects.create(kind=kind, name=name, version=version, source=ModelVersion.Source.UPLOAD,
+                                             format=fmt, weights=stored, weights_sha256=digest, config=config,
+                                             metrics=metrics or {}, notes=notes, created_by=created_by)
+        except IntegrityError:
+            raise ValidationError({"version": f"{kind} {name}@{version} already exists"})
+        mv.training_licences.set(licences)
+        if activate:
+            model_version_activate(version=mv)
+    log.info("uploaded %s (%s)", mv, file_name)
+    return mv
+
+
+@transaction.atomic
+def model_version_register_http(*, name: str, version: str, endpoint_url: str, config: dict | None = None,
+                                metrics: dict | None = None, training_licences: Iterable[str] = (),
+                                notes: str = "", activate: bool = False,
+                                created_by: User | None = None) -> ModelVersion:
+    """Register an external full-pipeline model reached over HTTP (see runtime.HttpPredictor)."""
+    if not endpoint_url.startswith(("http://", "https://")):
+        raise ValidationError({"endpoint_url": "must be an http(s) URL"})
+    licences = _licences(training_licences)
+    if ModelVersion.objects.filter(kind=ModelVersion.Kind.PIPELINE, name=name, version=version).exists():
+        raise ValidationError({"version": f"pipeline {name}@{version} already exists"})
+    mv = ModelVersion.objects.create(kind=ModelVersion.Kind.PIPELINE, name=name, version=version,
+                                     source=ModelVersion.Source.HTTP, endpoint_url=endpoint_url, config=config or {},
+                                     metrics=metrics or {}, notes=notes, created_by=created_by)
+    mv.training_licences.set(licences)
+    if activate:
+        model_version_activate(version=mv)
+    return mv
+
+
+# ---------------------------------------------------------------- pre-labeling jobs
+
+def _enqueue_chunks(job: PrelabelJob, image_ids: list[int]) -> None:
+    from .tasks import prelabel_chunk
+
+    ids = sorted(image_ids)
+    chunks = [ids[i:i + job.chunk_size] for i in range(0, len(ids), job.chunk_size)]
+    transaction.on_commit(lambda: [prelabel_chunk.delay(job.id, chunk) for chunk in chunks])
+
+
+@transaction.atomic
+def prelabel_job_create(*, created_by: User | None, spec: DatasetSpec | None = None,
+                        images: Iterable[Image] | None = None, force: bool = False,
+                        chunk_size: int = 16) -> PrelabelJob:
+    """Queue pre-labeling of a spec's images or of the given images with the active models.
+
+    One PrelabelItem per image; chunks of `chunk_size` images go to Celery after commit.
+    Images already predicted by the same model versions are skipped (counted as such)
+    unless `force`.
+    """
+    if spec is None and images is None:
+        raise ValidationError({"spec": "give a spec or a list of images"})
+    if not 1 <= chunk_size <= 256:
+        raise ValidationError({"chunk_size": "must be between 1 and 256"})
+    qs = Image.objects.filter(spec=spec) if images is None else Image.objects.filter(pk__in=[i.pk for i in images])
+    image_ids = list(qs.order_by("pk").values_list("pk", flat=True))
+    if not image_ids:
+        raise ValidationError({"images": "no images to pre-label"})
+    pipeline = ModelVersion.objects.filter(kind=ModelVersion.Kind.PIPELINE, is_active=True).first()
+    if pipeline is not None:
+        detector, recognizer = pipeline, None
+    else:
+        detector = model_version_active(kind=ModelVersion.Kind.DETECTOR)
+        recognizer = model_version_active(kind=ModelVersion.Kind.RECOGNIZER)
+    job = PrelabelJob.objects.create(spec=spec, force=force, chunk_size=chunk_size, detector_version=detector,
+                                     recognizer_version=recognizer, total=len(image_ids), created_by=created_by,
+                                     status=PrelabelJob.Status.RUNNING, started_at=timezone.now())
+    PrelabelItem.objects.bulk_create([PrelabelItem(job=job, image_id=i) for i in image_ids], batch_size=2000)
+    _enqueue_chunks(job, image_ids)
+    return job
+
+
+@transaction.atomic
+def prelabel_job_cancel(*, job: PrelabelJob) -> PrelabelJob:
+    """Stop a job: chunks not yet started return at once; a running chunk stops after its batch."""
+    job = PrelabelJob.objects.select_for_update().get(pk=job.pk)
+    if job.status in (PrelabelJob.Status.DONE, PrelabelJob.Status.CANCELLED):
+        raise ValidationError({"status": f"the job is already {job.status}"})
+    job.status = PrelabelJob.Status.CANCELLED
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "finished_at"])
+    return job
+
+
+@transaction.atomic
+def prelabel_job_retry_failed(*, job: PrelabelJob) -> PrelabelJob:
+    """Put failed items back to pending and queue them again (the job runs again if it had finished)."""
+    job = PrelabelJob.objects.select_for_update().get(pk=job.pk)
+    ids = list(job.items.filter(status=PrelabelItem.Status.FAILED).values_list("image_id", flat=True))
+    if not ids:
+        raise ValidationError({"status": "no failed items to retry"})
+    job.items.filter(image_id__in=ids).update(status=PrelabelItem.Status.PENDING, error="", finished_at=None)
+    job.status = PrelabelJob.Status.RUNNING
+    job.finished_at = None
+    job.save(update_fields=["status", "finished_at"])
+    _enqueue_chunks(job, ids)
+    return job
+
+
+@transaction.atomic
+def prelabel_job_resume(*, job: PrelabelJob) -> int:
+    """Queue every still-pending item of a running job again; returns how many.
+
+    For a job whose worker died: Redis redelivers an unacknowledged chunk only after the
+    visibility timeout, so a curator (or the periodic sweep) can resume at once. Safe while
+    chunks are still running: an item is only ever finished once (status filter) and a
+    prediction only stored once per image and model versions (unique constraint).
+    """
+    job = PrelabelJob.objects.select_for_update().get(pk=job.pk)
+    if job.status != PrelabelJob.Status.RUNNING:
+        raise ValidationError({"status": f"only a running job can be resumed (this one is {job.status})"})
+    ids = list(job.items.filter(status=PrelabelItem.Status.PENDING).values_list("image_id", flat=True))
+    if ids:
+        _enqueue_chunks(job, ids)
+    return len(ids)
+
+
+def prelabel_jobs_sweep(*, stale_after_seconds: int = 900) -> list[int]:
+    """Resume running jobs that finished no item for `stale_after_seconds` (run by Celery beat)."""
+    from django.db.models import Max
+
+    cutoff = timezone.now() - timedelta(seconds=stale_after_seconds)
+    resumed = []
+    for job in PrelabelJob.objects.filter(status=PrelabelJob.Status.RUNNING, started_at__lt=cutoff).annotate(
+            last=Max("items__finished_at")):
+        if job.last is None or job.last < cutoff:
+            if prelabel_job_resume(job=job):
+                resumed.append(job.pk)
+    return resumed
+
+
+def _finish_if_complete(job_id: int) -> None:
+    with transaction.atomic():
+        job = PrelabelJob.objects.select_for_update().get(pk=job_id)
+        if job.status == PrelabelJob.Status.RUNNING and not job.items.filter(status=PrelabelItem.Status.PENDING).exists():
+            job.status = PrelabelJob.Status.DONE
+            job.finished_at = timezone.now()
+            job.save(update_fields=["status", "finished_at"])
+
+
+def _mask_rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
+
+
+def _regions_json(regions: list[dict]) -> list[dict]:
+    out = []
+    for r in regions:
+        r = dict(r)
+        if isinstance(r.get("mask"), np.ndarray):
+            r["mask_rle"] = _mask_rle(r.pop("mask"))
+        out.append(r)
+    return out
+
+
+@transaction.atomic
+def prediction_store(*, image: Image, job: PrelabelJob | None, detector_version: ModelVersion,
+                     recognizer_version: ModelVersion | None, regions: list[dict], seconds: float = 0.0) -> Prediction:
+    """Store (or replace, for a forced re-run) the prediction of `image` by these model versions."""
+    regions = _regions_json(regions)
+    confs = [min(float(r.get("score", 0)), float(r.get("latex_confidence", 1))) for r in regions]
+    pred, _ = Prediction.objects.update_or_create(
+        image=image, detector_version=detector_version, recognizer_version=recognizer_version,
+        defaults={"job": job, "regions": regions, "min_confidence": min(confs) if confs else 0.0, "seconds": seconds},
+    )
+    for hook in PRELABELED_HOOKS:
+        transaction.on_commit(lambda h=hook: h(image.pk, pred))
+    return pred
+
+
+def _mark(item_ids: list[int], status: str, error: str = "") -> None:
+    PrelabelItem.objects.filter(pk__in=item_ids, status=PrelabelItem.Status.PENDING).update(
+        status=status, error=error[:2000], finished_at=timezone.now())
+
+
+def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
+    """Run one chunk: skip done/already-predicted images, predict the rest in one batch, store.
+
+    Each image is committed on its own, so a crash loses at most the batch in flight and a
+    redelivered chunk continues where it stopped. A corrupt or missing image fails only its
+    item, with the error recorded. Returns counts for logging.
+    """
+    from .runtime import HttpPredictor, load_rgb, reader_for
+
+    job = PrelabelJob.objects.select_related("detector_version", "recognizer_version").filter(pk=job_id).first()
+    if job is None or job.status != PrelabelJob.Status.RUNNING:
+        return {"skipped_job": 1}
+    items = list(PrelabelItem.objects.filter(job=job, image_id__in=image_ids, status=PrelabelItem.Status.PENDING)
+                 .select_related("image").order_by("image_id"))
+    if not items:
+        _finish_if_complete(job.pk)
+        return {"pending": 0}
+    PrelabelItem.objects.filter(pk__in=[i.pk for i in items]).update(attempts=F("attempts") + 1)
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    if not job.force:
+        predicted = set(Prediction.objects.filter(
+            image_id__in=[i.image_id for i in items], detector_version=job.detector_version,
+            recognizer_version=job.recognizer_version).values_list("image_id", flat=True))
+        already = [i for i in items if i.image_id in predicted]
+        _mark([i.pk for i in already], PrelabelItem.Status.SKIPPED)
+        counts["skipped"] = len(already)
+        items = [i for i in items if i.image_id not in predicted]
+    reader = reader_for(job.detector_version, job.recognizer_version)
+    loaded = []
+    for item in items:
+        try:
+            if isinstance(reader, HttpPredictor):
+                loaded.append((item, None))
+                continue
+            with default_storage.open(item.image.file, "rb") as fh:
+                loaded.append((item, load_rgb(fh.read())))
+        except Exception as exc:  # noqa: BLE001 - a bad image fails only itself
+            _mark([item.pk], PrelabelItem.Status.FAILED, f"{type(exc).__name__}: {exc}")
+            counts["failed"] += 1
+    if loaded:
+        if isinstance(reader, HttpPredictor):
+            results = reader.read_urls([it.image.file_url for it, _ in loaded])
+        else:
+            results = reader.read([img for _, img in loaded], with_masks=True)
+        for (item, _), result in zip(loaded, results, strict=True):
+            if not PrelabelJob.objects.filter(pk=job.pk, status=PrelabelJob.Status.RUNNING).exists():
+                break  # cancelled while the batch ran: store nothing more
+            with transaction.atomic():
+                prediction_store(image=item.image, job=job, detector_version=job.detector_version,
+                                 recognizer_version=job.recognizer_version, regions=result.get("regions", []),
+                                 seconds=float(result.get("seconds", 0.0)))
+                _mark([item.pk], PrelabelItem.Status.DONE)
+            counts["done"] += 1
+    _finish_if_complete(job.pk)
+    return counts
+

@@ -1,0 +1,26 @@
+"""Celery tasks for pre-labeling: thin, idempotent, ids in."""
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import DatabaseError
+
+from . import services
+
+
+@shared_task(bind=True, acks_late=True, max_retries=3, default_retry_delay=5, reject_on_worker_lost=True)
+def prelabel_chunk(self, job_id: int, image_ids: list[int]) -> dict:
+    """Pre-label one chunk of a job's images. Safe to run twice: done items are skipped.
+
+    Per-image errors are recorded by the service; what escapes it (database or model-loading
+    trouble) is retried, and a worker killed mid-chunk gets the chunk redelivered (acks_late).
+    """
+    try:
+        return services.prelabel_chunk_run(job_id=job_id, image_ids=image_ids)
+    except (DatabaseError, OSError) as exc:
+        raise self.retry(exc=exc)
+
+
+@shared_task(acks_late=True)
+def prelabel_sweep() -> list[int]:
+    """Periodic (Celery beat): resume running jobs whose workers stopped making progress."""
+    return services.prelabel_jobs_sweep()

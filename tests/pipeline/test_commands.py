@@ -1,0 +1,84 @@
+"""CLI: detect/recognize --json shapes, evaluate_recognizer/evaluate_detector on tiny inputs."""
+from __future__ import annotations
+
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+from django.core.management import call_command
+
+from pipeline.ml import synth
+
+
+@pytest.fixture
+def photo_files(tmp_path):
+    rng = np.random.default_rng(2)
+    paths = []
+    for i in range(2):
+        photo = synth.compose_photo(rng, [synth.render_pillow_text(f"x + {i} = y")], size=(180, 240))
+        p = tmp_path / f"photo{i}.png"
+        cv2.imwrite(str(p), photo.image[..., ::-1])
+        paths.append(str(p))
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image at all")
+    return paths, str(bad)
+
+
+def _run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, "--threads", "1", "--device", "cpu", stdout=out)
+    return out.getvalue()
+
+
+def test_detect_json_lists_regions_per_image_and_reports_unreadable_files(photo_files):
+    paths, bad = photo_files
+    result = json.loads(_run("detect", "--json", *paths, bad))
+    assert [r["image"] for r in result] == [*paths, bad]
+    for item in result[:2]:
+        assert item["width"] == 240 and item["height"] == 180
+        for region in item["regions"]:
+            assert len(region["points"]) == 4 and all(len(p) == 2 for p in region["points"])
+            assert 0 <= region["score"] <= 1
+    assert "error" in result[2] and "regions" not in result[2]
+
+
+def test_recognize_json_gives_latex_and_confidence_per_crop(tmp_path):
+    p = tmp_path / "crop.png"
+    cv2.imwrite(str(p), synth.render_pillow_text("a + b = c"))
+    (item,) = json.loads(_run("recognize", "--json", str(p)))
+    assert set(item) == {"image", "latex", "confidence", "tokens", "token_confidences"}
+    assert item["latex"] == " ".join(item["tokens"]) and 0 <= item["confidence"] <= 1
+
+
+def test_evaluate_recognizer_prints_metrics_and_writes_per_sample_rows(tmp_path):
+    tsv = tmp_path / "set.tsv"
+    lines = []
+    for i, text in enumerate(["a+b", "x=1", r"\frac{1}{2}"]):
+        img = synth.render_mathtext(text, size=20)
+        cv2.imwrite(str(tmp_path / f"{i}.png"), img)
+        lines.append(f"{i}.png\t{text}")
+    tsv.write_text("\n".join(lines) + "\n")
+    results = tmp_path / "out.jsonl"
+    summary = json.loads(_run("evaluate_recognizer", "--tsv", str(tsv), "--images", str(tmp_path),
+                              "--results", str(results), "--json"))
+    assert summary["samples"] == 3
+    for key in ("exact_match", "within_1", "within_2", "token_edit_distance", "bleu4"):
+        assert 0.0 <= summary[key] <= 1.0
+    rows = [json.loads(x) for x in results.read_text().splitlines()]
+    assert [r["image"] for r in rows] == ["0.png", "1.png", "2.png"]
+    assert rows[2]["truth"] == r"\frac { 1 } { 2 }"
+
+
+def test_evaluate_detector_on_pages_uses_the_ink_box_as_truth(tmp_path):
+    page = np.full((300, 220, 3), 255, np.uint8)
+    cv2.putText(page, "x+1=2", (40, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
+    cv2.imwrite(str(tmp_path / "p.png"), page)
+    (tmp_path / "pages.tsv").write_text("p.png\tx+1=2\n")
+    results = tmp_path / "det.jsonl"
+    summary = json.loads(_run("evaluate_detector", "--tsv", str(tmp_path / "pages.tsv"), "--images", str(tmp_path),
+                              "--results", str(results), "--json"))
+    assert summary["images"] == 1 and {"precision", "recall", "f1", "mean_iou"} <= set(summary)
+    (row,) = [json.loads(x) for x in results.read_text().splitlines()]
+    assert row["image"] == "p.png" and row["truth"] == 1

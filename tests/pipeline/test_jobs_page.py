@@ -1,0 +1,38 @@
+"""The curator's pre-labeling page: lists jobs with progress, starts and cancels through services."""
+from __future__ import annotations
+
+from django.test import Client
+
+from pipeline.models import PrelabelJob
+from tests import factories
+
+
+def _client(user) -> Client:
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+def test_curator_sees_job_progress_and_can_start_and_cancel(curator, spec, source, django_capture_on_commit_callbacks):
+    factories.make_image(spec=spec, source=source)
+    c = _client(curator)
+    with django_capture_on_commit_callbacks(execute=False):
+        resp = c.post("/pipeline/jobs/start/", {"spec": spec.id})
+    assert resp.status_code == 302
+    job = PrelabelJob.objects.get()
+    page = c.get("/pipeline/jobs/")
+    assert page.status_code == 200
+    assert f'data-job="{job.id}"' in page.content.decode() and "0/1" in page.content.decode()
+    assert c.post(f"/pipeline/jobs/{job.id}/cancel/").status_code == 302
+    job.refresh_from_db()
+    assert job.status == PrelabelJob.Status.CANCELLED
+
+
+def test_vendor_users_cannot_open_the_page(annotator):
+    assert _client(annotator).get("/pipeline/jobs/").status_code == 403
+
+
+def test_model_team_sees_but_cannot_start(model_team, spec):
+    c = _client(model_team)
+    assert c.get("/pipeline/jobs/").status_code == 200
+    assert c.post("/pipeline/jobs/start/", {"spec": spec.id}).status_code == 403

@@ -1,0 +1,140 @@
+"""The formula models on tiny inputs, on the CPU, with the committed weights; geometry of the rectifier."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from pipeline.ml import synth
+from pipeline.ml.detector import DetectorConfig, postprocess, rectify, top_half_mask
+from pipeline.ml.evaluate import detector_metrics, quad_iou, recognizer_metrics
+from pipeline.ml.inference import WEIGHTS_DIR, FormulaReader, load_detector, load_recognizer
+
+
+@pytest.fixture(scope="module")
+def reader():
+    torch.set_num_threads(1)
+    return FormulaReader(device="cpu")
+
+
+def test_committed_weights_fit_the_size_budget_and_have_model_cards():
+    total = sum(p.stat().st_size for p in WEIGHTS_DIR.rglob("*") if p.is_file())
+    assert total <= 25 * 1024 * 1024
+    for kind in ("detector", "recognizer"):
+        assert (WEIGHTS_DIR / kind / "weights.pt").exists()
+        assert json.loads((WEIGHTS_DIR / kind / "config.json").read_text())
+        card = (WEIGHTS_DIR / kind / "MODEL_CARD.md").read_text()
+        assert "NonCommercial" in card and "Architecture" in card
+
+
+def test_models_load_on_cpu():
+    model, cfg = load_detector(device="cpu")
+    assert next(model.parameters()).device.type == "cpu"
+    rec = load_recognizer(device="cpu")
+    assert rec.cfg.vocab[:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
+
+
+def test_detector_returns_ordered_quads_with_scores_in_image_pixels(reader):
+    rng = np.random.default_rng(5)
+    crop = synth.render_pillow_text("x + 1 = 2")
+    photo = synth.compose_photo(rng, [crop], size=(200, 300), max_angle=0)
+    (regions,) = reader.detect([photo.image])
+    for r in regions:
+        assert r.quad.shape == (4, 2)
+        assert (r.quad[:, 0] >= 0).all() and (r.quad[:, 0] < 300).all()
+        assert (r.quad[:, 1] >= 0).all() and (r.quad[:, 1] < 200).all()
+        assert 0.0 <= r.score <= 1.0
+        assert r.mask.shape == (200, 300)
+
+
+def test_recognizer_returns_tokens_with_confidences_in_batches(reader):
+    crops = [synth.render_pillow_text("a + b"), synth.render_pillow_text("12 = x")]
+    readings = reader.recognize(crops)
+    assert len(readings) == 2
+    for r in readings:
+        assert len(r.tokens) == len(r.token_confidences)
+        assert all(0.0 <= c <= 1.0 for c in r.token_confidences)
+        assert 0.0 <= r.confidence <= 1.0
+        assert r.latex == " ".join(r.tokens)
+
+
+def test_full_pipeline_read_returns_regions_with_latex(reader):
+    rng = np.random.default_rng(1)
+    photo = synth.compose_photo(rng, [synth.render_pillow_text("y = 2 x")], size=(160, 240))
+    (result,) = reader.read([photo.image])
+    assert set(result) == {"regions", "seconds"}
+    for region in result["regions"]:
+        assert {"points", "score", "latex", "latex_confidence", "token_confidences"} <= set(region)
+
+
+def test_rectifier_straightens_a_rotated_quad_upright():
+    # a 120x40 rectangle, top half red and bottom half blue, rotated by 150 degrees
+    canvas = np.full((300, 300, 3), 255, np.uint8)
+    w, h = 120, 40
+    corners = np.array([[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]])
+    a = np.deg2rad(150)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    quad = (corners @ rot.T + 150).astype(np.float32)
+    mid_l, mid_r = (quad[0] + quad[3]) / 2, (quad[1] + quad[2]) / 2
+    cv2.fillConvexPoly(canvas, np.round([quad[0], quad[1], mid_r, mid_l]).astype(np.int32), (255, 0, 0))
+    cv2.fillConvexPoly(canvas, np.round([mid_l, mid_r, quad[2], quad[3]]).astype(np.int32), (0, 0, 255))
+    out = rectify(canvas, quad)
+    assert abs(out.shape[1] - w) <= 1 and abs(out.shape[0] - h) <= 1
+    top, bottom = out[5:h // 2 - 5, 10:-10], out[h // 2 + 5:-5, 10:-10]
+    assert (top[..., 0] > 200).mean() > 0.95 and (top[..., 2] < 60).mean() > 0.95
+    assert (bottom[..., 2] > 200).mean() > 0.95 and (bottom[..., 0] < 60).mean() > 0.95
+    assert rectify(canvas, quad, height=20).shape[0] == 20
+
+
+def test_postprocess_recovers_reading_order_of_an_upside_down_formula():
+    cfg = DetectorConfig(threshold=0.5, min_area=0.0)
+    quad = np.float32([[90, 70], [30, 70], [30, 50], [90, 50]])  # rotated 180 degrees: top edge is y=70
+    prob = np.zeros((128, 128), np.float32)
+    cv2.fillConvexPoly(prob, quad.astype(np.int32), 1.0)
+    top = top_half_mask(quad, (128, 128)).astype(np.float32)
+    (region,) = postprocess(prob, top, (256, 256), cfg)
+    # the first two corners (the formula's top edge) must lie on the lower side of the image
+    assert region.quad[0, 1] > region.quad[2, 1] and region.quad[1, 1] > region.quad[3, 1]
+    assert quad_iou(region.quad / 2, quad) > 0.8
+
+
+def test_compose_photo_is_seeded_and_its_truth_matches_the_mask():
+    crop = synth.render_pillow_text("3 + 4")
+    a = synth.compose_photo(np.random.default_rng(7), [crop, crop, crop], size=(256, 256))
+    b = synth.compose_photo(np.random.default_rng(7), [crop, crop, crop], size=(256, 256))
+    assert np.array_equal(a.image, b.image) and len(a.quads) == len(b.quads) >= 1
+    for q in a.quads:
+        assert q.shape == (4, 2) and q.min() >= 0 and q[:, 0].max() < 256 and q[:, 1].max() < 256
+    drawn = np.zeros((256, 256), np.uint8)
+    for q in a.quads:
+        cv2.fillConvexPoly(drawn, np.round(q).astype(np.int32), 1)
+    assert np.array_equal(drawn, a.mask)
+
+
+@pytest.mark.parametrize("fn", [synth.add_shadow, synth.add_highlighter, synth.add_whiteout, synth.blur, synth.jpeg])
+def test_each_degradation_keeps_shape_and_changes_pixels(fn):
+    img = synth.paper(np.random.default_rng(0), 120, 160)
+    cv2.putText(img, "x+1", (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 3)
+    out = fn(img, np.random.default_rng(3))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, img)
+
+
+def test_mathtext_renders_a_tight_dark_on_white_crop():
+    crop = synth.render_mathtext(r"\frac{a}{b}+\sqrt{x}", size=20, font="cm")
+    assert crop.ndim == 2 and crop.min() < 60 and crop[0].min() > 200 and crop[-1].min() > 200
+
+
+def test_metrics_on_known_answers():
+    summary, rows = recognizer_metrics([(r"\frac12", r"{1\over 2}"), ("a + b", "a - b"), ("x", "y z w")])
+    assert summary["exact_match"] == pytest.approx(1 / 3)
+    assert summary["within_1"] == pytest.approx(2 / 3)
+    assert [r["edits"] for r in rows] == [0, 1, 3]
+    box = [[0, 0], [10, 0], [10, 10], [0, 10]]
+    shifted = [[5, 0], [15, 0], [15, 10], [5, 10]]
+    summary, _ = detector_metrics([([box], [box]), ([shifted], [box]), ([], [box])])
+    assert summary["precision"] == pytest.approx(1 / 2) and summary["recall"] == pytest.approx(1 / 3)
+    assert summary["mean_iou"] == pytest.approx(1.0)

@@ -1,0 +1,176 @@
+"""Model registry and pre-labeling endpoints: uploads, bad input, isolation, progress."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+
+from pipeline.ml.detector import DetectorConfig, TinyUNet
+from pipeline.models import ModelVersion, PrelabelJob
+from tests import factories
+from tests.conftest import stored_files
+
+
+def _detector_state_bytes() -> bytes:
+    buf = io.BytesIO()
+    torch.save(TinyUNet(DetectorConfig()).state_dict(), buf)
+    return buf.getvalue()
+
+
+def _torchscript_bytes() -> bytes:
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.trace(TinyUNet(DetectorConfig()).eval(), torch.zeros(1, 3, 256, 256)), buf)
+    return buf.getvalue()
+
+
+def _upload(api, **over):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    data = {"kind": "detector", "name": "team-unet", "version": "1", "format": "state_dict",
+            "file": SimpleUploadedFile("w.pt", _detector_state_bytes()),
+            "config": json.dumps(DetectorConfig().to_dict()), "training_licences": ["mit"]}
+    data.update(over)
+    data = {k: v for k, v in data.items() if v is not None}
+    return api.post("/api/v1/model-versions/", data, format="multipart")
+
+
+@pytest.fixture
+def team_api(api, model_team):
+    api.force_authenticate(model_team)
+    return api
+
+
+def test_model_team_uploads_a_state_dict_and_activates_it(team_api):
+    resp = _upload(team_api, activate="true")
+    assert resp.status_code == 201, resp.content
+    body = resp.json()
+    assert body["is_active"] and body["training_licences"] == ["mit"] and body["allows_commercial"]
+    assert len(stored_files()) == 1
+
+
+def test_torchscript_detector_upload_is_accepted(team_api):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    resp = _upload(team_api, format="torchscript", file=SimpleUploadedFile("m.ts", _torchscript_bytes()))
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["format"] == "torchscript"
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"file": None}, "file"),
+        ({"format": "onnx"}, "format"),
+        ({"kind": "pipeline"}, "kind"),
+        ({"config": "{not json"}, "config"),
+        ({"training_licences": ["no-such-licence"]}, "training_licences"),
+        ({"name": "bad name!"}, "name"),
+    ],
+)
+def test_bad_upload_is_rejected_naming_the_field_and_stores_nothing(team_api, override, field):
+    resp = _upload(team_api, **override)
+    assert resp.status_code == 400
+    assert field in resp.json()
+    assert stored_files() == [] and ModelVersion.objects.count() == 0
+
+
+def test_unloadable_weights_are_rejected_before_storing(team_api):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    resp = _upload(team_api, file=SimpleUploadedFile("w.pt", b"garbage, not a checkpoint"))
+    assert resp.status_code == 400 and "file" in resp.json()
+    assert stored_files() == []
+
+
+def test_duplicate_version_is_rejected(team_api):
+    assert _upload(team_api).status_code == 201
+    resp = _upload(team_api)
+    assert resp.status_code == 400 and "version" in resp.json()
+    assert len(stored_files()) == 1
+
+
+def test_activating_a_version_deactivates_the_previous_one(team_api):
+    first = _upload(team_api, version="1", activate="true").json()
+    second = _upload(team_api, version="2").json()
+    resp = team_api.post(f"/api/v1/model-versions/{second['id']}/activate/")
+    assert resp.status_code == 200 and resp.json()["is_active"]
+    assert not ModelVersion.objects.get(pk=first["id"]).is_active
+
+
+def test_http_model_is_registered_and_validated(team_api):
+    resp = team_api.post("/api/v1/model-versions/http/", {"name": "ls-backend", "version": "3",
+                                                          "endpoint_url": "http://ml.example/predict",
+                                                          "training_licences": ["cc-by-nc-sa-3.0"]}, format="json")
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["kind"] == "pipeline" and resp.json()["allows_commercial"] is False
+    bad = team_api.post("/api/v1/model-versions/http/", {"name": "x", "version": "1", "endpoint_url": "ftp://x"},
+                        format="json")
+    assert bad.status_code == 400 and "endpoint_url" in bad.json()
+
+
+def test_vendor_users_see_no_models_or_jobs(api, annotator, curator):
+    ModelVersion.objects.create(kind="detector", name="n", version="1", source="builtin")
+    api.force_authenticate(annotator)
+    assert api.get("/api/v1/model-versions/").json()["count"] == 0
+    assert api.get("/api/v1/prelabel-jobs/").json()["count"] == 0
+    assert _upload(api).status_code == 403
+
+
+def test_curator_starts_job_and_reads_progress(curator_api, spec, source, django_capture_on_commit_callbacks):
+    imgs = [factories.make_image(spec=spec, source=source) for _ in range(3)]
+    with django_capture_on_commit_callbacks(execute=True):
+        resp = curator_api.post("/api/v1/prelabel-jobs/", {"image_ids": [i.id for i in imgs]}, format="json")
+    assert resp.status_code == 201, resp.content
+    job = curator_api.get(f"/api/v1/prelabel-jobs/{resp.json()['id']}/").json()
+    assert job["status"] == "done"
+    assert job["progress"]["done"] == 3 and job["progress"]["total"] == 3
+    preds = curator_api.get(f"/api/v1/predictions/?job={job['id']}").json()
+    assert preds["count"] == 3
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [({}, "spec"), ({"spec": 1, "image_ids": [1]}, "spec"), ({"image_ids": []}, "image_ids"),
+     ({"image_ids": [999999]}, "image_ids"), ({"spec": 999999}, "spec"), ({"spec": 1, "chunk_size": 0}, "chunk_size")],
+)
+def test_bad_job_requests_are_rejected_naming_the_field(curator_api, payload, field):
+    resp = curator_api.post("/api/v1/prelabel-jobs/", payload, format="json")
+    assert resp.status_code == 400 and field in resp.json()
+    assert PrelabelJob.objects.count() == 0
+
+
+def test_model_team_cannot_start_jobs(api, model_team, spec):
+    api.force_authenticate(model_team)
+    assert api.post("/api/v1/prelabel-jobs/", {"spec": spec.id}, format="json").status_code == 403
+
+
+def test_cancel_endpoint(curator_api, spec, source, django_capture_on_commit_callbacks):
+    factories.make_image(spec=spec, source=source)
+    with django_capture_on_commit_callbacks(execute=False):
+        job = curator_api.post("/api/v1/prelabel-jobs/", {"spec": spec.id}, format="json").json()
+    resp = curator_api.post(f"/api/v1/prelabel-jobs/{job['id']}/cancel/")
+    assert resp.status_code == 200 and resp.json()["status"] == "cancelled"
+    assert curator_api.post(f"/api/v1/prelabel-jobs/{job['id']}/cancel/").status_code == 400
+
+
+def test_list_endpoints_use_constant_queries(curator_api, spec, source, django_assert_max_num_queries):
+    for i in range(5):
+        ModelVersion.objects.create(kind="recognizer", name=f"m{i}", version="1", source="builtin")
+        PrelabelJob.objects.create(spec=spec, total=0)
+    with django_assert_max_num_queries(8):
+        assert curator_api.get("/api/v1/model-versions/").status_code == 200
+    with django_assert_max_num_queries(8):
+        assert curator_api.get("/api/v1/prelabel-jobs/").json()["count"] == 5
+    with django_assert_max_num_queries(8):
+        assert curator_api.get("/api/v1/predictions/").status_code == 200
+
+
+def test_schema_types_every_pipeline_endpoint(curator_api):
+    schema = curator_api.get("/api/schema/", {"format": "json"})
+    assert schema.status_code == 200
+    text = schema.content.decode()
+    for path in ("/api/v1/model-versions/", "/api/v1/prelabel-jobs/{id}/cancel/", "/api/v1/predictions/",
+                 "/api/v1/model-versions/http/", "/api/v1/prelabel-jobs/{id}/failures/"):
+        assert path in text

@@ -137,7 +137,7 @@ class Prediction(models.Model):
     ``task_id`` is free for the labeling app to link the task that was pre-labeled from it.
     """
 
-    image = models.ForeignKey("curation.Image", on_delete=models.CASCADE, related_name="predictions")
+    image = models.ForeignKey("curation.Image", on_delete=models.CASCADE, related_name="model_predictions")
     job = models.ForeignKey(PrelabelJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions")
     task_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     detector_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")

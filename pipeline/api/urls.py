@@ -5,5 +5,5 @@ from . import views
 router = DefaultRouter()
 router.register("model-versions", views.ModelVersionViewSet, basename="model-version")
 router.register("prelabel-jobs", views.PrelabelJobViewSet, basename="prelabel-job")
-router.register("predictions", views.PredictionViewSet, basename="prediction")
+router.register("model-predictions", views.PredictionViewSet, basename="model-prediction")
 urlpatterns = router.urls

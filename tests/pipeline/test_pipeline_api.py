@@ -126,7 +126,7 @@ def test_curator_starts_job_and_reads_progress(curator_api, spec, source, django
     job = curator_api.get(f"/api/v1/prelabel-jobs/{resp.json()['id']}/").json()
     assert job["status"] == "done"
     assert job["progress"]["done"] == 3 and job["progress"]["total"] == 3
-    preds = curator_api.get(f"/api/v1/predictions/?job={job['id']}").json()
+    preds = curator_api.get(f"/api/v1/model-predictions/?job={job['id']}").json()
     assert preds["count"] == 3
 
 
@@ -164,13 +164,13 @@ def test_list_endpoints_use_constant_queries(curator_api, spec, source, django_a
     with django_assert_max_num_queries(8):
         assert curator_api.get("/api/v1/prelabel-jobs/").json()["count"] == 5
     with django_assert_max_num_queries(8):
-        assert curator_api.get("/api/v1/predictions/").status_code == 200
+        assert curator_api.get("/api/v1/model-predictions/").status_code == 200
 
 
 def test_schema_types_every_pipeline_endpoint(curator_api):
     schema = curator_api.get("/api/schema/", {"format": "json"})
     assert schema.status_code == 200
     text = schema.content.decode()
-    for path in ("/api/v1/model-versions/", "/api/v1/prelabel-jobs/{id}/cancel/", "/api/v1/predictions/",
+    for path in ("/api/v1/model-versions/", "/api/v1/prelabel-jobs/{id}/cancel/", "/api/v1/model-predictions/",
                  "/api/v1/model-versions/http/", "/api/v1/prelabel-jobs/{id}/failures/"):
         assert path in text

@@ -25,7 +25,7 @@ demo: venv
 run: demo
 	@echo "Starting a Celery worker and the web server (Ctrl-C stops both)..."
 	@trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/celery -A config worker --loglevel INFO -c 2 >var/worker.log 2>&1 & \
+	$(BIN)/celery -A config worker -B --loglevel INFO -c 2 >var/worker.log 2>&1 & \
 	echo "Worker log: var/worker.log"; \
 	echo "Open http://$(HOST):$(PORT)/ (API docs: http://$(HOST):$(PORT)/api/docs/)"; \
 	$(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)

@@ -189,6 +189,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("MATHSET_TASK_SOFT_TIME_LIMIT",
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_TASK_DEFAULT_RETRY_DELAY = 5
 MATHSET_TASK_MAX_RETRIES = 3
+# Re-queue pre-labeling work of jobs whose worker died, without waiting for the
+# broker's visibility timeout (run by `celery worker -B` or a separate `celery beat`).
+CELERY_BEAT_SCHEDULE = {
+    "prelabel-sweep": {"task": "pipeline.tasks.prelabel_sweep", "schedule": 300.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 

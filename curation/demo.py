@@ -95,6 +95,7 @@ class DemoSummary:
     duplicates: int = 0
     failures: list[str] = field(default_factory=list)
     used_real_data: bool = False
+    batches: int = 0
 
 
 def _vendor() -> Vendor:
@@ -202,4 +203,38 @@ def demo_load(*, shared_data: Path | None = None) -> DemoSummary:
         items = _synthetic_items(variant, indices, seed=synthetic.VARIANTS.index(variant) + 1)
         for spec in specs:
             _ingest(summary, spec=spec, source=src[family], items=items, categories=[variant], user=curator)
+    _work(summary, spec=research, vendor=vendor, curator=curator)
     return summary
+
+
+def _work(summary: DemoSummary, *, spec: DatasetSpec, vendor: Vendor, curator: User) -> None:
+    """An active batch for the demo vendor and a published guide, so the annotator and
+    reviewer logins have work to do at once (once only: the batch keeps its name)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from guides import services as guides_services
+    from guides.models import Guide
+    from labeling.models import Batch
+    from labeling.services import batch_create
+
+    if not Batch.objects.filter(vendor=vendor, name=DEMO_BATCH).exists():
+        batch_create(spec=spec, vendor=vendor, name=DEMO_BATCH, unit_price=Decimal("0.30"), quantity=20,
+                     deadline=dt.date.today() + dt.timedelta(days=30), created_by=curator)
+        summary.batches += 1
+    if not Guide.objects.filter(spec=spec).exists():
+        guide = guides_services.guide_create(spec=spec, title="How to label formulas", created_by=curator)
+        version = guides_services.guide_version_create(guide=guide, created_by=curator, body_md=DEMO_GUIDE,
+                                                       change_notes="First version")
+        guides_services.guide_version_publish(version=version, by=curator)
+
+
+DEMO_BATCH = "Demo batch 1"
+DEMO_GUIDE = """# Labeling formulas
+
+1. Draw **one quadrilateral per formula**, corners on the ink's outer edge, following the
+   paper when it is rotated or bent (use *Quad*, 4 clicks, or *Rectangle* and drag).
+2. Type the formula in LaTeX as it is written, e.g. $\\frac{a}{b} + x^{2}$; check the preview.
+3. Mark a region *illegible* when you cannot read it, *cut off* when it leaves the photo.
+4. Whiteout and highlighter: label what is written *now*, not what was covered.
+"""

@@ -60,6 +60,13 @@ def assert_demo_is_complete(out: str) -> None:
     families = set(Source.objects.values_list("licence__family", flat=True))
     assert families >= {f.value for f in Licence.Family}
     assert Image.objects.exclude(truth_latex="").count() == Image.objects.count()
+    # The annotator login has work at once: an active batch and a published guide.
+    from guides.models import GuideVersion
+    from labeling.models import Batch
+
+    batch = Batch.objects.get(vendor__name="Acme Labeling", spec=research)
+    assert batch.status == "active" and batch.tasks.count() == 20
+    assert GuideVersion.objects.filter(guide__spec=research, published_at__isnull=False).count() == 1
 
 
 def test_generated_demo_is_complete_and_idempotent():

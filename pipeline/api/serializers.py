@@ -105,7 +105,7 @@ class FailureSerializer(serializers.Serializer):
     attempts = serializers.IntegerField()
 
 
-class PredictionSerializer(serializers.ModelSerializer):
+class ModelPredictionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Prediction
         fields = ["id", "image", "job", "task_id", "detector_version", "recognizer_version", "regions",

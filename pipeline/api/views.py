@@ -142,7 +142,7 @@ class PrelabelJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Model predictions per image (regions with 4 points, masks as RLE, LaTeX, confidences)."""
 
-    serializer_class = s.PredictionSerializer
+    serializer_class = s.ModelPredictionSerializer
     filterset_class = PredictionFilter
 
     def get_queryset(self):

@@ -20,6 +20,7 @@ from guides import services as guides_services
 from guides.models import FaqEntry
 from labeling import services
 from labeling.models import Annotation, Prediction, Review, Task
+from pipeline import services as pipeline_services
 from tests import factories
 from tests.factories import quad
 from tests.labeling.conftest import client_for
@@ -88,11 +89,18 @@ def world(db):
         guides_services.question_promote_to_faq(question=question, by=curator)
         guides_services.guide_version_create(guide=version.guide, created_by=curator)  # takes the FAQ entry
         faq = FaqEntry.objects.get(version__guide__spec=spec)
+        # Pipeline: models and jobs are curator/model-team business; predictions follow their image.
+        detector = pipeline_services.model_version_builtin(kind="detector")
+        prelabel_job = pipeline_services.prelabel_job_create(created_by=curator, images=[image])
+        model_prediction = pipeline_services.prediction_store(
+            image=image, job=prelabel_job, detector_version=detector, recognizer_version=None,
+            regions=[{"points": [[10, 10], [90, 10], [90, 40], [10, 40]], "score": 0.9, "latex": label}])
         worlds[label] = dict(vendor=vendor, spec=spec, source=source, batch=batch, task=task, image=image,
                              annotation=annotation, review=review, prediction=prediction, job=job,
                              category=Category.objects.filter(spec=spec).first(), people=people,
                              contract=contract, guide=version.guide, version=version, example=example, ack=ack,
-                             question=question, notification=notification, faq=faq)
+                             question=question, notification=notification, faq=faq, detector=detector,
+                             prelabel_job=prelabel_job, model_prediction=model_prediction)
     return worlds
 
 
@@ -105,7 +113,7 @@ def foreign_ids(b: dict) -> dict[type, list[int]]:
     objs = [b["vendor"], b["spec"], b["source"], b["batch"], b["task"], b["image"], b["annotation"], b["review"],
             b["prediction"], b["job"], b["category"], *b["people"].values(), b["contract"], b["guide"],
             b["version"], b["example"], b["ack"], b["question"], b["notification"]]
-    objs.append(b["faq"])
+    objs += [b["faq"], b["detector"], b["prelabel_job"], b["model_prediction"]]
     out: dict[type, list[int]] = {}
     for o in objs:
         out.setdefault(type(o), []).append(o.pk)

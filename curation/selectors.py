@@ -45,14 +45,24 @@ def specs_visible_to(user: User) -> QuerySet[DatasetSpec]:
     return qs.filter(filters[0]).distinct()
 
 
-def categories_visible_to(user: User) -> QuerySet[Category]:
-    """Categories of the specs `user` may see, with the collected count for quota progress."""
-    specs = specs_visible_to(user)
-    return (
-        Category.objects.filter(spec__in=specs.values("id"))
-        .select_related("spec")
-        .annotate(collected=Count("images", distinct=True))
+# Task statuses that count an image as labeled (an answer was handed in) or accepted.
+LABELED_STATUSES = ("submitted", "accepted")
+
+
+def with_quota_progress(categories: QuerySet[Category]) -> QuerySet[Category]:
+    """Annotate quota progress, counted in SQL: images collected, labeled (a task
+    submitted or accepted) and accepted."""
+    return categories.annotate(
+        collected=Count("images", distinct=True),
+        labeled=Count("images", filter=Q(images__tasks__status__in=LABELED_STATUSES), distinct=True),
+        accepted=Count("images", filter=Q(images__tasks__status="accepted"), distinct=True),
     )
+
+
+def categories_visible_to(user: User) -> QuerySet[Category]:
+    """Categories of the specs `user` may see, with their quota progress."""
+    specs = specs_visible_to(user)
+    return with_quota_progress(Category.objects.filter(spec__in=specs.values("id")).select_related("spec"))
 
 
 def images_visible_to(user: User) -> QuerySet[Image]:

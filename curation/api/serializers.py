@@ -45,12 +45,14 @@ class CategoryProgressSerializer(serializers.ModelSerializer):
 
     spec = serializers.PrimaryKeyRelatedField(read_only=True)
     collected = serializers.IntegerField(read_only=True)
+    labeled = serializers.IntegerField(read_only=True, default=0)
+    accepted = serializers.IntegerField(read_only=True, default=0)
     progress = serializers.SerializerMethodField()
 
     class Meta:
         model = Category
         fields = ["id", "spec", "slug", "name", "description", "target_quota", "is_builtin", "position",
-                  "collected", "progress"]
+                  "collected", "labeled", "accepted", "progress"]
         read_only_fields = ["is_builtin", "position"]
 
     def get_progress(self, obj) -> float | None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.core.files.storage import default_storage
-from django.db.models import Count, Prefetch
+from django.db.models import Prefetch
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -65,7 +65,7 @@ class DatasetSpecViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
-        progress = Category.objects.annotate(collected=Count("images", distinct=True)).order_by("position", "id")
+        progress = selectors.with_quota_progress(Category.objects.all()).order_by("position", "id")
         return selectors.specs_visible_to(self.request.user).prefetch_related(
             Prefetch("categories", queryset=progress, to_attr="categories_with_progress"), "requirements"
         )

@@ -92,10 +92,10 @@ def test_detail_shows_quota_progress_per_category(client, curator, filled_spec, 
     r = client.get(f"/specs/{filled_spec.pk}/")
     assert r.status_code == 200
     page = text(r)
-    assert "Printed 2 / 10 collected 20%" in page
-    assert "Handwritten 1 / 10 collected 10%" in page
-    assert "Shadow 1 / 10 collected 10%" in page
-    assert "Whiteout 0 / 10 collected 0%" in page
+    assert "Printed 2 / 10 collected · 0 labeled · 0 accepted 20%" in page
+    assert "Handwritten 1 / 10 collected · 0 labeled · 0 accepted 10%" in page
+    assert "Shadow 1 / 10 collected · 0 labeled · 0 accepted 10%" in page
+    assert "Whiteout 0 / 10 collected · 0 labeled · 0 accepted 0%" in page
     assert "LaTeX exact match >= 0.85" in page
     assert f"{source.name} {source.licence.name}" in page and "Quadrilateral (4 points), LaTeX" in page
     printed = filled_spec.categories.get(slug="printed")

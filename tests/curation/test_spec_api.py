@@ -104,3 +104,28 @@ def test_only_curators_write_specs(api, model_team, annotator):
     for user in (model_team, annotator):
         api.force_authenticate(user)
         assert api.post("/api/v1/specs/", SPEC, format="json").status_code == 403
+
+
+def test_quota_progress_counts_labeled_and_accepted_images(curator_api):
+    from common import roles
+    from labeling import services as labeling
+    from tests import factories
+    from tests.factories import quad
+
+    vendor = factories.make_vendor()
+    spec = make_spec(default_quota=10)
+    batch = factories.make_batch(spec, vendor, images=3)
+    for image in spec.images.all():
+        image.categories.add(spec.categories.get(slug="printed"))
+    annotator = factories.make_user(roles.ANNOTATOR, vendor=vendor)
+    reviewer = factories.make_user(roles.REVIEWER, vendor=vendor)
+    for decision in ("accept", None):
+        task = labeling.task_claim_next(annotator=annotator).task
+        annotation = labeling.annotation_create(task=task, annotator=annotator, submit=True, regions=[quad()])
+        if decision:
+            labeling.review_create(annotation=annotation, reviewer=reviewer, decision=decision)
+    assert batch.tasks.count() == 3
+    printed = {c["slug"]: c for c in curator_api.get(f"/api/v1/specs/{spec.id}/").json()["categories"]}["printed"]
+    assert (printed["collected"], printed["labeled"], printed["accepted"]) == (3, 2, 1)
+    listed = curator_api.get(f"/api/v1/categories/?spec={spec.id}&slug=printed").json()["results"][0]
+    assert (listed["labeled"], listed["accepted"]) == (2, 1)

@@ -154,3 +154,16 @@ def predictions_visible_to(user: User) -> QuerySet[Prediction]:
     if vendor is None:
         return qs.none()
     return qs.filter(image__tasks__batch__vendor=vendor).distinct()
+
+
+def batches_with_progress(user: User) -> QuerySet[Batch]:
+    """The batches `user` may see with their task counts by status, in one query."""
+    from django.db.models import Count
+
+    def count(status: str | None = None):
+        return Count("tasks", filter=Q(tasks__status=status)) if status else Count("tasks")
+
+    return batches_visible_to(user).annotate(
+        n_tasks=count(), n_submitted=count(Task.Status.SUBMITTED), n_accepted=count(Task.Status.ACCEPTED),
+        n_rejected=count(Task.Status.REJECTED), n_in_progress=count(Task.Status.IN_PROGRESS),
+    ).order_by("vendor__name", "-status", "deadline", "id")

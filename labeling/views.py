@@ -88,3 +88,17 @@ def review(request, annotation_id: int | None = None):
         "waiting": queue.count(),
         "reasons": Review.Reason.choices,
     })
+
+
+@role_required(roles.CURATOR, roles.VENDOR_MANAGER)
+def batch_overview(request):
+    """Batches per vendor with progress against the agreed quantity and the cost so far
+    (accepted tasks times the unit price; rejected work is not paid)."""
+    rows = list(selectors.batches_with_progress(request.user))
+    vendors: dict[int, dict] = {}
+    for batch in rows:
+        batch.cost_so_far = batch.n_accepted * batch.unit_price
+        group = vendors.setdefault(batch.vendor_id, {"vendor": batch.vendor, "batches": [], "totals": {}})
+        group["batches"].append(batch)
+        group["totals"][batch.currency] = group["totals"].get(batch.currency, 0) + batch.cost_so_far
+    return render(request, "labeling/batches.html", {"vendors": list(vendors.values())})

@@ -133,7 +133,7 @@ def test_screenshots_of_every_curator_page(page, live_server, login, screenshot,
         screenshot(name if name != "upload" else "upload-empty")
     # Quota progress on the spec page, as a curator sees it.
     page.goto(f"{live_server.url}/specs/{spec.pk}/")
-    assert page.locator("[data-category=printed]").inner_text() == "3 / 6 collected"
+    assert page.locator("[data-category=printed]").inner_text() == "3 / 6 collected · 0 labeled · 0 accepted"
     # Thumbnails load through the session-authenticated API.
     page.goto(f"{live_server.url}/images/?spec={spec.pk}")
     page.wait_for_load_state("networkidle")

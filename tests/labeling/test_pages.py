@@ -102,3 +102,40 @@ def test_my_work_query_count_does_not_grow_with_annotations(batch, annotator, re
     client = client_for(annotator)
     with django_assert_max_num_queries(10):
         assert client.get("/work/").status_code == 200
+
+
+def test_batch_overview_shows_progress_and_cost_per_vendor(django_assert_max_num_queries):
+    from decimal import Decimal
+
+    from django.test import Client
+
+    from labeling import services as labeling
+    from tests.factories import quad
+
+    acme = factories.make_vendor("Acme")
+    other = factories.make_vendor("Other")
+    batch = factories.make_batch(factories.make_spec(), acme, images=4, unit_price=Decimal("0.25"), quantity=4)
+    factories.make_batch(factories.make_spec(), other, images=1)
+    annotator = factories.make_user(roles.ANNOTATOR, vendor=acme)
+    reviewer = factories.make_user(roles.REVIEWER, vendor=acme)
+    for decision in ("accept", "accept", "reject"):
+        task = labeling.task_claim_next(annotator=annotator).task
+        annotation = labeling.annotation_create(task=task, annotator=annotator, submit=True, regions=[quad()])
+        labeling.review_create(annotation=annotation, reviewer=reviewer, decision=decision,
+                               reasons=[] if decision == "accept" else ["latex_error"])
+
+    curator = Client()
+    curator.force_login(factories.make_user(roles.CURATOR))
+    with django_assert_max_num_queries(12):
+        html = curator.get("/batches/").content.decode()
+    assert f'data-progress="{batch.pk}">2 / 4 accepted' in html
+    assert f'data-cost="{batch.pk}">0.50 USD' in html
+    assert "Other" in html
+
+    manager = Client()
+    manager.force_login(factories.make_user(roles.VENDOR_MANAGER, vendor=acme))
+    html = manager.get("/batches/").content.decode()
+    assert "Acme" in html and "Other" not in html
+    annotator_client = Client()
+    annotator_client.force_login(annotator)
+    assert annotator_client.get("/batches/").status_code == 403

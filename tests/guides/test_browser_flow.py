@@ -53,16 +53,29 @@ def test_publish_acknowledge_ask_about_region_and_see_answer(browser, live_serve
     v2 = selectors.spec_current_guide_version(spec=spec)
     assert v2.number == 2
 
-    # The work queue's gate now holds the annotator back; the guide page asks for the acknowledgement.
+    # The work queue's gate now holds the annotator back: "Start labeling" says why and links
+    # to the guide, which asks for the acknowledgement.
     assert selectors.guide_acknowledgement_required(user=annotator, spec=spec) == v2
+    factories.make_batch(spec, contract.vendor, images=1)
     ann = _page_as(browser, live_server, annotator)
-    ann.goto(guide_url)
+    ann.goto("/work/")
+    ann.locator("#start-labeling").click()
+    message = ann.locator("#start-message")
+    message.get_by_role("link", name="open the guide").wait_for()
+    assert "acknowledge version 2 of the work guide" in message.inner_text()
+    message.get_by_role("link", name="open the guide").click()
+    ann.wait_for_url(f"**{guide_url}")
     banner = ann.locator("#ack-required")
     assert "before you take your next task" in banner.inner_text()
     assert ann.locator("#guide-body span.math").first.get_attribute("data-latex") == "\\frac{a}{b}"
     ann.locator("#acknowledge").click()
     ann.locator("#ack-done").wait_for()
     assert selectors.guide_acknowledgement_required(user=annotator, spec=spec) is None
+    # Acknowledged: the queue now hands out the task.
+    ann.goto("/work/")
+    ann.locator("#start-labeling").click()
+    ann.wait_for_url("**/label/*/")
+    ann.goto(guide_url)
 
     # The annotator asks about a region of the example image, clicking its four corners.
     ann.locator("a.ask-about-image").first.click()

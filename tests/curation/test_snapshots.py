@@ -19,7 +19,7 @@ from curation.models import DatasetSpec, Export, Image, SnapshotItem, Source
 from labeling.models import Region
 from labeling.services import annotation_create, review_create, task_claim_next
 from tests import factories
-from tests.conftest import stored_files
+from tests.conftest import stored_files, wait_for
 from tests.factories import quad
 from tests.labeling.conftest import client_for
 
@@ -284,3 +284,16 @@ def test_exported_coco_masks_decode_to_the_stored_masks(curator, tmp_path):
     (ann,) = coco.loadAnns(coco.getAnnIds())
     assert ann["latex"] == "a+b"
     assert np.array_equal(coco.annToMask(ann), mask)
+
+
+def test_real_worker_builds_the_export_and_the_api_streams_it(real_worker):
+    curator = factories.make_user(roles.CURATOR)
+    spec = accepted_spec(images=2)
+    snap = snapshots.snapshot_create(spec=spec, name="worker", created_by=curator)
+    api = client_for(curator)
+    r = api.post("/api/v1/exports/", {"snapshot": snap.pk, "format": "coco"}, format="json")
+    assert r.status_code == 201, r.content
+    job = wait_for(lambda: Export.objects.filter(id=r.json()["id"], status__in=["done", "failed"]).first())
+    assert job.status == Export.Status.DONE, job.error
+    body = b"".join(api.get(f"/api/v1/exports/{job.pk}/download/").streaming_content)
+    assert body == export_bytes(snap, "coco")

@@ -69,11 +69,18 @@ def _frozen_regions(version_ids: list[int]) -> dict[int, list[dict]]:
     from labeling.models import Region
 
     out: dict[int, list[dict]] = {v: [] for v in version_ids}
-    for r in Region.objects.filter(version_id__in=version_ids).order_by("version_id", "index"):
-        flags = [name for name, on in (("illegible", r.illegible), ("partial", r.cut_off)) if on]
-        out[r.version_id].append({"kind": r.kind, "points": r.points, "mask_rle": r.mask_rle, "latex": r.latex,
-                                  "categories": sorted(r.categories or []), "flags": flags})
+    # In chunks: one IN list per chunk stays under SQLite's parameter limit for any snapshot size.
+    for chunk in _chunks(sorted(version_ids)):
+        for r in Region.objects.filter(version_id__in=chunk).order_by("version_id", "index"):
+            flags = [name for name, on in (("illegible", r.illegible), ("partial", r.cut_off)) if on]
+            out[r.version_id].append({"kind": r.kind, "points": r.points, "mask_rle": r.mask_rle,
+                                      "latex": r.latex, "categories": sorted(r.categories or []), "flags": flags})
     return out
+
+
+def _chunks(values: list) -> Iterator[list]:
+    for start in range(0, len(values), _ITEM_BATCH):
+        yield values[start:start + _ITEM_BATCH]
 
 
 def _item_row(item: SnapshotItem) -> dict:
@@ -108,9 +115,9 @@ def snapshot_create(*, spec: DatasetSpec, name: str, created_by: User | None,
     annotations = _accepted_annotations(spec)
     if not annotations:
         raise ValidationError({"spec": "This spec has no accepted annotations yet; nothing to snapshot."})
-    images = (Image.objects.filter(id__in=list(annotations)).select_related("source__licence")
-              .prefetch_related("categories").order_by("id"))
-    images = list(images)
+    images = [im for chunk in _chunks(sorted(annotations))
+              for im in Image.objects.filter(id__in=chunk).select_related("source__licence")
+              .prefetch_related("categories").order_by("id")]
     result = assign_splits(
         [SplitItem(id=im.id, phash=im.phash or None, session=im.capture_session,
                    categories=tuple(sorted(c.slug for c in im.categories.all()))) for im in images],

@@ -297,3 +297,18 @@ def test_real_worker_builds_the_export_and_the_api_streams_it(real_worker):
     assert job.status == Export.Status.DONE, job.error
     body = b"".join(api.get(f"/api/v1/exports/{job.pk}/download/").streaming_content)
     assert body == export_bytes(snap, "coco")
+
+
+def test_admin_lists_snapshots_and_exports_but_cannot_change_them(curator, client):
+    spec = accepted_spec(images=1)
+    snap = snapshots.snapshot_create(spec=spec, name="admin", created_by=curator)
+    job = snapshots.export_create(snapshot=snap, format="coco", created_by=curator)
+    admin = factories.UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    assert snap.content_hash[:12] in client.get("/admin/curation/snapshot/").content.decode()
+    assert client.get("/admin/curation/export/").status_code == 200
+    assert client.get("/admin/curation/snapshot/add/").status_code == 403
+    r = client.post(f"/admin/curation/export/{job.pk}/change/", {"status": "done"})
+    assert r.status_code == 403
+    job.refresh_from_db()
+    assert job.status == Export.Status.QUEUED

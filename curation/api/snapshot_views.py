@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import SAFE_METHODS, BasePermission
@@ -18,7 +18,7 @@ from common.permissions import IsCuratorOrReadOnly
 from common.roles import can_read_all_data
 
 from .. import selectors, snapshots
-from ..models import DatasetSpec, Export, Snapshot
+from ..models import DatasetSpec, Export, Snapshot, SnapshotItem
 
 
 class CanReadAllOrReadOnly(BasePermission):
@@ -39,6 +39,14 @@ class SnapshotSerializer(serializers.ModelSerializer):
         model = Snapshot
         fields = ["id", "spec", "spec_slug", "name", "created_by", "created_at", "ratios", "seed", "content_hash",
                   "item_count", "split_counts", "near_duplicate_pairs"]
+        read_only_fields = fields
+
+
+class SnapshotItemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SnapshotItem
+        fields = ["image", "annotation", "annotation_version", "split", "sha256", "width", "height",
+                  "capture_session", "categories", "regions", "licence", "source"]
         read_only_fields = fields
 
 
@@ -100,6 +108,18 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         snapshot = snapshots.snapshot_create(spec=v["spec"], name=v["name"], created_by=request.user,
                                              ratios=v.get("ratios") or snapshots.DEFAULT_RATIOS, seed=v["seed"])
         return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[OpenApiParameter("split", str, description="train, validation or test")],
+                   responses={200: SnapshotItemSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def items(self, request, pk=None):
+        """The frozen items (image, accepted annotation version, split, regions), paginated, in image order."""
+        snapshot = self.get_object()
+        qs = SnapshotItem.objects.filter(snapshot=snapshot).order_by("image_id")
+        if request.query_params.get("split"):
+            qs = qs.filter(split=request.query_params["split"])
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(SnapshotItemSerializer(page, many=True).data)
 
 
 class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,

@@ -312,3 +312,22 @@ def test_admin_lists_snapshots_and_exports_but_cannot_change_them(curator, clien
     assert r.status_code == 403
     job.refresh_from_db()
     assert job.status == Export.Status.QUEUED
+
+
+def test_model_team_pages_through_a_snapshots_items_by_split(curator, model_team, django_assert_max_num_queries):
+    spec = accepted_spec(images=4)
+    snap = snapshots.snapshot_create(spec=spec, name="items", created_by=curator, ratios=(0.5, 0, 0.5))
+    team = client_for(model_team)
+    with django_assert_max_num_queries(8):
+        body = team.get(f"/api/v1/snapshots/{snap.pk}/items/?split=test&limit=10").json()
+    expected = sorted(snap.items.filter(split="test").values_list("image_id", flat=True))
+    assert [row["image"] for row in body["results"]] == expected and body["count"] == len(expected)
+    assert body["results"][0]["regions"][0]["latex"].startswith("x^")
+
+def test_exports_list_filters_by_snapshot(curator):
+    spec = accepted_spec(images=1)
+    first, second = (snapshots.snapshot_create(spec=spec, name=n, created_by=curator) for n in ("one", "two"))
+    wanted = snapshots.export_create(snapshot=first, format="coco", created_by=curator)
+    snapshots.export_create(snapshot=second, format="coco", created_by=curator)
+    body = client_for(curator).get("/api/v1/exports/", {"snapshot": first.pk}).json()
+    assert [row["id"] for row in body["results"]] == [wanted.pk]

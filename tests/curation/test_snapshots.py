@@ -331,3 +331,13 @@ def test_exports_list_filters_by_snapshot(curator):
     snapshots.export_create(snapshot=second, format="coco", created_by=curator)
     body = client_for(curator).get("/api/v1/exports/", {"snapshot": first.pk}).json()
     assert [row["id"] for row in body["results"]] == [wanted.pk]
+
+
+def test_an_image_in_a_snapshot_cannot_be_deleted(curator):
+    spec = accepted_spec(images=1)
+    snap = snapshots.snapshot_create(spec=spec, name="keep", created_by=curator)
+    image_id = snap.items.get().image_id
+    r = client_for(curator).delete(f"/api/v1/images/{image_id}/")
+    assert r.status_code == 400 and "keep" in r.json()["image"][0]
+    assert Image.objects.filter(pk=image_id).exists()
+    assert snap.items.get().file in stored_files()

@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from . import services
-from .models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, Source
+from .models import Category, DatasetSpec, Export, Image, ImportJob, Licence, ModelRequirement, Snapshot, Source
 
 
 @admin.register(Licence)
@@ -86,3 +86,25 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_display = ["id", "spec", "source", "status", "total", "imported", "duplicates", "created_at"]
     list_filter = ["status"]
     readonly_fields = [f.name for f in ImportJob._meta.fields]
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Snapshots are frozen and exports are built by workers: the admin only reads them."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(_ReadOnlyAdmin):
+    list_display = ["id", "spec", "name", "item_count", "content_hash", "created_by", "created_at"]
+    list_filter = ["spec"]
+
+
+@admin.register(Export)
+class ExportAdmin(_ReadOnlyAdmin):
+    list_display = ["id", "snapshot", "format", "status", "images", "excluded_images", "size", "created_at"]
+    list_filter = ["status", "format"]

@@ -242,3 +242,100 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class Snapshot(models.Model):
+    """A frozen, reproducible dataset: (image, accepted annotation version, split) of a spec.
+
+    Items hold copies of the accepted regions and of the provenance, so later edits of
+    annotations, sources or licences never change a snapshot; ``content_hash`` is the
+    SHA-256 over its canonical item list, so a rebuild can be checked byte for byte.
+    """
+
+    spec = models.ForeignKey(DatasetSpec, on_delete=models.PROTECT, related_name="snapshots")
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    ratios = models.JSONField(help_text='Split weights, e.g. {"train": 0.8, "validation": 0.1, "test": 0.1}')
+    seed = models.IntegerField(default=0)
+    content_hash = models.CharField(max_length=64)
+    item_count = models.PositiveIntegerField(default=0)
+    split_counts = models.JSONField(default=dict, blank=True)
+    near_duplicate_pairs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["spec", "name"], name="uniq_snapshot_name_per_spec")]
+
+    def __str__(self) -> str:
+        return f"{self.spec.slug}/{self.name}"
+
+
+class SnapshotItem(models.Model):
+    """One image of a snapshot with frozen copies of its accepted regions and provenance."""
+
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="items")
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
+    # The live annotation may change or go; the number and the copy below are what counts.
+    annotation = models.ForeignKey("labeling.Annotation", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    annotation_version = models.PositiveIntegerField()
+    split = models.CharField(max_length=16)
+    file = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    capture_session = models.CharField(max_length=120, blank=True)
+    categories = models.JSONField(default=list, help_text="Category slugs of the image")
+    regions = models.JSONField(default=list, help_text="Accepted regions: points, mask_rle, latex, categories, flags")
+    licence = models.JSONField(default=dict, help_text="Licence code, name, url and flags at freeze time")
+    source = models.JSONField(default=dict, help_text="Source name, copyright holder, attribution, url")
+
+    class Meta:
+        ordering = ["snapshot_id", "image_id"]
+        constraints = [models.UniqueConstraint(fields=["snapshot", "image"], name="uniq_snapshot_image")]
+        indexes = [models.Index(fields=["snapshot", "split"])]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot_id}:{self.image_id} ({self.split})"
+
+
+class Export(models.Model):
+    """A snapshot written in one format into a zip in storage by a Celery worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class Format(models.TextChoices):
+        COCO = "coco", "COCO"
+        YOLO_OBB = "yolo-obb", "YOLO-OBB"
+        IM2LATEX = "im2latex", "im2latex"
+        JSONL = "jsonl", "JSONL"
+        LABEL_STUDIO = "label-studio", "Label Studio JSON"
+        ICDAR2015 = "icdar2015", "ICDAR-2015"
+
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="exports")
+    format = models.CharField(max_length=16, choices=Format.choices)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    file = models.CharField(max_length=255, blank=True, help_text="Storage name of the zip")
+    size = models.PositiveBigIntegerField(default=0)
+    images = models.PositiveIntegerField(default=0)
+    regions = models.PositiveIntegerField(default=0)
+    excluded_images = models.PositiveIntegerField(default=0)
+    licences = models.JSONField(default=dict, blank=True, help_text="Images per licence code in the export")
+    excluded = models.JSONField(default=list, blank=True, help_text='[{"licence": ..., "reason": ..., "images": n}]')
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot} {self.format} ({self.status})"

@@ -92,3 +92,22 @@ def images_near_duplicates(*, user: User, image: Image, max_distance: int = 8, l
     )[:limit]
     by_id = images_visible_to(user).in_bulk([pk for pk, _ in close])
     return [(by_id[pk], d) for pk, d in close if pk in by_id]
+
+
+def snapshots_visible_to(user: User) -> QuerySet:
+    """Snapshots: curators and model teams read them all; vendor users none (they hold
+    every vendor's accepted work and the sources' provenance)."""
+    from .models import Snapshot
+
+    if can_read_all_data(user):
+        return Snapshot.objects.select_related("spec", "created_by")
+    return Snapshot.objects.none()
+
+
+def exports_visible_to(user: User) -> QuerySet:
+    """Exports of the snapshots `user` may see."""
+    from .models import Export
+
+    if can_read_all_data(user):
+        return Export.objects.select_related("snapshot__spec", "created_by")
+    return Export.objects.none()

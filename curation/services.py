@@ -435,7 +435,15 @@ def image_update(*, image: Image, categories: Iterable[str | int | Category] | N
 
 
 def image_delete(*, image: Image) -> None:
-    """Delete an image and, once the deletion is committed, its files."""
+    """Delete an image and, once the deletion is committed, its files.
+
+    An image frozen into a snapshot stays: the snapshot must remain rebuildable byte for byte.
+    """
+    from .models import SnapshotItem
+
+    frozen = sorted(set(SnapshotItem.objects.filter(image=image).values_list("snapshot__name", flat=True)))
+    if frozen:
+        raise ValidationError({"image": f"This image is in snapshot(s) {', '.join(frozen)}; it cannot be deleted."})
     names = [image.file, image.thumbnail]
     with transaction.atomic():
         image.delete()

@@ -12,3 +12,15 @@ def run_import_job(job_id: int) -> None:
     if job is None:
         return
     import_job_run(job=job)
+
+
+@shared_task(acks_late=True)
+def run_export(export_id: int) -> None:
+    """Build a queued export. Returns quietly if the export is gone or already taken."""
+    from .models import Export
+    from .snapshots import export_run
+
+    job = Export.objects.filter(id=export_id, status=Export.Status.QUEUED).first()
+    if job is None:
+        return
+    export_run(job=job)

@@ -15,6 +15,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from common import roles
+from curation import snapshots as curation_snapshots
 from curation.models import Category, ImportJob, Licence
 from guides import services as guides_services
 from guides.models import FaqEntry
@@ -68,6 +69,17 @@ def world(db):
                                                 regions=[quad(latex=rf"\text{{{label}}}")])
         review = services.review_create(annotation=annotation, reviewer=rev_user, decision="reject",
                                         reasons=["other"], comment=f"comment {label}")
+        # A snapshot of accepted work (a second annotator's task) and an export of it; before
+        # the guide below is published, which would gate claiming.
+        snapshot_curator = factories.make_user(roles.CURATOR)
+        second = factories.make_user(roles.ANNOTATOR, vendor=vendor, username=f"annotator2-{label}")
+        accepted = services.annotation_create(task=services.task_claim_next(annotator=second).task, annotator=second,
+                                              submit=True, regions=[quad(latex=rf"\text{{{label}}}")])
+        services.review_create(annotation=accepted, reviewer=rev_user, decision="accept")
+        snapshot = curation_snapshots.snapshot_create(spec=spec, name=f"Snapshot {label}", created_by=snapshot_curator)
+        export = curation_snapshots.export_run(job=curation_snapshots.export_create(
+            snapshot=snapshot, format="coco", created_by=snapshot_curator))
+        assert export.status == "done", export.error
         image = task.image
         prediction = services.predictions_import(model_name=f"model-{label}", model_version="1",
                                                  items=[{"image": image.id, "regions": [quad()]}])[0]
@@ -100,7 +112,8 @@ def world(db):
                              category=Category.objects.filter(spec=spec).first(), people=people,
                              contract=contract, guide=version.guide, version=version, example=example, ack=ack,
                              question=question, notification=notification, faq=faq, detector=detector,
-                             prelabel_job=prelabel_job, model_prediction=model_prediction)
+                             prelabel_job=prelabel_job, model_prediction=model_prediction, snapshot=snapshot,
+                             export=export)
     return worlds
 
 
@@ -113,7 +126,7 @@ def foreign_ids(b: dict) -> dict[type, list[int]]:
     objs = [b["vendor"], b["spec"], b["source"], b["batch"], b["task"], b["image"], b["annotation"], b["review"],
             b["prediction"], b["job"], b["category"], *b["people"].values(), b["contract"], b["guide"],
             b["version"], b["example"], b["ack"], b["question"], b["notification"]]
-    objs += [b["faq"], b["detector"], b["prelabel_job"], b["model_prediction"]]
+    objs += [b["faq"], b["detector"], b["prelabel_job"], b["model_prediction"], b["snapshot"], b["export"]]
     out: dict[type, list[int]] = {}
     for o in objs:
         out.setdefault(type(o), []).append(o.pk)

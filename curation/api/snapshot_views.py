@@ -1,0 +1,153 @@
+"""Snapshot and export API: freeze a spec's accepted work, build exports, download them.
+
+Curators create snapshots; curators and model teams read them and build and download
+exports. Vendor users see none of it (the selectors return nothing for them).
+"""
+from __future__ import annotations
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.response import Response
+
+from common.permissions import IsCuratorOrReadOnly
+from common.roles import can_read_all_data
+
+from .. import selectors, snapshots
+from ..models import DatasetSpec, Export, Snapshot, SnapshotItem
+
+
+class CanReadAllOrReadOnly(BasePermission):
+    """Anyone signed in may read (selectors decide what); curators and model teams write."""
+
+    message = "Only curators and model teams can do this."
+
+    def has_permission(self, request, view) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False
+        return request.method in SAFE_METHODS or can_read_all_data(request.user)
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    spec_slug = serializers.CharField(source="spec.slug", read_only=True)
+
+    class Meta:
+        model = Snapshot
+        fields = ["id", "spec", "spec_slug", "name", "created_by", "created_at", "ratios", "seed", "content_hash",
+                  "item_count", "split_counts", "near_duplicate_pairs"]
+        read_only_fields = fields
+
+
+class SnapshotItemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SnapshotItem
+        fields = ["image", "annotation", "annotation_version", "split", "sha256", "width", "height",
+                  "capture_session", "categories", "regions", "licence", "source"]
+        read_only_fields = fields
+
+
+class SnapshotCreateSerializer(serializers.Serializer):
+    spec = serializers.PrimaryKeyRelatedField(queryset=DatasetSpec.objects.none())
+    name = serializers.CharField(max_length=200)
+    ratios = serializers.ListField(child=serializers.FloatField(min_value=0), min_length=3, max_length=3,
+                                   required=False, help_text="Weights of train, validation, test")
+    seed = serializers.IntegerField(required=False, default=0)
+
+    def __init__(self, *args, specs=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if specs is not None:
+            self.fields["spec"].queryset = specs
+
+
+class ExportSerializer(serializers.ModelSerializer):
+    # Plain text in the schema: an enum here would clash with other "status" enums by name.
+    status = serializers.CharField(read_only=True, help_text="queued, running, done or failed")
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Export
+        fields = ["id", "snapshot", "format", "status", "size", "images", "regions", "excluded_images", "licences",
+                  "excluded", "error", "created_by", "created_at", "finished_at", "download_url"]
+        read_only_fields = fields
+
+    def get_download_url(self, obj: Export) -> str | None:
+        return f"/api/v1/exports/{obj.pk}/download/" if obj.status == Export.Status.DONE else None
+
+
+class ExportCreateSerializer(serializers.Serializer):
+    snapshot = serializers.PrimaryKeyRelatedField(queryset=Snapshot.objects.none())
+    # Validated by the service, so an unknown format is a 400 naming `format` either way.
+    format = serializers.CharField(max_length=32, help_text="One of: " + ", ".join(Export.Format.values))
+
+    def __init__(self, *args, snapshots=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if snapshots is not None:
+            self.fields["snapshot"].queryset = snapshots
+
+
+class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                      viewsets.GenericViewSet):
+    """Frozen, reproducible datasets of a spec (image, accepted annotation version, split)."""
+
+    serializer_class = SnapshotSerializer
+    permission_classes = [IsCuratorOrReadOnly]
+    filterset_fields = ["spec"]
+
+    def get_queryset(self):
+        return selectors.snapshots_visible_to(self.request.user)
+
+    @extend_schema(request=SnapshotCreateSerializer, responses={201: SnapshotSerializer})
+    def create(self, request, *args, **kwargs):
+        data = SnapshotCreateSerializer(data=request.data, specs=selectors.specs_visible_to(request.user))
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        snapshot = snapshots.snapshot_create(spec=v["spec"], name=v["name"], created_by=request.user,
+                                             ratios=v.get("ratios") or snapshots.DEFAULT_RATIOS, seed=v["seed"])
+        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[OpenApiParameter("split", str, description="train, validation or test")],
+                   responses={200: SnapshotItemSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def items(self, request, pk=None):
+        """The frozen items (image, accepted annotation version, split, regions), paginated, in image order."""
+        snapshot = self.get_object()
+        qs = SnapshotItem.objects.filter(snapshot=snapshot).order_by("image_id")
+        if request.query_params.get("split"):
+            qs = qs.filter(split=request.query_params["split"])
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(SnapshotItemSerializer(page, many=True).data)
+
+
+class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                    viewsets.GenericViewSet):
+    """Exports of snapshots, built by a Celery worker into a zip; download when done."""
+
+    serializer_class = ExportSerializer
+    permission_classes = [CanReadAllOrReadOnly]
+    filterset_fields = ["snapshot", "format", "status"]
+
+    def get_queryset(self):
+        return selectors.exports_visible_to(self.request.user)
+
+    @extend_schema(request=ExportCreateSerializer, responses={201: ExportSerializer})
+    def create(self, request, *args, **kwargs):
+        data = ExportCreateSerializer(data=request.data, snapshots=selectors.snapshots_visible_to(request.user))
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        job = snapshots.export_create(snapshot=v["snapshot"], format=v["format"], created_by=request.user)
+        return Response(ExportSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        """The export's zip, streamed from storage in chunks (constant memory)."""
+        job = self.get_object()
+        if job.status != Export.Status.DONE or not job.file:
+            raise Http404("This export is not ready.")
+        name = f"{job.snapshot.spec.slug}-{job.snapshot.name}-{job.format}.zip".replace("/", "_")
+        return FileResponse(default_storage.open(job.file, "rb"), as_attachment=True, filename=name,
+                            content_type="application/zip")

@@ -34,17 +34,21 @@ def fresh_database(url: str | None, var_dir: Path) -> str:
     return url
 
 
-def machine_facts(db_engine: str) -> str:
-    """One line: database engine and version, cores, load average, CPU, Python."""
-    load = os.getloadavg()
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (the platform's guess elsewhere)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine_facts(db_engine: str) -> str:
+    """One line: database engine and version, cores, load average, CPU, Python."""
+    load = os.getloadavg()
+    cpu = cpu_name()
     return (f"machine: db={db_engine}, cores={os.cpu_count()}, load average={load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}, "
             f"cpu={cpu}, python={platform.python_version()}")
 

@@ -12,16 +12,11 @@ if str(ROOT) not in sys.path:
 
 
 def facts() -> str:
+    """One line for the model benchmarks: CPU, cores, load, torch threads and CUDA."""
     import torch
+    from _benchutil import cpu_name
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     return (f"machine: {cpu}, {os.cpu_count()} logical CPUs, load avg {load[0]:.2f}, torch {torch.__version__}, "
             f"threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}, python {platform.python_version()}")

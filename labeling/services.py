@@ -267,12 +267,14 @@ def _reap_expired(task_id: int, now) -> int:
     return n
 
 
-def claimable_tasks(*, annotator: User, batch_ids: Iterable[int], now) -> QuerySet[Task]:
+def claimable_tasks(*, annotator: User, batch_ids: Iterable[int], now,
+                    include_released: bool = True) -> QuerySet[Task]:
     """Tasks of `batch_ids` with a free slot (or an expired lease) that `annotator`
-    has never annotated nor holds, in queue order: priority, lowest model confidence, age."""
+    has never annotated nor holds, in queue order: priority, lowest model confidence, age.
+    With include_released=False, tasks the annotator gave back (skipped) are left out too."""
     expired = Claim.objects.filter(task=OuterRef("pk"), state=Claim.State.LIVE, expires_at__lte=now)
-    mine = Claim.objects.filter(task=OuterRef("pk"), annotator=annotator,
-                                state__in=[Claim.State.LIVE, Claim.State.ANNOTATED])
+    excluded = [Claim.State.LIVE, Claim.State.ANNOTATED] + ([] if include_released else [Claim.State.RELEASED])
+    mine = Claim.objects.filter(task=OuterRef("pk"), annotator=annotator, state__in=excluded)
     return (
         Task.objects.filter(batch_id__in=list(batch_ids), status__in=Task.CLAIMABLE)
         .filter(Q(slots_taken__lt=F("overlap")) | Exists(expired))
@@ -310,10 +312,13 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
     batch_ids, blocked = _open_batch_ids(annotator, vendor)
     if not batch_ids:
         return ClaimResult(None, None, "empty", blocked)
-    candidates = claimable_tasks(annotator=annotator, batch_ids=batch_ids, now=now).select_related("batch", "image")
+    # A task the annotator skipped comes back to them only when nothing else is left.
+    fresh = claimable_tasks(annotator=annotator, batch_ids=batch_ids, now=now, include_released=False)
+    anything = claimable_tasks(annotator=annotator, batch_ids=batch_ids, now=now)
     for _ in range(10):
         # of=("self",): lock the task row only, not the batch and image rows joined in.
-        task = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+        task = (fresh.select_related("batch", "image").select_for_update(skip_locked=True, of=("self",)).first()
+                or anything.select_related("batch", "image").select_for_update(skip_locked=True, of=("self",)).first())
         if task is None:
             break
         taken = Task.objects.filter(pk=task.pk, status__in=Task.CLAIMABLE, slots_taken__lt=F("overlap")).update(

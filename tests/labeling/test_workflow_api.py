@@ -191,3 +191,16 @@ def test_vendor_manager_adds_an_annotator(vendor, manager):
     assert r.json()["roles"] == ["annotator"]
     names = [m["username"] for m in api.get(f"/api/v1/vendors/{vendor.id}/members/").json()["results"]]
     assert "ann-new" in names and manager.username in names
+
+
+def test_a_skipped_task_comes_back_only_when_nothing_else_is_left():
+    vendor = factories.make_vendor()
+    factories.make_batch(factories.make_spec(), vendor, images=2)
+    api = client_for(factories.make_user(roles.ANNOTATOR, vendor=vendor))
+    first = api.post("/api/v1/tasks/next/").json()["task"]["id"]
+    assert api.post(f"/api/v1/tasks/{first}/release/").status_code in (200, 204)
+    second = api.post("/api/v1/tasks/next/").json()["task"]["id"]
+    assert second != first
+    assert api.post(f"/api/v1/tasks/{second}/release/").status_code in (200, 204)
+    # Both skipped: the queue still hands them out rather than leaving the annotator idle.
+    assert api.post("/api/v1/tasks/next/").json()["task"]["id"] in {first, second}

@@ -193,6 +193,7 @@ MATHSET_TASK_MAX_RETRIES = 3
 # broker's visibility timeout (run by `celery worker -B` or a separate `celery beat`).
 CELERY_BEAT_SCHEDULE = {
     "prelabel-sweep": {"task": "pipeline.tasks.prelabel_sweep", "schedule": 300.0},
+    "builds-sweep": {"task": "curation.tasks.sweep_builds", "schedule": 300.0},  # exports, snapshots
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_SERIALIZER = "json"

@@ -250,7 +250,16 @@ class Snapshot(models.Model):
     Items hold copies of the accepted regions and of the provenance, so later edits of
     annotations, sources or licences never change a snapshot; ``content_hash`` is the
     SHA-256 over its canonical item list, so a rebuild can be checked byte for byte.
+
+    A snapshot is requested (``queued``), frozen by a Celery worker (``building``) and then
+    ``ready``, or ``failed`` with the reason in ``error``. Items exist only once it is ready.
     """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
 
     spec = models.ForeignKey(DatasetSpec, on_delete=models.PROTECT, related_name="snapshots")
     name = models.CharField(max_length=200)
@@ -263,6 +272,18 @@ class Snapshot(models.Model):
     item_count = models.PositiveIntegerField(default=0)
     split_counts = models.JSONField(default=dict, blank=True)
     near_duplicate_pairs = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    # Incremented by each build attempt; a build only records its result while its attempt is current.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Summaries stored at build time, so list pages never aggregate over items.
+    category_counts = models.JSONField(default=dict, blank=True,
+                                       help_text='Images per category and split: {"printed": {"train": 8, ...}}')
+    licence_counts = models.JSONField(default=dict, blank=True,
+                                      help_text='Per licence code: {"name": ..., "allows_commercial": bool, "images": n}')
+    commercial_items = models.PositiveIntegerField(default=0, help_text="Items whose licence allows commercial use")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -333,6 +354,9 @@ class Export(models.Model):
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Incremented by each run; a run only records its result while its attempt is current.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -8,15 +8,21 @@ snapshot never changes and an export of it is the same bytes every time it is bu
 """
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from common.storage import guarded_files
@@ -99,19 +105,69 @@ def snapshot_items_hash(items) -> str:
     return hasher.hexdigest()
 
 
-@transaction.atomic
+def _has_accepted(spec: DatasetSpec) -> bool:
+    from labeling.models import Annotation
+
+    return Annotation.objects.filter(task__image__spec=spec, status=Annotation.Status.ACCEPTED,
+                                     current__isnull=False).exists()
+
+
 def snapshot_create(*, spec: DatasetSpec, name: str, created_by: User | None,
                     ratios: object = DEFAULT_RATIOS, seed: int = 0) -> Snapshot:
-    """Freeze every image of `spec` whose task has an accepted annotation: the accepted
-    version's regions, the image's provenance and a leak-free split, in one transaction."""
+    """Record a request to freeze `spec`'s accepted work and queue its build on a worker.
+
+    The snapshot starts ``queued``; :func:`snapshot_build` (run by the Celery task
+    ``curation.tasks.build_snapshot`` once this transaction commits) freezes it. Everything a
+    build could refuse up front (name, ratios, seed, nothing accepted yet) is refused here,
+    so bad input is a 400 and nothing is stored.
+    """
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "Name the snapshot."})
-    if Snapshot.objects.filter(spec=spec, name=name).exists():
-        raise ValidationError({"name": f"This spec already has a snapshot named {name!r}."})
     weights = _ratios(ratios)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValidationError({"seed": "The seed must be an integer."})
+    with transaction.atomic():
+        if Snapshot.objects.filter(spec=spec, name=name).exists():
+            raise ValidationError({"name": f"This spec already has a snapshot named {name!r}."})
+        if not _has_accepted(spec):
+            raise ValidationError({"spec": "This spec has no accepted annotations yet; nothing to snapshot."})
+        try:
+            with transaction.atomic():  # a savepoint: a concurrent request may take the name first
+                snapshot = Snapshot.objects.create(spec=spec, name=name, created_by=created_by, ratios=weights,
+                                                   seed=seed, content_hash="", status=Snapshot.Status.QUEUED)
+        except IntegrityError:
+            raise ValidationError({"name": f"This spec already has a snapshot named {name!r}."}) from None
+        from .tasks import build_snapshot
+
+        transaction.on_commit(lambda: build_snapshot.delay(snapshot.id))
+    return snapshot
+
+
+class _Superseded(Exception):
+    """A build or export attempt that the sweep has meanwhile taken away (re-queued or failed)."""
+
+
+def snapshot_summaries(items) -> tuple[dict, dict, int]:
+    """(images per category and split, images per licence with its flags, commercial-usable images)."""
+    categories: dict[str, dict[str, int]] = {}
+    licences: dict[str, dict] = {}
+    commercial = 0
+    for item in items:
+        for slug in item.categories:
+            per_split = categories.setdefault(slug, dict.fromkeys(SPLIT_NAMES, 0))
+            per_split[item.split] = per_split.get(item.split, 0) + 1
+        lic = item.licence
+        entry = licences.setdefault(lic["code"], {"name": lic["name"], "allows_commercial": lic["allows_commercial"],
+                                                  "images": 0})
+        entry["images"] += 1
+        commercial += bool(lic["allows_commercial"])
+    return categories, dict(sorted(licences.items())), commercial
+
+
+def _freeze(snapshot: Snapshot) -> list[SnapshotItem]:
+    """Create the items of `snapshot` from the spec's accepted work as it is now."""
+    spec = snapshot.spec
     annotations = _accepted_annotations(spec)
     if not annotations:
         raise ValidationError({"spec": "This spec has no accepted annotations yet; nothing to snapshot."})
@@ -121,11 +177,10 @@ def snapshot_create(*, spec: DatasetSpec, name: str, created_by: User | None,
     result = assign_splits(
         [SplitItem(id=im.id, phash=im.phash or None, session=im.capture_session,
                    categories=tuple(sorted(c.slug for c in im.categories.all()))) for im in images],
-        ratios=weights, seed=seed)
+        ratios=snapshot.ratios, seed=snapshot.seed)
     regions = _frozen_regions([a.current_id for a in annotations.values()])
-    snapshot = Snapshot.objects.create(spec=spec, name=name, created_by=created_by, ratios=weights, seed=seed,
-                                       content_hash="", item_count=len(images), split_counts=result.counts,
-                                       near_duplicate_pairs=result.near_duplicate_pairs)
+    # A retried build starts clean (a dead attempt's transaction never committed items, but be sure).
+    SnapshotItem.objects.filter(snapshot=snapshot).delete()
     items = []
     for im in images:
         annotation = annotations[im.id]
@@ -141,9 +196,73 @@ def snapshot_create(*, spec: DatasetSpec, name: str, created_by: User | None,
             source={"name": src.name, "copyright_holder": src.copyright_holder, "attribution": src.attribution,
                     "url": src.url}))
     SnapshotItem.objects.bulk_create(items, batch_size=_ITEM_BATCH)
-    snapshot.content_hash = snapshot_items_hash(items)
-    snapshot.save(update_fields=["content_hash"])
+    snapshot.split_counts, snapshot.near_duplicate_pairs = result.counts, result.near_duplicate_pairs
+    return items
+
+
+def snapshot_build(*, snapshot: Snapshot) -> Snapshot:
+    """Freeze a queued snapshot: every image of its spec whose task has an accepted annotation,
+    with the accepted version's regions, the image's provenance and a leak-free split.
+
+    Idempotent: a snapshot no longer queued is left alone. The items and the ``ready`` status
+    are written in one transaction, and only while this attempt is still the current one, so
+    a build the sweep gave up on can never overwrite its successor's result.
+    """
+    claimed = Snapshot.objects.filter(id=snapshot.id, status=Snapshot.Status.QUEUED).update(
+        status=Snapshot.Status.BUILDING, started_at=timezone.now(), attempts=F("attempts") + 1, error="")
+    snapshot.refresh_from_db()
+    if not claimed:
+        return snapshot
+    attempt = snapshot.attempts
+    current = Snapshot.objects.filter(id=snapshot.id, status=Snapshot.Status.BUILDING, attempts=attempt)
+    try:
+        with transaction.atomic():
+            items = _freeze(snapshot)
+            categories, licences, commercial = snapshot_summaries(items)
+            if not current.update(status=Snapshot.Status.READY, content_hash=snapshot_items_hash(items),
+                                  item_count=len(items), split_counts=snapshot.split_counts,
+                                  near_duplicate_pairs=snapshot.near_duplicate_pairs, category_counts=categories,
+                                  licence_counts=licences, commercial_items=commercial, finished_at=timezone.now()):
+                raise _Superseded
+    except _Superseded:
+        pass
+    except Exception as exc:
+        message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        current.update(status=Snapshot.Status.FAILED, error=message[:2000], finished_at=timezone.now())
+    snapshot.refresh_from_db()
     return snapshot
+
+
+@dataclass(frozen=True)
+class RebuildCheck:
+    """The outcome of re-hashing a snapshot's frozen items."""
+
+    content_hash: str
+    recomputed_hash: str
+    items: int
+    matches: bool
+
+
+def snapshot_rebuild_check(*, snapshot: Snapshot) -> RebuildCheck:
+    """Re-compute the content hash from the frozen items and say whether it is the recorded one.
+
+    A mismatch means an item row was changed behind the services' back (the admin and the
+    API never change them), so exports built from it would no longer be what was published.
+    """
+    if snapshot.status != Snapshot.Status.READY:
+        raise ValidationError({"status": f"Only a ready snapshot can be checked (this one is {snapshot.status})."})
+    count = 0
+
+    def counted():
+        nonlocal count
+        for item in SnapshotItem.objects.filter(snapshot=snapshot).order_by("image_id").iterator(
+                chunk_size=_ITEM_BATCH):
+            count += 1
+            yield item
+
+    recomputed = snapshot_items_hash(counted())
+    return RebuildCheck(content_hash=snapshot.content_hash, recomputed_hash=recomputed, items=count,
+                        matches=recomputed == snapshot.content_hash and count == snapshot.item_count)
 
 
 # ------------------------------------------------------------------ exports
@@ -178,6 +297,9 @@ def export_create(*, snapshot: Snapshot, format: str, created_by: User | None) -
     """Queue an export of `snapshot` in `format`; a worker builds it (see :func:`export_run`)."""
     if format not in FORMATS:
         raise ValidationError({"format": f"Unknown export format {format!r}; choose one of {sorted(FORMATS)}."})
+    if snapshot.status != Snapshot.Status.READY:
+        raise ValidationError({"snapshot": f"Snapshot {snapshot.name!r} is {snapshot.status}, not ready; "
+                                           "export it once it is built."})
     with transaction.atomic():
         job = Export.objects.create(snapshot=snapshot, format=format, created_by=created_by)
         from .tasks import run_export
@@ -197,31 +319,155 @@ def export_build(*, snapshot: Snapshot, format: str, dest) -> object:
                   intended_use=snapshot.spec.intended_use, categories=categories)
 
 
+def _partial_dir() -> Path:
+    """Where zips are written while they are built: a known place, so the sweep can remove
+    what a killed worker left (a random temporary file would be an orphan nobody finds)."""
+    configured = getattr(settings, "MATHSET_EXPORT_WORK_DIR", None)
+    path = Path(configured) if configured else Path(settings.MEDIA_ROOT) / "exports-partial"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _export_storage_prefix(job: Export) -> tuple[str, str]:
+    return f"exports/{job.snapshot_id}", f"{job.id}-"
+
+
 def export_run(*, job: Export) -> Export:
     """Build a queued export into a zip in storage and record what went in and what was
-    left out (and why). Idempotent: a job no longer queued is left alone."""
-    claimed = Export.objects.filter(id=job.id, status=Export.Status.QUEUED).update(status=Export.Status.RUNNING)
+    left out (and why). Idempotent: a job no longer queued is left alone; a run whose
+    attempt the sweep has taken away records nothing and keeps no file."""
+    claimed = Export.objects.filter(id=job.id, status=Export.Status.QUEUED).update(
+        status=Export.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1, error="")
+    job.refresh_from_db()
     if not claimed:
         return job
-    job.refresh_from_db()
-    tmp = tempfile.NamedTemporaryFile(prefix="export-", suffix=".zip", delete=False)
+    current = Export.objects.filter(id=job.id, status=Export.Status.RUNNING, attempts=job.attempts)
+    tmp = tempfile.NamedTemporaryFile(prefix=f"export-{job.id}-{job.attempts}-", suffix=".zip", dir=_partial_dir(),
+                                      delete=False)
     tmp.close()
     try:
         result = export_build(snapshot=job.snapshot, format=job.format, dest=tmp.name)
+        folder, prefix = _export_storage_prefix(job)
         with guarded_files() as guard, transaction.atomic():
             with open(tmp.name, "rb") as fh:
-                name = guard.storage.save(
-                    f"exports/{job.snapshot_id}/{job.id}-{job.snapshot.content_hash[:12]}-{job.format}.zip", File(fh))
+                name = guard.storage.save(f"{folder}/{prefix}{job.snapshot.content_hash[:12]}-{job.format}.zip",
+                                          File(fh))
             guard.names.append(name)
-            Export.objects.filter(id=job.id).update(
-                status=Export.Status.DONE, file=name, size=guard.storage.size(name), images=result.images,
-                regions=result.regions, excluded_images=result.excluded_images, licences=result.licences,
-                excluded=result.excluded, error="", finished_at=timezone.now())
+            if not current.update(
+                    status=Export.Status.DONE, file=name, size=guard.storage.size(name), images=result.images,
+                    regions=result.regions, excluded_images=result.excluded_images, licences=result.licences,
+                    excluded=result.excluded, error="", finished_at=timezone.now()):
+                raise _Superseded
+    except _Superseded:
+        pass
     except Exception as exc:
-        Export.objects.filter(id=job.id).update(status=Export.Status.FAILED, error=str(exc)[:2000],
-                                                finished_at=timezone.now())
+        current.update(status=Export.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
     finally:
         if os.path.exists(tmp.name):
             os.remove(tmp.name)
     job.refresh_from_db()
     return job
+
+
+# ------------------------------------------------------------------ sweep
+
+
+def _export_leftovers_delete(job: Export) -> list[str]:
+    """Remove what a dead run of `job` may have left: its partial zips and any zip it saved
+    to storage without recording it. Returns what was removed."""
+    removed = []
+    for path in glob.glob(str(_partial_dir() / f"export-{job.id}-*.zip")):
+        os.remove(path)
+        removed.append(path)
+    folder, prefix = _export_storage_prefix(job)
+    try:
+        _, files = default_storage.listdir(folder)
+    except (FileNotFoundError, NotImplementedError):
+        files = []
+    for name in files:
+        stored = f"{folder}/{name}"
+        if name.startswith(prefix) and stored != job.file:
+            default_storage.delete(stored)
+            removed.append(stored)
+    return removed
+
+
+def _stale_cutoff(stale_after_seconds: int | None):
+    # A task cannot outlive Celery's hard time limit: twice that since it started means its
+    # worker died (killed, lost) and nothing will ever finish it.
+    seconds = stale_after_seconds if stale_after_seconds is not None else 2 * settings.CELERY_TASK_TIME_LIMIT
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+@dataclass
+class SweepResult:
+    """Ids of the jobs a sweep touched, by what it did."""
+
+    requeued_exports: list[int]
+    failed_exports: list[int]
+    resent_exports: list[int]
+    requeued_snapshots: list[int]
+    failed_snapshots: list[int]
+    resent_snapshots: list[int]
+
+
+def builds_sweep(*, stale_after_seconds: int | None = None, max_attempts: int = 2) -> SweepResult:
+    """Rescue exports and snapshots whose worker died (run by Celery beat).
+
+    A job ``running``/``building`` since before the cutoff is queued again once (its
+    leftover files removed first) and marked ``failed`` when it has used `max_attempts`;
+    a job still ``queued`` since before the cutoff has its task sent again (its message was
+    lost; the task's claim makes a duplicate harmless). Idempotent: each job is re-read
+    under a row lock and changed only if it is still in the state that made it stale.
+    """
+    from .tasks import build_snapshot, run_export
+
+    cutoff = _stale_cutoff(stale_after_seconds)
+    out = SweepResult([], [], [], [], [], [])
+    stale_exports = Export.objects.filter(status=Export.Status.RUNNING, started_at__lt=cutoff).values_list("id", flat=True)
+    for export_id in list(stale_exports):
+        with transaction.atomic():
+            job = Export.objects.select_for_update().filter(id=export_id, status=Export.Status.RUNNING,
+                                                            started_at__lt=cutoff).first()
+            if job is None:
+                continue
+            _export_leftovers_delete(job)
+            if job.attempts < max_attempts:
+                job.status, job.started_at = Export.Status.QUEUED, None
+                job.save(update_fields=["status", "started_at"])
+                transaction.on_commit(lambda i=job.id: run_export.delay(i))
+                out.requeued_exports.append(job.id)
+            else:
+                job.status, job.finished_at = Export.Status.FAILED, timezone.now()
+                job.error = f"The worker stopped without finishing ({job.attempts} attempts)."
+                job.save(update_fields=["status", "finished_at", "error"])
+                out.failed_exports.append(job.id)
+    stale_snapshots = Snapshot.objects.filter(status=Snapshot.Status.BUILDING, started_at__lt=cutoff)
+    for snapshot_id in list(stale_snapshots.values_list("id", flat=True)):
+        with transaction.atomic():
+            snapshot = Snapshot.objects.select_for_update().filter(id=snapshot_id, status=Snapshot.Status.BUILDING,
+                                                                   started_at__lt=cutoff).first()
+            if snapshot is None:
+                continue
+            if snapshot.attempts < max_attempts:
+                snapshot.status, snapshot.started_at = Snapshot.Status.QUEUED, None
+                snapshot.save(update_fields=["status", "started_at"])
+                transaction.on_commit(lambda i=snapshot.id: build_snapshot.delay(i))
+                out.requeued_snapshots.append(snapshot.id)
+            else:
+                snapshot.status, snapshot.finished_at = Snapshot.Status.FAILED, timezone.now()
+                snapshot.error = f"The worker stopped without finishing ({snapshot.attempts} attempts)."
+                snapshot.save(update_fields=["status", "finished_at", "error"])
+                out.failed_snapshots.append(snapshot.id)
+    # Those just queued again already have a fresh message on its way.
+    lost_exports = Export.objects.filter(status=Export.Status.QUEUED, created_at__lt=cutoff).exclude(
+        id__in=out.requeued_exports)
+    for export_id in list(lost_exports.values_list("id", flat=True)):
+        run_export.delay(export_id)
+        out.resent_exports.append(export_id)
+    lost_snapshots = Snapshot.objects.filter(status=Snapshot.Status.QUEUED, created_at__lt=cutoff).exclude(
+        id__in=out.requeued_snapshots)
+    for snapshot_id in list(lost_snapshots.values_list("id", flat=True)):
+        build_snapshot.delay(snapshot_id)
+        out.resent_snapshots.append(snapshot_id)
+    return out

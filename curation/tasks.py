@@ -24,3 +24,25 @@ def run_export(export_id: int) -> None:
     if job is None:
         return
     export_run(job=job)
+
+
+@shared_task(acks_late=True)
+def build_snapshot(snapshot_id: int) -> None:
+    """Freeze a queued snapshot. Returns quietly if it is gone or already taken."""
+    from .models import Snapshot
+    from .snapshots import snapshot_build
+
+    snapshot = Snapshot.objects.filter(id=snapshot_id, status=Snapshot.Status.QUEUED).first()
+    if snapshot is None:
+        return
+    snapshot_build(snapshot=snapshot)
+
+
+@shared_task
+def sweep_builds() -> dict:
+    """Periodic (Celery beat): re-queue or fail exports and snapshots whose worker died."""
+    from dataclasses import asdict
+
+    from .snapshots import builds_sweep
+
+    return asdict(builds_sweep())

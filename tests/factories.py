@@ -130,3 +130,12 @@ def make_guide(spec=None, body: str = "Draw one quad per formula.", publish: boo
     guide = guide_create(spec=spec, title=title or f"Guide for {spec.name}", created_by=by)
     version = guide_version_create(guide=guide, body_md=body, change_notes="First version", created_by=by)
     return guide_version_publish(version=version, by=by) if publish else version
+
+
+def make_snapshot(*, spec, name: str | None = None, created_by=None, **kw):
+    """A snapshot of `spec` requested and then built through the real services, as the worker does."""
+    from curation import snapshots
+
+    snapshot = snapshots.snapshot_create(spec=spec, name=name or f"Snapshot {next(_seq)}", created_by=created_by,
+                                         **kw)
+    return snapshots.snapshot_build(snapshot=snapshot)

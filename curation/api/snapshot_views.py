@@ -34,12 +34,22 @@ class CanReadAllOrReadOnly(BasePermission):
 
 class SnapshotSerializer(serializers.ModelSerializer):
     spec_slug = serializers.CharField(source="spec.slug", read_only=True)
+    # Plain text in the schema: an enum here would clash with other "status" enums by name.
+    status = serializers.CharField(read_only=True, help_text="queued, building, ready or failed")
 
     class Meta:
         model = Snapshot
-        fields = ["id", "spec", "spec_slug", "name", "created_by", "created_at", "ratios", "seed", "content_hash",
-                  "item_count", "split_counts", "near_duplicate_pairs"]
+        fields = ["id", "spec", "spec_slug", "name", "status", "error", "created_by", "created_at", "started_at",
+                  "finished_at", "ratios", "seed", "content_hash", "item_count", "split_counts",
+                  "near_duplicate_pairs", "category_counts", "licence_counts", "commercial_items"]
         read_only_fields = fields
+
+
+class RebuildCheckSerializer(serializers.Serializer):
+    content_hash = serializers.CharField(help_text="The hash recorded when the snapshot was built")
+    recomputed_hash = serializers.CharField(help_text="SHA-256 over the frozen items as they are now")
+    items = serializers.IntegerField()
+    matches = serializers.BooleanField()
 
 
 class SnapshotItemSerializer(serializers.ModelSerializer):
@@ -100,14 +110,26 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     def get_queryset(self):
         return selectors.snapshots_visible_to(self.request.user)
 
-    @extend_schema(request=SnapshotCreateSerializer, responses={201: SnapshotSerializer})
+    @extend_schema(request=SnapshotCreateSerializer,
+                   responses={202: SnapshotSerializer, 201: SnapshotSerializer},
+                   description="Queue a snapshot; a worker freezes it. 202 while it is queued or building "
+                               "(poll the snapshot's status), 201 when it was already built (eager workers).")
     def create(self, request, *args, **kwargs):
         data = SnapshotCreateSerializer(data=request.data, specs=selectors.specs_visible_to(request.user))
         data.is_valid(raise_exception=True)
         v = data.validated_data
         snapshot = snapshots.snapshot_create(spec=v["spec"], name=v["name"], created_by=request.user,
                                              ratios=v.get("ratios") or snapshots.DEFAULT_RATIOS, seed=v["seed"])
-        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
+        snapshot.refresh_from_db()
+        code = status.HTTP_201_CREATED if snapshot.status == Snapshot.Status.READY else status.HTTP_202_ACCEPTED
+        return Response(SnapshotSerializer(snapshot).data, status=code)
+
+    @extend_schema(request=None, responses={200: RebuildCheckSerializer})
+    @action(detail=True, methods=["get"], url_path="rebuild-check")
+    def rebuild_check(self, request, pk=None):
+        """Re-compute the content hash from the frozen items and say whether it matches the recorded one."""
+        check = snapshots.snapshot_rebuild_check(snapshot=self.get_object())
+        return Response(RebuildCheckSerializer(check).data)
 
     @extend_schema(parameters=[OpenApiParameter("split", str, description="train, validation or test")],
                    responses={200: SnapshotItemSerializer(many=True)})

@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 from common import rle, roles
 from curation import snapshots
 from curation.imaging import hamming
-from curation.models import DatasetSpec, Export, Image, SnapshotItem, Source
+from curation.models import DatasetSpec, Export, Image, Snapshot, SnapshotItem, Source
 from labeling.models import Region
 from labeling.services import annotation_create, review_create, task_claim_next
 from tests import factories
@@ -68,7 +68,7 @@ def export_bytes(snapshot, fmt: str = "coco") -> bytes:
 
 def test_snapshot_freezes_accepted_versions_and_later_edits_do_not_change_it(curator):
     spec = accepted_spec(images=3)
-    snap = snapshots.snapshot_create(spec=spec, name="v1", created_by=curator)
+    snap = factories.make_snapshot(spec=spec, name="v1", created_by=curator)
     assert snap.item_count == 3 == snap.items.count()
     item = snap.items.order_by("image_id").first()
     assert item.annotation_version == item.annotation.current.number
@@ -84,14 +84,14 @@ def test_snapshot_freezes_accepted_versions_and_later_edits_do_not_change_it(cur
     assert snapshots.snapshot_items_hash(snap.items.order_by("image_id")) == before_hash
     assert export_bytes(snap) == before_zip
     # A new snapshot does see the edit, so the hashes differ.
-    again = snapshots.snapshot_create(spec=spec, name="v2", created_by=curator)
+    again = factories.make_snapshot(spec=spec, name="v2", created_by=curator)
     assert again.content_hash != before_hash
 
 
 def test_content_hash_is_reproducible_for_the_same_work_ratios_and_seed(curator):
     spec = accepted_spec(images=5)
-    a = snapshots.snapshot_create(spec=spec, name="a", created_by=curator, seed=3)
-    b = snapshots.snapshot_create(spec=spec, name="b", created_by=curator, seed=3)
+    a = factories.make_snapshot(spec=spec, name="a", created_by=curator, seed=3)
+    b = factories.make_snapshot(spec=spec, name="b", created_by=curator, seed=3)
     assert a.content_hash == b.content_hash and len(a.content_hash) == 64
     assert list(a.items.values_list("image_id", "split")) == list(b.items.values_list("image_id", "split"))
     assert export_bytes(a, "jsonl") == export_bytes(a, "jsonl")
@@ -104,7 +104,7 @@ def test_splits_keep_near_duplicate_pairs_and_capture_sessions_together(curator,
     vendor = factories.make_vendor()
     factories.make_batch(spec, vendor, images=0, quantity=12)
     assert accept_all(vendor) == 12
-    snap = snapshots.snapshot_create(spec=spec, name="pairs", created_by=curator, ratios=(0.5, 0.25, 0.25))
+    snap = factories.make_snapshot(spec=spec, name="pairs", created_by=curator, ratios=(0.5, 0.25, 0.25))
     split_of = dict(snap.items.values_list("image_id", "split"))
     for a, b in pairs:
         assert split_of[a.id] == split_of[b.id]
@@ -121,7 +121,7 @@ def test_commercial_export_leaves_out_a_non_commercial_image_and_says_why(curato
     accept_all(vendor)
     # The spec is re-purposed for a commercial product after the work was done.
     DatasetSpec.objects.filter(pk=spec.pk).update(intended_use=DatasetSpec.IntendedUse.COMMERCIAL)
-    snap = snapshots.snapshot_create(spec=DatasetSpec.objects.get(pk=spec.pk), name="c", created_by=curator)
+    snap = factories.make_snapshot(spec=DatasetSpec.objects.get(pk=spec.pk), name="c", created_by=curator)
     job = snapshots.export_create(snapshot=snap, format="coco", created_by=curator)
     job = snapshots.export_run(job=job)
     assert job.status == Export.Status.DONE, job.error
@@ -135,7 +135,7 @@ def test_commercial_export_leaves_out_a_non_commercial_image_and_says_why(curato
 
 def test_export_zip_holds_coco_that_pycocotools_loads(curator, tmp_path, django_capture_on_commit_callbacks):
     spec = accepted_spec(images=3)
-    snap = snapshots.snapshot_create(spec=spec, name="coco", created_by=curator)
+    snap = factories.make_snapshot(spec=spec, name="coco", created_by=curator)
     with django_capture_on_commit_callbacks(execute=True):
         job = snapshots.export_create(snapshot=snap, format="coco", created_by=curator)
     job.refresh_from_db()
@@ -156,10 +156,14 @@ def test_api_creates_snapshots_and_exports_and_streams_the_zip(curator, model_te
                                                              django_capture_on_commit_callbacks):
     spec = accepted_spec(images=2)
     api = client_for(curator)
-    r = api.post("/api/v1/snapshots/", {"spec": spec.pk, "name": "api", "ratios": [1, 0, 0]}, format="json")
-    assert r.status_code == 201, r.content
+    with django_capture_on_commit_callbacks(execute=True):
+        r = api.post("/api/v1/snapshots/", {"spec": spec.pk, "name": "api", "ratios": [1, 0, 0]}, format="json")
+    # Answered before the worker ran: queued; then the (eager) worker built it.
+    assert r.status_code == 202, r.content
+    assert r.json()["status"] == "queued" and r.json()["item_count"] == 0
     snap_id = r.json()["id"]
-    assert r.json()["split_counts"]["train"] == 2
+    body = api.get(f"/api/v1/snapshots/{snap_id}/").json()
+    assert body["status"] == "ready" and body["split_counts"]["train"] == 2 and body["item_count"] == 2
     team = client_for(model_team)
     with django_capture_on_commit_callbacks(execute=True):
         r = team.post("/api/v1/exports/", {"snapshot": snap_id, "format": "jsonl"}, format="json")
@@ -178,7 +182,7 @@ def test_api_creates_snapshots_and_exports_and_streams_the_zip(curator, model_te
 def test_list_endpoints_take_a_fixed_number_of_queries(curator, django_assert_max_num_queries):
     spec = accepted_spec(images=2)
     for k in range(3):
-        snap = snapshots.snapshot_create(spec=spec, name=f"s{k}", created_by=curator)
+        snap = factories.make_snapshot(spec=spec, name=f"s{k}", created_by=curator)
         snapshots.export_create(snapshot=snap, format="jsonl", created_by=curator)
     api = client_for(curator)
     with django_assert_max_num_queries(6):
@@ -189,7 +193,7 @@ def test_list_endpoints_take_a_fixed_number_of_queries(curator, django_assert_ma
 
 def test_annotator_sees_no_snapshots_or_exports(curator):
     spec = accepted_spec(images=2)
-    snap = snapshots.snapshot_create(spec=spec, name="hidden", created_by=curator)
+    snap = factories.make_snapshot(spec=spec, name="hidden", created_by=curator)
     job = snapshots.export_create(snapshot=snap, format="coco", created_by=curator)
     annotator = client_for(factories.make_user(roles.ANNOTATOR))
     assert annotator.get("/api/v1/snapshots/").json()["count"] == 0
@@ -203,7 +207,7 @@ def test_annotator_sees_no_snapshots_or_exports(curator):
 
 def test_unknown_export_format_is_a_400_naming_format(curator):
     spec = accepted_spec(images=1)
-    snap = snapshots.snapshot_create(spec=spec, name="f", created_by=curator)
+    snap = factories.make_snapshot(spec=spec, name="f", created_by=curator)
     r = client_for(curator).post("/api/v1/exports/", {"snapshot": snap.pk, "format": "pascal-voc"}, format="json")
     assert r.status_code == 400 and "format" in r.json()
     assert not Export.objects.exists()
@@ -225,7 +229,7 @@ def test_bad_ratios_are_a_400_naming_ratios(curator, ratios, field):
 
 def test_duplicate_snapshot_name_is_refused(curator):
     spec = accepted_spec(images=1)
-    snapshots.snapshot_create(spec=spec, name="same", created_by=curator)
+    factories.make_snapshot(spec=spec, name="same", created_by=curator)
     with pytest.raises(ValidationError) as exc:
         snapshots.snapshot_create(spec=spec, name="same", created_by=curator)
     assert "name" in exc.value.message_dict
@@ -233,7 +237,7 @@ def test_duplicate_snapshot_name_is_refused(curator):
 
 def test_rebuilding_an_export_gives_the_same_bytes_in_storage(curator):
     spec = accepted_spec(images=3)
-    snap = snapshots.snapshot_create(spec=spec, name="twice", created_by=curator)
+    snap = factories.make_snapshot(spec=spec, name="twice", created_by=curator)
     first, second = (snapshots.export_run(job=snapshots.export_create(snapshot=snap, format=fmt, created_by=curator))
                      for fmt in ("coco", "coco"))
     assert first.file != second.file
@@ -244,7 +248,7 @@ def test_rebuilding_an_export_gives_the_same_bytes_in_storage(curator):
 
 def test_a_failed_export_is_marked_failed_and_leaves_no_file(curator):
     spec = accepted_spec(images=2)
-    snap = snapshots.snapshot_create(spec=spec, name="broken", created_by=curator)
+    snap = factories.make_snapshot(spec=spec, name="broken", created_by=curator)
     default_storage.delete(snap.items.first().file)  # the image file went missing
     job = snapshots.export_run(job=snapshots.export_create(snapshot=snap, format="coco", created_by=curator))
     assert job.status == Export.Status.FAILED and job.error and not job.file
@@ -255,7 +259,7 @@ def test_a_failed_export_is_marked_failed_and_leaves_no_file(curator):
 
 def test_export_run_leaves_a_finished_export_alone(curator):
     spec = accepted_spec(images=1)
-    snap = snapshots.snapshot_create(spec=spec, name="once", created_by=curator)
+    snap = factories.make_snapshot(spec=spec, name="once", created_by=curator)
     job = snapshots.export_run(job=snapshots.export_create(snapshot=snap, format="jsonl", created_by=curator))
     again = snapshots.export_run(job=job)
     assert again.file == job.file and again.status == Export.Status.DONE
@@ -273,7 +277,7 @@ def test_exported_coco_masks_decode_to_the_stored_masks(curator, tmp_path):
                                    regions=[{"kind": "mask", "mask": rle.encode(mask), "latex": "a+b"}])
     review_create(annotation=annotation, reviewer=factories.make_user(roles.REVIEWER, vendor=vendor),
                   decision="accept")
-    snap = snapshots.snapshot_create(spec=spec, name="mask", created_by=curator)
+    snap = factories.make_snapshot(spec=spec, name="mask", created_by=curator)
     assert snap.items.get().regions[0]["mask_rle"]["size"] == [task.image.height, task.image.width]
     job = snapshots.export_run(job=snapshots.export_create(snapshot=snap, format="coco", created_by=curator))
     assert job.status == Export.Status.DONE, job.error
@@ -286,11 +290,14 @@ def test_exported_coco_masks_decode_to_the_stored_masks(curator, tmp_path):
     assert np.array_equal(coco.annToMask(ann), mask)
 
 
-def test_real_worker_builds_the_export_and_the_api_streams_it(real_worker):
+def test_real_worker_builds_the_snapshot_and_the_export_and_the_api_streams_it(real_worker):
     curator = factories.make_user(roles.CURATOR)
     spec = accepted_spec(images=2)
-    snap = snapshots.snapshot_create(spec=spec, name="worker", created_by=curator)
     api = client_for(curator)
+    r = api.post("/api/v1/snapshots/", {"spec": spec.pk, "name": "worker"}, format="json")
+    assert r.status_code == 202, r.content
+    snap = wait_for(lambda: Snapshot.objects.filter(id=r.json()["id"], status__in=["ready", "failed"]).first())
+    assert snap.status == Snapshot.Status.READY and snap.item_count == 2, snap.error
     r = api.post("/api/v1/exports/", {"snapshot": snap.pk, "format": "coco"}, format="json")
     assert r.status_code == 201, r.content
     job = wait_for(lambda: Export.objects.filter(id=r.json()["id"], status__in=["done", "failed"]).first())
@@ -301,7 +308,7 @@ def test_real_worker_builds_the_export_and_the_api_streams_it(real_worker):
 
 def test_admin_lists_snapshots_and_exports_but_cannot_change_them(curator, client):
     spec = accepted_spec(images=1)
-    snap = snapshots.snapshot_create(spec=spec, name="admin", created_by=curator)
+    snap = factories.make_snapshot(spec=spec, name="admin", created_by=curator)
     job = snapshots.export_create(snapshot=snap, format="coco", created_by=curator)
     admin = factories.UserFactory(is_staff=True, is_superuser=True)
     client.force_login(admin)
@@ -316,7 +323,7 @@ def test_admin_lists_snapshots_and_exports_but_cannot_change_them(curator, clien
 
 def test_model_team_pages_through_a_snapshots_items_by_split(curator, model_team, django_assert_max_num_queries):
     spec = accepted_spec(images=4)
-    snap = snapshots.snapshot_create(spec=spec, name="items", created_by=curator, ratios=(0.5, 0, 0.5))
+    snap = factories.make_snapshot(spec=spec, name="items", created_by=curator, ratios=(0.5, 0, 0.5))
     team = client_for(model_team)
     with django_assert_max_num_queries(8):
         body = team.get(f"/api/v1/snapshots/{snap.pk}/items/?split=test&limit=10").json()
@@ -326,7 +333,7 @@ def test_model_team_pages_through_a_snapshots_items_by_split(curator, model_team
 
 def test_exports_list_filters_by_snapshot(curator):
     spec = accepted_spec(images=1)
-    first, second = (snapshots.snapshot_create(spec=spec, name=n, created_by=curator) for n in ("one", "two"))
+    first, second = (factories.make_snapshot(spec=spec, name=n, created_by=curator) for n in ("one", "two"))
     wanted = snapshots.export_create(snapshot=first, format="coco", created_by=curator)
     snapshots.export_create(snapshot=second, format="coco", created_by=curator)
     body = client_for(curator).get("/api/v1/exports/", {"snapshot": first.pk}).json()
@@ -335,7 +342,7 @@ def test_exports_list_filters_by_snapshot(curator):
 
 def test_an_image_in_a_snapshot_cannot_be_deleted(curator):
     spec = accepted_spec(images=1)
-    snap = snapshots.snapshot_create(spec=spec, name="keep", created_by=curator)
+    snap = factories.make_snapshot(spec=spec, name="keep", created_by=curator)
     image_id = snap.items.get().image_id
     r = client_for(curator).delete(f"/api/v1/images/{image_id}/")
     assert r.status_code == 400 and "keep" in r.json()["image"][0]

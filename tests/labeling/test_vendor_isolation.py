@@ -76,7 +76,7 @@ def world(db):
         accepted = services.annotation_create(task=services.task_claim_next(annotator=second).task, annotator=second,
                                               submit=True, regions=[quad(latex=rf"\text{{{label}}}")])
         services.review_create(annotation=accepted, reviewer=rev_user, decision="accept")
-        snapshot = curation_snapshots.snapshot_create(spec=spec, name=f"Snapshot {label}", created_by=snapshot_curator)
+        snapshot = factories.make_snapshot(spec=spec, name=f"Snapshot {label}", created_by=snapshot_curator)
         export = curation_snapshots.export_run(job=curation_snapshots.export_create(
             snapshot=snapshot, format="coco", created_by=snapshot_curator))
         assert export.status == "done", export.error

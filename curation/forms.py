@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .models import DatasetSpec, ModelRequirement, Source
+from .models import DatasetSpec, Export, ModelRequirement, Source
 
 ANSWER_FORMAT_CHOICES = [("quad", "Quadrilateral (4 points)"), ("mask", "Pixel mask"), ("latex", "LaTeX")]
 
@@ -76,3 +76,25 @@ class SourceForm(forms.Form):
     def __init__(self, *args, licences, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["licence"].queryset = licences
+
+
+class SnapshotForm(forms.Form):
+    """A snapshot request: the service checks the name's uniqueness and the ratios' sum."""
+
+    spec = forms.ModelChoiceField(queryset=DatasetSpec.objects.none())
+    name = forms.CharField(max_length=200, help_text="Unique within the spec, e.g. v1 or 2026-11 release.")
+    train = forms.FloatField(min_value=0, initial=0.8, label="Train share")
+    validation = forms.FloatField(min_value=0, initial=0.1, label="Validation share")
+    test = forms.FloatField(min_value=0, initial=0.1, label="Test share")
+    seed = forms.IntegerField(initial=0, help_text="The same work, shares and seed give the same split.")
+
+    def __init__(self, *args, specs=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if specs is not None:
+            self.fields["spec"].queryset = specs
+
+
+class ExportForm(forms.Form):
+    """The format of a new export of a snapshot."""
+
+    format = forms.ChoiceField(choices=Export.Format.choices)

@@ -282,7 +282,8 @@ class Snapshot(models.Model):
     category_counts = models.JSONField(default=dict, blank=True,
                                        help_text='Images per category and split: {"printed": {"train": 8, ...}}')
     licence_counts = models.JSONField(default=dict, blank=True,
-                                      help_text='Per licence code: {"name": ..., "allows_commercial": bool, "images": n}')
+                                      help_text='Per licence code: {"name": ..., "allows_commercial": bool, '
+                                                '"allows_derivatives": bool, "images": n}')
     commercial_items = models.PositiveIntegerField(default=0, help_text="Items whose licence allows commercial use")
 
     class Meta:

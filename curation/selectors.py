@@ -111,3 +111,13 @@ def exports_visible_to(user: User) -> QuerySet:
     if can_read_all_data(user):
         return Export.objects.select_related("snapshot__spec", "created_by")
     return Export.objects.none()
+
+
+def snapshot_items_left_out(user: User, snapshot) -> QuerySet:
+    """Items of `snapshot` that exports for a commercial spec leave out: their licence
+    (as frozen in the item) forbids commercial use. Empty for research specs."""
+    from .models import SnapshotItem
+
+    if not can_read_all_data(user) or not snapshot.spec.is_commercial:
+        return SnapshotItem.objects.none()
+    return SnapshotItem.objects.filter(snapshot=snapshot, licence__allows_commercial=False).order_by("image_id")

@@ -159,7 +159,7 @@ def snapshot_summaries(items) -> tuple[dict, dict, int]:
             per_split[item.split] = per_split.get(item.split, 0) + 1
         lic = item.licence
         entry = licences.setdefault(lic["code"], {"name": lic["name"], "allows_commercial": lic["allows_commercial"],
-                                                  "images": 0})
+                                                  "allows_derivatives": lic["allows_derivatives"], "images": 0})
         entry["images"] += 1
         commercial += bool(lic["allows_commercial"])
     return categories, dict(sorted(licences.items())), commercial

@@ -1,7 +1,7 @@
 """Curator pages. Namespaced: the API router already uses names like spec-list."""
 from django.urls import path
 
-from . import views
+from . import snapshot_pages, views
 
 app_name = "curation"
 urlpatterns = [
@@ -17,4 +17,9 @@ urlpatterns = [
     path("images/<int:pk>/", views.image_detail, name="image-detail"),
     path("upload/", views.upload, name="upload"),
     path("imports/", views.import_job_list, name="import-job-list"),
+    path("snapshots/", snapshot_pages.snapshot_list, name="snapshot-list"),
+    path("snapshots/new/", snapshot_pages.snapshot_create, name="snapshot-create"),
+    path("snapshots/<int:pk>/", snapshot_pages.snapshot_detail, name="snapshot-detail"),
+    path("snapshots/<int:pk>/exports/", snapshot_pages.snapshot_export_create, name="snapshot-export-create"),
+    path("snapshots/<int:pk>/rebuild-check/", snapshot_pages.snapshot_rebuild_check, name="snapshot-rebuild-check"),
 ]

@@ -17,6 +17,7 @@ def backfill_summaries(apps, schema_editor):
             code = licence.get("code", "")
             entry = licences.setdefault(code, {"name": licence.get("name", code),
                                                "allows_commercial": bool(licence.get("allows_commercial")),
+                                               "allows_derivatives": bool(licence.get("allows_derivatives")),
                                                "images": 0})
             entry["images"] += 1
             commercial += bool(licence.get("allows_commercial"))
@@ -69,7 +70,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='snapshot',
             name='licence_counts',
-            field=models.JSONField(blank=True, default=dict, help_text='Per licence code: {"name": ..., "allows_commercial": bool, "images": n}'),
+            field=models.JSONField(blank=True, default=dict, help_text='Per licence code: {"name": ..., "allows_commercial": bool, "allows_derivatives": bool, "images": n}'),
         ),
         migrations.AddField(
             model_name='snapshot',

@@ -100,8 +100,8 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Snapshot)
 class SnapshotAdmin(_ReadOnlyAdmin):
-    list_display = ["id", "spec", "name", "item_count", "content_hash", "created_by", "created_at"]
-    list_filter = ["spec"]
+    list_display = ["id", "spec", "name", "status", "item_count", "content_hash", "created_by", "created_at"]
+    list_filter = ["spec", "status"]
 
 
 @admin.register(Export)

@@ -1,5 +1,11 @@
 """Read a Mathset export zip in PyTorch.
 
+Fetch the zip first (the page ``/snapshots/<id>/`` has a download link; the API streams it)::
+
+    curl -H "Authorization: Token $TOKEN" -o export.zip https://mathset.example/api/v1/exports/<id>/download/
+
+then::
+
     from curation.reader import ExportDataset
     from torch.utils.data import DataLoader
 

@@ -5,6 +5,12 @@ and the image's licence and source at that moment, and the split the image was a
 (:func:`curation.splits.assign_splits`: near-duplicates and capture sessions stay in one
 split). Nothing in a snapshot refers back to live, editable rows for its content, so the
 snapshot never changes and an export of it is the same bytes every time it is built.
+
+Both are built by Celery workers: :func:`snapshot_create` and :func:`export_create` record
+the request and enqueue a task after commit; :func:`snapshot_build` and :func:`export_run`
+claim it (a conditional UPDATE, so a duplicate message does nothing) and record the result
+only while their attempt is still current. :func:`builds_sweep` (Celery beat) queues again,
+once, what a dead worker left running, and fails it the second time, removing its files.
 """
 from __future__ import annotations
 

@@ -134,3 +134,24 @@ def test_snapshot_names_stay_unique_per_spec_while_queued(curator):
     r = client_for(curator).post("/api/v1/snapshots/", {"spec": spec.pk, "name": "same"}, format="json")
     assert r.status_code == 400 and "name" in r.json()
     assert Snapshot.objects.filter(spec=spec).count() == 1
+
+
+def test_the_reader_reads_a_built_snapshots_export_as_its_docstring_says(curator, mixed_spec, tmp_path):
+    from django.core.files.storage import default_storage
+    from torch.utils.data import DataLoader
+
+    from curation.reader import ExportDataset
+
+    snap = factories.make_snapshot(spec=mixed_spec, name="read", created_by=curator, ratios=(1, 0, 0))
+    job = snapshots.export_run(job=snapshots.export_create(snapshot=snap, format="jsonl", created_by=curator))
+    with default_storage.open(job.file, "rb") as fh:
+        (tmp_path / "export.zip").write_bytes(fh.read())
+    ds = ExportDataset(tmp_path / "export.zip", split="train")
+    assert len(ds) == 3
+    image, target = ds[0]
+    first = snap.items.order_by("image_id").first()
+    assert tuple(image.shape) == (3, first.height, first.width)
+    assert target["image_id"] == first.image_id and target["latex"] == [first.regions[0]["latex"]]
+    assert tuple(target["quads"].shape) == (1, 4, 2)
+    images, targets = next(iter(DataLoader(ds, batch_size=2, collate_fn=ExportDataset.collate)))
+    assert len(images) == len(targets) == 2

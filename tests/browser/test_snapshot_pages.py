@@ -10,6 +10,7 @@ from common import roles
 from curation import snapshots, tasks
 from curation.models import Export, Snapshot
 from tests import factories
+from tests.browser_fixtures import save_screenshot
 from tests.curation.test_snapshots import accept_all
 
 # Live-server tests flush the database after each test; serialized_rollback asks Django to
@@ -59,3 +60,4 @@ def test_curator_creates_a_snapshot_exports_jsonl_and_downloads_it(browser_page,
     assert sorted(line["image_id"] for line in lines) == sorted(snapshot.items.values_list("image_id", flat=True))
     assert Export.objects.get(snapshot=snapshot).status == Export.Status.DONE
     assert page.errors == []
+    save_screenshot(page, "snapshot-detail")

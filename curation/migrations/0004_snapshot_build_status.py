@@ -12,7 +12,7 @@ def backfill_summaries(apps, schema_editor):
         rows = SnapshotItem.objects.filter(snapshot=snapshot).values_list("split", "categories", "licence")
         for split, cats, licence in rows.iterator(chunk_size=2000):
             for slug in cats or []:
-                per_split = categories.setdefault(slug, {})
+                per_split = categories.setdefault(slug, {"train": 0, "validation": 0, "test": 0})
                 per_split[split] = per_split.get(split, 0) + 1
             code = licence.get("code", "")
             entry = licences.setdefault(code, {"name": licence.get("name", code),

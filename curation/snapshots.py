@@ -28,7 +28,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from common.storage import guarded_files
@@ -429,12 +429,13 @@ def builds_sweep(*, stale_after_seconds: int | None = None, max_attempts: int = 
     from .tasks import build_snapshot, run_export
 
     cutoff = _stale_cutoff(stale_after_seconds)
+    # Runs claimed before started_at existed have none: their age is the job's.
+    stale = Q(started_at__lt=cutoff) | Q(started_at__isnull=True, created_at__lt=cutoff)
     out = SweepResult([], [], [], [], [], [])
-    stale_exports = Export.objects.filter(status=Export.Status.RUNNING, started_at__lt=cutoff).values_list("id", flat=True)
+    stale_exports = Export.objects.filter(stale, status=Export.Status.RUNNING).values_list("id", flat=True)
     for export_id in list(stale_exports):
         with transaction.atomic():
-            job = Export.objects.select_for_update().filter(id=export_id, status=Export.Status.RUNNING,
-                                                            started_at__lt=cutoff).first()
+            job = Export.objects.select_for_update().filter(stale, id=export_id, status=Export.Status.RUNNING).first()
             if job is None:
                 continue
             _export_leftovers_delete(job)
@@ -448,11 +449,11 @@ def builds_sweep(*, stale_after_seconds: int | None = None, max_attempts: int = 
                 job.error = f"The worker stopped without finishing ({job.attempts} attempts)."
                 job.save(update_fields=["status", "finished_at", "error"])
                 out.failed_exports.append(job.id)
-    stale_snapshots = Snapshot.objects.filter(status=Snapshot.Status.BUILDING, started_at__lt=cutoff)
+    stale_snapshots = Snapshot.objects.filter(stale, status=Snapshot.Status.BUILDING)
     for snapshot_id in list(stale_snapshots.values_list("id", flat=True)):
         with transaction.atomic():
-            snapshot = Snapshot.objects.select_for_update().filter(id=snapshot_id, status=Snapshot.Status.BUILDING,
-                                                                   started_at__lt=cutoff).first()
+            snapshot = Snapshot.objects.select_for_update().filter(stale, id=snapshot_id,
+                                                                   status=Snapshot.Status.BUILDING).first()
             if snapshot is None:
                 continue
             if snapshot.attempts < max_attempts:

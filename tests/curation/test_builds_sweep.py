@@ -125,3 +125,12 @@ def test_celery_beat_runs_the_sweep_task():
     assert entry["task"] in app.tasks and entry["schedule"] <= 600
     assert app.tasks[entry["task"]]() == {"requeued_exports": [], "failed_exports": [], "resent_exports": [],
                                          "requeued_snapshots": [], "failed_snapshots": [], "resent_snapshots": []}
+
+
+def test_an_export_left_running_before_start_times_were_recorded_is_swept_too(curator, ready_snapshot):
+    job = snapshots.export_create(snapshot=ready_snapshot, format="coco", created_by=curator)
+    Export.objects.filter(pk=job.pk).update(status=Export.Status.RUNNING, attempts=0, started_at=None,
+                                            created_at=timezone.now() - LONG_AGO)
+    assert snapshots.builds_sweep().requeued_exports == [job.pk]
+    job.refresh_from_db()
+    assert job.status == Export.Status.QUEUED

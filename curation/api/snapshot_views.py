@@ -105,7 +105,7 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     serializer_class = SnapshotSerializer
     permission_classes = [IsCuratorOrReadOnly]
-    filterset_fields = ["spec"]
+    filterset_fields = ["spec", "status"]
 
     def get_queryset(self):
         return selectors.snapshots_visible_to(self.request.user)

@@ -155,3 +155,11 @@ def test_the_reader_reads_a_built_snapshots_export_as_its_docstring_says(curator
     assert tuple(target["quads"].shape) == (1, 4, 2)
     images, targets = next(iter(DataLoader(ds, batch_size=2, collate_fn=ExportDataset.collate)))
     assert len(images) == len(targets) == 2
+
+
+def test_snapshot_list_filters_by_status(curator):
+    spec = accepted_spec(images=1)
+    ready = factories.make_snapshot(spec=spec, name="ready", created_by=curator)
+    snapshots.snapshot_create(spec=spec, name="queued", created_by=curator)
+    body = client_for(curator).get("/api/v1/snapshots/", {"status": "ready"}).json()
+    assert [row["id"] for row in body["results"]] == [ready.pk]

@@ -9,6 +9,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from common import roles
 from config.celery import app
 from curation import snapshots
 from curation.models import Export, Snapshot
@@ -134,3 +135,23 @@ def test_an_export_left_running_before_start_times_were_recorded_is_swept_too(cu
     assert snapshots.builds_sweep().requeued_exports == [job.pk]
     job.refresh_from_db()
     assert job.status == Export.Status.QUEUED
+
+
+def test_real_worker_builds_an_export_the_sweep_rescued_from_a_dead_one(real_worker):
+    from tests.conftest import wait_for
+
+    curator = factories.make_user(roles.CURATOR)
+    snap = factories.make_snapshot(spec=accepted_spec(images=2), name="rescued", created_by=curator)
+    # The worker got the build message too: whichever claimed it, wait until it is built.
+    snap = wait_for(lambda: Snapshot.objects.filter(pk=snap.pk, status=Snapshot.Status.READY).first())
+    # Created with the task held back: this export's first worker "died" after claiming it.
+    job = Export.objects.create(snapshot=snap, format="jsonl", created_by=curator, status=Export.Status.RUNNING,
+                                attempts=1, started_at=timezone.now() - LONG_AGO)
+    partial = snapshots._partial_dir() / f"export-{job.pk}-1-dead.zip"
+    partial.write_bytes(b"PK half a zip")
+    assert snapshots.builds_sweep().requeued_exports == [job.pk]
+    assert not partial.exists()
+    job = wait_for(lambda: Export.objects.filter(id=job.pk, status__in=["done", "failed"]).first())
+    assert job.status == Export.Status.DONE and job.attempts == 2 and job.images == 2, job.error
+    assert default_storage.exists(job.file)
+    default_storage.delete(job.file)  # the worker's media folder outlives the test

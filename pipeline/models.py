@@ -184,7 +184,7 @@ class EvaluationRun(models.Model):
     batch_size = models.PositiveSmallIntegerField(default=8, help_text="Images per inference batch")
     total = models.PositiveIntegerField(default=0, help_text="Test-split images to evaluate")
     processed = models.PositiveIntegerField(default=0)
-    metrics = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(null=True, blank=True, help_text='{"overall": {...}, "by_category": {...}} when done')
     verdicts = models.JSONField(default=list, blank=True,
                                 help_text='[{"metric", "label", "threshold", "value", "met", "lower_is_better"}]')
     passed = models.BooleanField(null=True, blank=True, help_text="Every verdict met (None: not finished or "

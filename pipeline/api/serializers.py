@@ -145,7 +145,9 @@ class EvaluationMetricsSerializer(serializers.Serializer):
 
 
 class EvaluationResultSerializer(serializers.Serializer):
-    overall = EvaluationMetricsSerializer()
+    """Absent `overall` and empty `by_category` until the run is done."""
+
+    overall = EvaluationMetricsSerializer(required=False)
     by_category = serializers.DictField(child=EvaluationMetricsSerializer())
 
 
@@ -165,9 +167,10 @@ class EvaluationRunSerializer(serializers.ModelSerializer):
                   "started_at", "finished_at"]
         read_only_fields = fields
 
-    @extend_schema_field(EvaluationResultSerializer(allow_null=True))
-    def get_metrics(self, obj) -> dict | None:
-        return obj.metrics or None
+    @extend_schema_field(EvaluationResultSerializer)
+    def get_metrics(self, obj) -> dict:
+        # Always an object (a nullable $ref is not portable across OpenAPI 3.0 validators).
+        return obj.metrics or {"by_category": {}}
 
 
 class EvaluationCreateSerializer(serializers.Serializer):

@@ -175,7 +175,7 @@ def test_a_cancel_during_the_run_stops_before_the_next_batch(versions, curator):
     reader = known_answer_reader()
     reader.on_detect = lambda: evaluation.evaluation_cancel(run=run) if len(reader.detect_batches) == 1 else None
     run = evaluation.evaluation_run(run=run, reader=reader)
-    assert run.status == "cancelled" and run.processed == 1 and run.metrics == {}
+    assert run.status == "cancelled" and run.processed == 1 and run.metrics is None
     assert reader.detect_batches == [1]
     with pytest.raises(ValidationError) as err:
         evaluation.evaluation_cancel(run=run)

@@ -244,7 +244,8 @@ def photo(latex: str, seed: int) -> tuple[bytes, list[list[float]]]:
 
 def test_committed_weights_run_end_to_end_on_the_cpu_and_deterministically(versions, curator):
     photos = [photo(f, seed) for seed, f in enumerate(FORMULAS)]
-    snap = make_eval_snapshot([([region(quad, latex)], ("printed",)) for (_, quad), latex in zip(photos, FORMULAS)],
+    snap = make_eval_snapshot([([region(quad, latex)], ("printed",))
+                               for (_, quad), latex in zip(photos, FORMULAS, strict=True)],
                               data=[data for data, _ in photos], requirements=[{"metric": "bleu4", "threshold": 0.99}])
     results = []
     for _ in range(2):

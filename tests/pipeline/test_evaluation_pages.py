@@ -50,7 +50,7 @@ def test_comparison_table_highlights_the_best_run_per_column(model_team, curator
         assert "best" in _cell(html, good.pk, col) and "best" not in _cell(html, weak.pk, col), col
     assert f'data-run="{queued.pk}"' in html
     page = text(resp)
-    assert "LaTeX exact match met" in page and "LaTeX exact match missed" in page
+    assert "exact_match met" in page and "exact_match missed" in page
 
 
 def test_detail_page_shows_categories_and_verdicts(model_team, curator, versions):

@@ -108,12 +108,14 @@ def test_vendor_users_see_nothing_and_cannot_create(versions, curator, vendor):
     assert run.status == "queued"
 
 
-def test_samples_come_worst_first_paginated_with_their_crops(team, versions, curator):
+def test_samples_come_worst_first_paginated_with_their_crops(team, versions, curator,
+                                                             django_assert_max_num_queries):
     snap = three_image_snapshot()
     run = evaluation.evaluation_create(snapshot=snap, detector_version=versions[0], recognizer_version=versions[1],
                                        created_by=curator)
     evaluation.evaluation_run(run=run, reader=known_answer_reader())
-    resp = team.get(f"/api/v1/evaluations/{run.pk}/samples/?limit=2")
+    with django_assert_max_num_queries(4):
+        resp = team.get(f"/api/v1/evaluations/{run.pk}/samples/?limit=2")
     assert resp.status_code == 200
     assert_response_matches_schema(resp)
     page = resp.json()

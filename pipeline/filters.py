@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import django_filters
 
-from .models import ModelVersion, Prediction, PrelabelJob
+from .models import EvaluationRun, ModelVersion, Prediction, PrelabelJob
 
 
 class ModelVersionFilter(django_filters.FilterSet):
@@ -30,3 +30,15 @@ class PredictionFilter(django_filters.FilterSet):
     class Meta:
         model = Prediction
         fields = ["image", "job", "detector_version", "recognizer_version"]
+
+
+class EvaluationRunFilter(django_filters.FilterSet):
+    snapshot = django_filters.NumberFilter(field_name="snapshot_id")
+    spec = django_filters.NumberFilter(field_name="snapshot__spec_id")
+    detector_version = django_filters.NumberFilter(field_name="detector_version_id")
+    recognizer_version = django_filters.NumberFilter(field_name="recognizer_version_id")
+    status = django_filters.ChoiceFilter(choices=EvaluationRun.Status.choices)
+
+    class Meta:
+        model = EvaluationRun
+        fields = ["snapshot", "spec", "status", "detector_version", "recognizer_version"]

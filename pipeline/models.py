@@ -156,3 +156,88 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"prediction {self.pk} of image {self.image_id}"
+
+
+class EvaluationRun(models.Model):
+    """An offline evaluation of a detector and/or recognizer version on a snapshot's test split.
+
+    Detection is scored against the snapshot's frozen regions (precision, recall, F1 at IoU
+    0.5, mean IoU of matches); recognition runs on each *truth* region's rectified crop, so
+    its score does not depend on the detector. ``metrics`` holds ``{"overall": {...},
+    "by_category": {slug: {...}}}``; ``verdicts`` one row per requirement of the spec (and
+    its QPS and time-per-image targets) with the measured value and whether it is met.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    snapshot = models.ForeignKey("curation.Snapshot", on_delete=models.PROTECT, related_name="evaluations")
+    detector_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
+                                         related_name="+")
+    recognizer_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
+                                           related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    batch_size = models.PositiveSmallIntegerField(default=8, help_text="Images per inference batch")
+    total = models.PositiveIntegerField(default=0, help_text="Test-split images to evaluate")
+    processed = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(null=True, blank=True, help_text='{"overall": {...}, "by_category": {...}} when done')
+    verdicts = models.JSONField(default=list, blank=True,
+                                help_text='[{"metric", "label", "threshold", "value", "met", "lower_is_better"}]')
+    passed = models.BooleanField(null=True, blank=True, help_text="Every verdict met (None: not finished or "
+                                                                  "something could not be measured)")
+    latency_p50_ms = models.FloatField(null=True, blank=True)
+    latency_p95_ms = models.FloatField(null=True, blank=True)
+    qps = models.FloatField(null=True, blank=True, help_text="Images per second over the whole run")
+    inference_seconds = models.FloatField(null=True, blank=True)
+    device = models.CharField(max_length=60, blank=True, help_text="Where the models ran (cpu/cuda, threads)")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["snapshot", "status"])]
+
+    def __str__(self) -> str:
+        return f"evaluation {self.pk} of snapshot {self.snapshot_id} ({self.status})"
+
+
+class EvaluationSample(models.Model):
+    """One truth region of a test image, as a run saw it: the recognizer's reading of its
+    crop and the detection matched to it.
+
+    An image without regions gets one row with ``region_index`` None, so its false
+    positives and latency are kept. ``latency_ms`` is the image's (see the runner).
+    """
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="samples")
+    item = models.ForeignKey("curation.SnapshotItem", on_delete=models.CASCADE, related_name="+")
+    region_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    category = models.CharField(max_length=60, blank=True, help_text="The image's first category")
+    categories = models.JSONField(default=list, blank=True)
+    points = models.JSONField(null=True, blank=True, help_text="The truth quad (4 points)")
+    truth_latex = models.TextField(blank=True, help_text="Normalised truth tokens")
+    predicted_latex = models.TextField(blank=True, help_text="Normalised predicted tokens")
+    edits = models.PositiveIntegerField(null=True, blank=True)
+    edit_distance = models.FloatField(null=True, blank=True, help_text="Normalised token edit distance")
+    exact = models.BooleanField(null=True, blank=True)
+    iou = models.FloatField(null=True, blank=True, help_text="IoU of the matched detection (None: missed)")
+    image_predicted = models.PositiveSmallIntegerField(default=0, help_text="Regions the detector found in the image")
+    image_matched = models.PositiveSmallIntegerField(default=0)
+    latency_ms = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["run_id", "item_id", "region_index"]
+        constraints = [models.UniqueConstraint(fields=["run", "item", "region_index"],
+                                               name="pipeline_evalsample_once")]
+        indexes = [models.Index(fields=["run", "edit_distance"])]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} item {self.item_id}#{self.region_index}"

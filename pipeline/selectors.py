@@ -6,13 +6,13 @@ are visible wherever the image is (curation.selectors.images_visible_to).
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from common.roles import can_read_all_data
 from curation.selectors import images_visible_to
 
-from .models import ModelVersion, Prediction, PrelabelItem, PrelabelJob
+from .models import EvaluationRun, EvaluationSample, ModelVersion, Prediction, PrelabelItem, PrelabelJob
 
 
 def model_versions_visible_to(user: User) -> QuerySet[ModelVersion]:
@@ -58,3 +58,21 @@ def prelabel_job_progress(job: PrelabelJob) -> dict:
 
 def prelabel_job_failures(job: PrelabelJob) -> QuerySet[PrelabelItem]:
     return job.items.filter(status=PrelabelItem.Status.FAILED).order_by("image_id")
+
+
+def evaluation_runs_visible_to(user: User) -> QuerySet[EvaluationRun]:
+    """Offline evaluations: curators and model teams; vendor users see none (they hold no
+    snapshot either)."""
+    if not can_read_all_data(user):
+        return EvaluationRun.objects.none()
+    return EvaluationRun.objects.select_related("snapshot__spec", "detector_version", "recognizer_version",
+                                                "created_by")
+
+
+def evaluation_samples_worst_first(run: EvaluationRun, *, category: str | None = None) -> QuerySet[EvaluationSample]:
+    """A run's samples, worst first: largest token edit distance, then missed or poorly
+    matched detections (samples without a reading sort after those with one)."""
+    qs = EvaluationSample.objects.filter(run=run).select_related("item")
+    if category:
+        qs = qs.filter(category=category)
+    return qs.order_by(F("edit_distance").desc(nulls_last=True), F("iou").asc(nulls_first=True), "id")

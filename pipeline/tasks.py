@@ -24,3 +24,16 @@ def prelabel_chunk(self, job_id: int, image_ids: list[int]) -> dict:
 def prelabel_sweep() -> list[int]:
     """Periodic (Celery beat): resume running jobs whose workers stopped making progress."""
     return services.prelabel_jobs_sweep()
+
+
+# An evaluation is one long task (its batches share the timing); the default limit is for chunks.
+@shared_task(acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
+def run_evaluation(run_id: int) -> None:
+    """Run a queued offline evaluation. Safe to run twice: only a queued run is claimed."""
+    from .evaluation import evaluation_run
+    from .models import EvaluationRun
+
+    run = EvaluationRun.objects.filter(pk=run_id, status=EvaluationRun.Status.QUEUED).first()
+    if run is None:  # cancelled, or another delivery already runs it
+        return
+    evaluation_run(run=run)

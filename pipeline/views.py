@@ -1,17 +1,21 @@
-"""Pages: the curator's pre-labeling dashboard (jobs with live progress, start and cancel)."""
+"""Pages: the curator's pre-labeling dashboard (jobs with live progress, start and cancel) and the
+offline evaluations (comparison table, one run, its worst samples)."""
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from common.roles import can_read_all_data, is_curator
-from curation.selectors import specs_visible_to
+from curation.selectors import snapshots_visible_to, specs_visible_to
 
-from . import selectors, services
+from . import evaluation, selectors, services
 from .filters import PrelabelJobFilter
+from .models import ModelVersion
 
 
 @login_required
@@ -55,3 +59,113 @@ def job_cancel(request, pk: int):
     except ValidationError as exc:
         messages.error(request, "; ".join(" ".join(v) for v in exc.message_dict.values()))
     return redirect("pipeline:jobs")
+
+
+# ---------------------------------------------------------------- offline evaluations
+
+COMPARISON_COLUMNS = [
+    ("exact_match", "Exact match", "pct"), ("token_edit_distance", "Edit distance", "num"),
+    ("bleu4", "BLEU-4", "num"), ("detection_precision", "Det. precision", "pct"),
+    ("detection_recall", "Det. recall", "pct"), ("detection_f1", "Det. F1", "pct"), ("mean_iou", "Mean IoU", "num"),
+    ("latency_p50_ms", "p50 ms/img", "ms"), ("latency_p95_ms", "p95 ms/img", "ms"), ("qps", "QPS", "num"),
+]
+
+
+def _require_model_people(user) -> None:
+    if not can_read_all_data(user):
+        raise PermissionDenied
+
+
+@login_required
+def evaluation_list(request):
+    """Candidate models compared on one snapshot: a row per run, a column per metric, the best
+    value of each column highlighted, a verdict badge per requirement; and a form to start one."""
+    _require_model_people(request.user)
+    runs = selectors.evaluation_runs_visible_to(request.user)
+    snapshots = snapshots_visible_to(request.user).filter(evaluations__isnull=False).distinct()
+    snapshot = None
+    wanted = request.GET.get("snapshot")
+    if wanted and wanted.isdigit():
+        snapshot = get_object_or_404(snapshots_visible_to(request.user), pk=wanted)
+    else:
+        latest = runs.first()
+        snapshot = latest.snapshot if latest else None
+    shown = list(runs.filter(snapshot=snapshot)[:100]) if snapshot else []
+    best = evaluation.best_values(shown)
+    rows = []
+    for run in shown:
+        values = evaluation.comparison_values(run)
+        rows.append({"run": run, "cells": [{"value": values[key], "kind": kind,
+                                            "best": values[key] is not None and best.get(key) == values[key]}
+                                           for key, _, kind in COMPARISON_COLUMNS]})
+    versions = selectors.model_versions_visible_to(request.user)
+    return render(request, "pipeline/evaluations.html", {
+        "snapshot": snapshot, "snapshots": snapshots.order_by("-created_at")[:50], "rows": rows,
+        "columns": COMPARISON_COLUMNS,
+        "all_snapshots": snapshots_visible_to(request.user).order_by("-created_at")[:100],
+        "detectors": versions.filter(kind=ModelVersion.Kind.DETECTOR),
+        "recognizers": versions.filter(kind=ModelVersion.Kind.RECOGNIZER),
+    })
+
+
+@login_required
+@require_POST
+def evaluation_start(request):
+    _require_model_people(request.user)
+    snapshot = get_object_or_404(snapshots_visible_to(request.user), pk=request.POST.get("snapshot") or 0)
+    versions = selectors.model_versions_visible_to(request.user)
+
+    def version(field):
+        pk = request.POST.get(field)
+        return get_object_or_404(versions, pk=pk) if pk else None
+
+    try:
+        run = evaluation.evaluation_create(snapshot=snapshot, detector_version=version("detector_version"),
+                                           recognizer_version=version("recognizer_version"),
+                                           created_by=request.user)
+        messages.success(request, f"Evaluation {run.pk} queued on {run.total} test images.")
+    except ValidationError as exc:
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
+    return redirect(f"{reverse('pipeline:evaluations')}?snapshot={snapshot.pk}")
+
+
+@login_required
+def evaluation_detail(request, pk: int):
+    """One run: status and progress, overall figures, per-category table and the verdicts."""
+    _require_model_people(request.user)
+    run = get_object_or_404(selectors.evaluation_runs_visible_to(request.user), pk=pk)
+    metrics = run.metrics or {}
+    return render(request, "pipeline/evaluation_detail.html", {
+        "run": run, "overall": metrics.get("overall"), "by_category": sorted((metrics.get("by_category") or {}).items()),
+    })
+
+
+@login_required
+@require_POST
+def evaluation_cancel(request, pk: int):
+    _require_model_people(request.user)
+    run = get_object_or_404(selectors.evaluation_runs_visible_to(request.user), pk=pk)
+    try:
+        evaluation.evaluation_cancel(run=run)
+        messages.success(request, f"Evaluation {pk} cancelled.")
+    except ValidationError as exc:
+        messages.error(request, "; ".join(" ".join(v) for v in exc.message_dict.values()))
+    return redirect("pipeline:evaluation-detail", pk=pk)
+
+
+SAMPLES_PER_PAGE = 25
+
+
+@login_required
+def evaluation_samples(request, pk: int):
+    """The worst samples of a run: the crop, the truth, the prediction and their token difference."""
+    _require_model_people(request.user)
+    run = get_object_or_404(selectors.evaluation_runs_visible_to(request.user), pk=pk)
+    category = request.GET.get("category") or None
+    page = Paginator(selectors.evaluation_samples_worst_first(run, category=category), SAMPLES_PER_PAGE).get_page(
+        request.GET.get("page"))
+    samples = [(sample, evaluation.token_diff_html(sample.truth_latex, sample.predicted_latex)) for sample in page]
+    categories = sorted((run.metrics or {}).get("by_category", {}))
+    return render(request, "pipeline/evaluation_samples.html", {
+        "run": run, "page": page, "samples": samples, "category": category or "", "categories": categories,
+    })

@@ -6,7 +6,9 @@ import json
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..models import ModelVersion, Prediction, PrelabelJob
+from curation.models import DatasetSpec, Snapshot
+
+from ..models import EvaluationRun, EvaluationSample, ModelVersion, Prediction, PrelabelJob
 from ..selectors import prelabel_job_progress
 
 
@@ -110,3 +112,97 @@ class ModelPredictionSerializer(serializers.ModelSerializer):
         model = Prediction
         fields = ["id", "image", "job", "task_id", "detector_version", "recognizer_version", "regions",
                   "min_confidence", "seconds", "created_at"]
+
+
+# ---------------------------------------------------------------- offline evaluation
+
+class VerdictSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    label = serializers.CharField()
+    threshold = serializers.FloatField()
+    lower_is_better = serializers.BooleanField()
+    value = serializers.FloatField(allow_null=True)
+    met = serializers.BooleanField(allow_null=True, help_text="None: the run could not measure it")
+
+
+class EvaluationMetricsSerializer(serializers.Serializer):
+    """Figures of a run or of one category (None where not measured)."""
+
+    images = serializers.IntegerField()
+    regions = serializers.IntegerField()
+    recognized = serializers.IntegerField()
+    exact_match = serializers.FloatField(allow_null=True)
+    token_edit_distance = serializers.FloatField(allow_null=True)
+    within_1 = serializers.FloatField(allow_null=True)
+    bleu4 = serializers.FloatField(allow_null=True)
+    detection_precision = serializers.FloatField(allow_null=True)
+    detection_recall = serializers.FloatField(allow_null=True)
+    detection_f1 = serializers.FloatField(allow_null=True)
+    mean_iou = serializers.FloatField(allow_null=True)
+    true_positives = serializers.IntegerField(allow_null=True)
+    false_positives = serializers.IntegerField(allow_null=True)
+    false_negatives = serializers.IntegerField(allow_null=True)
+
+
+class EvaluationResultSerializer(serializers.Serializer):
+    """Absent `overall` and empty `by_category` until the run is done."""
+
+    overall = EvaluationMetricsSerializer(required=False)
+    by_category = serializers.DictField(child=EvaluationMetricsSerializer())
+
+
+class EvaluationRunSerializer(serializers.ModelSerializer):
+    # Plain text in the schema: an enum here would clash with other "status" enums by name.
+    status = serializers.CharField(read_only=True, help_text="queued, running, done, failed or cancelled")
+    spec = serializers.IntegerField(source="snapshot.spec_id", read_only=True)
+    snapshot_name = serializers.CharField(source="snapshot.name", read_only=True)
+    metrics = serializers.SerializerMethodField()
+    verdicts = VerdictSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = EvaluationRun
+        fields = ["id", "snapshot", "snapshot_name", "spec", "detector_version", "recognizer_version", "status",
+                  "batch_size", "total", "processed", "metrics", "verdicts", "passed", "latency_p50_ms",
+                  "latency_p95_ms", "qps", "inference_seconds", "device", "error", "created_by", "created_at",
+                  "started_at", "finished_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(EvaluationResultSerializer)
+    def get_metrics(self, obj) -> dict:
+        # Always an object (a nullable $ref is not portable across OpenAPI 3.0 validators).
+        return obj.metrics or {"by_category": {}}
+
+
+class EvaluationCreateSerializer(serializers.Serializer):
+    snapshot = serializers.PrimaryKeyRelatedField(queryset=Snapshot.objects.none())
+    spec = serializers.PrimaryKeyRelatedField(queryset=DatasetSpec.objects.none(), required=False,
+                                              help_text="Optional: the snapshot must belong to it")
+    detector_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.none(), required=False,
+                                                          allow_null=True)
+    recognizer_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.none(), required=False,
+                                                            allow_null=True)
+    batch_size = serializers.IntegerField(required=False, default=8, min_value=1, max_value=64)
+
+    def __init__(self, *args, snapshots=None, specs=None, versions=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, queryset in (("snapshot", snapshots), ("spec", specs), ("detector_version", versions),
+                               ("recognizer_version", versions)):
+            if queryset is not None:  # the schema generator builds the serializer without querysets
+                self.fields[name].queryset = queryset
+
+
+class EvaluationSampleSerializer(serializers.ModelSerializer):
+    image = serializers.IntegerField(source="item.image_id", read_only=True)
+    crop_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EvaluationSample
+        fields = ["id", "item", "image", "region_index", "category", "categories", "points", "truth_latex",
+                  "predicted_latex", "edits", "edit_distance", "exact", "iou", "image_predicted", "image_matched",
+                  "latency_ms", "crop_url"]
+        read_only_fields = fields
+
+    def get_crop_url(self, obj) -> str | None:
+        if obj.points is None:
+            return None
+        return f"/api/v1/evaluations/{obj.run_id}/samples/{obj.pk}/crop/"

@@ -6,4 +6,5 @@ router = DefaultRouter()
 router.register("model-versions", views.ModelVersionViewSet, basename="model-version")
 router.register("prelabel-jobs", views.PrelabelJobViewSet, basename="prelabel-job")
 router.register("model-predictions", views.PredictionViewSet, basename="model-prediction")
+router.register("evaluations", views.EvaluationRunViewSet, basename="evaluation")
 urlpatterns = router.urls

@@ -1,9 +1,11 @@
-"""Pipeline API: model registry, pre-labeling jobs, predictions."""
+"""Pipeline API: model registry, pre-labeling jobs, predictions, offline evaluations."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -13,10 +15,11 @@ from rest_framework.response import Response
 from common import roles
 from common.permissions import IsCurator
 from curation.models import Image
-from curation.selectors import images_visible_to, specs_visible_to
+from curation.selectors import images_visible_to, snapshots_visible_to, specs_visible_to
 
-from .. import selectors, services
-from ..filters import ModelVersionFilter, PredictionFilter, PrelabelJobFilter
+from .. import evaluation, selectors, services
+from ..filters import EvaluationRunFilter, ModelVersionFilter, PredictionFilter, PrelabelJobFilter
+from ..models import EvaluationSample
 from . import serializers as s
 
 
@@ -147,3 +150,74 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     def get_queryset(self):
         return selectors.predictions_visible_to(self.request.user).order_by("min_confidence", "id")
+
+
+class CanReadAllData(BasePermission):
+    """Curators and model teams, for reads and writes alike (selectors hide the rows from others)."""
+
+    message = "Only curators and model teams can evaluate models."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        return request.method in SAFE_METHODS or roles.can_read_all_data(user)
+
+
+class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Offline evaluations of model versions on a snapshot's test split: metrics overall and per
+    category, time per image, QPS and a verdict per requirement of the spec."""
+
+    serializer_class = s.EvaluationRunSerializer
+    permission_classes = [CanReadAllData]
+    filterset_class = EvaluationRunFilter
+    ordering_fields = ["id", "created_at", "finished_at"]
+
+    def get_queryset(self):
+        return selectors.evaluation_runs_visible_to(self.request.user)
+
+    @extend_schema(request=s.EvaluationCreateSerializer, responses={201: s.EvaluationRunSerializer})
+    def create(self, request):
+        """Queue an evaluation (runs on a Celery worker); answers 201 with the queued run."""
+        data = s.EvaluationCreateSerializer(
+            data=request.data, snapshots=snapshots_visible_to(request.user),
+            specs=specs_visible_to(request.user), versions=selectors.model_versions_visible_to(request.user))
+        data.is_valid(raise_exception=True)
+        run = evaluation.evaluation_create(created_by=request.user, **data.validated_data)
+        return Response(s.EvaluationRunSerializer(self.get_queryset().get(pk=run.pk)).data,
+                        status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=s.EvaluationRunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a queued or running evaluation (a running one stops before its next batch)."""
+        evaluation.evaluation_cancel(run=self.get_object())
+        return Response(s.EvaluationRunSerializer(self.get_object()).data)
+
+    @extend_schema(parameters=[OpenApiParameter("category", str, description="Only samples of this category "
+                                                                             "(the image's first)")],
+                   responses=s.EvaluationSampleSerializer(many=True))
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def samples(self, request, pk=None):
+        """Per-region results, worst first (largest token edit distance, then missed detections)."""
+        qs = selectors.evaluation_samples_worst_first(self.get_object(),
+                                                      category=request.query_params.get("category"))
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(s.EvaluationSampleSerializer(page, many=True).data)
+
+    @extend_schema(parameters=[OpenApiParameter("sample_id", int, OpenApiParameter.PATH)],
+                   responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 404: None})
+    @action(detail=True, methods=["get"], url_path=r"samples/(?P<sample_id>[0-9]+)/crop", filter_backends=[])
+    def crop(self, request, pk=None, sample_id=None):
+        """The sample's truth region cut out of the frozen image and straightened (JPEG)."""
+        sample = get_object_or_404(EvaluationSample.objects.select_related("item"), run=self.get_object(),
+                                   pk=sample_id)
+        if sample.points is None:
+            raise Http404("This sample has no region.")
+        try:
+            data = evaluation.sample_crop_jpeg(sample=sample)
+        except FileNotFoundError:
+            raise Http404("The stored image is missing.") from None
+        response = HttpResponse(data, content_type="image/jpeg")
+        response["Cache-Control"] = "private, max-age=3600"
+        return response

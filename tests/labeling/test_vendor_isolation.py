@@ -21,10 +21,12 @@ from guides import services as guides_services
 from guides.models import FaqEntry
 from labeling import services
 from labeling.models import Annotation, Prediction, Review, Task
+from pipeline import evaluation as pipeline_evaluation
 from pipeline import services as pipeline_services
 from tests import factories
 from tests.factories import quad
 from tests.labeling.conftest import client_for
+from tests.pipeline.evaluation_helpers import StubReader
 
 pytestmark = pytest.mark.django_db
 
@@ -80,6 +82,16 @@ def world(db):
         export = curation_snapshots.export_run(job=curation_snapshots.export_create(
             snapshot=snapshot, format="coco", created_by=snapshot_curator))
         assert export.status == "done", export.error
+        # An offline evaluation (with samples) on an all-test snapshot whose name carries the marker.
+        eval_snapshot = curation_snapshots.snapshot_create(spec=spec, name=f"Eval {label}",
+                                                           created_by=snapshot_curator, ratios=(0, 0, 1))
+        evaluation_run = pipeline_evaluation.evaluation_run(
+            run=pipeline_evaluation.evaluation_create(
+                snapshot=eval_snapshot, detector_version=pipeline_services.model_version_builtin(kind="detector"),
+                recognizer_version=pipeline_services.model_version_builtin(kind="recognizer"),
+                created_by=snapshot_curator),
+            reader=StubReader(detections=[[quad()["points"]]], readings=[rf"\text{{{label}}}"]))
+        assert evaluation_run.status == "done", evaluation_run.error
         image = task.image
         prediction = services.predictions_import(model_name=f"model-{label}", model_version="1",
                                                  items=[{"image": image.id, "regions": [quad()]}])[0]
@@ -113,7 +125,7 @@ def world(db):
                              contract=contract, guide=version.guide, version=version, example=example, ack=ack,
                              question=question, notification=notification, faq=faq, detector=detector,
                              prelabel_job=prelabel_job, model_prediction=model_prediction, snapshot=snapshot,
-                             export=export)
+                             export=export, evaluation_run=evaluation_run)
     return worlds
 
 
@@ -126,7 +138,8 @@ def foreign_ids(b: dict) -> dict[type, list[int]]:
     objs = [b["vendor"], b["spec"], b["source"], b["batch"], b["task"], b["image"], b["annotation"], b["review"],
             b["prediction"], b["job"], b["category"], *b["people"].values(), b["contract"], b["guide"],
             b["version"], b["example"], b["ack"], b["question"], b["notification"]]
-    objs += [b["faq"], b["detector"], b["prelabel_job"], b["model_prediction"], b["snapshot"], b["export"]]
+    objs += [b["faq"], b["detector"], b["prelabel_job"], b["model_prediction"], b["snapshot"], b["export"],
+             b["evaluation_run"]]
     out: dict[type, list[int]] = {}
     for o in objs:
         out.setdefault(type(o), []).append(o.pk)

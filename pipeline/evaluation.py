@@ -1,0 +1,462 @@
+"""Offline evaluation: score a detector and/or recognizer version on a snapshot's test split.
+
+What is measured, per test image of the snapshot (in image order, so a run is deterministic
+given the weights):
+
+* **Detection** — the detector's quads are matched one-to-one to the frozen truth regions
+  (Hungarian assignment on quad IoU, :func:`pipeline.qa.match_regions`) at IoU >= 0.5:
+  precision, recall and F1 over all regions, and the mean IoU of the matched pairs.
+* **Recognition** — the recognizer reads each *truth* region's rectified crop, so its score
+  does not depend on what the detector found: exact match and normalised token edit distance
+  (:mod:`common.latex`), corpus BLEU-4 (sacrebleu on the normalised token strings), all by
+  :func:`pipeline.ml.evaluate.recognizer_metrics`. Regions with no truth LaTeX are not read.
+* **Speed** — images go through the models ``batch_size`` at a time (detection batched over
+  the images, recognition over all their crops). An image's time is its batch's wall time
+  (detect, rectify, recognise; decoding the file excluded) divided by the images in the batch,
+  so with ``batch_size`` 1 it is the single-image latency. p50/p95 are over images; QPS is
+  images over the summed inference time of the run.
+
+Everything is also broken down by the image's categories. Verdicts compare the overall
+figures with the spec's :class:`~curation.models.ModelRequirement` rows, its ``target_qps``
+(QPS) and ``max_ms_per_image`` (p95 time per image).
+
+The arithmetic is pure (:func:`summarize`, :func:`verdicts_for`, :func:`latency_percentiles`)
+and the runner takes any object with ``detect(images, with_masks=False)`` (items with a
+``quad``) and ``recognize(crops)`` (items with a ``latex``, or strings) (the
+runtime's :class:`~pipeline.ml.inference.FormulaReader` by default), so tests can inject a
+stub with known answers.
+"""
+from __future__ import annotations
+
+import difflib
+import html
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
+
+from common.latex import normalize_tokens
+from curation.models import DatasetSpec, ModelRequirement, Snapshot, SnapshotItem
+
+from .models import EvaluationRun, EvaluationSample, ModelVersion
+from .qa import Region, match_regions
+
+MATCH_IOU = 0.5
+TEST_SPLIT = "test"
+MAX_BATCH_SIZE = 64
+UNCATEGORISED = "uncategorised"
+# Columns of the comparison table; the value of each is read from ``metrics["overall"]``.
+HIGHER_IS_BETTER = ("exact_match", "bleu4", "detection_precision", "detection_recall", "detection_f1", "mean_iou",
+                    "qps")
+LOWER_IS_BETTER = ("token_edit_distance", "latency_p50_ms", "latency_p95_ms")
+
+
+# ------------------------------------------------------------------ pure arithmetic
+
+@dataclass
+class RegionResult:
+    """One truth region: its normalised truth tokens, the recognizer's tokens (None when not
+    read) and the IoU of the detection matched to it (None when missed or not detected)."""
+
+    index: int
+    points: list | None
+    truth: list[str]
+    prediction: list[str] | None
+    iou: float | None = None
+
+    @property
+    def edits(self) -> int | None:
+        if self.prediction is None:
+            return None
+        from rapidfuzz.distance import Levenshtein
+
+        return Levenshtein.distance(self.prediction, self.truth)
+
+    @property
+    def edit_distance(self) -> float | None:
+        edits = self.edits
+        return None if edits is None else edits / (max(len(self.prediction), len(self.truth)) or 1)
+
+
+@dataclass
+class ImageResult:
+    """One test image: its categories, truth regions, how many regions the detector found
+    (None without a detector) and its time in milliseconds."""
+
+    item_id: int
+    categories: tuple[str, ...]
+    regions: list[RegionResult]
+    predicted: int | None
+    ms: float = 0.0
+
+    @property
+    def matched(self) -> int:
+        return sum(1 for r in self.regions if r.iou is not None)
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(sum(values) / len(values)) if values else None
+
+
+def summarize(images: Sequence[ImageResult]) -> dict:
+    """Recognition and detection figures over `images` (None where nothing was measured)."""
+    from .ml.evaluate import recognizer_metrics
+
+    read = [r for im in images for r in im.regions if r.prediction is not None]
+    out: dict = {"images": len(images), "regions": sum(len(im.regions) for im in images), "recognized": len(read)}
+    if read:
+        rec, _ = recognizer_metrics([(r.prediction, r.truth) for r in read])
+        out.update(exact_match=rec["exact_match"], token_edit_distance=rec["token_edit_distance"],
+                   within_1=rec["within_1"], bleu4=rec["bleu4"])
+    else:
+        out.update(exact_match=None, token_edit_distance=None, within_1=None, bleu4=None)
+    detected = [im for im in images if im.predicted is not None]
+    if detected:
+        tp = sum(im.matched for im in detected)
+        fp = sum(im.predicted - im.matched for im in detected)
+        fn = sum(len(im.regions) - im.matched for im in detected)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out.update(detection_precision=precision, detection_recall=recall, detection_f1=f1,
+                   mean_iou=_mean([r.iou for im in detected for r in im.regions if r.iou is not None]),
+                   true_positives=tp, false_positives=fp, false_negatives=fn)
+    else:
+        out.update(detection_precision=None, detection_recall=None, detection_f1=None, mean_iou=None,
+                   true_positives=None, false_positives=None, false_negatives=None)
+    return out
+
+
+def summarize_by_category(images: Sequence[ImageResult]) -> dict[str, dict]:
+    """:func:`summarize` per category; an image counts in each of its categories."""
+    groups: dict[str, list[ImageResult]] = defaultdict(list)
+    for im in images:
+        for category in sorted(set(im.categories)) or [UNCATEGORISED]:
+            groups[category].append(im)
+    return {c: summarize(groups[c]) for c in sorted(groups)}
+
+
+def latency_percentiles(ms: Sequence[float]) -> tuple[float | None, float | None]:
+    """(p50, p95) with linear interpolation between samples (numpy's default)."""
+    if not ms:
+        return None, None
+    p50, p95 = np.percentile(np.asarray(ms, dtype=np.float64), [50, 95])
+    return float(p50), float(p95)
+
+
+def verdicts_for(*, requirements: Iterable[ModelRequirement], overall: dict, qps: float | None,
+                 latency_p95_ms: float | None, target_qps: float | None = None,
+                 max_ms_per_image: int | None = None) -> list[dict]:
+    """One row per requirement and speed target: threshold, measured value, met (None when the
+    run could not measure it, e.g. detection F1 of a recognizer-only run)."""
+    rows = []
+    for req in requirements:
+        value = overall.get(req.metric)
+        rows.append({"metric": req.metric, "label": req.get_metric_display(), "threshold": req.threshold,
+                     "lower_is_better": req.metric in ModelRequirement.LOWER_IS_BETTER, "value": value,
+                     "met": None if value is None else bool(req.is_met_by(value))})
+    if target_qps:
+        rows.append({"metric": "qps", "label": "Throughput (images/s)", "threshold": float(target_qps),
+                     "lower_is_better": False, "value": qps, "met": None if qps is None else qps >= target_qps})
+    if max_ms_per_image:
+        rows.append({"metric": "ms_per_image", "label": "Time per image, p95 (ms)",
+                     "threshold": float(max_ms_per_image), "lower_is_better": True, "value": latency_p95_ms,
+                     "met": None if latency_p95_ms is None else latency_p95_ms <= max_ms_per_image})
+    return rows
+
+
+def overall_passed(verdicts: Sequence[dict]) -> bool | None:
+    """False when any verdict fails; None when there is none or one could not be measured."""
+    if not verdicts:
+        return None
+    if any(v["met"] is False for v in verdicts):
+        return False
+    if any(v["met"] is None for v in verdicts):
+        return None
+    return True
+
+
+def best_values(runs: Sequence[EvaluationRun]) -> dict[str, float]:
+    """The best value of each comparison column among finished `runs` (for highlighting)."""
+    best: dict[str, float] = {}
+    for run in runs:
+        if run.status != EvaluationRun.Status.DONE:
+            continue
+        for key, value in comparison_values(run).items():
+            if value is None:
+                continue
+            if key not in best or (value > best[key] if key in HIGHER_IS_BETTER else value < best[key]):
+                best[key] = value
+    return best
+
+
+def comparison_values(run: EvaluationRun) -> dict[str, float | None]:
+    """The comparison-table columns of one run."""
+    overall = (run.metrics or {}).get("overall", {})
+    values = {k: overall.get(k) for k in HIGHER_IS_BETTER + LOWER_IS_BETTER}
+    values.update(qps=run.qps, latency_p50_ms=run.latency_p50_ms, latency_p95_ms=run.latency_p95_ms)
+    return values
+
+
+def token_diff_html(truth: str, prediction: str) -> SafeString:
+    """The token difference from `truth` to `prediction` as HTML: missing tokens in ``<del>``,
+    extra ones in ``<ins>``, a substitution as both. Every token is HTML-escaped."""
+    a, b = truth.split(), prediction.split()
+    out = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(html.escape(" ".join(a[i1:i2])))
+            continue
+        if i2 > i1:
+            out.append(f'<del class="tok-del">{html.escape(" ".join(a[i1:i2]))}</del>')
+        if j2 > j1:
+            out.append(f'<ins class="tok-ins">{html.escape(" ".join(b[j1:j2]))}</ins>')
+    return mark_safe(" ".join(out))  # noqa: S308 - built only from escaped tokens and fixed tags
+
+
+# ------------------------------------------------------------------ geometry of truth regions
+
+def truth_quad(region: dict) -> list[list[float]] | None:
+    """The region's 4 points, or for a mask-only region the minimum-area rectangle of its mask."""
+    if region.get("points"):
+        return [[float(x), float(y)] for x, y in region["points"]]
+    if region.get("mask_rle"):
+        import cv2
+
+        from common import rle
+        from common.geometry import canonical_quad
+
+        ys, xs = np.nonzero(rle.decode(region["mask_rle"]))
+        if len(xs) == 0:
+            return None
+        box = cv2.boxPoints(cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32)))
+        return canonical_quad([(float(x), float(y)) for x, y in box])
+    return None
+
+
+# ------------------------------------------------------------------ services
+
+def _test_items(snapshot: Snapshot) -> QuerySet[SnapshotItem]:
+    return SnapshotItem.objects.filter(snapshot=snapshot, split=TEST_SPLIT).order_by("image_id")
+
+
+def _check_kind(version: ModelVersion | None, kind: str, field: str) -> None:
+    if version is not None and version.kind != kind:
+        raise ValidationError({field: f"{version} is a {version.kind}, not a {kind}."})
+
+
+@transaction.atomic
+def evaluation_create(*, snapshot: Snapshot, detector_version: ModelVersion | None,
+                      recognizer_version: ModelVersion | None, created_by: User | None,
+                      spec: DatasetSpec | None = None, batch_size: int = 8) -> EvaluationRun:
+    """Queue an evaluation of the given model versions on `snapshot`'s test split; a Celery
+    worker runs it after commit (:func:`evaluation_run`).
+
+    `spec`, when given, must be the snapshot's spec (a guard for callers that pick both).
+    """
+    if spec is not None and snapshot.spec_id != spec.pk:
+        raise ValidationError({"snapshot": f"Snapshot {snapshot.pk} belongs to another spec, not {spec}."})
+    if detector_version is None and recognizer_version is None:
+        raise ValidationError({"detector_version": "Give a detector version, a recognizer version or both."})
+    _check_kind(detector_version, ModelVersion.Kind.DETECTOR, "detector_version")
+    _check_kind(recognizer_version, ModelVersion.Kind.RECOGNIZER, "recognizer_version")
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValidationError({"batch_size": f"Must be between 1 and {MAX_BATCH_SIZE}."})
+    if snapshot.status != Snapshot.Status.READY:
+        raise ValidationError({"snapshot": f"Snapshot {snapshot.pk} is {snapshot.status}, not ready; wait for it to be built."})
+    total = _test_items(snapshot).count()
+    if not total:
+        raise ValidationError({"snapshot": "This snapshot has no items in its test split; nothing to evaluate."})
+    run = EvaluationRun.objects.create(snapshot=snapshot, detector_version=detector_version,
+                                       recognizer_version=recognizer_version, batch_size=batch_size, total=total,
+                                       created_by=created_by)
+    from .tasks import run_evaluation
+
+    transaction.on_commit(lambda: run_evaluation.delay(run.pk))
+    return run
+
+
+@transaction.atomic
+def evaluation_cancel(*, run: EvaluationRun) -> EvaluationRun:
+    """Cancel a queued or running evaluation; a running one stops before its next batch."""
+    run = EvaluationRun.objects.select_for_update().get(pk=run.pk)
+    if run.status not in (EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING):
+        raise ValidationError({"status": f"The evaluation is already {run.status}."})
+    run.status = EvaluationRun.Status.CANCELLED
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "finished_at"])
+    return run
+
+
+def _reader_for(run: EvaluationRun):
+    """The runtime's cached reader; a missing side is filled with the committed weights,
+    which are loaded but never run."""
+    from .runtime import reader_for
+    from .services import model_version_builtin
+
+    detector = run.detector_version or model_version_builtin(kind=ModelVersion.Kind.DETECTOR)
+    recognizer = run.recognizer_version or model_version_builtin(kind=ModelVersion.Kind.RECOGNIZER)
+    return reader_for(detector, recognizer)
+
+
+def _device(reader) -> str:
+    device = getattr(reader, "device", None)
+    if device is None:
+        return type(reader).__name__
+    import torch
+
+    return f"{device}, {torch.get_num_threads()} torch thread(s)"
+
+
+def _load(item: SnapshotItem) -> np.ndarray:
+    from .runtime import load_rgb
+
+    try:
+        with default_storage.open(item.file, "rb") as fh:
+            return load_rgb(fh.read())
+    except Exception as exc:  # noqa: BLE001 - name the image whatever went wrong
+        raise RuntimeError(f"image {item.image_id} ({item.file}) cannot be read: {exc}") from exc
+
+
+def _tokens(reading) -> list[str]:
+    text = reading if isinstance(reading, str) else getattr(reading, "latex", "")
+    return normalize_tokens(text)
+
+
+def _evaluate_batch(run: EvaluationRun, reader, items: list[SnapshotItem]) -> list[ImageResult]:
+    """Run the models on one batch of test images and score each against its frozen regions."""
+    from .ml.detector import rectify
+
+    images = [_load(item) for item in items]
+    truths = [[(i, r, truth_quad(r)) for i, r in enumerate(item.regions or [])] for item in items]
+    started = time.perf_counter()
+    detections = reader.detect(images, with_masks=False) if run.detector_version_id else None
+    crops, owners = [], []
+    if run.recognizer_version_id:
+        for k, (image, regions) in enumerate(zip(images, truths, strict=True)):
+            for i, region, quad in regions:
+                if quad is not None and (region.get("latex") or "").strip():
+                    crops.append(rectify(image, np.asarray(quad, np.float32)))
+                    owners.append((k, i))
+    readings = reader.recognize(crops) if crops else []
+    per_image_ms = (time.perf_counter() - started) * 1000 / len(items)
+    read = {owner: _tokens(reading) for owner, reading in zip(owners, readings, strict=True)}
+    results = []
+    for k, (item, regions) in enumerate(zip(items, truths, strict=True)):
+        region_results = [RegionResult(index=i, points=quad, truth=normalize_tokens(region.get("latex") or ""),
+                                       prediction=read.get((k, i))) for i, region, quad in regions]
+        predicted = None
+        if detections is not None:
+            found = [Region(points=np.asarray(d.quad, np.float64).reshape(4, 2)) for d in detections[k]]
+            scored = [(n, Region(points=quad)) for n, (_, _, quad) in enumerate(regions) if quad is not None]
+            for m in match_regions(found, [r for _, r in scored], min_iou=MATCH_IOU):
+                region_results[scored[m.b][0]].iou = m.iou
+            predicted = len(found)
+        results.append(ImageResult(item_id=item.pk, categories=tuple(item.categories or ()), regions=region_results,
+                                   predicted=predicted, ms=per_image_ms))
+    return results
+
+
+def _sample_rows(run: EvaluationRun, result: ImageResult) -> list[EvaluationSample]:
+    common = {"run": run, "item_id": result.item_id, "categories": list(result.categories),
+              "category": result.categories[0] if result.categories else "",
+              "image_predicted": result.predicted or 0, "image_matched": result.matched, "latency_ms": result.ms}
+    if not result.regions:
+        return [EvaluationSample(region_index=None, **common)]
+    rows = []
+    for r in result.regions:
+        rows.append(EvaluationSample(
+            region_index=r.index, points=r.points, truth_latex=" ".join(r.truth),
+            predicted_latex=" ".join(r.prediction) if r.prediction is not None else "",
+            edits=r.edits, edit_distance=r.edit_distance, exact=None if r.prediction is None else r.edits == 0,
+            iou=r.iou, **common))
+    return rows
+
+
+def _still_running(run: EvaluationRun) -> bool:
+    return EvaluationRun.objects.filter(pk=run.pk, status=EvaluationRun.Status.RUNNING).exists()
+
+
+def evaluation_run(*, run: EvaluationRun, reader=None) -> EvaluationRun:
+    """Run a queued evaluation to the end (see the module docstring for what is measured).
+
+    Idempotent: only a queued run is claimed (a conditional UPDATE), so a redelivered task
+    does nothing. Samples are stored batch by batch with the progress; a cancel is noticed
+    before each batch. Any error fails the run with the message (e.g. an unreadable image).
+    """
+    claimed = EvaluationRun.objects.filter(pk=run.pk, status=EvaluationRun.Status.QUEUED).update(
+        status=EvaluationRun.Status.RUNNING, started_at=timezone.now(), processed=0, error="")
+    run.refresh_from_db()
+    if not claimed:
+        return run
+    try:
+        reader = reader if reader is not None else _reader_for(run)
+        EvaluationRun.objects.filter(pk=run.pk).update(device=_device(reader)[:60])
+        items = list(_test_items(run.snapshot))
+        results: list[ImageResult] = []
+        for start in range(0, len(items), run.batch_size):
+            if not _still_running(run):
+                run.refresh_from_db()
+                return run
+            batch = _evaluate_batch(run, reader, items[start:start + run.batch_size])
+            with transaction.atomic():
+                EvaluationSample.objects.bulk_create([row for im in batch for row in _sample_rows(run, im)])
+                EvaluationRun.objects.filter(pk=run.pk).update(processed=F("processed") + len(batch))
+            results += batch
+        _finish(run, results)
+    except Exception as exc:  # noqa: BLE001 - the run records why it failed
+        EvaluationRun.objects.filter(pk=run.pk, status=EvaluationRun.Status.RUNNING).update(
+            status=EvaluationRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
+            finished_at=timezone.now())
+    run.refresh_from_db()
+    return run
+
+
+def _finish(run: EvaluationRun, results: list[ImageResult]) -> None:
+    spec = run.snapshot.spec
+    ms = [r.ms for r in results]
+    seconds = sum(ms) / 1000
+    qps = len(results) / seconds if seconds > 0 else None
+    p50, p95 = latency_percentiles(ms)
+    metrics = {"overall": summarize(results), "by_category": summarize_by_category(results)}
+    verdicts = verdicts_for(requirements=spec.requirements.all(), overall=metrics["overall"], qps=qps,
+                            latency_p95_ms=p95, target_qps=spec.target_qps, max_ms_per_image=spec.max_ms_per_image)
+    # Conditional: a cancel that came during the last batch wins.
+    EvaluationRun.objects.filter(pk=run.pk, status=EvaluationRun.Status.RUNNING).update(
+        status=EvaluationRun.Status.DONE, metrics=metrics, verdicts=verdicts, passed=overall_passed(verdicts),
+        latency_p50_ms=p50, latency_p95_ms=p95, qps=qps, inference_seconds=seconds, finished_at=timezone.now())
+
+
+CROP_MAX_SIDE = 800
+
+
+def sample_crop_jpeg(*, sample: EvaluationSample) -> bytes:
+    """The sample's truth region, rectified as the recognizer saw it, as a JPEG (at most
+    CROP_MAX_SIDE pixels on its longer side). Raises FileNotFoundError if the image is gone."""
+    import io
+
+    import cv2
+    from PIL import Image as PILImage
+
+    from .ml.detector import rectify
+    from .runtime import load_rgb
+
+    with default_storage.open(sample.item.file, "rb") as fh:
+        image = load_rgb(fh.read())
+    crop = rectify(image, np.asarray(sample.points, np.float32))
+    scale = min(1.0, CROP_MAX_SIDE / max(crop.shape[:2]))
+    if scale < 1.0:
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
+    buf = io.BytesIO()
+    PILImage.fromarray(crop).save(buf, "JPEG", quality=88)
+    return buf.getvalue()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import django_filters
 
-from .models import ModelVersion, Prediction, PrelabelJob
+from .models import ModelVersion, Prediction, PrelabelJob, QAReport
 
 
 class ModelVersionFilter(django_filters.FilterSet):
@@ -30,3 +30,11 @@ class PredictionFilter(django_filters.FilterSet):
     class Meta:
         model = Prediction
         fields = ["image", "job", "detector_version", "recognizer_version"]
+
+
+class QAReportFilter(django_filters.FilterSet):
+    spec = django_filters.NumberFilter(field_name="spec_id")
+
+    class Meta:
+        model = QAReport
+        fields = ["spec"]

@@ -384,15 +384,15 @@ class ReviewRow:
     reasons: tuple[str, ...] = ()
 
 
-def _review_summary(rows: list[ReviewRow]) -> dict:
-    accepted = sum(1 for r in rows if r.decision == ACCEPT)
-    rejected = sum(1 for r in rows if r.decision == REJECT)
+def _review_summary(rows: list[tuple[ReviewRow, int]]) -> dict:
+    accepted = sum(n for r, n in rows if r.decision == ACCEPT)
+    rejected = sum(n for r, n in rows if r.decision == REJECT)
     decided = accepted + rejected
     reasons: dict[str, int] = defaultdict(int)
-    for r in rows:
+    for r, n in rows:
         if r.decision == REJECT:
             for reason in r.reasons or ("unspecified",):
-                reasons[reason] += 1
+                reasons[reason] += n
     total_reasons = sum(reasons.values())
     return {
         "reviews": decided, "accepted": accepted, "rejected": rejected,
@@ -406,15 +406,22 @@ def _review_summary(rows: list[ReviewRow]) -> dict:
 
 def review_stats(rows: Iterable[ReviewRow]) -> dict:
     """Accept/reject rates and the distribution of reject reasons, overall, per vendor and annotator."""
+    return review_stats_counted((r, 1) for r in rows)
+
+
+def review_stats_counted(rows: Iterable[tuple[ReviewRow, int]]) -> dict:
+    """:func:`review_stats` over ``(row, how many such reviews)`` pairs, e.g. a SQL GROUP BY's
+    output, so a million reviews cost as many rows as there are distinct (vendor, annotator,
+    decision, reasons) combinations."""
     rows = list(rows)
-    bad = sorted({r.decision for r in rows} - {ACCEPT, REJECT})
+    bad = sorted({r.decision for r, _ in rows} - {ACCEPT, REJECT})
     if bad:
         raise ValueError(f"unknown review decisions {bad}; expected {ACCEPT!r} or {REJECT!r}")
     by_vendor: dict = defaultdict(list)
     by_annotator: dict = defaultdict(list)
-    for r in rows:
-        by_vendor[r.vendor].append(r)
-        by_annotator[r.annotator].append(r)
+    for r, n in rows:
+        by_vendor[r.vendor].append((r, n))
+        by_annotator[r.annotator].append((r, n))
     return {"overall": _review_summary(rows),
             "by_vendor": {k: _review_summary(v) for k, v in by_vendor.items()},
             "by_annotator": {k: _review_summary(v) for k, v in by_annotator.items()}}

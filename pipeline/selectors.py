@@ -58,3 +58,15 @@ def prelabel_job_progress(job: PrelabelJob) -> dict:
 
 def prelabel_job_failures(job: PrelabelJob) -> QuerySet[PrelabelItem]:
     return job.items.filter(status=PrelabelItem.Status.FAILED).order_by("image_id")
+
+
+def qa_reports_visible_to(user: User) -> QuerySet:
+    """QA reports: curators only. A report names every vendor's annotators and holds prices, so
+    vendor users (and model teams, who see no prices) are refused rather than given a slice."""
+    from common.roles import is_curator
+
+    from .models import QAReport
+
+    if is_curator(user):
+        return QAReport.objects.select_related("spec")
+    return QAReport.objects.none()

@@ -24,3 +24,36 @@ def prelabel_chunk(self, job_id: int, image_ids: list[int]) -> dict:
 def prelabel_sweep() -> list[int]:
     """Periodic (Celery beat): resume running jobs whose workers stopped making progress."""
     return services.prelabel_jobs_sweep()
+
+
+@shared_task(acks_late=True)
+def spec_stats_refresh(spec_id: int) -> int | None:
+    """Compute and store a spec's QA statistics (debounced by pipeline.refresh); the id of the report.
+
+    The pending marker is cleared first, so a submit that arrives while this runs schedules the
+    next computation instead of being lost.
+    """
+    from django.core.cache import cache
+
+    from curation.models import DatasetSpec
+
+    from .refresh import pending_key
+    from .stats import spec_stats_compute
+
+    cache.delete(pending_key(spec_id))
+    spec = DatasetSpec.objects.filter(pk=spec_id).first()
+    if spec is None:  # deleted meanwhile
+        return None
+    return spec_stats_compute(spec=spec).pk
+
+
+@shared_task(acks_late=True)
+def spec_stats_refresh_active() -> list[int]:
+    """Periodic (Celery beat): refresh the statistics of active specs with new reviews or submits
+    since their latest report (covers a debounce whose transaction rolled back)."""
+    from .stats import specs_needing_stats
+
+    ids = specs_needing_stats()
+    for spec_id in ids:
+        spec_stats_refresh.delay(spec_id)
+    return ids

@@ -6,7 +6,7 @@ import json
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..models import ModelVersion, Prediction, PrelabelJob
+from ..models import ModelVersion, Prediction, PrelabelJob, QAReport
 from ..selectors import prelabel_job_progress
 
 
@@ -110,3 +110,26 @@ class ModelPredictionSerializer(serializers.ModelSerializer):
         model = Prediction
         fields = ["id", "image", "job", "task_id", "detector_version", "recognizer_version", "regions",
                   "min_confidence", "seconds", "created_at"]
+
+
+class QAReportSerializer(serializers.ModelSerializer):
+    """A spec's QA statistics at `computed_at` (see pipeline/stats.py for every section)."""
+
+    payload = serializers.JSONField(help_text="Sections: agreement (overall, by_vendor, by_annotator, by_category), "
+                                              "gold (overall, by_vendor, by_annotator), reviews (rates and reasons), "
+                                              "prelabel (kept/moved/deleted/added per model and category), "
+                                              "throughput (median seconds, cost per vendor and per formula)")
+
+    class Meta:
+        model = QAReport
+        fields = ["id", "spec", "computed_at", "duration_ms", "payload"]
+        read_only_fields = fields
+
+
+class QARecomputeSerializer(serializers.Serializer):
+    spec = serializers.IntegerField(help_text="Id of the spec to recompute")
+
+
+class QARecomputeResultSerializer(serializers.Serializer):
+    spec = serializers.IntegerField()
+    scheduled = serializers.BooleanField()

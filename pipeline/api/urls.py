@@ -6,4 +6,5 @@ router = DefaultRouter()
 router.register("model-versions", views.ModelVersionViewSet, basename="model-version")
 router.register("prelabel-jobs", views.PrelabelJobViewSet, basename="prelabel-job")
 router.register("model-predictions", views.PredictionViewSet, basename="model-prediction")
+router.register("qa-reports", views.QAReportViewSet, basename="qa-report")
 urlpatterns = router.urls

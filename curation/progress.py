@@ -46,7 +46,8 @@ def _counts(image_field: str, pre_ids, lab_ids, acc_ids, *, distinct: bool = Fal
 def spec_progress(user: User, spec: DatasetSpec) -> dict:
     """Quota progress of `spec` (already visible to `user`), scoped to what `user` may see.
 
-    Returns ``{"spec", "snapshot", "by_category", "by_split", "by_vendor"}``; see the module
+    Returns ``{"spec", "snapshot" (id or None), "snapshot_name", "snapshot_created_at", "by_category",
+    "by_split", "by_vendor"}``; see the module
     docstring for what each count means.
     """
     from labeling.models import Prediction, Task
@@ -114,8 +115,9 @@ def spec_progress(user: User, spec: DatasetSpec) -> dict:
 
     return {
         "spec": spec.pk,
-        "snapshot": None if snapshot is None else {"id": snapshot.pk, "name": snapshot.name,
-                                                   "created_at": snapshot.created_at},
+        "snapshot": snapshot and snapshot.pk,
+        "snapshot_name": snapshot and snapshot.name,
+        "snapshot_created_at": snapshot and snapshot.created_at,
         "by_category": by_category,
         "by_split": by_split,
         "by_vendor": by_vendor,

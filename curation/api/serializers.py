@@ -218,17 +218,13 @@ class VendorProgressSerializer(_ProgressCounts):
     by_category = VendorCategoryProgressSerializer(many=True)
 
 
-class ProgressSnapshotSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    created_at = serializers.DateTimeField()
-
-
 class SpecProgressSerializer(serializers.Serializer):
     """Quota progress per category, per split (latest snapshot) and per vendor."""
 
     spec = serializers.IntegerField()
-    snapshot = ProgressSnapshotSerializer(allow_null=True)
+    snapshot = serializers.IntegerField(allow_null=True, help_text="Latest snapshot, whose splits by_split counts")
+    snapshot_name = serializers.CharField(allow_null=True)
+    snapshot_created_at = serializers.DateTimeField(allow_null=True)
     by_category = CategoryQuotaProgressSerializer(many=True)
     by_split = SplitProgressSerializer(many=True)
     by_vendor = VendorProgressSerializer(many=True)

@@ -15,9 +15,9 @@ from rest_framework.response import Response
 from common.permissions import IsCurator, IsCuratorOrReadOnly
 
 from .. import selectors, services
-from ..progress import spec_progress
 from ..filters import CategoryFilter, ImageFilter, SourceFilter, SpecFilter
 from ..models import Category
+from ..progress import spec_progress
 from . import serializers as s
 
 

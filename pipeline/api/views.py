@@ -1,10 +1,10 @@
 """Pipeline API: model registry, pre-labeling jobs, predictions."""
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404
 from django import forms
+from django.core.exceptions import ValidationError
 from django.http import Http404
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action

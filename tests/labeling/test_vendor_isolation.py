@@ -22,6 +22,7 @@ from guides.models import FaqEntry
 from labeling import services
 from labeling.models import Annotation, Prediction, Review, Task
 from pipeline import services as pipeline_services
+from pipeline import stats as pipeline_stats
 from tests import factories
 from tests.factories import quad
 from tests.labeling.conftest import client_for
@@ -113,7 +114,7 @@ def world(db):
                              contract=contract, guide=version.guide, version=version, example=example, ack=ack,
                              question=question, notification=notification, faq=faq, detector=detector,
                              prelabel_job=prelabel_job, model_prediction=model_prediction, snapshot=snapshot,
-                             export=export)
+                             export=export, qa_report=pipeline_stats.spec_stats_compute(spec=spec))
     return worlds
 
 
@@ -127,6 +128,7 @@ def foreign_ids(b: dict) -> dict[type, list[int]]:
             b["prediction"], b["job"], b["category"], *b["people"].values(), b["contract"], b["guide"],
             b["version"], b["example"], b["ack"], b["question"], b["notification"]]
     objs += [b["faq"], b["detector"], b["prelabel_job"], b["model_prediction"], b["snapshot"], b["export"]]
+    objs += [b["qa_report"]]
     out: dict[type, list[int]] = {}
     for o in objs:
         out.setdefault(type(o), []).append(o.pk)

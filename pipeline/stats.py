@@ -27,11 +27,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from decimal import Decimal
 
+import orjson
 from django.db import transaction
-from django.db.models import Count, F, Min, Sum
+from django.db.models import Count, F, Min, Sum, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from curation.models import DatasetSpec, Image
@@ -52,12 +53,21 @@ HANDED_IN = (Annotation.Status.SUBMITTED, Annotation.Status.ACCEPTED, Annotation
 # ------------------------------------------------------------------ loading
 
 
-def _regions(version_ids: Iterable[int]) -> dict[int, list[qa.Region]]:
+def _json(column: str) -> Cast:
+    # JSON as text, parsed with orjson: Django's per-row json.loads was most of the loading time.
+    return Cast(column, output_field=TextField())
+
+
+def _regions(version_ids) -> dict[int, list[qa.Region]]:
+    """Regions of the versions in `version_ids` (a values() subquery or ids), in index order."""
     out: dict[int, list[qa.Region]] = defaultdict(list)
-    rows = (Region.objects.filter(version_id__in=list(version_ids)).order_by("version_id", "index")
-            .values_list("version_id", "points", "mask_rle", "latex"))
-    for vid, points, mask, text in rows.iterator(chunk_size=10_000):
-        out[vid].append(qa.Region(points=points, mask_rle=mask, latex=text or ""))
+    rows = (Region.objects.filter(version_id__in=version_ids).order_by("version_id", "index")
+            .values_list("version_id", _json("points"), _json("mask_rle"), "latex", "latex_normalized"))
+    for vid, points, mask, text, normalized in rows.iterator(chunk_size=10_000):
+        # The stored normalised form (space-separated tokens) spares normalising the LaTeX again.
+        tokens = tuple(normalized.split()) if normalized or not text else None
+        out[vid].append(qa.Region(points=orjson.loads(points) if points else None,
+                                  mask_rle=orjson.loads(mask) if mask else None, latex=text or "", tokens=tokens))
     return out
 
 
@@ -67,9 +77,10 @@ def _answer_regions(items: list | None) -> list[qa.Region]:
             for r in items or [] if isinstance(r, dict)]
 
 
-def _categories(image_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+def _categories(image_ids) -> dict[int, tuple[str, ...]]:
+    """Category slugs per image of `image_ids` (a values() subquery or ids)."""
     out: dict[int, list[str]] = defaultdict(list)
-    for image_id, slug in (Image.categories.through.objects.filter(image_id__in=list(image_ids))
+    for image_id, slug in (Image.categories.through.objects.filter(image_id__in=image_ids)
                            .values_list("image_id", "category__slug")):
         out[image_id].append(slug)
     return {k: tuple(sorted(v)) for k, v in out.items()}
@@ -87,11 +98,11 @@ def _agreement(annotations, vendor_names: dict, annotator_names: dict) -> dict:
     handed_in = annotations.filter(status__in=HANDED_IN)
     overlapped = handed_in.values("task_id").annotate(n=Count("id")).filter(n__gte=2).order_by()
     total = overlapped.count()
-    task_ids = list(overlapped.order_by("-task_id").values_list("task_id", flat=True)[:SAMPLE_LIMIT])
-    rows = list(handed_in.filter(task_id__in=task_ids).order_by("task_id", "annotator_id").values(
+    picked = handed_in.filter(task_id__in=overlapped.order_by("-task_id").values("task_id")[:SAMPLE_LIMIT])
+    rows = list(picked.order_by("task_id", "annotator_id").values(
         "task_id", "annotator_id", "current_id", vendor_id=F("task__batch__vendor_id"), image_id=F("task__image_id")))
-    regions = _regions(r["current_id"] for r in rows)
-    cats = _categories({r["image_id"] for r in rows})
+    regions = _regions(picked.values("current_id"))
+    cats = _categories(picked.values("task__image_id"))
     by_task: dict[int, list[dict]] = defaultdict(list)
     for r in rows:
         by_task[r["task_id"]].append(r)
@@ -110,7 +121,7 @@ def _gold(annotations, vendor_names: dict, annotator_names: dict) -> dict:
     total = answers.count()
     rows = list(answers.order_by("-id").values(
         "annotator_id", "current_id", vendor_id=F("task__batch__vendor_id"), truth=F("task__gold_answer"))[:SAMPLE_LIMIT])
-    regions = _regions(r["current_id"] for r in rows)
+    regions = _regions(answers.order_by("-id").values("current_id")[:SAMPLE_LIMIT])
     cases = [qa.GoldCase(r["annotator_id"], r["vendor_id"], regions.get(r["current_id"], []),
                          _answer_regions((r["truth"] or {}).get("regions")))
              for r in rows]
@@ -137,19 +148,20 @@ def _prelabel(annotations) -> dict:
                        started_from__isnull=False)
                .values("annotation_id").annotate(prediction_id=Min("started_from_id")).order_by())
     total = started.count()
-    picked = {r["annotation_id"]: r["prediction_id"]
-              for r in started.order_by("-annotation_id")[:SAMPLE_LIMIT]}
-    accepted = list(Annotation.objects.filter(id__in=list(picked)).values("id", "current_id", image_id=F("task__image_id")))
-    predictions = {p["id"]: p for p in Prediction.objects.filter(id__in=set(picked.values())).values(
-        "id", "model_name", "model_version", "regions")}
-    regions = _regions(a["current_id"] for a in accepted)
-    cats = _categories({a["image_id"] for a in accepted})
+    latest = started.order_by("-annotation_id")[:SAMPLE_LIMIT]
+    picked = {r["annotation_id"]: r["prediction_id"] for r in latest}
+    chosen = Annotation.objects.filter(id__in=latest.values("annotation_id"))
+    accepted = list(chosen.values("id", "current_id", image_id=F("task__image_id")))
+    predictions = {p[0]: p for p in Prediction.objects.filter(id__in=latest.values("prediction_id")).values_list(
+        "id", "model_name", "model_version", _json("regions"))}
+    regions = _regions(chosen.values("current_id"))
+    cats = _categories(chosen.values("task__image_id"))
     cases = []
     for a in accepted:
         p = predictions.get(picked[a["id"]])
         if p is None:
             continue
-        cases.append(qa.PrelabelCase(f'{p["model_name"]}@{p["model_version"]}', _answer_regions(p["regions"]),
+        cases.append(qa.PrelabelCase(f"{p[1]}@{p[2]}", _answer_regions(orjson.loads(p[3])),
                                      regions.get(a["current_id"], []), cats.get(a["image_id"], ())))
     result = qa.prelabel_changes(cases)
     return {"items": len(cases), "of": total, "overall": result["overall"],

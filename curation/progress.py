@@ -1,6 +1,6 @@
 """Quota progress of a spec per category, per split and per vendor (a selector: reads only).
 
-Every number is a SQL aggregate over ``values()`` groups (six queries whatever the size of
+Every number is a SQL aggregate over ``values()`` groups (eight queries whatever the size of
 the spec); nothing loops over images or tasks in Python. Per image and category:
 
 * **collected**: the image is in the category;
@@ -33,47 +33,56 @@ UNASSIGNED = "unassigned"
 METRICS = ("collected", "prelabeled", "labeled", "accepted")
 
 
-def _counts(image_field: str, pre_ids, lab_ids, acc_ids, *, distinct: bool = False) -> dict:
-    # IN (uncorrelated subquery) lets PostgreSQL hash each id set once instead of probing per row.
+# Every count is COUNT(DISTINCT image) over plain joins with FILTER on joined columns: an
+# "IN (subquery)" inside FILTER is re-run per row by PostgreSQL once the id set outgrows work_mem
+# (minutes at 300,000 images); IN subqueries appear only in WHERE, where they become semi-joins.
+def _task_counts(prefix: str = "") -> dict:
     return {
-        "collected": Count(image_field, distinct=distinct),
-        "prelabeled": Count(image_field, distinct=distinct, filter=Q(**{f"{image_field}__in": pre_ids})),
-        "labeled": Count(image_field, distinct=distinct, filter=Q(**{f"{image_field}__in": lab_ids})),
-        "accepted": Count(image_field, distinct=distinct, filter=Q(**{f"{image_field}__in": acc_ids})),
+        "labeled": Count("image_id", distinct=True, filter=Q(**{f"{prefix}status__in": LABELED_STATUSES})),
+        "accepted": Count("image_id", distinct=True, filter=Q(**{f"{prefix}status": "accepted"})),
     }
+
+
+def _prelabeled() -> Count:
+    return Count("image_id", distinct=True, filter=Q(image__predictions__isnull=False))
 
 
 def spec_progress(user: User, spec: DatasetSpec) -> dict:
     """Quota progress of `spec` (already visible to `user`), scoped to what `user` may see.
 
     Returns ``{"spec", "snapshot" (id or None), "snapshot_name", "snapshot_created_at", "by_category",
-    "by_split", "by_vendor"}``; see the module
-    docstring for what each count means.
+    "by_split", "by_vendor"}``; see the module docstring for what each count means.
     """
     from labeling.models import Prediction, Task
     from labeling.selectors import vendor_of
 
-    vendor = None if can_read_all_data(user) else vendor_of(user)
+    readers = can_read_all_data(user)
+    vendor = None if readers else vendor_of(user)
     tasks = Task.objects.filter(batch__spec=spec)
     if vendor is not None:
         tasks = tasks.filter(batch__vendor=vendor)
-    elif not can_read_all_data(user):
+    elif not readers:
         tasks = tasks.none()
-    pre_ids = Prediction.objects.filter(image__spec=spec).values("image_id")
-    lab_ids = tasks.filter(status__in=LABELED_STATUSES).values("image_id")
-    acc_ids = tasks.filter(status="accepted").values("image_id")
 
     categories = list(Category.objects.filter(spec=spec).order_by("position", "id")
                       .values("id", "slug", "name", "target_quota"))
     cat_by_id = {c["id"]: c for c in categories}
 
-    links = Image.categories.through.objects.filter(category__spec=spec)
-    if vendor is not None or not can_read_all_data(user):
+    links = Image.categories.through.objects.filter(category_id__in=list(cat_by_id))
+    predictions = Prediction.objects.filter(image__spec=spec, image__categories__isnull=False)
+    if not readers:
         links = links.filter(image_id__in=tasks.values("image_id"))
-    per_cat = {r["category_id"]: r for r in links.values("category_id").annotate(
-        **_counts("image_id", pre_ids, lab_ids, acc_ids)).order_by()}
-    by_category = [{"category": c["slug"], "name": c["name"], "target": c["target_quota"],
-                    **{m: per_cat.get(c["id"], {}).get(m, 0) for m in METRICS}} for c in categories]
+        predictions = predictions.filter(image_id__in=tasks.values("image_id"))
+    collected = dict(links.values_list("category_id").annotate(n=Count("image_id")).order_by())
+    prelabeled = dict(predictions.values_list("image__categories").annotate(n=Count("image_id", distinct=True))
+                      .order_by())
+    worked = {r["category_id"]: r for r in tasks.filter(image__categories__isnull=False)
+              .values(category_id=F("image__categories")).annotate(**_task_counts()).order_by()}
+    per_cat = {cid: {"collected": collected.get(cid, 0), "prelabeled": prelabeled.get(cid, 0),
+                     "labeled": worked.get(cid, {}).get("labeled", 0), "accepted": worked.get(cid, {}).get("accepted", 0)}
+               for cid in cat_by_id}
+    by_category = [{"category": c["slug"], "name": c["name"], "target": c["target_quota"], **per_cat[c["id"]]}
+                   for c in categories]
 
     snapshot = snapshots_visible_to(user).filter(spec=spec).order_by("-created_at", "-id").first()
     by_split: list[dict] = []
@@ -82,11 +91,12 @@ def spec_progress(user: User, spec: DatasetSpec) -> dict:
         total_ratio = sum(float(v) for v in ratios.values()) or 1.0
         rows = (SnapshotItem.objects.filter(snapshot=snapshot, image__categories__isnull=False)
                 .values("split", category_id=F("image__categories"))
-                .annotate(**_counts("image_id", pre_ids, lab_ids, acc_ids)).order_by())
+                .annotate(collected=Count("image_id", distinct=True), prelabeled=_prelabeled(),
+                          **_task_counts("image__tasks__")).order_by())
         grid = {(r["split"], r["category_id"]): r for r in rows}
         splits = list(ratios) + sorted({s for s, _ in grid} - set(ratios))
         for c in categories:
-            left = {m: per_cat.get(c["id"], {}).get(m, 0) for m in METRICS}
+            left = dict(per_cat[c["id"]])
             for split in splits:
                 r = grid.get((split, c["id"]), {})
                 counts = {m: r.get(m, 0) for m in METRICS}
@@ -97,12 +107,13 @@ def spec_progress(user: User, spec: DatasetSpec) -> dict:
                                  "target": round(c["target_quota"] * ratio), **counts})
             by_split.append({"split": UNASSIGNED, "category": c["slug"], "target": None, **left})
 
-    vendor_rows = tasks.values(vendor_id=F("batch__vendor_id"), vendor_name=F("batch__vendor__name"))
-    totals = {r["vendor_id"]: r for r in vendor_rows.annotate(
-        **_counts("image_id", pre_ids, lab_ids, acc_ids, distinct=True)).order_by()}
+    vendor_counts = dict(collected=Count("image_id", distinct=True), prelabeled=_prelabeled(), **_task_counts())
+    totals = {r["vendor_id"]: r for r in tasks.values(vendor_id=F("batch__vendor_id"),
+                                                      vendor_name=F("batch__vendor__name"))
+              .annotate(**vendor_counts).order_by()}
     per_vendor_cat = (tasks.filter(image__categories__isnull=False)
                       .values(vendor_id=F("batch__vendor_id"), category_id=F("image__categories"))
-                      .annotate(**_counts("image_id", pre_ids, lab_ids, acc_ids, distinct=True)).order_by())
+                      .annotate(**vendor_counts).order_by())
     cats_of: dict[int, list[dict]] = {}
     for r in per_vendor_cat:
         cat = cat_by_id.get(r["category_id"])

@@ -220,6 +220,14 @@ def _quad_array(r: Region) -> np.ndarray | None:
     return arr if arr.shape == (4, 2) else None
 
 
+def _quad_block(regions: Sequence[Region]) -> np.ndarray | None:
+    """(n, 4, 2) quads of `regions` when every one is a plain quad (no mask), else None."""
+    if any(r.points is None or r.mask_rle is not None for r in regions):
+        return None
+    arr = np.asarray([r.points for r in regions], dtype=np.float64)
+    return arr if arr.shape == (len(regions), 4, 2) else None
+
+
 def pair_ious(pairs: Sequence[tuple[Sequence[Region], Sequence[Region]]]) -> list[PairIoU]:
     """:class:`PairIoU` of many pairs of region lists, the quad IoUs of all of them computed in
     one vectorised call (:func:`quad_ious`): per-pair polygon objects dominated the cost."""
@@ -227,6 +235,16 @@ def pair_ious(pairs: Sequence[tuple[Sequence[Region], Sequence[Region]]]) -> lis
     for p, (a, b) in enumerate(pairs):
         quad = np.full((len(a), len(b)), np.nan)
         mask = np.full((len(a), len(b)), np.nan)
+        quads.append(quad)
+        masks.append(mask)
+        if not a or not b:
+            continue
+        block_a, block_b = _quad_block(a), _quad_block(b)
+        if block_a is not None and block_b is not None:  # the common case: all pairs at once
+            slots.append((p, None, None))
+            left.append(np.repeat(block_a, len(b), axis=0))
+            right.append(np.tile(block_b, (len(a), 1, 1)))
+            continue
         qa_, qb_ = [_quad_array(r) for r in a], [_quad_array(r) for r in b]
         for i, ra in enumerate(a):
             for j, rb in enumerate(b):
@@ -237,14 +255,18 @@ def pair_ious(pairs: Sequence[tuple[Sequence[Region], Sequence[Region]]]) -> lis
                         quad[i, j] = quad_iou(ra.points, rb.points)
                     else:
                         slots.append((p, i, j))
-                        left.append(qa_[i])
-                        right.append(qb_[j])
-        quads.append(quad)
-        masks.append(mask)
+                        left.append(qa_[i][None])
+                        right.append(qb_[j][None])
     if slots:
-        values = quad_ious(np.stack(left), np.stack(right))
-        for (p, i, j), v in zip(slots, values, strict=True):
-            quads[p][i, j] = v
+        values = quad_ious(np.concatenate(left), np.concatenate(right))
+        at = 0
+        for (p, i, j), block in zip(slots, left, strict=True):
+            n = len(block)
+            if i is None:
+                quads[p][:, :] = values[at:at + n].reshape(quads[p].shape)
+            else:
+                quads[p][i, j] = values[at]
+            at += n
     return [PairIoU(np.where(~np.isnan(m), m, np.where(~np.isnan(q), q, 0.0)), q, m)
             for q, m in zip(quads, masks, strict=True)]
 

@@ -41,7 +41,7 @@ from labeling.models import Annotation, AnnotationVersion, Prediction, Region, R
 from . import qa
 from .models import QAReport
 
-SAMPLE_LIMIT = 20_000
+SAMPLE_LIMIT = 5_000
 KEEP_REPORTS = 20
 CENT_PLACES = Decimal("0.0001")  # Batch.unit_price has 4 decimal places
 PER_FORMULA_PLACES = Decimal("0.000001")
@@ -63,7 +63,8 @@ def _regions(version_ids) -> dict[int, list[qa.Region]]:
     out: dict[int, list[qa.Region]] = defaultdict(list)
     rows = (Region.objects.filter(version_id__in=version_ids).order_by("version_id", "index")
             .values_list("version_id", _json("points"), _json("mask_rle"), "latex", "latex_normalized"))
-    for vid, points, mask, text, normalized in rows.iterator(chunk_size=10_000):
+    # A plain fetch: iterator() outside a transaction is a WITH HOLD cursor, materialised twice.
+    for vid, points, mask, text, normalized in rows:
         # The stored normalised form (space-separated tokens) spares normalising the LaTeX again.
         tokens = tuple(normalized.split()) if normalized or not text else None
         out[vid].append(qa.Region(points=orjson.loads(points) if points else None,
@@ -95,10 +96,12 @@ def _named(groups: dict, names: dict) -> list[dict]:
 
 
 def _agreement(annotations, vendor_names: dict, annotator_names: dict) -> dict:
-    handed_in = annotations.filter(status__in=HANDED_IN)
-    overlapped = handed_in.values("task_id").annotate(n=Count("id")).filter(n__gte=2).order_by()
-    total = overlapped.count()
-    picked = handed_in.filter(task_id__in=overlapped.order_by("-task_id").values("task_id")[:SAMPLE_LIMIT])
+    # Only tasks asking for two or more annotators can have them: a cheap filter before grouping.
+    handed_in = annotations.filter(status__in=HANDED_IN, task__overlap__gte=2)
+    overlapped = list(handed_in.values("task_id").annotate(n=Count("id")).filter(n__gte=2)
+                      .order_by("-task_id").values_list("task_id", flat=True))
+    total = len(overlapped)
+    picked = handed_in.filter(task_id__in=overlapped[:SAMPLE_LIMIT])
     rows = list(picked.order_by("task_id", "annotator_id").values(
         "task_id", "annotator_id", "current_id", vendor_id=F("task__batch__vendor_id"), image_id=F("task__image_id")))
     regions = _regions(picked.values("current_id"))
@@ -182,7 +185,7 @@ def _throughput(spec: DatasetSpec, annotations, vendor_names: dict, annotator_na
     per_vendor: dict[int, list[float]] = defaultdict(list)
     per_annotator: dict[int, list[float]] = defaultdict(list)
     everything: list[float] = []
-    for vendor_id, annotator_id, s in seconds.iterator(chunk_size=20_000):
+    for vendor_id, annotator_id, s in seconds:
         per_vendor[vendor_id].append(s)
         per_annotator[annotator_id].append(s)
         everything.append(s)
@@ -237,14 +240,19 @@ def spec_stats_payload(*, spec: DatasetSpec) -> dict:
     annotations = Annotation.objects.filter(task__batch__spec=spec)
     vendor_names = dict(Vendor.objects.filter(batches__spec=spec).distinct().values_list("id", "name"))
     annotator_names = dict(User.objects.filter(id__in=annotations.values("annotator_id")).values_list("id", "username"))
-    return {
-        "agreement": _agreement(annotations, vendor_names, annotator_names),
-        "gold": _gold(annotations, vendor_names, annotator_names),
-        "reviews": _reviews(spec, vendor_names, annotator_names),
-        "prelabel": _prelabel(annotations),
-        "throughput": _throughput(spec, annotations, vendor_names, annotator_names),
-        "sample_limit": SAMPLE_LIMIT,
+    sections = {
+        "agreement": lambda: _agreement(annotations, vendor_names, annotator_names),
+        "gold": lambda: _gold(annotations, vendor_names, annotator_names),
+        "reviews": lambda: _reviews(spec, vendor_names, annotator_names),
+        "prelabel": lambda: _prelabel(annotations),
+        "throughput": lambda: _throughput(spec, annotations, vendor_names, annotator_names),
     }
+    payload: dict = {"sample_limit": SAMPLE_LIMIT, "timings_ms": {}}
+    for name, compute in sections.items():
+        started = time.perf_counter()
+        payload[name] = compute()
+        payload["timings_ms"][name] = round((time.perf_counter() - started) * 1000)
+    return payload
 
 
 def spec_stats_compute(*, spec: DatasetSpec) -> QAReport:

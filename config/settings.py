@@ -167,6 +167,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 CELERY_BROKER_DIR = VAR_DIR / "celery-broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
+    # Shared by web and worker processes, so a debounce marker (pipeline/refresh.py) holds across them.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "mathset"}}
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:
     # kombu's filesystem transport: a broker that needs no server.
@@ -194,6 +197,7 @@ MATHSET_TASK_MAX_RETRIES = 3
 CELERY_BEAT_SCHEDULE = {
     "prelabel-sweep": {"task": "pipeline.tasks.prelabel_sweep", "schedule": 300.0},
     "builds-sweep": {"task": "curation.tasks.sweep_builds", "schedule": 300.0},  # exports, snapshots
+    "qa-stats-refresh": {"task": "pipeline.tasks.spec_stats_refresh_active", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_SERIALIZER = "json"

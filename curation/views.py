@@ -21,6 +21,7 @@ from . import forms as f
 from . import selectors, services
 from .filters import ImageFilter
 from .models import Category, DatasetSpec, Image, ImportJob
+from .progress import progress_charts, spec_progress
 
 readers_required = role_required(roles.CURATOR, roles.MODEL_TEAM)
 
@@ -72,6 +73,7 @@ def spec_detail(request, pk: int):
     return render(request, "curation/spec_detail.html", {
         "spec": spec, "categories": categories, "requirements": spec.requirements.all(),
         "answer_formats": [formats.get(a, a) for a in spec.answer_formats], "sources": sources, "jobs": jobs,
+        "progress_charts": progress_charts(spec_progress(request.user, spec)),
     })
 
 

@@ -23,6 +23,7 @@ from django.utils.text import slugify
 
 from common import geometry, latex, rle, roles
 from curation.models import Category, DatasetSpec, Image, Source
+from pipeline.refresh import spec_stats_refresh_soon
 
 from . import gating
 from .models import (
@@ -546,6 +547,7 @@ def annotation_create(
                   started_from=started_from)
     if submit:
         _task_refresh_status(task.pk)
+        spec_stats_refresh_soon(spec_id=task.batch.spec_id)
     return annotation
 
 
@@ -599,6 +601,7 @@ def annotation_update(
                   started_from=started_from)
     if submit:
         _task_refresh_status(task.pk)
+        spec_stats_refresh_soon(spec_id=task.batch.spec_id)
     return annotation
 
 
@@ -621,6 +624,7 @@ def annotation_submit(*, annotation: Annotation, by: User, version: int) -> Anno
             raise ValidationError({"status": f"A {current.get_status_display().lower()} annotation cannot be submitted."})
         raise StaleVersion(current)
     _task_refresh_status(annotation.task_id)
+    spec_stats_refresh_soon(spec_id=annotation.task.batch.spec_id)
     annotation.refresh_from_db()
     return annotation
 
@@ -660,6 +664,7 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
     review = Review.objects.create(annotation=annotation, version_id=annotation.current_id, reviewer=reviewer,
                                    decision=decision, reasons=reasons, comment=comment.strip())
     _task_refresh_status(annotation.task_id)
+    spec_stats_refresh_soon(spec_id=annotation.task.batch.spec_id)
     annotation.refresh_from_db()
     return review
 

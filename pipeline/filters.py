@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import django_filters
 
-from .models import EvaluationRun, ModelVersion, Prediction, PrelabelJob
+from .models import EvaluationRun, ModelVersion, Prediction, PrelabelJob, QAReport
 
 
 class ModelVersionFilter(django_filters.FilterSet):
@@ -42,3 +42,11 @@ class EvaluationRunFilter(django_filters.FilterSet):
     class Meta:
         model = EvaluationRun
         fields = ["snapshot", "spec", "status", "detector_version", "recognizer_version"]
+
+
+class QAReportFilter(django_filters.FilterSet):
+    spec = django_filters.NumberFilter(field_name="spec_id")
+
+    class Meta:
+        model = QAReport
+        fields = ["spec"]

@@ -241,3 +241,24 @@ class EvaluationSample(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} item {self.item_id}#{self.region_index}"
+
+
+class QAReport(models.Model):
+    """QA statistics of one spec at one moment, computed by a Celery worker (``pipeline/stats.py``).
+
+    ``payload`` holds the sections ``agreement``, ``gold``, ``reviews``, ``prelabel`` and
+    ``throughput`` (see :func:`pipeline.stats.spec_stats_compute`); reports are kept as a short
+    history per spec, the newest is the one shown.
+    """
+
+    spec = models.ForeignKey("curation.DatasetSpec", on_delete=models.CASCADE, related_name="qa_reports")
+    computed_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    payload = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-computed_at", "-id"]
+        indexes = [models.Index(fields=["spec", "-computed_at"], name="pipeline_qareport_latest")]
+
+    def __str__(self) -> str:
+        return f"QA report of spec {self.spec_id} at {self.computed_at:%Y-%m-%d %H:%M}"

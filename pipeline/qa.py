@@ -22,15 +22,18 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
+import shapely
 from pycocotools import mask as mask_utils
+from rapidfuzz.distance import Levenshtein
 from scipy.optimize import linear_sum_assignment
 from shapely import make_valid
 from shapely.geometry import Polygon
 
-from common.latex import exact_match, token_edit_distance
+from common.latex import normalize_tokens
 
 DEFAULT_MATCH_IOU = 0.5
 # Pre-label changes: a prediction matched at >= KEEP_IOU was kept, at >= MATCH_IOU moved.
@@ -40,11 +43,37 @@ DEFAULT_PRELABEL_MATCH_IOU = 0.1
 
 @dataclass(frozen=True)
 class Region:
-    """A labelled region: a 4x2 quad, a COCO RLE mask, or both, and its LaTeX."""
+    """A labelled region: a 4x2 quad, a COCO RLE mask, or both, and its LaTeX.
+
+    ``tokens`` may carry the LaTeX's normalised tokens when they are already known (stored
+    regions keep them), which saves normalising again.
+    """
 
     points: Sequence[Sequence[float]] | np.ndarray | None = None
     mask_rle: Mapping | None = None
     latex: str = ""
+    tokens: tuple[str, ...] | None = None
+
+
+@lru_cache(maxsize=100_000)
+def _normalized(src: str) -> tuple[str, ...]:
+    return tuple(normalize_tokens(src))
+
+
+def _tokens(r: Region) -> tuple[str, ...]:
+    return r.tokens if r.tokens is not None else _normalized(r.latex)
+
+
+def latex_exact(a: Region, b: Region) -> bool:
+    """:func:`common.latex.exact_match` of two regions' LaTeX (normalised once per string)."""
+    return _tokens(a) == _tokens(b)
+
+
+def latex_distance(a: Region, b: Region) -> float:
+    """:func:`common.latex.token_edit_distance` of two regions' LaTeX."""
+    ta, tb = _tokens(a), _tokens(b)
+    longest = max(len(ta), len(tb))
+    return Levenshtein.distance(ta, tb) / longest if longest else 0.0
 
 
 # --- geometry -----------------------------------------------------------------------------
@@ -84,12 +113,166 @@ def region_iou(a: Region, b: Region) -> float:
     return 0.0
 
 
-def iou_matrix(a: Sequence[Region], b: Sequence[Region]) -> np.ndarray:
-    out = np.zeros((len(a), len(b)))
-    for i, ra in enumerate(a):
-        for j, rb in enumerate(b):
-            out[i, j] = region_iou(ra, rb)
+def _valid_polygons(points: np.ndarray) -> np.ndarray:
+    polys = shapely.polygons(points)
+    bad = ~shapely.is_valid(polys)
+    if bad.any():  # bow-tie quads are repaired, as in quad_iou
+        polys[bad] = shapely.make_valid(polys[bad])
+    return polys
+
+
+def _cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """z of (a - o) x (b - o), elementwise over leading axes."""
+    return (a[..., 0] - o[..., 0]) * (b[..., 1] - o[..., 1]) - (a[..., 1] - o[..., 1]) * (b[..., 0] - o[..., 0])
+
+
+def _strictly_convex(q: np.ndarray) -> np.ndarray:
+    """Per quad of (K, 4, 2): all four turns the same way (no bow-tie, no straight angle)."""
+    turns = _cross(q, np.roll(q, -1, axis=1), np.roll(q, -2, axis=1))
+    return np.all(turns > 0, axis=1) | np.all(turns < 0, axis=1)
+
+
+def _shoelace(poly: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Areas of polygons stored as (K, M, 2) with the first count[k] vertices in use."""
+    k, m = poly.shape[:2]
+    idx = np.arange(m)
+    nxt = np.where(idx[None, :] + 1 < count[:, None], idx[None, :] + 1, 0)
+    following = np.take_along_axis(poly, nxt[..., None], axis=1)
+    terms = poly[..., 0] * following[..., 1] - following[..., 0] * poly[..., 1]
+    return np.abs(np.where(idx[None, :] < count[:, None], terms, 0.0).sum(axis=1)) / 2
+
+
+def _convex_intersection_areas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection areas of strictly convex quads a[k] and b[k]: Sutherland-Hodgman clipping of
+    a by b's four edges, all pairs at once (at most 8 vertices survive)."""
+    k = len(a)
+    clip = np.where((_cross(b[:, 0], b[:, 1], b[:, 2]) < 0)[:, None, None], b[:, ::-1], b)  # counter-clockwise
+    poly = np.zeros((k, 8, 2))
+    poly[:, :4] = a
+    count = np.full(k, 4)
+    rows = np.arange(k)[:, None]
+    for e in range(4):
+        start, end = clip[:, e], clip[:, (e + 1) % 4]
+        idx = np.arange(8)[None, :]
+        prev_idx = np.where(idx == 0, count[:, None] - 1, idx - 1)
+        prev_idx = np.clip(prev_idx, 0, 7)
+        cur, prev = poly, poly[rows, prev_idx]
+        used = idx < count[:, None]
+        side_cur = _cross(start[:, None], end[:, None], cur)
+        side_prev = _cross(start[:, None], end[:, None], prev)
+        in_cur, in_prev = side_cur >= 0, side_prev >= 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(side_prev != side_cur, side_prev / (side_prev - side_cur), 0.0)
+        crossing = prev + t[..., None] * (cur - prev)
+        # Each vertex emits (crossing point if the edge crosses the line, then itself if inside).
+        out = np.stack([crossing, cur], axis=2).reshape(k, 16, 2)
+        keep = np.stack([used & (in_cur != in_prev), used & in_cur], axis=2).reshape(k, 16)
+        order = np.argsort(~keep, axis=1, kind="stable")
+        poly = np.take_along_axis(out, order[..., None], axis=1)[:, :8]
+        count = np.minimum(keep.sum(axis=1), 8)
+    return _shoelace(poly, count)
+
+
+def quad_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of quads ``a[k]`` and ``b[k]`` for arrays of shape (K, 4, 2), vectorised; same values
+    as :func:`quad_iou`.
+
+    Pairs whose bounding boxes do not overlap are 0 at once; pairs of strictly convex quads (what
+    annotators and detectors draw) are clipped in numpy; anything else (bow-ties, degenerate
+    quads) goes through shapely's vectorised intersection.
+    """
+    out = np.zeros(len(a))
+    if not len(a):
+        return out
+    overlap = np.all((a.min(axis=1) < b.max(axis=1)) & (b.min(axis=1) < a.max(axis=1)), axis=1)
+    convex = overlap & _strictly_convex(a) & _strictly_convex(b)
+    idx = np.nonzero(convex)[0]
+    if idx.size:
+        ones = np.full(idx.size, 4)
+        inter = _convex_intersection_areas(a[idx], b[idx])
+        union = _shoelace(a[idx], ones) + _shoelace(b[idx], ones) - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[idx] = np.where(union > 0, inter / union, 0.0)
+    idx = np.nonzero(overlap & ~convex)[0]
+    if idx.size:
+        pa, pb = _valid_polygons(a[idx]), _valid_polygons(b[idx])
+        inter = shapely.area(shapely.intersection(pa, pb))
+        union = shapely.area(pa) + shapely.area(pb) - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[idx] = np.where(union > 0, inter / union, 0.0)
     return out
+
+
+@dataclass(frozen=True)
+class PairIoU:
+    """IoU matrices of two region lists: ``region`` (what matching uses: mask IoU where both
+    have masks, else quad IoU, else 0) and ``quad`` / ``mask`` separately (NaN where not both)."""
+
+    region: np.ndarray
+    quad: np.ndarray
+    mask: np.ndarray
+
+
+def _quad_array(r: Region) -> np.ndarray | None:
+    if r.points is None:
+        return None
+    arr = np.asarray(r.points, dtype=np.float64)
+    return arr if arr.shape == (4, 2) else None
+
+
+def _quad_block(regions: Sequence[Region]) -> np.ndarray | None:
+    """(n, 4, 2) quads of `regions` when every one is a plain quad (no mask), else None."""
+    if any(r.points is None or r.mask_rle is not None for r in regions):
+        return None
+    arr = np.asarray([r.points for r in regions], dtype=np.float64)
+    return arr if arr.shape == (len(regions), 4, 2) else None
+
+
+def pair_ious(pairs: Sequence[tuple[Sequence[Region], Sequence[Region]]]) -> list[PairIoU]:
+    """:class:`PairIoU` of many pairs of region lists, the quad IoUs of all of them computed in
+    one vectorised call (:func:`quad_ious`): per-pair polygon objects dominated the cost."""
+    quads, masks, slots, left, right = [], [], [], [], []
+    for p, (a, b) in enumerate(pairs):
+        quad = np.full((len(a), len(b)), np.nan)
+        mask = np.full((len(a), len(b)), np.nan)
+        quads.append(quad)
+        masks.append(mask)
+        if not a or not b:
+            continue
+        block_a, block_b = _quad_block(a), _quad_block(b)
+        if block_a is not None and block_b is not None:  # the common case: all pairs at once
+            slots.append((p, None, None))
+            left.append(np.repeat(block_a, len(b), axis=0))
+            right.append(np.tile(block_b, (len(a), 1, 1)))
+            continue
+        qa_, qb_ = [_quad_array(r) for r in a], [_quad_array(r) for r in b]
+        for i, ra in enumerate(a):
+            for j, rb in enumerate(b):
+                if ra.mask_rle is not None and rb.mask_rle is not None:
+                    mask[i, j] = mask_iou(ra.mask_rle, rb.mask_rle)
+                if ra.points is not None and rb.points is not None:
+                    if qa_[i] is None or qb_[j] is None:
+                        quad[i, j] = quad_iou(ra.points, rb.points)
+                    else:
+                        slots.append((p, i, j))
+                        left.append(qa_[i][None])
+                        right.append(qb_[j][None])
+    if slots:
+        values = quad_ious(np.concatenate(left), np.concatenate(right))
+        at = 0
+        for (p, i, j), block in zip(slots, left, strict=True):
+            n = len(block)
+            if i is None:
+                quads[p][:, :] = values[at:at + n].reshape(quads[p].shape)
+            else:
+                quads[p][i, j] = values[at]
+            at += n
+    return [PairIoU(np.where(~np.isnan(m), m, np.where(~np.isnan(q), q, 0.0)), q, m)
+            for q, m in zip(quads, masks, strict=True)]
+
+
+def iou_matrix(a: Sequence[Region], b: Sequence[Region]) -> np.ndarray:
+    return pair_ious([(a, b)])[0].region
 
 
 @dataclass(frozen=True)
@@ -99,12 +282,15 @@ class Match:
     iou: float
 
 
-def match_regions(a: Sequence[Region], b: Sequence[Region], *, min_iou: float = DEFAULT_MATCH_IOU
-                  ) -> list[Match]:
-    """One-to-one matches maximising total IoU (Hungarian), keeping pairs with IoU >= `min_iou`."""
+def match_regions(a: Sequence[Region], b: Sequence[Region], *, min_iou: float = DEFAULT_MATCH_IOU,
+                  ious: np.ndarray | None = None) -> list[Match]:
+    """One-to-one matches maximising total IoU (Hungarian), keeping pairs with IoU >= `min_iou`.
+
+    ``ious`` is the region IoU matrix when already computed (see :func:`pair_ious`)."""
     if not a or not b:
         return []
-    ious = iou_matrix(a, b)
+    if ious is None:
+        ious = iou_matrix(a, b)
     rows, cols = linear_sum_assignment(ious, maximize=True)
     return [Match(int(i), int(j), float(ious[i, j])) for i, j in zip(rows, cols, strict=True)
             if ious[i, j] >= min_iou and ious[i, j] > 0]
@@ -143,24 +329,25 @@ class PairComparison:
     latex_distance: list[float]
 
 
-def compare_labelings(a: Sequence[Region], b: Sequence[Region], *, min_iou: float = DEFAULT_MATCH_IOU
-                      ) -> PairComparison:
+def compare_labelings(a: Sequence[Region], b: Sequence[Region], *, min_iou: float = DEFAULT_MATCH_IOU,
+                      ious: PairIoU | None = None) -> PairComparison:
     """Match `a` against `b`; per matched pair: quad IoU, mask IoU and LaTeX agreement.
 
     Quad and mask IoU are reported separately (a pair with both quads and masks counts in
     both); LaTeX is compared when at least one side wrote some.
     """
-    matches = match_regions(a, b, min_iou=min_iou)
+    ious = ious if ious is not None else pair_ious([(a, b)])[0]
+    matches = match_regions(a, b, min_iou=min_iou, ious=ious.region)
     quad, mask, exact, dist = [], [], [], []
     for m in matches:
         ra, rb = a[m.a], b[m.b]
-        if ra.points is not None and rb.points is not None:
-            quad.append(quad_iou(ra.points, rb.points))
-        if ra.mask_rle is not None and rb.mask_rle is not None:
-            mask.append(mask_iou(ra.mask_rle, rb.mask_rle))
+        if not np.isnan(ious.quad[m.a, m.b]):
+            quad.append(float(ious.quad[m.a, m.b]))
+        if not np.isnan(ious.mask[m.a, m.b]):
+            mask.append(float(ious.mask[m.a, m.b]))
         if ra.latex.strip() or rb.latex.strip():
-            exact.append(exact_match(ra.latex, rb.latex))
-            dist.append(token_edit_distance(ra.latex, rb.latex))
+            exact.append(latex_exact(ra, rb))
+            dist.append(latex_distance(ra, rb))
     return PairComparison(len(a), len(b), matches, quad, mask, exact, dist)
 
 
@@ -218,16 +405,17 @@ def agreement(tasks: Iterable[OverlapTask], *, min_iou: float = DEFAULT_MATCH_IO
     by_vendor: dict = defaultdict(AgreementStats)
     by_annotator: dict = defaultdict(AgreementStats)
     by_category: dict = defaultdict(AgreementStats)
-    for task in tasks:
-        for la, lb in combinations(task.labelings, 2):
-            c = compare_labelings(la.regions, lb.regions, min_iou=min_iou)
-            overall.add(c)
-            for annotator in {la.annotator, lb.annotator}:
-                by_annotator[annotator].add(c)
-            for vendor in {la.vendor, lb.vendor}:
-                by_vendor[vendor].add(c)
-            for category in set(task.categories):
-                by_category[category].add(c)
+    pairs = [(task, la, lb) for task in tasks for la, lb in combinations(task.labelings, 2)]
+    ious = pair_ious([(la.regions, lb.regions) for _, la, lb in pairs])
+    for (task, la, lb), iou in zip(pairs, ious, strict=True):
+        c = compare_labelings(la.regions, lb.regions, min_iou=min_iou, ious=iou)
+        overall.add(c)
+        for annotator in {la.annotator, lb.annotator}:
+            by_annotator[annotator].add(c)
+        for vendor in {la.vendor, lb.vendor}:
+            by_vendor[vendor].add(c)
+        for category in set(task.categories):
+            by_category[category].add(c)
     return {
         "overall": overall.summary(),
         "by_vendor": {k: v.summary() for k, v in by_vendor.items()},
@@ -256,8 +444,10 @@ def gold_accuracy(cases: Iterable[GoldCase], *, min_iou: float = DEFAULT_MATCH_I
     over matched truth regions, and ``tasks``.
     """
     acc: dict = {"by_annotator": defaultdict(_GoldAcc), "by_vendor": defaultdict(_GoldAcc), "overall": _GoldAcc()}
-    for case in cases:
-        matches = match_regions(case.answer, case.truth, min_iou=min_iou)
+    cases = list(cases)
+    ious = pair_ious([(c.answer, c.truth) for c in cases])
+    for case, iou in zip(cases, ious, strict=True):
+        matches = match_regions(case.answer, case.truth, min_iou=min_iou, ious=iou.region)
         for target in (acc["overall"], acc["by_annotator"][case.annotator], acc["by_vendor"][case.vendor]):
             target.add(case, matches)
     return {"overall": acc["overall"].summary(),
@@ -282,10 +472,10 @@ class _GoldAcc:
         self.matched += len(matches)
         for m in matches:
             self.ious.append(m.iou)
-            truth = case.truth[m.b].latex
-            if truth.strip():
-                self.exact.append(exact_match(case.answer[m.a].latex, truth))
-                self.distance.append(token_edit_distance(case.answer[m.a].latex, truth))
+            answer, truth = case.answer[m.a], case.truth[m.b]
+            if truth.latex.strip():
+                self.exact.append(latex_exact(answer, truth))
+                self.distance.append(latex_distance(answer, truth))
 
     def summary(self) -> dict:
         return {
@@ -348,14 +538,16 @@ def prelabel_changes(cases: Iterable[PrelabelCase], *, keep_iou: float = DEFAULT
     overall = PrelabelStats()
     by_model: dict = defaultdict(PrelabelStats)
     by_model_category: dict = defaultdict(PrelabelStats)
-    for case in cases:
-        matches = match_regions(case.predicted, case.accepted, min_iou=match_iou)
+    cases = list(cases)
+    ious = pair_ious([(c.predicted, c.accepted) for c in cases])
+    for case, iou in zip(cases, ious, strict=True):
+        matches = match_regions(case.predicted, case.accepted, min_iou=match_iou, ious=iou.region)
         targets = [overall, by_model[case.model_version]]
         targets += [by_model_category[(case.model_version, c)] for c in set(case.categories)]
         kept = sum(1 for m in matches if m.iou >= keep_iou)
         moved = len(matches) - kept
-        unchanged = [exact_match(case.predicted[m.a].latex, case.accepted[m.b].latex) for m in matches]
-        distance = [token_edit_distance(case.predicted[m.a].latex, case.accepted[m.b].latex) for m in matches]
+        unchanged = [latex_exact(case.predicted[m.a], case.accepted[m.b]) for m in matches]
+        distance = [latex_distance(case.predicted[m.a], case.accepted[m.b]) for m in matches]
         for t in targets:
             t.images += 1
             t.kept += kept
@@ -384,15 +576,15 @@ class ReviewRow:
     reasons: tuple[str, ...] = ()
 
 
-def _review_summary(rows: list[ReviewRow]) -> dict:
-    accepted = sum(1 for r in rows if r.decision == ACCEPT)
-    rejected = sum(1 for r in rows if r.decision == REJECT)
+def _review_summary(rows: list[tuple[ReviewRow, int]]) -> dict:
+    accepted = sum(n for r, n in rows if r.decision == ACCEPT)
+    rejected = sum(n for r, n in rows if r.decision == REJECT)
     decided = accepted + rejected
     reasons: dict[str, int] = defaultdict(int)
-    for r in rows:
+    for r, n in rows:
         if r.decision == REJECT:
             for reason in r.reasons or ("unspecified",):
-                reasons[reason] += 1
+                reasons[reason] += n
     total_reasons = sum(reasons.values())
     return {
         "reviews": decided, "accepted": accepted, "rejected": rejected,
@@ -406,15 +598,22 @@ def _review_summary(rows: list[ReviewRow]) -> dict:
 
 def review_stats(rows: Iterable[ReviewRow]) -> dict:
     """Accept/reject rates and the distribution of reject reasons, overall, per vendor and annotator."""
+    return review_stats_counted((r, 1) for r in rows)
+
+
+def review_stats_counted(rows: Iterable[tuple[ReviewRow, int]]) -> dict:
+    """:func:`review_stats` over ``(row, how many such reviews)`` pairs, e.g. a SQL GROUP BY's
+    output, so a million reviews cost as many rows as there are distinct (vendor, annotator,
+    decision, reasons) combinations."""
     rows = list(rows)
-    bad = sorted({r.decision for r in rows} - {ACCEPT, REJECT})
+    bad = sorted({r.decision for r, _ in rows} - {ACCEPT, REJECT})
     if bad:
         raise ValueError(f"unknown review decisions {bad}; expected {ACCEPT!r} or {REJECT!r}")
     by_vendor: dict = defaultdict(list)
     by_annotator: dict = defaultdict(list)
-    for r in rows:
-        by_vendor[r.vendor].append(r)
-        by_annotator[r.annotator].append(r)
+    for r, n in rows:
+        by_vendor[r.vendor].append((r, n))
+        by_annotator[r.annotator].append((r, n))
     return {"overall": _review_summary(rows),
             "by_vendor": {k: _review_summary(v) for k, v in by_vendor.items()},
             "by_annotator": {k: _review_summary(v) for k, v in by_annotator.items()}}

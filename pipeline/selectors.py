@@ -76,3 +76,15 @@ def evaluation_samples_worst_first(run: EvaluationRun, *, category: str | None =
     if category:
         qs = qs.filter(category=category)
     return qs.order_by(F("edit_distance").desc(nulls_last=True), F("iou").asc(nulls_first=True), "id")
+
+
+def qa_reports_visible_to(user: User) -> QuerySet:
+    """QA reports: curators only. A report names every vendor's annotators and holds prices, so
+    vendor users (and model teams, who see no prices) are refused rather than given a slice."""
+    from common.roles import is_curator
+
+    from .models import QAReport
+
+    if is_curator(user):
+        return QAReport.objects.select_related("spec")
+    return QAReport.objects.none()

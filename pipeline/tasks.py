@@ -27,6 +27,8 @@ def prelabel_sweep() -> list[int]:
 
 
 # An evaluation is one long task (its batches share the timing); the default limit is for chunks.
+
+
 @shared_task(acks_late=True, soft_time_limit=6 * 3600, time_limit=6 * 3600 + 60)
 def run_evaluation(run_id: int) -> None:
     """Run a queued offline evaluation. Safe to run twice: only a queued run is claimed."""
@@ -37,3 +39,36 @@ def run_evaluation(run_id: int) -> None:
     if run is None:  # cancelled, or another delivery already runs it
         return
     evaluation_run(run=run)
+
+
+@shared_task(acks_late=True)
+def spec_stats_refresh(spec_id: int) -> int | None:
+    """Compute and store a spec's QA statistics (debounced by pipeline.refresh); the id of the report.
+
+    The pending marker is cleared first, so a submit that arrives while this runs schedules the
+    next computation instead of being lost.
+    """
+    from django.core.cache import cache
+
+    from curation.models import DatasetSpec
+
+    from .refresh import pending_key
+    from .stats import spec_stats_compute
+
+    cache.delete(pending_key(spec_id))
+    spec = DatasetSpec.objects.filter(pk=spec_id).first()
+    if spec is None:  # deleted meanwhile
+        return None
+    return spec_stats_compute(spec=spec).pk
+
+
+@shared_task(acks_late=True)
+def spec_stats_refresh_active() -> list[int]:
+    """Periodic (Celery beat): refresh the statistics of active specs with new reviews or submits
+    since their latest report (covers a debounce whose transaction rolled back)."""
+    from .stats import specs_needing_stats
+
+    ids = specs_needing_stats()
+    for spec_id in ids:
+        spec_stats_refresh.delay(spec_id)
+    return ids

@@ -12,4 +12,6 @@ urlpatterns = [
     path("evaluations/<int:pk>/", views.evaluation_detail, name="evaluation-detail"),
     path("evaluations/<int:pk>/cancel/", views.evaluation_cancel, name="evaluation-cancel"),
     path("evaluations/<int:pk>/samples/", views.evaluation_samples, name="evaluation-samples"),
+    path("specs/<int:pk>/qa/", views.spec_qa, name="spec-qa"),
+    path("specs/<int:pk>/qa/recompute/", views.spec_qa_recompute, name="spec-qa-recompute"),
 ]

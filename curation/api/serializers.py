@@ -184,3 +184,47 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
 class ImportJobCreateSerializer(_IngestTargetSerializer):
     archive = serializers.FileField()
+
+
+# ---------------------------------------------------------------- quota progress (curation/progress.py)
+
+
+class _ProgressCounts(serializers.Serializer):
+    collected = serializers.IntegerField()
+    prelabeled = serializers.IntegerField()
+    labeled = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+
+
+class CategoryQuotaProgressSerializer(_ProgressCounts):
+    category = serializers.CharField(help_text="Category slug")
+    name = serializers.CharField()
+    target = serializers.IntegerField()
+
+
+class SplitProgressSerializer(_ProgressCounts):
+    split = serializers.CharField(help_text='Split of the latest snapshot, or "unassigned"')
+    category = serializers.CharField()
+    target = serializers.IntegerField(allow_null=True, help_text="Category quota times the split's ratio")
+
+
+class VendorCategoryProgressSerializer(_ProgressCounts):
+    category = serializers.CharField()
+
+
+class VendorProgressSerializer(_ProgressCounts):
+    vendor = serializers.IntegerField()
+    vendor_name = serializers.CharField()
+    by_category = VendorCategoryProgressSerializer(many=True)
+
+
+class SpecProgressSerializer(serializers.Serializer):
+    """Quota progress per category, per split (latest snapshot) and per vendor."""
+
+    spec = serializers.IntegerField()
+    snapshot = serializers.IntegerField(allow_null=True, help_text="Latest snapshot, whose splits by_split counts")
+    snapshot_name = serializers.CharField(allow_null=True)
+    snapshot_created_at = serializers.DateTimeField(allow_null=True)
+    by_category = CategoryQuotaProgressSerializer(many=True)
+    by_split = SplitProgressSerializer(many=True)
+    by_vendor = VendorProgressSerializer(many=True)

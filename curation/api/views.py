@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.core.files.storage import default_storage
 from django.db.models import Prefetch
 from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -16,6 +17,7 @@ from common.permissions import IsCurator, IsCuratorOrReadOnly
 from .. import selectors, services
 from ..filters import CategoryFilter, ImageFilter, SourceFilter, SpecFilter
 from ..models import Category
+from ..progress import spec_progress
 from . import serializers as s
 
 
@@ -72,6 +74,14 @@ class DatasetSpecViewSet(viewsets.ModelViewSet):
 
     def _refetch(self, pk):
         return self.get_queryset().get(pk=pk)
+
+    @extend_schema(responses=s.SpecProgressSerializer)
+    @action(detail=True, methods=["get"])
+    def progress(self, request, pk=None):
+        """Collected, pre-labeled, labeled and accepted images per category, per split of the latest
+        snapshot and per vendor (vendor users: their own vendor's work only)."""
+        spec = get_object_or_404(selectors.specs_visible_to(request.user), pk=pk)
+        return Response(s.SpecProgressSerializer(spec_progress(request.user, spec)).data)
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)

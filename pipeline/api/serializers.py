@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from curation.models import DatasetSpec, Snapshot
 
-from ..models import EvaluationRun, EvaluationSample, ModelVersion, Prediction, PrelabelJob
+from ..models import EvaluationRun, EvaluationSample, ModelVersion, Prediction, PrelabelJob, QAReport
 from ..selectors import prelabel_job_progress
 
 
@@ -206,3 +206,26 @@ class EvaluationSampleSerializer(serializers.ModelSerializer):
         if obj.points is None:
             return None
         return f"/api/v1/evaluations/{obj.run_id}/samples/{obj.pk}/crop/"
+
+
+class QAReportSerializer(serializers.ModelSerializer):
+    """A spec's QA statistics at `computed_at` (see pipeline/stats.py for every section)."""
+
+    payload = serializers.JSONField(help_text="Sections: agreement (overall, by_vendor, by_annotator, by_category), "
+                                              "gold (overall, by_vendor, by_annotator), reviews (rates and reasons), "
+                                              "prelabel (kept/moved/deleted/added per model and category), "
+                                              "throughput (median seconds, cost per vendor and per formula)")
+
+    class Meta:
+        model = QAReport
+        fields = ["id", "spec", "computed_at", "duration_ms", "payload"]
+        read_only_fields = fields
+
+
+class QARecomputeSerializer(serializers.Serializer):
+    spec = serializers.IntegerField(help_text="Id of the spec to recompute")
+
+
+class QARecomputeResultSerializer(serializers.Serializer):
+    spec = serializers.IntegerField()
+    scheduled = serializers.BooleanField()

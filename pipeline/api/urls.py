@@ -7,4 +7,5 @@ router.register("model-versions", views.ModelVersionViewSet, basename="model-ver
 router.register("prelabel-jobs", views.PrelabelJobViewSet, basename="prelabel-job")
 router.register("model-predictions", views.PredictionViewSet, basename="model-prediction")
 router.register("evaluations", views.EvaluationRunViewSet, basename="evaluation")
+router.register("qa-reports", views.QAReportViewSet, basename="qa-report")
 urlpatterns = router.urls

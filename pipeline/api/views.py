@@ -1,6 +1,7 @@
 """Pipeline API: model registry, pre-labeling jobs, predictions, offline evaluations."""
 from __future__ import annotations
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -8,6 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
@@ -17,8 +19,14 @@ from common.permissions import IsCurator
 from curation.models import Image
 from curation.selectors import images_visible_to, snapshots_visible_to, specs_visible_to
 
-from .. import evaluation, selectors, services
-from ..filters import EvaluationRunFilter, ModelVersionFilter, PredictionFilter, PrelabelJobFilter
+from .. import evaluation, selectors, services, stats
+from ..filters import (
+    EvaluationRunFilter,
+    ModelVersionFilter,
+    PredictionFilter,
+    PrelabelJobFilter,
+    QAReportFilter,
+)
 from ..models import EvaluationSample
 from . import serializers as s
 
@@ -221,3 +229,42 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         response = HttpResponse(data, content_type="image/jpeg")
         response["Cache-Control"] = "private, max-age=3600"
         return response
+
+
+class QAReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """QA statistics per spec (curators): agreement, gold accuracy, reviews, pre-label changes,
+    throughput and cost, recomputed by a Celery worker after submits and reviews (debounced)."""
+
+    serializer_class = s.QAReportSerializer
+    filterset_class = QAReportFilter
+    permission_classes = [IsCurator]
+
+    def get_queryset(self):
+        return selectors.qa_reports_visible_to(self.request.user)
+
+    @extend_schema(parameters=[OpenApiParameter("spec", int, required=True, description="Spec id")],
+                   responses=s.QAReportSerializer)
+    @action(detail=False, methods=["get"])
+    def latest(self, request):
+        """The newest report of `spec` (404 when none was computed yet)."""
+        field = forms.IntegerField()
+        try:
+            spec_id = field.clean(request.query_params.get("spec"))
+        except ValidationError as exc:
+            raise DRFValidationError({"spec": exc.messages}) from None
+        report = self.get_queryset().filter(spec_id=spec_id).order_by("-computed_at", "-id").first()
+        if report is None:
+            raise Http404
+        return Response(self.get_serializer(report).data)
+
+    @extend_schema(request=s.QARecomputeSerializer, responses={202: s.QARecomputeResultSerializer})
+    @action(detail=False, methods=["post"])
+    def recompute(self, request):
+        """Compute a spec's statistics now (on a worker), without waiting for the debounce."""
+        data = s.QARecomputeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        spec = specs_visible_to(request.user).filter(pk=data.validated_data["spec"]).first()
+        if spec is None:
+            raise DRFValidationError({"spec": ["Unknown spec."]})
+        stats.spec_stats_request(spec=spec)
+        return Response({"spec": spec.pk, "scheduled": True}, status=status.HTTP_202_ACCEPTED)

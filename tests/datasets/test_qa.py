@@ -191,3 +191,25 @@ def test_throughput_and_cost_per_vendor():
     assert overall["cost_per_formula"] == Decimal("1")  # 7.00 over the 7 formulas of priced vendors
     assert overall["accepted_formulas"] == 11
     assert stats["by_annotator"]["a"]["median_seconds_per_task"] == 15
+
+
+def test_vectorised_quad_ious_equal_shapely_for_any_orientation():
+    from pipeline.qa import quad_ious
+
+    rng = np.random.default_rng(7)
+
+    def quads(n):
+        centre = rng.uniform(0, 100, (n, 1, 2))
+        radius = rng.uniform(5, 40, (n, 1, 1))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, (n, 4)), axis=1)
+        return centre + radius * np.stack([np.cos(angles), np.sin(angles)], -1)
+
+    a, b = quads(2000), quads(2000)
+    a[0] = b[0]  # identical
+    a[1], b[1] = [[0, 0], [2, 2], [2, 0], [0, 2]], box(0, 0, 2, 2)  # a bow-tie goes through shapely
+    a[2], b[2] = box(0, 0, 2, 2), box(2, 0, 4, 2)  # touching only
+    expected = np.array([quad_iou(x, y) for x, y in zip(a, b, strict=True)])
+    assert (expected > 0).sum() > 100
+    for x, y in ((a, b), (a[:, ::-1], b), (a, b[:, ::-1])):
+        assert np.abs(quad_ious(np.ascontiguousarray(x), np.ascontiguousarray(y)) - expected).max() < 1e-9
+    assert quad_ious(a[:1], b[:1])[0] == pytest.approx(1.0)

@@ -23,6 +23,7 @@ from labeling import services
 from labeling.models import Annotation, Prediction, Review, Task
 from pipeline import evaluation as pipeline_evaluation
 from pipeline import services as pipeline_services
+from pipeline import stats as pipeline_stats
 from tests import factories
 from tests.factories import quad
 from tests.labeling.conftest import client_for
@@ -125,7 +126,8 @@ def world(db):
                              contract=contract, guide=version.guide, version=version, example=example, ack=ack,
                              question=question, notification=notification, faq=faq, detector=detector,
                              prelabel_job=prelabel_job, model_prediction=model_prediction, snapshot=snapshot,
-                             export=export, evaluation_run=evaluation_run)
+                             export=export, evaluation_run=evaluation_run,
+                             qa_report=pipeline_stats.spec_stats_compute(spec=spec))
     return worlds
 
 
@@ -140,6 +142,7 @@ def foreign_ids(b: dict) -> dict[type, list[int]]:
             b["version"], b["example"], b["ack"], b["question"], b["notification"]]
     objs += [b["faq"], b["detector"], b["prelabel_job"], b["model_prediction"], b["snapshot"], b["export"],
              b["evaluation_run"]]
+    objs += [b["qa_report"]]
     out: dict[type, list[int]] = {}
     for o in objs:
         out.setdefault(type(o), []).append(o.pk)

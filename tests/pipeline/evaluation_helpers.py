@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import numpy as np
 
 from common import roles
-from curation import snapshots
 from labeling.services import annotation_create, batch_create, review_create, task_claim_next
 from tests import factories
 

@@ -1,0 +1,29 @@
+"""The debounced trigger for QA statistics, called from the labeling write path.
+
+Kept free of heavy imports and of database queries: the submit path pays one cache
+``add`` (atomic: only the first caller in a window succeeds) and, for that caller alone, one
+``on_commit`` callback that schedules the recomputation ``DEBOUNCE_SECONDS`` later. Every
+submit and review in the window is therefore covered by a single computation.
+"""
+from __future__ import annotations
+
+from django.core.cache import cache
+from django.db import transaction
+
+DEBOUNCE_SECONDS = 60
+
+
+def pending_key(spec_id: int) -> str:
+    return f"stats-pending:{spec_id}"
+
+
+def spec_stats_refresh_soon(*, spec_id: int) -> None:
+    """Schedule one QA statistics computation of `spec_id` unless one is already pending."""
+    if cache.add(pending_key(spec_id), 1, timeout=DEBOUNCE_SECONDS):
+        transaction.on_commit(lambda: _schedule(spec_id))
+
+
+def _schedule(spec_id: int) -> None:
+    from .tasks import spec_stats_refresh
+
+    spec_stats_refresh.apply_async((spec_id,), countdown=DEBOUNCE_SECONDS)

@@ -1,0 +1,292 @@
+"""QA statistics of a spec, computed over the database and stored as a :class:`QAReport`.
+
+:func:`spec_stats_compute` reads rows with a fixed number of ``values()`` queries (never one
+per row) and hands them to the pure functions of :mod:`pipeline.qa`; what is a plain count
+(review decisions and reasons, accepted tasks, cost, formulas) is a SQL aggregate.
+
+What is compared:
+
+* **agreement**: tasks with two or more handed-in (submitted, accepted or rejected) annotations; the
+  current version of each is compared pairwise (Hungarian matching, :func:`qa.agreement`);
+* **gold**: the current version of every handed-in or rejected annotation of a gold task
+  against the task's ``gold_answer`` regions;
+* **reviews**: every review decision of the spec, with its reasons;
+* **prelabel**: accepted annotations that started from a model's prediction (the first such
+  prediction among their versions) against their accepted version, per model version
+  (``name@version``) and category;
+* **throughput**: seconds per annotation (the sum over its versions), accepted tasks times their
+  batch's unit price per vendor and currency, and cost per formula (regions of the accepted
+  annotations of accepted tasks).
+
+The region-by-region comparisons (agreement, gold, pre-label changes) run in Python on the most
+recent ``SAMPLE_LIMIT`` items of each kind, so a report's cost stays bounded as a spec grows;
+each section says how many items it covers (``items``) out of how many exist (``of``).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+from decimal import Decimal
+
+import orjson
+from django.db import transaction
+from django.db.models import Count, F, Min, Sum, TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from curation.models import DatasetSpec, Image
+from labeling.models import Annotation, AnnotationVersion, Prediction, Region, Review, Task
+
+from . import qa
+from .models import QAReport
+
+SAMPLE_LIMIT = 5_000
+KEEP_REPORTS = 20
+CENT_PLACES = Decimal("0.0001")  # Batch.unit_price has 4 decimal places
+PER_FORMULA_PLACES = Decimal("0.000001")
+# Independent answers handed in, whatever the review said (a rejected answer counts too: leaving
+# it out would make agreement look better than the raw work is).
+HANDED_IN = (Annotation.Status.SUBMITTED, Annotation.Status.ACCEPTED, Annotation.Status.REJECTED)
+
+
+# ------------------------------------------------------------------ loading
+
+
+def _json(column: str) -> Cast:
+    # JSON as text, parsed with orjson: Django's per-row json.loads was most of the loading time.
+    return Cast(column, output_field=TextField())
+
+
+def _regions(version_ids) -> dict[int, list[qa.Region]]:
+    """Regions of the versions in `version_ids` (a values() subquery or ids), in index order."""
+    out: dict[int, list[qa.Region]] = defaultdict(list)
+    rows = (Region.objects.filter(version_id__in=version_ids).order_by("version_id", "index")
+            .values_list("version_id", _json("points"), _json("mask_rle"), "latex", "latex_normalized"))
+    # A plain fetch: iterator() outside a transaction is a WITH HOLD cursor, materialised twice.
+    for vid, points, mask, text, normalized in rows:
+        # The stored normalised form (space-separated tokens) spares normalising the LaTeX again.
+        tokens = tuple(normalized.split()) if normalized or not text else None
+        out[vid].append(qa.Region(points=orjson.loads(points) if points else None,
+                                  mask_rle=orjson.loads(mask) if mask else None, latex=text or "", tokens=tokens))
+    return out
+
+
+def _answer_regions(items: list | None) -> list[qa.Region]:
+    """Regions in the annotation format (predictions, gold answers) as qa.Region."""
+    return [qa.Region(points=r.get("points"), mask_rle=r.get("mask"), latex=r.get("latex") or "")
+            for r in items or [] if isinstance(r, dict)]
+
+
+def _categories(image_ids) -> dict[int, tuple[str, ...]]:
+    """Category slugs per image of `image_ids` (a values() subquery or ids)."""
+    out: dict[int, list[str]] = defaultdict(list)
+    for image_id, slug in (Image.categories.through.objects.filter(image_id__in=image_ids)
+                           .values_list("image_id", "category__slug")):
+        out[image_id].append(slug)
+    return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+def _named(groups: dict, names: dict) -> list[dict]:
+    return sorted(({"id": k, "name": names.get(k, str(k)), **v} for k, v in groups.items()),
+                  key=lambda r: (str(r["name"]), str(r["id"])))
+
+
+# ----------------------------------------------------------------- sections
+
+
+def _agreement(annotations, vendor_names: dict, annotator_names: dict) -> dict:
+    # Only tasks asking for two or more annotators can have them: a cheap filter before grouping.
+    handed_in = annotations.filter(status__in=HANDED_IN, task__overlap__gte=2)
+    overlapped = list(handed_in.values("task_id").annotate(n=Count("id")).filter(n__gte=2)
+                      .order_by("-task_id").values_list("task_id", flat=True))
+    total = len(overlapped)
+    picked = handed_in.filter(task_id__in=overlapped[:SAMPLE_LIMIT])
+    rows = list(picked.order_by("task_id", "annotator_id").values(
+        "task_id", "annotator_id", "current_id", vendor_id=F("task__batch__vendor_id"), image_id=F("task__image_id")))
+    regions = _regions(picked.values("current_id"))
+    cats = _categories(picked.values("task__image_id"))
+    by_task: dict[int, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_task[r["task_id"]].append(r)
+    tasks = [qa.OverlapTask(tid, [qa.Labeling(r["annotator_id"], r["vendor_id"], regions.get(r["current_id"], []))
+                                  for r in rs], cats.get(rs[0]["image_id"], ()))
+             for tid, rs in by_task.items()]
+    result = qa.agreement(tasks)
+    return {"items": len(tasks), "of": total, "overall": result["overall"],
+            "by_vendor": _named(result["by_vendor"], vendor_names),
+            "by_annotator": _named(result["by_annotator"], annotator_names),
+            "by_category": _named(result["by_category"], {})}
+
+
+def _gold(annotations, vendor_names: dict, annotator_names: dict) -> dict:
+    answers = annotations.filter(task__is_gold=True).exclude(status=Annotation.Status.DRAFT)
+    total = answers.count()
+    rows = list(answers.order_by("-id").values(
+        "annotator_id", "current_id", vendor_id=F("task__batch__vendor_id"), truth=F("task__gold_answer"))[:SAMPLE_LIMIT])
+    regions = _regions(answers.order_by("-id").values("current_id")[:SAMPLE_LIMIT])
+    cases = [qa.GoldCase(r["annotator_id"], r["vendor_id"], regions.get(r["current_id"], []),
+                         _answer_regions((r["truth"] or {}).get("regions")))
+             for r in rows]
+    result = qa.gold_accuracy(cases)
+    return {"items": len(cases), "of": total, "overall": result["overall"],
+            "by_vendor": _named(result["by_vendor"], vendor_names),
+            "by_annotator": _named(result["by_annotator"], annotator_names)}
+
+
+def _reviews(spec: DatasetSpec, vendor_names: dict, annotator_names: dict) -> dict:
+    groups = (Review.objects.filter(annotation__task__batch__spec=spec)
+              .values("decision", "reasons", vendor=F("annotation__task__batch__vendor_id"),
+                      annotator=F("annotation__annotator_id"))
+              .annotate(n=Count("id")).order_by())
+    result = qa.review_stats_counted(
+        (qa.ReviewRow(g["decision"], g["vendor"], g["annotator"], tuple(g["reasons"] or ())), g["n"]) for g in groups)
+    return {"overall": result["overall"], "by_vendor": _named(result["by_vendor"], vendor_names),
+            "by_annotator": _named(result["by_annotator"], annotator_names)}
+
+
+def _prelabel(annotations) -> dict:
+    started = (AnnotationVersion.objects
+               .filter(annotation__in=annotations.filter(status=Annotation.Status.ACCEPTED).values("id"),
+                       started_from__isnull=False)
+               .values("annotation_id").annotate(prediction_id=Min("started_from_id")).order_by())
+    total = started.count()
+    latest = started.order_by("-annotation_id")[:SAMPLE_LIMIT]
+    picked = {r["annotation_id"]: r["prediction_id"] for r in latest}
+    chosen = Annotation.objects.filter(id__in=latest.values("annotation_id"))
+    accepted = list(chosen.values("id", "current_id", image_id=F("task__image_id")))
+    predictions = {p[0]: p for p in Prediction.objects.filter(id__in=latest.values("prediction_id")).values_list(
+        "id", "model_name", "model_version", _json("regions"))}
+    regions = _regions(chosen.values("current_id"))
+    cats = _categories(chosen.values("task__image_id"))
+    cases = []
+    for a in accepted:
+        p = predictions.get(picked[a["id"]])
+        if p is None:
+            continue
+        cases.append(qa.PrelabelCase(f"{p[1]}@{p[2]}", _answer_regions(orjson.loads(p[3])),
+                                     regions.get(a["current_id"], []), cats.get(a["image_id"], ())))
+    result = qa.prelabel_changes(cases)
+    return {"items": len(cases), "of": total, "overall": result["overall"],
+            "by_model": [{"model": k, **v} for k, v in sorted(result["by_model"].items())],
+            "by_model_category": [{"model": m, "category": c, **v}
+                                  for (m, c), v in sorted(result["by_model_category"].items())]}
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _throughput(spec: DatasetSpec, annotations, vendor_names: dict, annotator_names: dict) -> dict:
+    seconds = (AnnotationVersion.objects
+               .filter(annotation__in=annotations.exclude(status=Annotation.Status.DRAFT).values("id"))
+               .values("annotation_id").annotate(s=Sum("time_spent_seconds"))
+               .values_list("annotation__task__batch__vendor_id", "annotation__annotator_id", "s").order_by())
+    per_vendor: dict[int, list[float]] = defaultdict(list)
+    per_annotator: dict[int, list[float]] = defaultdict(list)
+    everything: list[float] = []
+    for vendor_id, annotator_id, s in seconds:
+        per_vendor[vendor_id].append(s)
+        per_annotator[annotator_id].append(s)
+        everything.append(s)
+    paid = (Task.objects.filter(batch__spec=spec, status=Task.Status.ACCEPTED)
+            .values(vendor=F("batch__vendor_id"), currency=F("batch__currency"))
+            .annotate(tasks=Count("id"), cost=Sum("batch__unit_price")).order_by())
+    formulas = dict(annotations.filter(status=Annotation.Status.ACCEPTED, task__status=Task.Status.ACCEPTED)
+                    .values_list("task__batch__vendor_id").annotate(n=Count("current__regions")).order_by())
+    vendors: dict[int, dict] = {}
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    priced_formulas: dict[str, int] = defaultdict(int)
+    for row in paid:
+        v = vendors.setdefault(row["vendor"], {"accepted_tasks": 0, "cost": {}})
+        v["accepted_tasks"] += row["tasks"]
+        # SQLite sums decimals as floats: back to the price's 4 places.
+        cost = Decimal(str(row["cost"] or 0)).quantize(CENT_PLACES)
+        v["cost"][row["currency"]] = str(cost)
+        totals[row["currency"]] += cost
+        priced_formulas[row["currency"]] += formulas.get(row["vendor"], 0)
+    by_vendor = {}
+    for vid in set(per_vendor) | set(vendors):
+        v = vendors.get(vid, {"accepted_tasks": 0, "cost": {}})
+        n_formulas = formulas.get(vid, 0)
+        by_vendor[vid] = {
+            "annotations": len(per_vendor.get(vid, [])),
+            "median_seconds_per_task": _median(per_vendor.get(vid, [])),
+            "accepted_tasks": v["accepted_tasks"], "accepted_formulas": n_formulas, "cost": v["cost"],
+            "cost_per_formula": {c: str((Decimal(a) / n_formulas).quantize(PER_FORMULA_PLACES)) for c, a in v["cost"].items()} if n_formulas else {},
+        }
+    return {
+        "overall": {"annotations": len(everything), "median_seconds_per_task": _median(everything),
+                    "accepted_tasks": sum(v["accepted_tasks"] for v in vendors.values()),
+                    "accepted_formulas": sum(formulas.values()),
+                    "cost": {c: str(a) for c, a in sorted(totals.items())},
+                    "cost_per_formula": {c: str((a / priced_formulas[c]).quantize(PER_FORMULA_PLACES)) for c, a in sorted(totals.items())
+                                         if priced_formulas[c]}},
+        "by_vendor": _named(by_vendor, vendor_names),
+        "by_annotator": _named({k: {"annotations": len(v), "median_seconds_per_task": _median(v)}
+                                for k, v in per_annotator.items()}, annotator_names),
+    }
+
+
+# ------------------------------------------------------------------ service
+
+
+def spec_stats_payload(*, spec: DatasetSpec) -> dict:
+    """Every QA section of `spec`, as a JSON-ready dict (no write)."""
+    from django.contrib.auth.models import User
+
+    from labeling.models import Vendor
+
+    annotations = Annotation.objects.filter(task__batch__spec=spec)
+    vendor_names = dict(Vendor.objects.filter(batches__spec=spec).distinct().values_list("id", "name"))
+    annotator_names = dict(User.objects.filter(id__in=annotations.values("annotator_id")).values_list("id", "username"))
+    sections = {
+        "agreement": lambda: _agreement(annotations, vendor_names, annotator_names),
+        "gold": lambda: _gold(annotations, vendor_names, annotator_names),
+        "reviews": lambda: _reviews(spec, vendor_names, annotator_names),
+        "prelabel": lambda: _prelabel(annotations),
+        "throughput": lambda: _throughput(spec, annotations, vendor_names, annotator_names),
+    }
+    payload: dict = {"sample_limit": SAMPLE_LIMIT, "timings_ms": {}}
+    for name, compute in sections.items():
+        started = time.perf_counter()
+        payload[name] = compute()
+        payload["timings_ms"][name] = round((time.perf_counter() - started) * 1000)
+    return payload
+
+
+def spec_stats_compute(*, spec: DatasetSpec) -> QAReport:
+    """Compute `spec`'s QA statistics and store them as a new, timestamped QAReport.
+
+    The reads run before the write transaction, so a long computation holds no locks; only
+    the newest ``KEEP_REPORTS`` reports of the spec are kept.
+    """
+    started = time.perf_counter()
+    payload = spec_stats_payload(spec=spec)
+    duration_ms = round((time.perf_counter() - started) * 1000)
+    with transaction.atomic():
+        report = QAReport.objects.create(spec=spec, computed_at=timezone.now(), duration_ms=duration_ms,
+                                         payload=payload)
+        stale = QAReport.objects.filter(spec=spec).order_by("-computed_at", "-id").values_list("id", flat=True)[
+            KEEP_REPORTS:]
+        QAReport.objects.filter(id__in=list(stale)).delete()
+    return report
+
+
+def spec_stats_request(*, spec: DatasetSpec) -> None:
+    """A curator's "recompute now": schedule the computation after the current transaction commits."""
+    from .tasks import spec_stats_refresh
+
+    transaction.on_commit(lambda: spec_stats_refresh.delay(spec.pk))
+
+
+def specs_needing_stats() -> list[int]:
+    """Active specs whose annotations changed after their latest report (or that have none)."""
+    from django.db.models import Max, OuterRef, Q, Subquery
+
+    latest = QAReport.objects.filter(spec=OuterRef("pk")).order_by("-computed_at").values("computed_at")[:1]
+    changed = (DatasetSpec.objects.filter(status=DatasetSpec.Status.ACTIVE)
+               .annotate(last_report=Subquery(latest), last_change=Max("batches__tasks__annotations__updated_at"))
+               .filter(last_change__isnull=False)
+               .filter(Q(last_report__isnull=True) | Q(last_change__gt=F("last_report"))))
+    return list(changed.values_list("id", flat=True))

@@ -1,0 +1,142 @@
+"""QA statistics over the database: every stored number checked against tests/qa_world.py."""
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+
+from labeling import services as ls
+from pipeline import refresh, tasks
+from pipeline.models import QAReport
+from pipeline.stats import spec_stats_compute
+from tests import factories
+from tests.factories import quad
+from tests.qa_world import make_qa_world
+
+pytestmark = [pytest.mark.django_db,
+              pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
+
+
+@pytest.fixture
+def world():
+    return make_qa_world()
+
+
+def by_name(rows):
+    return {r["name"]: r for r in rows}
+
+
+def test_report_is_stored_with_timestamp_and_duration(world):
+    report = spec_stats_compute(spec=world.spec)
+    assert QAReport.objects.filter(spec=world.spec).count() == 1
+    assert report.computed_at is not None and report.duration_ms >= 0
+    assert set(report.payload) >= {"agreement", "gold", "reviews", "prelabel", "throughput"}
+
+
+def test_agreement_on_the_overlapped_task(world):
+    a = spec_stats_compute(spec=world.spec).payload["agreement"]
+    assert (a["items"], a["of"]) == (1, 1)
+    o = a["overall"]
+    assert o["pairs"] == 1 and o["matched_regions"] == 2 and o["region_f1"] == 1.0
+    assert o["mean_quad_iou"] == pytest.approx((7 / 9 + 1) / 2)
+    assert o["mean_mask_iou"] is None
+    assert o["latex_exact_match"] == 0.5
+    assert o["latex_edit_distance"] == pytest.approx(1 / 14)
+    assert set(by_name(a["by_annotator"])) == {"a1", "a2"}
+    assert by_name(a["by_vendor"])["V1"]["pairs"] == 1 and "V2" not in by_name(a["by_vendor"])
+    assert by_name(a["by_category"])["printed"]["mean_quad_iou"] == pytest.approx(8 / 9)
+
+
+def test_gold_accuracy_per_annotator_and_vendor(world):
+    g = spec_stats_compute(spec=world.spec).payload["gold"]
+    b1 = by_name(g["by_annotator"])["b1"]
+    assert b1 == {"id": world.b1.id, "name": "b1", "tasks": 1, "region_recall": 1.0, "region_precision": 0.5,
+                  "mean_iou": 1.0, "latex_exact_match": 1.0, "latex_edit_distance": 0.0}
+    assert by_name(g["by_vendor"])["V2"]["region_precision"] == 0.5
+    assert "a1" not in by_name(g["by_annotator"])
+
+
+def test_review_rates_and_reasons(world):
+    r = spec_stats_compute(spec=world.spec).payload["reviews"]
+    o = r["overall"]
+    # Accepted: a1 on A, a1 on C, b1 on G, b1 on P (second time); rejected: a2 on A, b1 on P.
+    assert (o["reviews"], o["accepted"], o["rejected"]) == (6, 4, 2)
+    assert o["accept_rate"] == pytest.approx(2 / 3) and o["reject_rate"] == pytest.approx(1 / 3)
+    assert {k: v["count"] for k, v in o["reasons"].items()} == {"latex_error": 1, "missing_formula": 1,
+                                                                "wrong_region": 1}
+    assert o["reasons"]["latex_error"]["share"] == pytest.approx(1 / 3)
+    v = by_name(r["by_vendor"])
+    assert (v["V1"]["accepted"], v["V1"]["rejected"], v["V2"]["accepted"], v["V2"]["rejected"]) == (2, 1, 2, 1)
+    assert by_name(r["by_annotator"])["a2"]["reject_rate"] == 1.0
+
+
+def test_prelabel_changes_of_the_edited_prediction(world):
+    p = spec_stats_compute(spec=world.spec).payload["prelabel"]
+    assert (p["items"], p["of"]) == (1, 1)
+    o = p["overall"]
+    assert (o["kept"], o["moved"], o["deleted"], o["added"]) == (1, 1, 1, 1)
+    assert o["latex_unchanged_rate"] == 0.5
+    assert o["latex_edit_distance"] == pytest.approx(1 / 6)
+    assert [m["model"] for m in p["by_model"]] == ["det@1"]
+    assert [(m["model"], m["category"], m["kept"]) for m in p["by_model_category"]] == [("det@1", "handwritten", 1)]
+
+
+def test_throughput_and_cost(world):
+    t = spec_stats_compute(spec=world.spec).payload["throughput"]
+    o = t["overall"]
+    # Seconds per annotation: a1 30 and 10, a2 50, b1 20 and 40+20.
+    assert o["annotations"] == 5 and o["median_seconds_per_task"] == 30
+    # Accepted tasks: C (V1, 0.25), G and P (V2, 0.40); formulas 1 + 2 + 3.
+    assert o["accepted_tasks"] == 3 and o["accepted_formulas"] == 6
+    assert o["cost"] == {"USD": "1.0500"}
+    assert float(o["cost_per_formula"]["USD"]) == pytest.approx(1.05 / 6)
+    v = by_name(t["by_vendor"])
+    assert v["V1"]["median_seconds_per_task"] == 30 and v["V2"]["median_seconds_per_task"] == 40
+    assert v["V1"]["cost"] == {"USD": "0.2500"} and v["V2"]["cost"] == {"USD": "0.8000"}
+    assert float(v["V2"]["cost_per_formula"]["USD"]) == pytest.approx(0.16)
+    a = by_name(t["by_annotator"])
+    assert (a["a1"]["median_seconds_per_task"], a["a2"]["median_seconds_per_task"],
+            a["b1"]["median_seconds_per_task"]) == (20, 50, 40)
+
+
+def test_only_the_newest_reports_are_kept(world, monkeypatch):
+    monkeypatch.setattr("pipeline.stats.KEEP_REPORTS", 2)
+    ids = [spec_stats_compute(spec=world.spec).id for _ in range(3)]
+    assert list(QAReport.objects.filter(spec=world.spec).values_list("id", flat=True)) == ids[:0:-1]
+
+
+def test_two_submits_schedule_one_computation(spec, vendor, monkeypatch, django_capture_on_commit_callbacks):
+    cache.delete(refresh.pending_key(spec.id))
+    scheduled = []
+    monkeypatch.setattr(tasks.spec_stats_refresh, "apply_async",
+                        lambda args, countdown: scheduled.append((args, countdown)))
+    factories.make_batch(spec, vendor, images=2)
+    annotators = [factories.make_user("annotator", vendor=vendor) for _ in range(2)]
+    with django_capture_on_commit_callbacks(execute=True):
+        for annotator in annotators:
+            task = ls.task_claim_next(annotator=annotator).task
+            ls.annotation_create(task=task, annotator=annotator, regions=[quad()], submit=True)
+    assert scheduled == [((spec.id,), refresh.DEBOUNCE_SECONDS)]
+    # A draft save is not a change the statistics see: nothing more is scheduled.
+    cache.delete(refresh.pending_key(spec.id))
+    with django_capture_on_commit_callbacks(execute=True):
+        annotator = factories.make_user("annotator", vendor=vendor)
+        factories.make_batch(spec, vendor, images=1)
+        task = ls.task_claim_next(annotator=annotator).task
+        ls.annotation_create(task=task, annotator=annotator, regions=[quad()])
+    assert len(scheduled) == 1
+
+
+def test_refresh_task_clears_the_marker_and_stores_a_report(world):
+    cache.add(refresh.pending_key(world.spec.id), 1)
+    report_id = tasks.spec_stats_refresh(world.spec.id)
+    assert QAReport.objects.get(pk=report_id).spec_id == world.spec.id
+    assert cache.get(refresh.pending_key(world.spec.id)) is None
+    assert tasks.spec_stats_refresh(10**9) is None  # a deleted spec is skipped quietly
+
+
+def test_periodic_refresh_picks_specs_changed_since_their_report(world, django_capture_on_commit_callbacks):
+    assert tasks.spec_stats_refresh_active() == []  # the spec is still a draft
+    world.spec.status = "active"
+    world.spec.save(update_fields=["status"])
+    assert tasks.spec_stats_refresh_active() == [world.spec.id]  # eager: computed now
+    assert tasks.spec_stats_refresh_active() == []

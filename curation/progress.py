@@ -9,7 +9,7 @@ the spec); nothing loops over images or tasks in Python. Per image and category:
 * **accepted**: some task of the image was accepted.
 
 **Splits** live only on snapshot items (images carry no split field): the breakdown uses the
-spec's **latest snapshot**, and images not in it are counted as ``unassigned``. A split's
+spec's **latest ready snapshot**, and images not in it are counted as ``unassigned``. A split's
 target is the category's quota times the snapshot's ratio for that split.
 
 **Vendors**: per vendor, the same counts over the images of that vendor's tasks ("labeled"
@@ -26,7 +26,7 @@ from django.db.models import Count, F, Q
 
 from common.roles import can_read_all_data
 
-from .models import Category, DatasetSpec, SnapshotItem
+from .models import Category, DatasetSpec, Snapshot, SnapshotItem
 from .selectors import LABELED_STATUSES, snapshots_visible_to
 
 UNASSIGNED = "unassigned"
@@ -86,7 +86,7 @@ def spec_progress(user: User, spec: DatasetSpec) -> dict:
     by_category = [{"category": c["slug"], "name": c["name"], "target": c["target_quota"], **per_cat[c["id"]]}
                    for c in categories]
 
-    snapshot = snapshots_visible_to(user).filter(spec=spec).order_by("-created_at", "-id").first()
+    snapshot = snapshots_visible_to(user).filter(spec=spec, status=Snapshot.Status.READY).order_by("-created_at", "-id").first()
     by_split: list[dict] = []
     if snapshot is not None:
         ratios = snapshot.ratios or {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from curation.snapshots import snapshot_create
+from tests import factories
 from tests.qa_world import make_qa_world
 from tests.schema import assert_response_matches_schema
 
@@ -48,7 +48,7 @@ def test_progress_per_category_and_vendor(world, django_assert_max_num_queries):
 
 
 def test_progress_per_split_uses_the_latest_snapshot(world):
-    snapshot_create(spec=world.spec, name="s1", created_by=world.curator, ratios={"train": 1, "test": 0})
+    factories.make_snapshot(spec=world.spec, name="s1", created_by=world.curator, ratios={"train": 1, "test": 0})
     r = client(world.curator).get(f"/api/v1/specs/{world.spec.id}/progress/")
     assert_response_matches_schema(r)
     body = r.json()

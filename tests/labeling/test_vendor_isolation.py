@@ -84,8 +84,8 @@ def world(db):
             snapshot=snapshot, format="coco", created_by=snapshot_curator))
         assert export.status == "done", export.error
         # An offline evaluation (with samples) on an all-test snapshot whose name carries the marker.
-        eval_snapshot = curation_snapshots.snapshot_create(spec=spec, name=f"Eval {label}",
-                                                           created_by=snapshot_curator, ratios=(0, 0, 1))
+        eval_snapshot = factories.make_snapshot(spec=spec, name=f"Eval {label}", created_by=snapshot_curator,
+                                                ratios=(0, 0, 1))
         evaluation_run = pipeline_evaluation.evaluation_run(
             run=pipeline_evaluation.evaluation_create(
                 snapshot=eval_snapshot, detector_version=pipeline_services.model_version_builtin(kind="detector"),

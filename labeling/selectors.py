@@ -104,12 +104,14 @@ def task_visible_to(user: User, pk: object) -> Task | None:
     vendor = vendor_of(user)
     if vendor is None:
         return None
-    qn, t = rawsql.qn, rawsql.table
-    sql = (f"SELECT {rawsql.columns(Task, 't')}, {rawsql.columns(Batch, 'b')}, {rawsql.columns(Image, 'i')} "
-           f"FROM {t(Task)} t INNER JOIN {t(Batch)} b ON b.{qn('id')} = t.{qn('batch_id')} "
-           f"INNER JOIN {t(Image)} i ON i.{qn('id')} = t.{qn('image_id')} "
-           f"WHERE t.{qn('id')} = %s AND b.{qn('vendor_id')} = %s")
-    rows = rawsql.fetch(sql, [pk, vendor.pk])
+    def build() -> str:
+        qn, t = rawsql.qn, rawsql.table
+        return (f"SELECT {rawsql.columns(Task, 't')}, {rawsql.columns(Batch, 'b')}, {rawsql.columns(Image, 'i')} "
+                f"FROM {t(Task)} t INNER JOIN {t(Batch)} b ON b.{qn('id')} = t.{qn('batch_id')} "
+                f"INNER JOIN {t(Image)} i ON i.{qn('id')} = t.{qn('image_id')} "
+                f"WHERE t.{qn('id')} = %s AND b.{qn('vendor_id')} = %s")
+
+    rows = rawsql.fetch(rawsql.statement("task_visible_to", build), [pk, vendor.pk])
     if not rows:
         return None
     task = rawsql.build(Task, rows[0])
@@ -122,10 +124,13 @@ def image_predictions(image) -> list[Prediction]:
     """The pre-labels of an image (already visible to the caller), newest first."""
     from common import rawsql
 
-    qn = rawsql.qn
-    sql = (f"SELECT {rawsql.columns(Prediction, 'p')} FROM {rawsql.table(Prediction)} p "
-           f"WHERE p.{qn('image_id')} = %s ORDER BY p.{qn('id')} DESC")
-    return [rawsql.build(Prediction, row) for row in rawsql.fetch(sql, [image.pk])]
+    def build() -> str:
+        qn = rawsql.qn
+        return (f"SELECT {rawsql.columns(Prediction, 'p')} FROM {rawsql.table(Prediction)} p "
+                f"WHERE p.{qn('image_id')} = %s ORDER BY p.{qn('id')} DESC")
+
+    return [rawsql.build(Prediction, row) for row in rawsql.fetch(rawsql.statement("image_predictions", build),
+                                                                  [image.pk])]
 
 
 def _with_content(qs: QuerySet[Annotation]) -> QuerySet[Annotation]:

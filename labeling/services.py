@@ -382,7 +382,9 @@ def _claim_candidate(annotator: User, batch_ids: list[int], now, *, include_rele
             f"FROM {t(Task)} t INNER JOIN {t(Batch)} b ON b.{qn('id')} = t.{qn('batch_id')} "
             f"INNER JOIN {t(Image)} i ON i.{qn('id')} = t.{qn('image_id')} "
             f"WHERE t.{qn('batch_id')} IN {rawsql.in_list(batch_ids)} "
-            f"AND t.{qn('status')} IN {rawsql.in_list(Task.CLAIMABLE)} "
+            # Literal statuses: a prepared statement's generic plan can then still use
+            # the partial index (its predicate is proven from constants only).
+            f"AND t.{qn('status')} IN ({', '.join(repr(str(x)) for x in Task.CLAIMABLE)}) "
             f"AND (t.{qn('slots_taken')} < t.{qn('overlap')} OR EXISTS (SELECT 1 FROM {t(Claim)} c "
             f"WHERE c.{qn('task_id')} = t.{qn('id')} AND c.{qn('state')} = %s AND c.{qn('expires_at')} <= %s)) "
             f"AND NOT EXISTS (SELECT 1 FROM {t(Claim)} m WHERE m.{qn('task_id')} = t.{qn('id')} "
@@ -392,7 +394,7 @@ def _claim_candidate(annotator: User, batch_ids: list[int], now, *, include_rele
             f"LIMIT 1{rawsql.lock_skip_locked('t')}"
         )
         _SQL[key] = sql
-    rows = rawsql.fetch(sql, [*batch_ids, *Task.CLAIMABLE, Claim.State.LIVE, rawsql.dt(now), annotator.pk,
+    rows = rawsql.fetch(sql, [*batch_ids, Claim.State.LIVE, rawsql.dt(now), annotator.pk,
                               *excluded])
     if not rows:
         return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.utils import CursorDebugWrapper
 
 _STATEMENTS: dict[tuple[str, str], str] = {}
 
@@ -108,7 +109,19 @@ def cursor():
     conn.close_if_health_check_failed()
     conn.ensure_connection()
     with conn.wrap_database_errors:
-        return conn._prepare_cursor(_prepared_cursor_class(conn.connection))
+        raw = _prepared_cursor_class(conn.connection)
+        conn.validate_thread_sharing()
+        if conn.queries_logged:
+            return _DebugCursor(raw, conn)
+        return conn.make_cursor(raw)
+
+
+class _DebugCursor(CursorDebugWrapper):
+    """Logs (DEBUG, CaptureQueriesContext) the statement as written, with its %s
+    placeholders: Django reads the executed text back from client-side cursors only."""
+
+    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
+        return super().debug_sql(sql, params, use_last_executed_query=False, many=many)
 
 
 def fetch(sql: str, params: Sequence = ()) -> list[tuple]:

@@ -1,16 +1,20 @@
 """Benchmark: many annotators taking tasks and submitting answers, against gunicorn on PostgreSQL.
 
-    python bench/annotate.py [--clients 50] [--submits 3000] [--workers 4] [--keep-db]
+    python bench/annotate.py [--clients 50] [--submits 3000] [--workers 2] [--threads 8] [--keep-db]
 
 It creates a fresh database `mathset_bench_annotate` (dropped first), migrates it,
 seeds one vendor with `--clients` annotators and enough tasks, starts gunicorn on
-127.0.0.1, then runs `--clients` threads, each looping: POST /api/v1/tasks/next/,
-then POST /api/v1/annotations/ with 3 quadrilateral regions with LaTeX and
-`submit: true`, until `--submits` answers are in. It prints throughput and
-p50/p90/p99 latency per request kind, and writes them as JSON (`--json`).
+127.0.0.1, then runs `--clients` threads, each on its own keep-alive connection,
+looping: POST /api/v1/tasks/next/, then POST /api/v1/annotations/ with 3
+quadrilateral regions with LaTeX and `submit: true`, until `--submits` answers are
+in. It prints throughput and p50/p90/p99 latency per request kind, and the CPU
+milliseconds per next+submit cycle used by the gunicorn workers, the database's
+PostgreSQL backends and the client itself (read from /proc), and writes them as
+JSON (`--json`).
 
 The clients, gunicorn and PostgreSQL share the machine's cores: on a 2-core box
-the figures are a floor, not what the server alone would do.
+the figures are a floor, not what the server alone would do. Throughput and
+latency depend on whatever else runs; the CPU per cycle much less so.
 """
 from __future__ import annotations
 
@@ -100,58 +104,132 @@ def percentile(values: list[float], q: float) -> float:
     return values[k]
 
 
-def run_clients(base: str, tokens: list[str], total_submits: int) -> dict:
-    import requests
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _pg_backends(database_url: str) -> list[int]:
+    """The PostgreSQL server processes serving the bench database (gunicorn's connections)."""
+    import psycopg
+
+    with psycopg.connect(pg_url("postgres", database_url), autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB_NAME])]
+
+
+class CpuMeter:
+    """CPU seconds used by the gunicorn workers, the database's backends and this client
+    between start() and stop(): load-independent, unlike throughput on a shared box."""
+
+    def __init__(self, server_pid: int, database_url: str):
+        self.server_pid, self.database_url = server_pid, database_url
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        workers = [self.server_pid, *_children(self.server_pid)]
+        return {"gunicorn": {p: _proc_cpu(p) for p in workers},
+                "postgres": {p: _proc_cpu(p) for p in _pg_backends(self.database_url)}}
+
+    def start(self) -> None:
+        self.before, self.client_before = self._sample(), time.process_time()
+
+    def stop(self) -> dict[str, float]:
+        after = self._sample()
+        used = {kind: sum(cpu - self.before[kind].get(pid, 0.0) for pid, cpu in after[kind].items())
+                for kind in after}
+        used["client"] = time.process_time() - self.client_before
+        return used
+
+
+def run_clients(base: str, tokens: list[str], total_submits: int, meter: CpuMeter | None = None) -> dict:
+    """`len(tokens)` annotators, each on one keep-alive HTTP connection (reopened when
+    the server closes it), asking for the next task and submitting 3 regions, until
+    `total_submits` answers are in. The client is kept cheap (http.client, bodies
+    built from a template) because it shares the machine with the server."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    host = urlsplit(base)
     lat: dict[str, list[float]] = {"next": [], "submit": []}
     errors: list[str] = []
     lock = threading.Lock()
     remaining = [total_submits]
     start_gate = threading.Barrier(len(tokens) + 1)
+    body_head = b'{"task": '
+    body_tail = (', "regions": ' + json.dumps(REGIONS) + ', "submit": true, "time_spent_seconds": ').encode()
 
     def client(token: str) -> None:
-        session = requests.Session()
-        session.headers["Authorization"] = f"Token {token}"
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
+        headers = {"Authorization": f"Token {token}", "Content-Type": "application/json",
+                   "Accept": "application/json"}
+        rng = random.Random(token)
+
+        def post(path: str, body: bytes) -> tuple[int, bytes]:
+            for attempt in range(2):
+                try:
+                    conn.request("POST", path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    return response.status, response.read()
+                except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                    conn.close()  # the server closed a kept-alive connection: open a new one once
+                    if attempt:
+                        raise
+            raise AssertionError("unreachable")
+
         start_gate.wait()
         while True:
             with lock:
                 if remaining[0] <= 0:
-                    return
+                    break
                 remaining[0] -= 1
             t0 = time.perf_counter()
-            r = session.post(f"{base}/api/v1/tasks/next/", timeout=30)
+            code, text = post("/api/v1/tasks/next/", b"")
             t1 = time.perf_counter()
-            if r.status_code != 200 or r.json()["task"] is None:
+            task = json.loads(text)["task"] if code == 200 else None
+            if task is None:
                 with lock:
-                    errors.append(f"next {r.status_code} {r.text[:120]}")
-                return
-            task = r.json()["task"]["id"]
-            body = {"task": task, "regions": REGIONS, "submit": True,
-                    "time_spent_seconds": round(random.uniform(20, 90), 1)}
-            r = session.post(f"{base}/api/v1/annotations/", json=body, timeout=30)
+                    errors.append(f"next {code} {text[:120]!r}")
+                break
+            body = b"%s%d%s%.1f}" % (body_head, task["id"], body_tail, rng.uniform(20, 90))
+            code, text = post("/api/v1/annotations/", body)
             t2 = time.perf_counter()
             with lock:
                 lat["next"].append(t1 - t0)
-                if r.status_code == 201:
+                if code == 201:
                     lat["submit"].append(t2 - t1)
                 else:
-                    errors.append(f"submit {r.status_code} {r.text[:120]}")
+                    errors.append(f"submit {code} {text[:120]!r}")
+        conn.close()
 
     threads = [threading.Thread(target=client, args=(t,)) for t in tokens]
     for t in threads:
         t.start()
+    if meter:
+        meter.start()
     start_gate.wait()
     began = time.perf_counter()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - began
+    cpu = meter.stop() if meter else None
     both = lat["next"] + lat["submit"]
     ms = lambda v: round(v * 1000, 1)  # noqa: E731
-    return {
+    n = len(lat["submit"])
+    out = {
         "clients": len(tokens),
         "elapsed_s": round(elapsed, 2),
-        "submits": len(lat["submit"]),
-        "submits_per_s": round(len(lat["submit"]) / elapsed, 1),
+        "submits": n,
+        "submits_per_s": round(n / elapsed, 1),
         "requests_per_s": round(len(both) / elapsed, 1),
         "errors": len(errors),
         "first_errors": errors[:5],
@@ -161,6 +239,11 @@ def run_clients(base: str, tokens: list[str], total_submits: int) -> dict:
             for kind, v in (("next", lat["next"]), ("submit", lat["submit"]), ("all", both))
         },
     }
+    if cpu and n:
+        # CPU per next+submit cycle: what the machine must supply, whatever else runs on it.
+        out["cpu_ms_per_cycle"] = {k: round(1000 * v / n, 2) for k, v in cpu.items()}
+        out["cpu_ms_per_cycle"]["server_total"] = round(1000 * (cpu["gunicorn"] + cpu["postgres"]) / n, 2)
+    return out
 
 
 def wait_up(base: str, workers: int, timeout: float = 120) -> None:
@@ -184,8 +267,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--submits", type=int, default=3000)
-    ap.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    ap.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread if > 1)")
+    # gthread workers keep the clients' connections alive (sync workers close each one);
+    # two processes already use both cores, threads cover the waits on PostgreSQL.
+    ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    ap.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (gthread if > 1)")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),
                     help="any URL of the PostgreSQL server; the database name is replaced")
@@ -220,19 +305,20 @@ def main() -> None:
     cmd = [gunicorn, "config.wsgi", "-b", f"127.0.0.1:{args.port}", "-w", str(args.workers),
            "--backlog", "2048", "--log-level", "warning", "--timeout", "60"]
     if args.threads > 1:
-        cmd += ["--worker-class", "gthread", "--threads", str(args.threads)]
+        cmd += ["--worker-class", "gthread", "--threads", str(args.threads), "--keep-alive", "30"]
+    loadavg_before = [round(x, 2) for x in os.getloadavg()]
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{args.port}"
     try:
         wait_up(base, args.workers)
         print(f"gunicorn: {args.workers} workers x {args.threads} threads; {args.clients} clients, "
               f"{args.submits} submits", flush=True)
-        results = run_clients(base, tokens, args.submits)
+        results = run_clients(base, tokens, args.submits, CpuMeter(server.pid, args.database_url))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
     results.update(workers=args.workers, threads=args.threads, cpu_count=os.cpu_count(),
-                   loadavg_after=[round(x, 2) for x in os.getloadavg()])
+                   loadavg_before=loadavg_before, loadavg_after=[round(x, 2) for x in os.getloadavg()])
     import django.db
 
     django.db.connections.close_all()

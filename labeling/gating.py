@@ -1,26 +1,79 @@
 """Hooks that may keep an annotator from taking work from a batch.
 
-`guide_acknowledgement_missing`: an annotator must acknowledge the current
-published version of a batch's work guide before the queue gives them a task
-from it; a new version asks again. `labeling.services.task_claim_next` calls it
-for every active batch, and `tasks/next/` reports the returned messages.
+An annotator must acknowledge the current published version of a batch's work
+guide before the queue gives them a task from it; a new version asks again.
+`labeling.services.task_claim_next` calls `open_batches` once per claim (one query
+for all of the vendor's active batches), and `tasks/next/` reports the messages of
+the blocked ones. `guide_acknowledgement_missing` answers the same for one batch.
 """
 from __future__ import annotations
 
 from django.contrib.auth.models import User
 
-from .models import Batch
+from common import rawsql
+
+from .models import Batch, Vendor
+
+
+def _message(*, guide_id: int, number: int, spec_name: str, batch_name: str) -> str:
+    from django.urls import reverse
+
+    url = reverse("guides:detail", kwargs={"pk": guide_id})
+    return (f"Read and acknowledge version {number} of the work guide for {spec_name} "
+            f"before taking tasks from batch {batch_name}: {url}")
 
 
 def guide_acknowledgement_missing(*, annotator: User, batch: Batch) -> str | None:
     """None when `annotator` may take tasks from `batch`; otherwise why not, for a person."""
-    from django.urls import reverse
-
     from guides.selectors import guide_acknowledgement_required
 
     version = guide_acknowledgement_required(user=annotator, spec=batch.spec)
     if version is None:
         return None
-    url = reverse("guides:detail", kwargs={"pk": version.guide_id})
-    return (f"Read and acknowledge version {version.number} of the work guide for {batch.spec.name} "
-            f"before taking tasks from batch {batch.name}: {url}")
+    return _message(guide_id=version.guide_id, number=version.number, spec_name=batch.spec.name,
+                    batch_name=batch.name)
+
+
+_SQL: dict[str, str] = {}
+
+
+def _open_batches_sql() -> str:
+    from django.db import connection
+
+    from curation.models import DatasetSpec
+    from guides.models import Guide, GuideAcknowledgement, GuideVersion
+
+    sql = _SQL.get(connection.vendor)
+    if sql is None:
+        qn, t = rawsql.qn, rawsql.table
+        # The current version is the one guides.selectors.spec_current_guide_version
+        # picks: the highest-numbered published version of the spec's guide.
+        sql = (
+            f"SELECT b.{qn('id')}, b.{qn('name')}, s.{qn('name')}, gv.{qn('guide_id')}, gv.{qn('number')}, "
+            f"EXISTS (SELECT 1 FROM {t(GuideAcknowledgement)} a WHERE a.{qn('version_id')} = gv.{qn('id')} "
+            f"AND a.{qn('user_id')} = %s) "
+            f"FROM {t(Batch)} b INNER JOIN {t(DatasetSpec)} s ON s.{qn('id')} = b.{qn('spec_id')} "
+            f"LEFT JOIN {t(GuideVersion)} gv ON gv.{qn('id')} = (SELECT v.{qn('id')} FROM {t(GuideVersion)} v "
+            f"INNER JOIN {t(Guide)} g ON g.{qn('id')} = v.{qn('guide_id')} WHERE g.{qn('spec_id')} = b.{qn('spec_id')} "
+            f"AND v.{qn('status')} = %s ORDER BY v.{qn('number')} DESC LIMIT 1) "
+            f"WHERE b.{qn('vendor_id')} = %s AND b.{qn('status')} = %s ORDER BY b.{qn('id')}"
+        )
+        _SQL[connection.vendor] = sql
+    return sql
+
+
+def open_batches(*, annotator: User, vendor: Vendor) -> tuple[list[int], dict[int, str]]:
+    """The ids of `vendor`'s active batches `annotator` may take tasks from (by id),
+    and for each other active batch why not, for a person. One query."""
+    from guides.models import GuideVersion
+
+    ids, blocked = [], {}
+    rows = rawsql.fetch(_open_batches_sql(), [annotator.pk, GuideVersion.Status.PUBLISHED, vendor.pk,
+                                              Batch.Status.ACTIVE])
+    for batch_id, batch_name, spec_name, guide_id, number, acknowledged in rows:
+        if guide_id is not None and not acknowledged:
+            blocked[batch_id] = _message(guide_id=guide_id, number=number, spec_name=spec_name,
+                                         batch_name=batch_name)
+        else:
+            ids.append(batch_id)
+    return ids, blocked

@@ -90,6 +90,49 @@ def tasks_visible_to(user: User) -> QuerySet[Task]:
     return qs.filter(batch__vendor=vendor)
 
 
+def task_visible_to(user: User, pk: object) -> Task | None:
+    """The task `pk` with its batch and image if `user` may see it (as in
+    `tasks_visible_to`), else None. Every submit asks this, so vendor users get one
+    statement written once (common.rawsql) instead of a compiled queryset."""
+    from common import rawsql
+    from curation.models import Image
+
+    if isinstance(pk, bool) or not isinstance(pk, int):
+        return None
+    if is_curator(user):
+        return tasks_visible_to(user).filter(pk=pk).first()
+    vendor = vendor_of(user)
+    if vendor is None:
+        return None
+    def build() -> str:
+        qn, t = rawsql.qn, rawsql.table
+        return (f"SELECT {rawsql.columns(Task, 't')}, {rawsql.columns(Batch, 'b')}, {rawsql.columns(Image, 'i')} "
+                f"FROM {t(Task)} t INNER JOIN {t(Batch)} b ON b.{qn('id')} = t.{qn('batch_id')} "
+                f"INNER JOIN {t(Image)} i ON i.{qn('id')} = t.{qn('image_id')} "
+                f"WHERE t.{qn('id')} = %s AND b.{qn('vendor_id')} = %s")
+
+    rows = rawsql.fetch(rawsql.statement("task_visible_to", build), [pk, vendor.pk])
+    if not rows:
+        return None
+    task = rawsql.build(Task, rows[0])
+    task.batch = rawsql.build(Batch, rows[0], rawsql.width(Task))
+    task.image = rawsql.build(Image, rows[0], rawsql.width(Task) + rawsql.width(Batch))
+    return task
+
+
+def image_predictions(image) -> list[Prediction]:
+    """The pre-labels of an image (already visible to the caller), newest first."""
+    from common import rawsql
+
+    def build() -> str:
+        qn = rawsql.qn
+        return (f"SELECT {rawsql.columns(Prediction, 'p')} FROM {rawsql.table(Prediction)} p "
+                f"WHERE p.{qn('image_id')} = %s ORDER BY p.{qn('id')} DESC")
+
+    return [rawsql.build(Prediction, row) for row in rawsql.fetch(rawsql.statement("image_predictions", build),
+                                                                  [image.pk])]
+
+
 def _with_content(qs: QuerySet[Annotation]) -> QuerySet[Annotation]:
     return qs.select_related("task__batch", "annotator", "current").prefetch_related(
         Prefetch("current__regions", queryset=Region.objects.order_by("index")),

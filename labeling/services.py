@@ -15,13 +15,11 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, QuerySet, Subquery, Value, When
-from django.db.models.functions import Coalesce
-from django.db.models.lookups import GreaterThan, LessThanOrEqual
+from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
-from common import geometry, latex, rle, roles
+from common import geometry, latex, rawsql, rle, roles
 from curation.models import Category, DatasetSpec, Image, Source
 from pipeline.refresh import spec_stats_refresh_soon
 
@@ -248,17 +246,6 @@ class ClaimResult:
     annotation_id: int | None = None  # the annotator's own annotation of the task (rework)
 
 
-def _open_batch_ids(annotator: User, vendor: Vendor) -> tuple[list[int], dict[int, str]]:
-    ids, blocked = [], {}
-    for batch in Batch.objects.filter(vendor=vendor, status=Batch.Status.ACTIVE).order_by("id"):
-        why = gating.guide_acknowledgement_missing(annotator=annotator, batch=batch)
-        if why:
-            blocked[batch.id] = why
-        else:
-            ids.append(batch.id)
-    return ids, blocked
-
-
 def _reap_expired(task_id: int, now) -> int:
     """Return the slots of expired leases on one task to the queue. Call under the task's lock."""
     n = Claim.objects.filter(task_id=task_id, state=Claim.State.LIVE, expires_at__lte=now).update(
@@ -300,30 +287,27 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
     if vendor is None or not roles.has_role(annotator, roles.ANNOTATOR):
         raise ValidationError({"annotator": "Only a vendor's annotators take tasks from the queue."})
     now = timezone.now()
-    rework = (Annotation.objects.filter(annotator=annotator, status=Annotation.Status.REJECTED,
-                                        task__batch__vendor=vendor, task__batch__status=Batch.Status.ACTIVE)
-              .select_related("task__batch", "task__image").order_by("updated_at").first())
-    if rework is not None:
+    # The hot path reads ids with hand-written SQL (see common.rawsql) and loads full
+    # objects through the ORM only on the rare rework and held-lease answers.
+    q = _queue_sql()
+    found = rawsql.fetch(q["rework"], [annotator.pk, Annotation.Status.REJECTED, vendor.pk, Batch.Status.ACTIVE])
+    if found:
+        rework = Annotation.objects.select_related("task__batch", "task__image").get(pk=found[0][0])
         return ClaimResult(rework.task, None, "rework", {}, annotation_id=rework.id)
-    held = (Claim.objects.filter(annotator=annotator, state=Claim.State.LIVE, expires_at__gt=now,
-                                 task__batch__vendor=vendor, task__batch__status=Batch.Status.ACTIVE)
-            .select_related("task__batch", "task__image").order_by("claimed_at").first())
-    if held is not None:
+    found = rawsql.fetch(q["held"], [annotator.pk, Claim.State.LIVE, rawsql.dt(now), vendor.pk, Batch.Status.ACTIVE])
+    if found:
+        held = Claim.objects.select_related("task__batch", "task__image").get(pk=found[0][0])
         return ClaimResult(held.task, held, "leased", {})
-    batch_ids, blocked = _open_batch_ids(annotator, vendor)
+    batch_ids, blocked = gating.open_batches(annotator=annotator, vendor=vendor)
     if not batch_ids:
         return ClaimResult(None, None, "empty", blocked)
-    # A task the annotator skipped comes back to them only when nothing else is left.
-    fresh = claimable_tasks(annotator=annotator, batch_ids=batch_ids, now=now, include_released=False)
-    anything = claimable_tasks(annotator=annotator, batch_ids=batch_ids, now=now)
     for _ in range(10):
-        # of=("self",): lock the task row only, not the batch and image rows joined in.
-        task = (fresh.select_related("batch", "image").select_for_update(skip_locked=True, of=("self",)).first()
-                or anything.select_related("batch", "image").select_for_update(skip_locked=True, of=("self",)).first())
+        # A task the annotator skipped comes back to them only when nothing else is left.
+        task = _claim_candidate(annotator, batch_ids, now, include_released=False) \
+            or _claim_candidate(annotator, batch_ids, now, include_released=True)
         if task is None:
             break
-        taken = Task.objects.filter(pk=task.pk, status__in=Task.CLAIMABLE, slots_taken__lt=F("overlap")).update(
-            slots_taken=F("slots_taken") + 1, status=Task.Status.IN_PROGRESS, updated_at=now)
+        taken = rawsql.execute(q["take"], [rawsql.dt(now), task.pk, *Task.CLAIMABLE])
         if not taken and _reap_expired(task.pk, now):
             task.slots_taken = Task.objects.values_list("slots_taken", flat=True).get(pk=task.pk)
             taken = Task.objects.filter(pk=task.pk, slots_taken__lt=F("overlap")).update(
@@ -333,12 +317,92 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
         # One statement whether or not an earlier lease of ours on this task lapsed
         # or was released (then its row is reused: one claim row per annotator and task).
         claim = Claim(task=task, annotator=annotator, state=Claim.State.LIVE, claimed_at=now, expires_at=now + lease)
-        Claim.objects.bulk_create([claim], update_conflicts=True, unique_fields=["task", "annotator"],
-                                  update_fields=["state", "claimed_at", "expires_at"])
+        claim.pk = rawsql.fetch(q["claim"], [task.pk, annotator.pk, Claim.State.LIVE, rawsql.dt(now),
+                                             rawsql.dt(claim.expires_at)])[0][0]
         task.slots_taken += 1
         task.status, task.updated_at = Task.Status.IN_PROGRESS, now
         return ClaimResult(task, claim, "claimed", blocked)
     return ClaimResult(None, None, "empty", blocked)
+
+
+_SQL: dict[str, dict[str, str]] = {}
+
+
+def _queue_sql() -> dict[str, str]:
+    """The work queue's statements, built once per process and database vendor."""
+    from django.db import connection
+
+    found = _SQL.get(connection.vendor)
+    if found is not None:
+        return found
+    qn, t = rawsql.qn, rawsql.table
+    found = {
+        "rework": (f"SELECT x.{qn('id')} FROM {t(Annotation)} x "
+                   f"INNER JOIN {t(Task)} tk ON tk.{qn('id')} = x.{qn('task_id')} "
+                   f"INNER JOIN {t(Batch)} b ON b.{qn('id')} = tk.{qn('batch_id')} "
+                   f"WHERE x.{qn('annotator_id')} = %s AND x.{qn('status')} = %s "
+                   f"AND b.{qn('vendor_id')} = %s AND b.{qn('status')} = %s "
+                   f"ORDER BY x.{qn('updated_at')} LIMIT 1"),
+        "held": (f"SELECT x.{qn('id')} FROM {t(Claim)} x "
+                 f"INNER JOIN {t(Task)} tk ON tk.{qn('id')} = x.{qn('task_id')} "
+                 f"INNER JOIN {t(Batch)} b ON b.{qn('id')} = tk.{qn('batch_id')} "
+                 f"WHERE x.{qn('annotator_id')} = %s AND x.{qn('state')} = %s AND x.{qn('expires_at')} > %s "
+                 f"AND b.{qn('vendor_id')} = %s AND b.{qn('status')} = %s "
+                 f"ORDER BY x.{qn('claimed_at')} LIMIT 1"),
+        # The conditional UPDATE that actually takes a slot (never beyond the overlap).
+        "take": (f"UPDATE {t(Task)} SET {qn('slots_taken')} = {qn('slots_taken')} + 1, {qn('status')} = "
+                 f"'{Task.Status.IN_PROGRESS}', {qn('updated_at')} = %s WHERE {qn('id')} = %s AND {qn('status')} IN "
+                 f"{rawsql.in_list(Task.CLAIMABLE)} AND {qn('slots_taken')} < {qn('overlap')}"),
+        "claim": (f"INSERT INTO {t(Claim)} ({qn('task_id')}, {qn('annotator_id')}, {qn('state')}, {qn('claimed_at')}, "
+                  f"{qn('expires_at')}) VALUES (%s, %s, %s, %s, %s) ON CONFLICT ({qn('task_id')}, {qn('annotator_id')}) "
+                  f"DO UPDATE SET {qn('state')} = EXCLUDED.{qn('state')}, {qn('claimed_at')} = EXCLUDED.{qn('claimed_at')}, "
+                  f"{qn('expires_at')} = EXCLUDED.{qn('expires_at')} RETURNING {qn('id')}"),
+        "lease_to_slot": (f"UPDATE {t(Claim)} SET {qn('state')} = %s WHERE {qn('task_id')} = %s "
+                          f"AND {qn('annotator_id')} = %s AND {qn('state')} = %s"),
+        "set_current": f"UPDATE {t(Annotation)} SET {qn('current_id')} = %s WHERE {qn('id')} = %s",
+        "lock_task": f"SELECT {qn('id')} FROM {t(Task)} WHERE {qn('id')} = %s{rawsql.lock()}",
+        "refresh": _refresh_sql(),
+    }
+    _SQL[connection.vendor] = found
+    return found
+
+
+def _claim_candidate(annotator: User, batch_ids: list[int], now, *, include_released: bool) -> Task | None:
+    """The first task of `batch_ids` in queue order that `annotator` may take, row-locked
+    with SKIP LOCKED on PostgreSQL, with its batch and image; what `claimable_tasks`
+    selects, in SQL written once instead of compiled per claim."""
+    from django.db import connection
+
+    qn, t = rawsql.qn, rawsql.table
+    excluded = [Claim.State.LIVE, Claim.State.ANNOTATED] + ([] if include_released else [Claim.State.RELEASED])
+    key = (connection.vendor, "candidate", len(batch_ids), len(excluded))
+    sql = _SQL.get(key)
+    if sql is None:
+        sql = (
+            f"SELECT {rawsql.columns(Task, 't')}, {rawsql.columns(Batch, 'b')}, {rawsql.columns(Image, 'i')} "
+            f"FROM {t(Task)} t INNER JOIN {t(Batch)} b ON b.{qn('id')} = t.{qn('batch_id')} "
+            f"INNER JOIN {t(Image)} i ON i.{qn('id')} = t.{qn('image_id')} "
+            f"WHERE t.{qn('batch_id')} IN {rawsql.in_list(batch_ids)} "
+            # Literal statuses: a prepared statement's generic plan can then still use
+            # the partial index (its predicate is proven from constants only).
+            f"AND t.{qn('status')} IN ({', '.join(repr(str(x)) for x in Task.CLAIMABLE)}) "
+            f"AND (t.{qn('slots_taken')} < t.{qn('overlap')} OR EXISTS (SELECT 1 FROM {t(Claim)} c "
+            f"WHERE c.{qn('task_id')} = t.{qn('id')} AND c.{qn('state')} = %s AND c.{qn('expires_at')} <= %s)) "
+            f"AND NOT EXISTS (SELECT 1 FROM {t(Claim)} m WHERE m.{qn('task_id')} = t.{qn('id')} "
+            f"AND m.{qn('annotator_id')} = %s AND m.{qn('state')} IN {rawsql.in_list(excluded)}) "
+            # The order of the partial index task_queue_order_idx (ASC is NULLS LAST on PostgreSQL).
+            f"ORDER BY t.{qn('priority')} DESC, t.{qn('model_confidence')} ASC NULLS LAST, t.{qn('id')} ASC "
+            f"LIMIT 1{rawsql.lock_skip_locked('t')}"
+        )
+        _SQL[key] = sql
+    rows = rawsql.fetch(sql, [*batch_ids, Claim.State.LIVE, rawsql.dt(now), annotator.pk,
+                              *excluded])
+    if not rows:
+        return None
+    task = rawsql.build(Task, rows[0])
+    task.batch = rawsql.build(Batch, rows[0], rawsql.width(Task))
+    task.image = rawsql.build(Image, rows[0], rawsql.width(Task) + rawsql.width(Batch))
+    return task
 
 
 @transaction.atomic
@@ -359,27 +423,30 @@ def _task_refresh_status(task_id: int) -> None:
     starts a fresh snapshot (READ COMMITTED) and counts annotations that concurrent
     submits committed while we waited. Counting inside the locking UPDATE itself
     would use the older snapshot and lose the other submit (the PostgreSQL
-    concurrency test catches exactly that).
+    concurrency test catches exactly that). Both statements are written once
+    (`_queue_sql`): they run on every submit and review.
     """
-    list(Task.objects.select_for_update().filter(pk=task_id).values_list("id", flat=True))
-    def n(status: str):
-        return Coalesce(Subquery(
-            Annotation.objects.filter(task_id=OuterRef("pk"), status=status).order_by()
-            .values("task_id").annotate(c=Count("id")).values("c")[:1]), 0)
+    q = _queue_sql()
+    rawsql.fetch(q["lock_task"], [task_id])
+    rawsql.execute(q["refresh"], [rawsql.dt(timezone.now()), task_id])
 
-    accepted, submitted, rejected = (n(Annotation.Status.ACCEPTED), n(Annotation.Status.SUBMITTED),
-                                     n(Annotation.Status.REJECTED))
-    Task.objects.filter(pk=task_id).update(
-        status=Case(
-            When(LessThanOrEqual(F("overlap"), accepted), then=Value(Task.Status.ACCEPTED)),
-            When(GreaterThan(rejected, 0), then=Value(Task.Status.REJECTED)),
-            When(LessThanOrEqual(F("overlap"), accepted + submitted), then=Value(Task.Status.SUBMITTED)),
-            When(slots_taken__gt=0, then=Value(Task.Status.IN_PROGRESS)),
-            When(Exists(Prediction.objects.filter(image_id=OuterRef("image_id"))),
-                 then=Value(Task.Status.PRELABELED)),
-            default=Value(Task.Status.NEW),
-        ),
-        updated_at=timezone.now(),
+
+def _refresh_sql() -> str:
+    qn, t = rawsql.qn, rawsql.table
+    S, A = Task.Status, Annotation.Status
+
+    def count(*statuses: str) -> str:
+        return (f"(SELECT COUNT(*) FROM {t(Annotation)} a WHERE a.{qn('task_id')} = {t(Task)}.{qn('id')} "
+                f"AND a.{qn('status')} IN ({', '.join(repr(str(x)) for x in statuses)}))")
+
+    return (
+        f"UPDATE {t(Task)} SET {qn('status')} = CASE "
+        f"WHEN {qn('overlap')} <= {count(A.ACCEPTED)} THEN '{S.ACCEPTED}' "
+        f"WHEN {count(A.REJECTED)} > 0 THEN '{S.REJECTED}' "
+        f"WHEN {qn('overlap')} <= {count(A.ACCEPTED, A.SUBMITTED)} THEN '{S.SUBMITTED}' "
+        f"WHEN {qn('slots_taken')} > 0 THEN '{S.IN_PROGRESS}' "
+        f"WHEN EXISTS (SELECT 1 FROM {t(Prediction)} p WHERE p.{qn('image_id')} = {t(Task)}.{qn('image_id')}) "
+        f"THEN '{S.PRELABELED}' ELSE '{S.NEW}' END, {qn('updated_at')} = %s WHERE {qn('id')} = %s"
     )
 
 
@@ -481,16 +548,32 @@ def _check_complete(task: Task, regions: list[dict]) -> None:
 
 def _save_version(*, annotation: Annotation, author: User, regions: list[dict], time_spent_seconds: float,
                   started_from: Prediction | None) -> AnnotationVersion:
-    version = AnnotationVersion.objects.create(
-        annotation=annotation, number=annotation.version, author=author,
-        time_spent_seconds=time_spent_seconds, started_from=started_from)
-    rows = Region.objects.bulk_create([
+    # Three statements written once (common.rawsql): every submit runs them.
+    now = timezone.now()
+    version = AnnotationVersion(annotation=annotation, number=annotation.version, author=author,
+                                time_spent_seconds=time_spent_seconds, started_from=started_from, created_at=now)
+    version.pk = rawsql.insert(
+        AnnotationVersion, ["annotation", "number", "author", "time_spent_seconds", "started_from", "created_at"],
+        [(annotation.pk, version.number, author.pk, time_spent_seconds, started_from.pk if started_from else None,
+          rawsql.dt(now))])[0]
+    version._state.adding = False
+    rows = [
         Region(version=version, index=i, kind=r["kind"], points=r.get("points"), mask_rle=r.get("mask"),
                latex=r["latex"], latex_normalized=r["latex_normalized"], illegible=r["illegible"],
                cut_off=r["cut_off"], categories=r["categories"])
         for i, r in enumerate(regions)
-    ])
-    Annotation.objects.filter(pk=annotation.pk).update(current=version)
+    ]
+    if rows:
+        json_or_null = lambda v: None if v is None else rawsql.js(v)  # noqa: E731  (None is SQL NULL, as the ORM saves it)
+        ids = rawsql.insert(
+            Region, ["version", "index", "kind", "points", "mask_rle", "latex", "latex_normalized", "illegible",
+                     "cut_off", "categories"],
+            [(version.pk, r.index, r.kind, json_or_null(r.points), json_or_null(r.mask_rle), r.latex,
+              r.latex_normalized, r.illegible, r.cut_off, rawsql.js(r.categories)) for r in rows])
+        for row, pk in zip(rows, ids, strict=True):
+            row.pk = pk
+            row._state.adding = False
+    rawsql.execute(_queue_sql()["set_current"], [version.pk, annotation.pk])
     annotation.current = version
     # Callers answer with the saved state without reading it back.
     version._prefetched_objects_cache = {"regions": rows}
@@ -532,16 +615,21 @@ def annotation_create(
         _check_complete(task, clean)
     # The lease becomes a permanent slot. A lapsed lease still counts while nobody
     # else has reaped it; once reaped, the slot may be someone else's.
-    if not Claim.objects.filter(task=task, annotator=annotator, state=Claim.State.LIVE).update(
-            state=Claim.State.ANNOTATED):
+    q = _queue_sql()
+    if not rawsql.execute(q["lease_to_slot"], [Claim.State.ANNOTATED, task.pk, annotator.pk, Claim.State.LIVE]):
         if Annotation.objects.filter(task=task, annotator=annotator).exists():
             raise ValidationError({"task": "You already annotated this task; update that annotation."})
         raise ValidationError({"task": "You hold no lease on this task; ask for the next task."})
     now = timezone.now()
-    annotation = Annotation.objects.create(
+    annotation = Annotation(
         task=task, annotator=annotator, version=1,
         status=Annotation.Status.SUBMITTED if submit else Annotation.Status.DRAFT,
-        submitted_at=now if submit else None)
+        created_at=now, updated_at=now, submitted_at=now if submit else None)
+    annotation.pk = rawsql.insert(
+        Annotation, ["task", "annotator", "status", "version", "created_at", "updated_at", "submitted_at"],
+        [(task.pk, annotator.pk, annotation.status, 1, rawsql.dt(now), rawsql.dt(now),
+          rawsql.dt(now) if submit else None)])[0]
+    annotation._state.adding = False
     annotation._prefetched_objects_cache = {"reviews": []}  # a new annotation has none
     _save_version(annotation=annotation, author=annotator, regions=clean, time_spent_seconds=spent,
                   started_from=started_from)

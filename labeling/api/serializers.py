@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from common import roles
 from common.fields import OptionalEmailField
+from common.serializing import represent
 from curation.models import Source
 
 from ..models import Annotation, AnnotationVersion, Batch, Prediction, Region, Review, Task, Vendor
@@ -207,7 +208,7 @@ NULLABLE_TASK_SCHEMA = {"oneOf": [{"$ref": "#/components/schemas/TaskDetail"},
 @extend_schema_field(NULLABLE_TASK_SCHEMA)
 class _NullableTaskField(serializers.Field):
     def to_representation(self, value):
-        return TaskDetailSerializer(value, context=self.context).data
+        return represent(TaskDetailSerializer, value, self.context)
 
 
 class NextTaskSerializer(serializers.Serializer):

@@ -3,7 +3,7 @@ annotations with versions, reviews, and model predictions."""
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Count, Prefetch, prefetch_related_objects
+from django.db.models import Count, Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from common import roles
 from common.permissions import IsCurator, IsCuratorOrReadOnly
+from common.serializing import represent
 from curation.selectors import images_visible_to, specs_visible_to
 
 from .. import selectors, services
@@ -134,9 +135,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                 "blocked": {str(k): v for k, v in result.blocked.items()}}
         if result.task is not None:
             # The service loaded the task with its batch and image; only pre-labels are missing.
-            prefetch_related_objects([result.task], Prefetch("image__predictions",
-                                                             queryset=Prediction.objects.order_by("-id")))
-        return Response(s.NextTaskSerializer(body, context={"request": request}).data)
+            result.task.image._prefetched_objects_cache = {"predictions": selectors.image_predictions(result.task.image)}
+        return Response(represent(s.NextTaskSerializer, body, {"request": request}))
 
     @extend_schema(request=None, responses={204: None})
     @action(detail=True, methods=["post"])
@@ -186,13 +186,14 @@ class AnnotationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         data = s.AnnotationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = dict(data.validated_data)
-        task = selectors.tasks_visible_to(request.user).filter(pk=v.pop("task")).first()
+        task = selectors.task_visible_to(request.user, v.pop("task"))
         if task is None:
             raise ValidationError({"task": ["Unknown task."]})
         annotation = services.annotation_create(task=task, annotator=request.user,
                                                 started_from=self._prediction(v.pop("started_from")), **v)
         # The service hands back the saved annotation with its regions: no need to read it again.
-        return Response(self.get_serializer(annotation).data, status=status.HTTP_201_CREATED)
+        return Response(represent(s.AnnotationSerializer, annotation, self.get_serializer_context()),
+                        status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.AnnotationUpdateSerializer,
                    responses={200: s.AnnotationSerializer, 409: s.ConflictSerializer})

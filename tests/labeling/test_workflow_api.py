@@ -162,13 +162,28 @@ def test_release_gives_the_slot_back(vendor, spec, annotator_api):
     assert claim(other)["task"]["id"] == task_id
 
 
-def test_guide_gate_blocks_a_batch(monkeypatch, batch, annotator_api):
+def test_guide_gate_blocks_a_batch_until_the_current_version_is_acknowledged(vendor, spec, batch, annotator,
+                                                                             annotator_api):
+    from guides.services import guide_acknowledge, guide_version_create, guide_version_publish
     from labeling import gating
 
-    monkeypatch.setattr(gating, "guide_acknowledgement_missing",
-                        lambda *, annotator, batch: "Acknowledge guide v2 first.")
+    other_spec = factories.make_spec()
+    open_batch = factories.make_batch(other_spec, vendor, images=1)  # no guide: never gated
+    v1 = factories.make_guide(spec=spec)
     body = claim(annotator_api)
-    assert body["task"] is None and body["blocked"] == {str(batch.id): "Acknowledge guide v2 first."}
+    # The one-query check says exactly what the per-batch hook says.
+    assert body["blocked"] == {str(batch.id): gating.guide_acknowledgement_missing(annotator=annotator, batch=batch)}
+    assert f"version {v1.number} " in body["blocked"][str(batch.id)]
+    assert body["task"]["batch"] == open_batch.id
+    annotator_api.post(f"/api/v1/tasks/{body['task']['id']}/release/")
+    guide_acknowledge(version=v1, user=annotator)
+    v2 = guide_version_create(guide=v1.guide, body_md="Changed rules", created_by=v1.created_by)
+    body = claim(annotator_api)
+    assert body["blocked"] == {} and body["task"]["batch"] == batch.id  # a draft asks nothing
+    annotator_api.post(f"/api/v1/tasks/{body['task']['id']}/release/")
+    guide_version_publish(version=v2, by=v1.created_by)
+    body = claim(annotator_api)
+    assert list(body["blocked"]) == [str(batch.id)] and f"version {v2.number} " in body["blocked"][str(batch.id)]
 
 
 def test_reviewer_cannot_review_own_vendor_draft_or_twice(batch, annotator_api, reviewer_api):

@@ -1,0 +1,123 @@
+"""The annotators' hot path (token auth, next task, submit) in few, hand-written
+statements, with results identical to the ORM and the DRF serializers it replaces."""
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from common import roles
+from common.serializing import represent
+from common.services import api_token_rotate
+from labeling import selectors
+from labeling.api import serializers as s
+from labeling.models import Annotation, Task
+from tests import factories
+from tests.factories import quad
+
+pytestmark = pytest.mark.django_db
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_rotate(user=user).key}")
+    return client
+
+
+def statements(ctx) -> list[str]:
+    """The queries run, less transaction control (BEGIN, savepoints, COMMIT)."""
+    control = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK")
+    return [q["sql"][:60] for q in ctx.captured_queries if not q["sql"].startswith(control)]
+
+
+def test_next_and_submit_take_a_fixed_handful_of_queries_with_a_real_token(vendor, spec):
+    factories.make_batch(spec, vendor, images=3)
+    annotator = factories.make_user(roles.ANNOTATOR, vendor=vendor)
+    api = token_client(annotator)
+    with CaptureQueriesContext(connection) as next_q:
+        r = api.post("/api/v1/tasks/next/")
+    assert r.status_code == 200 and r.json()["reason"] == "claimed"
+    task_id = r.json()["task"]["id"]
+    with CaptureQueriesContext(connection) as submit_q:
+        r = api.post("/api/v1/annotations/", {"task": task_id, "regions": [quad(), quad(100, 50, 150, 90)],
+                                              "submit": True})
+    assert r.status_code == 201, r.content
+    assert Task.objects.get(pk=task_id).status == Task.Status.SUBMITTED
+    # auth (user, roles and vendor at once), rework, held lease, batches with guide gates,
+    # candidate, take, claim, predictions (+ transaction statements on PostgreSQL)
+    assert len(statements(next_q)) <= 8, statements(next_q)
+    # auth, task, lease -> slot, annotation, version, regions, current, lock, status
+    assert len(statements(submit_q)) <= 9, statements(submit_q)
+
+
+def test_token_auth_reads_roles_and_vendor_fresh_on_every_request(vendor, spec):
+    factories.make_batch(spec, vendor, images=2)
+    annotator = factories.make_user(roles.ANNOTATOR, vendor=vendor)
+    api = token_client(annotator)
+    assert api.post("/api/v1/tasks/next/").json()["reason"] == "claimed"
+    annotator.groups.clear()  # no longer an annotator: the very next request knows
+    r = api.post("/api/v1/tasks/next/")
+    assert r.status_code == 400 and "annotator" in r.json()
+    annotator.is_active = False
+    annotator.save()
+    assert api.post("/api/v1/tasks/next/").status_code == 401
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
+    assert bad.post("/api/v1/tasks/next/").status_code == 401
+
+
+def test_token_user_is_a_full_user_with_its_roles_and_vendor(vendor):
+    from common.authentication import token_user
+
+    manager = factories.make_user(roles.VENDOR_MANAGER, vendor=vendor)
+    manager.groups.add(factories.make_user(roles.REVIEWER, vendor=vendor).groups.get())
+    key = api_token_rotate(user=manager).key
+    user, token = token_user(key)
+    assert token.key == key and token.user is user
+    assert user._mathset_roles == {roles.VENDOR_MANAGER, roles.REVIEWER}
+    assert user._mathset_vendor == vendor and user._mathset_vendor.name == vendor.name
+    fresh = type(manager).objects.get(pk=manager.pk)
+    assert all(getattr(user, f.attname) == getattr(fresh, f.attname) for f in fresh._meta.concrete_fields)
+    curator = factories.make_user(roles.CURATOR)
+    user, _ = token_user(api_token_rotate(user=curator).key)
+    assert user._mathset_vendor is None and user._mathset_roles == {roles.CURATOR}
+
+
+def test_task_visible_to_equals_the_orm_and_hides_foreign_tasks(vendor, spec):
+    batch = factories.make_batch(spec, vendor, images=1)
+    task = batch.tasks.get()
+    task.gold_answer, task.model_confidence = {"latex": "x", "regions": []}, 0.25
+    task.save()
+    annotator = factories.make_user(roles.ANNOTATOR, vendor=vendor)
+    got = selectors.task_visible_to(annotator, task.pk)
+    orm = selectors.tasks_visible_to(annotator).get(pk=task.pk)
+    for a, b in ((got, orm), (got.batch, orm.batch), (got.image, orm.image)):
+        assert all(getattr(a, f.attname) == getattr(b, f.attname) for f in type(a)._meta.concrete_fields), a
+    assert got.gold_answer == {"latex": "x", "regions": []} and got.created_at.tzinfo is not None
+    stranger = factories.make_user(roles.ANNOTATOR, vendor=factories.make_vendor())
+    assert selectors.task_visible_to(stranger, task.pk) is None
+    assert selectors.task_visible_to(annotator, "1") is None
+
+
+def test_represent_equals_the_serializer_and_keeps_contexts_apart(vendor, spec, rf):
+    from labeling import services
+
+    batch = factories.make_batch(spec, vendor, images=1)
+    task = batch.tasks.get()
+    services.task_set_gold(task=task, answer={"latex": "x"})
+    annotator = factories.make_user(roles.ANNOTATOR, vendor=vendor)
+    claimed = services.task_claim_next(annotator=annotator).task
+    annotation = services.annotation_create(task=claimed, annotator=annotator, regions=[quad()], submit=True)
+    as_annotator, as_curator = rf.get("/"), rf.get("/")
+    as_annotator.user, as_curator.user = annotator, factories.make_user(roles.CURATOR)
+    for request in (as_curator, as_annotator, as_curator):
+        task = selectors.tasks_visible_to(request.user).get(pk=claimed.pk)
+        assert represent(s.TaskDetailSerializer, task, {"request": request}) == \
+            s.TaskDetailSerializer(task, context={"request": request}).data
+    assert represent(s.TaskSerializer, task, {"request": as_annotator})["gold_answer"] is None
+    assert represent(s.TaskSerializer, task, {"request": as_curator})["gold_answer"] == {"latex": "x"}
+    stored = selectors.annotations_visible_to(annotator).get(pk=annotation.pk)
+    assert represent(s.AnnotationSerializer, annotation, {"request": as_annotator}) == \
+        s.AnnotationSerializer(stored, context={"request": as_annotator}).data
+    assert Annotation.objects.get(pk=annotation.pk).current.regions.get().points == annotation.current.regions.all()[0].points

@@ -27,13 +27,13 @@ class DetectorConfig:
     channels: tuple[int, ...] = (12, 24, 48, 64)
     threshold: float = 0.5
     min_area: float = 0.0008   # of the image area, smaller components are noise
-    # second, zoomed pass: a region whose square window (its box plus a margin) is at least this
-    # many times smaller than the image is detected again in that window (0: never)
-    refine_zoom: float = 2.0
+    # second, zoomed pass: a region whose short side is under this many pixels in the network's
+    # input (a text line on an A4 page is ~4) is detected again in a window around it (0: never)
+    refine_px: float = 12.0
 
     def to_dict(self) -> dict:
         return {"size": self.size, "channels": list(self.channels), "threshold": self.threshold,
-                "min_area": self.min_area, "refine_zoom": self.refine_zoom}
+                "min_area": self.min_area, "refine_px": self.refine_px}
 
 
 def _conv(cin, cout):
@@ -183,9 +183,10 @@ def _refine(model, cfg: DetectorConfig, images: list[np.ndarray], found: list[li
     for k, (img, regions) in enumerate(zip(images, found, strict=True)):
         h, w = img.shape[:2]
         for i, r in enumerate(regions):
-            x0, y0, x1, y1 = _window(r.quad, (h, w))
-            if max(h, w) / max(x1 - x0, y1 - y0, 1) >= cfg.refine_zoom:
-                jobs.append((k, i, (x0, y0, x1, y1)))
+            q = r.quad * [cfg.size / w, cfg.size / h]  # in the network's input pixels
+            short = min(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2]), np.linalg.norm(q[0] - q[1]))
+            if short < cfg.refine_px:
+                jobs.append((k, i, _window(r.quad, (h, w))))
     if not jobs:
         return found
     crops = [images[k][y0:y1, x0:x1] for k, _, (x0, y0, x1, y1) in jobs]
@@ -223,7 +224,7 @@ def detect_batch(model: TinyUNet, cfg: DetectorConfig, images: list[np.ndarray],
     model.eval()
     maps = _maps(model, cfg, images, device)
     found = [postprocess(m[0], m[1], im.shape[:2], cfg, with_masks) for m, im in zip(maps, images, strict=True)]
-    if refine and cfg.refine_zoom > 0:
+    if refine and cfg.refine_px > 0:
         found = _refine(model, cfg, images, found, with_masks, device)
     return found
 

@@ -31,9 +31,10 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    reader = FormulaReader(device="cpu", batch_size=32)
+    reader = FormulaReader(device="cpu", batch_size=32, beam_width=args.beam)
     shared = _machine.shared_data()
     crohme = data.crohme_samples(shared, "test")
     im2m = [(img, toks) for img, toks, _ in data.im2markup_samples(shared, heldout=True)]

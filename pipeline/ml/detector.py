@@ -27,10 +27,13 @@ class DetectorConfig:
     channels: tuple[int, ...] = (12, 24, 48, 64)
     threshold: float = 0.5
     min_area: float = 0.0008   # of the image area, smaller components are noise
+    # second, zoomed pass: a region whose short side is under this many pixels in the network's
+    # input (a text line on an A4 page is ~4) is detected again in a window around it (0: never)
+    refine_px: float = 12.0
 
     def to_dict(self) -> dict:
         return {"size": self.size, "channels": list(self.channels), "threshold": self.threshold,
-                "min_area": self.min_area}
+                "min_area": self.min_area, "refine_px": self.refine_px}
 
 
 def _conv(cin, cout):
@@ -147,14 +150,83 @@ def postprocess(prob: np.ndarray, top: np.ndarray, image_shape: tuple[int, int],
     return regions
 
 
+def _maps(model, cfg: DetectorConfig, images: list[np.ndarray], device: str) -> np.ndarray:
+    x = torch.from_numpy(np.stack([prepare_photo(im, cfg.size) for im in images])).to(device)
+    return torch.sigmoid(model(x)).cpu().numpy()
+
+
+def _window(quad: np.ndarray, shape: tuple[int, int], margin: float = 0.25) -> tuple[int, int, int, int]:
+    """A square window (x0, y0, x1, y1) around a quad's box with ``margin`` of its long side each way."""
+    h_img, w_img = shape
+    x0, y0 = quad.min(0)
+    x1, y1 = quad.max(0)
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin) + 16
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    wx, wy = min(side, w_img), min(side, h_img)
+    left = int(np.clip(cx - wx / 2, 0, w_img - wx))
+    top = int(np.clip(cy - wy / 2, 0, h_img - wy))
+    return left, top, int(left + wx), int(top + wy)
+
+
+def _quad_iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter, _ = cv2.intersectConvexConvex(a.astype(np.float32), b.astype(np.float32))
+    union = cv2.contourArea(a.astype(np.float32)) + cv2.contourArea(b.astype(np.float32)) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _refine(model, cfg: DetectorConfig, images: list[np.ndarray], found: list[list[Region]], with_masks: bool,
+            device: str) -> list[list[Region]]:
+    """Coarse to fine: detect small regions again in a zoomed window, so that their corners are
+    placed at the window's resolution, not the whole image's (an A4 page squeezed to 256 px
+    leaves a formula 4 px high)."""
+    jobs = []
+    for k, (img, regions) in enumerate(zip(images, found, strict=True)):
+        h, w = img.shape[:2]
+        for i, r in enumerate(regions):
+            q = r.quad * [cfg.size / w, cfg.size / h]  # in the network's input pixels
+            short = min(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2]), np.linalg.norm(q[0] - q[1]))
+            if short < cfg.refine_px:
+                jobs.append((k, i, _window(r.quad, (h, w))))
+    if not jobs:
+        return found
+    crops = [images[k][y0:y1, x0:x1] for k, _, (x0, y0, x1, y1) in jobs]
+    maps = np.concatenate([_maps(model, cfg, crops[j:j + 16], device) for j in range(0, len(crops), 16)])
+    out = [list(r) for r in found]
+    for (k, i, (x0, y0, x1, y1)), m, crop in zip(jobs, maps, crops, strict=True):
+        cands = postprocess(m[0], m[1], crop.shape[:2], cfg, with_masks)
+        old = found[k][i]
+        centre = old.quad.mean(0) - [x0, y0]
+        # the window is centred on the old region: the refined one is the candidate nearest its centre
+        inside = [c for c in cands if cv2.pointPolygonTest(c.quad.reshape(-1, 1, 2), tuple(map(float, centre)), False) >= 0]
+        if not inside:
+            continue
+        new = max(inside, key=lambda c: cv2.contourArea(c.quad))
+        mask = None
+        if with_masks and new.mask is not None:
+            mask = np.zeros(images[k].shape[:2], bool)
+            mask[y0:y1, x0:x1] = new.mask
+        out[k][i] = Region(quad=(new.quad + np.float32([x0, y0])).astype(np.float32), score=new.score, mask=mask)
+    # two fragments of one formula refine to the same region: keep one
+    for k, regions in enumerate(out):
+        kept: list[Region] = []
+        for r in sorted(regions, key=lambda r: -r.score):
+            if all(_quad_iou(r.quad, q.quad) < 0.5 for q in kept):
+                kept.append(r)
+        kept.sort(key=lambda r: (r.quad[:, 1].min(), r.quad[:, 0].min()))
+        out[k] = kept
+    return out
+
+
 @torch.no_grad()
 def detect_batch(model: TinyUNet, cfg: DetectorConfig, images: list[np.ndarray], *, with_masks: bool = True,
-                 device: str = "cpu") -> list[list[Region]]:
-    """Detect formulas in a batch of RGB uint8 images (any sizes)."""
+                 device: str = "cpu", refine: bool = True) -> list[list[Region]]:
+    """Detect formulas in a batch of RGB uint8 images (any sizes); small ones again, zoomed in."""
     model.eval()
-    x = torch.from_numpy(np.stack([prepare_photo(im, cfg.size) for im in images])).to(device)
-    maps = torch.sigmoid(model(x)).cpu().numpy()
-    return [postprocess(m[0], m[1], im.shape[:2], cfg, with_masks) for m, im in zip(maps, images, strict=True)]
+    maps = _maps(model, cfg, images, device)
+    found = [postprocess(m[0], m[1], im.shape[:2], cfg, with_masks) for m, im in zip(maps, images, strict=True)]
+    if refine and cfg.refine_px > 0:
+        found = _refine(model, cfg, images, found, with_masks, device)
+    return found
 
 
 def rectify(image: np.ndarray, quad: np.ndarray, *, height: int | None = None) -> np.ndarray:

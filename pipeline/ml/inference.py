@@ -36,7 +36,8 @@ def load_detector(folder: Path | str | None = None, device: str | None = None):
     folder = Path(folder or WEIGHTS_DIR / "detector")
     raw = json.loads((folder / "config.json").read_text())
     cfg = DetectorConfig(size=raw.get("size", 256), channels=tuple(raw.get("channels", (12, 24, 48, 64))),
-                         threshold=raw.get("threshold", 0.5), min_area=raw.get("min_area", 0.0008))
+                         threshold=raw.get("threshold", 0.5), min_area=raw.get("min_area", 0.0008),
+                         refine_px=raw.get("refine_px", DetectorConfig.refine_px))
     device = device or default_device()
     if (folder / "model.ts").exists():
         model = torch.jit.load(str(folder / "model.ts"), map_location=device)
@@ -73,11 +74,13 @@ class Reading:
 class FormulaReader:
     """Detector + rectifier + recognizer, loaded once (one per worker process)."""
 
-    def __init__(self, detector_dir=None, recognizer_dir=None, device: str | None = None, batch_size: int = 16):
+    def __init__(self, detector_dir=None, recognizer_dir=None, device: str | None = None, batch_size: int = 16,
+                 beam_width: int = 1):
         self.device = device or default_device()
         self.detector, self.det_cfg = load_detector(detector_dir, self.device)
         self.recognizer = load_recognizer(recognizer_dir, self.device)
         self.batch_size = batch_size
+        self.beam_width = beam_width  # 1: greedy; wider costs about that many times the decoder time
         torch.set_grad_enabled(False)
 
     def detect(self, images: list[np.ndarray], *, with_masks: bool = True) -> list[list[Region]]:
@@ -99,7 +102,7 @@ class FormulaReader:
             # most of the rest exceed max_len anyway): bounding the
             # search by the width stops an unsure model from looping to max_len on short crops
             limit = min(cfg.max_len, x.shape[-1] // 2 + 10)
-            for j, (toks, confs) in zip(idx, self.recognizer.greedy(x, max_len=limit), strict=True):
+            for j, (toks, confs) in zip(idx, self.recognizer.beam(x, width=self.beam_width, max_len=limit), strict=True):
                 results[j] = Reading(tokens=toks, token_confidences=confs, confidence=sequence_confidence(confs))
         return results  # type: ignore[return-value]
 

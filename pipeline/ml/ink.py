@@ -1,103 +1,55 @@
-"""Minimal CROHME InkML reading and offline rendering for training data.
+"""CROHME inks for the recognizer: reading tarballs and rendering offline, on top of :mod:`common.inkml`.
 
-A private stand-in until ``common/inkml.py`` (the importer's parser) lands on main; it reads
-only what training needs: the truth LaTeX and the strokes. Coordinates are device units
-(ints in some files, floats in others), so strokes are rescaled to a fixed target height.
+The InkML parser and renderer are the shared ones (``common.inkml``, also used by the
+importer); this module only adds what training and evaluation need on top: iterating a
+tarball in archive order, and one rendering convention shared by both sides, so that the
+training crops look like the evaluation crops (same height, margin, pen and antialiasing;
+training only varies pen width, slant and jitter around the evaluation's fixed values).
 """
 from __future__ import annotations
 
 import tarfile
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import PurePosixPath
 
-import cv2
 import numpy as np
 
+from common.inkml import Ink, InkMLError, parse_inkml
+from common.inkml import render_ink as _render
 
-@dataclass
-class Ink:
-    """One handwritten formula: its truth LaTeX and its strokes (each an (n, 2) float array)."""
+__all__ = ["Ink", "iter_inks", "render_ink", "EVAL_HEIGHT", "EVAL_PEN", "MARGIN"]
 
-    name: str
-    truth: str
-    strokes: list[np.ndarray]
-
-
-def parse_inkml(data: bytes, name: str = "") -> Ink:
-    """Parse InkML bytes; raises ValueError on malformed XML or when the truth is missing."""
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise ValueError(f"{name}: not well-formed InkML ({exc})") from exc
-    truth = None
-    strokes = []
-    for node in root:
-        tag = node.tag.rsplit("}", 1)[-1]
-        if tag == "annotation" and node.get("type") == "truth" and truth is None:
-            truth = (node.text or "").strip()
-        elif tag == "trace":
-            pts = []
-            for chunk in (node.text or "").split(","):
-                vals = chunk.split()
-                if len(vals) >= 2:
-                    try:
-                        pts.append((float(vals[0]), float(vals[1])))
-                    except ValueError:
-                        continue
-            if pts:
-                strokes.append(np.asarray(pts, dtype=np.float32))
-    if truth is None:
-        raise ValueError(f"{name}: no truth annotation")
-    if not strokes:
-        raise ValueError(f"{name}: no strokes")
-    return Ink(name=name, truth=truth, strokes=strokes)
+# The fixed evaluation rendering of the CROHME test inks (issue 5: "rendered offline at a fixed size").
+EVAL_HEIGHT = 64
+EVAL_PEN = 2.0
+MARGIN = 4
 
 
-def iter_inks(tar_path, *, skip_errors: bool = True) -> Iterator[Ink]:
-    """Every parsable ink in a CROHME tarball, in archive order (deterministic)."""
+def iter_inks(tar_path, *, skip_errors: bool = True) -> Iterator[tuple[str, Ink]]:
+    """(member name, ink) for every parsable ink with a truth in a CROHME tarball, in archive order.
+
+    A file without a truth annotation (one in the 2016 training set) or that is not usable
+    InkML is skipped, unless ``skip_errors`` is false.
+    """
     with tarfile.open(tar_path) as tf:
         for member in tf:
             if not member.isfile() or not member.name.endswith(".inkml"):
                 continue
             try:
-                yield parse_inkml(tf.extractfile(member).read(), member.name)
-            except ValueError:
+                ink = parse_inkml(tf.extractfile(member).read(), name=PurePosixPath(member.name).name)
+            except InkMLError:
                 if not skip_errors:
                     raise
+                continue
+            if ink.truth is None:
+                if not skip_errors:
+                    raise InkMLError(f"{member.name}: no truth annotation")
+                continue
+            yield member.name, ink
 
 
-def render_ink(ink: Ink, *, height: int = 64, pen: float = 2.0, slant: float = 0.0, jitter: float = 0.0,
-               margin: int = 4, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Draw strokes as a uint8 grayscale image (255 paper, 0 ink) of the given height.
-
-    ``slant`` shears x by ``slant * y`` (italic handwriting), ``jitter`` adds Gaussian noise to the
-    points in units of the rendered height.
-    """
-    rng = rng or np.random.default_rng(0)
-    pts = np.concatenate(ink.strokes)
-    mn, mx = pts.min(0), pts.max(0)
-    span_y = max(float(mx[1] - mn[1]), 1e-6)
-    span_x = max(float(mx[0] - mn[0]), 1e-6)
-    # very flat formulas (a single "-") would otherwise blow up; cap the scale by the width too
-    inner = height - 2 * margin - pen
-    scale = min(inner / span_y, 8 * inner / span_x) if span_y > 0 else 1.0
-    out_strokes = []
-    for s in ink.strokes:
-        p = (s - mn) * scale
-        p[:, 0] += slant * (inner - p[:, 1])
-        if jitter:
-            p += rng.normal(0, jitter * height, p.shape)
-        out_strokes.append(p)
-    allp = np.concatenate(out_strokes)
-    off = allp.min(0) - margin - pen
-    width = int(np.ceil(allp[:, 0].max() - off[0] + margin + pen)) + 1
-    img = np.full((height, max(width, 8)), 255, np.uint8)
-    thick = max(1, int(round(pen)))
-    for p in out_strokes:
-        q = np.round((p - off) * 4).astype(np.int32)  # 2 bits of sub-pixel precision
-        if len(q) == 1:
-            cv2.circle(img, tuple(int(v) for v in q[0]), max(1, thick * 2), 0, -1, cv2.LINE_AA, shift=2)
-        else:
-            cv2.polylines(img, [q.reshape(-1, 1, 2)], False, 0, thick, cv2.LINE_AA, shift=2)
-    return img
+def render_ink(ink: Ink, *, height: int = EVAL_HEIGHT, pen: float = EVAL_PEN, slant: float = 0.0,
+               jitter: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+    """uint8 grayscale (255 paper, 0 ink) of ``height`` pixels; ``jitter`` is in output pixels."""
+    return np.asarray(_render(ink, height=height, pen_width=pen, slant=slant, jitter=jitter, margin=MARGIN,
+                              rng=rng))

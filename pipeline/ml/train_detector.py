@@ -91,6 +91,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ckpt-every", type=int, default=50)
     p.add_argument("--export", action="store_true")
+    p.add_argument("--from-weights", action="store_true",
+                   help="a new run starts from the committed weights (and their step count), not from scratch")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
@@ -110,6 +112,10 @@ def main(argv=None):
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
+    elif args.from_weights:
+        weights = torch.load(WEIGHTS / "weights.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+        step = int(json.loads((WEIGHTS / "config.json").read_text()).get("trained_steps", 0))
     pool = CropPool(seed=args.seed)
     print(f"params {sum(p.numel() for p in model.parameters())/1e6:.2f}M, resume at step {step}", flush=True)
     out = cfg.size // 2

@@ -84,6 +84,10 @@ def main(argv=None):
     p.add_argument("--mathtext", type=int, default=600)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--positions", default="sine", choices=["sine", "learned"], help="for a new run only")
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--channels", default="16,32,64", help="encoder widths, for a new run only")
+    p.add_argument("--dropout", type=float, default=0.1, help="for a new run only")
     p.add_argument("--export", action="store_true", help="only export the last checkpoint to pipeline/weights")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -97,21 +101,23 @@ def main(argv=None):
     samples = load_training_set(args.mathtext, args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
-    cfg = RecognizerConfig(**state["config"]) if state else RecognizerConfig(vocab=build_vocab(samples))
+    cfg = (RecognizerConfig(**state["config"]) if state
+           else RecognizerConfig(vocab=build_vocab(samples), positions=args.positions, dropout=args.dropout,
+                            channels=tuple(int(c) for c in args.channels.split(","))))
     model = Recognizer(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    step, epoch = 0, 0
+    step, epoch, spent = 0, 0, 0.0
     if state:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        step, epoch = state["step"], state["epoch"]
+        step, epoch, spent = state["step"], state["epoch"], state.get("seconds", 0.0)
         torch.set_rng_state(state["torch_rng"])
     print(f"{len(samples)} samples, vocab {len(cfg.vocab)}, params {sum(p.numel() for p in model.parameters())/1e6:.2f}M,"
           f" resume at step {step}", flush=True)
     pad_id = cfg.vocab.index("<pad>")
     loss_fn = nn.CrossEntropyLoss(ignore_index=pad_id, label_smoothing=0.1)
-    t0 = time.time()
-    warmup = 300
+    t0 = time.time() - spent
+    warmup = args.warmup
     ema = None
     while step < args.steps:
         # the batch order of an epoch depends only on (seed, epoch): a resumed run replays it
@@ -128,7 +134,12 @@ def main(argv=None):
             for i, seq in enumerate(ids):
                 tok[i, : len(seq)] = torch.tensor(seq)
             x, tok = batch_crops(imgs).to(device), tok.to(device)
-            lr = args.lr * min(1.0, (step + 1) / warmup) * (0.5 * (1 + math.cos(math.pi * min(step / args.steps, 1.0))))
+            # cosine over whichever budget runs out first, steps or (total, resumed) minutes, so a
+            # run cut by the clock still ends on a small learning rate
+            progress = step / args.steps
+            if args.minutes:
+                progress = max(progress, (time.time() - t0) / (args.minutes * 60))
+            lr = args.lr * min(1.0, (step + 1) / warmup) * (0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
             for g in opt.param_groups:
                 g["lr"] = max(lr, args.lr * 0.02)
             model.train()
@@ -142,7 +153,7 @@ def main(argv=None):
             ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
             out_of_time = args.minutes and (time.time() - t0) > args.minutes * 60
             if step % args.ckpt_every == 0 or step >= args.steps or out_of_time:
-                save(last, model, opt, cfg, step, epoch, bi + 1)
+                save(last, model, opt, cfg, step, epoch, bi + 1, time.time() - t0)
                 print(f"step {step} epoch {epoch} loss {ema:.3f} lr {lr:.2e} {time.time()-t0:.0f}s", flush=True)
             if step >= args.steps or out_of_time:
                 export(last)
@@ -152,10 +163,10 @@ def main(argv=None):
     export(last)
 
 
-def save(path: Path, model, opt, cfg, step, epoch, batch_in_epoch):
+def save(path: Path, model, opt, cfg, step, epoch, batch_in_epoch, seconds=0.0):
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "config": cfg.to_dict(), "step": step,
-                "epoch": epoch, "batch_in_epoch": batch_in_epoch, "torch_rng": torch.get_rng_state()}, tmp)
+                "epoch": epoch, "batch_in_epoch": batch_in_epoch, "seconds": seconds, "torch_rng": torch.get_rng_state()}, tmp)
     tmp.replace(path)  # atomic: a kill mid-save never corrupts the last checkpoint
 
 

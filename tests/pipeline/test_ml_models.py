@@ -138,3 +138,29 @@ def test_metrics_on_known_answers():
     summary, _ = detector_metrics([([box], [box]), ([shifted], [box]), ([], [box])])
     assert summary["precision"] == pytest.approx(1 / 2) and summary["recall"] == pytest.approx(1 / 3)
     assert summary["mean_iou"] == pytest.approx(1.0)
+
+
+def test_beam_search_of_width_one_is_greedy_and_wider_beams_return_aligned_confidences(reader):
+    from pipeline.ml.recognizer import batch_crops, prepare_crop
+
+    rec = reader.recognizer
+    crops = [synth.render_pillow_text(t) for t in ("a + b", "12 = x", "y")]
+    x = batch_crops([prepare_crop(c, rec.cfg.height, rec.cfg.max_width) for c in crops])
+    assert rec.beam(x, width=1, max_len=20) == rec.greedy(x, max_len=20)
+    wide = rec.beam(x, width=3, max_len=20)
+    assert len(wide) == 3
+    for toks, confs in wide:
+        assert len(toks) == len(confs) <= 20 and "<eos>" not in toks
+        assert all(0.0 <= c <= 1.0 for c in confs)
+
+
+def test_zoom_window_is_square_inside_the_image_and_holds_the_quad():
+    from pipeline.ml.detector import _window
+
+    quad = np.float32([[700, 1000], [1300, 1000], [1300, 1040], [700, 1040]])  # a formula line on an A4 page
+    x0, y0, x1, y1 = _window(quad, (2339, 1654))
+    assert x1 - x0 == y1 - y0 and 0 <= x0 and 0 <= y0 and x1 <= 1654 and y1 <= 2339
+    assert x0 <= 700 and x1 >= 1300 and y0 <= 1000 and y1 >= 1040
+    # near the border the window shifts inward instead of leaving the image
+    x0, y0, x1, y1 = _window(quad - [690, 990], (2339, 1654))
+    assert x0 == 0 and y0 == 0

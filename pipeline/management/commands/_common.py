@@ -13,6 +13,7 @@ def add_model_options(parser) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--beam", type=int, default=1, help="recognizer beam width (1: greedy)")
 
 
 def make_reader(options):
@@ -21,7 +22,7 @@ def make_reader(options):
     if options.get("threads"):
         torch.set_num_threads(options["threads"])
     return FormulaReader(options.get("detector"), options.get("recognizer"), device=options.get("device"),
-                         batch_size=options.get("batch_size", 16))
+                         batch_size=options.get("batch_size", 16), beam_width=options.get("beam") or 1)
 
 
 def emit(stdout, payload, as_json: bool, text_lines) -> None:

@@ -52,12 +52,12 @@ def _tsv_samples(tsv: Path, images: Path, crop_ink: bool, heldout_only: bool, li
 def _crohme_samples(tar: Path, limit: int):
     from pipeline.ml.ink import iter_inks, render_ink
 
-    for ink in iter_inks(tar):
+    for name, ink in iter_inks(tar):
         truth = normalize_tokens(ink.truth)
         if not truth:
             continue
-        gray = render_ink(ink, height=64, pen=2.0)
-        yield ink.name, np.repeat(gray[..., None], 3, axis=2), truth
+        gray = render_ink(ink)  # the fixed evaluation rendering: 64 px high, 2 px pen
+        yield name, np.repeat(gray[..., None], 3, axis=2), truth
         limit -= 1
         if limit == 0:
             return

@@ -1,0 +1,43 @@
+"""Training/evaluation corpora of the recognizer: the shared InkML reader, splits, label fixes."""
+from __future__ import annotations
+
+import numpy as np
+
+from common.inkml import parse_inkml
+from pipeline.ml import ink
+from pipeline.ml.data import im2markup_heldout, unwrap_mathrm
+
+INKML = b"""<ink xmlns="http://www.w3.org/2003/InkML">
+<annotation type="truth">$x^2$</annotation>
+<trace id="0">0 0, 10 20, 20 0</trace>
+<trace id="1">30 10, 50 10</trace>
+</ink>"""
+
+
+def test_render_ink_uses_the_fixed_evaluation_size_and_draws_dark_strokes_on_white():
+    img = ink.render_ink(parse_inkml(INKML))
+    assert img.dtype == np.uint8 and img.shape[0] == ink.EVAL_HEIGHT
+    assert img.min() < 50 and img[0].min() == 255 and img[-1].min() == 255  # margins stay paper
+
+
+def test_training_variation_changes_the_picture_but_not_its_height():
+    a = ink.render_ink(parse_inkml(INKML))
+    b = ink.render_ink(parse_inkml(INKML), pen=3.0, slant=0.2, jitter=0.3, rng=np.random.default_rng(0))
+    assert b.shape[0] == a.shape[0] and (a.shape != b.shape or not np.array_equal(a, b))
+
+
+def test_iter_inks_reads_the_real_test_tarball_with_truths(shared_data):
+    name, first = next(ink.iter_inks(shared_data / "crohme" / "test-2016.tar.xz"))
+    assert name.endswith(".inkml") and first.truth and first.traces
+
+
+def test_unwrap_mathrm_drops_the_wrapper_and_keeps_nested_groups():
+    toks = r"\frac { p - \mathrm { e } + k } { \mathrm { x _ { 2 } } }".split()
+    assert unwrap_mathrm(toks) == r"\frac { p - e + k } { x _ { 2 } }".split()
+    assert unwrap_mathrm(r"\mathrm { p g } + a".split()) == "p g + a".split()
+
+
+def test_im2markup_heldout_fifth_is_fixed_by_name():
+    names = [f"{i:05d}.png" for i in range(1000)]
+    held = [n for n in names if im2markup_heldout(n)]
+    assert 150 < len(held) < 250 and held == [n for n in names if im2markup_heldout(n)]

@@ -1,0 +1,29 @@
+"""Session settings for read-only aggregate queries over large tables (statistics, progress).
+
+On PostgreSQL, :func:`analytic_reads` runs its block in a transaction with settings local to it:
+
+* ``jit = off``: these queries run once per report; compiling them took ~250 ms of each
+  (JIT pays off only for long-running repeated expressions over many more rows);
+* ``work_mem``: hash aggregates and sorts over a few hundred thousand groups spilled to disk
+  with the 4 MB default; the setting is per operation and ends with the transaction.
+
+Elsewhere (SQLite in tests) it is a plain transaction.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import connection, transaction
+
+WORK_MEM = "64MB"
+
+
+@contextmanager
+def analytic_reads() -> Iterator[None]:
+    """A transaction whose PostgreSQL settings suit large read-only aggregates (see module doc)."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cur:
+                cur.execute(f"SET LOCAL jit = off; SET LOCAL work_mem = '{WORK_MEM}'")
+        yield

@@ -192,13 +192,14 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+# Medians in SQL: the per-annotation sums never travel to Python.
 _MEDIANS_SQL = """
 WITH per_annotation AS (
     SELECT a.id, a.annotator_id, b.vendor_id, SUM(v.time_spent_seconds) AS s
     FROM {version} v JOIN {annotation} a ON a.id = v.annotation_id
     JOIN {task} t ON t.id = a.task_id JOIN {batch} b ON b.id = t.batch_id
     WHERE b.spec_id = %s AND a.status <> %s
-    GROUP BY a.id, a.annotator_id, b.vendor_id
+    GROUP BY a.id, b.vendor_id
 )
 SELECT GROUPING(vendor_id), GROUPING(annotator_id), vendor_id, annotator_id, COUNT(*),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY s)
@@ -206,9 +207,11 @@ FROM per_annotation GROUP BY GROUPING SETS ((vendor_id), (annotator_id), ())
 """
 
 
-def _seconds_medians(spec: DatasetSpec, annotations) -> tuple[dict, dict, tuple]:
-    """``(per vendor, per annotator, overall)``, each ``(annotations, median seconds per annotation)``
-    where the seconds of an annotation are the sum over its versions; drafts left out.
+def _seconds_and_formulas(spec: DatasetSpec, annotations) -> tuple[dict, dict, tuple, dict]:
+    """``(per vendor, per annotator, overall, formulas per vendor)``: the first three are
+    ``(annotations, median seconds per annotation)``, the seconds of an annotation being the sum
+    over its versions, drafts left out; formulas are the regions of the current version of the
+    accepted annotations of accepted tasks.
 
     PostgreSQL computes the medians itself (``percentile_cont``, the same value as
     ``statistics.median``), so a million annotations never travel to Python; elsewhere (SQLite in
@@ -231,7 +234,7 @@ def _seconds_medians(spec: DatasetSpec, annotations) -> tuple[dict, dict, tuple]
                     per_annotator[annotator_id] = (n, median)
                 else:
                     overall = (n, median if n else None)
-        return per_vendor, per_annotator, overall
+        return per_vendor, per_annotator, overall, _formulas(annotations)
     seconds = (AnnotationVersion.objects
                .filter(annotation__in=annotations.exclude(status=Annotation.Status.DRAFT).values("id"))
                .values("annotation_id").annotate(s=Sum("time_spent_seconds"))
@@ -244,16 +247,21 @@ def _seconds_medians(spec: DatasetSpec, annotations) -> tuple[dict, dict, tuple]
         by_annotator[annotator_id].append(s)
         everything.append(s)
     return ({k: (len(v), _median(v)) for k, v in by_vendor.items()},
-            {k: (len(v), _median(v)) for k, v in by_annotator.items()}, (len(everything), _median(everything)))
+            {k: (len(v), _median(v)) for k, v in by_annotator.items()}, (len(everything), _median(everything)),
+            _formulas(annotations))
+
+
+def _formulas(annotations) -> dict[int, int]:
+    """Regions of the current version of accepted annotations of accepted tasks, per vendor."""
+    return dict(annotations.filter(status=Annotation.Status.ACCEPTED, task__status=Task.Status.ACCEPTED)
+                .values_list("task__batch__vendor_id").annotate(n=Count("current__regions__version_id")).order_by())
 
 
 def _throughput(spec: DatasetSpec, annotations, vendor_names: dict, annotator_names: dict) -> dict:
-    per_vendor, per_annotator, everything = _seconds_medians(spec, annotations)
+    per_vendor, per_annotator, everything, formulas = _seconds_and_formulas(spec, annotations)
     paid = (Task.objects.filter(batch__spec=spec, status=Task.Status.ACCEPTED)
             .values(vendor=F("batch__vendor_id"), currency=F("batch__currency"))
             .annotate(tasks=Count("id"), cost=Sum("batch__unit_price")).order_by())
-    formulas = dict(annotations.filter(status=Annotation.Status.ACCEPTED, task__status=Task.Status.ACCEPTED)
-                    .values_list("task__batch__vendor_id").annotate(n=Count("current__regions")).order_by())
     vendors: dict[int, dict] = {}
     totals: dict[str, Decimal] = defaultdict(Decimal)
     priced_formulas: dict[str, int] = defaultdict(int)

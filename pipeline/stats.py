@@ -192,18 +192,26 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-# Medians in SQL: the per-annotation sums never travel to Python.
-_MEDIANS_SQL = """
-WITH per_annotation AS (
-    SELECT a.id, a.annotator_id, b.vendor_id, SUM(v.time_spent_seconds) AS s
+# Medians in SQL (the per-annotation sums never travel to Python), and the formula counts from
+# the same pass over the spec's annotations: regions are counted per version on the region
+# index alone and merged on the current versions, instead of a second four-table join.
+_THROUGHPUT_SQL = """
+WITH per_annotation AS MATERIALIZED (
+    SELECT a.id, a.annotator_id, b.vendor_id, a.status, t.status AS task_status, a.current_id,
+           SUM(v.time_spent_seconds) AS s
     FROM {version} v JOIN {annotation} a ON a.id = v.annotation_id
     JOIN {task} t ON t.id = a.task_id JOIN {batch} b ON b.id = t.batch_id
     WHERE b.spec_id = %s AND a.status <> %s
-    GROUP BY a.id, b.vendor_id
+    GROUP BY a.id, b.vendor_id, t.status
 )
 SELECT GROUPING(vendor_id), GROUPING(annotator_id), vendor_id, annotator_id, COUNT(*),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY s)
 FROM per_annotation GROUP BY GROUPING SETS ((vendor_id), (annotator_id), ())
+UNION ALL
+SELECT -1, -1, p.vendor_id, NULL, CAST(SUM(r.n) AS bigint), NULL
+FROM per_annotation p JOIN (SELECT version_id, COUNT(*) AS n FROM {region} GROUP BY version_id) r
+     ON r.version_id = p.current_id
+WHERE p.status = %s AND p.task_status = %s GROUP BY p.vendor_id
 """
 
 
@@ -223,18 +231,21 @@ def _seconds_and_formulas(spec: DatasetSpec, annotations) -> tuple[dict, dict, t
 
     if connection.vendor == "postgresql":
         tables = {"version": AnnotationVersion._meta.db_table, "annotation": Annotation._meta.db_table,
-                  "task": Task._meta.db_table, "batch": Batch._meta.db_table}
-        per_vendor, per_annotator, overall = {}, {}, (0, None)
+                  "task": Task._meta.db_table, "batch": Batch._meta.db_table, "region": Region._meta.db_table}
+        per_vendor, per_annotator, overall, formulas = {}, {}, (0, None), {}
         with connection.cursor() as cur:
-            cur.execute(_MEDIANS_SQL.format(**tables), [spec.pk, Annotation.Status.DRAFT.value])
+            cur.execute(_THROUGHPUT_SQL.format(**tables), [spec.pk, Annotation.Status.DRAFT.value,
+                                                           Annotation.Status.ACCEPTED.value, Task.Status.ACCEPTED.value])
             for no_vendor, no_annotator, vendor_id, annotator_id, n, median in cur.fetchall():
-                if not no_vendor:
+                if no_vendor == -1:
+                    formulas[vendor_id] = int(n)
+                elif not no_vendor:
                     per_vendor[vendor_id] = (n, median)
                 elif not no_annotator:
                     per_annotator[annotator_id] = (n, median)
                 else:
                     overall = (n, median if n else None)
-        return per_vendor, per_annotator, overall, _formulas(annotations)
+        return per_vendor, per_annotator, overall, formulas
     seconds = (AnnotationVersion.objects
                .filter(annotation__in=annotations.exclude(status=Annotation.Status.DRAFT).values("id"))
                .values("annotation_id").annotate(s=Sum("time_spent_seconds"))

@@ -61,7 +61,7 @@ WITH img AS (
            MAX(CASE WHEN t.status = %s THEN 1 ELSE 0 END) AS acc{vendor_flags}
     FROM {task} t WHERE t.batch_id IN ({batches})
     GROUP BY t.image_id
-), pre AS (
+), pre AS (  -- an index-only scan; images of other specs find no partner in the joins below
     SELECT DISTINCT image_id FROM {prediction}
 ), x AS (
     SELECT img.*, CASE WHEN pre.image_id IS NULL THEN 0 ELSE 1 END AS pre
@@ -72,8 +72,8 @@ UNION ALL
 SELECT NULL, {sums} FROM x
 {all_images}
 """
-# Readers: collected and pre-labeled count every image of the spec, with a task or not (-1 marks
-# these rows; their last columns are padding for the UNION).
+# Readers: collected and pre-labeled count every image of the spec, with a task or not (these
+# rows carry the category id negated; their last columns are padding for the UNION).
 _ALL_IMAGES_SQL = """
 UNION ALL
 SELECT -ic.category_id, COUNT(*), COUNT(pre.image_id){padding}
@@ -101,20 +101,20 @@ def _task_grid(spec_id: int, vendor_id: int | None, *, readers: bool) -> tuple[l
     if not by_vendor:
         return [], []
     vendors = sorted(by_vendor)
+    labeled = ", ".join(["%s"] * len(LABELED_STATUSES))
     # Ids are integers read from the database, inlined as literals (no user input).
     flags = "".join(
         f",\n           MAX(CASE WHEN t.batch_id IN ({ids}) THEN 1 ELSE 0 END) AS c{k},"
-        f" MAX(CASE WHEN t.batch_id IN ({ids}) AND t.status IN ({{labeled}}) THEN 1 ELSE 0 END) AS l{k},"
+        f" MAX(CASE WHEN t.batch_id IN ({ids}) AND t.status IN ({labeled}) THEN 1 ELSE 0 END) AS l{k},"
         f" MAX(CASE WHEN t.batch_id IN ({ids}) AND t.status = %s THEN 1 ELSE 0 END) AS a{k}"
         for k, ids in enumerate(",".join(str(int(b)) for b in by_vendor[v]) for v in vendors))
     sums = ", ".join(["COUNT(*)", "SUM(x.pre)", "SUM(x.lab)", "SUM(x.acc)"]
                      + [f"SUM(x.c{k}), SUM(x.c{k} * x.pre), SUM(x.l{k}), SUM(x.a{k})" for k in range(len(vendors))])
     tables = {"task": Task._meta.db_table, "prediction": Prediction._meta.db_table,
               "image_categories": Image.categories.through._meta.db_table, "category": Category._meta.db_table}
-    labeled = ", ".join(["%s"] * len(LABELED_STATUSES))
     all_images = _ALL_IMAGES_SQL.format(padding=", 0" * (2 + 4 * len(vendors)), **tables) if readers else ""
     sql = _GRID_SQL.format(vendor_flags=flags, batches=",".join(str(int(b)) for ids in by_vendor.values() for b in ids),
-                           sums=sums, all_images=all_images, labeled="{labeled}", **tables).replace("{labeled}", labeled)
+                           sums=sums, all_images=all_images, labeled=labeled, **tables)
     params = [*LABELED_STATUSES, "accepted"]
     for _ in vendors:
         params += [*LABELED_STATUSES, "accepted"]

@@ -31,7 +31,7 @@ from decimal import Decimal
 
 import orjson
 from django.db import transaction
-from django.db.models import Count, F, Min, Sum, TextField
+from django.db.models import Count, Exists, F, Min, OuterRef, Sum, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -92,11 +92,16 @@ def _answer_regions(items: list | None) -> list[qa.Region]:
 
 def _categories(image_ids: list[int]) -> dict[int, tuple[str, ...]]:
     """Category slugs per image of `image_ids`."""
-    out: dict[int, list[str]] = defaultdict(list)
+    from curation.models import Category
+
+    pairs: list[tuple[int, int]] = []
     for chunk in _chunks(sorted(set(image_ids))):
-        for image_id, slug in (Image.categories.through.objects.filter(image_id__in=chunk)
-                               .values_list("image_id", "category__slug")):
-            out[image_id].append(slug)
+        pairs += Image.categories.through.objects.filter(image_id__in=chunk).values_list("image_id", "category_id")
+    # Slugs looked up once per category, not joined on every row.
+    slugs = dict(Category.objects.filter(id__in={c for _, c in pairs}).values_list("id", "slug"))
+    out: dict[int, list[str]] = defaultdict(list)
+    for image_id, category_id in pairs:
+        out[image_id].append(slugs[category_id])
     return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
@@ -163,7 +168,10 @@ def _prelabel(annotations) -> dict:
                .filter(annotation__in=annotations.filter(status=Annotation.Status.ACCEPTED).values("id"),
                        started_from__isnull=False)
                .values("annotation_id").annotate(prediction_id=Min("started_from_id")).order_by())
-    total = started.count()
+    # The same count as started.count(), as a semi-join: no grouping of the versions.
+    total = (annotations.filter(status=Annotation.Status.ACCEPTED)
+             .filter(Exists(AnnotationVersion.objects.filter(annotation_id=OuterRef("pk"), started_from__isnull=False)))
+             .count())
     picked = {r["annotation_id"]: r["prediction_id"] for r in started.order_by("-annotation_id")[:SAMPLE_LIMIT]}
     accepted = []
     for chunk in _chunks(list(picked)):
@@ -194,7 +202,9 @@ def _median(values: list[float]) -> float | None:
 
 # Medians in SQL (the per-annotation sums never travel to Python), and the formula counts from
 # the same pass over the spec's annotations: regions are counted per version on the region
-# index alone and merged on the current versions, instead of a second four-table join.
+# index alone and merged on the current versions, instead of a second four-table join (that
+# count reads the whole region index, every spec's: fine while one spec holds most regions;
+# restrict it to the spec's versions if that stops being true).
 _THROUGHPUT_SQL = """
 WITH per_annotation AS MATERIALIZED (
     SELECT a.id, a.annotator_id, b.vendor_id, a.status, t.status AS task_status, a.current_id,

@@ -60,10 +60,11 @@ def _json(column: str) -> Cast:
 
 
 def _chunks(ids: list) -> list[list]:
-    """`ids` in slices that fit one IN list (SQLite caps the parameters of a statement)."""
+    """`ids` in slices that fit one ``any_of`` lookup: one array parameter on PostgreSQL, an IN
+    list elsewhere (SQLite caps the parameters of a statement)."""
     from django.db import connection
 
-    size = 10_000 if connection.vendor == "postgresql" else 500
+    size = 100_000 if connection.vendor == "postgresql" else 500
     return [ids[k:k + size] for k in range(0, len(ids), size)]
 
 
@@ -74,7 +75,7 @@ def _regions(version_ids: list[int]) -> dict[int, list[qa.Region]]:
     would run once more per query."""
     out: dict[int, list[qa.Region]] = defaultdict(list)
     for chunk in _chunks(sorted({v for v in version_ids if v is not None})):
-        rows = (Region.objects.filter(version_id__in=chunk).order_by("version_id", "index")
+        rows = (Region.objects.filter(version_id__any_of=chunk).order_by("version_id", "index")
                 .values_list("version_id", _json("points"), _json("mask_rle"), "latex", "latex_normalized"))
         for vid, points, mask, text, normalized in rows:
             # The stored normalised form (space-separated tokens) spares normalising the LaTeX again.
@@ -96,7 +97,7 @@ def _categories(image_ids: list[int]) -> dict[int, tuple[str, ...]]:
 
     pairs: list[tuple[int, int]] = []
     for chunk in _chunks(sorted(set(image_ids))):
-        pairs += Image.categories.through.objects.filter(image_id__in=chunk).values_list("image_id", "category_id")
+        pairs += Image.categories.through.objects.filter(image_id__any_of=chunk).values_list("image_id", "category_id")
     # Slugs looked up once per category, not joined on every row.
     slugs = dict(Category.objects.filter(id__in={c for _, c in pairs}).values_list("id", "slug"))
     out: dict[int, list[str]] = defaultdict(list)
@@ -119,7 +120,7 @@ def _agreement(annotations, vendor_names: dict, annotator_names: dict) -> dict:
     overlapped = list(handed_in.values("task_id").annotate(n=Count("id")).filter(n__gte=2)
                       .order_by("-task_id").values_list("task_id", flat=True))
     total = len(overlapped)
-    picked = handed_in.filter(task_id__in=overlapped[:SAMPLE_LIMIT])
+    picked = handed_in.filter(task_id__any_of=overlapped[:SAMPLE_LIMIT])
     rows = list(picked.order_by("task_id", "annotator_id").values(
         "task_id", "annotator_id", "current_id", vendor_id=F("task__batch__vendor_id"), image_id=F("task__image_id")))
     regions = _regions([r["current_id"] for r in rows])
@@ -175,10 +176,10 @@ def _prelabel(annotations) -> dict:
     picked = {r["annotation_id"]: r["prediction_id"] for r in started.order_by("-annotation_id")[:SAMPLE_LIMIT]}
     accepted = []
     for chunk in _chunks(list(picked)):
-        accepted += Annotation.objects.filter(id__in=chunk).values("id", "current_id", image_id=F("task__image_id"))
+        accepted += Annotation.objects.filter(id__any_of=chunk).values("id", "current_id", image_id=F("task__image_id"))
     predictions = {}
     for chunk in _chunks(sorted(set(picked.values()))):
-        predictions.update({p[0]: p for p in Prediction.objects.filter(id__in=chunk).order_by().values_list(
+        predictions.update({p[0]: p for p in Prediction.objects.filter(id__any_of=chunk).order_by().values_list(
             "id", "model_name", "model_version", _json("regions"))})
     regions = _regions([a["current_id"] for a in accepted])
     cats = _categories([a["image_id"] for a in accepted])

@@ -1,7 +1,8 @@
 """Quota progress of a spec per category, per split and per vendor (a selector: reads only).
 
-Every number is a SQL aggregate over ``values()`` groups (seven queries whatever the size of
-the spec); nothing loops over images or tasks in Python. Per image and category:
+Every number is a SQL aggregate (one pass over the spec's tasks for every breakdown but the
+splits, a handful of queries whatever the size of the spec); nothing loops over images or
+tasks in Python. Per image and category:
 
 * **collected**: the image is in the category;
 * **pre-labeled**: a model's prediction exists for the image;
@@ -24,6 +25,7 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.db.models import Count, F, Q
 
+from common.analytics import analytic_reads
 from common.roles import can_read_all_data
 
 from .models import Category, DatasetSpec, Snapshot, SnapshotItem
@@ -47,42 +49,123 @@ def _prelabeled() -> Count:
     return Count("image_id", distinct=True, filter=Q(image__predictions__isnull=False))
 
 
+# One pass over the spec's tasks instead of one COUNT(DISTINCT) query per breakdown: tasks are
+# folded to one row per image carrying 0/1 flags (overall and per vendor, one column each: a spec
+# has a handful of vendors), so every count is a plain SUM, with each image counted once per group
+# by construction; the per-category and the total rows are two sums over that one derived table.
+# Portable SQL (CTEs, CASE, UNION ALL): the same query runs on SQLite in tests.
+_GRID_SQL = """
+WITH img AS (
+    SELECT t.image_id AS image_id,
+           MAX(CASE WHEN t.status IN ({labeled}) THEN 1 ELSE 0 END) AS lab,
+           MAX(CASE WHEN t.status = %s THEN 1 ELSE 0 END) AS acc{vendor_flags}
+    FROM {task} t WHERE t.batch_id IN ({batches})
+    GROUP BY t.image_id
+), pre AS (  -- an index-only scan; images of other specs find no partner in the joins below
+    SELECT DISTINCT image_id FROM {prediction}
+), x AS (
+    SELECT img.*, CASE WHEN pre.image_id IS NULL THEN 0 ELSE 1 END AS pre
+    FROM img LEFT JOIN pre ON pre.image_id = img.image_id
+)
+SELECT ic.category_id, {sums} FROM x JOIN {image_categories} ic ON ic.image_id = x.image_id GROUP BY ic.category_id
+UNION ALL
+SELECT NULL, {sums} FROM x
+{all_images}
+"""
+# Readers: collected and pre-labeled count every image of the spec, with a task or not (these
+# rows carry the category id negated; their last columns are padding for the UNION).
+_ALL_IMAGES_SQL = """
+UNION ALL
+SELECT -ic.category_id, COUNT(*), COUNT(pre.image_id){padding}
+FROM {image_categories} ic JOIN {category} c ON c.id = ic.category_id LEFT JOIN pre ON pre.image_id = ic.image_id
+WHERE c.spec_id = %s GROUP BY ic.category_id
+"""
+
+
+def _task_grid(spec_id: int, vendor_id: int | None, *, readers: bool) -> tuple[list[int], list[tuple]]:
+    """The vendors in scope and rows ``(category_id or None for the total, collected, prelabeled,
+    labeled, accepted, then the same four per vendor)`` over the images of the tasks in scope;
+    for readers also rows ``(-category_id, collected, prelabeled, 0...)`` over all the spec's images."""
+    from django.db import connection
+
+    from labeling.models import Batch, Prediction, Task
+
+    from .models import Image
+
+    batches = Batch.objects.filter(spec_id=spec_id)
+    if vendor_id is not None:
+        batches = batches.filter(vendor_id=vendor_id)
+    by_vendor: dict[int, list[int]] = {}
+    for bid, vid in batches.order_by("vendor_id", "id").values_list("id", "vendor_id"):
+        by_vendor.setdefault(vid, []).append(bid)
+    if not by_vendor:
+        return [], []
+    vendors = sorted(by_vendor)
+    labeled = ", ".join(["%s"] * len(LABELED_STATUSES))
+    # Ids are integers read from the database, inlined as literals (no user input).
+    flags = "".join(
+        f",\n           MAX(CASE WHEN t.batch_id IN ({ids}) THEN 1 ELSE 0 END) AS c{k},"
+        f" MAX(CASE WHEN t.batch_id IN ({ids}) AND t.status IN ({labeled}) THEN 1 ELSE 0 END) AS l{k},"
+        f" MAX(CASE WHEN t.batch_id IN ({ids}) AND t.status = %s THEN 1 ELSE 0 END) AS a{k}"
+        for k, ids in enumerate(",".join(str(int(b)) for b in by_vendor[v]) for v in vendors))
+    sums = ", ".join(["COUNT(*)", "SUM(x.pre)", "SUM(x.lab)", "SUM(x.acc)"]
+                     + [f"SUM(x.c{k}), SUM(x.c{k} * x.pre), SUM(x.l{k}), SUM(x.a{k})" for k in range(len(vendors))])
+    tables = {"task": Task._meta.db_table, "prediction": Prediction._meta.db_table,
+              "image_categories": Image.categories.through._meta.db_table, "category": Category._meta.db_table}
+    all_images = _ALL_IMAGES_SQL.format(padding=", 0" * (2 + 4 * len(vendors)), **tables) if readers else ""
+    sql = _GRID_SQL.format(vendor_flags=flags, batches=",".join(str(int(b)) for ids in by_vendor.values() for b in ids),
+                           sums=sums, all_images=all_images, labeled=labeled, **tables)
+    params = [*LABELED_STATUSES, "accepted"]
+    for _ in vendors:
+        params += [*LABELED_STATUSES, "accepted"]
+    if readers:
+        params.append(spec_id)
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return vendors, cur.fetchall()
+
+
 def spec_progress(user: User, spec: DatasetSpec) -> dict:
     """Quota progress of `spec` (already visible to `user`), scoped to what `user` may see.
 
     Returns ``{"spec", "snapshot" (id or None), "snapshot_name", "snapshot_created_at", "by_category",
     "by_split", "by_vendor"}``; see the module docstring for what each count means.
     """
-    from labeling.models import Prediction, Task
+    with analytic_reads():
+        return _spec_progress(user, spec)
+
+
+def _spec_progress(user: User, spec: DatasetSpec) -> dict:
+    from labeling.models import Vendor
     from labeling.selectors import vendor_of
 
     readers = can_read_all_data(user)
     vendor = None if readers else vendor_of(user)
-    tasks = Task.objects.filter(batch__spec=spec)
-    if vendor is not None:
-        tasks = tasks.filter(batch__vendor=vendor)
-    elif not readers:
-        tasks = tasks.none()
-
-    # The categories and their collected images in one query (a vendor user: images in their tasks).
-    vendor_id = vendor.pk if vendor is not None else -1  # -1: no vendor, nothing to count
-    collected_count = (Count("images") if readers else Count("images", distinct=True, filter=Q(
-        images__tasks__batch__vendor_id=vendor_id, images__tasks__batch__spec=spec)))
+    vendor_id = vendor.pk if vendor is not None else None
     categories = list(Category.objects.filter(spec=spec).values("id", "slug", "name", "target_quota", "position")
-                      .annotate(collected=collected_count).order_by("position", "id"))
+                      .order_by("position", "id"))
     cat_by_id = {c["id"]: c for c in categories}
-    collected = {c["id"]: c["collected"] for c in categories}
-
-    predictions = Prediction.objects.filter(image__spec=spec, image__categories__isnull=False)
-    if not readers:
-        predictions = predictions.filter(image_id__in=tasks.values("image_id"))
-    prelabeled = dict(predictions.values_list("image__categories").annotate(n=Count("image_id", distinct=True))
-                      .order_by())
-    worked = {r["category_id"]: r for r in tasks.filter(image__categories__isnull=False)
-              .values(category_id=F("image__categories")).annotate(**_task_counts()).order_by()}
-    per_cat = {cid: {"collected": collected.get(cid, 0), "prelabeled": prelabeled.get(cid, 0),
-                     "labeled": worked.get(cid, {}).get("labeled", 0), "accepted": worked.get(cid, {}).get("accepted", 0)}
-               for cid in cat_by_id}
+    vendors, grid = (_task_grid(spec.pk, vendor_id, readers=readers) if (readers or vendor_id is not None)
+                     else ([], []))
+    per_cat = {cid: dict.fromkeys(METRICS, 0) for cid in cat_by_id}
+    totals: dict[int, dict] = {}
+    cats_of: dict[int, list[dict]] = {}
+    for cid, *values in grid:
+        values = [int(v or 0) for v in values]
+        if cid is not None and cid < 0:  # every image of the spec: collected and pre-labeled (readers)
+            if -cid in per_cat:
+                per_cat[-cid].update(collected=values[0], prelabeled=values[1])
+            continue
+        overall = dict(zip(METRICS, values[:4], strict=True))
+        if cid is not None and cid in per_cat:
+            per_cat[cid].update(overall if not readers else {m: overall[m] for m in ("labeled", "accepted")})
+        for k, vid in enumerate(vendors):
+            counts = dict(zip(METRICS, values[4 + 4 * k: 8 + 4 * k], strict=True))
+            if cid is None:
+                if counts["collected"]:  # a vendor with a batch but no task yet has no row, as before
+                    totals[vid] = counts
+            elif cid in cat_by_id and counts["collected"]:
+                cats_of.setdefault(vid, []).append({"category": cat_by_id[cid]["slug"], **counts})
     by_category = [{"category": c["slug"], "name": c["name"], "target": c["target_quota"], **per_cat[c["id"]]}
                    for c in categories]
 
@@ -109,22 +192,9 @@ def spec_progress(user: User, spec: DatasetSpec) -> dict:
                                  "target": round(c["target_quota"] * ratio), **counts})
             by_split.append({"split": UNASSIGNED, "category": c["slug"], "target": None, **left})
 
-    vendor_counts = dict(collected=Count("image_id", distinct=True), prelabeled=_prelabeled(), **_task_counts())
-    totals = {r["vendor_id"]: r for r in tasks.values(vendor_id=F("batch__vendor_id"),
-                                                      vendor_name=F("batch__vendor__name"))
-              .annotate(**vendor_counts).order_by()}
-    per_vendor_cat = (tasks.filter(image__categories__isnull=False)
-                      .values(vendor_id=F("batch__vendor_id"), category_id=F("image__categories"))
-                      .annotate(**vendor_counts).order_by())
-    cats_of: dict[int, list[dict]] = {}
-    for r in per_vendor_cat:
-        cat = cat_by_id.get(r["category_id"])
-        if cat is not None:
-            cats_of.setdefault(r["vendor_id"], []).append(
-                {"category": cat["slug"], **{m: r[m] for m in METRICS}})
-    by_vendor = [{"vendor": vid, "vendor_name": t["vendor_name"], **{m: t[m] for m in METRICS},
-                  "by_category": cats_of.get(vid, [])}
-                 for vid, t in sorted(totals.items(), key=lambda kv: kv[1]["vendor_name"])]
+    names = dict(Vendor.objects.filter(id__in=list(totals)).values_list("id", "name"))
+    by_vendor = [{"vendor": vid, "vendor_name": names.get(vid, str(vid)), **t, "by_category": cats_of.get(vid, [])}
+                 for vid, t in sorted(totals.items(), key=lambda kv: names.get(kv[0], str(kv[0])))]
 
     return {
         "spec": spec.pk,

@@ -228,9 +228,54 @@ def _quad_block(regions: Sequence[Region]) -> np.ndarray | None:
     return arr if arr.shape == (len(regions), 4, 2) else None
 
 
+def _plain_quads(regions: Sequence[Region]) -> bool:
+    return all(r.mask_rle is None and r.points is not None and len(r.points) == 4 for r in regions)
+
+
+def _pair_ious_plain(pairs: Sequence[tuple[Sequence[Region], Sequence[Region]]]) -> list[PairIoU] | None:
+    """:func:`pair_ious` when every region is a plain 4-point quad without a mask (what the
+    annotation tool and detectors produce): one array of all quads per side and the (i, j)
+    index pairs built with numpy, no per-pair array work. None when the quads are not all
+    well-formed (the general path handles them)."""
+    left_points: list = []
+    right_points: list = []
+    na, nb = [], []
+    for a, b in pairs:
+        left_points += [r.points for r in a]
+        right_points += [r.points for r in b]
+        na.append(len(a))
+        nb.append(len(b))
+    try:
+        left = np.asarray(left_points, dtype=np.float64) if left_points else np.zeros((0, 4, 2))
+        right = np.asarray(right_points, dtype=np.float64) if right_points else np.zeros((0, 4, 2))
+    except ValueError:  # ragged points
+        return None
+    if left.shape != (len(left_points), 4, 2) or right.shape != (len(right_points), 4, 2):
+        return None
+    na_, nb_ = np.asarray(na, dtype=np.int64), np.asarray(nb, dtype=np.int64)
+    sizes = na_ * nb_
+    total = int(sizes.sum())
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1])) if len(sizes) else sizes
+    k = np.arange(total) - np.repeat(starts, sizes)
+    cols = np.repeat(nb_, sizes)
+    off_a = np.concatenate(([0], np.cumsum(na_)[:-1])) if len(na_) else na_
+    off_b = np.concatenate(([0], np.cumsum(nb_)[:-1])) if len(nb_) else nb_
+    values = quad_ious(left[np.repeat(off_a, sizes) + k // cols], right[np.repeat(off_b, sizes) + k % cols]) \
+        if total else np.zeros(0)
+    out = []
+    for p in range(len(pairs)):
+        quad = values[starts[p]:starts[p] + sizes[p]].reshape(na[p], nb[p])
+        out.append(PairIoU(quad, quad, np.full(quad.shape, np.nan)))
+    return out
+
+
 def pair_ious(pairs: Sequence[tuple[Sequence[Region], Sequence[Region]]]) -> list[PairIoU]:
     """:class:`PairIoU` of many pairs of region lists, the quad IoUs of all of them computed in
     one vectorised call (:func:`quad_ious`): per-pair polygon objects dominated the cost."""
+    if all(_plain_quads(a) and _plain_quads(b) for a, b in pairs):
+        plain = _pair_ious_plain(pairs)
+        if plain is not None:
+            return plain
     quads, masks, slots, left, right = [], [], [], [], []
     for p, (a, b) in enumerate(pairs):
         quad = np.full((len(a), len(b)), np.nan)

@@ -31,10 +31,11 @@ from decimal import Decimal
 
 import orjson
 from django.db import transaction
-from django.db.models import Count, F, Min, Sum, TextField
+from django.db.models import Count, Exists, F, Min, OuterRef, Sum, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from common.analytics import analytic_reads
 from curation.models import DatasetSpec, Image
 from labeling.models import Annotation, AnnotationVersion, Prediction, Region, Review, Task
 
@@ -58,17 +59,29 @@ def _json(column: str) -> Cast:
     return Cast(column, output_field=TextField())
 
 
-def _regions(version_ids) -> dict[int, list[qa.Region]]:
-    """Regions of the versions in `version_ids` (a values() subquery or ids), in index order."""
+def _chunks(ids: list) -> list[list]:
+    """`ids` in slices that fit one ``any_of`` lookup: one array parameter on PostgreSQL, an IN
+    list elsewhere (SQLite caps the parameters of a statement)."""
+    from django.db import connection
+
+    size = 100_000 if connection.vendor == "postgresql" else 500
+    return [ids[k:k + size] for k in range(0, len(ids), size)]
+
+
+def _regions(version_ids: list[int]) -> dict[int, list[qa.Region]]:
+    """Regions of the versions in `version_ids`, in index order.
+
+    Ids already read, not a subquery: the sample's subquery (a scan of the spec's annotations)
+    would run once more per query."""
     out: dict[int, list[qa.Region]] = defaultdict(list)
-    rows = (Region.objects.filter(version_id__in=version_ids).order_by("version_id", "index")
-            .values_list("version_id", _json("points"), _json("mask_rle"), "latex", "latex_normalized"))
-    # A plain fetch: iterator() outside a transaction is a WITH HOLD cursor, materialised twice.
-    for vid, points, mask, text, normalized in rows:
-        # The stored normalised form (space-separated tokens) spares normalising the LaTeX again.
-        tokens = tuple(normalized.split()) if normalized or not text else None
-        out[vid].append(qa.Region(points=orjson.loads(points) if points else None,
-                                  mask_rle=orjson.loads(mask) if mask else None, latex=text or "", tokens=tokens))
+    for chunk in _chunks(sorted({v for v in version_ids if v is not None})):
+        rows = (Region.objects.filter(version_id__any_of=chunk).order_by("version_id", "index")
+                .values_list("version_id", _json("points"), _json("mask_rle"), "latex", "latex_normalized"))
+        for vid, points, mask, text, normalized in rows:
+            # The stored normalised form (space-separated tokens) spares normalising the LaTeX again.
+            tokens = tuple(normalized.split()) if normalized or not text else None
+            out[vid].append(qa.Region(points=orjson.loads(points) if points else None,
+                                      mask_rle=orjson.loads(mask) if mask else None, latex=text or "", tokens=tokens))
     return out
 
 
@@ -78,12 +91,18 @@ def _answer_regions(items: list | None) -> list[qa.Region]:
             for r in items or [] if isinstance(r, dict)]
 
 
-def _categories(image_ids) -> dict[int, tuple[str, ...]]:
-    """Category slugs per image of `image_ids` (a values() subquery or ids)."""
+def _categories(image_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    """Category slugs per image of `image_ids`."""
+    from curation.models import Category
+
+    pairs: list[tuple[int, int]] = []
+    for chunk in _chunks(sorted(set(image_ids))):
+        pairs += Image.categories.through.objects.filter(image_id__any_of=chunk).values_list("image_id", "category_id")
+    # Slugs looked up once per category, not joined on every row.
+    slugs = dict(Category.objects.filter(id__in={c for _, c in pairs}).values_list("id", "slug"))
     out: dict[int, list[str]] = defaultdict(list)
-    for image_id, slug in (Image.categories.through.objects.filter(image_id__in=image_ids)
-                           .values_list("image_id", "category__slug")):
-        out[image_id].append(slug)
+    for image_id, category_id in pairs:
+        out[image_id].append(slugs[category_id])
     return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
@@ -101,11 +120,11 @@ def _agreement(annotations, vendor_names: dict, annotator_names: dict) -> dict:
     overlapped = list(handed_in.values("task_id").annotate(n=Count("id")).filter(n__gte=2)
                       .order_by("-task_id").values_list("task_id", flat=True))
     total = len(overlapped)
-    picked = handed_in.filter(task_id__in=overlapped[:SAMPLE_LIMIT])
+    picked = handed_in.filter(task_id__any_of=overlapped[:SAMPLE_LIMIT])
     rows = list(picked.order_by("task_id", "annotator_id").values(
         "task_id", "annotator_id", "current_id", vendor_id=F("task__batch__vendor_id"), image_id=F("task__image_id")))
-    regions = _regions(picked.values("current_id"))
-    cats = _categories(picked.values("task__image_id"))
+    regions = _regions([r["current_id"] for r in rows])
+    cats = _categories([r["image_id"] for r in rows])
     by_task: dict[int, list[dict]] = defaultdict(list)
     for r in rows:
         by_task[r["task_id"]].append(r)
@@ -124,7 +143,7 @@ def _gold(annotations, vendor_names: dict, annotator_names: dict) -> dict:
     total = answers.count()
     rows = list(answers.order_by("-id").values(
         "annotator_id", "current_id", vendor_id=F("task__batch__vendor_id"), truth=F("task__gold_answer"))[:SAMPLE_LIMIT])
-    regions = _regions(answers.order_by("-id").values("current_id")[:SAMPLE_LIMIT])
+    regions = _regions([r["current_id"] for r in rows])
     cases = [qa.GoldCase(r["annotator_id"], r["vendor_id"], regions.get(r["current_id"], []),
                          _answer_regions((r["truth"] or {}).get("regions")))
              for r in rows]
@@ -150,15 +169,20 @@ def _prelabel(annotations) -> dict:
                .filter(annotation__in=annotations.filter(status=Annotation.Status.ACCEPTED).values("id"),
                        started_from__isnull=False)
                .values("annotation_id").annotate(prediction_id=Min("started_from_id")).order_by())
-    total = started.count()
-    latest = started.order_by("-annotation_id")[:SAMPLE_LIMIT]
-    picked = {r["annotation_id"]: r["prediction_id"] for r in latest}
-    chosen = Annotation.objects.filter(id__in=latest.values("annotation_id"))
-    accepted = list(chosen.values("id", "current_id", image_id=F("task__image_id")))
-    predictions = {p[0]: p for p in Prediction.objects.filter(id__in=latest.values("prediction_id")).values_list(
-        "id", "model_name", "model_version", _json("regions"))}
-    regions = _regions(chosen.values("current_id"))
-    cats = _categories(chosen.values("task__image_id"))
+    # The same count as started.count(), as a semi-join: no grouping of the versions.
+    total = (annotations.filter(status=Annotation.Status.ACCEPTED)
+             .filter(Exists(AnnotationVersion.objects.filter(annotation_id=OuterRef("pk"), started_from__isnull=False)))
+             .count())
+    picked = {r["annotation_id"]: r["prediction_id"] for r in started.order_by("-annotation_id")[:SAMPLE_LIMIT]}
+    accepted = []
+    for chunk in _chunks(list(picked)):
+        accepted += Annotation.objects.filter(id__any_of=chunk).values("id", "current_id", image_id=F("task__image_id"))
+    predictions = {}
+    for chunk in _chunks(sorted(set(picked.values()))):
+        predictions.update({p[0]: p for p in Prediction.objects.filter(id__any_of=chunk).order_by().values_list(
+            "id", "model_name", "model_version", _json("regions"))})
+    regions = _regions([a["current_id"] for a in accepted])
+    cats = _categories([a["image_id"] for a in accepted])
     cases = []
     for a in accepted:
         p = predictions.get(picked[a["id"]])
@@ -177,23 +201,89 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _throughput(spec: DatasetSpec, annotations, vendor_names: dict, annotator_names: dict) -> dict:
+# Medians in SQL (the per-annotation sums never travel to Python), and the formula counts from
+# the same pass over the spec's annotations: regions are counted per version on the region
+# index alone and merged on the current versions, instead of a second four-table join (that
+# count reads the whole region index, every spec's: fine while one spec holds most regions;
+# restrict it to the spec's versions if that stops being true).
+_THROUGHPUT_SQL = """
+WITH per_annotation AS MATERIALIZED (
+    SELECT a.id, a.annotator_id, b.vendor_id, a.status, t.status AS task_status, a.current_id,
+           SUM(v.time_spent_seconds) AS s
+    FROM {version} v JOIN {annotation} a ON a.id = v.annotation_id
+    JOIN {task} t ON t.id = a.task_id JOIN {batch} b ON b.id = t.batch_id
+    WHERE b.spec_id = %s AND a.status <> %s
+    GROUP BY a.id, b.vendor_id, t.status
+)
+SELECT GROUPING(vendor_id), GROUPING(annotator_id), vendor_id, annotator_id, COUNT(*),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY s)
+FROM per_annotation GROUP BY GROUPING SETS ((vendor_id), (annotator_id), ())
+UNION ALL
+SELECT -1, -1, p.vendor_id, NULL, CAST(SUM(r.n) AS bigint), NULL
+FROM per_annotation p JOIN (SELECT version_id, COUNT(*) AS n FROM {region} GROUP BY version_id) r
+     ON r.version_id = p.current_id
+WHERE p.status = %s AND p.task_status = %s GROUP BY p.vendor_id
+"""
+
+
+def _seconds_and_formulas(spec: DatasetSpec, annotations) -> tuple[dict, dict, tuple, dict]:
+    """``(per vendor, per annotator, overall, formulas per vendor)``: the first three are
+    ``(annotations, median seconds per annotation)``, the seconds of an annotation being the sum
+    over its versions, drafts left out; formulas are the regions of the current version of the
+    accepted annotations of accepted tasks.
+
+    PostgreSQL computes the medians itself (``percentile_cont``, the same value as
+    ``statistics.median``), so a million annotations never travel to Python; elsewhere (SQLite in
+    tests) the per-annotation sums are read and the medians taken in Python.
+    """
+    from django.db import connection
+
+    from labeling.models import Batch
+
+    if connection.vendor == "postgresql":
+        tables = {"version": AnnotationVersion._meta.db_table, "annotation": Annotation._meta.db_table,
+                  "task": Task._meta.db_table, "batch": Batch._meta.db_table, "region": Region._meta.db_table}
+        per_vendor, per_annotator, overall, formulas = {}, {}, (0, None), {}
+        with connection.cursor() as cur:
+            cur.execute(_THROUGHPUT_SQL.format(**tables), [spec.pk, Annotation.Status.DRAFT.value,
+                                                           Annotation.Status.ACCEPTED.value, Task.Status.ACCEPTED.value])
+            for no_vendor, no_annotator, vendor_id, annotator_id, n, median in cur.fetchall():
+                if no_vendor == -1:
+                    formulas[vendor_id] = int(n)
+                elif not no_vendor:
+                    per_vendor[vendor_id] = (n, median)
+                elif not no_annotator:
+                    per_annotator[annotator_id] = (n, median)
+                else:
+                    overall = (n, median if n else None)
+        return per_vendor, per_annotator, overall, formulas
     seconds = (AnnotationVersion.objects
                .filter(annotation__in=annotations.exclude(status=Annotation.Status.DRAFT).values("id"))
                .values("annotation_id").annotate(s=Sum("time_spent_seconds"))
                .values_list("annotation__task__batch__vendor_id", "annotation__annotator_id", "s").order_by())
-    per_vendor: dict[int, list[float]] = defaultdict(list)
-    per_annotator: dict[int, list[float]] = defaultdict(list)
+    by_vendor: dict[int, list[float]] = defaultdict(list)
+    by_annotator: dict[int, list[float]] = defaultdict(list)
     everything: list[float] = []
     for vendor_id, annotator_id, s in seconds:
-        per_vendor[vendor_id].append(s)
-        per_annotator[annotator_id].append(s)
+        by_vendor[vendor_id].append(s)
+        by_annotator[annotator_id].append(s)
         everything.append(s)
+    return ({k: (len(v), _median(v)) for k, v in by_vendor.items()},
+            {k: (len(v), _median(v)) for k, v in by_annotator.items()}, (len(everything), _median(everything)),
+            _formulas(annotations))
+
+
+def _formulas(annotations) -> dict[int, int]:
+    """Regions of the current version of accepted annotations of accepted tasks, per vendor."""
+    return dict(annotations.filter(status=Annotation.Status.ACCEPTED, task__status=Task.Status.ACCEPTED)
+                .values_list("task__batch__vendor_id").annotate(n=Count("current__regions__version_id")).order_by())
+
+
+def _throughput(spec: DatasetSpec, annotations, vendor_names: dict, annotator_names: dict) -> dict:
+    per_vendor, per_annotator, everything, formulas = _seconds_and_formulas(spec, annotations)
     paid = (Task.objects.filter(batch__spec=spec, status=Task.Status.ACCEPTED)
             .values(vendor=F("batch__vendor_id"), currency=F("batch__currency"))
             .annotate(tasks=Count("id"), cost=Sum("batch__unit_price")).order_by())
-    formulas = dict(annotations.filter(status=Annotation.Status.ACCEPTED, task__status=Task.Status.ACCEPTED)
-                    .values_list("task__batch__vendor_id").annotate(n=Count("current__regions")).order_by())
     vendors: dict[int, dict] = {}
     totals: dict[str, Decimal] = defaultdict(Decimal)
     priced_formulas: dict[str, int] = defaultdict(int)
@@ -210,21 +300,21 @@ def _throughput(spec: DatasetSpec, annotations, vendor_names: dict, annotator_na
         v = vendors.get(vid, {"accepted_tasks": 0, "cost": {}})
         n_formulas = formulas.get(vid, 0)
         by_vendor[vid] = {
-            "annotations": len(per_vendor.get(vid, [])),
-            "median_seconds_per_task": _median(per_vendor.get(vid, [])),
+            "annotations": per_vendor.get(vid, (0, None))[0],
+            "median_seconds_per_task": per_vendor.get(vid, (0, None))[1],
             "accepted_tasks": v["accepted_tasks"], "accepted_formulas": n_formulas, "cost": v["cost"],
             "cost_per_formula": {c: str((Decimal(a) / n_formulas).quantize(PER_FORMULA_PLACES)) for c, a in v["cost"].items()} if n_formulas else {},
         }
     return {
-        "overall": {"annotations": len(everything), "median_seconds_per_task": _median(everything),
+        "overall": {"annotations": everything[0], "median_seconds_per_task": everything[1],
                     "accepted_tasks": sum(v["accepted_tasks"] for v in vendors.values()),
                     "accepted_formulas": sum(formulas.values()),
                     "cost": {c: str(a) for c, a in sorted(totals.items())},
                     "cost_per_formula": {c: str((a / priced_formulas[c]).quantize(PER_FORMULA_PLACES)) for c, a in sorted(totals.items())
                                          if priced_formulas[c]}},
         "by_vendor": _named(by_vendor, vendor_names),
-        "by_annotator": _named({k: {"annotations": len(v), "median_seconds_per_task": _median(v)}
-                                for k, v in per_annotator.items()}, annotator_names),
+        "by_annotator": _named({k: {"annotations": n, "median_seconds_per_task": m}
+                                for k, (n, m) in per_annotator.items()}, annotator_names),
     }
 
 
@@ -241,18 +331,26 @@ def spec_stats_payload(*, spec: DatasetSpec) -> dict:
     vendor_names = dict(Vendor.objects.filter(batches__spec=spec).distinct().values_list("id", "name"))
     annotator_names = dict(User.objects.filter(id__in=annotations.values("annotator_id")).values_list("id", "username"))
     sections = {
+        "prelabel": lambda: _prelabel(annotations),
+        "throughput": lambda: _throughput(spec, annotations, vendor_names, annotator_names),
         "agreement": lambda: _agreement(annotations, vendor_names, annotator_names),
         "gold": lambda: _gold(annotations, vendor_names, annotator_names),
         "reviews": lambda: _reviews(spec, vendor_names, annotator_names),
-        "prelabel": lambda: _prelabel(annotations),
-        "throughput": lambda: _throughput(spec, annotations, vendor_names, annotator_names),
     }
     payload: dict = {"sample_limit": SAMPLE_LIMIT, "timings_ms": {}}
+    payload.update(_run_sections(sections, payload["timings_ms"]))
+    return payload
+
+
+def _run_sections(sections: dict, timings: dict) -> dict:
+    """Each section's result, timed, each in its own analytic-read transaction."""
+    out = {}
     for name, compute in sections.items():
         started = time.perf_counter()
-        payload[name] = compute()
-        payload["timings_ms"][name] = round((time.perf_counter() - started) * 1000)
-    return payload
+        with analytic_reads():
+            out[name] = compute()
+        timings[name] = round((time.perf_counter() - started) * 1000)
+    return out
 
 
 def spec_stats_compute(*, spec: DatasetSpec) -> QAReport:

@@ -137,6 +137,60 @@ class Recognizer(nn.Module):
         y = self.decoder(x, mem, tgt_mask=causal, memory_key_padding_mask=mem_pad)
         return self.out(self.norm(y))
 
+    # -- incremental decoding -------------------------------------------------------------------
+    # Re-running the decoder over the whole prefix at every step costs O(n²) token passes and
+    # re-projects the image memory each time; at inference each step only needs the new token's
+    # row. These helpers compute exactly what nn.TransformerDecoder (norm_first, eval mode)
+    # computes for the last position, with the memory's keys/values projected once and the
+    # self-attention keys/values of earlier positions kept.
+    def _kv_split(self, attn: nn.MultiheadAttention, x: torch.Tensor, which: slice) -> torch.Tensor:
+        w, bias = attn.in_proj_weight[which], attn.in_proj_bias[which]
+        b, n, d = x.shape
+        h = attn.num_heads
+        return nn.functional.linear(x, w, bias).reshape(b, n, h, d // h).transpose(1, 2)  # B, heads, n, dh
+
+    def _decode_init(self, mem: torch.Tensor, mem_pad: torch.Tensor) -> dict:
+        d = mem.shape[-1]
+        layers = []
+        for layer in self.decoder.layers:
+            att = layer.multihead_attn
+            layers.append({"mk": self._kv_split(att, mem, slice(d, 2 * d)),
+                           "mv": self._kv_split(att, mem, slice(2 * d, 3 * d)), "sk": None, "sv": None})
+        # attention mask: True = may attend (scaled_dot_product_attention's boolean convention)
+        return {"layers": layers, "mem_ok": (~mem_pad)[:, None, None, :], "n": 0}
+
+    def _decode_next(self, state: dict, tok: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) for the position after ``tok`` (B,), given the state of the earlier ones."""
+        sdpa = nn.functional.scaled_dot_product_attention
+        n = state["n"]
+        if self.sine:
+            x = self.embed(tok[:, None]) + self.tok_pe[n:n + 1][None]
+        else:
+            x = self.embed(tok[:, None]) + self.pos.weight[n:n + 1][None]
+        b, _, d = x.shape
+        for layer, c in zip(self.decoder.layers, state["layers"], strict=True):
+            sa, ca = layer.self_attn, layer.multihead_attn
+            a = layer.norm1(x)
+            q = self._kv_split(sa, a, slice(0, d))
+            k, v = self._kv_split(sa, a, slice(d, 2 * d)), self._kv_split(sa, a, slice(2 * d, 3 * d))
+            c["sk"] = k if c["sk"] is None else torch.cat([c["sk"], k], 2)
+            c["sv"] = v if c["sv"] is None else torch.cat([c["sv"], v], 2)
+            y = sdpa(q, c["sk"], c["sv"]).transpose(1, 2).reshape(b, 1, d)
+            x = x + sa.out_proj(y)
+            q = self._kv_split(ca, layer.norm2(x), slice(0, d))
+            y = sdpa(q, c["mk"], c["mv"], attn_mask=state["mem_ok"]).transpose(1, 2).reshape(b, 1, d)
+            x = x + ca.out_proj(y)
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
+        state["n"] = n + 1
+        return self.out(self.norm(x))[:, 0]
+
+    @staticmethod
+    def _decode_reorder(state: dict, src: torch.Tensor) -> None:
+        # beams only move within their image's group, whose memory rows are identical: only the
+        # self-attention cache follows them
+        for c in state["layers"]:
+            c["sk"], c["sv"] = c["sk"][src], c["sv"][src]
+
     def forward(self, images: torch.Tensor, tokens_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits (B, T, V) for ``tokens_in`` (starting with BOS)."""
         mem, pad = self.encode(images)
@@ -158,8 +212,9 @@ class Recognizer(nn.Module):
         probs = torch.zeros((b, 0), device=images.device)
         done = torch.zeros(b, dtype=torch.bool, device=images.device)
         eos = self.stoi[EOS]
+        state = self._decode_init(mem, pad)
         for _ in range(max_len + 1):
-            logits = self._decode_step(seq, mem, pad)[:, -1]
+            logits = self._decode_next(state, seq[:, -1])
             p, nxt = logits.softmax(-1).max(-1)
             nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
             seq = torch.cat([seq, nxt[:, None]], 1)
@@ -203,8 +258,9 @@ class Recognizer(nn.Module):
         scores[:, 0] = 0.0  # one live hypothesis at the start, not k copies of it
         done = torch.zeros(b * k, dtype=torch.bool, device=dev)
         lengths = torch.zeros(b * k, device=dev)
+        state = self._decode_init(mem, pad)
         for _ in range(max_len + 1):
-            logp = self._decode_step(seq, mem, pad)[:, -1].log_softmax(-1)       # b*k, V
+            logp = self._decode_next(state, seq[:, -1]).log_softmax(-1)          # b*k, V
             v = logp.shape[-1]
             frozen = torch.full_like(logp, float("-inf"))
             frozen[:, eos] = 0.0
@@ -215,6 +271,7 @@ class Recognizer(nn.Module):
             tok = (idx % v).reshape(-1)
             chosen = logp[src, tok]
             seq = torch.cat([seq[src], tok[:, None]], 1)
+            self._decode_reorder(state, src)
             probs = torch.cat([probs[src], chosen.exp()[:, None]], 1)
             lengths = lengths[src] + (~done[src]).float()
             done = done[src] | (tok == eos)

@@ -164,3 +164,34 @@ def test_zoom_window_is_square_inside_the_image_and_holds_the_quad():
     # near the border the window shifts inward instead of leaving the image
     x0, y0, x1, y1 = _window(quad - [690, 990], (2339, 1654))
     assert x0 == 0 and y0 == 0
+
+
+def _greedy_by_full_recompute(model, images, max_len):
+    """The reference decoding: the whole prefix through nn.TransformerDecoder at every step."""
+    mem, pad = model.encode(images)
+    seq = torch.full((images.shape[0], 1), model.stoi["<bos>"], dtype=torch.long)
+    for _ in range(max_len + 1):
+        nxt = model._decode_step(seq, mem, pad)[:, -1].argmax(-1)
+        seq = torch.cat([seq, nxt[:, None]], 1)
+    return seq[:, 1:]
+
+
+def test_incremental_decoding_matches_the_full_decoder_step_for_step():
+    model = load_recognizer(device="cpu")
+    model.eval()
+    torch.manual_seed(3)
+    images = torch.rand(3, 1, model.cfg.height, 160)
+    images[1, :, :, 96:] = 0  # right padding: masked memory columns
+    with torch.no_grad():
+        mem, pad = model.encode(images)
+        tokens = torch.randint(4, len(model.cfg.vocab), (3, 15))
+        full = model._decode_step(tokens, mem, pad)
+        state = model._decode_init(mem, pad)
+        step = torch.stack([model._decode_next(state, tokens[:, i]) for i in range(15)], 1)
+        assert torch.allclose(full, step, atol=1e-4)
+        reference = _greedy_by_full_recompute(model, images, 12)
+    eos = model.stoi["<eos>"]
+    for i, (toks, _) in enumerate(model.greedy(images, max_len=12)):
+        ids = reference[i].tolist()
+        expected = ids[: ids.index(eos)] if eos in ids else ids
+        assert toks == [model.cfg.vocab[t] for t in expected]

@@ -184,6 +184,10 @@ else:
         "processed_folder": str(CELERY_BROKER_DIR / "processed"),
         "store_processed": False,
     }
+    # kombu does not create them: a web process that enqueues before any worker has started
+    # (a fresh checkout, a benchmark's temporary folder) would fail to publish.
+    for _sub in ("queue", "processed"):
+        (CELERY_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("MATHSET_CELERY_QUEUE", "mathset")

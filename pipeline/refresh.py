@@ -7,10 +7,14 @@ submit and review in the window is therefore covered by a single computation.
 """
 from __future__ import annotations
 
+import logging
+
 from django.core.cache import cache
 from django.db import transaction
 
 DEBOUNCE_SECONDS = 60
+
+logger = logging.getLogger(__name__)
 
 
 def pending_key(spec_id: int) -> str:
@@ -24,6 +28,13 @@ def spec_stats_refresh_soon(*, spec_id: int) -> None:
 
 
 def _schedule(spec_id: int) -> None:
+    # Runs after the submit or review has committed: a broker that is down must not turn that
+    # saved work into a 500. The marker is dropped so the next write tries again, and the hourly
+    # beat sweep (spec_stats_refresh_active) catches up meanwhile.
     from .tasks import spec_stats_refresh
 
-    spec_stats_refresh.apply_async((spec_id,), countdown=DEBOUNCE_SECONDS)
+    try:
+        spec_stats_refresh.apply_async((spec_id,), countdown=DEBOUNCE_SECONDS)
+    except Exception:
+        cache.delete(pending_key(spec_id))
+        logger.exception("Could not schedule the QA statistics of spec %s", spec_id)

@@ -140,3 +140,25 @@ def test_periodic_refresh_picks_specs_changed_since_their_report(world, django_c
     world.spec.save(update_fields=["status"])
     assert tasks.spec_stats_refresh_active() == [world.spec.id]  # eager: computed now
     assert tasks.spec_stats_refresh_active() == []
+
+
+def test_a_broker_failure_after_commit_keeps_the_submit_and_retries_on_the_next_write(
+        spec, vendor, monkeypatch, django_capture_on_commit_callbacks):
+    cache.delete(refresh.pending_key(spec.id))
+    calls = []
+
+    def broker_down(args, countdown):
+        calls.append(args)
+        raise OSError("broker unreachable")
+
+    monkeypatch.setattr(tasks.spec_stats_refresh, "apply_async", broker_down)
+    factories.make_batch(spec, vendor, images=2)
+    annotators = [factories.make_user("annotator", vendor=vendor) for _ in range(2)]
+    for annotator in annotators:
+        with django_capture_on_commit_callbacks(execute=True):
+            task = ls.task_claim_next(annotator=annotator).task
+            annotation = ls.annotation_create(task=task, annotator=annotator, regions=[quad()], submit=True)
+        assert annotation.status == "submitted"
+    # the marker was dropped after the failure, so the second submit tried again
+    assert calls == [(spec.id,), (spec.id,)]
+    assert cache.get(refresh.pending_key(spec.id)) is None

@@ -417,6 +417,32 @@ class SweepResult:
     resent_snapshots: list[int]
 
 
+
+def _sweep_stale(model, stale: Q, *, running: str, max_attempts: int, before_retry, task,
+                 requeued: list[int], failed: list[int]) -> None:
+    """Queue again (or fail, after `max_attempts`) each stale job of `model` still `running`.
+
+    Exports and snapshots share the job fields (status, attempts, started_at, finished_at,
+    error); each job is re-read under a row lock so a worker that finished meanwhile wins.
+    """
+    for job_id in list(model.objects.filter(stale, status=running).values_list("id", flat=True)):
+        with transaction.atomic():
+            job = model.objects.select_for_update().filter(stale, id=job_id, status=running).first()
+            if job is None:
+                continue
+            if before_retry is not None:
+                before_retry(job)
+            if job.attempts < max_attempts:
+                job.status, job.started_at = model.Status.QUEUED, None
+                job.save(update_fields=["status", "started_at"])
+                transaction.on_commit(lambda i=job.id: task.delay(i))
+                requeued.append(job.id)
+            else:
+                job.status, job.finished_at = model.Status.FAILED, timezone.now()
+                job.error = f"The worker stopped without finishing ({job.attempts} attempts)."
+                job.save(update_fields=["status", "finished_at", "error"])
+                failed.append(job.id)
+
 def builds_sweep(*, stale_after_seconds: int | None = None, max_attempts: int = 2) -> SweepResult:
     """Rescue exports and snapshots whose worker died (run by Celery beat).
 
@@ -432,40 +458,12 @@ def builds_sweep(*, stale_after_seconds: int | None = None, max_attempts: int = 
     # Runs claimed before started_at existed have none: their age is the job's.
     stale = Q(started_at__lt=cutoff) | Q(started_at__isnull=True, created_at__lt=cutoff)
     out = SweepResult([], [], [], [], [], [])
-    stale_exports = Export.objects.filter(stale, status=Export.Status.RUNNING).values_list("id", flat=True)
-    for export_id in list(stale_exports):
-        with transaction.atomic():
-            job = Export.objects.select_for_update().filter(stale, id=export_id, status=Export.Status.RUNNING).first()
-            if job is None:
-                continue
-            _export_leftovers_delete(job)
-            if job.attempts < max_attempts:
-                job.status, job.started_at = Export.Status.QUEUED, None
-                job.save(update_fields=["status", "started_at"])
-                transaction.on_commit(lambda i=job.id: run_export.delay(i))
-                out.requeued_exports.append(job.id)
-            else:
-                job.status, job.finished_at = Export.Status.FAILED, timezone.now()
-                job.error = f"The worker stopped without finishing ({job.attempts} attempts)."
-                job.save(update_fields=["status", "finished_at", "error"])
-                out.failed_exports.append(job.id)
-    stale_snapshots = Snapshot.objects.filter(stale, status=Snapshot.Status.BUILDING)
-    for snapshot_id in list(stale_snapshots.values_list("id", flat=True)):
-        with transaction.atomic():
-            snapshot = Snapshot.objects.select_for_update().filter(stale, id=snapshot_id,
-                                                                   status=Snapshot.Status.BUILDING).first()
-            if snapshot is None:
-                continue
-            if snapshot.attempts < max_attempts:
-                snapshot.status, snapshot.started_at = Snapshot.Status.QUEUED, None
-                snapshot.save(update_fields=["status", "started_at"])
-                transaction.on_commit(lambda i=snapshot.id: build_snapshot.delay(i))
-                out.requeued_snapshots.append(snapshot.id)
-            else:
-                snapshot.status, snapshot.finished_at = Snapshot.Status.FAILED, timezone.now()
-                snapshot.error = f"The worker stopped without finishing ({snapshot.attempts} attempts)."
-                snapshot.save(update_fields=["status", "finished_at", "error"])
-                out.failed_snapshots.append(snapshot.id)
+    _sweep_stale(Export, stale, running=Export.Status.RUNNING, max_attempts=max_attempts,
+                 before_retry=_export_leftovers_delete, task=run_export,
+                 requeued=out.requeued_exports, failed=out.failed_exports)
+    _sweep_stale(Snapshot, stale, running=Snapshot.Status.BUILDING, max_attempts=max_attempts,
+                 before_retry=None, task=build_snapshot,
+                 requeued=out.requeued_snapshots, failed=out.failed_snapshots)
     # Those just queued again already have a fresh message on its way.
     lost_exports = Export.objects.filter(status=Export.Status.QUEUED, created_at__lt=cutoff).exclude(
         id__in=out.requeued_exports)

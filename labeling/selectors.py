@@ -8,6 +8,8 @@ the queryset, so it answers 404.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.contrib.auth.models import User
 from django.db.models import Prefetch, Q, QuerySet
 
@@ -112,11 +114,17 @@ def task_visible_to(user: User, pk: object) -> Task | None:
                 f"WHERE t.{qn('id')} = %s AND b.{qn('vendor_id')} = %s")
 
     rows = rawsql.fetch(rawsql.statement("task_visible_to", build), [pk, vendor.pk])
-    if not rows:
-        return None
-    task = rawsql.build(Task, rows[0])
-    task.batch = rawsql.build(Batch, rows[0], rawsql.width(Task))
-    task.image = rawsql.build(Image, rows[0], rawsql.width(Task) + rawsql.width(Batch))
+    return task_from_row(rows[0]) if rows else None
+
+
+def task_from_row(row: Sequence) -> Task:
+    """A Task with its batch and image from one raw row selecting task, batch, image columns in that order."""
+    from common import rawsql
+    from curation.models import Image
+
+    task = rawsql.build(Task, row)
+    task.batch = rawsql.build(Batch, row, rawsql.width(Task))
+    task.image = rawsql.build(Image, row, rawsql.width(Task) + rawsql.width(Batch))
     return task
 
 

@@ -36,6 +36,7 @@ from .models import (
     Vendor,
     VendorMembership,
 )
+from .selectors import task_from_row
 
 LEASE = timedelta(minutes=30)
 # Longest LaTeX answer for one region: a real formula is far shorter, and the checks
@@ -397,12 +398,7 @@ def _claim_candidate(annotator: User, batch_ids: list[int], now, *, include_rele
         _SQL[key] = sql
     rows = rawsql.fetch(sql, [*batch_ids, Claim.State.LIVE, rawsql.dt(now), annotator.pk,
                               *excluded])
-    if not rows:
-        return None
-    task = rawsql.build(Task, rows[0])
-    task.batch = rawsql.build(Batch, rows[0], rawsql.width(Task))
-    task.image = rawsql.build(Image, rows[0], rawsql.width(Task) + rawsql.width(Batch))
-    return task
+    return task_from_row(rows[0]) if rows else None
 
 
 @transaction.atomic

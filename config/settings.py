@@ -205,6 +205,7 @@ MATHSET_TASK_MAX_RETRIES = 3
 CELERY_BEAT_SCHEDULE = {
     "prelabel-sweep": {"task": "pipeline.tasks.prelabel_sweep", "schedule": 300.0},
     "builds-sweep": {"task": "curation.tasks.sweep_builds", "schedule": 300.0},  # exports, snapshots
+    "evaluations-sweep": {"task": "pipeline.tasks.evaluations_sweep", "schedule": 300.0},
     "qa-stats-refresh": {"task": "pipeline.tasks.spec_stats_refresh_active", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -417,7 +417,6 @@ class SweepResult:
     resent_snapshots: list[int]
 
 
-
 def _sweep_stale(model, stale: Q, *, running: str, max_attempts: int, before_retry, task,
                  requeued: list[int], failed: list[int]) -> None:
     """Queue again (or fail, after `max_attempts`) each stale job of `model` still `running`.
@@ -442,6 +441,7 @@ def _sweep_stale(model, stale: Q, *, running: str, max_attempts: int, before_ret
                 job.error = f"The worker stopped without finishing ({job.attempts} attempts)."
                 job.save(update_fields=["status", "finished_at", "error"])
                 failed.append(job.id)
+
 
 def builds_sweep(*, stale_after_seconds: int | None = None, max_attempts: int = 2) -> SweepResult:
     """Rescue exports and snapshots whose worker died (run by Celery beat).

@@ -34,13 +34,14 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
@@ -382,8 +383,14 @@ def _sample_rows(run: EvaluationRun, result: ImageResult) -> list[EvaluationSamp
     return rows
 
 
+def _mine(run: EvaluationRun) -> QuerySet[EvaluationRun]:
+    """The run while this worker's claim holds: still running, and not claimed again since
+    (the sweep re-queues a run whose worker stopped beating; a late original must not write)."""
+    return EvaluationRun.objects.filter(pk=run.pk, status=EvaluationRun.Status.RUNNING, attempts=run.attempts)
+
+
 def _still_running(run: EvaluationRun) -> bool:
-    return EvaluationRun.objects.filter(pk=run.pk, status=EvaluationRun.Status.RUNNING).exists()
+    return _mine(run).exists()
 
 
 def evaluation_run(*, run: EvaluationRun, reader=None) -> EvaluationRun:
@@ -393,8 +400,10 @@ def evaluation_run(*, run: EvaluationRun, reader=None) -> EvaluationRun:
     does nothing. Samples are stored batch by batch with the progress; a cancel is noticed
     before each batch. Any error fails the run with the message (e.g. an unreadable image).
     """
+    now = timezone.now()
     claimed = EvaluationRun.objects.filter(pk=run.pk, status=EvaluationRun.Status.QUEUED).update(
-        status=EvaluationRun.Status.RUNNING, started_at=timezone.now(), processed=0, error="")
+        status=EvaluationRun.Status.RUNNING, started_at=now, heartbeat_at=now, processed=0, error="",
+        attempts=F("attempts") + 1)
     run.refresh_from_db()
     if not claimed:
         return run
@@ -410,11 +419,13 @@ def evaluation_run(*, run: EvaluationRun, reader=None) -> EvaluationRun:
             batch = _evaluate_batch(run, reader, items[start:start + run.batch_size])
             with transaction.atomic():
                 EvaluationSample.objects.bulk_create([row for im in batch for row in _sample_rows(run, im)])
-                EvaluationRun.objects.filter(pk=run.pk).update(processed=F("processed") + len(batch))
+                # attempt-scoped, not status-scoped: a batch stored while a cancel came in still counts
+                EvaluationRun.objects.filter(pk=run.pk, attempts=run.attempts).update(
+                    processed=F("processed") + len(batch), heartbeat_at=timezone.now())
             results += batch
         _finish(run, results)
     except Exception as exc:  # noqa: BLE001 - the run records why it failed
-        EvaluationRun.objects.filter(pk=run.pk, status=EvaluationRun.Status.RUNNING).update(
+        _mine(run).update(
             status=EvaluationRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
             finished_at=timezone.now())
     run.refresh_from_db()
@@ -431,7 +442,7 @@ def _finish(run: EvaluationRun, results: list[ImageResult]) -> None:
     verdicts = verdicts_for(requirements=spec.requirements.all(), overall=metrics["overall"], qps=qps,
                             latency_p95_ms=p95, target_qps=spec.target_qps, max_ms_per_image=spec.max_ms_per_image)
     # Conditional: a cancel that came during the last batch wins.
-    EvaluationRun.objects.filter(pk=run.pk, status=EvaluationRun.Status.RUNNING).update(
+    _mine(run).update(
         status=EvaluationRun.Status.DONE, metrics=metrics, verdicts=verdicts, passed=overall_passed(verdicts),
         latency_p50_ms=p50, latency_p95_ms=p95, qps=qps, inference_seconds=seconds, finished_at=timezone.now())
 
@@ -460,3 +471,39 @@ def sample_crop_jpeg(*, sample: EvaluationSample) -> bytes:
     buf = io.BytesIO()
     PILImage.fromarray(crop).save(buf, "JPEG", quality=88)
     return buf.getvalue()
+
+
+# A batch takes seconds; a run whose worker stored nothing for this long has lost its worker.
+EVALUATION_STALE_SECONDS = 30 * 60
+
+
+def evaluations_sweep(*, stale_after_seconds: int = EVALUATION_STALE_SECONDS, max_attempts: int = 2) -> dict:
+    """Rescue evaluation runs whose worker died (Celery beat): a run ``running`` with no batch
+    stored for `stale_after_seconds` is queued again with its partial samples removed, and
+    failed once it has used `max_attempts` claims. Each run is re-read under a row lock and
+    changed only if it is still stale, so a sweep racing a finishing worker does nothing.
+    """
+    from .tasks import run_evaluation
+
+    cutoff = timezone.now() - timedelta(seconds=stale_after_seconds)
+    stale = (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+             | Q(heartbeat_at__isnull=True, started_at__isnull=True, created_at__lt=cutoff))
+    out: dict[str, list[int]] = {"requeued": [], "failed": []}
+    running = EvaluationRun.Status.RUNNING
+    for run_id in list(EvaluationRun.objects.filter(stale, status=running).values_list("id", flat=True)):
+        with transaction.atomic():
+            run = EvaluationRun.objects.select_for_update().filter(stale, pk=run_id, status=running).first()
+            if run is None:
+                continue
+            if run.attempts < max_attempts:
+                EvaluationSample.objects.filter(run=run).delete()
+                run.status, run.processed, run.started_at, run.heartbeat_at = EvaluationRun.Status.QUEUED, 0, None, None
+                run.save(update_fields=["status", "processed", "started_at", "heartbeat_at"])
+                transaction.on_commit(lambda i=run.pk: run_evaluation.delay(i))
+                out["requeued"].append(run.pk)
+            else:
+                run.status, run.finished_at = EvaluationRun.Status.FAILED, timezone.now()
+                run.error = f"The worker stopped without finishing ({run.attempts} attempts)."
+                run.save(update_fields=["status", "finished_at", "error"])
+                out["failed"].append(run.pk)
+    return out

@@ -200,6 +200,8 @@ class EvaluationRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker claimed the run")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last batch stored by the worker")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -42,6 +42,14 @@ def run_evaluation(run_id: int) -> None:
 
 
 @shared_task(acks_late=True)
+def evaluations_sweep() -> dict:
+    """Periodic (Celery beat): re-queue or fail evaluation runs whose worker died."""
+    from .evaluation import evaluations_sweep as sweep
+
+    return sweep()
+
+
+@shared_task(acks_late=True)
 def spec_stats_refresh(spec_id: int) -> int | None:
     """Compute and store a spec's QA statistics (debounced by pipeline.refresh); the id of the report.
 

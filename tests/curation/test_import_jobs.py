@@ -47,6 +47,9 @@ def test_zip_import_of_a_non_zip_is_400(curator_api, spec, source):
     assert ImportJob.objects.count() == 0
 
 
+# serialized_rollback, as the other real-worker tests: a plain flush re-creates content types that
+# a later serialized_rollback test would then insert twice.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.worker
 def test_real_worker_runs_the_import_job(real_worker, api):
     from common import roles

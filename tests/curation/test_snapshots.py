@@ -290,6 +290,9 @@ def test_exported_coco_masks_decode_to_the_stored_masks(curator, tmp_path):
     assert np.array_equal(coco.annToMask(ann), mask)
 
 
+# serialized_rollback, as the other real-worker tests: a plain flush re-creates content types that
+# a later serialized_rollback test would then insert twice.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_real_worker_builds_the_snapshot_and_the_export_and_the_api_streams_it(real_worker):
     curator = factories.make_user(roles.CURATOR)
     spec = accepted_spec(images=2)

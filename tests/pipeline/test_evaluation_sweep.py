@@ -79,3 +79,14 @@ def test_the_original_worker_stops_writing_once_its_run_was_claimed_again(curato
     EvaluationRun.objects.filter(pk=run.pk).update(status="running", attempts=2)  # claimed again since
     assert not evaluation._still_running(original)
     assert evaluation._mine(original).update(processed=99) == 0
+
+
+def test_celery_beat_runs_the_evaluation_sweep():
+    from django.conf import settings
+
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    entry = settings.CELERY_BEAT_SCHEDULE["evaluations-sweep"]
+    assert entry["task"] in app.tasks and entry["schedule"] <= 600
+    assert app.tasks[entry["task"]]() == {"requeued": [], "failed": []}

@@ -18,6 +18,17 @@ from .filters import PrelabelJobFilter
 from .models import ModelVersion
 
 
+def _message_errors(request, exc: ValidationError) -> None:
+    """A service's field errors as one flash message on the page the user returns to."""
+    messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
+
+
+def _posted_id(request, field: str) -> int | None:
+    """A posted id, or None when absent or not a number (so a lookup answers 404, not 500)."""
+    value = (request.POST.get(field) or "").strip()
+    return int(value) if value.isdigit() else None
+
+
 @login_required
 def jobs_page(request):
     """Jobs with progress bars (refreshed from the API every few seconds) and model versions."""
@@ -57,7 +68,7 @@ def job_cancel(request, pk: int):
         services.prelabel_job_cancel(job=job)
         messages.success(request, f"Job {pk} cancelled.")
     except ValidationError as exc:
-        messages.error(request, "; ".join(" ".join(v) for v in exc.message_dict.values()))
+        _message_errors(request, exc)
     return redirect("pipeline:jobs")
 
 
@@ -112,12 +123,13 @@ def evaluation_list(request):
 @require_POST
 def evaluation_start(request):
     _require_model_people(request.user)
-    snapshot = get_object_or_404(snapshots_visible_to(request.user), pk=request.POST.get("snapshot") or 0)
+    snapshot = get_object_or_404(snapshots_visible_to(request.user), pk=_posted_id(request, "snapshot") or 0)
     versions = selectors.model_versions_visible_to(request.user)
 
     def version(field):
-        pk = request.POST.get(field)
-        return get_object_or_404(versions, pk=pk) if pk else None
+        if not request.POST.get(field):
+            return None
+        return get_object_or_404(versions, pk=_posted_id(request, field) or 0)
 
     try:
         run = evaluation.evaluation_create(snapshot=snapshot, detector_version=version("detector_version"),
@@ -125,7 +137,7 @@ def evaluation_start(request):
                                            created_by=request.user)
         messages.success(request, f"Evaluation {run.pk} queued on {run.total} test images.")
     except ValidationError as exc:
-        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
+        _message_errors(request, exc)
     return redirect(f"{reverse('pipeline:evaluations')}?snapshot={snapshot.pk}")
 
 
@@ -149,7 +161,7 @@ def evaluation_cancel(request, pk: int):
         evaluation.evaluation_cancel(run=run)
         messages.success(request, f"Evaluation {pk} cancelled.")
     except ValidationError as exc:
-        messages.error(request, "; ".join(" ".join(v) for v in exc.message_dict.values()))
+        _message_errors(request, exc)
     return redirect("pipeline:evaluation-detail", pk=pk)
 
 

@@ -160,24 +160,12 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return selectors.predictions_visible_to(self.request.user).order_by("min_confidence", "id")
 
 
-class CanReadAllData(BasePermission):
-    """Curators and model teams, for reads and writes alike (selectors hide the rows from others)."""
-
-    message = "Only curators and model teams can evaluate models."
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated):
-            return False
-        return request.method in SAFE_METHODS or roles.can_read_all_data(user)
-
-
 class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Offline evaluations of model versions on a snapshot's test split: metrics overall and per
     category, time per image, QPS and a verdict per requirement of the spec."""
 
     serializer_class = s.EvaluationRunSerializer
-    permission_classes = [CanReadAllData]
+    permission_classes = [IsModelTeamOrCuratorWrite]
     filterset_class = EvaluationRunFilter
     ordering_fields = ["id", "created_at", "finished_at"]
 

@@ -103,6 +103,14 @@ def test_start_form_queues_a_run(curator, versions, django_capture_on_commit_cal
     assert "detector_version" in text(resp) and EvaluationRun.objects.count() == 1
 
 
+def test_start_form_answers_404_for_ids_that_are_not_numbers(curator, versions):
+    snap = three_image_snapshot()
+    client = _client(curator)
+    assert client.post("/evaluations/start/", {"snapshot": "abc", "detector_version": versions[0].pk}).status_code == 404
+    assert client.post("/evaluations/start/", {"snapshot": snap.pk, "detector_version": "1; drop"}).status_code == 404
+    assert not EvaluationRun.objects.exists()
+
+
 def test_cancel_from_the_detail_page(model_team, curator, versions):
     run = evaluation.evaluation_create(snapshot=three_image_snapshot(), detector_version=versions[0],
                                        recognizer_version=None, created_by=curator)

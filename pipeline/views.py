@@ -49,7 +49,7 @@ def jobs_page(request):
 def job_start(request):
     if not is_curator(request.user):
         raise PermissionDenied
-    spec = get_object_or_404(specs_visible_to(request.user), pk=request.POST.get("spec") or 0)
+    spec = get_object_or_404(specs_visible_to(request.user), pk=_posted_id(request, "spec") or 0)
     try:
         job = services.prelabel_job_create(created_by=request.user, spec=spec, force=bool(request.POST.get("force")))
         messages.success(request, f"Pre-labeling job {job.pk} started for {job.total} images.")

@@ -36,3 +36,10 @@ def test_model_team_sees_but_cannot_start(model_team, spec):
     c = _client(model_team)
     assert c.get("/pipeline/jobs/").status_code == 200
     assert c.post("/pipeline/jobs/start/", {"spec": spec.id}).status_code == 403
+
+
+def test_starting_a_job_for_a_spec_id_that_is_not_a_number_answers_404(curator):
+    from pipeline.models import PrelabelJob
+
+    assert _client(curator).post("/pipeline/jobs/start/", {"spec": "x1"}).status_code == 404
+    assert not PrelabelJob.objects.exists()

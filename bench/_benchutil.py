@@ -105,3 +105,24 @@ def postgres_backends_cpu_seconds(url: str) -> float | None:
     except psycopg.Error:
         return None
     return sum(process_tree_cpu_seconds(pid) for pid in pids)
+
+
+def postgres_exited_backends_cpu_seconds(url: str) -> float | None:
+    """CPU seconds of the PostgreSQL backends that have exited so far, every database's: the
+    postmaster's reaped-children time (``cutime + cstime``). A benchmark whose code opens
+    short-lived connections (threads) adds the change of this to the live backends' CPU; it
+    also counts other databases' connections that close meanwhile, so read it on a quiet
+    machine. None for SQLite or when unreadable."""
+    if not url or not url.startswith(("postgres://", "postgresql://")):
+        return None
+    import psycopg
+
+    admin = urlparse(url)._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+            postmaster = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    except (psycopg.Error, OSError, IndexError, ValueError):
+        return None
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")

@@ -331,8 +331,9 @@ def spec_stats_payload(*, spec: DatasetSpec) -> dict:
     vendor_names = dict(Vendor.objects.filter(batches__spec=spec).distinct().values_list("id", "name"))
     annotator_names = dict(User.objects.filter(id__in=annotations.values("annotator_id")).values_list("id", "username"))
     sections = {
-        "prelabel": lambda: _prelabel(annotations),
+        # Longest first, a PostgreSQL-bound one beside a Python-bound one (see _run_sections).
         "throughput": lambda: _throughput(spec, annotations, vendor_names, annotator_names),
+        "prelabel": lambda: _prelabel(annotations),
         "agreement": lambda: _agreement(annotations, vendor_names, annotator_names),
         "gold": lambda: _gold(annotations, vendor_names, annotator_names),
         "reviews": lambda: _reviews(spec, vendor_names, annotator_names),
@@ -342,14 +343,60 @@ def spec_stats_payload(*, spec: DatasetSpec) -> dict:
     return payload
 
 
+def section_threads() -> int:
+    """How many sections run at once: ``QA_STATS_THREADS`` on PostgreSQL outside a transaction,
+    else 1.
+
+    Inside a caller's transaction (tests, an atomic block) the other threads' connections would
+    not see its uncommitted rows, so the sections run in order on the caller's connection; SQLite
+    serialises its readers' work on one file anyway.
+    """
+    from django.conf import settings
+    from django.db import connection
+
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return 1
+    return max(1, int(getattr(settings, "QA_STATS_THREADS", 2)))
+
+
+def _timed_section(compute) -> tuple[object, int]:
+    started = time.perf_counter()
+    with analytic_reads():
+        result = compute()
+    return result, round((time.perf_counter() - started) * 1000)
+
+
+def _threaded_section(compute) -> tuple[object, int]:
+    from django.db import connections
+
+    try:
+        return _timed_section(compute)
+    finally:
+        connections.close_all()  # this thread's own connections only: no idle backend left behind
+
+
 def _run_sections(sections: dict, timings: dict) -> dict:
-    """Each section's result, timed, each in its own analytic-read transaction."""
-    out = {}
-    for name, compute in sections.items():
-        started = time.perf_counter()
-        with analytic_reads():
-            out[name] = compute()
-        timings[name] = round((time.perf_counter() - started) * 1000)
+    """Each section's result, timed, each in its own analytic-read transaction.
+
+    With more than one thread (:func:`section_threads`) the sections run side by side, each on its
+    own connection: a section waiting on PostgreSQL (throughput, reviews) releases the GIL while
+    another compares regions in Python (pre-label, agreement), so on two cores the report takes
+    about half the wall time. Sections are independent reads, so their results are the same
+    either way (``test_sections_run_side_by_side_give_the_same_report``).
+    """
+    threads = section_threads()
+    if threads <= 1:
+        out = {}
+        for name, compute in sections.items():
+            out[name], timings[name] = _timed_section(compute)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(sections)), thread_name_prefix="qa-stats") as pool:
+        futures = {name: pool.submit(_threaded_section, compute) for name, compute in sections.items()}
+        out = {}
+        for name, future in futures.items():
+            out[name], timings[name] = future.result()
     return out
 
 

@@ -1,0 +1,64 @@
+"""QA statistics computed side by side on threads (PostgreSQL, outside a transaction) equal the
+same report computed one section after another; inside a transaction the sections never leave
+the caller's connection."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+
+from pipeline import stats
+from tests.qa_world import make_qa_world
+
+POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def _without_timings(payload: dict) -> dict:
+    return {k: v for k, v in payload.items() if k != "timings_ms"}
+
+
+def _section_threads(monkeypatch) -> set[str]:
+    """Patch every section's analytic transaction to record the thread it ran on."""
+    seen: set[str] = set()
+    original = stats.analytic_reads
+
+    def recording():
+        seen.add(threading.current_thread().name)
+        return original()
+
+    monkeypatch.setattr(stats, "analytic_reads", recording)
+    return seen
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.skipif(not POSTGRES, reason="sections run side by side only on PostgreSQL (set DATABASE_URL)")
+def test_sections_run_side_by_side_give_the_same_report(monkeypatch, settings):
+    world = make_qa_world()
+    settings.QA_STATS_THREADS = 1
+    one_by_one = stats.spec_stats_payload(spec=world.spec)
+    settings.QA_STATS_THREADS = 3
+    threads = _section_threads(monkeypatch)
+    side_by_side = stats.spec_stats_payload(spec=world.spec)
+    assert all(name.startswith("qa-stats") for name in threads) and len(threads) > 1
+    assert _without_timings(side_by_side) == _without_timings(one_by_one)
+    assert set(side_by_side["timings_ms"]) == {"throughput", "prelabel", "agreement", "gold", "reviews"}
+    # The worker threads closed their connections: only this test's own backend is left.
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()")
+        assert cur.fetchone()[0] == 0
+
+
+@pytest.mark.django_db
+def test_inside_a_transaction_the_sections_stay_on_the_callers_connection(monkeypatch, settings):
+    world = make_qa_world()
+    settings.QA_STATS_THREADS = 4
+    threads = _section_threads(monkeypatch)
+    with transaction.atomic():
+        assert stats.section_threads() == 1
+        payload = stats.spec_stats_payload(spec=world.spec)
+    assert threads == {threading.current_thread().name}
+    # Rows the caller has not committed are seen (they would not be from another connection).
+    assert payload["throughput"]["overall"]["annotations"] == 5

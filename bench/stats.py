@@ -9,9 +9,9 @@ no ORM per row): `--images` images in five categories, one task each for two ven
 pre-labels on half the images, one annotation per task (1% of tasks overlapped by a second
 annotator, 1% gold), three quadrilateral regions with LaTeX per annotation (3 x 333,300 =
 999,900 regions for the default), one review per accepted or rejected annotation. Then it times
-``curation.progress.spec_progress`` (quota progress per category, split and vendor) and
-``pipeline.stats.spec_stats_compute`` (every QA section, stored as a report), `--repeat` times
-each, and prints the figures with the machine's facts. ``--reuse`` skips the seeding (a database
+``curation.services.spec_progress_refresh`` (quota progress per category, split and vendor,
+computed and stored as the worker's debounced refresh does) and ``pipeline.stats.spec_stats_compute``
+(every QA section, stored as a report), `--repeat` times each, and prints the figures with the machine's facts. ``--reuse`` skips the seeding (a database
 seeded by an earlier run).
 """
 from __future__ import annotations
@@ -196,11 +196,10 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.contrib.auth.models import User
     from django.core.management import call_command
 
     from curation.models import DatasetSpec
-    from curation.progress import spec_progress
+    from curation.services import spec_progress_refresh
     from labeling.models import Annotation, Region
     from pipeline.stats import spec_stats_compute
 
@@ -212,7 +211,6 @@ def main() -> None:
         seed(args.images)
         print(f"seeded in {time.perf_counter() - t0:.1f} s", flush=True)
     spec = DatasetSpec.objects.get(name="Bench spec")
-    curator = User.objects.get(username="bench-curator")
     regions = Region.objects.filter(version__annotation__task__batch__spec=spec).count()
     annotations = Annotation.objects.filter(task__batch__spec=spec).count()
     print(f"spec {spec.id}: {args.images:,} images, {annotations:,} annotations, {regions:,} regions")
@@ -223,7 +221,8 @@ def main() -> None:
 
     print(f"QA sections side by side: {section_threads()} thread(s) (QA_STATS_THREADS={settings.QA_STATS_THREADS})")
     load_before = os.getloadavg()[0]
-    progress_times, progress_cpu, progress = timed(lambda: spec_progress(curator, spec), args.repeat, url)
+    progress_times, progress_cpu, report_row = timed(lambda: spec_progress_refresh(spec=spec), args.repeat, url)
+    progress = report_row.payload
     stats_times, stats_cpu, report = timed(lambda: spec_stats_compute(spec=spec), args.repeat, url)
     p = report.payload
 

@@ -244,6 +244,24 @@ class ImportJob(models.Model):
         ordering = ["-created_at"]
 
 
+class ProgressReport(models.Model):
+    """A spec's quota progress as every reader sees it (per category, split and vendor), computed
+    by a Celery worker a little after the data changes (debounced) and read by pages and the API.
+
+    Vendor users get their own vendor's slice of it. ``payload`` has the shape of
+    :func:`curation.progress.spec_progress` (dates as ISO strings).
+    """
+
+    spec = models.OneToOneField(DatasetSpec, on_delete=models.CASCADE, primary_key=True,
+                                related_name="progress_report")
+    computed_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    payload = models.JSONField()
+
+    def __str__(self) -> str:
+        return f"progress of {self.spec_id} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
 class Snapshot(models.Model):
     """A frozen, reproducible dataset: (image, accepted annotation version, split) of a spec.
 

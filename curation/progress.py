@@ -16,9 +16,15 @@ target is the category's quota times the snapshot's ratio for that split.
 **Vendors**: per vendor, the same counts over the images of that vendor's tasks ("labeled"
 and "accepted" then mean by that vendor).
 
-Scope: curators and model teams see everything; a vendor user's numbers are computed only
-over their own vendor's tasks and images, ``by_vendor`` holds only their vendor, and they get
-no split breakdown (snapshots are not theirs to read).
+**Refresh**: a Celery worker computes the readers' view a little after the data changes (the
+debounced refresh that also recomputes the QA statistics: ``pipeline.refresh``, triggered by
+image uploads, batches, pre-labels, annotations, reviews and snapshots) and stores it as the
+spec's :class:`~curation.models.ProgressReport`; pages and the API read that, so a spec page
+costs one row however large the spec. Before the first refresh it is computed on the spot.
+
+Scope: curators and model teams see everything; a vendor user's numbers are those over their
+own vendor's tasks and images (the per-vendor columns of the same view), ``by_vendor`` holds
+only their vendor, and they get no split breakdown (snapshots are not theirs to read).
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ from common.analytics import analytic_reads
 from common.roles import can_read_all_data
 
 from .models import Category, DatasetSpec, Snapshot, SnapshotItem
-from .selectors import LABELED_STATUSES, snapshots_visible_to
+from .selectors import LABELED_STATUSES
 
 UNASSIGNED = "unassigned"
 METRICS = ("collected", "prelabeled", "labeled", "accepted")
@@ -72,8 +78,8 @@ UNION ALL
 SELECT NULL, {sums} FROM x
 {all_images}
 """
-# Readers: collected and pre-labeled count every image of the spec, with a task or not (these
-# rows carry the category id negated; their last columns are padding for the UNION).
+# Collected and pre-labeled count every image of the spec, with a task or not, even before any
+# batch exists (these rows carry the category id negated; their last columns are padding for the UNION).
 _ALL_IMAGES_SQL = """
 UNION ALL
 SELECT -ic.category_id, COUNT(*), COUNT(pre.image_id){padding}
@@ -82,10 +88,10 @@ WHERE c.spec_id = %s GROUP BY ic.category_id
 """
 
 
-def _task_grid(spec_id: int, vendor_id: int | None, *, readers: bool) -> tuple[list[int], list[tuple]]:
-    """The vendors in scope and rows ``(category_id or None for the total, collected, prelabeled,
-    labeled, accepted, then the same four per vendor)`` over the images of the tasks in scope;
-    for readers also rows ``(-category_id, collected, prelabeled, 0...)`` over all the spec's images."""
+def _task_grid(spec_id: int) -> tuple[list[int], list[tuple]]:
+    """The spec's vendors and rows ``(category_id or None for the total, collected, prelabeled,
+    labeled, accepted, then the same four per vendor)`` over the images of the spec's tasks, and
+    rows ``(-category_id, collected, prelabeled, 0...)`` over all the spec's images."""
     from django.db import connection
 
     from labeling.models import Batch, Prediction, Task
@@ -93,13 +99,9 @@ def _task_grid(spec_id: int, vendor_id: int | None, *, readers: bool) -> tuple[l
     from .models import Image
 
     batches = Batch.objects.filter(spec_id=spec_id)
-    if vendor_id is not None:
-        batches = batches.filter(vendor_id=vendor_id)
     by_vendor: dict[int, list[int]] = {}
     for bid, vid in batches.order_by("vendor_id", "id").values_list("id", "vendor_id"):
         by_vendor.setdefault(vid, []).append(bid)
-    if not by_vendor:
-        return [], []
     vendors = sorted(by_vendor)
     labeled = ", ".join(["%s"] * len(LABELED_STATUSES))
     # Ids are integers read from the database, inlined as literals (no user input).
@@ -112,14 +114,13 @@ def _task_grid(spec_id: int, vendor_id: int | None, *, readers: bool) -> tuple[l
                      + [f"SUM(x.c{k}), SUM(x.c{k} * x.pre), SUM(x.l{k}), SUM(x.a{k})" for k in range(len(vendors))])
     tables = {"task": Task._meta.db_table, "prediction": Prediction._meta.db_table,
               "image_categories": Image.categories.through._meta.db_table, "category": Category._meta.db_table}
-    all_images = _ALL_IMAGES_SQL.format(padding=", 0" * (2 + 4 * len(vendors)), **tables) if readers else ""
-    sql = _GRID_SQL.format(vendor_flags=flags, batches=",".join(str(int(b)) for ids in by_vendor.values() for b in ids),
+    all_images = _ALL_IMAGES_SQL.format(padding=", 0" * (2 + 4 * len(vendors)), **tables)
+    sql = _GRID_SQL.format(vendor_flags=flags, batches=",".join(str(int(b)) for ids in by_vendor.values() for b in ids) or "NULL",
                            sums=sums, all_images=all_images, labeled=labeled, **tables)
     params = [*LABELED_STATUSES, "accepted"]
     for _ in vendors:
         params += [*LABELED_STATUSES, "accepted"]
-    if readers:
-        params.append(spec_id)
+    params.append(spec_id)
     with connection.cursor() as cur:
         cur.execute(sql, params)
         return vendors, cur.fetchall()
@@ -128,48 +129,80 @@ def _task_grid(spec_id: int, vendor_id: int | None, *, readers: bool) -> tuple[l
 def spec_progress(user: User, spec: DatasetSpec) -> dict:
     """Quota progress of `spec` (already visible to `user`), scoped to what `user` may see.
 
-    Returns ``{"spec", "snapshot" (id or None), "snapshot_name", "snapshot_created_at", "by_category",
-    "by_split", "by_vendor"}``; see the module docstring for what each count means.
+    Read from the spec's stored :class:`~curation.models.ProgressReport` (``computed_at`` says
+    when a worker computed it); computed on the spot when there is none yet (``computed_at``
+    None). Vendor users get their vendor's slice (:func:`vendor_slice`); users of no vendor who
+    may not read everything get empty breakdowns.
+
+    Returns ``{"spec", "computed_at", "snapshot" (id or None), "snapshot_name", "snapshot_created_at",
+    "by_category", "by_split", "by_vendor"}``; see the module docstring for what each count means.
     """
-    with analytic_reads():
-        return _spec_progress(user, spec)
-
-
-def _spec_progress(user: User, spec: DatasetSpec) -> dict:
-    from labeling.models import Vendor
     from labeling.selectors import vendor_of
 
-    readers = can_read_all_data(user)
-    vendor = None if readers else vendor_of(user)
-    vendor_id = vendor.pk if vendor is not None else None
+    from .models import ProgressReport
+
+    report = ProgressReport.objects.filter(spec=spec).first()
+    if report is not None:
+        view = {**report.payload, "computed_at": report.computed_at}
+    else:
+        view = {**progress_compute(spec=spec), "computed_at": None}
+    if can_read_all_data(user):
+        return view
+    vendor = vendor_of(user)
+    return vendor_slice(view, vendor.pk if vendor is not None else None)
+
+
+def vendor_slice(view: dict, vendor_id: int | None) -> dict:
+    """What a vendor's users see of a readers' progress `view`: per category the counts over
+    their own vendor's tasks and images, ``by_vendor`` holding only them, no split breakdown
+    (snapshots are not theirs to read)."""
+    mine = [v for v in view["by_vendor"] if vendor_id is not None and v["vendor"] == vendor_id]
+    per_cat = {c["category"]: c for c in (mine[0]["by_category"] if mine else [])}
+    by_category = [{"category": c["category"], "name": c["name"], "target": c["target"],
+                    **{m: per_cat.get(c["category"], {}).get(m, 0) for m in METRICS}}
+                   for c in view["by_category"]]
+    return {**view, "snapshot": None, "snapshot_name": None, "snapshot_created_at": None,
+            "by_category": by_category, "by_split": [], "by_vendor": mine}
+
+
+def progress_compute(*, spec: DatasetSpec) -> dict:
+    """The readers' view of `spec`'s quota progress, computed now from the database (what the
+    Celery refresh stores; a handful of aggregate queries, see the module docstring)."""
+    with analytic_reads():
+        return _progress_compute(spec)
+
+
+def _progress_compute(spec: DatasetSpec) -> dict:
+    from labeling.models import Vendor
+
     categories = list(Category.objects.filter(spec=spec).values("id", "slug", "name", "target_quota", "position")
                       .order_by("position", "id"))
     cat_by_id = {c["id"]: c for c in categories}
-    vendors, grid = (_task_grid(spec.pk, vendor_id, readers=readers) if (readers or vendor_id is not None)
-                     else ([], []))
+    vendors, grid = _task_grid(spec.pk)
     per_cat = {cid: dict.fromkeys(METRICS, 0) for cid in cat_by_id}
     totals: dict[int, dict] = {}
     cats_of: dict[int, list[dict]] = {}
     for cid, *values in grid:
         values = [int(v or 0) for v in values]
-        if cid is not None and cid < 0:  # every image of the spec: collected and pre-labeled (readers)
+        if cid is not None and cid < 0:  # every image of the spec: collected and pre-labeled
             if -cid in per_cat:
                 per_cat[-cid].update(collected=values[0], prelabeled=values[1])
             continue
         overall = dict(zip(METRICS, values[:4], strict=True))
         if cid is not None and cid in per_cat:
-            per_cat[cid].update(overall if not readers else {m: overall[m] for m in ("labeled", "accepted")})
+            per_cat[cid].update({m: overall[m] for m in ("labeled", "accepted")})
         for k, vid in enumerate(vendors):
             counts = dict(zip(METRICS, values[4 + 4 * k: 8 + 4 * k], strict=True))
             if cid is None:
-                if counts["collected"]:  # a vendor with a batch but no task yet has no row, as before
+                if counts["collected"]:  # a vendor with a batch but no task yet has no row
                     totals[vid] = counts
             elif cid in cat_by_id and counts["collected"]:
                 cats_of.setdefault(vid, []).append({"category": cat_by_id[cid]["slug"], **counts})
     by_category = [{"category": c["slug"], "name": c["name"], "target": c["target_quota"], **per_cat[c["id"]]}
                    for c in categories]
 
-    snapshot = snapshots_visible_to(user).filter(spec=spec, status=Snapshot.Status.READY).order_by("-created_at", "-id").first()
+    snapshot = (Snapshot.objects.filter(spec=spec, status=Snapshot.Status.READY).order_by("-created_at", "-id")
+                .first())
     by_split: list[dict] = []
     if snapshot is not None:
         ratios = snapshot.ratios or {}
@@ -200,7 +233,7 @@ def _spec_progress(user: User, spec: DatasetSpec) -> dict:
         "spec": spec.pk,
         "snapshot": snapshot and snapshot.pk,
         "snapshot_name": snapshot and snapshot.name,
-        "snapshot_created_at": snapshot and snapshot.created_at,
+        "snapshot_created_at": snapshot and snapshot.created_at.isoformat(),
         "by_category": by_category,
         "by_split": by_split,
         "by_vendor": by_vendor,

@@ -22,9 +22,10 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from common.storage import guarded_files
+from pipeline.refresh import spec_stats_refresh_soon
 
 from .imaging import IMAGE_SUFFIXES, DecodedImage, decode_image
-from .models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, Source
+from .models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, ProgressReport, Source
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +266,26 @@ def category_delete(*, category: Category) -> None:
     category.delete()
 
 
+# ---------------------------------------------------------------- progress
+
+
+def spec_progress_refresh(*, spec: DatasetSpec) -> ProgressReport:
+    """Compute `spec`'s quota progress now and store it as the spec's ProgressReport (replacing
+    the previous one). The reads run before the write transaction, so nothing is locked while
+    the aggregates run."""
+    import time
+
+    from .progress import progress_compute
+
+    started = time.perf_counter()
+    payload = progress_compute(spec=spec)
+    duration_ms = round((time.perf_counter() - started) * 1000)
+    with transaction.atomic():
+        report, _ = ProgressReport.objects.update_or_create(
+            spec=spec, defaults={"computed_at": timezone.now(), "duration_ms": duration_ms, "payload": payload})
+    return report
+
+
 # ------------------------------------------------------------------ images
 
 
@@ -394,6 +415,8 @@ def images_ingest(
                 [Through(image_id=im.id, category_id=c.id) for im in created for c in cats]
             )
         result.created = created
+        if created:
+            spec_stats_refresh_soon(spec_id=spec.pk)  # collected, in the quota progress
     by_sha = {im.sha256: im for im in created}
     result.duplicates += [(name, by_sha[sha]) for name, sha in repeated if sha in by_sha]
     return result
@@ -428,6 +451,7 @@ def image_update(*, image: Image, categories: Iterable[str | int | Category] | N
     """Change the kinds an image is counted under, or its capture session."""
     if categories is not None:
         image.categories.set(resolve_categories(spec=image.spec, values=categories))
+        spec_stats_refresh_soon(spec_id=image.spec_id)
     if capture_session is not None:
         image.capture_session = capture_session
         image.save(update_fields=["capture_session"])
@@ -446,7 +470,9 @@ def image_delete(*, image: Image) -> None:
         raise ValidationError({"image": f"This image is in snapshot(s) {', '.join(frozen)}; it cannot be deleted."})
     names = [image.file, image.thumbnail]
     with transaction.atomic():
+        spec_id = image.spec_id
         image.delete()
+        spec_stats_refresh_soon(spec_id=spec_id)
         transaction.on_commit(lambda: [default_storage.delete(n) for n in names])
 
 

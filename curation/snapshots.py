@@ -32,6 +32,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from common.storage import guarded_files
+from pipeline.refresh import spec_stats_refresh_soon
 
 from .exporters import FORMATS, CategoryInfo, ExportImage, ExportRegion, LicenceInfo, SourceInfo, export
 from .models import Category, DatasetSpec, Export, Image, Snapshot, SnapshotItem
@@ -230,6 +231,7 @@ def snapshot_build(*, snapshot: Snapshot) -> Snapshot:
                                   near_duplicate_pairs=snapshot.near_duplicate_pairs, category_counts=categories,
                                   licence_counts=licences, commercial_items=commercial, finished_at=timezone.now()):
                 raise _Superseded
+            spec_stats_refresh_soon(spec_id=snapshot.spec_id)  # the split breakdown of the quota progress
     except _Superseded:
         pass
     except Exception as exc:

@@ -70,10 +70,11 @@ def spec_detail(request, pk: int):
                .annotate(images_in_spec=Count("images")).order_by("name"))
     jobs = selectors.import_jobs_visible_to(request.user).filter(spec=spec)[:5]
     formats = dict(f.ANSWER_FORMAT_CHOICES)
+    progress = spec_progress(request.user, spec)
     return render(request, "curation/spec_detail.html", {
         "spec": spec, "categories": categories, "requirements": spec.requirements.all(),
         "answer_formats": [formats.get(a, a) for a in spec.answer_formats], "sources": sources, "jobs": jobs,
-        "progress_charts": progress_charts(spec_progress(request.user, spec)),
+        "progress_charts": progress_charts(progress), "progress_computed_at": progress["computed_at"],
     })
 
 

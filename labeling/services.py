@@ -196,6 +196,7 @@ def batch_create(
             status=Task.Status.PRELABELED if image.n_predictions else Task.Status.NEW,
         ))
     Task.objects.bulk_create(tasks, batch_size=1000)
+    spec_stats_refresh_soon(spec_id=spec.pk)  # the vendor's columns in the quota progress
     return batch
 
 
@@ -807,4 +808,6 @@ def predictions_import(*, model_name: str, model_version: str, items: object,
         if conf is not None:
             open_tasks.filter(Q(model_confidence__isnull=True) | Q(model_confidence__gt=conf)).update(
                 model_confidence=conf)
+    for spec_id in spec_cats:  # pre-labeled counts in the quota progress
+        spec_stats_refresh_soon(spec_id=spec_id)
     return saved

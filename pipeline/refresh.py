@@ -1,4 +1,6 @@
-"""The debounced trigger for QA statistics, called from the labeling write path.
+"""The debounced trigger for quota progress and QA statistics, called from every write path that
+changes them: images (collected), batches (tasks), pre-labels, annotations and reviews, snapshots
+(splits).
 
 Kept free of heavy imports and of database queries: the submit path pays one cache
 ``add`` (atomic: only the first caller in a window succeeds) and, for that caller alone, one
@@ -22,7 +24,8 @@ def pending_key(spec_id: int) -> str:
 
 
 def spec_stats_refresh_soon(*, spec_id: int) -> None:
-    """Schedule one QA statistics computation of `spec_id` unless one is already pending."""
+    """Schedule one computation of `spec_id`'s quota progress and QA statistics unless one is
+    already pending."""
     if cache.add(pending_key(spec_id), 1, timeout=DEBOUNCE_SECONDS):
         transaction.on_commit(lambda: _schedule(spec_id))
 

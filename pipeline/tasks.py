@@ -51,7 +51,8 @@ def evaluations_sweep() -> dict:
 
 @shared_task(acks_late=True)
 def spec_stats_refresh(spec_id: int) -> int | None:
-    """Compute and store a spec's QA statistics (debounced by pipeline.refresh); the id of the report.
+    """Compute and store a spec's quota progress and QA statistics (debounced by pipeline.refresh);
+    the id of the QA report.
 
     The pending marker is cleared first, so a submit that arrives while this runs schedules the
     next computation instead of being lost.
@@ -59,6 +60,7 @@ def spec_stats_refresh(spec_id: int) -> int | None:
     from django.core.cache import cache
 
     from curation.models import DatasetSpec
+    from curation.services import spec_progress_refresh
 
     from .refresh import pending_key
     from .stats import spec_stats_compute
@@ -67,6 +69,7 @@ def spec_stats_refresh(spec_id: int) -> int | None:
     spec = DatasetSpec.objects.filter(pk=spec_id).first()
     if spec is None:  # deleted meanwhile
         return None
+    spec_progress_refresh(spec=spec)
     return spec_stats_compute(spec=spec).pk
 
 

@@ -222,6 +222,9 @@ class SpecProgressSerializer(serializers.Serializer):
     """Quota progress per category, per split (latest snapshot) and per vendor."""
 
     spec = serializers.IntegerField()
+    computed_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a worker last computed it (debounced after changes); null: computed for this "
+                                   "request, no refresh has run yet")
     snapshot = serializers.IntegerField(allow_null=True, help_text="Latest snapshot, whose splits by_split counts")
     snapshot_name = serializers.CharField(allow_null=True)
     snapshot_created_at = serializers.DateTimeField(allow_null=True)

@@ -60,17 +60,15 @@ def spec_stats_refresh(spec_id: int) -> int | None:
     from django.core.cache import cache
 
     from curation.models import DatasetSpec
-    from curation.services import spec_progress_refresh
 
     from .refresh import pending_key
-    from .stats import spec_stats_compute
+    from .stats import spec_reports_refresh
 
     cache.delete(pending_key(spec_id))
     spec = DatasetSpec.objects.filter(pk=spec_id).first()
     if spec is None:  # deleted meanwhile
         return None
-    spec_progress_refresh(spec=spec)
-    return spec_stats_compute(spec=spec).pk
+    return spec_reports_refresh(spec=spec).pk
 
 
 @shared_task(acks_late=True)

@@ -62,3 +62,31 @@ def test_inside_a_transaction_the_sections_stay_on_the_callers_connection(monkey
     assert threads == {threading.current_thread().name}
     # Rows the caller has not committed are seen (they would not be from another connection).
     assert payload["throughput"]["overall"]["annotations"] == 5
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.skipif(not POSTGRES, reason="sections run side by side only on PostgreSQL (set DATABASE_URL)")
+def test_the_refresh_job_stores_progress_and_statistics_computed_side_by_side(monkeypatch, settings):
+    from curation.models import ProgressReport
+    from curation.progress import progress_compute
+    from pipeline.models import QAReport
+
+    world = make_qa_world()
+    settings.QA_STATS_THREADS = 1
+    expected_progress = progress_compute(spec=world.spec)
+    expected_stats = _without_timings(stats.spec_stats_payload(spec=world.spec))
+    settings.QA_STATS_THREADS = 2
+    from curation import services as cs
+
+    progress_threads = []
+    original = cs.spec_progress_refresh
+
+    def recording(**kwargs):
+        progress_threads.append(threading.current_thread().name)
+        return original(**kwargs)
+
+    monkeypatch.setattr(cs, "spec_progress_refresh", recording)
+    report = stats.spec_reports_refresh(spec=world.spec)
+    assert progress_threads == ["qa-stats-progress_0"]  # the progress ran on its own thread
+    assert _without_timings(QAReport.objects.get(pk=report.pk).payload) == expected_stats
+    assert ProgressReport.objects.get(spec=world.spec).payload == expected_progress

@@ -21,6 +21,11 @@ from tests import factories
 from tests.pipeline.evaluation_helpers import box
 from tests.pipeline.test_evaluation_service import TRUTH, TRUTH_BOX, three_image_snapshot
 
+# The live server makes these tests transactional. serialized_rollback, as the other live-server and
+# real-worker tests: a plain flush re-creates content types that a later serialized_rollback test
+# would then insert twice.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
 SPURIOUS = box(150, 60, 190, 90)
 
 

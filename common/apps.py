@@ -21,4 +21,5 @@ class CommonConfig(AppConfig):
     verbose_name = "Accounts and roles"
 
     def ready(self) -> None:
+        from . import lookups  # noqa: F401 - registers JSONField's has_item lookup
         post_migrate.connect(grant_curator_permissions, dispatch_uid="mathset_curator_perms")

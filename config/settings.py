@@ -130,6 +130,11 @@ MATHSET_BULK_MAX_FILES = int(os.environ.get("MATHSET_BULK_MAX_FILES", 500))
 DATA_UPLOAD_MAX_MEMORY_SIZE = MATHSET_MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = MATHSET_BULK_MAX_FILES + 1
+# External models (HTTP ML backends) fetch images through absolute, signed, expiring URLs
+# (curation/signed_urls.py): the address this server is reached at from those models, and
+# how long such a URL stays valid (seconds).
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+MATHSET_SIGNED_URL_MAX_AGE = int(os.environ.get("MATHSET_SIGNED_URL_MAX_AGE", 3600))
 # The real data beside the project (never copied into it).
 MATHSET_SHARED_DATA = Path(os.environ.get("MATHSET_SHARED_DATA", BASE_DIR.parent / "shared" / "data"))
 

@@ -21,5 +21,7 @@ urlpatterns = [
     path("snapshots/new/", snapshot_pages.snapshot_create, name="snapshot-create"),
     path("snapshots/<int:pk>/", snapshot_pages.snapshot_detail, name="snapshot-detail"),
     path("snapshots/<int:pk>/exports/", snapshot_pages.snapshot_export_create, name="snapshot-export-create"),
+    # No login: the signed token is the permission (curation/signed_urls.py).
+    path("signed-files/<str:token>/", views.signed_file, name="signed-file"),
     path("snapshots/<int:pk>/rebuild-check/", snapshot_pages.snapshot_rebuild_check, name="snapshot-rebuild-check"),
 ]

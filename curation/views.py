@@ -1,26 +1,31 @@
 """Curator pages: specs with quota progress, sources and licences, the image
-browser, the upload page and import jobs. Reads go through the selectors, writes
-through the services; a service's ValidationError is shown beside its field."""
+browser, the upload page and import jobs, and the signed file URL external models fetch.
+Reads go through the selectors, writes through the services; a service's ValidationError is
+shown beside its field."""
 from __future__ import annotations
 
+import mimetypes
 import re
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
+from django.http import FileResponse, Http404, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.http import require_GET
 
 from common import roles
 from common.pages import add_service_errors, curator_required, role_required
 
 from . import forms as f
-from . import selectors, services
+from . import selectors, services, signed_urls
 from .filters import ImageFilter
-from .models import Category, DatasetSpec, Image, ImportJob
+from .models import Category, DatasetSpec, Image, ImportJob, SnapshotItem
 from .progress import progress_charts, spec_progress
 
 readers_required = role_required(roles.CURATOR, roles.MODEL_TEAM)
@@ -365,3 +370,28 @@ def import_job_list(request):
                                                               "status": status})
 
 
+
+
+@require_GET
+def signed_file(request, token: str):
+    """An image file for an external model, opened by a signed URL alone (no login).
+
+    See :mod:`curation.signed_urls`: 403 for an expired, tampered or foreign token, 404 when
+    the token is good but its image, snapshot item or stored file is gone.
+    """
+    try:
+        target = signed_urls.read_token(token)
+    except signed_urls.InvalidSignedUrl as exc:
+        return HttpResponseForbidden(f"Invalid signed URL ({exc.reason}).", content_type="text/plain")
+    model = Image if target.kind == signed_urls.IMAGE else SnapshotItem
+    name = model.objects.filter(pk=target.pk).values_list("file", flat=True).first()
+    if not name:
+        raise Http404("No such file.")
+    try:
+        handle = default_storage.open(name, "rb")
+    except FileNotFoundError:
+        raise Http404("The stored file is missing.") from None
+    response = FileResponse(handle, content_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
+    # Whoever holds the URL may read the file until it expires; no shared cache should keep it longer.
+    response["Cache-Control"] = "private, no-store"
+    return response

@@ -1,4 +1,5 @@
-"""Offline evaluation: score a detector and/or recognizer version on a snapshot's test split.
+"""Offline evaluation: score a detector and/or recognizer version, or an external full-pipeline
+(HTTP) model, on a snapshot's test split.
 
 What is measured, per test image of the snapshot (in image order, so a run is deterministic
 given the weights):
@@ -16,6 +17,24 @@ given the weights):
   so with ``batch_size`` 1 it is the single-image latency. p50/p95 are over images; QPS is
   images over the summed inference time of the run.
 
+**Full-pipeline (HTTP) models.** An external model (``ModelVersion`` of kind ``pipeline``,
+source ``http``, :class:`~pipeline.runtime.HttpPredictor`) is evaluated when given as the
+run's ``detector_version`` (its ``recognizer_version`` stays empty). It is sent, per batch,
+absolute signed URLs of the items' frozen files (:mod:`curation.signed_urls`: it fetches them
+itself, without a login) and answers regions with LaTeX per image. It is scored end to end:
+
+* detection exactly as above, from the quads of its regions;
+* recognition: for each truth region with LaTeX, the LaTeX of the predicted region matched to
+  it (IoU >= 0.5, the same one-to-one matching) is its reading; a truth region with no match
+  (missed, or without geometry) counts as a wrong reading, an empty prediction (edit distance
+  1.0, exact match false); predicted regions matched to nothing count only as false positives.
+  So its exact match is "found and read right", not comparable with a recognizer-only run's;
+* speed: an image's time is the HTTP round trip of its batch (the model's fetching of the
+  images included) divided by the images in the batch.
+
+An HTTP error status or a response that breaks the contract fails the run with the reason
+(:class:`~pipeline.runtime.ExternalModelError`), like any other error.
+
 Everything is also broken down by the image's categories. Verdicts compare the overall
 figures with the spec's :class:`~curation.models.ModelRequirement` rows, its ``target_qps``
 (QPS) and ``max_ms_per_image`` (p95 time per image).
@@ -23,8 +42,9 @@ figures with the spec's :class:`~curation.models.ModelRequirement` rows, its ``t
 The arithmetic is pure (:func:`summarize`, :func:`verdicts_for`, :func:`latency_percentiles`)
 and the runner takes any object with ``detect(images, with_masks=False)`` (items with a
 ``quad``) and ``recognize(crops)`` (items with a ``latex``, or strings) (the
-runtime's :class:`~pipeline.ml.inference.FormulaReader` by default), so tests can inject a
-stub with known answers.
+runtime's :class:`~pipeline.ml.inference.FormulaReader` by default), or for a pipeline run
+one with ``read_urls(urls)`` (the contract's results), so tests can inject a stub with known
+answers.
 """
 from __future__ import annotations
 
@@ -268,7 +288,17 @@ def evaluation_create(*, snapshot: Snapshot, detector_version: ModelVersion | No
         raise ValidationError({"snapshot": f"Snapshot {snapshot.pk} belongs to another spec, not {spec}."})
     if detector_version is None and recognizer_version is None:
         raise ValidationError({"detector_version": "Give a detector version, a recognizer version or both."})
-    _check_kind(detector_version, ModelVersion.Kind.DETECTOR, "detector_version")
+    if recognizer_version is not None and recognizer_version.kind == ModelVersion.Kind.PIPELINE:
+        raise ValidationError({"recognizer_version": f"{recognizer_version} is a full pipeline: give it as "
+                                                     "detector_version (it is scored end to end)."})
+    if detector_version is not None and detector_version.kind == ModelVersion.Kind.PIPELINE:
+        if detector_version.source != ModelVersion.Source.HTTP:
+            raise ValidationError({"detector_version": f"{detector_version} has no HTTP endpoint to evaluate."})
+        if recognizer_version is not None:
+            raise ValidationError({"recognizer_version": f"{detector_version} is a full pipeline that reads the "
+                                                         "LaTeX itself: leave recognizer_version empty."})
+    else:
+        _check_kind(detector_version, ModelVersion.Kind.DETECTOR, "detector_version")
     _check_kind(recognizer_version, ModelVersion.Kind.RECOGNIZER, "recognizer_version")
     if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValidationError({"batch_size": f"Must be between 1 and {MAX_BATCH_SIZE}."})
@@ -298,11 +328,19 @@ def evaluation_cancel(*, run: EvaluationRun) -> EvaluationRun:
     return run
 
 
+def is_pipeline_run(run: EvaluationRun) -> bool:
+    """Whether the run evaluates a full-pipeline (HTTP) model end to end."""
+    return run.detector_version is not None and run.detector_version.kind == ModelVersion.Kind.PIPELINE
+
+
 def _reader_for(run: EvaluationRun):
-    """The runtime's cached reader; a missing side is filled with the committed weights,
-    which are loaded but never run."""
+    """The runtime's cached reader (an HttpPredictor for a pipeline run); a missing side is
+    filled with the committed weights, which are loaded but never run."""
     from .runtime import reader_for
     from .services import model_version_builtin
+
+    if is_pipeline_run(run):
+        return reader_for(run.detector_version)
 
     detector = run.detector_version or model_version_builtin(kind=ModelVersion.Kind.DETECTOR)
     recognizer = run.recognizer_version or model_version_builtin(kind=ModelVersion.Kind.RECOGNIZER)
@@ -310,6 +348,11 @@ def _reader_for(run: EvaluationRun):
 
 
 def _device(reader) -> str:
+    endpoint = getattr(reader, "endpoint_url", None)
+    if endpoint:
+        from urllib.parse import urlsplit
+
+        return f"HTTP {urlsplit(endpoint).netloc}"
     device = getattr(reader, "device", None)
     if device is None:
         return type(reader).__name__
@@ -333,9 +376,44 @@ def _tokens(reading) -> list[str]:
     return normalize_tokens(text)
 
 
+def _has_latex(region: dict) -> bool:
+    return bool((region.get("latex") or "").strip())
+
+
+def _evaluate_pipeline_batch(reader, items: list[SnapshotItem]) -> list[ImageResult]:
+    """Send one batch of signed item URLs to a full-pipeline model and score its answers end
+    to end (see the module docstring): a truth region's reading is the LaTeX of the predicted
+    region matched to it, an empty one when none is."""
+    from curation import signed_urls
+
+    truths = [[(i, r, truth_quad(r)) for i, r in enumerate(item.regions or [])] for item in items]
+    urls = [signed_urls.snapshot_item_url(item.pk) for item in items]
+    started = time.perf_counter()
+    answers = reader.read_urls(urls)
+    per_image_ms = (time.perf_counter() - started) * 1000 / len(items)
+    results = []
+    for item, regions, answer in zip(items, truths, answers, strict=True):
+        found = answer["regions"]
+        region_results = [RegionResult(index=i, points=quad, truth=normalize_tokens(region.get("latex") or ""),
+                                       prediction=[] if _has_latex(region) else None) for i, region, quad in regions]
+        scored = [(n, Region(points=quad)) for n, (_, _, quad) in enumerate(regions) if quad is not None]
+        predicted = [Region(points=np.asarray(d["points"], np.float64).reshape(4, 2)) for d in found]
+        for m in match_regions(predicted, [r for _, r in scored], min_iou=MATCH_IOU):
+            matched = region_results[scored[m.b][0]]
+            matched.iou = m.iou
+            if matched.prediction is not None:
+                matched.prediction = normalize_tokens(found[m.a].get("latex") or "")
+        results.append(ImageResult(item_id=item.pk, categories=tuple(item.categories or ()), regions=region_results,
+                                   predicted=len(found), ms=per_image_ms))
+    return results
+
+
 def _evaluate_batch(run: EvaluationRun, reader, items: list[SnapshotItem]) -> list[ImageResult]:
     """Run the models on one batch of test images and score each against its frozen regions."""
     from .ml.detector import rectify
+
+    if is_pipeline_run(run):
+        return _evaluate_pipeline_batch(reader, items)
 
     images = [_load(item) for item in items]
     truths = [[(i, r, truth_quad(r)) for i, r in enumerate(item.regions or [])] for item in items]
@@ -345,7 +423,7 @@ def _evaluate_batch(run: EvaluationRun, reader, items: list[SnapshotItem]) -> li
     if run.recognizer_version_id:
         for k, (image, regions) in enumerate(zip(images, truths, strict=True)):
             for i, region, quad in regions:
-                if quad is not None and (region.get("latex") or "").strip():
+                if quad is not None and _has_latex(region):
                     crops.append(rectify(image, np.asarray(quad, np.float32)))
                     owners.append((k, i))
     readings = reader.recognize(crops) if crops else []

@@ -163,7 +163,10 @@ class EvaluationRun(models.Model):
 
     Detection is scored against the snapshot's frozen regions (precision, recall, F1 at IoU
     0.5, mean IoU of matches); recognition runs on each *truth* region's rectified crop, so
-    its score does not depend on the detector. ``metrics`` holds ``{"overall": {...},
+    its score does not depend on the detector. An external full-pipeline (HTTP) version is
+    given as ``detector_version`` (no recognizer) and scored end to end: its regions for
+    detection, the LaTeX of the region matched to each truth region for recognition (see
+    ``pipeline/evaluation.py``). ``metrics`` holds ``{"overall": {...},
     "by_category": {slug: {...}}}``; ``verdicts`` one row per requirement of the spec (and
     its QPS and time-per-image targets) with the measured value and whether it is met.
     """

@@ -25,12 +25,48 @@ _cache: dict[tuple, object] = {}
 _lock = threading.Lock()
 
 
-class HttpPredictor:
-    """An external model reached over HTTP, like a Label Studio ML backend.
+class ExternalModelError(RuntimeError):
+    """An external model answered with an HTTP error or with something that breaks the contract."""
 
-    Request: ``POST endpoint_url`` with ``{"images": [url, ...]}``. Response: ``{"results":
-    [{"regions": [{"points": [[x, y] x 4], "score": s, "latex": "...", "latex_confidence": c}]}]}``
-    with one result per image, in order.
+
+def _number(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ExternalModelError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _checked_region(region, where: str) -> dict:
+    """A region of the contract with its numbers as floats; ExternalModelError says what is wrong."""
+    if not isinstance(region, dict):
+        raise ExternalModelError(f"{where} must be an object")
+    points = region.get("points")
+    if not isinstance(points, list) or len(points) != 4 or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 for p in points):
+        raise ExternalModelError(f"{where}.points must be 4 [x, y] pairs")
+    out = dict(region)
+    out["points"] = [[_number(x, f"{where}.points"), _number(y, f"{where}.points")] for x, y in points]
+    for key in ("score", "latex_confidence"):
+        if region.get(key) is not None:
+            out[key] = _number(region[key], f"{where}.{key}")
+    latex = region.get("latex", "")
+    if latex is None:
+        latex = ""
+    if not isinstance(latex, str):
+        raise ExternalModelError(f"{where}.latex must be a string")
+    out["latex"] = latex
+    return out
+
+
+class HttpPredictor:
+    """An external full-pipeline model reached over HTTP, like a Label Studio ML backend.
+
+    Request: ``POST endpoint_url`` with ``{"images": [url, ...]}``; the URLs are absolute and
+    signed (:mod:`curation.signed_urls`), so the model fetches them without a login. Response:
+    ``{"results": [{"regions": [{"points": [[x, y] x 4], "score": s, "latex": "...",
+    "latex_confidence": c}]}]}`` with one result per image, in order (``score``, ``latex`` and
+    ``latex_confidence`` optional). An HTTP error status or a response that breaks this
+    contract raises :class:`ExternalModelError` naming what is wrong; a connection failure or
+    timeout raises the ``requests`` exception (an ``OSError``, retried by the Celery task).
     """
 
     def __init__(self, endpoint_url: str, timeout: float = 60):
@@ -38,12 +74,33 @@ class HttpPredictor:
         self.timeout = timeout
 
     def read_urls(self, urls: list[str]) -> list[dict]:
+        """One checked result (``{"regions": [...]}``) per URL, in order."""
         resp = requests.post(self.endpoint_url, json={"images": urls}, timeout=self.timeout)
-        resp.raise_for_status()
-        results = resp.json().get("results")
+        if resp.status_code >= 400:
+            raise ExternalModelError(f"external model {self.endpoint_url} answered HTTP {resp.status_code}: "
+                                     f"{resp.text[:300]}")
+        try:
+            body = resp.json()
+        except ValueError:
+            raise ExternalModelError(f"external model {self.endpoint_url} answered with something that is not "
+                                     f"JSON: {resp.text[:200]!r}") from None
+        results = body.get("results") if isinstance(body, dict) else None
         if not isinstance(results, list) or len(results) != len(urls):
-            raise ValueError("external model returned a malformed response (need one result per image)")
-        return results
+            got = len(results) if isinstance(results, list) else type(results).__name__
+            raise ExternalModelError(f"external model returned a malformed response: need \"results\" with one "
+                                     f"result per image ({len(urls)}), got {got}")
+        out = []
+        for n, result in enumerate(results):
+            regions = result.get("regions") if isinstance(result, dict) else None
+            if not isinstance(regions, list):
+                raise ExternalModelError(f"external model returned a malformed response: results[{n}].regions "
+                                         "must be a list")
+            try:
+                checked = [_checked_region(r, f"results[{n}].regions[{k}]") for k, r in enumerate(regions)]
+            except ExternalModelError as exc:
+                raise ExternalModelError(f"external model returned a malformed response: {exc}") from None
+            out.append({**result, "regions": checked})
+        return out
 
 
 def _folder_for(version) -> Path:
@@ -63,6 +120,8 @@ def _folder_for(version) -> Path:
 def reader_for(detector_version, recognizer_version=None):
     """The (cached) predictor for these versions: a FormulaReader or an HttpPredictor."""
     key = (getattr(detector_version, "pk", None), getattr(recognizer_version, "pk", None))
+    if detector_version.source == "http":
+        key += (detector_version.endpoint_url,)  # a predictor is only its URL: never serve a stale one
     with _lock:
         if key not in _cache:
             if detector_version.source == "http":

@@ -12,6 +12,7 @@ from django.utils import timezone
 from common.roles import can_read_all_data
 from curation.selectors import images_visible_to
 
+from .evaluation import UNCATEGORISED
 from .models import EvaluationRun, EvaluationSample, ModelVersion, Prediction, PrelabelItem, PrelabelJob
 
 
@@ -71,10 +72,17 @@ def evaluation_runs_visible_to(user: User) -> QuerySet[EvaluationRun]:
 
 def evaluation_samples_worst_first(run: EvaluationRun, *, category: str | None = None) -> QuerySet[EvaluationSample]:
     """A run's samples, worst first: largest token edit distance, then missed or poorly
-    matched detections (samples without a reading sort after those with one)."""
+    matched detections (samples without a reading sort after those with one).
+
+    `category` keeps the samples of images in that category, whichever of the image's
+    categories it is; ``"uncategorised"`` (the name the per-category figures give them) also
+    keeps those of images without any."""
     qs = EvaluationSample.objects.filter(run=run).select_related("item")
     if category:
-        qs = qs.filter(category=category)
+        wanted = Q(categories__has_item=category)
+        if category == UNCATEGORISED:
+            wanted |= Q(categories=[])
+        qs = qs.filter(wanted)
     return qs.order_by(F("edit_distance").desc(nulls_last=True), F("iou").asc(nulls_first=True), "id")
 
 

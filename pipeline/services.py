@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
@@ -17,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.storage import guarded_files
+from curation import signed_urls
 from curation.models import DatasetSpec, Image, Licence
 
 from .models import ModelVersion, Prediction, PrelabelItem, PrelabelJob
@@ -336,9 +338,11 @@ def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
 
     Each image is committed on its own, so a crash loses at most the batch in flight and a
     redelivered chunk continues where it stopped. A corrupt or missing image fails only its
-    item, with the error recorded. Returns counts for logging.
+    item, with the error recorded. An external (HTTP) model is sent signed image URLs; an
+    answer it gets wrong (error status, broken contract) fails the items of that request with
+    the reason, while a connection failure escapes to the task's retries. Returns counts.
     """
-    from .runtime import HttpPredictor, load_rgb, reader_for
+    from .runtime import ExternalModelError, HttpPredictor, load_rgb, reader_for
 
     job = PrelabelJob.objects.select_related("detector_version", "recognizer_version").filter(pk=job_id).first()
     if job is None or job.status != PrelabelJob.Status.RUNNING:
@@ -372,7 +376,17 @@ def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
             counts["failed"] += 1
     if loaded:
         if isinstance(reader, HttpPredictor):
-            results = reader.read_urls([it.image.file_url for it, _ in loaded])
+            # The external model fetches each image itself, by an absolute signed URL (no login).
+            started = time.perf_counter()
+            try:
+                results = reader.read_urls([signed_urls.image_url(it.image_id) for it, _ in loaded])
+            except ExternalModelError as exc:  # its answer is unusable: fail these items, with why
+                _mark([it.pk for it, _ in loaded], PrelabelItem.Status.FAILED, str(exc))
+                counts["failed"] += len(loaded)
+                _finish_if_complete(job.pk)
+                return counts
+            per_image = (time.perf_counter() - started) / len(loaded)
+            results = [{**r, "seconds": per_image} for r in results]  # the round trip, whatever it claims
         else:
             results = reader.read([img for _, img in loaded], with_masks=True)
         for (item, _), result in zip(loaded, results, strict=True):

@@ -114,7 +114,8 @@ def evaluation_list(request):
         "snapshot": snapshot, "snapshots": snapshots.order_by("-created_at")[:50], "rows": rows,
         "columns": COMPARISON_COLUMNS,
         "all_snapshots": snapshots_visible_to(request.user).order_by("-created_at")[:100],
-        "detectors": versions.filter(kind=ModelVersion.Kind.DETECTOR),
+        # an external full pipeline is evaluated in the detector's place (scored end to end)
+        "detectors": versions.filter(kind__in=[ModelVersion.Kind.DETECTOR, ModelVersion.Kind.PIPELINE]),
         "recognizers": versions.filter(kind=ModelVersion.Kind.RECOGNIZER),
     })
 

@@ -177,10 +177,13 @@ class EvaluationCreateSerializer(serializers.Serializer):
     snapshot = serializers.PrimaryKeyRelatedField(queryset=Snapshot.objects.none())
     spec = serializers.PrimaryKeyRelatedField(queryset=DatasetSpec.objects.none(), required=False,
                                               help_text="Optional: the snapshot must belong to it")
-    detector_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.none(), required=False,
-                                                          allow_null=True)
+    detector_version = serializers.PrimaryKeyRelatedField(
+        queryset=ModelVersion.objects.none(), required=False, allow_null=True, default=None,
+        help_text="A detector, or an external full-pipeline (HTTP) version, scored end to end "
+                  "(recognizer_version then stays empty)")
+    # default None: an omitted side is "not evaluated", like an explicit null
     recognizer_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.none(), required=False,
-                                                            allow_null=True)
+                                                            allow_null=True, default=None)
     batch_size = serializers.IntegerField(required=False, default=8, min_value=1, max_value=64)
 
     def __init__(self, *args, snapshots=None, specs=None, versions=None, **kwargs):

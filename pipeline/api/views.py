@@ -190,8 +190,8 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
         evaluation.evaluation_cancel(run=self.get_object())
         return Response(s.EvaluationRunSerializer(self.get_object()).data)
 
-    @extend_schema(parameters=[OpenApiParameter("category", str, description="Only samples of this category "
-                                                                             "(the image's first)")],
+    @extend_schema(parameters=[OpenApiParameter("category", str, description="Only samples of images in this "
+                                                                             "category (any of theirs)")],
                    responses=s.EvaluationSampleSerializer(many=True))
     @action(detail=True, methods=["get"], filter_backends=[])
     def samples(self, request, pk=None):

@@ -9,7 +9,9 @@ from curation.models import Snapshot
 from tests import factories
 from tests.curation.test_snapshots import accepted_spec
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# serialized_rollback, as the other transactional tests: a plain flush re-creates content types that a
+# later serialized_rollback test (the real-worker ones) would then insert twice.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 BEFORE = [("curation", "0003_snapshots_exports")]
 AFTER = [("curation", "0004_snapshot_build_status")]

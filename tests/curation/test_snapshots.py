@@ -324,8 +324,24 @@ def test_admin_lists_snapshots_and_exports_but_cannot_change_them(curator, clien
     assert job.status == Export.Status.QUEUED
 
 
+def distinct_png(k: int) -> bytes:
+    """Stripe patterns whose perceptual hashes lie >= 24 bits apart for k in 1..6, so they are
+    never grouped as near-duplicates (factories.png_bytes of close seeds often are, and then
+    land in one split whatever the ratios)."""
+    x, y = np.arange(200)[None, :], np.arange(100)[:, None]
+    stripes = ((np.sin(x * k * 0.06) + np.cos(y * (7 - k) * 0.09)) > 0).astype(np.uint8) * 255
+    buf = io.BytesIO()
+    PILImage.fromarray(np.repeat(stripes[:, :, None], 3, 2)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def test_model_team_pages_through_a_snapshots_items_by_split(curator, model_team, django_assert_max_num_queries):
-    spec = accepted_spec(images=4)
+    spec = factories.make_spec()
+    for k in range(1, 5):
+        factories.make_image(spec=spec, data=distinct_png(k))
+    vendor = factories.make_vendor()
+    factories.make_batch(spec, vendor, images=0, quantity=4)
+    assert accept_all(vendor) == 4
     snap = factories.make_snapshot(spec=spec, name="items", created_by=curator, ratios=(0.5, 0, 0.5))
     team = client_for(model_team)
     with django_assert_max_num_queries(8):

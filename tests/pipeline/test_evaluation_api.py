@@ -73,6 +73,7 @@ def test_curator_may_create_too(curator_api, versions, django_capture_on_commit_
 def test_bad_input_is_a_400_naming_the_field_and_stores_nothing(team, versions):
     detector, recognizer = versions
     snap = three_image_snapshot()
+    http = register_http_pipeline()
     other_spec = factories.make_spec()
     train_only = make_eval_snapshot([([region(TRUTH_BOX, "x")], ("printed",))], ratios=(1, 0, 0))
     cases = [
@@ -85,12 +86,31 @@ def test_bad_input_is_a_400_naming_the_field_and_stores_nothing(team, versions):
         (_body(snap, versions, recognizer_version=987654), "recognizer_version"),
         (_body(snap, versions, batch_size=0), "batch_size"),
         ({"detector_version": detector.pk}, "snapshot"),
+        # a full pipeline reads the LaTeX itself, and is given in the detector's place
+        (_body(snap, versions, detector_version=http.pk), "recognizer_version"),
+        (_body(snap, versions, recognizer_version=http.pk), "recognizer_version"),
+        (_body(snap, versions, detector_version=None, recognizer_version=http.pk), "recognizer_version"),
     ]
     for body, field in cases:
         resp = team.post("/api/v1/evaluations/", body, format="json")
         assert resp.status_code == 400, (body, resp.content)
         assert field in resp.json(), (body, resp.json())
     assert not EvaluationRun.objects.exists()
+
+
+def register_http_pipeline():
+    from pipeline.services import model_version_register_http
+
+    return model_version_register_http(name="ext", version="1", endpoint_url="http://ml.example/predict")
+
+
+def test_an_http_pipeline_version_alone_is_accepted_as_the_detector(team, django_capture_on_commit_callbacks):
+    snap = three_image_snapshot()
+    http = register_http_pipeline()
+    with django_capture_on_commit_callbacks(execute=False):
+        resp = team.post("/api/v1/evaluations/", {"snapshot": snap.pk, "detector_version": http.pk}, format="json")
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["detector_version"] == http.pk and resp.json()["recognizer_version"] is None
 
 
 def test_vendor_users_see_nothing_and_cannot_create(versions, curator, vendor):

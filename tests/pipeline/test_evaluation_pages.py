@@ -132,3 +132,19 @@ def test_jobs_page_model_home_and_nav_link_to_evaluations(curator, model_team, a
     assert 'href="/evaluations/"' in jobs and ">Evaluations</a>" in jobs  # the page's link and the nav's
     assert ">Evaluations</a>" not in _client(annotator).get("/work/").content.decode()
     assert 'href="/evaluations/"' in _client(model_team).get("/model-team/").content.decode()
+
+
+def test_an_http_pipeline_is_offered_in_the_detectors_place_and_shown_as_one(model_team, curator,
+                                                                              django_capture_on_commit_callbacks):
+    from pipeline.services import model_version_register_http
+
+    http = model_version_register_http(name="ext", version="2", endpoint_url="http://ml.example/predict")
+    snap = three_image_snapshot()
+    with django_capture_on_commit_callbacks(execute=False):
+        run = evaluation.evaluation_create(snapshot=snap, detector_version=http, recognizer_version=None,
+                                           created_by=curator)
+    html = _client(model_team).get("/evaluations/").content.decode()
+    detector_select = re.search(r'<select id="e-detector".*?</select>', html, re.S).group(0)
+    assert f'<option value="{http.pk}">ext@2 (HTTP pipeline)</option>' in detector_select
+    detail = text(_client(model_team).get(f"/evaluations/{run.pk}/"))
+    assert "Full pipeline (HTTP)" in detail and "ext@2" in detail and "scored end to end" in detail

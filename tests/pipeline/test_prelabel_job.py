@@ -138,17 +138,18 @@ def test_sweep_resumes_stalled_jobs_only(curator, spec, images, django_capture_o
 
 
 def test_external_http_model_prelabels_through_its_endpoint(curator, spec, images, django_capture_on_commit_callbacks,
-                                                          monkeypatch):
+                                                          monkeypatch, settings):
     from pipeline import runtime
+
+    settings.PUBLIC_BASE_URL = "http://mathset.example"
 
     calls = []
 
     class FakeResponse:
+        status_code = 200
+
         def __init__(self, n):
             self.n = n
-
-        def raise_for_status(self):
-            return None
 
         def json(self):
             return {"results": [{"regions": [{"points": [[0, 0], [9, 0], [9, 5], [0, 5]], "score": 0.9,
@@ -164,6 +165,8 @@ def test_external_http_model_prelabels_through_its_endpoint(curator, spec, image
                                          activate=True)
     job = _run_job(django_capture_on_commit_callbacks, created_by=curator, spec=spec)
     assert calls and calls[0][0] == "http://ml.example/predict" and len(calls[0][1]) == 4
+    # absolute signed URLs the model can fetch without a login (tests/pipeline/test_http_model.py fetches them)
+    assert all(url.startswith("http://mathset.example/signed-files/") for url in calls[0][1])
     assert prelabel_job_progress(job)["done"] == 4
     pred = Prediction.objects.filter(job=job).first()
     assert pred.recognizer_version is None and pred.min_confidence == 0.4

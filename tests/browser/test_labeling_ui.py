@@ -19,7 +19,7 @@ from tests import factories
 from tests.browser_fixtures import save_screenshot as screenshot
 
 # Transactional: the live server runs in another thread and must see the rows.
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 W, H = 900, 600
 MARK = (612, 148)  # a 4x4 pure-red marker's top-left corner, in image pixels

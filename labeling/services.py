@@ -291,13 +291,15 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
     # The hot path reads ids with hand-written SQL (see common.rawsql) and loads full
     # objects through the ORM only on the rare rework and held-lease answers.
     q = _queue_sql()
-    found = rawsql.fetch(q["rework"], [annotator.pk, Annotation.Status.REJECTED, vendor.pk, Batch.Status.ACTIVE])
-    if found:
-        rework = Annotation.objects.select_related("task__batch", "task__image").get(pk=found[0][0])
+    # One round trip asks both: the oldest rework (kind 0) and the oldest lease held (kind 1).
+    found = sorted(rawsql.fetch(q["rework_or_held"], [
+        annotator.pk, Annotation.Status.REJECTED, vendor.pk, Batch.Status.ACTIVE,
+        annotator.pk, Claim.State.LIVE, rawsql.dt(now), vendor.pk, Batch.Status.ACTIVE]))
+    if found and found[0][0] == 0:
+        rework = Annotation.objects.select_related("task__batch", "task__image").get(pk=found[0][1])
         return ClaimResult(rework.task, None, "rework", {}, annotation_id=rework.id)
-    found = rawsql.fetch(q["held"], [annotator.pk, Claim.State.LIVE, rawsql.dt(now), vendor.pk, Batch.Status.ACTIVE])
     if found:
-        held = Claim.objects.select_related("task__batch", "task__image").get(pk=found[0][0])
+        held = Claim.objects.select_related("task__batch", "task__image").get(pk=found[0][1])
         return ClaimResult(held.task, held, "leased", {})
     batch_ids, blocked = gating.open_batches(annotator=annotator, vendor=vendor)
     if not batch_ids:
@@ -337,19 +339,21 @@ def _queue_sql() -> dict[str, str]:
     if found is not None:
         return found
     qn, t = rawsql.qn, rawsql.table
+    rework = (f"SELECT 0 AS kind, x.{qn('id')} FROM {t(Annotation)} x "
+              f"INNER JOIN {t(Task)} tk ON tk.{qn('id')} = x.{qn('task_id')} "
+              f"INNER JOIN {t(Batch)} b ON b.{qn('id')} = tk.{qn('batch_id')} "
+              f"WHERE x.{qn('annotator_id')} = %s AND x.{qn('status')} = %s "
+              f"AND b.{qn('vendor_id')} = %s AND b.{qn('status')} = %s "
+              f"ORDER BY x.{qn('updated_at')} LIMIT 1")
+    held = (f"SELECT 1 AS kind, x.{qn('id')} FROM {t(Claim)} x "
+            f"INNER JOIN {t(Task)} tk ON tk.{qn('id')} = x.{qn('task_id')} "
+            f"INNER JOIN {t(Batch)} b ON b.{qn('id')} = tk.{qn('batch_id')} "
+            f"WHERE x.{qn('annotator_id')} = %s AND x.{qn('state')} = %s AND x.{qn('expires_at')} > %s "
+            f"AND b.{qn('vendor_id')} = %s AND b.{qn('status')} = %s "
+            f"ORDER BY x.{qn('claimed_at')} LIMIT 1")
     found = {
-        "rework": (f"SELECT x.{qn('id')} FROM {t(Annotation)} x "
-                   f"INNER JOIN {t(Task)} tk ON tk.{qn('id')} = x.{qn('task_id')} "
-                   f"INNER JOIN {t(Batch)} b ON b.{qn('id')} = tk.{qn('batch_id')} "
-                   f"WHERE x.{qn('annotator_id')} = %s AND x.{qn('status')} = %s "
-                   f"AND b.{qn('vendor_id')} = %s AND b.{qn('status')} = %s "
-                   f"ORDER BY x.{qn('updated_at')} LIMIT 1"),
-        "held": (f"SELECT x.{qn('id')} FROM {t(Claim)} x "
-                 f"INNER JOIN {t(Task)} tk ON tk.{qn('id')} = x.{qn('task_id')} "
-                 f"INNER JOIN {t(Batch)} b ON b.{qn('id')} = tk.{qn('batch_id')} "
-                 f"WHERE x.{qn('annotator_id')} = %s AND x.{qn('state')} = %s AND x.{qn('expires_at')} > %s "
-                 f"AND b.{qn('vendor_id')} = %s AND b.{qn('status')} = %s "
-                 f"ORDER BY x.{qn('claimed_at')} LIMIT 1"),
+        # Derived tables keep each part's ORDER BY and LIMIT (SQLite allows them nowhere else in a UNION).
+        "rework_or_held": f"SELECT * FROM ({rework}) r UNION ALL SELECT * FROM ({held}) h",
         # The conditional UPDATE that actually takes a slot (never beyond the overlap).
         "take": (f"UPDATE {t(Task)} SET {qn('slots_taken')} = {qn('slots_taken')} + 1, {qn('status')} = "
                  f"'{Task.Status.IN_PROGRESS}', {qn('updated_at')} = %s WHERE {qn('id')} = %s AND {qn('status')} IN "
@@ -503,12 +507,16 @@ def regions_clean(*, regions: object, image: Image, field: str = "regions",
         if not isinstance(src, str):
             raise ValidationError({f"{where}.latex": "Must be a string."})
         src = src.strip()
+        normalized = ""
         if src:
-            problems = _latex_problems(src)
+            if len(src) > MAX_LATEX_LENGTH:
+                raise ValidationError({f"{where}.latex": _latex_problems(src)})
+            # Checked and normalised from one tokenization (the normalised form only when it checks out).
+            problems, normalized = latex.check_and_normalize(src)
             if problems:
                 raise ValidationError({f"{where}.latex": problems})
         clean["latex"] = src
-        clean["latex_normalized"] = latex.normalize(src) if src else ""
+        clean["latex_normalized"] = normalized
         clean["illegible"] = _flag(region.get("illegible", False), f"{where}.illegible")
         clean["cut_off"] = _flag(region.get("cut_off", False), f"{where}.cut_off")
         cats = region.get("categories", [])

@@ -121,3 +121,26 @@ def test_represent_equals_the_serializer_and_keeps_contexts_apart(vendor, spec, 
     assert represent(s.AnnotationSerializer, annotation, {"request": as_annotator}) == \
         s.AnnotationSerializer(stored, context={"request": as_annotator}).data
     assert Annotation.objects.get(pk=annotation.pk).current.regions.get().points == annotation.current.regions.all()[0].points
+
+
+def test_one_query_finds_rework_before_a_held_lease_and_either_before_new_work(vendor, spec):
+    from labeling import services
+
+    factories.make_batch(spec, vendor, images=4)
+    annotator = factories.make_user(roles.ANNOTATOR, vendor=vendor)
+    reviewer = factories.make_user(roles.REVIEWER, vendor=vendor)
+    first = services.task_claim_next(annotator=annotator).task
+    done = services.annotation_create(task=first, annotator=annotator, regions=[quad()], submit=True)
+    held = services.task_claim_next(annotator=annotator)
+    assert held.reason == "claimed"
+    again = services.task_claim_next(annotator=annotator)
+    assert (again.reason, again.task.pk, again.claim.pk) == ("leased", held.task.pk, held.claim.pk)
+    services.review_create(annotation=done, reviewer=reviewer, decision="reject", reasons=["latex_error"])
+    with CaptureQueriesContext(connection) as ctx:
+        rework = services.task_claim_next(annotator=annotator)
+    assert (rework.reason, rework.task.pk, rework.annotation_id) == ("rework", first.pk, done.pk)
+    assert rework.task.batch.pk and rework.task.image.pk
+    services.annotation_update(annotation=Annotation.objects.get(pk=done.pk), by=annotator, version=1,
+                               regions=[quad(latex="y")], submit=True)
+    assert services.task_claim_next(annotator=annotator).reason == "leased"  # the lease is still there
+    assert len(statements(ctx)) <= 3, statements(ctx)  # rework-or-lease, then the annotation with task

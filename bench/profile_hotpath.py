@@ -226,6 +226,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--sort", default="cumulative,tottime", help="pstats orderings, comma-separated")
+    ap.add_argument("--callers", default="", help="also list who calls functions matching this pstats pattern")
     args = ap.parse_args()
 
     os.environ.update(DEBUG="0", DB_CONN_MAX_AGE="600", LOG_LEVEL="WARNING", SECRET_KEY="bench-only")
@@ -297,6 +298,11 @@ def main() -> None:
                 print(f"\n== cProfile over {args.profile_cycles} cycles, by {order} (times are totals)")
                 stats.sort_stats(order).print_stats(args.top)
                 print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
+            if args.callers:
+                out = io.StringIO()
+                stats.stream = out
+                stats.sort_stats("tottime").print_callers(args.callers)
+                print(f"\n== callers of {args.callers!r}\n" + out.getvalue())
     finally:
         connection.creation.destroy_test_db(named, verbosity=0)
 

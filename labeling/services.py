@@ -310,7 +310,16 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
             or _claim_candidate(annotator, batch_ids, now, include_released=True)
         if task is None:
             break
-        taken = rawsql.execute(q["take"], [rawsql.dt(now), task.pk, *Task.CLAIMABLE])
+        expires = now + lease
+        claim_pk = None
+        if "take_and_claim" in q:
+            # PostgreSQL: the slot and the claim in one round trip (no row when no slot is left).
+            found = rawsql.fetch(q["take_and_claim"], [rawsql.dt(now), task.pk, *Task.CLAIMABLE, annotator.pk,
+                                                       Claim.State.LIVE, rawsql.dt(now), rawsql.dt(expires)])
+            taken = len(found)
+            claim_pk = found[0][0] if found else None
+        else:
+            taken = rawsql.execute(q["take"], [rawsql.dt(now), task.pk, *Task.CLAIMABLE])
         if not taken and _reap_expired(task.pk, now):
             task.slots_taken = Task.objects.values_list("slots_taken", flat=True).get(pk=task.pk)
             taken = Task.objects.filter(pk=task.pk, slots_taken__lt=F("overlap")).update(
@@ -319,9 +328,11 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
             continue  # someone took the last slot between our read and write (SQLite)
         # One statement whether or not an earlier lease of ours on this task lapsed
         # or was released (then its row is reused: one claim row per annotator and task).
-        claim = Claim(task=task, annotator=annotator, state=Claim.State.LIVE, claimed_at=now, expires_at=now + lease)
-        claim.pk = rawsql.fetch(q["claim"], [task.pk, annotator.pk, Claim.State.LIVE, rawsql.dt(now),
-                                             rawsql.dt(claim.expires_at)])[0][0]
+        claim = Claim(task=task, annotator=annotator, state=Claim.State.LIVE, claimed_at=now, expires_at=expires)
+        if claim_pk is None:
+            claim_pk = rawsql.fetch(q["claim"], [task.pk, annotator.pk, Claim.State.LIVE, rawsql.dt(now),
+                                                 rawsql.dt(expires)])[0][0]
+        claim.pk = claim_pk
         task.slots_taken += 1
         task.status, task.updated_at = Task.Status.IN_PROGRESS, now
         return ClaimResult(task, claim, "claimed", blocked)
@@ -368,6 +379,12 @@ def _queue_sql() -> dict[str, str]:
         "lock_task": f"SELECT {qn('id')} FROM {t(Task)} WHERE {qn('id')} = %s{rawsql.lock()}",
         "refresh": _refresh_sql(),
     }
+    if connection.vendor == "postgresql":  # data-modifying WITH: PostgreSQL only
+        claim_cols = ", ".join(qn(c) for c in ("task_id", "annotator_id", "state", "claimed_at", "expires_at"))
+        upsert = found["claim"].split(" ON CONFLICT ", 1)[1]
+        found["take_and_claim"] = (f"WITH taken AS ({found['take']} RETURNING {qn('id')}) "
+                                   f"INSERT INTO {t(Claim)} ({claim_cols}) SELECT taken.{qn('id')}, %s, %s, %s, %s "
+                                   f"FROM taken ON CONFLICT {upsert}")
     _SQL[connection.vendor] = found
     return found
 

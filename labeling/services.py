@@ -567,38 +567,118 @@ def _check_complete(task: Task, regions: list[dict]) -> None:
                 raise ValidationError({f"regions[{i}].latex": "Type the formula, or flag the region illegible."})
 
 
+_ANNOTATION_FIELDS = ("task", "annotator", "status", "version", "created_at", "updated_at", "submitted_at")
+_VERSION_FIELDS = ("number", "author", "time_spent_seconds", "started_from", "created_at")
+_REGION_FIELDS = ("index", "kind", "points", "mask_rle", "latex", "latex_normalized", "illegible", "cut_off",
+                  "categories")
+
+
 def _save_version(*, annotation: Annotation, author: User, regions: list[dict], time_spent_seconds: float,
-                  started_from: Prediction | None) -> AnnotationVersion:
-    # Three statements written once (common.rawsql): every submit runs them.
+                  started_from: Prediction | None, create: bool = False) -> AnnotationVersion:
+    """Store a new version of `annotation` with its regions and make it the current one;
+    with `create`, insert the annotation itself first (its fields are already set).
+
+    Every submit runs this, so the statements are written once (common.rawsql): on
+    PostgreSQL one statement does it all (`_version_sql`), elsewhere one per table
+    and one to point the annotation at its new version."""
+    from django.db import connection
+
     now = timezone.now()
     version = AnnotationVersion(annotation=annotation, number=annotation.version, author=author,
                                 time_spent_seconds=time_spent_seconds, started_from=started_from, created_at=now)
-    version.pk = rawsql.insert(
-        AnnotationVersion, ["annotation", "number", "author", "time_spent_seconds", "started_from", "created_at"],
-        [(annotation.pk, version.number, author.pk, time_spent_seconds, started_from.pk if started_from else None,
-          rawsql.dt(now))])[0]
-    version._state.adding = False
     rows = [
         Region(version=version, index=i, kind=r["kind"], points=r.get("points"), mask_rle=r.get("mask"),
                latex=r["latex"], latex_normalized=r["latex_normalized"], illegible=r["illegible"],
                cut_off=r["cut_off"], categories=r["categories"])
         for i, r in enumerate(regions)
     ]
-    if rows:
-        json_or_null = lambda v: None if v is None else rawsql.js(v)  # noqa: E731  (None is SQL NULL, as the ORM saves it)
-        ids = rawsql.insert(
-            Region, ["version", "index", "kind", "points", "mask_rle", "latex", "latex_normalized", "illegible",
-                     "cut_off", "categories"],
-            [(version.pk, r.index, r.kind, json_or_null(r.points), json_or_null(r.mask_rle), r.latex,
-              r.latex_normalized, r.illegible, r.cut_off, rawsql.js(r.categories)) for r in rows])
-        for row, pk in zip(rows, ids, strict=True):
-            row.pk = pk
-            row._state.adding = False
-    rawsql.execute(_queue_sql()["set_current"], [version.pk, annotation.pk])
+    json_or_null = lambda v: None if v is None else rawsql.js(v)  # noqa: E731  (None is SQL NULL, as the ORM saves it)
+    region_values = [(r.index, r.kind, json_or_null(r.points), json_or_null(r.mask_rle), r.latex, r.latex_normalized,
+                      r.illegible, r.cut_off, rawsql.js(r.categories)) for r in rows]
+    version_values = (version.number, author.pk, time_spent_seconds, started_from.pk if started_from else None,
+                      rawsql.dt(now))
+    annotation_values = ()
+    if create:
+        annotation_values = (annotation.task_id, annotation.annotator_id, annotation.status, annotation.version,
+                             rawsql.dt(annotation.created_at), rawsql.dt(annotation.updated_at),
+                             rawsql.dt(annotation.submitted_at) if annotation.submitted_at else None)
+    if connection.vendor == "postgresql":
+        params = [*annotation_values] if create else [annotation.pk]
+        params += [*version_values] + ([] if create else [annotation.pk])
+        params += [v for row in region_values for v in row]
+        found = rawsql.fetch(_version_sql(len(rows), create), params)
+        if create:
+            annotation.pk = found[0][0]
+        version.pk = found[0][1]
+        region_ids = [r[2] for r in found] if rows else []
+    else:
+        if create:
+            annotation.pk = rawsql.insert(Annotation, _ANNOTATION_FIELDS, [annotation_values])[0]
+        version.pk = rawsql.insert(AnnotationVersion, ("annotation", *_VERSION_FIELDS),
+                                   [(annotation.pk, *version_values)])[0]
+        region_ids = rawsql.insert(Region, ("version", *_REGION_FIELDS),
+                                   [(version.pk, *row) for row in region_values]) if rows else []
+        rawsql.execute(_queue_sql()["set_current"], [version.pk, annotation.pk])
+    if create:
+        annotation._state.adding = False
+        version.annotation_id = annotation.pk  # built before the annotation had its id
+    version._state.adding = False
+    for row, pk in zip(rows, region_ids, strict=True):
+        row.pk, row.version_id = pk, version.pk  # built before the version had its id
+        row._state.adding = False
     annotation.current = version
     # Callers answer with the saved state without reading it back.
     version._prefetched_objects_cache = {"regions": rows}
     return version
+
+
+def _version_sql(n_regions: int, create: bool) -> str:
+    """PostgreSQL: a version, its regions and the annotation's pointer to it in one
+    statement (data-modifying WITH; `create`: the annotation row too). Ids come from
+    the tables' own sequences first, so the annotation is inserted already pointing
+    at its version (the foreign keys are checked at commit). Rows: (annotation id,
+    version id, region id) in region order. Every parameter is cast to its column's
+    type: an untyped NULL would otherwise be read as text."""
+    def build() -> str:
+        from django.db import connection
+
+        qn, t = rawsql.qn, rawsql.table
+
+        def cast(model, name: str) -> str:
+            kind = model._meta.get_field(name).cast_db_type(connection)
+            # A cast to varchar(n) would cut a longer value silently; the column itself refuses it.
+            return f"CAST(%s AS {'varchar' if kind.startswith('varchar(') else kind})"
+
+        def cols(model, names) -> str:
+            return ", ".join(qn(model._meta.get_field(n).column) for n in names)
+
+        def nextval(model) -> str:
+            return f"nextval(pg_get_serial_sequence('{t(model)}', '{model._meta.pk.column}'))"
+
+        parts = [f"ids AS (SELECT {nextval(Annotation) if create else cast(Annotation, 'id')} AS a, "
+                 f"{nextval(AnnotationVersion)} AS v)"]
+        if create:
+            parts.append(f"an AS (INSERT INTO {t(Annotation)} ({qn('id')}, {cols(Annotation, _ANNOTATION_FIELDS)}, "
+                         f"{qn('current_id')}) SELECT ids.a, "
+                         f"{', '.join(cast(Annotation, n) for n in _ANNOTATION_FIELDS)}, ids.v FROM ids)")
+        parts.append(f"ve AS (INSERT INTO {t(AnnotationVersion)} ({qn('id')}, {qn('annotation_id')}, "
+                     f"{cols(AnnotationVersion, _VERSION_FIELDS)}) SELECT ids.v, ids.a, "
+                     f"{', '.join(cast(AnnotationVersion, n) for n in _VERSION_FIELDS)} FROM ids)")
+        if not create:
+            parts.append(f"cu AS (UPDATE {t(Annotation)} SET {qn('current_id')} = ids.v FROM ids "
+                         f"WHERE {t(Annotation)}.{qn('id')} = {cast(Annotation, 'id')})")
+        if n_regions:
+            one = "(" + ", ".join(cast(Region, n) for n in _REGION_FIELDS) + ")"
+            names = ", ".join(f"c{i}" for i in range(len(_REGION_FIELDS)))
+            parts.append(f"re AS (INSERT INTO {t(Region)} ({qn('version_id')}, {cols(Region, _REGION_FIELDS)}) "
+                         f"SELECT ids.v, x.* FROM ids, (VALUES {', '.join([one] * n_regions)}) AS x ({names}) "
+                         f"RETURNING {qn('id')}, {qn('index')})")
+            tail = f"SELECT ids.a, ids.v, re.{qn('id')} FROM ids, re ORDER BY re.{qn('index')}"
+        else:
+            tail = "SELECT ids.a, ids.v, NULL FROM ids"
+        return "WITH " + ", ".join(parts) + " " + tail
+
+    return rawsql.statement(f"save_version:{n_regions}:{int(create)}", build)
 
 
 def _time_spent(value) -> float:
@@ -646,14 +726,9 @@ def annotation_create(
         task=task, annotator=annotator, version=1,
         status=Annotation.Status.SUBMITTED if submit else Annotation.Status.DRAFT,
         created_at=now, updated_at=now, submitted_at=now if submit else None)
-    annotation.pk = rawsql.insert(
-        Annotation, ["task", "annotator", "status", "version", "created_at", "updated_at", "submitted_at"],
-        [(task.pk, annotator.pk, annotation.status, 1, rawsql.dt(now), rawsql.dt(now),
-          rawsql.dt(now) if submit else None)])[0]
-    annotation._state.adding = False
     annotation._prefetched_objects_cache = {"reviews": []}  # a new annotation has none
     _save_version(annotation=annotation, author=annotator, regions=clean, time_spent_seconds=spent,
-                  started_from=started_from)
+                  started_from=started_from, create=True)
     if submit:
         _task_refresh_status(task.pk)
         spec_stats_refresh_soon(spec_id=task.batch.spec_id)

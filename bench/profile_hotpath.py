@@ -1,7 +1,8 @@
 """Profile the annotators' hot path in-process: CPU per request, and where it goes.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mathset_hotpath \\
-        python bench/profile_hotpath.py [--cycles 300] [--profile-cycles 200] [--combined] [--top 35]
+        python bench/profile_hotpath.py [--cycles 300] [--rounds 3] [--profile-cycles 200] [--combined]
+                                        [--top 35] [--callers PATTERN] [--gunicorn N --clients K]
 
 What bench/annotate.py's clients send (POST /api/v1/tasks/next/, then POST
 /api/v1/annotations/ with 3 quadrilaterals with LaTeX and `submit: true`; with
@@ -9,15 +10,21 @@ What bench/annotate.py's clients send (POST /api/v1/tasks/next/, then POST
 does), driven single-threaded through Django's WSGI handler, as gunicorn calls it,
 so that the machine's other work does not distort the figures:
 
-1. a timed pass of `--cycles` next+submit cycles: CPU milliseconds per request
-   (time.process_time of this process, i.e. Django, DRF, psycopg's client side)
-   and the CPU the PostgreSQL backend used for the same requests (read from /proc);
+1. a timed pass of `--cycles` next+submit cycles in `--rounds` rounds: CPU
+   milliseconds per request (time.process_time of this process: middleware, DRF,
+   views, services, psycopg's client side) and the CPU the PostgreSQL backend used
+   for them (read from /proc); the best round is the one least slowed by other load;
 2. with `--gunicorn N`, N cycles from `--clients` keep-alive clients (default one)
    against gunicorn (gthread, `--workers` x `--threads`, as bench/annotate.py
-   starts it) on the same database: the workers' CPU per cycle, i.e. what the
-   HTTP server adds to Django's own cost when nothing else competes for the cores;
-3. a cProfile pass of `--profile-cycles` more cycles: the top functions by
-   cumulative and by own time.
+   starts it) on the same database: the workers' and backends' CPU per cycle;
+3. a cProfile pass (CPU time) of `--profile-cycles` more cycles: Python function
+   calls per cycle (independent of the machine's load, so the steadiest
+   before/after measure on a shared box), the top functions by cumulative and by
+   own time, and with `--callers` who calls the functions matching a pattern.
+
+CPU times on a shared 2-core machine rise with its load (the cores' caches and
+hyperthreads are shared): compare two versions by running them at the same time
+(each on its own DATABASE_URL name) or by their calls per cycle.
 
 The database: Django's test database beside DATABASE_URL's (`test_<name>`),
 created, migrated and dropped again like pytest's, and seeded by

@@ -305,7 +305,8 @@ class AnnotationWithNextSerializer(serializers.Serializer):
     """A save that asked for `next`: the annotation, and the next task as tasks/next/ answers it."""
 
     annotation = AnnotationSerializer()
-    next = _NullableNextField(allow_null=True, help_text="null when you may not take tasks from the queue")
+    next = _NullableNextField(allow_null=True, help_text="null when you may not take tasks from the queue (or the "
+                              "claim failed): tasks/next/ says why")
 
 
 class ConflictSerializer(serializers.Serializer):

@@ -2,8 +2,10 @@
 annotations with versions, reviews, and model predictions."""
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Prefetch
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -20,6 +22,8 @@ from .. import selectors, services
 from ..filters import AnnotationFilter, BatchFilter, PredictionFilter, ReviewFilter, TaskFilter
 from ..models import Prediction
 from . import serializers as s
+
+logger = logging.getLogger(__name__)
 
 
 def _conflict(exc: services.StaleVersion, request) -> Response:
@@ -47,13 +51,17 @@ def _with_next(request, annotation_body: dict, wanted: bool) -> dict:
     """The annotation as answered, or with `next` asked: {"annotation": ..., "next": ...}.
 
     The next task is claimed after the save has committed, in its own transaction
-    (a failed claim never undoes a saved answer); `next` is null when the user may
-    not take tasks from the queue (e.g. no longer an annotator)."""
+    (a failed claim never undoes a saved answer, nor turns it into an error): `next`
+    is null when the user may not take tasks from the queue (e.g. no longer an
+    annotator) or the claim failed; `tasks/next/` then says why."""
     if not wanted:
         return annotation_body
     try:
         nxt = _next_task_body(request)
     except DjangoValidationError:
+        nxt = None
+    except DatabaseError:  # rolled back by the service's atomic block; the answer was saved before
+        logger.exception("Claiming the next task after a save failed (user %s)", request.user.pk)
         nxt = None
     return {"annotation": annotation_body, "next": nxt}
 

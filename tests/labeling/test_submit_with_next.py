@@ -140,3 +140,22 @@ def test_update_and_submit_carry_the_next_task_too(vendor, spec, annotator, api)
     r = api.post(f"/api/v1/annotations/{draft['id']}/submit/", {"version": 1, "next": True})
     assert r.status_code == 409 and r.json()["current_version"] == 2
     assert Claim.objects.filter(annotator=annotator, state=Claim.State.LIVE).count() == 1
+
+
+def test_a_failed_claim_leaves_the_saved_answer_standing(vendor, spec, annotator, api, monkeypatch, caplog):
+    from django.db import OperationalError
+
+    factories.make_batch(spec, vendor, images=2)
+    task_id = next_task(api)["task"]["id"]
+
+    def broken(**kwargs):
+        raise OperationalError("could not serialize access")
+
+    monkeypatch.setattr(services, "task_claim_next", broken)
+    r = api.post("/api/v1/annotations/", {"task": task_id, "regions": [quad()], "submit": True, "next": True})
+    assert r.status_code == 201, r.content
+    assert r.json()["next"] is None and r.json()["annotation"]["status"] == "submitted"
+    assert Annotation.objects.filter(task_id=task_id, status=Annotation.Status.SUBMITTED).exists()
+    assert "Claiming the next task after a save failed" in caplog.text
+    monkeypatch.undo()
+    assert next_task(api)["reason"] == "claimed"  # the connection is fine for the next request

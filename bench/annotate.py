@@ -1,13 +1,15 @@
 """Benchmark: many annotators taking tasks and submitting answers, against gunicorn on PostgreSQL.
 
-    python bench/annotate.py [--clients 50] [--submits 3000] [--workers 2] [--threads 8] [--keep-db]
+    python bench/annotate.py [--clients 50] [--submits 3000] [--workers 2] [--threads 8] [--keep-db] [--combined]
 
 It creates a fresh database `mathset_bench_annotate` (dropped first), migrates it,
 seeds one vendor with `--clients` annotators and enough tasks, starts gunicorn on
 127.0.0.1, then runs `--clients` threads, each on its own keep-alive connection,
 looping: POST /api/v1/tasks/next/, then POST /api/v1/annotations/ with 3
 quadrilateral regions with LaTeX and `submit: true`, until `--submits` answers are
-in. It prints throughput and p50/p90/p99 latency per request kind, and the CPU
+in. With `--combined` each submit also asks for the next task (`"next": true`), so a
+client calls POST /api/v1/tasks/next/ only for its first task: one round trip per
+cycle instead of two. It prints throughput and p50/p90/p99 latency per request kind, and the CPU
 milliseconds per next+submit cycle used by the gunicorn workers, the database's
 PostgreSQL backends and the client itself (read from /proc), and writes them as
 JSON (`--json`).
@@ -151,11 +153,14 @@ class CpuMeter:
         return used
 
 
-def run_clients(base: str, tokens: list[str], total_submits: int, meter: CpuMeter | None = None) -> dict:
+def run_clients(base: str, tokens: list[str], total_submits: int, meter: CpuMeter | None = None,
+                combined: bool = False) -> dict:
     """`len(tokens)` annotators, each on one keep-alive HTTP connection (reopened when
     the server closes it), asking for the next task and submitting 3 regions, until
-    `total_submits` answers are in. The client is kept cheap (http.client, bodies
-    built from a template) because it shares the machine with the server."""
+    `total_submits` answers are in. With `combined`, a submit asks for the next task
+    too and only the first task comes from `tasks/next/` (`next` latencies are then
+    those first calls). The client is kept cheap (http.client, bodies built from a
+    template) because it shares the machine with the server."""
     import http.client
     from urllib.parse import urlsplit
 
@@ -166,7 +171,8 @@ def run_clients(base: str, tokens: list[str], total_submits: int, meter: CpuMete
     remaining = [total_submits]
     start_gate = threading.Barrier(len(tokens) + 1)
     body_head = b'{"task": '
-    body_tail = (', "regions": ' + json.dumps(REGIONS) + ', "submit": true, "time_spent_seconds": ').encode()
+    body_tail = (', "regions": ' + json.dumps(REGIONS) + ', "submit": true, '
+                 + ('"next": true, ' if combined else '') + '"time_spent_seconds": ').encode()
 
     def client(token: str) -> None:
         conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
@@ -187,28 +193,40 @@ def run_clients(base: str, tokens: list[str], total_submits: int, meter: CpuMete
             raise AssertionError("unreachable")
 
         start_gate.wait()
+        task = None  # combined: the next task the last submit answered with
         while True:
             with lock:
                 if remaining[0] <= 0:
                     break
                 remaining[0] -= 1
-            t0 = time.perf_counter()
-            code, text = post("/api/v1/tasks/next/", b"")
-            t1 = time.perf_counter()
-            task = json.loads(text)["task"] if code == 200 else None
+            t0 = t1 = time.perf_counter()
             if task is None:
+                code, text = post("/api/v1/tasks/next/", b"")
+                t1 = time.perf_counter()
+                task = json.loads(text)["task"] if code == 200 else None
+                if task is None:
+                    with lock:
+                        errors.append(f"next {code} {text[:120]!r}")
+                    break
                 with lock:
-                    errors.append(f"next {code} {text[:120]!r}")
-                break
+                    lat["next"].append(t1 - t0)
             body = b"%s%d%s%.1f}" % (body_head, task["id"], body_tail, rng.uniform(20, 90))
             code, text = post("/api/v1/annotations/", body)
             t2 = time.perf_counter()
+            task = None
             with lock:
-                lat["next"].append(t1 - t0)
                 if code == 201:
                     lat["submit"].append(t2 - t1)
                 else:
                     errors.append(f"submit {code} {text[:120]!r}")
+            if combined and code == 201:
+                nxt = json.loads(text)["next"]
+                task = nxt["task"] if nxt else None
+                if task is None:
+                    with lock:
+                        if remaining[0] > 0:
+                            errors.append(f"submit+next gave no task: {text[-200:]!r}")
+                    break
         conn.close()
 
     threads = [threading.Thread(target=client, args=(t,)) for t in tokens]
@@ -274,6 +292,8 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),
                     help="any URL of the PostgreSQL server; the database name is replaced")
+    ap.add_argument("--combined", action="store_true",
+                    help='each submit asks for the next task too ("next": true): one request per cycle')
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--keep-db", action="store_true", help="do not drop the database afterwards")
     ap.add_argument("--seed-only", action="store_true", help="create and seed the database, then stop")
@@ -312,12 +332,13 @@ def main() -> None:
     try:
         wait_up(base, args.workers)
         print(f"gunicorn: {args.workers} workers x {args.threads} threads; {args.clients} clients, "
-              f"{args.submits} submits", flush=True)
-        results = run_clients(base, tokens, args.submits, CpuMeter(server.pid, args.database_url))
+              f"{args.submits} submits{', combined submit+next' if args.combined else ''}", flush=True)
+        results = run_clients(base, tokens, args.submits, CpuMeter(server.pid, args.database_url),
+                              combined=args.combined)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
-    results.update(workers=args.workers, threads=args.threads, cpu_count=os.cpu_count(),
+    results.update(mode="combined" if args.combined else "plain", workers=args.workers, threads=args.threads, cpu_count=os.cpu_count(),
                    loadavg_before=loadavg_before, loadavg_after=[round(x, 2) for x in os.getloadavg()])
     import django.db
 

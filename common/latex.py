@@ -50,6 +50,9 @@ Public API
     Human-readable problems for annotators (empty when fine): unbalanced braces, ``\\begin``/
     ``\\end`` mismatch, ``\\left``/``\\right`` count mismatch, ``^``/``_`` without argument,
     a stray ``$`` in the middle, unknown commands (against ``KNOWN_COMMANDS``).
+``check_and_normalize(src) -> (problems, normalized)``
+    Both from one tokenization (what a submit needs per region); ``normalized`` only when there
+    is no problem, and a formula nested too deeply for the normaliser is a problem, not a crash.
 ``token_edit_distance(a, b) -> float``
     Levenshtein distance on normalised token sequences divided by the longer length (0 equal,
     1 nothing in common). ``token_edits(a, b)`` gives the raw edit count.
@@ -361,7 +364,11 @@ def _atoms(items: list, strip: bool) -> list[list[str]]:
 
 def normalize_tokens(src: str, *, strip_braces: bool = True, keep_spacing: bool = False) -> list[str]:
     """:func:`normalize` as a token list."""
-    tokens = _rewrite_tokens(tokenize(src), keep_spacing)
+    return _normalize(tokenize(src), strip_braces, keep_spacing)
+
+
+def _normalize(tokens: list[str], strip_braces: bool = True, keep_spacing: bool = False) -> list[str]:
+    tokens = _rewrite_tokens(tokens, keep_spacing)
     tree = _transform(_parse(tokens), keep_spacing)
     return _serialize(tree, strip_braces)
 
@@ -371,10 +378,32 @@ def normalize(src: str, *, strip_braces: bool = True, keep_spacing: bool = False
     return " ".join(normalize_tokens(src, strip_braces=strip_braces, keep_spacing=keep_spacing))
 
 
+def check_and_normalize(src: str, *, known: frozenset[str] | set[str] = KNOWN_COMMANDS) -> tuple[list[str], str]:
+    """``(check(src), normalize(src))`` from one tokenization, for callers that need
+    both (every region of a submit). The normalised form is only computed, and is
+    "" otherwise, when there is no problem. A formula nested deeper than the
+    normaliser can follow (hundreds of levels, never a real formula) is a problem
+    too, not a crash."""
+    tokens = tokenize(src)
+    problems = _check_tokens(tokens, known)
+    if problems:
+        return problems, ""
+    try:
+        return [], " ".join(_normalize(tokens))
+    except RecursionError:
+        return [NESTED_TOO_DEEPLY], ""
+
+
+NESTED_TOO_DEEPLY = "the formula is nested too deeply"
+
+
 def check(src: str, *, known: frozenset[str] | set[str] = KNOWN_COMMANDS) -> list[str]:
     """Problems an annotator should fix in ``src`` (empty list when it looks fine)."""
+    return _check_tokens(tokenize(src), known)
+
+
+def _check_tokens(tokens: list[str], known: frozenset[str] | set[str]) -> list[str]:
     problems: list[str] = []
-    tokens = tokenize(src)
     if not tokens:
         return ["the formula is empty"]
     depth = 0

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorDebugWrapper
 
-_STATEMENTS: dict[tuple[str, str], str] = {}
+_STATEMENTS: dict[tuple, str] = {}
 
 
 def statement(name: str, build) -> str:
@@ -139,19 +139,24 @@ def execute(sql: str, params: Sequence = ()) -> int:
 
 def insert(model, fields: Sequence[str], rows: Sequence[Sequence], *, returning_id: bool = True) -> list[int]:
     """INSERT rows (already adapted with `dt`/`js`) in one statement; their new ids."""
-    cols = ", ".join(qn(model._meta.get_field(f).column) for f in fields)
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = f"INSERT INTO {table(model)} ({cols}) VALUES {', '.join([one] * len(rows))}"
+    returning = returning_id and connection.features.can_return_columns_from_insert
+    key = (connection.vendor, "insert", model, tuple(fields), len(rows), returning)
+    sql = _STATEMENTS.get(key)
+    if sql is None:  # written once per shape: every submit inserts an annotation, a version and its regions
+        cols = ", ".join(qn(model._meta.get_field(f).column) for f in fields)
+        one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql = f"INSERT INTO {table(model)} ({cols}) VALUES {', '.join([one] * len(rows))}"
+        if returning:
+            sql += f" RETURNING {qn(model._meta.pk.column)}"
+        _STATEMENTS[key] = sql
     params = [v for row in rows for v in row]
     with cursor() as cur:
+        cur.execute(sql, params)
         if not returning_id:
-            cur.execute(sql, params)
             return []
-        if connection.features.can_return_columns_from_insert:
-            cur.execute(sql + f" RETURNING {qn(model._meta.pk.column)}", params)
+        if returning:
             return [r[0] for r in cur.fetchall()]
         assert len(rows) == 1, "without RETURNING only one row's id is known"
-        cur.execute(sql, params)
         return [cur.lastrowid]
 
 

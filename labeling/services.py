@@ -292,13 +292,15 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
     # The hot path reads ids with hand-written SQL (see common.rawsql) and loads full
     # objects through the ORM only on the rare rework and held-lease answers.
     q = _queue_sql()
-    found = rawsql.fetch(q["rework"], [annotator.pk, Annotation.Status.REJECTED, vendor.pk, Batch.Status.ACTIVE])
-    if found:
-        rework = Annotation.objects.select_related("task__batch", "task__image").get(pk=found[0][0])
+    # One round trip asks both: the oldest rework (kind 0) and the oldest lease held (kind 1).
+    found = sorted(rawsql.fetch(q["rework_or_held"], [
+        annotator.pk, Annotation.Status.REJECTED, vendor.pk, Batch.Status.ACTIVE,
+        annotator.pk, Claim.State.LIVE, rawsql.dt(now), vendor.pk, Batch.Status.ACTIVE]))
+    if found and found[0][0] == 0:
+        rework = Annotation.objects.select_related("task__batch", "task__image").get(pk=found[0][1])
         return ClaimResult(rework.task, None, "rework", {}, annotation_id=rework.id)
-    found = rawsql.fetch(q["held"], [annotator.pk, Claim.State.LIVE, rawsql.dt(now), vendor.pk, Batch.Status.ACTIVE])
     if found:
-        held = Claim.objects.select_related("task__batch", "task__image").get(pk=found[0][0])
+        held = Claim.objects.select_related("task__batch", "task__image").get(pk=found[0][1])
         return ClaimResult(held.task, held, "leased", {})
     batch_ids, blocked = gating.open_batches(annotator=annotator, vendor=vendor)
     if not batch_ids:
@@ -309,7 +311,16 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
             or _claim_candidate(annotator, batch_ids, now, include_released=True)
         if task is None:
             break
-        taken = rawsql.execute(q["take"], [rawsql.dt(now), task.pk, *Task.CLAIMABLE])
+        expires = now + lease
+        claim_pk = None
+        if "take_and_claim" in q:
+            # PostgreSQL: the slot and the claim in one round trip (no row when no slot is left).
+            found = rawsql.fetch(q["take_and_claim"], [rawsql.dt(now), task.pk, *Task.CLAIMABLE, annotator.pk,
+                                                       Claim.State.LIVE, rawsql.dt(now), rawsql.dt(expires)])
+            taken = len(found)
+            claim_pk = found[0][0] if found else None
+        else:
+            taken = rawsql.execute(q["take"], [rawsql.dt(now), task.pk, *Task.CLAIMABLE])
         if not taken and _reap_expired(task.pk, now):
             task.slots_taken = Task.objects.values_list("slots_taken", flat=True).get(pk=task.pk)
             taken = Task.objects.filter(pk=task.pk, slots_taken__lt=F("overlap")).update(
@@ -318,9 +329,11 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
             continue  # someone took the last slot between our read and write (SQLite)
         # One statement whether or not an earlier lease of ours on this task lapsed
         # or was released (then its row is reused: one claim row per annotator and task).
-        claim = Claim(task=task, annotator=annotator, state=Claim.State.LIVE, claimed_at=now, expires_at=now + lease)
-        claim.pk = rawsql.fetch(q["claim"], [task.pk, annotator.pk, Claim.State.LIVE, rawsql.dt(now),
-                                             rawsql.dt(claim.expires_at)])[0][0]
+        claim = Claim(task=task, annotator=annotator, state=Claim.State.LIVE, claimed_at=now, expires_at=expires)
+        if claim_pk is None:
+            claim_pk = rawsql.fetch(q["claim"], [task.pk, annotator.pk, Claim.State.LIVE, rawsql.dt(now),
+                                                 rawsql.dt(expires)])[0][0]
+        claim.pk = claim_pk
         task.slots_taken += 1
         task.status, task.updated_at = Task.Status.IN_PROGRESS, now
         return ClaimResult(task, claim, "claimed", blocked)
@@ -338,19 +351,21 @@ def _queue_sql() -> dict[str, str]:
     if found is not None:
         return found
     qn, t = rawsql.qn, rawsql.table
+    rework = (f"SELECT 0 AS kind, x.{qn('id')} FROM {t(Annotation)} x "
+              f"INNER JOIN {t(Task)} tk ON tk.{qn('id')} = x.{qn('task_id')} "
+              f"INNER JOIN {t(Batch)} b ON b.{qn('id')} = tk.{qn('batch_id')} "
+              f"WHERE x.{qn('annotator_id')} = %s AND x.{qn('status')} = %s "
+              f"AND b.{qn('vendor_id')} = %s AND b.{qn('status')} = %s "
+              f"ORDER BY x.{qn('updated_at')} LIMIT 1")
+    held = (f"SELECT 1 AS kind, x.{qn('id')} FROM {t(Claim)} x "
+            f"INNER JOIN {t(Task)} tk ON tk.{qn('id')} = x.{qn('task_id')} "
+            f"INNER JOIN {t(Batch)} b ON b.{qn('id')} = tk.{qn('batch_id')} "
+            f"WHERE x.{qn('annotator_id')} = %s AND x.{qn('state')} = %s AND x.{qn('expires_at')} > %s "
+            f"AND b.{qn('vendor_id')} = %s AND b.{qn('status')} = %s "
+            f"ORDER BY x.{qn('claimed_at')} LIMIT 1")
     found = {
-        "rework": (f"SELECT x.{qn('id')} FROM {t(Annotation)} x "
-                   f"INNER JOIN {t(Task)} tk ON tk.{qn('id')} = x.{qn('task_id')} "
-                   f"INNER JOIN {t(Batch)} b ON b.{qn('id')} = tk.{qn('batch_id')} "
-                   f"WHERE x.{qn('annotator_id')} = %s AND x.{qn('status')} = %s "
-                   f"AND b.{qn('vendor_id')} = %s AND b.{qn('status')} = %s "
-                   f"ORDER BY x.{qn('updated_at')} LIMIT 1"),
-        "held": (f"SELECT x.{qn('id')} FROM {t(Claim)} x "
-                 f"INNER JOIN {t(Task)} tk ON tk.{qn('id')} = x.{qn('task_id')} "
-                 f"INNER JOIN {t(Batch)} b ON b.{qn('id')} = tk.{qn('batch_id')} "
-                 f"WHERE x.{qn('annotator_id')} = %s AND x.{qn('state')} = %s AND x.{qn('expires_at')} > %s "
-                 f"AND b.{qn('vendor_id')} = %s AND b.{qn('status')} = %s "
-                 f"ORDER BY x.{qn('claimed_at')} LIMIT 1"),
+        # Derived tables keep each part's ORDER BY and LIMIT (SQLite allows them nowhere else in a UNION).
+        "rework_or_held": f"SELECT * FROM ({rework}) r UNION ALL SELECT * FROM ({held}) h",
         # The conditional UPDATE that actually takes a slot (never beyond the overlap).
         "take": (f"UPDATE {t(Task)} SET {qn('slots_taken')} = {qn('slots_taken')} + 1, {qn('status')} = "
                  f"'{Task.Status.IN_PROGRESS}', {qn('updated_at')} = %s WHERE {qn('id')} = %s AND {qn('status')} IN "
@@ -365,6 +380,12 @@ def _queue_sql() -> dict[str, str]:
         "lock_task": f"SELECT {qn('id')} FROM {t(Task)} WHERE {qn('id')} = %s{rawsql.lock()}",
         "refresh": _refresh_sql(),
     }
+    if connection.vendor == "postgresql":  # data-modifying WITH: PostgreSQL only
+        claim_cols = ", ".join(qn(c) for c in ("task_id", "annotator_id", "state", "claimed_at", "expires_at"))
+        upsert = found["claim"].split(" ON CONFLICT ", 1)[1]
+        found["take_and_claim"] = (f"WITH taken AS ({found['take']} RETURNING {qn('id')}) "
+                                   f"INSERT INTO {t(Claim)} ({claim_cols}) SELECT taken.{qn('id')}, %s, %s, %s, %s "
+                                   f"FROM taken ON CONFLICT {upsert}")
     _SQL[connection.vendor] = found
     return found
 
@@ -504,12 +525,16 @@ def regions_clean(*, regions: object, image: Image, field: str = "regions",
         if not isinstance(src, str):
             raise ValidationError({f"{where}.latex": "Must be a string."})
         src = src.strip()
+        normalized = ""
         if src:
-            problems = _latex_problems(src)
+            if len(src) > MAX_LATEX_LENGTH:
+                raise ValidationError({f"{where}.latex": _latex_problems(src)})
+            # Checked and normalised from one tokenization (the normalised form only when it checks out).
+            problems, normalized = latex.check_and_normalize(src)
             if problems:
                 raise ValidationError({f"{where}.latex": problems})
         clean["latex"] = src
-        clean["latex_normalized"] = latex.normalize(src) if src else ""
+        clean["latex_normalized"] = normalized
         clean["illegible"] = _flag(region.get("illegible", False), f"{where}.illegible")
         clean["cut_off"] = _flag(region.get("cut_off", False), f"{where}.cut_off")
         cats = region.get("categories", [])
@@ -543,38 +568,118 @@ def _check_complete(task: Task, regions: list[dict]) -> None:
                 raise ValidationError({f"regions[{i}].latex": "Type the formula, or flag the region illegible."})
 
 
+_ANNOTATION_FIELDS = ("task", "annotator", "status", "version", "created_at", "updated_at", "submitted_at")
+_VERSION_FIELDS = ("number", "author", "time_spent_seconds", "started_from", "created_at")
+_REGION_FIELDS = ("index", "kind", "points", "mask_rle", "latex", "latex_normalized", "illegible", "cut_off",
+                  "categories")
+
+
 def _save_version(*, annotation: Annotation, author: User, regions: list[dict], time_spent_seconds: float,
-                  started_from: Prediction | None) -> AnnotationVersion:
-    # Three statements written once (common.rawsql): every submit runs them.
+                  started_from: Prediction | None, create: bool = False) -> AnnotationVersion:
+    """Store a new version of `annotation` with its regions and make it the current one;
+    with `create`, insert the annotation itself first (its fields are already set).
+
+    Every submit runs this, so the statements are written once (common.rawsql): on
+    PostgreSQL one statement does it all (`_version_sql`), elsewhere one per table
+    and one to point the annotation at its new version."""
+    from django.db import connection
+
     now = timezone.now()
     version = AnnotationVersion(annotation=annotation, number=annotation.version, author=author,
                                 time_spent_seconds=time_spent_seconds, started_from=started_from, created_at=now)
-    version.pk = rawsql.insert(
-        AnnotationVersion, ["annotation", "number", "author", "time_spent_seconds", "started_from", "created_at"],
-        [(annotation.pk, version.number, author.pk, time_spent_seconds, started_from.pk if started_from else None,
-          rawsql.dt(now))])[0]
-    version._state.adding = False
     rows = [
         Region(version=version, index=i, kind=r["kind"], points=r.get("points"), mask_rle=r.get("mask"),
                latex=r["latex"], latex_normalized=r["latex_normalized"], illegible=r["illegible"],
                cut_off=r["cut_off"], categories=r["categories"])
         for i, r in enumerate(regions)
     ]
-    if rows:
-        json_or_null = lambda v: None if v is None else rawsql.js(v)  # noqa: E731  (None is SQL NULL, as the ORM saves it)
-        ids = rawsql.insert(
-            Region, ["version", "index", "kind", "points", "mask_rle", "latex", "latex_normalized", "illegible",
-                     "cut_off", "categories"],
-            [(version.pk, r.index, r.kind, json_or_null(r.points), json_or_null(r.mask_rle), r.latex,
-              r.latex_normalized, r.illegible, r.cut_off, rawsql.js(r.categories)) for r in rows])
-        for row, pk in zip(rows, ids, strict=True):
-            row.pk = pk
-            row._state.adding = False
-    rawsql.execute(_queue_sql()["set_current"], [version.pk, annotation.pk])
+    json_or_null = lambda v: None if v is None else rawsql.js(v)  # noqa: E731  (None is SQL NULL, as the ORM saves it)
+    region_values = [(r.index, r.kind, json_or_null(r.points), json_or_null(r.mask_rle), r.latex, r.latex_normalized,
+                      r.illegible, r.cut_off, rawsql.js(r.categories)) for r in rows]
+    version_values = (version.number, author.pk, time_spent_seconds, started_from.pk if started_from else None,
+                      rawsql.dt(now))
+    annotation_values = ()
+    if create:
+        annotation_values = (annotation.task_id, annotation.annotator_id, annotation.status, annotation.version,
+                             rawsql.dt(annotation.created_at), rawsql.dt(annotation.updated_at),
+                             rawsql.dt(annotation.submitted_at) if annotation.submitted_at else None)
+    if connection.vendor == "postgresql":
+        params = [*annotation_values] if create else [annotation.pk]
+        params += [*version_values] + ([] if create else [annotation.pk])
+        params += [v for row in region_values for v in row]
+        found = rawsql.fetch(_version_sql(len(rows), create), params)
+        if create:
+            annotation.pk = found[0][0]
+        version.pk = found[0][1]
+        region_ids = [r[2] for r in found] if rows else []
+    else:
+        if create:
+            annotation.pk = rawsql.insert(Annotation, _ANNOTATION_FIELDS, [annotation_values])[0]
+        version.pk = rawsql.insert(AnnotationVersion, ("annotation", *_VERSION_FIELDS),
+                                   [(annotation.pk, *version_values)])[0]
+        region_ids = rawsql.insert(Region, ("version", *_REGION_FIELDS),
+                                   [(version.pk, *row) for row in region_values]) if rows else []
+        rawsql.execute(_queue_sql()["set_current"], [version.pk, annotation.pk])
+    if create:
+        annotation._state.adding = False
+        version.annotation_id = annotation.pk  # built before the annotation had its id
+    version._state.adding = False
+    for row, pk in zip(rows, region_ids, strict=True):
+        row.pk, row.version_id = pk, version.pk  # built before the version had its id
+        row._state.adding = False
     annotation.current = version
     # Callers answer with the saved state without reading it back.
     version._prefetched_objects_cache = {"regions": rows}
     return version
+
+
+def _version_sql(n_regions: int, create: bool) -> str:
+    """PostgreSQL: a version, its regions and the annotation's pointer to it in one
+    statement (data-modifying WITH; `create`: the annotation row too). Ids come from
+    the tables' own sequences first, so the annotation is inserted already pointing
+    at its version (the foreign keys are checked at commit). Rows: (annotation id,
+    version id, region id) in region order. Every parameter is cast to its column's
+    type: an untyped NULL would otherwise be read as text."""
+    def build() -> str:
+        from django.db import connection
+
+        qn, t = rawsql.qn, rawsql.table
+
+        def cast(model, name: str) -> str:
+            kind = model._meta.get_field(name).cast_db_type(connection)
+            # A cast to varchar(n) would cut a longer value silently; the column itself refuses it.
+            return f"CAST(%s AS {'varchar' if kind.startswith('varchar(') else kind})"
+
+        def cols(model, names) -> str:
+            return ", ".join(qn(model._meta.get_field(n).column) for n in names)
+
+        def nextval(model) -> str:
+            return f"nextval(pg_get_serial_sequence('{t(model)}', '{model._meta.pk.column}'))"
+
+        parts = [f"ids AS (SELECT {nextval(Annotation) if create else cast(Annotation, 'id')} AS a, "
+                 f"{nextval(AnnotationVersion)} AS v)"]
+        if create:
+            parts.append(f"an AS (INSERT INTO {t(Annotation)} ({qn('id')}, {cols(Annotation, _ANNOTATION_FIELDS)}, "
+                         f"{qn('current_id')}) SELECT ids.a, "
+                         f"{', '.join(cast(Annotation, n) for n in _ANNOTATION_FIELDS)}, ids.v FROM ids)")
+        parts.append(f"ve AS (INSERT INTO {t(AnnotationVersion)} ({qn('id')}, {qn('annotation_id')}, "
+                     f"{cols(AnnotationVersion, _VERSION_FIELDS)}) SELECT ids.v, ids.a, "
+                     f"{', '.join(cast(AnnotationVersion, n) for n in _VERSION_FIELDS)} FROM ids)")
+        if not create:
+            parts.append(f"cu AS (UPDATE {t(Annotation)} SET {qn('current_id')} = ids.v FROM ids "
+                         f"WHERE {t(Annotation)}.{qn('id')} = {cast(Annotation, 'id')})")
+        if n_regions:
+            one = "(" + ", ".join(cast(Region, n) for n in _REGION_FIELDS) + ")"
+            names = ", ".join(f"c{i}" for i in range(len(_REGION_FIELDS)))
+            parts.append(f"re AS (INSERT INTO {t(Region)} ({qn('version_id')}, {cols(Region, _REGION_FIELDS)}) "
+                         f"SELECT ids.v, x.* FROM ids, (VALUES {', '.join([one] * n_regions)}) AS x ({names}) "
+                         f"RETURNING {qn('id')}, {qn('index')})")
+            tail = f"SELECT ids.a, ids.v, re.{qn('id')} FROM ids, re ORDER BY re.{qn('index')}"
+        else:
+            tail = "SELECT ids.a, ids.v, NULL FROM ids"
+        return "WITH " + ", ".join(parts) + " " + tail
+
+    return rawsql.statement(f"save_version:{n_regions}:{int(create)}", build)
 
 
 def _time_spent(value) -> float:
@@ -622,14 +727,9 @@ def annotation_create(
         task=task, annotator=annotator, version=1,
         status=Annotation.Status.SUBMITTED if submit else Annotation.Status.DRAFT,
         created_at=now, updated_at=now, submitted_at=now if submit else None)
-    annotation.pk = rawsql.insert(
-        Annotation, ["task", "annotator", "status", "version", "created_at", "updated_at", "submitted_at"],
-        [(task.pk, annotator.pk, annotation.status, 1, rawsql.dt(now), rawsql.dt(now),
-          rawsql.dt(now) if submit else None)])[0]
-    annotation._state.adding = False
     annotation._prefetched_objects_cache = {"reviews": []}  # a new annotation has none
     _save_version(annotation=annotation, author=annotator, regions=clean, time_spent_seconds=spent,
-                  started_from=started_from)
+                  started_from=started_from, create=True)
     if submit:
         _task_refresh_status(task.pk)
         spec_stats_refresh_soon(spec_id=task.batch.spec_id)

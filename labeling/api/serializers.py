@@ -275,6 +275,8 @@ class AnnotationCreateSerializer(serializers.Serializer):
     started_from = serializers.IntegerField(required=False, allow_null=True, default=None,
                                             help_text="The prediction the annotator started from")
     submit = serializers.BooleanField(default=False, help_text="Submit for review at once")
+    next = serializers.BooleanField(default=False, help_text="Answer with your next task too, as tasks/next/ "
+                                    "gives it: {\"annotation\": ..., \"next\": ...}")
 
 
 class AnnotationUpdateSerializer(serializers.Serializer):
@@ -283,10 +285,28 @@ class AnnotationUpdateSerializer(serializers.Serializer):
     time_spent_seconds = serializers.FloatField(required=False, default=0)
     started_from = serializers.IntegerField(required=False, allow_null=True, default=None)
     submit = serializers.BooleanField(default=False)
+    next = serializers.BooleanField(default=False, help_text="Answer with your next task too, as tasks/next/ "
+                                    "gives it: {\"annotation\": ..., \"next\": ...}")
 
 
 class AnnotationSubmitSerializer(serializers.Serializer):
     version = serializers.IntegerField()
+    next = serializers.BooleanField(default=False, help_text="Answer with your next task too, as tasks/next/ "
+                                    "gives it: {\"annotation\": ..., \"next\": ...}")
+
+
+@extend_schema_field({"oneOf": [{"$ref": "#/components/schemas/NextTask"},
+                                {"type": "object", "nullable": True, "enum": [None]}]})
+class _NullableNextField(_PassThroughField):
+    """The body tasks/next/ answers, already rendered (see NULLABLE_TASK_SCHEMA for the spelling)."""
+
+
+class AnnotationWithNextSerializer(serializers.Serializer):
+    """A save that asked for `next`: the annotation, and the next task as tasks/next/ answers it."""
+
+    annotation = AnnotationSerializer()
+    next = _NullableNextField(allow_null=True, help_text="null when you may not take tasks from the queue (or the "
+                              "claim failed): tasks/next/ says why")
 
 
 class ConflictSerializer(serializers.Serializer):

@@ -2,9 +2,12 @@
 annotations with versions, reviews, and model predictions."""
 from __future__ import annotations
 
-from django.db import transaction
+import logging
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Prefetch
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -20,6 +23,8 @@ from ..filters import AnnotationFilter, BatchFilter, PredictionFilter, ReviewFil
 from ..models import Prediction
 from . import serializers as s
 
+logger = logging.getLogger(__name__)
+
 
 def _conflict(exc: services.StaleVersion, request) -> Response:
     current = selectors.annotations_visible_to(request.user).get(pk=exc.current.pk)
@@ -27,6 +32,45 @@ def _conflict(exc: services.StaleVersion, request) -> Response:
                      "current_version": current.version,
                      "current": s.AnnotationSerializer(current, context={"request": request}).data},
                     status=status.HTTP_409_CONFLICT)
+
+
+def _next_task_body(request) -> dict:
+    """What `tasks/next/` answers `request.user`: the work queue's next task for them
+    (one service call, `task_claim_next`), rendered as NextTaskSerializer."""
+    result = services.task_claim_next(annotator=request.user)
+    body = {"task": result.task, "reason": result.reason, "annotation": result.annotation_id,
+            "lease_expires_at": result.claim.expires_at if result.claim else None,
+            "blocked": {str(k): v for k, v in result.blocked.items()}}
+    if result.task is not None:
+        # The service loaded the task with its batch and image; only pre-labels are missing.
+        result.task.image._prefetched_objects_cache = {"predictions": selectors.image_predictions(result.task.image)}
+    return represent(s.NextTaskSerializer, body, {"request": request})
+
+
+def _with_next(request, annotation_body: dict, wanted: bool) -> dict:
+    """The annotation as answered, or with `next` asked: {"annotation": ..., "next": ...}.
+
+    The next task is claimed after the save has committed, in its own transaction
+    (a failed claim never undoes a saved answer, nor turns it into an error): `next`
+    is null when the user may not take tasks from the queue (e.g. no longer an
+    annotator) or the claim failed; `tasks/next/` then says why."""
+    if not wanted:
+        return annotation_body
+    try:
+        nxt = _next_task_body(request)
+    except DjangoValidationError:
+        nxt = None
+    except DatabaseError:  # rolled back by the service's atomic block; the answer was saved before
+        logger.exception("Claiming the next task after a save failed (user %s)", request.user.pk)
+        nxt = None
+    return {"annotation": annotation_body, "next": nxt}
+
+
+def _maybe_next(plain):
+    """The schema of an answer that carries the next task when the request asks `next: true`."""
+    return PolymorphicProxySerializer(
+        component_name=f"{plain.__name__.removesuffix('Serializer')}OrWithNext",
+        serializers=[plain, s.AnnotationWithNextSerializer], resource_type_field_name=None)
 
 
 class VendorViewSet(viewsets.ModelViewSet):
@@ -129,14 +173,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         lease on, then a new one from your vendor's active batches under a 30-minute
         lease. `task` is null when there is no work (`blocked` says which batches wait
         on you, e.g. to acknowledge a guide)."""
-        result = services.task_claim_next(annotator=request.user)
-        body = {"task": result.task, "reason": result.reason, "annotation": result.annotation_id,
-                "lease_expires_at": result.claim.expires_at if result.claim else None,
-                "blocked": {str(k): v for k, v in result.blocked.items()}}
-        if result.task is not None:
-            # The service loaded the task with its batch and image; only pre-labels are missing.
-            result.task.image._prefetched_objects_cache = {"predictions": selectors.image_predictions(result.task.image)}
-        return Response(represent(s.NextTaskSerializer, body, {"request": request}))
+        return Response(_next_task_body(request))
 
     @extend_schema(request=None, responses={204: None})
     @action(detail=True, methods=["post"])
@@ -176,60 +213,67 @@ class AnnotationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             raise ValidationError({"started_from": ["Unknown prediction."]})
         return prediction
 
-    def _respond(self, annotation, code=status.HTTP_200_OK):
+    def _respond(self, annotation, code=status.HTTP_200_OK, with_next=False):
         fresh = self.get_queryset().get(pk=annotation.pk)
-        return Response(self.get_serializer(fresh).data, status=code)
+        return Response(_with_next(self.request, self.get_serializer(fresh).data, with_next), status=code)
 
-    @extend_schema(request=s.AnnotationCreateSerializer, responses={201: s.AnnotationSerializer})
+    @extend_schema(request=s.AnnotationCreateSerializer, responses={201: _maybe_next(s.AnnotationSerializer)})
     def create(self, request):
-        """Save your first answer for a task you hold a lease on (optionally `submit` at once)."""
+        """Save your first answer for a task you hold a lease on (optionally `submit` at once).
+        With `next: true` the answer also carries your next task, as `tasks/next/` would
+        give it: one round trip for "submit, then next"."""
         data = s.AnnotationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = dict(data.validated_data)
+        with_next = v.pop("next")
         task = selectors.task_visible_to(request.user, v.pop("task"))
         if task is None:
             raise ValidationError({"task": ["Unknown task."]})
         annotation = services.annotation_create(task=task, annotator=request.user,
                                                 started_from=self._prediction(v.pop("started_from")), **v)
         # The service hands back the saved annotation with its regions: no need to read it again.
-        return Response(represent(s.AnnotationSerializer, annotation, self.get_serializer_context()),
-                        status=status.HTTP_201_CREATED)
+        body = represent(s.AnnotationSerializer, annotation, self.get_serializer_context())
+        return Response(_with_next(request, body, with_next), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.AnnotationUpdateSerializer,
-                   responses={200: s.AnnotationSerializer, 409: s.ConflictSerializer})
+                   responses={200: _maybe_next(s.AnnotationSerializer), 409: s.ConflictSerializer})
     def update(self, request, pk=None):
-        """Save a new version; `version` must be the current one, else 409."""
+        """Save a new version; `version` must be the current one, else 409. `next: true`
+        as for a new annotation."""
         annotation = self.get_object()
         data = s.AnnotationUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = dict(data.validated_data)
+        with_next = v.pop("next")
         try:
             annotation = services.annotation_update(annotation=annotation, by=request.user,
                                                     started_from=self._prediction(v.pop("started_from")), **v)
         except services.StaleVersion as exc:
             transaction.set_rollback(False)
             return _conflict(exc, request)
-        return self._respond(annotation)
+        return self._respond(annotation, with_next=with_next)
 
     @extend_schema(request=s.AnnotationUpdateSerializer,
-                   responses={200: s.AnnotationSerializer, 409: s.ConflictSerializer})
+                   responses={200: _maybe_next(s.AnnotationSerializer), 409: s.ConflictSerializer})
     def partial_update(self, request, pk=None):
         """Same as PUT: a new version always holds the full list of regions."""
         return self.update(request, pk=pk)
 
     @extend_schema(request=s.AnnotationSubmitSerializer,
-                   responses={200: s.AnnotationSerializer, 409: s.ConflictSerializer})
+                   responses={200: _maybe_next(s.AnnotationSerializer), 409: s.ConflictSerializer})
     @action(detail=True, methods=["post"])
     def submit(self, request, pk=None):
-        """Hand the current version in for review."""
+        """Hand the current version in for review (`next: true`: with your next task)."""
         annotation = self.get_object()
         data = s.AnnotationSubmitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        v = dict(data.validated_data)
+        with_next = v.pop("next")
         try:
-            annotation = services.annotation_submit(annotation=annotation, by=request.user, **data.validated_data)
+            annotation = services.annotation_submit(annotation=annotation, by=request.user, **v)
         except services.StaleVersion as exc:
             return _conflict(exc, request)
-        return self._respond(annotation)
+        return self._respond(annotation, with_next=with_next)
 
     @extend_schema(responses=s.AnnotationVersionSerializer(many=True))
     @action(detail=True, methods=["get"])

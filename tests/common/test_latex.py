@@ -167,3 +167,16 @@ def test_im2markup_strings_without_tokens_are_only_empty_or_commented_out(real_s
     empty = [s for s in strings[:n] if not latex.normalize_tokens(s)]
     assert all(not s.strip() or s.lstrip().startswith("%") or "%" in s for s in empty)
     assert len(empty) <= 25
+
+
+def test_check_and_normalize_equals_check_then_normalize_on_real_strings(real_strings):
+    for s in real_strings[1]:
+        problems = latex.check(s)
+        assert latex.check_and_normalize(s) == (problems, "" if problems else latex.normalize(s)), s
+
+
+@pytest.mark.parametrize("raw", ["x^{" * 600 + "1" + "}" * 600, "{" * 900 + "}" * 900, r"\frac" * 700 + "1",
+                                 r"\sqrt" * 700 + "1"], ids=["scripts", "braces", "frac", "sqrt"])
+def test_a_formula_nested_too_deeply_is_a_problem_not_a_crash(raw):
+    assert len(raw) <= 4000 and latex.check(raw) == []  # short and well-formed, yet the normaliser cannot follow
+    assert latex.check_and_normalize(raw) == ([latex.NESTED_TOO_DEEPLY], "")

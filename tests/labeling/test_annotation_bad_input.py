@@ -56,6 +56,8 @@ BAD_REGIONS = [
     ("begin/end mismatch", [quad(latex=r"\begin{matrix} a \end{pmatrix}")], "regions[0].latex", ""),
     ("unknown LaTeX command", [quad(latex=r"\frobnicate{x}")], "regions[0].latex", "frobnicate"),
     ("1 MB of LaTeX", [quad(latex="x" * 1_000_000)], "regions[0].latex", "characters"),
+    ("LaTeX nested too deeply", [quad(latex="x^{" * 600 + "1" + "}" * 600)], "regions[0].latex", "nested"),
+    ("commands chained too deeply", [quad(), quad(latex=r"\frac" * 700 + "1")], "regions[1].latex", "nested"),
     ("10,000 regions", [quad()] * 10_000, "regions", "at most"),
     ("unknown kind", [{"kind": "circle"}], "regions[0].kind", ""),
     ("unknown category", [quad(categories=["nope"])], "regions[0].categories", "nope"),

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from pipeline import stats
+from tests.conftest import wait_for
 from tests.qa_world import make_qa_world
 
 POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
@@ -19,13 +20,18 @@ def _without_timings(payload: dict) -> dict:
     return {k: v for k, v in payload.items() if k != "timings_ms"}
 
 
-def _section_threads(monkeypatch) -> set[str]:
-    """Patch every section's analytic transaction to record the thread it ran on."""
+def _section_threads(monkeypatch, backends: set[int] | None = None) -> set[str]:
+    """Patch every section's analytic transaction to record the thread it ran on (and, given
+    `backends`, the PostgreSQL backend its connection talks to)."""
     seen: set[str] = set()
     original = stats.analytic_reads
 
     def recording():
         seen.add(threading.current_thread().name)
+        if backends is not None:
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_backend_pid()")
+                backends.add(cur.fetchone()[0])
         return original()
 
     monkeypatch.setattr(stats, "analytic_reads", recording)
@@ -39,16 +45,24 @@ def test_sections_run_side_by_side_give_the_same_report(monkeypatch, settings):
     settings.QA_STATS_THREADS = 1
     one_by_one = stats.spec_stats_payload(spec=world.spec)
     settings.QA_STATS_THREADS = 3
-    threads = _section_threads(monkeypatch)
+    backends: set[int] = set()
+    threads = _section_threads(monkeypatch, backends)
     side_by_side = stats.spec_stats_payload(spec=world.spec)
     assert all(name.startswith("qa-stats") for name in threads) and len(threads) > 1
     assert _without_timings(side_by_side) == _without_timings(one_by_one)
     assert set(side_by_side["timings_ms"]) == {"throughput", "prelabel", "agreement", "gold", "reviews"}
-    # The worker threads closed their connections: only this test's own backend is left.
+    # The worker threads closed their connections: none of their backends is left.
     with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid()")
-        assert cur.fetchone()[0] == 0
+        cur.execute("SELECT pg_backend_pid()")
+        backends.discard(cur.fetchone()[0])
+        assert len(backends) > 1
+
+    def gone() -> bool:  # a backend leaves pg_stat_activity a moment after its client closes
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [list(backends)])
+            return cur.fetchone()[0] == 0
+
+    wait_for(gone, timeout=5)
 
 
 @pytest.mark.django_db

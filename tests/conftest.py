@@ -86,6 +86,14 @@ def stored_files() -> list[str]:
 
 
 @pytest.fixture
+def qa_world():
+    """The labeling world of tests/qa_world.py, whose progress and QA figures are worked out by hand."""
+    from tests.qa_world import make_qa_world
+
+    return make_qa_world()
+
+
+@pytest.fixture
 def api():
     return APIClient()
 

@@ -12,18 +12,12 @@ from curation.progress import progress_compute, spec_progress
 from labeling import services as ls
 from pipeline import refresh, tasks
 from tests import factories
-from tests.qa_world import make_qa_world
 from tests.schema import assert_response_matches_schema
 
 pytestmark = [pytest.mark.django_db,
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
 
 COUNTS = ("collected", "prelabeled", "labeled", "accepted")
-
-
-@pytest.fixture
-def world():
-    return make_qa_world()
 
 
 def progress_of(user, spec) -> dict:
@@ -40,31 +34,31 @@ def printed(body) -> tuple:
     return tuple(row[k] for k in COUNTS)
 
 
-def test_progress_is_read_from_the_stored_report_until_the_worker_refreshes_it(world):
-    assert progress_of(world.curator, world.spec)["computed_at"] is None  # no refresh yet: computed now
-    tasks.spec_stats_refresh(world.spec.id)
-    stored = progress_of(world.curator, world.spec)
+def test_progress_is_read_from_the_stored_report_until_the_worker_refreshes_it(qa_world):
+    assert progress_of(qa_world.curator, qa_world.spec)["computed_at"] is None  # no refresh yet: computed now
+    tasks.spec_stats_refresh(qa_world.spec.id)
+    stored = progress_of(qa_world.curator, qa_world.spec)
     assert stored["computed_at"] is not None and printed(stored) == (3, 0, 2, 2)
-    factories.make_image(spec=world.spec, categories=["printed"])
-    assert printed(progress_of(world.curator, world.spec)) == (3, 0, 2, 2)  # still the stored one
-    tasks.spec_stats_refresh(world.spec.id)
-    assert printed(progress_of(world.curator, world.spec)) == (4, 0, 2, 2)
+    factories.make_image(spec=qa_world.spec, categories=["printed"])
+    assert printed(progress_of(qa_world.curator, qa_world.spec)) == (3, 0, 2, 2)  # still the stored one
+    tasks.spec_stats_refresh(qa_world.spec.id)
+    assert printed(progress_of(qa_world.curator, qa_world.spec)) == (4, 0, 2, 2)
 
 
-def test_the_stored_report_holds_what_a_live_computation_gives(world):
-    factories.make_snapshot(spec=world.spec, name="s1", created_by=world.curator, ratios={"train": 1, "test": 0})
-    live = progress_compute(spec=world.spec)
-    report = cs.spec_progress_refresh(spec=world.spec)
+def test_the_stored_report_holds_what_a_live_computation_gives(qa_world):
+    factories.make_snapshot(spec=qa_world.spec, name="s1", created_by=qa_world.curator, ratios={"train": 1, "test": 0})
+    live = progress_compute(spec=qa_world.spec)
+    report = cs.spec_progress_refresh(spec=qa_world.spec)
     assert report.payload == live and report.duration_ms >= 0
-    assert ProgressReport.objects.filter(spec=world.spec).count() == 1
-    cs.spec_progress_refresh(spec=world.spec)  # replaced, not added
-    assert ProgressReport.objects.filter(spec=world.spec).count() == 1
+    assert ProgressReport.objects.filter(spec=qa_world.spec).count() == 1
+    cs.spec_progress_refresh(spec=qa_world.spec)  # replaced, not added
+    assert ProgressReport.objects.filter(spec=qa_world.spec).count() == 1
 
 
-def test_a_vendor_reads_only_their_slice_of_the_stored_report(world):
-    before = progress_of(world.manager1, world.spec)
-    cs.spec_progress_refresh(spec=world.spec)
-    after = progress_of(world.manager1, world.spec)
+def test_a_vendor_reads_only_their_slice_of_the_stored_report(qa_world):
+    before = progress_of(qa_world.manager1, qa_world.spec)
+    cs.spec_progress_refresh(spec=qa_world.spec)
+    after = progress_of(qa_world.manager1, qa_world.spec)
     assert [v["vendor_name"] for v in after["by_vendor"]] == ["V1"]
     assert printed(after) == (2, 0, 1, 1)  # A and C only, as computed live for the vendor
     assert {k: v for k, v in after.items() if k != "computed_at"} == {
@@ -80,14 +74,14 @@ def test_images_count_as_collected_before_any_batch():
     assert printed(body) == (1, 0, 0, 0) and body["by_vendor"] == []
 
 
-def test_the_spec_page_says_when_the_progress_was_computed(world):
+def test_the_spec_page_says_when_the_progress_was_computed(qa_world):
     from django.test import Client
 
     c = Client()
-    c.force_login(world.curator)
-    assert "Computed just now" in c.get(f"/specs/{world.spec.id}/").content.decode()
-    cs.spec_progress_refresh(spec=world.spec)
-    assert "As of " in c.get(f"/specs/{world.spec.id}/").content.decode()
+    c.force_login(qa_world.curator)
+    assert "Computed just now" in c.get(f"/specs/{qa_world.spec.id}/").content.decode()
+    cs.spec_progress_refresh(spec=qa_world.spec)
+    assert "As of " in c.get(f"/specs/{qa_world.spec.id}/").content.decode()
 
 
 @pytest.fixture

@@ -5,18 +5,12 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests import factories
-from tests.qa_world import make_qa_world
 from tests.schema import assert_response_matches_schema
 
 pytestmark = [pytest.mark.django_db,
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
 
 COUNTS = ("collected", "prelabeled", "labeled", "accepted")
-
-
-@pytest.fixture
-def world():
-    return make_qa_world()
 
 
 def client(user) -> APIClient:
@@ -29,9 +23,9 @@ def counts(row) -> tuple:
     return tuple(row[k] for k in COUNTS)
 
 
-def test_progress_per_category_and_vendor(world, django_assert_max_num_queries):
+def test_progress_per_category_and_vendor(qa_world, django_assert_max_num_queries):
     with django_assert_max_num_queries(12):
-        r = client(world.curator).get(f"/api/v1/specs/{world.spec.id}/progress/")
+        r = client(qa_world.curator).get(f"/api/v1/specs/{qa_world.spec.id}/progress/")
     assert r.status_code == 200
     assert_response_matches_schema(r)
     cats = {c["category"]: c for c in r.json()["by_category"]}
@@ -47,9 +41,9 @@ def test_progress_per_category_and_vendor(world, django_assert_max_num_queries):
     assert r.json()["by_split"] == [] and r.json()["snapshot"] is None
 
 
-def test_progress_per_split_uses_the_latest_snapshot(world):
-    factories.make_snapshot(spec=world.spec, name="s1", created_by=world.curator, ratios={"train": 1, "test": 0})
-    r = client(world.curator).get(f"/api/v1/specs/{world.spec.id}/progress/")
+def test_progress_per_split_uses_the_latest_snapshot(qa_world):
+    factories.make_snapshot(spec=qa_world.spec, name="s1", created_by=qa_world.curator, ratios={"train": 1, "test": 0})
+    r = client(qa_world.curator).get(f"/api/v1/specs/{qa_world.spec.id}/progress/")
     assert_response_matches_schema(r)
     body = r.json()
     assert body["snapshot_name"] == "s1"
@@ -62,8 +56,8 @@ def test_progress_per_split_uses_the_latest_snapshot(world):
     assert rows[("unassigned", "printed")]["target"] is None
 
 
-def test_vendor_manager_sees_only_their_vendor(world):
-    r = client(world.manager1).get(f"/api/v1/specs/{world.spec.id}/progress/")
+def test_vendor_manager_sees_only_their_vendor(qa_world):
+    r = client(qa_world.manager1).get(f"/api/v1/specs/{qa_world.spec.id}/progress/")
     assert r.status_code == 200
     assert_response_matches_schema(r)
     body = r.json()
@@ -74,20 +68,20 @@ def test_vendor_manager_sees_only_their_vendor(world):
     assert body["by_split"] == [] and body["snapshot"] is None
 
 
-def test_foreign_vendor_cannot_read_the_progress(world):
+def test_foreign_vendor_cannot_read_the_progress(qa_world):
     from common import roles
     from tests import factories
 
     outsider = factories.make_user(roles.VENDOR_MANAGER)
-    assert client(outsider).get(f"/api/v1/specs/{world.spec.id}/progress/").status_code == 404
+    assert client(outsider).get(f"/api/v1/specs/{qa_world.spec.id}/progress/").status_code == 404
 
 
-def test_spec_page_shows_progress_charts_and_links_qa(world):
+def test_spec_page_shows_progress_charts_and_links_qa(qa_world):
     from django.test import Client
 
     c = Client()
-    c.force_login(world.curator)
-    html = c.get(f"/specs/{world.spec.id}/").content.decode()
+    c.force_login(qa_world.curator)
+    html = c.get(f"/specs/{qa_world.spec.id}/").content.decode()
     assert 'id="spec-progress"' in html and html.count("<svg") >= 2
-    assert f'href="/specs/{world.spec.id}/qa/"' in html
+    assert f'href="/specs/{qa_world.spec.id}/qa/"' in html
     assert "V1" in html and "V2" in html

@@ -9,16 +9,10 @@ from common import roles
 from pipeline.models import QAReport
 from pipeline.stats import spec_stats_compute
 from tests import factories
-from tests.qa_world import make_qa_world
 from tests.schema import assert_response_matches_schema
 
 pytestmark = [pytest.mark.django_db,
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
-
-
-@pytest.fixture
-def world():
-    return make_qa_world()
 
 
 def client(user) -> APIClient:
@@ -33,58 +27,58 @@ def page_client(user) -> Client:
     return c
 
 
-def test_latest_report_and_list(world, django_assert_max_num_queries):
-    spec_stats_compute(spec=world.spec)
-    newest = spec_stats_compute(spec=world.spec)
-    api = client(world.curator)
-    r = api.get(f"/api/v1/qa-reports/latest/?spec={world.spec.id}")
+def test_latest_report_and_list(qa_world, django_assert_max_num_queries):
+    spec_stats_compute(spec=qa_world.spec)
+    newest = spec_stats_compute(spec=qa_world.spec)
+    api = client(qa_world.curator)
+    r = api.get(f"/api/v1/qa-reports/latest/?spec={qa_world.spec.id}")
     assert r.status_code == 200
     assert_response_matches_schema(r)
     assert r.json()["id"] == newest.id
     assert r.json()["payload"]["reviews"]["overall"]["rejected"] == 2
     with django_assert_max_num_queries(4):
-        r = api.get(f"/api/v1/qa-reports/?spec={world.spec.id}")
+        r = api.get(f"/api/v1/qa-reports/?spec={qa_world.spec.id}")
     assert_response_matches_schema(r)
     assert r.json()["count"] == 2
 
 
-def test_latest_needs_a_spec_and_a_report(world):
-    api = client(world.curator)
+def test_latest_needs_a_spec_and_a_report(qa_world):
+    api = client(qa_world.curator)
     r = api.get("/api/v1/qa-reports/latest/?spec=x")
     assert r.status_code == 400 and "spec" in r.json()
-    assert api.get(f"/api/v1/qa-reports/latest/?spec={world.spec.id}").status_code == 404
+    assert api.get(f"/api/v1/qa-reports/latest/?spec={qa_world.spec.id}").status_code == 404
 
 
-def test_recompute_runs_on_the_worker(world, django_capture_on_commit_callbacks):
-    api = client(world.curator)
+def test_recompute_runs_on_the_worker(qa_world, django_capture_on_commit_callbacks):
+    api = client(qa_world.curator)
     with django_capture_on_commit_callbacks(execute=True):
-        r = api.post("/api/v1/qa-reports/recompute/", {"spec": world.spec.id}, format="json")
+        r = api.post("/api/v1/qa-reports/recompute/", {"spec": qa_world.spec.id}, format="json")
     assert r.status_code == 202
     assert_response_matches_schema(r)
-    assert QAReport.objects.filter(spec=world.spec).count() == 1  # eager Celery in tests
+    assert QAReport.objects.filter(spec=qa_world.spec).count() == 1  # eager Celery in tests
     bad = api.post("/api/v1/qa-reports/recompute/", {"spec": 10**9}, format="json")
     assert bad.status_code == 400 and "spec" in bad.json()
 
 
 @pytest.mark.parametrize("role", [roles.VENDOR_MANAGER, roles.MODEL_TEAM, roles.ANNOTATOR])
-def test_only_curators_read_reports(world, role):
-    report = spec_stats_compute(spec=world.spec)
-    user = world.manager1 if role == roles.VENDOR_MANAGER else factories.make_user(role)
+def test_only_curators_read_reports(qa_world, role):
+    report = spec_stats_compute(spec=qa_world.spec)
+    user = qa_world.manager1 if role == roles.VENDOR_MANAGER else factories.make_user(role)
     api = client(user)
     assert api.get(f"/api/v1/qa-reports/{report.id}/").status_code in (403, 404)
-    assert api.get(f"/api/v1/qa-reports/latest/?spec={world.spec.id}").status_code in (403, 404)
-    assert api.post("/api/v1/qa-reports/recompute/", {"spec": world.spec.id}, format="json").status_code == 403
-    assert page_client(user).get(f"/specs/{world.spec.id}/qa/").status_code == 403
+    assert api.get(f"/api/v1/qa-reports/latest/?spec={qa_world.spec.id}").status_code in (403, 404)
+    assert api.post("/api/v1/qa-reports/recompute/", {"spec": qa_world.spec.id}, format="json").status_code == 403
+    assert page_client(user).get(f"/specs/{qa_world.spec.id}/qa/").status_code == 403
 
 
-def test_page_shows_every_section_with_charts(world, django_capture_on_commit_callbacks):
-    c = page_client(world.curator)
-    empty = c.get(f"/specs/{world.spec.id}/qa/").content.decode()
+def test_page_shows_every_section_with_charts(qa_world, django_capture_on_commit_callbacks):
+    c = page_client(qa_world.curator)
+    empty = c.get(f"/specs/{qa_world.spec.id}/qa/").content.decode()
     assert 'id="qa-empty"' in empty
     with django_capture_on_commit_callbacks(execute=True):
-        r = c.post(f"/specs/{world.spec.id}/qa/recompute/")
+        r = c.post(f"/specs/{qa_world.spec.id}/qa/recompute/")
     assert r.status_code == 302
-    html = c.get(f"/specs/{world.spec.id}/qa/").content.decode()
+    html = c.get(f"/specs/{qa_world.spec.id}/qa/").content.decode()
     for section in ("qa-agreement", "qa-gold", "qa-reviews", "qa-prelabel", "qa-throughput"):
         assert f'id="{section}"' in html
     assert html.count("<svg class=\"chart\"") == 13

@@ -10,30 +10,24 @@ from pipeline.models import QAReport
 from pipeline.stats import spec_stats_compute
 from tests import factories
 from tests.factories import quad
-from tests.qa_world import make_qa_world
 
 pytestmark = [pytest.mark.django_db,
               pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")]
-
-
-@pytest.fixture
-def world():
-    return make_qa_world()
 
 
 def by_name(rows):
     return {r["name"]: r for r in rows}
 
 
-def test_report_is_stored_with_timestamp_and_duration(world):
-    report = spec_stats_compute(spec=world.spec)
-    assert QAReport.objects.filter(spec=world.spec).count() == 1
+def test_report_is_stored_with_timestamp_and_duration(qa_world):
+    report = spec_stats_compute(spec=qa_world.spec)
+    assert QAReport.objects.filter(spec=qa_world.spec).count() == 1
     assert report.computed_at is not None and report.duration_ms >= 0
     assert set(report.payload) >= {"agreement", "gold", "reviews", "prelabel", "throughput"}
 
 
-def test_agreement_on_the_overlapped_task(world):
-    a = spec_stats_compute(spec=world.spec).payload["agreement"]
+def test_agreement_on_the_overlapped_task(qa_world):
+    a = spec_stats_compute(spec=qa_world.spec).payload["agreement"]
     assert (a["items"], a["of"]) == (1, 1)
     o = a["overall"]
     assert o["pairs"] == 1 and o["matched_regions"] == 2 and o["region_f1"] == 1.0
@@ -46,17 +40,17 @@ def test_agreement_on_the_overlapped_task(world):
     assert by_name(a["by_category"])["printed"]["mean_quad_iou"] == pytest.approx(8 / 9)
 
 
-def test_gold_accuracy_per_annotator_and_vendor(world):
-    g = spec_stats_compute(spec=world.spec).payload["gold"]
+def test_gold_accuracy_per_annotator_and_vendor(qa_world):
+    g = spec_stats_compute(spec=qa_world.spec).payload["gold"]
     b1 = by_name(g["by_annotator"])["b1"]
-    assert b1 == {"id": world.b1.id, "name": "b1", "tasks": 1, "region_recall": 1.0, "region_precision": 0.5,
+    assert b1 == {"id": qa_world.b1.id, "name": "b1", "tasks": 1, "region_recall": 1.0, "region_precision": 0.5,
                   "mean_iou": 1.0, "latex_exact_match": 1.0, "latex_edit_distance": 0.0}
     assert by_name(g["by_vendor"])["V2"]["region_precision"] == 0.5
     assert "a1" not in by_name(g["by_annotator"])
 
 
-def test_review_rates_and_reasons(world):
-    r = spec_stats_compute(spec=world.spec).payload["reviews"]
+def test_review_rates_and_reasons(qa_world):
+    r = spec_stats_compute(spec=qa_world.spec).payload["reviews"]
     o = r["overall"]
     # Accepted: a1 on A, a1 on C, b1 on G, b1 on P (second time); rejected: a2 on A, b1 on P.
     assert (o["reviews"], o["accepted"], o["rejected"]) == (6, 4, 2)
@@ -69,8 +63,8 @@ def test_review_rates_and_reasons(world):
     assert by_name(r["by_annotator"])["a2"]["reject_rate"] == 1.0
 
 
-def test_prelabel_changes_of_the_edited_prediction(world):
-    p = spec_stats_compute(spec=world.spec).payload["prelabel"]
+def test_prelabel_changes_of_the_edited_prediction(qa_world):
+    p = spec_stats_compute(spec=qa_world.spec).payload["prelabel"]
     assert (p["items"], p["of"]) == (1, 1)
     o = p["overall"]
     assert (o["kept"], o["moved"], o["deleted"], o["added"]) == (1, 1, 1, 1)
@@ -80,8 +74,8 @@ def test_prelabel_changes_of_the_edited_prediction(world):
     assert [(m["model"], m["category"], m["kept"]) for m in p["by_model_category"]] == [("det@1", "handwritten", 1)]
 
 
-def test_throughput_and_cost(world):
-    t = spec_stats_compute(spec=world.spec).payload["throughput"]
+def test_throughput_and_cost(qa_world):
+    t = spec_stats_compute(spec=qa_world.spec).payload["throughput"]
     o = t["overall"]
     # Seconds per annotation: a1 30 and 10, a2 50, b1 20 and 40+20.
     assert o["annotations"] == 5 and o["median_seconds_per_task"] == 30
@@ -98,10 +92,10 @@ def test_throughput_and_cost(world):
             a["b1"]["median_seconds_per_task"]) == (20, 50, 40)
 
 
-def test_only_the_newest_reports_are_kept(world, monkeypatch):
+def test_only_the_newest_reports_are_kept(qa_world, monkeypatch):
     monkeypatch.setattr("pipeline.stats.KEEP_REPORTS", 2)
-    ids = [spec_stats_compute(spec=world.spec).id for _ in range(3)]
-    assert list(QAReport.objects.filter(spec=world.spec).values_list("id", flat=True)) == ids[:0:-1]
+    ids = [spec_stats_compute(spec=qa_world.spec).id for _ in range(3)]
+    assert list(QAReport.objects.filter(spec=qa_world.spec).values_list("id", flat=True)) == ids[:0:-1]
 
 
 def test_two_submits_schedule_one_computation(spec, vendor, monkeypatch, django_capture_on_commit_callbacks):
@@ -127,19 +121,19 @@ def test_two_submits_schedule_one_computation(spec, vendor, monkeypatch, django_
     assert len(scheduled) == 1
 
 
-def test_refresh_task_clears_the_marker_and_stores_a_report(world):
-    cache.add(refresh.pending_key(world.spec.id), 1)
-    report_id = tasks.spec_stats_refresh(world.spec.id)
-    assert QAReport.objects.get(pk=report_id).spec_id == world.spec.id
-    assert cache.get(refresh.pending_key(world.spec.id)) is None
+def test_refresh_task_clears_the_marker_and_stores_a_report(qa_world):
+    cache.add(refresh.pending_key(qa_world.spec.id), 1)
+    report_id = tasks.spec_stats_refresh(qa_world.spec.id)
+    assert QAReport.objects.get(pk=report_id).spec_id == qa_world.spec.id
+    assert cache.get(refresh.pending_key(qa_world.spec.id)) is None
     assert tasks.spec_stats_refresh(10**9) is None  # a deleted spec is skipped quietly
 
 
-def test_periodic_refresh_picks_specs_changed_since_their_report(world, django_capture_on_commit_callbacks):
+def test_periodic_refresh_picks_specs_changed_since_their_report(qa_world, django_capture_on_commit_callbacks):
     assert tasks.spec_stats_refresh_active() == []  # the spec is still a draft
-    world.spec.status = "active"
-    world.spec.save(update_fields=["status"])
-    assert tasks.spec_stats_refresh_active() == [world.spec.id]  # eager: computed now
+    qa_world.spec.status = "active"
+    qa_world.spec.save(update_fields=["status"])
+    assert tasks.spec_stats_refresh_active() == [qa_world.spec.id]  # eager: computed now
     assert tasks.spec_stats_refresh_active() == []
 
 

@@ -30,10 +30,13 @@ class DetectorConfig:
     # second, zoomed pass: a region whose short side is under this many pixels in the network's
     # input (a text line on an A4 page is ~4) is detected again in a window around it (0: never)
     refine_px: float = 12.0
+    # two formulas that touch in the mask: a component that falls apart into pieces of at least
+    # this fraction of it at a higher threshold is split between them (0: never)
+    split_min_frac: float = 0.0
 
     def to_dict(self) -> dict:
         return {"size": self.size, "channels": list(self.channels), "threshold": self.threshold,
-                "min_area": self.min_area, "refine_px": self.refine_px}
+                "min_area": self.min_area, "refine_px": self.refine_px, "split_min_frac": self.split_min_frac}
 
 
 def _conv(cin, cout):
@@ -171,6 +174,47 @@ def _fit_sides(pts: np.ndarray, box: np.ndarray, iters: int = 2, trim: float = 0
     return box
 
 
+def _split_touching(prob: np.ndarray, labels: np.ndarray, stats: np.ndarray, cfg: DetectorConfig):
+    """Split components that are two formulas touching: raise the threshold inside a component
+    until it falls apart into at least two pieces, each ``split_min_frac`` of it or more, and
+    give every pixel of the component to its nearest piece (so each part keeps its outline at
+    the base threshold). Returns (count, labels, stats) like ``connectedComponentsWithStats``."""
+    labels = labels.copy()
+    n = len(stats)
+    boxes = [tuple(s[:5]) for s in stats]
+    for i in range(1, len(stats)):
+        x, y, w, h, area = stats[i, :5]
+        if area < max(cfg.min_area * prob.size, 8):
+            continue
+        comp = labels[y:y + h, x:x + w] == i
+        p = prob[y:y + h, x:x + w]
+        for t in np.linspace(cfg.threshold, 0.98, 8)[1:]:
+            k, lab, st, _ = cv2.connectedComponentsWithStats(((p > t) & comp).astype(np.uint8), connectivity=8)
+            big = [j for j in range(1, k) if st[j, cv2.CC_STAT_AREA] >= cfg.split_min_frac * area]
+            if len(big) < 2:
+                continue
+            seeds = np.isin(lab, big)
+            _, nearest = cv2.distanceTransformWithLabels((~seeds).astype(np.uint8), cv2.DIST_L2, 3,
+                                                         labelType=cv2.DIST_LABEL_PIXEL)
+            # DIST_LABEL_PIXEL numbers the seed pixels; map those numbers to pieces
+            piece_of = np.zeros(nearest.max() + 1, np.int32)
+            piece_of[nearest[seeds]] = lab[seeds]
+            owner = piece_of[nearest]
+            win = labels[y:y + h, x:x + w]
+            for j in big[1:]:
+                part = comp & (owner == j)
+                win[part] = n
+                ys, xs = np.nonzero(part)
+                boxes.append((x + xs.min(), y + ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1,
+                              int(part.sum())))
+                n += 1
+            first = comp & (win == i)
+            ys, xs = np.nonzero(first)
+            boxes[i] = (x + xs.min(), y + ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, int(first.sum()))
+            break
+    return n, labels, np.array(boxes, np.int64).reshape(-1, 5)
+
+
 def postprocess(prob: np.ndarray, top: np.ndarray, image_shape: tuple[int, int], cfg: DetectorConfig,
                 with_masks: bool = True) -> list[Region]:
     """Probability maps (at network resolution) → regions in image pixels.
@@ -184,6 +228,8 @@ def postprocess(prob: np.ndarray, top: np.ndarray, image_shape: tuple[int, int],
     mh, mw = prob.shape
     binary = (prob > cfg.threshold).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if cfg.split_min_frac > 0:
+        n, labels, stats = _split_touching(prob, labels, stats, cfg)
     regions = []
     sx, sy = w_img / mw, h_img / mh
     for i in range(1, n):

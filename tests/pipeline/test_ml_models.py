@@ -129,6 +129,19 @@ def test_postprocess_takes_a_long_edge_as_the_top_when_the_upper_half_map_is_uns
     assert top_edge > 4 * side_edge
 
 
+def test_postprocess_splits_two_formulas_joined_by_a_weak_bridge_when_asked():
+    prob = np.zeros((128, 128), np.float32)
+    upper, lower = np.float32([[20, 30], [100, 30], [100, 40], [20, 40]]), np.float32([[20, 42], [100, 42], [100, 52], [20, 52]])
+    cv2.fillConvexPoly(prob, upper.astype(np.int32), 0.97)
+    cv2.fillConvexPoly(prob, lower.astype(np.int32), 0.97)
+    prob[40:43, 20:101] = 0.7  # the gap between two lines, blurred shut by the network
+    top = np.full((128, 128), 0.5, np.float32)
+    assert len(postprocess(prob, top, (128, 128), DetectorConfig(min_area=0.0))) == 1
+    regions = postprocess(prob, top, (128, 128), DetectorConfig(min_area=0.0, split_min_frac=0.2))
+    assert len(regions) == 2
+    assert quad_iou(regions[0].quad, upper) > 0.8 and quad_iou(regions[1].quad, lower) > 0.8
+
+
 def test_compose_photo_is_seeded_and_its_truth_matches_the_mask():
     crop = synth.render_pillow_text("3 + 4")
     a = synth.compose_photo(np.random.default_rng(7), [crop, crop, crop], size=(256, 256))

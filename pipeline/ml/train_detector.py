@@ -192,7 +192,11 @@ def export(last: Path):
     state = torch.load(last, map_location="cpu", weights_only=False)
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}, WEIGHTS / "weights.pt")
-    (WEIGHTS / "config.json").write_text(json.dumps({**state["config"], "trained_steps": state["step"]}, indent=1))
+    # architecture from the checkpoint; post-processing settings (tuned on validation seeds, not
+    # learned) from the code's defaults, so an export never falls back to stale ones
+    arch = {k: state["config"][k] for k in ("size", "channels")}
+    config = {**DetectorConfig().to_dict(), **arch, "trained_steps": state["step"]}
+    (WEIGHTS / "config.json").write_text(json.dumps(config, indent=1))
     print(f"exported step {state['step']} to {WEIGHTS}", flush=True)
 
 

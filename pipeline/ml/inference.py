@@ -37,7 +37,8 @@ def load_detector(folder: Path | str | None = None, device: str | None = None):
     raw = json.loads((folder / "config.json").read_text())
     cfg = DetectorConfig(size=raw.get("size", 256), channels=tuple(raw.get("channels", (12, 24, 48, 64))),
                          threshold=raw.get("threshold", 0.5), min_area=raw.get("min_area", 0.0008),
-                         refine_px=raw.get("refine_px", DetectorConfig.refine_px))
+                         refine_px=raw.get("refine_px", DetectorConfig.refine_px),
+                         split_min_frac=raw.get("split_min_frac", 0.0))
     device = device or default_device()
     if (folder / "model.ts").exists():
         model = torch.jit.load(str(folder / "model.ts"), map_location=device)

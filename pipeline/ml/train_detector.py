@@ -80,6 +80,25 @@ def targets(photo: synth.Photo, out: int) -> np.ndarray:
     return (t.astype(np.float32) / 255.0 > 0.5).astype(np.float32)
 
 
+def gap_weights(photo: synth.Photo, target: np.ndarray, alpha: float, radius: int = 3) -> np.ndarray:
+    """(out, out) float32 loss weights: 1, and 1 + ``alpha`` on the background between two formulas.
+
+    Neighbouring formulas are only 1-2 pixels apart at the network's output resolution, and
+    those few pixels are what keeps them two components instead of one (the main failure on
+    validation photos), so they weigh more, as in the U-Net paper's touching cells.
+    """
+    h, w = photo.mask.shape
+    out = target.shape[-1]
+    near = np.zeros((out, out), np.uint8)
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    for q in photo.quads:
+        one = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(one, np.round(q).astype(np.int32), 255)
+        near += cv2.dilate((cv2.resize(one, (out, out), interpolation=cv2.INTER_AREA) > 127).astype(np.uint8), kernel)
+    gap = (near >= 2) & (target[0] < 0.5)
+    return (1 + alpha * gap).astype(np.float32)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--run", default=str(ROOT / "var" / "ml-runs" / "detector"))
@@ -89,8 +108,13 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--gap-weight", type=float, default=10.0,
+                   help="extra mask-loss weight of the background pixels between two neighbouring formulas")
+    p.add_argument("--warmup", type=int, default=100, help="steps of linear warm-up at the start of each run")
     p.add_argument("--ckpt-every", type=int, default=50)
     p.add_argument("--export", action="store_true")
+    p.add_argument("--no-export", action="store_true",
+                   help="leave the committed weights as they are at the end (compare first, then --export)")
     p.add_argument("--from-weights", action="store_true",
                    help="a new run starts from the committed weights (and their step count), not from scratch")
     args = p.parse_args(argv)
@@ -107,31 +131,42 @@ def main(argv=None):
     model = TinyUNet(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step = 0
+    # the LR schedule is the run's own: warm-up from its first step (a continuation starts with
+    # fresh AdamW moments) and linear decay to 5% over its step budget or, with --minutes, its
+    # time budget, whichever runs out first, so a run stopped by the clock ends annealed
+    run_start, elapsed_before = 0, 0.0
     if last.exists():
         state = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
+        run_start, elapsed_before = state.get("run_start", 0), state.get("elapsed", 0.0)
     elif args.from_weights:
         weights = torch.load(WEIGHTS / "weights.pt", map_location="cpu", weights_only=True)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
-        step = int(json.loads((WEIGHTS / "config.json").read_text()).get("trained_steps", 0))
+        step = run_start = int(json.loads((WEIGHTS / "config.json").read_text()).get("trained_steps", 0))
     pool = CropPool(seed=args.seed)
     print(f"params {sum(p.numel() for p in model.parameters())/1e6:.2f}M, resume at step {step}", flush=True)
     out = cfg.size // 2
     t0, ema = time.time(), None
-    bce = nn.BCEWithLogitsLoss()
     while step < args.steps:
         seeds = [TRAIN_SEED_BASE + args.seed * 1_000_000 + step * args.batch + i for i in range(args.batch)]
         photos = [make_photo(pool, s, cfg.size) for s in seeds]
         x = torch.from_numpy(np.stack([prepare_photo(ph.image, cfg.size) for ph in photos]))
-        y = torch.from_numpy(np.stack([targets(ph, out) for ph in photos]))
+        ys = [targets(ph, out) for ph in photos]
+        y = torch.from_numpy(np.stack(ys))
+        wt = torch.from_numpy(np.stack([gap_weights(ph, t, args.gap_weight) for ph, t in zip(photos, ys, strict=True)]))
         model.train()
         logits = model(x)
         prob = torch.sigmoid(logits[:, 0])
         dice = 1 - (2 * (prob * y[:, 0]).sum((1, 2)) + 1) / (prob.sum((1, 2)) + y[:, 0].sum((1, 2)) + 1)
-        loss = bce(logits, y) + dice.mean()
-        lr = args.lr * min(1.0, (step + 1) / 100) * max(0.05, 1 - step / args.steps)
+        per_px = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        loss = (per_px[:, 0] * wt).mean() / 2 + per_px[:, 1].mean() / 2 + dice.mean()
+        elapsed = elapsed_before + time.time() - t0
+        progress = (step - run_start) / max(args.steps - run_start, 1)
+        if args.minutes:
+            progress = max(progress, elapsed / (args.minutes * 60))
+        lr = args.lr * min(1.0, (step - run_start + 1) / max(args.warmup, 1)) * max(0.05, 1 - progress)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -139,23 +174,29 @@ def main(argv=None):
         opt.step()
         step += 1
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        out_of_time = args.minutes and (time.time() - t0) > args.minutes * 60
+        elapsed = elapsed_before + time.time() - t0
+        out_of_time = args.minutes and elapsed > args.minutes * 60
         if step % args.ckpt_every == 0 or step >= args.steps or out_of_time:
             tmp = last.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "config": cfg.to_dict(), "step": step},
-                       tmp)
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "config": cfg.to_dict(), "step": step,
+                        "run_start": run_start, "elapsed": elapsed}, tmp)
             tmp.replace(last)
             print(f"step {step} loss {ema:.3f} lr {lr:.2e} {time.time()-t0:.0f}s", flush=True)
         if out_of_time:
             break
-    export(last)
+    if not args.no_export:
+        export(last)
 
 
 def export(last: Path):
     state = torch.load(last, map_location="cpu", weights_only=False)
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}, WEIGHTS / "weights.pt")
-    (WEIGHTS / "config.json").write_text(json.dumps({**state["config"], "trained_steps": state["step"]}, indent=1))
+    # architecture from the checkpoint; post-processing settings (tuned on validation seeds, not
+    # learned) from the code's defaults, so an export never falls back to stale ones
+    arch = {k: state["config"][k] for k in ("size", "channels")}
+    config = {**DetectorConfig().to_dict(), **arch, "trained_steps": state["step"]}
+    (WEIGHTS / "config.json").write_text(json.dumps(config, indent=1))
     print(f"exported step {state['step']} to {WEIGHTS}", flush=True)
 
 

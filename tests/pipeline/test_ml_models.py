@@ -101,6 +101,47 @@ def test_postprocess_recovers_reading_order_of_an_upside_down_formula():
     assert quad_iou(region.quad / 2, quad) > 0.8
 
 
+def test_postprocess_fits_a_perspective_quad_below_the_map_pixel_size():
+    cfg = DetectorConfig(threshold=0.5, min_area=0.0)
+    # a keystoned, slightly rotated formula 6 map pixels high: the old rectangle fit scored 0.905
+    # IoU here, fitted edges land within a fraction of a map pixel (0.97)
+    truth = np.float32([[20.3, 40.2], [100.6, 46.1], [99.1, 54.4], [21.2, 47.1]])
+    big = np.zeros((128 * 8, 128 * 8), np.uint8)
+    cv2.fillConvexPoly(big, np.round(truth * 8).astype(np.int32), 255)
+    # the soft map of a perfect network: the covered fraction of each map pixel
+    prob = cv2.resize(big, (128, 128), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    top = top_half_mask(truth, (128, 128)).astype(np.float32)
+    (region,) = postprocess(prob, top, (384, 512), cfg)  # (h, w): 4 px per map pixel across, 3 down
+    in_map = region.quad / [4.0, 3.0]
+    assert quad_iou(in_map, truth) > 0.95
+    # reading order: the corner nearest the truth's top-left comes first
+    assert np.linalg.norm(in_map - truth, axis=1).max() < 1.0
+
+
+def test_postprocess_takes_a_long_edge_as_the_top_when_the_upper_half_map_is_unsure():
+    cfg = DetectorConfig(threshold=0.5, min_area=0.0)
+    quad = np.float32([[40, 20], [50, 20], [50, 100], [40, 100]])  # a formula written bottom-to-top
+    prob = np.zeros((128, 128), np.float32)
+    cv2.fillConvexPoly(prob, quad.astype(np.int32), 1.0)
+    (region,) = postprocess(prob, np.full((128, 128), 0.5, np.float32), (128, 128), cfg)
+    top_edge = np.linalg.norm(region.quad[1] - region.quad[0])
+    side_edge = np.linalg.norm(region.quad[3] - region.quad[0])
+    assert top_edge > 4 * side_edge
+
+
+def test_postprocess_splits_two_formulas_joined_by_a_weak_bridge_when_asked():
+    prob = np.zeros((128, 128), np.float32)
+    upper, lower = np.float32([[20, 30], [100, 30], [100, 40], [20, 40]]), np.float32([[20, 42], [100, 42], [100, 52], [20, 52]])
+    cv2.fillConvexPoly(prob, upper.astype(np.int32), 0.97)
+    cv2.fillConvexPoly(prob, lower.astype(np.int32), 0.97)
+    prob[40:43, 20:101] = 0.7  # the gap between two lines, blurred shut by the network
+    top = np.full((128, 128), 0.5, np.float32)
+    assert len(postprocess(prob, top, (128, 128), DetectorConfig(min_area=0.0))) == 1
+    regions = postprocess(prob, top, (128, 128), DetectorConfig(min_area=0.0, split_min_frac=0.2))
+    assert len(regions) == 2
+    assert quad_iou(regions[0].quad, upper) > 0.8 and quad_iou(regions[1].quad, lower) > 0.8
+
+
 def test_compose_photo_is_seeded_and_its_truth_matches_the_mask():
     crop = synth.render_pillow_text("3 + 4")
     a = synth.compose_photo(np.random.default_rng(7), [crop, crop, crop], size=(256, 256))

@@ -447,7 +447,6 @@ def _evaluate_batch(run: EvaluationRun, reader, items: list[SnapshotItem]) -> li
 
 def _sample_rows(run: EvaluationRun, result: ImageResult) -> list[EvaluationSample]:
     common = {"run": run, "item_id": result.item_id, "categories": list(result.categories),
-              "category": result.categories[0] if result.categories else "",
               "image_predicted": result.predicted or 0, "image_matched": result.matched, "latency_ms": result.ms}
     if not result.regions:
         return [EvaluationSample(region_index=None, **common)]

@@ -225,7 +225,6 @@ class EvaluationSample(models.Model):
     run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="samples")
     item = models.ForeignKey("curation.SnapshotItem", on_delete=models.CASCADE, related_name="+")
     region_index = models.PositiveSmallIntegerField(null=True, blank=True)
-    category = models.CharField(max_length=60, blank=True, help_text="The image's first category")
     categories = models.JSONField(default=list, blank=True)
     points = models.JSONField(null=True, blank=True, help_text="The truth quad (4 points)")
     truth_latex = models.TextField(blank=True, help_text="Normalised truth tokens")

@@ -142,7 +142,7 @@ def test_samples_come_worst_first_paginated_with_their_crops(team, versions, cur
     assert page["count"] == 3 and page["next"]
     assert [s["truth_latex"] for s in page["results"]] == [r"\frac { 1 } { 2 }", "a + b"]
     worst = page["results"][0]
-    assert worst["predicted_latex"] == r"\frac { 1 } { 3 }" and worst["iou"] is None and worst["category"] == "handwritten"
+    assert worst["predicted_latex"] == r"\frac { 1 } { 3 }" and worst["iou"] is None and worst["categories"] == ["handwritten"]
     assert team.get(f"/api/v1/evaluations/{run.pk}/samples/?category=printed").json()["count"] == 2
 
     crop = team.get(worst["crop_url"])

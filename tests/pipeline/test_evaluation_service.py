@@ -97,7 +97,7 @@ def test_samples_store_truth_prediction_and_match_and_sort_worst_first(versions,
     worst, shifted, perfect = samples
     assert worst.predicted_latex == r"\frac { 1 } { 3 }" and worst.edits == 1 and worst.exact is False
     assert worst.iou is None and worst.image_predicted == 1 and worst.image_matched == 0  # missed
-    assert worst.category == "handwritten"
+    assert worst.categories == ["handwritten"]
     assert shifted.iou == pytest.approx(0.6) and shifted.exact is True
     assert perfect.iou == pytest.approx(1.0) and perfect.image_predicted == 2 and perfect.image_matched == 1
     assert perfect.points == TRUTH_BOX

@@ -222,7 +222,7 @@ def task_set_gold(*, task: Task, answer: dict | None) -> Task:
         if not isinstance(answer, dict):
             raise ValidationError({"gold_answer": "Must be an object."})
         if "latex" in answer:
-            problems = _latex_problems(str(answer["latex"]))
+            problems, _ = _latex_checked(str(answer["latex"]))
             if problems:
                 raise ValidationError({"gold_answer.latex": problems})
         if "regions" in answer:
@@ -471,10 +471,12 @@ def _refresh_sql() -> str:
 # ------------------------------------------------------------------ regions
 
 
-def _latex_problems(src: str) -> list[str]:
+def _latex_checked(src: str) -> tuple[list[str], str]:
+    """``(problems, normalised form)`` of a LaTeX answer, from one tokenization; an answer over
+    the length limit is refused before it is tokenized."""
     if len(src) > MAX_LATEX_LENGTH:
-        return [f"The LaTeX is {len(src)} characters long; at most {MAX_LATEX_LENGTH} are allowed."]
-    return latex.check(src)
+        return [f"The LaTeX is {len(src)} characters long; at most {MAX_LATEX_LENGTH} are allowed."], ""
+    return latex.check_and_normalize(src)
 
 
 def _flag(value, field: str) -> bool:
@@ -527,10 +529,7 @@ def regions_clean(*, regions: object, image: Image, field: str = "regions",
         src = src.strip()
         normalized = ""
         if src:
-            if len(src) > MAX_LATEX_LENGTH:
-                raise ValidationError({f"{where}.latex": _latex_problems(src)})
-            # Checked and normalised from one tokenization (the normalised form only when it checks out).
-            problems, normalized = latex.check_and_normalize(src)
+            problems, normalized = _latex_checked(src)
             if problems:
                 raise ValidationError({f"{where}.latex": problems})
         clean["latex"] = src

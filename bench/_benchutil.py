@@ -68,6 +68,15 @@ def db_engine_description() -> str:
     return vendor
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds one process has used so far (from /proc); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def process_tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its live descendants (from /proc),
     so a benchmark can report CPU per item, which the machine's load does not change much."""

@@ -35,6 +35,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._benchutil import process_cpu_seconds  # noqa: E402
+
 DB_NAME = "mathset_bench_annotate"
 
 
@@ -106,15 +110,6 @@ def percentile(values: list[float], q: float) -> float:
     return values[k]
 
 
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far; 0 once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -139,8 +134,8 @@ class CpuMeter:
 
     def _sample(self) -> dict[str, dict[int, float]]:
         workers = [self.server_pid, *_children(self.server_pid)]
-        return {"gunicorn": {p: _proc_cpu(p) for p in workers},
-                "postgres": {p: _proc_cpu(p) for p in _pg_backends(self.database_url)}}
+        return {"gunicorn": {p: process_cpu_seconds(p) for p in workers},
+                "postgres": {p: process_cpu_seconds(p) for p in _pg_backends(self.database_url)}}
 
     def start(self) -> None:
         self.before, self.client_before = self._sample(), time.process_time()
@@ -307,7 +302,6 @@ def main() -> None:
                LOG_LEVEL="WARNING", SECRET_KEY="bench-only", PYTHONPATH=str(ROOT))
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    sys.path.insert(0, str(ROOT))
 
     print(f"database {DB_NAME}: recreate and migrate", flush=True)
     recreate_db(args.database_url)

@@ -48,6 +48,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._benchutil import process_cpu_seconds  # noqa: E402
 
 
 def _pg_backend_cpu(conn) -> float | None:
@@ -57,11 +60,7 @@ def _pg_backend_cpu(conn) -> float | None:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         pid = cur.fetchone()[0]
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return process_cpu_seconds(pid)
 
 
 class Driver:
@@ -238,7 +237,6 @@ def main() -> None:
 
     os.environ.update(DEBUG="0", DB_CONN_MAX_AGE="600", LOG_LEVEL="WARNING", SECRET_KEY="bench-only")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()

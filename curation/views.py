@@ -4,23 +4,22 @@ Reads go through the selectors, writes through the services; a service's Validat
 shown beside its field."""
 from __future__ import annotations
 
-import mimetypes
 import re
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
-from django.http import FileResponse, Http404, HttpResponseForbidden
+from django.http import Http404, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from common import roles
 from common.pages import add_service_errors, curator_required, role_required
+from common.storage import stored_file_response
 
 from . import forms as f
 from . import selectors, services, signed_urls
@@ -387,11 +386,5 @@ def signed_file(request, token: str):
     name = model.objects.filter(pk=target.pk).values_list("file", flat=True).first()
     if not name:
         raise Http404("No such file.")
-    try:
-        handle = default_storage.open(name, "rb")
-    except FileNotFoundError:
-        raise Http404("The stored file is missing.") from None
-    response = FileResponse(handle, content_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
     # Whoever holds the URL may read the file until it expires; no shared cache should keep it longer.
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return stored_file_response(name, cache_control="private, no-store")

@@ -1,9 +1,7 @@
 """Curation API: licences, sources, specs, categories, images, import jobs."""
 from __future__ import annotations
 
-from django.core.files.storage import default_storage
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,6 +11,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from common.permissions import IsCurator, IsCuratorOrReadOnly
+from common.storage import stored_file_response
 
 from .. import selectors, services
 from ..filters import CategoryFilter, ImageFilter, SourceFilter, SpecFilter
@@ -202,13 +201,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         services.image_delete(image=instance)
 
     def _serve(self, name: str, content_type: str | None = None):
-        try:
-            handle = default_storage.open(name, "rb")
-        except FileNotFoundError:
-            raise Http404("The stored file is missing.") from None
-        response = FileResponse(handle, content_type=content_type)
-        response["Cache-Control"] = "private, max-age=3600"
-        return response
+        return stored_file_response(name, content_type=content_type, cache_control="private, max-age=3600")
 
     @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])

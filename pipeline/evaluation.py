@@ -380,13 +380,32 @@ def _has_latex(region: dict) -> bool:
     return bool((region.get("latex") or "").strip())
 
 
+def _truths(items: list[SnapshotItem]) -> list[list[tuple[int, dict, list | None]]]:
+    """Per item, its frozen regions as ``(index, region, quad or None)``."""
+    return [[(i, r, truth_quad(r)) for i, r in enumerate(item.regions or [])] for item in items]
+
+
+def _match_detections(regions: list[tuple[int, dict, list | None]], region_results: list[RegionResult],
+                      quads: list) -> list[tuple[int, RegionResult]]:
+    """Match the detected `quads` one-to-one to the truth regions with geometry (IoU >= MATCH_IOU),
+    set each matched truth's IoU, and return ``(detection index, truth result)`` per match."""
+    found = [Region(points=np.asarray(q, np.float64).reshape(4, 2)) for q in quads]
+    scored = [(n, Region(points=quad)) for n, (_, _, quad) in enumerate(regions) if quad is not None]
+    pairs = []
+    for m in match_regions(found, [r for _, r in scored], min_iou=MATCH_IOU):
+        truth = region_results[scored[m.b][0]]
+        truth.iou = m.iou
+        pairs.append((m.a, truth))
+    return pairs
+
+
 def _evaluate_pipeline_batch(reader, items: list[SnapshotItem]) -> list[ImageResult]:
     """Send one batch of signed item URLs to a full-pipeline model and score its answers end
     to end (see the module docstring): a truth region's reading is the LaTeX of the predicted
     region matched to it, an empty one when none is."""
     from curation import signed_urls
 
-    truths = [[(i, r, truth_quad(r)) for i, r in enumerate(item.regions or [])] for item in items]
+    truths = _truths(items)
     urls = [signed_urls.snapshot_item_url(item.pk) for item in items]
     started = time.perf_counter()
     answers = reader.read_urls(urls)
@@ -396,13 +415,9 @@ def _evaluate_pipeline_batch(reader, items: list[SnapshotItem]) -> list[ImageRes
         found = answer["regions"]
         region_results = [RegionResult(index=i, points=quad, truth=normalize_tokens(region.get("latex") or ""),
                                        prediction=[] if _has_latex(region) else None) for i, region, quad in regions]
-        scored = [(n, Region(points=quad)) for n, (_, _, quad) in enumerate(regions) if quad is not None]
-        predicted = [Region(points=np.asarray(d["points"], np.float64).reshape(4, 2)) for d in found]
-        for m in match_regions(predicted, [r for _, r in scored], min_iou=MATCH_IOU):
-            matched = region_results[scored[m.b][0]]
-            matched.iou = m.iou
+        for n, matched in _match_detections(regions, region_results, [d["points"] for d in found]):
             if matched.prediction is not None:
-                matched.prediction = normalize_tokens(found[m.a].get("latex") or "")
+                matched.prediction = normalize_tokens(found[n].get("latex") or "")
         results.append(ImageResult(item_id=item.pk, categories=tuple(item.categories or ()), regions=region_results,
                                    predicted=len(found), ms=per_image_ms))
     return results
@@ -416,7 +431,7 @@ def _evaluate_batch(run: EvaluationRun, reader, items: list[SnapshotItem]) -> li
         return _evaluate_pipeline_batch(reader, items)
 
     images = [_load(item) for item in items]
-    truths = [[(i, r, truth_quad(r)) for i, r in enumerate(item.regions or [])] for item in items]
+    truths = _truths(items)
     started = time.perf_counter()
     detections = reader.detect(images, with_masks=False) if run.detector_version_id else None
     crops, owners = [], []
@@ -435,11 +450,8 @@ def _evaluate_batch(run: EvaluationRun, reader, items: list[SnapshotItem]) -> li
                                        prediction=read.get((k, i))) for i, region, quad in regions]
         predicted = None
         if detections is not None:
-            found = [Region(points=np.asarray(d.quad, np.float64).reshape(4, 2)) for d in detections[k]]
-            scored = [(n, Region(points=quad)) for n, (_, _, quad) in enumerate(regions) if quad is not None]
-            for m in match_regions(found, [r for _, r in scored], min_iou=MATCH_IOU):
-                region_results[scored[m.b][0]].iou = m.iou
-            predicted = len(found)
+            _match_detections(regions, region_results, [d.quad for d in detections[k]])
+            predicted = len(detections[k])
         results.append(ImageResult(item_id=item.pk, categories=tuple(item.categories or ()), regions=region_results,
                                    predicted=predicted, ms=per_image_ms))
     return results

@@ -32,7 +32,8 @@ def recognizer_metrics(pairs: list[tuple[str | list[str], str | list[str]]]) -> 
         hyps.append(" ".join(p))
         refs.append(" ".join(t))
     n = max(len(rows), 1)
-    bleu = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score / 100 if rows else 0.0
+    # sacrebleu reports a percentage; a perfect corpus comes back as 100.00000000000004
+    bleu = min(1.0, sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score / 100) if rows else 0.0
     summary = {
         "samples": len(rows),
         "exact_match": sum(r["exact"] for r in rows) / n,

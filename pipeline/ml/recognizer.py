@@ -36,7 +36,11 @@ class RecognizerConfig:
     # "sine": fixed sinusoidal 2-D image and 1-D token positions, which attention can use from
     # step one: it learns to read far sooner on a CPU budget of a few thousand steps
     positions: str = "learned"
-    channels: tuple[int, int, int] = (16, 48, 96)
+    channels: tuple[int, ...] = (16, 48, 96)
+    # "plain": three conv-pool blocks (the first, CPU-trained weights); "res": a residual CNN
+    # (stride-2 stem, then residual stages at strides 2, 4, 8, 8 with ``channels`` of four
+    # widths), deep enough to separate the small symbols of a 64-pixel handwritten line
+    encoder: str = "plain"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,16 +82,44 @@ def _block(cin: int, cout: int, pool) -> nn.Sequential:
                          nn.MaxPool2d(pool))
 
 
+class _Residual(nn.Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                                  nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.skip = (nn.Identity() if cin == cout
+                     else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+def _residual_encoder(channels: tuple[int, ...], d: int) -> nn.Sequential:
+    c1, c2, c3, c4 = channels
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True),
+        _Residual(c1, c1), nn.MaxPool2d(2),
+        _Residual(c1, c2), _Residual(c2, c2), nn.MaxPool2d(2),
+        _Residual(c2, c3), _Residual(c3, c3),
+        _Residual(c3, c4), nn.Conv2d(c4, d, 1), nn.ReLU(inplace=True))
+
+
 class Recognizer(nn.Module):
-    """CNN encoder (stride 8, 2-D learned positions) + Transformer decoder over LaTeX tokens."""
+    """CNN encoder (stride 8, 2-D positions) + Transformer decoder over LaTeX tokens."""
 
     def __init__(self, cfg: RecognizerConfig):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        c1, c2, c3 = cfg.channels
-        self.encoder = nn.Sequential(_block(1, c1, 2), _block(c1, c2, 2), _block(c2, c3, 2),
-                                     nn.Conv2d(c3, d, 3, padding=1), nn.ReLU(inplace=True))
+        if cfg.encoder == "res":
+            self.encoder = _residual_encoder(tuple(cfg.channels), d)
+        else:
+            c1, c2, c3 = cfg.channels
+            self.encoder = nn.Sequential(_block(1, c1, 2), _block(c1, c2, 2), _block(c2, c3, 2),
+                                         nn.Conv2d(c3, d, 3, padding=1), nn.ReLU(inplace=True))
         self.sine = cfg.positions == "sine"
         if self.sine:
             # half the channels encode the row, half the column; buffers, not weights

@@ -1,12 +1,24 @@
 """Train the recognizer: ``python -m pipeline.ml.train_recognizer [--steps N] [--minutes M]``.
 
 Seeded and resumable: the run folder (default ``var/ml-runs/recognizer``) holds ``last.pt``
-(model, optimiser, step, RNG states); running the same command again continues from it.
-``--export`` writes the weights (float16) and ``config.json`` to ``pipeline/weights/recognizer``.
+(model, optimiser, step, position in the sample stream); running the same command again
+continues from it. ``--export`` writes the weights (float16) and ``config.json`` to
+``pipeline/weights/recognizer``; with ``--val`` the checkpoint with the best validation exact
+match (``best.pt``) is the one exported.
 
-Training data (all *training* splits): CROHME 2016 training inks rendered offline with varied
-pen/slant/jitter, im2markup pages outside the held-out fifth (cropped to the ink), and random
-mathtext formulas. Never the CROHME test inks or the held-out im2markup pages.
+Training data (all *training* splits), drawn afresh every epoch:
+  * CROHME 2016 training inks, rendered *on the fly* in the data-loader workers with a random
+    pen width, slant and point jitter (a new drawing of every ink in every epoch);
+  * im2markup pages outside the held-out fifth, cropped to the ink;
+  * printed formulas rendered with matplotlib mathtext in five fonts: random formulas from the
+    grammar in :mod:`synth` and the *training* truths of both corpora typeset in print (a pool
+    rendered once per run by a process pool, ``--printed`` formulas).
+Every crop is augmented (small rotation/keystone, thinner/bolder strokes, blur, noise, JPEG).
+Never the CROHME 2016 test inks or the held-out im2markup pages. ``--val`` measures greedy
+exact match on the CROHME *2013* test inks (a different year's test set, not the 2016 set the
+results table reports), used only to pick the checkpoint to export.
+
+On CUDA the step runs in bfloat16 autocast; on the CPU in float32. Same command on both.
 """
 from __future__ import annotations
 
@@ -17,13 +29,20 @@ import os
 import random
 import time
 from collections import Counter
+from multiprocessing import Pool
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from common.inkml import ink_bbox
+from common.latex import normalize_tokens
 
 from . import data, synth
+from . import ink as inkml
 from .recognizer import SPECIALS, Recognizer, RecognizerConfig, batch_crops, prepare_crop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,148 +53,306 @@ def shared_dir() -> Path:
     return Path(os.environ.get("MATHSET_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
-def load_training_set(n_mathtext: int, seed: int) -> list[tuple[np.ndarray, list[str]]]:
-    shared = shared_dir()
-    samples = [(img, toks) for img, toks in data.crohme_samples(shared, "train", seed=seed)]
-    samples += [(img, toks) for img, toks, _ in data.im2markup_samples(shared, heldout=False)]
-    samples += data.mathtext_samples(n_mathtext, seed=seed)
-    return [(img, toks) for img, toks in samples if len(toks) <= data.MAX_TOKENS]
+# ------------------------------------------------------------------------------------ corpora
+
+def crohme_train_inks(shared: Path) -> list[tuple[inkml.Ink, list[str]]]:
+    """(ink, normalised tokens) of every CROHME 2016 training ink with a usable truth."""
+    out = []
+    for _name, ink in inkml.iter_inks(shared / "crohme" / "train-2016.tar.xz"):
+        toks = data.unwrap_mathrm(normalize_tokens(ink.truth))
+        if toks:
+            out.append((ink, toks))
+    return out
 
 
-def build_vocab(samples) -> list[str]:
-    counts = Counter(t for _, toks in samples for t in toks)
+def _render_printed(job: tuple[str, int]) -> tuple[np.ndarray, list[str]] | None:
+    src, seed = job
+    rng = np.random.default_rng(seed)
+    try:
+        img = synth.render_mathtext(src, size=float(rng.uniform(14, 30)),
+                                    font=synth.MATH_FONTS[int(rng.integers(len(synth.MATH_FONTS)))])
+    except Exception:  # noqa: BLE001 - a formula mathtext cannot typeset is just left out
+        return None
+    toks = normalize_tokens(src)
+    return (img, toks) if toks else None
+
+
+def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int) -> list[tuple[np.ndarray, list[str]]]:
+    """``n`` printed crops: half random grammar formulas, half training truths typeset in print."""
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for i in range(n):
+        if i % 2 == 0 or not texts:
+            src = synth.random_formula(rng)
+        else:
+            src = " ".join(texts[int(rng.integers(len(texts)))])
+        jobs.append((src, seed * 10_000_000 + i))
+    with Pool(max(1, processes)) as pool:
+        rendered = pool.map(_render_printed, jobs, chunksize=64)
+    return [r for r in rendered if r is not None]
+
+
+def build_vocab(token_lists) -> list[str]:
+    counts = Counter(t for toks in token_lists for t in toks)
     return SPECIALS + sorted(t for t, c in counts.items() if c >= 2)
 
 
-def augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    if rng.random() < 0.4:
-        img = synth.rotate_perspective(img, rng, max_angle=3, max_persp=0.03)
-    if rng.random() < 0.3:
-        k = np.ones((2, 2), np.uint8)
-        import cv2
+# ------------------------------------------------------------------------------ augmentation
 
+def augment(img: np.ndarray, rng: np.random.Generator, *, printed: bool) -> np.ndarray:
+    """Geometric and photometric noise for one uint8 crop (255 = paper)."""
+    if rng.random() < 0.5:
+        img = synth.rotate_perspective(img, rng, max_angle=2.5, max_persp=0.025)
+    if printed and rng.random() < 0.5:
+        # resolution loss: what a small formula in a photo or a 100-dpi scan looks like
+        f = rng.uniform(0.35, 0.9)
+        h, w = img.shape
+        small = cv2.resize(img, (max(4, int(w * f)), max(4, int(h * f))), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.25:
+        k = np.ones((2, 2), np.uint8)
         img = cv2.erode(img, k) if rng.random() < 0.5 else cv2.dilate(img, k)
-    if rng.random() < 0.3:
+    if rng.random() < 0.25:
         img = synth.blur(img, rng)
+    if rng.random() < 0.3:
+        # grey paper, weaker ink and sensor noise
+        paper, ink = rng.uniform(170, 255), rng.uniform(0, 90)
+        f = img.astype(np.float32) / 255.0
+        f = ink + (paper - ink) * f + rng.normal(0, rng.uniform(1, 10), f.shape)
+        img = f.clip(0, 255).astype(np.uint8)
+    if rng.random() < 0.15:
+        img = synth.jpeg(img, rng)
     return img
 
 
-def make_batches(samples, batch_size: int, rng: random.Random):
-    """Width-bucketed batches: sort by aspect inside shuffled pools of 50 batches."""
-    idx = list(range(len(samples)))
-    rng.shuffle(idx)
-    pool = batch_size * 50
-    batches = []
-    for i in range(0, len(idx), pool):
-        chunk = sorted(idx[i:i + pool], key=lambda j: samples[j][0].shape[1] / samples[j][0].shape[0])
-        batches += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
+class FormulaCrops(Dataset):
+    """Training samples addressed by ``(epoch, index)`` so that a sample depends only on the seed.
+
+    An item is either an ink (drawn anew for every epoch) or a stored crop (augmented anew).
+    """
+
+    def __init__(self, items: list[tuple[str, object, list[str]]], cfg: RecognizerConfig, seed: int):
+        self.items, self.cfg, self.seed = items, cfg, seed
+        self.stoi = {t: i for i, t in enumerate(cfg.vocab)}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def aspect(self, j: int) -> float:
+        kind, src, _ = self.items[j]
+        if kind == "ink":
+            x0, y0, x1, y1 = ink_bbox(src)
+            return (x1 - x0 + 1e-6) / (y1 - y0 + 1e-6)
+        return src.shape[1] / src.shape[0]
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, j = key
+        rng = np.random.default_rng([self.seed, epoch, j])
+        kind, src, toks = self.items[j]
+        if kind == "ink":
+            img = inkml.render_ink(src, height=self.cfg.height, pen=float(rng.uniform(1.2, 3.4)),
+                                   slant=float(rng.normal(0, 0.12)), jitter=float(rng.uniform(0, 0.35)), rng=rng)
+            img = augment(img, rng, printed=False)
+        else:
+            img = augment(src, rng, printed=True)
+        ids = [self.stoi["<bos>"]] + [self.stoi.get(t, self.stoi["<unk>"]) for t in toks[: self.cfg.max_len]]
+        return prepare_crop(img, self.cfg.height, self.cfg.max_width), ids + [self.stoi["<eos>"]]
+
+
+def collate(batch, pad_id: int = 0):
+    imgs = [b[0] for b in batch]
+    t = max(len(b[1]) for b in batch)
+    tok = torch.full((len(batch), t), pad_id, dtype=torch.long)
+    for i, (_, ids) in enumerate(batch):
+        tok[i, : len(ids)] = torch.tensor(ids)
+    return batch_crops(imgs), tok
+
+
+class BucketedBatches:
+    """Endless width-bucketed batches of ``(epoch, index)`` keys, resumable at any batch.
+
+    Each epoch shuffles with (seed, epoch), sorts pools of 50 batches by aspect ratio (little
+    padding) and shuffles the batches.
+    """
+
+    def __init__(self, aspects: list[float], batch_size: int, seed: int, start: tuple[int, int]):
+        self.aspects, self.batch_size, self.seed, self.start = aspects, batch_size, seed, start
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(self.seed * 1000 + epoch)
+        idx = list(range(len(self.aspects)))
+        rng.shuffle(idx)
+        pool = self.batch_size * 50
+        batches = []
+        for i in range(0, len(idx), pool):
+            chunk = sorted(idx[i:i + pool], key=self.aspects.__getitem__)
+            batches += [chunk[k:k + self.batch_size] for k in range(0, len(chunk), self.batch_size)]
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self):
+        epoch, skip = self.start
+        while True:
+            for bi, batch in enumerate(self.epoch_batches(epoch)):
+                if bi >= skip:
+                    yield [(epoch, j) for j in batch]
+            epoch, skip = epoch + 1, 0
+
+
+# ---------------------------------------------------------------------------------- training
+
+@torch.no_grad()
+def val_exact(model: Recognizer, val: list[tuple[np.ndarray, list[str]]], device: str, batch: int = 64) -> float:
+    """Greedy exact match (normalised tokens) over ``val``."""
+    model.eval()
+    hits = 0
+    order = sorted(range(len(val)), key=lambda i: val[i][0].shape[1] / val[i][0].shape[0])
+    for k in range(0, len(order), batch):
+        part = [val[i] for i in order[k:k + batch]]
+        x = batch_crops([prepare_crop(img, model.cfg.height, model.cfg.max_width) for img, _ in part]).to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+            outs = model.greedy(x)
+        hits += sum(toks == truth for (toks, _), (_, truth) in zip(outs, part, strict=True))
+    model.train()
+    return hits / max(1, len(val))
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", default=str(ROOT / "var" / "ml-runs" / "recognizer"))
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--minutes", type=float, default=0, help="stop (after a checkpoint) after this wall time")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mathtext", type=int, default=600)
+    p.add_argument("--printed", type=int, default=600, help="printed (mathtext) crops rendered for the run")
+    p.add_argument("--im2markup-repeat", type=int, default=3, help="times each real printed crop appears per epoch")
+    p.add_argument("--crohme-repeat", type=int, default=1, help="times each training ink appears per epoch")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0, help="data-loader processes drawing the samples")
     p.add_argument("--ckpt-every", type=int, default=100)
-    p.add_argument("--positions", default="sine", choices=["sine", "learned"], help="for a new run only")
+    p.add_argument("--val", type=int, default=0, help="validate on CROHME 2013 test inks every N steps (0: never)")
     p.add_argument("--warmup", type=int, default=300)
-    p.add_argument("--channels", default="16,32,64", help="encoder widths, for a new run only")
-    p.add_argument("--dropout", type=float, default=0.1, help="for a new run only")
-    p.add_argument("--export", action="store_true", help="only export the last checkpoint to pipeline/weights")
+    # architecture, for a new run only
+    p.add_argument("--positions", default="sine", choices=["sine", "learned"])
+    p.add_argument("--encoder", default="plain", choices=["plain", "res"])
+    p.add_argument("--channels", default="16,32,64", help="encoder widths (3 for plain, 4 for res)")
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--ff", type=int, default=384)
+    p.add_argument("--height", type=int, default=40)
+    p.add_argument("--max-width", type=int, default=320)
+    p.add_argument("--max-len", type=int, default=100)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--val-limit", type=int, default=0, help="validate on the first N inks only (0: all 671)")
+    p.add_argument("--out", default=str(WEIGHTS), help="where --export (and the end of training) writes")
+    p.add_argument("--export", action="store_true", help="only export the run's checkpoint to --out")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
-    last = run / "last.pt"
+    last, best = run / "last.pt", run / "best.pt"
     if args.export:
-        export(last)
+        export(best if best.exists() else last, Path(args.out))
         return
     torch.manual_seed(args.seed)
-    samples = load_training_set(args.mathtext, args.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    shared = shared_dir()
+    t_load = time.time()
+    inks = crohme_train_inks(shared)
+    crops = [(img, toks) for img, toks, _ in data.im2markup_samples(shared, heldout=False)]
+    texts = [toks for _, toks in inks] + [toks for _, toks in crops]
+    printed = printed_pool(args.printed, texts, args.seed, max(1, args.workers))
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
     cfg = (RecognizerConfig(**state["config"]) if state
-           else RecognizerConfig(vocab=build_vocab(samples), positions=args.positions, dropout=args.dropout,
-                            channels=tuple(int(c) for c in args.channels.split(","))))
+           else RecognizerConfig(vocab=build_vocab(texts + [t for _, t in printed]), positions=args.positions,
+                                 dropout=args.dropout, channels=tuple(int(c) for c in args.channels.split(",")),
+                                 encoder=args.encoder, d_model=args.d_model, heads=args.heads, layers=args.layers,
+                                 ff=args.ff, height=args.height, max_width=args.max_width, max_len=args.max_len))
+    items = ([("ink", ink, toks) for ink, toks in inks if len(toks) <= cfg.max_len] * args.crohme_repeat
+             + [("img", img, toks) for img, toks in crops if len(toks) <= cfg.max_len] * args.im2markup_repeat
+             + [("img", img, toks) for img, toks in printed if len(toks) <= cfg.max_len])
+    dataset = FormulaCrops(items, cfg, args.seed)
+    val = []
+    if args.val:
+        val = [(inkml.render_ink(ink), normalize_tokens(ink.truth))
+               for _, ink in inkml.iter_inks(shared / "crohme" / "test-2013.tar.xz")]
+        val = val[: args.val_limit] if args.val_limit else val
     model = Recognizer(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    step, epoch, spent = 0, 0, 0.0
+    step, epoch, bi, spent, best_val = 0, 0, 0, 0.0, -1.0
     if state:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        step, epoch, spent = state["step"], state["epoch"], state.get("seconds", 0.0)
+        step, epoch, bi, spent = state["step"], state["epoch"], state["batch_in_epoch"], state.get("seconds", 0.0)
+        best_val = state.get("best_val", -1.0)
         torch.set_rng_state(state["torch_rng"])
-    print(f"{len(samples)} samples, vocab {len(cfg.vocab)}, params {sum(p.numel() for p in model.parameters())/1e6:.2f}M,"
-          f" resume at step {step}", flush=True)
+    print(f"{len(inks)} inks, {len(crops)} im2markup crops, {len(printed)} printed, {len(items)} items/epoch,"
+          f" vocab {len(cfg.vocab)}, params {sum(q.numel() for q in model.parameters()) / 1e6:.2f}M,"
+          f" {device}, data ready in {time.time() - t_load:.0f}s, resume at step {step}", flush=True)
+    sampler = BucketedBatches([dataset.aspect(j) for j in range(len(items))], args.batch, args.seed, (epoch, bi))
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=args.workers,
+                        pin_memory=device == "cuda", prefetch_factor=4 if args.workers else None)
     pad_id = cfg.vocab.index("<pad>")
     loss_fn = nn.CrossEntropyLoss(ignore_index=pad_id, label_smoothing=0.1)
     t0 = time.time() - spent
-    warmup = args.warmup
     ema = None
-    while step < args.steps:
-        # the batch order of an epoch depends only on (seed, epoch): a resumed run replays it
-        batches = make_batches(samples, args.batch, random.Random(args.seed * 1000 + epoch))
-        skip = state["batch_in_epoch"] if state and state["epoch"] == epoch else 0
-        for bi, batch in enumerate(batches):
-            if bi < skip:
-                continue
-            arng = np.random.default_rng([args.seed, epoch, bi])
-            imgs = [prepare_crop(augment(samples[j][0], arng), cfg.height, cfg.max_width) for j in batch]
-            ids = [model.encode_tokens(samples[j][1]) for j in batch]
-            t = max(map(len, ids))
-            tok = torch.full((len(ids), t), pad_id, dtype=torch.long)
-            for i, seq in enumerate(ids):
-                tok[i, : len(seq)] = torch.tensor(seq)
-            x, tok = batch_crops(imgs).to(device), tok.to(device)
-            # cosine over whichever budget runs out first, steps or (total, resumed) minutes, so a
-            # run cut by the clock still ends on a small learning rate
-            progress = step / args.steps
-            if args.minutes:
-                progress = max(progress, (time.time() - t0) / (args.minutes * 60))
-            lr = args.lr * min(1.0, (step + 1) / warmup) * (0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-            for g in opt.param_groups:
-                g["lr"] = max(lr, args.lr * 0.02)
-            model.train()
+    batches_per_epoch = math.ceil(len(items) / args.batch)
+    for x, tok in loader:
+        x, tok = x.to(device, non_blocking=True), tok.to(device, non_blocking=True)
+        # cosine over whichever budget runs out first, steps or (total, resumed) minutes, so a
+        # run cut by the clock still ends on a small learning rate
+        progress = step / args.steps
+        if args.minutes:
+            progress = max(progress, (time.time() - t0) / (args.minutes * 60))
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+        for g in opt.param_groups:
+            g["lr"] = max(lr, args.lr * 0.02)
+        model.train()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
             logits = model(x, tok[:, :-1])
-            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            step += 1
-            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-            out_of_time = args.minutes and (time.time() - t0) > args.minutes * 60
-            if step % args.ckpt_every == 0 or step >= args.steps or out_of_time:
-                save(last, model, opt, cfg, step, epoch, bi + 1, time.time() - t0)
-                print(f"step {step} epoch {epoch} loss {ema:.3f} lr {lr:.2e} {time.time()-t0:.0f}s", flush=True)
-            if step >= args.steps or out_of_time:
-                export(last)
-                return
-        epoch += 1
-        state = None
-    export(last)
+        loss = loss_fn(logits.float().reshape(-1, logits.shape[-1]), tok[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bi += 1
+        if bi >= batches_per_epoch:
+            epoch, bi = epoch + 1, 0
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        out_of_time = args.minutes and (time.time() - t0) > args.minutes * 60
+        finished = step >= args.steps or out_of_time
+        if val and (step % args.val == 0 or finished):
+            score = val_exact(model, val, device)
+            if score > best_val:
+                best_val = score
+                save(best, model, opt, cfg, step, epoch, bi, time.time() - t0, best_val)
+            print(f"step {step} val exact {score:.3f} (best {best_val:.3f})", flush=True)
+        if step % args.ckpt_every == 0 or finished:
+            save(last, model, opt, cfg, step, epoch, bi, time.time() - t0, best_val)
+            print(f"step {step} epoch {epoch} loss {ema:.3f} lr {lr:.2e} {time.time() - t0:.0f}s", flush=True)
+        if finished:
+            break
+    export(best if best.exists() else last, Path(args.out))
 
 
-def save(path: Path, model, opt, cfg, step, epoch, batch_in_epoch, seconds=0.0):
+def save(path: Path, model, opt, cfg, step, epoch, batch_in_epoch, seconds=0.0, best_val=-1.0):
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "config": cfg.to_dict(), "step": step,
-                "epoch": epoch, "batch_in_epoch": batch_in_epoch, "seconds": seconds, "torch_rng": torch.get_rng_state()}, tmp)
+                "epoch": epoch, "batch_in_epoch": batch_in_epoch, "seconds": seconds, "best_val": best_val,
+                "torch_rng": torch.get_rng_state()}, tmp)
     tmp.replace(path)  # atomic: a kill mid-save never corrupts the last checkpoint
 
 
-def export(last: Path):
-    state = torch.load(last, map_location="cpu", weights_only=False)
-    WEIGHTS.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}, WEIGHTS / "weights.pt")
-    (WEIGHTS / "config.json").write_text(json.dumps({**state["config"], "trained_steps": state["step"]}, indent=1))
-    print(f"exported step {state['step']} to {WEIGHTS}", flush=True)
+def export(ckpt: Path, out: Path = WEIGHTS):
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}, out / "weights.pt")
+    (out / "config.json").write_text(json.dumps({**state["config"], "trained_steps": state["step"]}, indent=1))
+    print(f"exported {ckpt.name} (step {state['step']}, val exact {state.get('best_val', -1):.3f}) to {out}",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+"""The recognizer's training stream: samples fixed by (seed, epoch, index), resumable batches."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from common.inkml import Ink
+from pipeline.ml.recognizer import Recognizer, RecognizerConfig
+from pipeline.ml.train_recognizer import BucketedBatches, FormulaCrops, collate
+
+VOCAB = ["<pad>", "<bos>", "<eos>", "<unk>", "x", "+", "1", "="]
+
+
+def _cfg(**kw) -> RecognizerConfig:
+    return RecognizerConfig(vocab=VOCAB, height=64, max_width=512, **kw)
+
+
+def _items():
+    stroke = np.array([[0, 0], [10, 12], [20, 0], [30, 12]], np.float32)
+    ink = Ink(traces=[stroke, stroke + [40, 0]], truth="x+1")
+    printed = np.full((30, 90), 255, np.uint8)
+    printed[10:20, 10:80] = 0
+    return [("ink", ink, ["x", "+", "1"]), ("img", printed, ["x", "=", "1", "zzz"])]
+
+
+def test_a_sample_depends_only_on_seed_epoch_and_index():
+    ds = FormulaCrops(_items(), _cfg(), seed=7)
+    a, ids = ds[(0, 0)]
+    b, _ = ds[(0, 0)]
+    c, _ = ds[(1, 0)]
+    assert a.shape[0] == 64 and np.array_equal(a, b)
+    assert not np.array_equal(a, c)  # the ink is drawn anew in the next epoch
+    assert ids == [1, 4, 5, 6, 2]
+
+
+def test_unknown_tokens_map_to_unk_and_batches_pad_to_one_width():
+    ds = FormulaCrops(_items(), _cfg(), seed=0)
+    x, tok = collate([ds[(0, 0)], ds[(0, 1)]])
+    assert x.shape[:3] == (2, 1, 64) and x.shape[3] % 8 == 0
+    assert tok.tolist()[1] == [1, 4, 7, 6, 3, 2]
+    assert tok.tolist()[0][-1] == 0  # the shorter sequence is padded
+
+
+def test_batches_cover_every_index_once_per_epoch_and_resume_at_the_same_batch():
+    aspects = [float(a) for a in np.random.default_rng(0).uniform(1, 10, 103)]
+    full = BucketedBatches(aspects, 10, seed=3, start=(0, 0))
+    epoch0 = full.epoch_batches(0)
+    assert sorted(j for b in epoch0 for j in b) == list(range(103))
+    stream = iter(full)
+    first = [next(stream) for _ in range(len(epoch0) + 4)]
+    resumed = iter(BucketedBatches(aspects, 10, seed=3, start=(1, 2)))
+    assert [next(resumed) for _ in range(2)] == first[len(epoch0) + 2:len(epoch0) + 4]
+    assert all(key[0] == 1 for key in first[len(epoch0)])
+
+
+def test_residual_encoder_reads_a_64_pixel_line_at_stride_8():
+    model = Recognizer(_cfg(encoder="res", channels=(8, 16, 16, 24), d_model=32, heads=4, ff=64)).eval()
+    with torch.no_grad():
+        mem, pad = model.encode(torch.rand(2, 1, 64, 200))
+        assert mem.shape == (2, 8 * 25, 32) and pad.shape == (2, 200)
+        out = model.greedy(torch.rand(1, 1, 64, 96), max_len=5)
+    assert len(out) == 1 and len(out[0][0]) <= 6  # max_len tokens and the end-of-sequence slot

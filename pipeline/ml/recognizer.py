@@ -237,24 +237,83 @@ class Recognizer(nn.Module):
     def greedy(self, images: torch.Tensor, max_len: int | None = None) -> list[tuple[list[str], list[float]]]:
         """Batched greedy decoding: per image, (tokens, per-token confidences)."""
         self.eval()
-        max_len = max_len or self.cfg.max_len
         mem, pad = self.encode(images)
-        b = images.shape[0]
-        seq = torch.full((b, 1), self.stoi[BOS], dtype=torch.long, device=images.device)
-        probs = torch.zeros((b, 0), device=images.device)
-        done = torch.zeros(b, dtype=torch.bool, device=images.device)
+        return self._greedy_from(mem, pad, self._len_bound(max_len))
+
+    def _len_bound(self, max_len: int | None) -> int:
+        # the token position table holds cfg.max_len + 2 rows: a longer search has no positions
+        return min(max_len or self.cfg.max_len, self.cfg.max_len)
+
+    def _greedy_from(self, mem: torch.Tensor, pad: torch.Tensor, max_len: int) -> list[tuple[list[str], list[float]]]:
+        # a decoding step costs in proportion to rows x memory length: rows that have ended are
+        # dropped from the batch instead of being carried along to the longest reading's end
+        b = mem.shape[0]
         eos = self.stoi[EOS]
         state = self._decode_init(mem, pad)
+        alive = list(range(b))
+        last = torch.full((b,), self.stoi[BOS], dtype=torch.long, device=mem.device)
+        ids: list[list[int]] = [[] for _ in range(b)]
+        probs: list[list[float]] = [[] for _ in range(b)]
         for _ in range(max_len + 1):
-            logits = self._decode_next(state, seq[:, -1])
-            p, nxt = logits.softmax(-1).max(-1)
-            nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
-            seq = torch.cat([seq, nxt[:, None]], 1)
-            probs = torch.cat([probs, p[:, None]], 1)
-            done |= nxt == eos
-            if bool(done.all()):
+            p, nxt = self._decode_next(state, last).softmax(-1).max(-1)
+            for row, t, q in zip(alive, nxt.tolist(), p.tolist(), strict=True):
+                ids[row].append(t)
+                probs[row].append(q)
+            going = nxt != eos
+            if not bool(going.any()):
                 break
-        return [self._strip(seq[i, 1:].tolist(), probs[i].tolist()) for i in range(b)]
+            if not bool(going.all()):
+                keep = going.nonzero().squeeze(1)
+                self._decode_select(state, keep)
+                alive = [alive[k] for k in keep.tolist()]
+                nxt = nxt[keep]
+            last = nxt
+        return [self._strip(ids[i], probs[i]) for i in range(b)]
+
+    @staticmethod
+    def _decode_select(state: dict, keep: torch.Tensor) -> None:
+        """Keep only the rows ``keep`` of a decoding state (memory, its mask and the caches)."""
+        state["mem_ok"] = state["mem_ok"][keep]
+        for c in state["layers"]:
+            for key in ("mk", "mv", "sk", "sv"):
+                if c[key] is not None:
+                    c[key] = c[key][keep]
+
+    @torch.no_grad()
+    def turned_reads_better(self, upright: torch.Tensor, turned: torch.Tensor, probe: int = 8) -> torch.Tensor:
+        """Per image, True when its 180°-turned version reads more confidently than the upright one.
+
+        A detector's corner order can put a formula's top at the bottom (its upper-half map is
+        unsure on rotated photos). Both batches (same shape) are encoded together and decoded
+        greedily for ``probe`` tokens; the mean log-probability of those tokens decides. On 171
+        formulas of validation photos (seeds 20,000,000+) this picks the right way up for 77%
+        against the detector's 52%, as well as comparing whole readings does.
+        """
+        self.eval()
+        mem, pad = self.encode(torch.cat([upright, turned]))
+        return self._turned_better(mem, pad, upright.shape[0], probe)
+
+    def _turned_better(self, mem: torch.Tensor, pad: torch.Tensor, b: int, probe: int) -> torch.Tensor:
+        scores = []
+        for _toks, confs in self._greedy_from(mem, pad, self._len_bound(probe)):
+            confs = confs or [1e-9]
+            scores.append(sum(math.log(max(c, 1e-9)) for c in confs) / len(confs))
+        s = torch.tensor(scores)
+        return s[b:] > s[:b]
+
+    @torch.no_grad()
+    def greedy_either_way(self, upright: torch.Tensor, turned: torch.Tensor, max_len: int | None = None,
+                          probe: int = 8) -> tuple[list[tuple[list[str], list[float]]], torch.Tensor]:
+        """Greedy readings of whichever way up reads better (:meth:`turned_reads_better`), and the choice.
+
+        One encoder pass over both batches; the chosen rows' memory is decoded in full.
+        """
+        self.eval()
+        b = upright.shape[0]
+        mem, pad = self.encode(torch.cat([upright, turned]))
+        flips = self._turned_better(mem, pad, b, probe)
+        rows = (torch.arange(b) + b * flips.long()).to(mem.device)
+        return self._greedy_from(mem[rows], pad[rows], self._len_bound(max_len)), flips
 
     def _strip(self, ids: list[int], probs: list[float]) -> tuple[list[str], list[float]]:
         eos = self.stoi[EOS]
@@ -279,7 +338,7 @@ class Recognizer(nn.Module):
         if width <= 1:
             return self.greedy(images, max_len)
         self.eval()
-        max_len = max_len or self.cfg.max_len
+        max_len = self._len_bound(max_len)
         mem, pad = self.encode(images)
         b, k, dev = images.shape[0], width, images.device
         mem, pad = mem.repeat_interleave(k, 0), pad.repeat_interleave(k, 0)

@@ -236,3 +236,49 @@ def test_incremental_decoding_matches_the_full_decoder_step_for_step():
         ids = reference[i].tolist()
         expected = ids[: ids.index(eos)] if eos in ids else ids
         assert toks == [model.cfg.vocab[t] for t in expected]
+
+
+@pytest.mark.parametrize("src", [r"x^{2}+3x-4=0", r"\frac{a+b}{2}"])
+def test_a_crop_upside_down_is_turned_and_read_the_right_way_up(reader, src):
+    upright = synth.render_mathtext(src, size=24, font="cm")
+    (plain,) = reader.recognize([upright])
+    turned, straight = reader.recognize([cv2.rotate(upright, cv2.ROTATE_180), upright], orient=True)
+    assert turned.turned and not straight.turned
+    assert turned.tokens == straight.tokens == plain.tokens
+    (unoriented,) = reader.recognize([cv2.rotate(upright, cv2.ROTATE_180)])
+    assert not unoriented.turned and unoriented.tokens != plain.tokens
+
+
+def test_read_puts_the_top_left_corner_first_when_the_detector_had_the_formula_upside_down(reader, monkeypatch):
+    from pipeline.ml.detector import Region
+
+    crop = synth.render_mathtext(r"y=2x+1", size=24, font="cm")
+    h, w = crop.shape
+    page = np.full((h + 40, w + 40, 3), 255, np.uint8)
+    page[20:20 + h, 20:20 + w] = crop[..., None]
+    top_left_first = np.float32([[20, 20], [20 + w, 20], [20 + w, 20 + h], [20, 20 + h]])
+    bottom_right_first = np.roll(top_left_first, 2, axis=0)
+    monkeypatch.setattr(reader, "detect", lambda images, with_masks=False: [[Region(bottom_right_first, 0.9)]])
+    (result,) = reader.read([page])
+    (region,) = result["regions"]
+    assert region["points"][0] == [20.0, 20.0]
+    assert region["latex"] == "y = 2 x + 1"
+    monkeypatch.setattr(reader, "orient", False)
+    (result,) = reader.read([page])
+    assert result["regions"][0]["points"][0] == [20.0 + w, 20.0 + h]
+
+
+def test_greedy_drops_finished_rows_without_changing_any_reading():
+    from pipeline.ml.recognizer import batch_crops, prepare_crop
+
+    model = load_recognizer(device="cpu")
+    crops = [synth.render_mathtext(s, size=22, font="cm") for s in (r"1", r"a+b=c", r"\frac{x^{2}+1}{y-3}=\sqrt{z}")]
+    images = batch_crops([prepare_crop(c, model.cfg.height, model.cfg.max_width) for c in crops])
+    with torch.no_grad():
+        readings = model.greedy(images, max_len=40)
+        reference = _greedy_by_full_recompute(model, images, 40)  # every row decoded to the end
+    eos = model.stoi["<eos>"]
+    assert len({len(toks) for toks, _ in readings}) == 3  # the rows really ended at different steps
+    for (toks, confs), ids in zip(readings, reference.tolist(), strict=True):
+        expected = ids[: ids.index(eos)] if eos in ids else ids
+        assert toks == [model.cfg.vocab[t] for t in expected] and len(confs) == len(toks)

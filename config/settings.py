@@ -218,6 +218,8 @@ CELERY_BEAT_SCHEDULE = {
     "evaluations-sweep": {"task": "pipeline.tasks.evaluations_sweep", "schedule": 300.0},
     "qa-stats-refresh": {"task": "pipeline.tasks.spec_stats_refresh_active", "schedule": 3600.0},
 }
+# ... which also refreshes an active spec whose stored quota progress is older than this
+MATHSET_STATS_MAX_AGE_S = int(os.environ.get("MATHSET_STATS_MAX_AGE_S", "3600"))
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

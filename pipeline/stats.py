@@ -452,12 +452,23 @@ def spec_stats_request(*, spec: DatasetSpec) -> None:
 
 
 def specs_needing_stats() -> list[int]:
-    """Active specs whose annotations changed after their latest report (or that have none)."""
-    from django.db.models import Max, OuterRef, Q, Subquery
+    """Active specs whose annotations changed after their latest QA report, or whose stored quota
+    progress is missing or older than ``settings.MATHSET_STATS_MAX_AGE_S``.
 
+    The second rule covers the writes that leave no annotation timestamp behind (an upload, a
+    category edit, a deleted image, a new batch) when their debounced refresh was lost, e.g. to
+    a broker outage: such a spec's progress is at most that old.
+    """
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.db.models import Max, Q, Subquery
+
+    stale_before = timezone.now() - timedelta(seconds=settings.MATHSET_STATS_MAX_AGE_S)
     latest = QAReport.objects.filter(spec=OuterRef("pk")).order_by("-computed_at").values("computed_at")[:1]
     changed = (DatasetSpec.objects.filter(status=DatasetSpec.Status.ACTIVE)
-               .annotate(last_report=Subquery(latest), last_change=Max("batches__tasks__annotations__updated_at"))
-               .filter(last_change__isnull=False)
-               .filter(Q(last_report__isnull=True) | Q(last_change__gt=F("last_report"))))
+               .annotate(last_report=Subquery(latest), last_change=Max("batches__tasks__annotations__updated_at"),
+                         progress_at=F("progress_report__computed_at"))
+               .filter(Q(last_change__isnull=False, last_report__isnull=True) | Q(last_change__gt=F("last_report"))
+                       | Q(progress_at__isnull=True) | Q(progress_at__lt=stale_before)))
     return list(changed.values_list("id", flat=True))

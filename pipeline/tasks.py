@@ -74,7 +74,8 @@ def spec_stats_refresh(spec_id: int) -> int | None:
 @shared_task(acks_late=True)
 def spec_stats_refresh_active() -> list[int]:
     """Periodic (Celery beat): refresh the statistics of active specs with new reviews or submits
-    since their latest report (covers a debounce whose transaction rolled back)."""
+    since their latest report, or whose progress is over an hour old (covers a debounce whose
+    transaction rolled back or whose message was lost)."""
     from .stats import specs_needing_stats
 
     ids = specs_needing_stats()

@@ -137,6 +137,28 @@ def test_periodic_refresh_picks_specs_changed_since_their_report(qa_world, djang
     assert tasks.spec_stats_refresh_active() == []
 
 
+def test_periodic_refresh_picks_active_specs_whose_progress_is_missing_or_over_an_hour_old(qa_world):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from curation.models import ProgressReport
+
+    qa_world.spec.status = "active"
+    qa_world.spec.save(update_fields=["status"])
+    tasks.spec_stats_refresh_active()
+    assert tasks.spec_stats_refresh_active() == []
+    # an upload whose debounced refresh was lost changes no annotation: only the age tells
+    ProgressReport.objects.filter(spec=qa_world.spec).update(computed_at=timezone.now() - timedelta(minutes=59))
+    assert tasks.spec_stats_refresh_active() == []
+    ProgressReport.objects.filter(spec=qa_world.spec).update(computed_at=timezone.now() - timedelta(minutes=61))
+    assert tasks.spec_stats_refresh_active() == [qa_world.spec.id]
+    assert ProgressReport.objects.get(spec=qa_world.spec).computed_at > timezone.now() - timedelta(minutes=1)
+    ProgressReport.objects.filter(spec=qa_world.spec).delete()
+    assert tasks.spec_stats_refresh_active() == [qa_world.spec.id]
+    assert ProgressReport.objects.filter(spec=qa_world.spec).exists()
+
+
 def test_a_broker_failure_after_commit_keeps_the_submit_and_retries_on_the_next_write(
         spec, vendor, monkeypatch, django_capture_on_commit_callbacks):
     cache.delete(refresh.pending_key(spec.id))

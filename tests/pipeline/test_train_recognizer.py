@@ -60,3 +60,53 @@ def test_residual_encoder_reads_a_64_pixel_line_at_stride_8():
         assert mem.shape == (2, 8 * 25, 32) and pad.shape == (2, 200)
         out = model.greedy(torch.rand(1, 1, 64, 96), max_len=5)
     assert len(out) == 1 and len(out[0][0]) <= 6  # max_len tokens and the end-of-sequence slot
+
+
+def _tiny_shared(root):
+    """A shared-data folder of the real layout with 3 training inks and 2 training pages."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from pipeline.ml.data import im2markup_heldout
+
+    (root / "crohme").mkdir(parents=True)
+    with tarfile.open(root / "crohme" / "train-2016.tar.xz", "w:xz") as tf:
+        for i, truth in enumerate(["$x+1$", "$x=1$", "$1+x$"]):
+            body = (f'<ink xmlns="http://www.w3.org/2003/InkML"><annotation type="truth">{truth}</annotation>'
+                    f'<trace id="0">0 0, 10 20, {20 + i} 0</trace><trace id="1">30 10, 50 10</trace></ink>').encode()
+            info = tarfile.TarInfo(f"train/{i}.inkml")
+            info.size = len(body)
+            tf.addfile(info, io.BytesIO(body))
+    pages = root / "im2markup" / "pages"
+    pages.mkdir(parents=True)
+    names = [n for n in (f"p{i}.png" for i in range(20)) if not im2markup_heldout(n)][:2]
+    for name in names:
+        page = Image.new("LA", (200, 120), (255, 0))
+        page.paste((0, 255), (40, 50, 150, 70))
+        page.save(pages / name)
+    (root / "im2markup" / "train.tsv").write_text("".join(f"{n}\tx+1=x\n" for n in names))
+
+
+def test_training_runs_resumes_from_its_checkpoint_and_exports_loadable_weights(tmp_path, monkeypatch):
+    from pipeline.ml import data, train_recognizer
+    from pipeline.ml.inference import load_recognizer
+
+    _tiny_shared(tmp_path / "shared")
+    monkeypatch.setenv("MATHSET_SHARED_DATA", str(tmp_path / "shared"))
+    monkeypatch.setattr(data, "CACHE", tmp_path / "cache")  # never the real corpora's cache
+    run, out = tmp_path / "run", tmp_path / "weights"
+    args = ["--run", str(run), "--out", str(out), "--batch", "2", "--printed", "4", "--ckpt-every", "1",
+            "--encoder", "res", "--channels", "4,8,8,8", "--d-model", "16", "--heads", "2", "--layers", "1",
+            "--ff", "32", "--height", "32", "--max-width", "128", "--warmup", "1"]
+    train_recognizer.main([*args, "--steps", "2"])
+    first = torch.load(run / "last.pt", weights_only=False)
+    assert first["step"] == 2
+    train_recognizer.main([*args, "--steps", "4"])
+    second = torch.load(run / "last.pt", weights_only=False)
+    assert second["step"] == 4 and second["config"] == first["config"]
+    assert (second["epoch"], second["batch_in_epoch"]) != (first["epoch"], first["batch_in_epoch"])
+    model = load_recognizer(out, device="cpu")
+    assert model.cfg.encoder == "res" and model.cfg.height == 32
+    assert {"x", "+", "1", "="} <= set(model.cfg.vocab)

@@ -381,3 +381,27 @@ def test_starts_from_prelabels_and_resolves_a_version_conflict(browser_page, lab
     ann = saved_annotation(s["annotator"], task_id)
     assert ann["version"] == 3 and [r["latex"] for r in ann["regions"]] == ["x^{3}+1=y_{1}+c"]
     assert not page.errors, page.errors
+
+
+def test_prelabels_show_the_model_confidence_and_open_the_least_sure_region_first(browser_page, labeling_setup):
+    from labeling.services import predictions_import
+
+    s = labeling_setup
+    image = s["batch"].tasks.get().image
+    predictions_import(model_name="formula-det", model_version="8", items=[
+        {"image": image.id, "regions": [
+            {"kind": "quad", "points": [[80, 60], [330, 60], [330, 100], [80, 100]], "latex": "a+b", "confidence": 0.95},
+            {"kind": "quad", "points": [[80, 228], [330, 228], [330, 270], [80, 270]], "latex": "x^{3}", "confidence": 0.31},
+        ]}])
+    page = browser_page(s["annotator"])
+    task_id = open_next_task(page)
+    badges = page.locator("#region-list .model-conf")
+    assert badges.all_inner_texts() == ["95%", "31%"]
+    assert page.locator("#region-list .model-conf.low").all_inner_texts() == ["31%"]
+    assert page.input_value("#latex-input") == "x^{3}"  # the unsure region is the one open
+    assert "unsure of 1 of the 2 regions" in page.locator("#messages").inner_text()
+    page.click("#btn-save")  # the confidence is shown, never sent: the save is accepted as it is
+    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    ann = saved_annotation(s["annotator"], task_id)
+    assert [r["latex"] for r in ann["regions"]] == ["a+b", "x^{3}"]
+    assert all("confidence" not in r for r in ann["regions"])

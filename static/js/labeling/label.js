@@ -268,7 +268,8 @@ function renderList() {
     b.type = "button";
     b.className = `region-item${i === state.selected ? " selected" : ""}${Object.keys(r.errors).length ? " has-error" : ""}`;
     b.style.borderLeftColor = colorOf(i);
-    b.textContent = regionTitle(r, i);
+    if (r.modelConfidence !== null && r.modelConfidence !== undefined) b.append(confidenceBadge(r), " ");
+    b.append(regionTitle(r, i));
     b.setAttribute("aria-pressed", i === state.selected ? "true" : "false");
     b.addEventListener("click", () => select(i));
     li.appendChild(b);
@@ -521,12 +522,28 @@ function loadRegions(list) {
     if (src.kind === "mask") {
       const m = maskCanvasFrom(src.mask, viewer.width, viewer.height, i);
       return newRegion("mask", { maskCanvas: m.canvas, bbox: m.bbox, rle: src.mask, latex: src.latex || "",
-        illegible: !!src.illegible, cut_off: !!src.cut_off, categories: src.categories || [] });
+        illegible: !!src.illegible, cut_off: !!src.cut_off, categories: src.categories || [],
+        modelConfidence: typeof src.confidence === "number" ? src.confidence : null });
     }
     return newRegion("quad", { points: src.points.map(([x, y]) => [x, y]), latex: src.latex || "",
-      illegible: !!src.illegible, cut_off: !!src.cut_off, categories: src.categories || [] });
+      illegible: !!src.illegible, cut_off: !!src.cut_off, categories: src.categories || [],
+      // a pre-label's confidence (detection and reading): shown, never saved
+      modelConfidence: typeof src.confidence === "number" ? src.confidence : null });
   });
   state.selected = state.regions.length ? 0 : -1;
+}
+
+// Below this the model's own guess is marked for a careful look and comes first.
+const LOW_CONFIDENCE = 0.6;
+
+function isUnsure(r) { return r.modelConfidence !== null && r.modelConfidence !== undefined && r.modelConfidence < LOW_CONFIDENCE; }
+
+function confidenceBadge(r) {
+  const span = document.createElement("span");
+  span.className = `model-conf${isUnsure(r) ? " low" : ""}`;
+  span.textContent = `${Math.round(r.modelConfidence * 100)}%`;
+  span.title = isUnsure(r) ? "The model is unsure of this region: check it first" : "The model's confidence in this region";
+  return span;
 }
 
 function spentSeconds() {
@@ -676,7 +693,12 @@ async function start() {
       const p = task.predictions[0];
       loadRegions(p.regions);
       state.startedFrom = p.id;
-      flash(`Started from the model's pre-labels (${p.model_name} ${p.model_version}). Check every region and fix what is wrong.`, "info-sticky");
+      const unsure = state.regions.filter(isUnsure);
+      if (unsure.length) {  // open the least sure region first
+        state.selected = state.regions.reduce((best, r, i) => (r.modelConfidence < state.regions[best].modelConfidence ? i : best), 0);
+      }
+      const note = unsure.length ? ` The model is unsure of ${unsure.length} of the ${state.regions.length} regions (marked in yellow).` : "";
+      flash(`Started from the model's pre-labels (${p.model_name} ${p.model_version}).${note} Check every region and fix what is wrong.`, "info-sticky");
     }
     if (state.readOnly) document.querySelectorAll(".actions button, [data-tool]").forEach((b) => { b.disabled = true; });
     setTool(state.regions.length ? "select" : "rect");

@@ -84,9 +84,9 @@ class FormulaReader:
         self.batch_size = batch_size
         self.beam_width = beam_width  # 1: greedy; wider costs about that many times the decoder time
         # read() lets the recognizer say which way up each detected formula is (the detector's
-        # own corner order is a coin toss on rotated photos); costs ~40% more recognition time
+        # own corner order is a coin toss on rotated photos); both ways up are encoded and probed for
+        # 8 tokens: 101 photo crops took 3.0 s instead of 1.6 s on 2 CPU threads
         self.orient = orient
-        torch.set_grad_enabled(False)
 
     def detect(self, images: list[np.ndarray], *, with_masks: bool = True) -> list[list[Region]]:
         out: list[list[Region]] = []

@@ -282,3 +282,9 @@ def test_greedy_drops_finished_rows_without_changing_any_reading():
     for (toks, confs), ids in zip(readings, reference.tolist(), strict=True):
         expected = ids[: ids.index(eos)] if eos in ids else ids
         assert toks == [model.cfg.vocab[t] for t in expected] and len(confs) == len(toks)
+
+
+def test_building_a_reader_leaves_autograd_on_for_the_rest_of_the_process():
+    # a reader once switched autograd off process-wide, which broke training run in the same process
+    FormulaReader(device="cpu")
+    assert torch.is_grad_enabled()

@@ -35,7 +35,7 @@ def _number(value, what: str) -> float:
     return float(value)
 
 
-def _checked_region(region, where: str) -> dict:
+def _checked_region(region, where: str, max_latex: int) -> dict:
     """A region of the contract with its numbers as floats; ExternalModelError says what is wrong."""
     if not isinstance(region, dict):
         raise ExternalModelError(f"{where} must be an object")
@@ -53,6 +53,8 @@ def _checked_region(region, where: str) -> dict:
         latex = ""
     if not isinstance(latex, str):
         raise ExternalModelError(f"{where}.latex must be a string")
+    if len(latex) > max_latex:
+        raise ExternalModelError(f"{where}.latex is {len(latex)} characters long; at most {max_latex} are allowed")
     out["latex"] = latex
     return out
 
@@ -89,14 +91,18 @@ class HttpPredictor:
             got = len(results) if isinstance(results, list) else type(results).__name__
             raise ExternalModelError(f"external model returned a malformed response: need \"results\" with one "
                                      f"result per image ({len(urls)}), got {got}")
+        # the limits an annotation has: a model's answer is stored and becomes a pre-label
+        from labeling.services import MAX_LATEX_LENGTH, MAX_REGIONS
+
         out = []
         for n, result in enumerate(results):
             regions = result.get("regions") if isinstance(result, dict) else None
-            if not isinstance(regions, list):
+            if not isinstance(regions, list) or len(regions) > MAX_REGIONS:
                 raise ExternalModelError(f"external model returned a malformed response: results[{n}].regions "
-                                         "must be a list")
+                                         f"must be a list of at most {MAX_REGIONS} regions")
             try:
-                checked = [_checked_region(r, f"results[{n}].regions[{k}]") for k, r in enumerate(regions)]
+                checked = [_checked_region(r, f"results[{n}].regions[{k}]", MAX_LATEX_LENGTH)
+                           for k, r in enumerate(regions)]
             except ExternalModelError as exc:
                 raise ExternalModelError(f"external model returned a malformed response: {exc}") from None
             out.append({**result, "regions": checked})

@@ -27,6 +27,7 @@ from tests.pipeline.test_evaluation_service import TRUTH, TRUTH_BOX, three_image
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 SPURIOUS = box(150, 60, 190, 90)
+SQUARE = [[0, 0], [9, 0], [9, 9], [0, 9]]
 
 
 class FakeModel:
@@ -140,6 +141,10 @@ def test_http_pipeline_is_evaluated_end_to_end_from_signed_urls(model, pipeline_
     (b'{"results": [{"regions": [{"points": [[0, 0], [1, 1]]}]}]}', 200, "results[0].regions[0].points"),
     (b"<html>oops</html>", 200, "not JSON"),
     (b'{"detail": "model crashed"}', 500, "HTTP 500"),
+    (json.dumps({"results": [{"regions": [{"points": SQUARE, "latex": "x" * 4001}]}]}).encode(), 200,
+     "results[0].regions[0].latex is 4001 characters long"),
+    (json.dumps({"results": [{"regions": [{"points": SQUARE}] * 501}]}).encode(), 200,
+     "results[0].regions must be a list of at most 500 regions"),
 ])
 def test_a_broken_answer_fails_the_run_with_the_reason(model, pipeline_version, reply, status, expected):
     snap = three_image_snapshot()

@@ -291,14 +291,11 @@ class Recognizer(nn.Module):
         """
         self.eval()
         mem, pad = self.encode(torch.cat([upright, turned]))
-        return self._turned_better(mem, pad, upright.shape[0], probe)
+        return self._turned_better(mem, pad, upright.shape[0], self._len_bound(probe))
 
     def _turned_better(self, mem: torch.Tensor, pad: torch.Tensor, b: int, probe: int) -> torch.Tensor:
-        scores = []
-        for _toks, confs in self._greedy_from(mem, pad, self._len_bound(probe)):
-            confs = confs or [1e-9]
-            scores.append(sum(math.log(max(c, 1e-9)) for c in confs) / len(confs))
-        s = torch.tensor(scores)
+        # the geometric mean of the probe tokens' probabilities: the mean log-probability's order
+        s = torch.tensor([sequence_confidence(confs) for _toks, confs in self._greedy_from(mem, pad, probe)])
         return s[b:] > s[:b]
 
     @torch.no_grad()
@@ -311,7 +308,7 @@ class Recognizer(nn.Module):
         self.eval()
         b = upright.shape[0]
         mem, pad = self.encode(torch.cat([upright, turned]))
-        flips = self._turned_better(mem, pad, b, probe)
+        flips = self._turned_better(mem, pad, b, self._len_bound(probe))
         rows = (torch.arange(b) + b * flips.long()).to(mem.device)
         return self._greedy_from(mem[rows], pad[rows], self._len_bound(max_len)), flips
 

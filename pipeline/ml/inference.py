@@ -97,34 +97,8 @@ class FormulaReader:
 
     def recognize(self, crops: list[np.ndarray], *, orient: bool = False) -> list[Reading]:
         """Read each crop; with ``orient``, a crop that reads better turned by 180° is read that way."""
-        cfg = self.recognizer.cfg
-        prepared = [prepare_crop(c, cfg.height, cfg.max_width) for c in crops]
-        order = sorted(range(len(prepared)), key=lambda i: prepared[i].shape[1])  # similar widths batch well
-        results: list[Reading | None] = [None] * len(prepared)
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i:i + self.batch_size]
-            x = batch_crops([prepared[j] for j in idx]).to(self.device)
-            # a formula holds at most ~1 token per 2 px of (64 px high) width (99% of the CROHME
-            # test crops hold under 1 per 3 px; squeezed im2markup crops reach max_len first): bounding
-            # the search by the width stops an unsure model from looping to max_len on short crops
-            limit = min(cfg.max_len, x.shape[-1] // 2 + 10)
-            turned = [False] * len(idx)
-            if orient:
-                upside = [np.ascontiguousarray(prepared[j][::-1, ::-1]) for j in idx]
-                x_turned = batch_crops(upside).to(self.device)
-                if self.beam_width <= 1:
-                    readings, flips = self.recognizer.greedy_either_way(x, x_turned, max_len=limit)
-                    turned = flips.tolist()
-                else:
-                    turned = self.recognizer.turned_reads_better(x, x_turned).tolist()
-                    x = batch_crops([u if t else prepared[j] for j, u, t in zip(idx, upside, turned, strict=True)])
-                    readings = self.recognizer.beam(x.to(self.device), width=self.beam_width, max_len=limit)
-            else:
-                readings = self.recognizer.beam(x, width=self.beam_width, max_len=limit)
-            for j, (toks, confs), t in zip(idx, readings, turned, strict=True):
-                results[j] = Reading(tokens=toks, token_confidences=confs, confidence=sequence_confidence(confs),
-                                     turned=bool(t))
-        return results  # type: ignore[return-value]
+        return read_crops(self.recognizer, crops, device=self.device, batch_size=self.batch_size,
+                          beam_width=self.beam_width, orient=orient)
 
     def read(self, images: list[np.ndarray], *, with_masks: bool = False) -> list[dict]:
         """Full pipeline per image: regions (4 points, score, LaTeX, confidences) and timings."""
@@ -150,3 +124,37 @@ class FormulaReader:
         for o in out:
             o["seconds"] = elapsed / max(len(images), 1)
         return out
+
+
+def read_crops(recognizer: Recognizer, crops: list[np.ndarray], *, device: str = "cpu", batch_size: int = 16,
+               beam_width: int = 1, orient: bool = False) -> list[Reading]:
+    """Read formula crops in width-sorted batches (greedy, or beam search of ``beam_width``);
+    with ``orient``, a crop that reads better turned by 180° is read that way."""
+    cfg = recognizer.cfg
+    prepared = [prepare_crop(c, cfg.height, cfg.max_width) for c in crops]
+    order = sorted(range(len(prepared)), key=lambda i: prepared[i].shape[1])  # similar widths batch well
+    results: list[Reading | None] = [None] * len(prepared)
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        x = batch_crops([prepared[j] for j in idx]).to(device)
+        # a formula holds at most ~1 token per 2 px of (64 px high) width (99% of the CROHME
+        # test crops hold under 1 per 3 px; squeezed im2markup crops reach max_len first): bounding
+        # the search by the width stops an unsure model from looping to max_len on short crops
+        limit = min(cfg.max_len, x.shape[-1] // 2 + 10)
+        turned = [False] * len(idx)
+        if orient:
+            upside = [np.ascontiguousarray(prepared[j][::-1, ::-1]) for j in idx]
+            x_turned = batch_crops(upside).to(device)
+            if beam_width <= 1:
+                readings, flips = recognizer.greedy_either_way(x, x_turned, max_len=limit)
+                turned = flips.tolist()
+            else:
+                turned = recognizer.turned_reads_better(x, x_turned).tolist()
+                x = batch_crops([u if t else prepared[j] for j, u, t in zip(idx, upside, turned, strict=True)])
+                readings = recognizer.beam(x.to(device), width=beam_width, max_len=limit)
+        else:
+            readings = recognizer.beam(x, width=beam_width, max_len=limit)
+        for j, (toks, confs), t in zip(idx, readings, turned, strict=True):
+            results[j] = Reading(tokens=toks, token_confidences=confs, confidence=sequence_confidence(confs),
+                                 turned=bool(t))
+    return results  # type: ignore[return-value]

@@ -43,6 +43,7 @@ from common.latex import normalize_tokens
 
 from . import data, synth
 from . import ink as inkml
+from .inference import read_crops
 from .recognizer import SPECIALS, Recognizer, RecognizerConfig, batch_crops, prepare_crop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,20 +202,13 @@ class BucketedBatches:
 
 # ---------------------------------------------------------------------------------- training
 
-@torch.no_grad()
 def val_exact(model: Recognizer, val: list[tuple[np.ndarray, list[str]]], device: str, batch: int = 64) -> float:
-    """Greedy exact match (normalised tokens) over ``val``."""
+    """Greedy exact match (normalised tokens) over ``val``, read as the platform reads crops."""
     model.eval()
-    hits = 0
-    order = sorted(range(len(val)), key=lambda i: val[i][0].shape[1] / val[i][0].shape[0])
-    for k in range(0, len(order), batch):
-        part = [val[i] for i in order[k:k + batch]]
-        x = batch_crops([prepare_crop(img, model.cfg.height, model.cfg.max_width) for img, _ in part]).to(device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-            outs = model.greedy(x)
-        hits += sum(toks == truth for (toks, _), (_, truth) in zip(outs, part, strict=True))
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+        readings = read_crops(model, [img for img, _ in val], device=device, batch_size=batch)
     model.train()
-    return hits / max(1, len(val))
+    return sum(r.tokens == truth for r, (_, truth) in zip(readings, val, strict=True)) / max(1, len(val))
 
 
 def main(argv=None):

@@ -72,13 +72,15 @@ def _tiny_shared(root):
     from pipeline.ml.data import im2markup_heldout
 
     (root / "crohme").mkdir(parents=True)
-    with tarfile.open(root / "crohme" / "train-2016.tar.xz", "w:xz") as tf:
-        for i, truth in enumerate(["$x+1$", "$x=1$", "$1+x$"]):
-            body = (f'<ink xmlns="http://www.w3.org/2003/InkML"><annotation type="truth">{truth}</annotation>'
-                    f'<trace id="0">0 0, 10 20, {20 + i} 0</trace><trace id="1">30 10, 50 10</trace></ink>').encode()
-            info = tarfile.TarInfo(f"train/{i}.inkml")
-            info.size = len(body)
-            tf.addfile(info, io.BytesIO(body))
+    # training inks, and the 2013 test inks that --val reads
+    for tarball, truths in (("train-2016.tar.xz", ["$x+1$", "$x=1$", "$1+x$"]), ("test-2013.tar.xz", ["$x+1$"])):
+        with tarfile.open(root / "crohme" / tarball, "w:xz") as tf:
+            for i, truth in enumerate(truths):
+                body = (f'<ink xmlns="http://www.w3.org/2003/InkML"><annotation type="truth">{truth}</annotation>'
+                        f'<trace id="0">0 0, 10 20, {20 + i} 0</trace><trace id="1">30 10, 50 10</trace></ink>').encode()
+                info = tarfile.TarInfo(f"ink/{i}.inkml")
+                info.size = len(body)
+                tf.addfile(info, io.BytesIO(body))
     pages = root / "im2markup" / "pages"
     pages.mkdir(parents=True)
     names = [n for n in (f"p{i}.png" for i in range(20)) if not im2markup_heldout(n)][:2]
@@ -99,7 +101,7 @@ def test_training_runs_resumes_from_its_checkpoint_and_exports_loadable_weights(
     run, out = tmp_path / "run", tmp_path / "weights"
     args = ["--run", str(run), "--out", str(out), "--batch", "2", "--printed", "4", "--ckpt-every", "1",
             "--encoder", "res", "--channels", "4,8,8,8", "--d-model", "16", "--heads", "2", "--layers", "1",
-            "--ff", "32", "--height", "32", "--max-width", "128", "--warmup", "1"]
+            "--ff", "32", "--height", "32", "--max-width", "128", "--warmup", "1", "--val", "2"]
     train_recognizer.main([*args, "--steps", "2"])
     first = torch.load(run / "last.pt", weights_only=False)
     assert first["step"] == 2
@@ -107,6 +109,8 @@ def test_training_runs_resumes_from_its_checkpoint_and_exports_loadable_weights(
     second = torch.load(run / "last.pt", weights_only=False)
     assert second["step"] == 4 and second["config"] == first["config"]
     assert (second["epoch"], second["batch_in_epoch"]) != (first["epoch"], first["batch_in_epoch"])
+    best = torch.load(run / "best.pt", weights_only=False)  # validated at steps 2 and 4
+    assert best["step"] in (2, 4) and 0.0 <= best["best_val"] <= 1.0
     model = load_recognizer(out, device="cpu")
     assert model.cfg.encoder == "res" and model.cfg.height == 32
     assert {"x", "+", "1", "="} <= set(model.cfg.vocab)

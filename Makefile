@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: run test venv lint demo worker web clean
+.PHONY: run serve test venv lint demo worker web clean
 
 $(BIN)/.installed: requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
@@ -21,6 +21,10 @@ demo: venv
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py load_demo
+
+serve: demo
+	@echo "gunicorn (config/gunicorn.conf.py) on $${WEB_BIND:-127.0.0.1:8000}; start a worker beside it: $(BIN)/celery -A config worker -B"
+	$(BIN)/gunicorn -c config/gunicorn.conf.py config.wsgi
 
 run: demo
 	@echo "Starting a Celery worker and the web server (Ctrl-C stops both)..."

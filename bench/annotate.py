@@ -161,6 +161,7 @@ def run_clients(base: str, tokens: list[str], total_submits: int, meter: CpuMete
 
     host = urlsplit(base)
     lat: dict[str, list[float]] = {"next": [], "submit": []}
+    per_client: list[float] = []  # each client's mean request latency: shows an unfair server
     errors: list[str] = []
     lock = threading.Lock()
     remaining = [total_submits]
@@ -188,6 +189,7 @@ def run_clients(base: str, tokens: list[str], total_submits: int, meter: CpuMete
             raise AssertionError("unreachable")
 
         start_gate.wait()
+        mine: list[float] = []
         task = None  # combined: the next task the last submit answered with
         while True:
             with lock:
@@ -203,11 +205,13 @@ def run_clients(base: str, tokens: list[str], total_submits: int, meter: CpuMete
                     with lock:
                         errors.append(f"next {code} {text[:120]!r}")
                     break
+                mine.append(t1 - t0)
                 with lock:
                     lat["next"].append(t1 - t0)
             body = b"%s%d%s%.1f}" % (body_head, task["id"], body_tail, rng.uniform(20, 90))
             code, text = post("/api/v1/annotations/", body)
             t2 = time.perf_counter()
+            mine.append(t2 - t1)
             task = None
             with lock:
                 if code == 201:
@@ -223,6 +227,9 @@ def run_clients(base: str, tokens: list[str], total_submits: int, meter: CpuMete
                             errors.append(f"submit+next gave no task: {text[-200:]!r}")
                     break
         conn.close()
+        if mine:
+            with lock:
+                per_client.append(statistics.fmean(mine))
 
     threads = [threading.Thread(target=client, args=(t,)) for t in tokens]
     for t in threads:
@@ -251,6 +258,8 @@ def run_clients(base: str, tokens: list[str], total_submits: int, meter: CpuMete
                    "mean": ms(statistics.fmean(v)) if v else None}
             for kind, v in (("next", lat["next"]), ("submit", lat["submit"]), ("all", both))
         },
+        "client_mean_latency_ms": {"min": ms(min(per_client)), "median": ms(statistics.median(per_client)),
+                                   "max": ms(max(per_client))} if per_client else None,
     }
     if cpu and n:
         # CPU per next+submit cycle: what the machine must supply, whatever else runs on it.
@@ -284,6 +293,9 @@ def main() -> None:
     # two processes already use both cores, threads cover the waits on PostgreSQL.
     ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     ap.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (gthread if > 1)")
+    ap.add_argument("--shared-socket", action="store_true",
+                    help="one listening socket for all workers (gunicorn's default; config/gunicorn.conf.py "
+                         "gives each worker its own, and the kernel spreads the connections)")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x"),
                     help="any URL of the PostgreSQL server; the database name is replaced")
@@ -316,12 +328,14 @@ def main() -> None:
         return
 
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    cmd = [gunicorn, "config.wsgi", "-b", f"127.0.0.1:{args.port}", "-w", str(args.workers),
-           "--backlog", "2048", "--log-level", "warning", "--timeout", "60"]
-    if args.threads > 1:
-        cmd += ["--worker-class", "gthread", "--threads", str(args.threads), "--keep-alive", "30"]
+    # The served configuration (config/gunicorn.conf.py), sized by the options.
+    cmd = [gunicorn, "-c", str(ROOT / "config" / "gunicorn.conf.py"), "config.wsgi", "-b", f"127.0.0.1:{args.port}",
+           "-w", str(args.workers), "--threads", str(args.threads), "--log-level", "warning"]
+    if args.threads == 1:
+        cmd += ["--worker-class", "sync"]
     loadavg_before = [round(x, 2) for x in os.getloadavg()]
-    server = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    server = subprocess.Popen(cmd, cwd=ROOT, env=dict(env, WEB_REUSE_PORT="0" if args.shared_socket else "1"),
+                              start_new_session=True)
     base = f"http://127.0.0.1:{args.port}"
     try:
         wait_up(base, args.workers)

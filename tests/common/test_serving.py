@@ -1,0 +1,45 @@
+"""The served configuration: gunicorn's settings file and the WSGI module's frozen heap."""
+from __future__ import annotations
+
+import gc
+import sys
+from pathlib import Path
+
+from gunicorn.config import Config
+
+CONF = Path(__file__).resolve().parents[2] / "config" / "gunicorn.conf.py"
+
+
+def _load(monkeypatch, **env) -> Config:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cfg = Config()
+    namespace: dict = {}
+    exec(compile(CONF.read_text(), str(CONF), "exec"), namespace)  # noqa: S102 - as gunicorn reads it
+    for key, value in namespace.items():
+        if key in cfg.settings:
+            cfg.set(key, value)
+    return cfg
+
+
+def test_gunicorn_gives_each_worker_its_own_socket_and_keeps_connections_alive(monkeypatch):
+    cfg = _load(monkeypatch, WEB_WORKERS="3", WEB_THREADS="6")
+    assert cfg.reuse_port is True
+    assert cfg.worker_class_str == "gthread"
+    assert (cfg.workers, cfg.threads, cfg.keepalive) == (3, 6, 30)
+
+
+def test_the_shared_socket_can_be_asked_for(monkeypatch):
+    assert _load(monkeypatch, WEB_REUSE_PORT="0").reuse_port is False
+
+
+def test_the_wsgi_module_freezes_the_loaded_heap():
+    import config.wsgi
+
+    try:
+        frozen = config.wsgi.settle_heap()
+        # the whole URL tree (every API view module) was imported before the freeze
+        assert "labeling.api.views" in sys.modules and "pipeline.api.views" in sys.modules
+        assert frozen == gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()

@@ -26,10 +26,11 @@ def main():
     p.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE,
                    help="first photo seed; 20000000 is the validation range used to tune post-processing "
                         "(training uses seeds below 10000000, the reported test figures 10000000+)")
+    p.add_argument("--detector", help="detector weights folder (default: the committed ones)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    reader = FormulaReader(device="cpu", batch_size=16)
+    reader = FormulaReader(detector_dir=args.detector, device="cpu", batch_size=16)
     pool = CropPool(heldout=True)
     photos = [make_photo(pool, args.seed_base + i) for i in range(args.photos)]
     t0 = time.perf_counter()

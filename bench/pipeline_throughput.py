@@ -22,9 +22,10 @@ def main():
     p.add_argument("--photos", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--detector", help="detector weights folder (default: the committed ones)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    reader = FormulaReader(device="cpu", batch_size=args.batch)
+    reader = FormulaReader(detector_dir=args.detector, device="cpu", batch_size=args.batch)
     pool = CropPool(heldout=True)
     photos = [make_photo(pool, EVAL_SEED_BASE + 50_000 + i).image for i in range(args.photos)]
     reader.read(photos[:2])  # warm-up

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .detector import DetectorConfig, Region, TinyUNet, detect_batch, rectify
+from .detector import DetectorConfig, Region, TinyUNet, detect_batch, rectify, widen_quad
 from .recognizer import Recognizer, RecognizerConfig, batch_crops, prepare_crop, sequence_confidence
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -38,7 +38,7 @@ def load_detector(folder: Path | str | None = None, device: str | None = None):
     cfg = DetectorConfig(size=raw.get("size", 256), channels=tuple(raw.get("channels", (12, 24, 48, 64))),
                          threshold=raw.get("threshold", 0.5), min_area=raw.get("min_area", 0.0008),
                          refine_px=raw.get("refine_px", DetectorConfig.refine_px),
-                         split_min_frac=raw.get("split_min_frac", 0.0))
+                         split_min_frac=raw.get("split_min_frac", 0.0), crop_margin=raw.get("crop_margin", 0.0))
     device = device or default_device()
     if (folder / "model.ts").exists():
         model = torch.jit.load(str(folder / "model.ts"), map_location=device)
@@ -77,7 +77,7 @@ class FormulaReader:
     """Detector + rectifier + recognizer, loaded once (one per worker process)."""
 
     def __init__(self, detector_dir=None, recognizer_dir=None, device: str | None = None, batch_size: int = 16,
-                 beam_width: int = 1, orient: bool = True):
+                 beam_width: int = 1, orient: bool = True, crop_margin: float | None = None):
         self.device = device or default_device()
         self.detector, self.det_cfg = load_detector(detector_dir, self.device)
         self.recognizer = load_recognizer(recognizer_dir, self.device)
@@ -87,6 +87,8 @@ class FormulaReader:
         # own corner order is a coin toss on rotated photos); both ways up are encoded and probed for
         # 8 tokens: 101 photo crops took 3.0 s instead of 1.6 s on 2 CPU threads
         self.orient = orient
+        # paper around each region before it is read: the detector's own setting unless given
+        self.crop_margin = self.det_cfg.crop_margin if crop_margin is None else crop_margin
 
     def detect(self, images: list[np.ndarray], *, with_masks: bool = True) -> list[list[Region]]:
         out: list[list[Region]] = []
@@ -107,7 +109,7 @@ class FormulaReader:
         crops, owners = [], []
         for k, (img, regions) in enumerate(zip(images, detections, strict=True)):
             for r in regions:
-                crops.append(rectify(img, r.quad))
+                crops.append(rectify(img, widen_quad(r.quad, self.crop_margin)))
                 owners.append((k, r))
         readings = self.recognize(crops, orient=self.orient) if crops else []
         out = [{"regions": []} for _ in images]

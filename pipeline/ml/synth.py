@@ -17,7 +17,7 @@ a pixel mask, as the detector's training target. All randomness goes through a
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -229,8 +229,10 @@ class Photo:
     """A generated photo with its truth: one (4, 2) quad per formula (clockwise from top-left) and a mask."""
 
     image: np.ndarray          # H x W x 3 uint8 RGB
-    quads: list[np.ndarray]    # float32 (4, 2) in pixels
+    quads: list[np.ndarray]    # float32 (4, 2) in pixels: each formula's ink box, warped with it
     mask: np.ndarray           # H x W uint8, 1 inside any formula quad
+    crop_quads: list[np.ndarray] = field(default_factory=list)  # the whole pasted crops
+    placed: list[int] = field(default_factory=list)  # for each quad, the index of its crop in the input
 
 
 def compose_photo(rng: np.random.Generator, crops: list[np.ndarray], *, size: tuple[int, int] = (320, 320),
@@ -245,9 +247,11 @@ def compose_photo(rng: np.random.Generator, crops: list[np.ndarray], *, size: tu
     sheet = paper(rng, h, w).astype(np.float32)
     ink_colour = rng.uniform(0, 90, 3) if rng.random() < 0.7 else np.array([20, 30, rng.uniform(90, 160)])
     occupied = np.zeros((h, w), np.uint8)
-    quads = []
+    truth_mask = np.zeros((h, w), np.uint8)
+    quads, crop_quads = [], []
     global_angle = float(rng.uniform(-max_angle, max_angle))
-    for crop in crops:
+    placed = []
+    for index, crop in enumerate(crops):
         ch, cw = crop.shape[:2]
         target_w = rng.uniform(0.3, 0.75) * w
         scale = min(target_w / cw, rng.uniform(*height_frac) * h / ch)
@@ -273,7 +277,27 @@ def compose_photo(rng: np.random.Generator, crops: list[np.ndarray], *, size: tu
             ink = 1 - cv2.warpPerspective(crop, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=255).astype(np.float32) / 255
             sheet = sheet * (1 - ink[..., None]) + ink[..., None] * ink_colour
             occupied |= region
-            quads.append(quad)
+            crop_quads.append(quad)
+            ink_quad = _ink_quad(crop, m)
+            cv2.fillConvexPoly(truth_mask, np.round(ink_quad).astype(np.int32), 1)
+            quads.append(ink_quad)
+            placed.append(index)
             break
     img = degrade(sheet.clip(0, 255).astype(np.uint8), rng)
-    return Photo(image=img, quads=quads, mask=occupied)
+    return Photo(image=img, quads=quads, mask=truth_mask, crop_quads=crop_quads, placed=placed)
+
+
+def _ink_quad(crop: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The crop's ink box (dark pixels, as an annotator would draw it), carried by the crop's warp.
+
+    The truth is the formula, not the scrap of paper it was rendered on: the crops' blank
+    margins differ by source (none for mathtext, 4 px of 64 for CROHME, 6 px around an
+    im2markup formula) and their corners are invisible on the photo.
+    """
+    ys, xs = np.nonzero(crop < 200)
+    if len(xs) == 0:
+        x0, y0, x1, y1 = 0, 0, crop.shape[1], crop.shape[0]
+    else:
+        x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+    box = np.float32([[[x0, y0], [x1, y0], [x1, y1], [x0, y1]]])
+    return cv2.perspectiveTransform(box, m)[0].astype(np.float32)

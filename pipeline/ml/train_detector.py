@@ -38,22 +38,29 @@ class CropPool:
     def __init__(self, *, heldout: bool = False, n_mathtext: int = 600, seed: int = 0):
         shared = shared_dir()
         if heldout:
-            self.kinds = {
-                "printed": [img for img, _ in data.mathtext_samples(300, seed=seed + 99)],
-                "handwritten": [img for img, _ in data.crohme_samples(shared, "test")],
-                "page": [img for img, _, _ in data.im2markup_samples(shared, heldout=True)],
+            samples = {
+                "printed": data.mathtext_samples(300, seed=seed + 99),
+                "handwritten": data.crohme_samples(shared, "test"),
+                "page": [(img, toks) for img, toks, _ in data.im2markup_samples(shared, heldout=True)],
             }
         else:
-            self.kinds = {
-                "printed": [img for img, _ in data.mathtext_samples(n_mathtext, seed=seed)],
-                "handwritten": [img for img, _ in data.crohme_samples(shared, "train", seed=seed)],
-                "page": [img for img, _, _ in data.im2markup_samples(shared, heldout=False)],
+            samples = {
+                "printed": data.mathtext_samples(n_mathtext, seed=seed),
+                "handwritten": data.crohme_samples(shared, "train", seed=seed),
+                "page": [(img, toks) for img, toks, _ in data.im2markup_samples(shared, heldout=False)],
             }
+        self.kinds = {kind: [img for img, _ in items] for kind, items in samples.items()}
+        # each crop's normalised LaTeX tokens, for end-to-end reading figures
+        self.tokens = {kind: [toks for _, toks in items] for kind, items in samples.items()}
+
+    def pick(self, rng: np.random.Generator, kind: str | None = None) -> tuple[str, int]:
+        """(kind, index) of a crop: printed 40%, handwritten 40%, page 20% unless ``kind`` is given."""
+        kind = kind or ["printed", "handwritten", "page"][int(rng.choice(3, p=[0.4, 0.4, 0.2]))]
+        return kind, int(rng.integers(len(self.kinds[kind])))
 
     def sample(self, rng: np.random.Generator, kind: str | None = None) -> np.ndarray:
-        kind = kind or ["printed", "handwritten", "page"][int(rng.choice(3, p=[0.4, 0.4, 0.2]))]
-        items = self.kinds[kind]
-        return items[int(rng.integers(len(items)))]
+        kind, index = self.pick(rng, kind)
+        return self.kinds[kind][index]
 
 
 def make_photo(pool: CropPool, seed: int, size: int = 256) -> synth.Photo:
@@ -113,6 +120,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=100, help="steps of linear warm-up at the start of each run")
     p.add_argument("--ckpt-every", type=int, default=50)
     p.add_argument("--export", action="store_true")
+    p.add_argument("--export-to", type=Path, default=WEIGHTS,
+                   help="where --export writes the weights (default: the committed ones)")
     p.add_argument("--no-export", action="store_true",
                    help="leave the committed weights as they are at the end (compare first, then --export)")
     p.add_argument("--from-weights", action="store_true",
@@ -124,7 +133,7 @@ def main(argv=None):
     run.mkdir(parents=True, exist_ok=True)
     last = run / "last.pt"
     if args.export:
-        export(last)
+        export(last, args.export_to)
         return
     torch.manual_seed(args.seed)
     cfg = DetectorConfig()
@@ -188,16 +197,16 @@ def main(argv=None):
         export(last)
 
 
-def export(last: Path):
+def export(last: Path, folder: Path = WEIGHTS):
     state = torch.load(last, map_location="cpu", weights_only=False)
-    WEIGHTS.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}, WEIGHTS / "weights.pt")
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}, folder / "weights.pt")
     # architecture from the checkpoint; post-processing settings (tuned on validation seeds, not
     # learned) from the code's defaults, so an export never falls back to stale ones
     arch = {k: state["config"][k] for k in ("size", "channels")}
     config = {**DetectorConfig().to_dict(), **arch, "trained_steps": state["step"]}
-    (WEIGHTS / "config.json").write_text(json.dumps(config, indent=1))
-    print(f"exported step {state['step']} to {WEIGHTS}", flush=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+    print(f"exported step {state['step']} to {folder}", flush=True)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ def test_the_wsgi_module_freezes_the_loaded_heap():
         frozen = config.wsgi.settle_heap()
         # the whole URL tree (every API view module) was imported before the freeze
         assert "labeling.api.views" in sys.modules and "pipeline.api.views" in sys.modules
-        assert frozen == gc.get_freeze_count() > 10_000
+        # (objects still die by reference count, so the count may have moved on by a few since)
+        assert frozen > 10_000 and gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipeline.ml import synth
-from pipeline.ml.detector import DetectorConfig, postprocess, rectify, top_half_mask
+from pipeline.ml.detector import DetectorConfig, postprocess, rectify, top_half_mask, widen_quad
 from pipeline.ml.evaluate import detector_metrics, quad_iou, recognizer_metrics
 from pipeline.ml.inference import WEIGHTS_DIR, FormulaReader, load_detector, load_recognizer
 
@@ -153,6 +153,61 @@ def test_compose_photo_is_seeded_and_its_truth_matches_the_mask():
     for q in a.quads:
         cv2.fillConvexPoly(drawn, np.round(q).astype(np.int32), 1)
     assert np.array_equal(drawn, a.mask)
+
+
+def test_compose_photo_truth_is_the_ink_box_not_the_pasted_crop():
+    # a formula with 30 px of blank paper around it: the truth quad is the ink's box, warped with it
+    ink = synth.render_pillow_text("x = 1")
+    crop = np.full((ink.shape[0] + 60, ink.shape[1] + 60), 255, np.uint8)
+    crop[30:-30, 30:-30] = ink
+    photo = synth.compose_photo(np.random.default_rng(3), [crop], size=(300, 400), max_angle=0, max_persp=0.0)
+    (truth,), (pasted,) = photo.quads, photo.crop_quads
+    assert photo.placed == [0]
+    ys, xs = np.nonzero(ink < 200)
+    scale = (pasted[1, 0] - pasted[0, 0]) / crop.shape[1]  # upright, no perspective: one scale
+    assert cv2.contourArea(truth) < 0.7 * cv2.contourArea(pasted)
+    # the truth's corners are the ink box's, in photo pixels (to a pixel, the rotation being ~6 deg at most)
+    width = np.linalg.norm(truth[1] - truth[0])
+    assert abs(width - (xs.max() + 1 - xs.min()) * scale) < 1.5
+    height = np.linalg.norm(truth[3] - truth[0])
+    assert abs(height - (ys.max() + 1 - ys.min()) * scale) < 1.5
+    # it sits where the ink sits in the crop: 30 px of crop margin in from the pasted corner
+    assert np.allclose(truth[0], pasted[0] + (30 + np.array([xs.min(), ys.min()])) * scale, atol=1.5)
+
+
+def test_compose_photo_says_which_crop_each_quad_holds():
+    small, wide = synth.render_pillow_text("1"), synth.render_pillow_text("a + b + c + d + e + f + g + h")
+    photo = synth.compose_photo(np.random.default_rng(11), [small, wide, small], size=(256, 256))
+    assert len(photo.placed) == len(photo.quads) == len(photo.crop_quads)
+    assert photo.placed == sorted(set(photo.placed)) and set(photo.placed) <= {0, 1, 2}
+
+
+def test_widen_quad_adds_the_same_margin_on_every_side_in_the_quads_own_frame():
+    quad = np.float32([[100, 50], [300, 50], [300, 90], [100, 90]])  # 200 x 40
+    grown = widen_quad(quad, 0.25)  # 10 px on every side
+    assert np.allclose(grown, [[90, 40], [310, 40], [310, 100], [90, 100]], atol=1e-3)
+    assert np.array_equal(widen_quad(quad, 0.0), quad)
+    turned = np.roll(quad, 2, axis=0)  # the same region upside down: grown alike, corners kept in order
+    assert np.allclose(widen_quad(turned, 0.25), np.roll(grown, 2, axis=0), atol=1e-3)
+
+
+def test_reader_reads_each_region_with_the_detectors_crop_margin(reader, monkeypatch):
+    from pipeline.ml import inference
+
+    seen = []
+    monkeypatch.setattr(inference, "rectify", lambda img, quad: seen.append(np.asarray(quad)) or img[:40, :80])
+    rng = np.random.default_rng(1)
+    photo = synth.compose_photo(rng, [synth.render_pillow_text("y = 2 x")], size=(160, 240))
+    regions = reader.detect([photo.image], with_masks=False)[0]
+    assert regions, "the committed detector finds the formula"
+    assert reader.crop_margin == reader.det_cfg.crop_margin > 0  # the committed weights draw ink-tight quads
+    tight = inference.FormulaReader(device="cpu", crop_margin=0.0)
+    reader.read([photo.image])
+    tight.read([photo.image])
+    grown, plain = seen[0], seen[len(regions)]
+    assert np.allclose(plain, regions[0].quad, atol=1e-3)
+    assert np.allclose(grown, widen_quad(regions[0].quad, reader.crop_margin), atol=1e-3)
+    assert cv2.contourArea(grown) > cv2.contourArea(plain) * 1.2
 
 
 @pytest.mark.parametrize("fn", [synth.add_shadow, synth.add_highlighter, synth.add_whiteout, synth.blur, synth.jpeg])

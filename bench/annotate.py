@@ -292,7 +292,7 @@ def main() -> None:
     # gthread workers keep the clients' connections alive (sync workers close each one);
     # two processes already use both cores, threads cover the waits on PostgreSQL.
     ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    ap.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (gthread if > 1)")
+    ap.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (gthread if > 1)")
     ap.add_argument("--shared-socket", action="store_true",
                     help="one listening socket for all workers (gunicorn's default; config/gunicorn.conf.py "
                          "gives each worker its own, and the kernel spreads the connections)")

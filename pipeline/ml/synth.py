@@ -10,8 +10,8 @@ Kinds of formula crops
 
 Degradations (``degrade``): paper texture, shadow, highlighter, whiteout, rotation,
 perspective, blur, JPEG. ``compose_photo`` pastes 1-3 crops onto a sheet, warps each by a
-random rotation/perspective and returns the photo with every formula's true quadrilateral and
-a pixel mask, as the detector's training target. All randomness goes through a
+random rotation/perspective and returns the photo with every formula's true quadrilateral (its
+ink box, warped with it) and a pixel mask, as the detector's training target. All randomness goes through a
 ``numpy.random.Generator`` built from an explicit seed, so every sample is reproducible.
 """
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .imageio import ink_box
 
 GREEK = [r"\alpha", r"\beta", r"\gamma", r"\delta", r"\theta", r"\lambda", r"\mu", r"\pi", r"\sigma", r"\phi",
          r"\omega", r"\Delta", r"\Omega"]
@@ -294,10 +296,6 @@ def _ink_quad(crop: np.ndarray, m: np.ndarray) -> np.ndarray:
     margins differ by source (none for mathtext, 4 px of 64 for CROHME, 6 px around an
     im2markup formula) and their corners are invisible on the photo.
     """
-    ys, xs = np.nonzero(crop < 200)
-    if len(xs) == 0:
-        x0, y0, x1, y1 = 0, 0, crop.shape[1], crop.shape[0]
-    else:
-        x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+    x0, y0, x1, y1 = ink_box(crop) or (0, 0, crop.shape[1], crop.shape[0])
     box = np.float32([[[x0, y0], [x1, y0], [x1, y1], [x0, y1]]])
     return cv2.perspectiveTransform(box, m)[0].astype(np.float32)

@@ -3,6 +3,7 @@ one browser per session): Debian's chromium, headless, pages at 1366x768."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,13 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture(scope="session")
-def browser():
+def browser(live_server):
+    # Asks for the live server so that it stops *after* the browser closes. The live server's
+    # request threads wait on chromium's keep-alive connections until the browser exits, then
+    # close their database connection; on SQLite that is the in-memory one shared with the test
+    # thread, which only a running live server may share, so a request thread still waiting when
+    # the server stopped failed there ("DatabaseWrapper objects created in a thread can only be
+    # used in that same thread", as PytestUnhandledThreadExceptionWarnings at the session's end).
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium) to run browser tests")
     from playwright.sync_api import sync_playwright
@@ -29,6 +36,9 @@ def browser():
         )
         yield browser
         browser.close()
+    for thread in threading.enumerate():  # the request threads now finish: let them, before the server stops
+        if thread.name.endswith("(process_request_thread)"):
+            thread.join(timeout=10)
 
 
 @pytest.fixture

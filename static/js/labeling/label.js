@@ -268,7 +268,7 @@ function renderList() {
     b.type = "button";
     b.className = `region-item${i === state.selected ? " selected" : ""}${Object.keys(r.errors).length ? " has-error" : ""}`;
     b.style.borderLeftColor = colorOf(i);
-    if (r.modelConfidence !== null && r.modelConfidence !== undefined) b.append(confidenceBadge(r), " ");
+    if (hasConfidence(r)) b.append(confidenceBadge(r), " ");
     b.append(regionTitle(r, i));
     b.setAttribute("aria-pressed", i === state.selected ? "true" : "false");
     b.addEventListener("click", () => select(i));
@@ -519,16 +519,15 @@ function saveLocal() {
 
 function loadRegions(list) {
   state.regions = (list || []).map((src, i) => {
+    const answer = { latex: src.latex || "", illegible: !!src.illegible, cut_off: !!src.cut_off,
+      categories: src.categories || [],
+      // a pre-label's confidence (detection and reading): shown, never saved
+      modelConfidence: typeof src.confidence === "number" ? src.confidence : null };
     if (src.kind === "mask") {
       const m = maskCanvasFrom(src.mask, viewer.width, viewer.height, i);
-      return newRegion("mask", { maskCanvas: m.canvas, bbox: m.bbox, rle: src.mask, latex: src.latex || "",
-        illegible: !!src.illegible, cut_off: !!src.cut_off, categories: src.categories || [],
-        modelConfidence: typeof src.confidence === "number" ? src.confidence : null });
+      return newRegion("mask", { maskCanvas: m.canvas, bbox: m.bbox, rle: src.mask, ...answer });
     }
-    return newRegion("quad", { points: src.points.map(([x, y]) => [x, y]), latex: src.latex || "",
-      illegible: !!src.illegible, cut_off: !!src.cut_off, categories: src.categories || [],
-      // a pre-label's confidence (detection and reading): shown, never saved
-      modelConfidence: typeof src.confidence === "number" ? src.confidence : null });
+    return newRegion("quad", { points: src.points.map(([x, y]) => [x, y]), ...answer });
   });
   state.selected = state.regions.length ? 0 : -1;
 }
@@ -536,7 +535,9 @@ function loadRegions(list) {
 // Below this the model's own guess is marked for a careful look and comes first.
 const LOW_CONFIDENCE = 0.6;
 
-function isUnsure(r) { return r.modelConfidence !== null && r.modelConfidence !== undefined && r.modelConfidence < LOW_CONFIDENCE; }
+function hasConfidence(r) { return r.modelConfidence !== null && r.modelConfidence !== undefined; }
+
+function isUnsure(r) { return hasConfidence(r) && r.modelConfidence < LOW_CONFIDENCE; }
 
 function confidenceBadge(r) {
   const span = document.createElement("span");

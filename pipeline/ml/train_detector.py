@@ -120,8 +120,9 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=100, help="steps of linear warm-up at the start of each run")
     p.add_argument("--ckpt-every", type=int, default=50)
     p.add_argument("--export", action="store_true")
-    p.add_argument("--export-to", type=Path, default=WEIGHTS,
-                   help="where --export writes the weights (default: the committed ones)")
+    p.add_argument("--out", type=Path, default=WEIGHTS,
+                   help="where --export (and the end of training) writes, as train_recognizer's --out "
+                        "(default: the committed weights)")
     p.add_argument("--no-export", action="store_true",
                    help="leave the committed weights as they are at the end (compare first, then --export)")
     p.add_argument("--from-weights", action="store_true",
@@ -133,7 +134,7 @@ def main(argv=None):
     run.mkdir(parents=True, exist_ok=True)
     last = run / "last.pt"
     if args.export:
-        export(last, args.export_to)
+        export(last, args.out)
         return
     torch.manual_seed(args.seed)
     cfg = DetectorConfig()
@@ -194,7 +195,7 @@ def main(argv=None):
         if out_of_time:
             break
     if not args.no_export:
-        export(last)
+        export(last, args.out)
 
 
 def export(last: Path, folder: Path = WEIGHTS):

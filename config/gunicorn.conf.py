@@ -11,6 +11,9 @@ bench/README.md):
   the keep-alive connections, and kept them: clients on the busy worker waited up to 5x longer
   than the others (each client's mean latency from 26 to 152 ms; p99 ~300 ms); spread, the
   clients' means lie close together (80-83 ms in one run, 60-98 in another).
+* ``post_worker_init``: the loaded worker's heap is frozen (``config.wsgi.settle_heap``), so
+  that full garbage collections stop stalling every request of the worker at once
+  (``MATHSET_GC_FREEZE=0`` leaves it alone).
 """
 import multiprocessing
 import os
@@ -23,3 +26,10 @@ reuse_port = os.environ.get("WEB_REUSE_PORT", "1") != "0"
 keepalive = 30
 backlog = 2048
 timeout = 60
+
+
+def post_worker_init(worker):
+    if os.environ.get("MATHSET_GC_FREEZE", "1") != "0":
+        from config.wsgi import settle_heap
+
+        settle_heap()

@@ -17,7 +17,9 @@ def settle_heap() -> int:
     several hundred on a busy one, every few seconds under load, which stalled all requests
     of that worker at once (the p99 of bench/annotate.py). ``gc.freeze()`` moves them to a
     permanent generation that collections skip (as Instagram does for its Django workers);
-    objects made later are collected as usual.
+    objects made later are collected as usual. Called by gunicorn once a worker has loaded the
+    app (``post_worker_init`` in config/gunicorn.conf.py), not on import: the test server and
+    ``runserver`` import this module too.
     """
     from django.urls import get_resolver
 
@@ -25,7 +27,3 @@ def settle_heap() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
-
-
-if os.environ.get("MATHSET_GC_FREEZE", "1") != "0":
-    settle_heap()

@@ -33,6 +33,27 @@ def test_the_shared_socket_can_be_asked_for(monkeypatch):
     assert _load(monkeypatch, WEB_REUSE_PORT="0").reuse_port is False
 
 
+def test_gunicorn_freezes_each_workers_heap_once_it_has_loaded_the_app(monkeypatch):
+    import config.wsgi
+
+    calls = []
+    monkeypatch.setattr(config.wsgi, "settle_heap", lambda: calls.append(1))
+    _load(monkeypatch).post_worker_init(None)
+    assert calls == [1]
+    _load(monkeypatch, MATHSET_GC_FREEZE="0").post_worker_init(None)
+    assert calls == [1]
+
+
+def test_importing_the_wsgi_module_freezes_nothing():
+    import importlib
+
+    import config.wsgi
+
+    gc.unfreeze()
+    importlib.reload(config.wsgi)
+    assert gc.get_freeze_count() == 0
+
+
 def test_the_wsgi_module_freezes_the_loaded_heap():
     import config.wsgi
 

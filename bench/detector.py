@@ -28,9 +28,11 @@ def main():
                         "(training uses seeds below 10000000, the reported test figures 10000000+)")
     p.add_argument("--detector", help="detector weights folder (default: the committed ones)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-refiner", action="store_true", help="the detector's quads without the corner refiner")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    reader = FormulaReader(detector_dir=args.detector, device="cpu", batch_size=16)
+    reader = FormulaReader(detector_dir=args.detector, device="cpu", batch_size=16,
+                           refine_corners=not args.no_refiner)
     pool = CropPool(heldout=True)
     photos = [make_photo(pool, args.seed_base + i) for i in range(args.photos)]
     t0 = time.perf_counter()
@@ -50,7 +52,7 @@ def main():
         (regions,) = reader.detect([rgb], with_masks=False)
         samples.append(([r.quad for r in regions], [box_quad(*box)]))
     pages, _ = detector_metrics(samples)
-    print(json.dumps({"seed_base": args.seed_base, "generated_photos_heldout_seeds": gen,
+    print(json.dumps({"seed_base": args.seed_base, "corner_refiner": reader.refiner is not None, "generated_photos_heldout_seeds": gen,
                       "im2markup_heldout_pages": pages}, indent=1))
     print(_machine.facts())
 

@@ -46,7 +46,12 @@ def model_version_builtin(*, kind: str) -> ModelVersion:
 
     folder = WEIGHTS_DIR / kind
     config = json.loads((folder / "config.json").read_text())
-    digest = hashlib.sha256((folder / "weights.pt").read_bytes()).hexdigest()
+    # the detector's corner refiner (refiner.pt) is part of what the version reads with
+    digest_of = hashlib.sha256()
+    for name in ("weights.pt", "refiner.pt"):
+        if (folder / name).exists():
+            digest_of.update((folder / name).read_bytes())
+    digest = digest_of.hexdigest()
     metrics_file = folder / "metrics.json"
     version, created = ModelVersion.objects.get_or_create(
         kind=kind, name="mathset-builtin", version=digest[:12],

@@ -18,6 +18,7 @@ import torch
 
 from .detector import DetectorConfig, Region, TinyUNet, detect_batch, rectify, widen_quad
 from .recognizer import Recognizer, RecognizerConfig, batch_crops, prepare_crop, sequence_confidence
+from .refiner import QuadRefiner, RefinerConfig, refine_quads
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
@@ -46,6 +47,19 @@ def load_detector(folder: Path | str | None = None, device: str | None = None):
         model = TinyUNet(cfg)
         model.load_state_dict(_load_state(folder))
     return model.to(device).eval(), cfg
+
+
+def load_refiner(folder: Path | str | None = None, device: str | None = None):
+    """(model, config) of the corner refiner kept in a detector folder, or None where it has none."""
+    folder = Path(folder or WEIGHTS_DIR / "detector")
+    raw = json.loads((folder / "config.json").read_text()).get("refiner")
+    if not raw or not (folder / "refiner.pt").exists():
+        return None
+    cfg = RefinerConfig.from_dict(raw)
+    model = QuadRefiner(cfg)
+    state = torch.load(folder / "refiner.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.to(device or default_device()).eval(), cfg
 
 
 def load_recognizer(folder: Path | str | None = None, device: str | None = None) -> Recognizer:
@@ -77,9 +91,12 @@ class FormulaReader:
     """Detector + rectifier + recognizer, loaded once (one per worker process)."""
 
     def __init__(self, detector_dir=None, recognizer_dir=None, device: str | None = None, batch_size: int = 16,
-                 beam_width: int = 1, orient: bool = True, crop_margin: float | None = None):
+                 beam_width: int = 1, orient: bool = True, crop_margin: float | None = None,
+                 refine_corners: bool = True):
         self.device = device or default_device()
         self.detector, self.det_cfg = load_detector(detector_dir, self.device)
+        # the corner refiner kept beside the detector's weights (none: the detector's quads as they are)
+        self.refiner = load_refiner(detector_dir, self.device) if refine_corners else None
         self.recognizer = load_recognizer(recognizer_dir, self.device)
         self.batch_size = batch_size
         self.beam_width = beam_width  # 1: greedy; wider costs about that many times the decoder time
@@ -95,6 +112,12 @@ class FormulaReader:
         for i in range(0, len(images), self.batch_size):
             out += detect_batch(self.detector, self.det_cfg, images[i:i + self.batch_size], with_masks=with_masks,
                                 device=self.device)
+        if self.refiner is not None:
+            model, cfg = self.refiner
+            quads = refine_quads(model, cfg, images, [[r.quad for r in regions] for regions in out],
+                                 device=self.device)
+            out = [[replace(r, quad=q) for r, q in zip(regions, qs, strict=True)]
+                   for regions, qs in zip(out, quads, strict=True)]
         return out
 
     def recognize(self, crops: list[np.ndarray], *, orient: bool = False) -> list[Reading]:

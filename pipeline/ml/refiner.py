@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .evaluate import quad_iou
+
 UNIT = np.float32([[0, 0], [1, 0], [1, 1], [0, 1]])
 
 
@@ -168,12 +170,6 @@ def align_to(truth: np.ndarray, quad: np.ndarray) -> np.ndarray:
     return min(rolls, key=lambda r: float(np.linalg.norm(r - q, axis=1).sum()))
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter, _ = cv2.intersectConvexConvex(a.astype(np.float32), b.astype(np.float32))
-    union = cv2.contourArea(a.astype(np.float32)) + cv2.contourArea(b.astype(np.float32)) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def _predict(model: QuadRefiner, views: list[np.ndarray], device: str, batch_size: int) -> np.ndarray:
     preds = []
     for j in range(0, len(views), batch_size):
@@ -223,6 +219,6 @@ def refine_quads(model: QuadRefiner, cfg: RefinerConfig, images: list[np.ndarray
             new[:, 0] = new[:, 0].clip(0, w_img - 1)
             new[:, 1] = new[:, 1].clip(0, h_img - 1)
             if (np.isfinite(new).all() and cv2.isContourConvex(new.reshape(-1, 1, 2))
-                    and _iou(new, old) >= cfg.min_iou):
+                    and quad_iou(new, old) >= cfg.min_iou):
                 out[k][i] = new
     return out

@@ -12,14 +12,18 @@ if str(ROOT) not in sys.path:
 
 
 def facts() -> str:
-    """One line for the model benchmarks: CPU, cores, load, torch threads and CUDA."""
+    """One line for the model benchmarks: CPU, cores, load, torch threads, CUDA and the encoder precision."""
     import torch
     from _benchutil import cpu_name
+
+    from pipeline.ml.inference import cpu_has_amx_bf16, encoder_uses_bf16
 
     cpu = cpu_name()
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     return (f"machine: {cpu}, {os.cpu_count()} logical CPUs, load avg {load[0]:.2f}, torch {torch.__version__}, "
-            f"threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}, python {platform.python_version()}")
+            f"threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}, python {platform.python_version()}, "
+            f"AMX bf16 {cpu_has_amx_bf16()}, recognizer encoder "
+            f"{'bfloat16' if encoder_uses_bf16(None, 'cpu') else 'float32'}")
 
 
 def shared_data() -> Path:

@@ -8,7 +8,9 @@ weights + config). The committed defaults live in ``pipeline/weights/<kind>/``.
 """
 from __future__ import annotations
 
+import functools
 import json
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +27,37 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+@functools.cache
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AMX tiles), read from /proc/cpuinfo.
+
+    Without AMX, bfloat16 convolutions are emulated and slower than float32, so "auto" precision
+    only turns bfloat16 on where this says so.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(line.startswith("flags") and " amx_bf16" in line for line in text.splitlines())
+
+
+def encoder_uses_bf16(precision: str | None, device: str) -> bool:
+    """Resolve a recognizer encoder precision ("auto", "float32", "bfloat16") for a device.
+
+    ``None`` reads ``MATHSET_ENCODER_PRECISION`` (default "auto": bfloat16 on a CPU with AMX,
+    float32 elsewhere).
+    """
+    precision = precision or os.environ.get("MATHSET_ENCODER_PRECISION", "auto")
+    if precision not in PRECISIONS:
+        raise ValueError(f"encoder precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        return device == "cpu" and cpu_has_amx_bf16()
+    return precision == "bfloat16"
 
 
 def _load_state(folder: Path) -> dict:
@@ -62,15 +95,19 @@ def load_refiner(folder: Path | str | None = None, device: str | None = None):
     return model.to(device or default_device()).eval(), cfg
 
 
-def load_recognizer(folder: Path | str | None = None, device: str | None = None) -> Recognizer:
-    """The recognizer from a folder (default: the committed weights)."""
+def load_recognizer(folder: Path | str | None = None, device: str | None = None,
+                    precision: str | None = None) -> Recognizer:
+    """The recognizer from a folder (default: the committed weights), its encoder set up for
+    inference in ``precision`` (:func:`encoder_uses_bf16`)."""
     folder = Path(folder or WEIGHTS_DIR / "recognizer")
     raw = json.loads((folder / "config.json").read_text())
     fields = RecognizerConfig.__dataclass_fields__
     cfg = RecognizerConfig(**{k: v for k, v in raw.items() if k in fields})
     model = Recognizer(cfg)
     model.load_state_dict(_load_state(folder))
-    return model.to(device or default_device()).eval()
+    device = device or default_device()
+    bf16 = encoder_uses_bf16(precision, device)
+    return model.to(device).eval().set_encoder_precision(bf16=bf16, channels_last=device == "cpu")
 
 
 @dataclass
@@ -92,12 +129,12 @@ class FormulaReader:
 
     def __init__(self, detector_dir=None, recognizer_dir=None, device: str | None = None, batch_size: int = 16,
                  beam_width: int = 1, orient: bool = True, crop_margin: float | None = None,
-                 refine_corners: bool = True):
+                 refine_corners: bool = True, precision: str | None = None):
         self.device = device or default_device()
         self.detector, self.det_cfg = load_detector(detector_dir, self.device)
         # the corner refiner kept beside the detector's weights (none: the detector's quads as they are)
         self.refiner = load_refiner(detector_dir, self.device) if refine_corners else None
-        self.recognizer = load_recognizer(recognizer_dir, self.device)
+        self.recognizer = load_recognizer(recognizer_dir, self.device, precision)
         self.batch_size = batch_size
         self.beam_width = beam_width  # 1: greedy; wider costs about that many times the decoder time
         # read() lets the recognizer say which way up each detected formula is (the detector's

@@ -137,11 +137,29 @@ class Recognizer(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, len(cfg.vocab))
         self.stoi = {t: i for i, t in enumerate(cfg.vocab)}
+        # inference settings (:meth:`set_encoder_precision`); training leaves them off
+        self.encoder_bf16 = False
+        self.encoder_channels_last = False
 
     # -- encoding -------------------------------------------------------------------------------
+    def set_encoder_precision(self, *, bf16: bool, channels_last: bool = True) -> Recognizer:
+        """Run the CNN encoder in channels-last layout and, with ``bf16``, in bfloat16 autocast.
+
+        For inference on a CPU: oneDNN's convolutions are ~1.3x faster channels-last, and on a CPU
+        with AMX (Intel Sapphire Rapids and later) bfloat16 ones ~4x faster than float32. The
+        decoder stays float32 (its steps are too small to gain), and so does the memory it reads.
+        """
+        self.encoder_bf16 = bf16
+        self.encoder_channels_last = channels_last
+        if channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
+        return self
+
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B,1,H,W) → memory (B, h*w, d) and its padding mask (True = padding column)."""
-        feats = self.encoder(images)                       # B, d, h, w
+        x = images.contiguous(memory_format=torch.channels_last) if self.encoder_channels_last else images
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.encoder_bf16):
+            feats = self.encoder(x).float()                # B, d, h, w
         b, d, h, w = feats.shape
         if self.sine:
             pe = torch.cat([self.row_pe[:h, None, :].expand(h, w, d // 2),
@@ -245,30 +263,36 @@ class Recognizer(nn.Module):
         return min(max_len or self.cfg.max_len, self.cfg.max_len)
 
     def _greedy_from(self, mem: torch.Tensor, pad: torch.Tensor, max_len: int) -> list[tuple[list[str], list[float]]]:
-        # a decoding step costs in proportion to rows x memory length: rows that have ended are
-        # dropped from the batch instead of being carried along to the longest reading's end
         b = mem.shape[0]
-        eos = self.stoi[EOS]
         state = self._decode_init(mem, pad)
-        alive = list(range(b))
-        last = torch.full((b,), self.stoi[BOS], dtype=torch.long, device=mem.device)
         ids: list[list[int]] = [[] for _ in range(b)]
         probs: list[list[float]] = [[] for _ in range(b)]
-        for _ in range(max_len + 1):
+        bos = torch.full((b,), self.stoi[BOS], dtype=torch.long, device=mem.device)
+        self._greedy_run(state, list(range(b)), bos, ids, probs, max_len + 1)
+        return [self._strip(ids[i], probs[i]) for i in range(b)]
+
+    def _greedy_run(self, state: dict, alive: list[int], last: torch.Tensor, ids: list[list[int]],
+                    probs: list[list[float]], steps: int) -> tuple[list[int], torch.Tensor]:
+        """Advance greedy decoding of the rows ``alive`` by up to ``steps`` tokens, appending to
+        ``ids``/``probs``; returns the rows still going and their last tokens (state row order)."""
+        # a decoding step costs in proportion to rows x memory length: rows that have ended are
+        # dropped from the batch instead of being carried along to the longest reading's end
+        eos = self.stoi[EOS]
+        for _ in range(steps):
+            if not alive:
+                break
             p, nxt = self._decode_next(state, last).softmax(-1).max(-1)
             for row, t, q in zip(alive, nxt.tolist(), p.tolist(), strict=True):
                 ids[row].append(t)
                 probs[row].append(q)
             going = nxt != eos
-            if not bool(going.any()):
-                break
             if not bool(going.all()):
                 keep = going.nonzero().squeeze(1)
                 self._decode_select(state, keep)
                 alive = [alive[k] for k in keep.tolist()]
                 nxt = nxt[keep]
             last = nxt
-        return [self._strip(ids[i], probs[i]) for i in range(b)]
+        return alive, last
 
     @staticmethod
     def _decode_select(state: dict, keep: torch.Tensor) -> None:
@@ -303,14 +327,32 @@ class Recognizer(nn.Module):
                           probe: int = 8) -> tuple[list[tuple[list[str], list[float]]], torch.Tensor]:
         """Greedy readings of whichever way up reads better (:meth:`turned_reads_better`), and the choice.
 
-        One encoder pass over both batches; the chosen rows' memory is decoded in full.
+        One encoder pass over both batches and one decoding state: both ways up are decoded for
+        the probe's tokens, then only the chosen rows go on, from where the probe left them (the
+        same readings as decoding the chosen rows afresh, without decoding their start twice).
         """
         self.eval()
         b = upright.shape[0]
+        max_len, probe = self._len_bound(max_len), self._len_bound(probe)
         mem, pad = self.encode(torch.cat([upright, turned]))
-        flips = self._turned_better(mem, pad, b, self._len_bound(probe))
-        rows = (torch.arange(b) + b * flips.long()).to(mem.device)
-        return self._greedy_from(mem[rows], pad[rows], self._len_bound(max_len)), flips
+        state = self._decode_init(mem, pad)
+        ids: list[list[int]] = [[] for _ in range(2 * b)]
+        probs: list[list[float]] = [[] for _ in range(2 * b)]
+        bos = torch.full((2 * b,), self.stoi[BOS], dtype=torch.long, device=mem.device)
+        alive, last = self._greedy_run(state, list(range(2 * b)), bos, ids, probs, probe + 1)
+        # the probe's score: the same tokens _turned_better scores (its own probe + 1 steps)
+        s = torch.tensor([sequence_confidence(self._strip(ids[r], probs[r])[1]) for r in range(2 * b)])
+        flips = s[b:] > s[:b]
+        chosen = {i + b * int(f) for i, f in enumerate(flips.tolist())}
+        keep = [k for k, row in enumerate(alive) if row in chosen]
+        if len(keep) < len(alive):
+            keep_t = torch.tensor(keep, dtype=torch.long, device=mem.device)
+            self._decode_select(state, keep_t)
+            alive, last = [alive[k] for k in keep], last[keep_t]
+        self._greedy_run(state, alive, last, ids, probs, max_len + 1 - (probe + 1))
+        rows = [i + b * int(f) for i, f in enumerate(flips.tolist())]
+        # a probe longer than the reading's bound decoded past it: cut to what max_len allows
+        return [self._strip(ids[r][: max_len + 1], probs[r][: max_len + 1]) for r in rows], flips
 
     def _strip(self, ids: list[int], probs: list[float]) -> tuple[list[str], list[float]]:
         eos = self.stoi[EOS]

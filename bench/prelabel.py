@@ -46,6 +46,7 @@ def main():
     p.add_argument("--crop-margin", type=float, default=None,
                    help="paper added around each region before it is read, as a fraction of its height "
                         "(default: the detector's config.json)")
+    p.add_argument("--no-refiner", action="store_true", help="the detector's quads without the corner refiner")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     pool = RecordingPool()
@@ -55,7 +56,8 @@ def main():
         photo = make_photo(pool, args.seed_base + i)
         photos.append(photo)
         truths.append([(pool.drawn[j][0], pool.tokens[pool.drawn[j][0]][pool.drawn[j][1]]) for j in photo.placed])
-    reader = FormulaReader(detector_dir=args.detector, device="cpu", crop_margin=args.crop_margin)
+    reader = FormulaReader(detector_dir=args.detector, device="cpu", crop_margin=args.crop_margin,
+                           refine_corners=not args.no_refiner)
     t0 = time.perf_counter()
     results = reader.read([ph.image for ph in photos])
     seconds = time.perf_counter() - t0
@@ -70,7 +72,7 @@ def main():
                 pairs.setdefault(key, []).append((reading, tokens))
                 found[key] = found.get(key, 0) + (t in matched)
     out = {"photos": len(photos), "seconds_per_photo": round(seconds / len(photos), 4),
-           "crop_margin": reader.crop_margin}
+           "crop_margin": reader.crop_margin, "corner_refiner": reader.refiner is not None}
     for key, items in pairs.items():
         summary, _ = recognizer_metrics(items)
         out[key] = {"formulas": len(items), "found": round(found[key] / max(len(items), 1), 4),

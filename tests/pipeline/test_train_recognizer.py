@@ -114,3 +114,35 @@ def test_training_runs_resumes_from_its_checkpoint_and_exports_loadable_weights(
     model = load_recognizer(out, device="cpu")
     assert model.cfg.encoder == "res" and model.cfg.height == 32
     assert {"x", "+", "1", "="} <= set(model.cfg.vocab)
+
+
+def test_a_run_initialised_from_exported_weights_starts_from_them_with_their_architecture(tmp_path, monkeypatch):
+    from pipeline.ml import data, train_recognizer
+    from pipeline.ml.inference import load_recognizer
+
+    _tiny_shared(tmp_path / "shared")
+    monkeypatch.setenv("MATHSET_SHARED_DATA", str(tmp_path / "shared"))
+    monkeypatch.setattr(data, "CACHE", tmp_path / "cache")
+    common = ["--batch", "2", "--printed", "4", "--ckpt-every", "1", "--warmup", "1", "--steps", "1"]
+    base = tmp_path / "base"
+    train_recognizer.main(["--run", str(tmp_path / "run1"), "--out", str(base), *common, "--encoder", "res",
+                           "--channels", "4,8,8,8", "--d-model", "16", "--heads", "2", "--layers", "1", "--ff", "32",
+                           "--height", "32", "--max-width", "128"])
+    start = load_recognizer(base, device="cpu", precision="float32").state_dict()
+    # the architecture options given here (the defaults) are replaced by the folder's
+    seen = {}
+    real_load = train_recognizer.Recognizer.load_state_dict
+
+    def spy(model, state, *a, **k):
+        seen.setdefault("first", {key: v.clone() for key, v in state.items()})
+        return real_load(model, state, *a, **k)
+
+    monkeypatch.setattr(train_recognizer.Recognizer, "load_state_dict", spy)
+    tuned = tmp_path / "tuned"
+    train_recognizer.main(["--run", str(tmp_path / "run2"), "--out", str(tuned), "--init", str(base),
+                           "--precision", "float32", *common])
+    assert all(torch.equal(seen["first"][k], start[k]) for k in start)  # it started from the base weights
+    ckpt = torch.load(tmp_path / "run2" / "last.pt", weights_only=False)
+    assert ckpt["step"] == 1 and ckpt["config"]["d_model"] == 16 and ckpt["config"]["height"] == 32
+    after = load_recognizer(tuned, device="cpu", precision="float32").state_dict()
+    assert any(not torch.allclose(after[k], start[k]) for k in start if after[k].is_floating_point())

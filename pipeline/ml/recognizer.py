@@ -315,12 +315,24 @@ class Recognizer(nn.Module):
         """
         self.eval()
         mem, pad = self.encode(torch.cat([upright, turned]))
-        return self._turned_better(mem, pad, upright.shape[0], self._len_bound(probe))
+        flips, _ = self._probe_both_ways(mem, pad, upright.shape[0], self._len_bound(probe))
+        return flips
 
-    def _turned_better(self, mem: torch.Tensor, pad: torch.Tensor, b: int, probe: int) -> torch.Tensor:
-        # the geometric mean of the probe tokens' probabilities: the mean log-probability's order
-        s = torch.tensor([sequence_confidence(confs) for _toks, confs in self._greedy_from(mem, pad, probe)])
-        return s[b:] > s[:b]
+    def _probe_both_ways(self, mem: torch.Tensor, pad: torch.Tensor, b: int, probe: int):
+        """Greedy-decode ``probe`` + 1 steps of rows 0..b-1 (upright) and b..2b-1 (turned).
+
+        Returns per image whether the turned way reads better (the geometric mean of the probe
+        tokens' probabilities, the mean log-probability's order), and the decoding as it stands
+        (state, rows still going, their last tokens, tokens and probabilities so far) for
+        :meth:`greedy_either_way` to go on from.
+        """
+        state = self._decode_init(mem, pad)
+        ids: list[list[int]] = [[] for _ in range(2 * b)]
+        probs: list[list[float]] = [[] for _ in range(2 * b)]
+        bos = torch.full((2 * b,), self.stoi[BOS], dtype=torch.long, device=mem.device)
+        alive, last = self._greedy_run(state, list(range(2 * b)), bos, ids, probs, probe + 1)
+        s = torch.tensor([sequence_confidence(self._strip(ids[r], probs[r])[1]) for r in range(2 * b)])
+        return s[b:] > s[:b], (state, alive, last, ids, probs)
 
     @torch.no_grad()
     def greedy_either_way(self, upright: torch.Tensor, turned: torch.Tensor, max_len: int | None = None,
@@ -335,14 +347,7 @@ class Recognizer(nn.Module):
         b = upright.shape[0]
         max_len, probe = self._len_bound(max_len), self._len_bound(probe)
         mem, pad = self.encode(torch.cat([upright, turned]))
-        state = self._decode_init(mem, pad)
-        ids: list[list[int]] = [[] for _ in range(2 * b)]
-        probs: list[list[float]] = [[] for _ in range(2 * b)]
-        bos = torch.full((2 * b,), self.stoi[BOS], dtype=torch.long, device=mem.device)
-        alive, last = self._greedy_run(state, list(range(2 * b)), bos, ids, probs, probe + 1)
-        # the probe's score: the same tokens _turned_better scores (its own probe + 1 steps)
-        s = torch.tensor([sequence_confidence(self._strip(ids[r], probs[r])[1]) for r in range(2 * b)])
-        flips = s[b:] > s[:b]
+        flips, (state, alive, last, ids, probs) = self._probe_both_ways(mem, pad, b, probe)
         chosen = {i + b * int(f) for i, f in enumerate(flips.tolist())}
         keep = [k for k, row in enumerate(alive) if row in chosen]
         if len(keep) < len(alive):

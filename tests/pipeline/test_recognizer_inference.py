@@ -110,3 +110,31 @@ def test_either_way_reading_respects_a_bound_shorter_than_the_probe(crops):
     with torch.no_grad():
         readings, _ = model.greedy_either_way(upright, turned, max_len=3)
     assert all(len(toks) <= 4 and len(confs) == len(toks) for toks, confs in readings)
+
+
+def test_the_memory_precision_follows_the_encoder_unless_chosen():
+    assert load_recognizer(device="cpu", precision="bfloat16").memory_bf16
+    assert not load_recognizer(device="cpu", precision="float32").memory_bf16
+    model = load_recognizer(device="cpu", precision="bfloat16").set_encoder_precision(bf16=True, memory_bf16=False)
+    assert model.encoder_bf16 and not model.memory_bf16
+
+
+def test_a_bfloat16_memory_is_what_cross_attention_reads_and_it_reads_like_float32(crops):
+    f32 = load_recognizer(device="cpu", precision="float32")
+    half = load_recognizer(device="cpu", precision="float32").set_encoder_precision(bf16=False, memory_bf16=True)
+    images = _batch(f32, crops)
+    with torch.no_grad():
+        mem, pad = f32.encode(images)
+        s1, s2 = f32._decode_init(mem, pad), half._decode_init(mem, pad)
+        assert s1["layers"][0]["mk"].dtype == torch.float32
+        assert s2["layers"][0]["mk"].dtype == s2["mem_bias"].dtype == torch.bfloat16
+        bos = torch.full((len(crops),), f32.stoi["<bos>"], dtype=torch.long)
+        l1, l2 = f32._decode_next(s1, bos), half._decode_next(s2, bos)
+        assert l2.dtype == torch.float32 and not torch.equal(l1, l2)
+        assert ((l1 - l2).norm() / l1.norm()) < 0.02
+        # padded memory columns stay masked in bfloat16: the widest crop's padding is ignored
+        bias = s2["mem_bias"][:, 0, 0]
+        assert pad.any() and torch.isinf(bias[pad]).all() and not bias[~pad].any()
+        a, b = f32.greedy(images, max_len=40), half.greedy(images, max_len=40)
+    same = sum(x[0] == y[0] for x, y in zip(a, b, strict=True))
+    assert same >= len(SOURCES) - 1

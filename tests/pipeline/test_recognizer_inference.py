@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from pipeline.ml import inference, synth
-from pipeline.ml.inference import encoder_uses_bf16, load_recognizer
-from pipeline.ml.recognizer import batch_crops, prepare_crop
+from pipeline.ml.inference import decoder_uses_fp16, encoder_uses_bf16, load_recognizer
+from pipeline.ml.recognizer import batch_crops, fp16_weight_linear_available, prepare_crop
+
+needs_fbgemm = pytest.mark.skipif(not fp16_weight_linear_available(),
+                                  reason="this torch build has no FBGEMM float16-weight kernel")
 
 SOURCES = [r"x^{2}+3x-4=0", r"\frac{a+b}{2}", r"\sqrt{y}-1", r"a_{n+1}=2a_{n}", r"\sin\theta", r"7-3=4",
            r"\int_{0}^{1}f(x)dx", r"p+q"]
@@ -138,3 +141,101 @@ def test_a_bfloat16_memory_is_what_cross_attention_reads_and_it_reads_like_float
         a, b = f32.greedy(images, max_len=40), half.greedy(images, max_len=40)
     same = sum(x[0] == y[0] for x, y in zip(a, b, strict=True))
     assert same >= len(SOURCES) - 1
+
+
+def test_auto_decoder_weights_are_float16_on_a_cpu_with_the_fbgemm_kernel(monkeypatch):
+    monkeypatch.delenv("MATHSET_DECODER_WEIGHTS", raising=False)
+    assert decoder_uses_fp16(None, "cpu") == fp16_weight_linear_available()
+    assert not decoder_uses_fp16("auto", "cuda") and not decoder_uses_fp16("float16", "cuda")
+    assert not decoder_uses_fp16("float32", "cpu")
+    monkeypatch.setenv("MATHSET_DECODER_WEIGHTS", "float32")
+    assert not decoder_uses_fp16(None, "cpu")
+    monkeypatch.setenv("MATHSET_DECODER_WEIGHTS", "int8")
+    with pytest.raises(ValueError, match="'int8'"):
+        decoder_uses_fp16(None, "cpu")
+
+
+def _count_fp16_products(monkeypatch) -> list[int]:
+    calls = [0]
+    real = torch.fbgemm_linear_fp16_weight
+
+    def counting(*args):
+        calls[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(torch, "fbgemm_linear_fp16_weight", counting)
+    return calls
+
+
+@needs_fbgemm
+def test_float16_decoder_weights_read_the_committed_model_as_float32_does(crops, monkeypatch):
+    f32 = load_recognizer(device="cpu", precision="float32", decoder_weights="float32")
+    f16 = load_recognizer(device="cpu", precision="float32", decoder_weights="float16")
+    assert f16.decoder_fp16 and not f32.decoder_fp16
+    images = _batch(f32, crops)
+    calls = _count_fp16_products(monkeypatch)
+    with torch.no_grad():
+        a = f32.greedy(images, max_len=40)
+        assert calls[0] == 0
+        b = f16.greedy(images, max_len=40)
+    steps = max(len(toks) for toks, _ in b)
+    assert calls[0] >= 19 * steps  # 6 products in each of 3 layers and the head, every step
+    # the committed weights are stored in float16: packing them so loses nothing
+    assert [t for t, _ in a] == [t for t, _ in b]
+    assert all(np.allclose(c1, c2, atol=1e-4) for (_, c1), (_, c2) in zip(a, b, strict=True))
+
+
+@needs_fbgemm
+def test_float32_weights_rounded_to_float16_decode_within_rounding(crops):
+    f32 = load_recognizer(device="cpu", precision="float32", decoder_weights="float32")
+    f16 = load_recognizer(device="cpu", precision="float32", decoder_weights="float16")
+    torch.manual_seed(0)
+    with torch.no_grad():  # weights float16 cannot hold, as a model team's float32 upload has
+        for layer in f32.decoder.layers:
+            layer.linear1.weight.add_(torch.randn_like(layer.linear1.weight) * 1e-3)
+        for p32, p16 in zip(f32.parameters(), f16.parameters(), strict=True):
+            p16.copy_(p32)
+        images = _batch(f32, crops)
+        mem, pad = f32.encode(images)
+        s1, s2 = f32._decode_init(mem, pad), f16._decode_init(mem, pad)
+        bos = torch.full((len(crops),), f32.stoi["<bos>"], dtype=torch.long)
+        l1, l2 = f32._decode_next(s1, bos), f16._decode_next(s2, bos)
+    assert not torch.equal(l1, l2)
+    assert ((l1 - l2).norm() / l1.norm()) < 2e-3
+
+
+def test_decoding_follows_weights_changed_in_place_as_training_does(crops):
+    for weights in ("float32", "float16"):
+        model = load_recognizer(device="cpu", precision="float32", decoder_weights=weights)
+        images = _batch(model, crops[:3])
+        with torch.no_grad():
+            mem, pad = model.encode(images)
+            bos = torch.full((3,), model.stoi["<bos>"], dtype=torch.long)
+            before = model._decode_next(model._decode_init(mem, pad), bos)
+            model.out.bias.add_(torch.arange(len(model.cfg.vocab), dtype=torch.float32))
+            model.decoder.layers[1].linear2.weight.mul_(0.5)
+            after = model._decode_next(model._decode_init(mem, pad), bos)
+            full = model._decode_step(bos[:, None], mem, pad)[:, 0]
+        assert not torch.allclose(before, after, atol=1e-2)
+        assert torch.allclose(after, full, atol=1e-3, rtol=1e-4)
+
+
+def test_crops_are_batched_by_similar_width_and_never_past_the_batch_size():
+    widths = [300, 40, 100, 52, 45, 1000, 110, 120, 41, 390]
+    batches = inference.width_batches(widths, 3, max_ratio=1.3)
+    assert sorted(i for b in batches for i in b) == list(range(len(widths)))
+    assert all(len(b) <= 3 for b in batches)
+    for b in batches:
+        ws = [widths[i] for i in b]
+        assert ws == sorted(ws) and max(ws) <= 1.3 * min(ws)
+    assert [[widths[i] for i in b] for b in batches] == [[40, 41, 45], [52], [100, 110, 120], [300, 390], [1000]]
+    assert inference.width_batches([], 4) == []
+    # no ratio bound: plain width order in batch_size slices
+    assert [len(b) for b in inference.width_batches(widths, 4, max_ratio=float("inf"))] == [4, 4, 2]
+
+
+def test_reading_in_width_batches_equals_reading_each_crop_alone(crops):
+    model = load_recognizer(device="cpu", precision="float32")
+    together = inference.read_crops(model, crops, batch_size=8)
+    alone = [inference.read_crops(model, [c], batch_size=1)[0] for c in crops]
+    assert [r.tokens for r in together] == [r.tokens for r in alone]

@@ -1,4 +1,4 @@
-"""Recognizer accuracy and speed: ``python bench/recognizer.py [--limit N] [--threads T]``.
+"""Recognizer accuracy and speed: ``python bench/recognizer.py [--limit N] [--threads T] [--beam K | --tta]``.
 
 CROHME 2016 *test* inks rendered offline (64 px high, 2 px pen): exact match, within 1/2
 edits; im2markup held-out fifth (cropped to the ink): BLEU-4. Prints figures + machine facts.
@@ -15,7 +15,7 @@ import torch
 
 from pipeline.ml import data
 from pipeline.ml.evaluate import recognizer_metrics
-from pipeline.ml.inference import FormulaReader
+from pipeline.ml.inference import TTA_VIEWS, FormulaReader
 
 
 def run(reader, samples):
@@ -32,9 +32,10 @@ def main():
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
+    p.add_argument("--tta", action="store_true", help="read each crop with its test-time views too (greedy)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    reader = FormulaReader(device="cpu", batch_size=32, beam_width=args.beam)
+    reader = FormulaReader(device="cpu", batch_size=32, beam_width=args.beam, views=TTA_VIEWS if args.tta else None)
     shared = _machine.shared_data()
     crohme = data.crohme_samples(shared, "test")
     im2m = [(img, toks) for img, toks, _ in data.im2markup_samples(shared, heldout=True)]

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -39,6 +40,29 @@ def default_device() -> str:
 PRECISIONS = ("auto", "float32", "bfloat16")
 DECODER_WEIGHTS = ("auto", "float32", "float16")
 WIDTH_RATIO = float(os.environ.get("MATHSET_WIDTH_RATIO", "1.3"))  # read_crops' batches: widest / narrowest
+
+
+def _wide(crop: np.ndarray, max_width: int) -> np.ndarray:
+    h, w = crop.shape
+    return cv2.resize(crop, (min(max_width, max(8, round(w * 1.2))), h), interpolation=cv2.INTER_LINEAR)
+
+
+def _trim(crop: np.ndarray, max_width: int) -> np.ndarray:
+    h, w = crop.shape
+    m = max(1, round(h / 32))
+    if h <= 4 * m or w <= 4 * m:
+        return crop
+    inner = crop[m:h - m, m:w - m]
+    return cv2.resize(inner, (min(max_width, max(8, round(inner.shape[1] * h / inner.shape[0]))), h),
+                      interpolation=cv2.INTER_AREA)
+
+
+# Test-time views of a prepared crop (float, ink = 1, the model's height), for read_crops' ``views``:
+# "wide" stretches it 1.2x across, "trim" takes 1/32 of its height off every side and scales the
+# rest back up. Picked on the CROHME 2013 validation inks among stretches (0.85-1.35x), 2 px bolder
+# or thinner strokes, a 10% paper margin and trims (pipeline/RESULTS.md, "test-time views" round).
+VIEWS = {"wide": _wide, "trim": _trim}
+TTA_VIEWS = ("wide", "trim")  # what ``--tta`` reads besides the crop itself
 
 
 @functools.cache
@@ -154,14 +178,18 @@ class FormulaReader:
 
     def __init__(self, detector_dir=None, recognizer_dir=None, device: str | None = None, batch_size: int = 16,
                  beam_width: int = 1, orient: bool = True, crop_margin: float | None = None,
-                 refine_corners: bool = True, precision: str | None = None):
+                 refine_corners: bool = True, precision: str | None = None, views: tuple[str, ...] | None = None):
         self.device = device or default_device()
+        views = configured_views() if views is None else tuple(views)
+        check_views(views)
         self.detector, self.det_cfg = load_detector(detector_dir, self.device)
         # the corner refiner kept beside the detector's weights (none: the detector's quads as they are)
         self.refiner = load_refiner(detector_dir, self.device) if refine_corners else None
         self.recognizer = load_recognizer(recognizer_dir, self.device, precision)
         self.batch_size = batch_size
         self.beam_width = beam_width  # 1: greedy; wider costs about that many times the decoder time
+        # test-time views read with each crop (read_crops): each costs about one more reading
+        self.views = tuple(views)
         # read() lets the recognizer say which way up each detected formula is (the detector's
         # own corner order is a coin toss on rotated photos); both ways up are encoded and probed for
         # 8 tokens: 101 photo crops took 3.0 s instead of 1.6 s on 2 CPU threads
@@ -192,7 +220,7 @@ class FormulaReader:
     def recognize(self, crops: list[np.ndarray], *, orient: bool = False) -> list[Reading]:
         """Read each crop; with ``orient``, a crop that reads better turned by 180° is read that way."""
         return read_crops(self.recognizer, crops, device=self.device, batch_size=self.batch_size,
-                          beam_width=self.beam_width, orient=orient)
+                          beam_width=self.beam_width, orient=orient, views=self.views)
 
     def read(self, images: list[np.ndarray], *, with_masks: bool = False) -> list[dict]:
         """Full pipeline per image: regions (4 points, score, LaTeX, confidences) and timings."""
@@ -238,10 +266,34 @@ def width_batches(widths: list[int], batch_size: int, *, max_ratio: float = WIDT
     return batches
 
 
+def configured_views() -> tuple[str, ...]:
+    """The test-time views named by ``MATHSET_RECOGNIZER_VIEWS`` (comma-separated, default none).
+
+    Read by a :class:`FormulaReader` built without ``views``, so pre-labeling workers can trade
+    about 3x the recognizer's time (``wide,trim``) for better readings.
+    """
+    return tuple(v.strip() for v in os.environ.get("MATHSET_RECOGNIZER_VIEWS", "").split(",") if v.strip())
+
+
+def check_views(views) -> None:
+    """Raise ValueError naming a test-time view that :data:`VIEWS` does not have."""
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown:
+        raise ValueError(f"unknown test-time view {unknown[0]!r}: choose from {', '.join(VIEWS)}"
+                         " (MATHSET_RECOGNIZER_VIEWS, --tta)")
+
+
 def read_crops(recognizer: Recognizer, crops: list[np.ndarray], *, device: str = "cpu", batch_size: int = 16,
-               beam_width: int = 1, orient: bool = False) -> list[Reading]:
+               beam_width: int = 1, orient: bool = False, views: tuple[str, ...] = ()) -> list[Reading]:
     """Read formula crops in width-sorted batches (greedy, or beam search of ``beam_width``);
-    with ``orient``, a crop that reads better turned by 180° is read that way."""
+    with ``orient``, a crop that reads better turned by 180° is read that way.
+
+    With ``views`` (names in :data:`VIEWS`), each crop is read together with those views of it,
+    greedily, by :meth:`Recognizer.greedy_views` (test-time augmentation; not with beam search).
+    """
+    check_views(views)
+    if views and beam_width > 1:
+        raise ValueError("test-time views are read greedily: use beam_width=1 with views")
     cfg = recognizer.cfg
     prepared = [prepare_crop(c, cfg.height, cfg.max_width) for c in crops]
     results: list[Reading | None] = [None] * len(prepared)
@@ -255,15 +307,22 @@ def read_crops(recognizer: Recognizer, crops: list[np.ndarray], *, device: str =
         if orient:
             upside = [np.ascontiguousarray(prepared[j][::-1, ::-1]) for j in idx]
             x_turned = batch_crops(upside).to(device)
-            if beam_width <= 1:
+            if views:
+                turned = recognizer.turned_reads_better(x, x_turned).tolist()
+            elif beam_width <= 1:
                 readings, flips = recognizer.greedy_either_way(x, x_turned, max_len=limit)
                 turned = flips.tolist()
             else:
                 turned = recognizer.turned_reads_better(x, x_turned).tolist()
                 x = batch_crops([u if t else prepared[j] for j, u, t in zip(idx, upside, turned, strict=True)])
                 readings = recognizer.beam(x.to(device), width=beam_width, max_len=limit)
-        else:
+        elif not views:
             readings = recognizer.beam(x, width=beam_width, max_len=limit)
+        if views:
+            chosen = [np.ascontiguousarray(prepared[j][::-1, ::-1]) if t else prepared[j]
+                      for j, t in zip(idx, turned, strict=True)]
+            pictures = chosen + [VIEWS[v](c, cfg.max_width) for v in views for c in chosen]
+            readings = recognizer.greedy_views(batch_crops(pictures).to(device), 1 + len(views), max_len=limit)
         for j, (toks, confs), t in zip(idx, readings, turned, strict=True):
             results[j] = Reading(tokens=toks, token_confidences=confs, confidence=sequence_confidence(confs),
                                  turned=bool(t))

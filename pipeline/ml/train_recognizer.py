@@ -63,7 +63,7 @@ def crohme_train_inks(shared: Path) -> list[tuple[inkml.Ink, list[str]]]:
     """(ink, normalised tokens) of every CROHME 2016 training ink with a usable truth."""
     out = []
     for _name, ink in inkml.iter_inks(shared / "crohme" / "train-2016.tar.xz"):
-        toks = data.unwrap_mathrm(normalize_tokens(ink.truth))
+        toks = data.handwriting_labels(normalize_tokens(ink.truth))
         if toks:
             out.append((ink, toks))
     return out

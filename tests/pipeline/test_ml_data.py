@@ -5,7 +5,7 @@ import numpy as np
 
 from common.inkml import parse_inkml
 from pipeline.ml import ink
-from pipeline.ml.data import im2markup_heldout, unwrap_mathrm
+from pipeline.ml.data import handwriting_labels, im2markup_heldout, plain_delimiters, unwrap_mathrm
 
 INKML = b"""<ink xmlns="http://www.w3.org/2003/InkML">
 <annotation type="truth">$x^2$</annotation>
@@ -35,6 +35,24 @@ def test_unwrap_mathrm_drops_the_wrapper_and_keeps_nested_groups():
     toks = r"\frac { p - \mathrm { e } + k } { \mathrm { x _ { 2 } } }".split()
     assert unwrap_mathrm(toks) == r"\frac { p - e + k } { x _ { 2 } }".split()
     assert unwrap_mathrm(r"\mathrm { p g } + a".split()) == "p g + a".split()
+
+
+def test_plain_delimiters_drop_the_sizing_and_invisible_delimiters_but_keep_what_was_drawn():
+    toks = r"\left ( \frac { a } { b } \right ) + \left . x \right | - \left \{ y \right \}".split()
+    assert plain_delimiters(toks) == r"( \frac { a } { b } ) + x | - \{ y \}".split()
+    assert plain_delimiters(r"( x ) \cdot \leftarrow".split()) == r"( x ) \cdot \leftarrow".split()
+    assert plain_delimiters([r"\left"]) == []  # a truth cut short does not crash
+
+
+def test_handwriting_labels_apply_both_fixes_to_the_real_mathbrush_truths(shared_data):
+    from pipeline.ml.train_recognizer import crohme_train_inks
+
+    labels = [toks for _, toks in crohme_train_inks(shared_data)]
+    assert len(labels) > 8000
+    assert not any(t in (r"\left", r"\right") for toks in labels for t in toks)
+    assert sum("(" in toks for toks in labels) > 2000  # the parentheses themselves stay
+    mixed = r"\mathrm { e } ^ { \left ( x \right ) }".split()
+    assert handwriting_labels(mixed) == "e ^ { ( x ) }".split()
 
 
 def test_im2markup_heldout_fifth_is_fixed_by_name():

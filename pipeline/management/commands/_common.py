@@ -17,16 +17,24 @@ def add_model_options(parser) -> None:
     parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"],
                         help="recognizer encoder precision (default: $MATHSET_ENCODER_PRECISION or auto: "
                              "bfloat16 on a CPU with AMX, float32 elsewhere)")
+    parser.add_argument("--tta", action="store_true",
+                        help="read each crop with its test-time views too (pipeline.ml.inference.TTA_VIEWS, greedy): "
+                             "about 3x the recognizer's time (default: $MATHSET_RECOGNIZER_VIEWS)")
 
 
 def make_reader(options):
-    from pipeline.ml.inference import FormulaReader
+    from django.core.management.base import CommandError
+
+    from pipeline.ml.inference import TTA_VIEWS, FormulaReader
+
+    if options.get("tta") and (options.get("beam") or 1) > 1:
+        raise CommandError("--tta reads greedily: it cannot be combined with --beam")
 
     if options.get("threads"):
         torch.set_num_threads(options["threads"])
     return FormulaReader(options.get("detector"), options.get("recognizer"), device=options.get("device"),
                          batch_size=options.get("batch_size", 16), beam_width=options.get("beam") or 1,
-                         precision=options.get("precision"))
+                         precision=options.get("precision"), views=TTA_VIEWS if options.get("tta") else None)
 
 
 def emit(stdout, payload, as_json: bool, text_lines) -> None:

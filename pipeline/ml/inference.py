@@ -63,6 +63,7 @@ def _trim(crop: np.ndarray, max_width: int) -> np.ndarray:
 # or thinner strokes, a 10% paper margin and trims (pipeline/RESULTS.md, "test-time views" round).
 VIEWS = {"wide": _wide, "trim": _trim}
 TTA_VIEWS = ("wide", "trim")  # what ``--tta`` reads besides the crop itself
+_VIEWS_ARE_GREEDY = "test-time views are read greedily: they cannot be combined with a beam width over 1 (--beam)"
 
 
 @functools.cache
@@ -182,6 +183,8 @@ class FormulaReader:
         self.device = device or default_device()
         views = configured_views() if views is None else tuple(views)
         check_views(views)
+        if views and beam_width > 1:
+            raise ValueError(_VIEWS_ARE_GREEDY)
         self.detector, self.det_cfg = load_detector(detector_dir, self.device)
         # the corner refiner kept beside the detector's weights (none: the detector's quads as they are)
         self.refiner = load_refiner(detector_dir, self.device) if refine_corners else None
@@ -293,7 +296,7 @@ def read_crops(recognizer: Recognizer, crops: list[np.ndarray], *, device: str =
     """
     check_views(views)
     if views and beam_width > 1:
-        raise ValueError("test-time views are read greedily: use beam_width=1 with views")
+        raise ValueError(_VIEWS_ARE_GREEDY)
     cfg = recognizer.cfg
     prepared = [prepare_crop(c, cfg.height, cfg.max_width) for c in crops]
     results: list[Reading | None] = [None] * len(prepared)

@@ -123,6 +123,8 @@ def test_an_unknown_view_or_views_with_beam_search_are_refused(model, crops):
         inference.read_crops(model, crops, views=TTA_VIEWS, beam_width=3)
     with pytest.raises(ValueError, match="'mirror'"):
         FormulaReader(device="cpu", views=("mirror",))
+    with pytest.raises(ValueError, match="--beam"):
+        FormulaReader(device="cpu", views=TTA_VIEWS, beam_width=2)
 
 
 def _recognize(*args) -> str:
@@ -141,6 +143,9 @@ def test_recognize_command_reads_with_views_when_asked(tmp_path, monkeypatch):
     assert seen == [TTA_VIEWS] and item["latex"] == " ".join(item["tokens"])
     with pytest.raises(CommandError, match="--beam"):
         _recognize("--json", "--tta", "--beam", "3", str(p))
+    monkeypatch.setenv("MATHSET_RECOGNIZER_VIEWS", "wide,sideways")
+    with pytest.raises(CommandError, match="'sideways'"):
+        _recognize("--json", str(p))
 
 
 def test_a_reader_built_without_views_takes_them_from_the_environment(monkeypatch):

@@ -27,14 +27,15 @@ def make_reader(options):
 
     from pipeline.ml.inference import TTA_VIEWS, FormulaReader
 
-    if options.get("tta") and (options.get("beam") or 1) > 1:
-        raise CommandError("--tta reads greedily: it cannot be combined with --beam")
 
     if options.get("threads"):
         torch.set_num_threads(options["threads"])
-    return FormulaReader(options.get("detector"), options.get("recognizer"), device=options.get("device"),
-                         batch_size=options.get("batch_size", 16), beam_width=options.get("beam") or 1,
-                         precision=options.get("precision"), views=TTA_VIEWS if options.get("tta") else None)
+    try:
+        return FormulaReader(options.get("detector"), options.get("recognizer"), device=options.get("device"),
+                             batch_size=options.get("batch_size", 16), beam_width=options.get("beam") or 1,
+                             precision=options.get("precision"), views=TTA_VIEWS if options.get("tta") else None)
+    except ValueError as exc:  # a bad --beam/--tta pair or MATHSET_* setting: say which, without a traceback
+        raise CommandError(str(exc)) from exc
 
 
 def emit(stdout, payload, as_json: bool, text_lines) -> None:

@@ -63,7 +63,6 @@ def _trim(crop: np.ndarray, max_width: int) -> np.ndarray:
 # or thinner strokes, a 10% paper margin and trims (pipeline/RESULTS.md, "test-time views" round).
 VIEWS = {"wide": _wide, "trim": _trim}
 TTA_VIEWS = ("wide", "trim")  # what ``--tta`` reads besides the crop itself
-_VIEWS_ARE_GREEDY = "test-time views are read greedily: they cannot be combined with a beam width over 1 (--beam)"
 
 
 @functools.cache
@@ -182,9 +181,7 @@ class FormulaReader:
                  refine_corners: bool = True, precision: str | None = None, views: tuple[str, ...] | None = None):
         self.device = device or default_device()
         views = configured_views() if views is None else tuple(views)
-        check_views(views)
-        if views and beam_width > 1:
-            raise ValueError(_VIEWS_ARE_GREEDY)
+        check_views(views, beam_width)
         self.detector, self.det_cfg = load_detector(detector_dir, self.device)
         # the corner refiner kept beside the detector's weights (none: the detector's quads as they are)
         self.refiner = load_refiner(detector_dir, self.device) if refine_corners else None
@@ -278,12 +275,16 @@ def configured_views() -> tuple[str, ...]:
     return tuple(v.strip() for v in os.environ.get("MATHSET_RECOGNIZER_VIEWS", "").split(",") if v.strip())
 
 
-def check_views(views) -> None:
-    """Raise ValueError naming a test-time view that :data:`VIEWS` does not have."""
+def check_views(views, beam_width: int = 1) -> None:
+    """Raise ValueError naming a test-time view that :data:`VIEWS` does not have, or views asked
+    for with beam search (they are read greedily)."""
     unknown = [v for v in views if v not in VIEWS]
     if unknown:
         raise ValueError(f"unknown test-time view {unknown[0]!r}: choose from {', '.join(VIEWS)}"
                          " (MATHSET_RECOGNIZER_VIEWS, --tta)")
+    if views and beam_width > 1:
+        raise ValueError("test-time views are read greedily: they cannot be combined with a beam width over 1 "
+                         "(--beam)")
 
 
 def read_crops(recognizer: Recognizer, crops: list[np.ndarray], *, device: str = "cpu", batch_size: int = 16,
@@ -294,9 +295,7 @@ def read_crops(recognizer: Recognizer, crops: list[np.ndarray], *, device: str =
     With ``views`` (names in :data:`VIEWS`), each crop is read together with those views of it,
     greedily, by :meth:`Recognizer.greedy_views` (test-time augmentation; not with beam search).
     """
-    check_views(views)
-    if views and beam_width > 1:
-        raise ValueError(_VIEWS_ARE_GREEDY)
+    check_views(views, beam_width)
     cfg = recognizer.cfg
     prepared = [prepare_crop(c, cfg.height, cfg.max_width) for c in crops]
     results: list[Reading | None] = [None] * len(prepared)

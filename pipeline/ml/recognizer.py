@@ -350,33 +350,47 @@ class Recognizer(nn.Module):
         # the token position table holds cfg.max_len + 2 rows: a longer search has no positions
         return min(max_len or self.cfg.max_len, self.cfg.max_len)
 
-    def _greedy_from(self, mem: torch.Tensor, pad: torch.Tensor, max_len: int) -> list[tuple[list[str], list[float]]]:
-        b = mem.shape[0]
+    def _greedy_from(self, mem: torch.Tensor, pad: torch.Tensor, max_len: int,
+                     views: int = 1) -> list[tuple[list[str], list[float]]]:
+        b = mem.shape[0] // views
         state = self._decode_init(mem, pad)
         ids: list[list[int]] = [[] for _ in range(b)]
         probs: list[list[float]] = [[] for _ in range(b)]
         bos = torch.full((b,), self.stoi[BOS], dtype=torch.long, device=mem.device)
-        self._greedy_run(state, list(range(b)), bos, ids, probs, max_len + 1)
+        self._greedy_run(state, list(range(b)), bos, ids, probs, max_len + 1, views=views)
         return [self._strip(ids[i], probs[i]) for i in range(b)]
 
     def _greedy_run(self, state: dict, alive: list[int], last: torch.Tensor, ids: list[list[int]],
-                    probs: list[list[float]], steps: int) -> tuple[list[int], torch.Tensor]:
+                    probs: list[list[float]], steps: int, views: int = 1) -> tuple[list[int], torch.Tensor]:
         """Advance greedy decoding of the rows ``alive`` by up to ``steps`` tokens, appending to
-        ``ids``/``probs``; returns the rows still going and their last tokens (state row order)."""
+        ``ids``/``probs``; returns the rows still going and their last tokens (state row order).
+
+        With ``views`` > 1 the state holds that many pictures of each row, view-major: a step takes
+        the token with the highest mean log-probability over the views, its confidence their mean
+        probability, and every view takes it (:meth:`greedy_views`).
+        """
         # a decoding step costs in proportion to rows x memory length: rows that have ended are
         # dropped from the batch instead of being carried along to the longest reading's end
         eos = self.stoi[EOS]
         for _ in range(steps):
             if not alive:
                 break
-            p, nxt = self._decode_next(state, last).softmax(-1).max(-1)
+            n = len(alive)
+            if views == 1:
+                p, nxt = self._decode_next(state, last).softmax(-1).max(-1)
+            else:
+                logp = self._decode_next(state, last.repeat(views)).log_softmax(-1).view(views, n, -1)
+                nxt = logp.mean(0).argmax(-1)
+                p = logp.gather(2, nxt[None, :, None].expand(views, n, 1)).exp().mean(0)[:, 0]
             for row, t, q in zip(alive, nxt.tolist(), p.tolist(), strict=True):
                 ids[row].append(t)
                 probs[row].append(q)
             going = nxt != eos
             if not bool(going.all()):
                 keep = going.nonzero().squeeze(1)
-                self._decode_select(state, keep)
+                # each view's rows of the formulas still going
+                self._decode_select(state, (keep[None, :] + torch.arange(views, device=keep.device)[:, None] * n)
+                                    .reshape(-1))
                 alive = [alive[k] for k in keep.tolist()]
                 nxt = nxt[keep]
             last = nxt
@@ -459,40 +473,12 @@ class Recognizer(nn.Module):
         beat picking the most confident view and a vote). A token's confidence is the views' mean
         probability of it. ``views=1`` is :meth:`greedy`.
         """
-        if views <= 1:
-            return self.greedy(images, max_len)
+        views = max(views, 1)
         if images.shape[0] % views:
             raise ValueError(f"{images.shape[0]} rows are not {views} views of the same formulas")
         self.eval()
-        b = images.shape[0] // views
-        max_len = self._len_bound(max_len)
         mem, pad = self.encode(images)
-        state = self._decode_init(mem, pad)
-        eos = self.stoi[EOS]
-        ids: list[list[int]] = [[] for _ in range(b)]
-        probs: list[list[float]] = [[] for _ in range(b)]
-        alive = list(range(b))
-        last = torch.full((b,), self.stoi[BOS], dtype=torch.long, device=mem.device)
-        for _ in range(max_len + 1):
-            n = len(alive)
-            logp = self._decode_next(state, last.repeat(views)).log_softmax(-1).view(views, n, -1)
-            nxt = logp.mean(0).argmax(-1)                                            # n
-            chosen = logp.gather(2, nxt[None, :, None].expand(views, n, 1)).exp().mean(0)[:, 0]
-            for row, t, q in zip(alive, nxt.tolist(), chosen.tolist(), strict=True):
-                ids[row].append(t)
-                probs[row].append(q)
-            going = nxt != eos
-            if not bool(going.any()):
-                break
-            if not bool(going.all()):
-                keep = going.nonzero().squeeze(1)
-                # the state's rows are view-major: keep each view's rows of the formulas still going
-                self._decode_select(state, (keep[None, :] + torch.arange(views, device=keep.device)[:, None] * n)
-                                    .reshape(-1))
-                alive = [alive[k] for k in keep.tolist()]
-                nxt = nxt[keep]
-            last = nxt
-        return [self._strip(ids[i], probs[i]) for i in range(b)]
+        return self._greedy_from(mem, pad, self._len_bound(max_len), views)
 
     def _strip(self, ids: list[int], probs: list[float]) -> tuple[list[str], list[float]]:
         eos = self.stoi[EOS]

@@ -27,7 +27,6 @@ def make_reader(options):
 
     from pipeline.ml.inference import TTA_VIEWS, FormulaReader
 
-
     if options.get("threads"):
         torch.set_num_threads(options["threads"])
     try:

@@ -5,7 +5,7 @@ import numpy as np
 
 from common.inkml import parse_inkml
 from pipeline.ml import ink
-from pipeline.ml.data import handwriting_labels, im2markup_heldout, plain_delimiters, unwrap_mathrm
+from pipeline.ml.data import crohme_spelling, handwriting_labels, im2markup_heldout, plain_delimiters, unwrap_mathrm
 
 INKML = b"""<ink xmlns="http://www.w3.org/2003/InkML">
 <annotation type="truth">$x^2$</annotation>
@@ -42,14 +42,22 @@ def test_plain_delimiters_drop_the_sizing_and_invisible_delimiters_but_keep_what
     assert plain_delimiters(toks) == r"( \frac { a } { b } ) + x | - \{ y \}".split()
     assert plain_delimiters(r"( x ) \cdot \leftarrow".split()) == r"( x ) \cdot \leftarrow".split()
     assert plain_delimiters([r"\left"]) == []  # a truth cut short does not crash
+    assert plain_delimiters(r"\Bigg ( y \Bigg ) \big [ x \big ]".split()) == "( y ) [ x ]".split()
 
 
-def test_handwriting_labels_apply_both_fixes_to_the_real_mathbrush_truths(shared_data):
+def test_crohme_spelling_writes_the_test_truths_dot_ellipsis_and_prime():
+    toks = r"a \cdot q ^ { n } + \cdots + f ^ { ' } ( x ) \ldots .".split()
+    assert crohme_spelling(toks) == r"a . q ^ { n } + \ldots + f ^ { \prime } ( x ) \ldots .".split()
+    assert crohme_spelling(r"\times \div \prime".split()) == r"\times \div \prime".split()
+
+
+def test_handwriting_labels_apply_the_fixes_to_the_real_crohme_truths(shared_data):
     from pipeline.ml.train_recognizer import crohme_train_inks
 
     labels = [toks for _, toks in crohme_train_inks(shared_data)]
     assert len(labels) > 8000
-    assert not any(t in (r"\left", r"\right") for toks in labels for t in toks)
+    assert not any(t in (r"\left", r"\right", r"\Bigg", r"\cdot", r"\cdots", "'") for toks in labels for t in toks)
+    assert sum(r"\prime" in toks for toks in labels) > 40 and sum(r"\ldots" in toks for toks in labels) > 200
     assert sum("(" in toks for toks in labels) > 2000  # the parentheses themselves stay
     mixed = r"\mathrm { e } ^ { \left ( x \right ) }".split()
     assert handwriting_labels(mixed) == "e ^ { ( x ) }".split()

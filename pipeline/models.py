@@ -147,6 +147,12 @@ class Prediction(models.Model):
                                                        '"latex_confidence", "token_confidences", "mask_rle"?}]')
     min_confidence = models.FloatField(default=0.0, help_text="Lowest region confidence: low first in batches")
     seconds = models.FloatField(default=0.0)
+    # the same weights read differently with a beam or test-time views (MATHSET_RECOGNIZER_VIEWS):
+    # what a worker used is kept so a model team can tell two runs of one version apart
+    reading = models.JSONField(default=dict, blank=True,
+                               help_text='How the regions were read, e.g. {"beam_width": 1, "views": ["wide", '
+                                         '"trim"], "refine_corners": true, "orient": true, "encoder": "float32"}; '
+                                         '{} for an external model')
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

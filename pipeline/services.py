@@ -320,13 +320,18 @@ def _regions_json(regions: list[dict]) -> list[dict]:
 
 @transaction.atomic
 def prediction_store(*, image: Image, job: PrelabelJob | None, detector_version: ModelVersion,
-                     recognizer_version: ModelVersion | None, regions: list[dict], seconds: float = 0.0) -> Prediction:
-    """Store (or replace, for a forced re-run) the prediction of `image` by these model versions."""
+                     recognizer_version: ModelVersion | None, regions: list[dict], seconds: float = 0.0,
+                     reading: dict | None = None) -> Prediction:
+    """Store (or replace, for a forced re-run) the prediction of `image` by these model versions.
+
+    ``reading`` records how a built-in reader read it (beam width, test-time views, ...).
+    """
     regions = _regions_json(regions)
     confs = [min(float(r.get("score", 0)), float(r.get("latex_confidence", 1))) for r in regions]
     pred, _ = Prediction.objects.update_or_create(
         image=image, detector_version=detector_version, recognizer_version=recognizer_version,
-        defaults={"job": job, "regions": regions, "min_confidence": min(confs) if confs else 0.0, "seconds": seconds},
+        defaults={"job": job, "regions": regions, "min_confidence": min(confs) if confs else 0.0, "seconds": seconds,
+                  "reading": reading or {}},
     )
     for hook in PRELABELED_HOOKS:
         transaction.on_commit(lambda h=hook: h(image.pk, pred))
@@ -394,13 +399,14 @@ def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
             results = [{**r, "seconds": per_image} for r in results]  # the round trip, whatever it claims
         else:
             results = reader.read([img for _, img in loaded], with_masks=True)
+        reading = getattr(reader, "reading", {})
         for (item, _), result in zip(loaded, results, strict=True):
             if not PrelabelJob.objects.filter(pk=job.pk, status=PrelabelJob.Status.RUNNING).exists():
                 break  # cancelled while the batch ran: store nothing more
             with transaction.atomic():
                 prediction_store(image=item.image, job=job, detector_version=job.detector_version,
                                  recognizer_version=job.recognizer_version, regions=result.get("regions", []),
-                                 seconds=float(result.get("seconds", 0.0)))
+                                 seconds=float(result.get("seconds", 0.0)), reading=reading)
                 _mark([item.pk], PrelabelItem.Status.DONE)
             counts["done"] += 1
     _finish_if_complete(job.pk)

@@ -111,7 +111,7 @@ class ModelPredictionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Prediction
         fields = ["id", "image", "job", "task_id", "detector_version", "recognizer_version", "regions",
-                  "min_confidence", "seconds", "created_at"]
+                  "min_confidence", "seconds", "reading", "created_at"]
 
 
 # ---------------------------------------------------------------- offline evaluation

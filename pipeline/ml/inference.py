@@ -197,6 +197,12 @@ class FormulaReader:
         # paper around each region before it is read: the detector's own setting unless given
         self.crop_margin = self.det_cfg.crop_margin if crop_margin is None else crop_margin
 
+    @property
+    def reading(self) -> dict:
+        """How this reader reads: stored with each prediction (``Prediction.reading``)."""
+        return {"beam_width": self.beam_width, "views": list(self.views), "refine_corners": self.refiner is not None,
+                "orient": self.orient, "encoder": "bfloat16" if self.recognizer.encoder_bf16 else "float32"}
+
     def detect(self, images: list[np.ndarray], *, with_masks: bool = True) -> list[list[Region]]:
         refining = self.refiner is not None
         out: list[list[Region]] = []

@@ -128,6 +128,7 @@ def test_curator_starts_job_and_reads_progress(curator_api, spec, source, django
     assert job["progress"]["done"] == 3 and job["progress"]["total"] == 3
     preds = curator_api.get(f"/api/v1/model-predictions/?job={job['id']}").json()
     assert preds["count"] == 3
+    assert all(p["reading"]["beam_width"] == 1 and p["reading"]["views"] == [] for p in preds["results"])
 
 
 @pytest.mark.parametrize(

@@ -171,6 +171,29 @@ def test_external_http_model_prelabels_through_its_endpoint(curator, spec, image
     pred = Prediction.objects.filter(job=job).first()
     assert pred.recognizer_version is None and pred.min_confidence == 0.4
     assert pred.regions[0]["latex"] == "x"
+    assert pred.reading == {}  # an external model's settings are its own
+
+
+def test_prediction_records_how_the_worker_read_it(curator, spec, images, django_capture_on_commit_callbacks,
+                                                   monkeypatch):
+    from pipeline.runtime import clear_cache
+
+    clear_cache()
+    plain = _run_job(django_capture_on_commit_callbacks, created_by=curator, spec=spec)
+    reading = Prediction.objects.filter(job=plain).first().reading
+    assert reading["beam_width"] == 1 and reading["views"] == [] and reading["refine_corners"] is True
+    assert reading["encoder"] in ("float32", "bfloat16") and reading["orient"] is True
+
+    monkeypatch.setenv("MATHSET_RECOGNIZER_VIEWS", "wide,trim")
+    clear_cache()  # a worker reads the variable when it loads its reader
+    try:
+        viewed = _run_job(django_capture_on_commit_callbacks, created_by=curator, spec=spec, force=True)
+    finally:
+        monkeypatch.delenv("MATHSET_RECOGNIZER_VIEWS")
+        clear_cache()
+    assert prelabel_job_progress(viewed)["done"] == 4
+    assert all(p.reading["views"] == ["wide", "trim"] for p in Prediction.objects.filter(job=viewed))
+    assert Prediction.objects.count() == 4  # the same versions: replaced, with how they were read now
 
 
 def test_job_runs_an_uploaded_detector_version(curator, spec, images, django_capture_on_commit_callbacks):

@@ -75,6 +75,11 @@ class HttpPredictor:
         self.endpoint_url = endpoint_url
         self.timeout = timeout
 
+    @property
+    def reading(self) -> dict:
+        """How it reads, as ``FormulaReader.reading``: nothing known, the model's settings are its own."""
+        return {}
+
     def read_urls(self, urls: list[str]) -> list[dict]:
         """One checked result (``{"regions": [...]}``) per URL, in order."""
         resp = requests.post(self.endpoint_url, json={"images": urls}, timeout=self.timeout)

@@ -399,7 +399,7 @@ def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
             results = [{**r, "seconds": per_image} for r in results]  # the round trip, whatever it claims
         else:
             results = reader.read([img for _, img in loaded], with_masks=True)
-        reading = getattr(reader, "reading", {})
+        reading = reader.reading
         for (item, _), result in zip(loaded, results, strict=True):
             if not PrelabelJob.objects.filter(pk=job.pk, status=PrelabelJob.Status.RUNNING).exists():
                 break  # cancelled while the batch ran: store nothing more

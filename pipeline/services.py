@@ -46,9 +46,10 @@ def model_version_builtin(*, kind: str) -> ModelVersion:
 
     folder = WEIGHTS_DIR / kind
     config = json.loads((folder / "config.json").read_text())
-    # the detector's corner refiner (refiner.pt) is part of what the version reads with
+    # the detector's corner refiner (refiner.pt) and orienter (orienter.pt) are part of what the
+    # version reads with: new ones make a new version
     digest_of = hashlib.sha256()
-    for name in ("weights.pt", "refiner.pt"):
+    for name in ("weights.pt", "refiner.pt", "orienter.pt"):
         if (folder / name).exists():
             digest_of.update((folder / name).read_bytes())
     digest = digest_of.hexdigest()

@@ -26,7 +26,9 @@ class Command(BaseCommand):
                 out.append({"image": path})
             except (OSError, ValueError) as exc:
                 out.append({"image": path, "error": str(exc)})
-        for k, regions in zip(idx, reader.detect(images, with_masks=False), strict=True):
+        # the orienter (kept beside the detector's weights) puts each formula's top-left corner first
+        detections = reader.orient_regions(images, reader.detect(images, with_masks=False))
+        for k, regions in zip(idx, detections, strict=True):
             h, w = images[idx.index(k)].shape[:2]
             out[k].update(width=w, height=h, regions=[r.to_dict() for r in regions])
         lines = []

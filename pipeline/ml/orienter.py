@@ -9,35 +9,24 @@ crop both ways up, which cost a second encoder pass and decoding probe per crop.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from .side_models import SideConfig
+
 
 @dataclass
-class OrienterConfig:
+class OrienterConfig(SideConfig):
     """The view's size and the network's widths (stored under ``"orienter"`` in the detector's config)."""
 
     height: int = 48
     width: int = 384
     channels: tuple[int, ...] = (16, 32, 64, 96)
     hidden: int = 128
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> OrienterConfig:
-        fields = cls.__dataclass_fields__
-        kw = {k: v for k, v in raw.items() if k in fields}
-        if "channels" in kw:
-            kw["channels"] = tuple(kw["channels"])
-        return cls(**kw)
 
 
 def letterbox(crop: np.ndarray, cfg: OrienterConfig) -> np.ndarray:

@@ -13,7 +13,7 @@ is used as it is.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -21,12 +21,13 @@ import torch
 from torch import nn
 
 from .evaluate import quad_iou
+from .side_models import SideConfig
 
 UNIT = np.float32([[0, 0], [1, 0], [1, 1], [0, 1]])
 
 
 @dataclass
-class RefinerConfig:
+class RefinerConfig(SideConfig):
     """Hyper-parameters saved with the weights (the detector's ``config.json``, key ``refiner``)."""
 
     height: int = 48
@@ -45,19 +46,6 @@ class RefinerConfig:
     turned_look: bool = False
     # a refined quad that overlaps the detector's by less than this is a failure: keep the old one
     min_iou: float = 0.5
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> RefinerConfig:
-        fields = cls.__dataclass_fields__
-        kw = {k: v for k, v in raw.items() if k in fields}
-        if "channels" in kw:
-            kw["channels"] = tuple(kw["channels"])
-        return cls(**kw)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

@@ -24,9 +24,7 @@ settings under ``"orienter"`` in that folder's ``config.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -35,6 +33,7 @@ import torch
 
 from .evaluate import match_quads
 from .orienter import Orienter, OrienterConfig, landscape, letterbox, roll_view
+from .side_models import export_beside_detector, learning_rate, map_chunks, save_atomic
 from .train_detector import ROOT, WEIGHTS, CropPool, make_photo
 
 ORIENTER_SEED_BASE = 6_000_000  # training range (below train_detector.EVAL_SEED_BASE), unseen by detector and refiner
@@ -81,11 +80,7 @@ def build_samples(path: Path, base: int, photos: int, workers: int, cfg: Oriente
     jobs = [(base, int(a), int(b), all_rolls, cfg.to_dict()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
             if b > a]
     t0 = time.time()
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as ex:
-            parts = list(ex.map(_build_chunk, jobs))
-    else:
-        parts = [_build_chunk(j) for j in jobs]
+    parts = map_chunks(_build_chunk, jobs, workers)
     views = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     tmp = path.with_name(path.stem + ".tmp.npz")
@@ -164,11 +159,8 @@ def main(argv=None):
         g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         idx = torch.randint(0, n, (args.batch,), generator=g)
         x = augment(views[idx].float()[:, None] / 255, g)
-        elapsed = elapsed_before + time.time() - t0
-        progress = step / args.steps
-        if args.minutes:
-            progress = max(progress, elapsed / (args.minutes * 60))
-        lr = args.lr * min(1.0, (step + 1) / 100) * max(0.02, 0.5 * (1 + np.cos(np.pi * min(progress, 1.0))))
+        lr = learning_rate(args.lr, step, args.steps, elapsed=elapsed_before + time.time() - t0,
+                           minutes=args.minutes, warmup=100)
         for grp in opt.param_groups:
             grp["lr"] = lr
         model.train()
@@ -187,12 +179,8 @@ def main(argv=None):
                     "best_acc": max(best_acc, acc)}
             if acc > best_acc:
                 best_acc = acc
-                tmp = best.with_suffix(".tmp")
-                torch.save(ckpt, tmp)
-                tmp.replace(best)
-            tmp = last.with_suffix(".tmp")
-            torch.save(ckpt, tmp)
-            tmp.replace(last)
+                save_atomic(ckpt, best)
+            save_atomic(ckpt, last)
             print(f"step {step} loss {ema:.4f} lr {lr:.2e} val {acc:.4f} (best {best_acc:.4f}) {elapsed:.0f}s",
                   flush=True)
         if out_of_time:
@@ -204,14 +192,9 @@ def main(argv=None):
 def export(checkpoint: Path, folder: Path = WEIGHTS) -> None:
     """``orienter.pt`` (float16) into the detector folder and its settings into that ``config.json``."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
-               folder / "orienter.pt")
-    config_path = folder / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    config["orienter"] = {**state["config"], "trained_steps": state["step"], "views": state.get("views"),
-                          "val_accuracy": round(state["val_accuracy"], 4), "val_crops": state.get("val_crops")}
-    config_path.write_text(json.dumps(config, indent=1))
+    export_beside_detector(state, folder, file="orienter.pt", key="orienter",
+                           extra={"trained_steps": state["step"], "views": state.get("views"),
+                                  "val_accuracy": round(state["val_accuracy"], 4), "val_crops": state.get("val_crops")})
     print(f"exported orienter step {state['step']} (validation accuracy {state['val_accuracy']:.4f}) to {folder}",
           flush=True)
 

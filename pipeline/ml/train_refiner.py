@@ -19,9 +19,7 @@ detector's folder and its settings under ``"refiner"`` in that folder's ``config
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -30,6 +28,7 @@ import torch
 
 from .evaluate import match_quads
 from .refiner import QuadRefiner, RefinerConfig, align_to, corners_to_view, to_gray, view
+from .side_models import export_beside_detector, learning_rate, map_chunks, save_atomic
 from .train_detector import ROOT, WEIGHTS, CropPool, make_photo
 
 REFINER_SEED_BASE = 5_000_000  # training range (below train_detector.EVAL_SEED_BASE), unseen by the detector
@@ -98,11 +97,7 @@ def build_samples(path: Path, photos: int, workers: int, cfg: RefinerConfig) -> 
     bounds = np.linspace(0, photos, workers * 4 + 1).astype(int)
     jobs = [(int(a), int(b), cfg.to_dict()) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
     t0 = time.time()
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as ex:
-            parts = list(ex.map(_build_chunk, jobs))
-    else:
-        parts = [_build_chunk(j) for j in jobs]
+    parts = map_chunks(_build_chunk, jobs, workers)
     views = np.concatenate([p[0] for p in parts])
     targets = np.concatenate([p[1] for p in parts])
     kinds = np.concatenate([p[2] for p in parts])
@@ -171,11 +166,8 @@ def main(argv=None):
         idx = torch.randint(0, n, (args.batch,), generator=g)
         x = augment(views[idx].float()[:, None] / 255, g)
         y = targets[idx]
-        elapsed = elapsed_before + time.time() - t0
-        progress = step / args.steps
-        if args.minutes:
-            progress = max(progress, elapsed / (args.minutes * 60))
-        lr = args.lr * min(1.0, (step + 1) / 200) * max(0.02, 0.5 * (1 + np.cos(np.pi * min(progress, 1.0))))
+        lr = learning_rate(args.lr, step, args.steps, elapsed=elapsed_before + time.time() - t0,
+                           minutes=args.minutes, warmup=200)
         for grp in opt.param_groups:
             grp["lr"] = lr
         model.train()
@@ -188,10 +180,8 @@ def main(argv=None):
         elapsed = elapsed_before + time.time() - t0
         out_of_time = bool(args.minutes) and elapsed > args.minutes * 60
         if step % args.ckpt_every == 0 or step >= args.steps or out_of_time:
-            tmp = last.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "config": cfg.to_dict(),
-                        "step": step, "elapsed": elapsed, "views": n}, tmp)
-            tmp.replace(last)
+            save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "config": cfg.to_dict(),
+                         "step": step, "elapsed": elapsed, "views": n}, last)
             print(f"step {step} loss {ema:.4f} lr {lr:.2e} {elapsed:.0f}s", flush=True)
         if out_of_time:
             break
@@ -202,13 +192,8 @@ def main(argv=None):
 def export(last: Path, folder: Path = WEIGHTS) -> None:
     """``refiner.pt`` (float16) into the detector folder and its settings into that ``config.json``."""
     state = torch.load(last, map_location="cpu", weights_only=False)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
-               folder / "refiner.pt")
-    config_path = folder / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    config["refiner"] = {**state["config"], "trained_steps": state["step"], "views": state.get("views")}
-    config_path.write_text(json.dumps(config, indent=1))
+    export_beside_detector(state, folder, file="refiner.pt", key="refiner",
+                           extra={"trained_steps": state["step"], "views": state.get("views")})
     print(f"exported refiner step {state['step']} to {folder}", flush=True)
 
 

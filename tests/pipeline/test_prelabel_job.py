@@ -183,6 +183,7 @@ def test_prediction_records_how_the_worker_read_it(curator, spec, images, django
     reading = Prediction.objects.filter(job=plain).first().reading
     assert reading["beam_width"] == 1 and reading["views"] == [] and reading["refine_corners"] is True
     assert reading["encoder"] in ("float32", "bfloat16") and reading["orient"] is True
+    assert reading["orienter"] is True  # the committed detector folder keeps an orienter
 
     monkeypatch.setenv("MATHSET_RECOGNIZER_VIEWS", "wide,trim")
     clear_cache()  # a worker reads the variable when it loads its reader

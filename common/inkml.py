@@ -31,6 +31,7 @@ __all__ = ["Ink", "InkMLError", "parse_inkml", "ink_bbox", "render_ink"]
 # The standard library's expat parser: it never fetches external entities and (expat
 # >= 2.4.1) refuses entity-expansion bombs. lxml is stricter than the data: CROHME files
 # carry `xml:id="0_1"`, which is not a valid NCName, and lxml rejects the whole file.
+_XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
@@ -47,12 +48,15 @@ class Ink:
     truth: the truth LaTeX with surrounding `$...$` removed, or None when the file has none.
     ui: the file's unique identifier (`<annotation type="UI">`), else the file name stem.
     annotations: every top-level `<annotation type=...>` as text (writer, age, copyright...).
+    symbols: the file's symbol segmentation, where it has one (CROHME's `<traceGroup>`s with a
+        truth and `<traceView traceDataRef=..>`s): (symbol label, indices into `traces`) each.
     """
 
     traces: list[np.ndarray]
     truth: str | None = None
     ui: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
+    symbols: list[tuple[str, list[int]]] = field(default_factory=list)
 
     @property
     def writer(self) -> str | None:
@@ -122,6 +126,7 @@ def parse_inkml(data: bytes | str | Path, *, name: str = "") -> Ink:
 
     annotations: dict[str, str] = {}
     traces: list[np.ndarray] = []
+    trace_index: dict[str, int] = {}
     for child in root:
         kind = _local(child.tag)
         if kind == "annotation":
@@ -131,16 +136,39 @@ def parse_inkml(data: bytes | str | Path, *, name: str = "") -> Ink:
     # Traces may sit directly under <ink> or inside <traceGroup>s: take them all, in document order.
     for trace in root.iter():
         if _local(trace.tag) == "trace":
-            traces.append(_parse_trace(trace.text or "", trace.get("id") or trace.get("{http://www.w3.org/XML/1998/namespace}id") or "?"))
+            trace_id = trace.get("id") or trace.get(_XML_ID) or "?"
+            trace_index.setdefault(trace_id, len(traces))
+            traces.append(_parse_trace(trace.text or "", trace_id))
     if not traces:
         raise InkMLError("no <trace> with points")
+    symbols = _symbol_groups(root, trace_index)
 
     truth = annotations.get("truth")
     truth = _strip_math(truth) if truth is not None else None
     if truth == "":
         truth = None
     ui = annotations.get("UI", "").strip().strip('"') or (Path(name).stem if name else "")
-    return Ink(traces=traces, truth=truth, ui=ui, annotations=annotations)
+    return Ink(traces=traces, truth=truth, ui=ui, annotations=annotations, symbols=symbols)
+
+
+def _symbol_groups(root, trace_index: dict[str, int]) -> list[tuple[str, list[int]]]:
+    """(label, trace indices) of every `<traceGroup>` that points at strokes through `<traceView>`s.
+
+    A reference to a trace the file does not hold is dropped rather than an error: the segmentation
+    is a by-product the strokes and truth do not depend on.
+    """
+    groups = []
+    for group in root.iter():
+        if _local(group.tag) != "traceGroup":
+            continue
+        refs = [trace_index.get(v.get("traceDataRef", "")) for v in group if _local(v.tag) == "traceView"]
+        refs = sorted({r for r in refs if r is not None})
+        if not refs:
+            continue
+        label = next(((a.text or "").strip() for a in group
+                      if _local(a.tag) == "annotation" and a.get("type") == "truth"), "")
+        groups.append((label, refs))
+    return groups
 
 
 def ink_bbox(ink: Ink | list[np.ndarray]) -> tuple[float, float, float, float]:

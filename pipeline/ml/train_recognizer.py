@@ -26,9 +26,11 @@ fine-tuning rather than training from scratch.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
+import pickle
 import random
 import time
 from collections import Counter
@@ -96,6 +98,30 @@ def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int) -> l
     return [r for r in rendered if r is not None]
 
 
+def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed: int,
+                        processes: int) -> list[tuple[np.ndarray, list[str]]]:
+    """:func:`printed_pool`, kept in ``path`` (gzip pickle) so that parallel runs render it once.
+
+    The file records ``n`` and ``seed``; one made for other values is an error, not reused.
+    """
+    if path is None:
+        return printed_pool(n, texts, seed, processes)
+    if path.exists():
+        with gzip.open(path, "rb") as f:
+            stored = pickle.load(f)
+        if (stored["n"], stored["seed"]) != (n, seed):
+            raise SystemExit(f"{path} holds {stored['n']} printed crops of seed {stored['seed']}, "
+                             f"not {n} of seed {seed}")
+        return stored["crops"]
+    crops = printed_pool(n, texts, seed, processes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wb", compresslevel=6) as f:
+        pickle.dump({"n": n, "seed": seed, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(path)
+    return crops
+
+
 def build_vocab(token_lists) -> list[str]:
     counts = Counter(t for toks in token_lists for t in toks)
     return SPECIALS + sorted(t for t, c in counts.items() if c >= 2)
@@ -135,8 +161,9 @@ class FormulaCrops(Dataset):
     An item is either an ink (drawn anew for every epoch) or a stored crop (augmented anew).
     """
 
-    def __init__(self, items: list[tuple[str, object, list[str]]], cfg: RecognizerConfig, seed: int):
-        self.items, self.cfg, self.seed = items, cfg, seed
+    def __init__(self, items: list[tuple[str, object, list[str]]], cfg: RecognizerConfig, seed: int,
+                 distort: float = 0.0):
+        self.items, self.cfg, self.seed, self.distort = items, cfg, seed, distort
         self.stoi = {t: i for i, t in enumerate(cfg.vocab)}
 
     def __len__(self) -> int:
@@ -154,6 +181,8 @@ class FormulaCrops(Dataset):
         rng = np.random.default_rng([self.seed, epoch, j])
         kind, src, toks = self.items[j]
         if kind == "ink":
+            if self.distort and rng.random() < self.distort:
+                src = inkml.distort_symbols(src, rng)
             img = inkml.render_ink(src, height=self.cfg.height, pen=float(rng.uniform(1.2, 3.4)),
                                    slant=float(rng.normal(0, 0.12)), jitter=float(rng.uniform(0, 0.35)), rng=rng)
             img = augment(img, rng, printed=False)
@@ -205,8 +234,9 @@ class BucketedBatches:
 
 # ---------------------------------------------------------------------------------- training
 
-def val_exact(model: Recognizer, val: list[tuple[np.ndarray, list[str]]], device: str, batch: int = 64) -> float:
+def val_exact(model: Recognizer, val: list[tuple[np.ndarray, list[str]]], device: str, batch: int = 0) -> float:
     """Greedy exact match (normalised tokens) over ``val``, read as the platform reads crops."""
+    batch = batch or (256 if device == "cuda" else 64)  # a GPU decodes the whole set in three batches
     model.eval()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
         readings = read_crops(model, [img for img, _ in val], device=device, batch_size=batch)
@@ -223,8 +253,11 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--printed", type=int, default=600, help="printed (mathtext) crops rendered for the run")
+    p.add_argument("--printed-cache", help="gzip pickle keeping the printed crops between runs (made if missing)")
     p.add_argument("--im2markup-repeat", type=int, default=3, help="times each real printed crop appears per epoch")
     p.add_argument("--crohme-repeat", type=int, default=1, help="times each training ink appears per epoch")
+    p.add_argument("--distort", type=float, default=0.0,
+                   help="share of ink draws whose symbols are moved, resized and turned (ink.distort_symbols)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workers", type=int, default=0, help="data-loader processes drawing the samples")
     p.add_argument("--ckpt-every", type=int, default=100)
@@ -264,7 +297,8 @@ def main(argv=None):
     inks = crohme_train_inks(shared)
     crops = [(img, toks) for img, toks, _ in data.im2markup_samples(shared, heldout=False)]
     texts = [toks for _, toks in inks] + [toks for _, toks in crops]
-    printed = printed_pool(args.printed, texts, args.seed, max(1, args.workers))
+    printed = cached_printed_pool(Path(args.printed_cache) if args.printed_cache else None, args.printed, texts,
+                                  args.seed, max(1, args.workers))
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
     init = None if state or not args.init else load_recognizer(args.init, device="cpu", precision="float32")
     cfg = (RecognizerConfig(**state["config"]) if state
@@ -276,7 +310,7 @@ def main(argv=None):
     items = ([("ink", ink, toks) for ink, toks in inks if len(toks) <= cfg.max_len] * args.crohme_repeat
              + [("img", img, toks) for img, toks in crops if len(toks) <= cfg.max_len] * args.im2markup_repeat
              + [("img", img, toks) for img, toks in printed if len(toks) <= cfg.max_len])
-    dataset = FormulaCrops(items, cfg, args.seed)
+    dataset = FormulaCrops(items, cfg, args.seed, distort=args.distort)
     val = []
     if args.val:
         val = [(inkml.render_ink(ink), normalize_tokens(ink.truth))

@@ -99,6 +99,20 @@ def test_slant_and_jitter_change_the_image_deterministically():
     assert (a == b).all() and not (a == plain).all() and a.shape == c.shape and not (a == c).all()
 
 
+def test_symbol_segmentation_maps_trace_groups_to_stroke_indices():
+    groups = ('<traceGroup><annotation type="truth">Segmentation</annotation>'
+              '<traceGroup><annotation type="truth">x</annotation><traceView traceDataRef="0"/>'
+              '<traceView traceDataRef="2"/></traceGroup>'
+              '<traceGroup><annotation type="truth">+</annotation><traceView traceDataRef="1"/>'
+              '<traceView traceDataRef="9"/></traceGroup>'
+              '<traceGroup><annotation type="truth">?</annotation><traceView traceDataRef="9"/></traceGroup>'
+              '</traceGroup>')
+    ink = parse_inkml(inkml(["0 0, 1 1", "2 2, 3 3", "1 0, 0 1"], extra=groups))
+    # a reference to a stroke the file lacks is dropped; a group left with none is no symbol
+    assert ink.symbols == [("x", [0, 2]), ("+", [1])]
+    assert parse_inkml(inkml(["0 0, 1 1"])).symbols == []
+
+
 def test_ink_bbox_spans_all_strokes():
     ink = Ink(traces=[np.array([[1, 2], [3, 4]], float), np.array([[-5, 9]], float)])
     assert ink_bbox(ink) == (-5.0, 2.0, 3.0, 9.0)
@@ -114,6 +128,9 @@ def test_every_real_crohme_2016_test_ink_parses_with_truth(shared_data):
             ink = parse_inkml(tf.extractfile(info).read(), name=info.name)
             assert ink.truth and not ink.truth.startswith("$"), info.name
             assert ink.traces and all(t.shape[1] == 2 for t in ink.traces)
+            # every test ink is segmented into symbols, each stroke in at most one of them
+            strokes = [i for _, idx in ink.symbols for i in idx]
+            assert ink.symbols and len(strokes) == len(set(strokes)) <= len(ink.traces), info.name
             count += 1
             if count == 150:
                 break

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from common.inkml import Ink
+from common.inkml import Ink, ink_bbox
+from pipeline.ml import train_recognizer
+from pipeline.ml.ink import distort_symbols
 from pipeline.ml.recognizer import Recognizer, RecognizerConfig
-from pipeline.ml.train_recognizer import BucketedBatches, FormulaCrops, collate
+from pipeline.ml.train_recognizer import BucketedBatches, FormulaCrops, cached_printed_pool, collate
 
 VOCAB = ["<pad>", "<bos>", "<eos>", "<unk>", "x", "+", "1", "="]
 
@@ -17,7 +20,7 @@ def _cfg(**kw) -> RecognizerConfig:
 
 def _items():
     stroke = np.array([[0, 0], [10, 12], [20, 0], [30, 12]], np.float32)
-    ink = Ink(traces=[stroke, stroke + [40, 0]], truth="x+1")
+    ink = Ink(traces=[stroke, stroke + [40, 0]], truth="x+1", symbols=[("x", [0]), ("1", [1])])
     printed = np.full((30, 90), 255, np.uint8)
     printed[10:20, 10:80] = 0
     return [("ink", ink, ["x", "+", "1"]), ("img", printed, ["x", "=", "1", "zzz"])]
@@ -146,3 +149,57 @@ def test_a_run_initialised_from_exported_weights_starts_from_them_with_their_arc
     assert ckpt["step"] == 1 and ckpt["config"]["d_model"] == 16 and ckpt["config"]["height"] == 32
     after = load_recognizer(tuned, device="cpu", precision="float32").state_dict()
     assert any(not torch.allclose(after[k], start[k]) for k in start if after[k].is_floating_point())
+
+
+def test_distorting_symbols_moves_each_symbol_a_little_and_keeps_its_strokes_together():
+    bar = np.array([[0, 0], [0, 10]], float)
+    # symbol "a" is two strokes; a third stroke belongs to no symbol
+    ink = Ink(traces=[bar, bar + [4, 0], bar + [30, 0], bar + [60, 0]], truth="a b",
+              symbols=[("a", [0, 1]), ("b", [2])])
+    rng = np.random.default_rng(3)
+    out = distort_symbols(ink, rng, stretch=0.0)
+    assert out.truth == "a b" and out.symbols == ink.symbols
+    assert np.array_equal(ink.traces[0], bar)  # the original ink is untouched
+    assert np.array_equal(out.traces[3], bar + [60, 0])  # outside any symbol: not moved
+    # the two strokes of "a" move as one: same distance between them up to its scale and turn
+    gap = np.linalg.norm(out.traces[1][0] - out.traces[0][0])
+    assert 4 * np.exp(-0.2) - 1e-9 <= gap <= 4 * np.exp(0.2) + 1e-9
+    # shifts are clipped at two standard deviations of the median symbol size (10), scale at 2 sigma
+    for t_in, t_out in zip(ink.traces[:3], out.traces[:3], strict=True):
+        assert np.abs(t_out.mean(axis=0) - t_in.mean(axis=0)).max() <= 0.16 * 10 + 10 * (np.exp(0.2) - 1) + 1
+    assert not all(np.array_equal(a, b) for a, b in zip(ink.traces, out.traces, strict=True))
+
+
+def test_stretch_changes_only_the_width_of_an_unsegmented_ink():
+    stroke = np.array([[0, 0], [10, 12], [20, 0]], float)
+    ink = Ink(traces=[stroke, stroke + [30, 0]])
+    out = distort_symbols(ink, np.random.default_rng(0), stretch=0.3)
+    x0, y0, x1, y1 = ink_bbox(out)
+    assert (y0, y1) == (0.0, 12.0)
+    assert 50 * np.exp(-0.3) <= x1 - x0 <= 50 * np.exp(0.3) and x1 - x0 != 50
+
+
+def test_distort_share_zero_draws_the_same_samples_as_before():
+    plain = FormulaCrops(_items(), _cfg(), seed=5)
+    off = FormulaCrops(_items(), _cfg(), seed=5, distort=0.0)
+    on = FormulaCrops(_items(), _cfg(), seed=5, distort=1.0)
+    assert np.array_equal(plain[(2, 0)][0], off[(2, 0)][0])
+    assert not np.array_equal(plain[(2, 0)][0], on[(2, 0)][0])
+    assert np.array_equal(on[(2, 1)][0], plain[(2, 1)][0])  # printed crops are not inks: unchanged
+
+
+def test_printed_pool_cache_is_made_once_and_refuses_other_settings(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_pool(n, texts, seed, processes):
+        calls.append(n)
+        return [(np.full((8, 8 + i), 255, np.uint8), ["x"]) for i in range(n)]
+
+    monkeypatch.setattr(train_recognizer, "printed_pool", fake_pool)
+    path = tmp_path / "pool.pkl.gz"
+    first = cached_printed_pool(path, 3, [], 0, 1)
+    again = cached_printed_pool(path, 3, [], 0, 1)
+    assert calls == [3] and [a.shape for a, _ in again] == [a.shape for a, _ in first]
+    with pytest.raises(SystemExit, match="holds 3 printed crops of seed 0, not 4 of seed 0"):
+        cached_printed_pool(path, 4, [], 0, 1)
+    assert not list(tmp_path.glob("*.tmp"))

@@ -20,7 +20,7 @@ class ModelVersion(models.Model):
 
     ``source`` says where the model lives: ``builtin`` (the weights committed in
     ``pipeline/weights/<kind>``), ``upload`` (a file in storage: TorchScript or a state dict,
-    with ``config``), or ``http`` (an external predict endpoint, like a Label Studio ML backend,
+    with ``config``; a detector may bring its corner refiner and orienter in ``side_files``), or ``http`` (an external predict endpoint, like a Label Studio ML backend,
     that takes image URLs and returns regions and LaTeX). At most one version per kind is active.
     """
 
@@ -46,6 +46,10 @@ class ModelVersion(models.Model):
     format = models.CharField(max_length=12, choices=Format.choices, blank=True)
     weights = models.CharField(max_length=255, blank=True, help_text="Storage name of the uploaded file")
     weights_sha256 = models.CharField(max_length=64, blank=True)
+    side_files = models.JSONField(
+        default=dict, blank=True,
+        help_text="A detector's side models in storage, by file name: refiner.pt (corner refiner), "
+                  "orienter.pt (which way up); their settings are under 'refiner'/'orienter' in config")
     endpoint_url = models.URLField(blank=True)
     config = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)

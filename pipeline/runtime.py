@@ -115,7 +115,8 @@ class HttpPredictor:
 
 
 def _folder_for(version) -> Path:
-    """A local folder holding ``config.json`` and ``weights.pt``/``model.ts`` for a version."""
+    """A local folder holding ``config.json`` and ``weights.pt``/``model.ts`` (and a detector's
+    ``refiner.pt`` / ``orienter.pt`` where it brought them) for a version."""
     if version.source == "builtin":
         return WEIGHTS_DIR / version.kind
     folder = Path(tempfile.gettempdir()) / "mathset-models" / f"{version.kind}-{version.pk}-{version.weights_sha256[:12]}"
@@ -124,6 +125,10 @@ def _folder_for(version) -> Path:
         target = "model.ts" if version.format == "torchscript" else "weights.pt"
         with default_storage.open(version.weights, "rb") as src:
             (folder / target).write_bytes(src.read())
+        for file, stored in (version.side_files or {}).items():  # refiner.pt, orienter.pt
+            with default_storage.open(stored, "rb") as src:
+                (folder / file).write_bytes(src.read())
+        # written last: its presence says the folder is complete
         (folder / "config.json").write_text(json.dumps(version.config or {}))
     return folder
 

@@ -58,6 +58,9 @@ def model_version_builtin(*, kind: str) -> ModelVersion:
         kind=kind, name="mathset-builtin", version=digest[:12],
         defaults={"source": ModelVersion.Source.BUILTIN, "format": ModelVersion.Format.STATE_DICT,
                   "weights_sha256": digest, "config": config,
+                  # repository paths, not storage names: workers read the builtin folder itself
+                  "side_files": {name: f"pipeline/weights/{kind}/{name}" for name in ("refiner.pt", "orienter.pt")
+                                 if (folder / name).exists()},
                   "metrics": json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
                   "notes": f"Committed weights, see pipeline/weights/{kind}/MODEL_CARD.md"},
     )
@@ -134,15 +137,54 @@ def _validate_model_file(*, kind: str, fmt: str, content: bytes, config: dict) -
         raise ValidationError({"file": f"the model cannot be loaded: {exc}"})
 
 
+# the small networks a detector may bring beside its weights: upload field -> (file, config key)
+SIDE_MODELS = {"refiner_file": ("refiner.pt", "refiner"), "orienter_file": ("orienter.pt", "orienter")}
+
+
+def _validate_side_model(*, field: str, content: bytes, config: dict) -> None:
+    """Load an uploaded corner refiner or orienter with its settings from ``config``, or refuse it."""
+    import torch
+
+    from .ml.orienter import Orienter, OrienterConfig
+    from .ml.refiner import QuadRefiner, RefinerConfig
+
+    file, key = SIDE_MODELS[field]
+    if not content:
+        raise ValidationError({field: "the file is empty"})
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise ValidationError({field: f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MB"})
+    raw = config.get(key)
+    if not isinstance(raw, dict):
+        raise ValidationError({field: f"config needs the {key}'s settings as an object under '{key}'"})
+    try:
+        model = (QuadRefiner(RefinerConfig.from_dict(raw)) if key == "refiner"
+                 else Orienter(OrienterConfig.from_dict(raw)))
+        state = torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except Exception as exc:  # noqa: BLE001 - report any loading failure to the uploader
+        raise ValidationError({field: f"the {key} cannot be loaded with config['{key}']: {exc}"})
+
+
 def model_version_upload(*, kind: str, name: str, version: str, file_name: str, content: bytes, fmt: str,
                          config: dict | None = None, metrics: dict | None = None,
                          training_licences: Iterable[str] = (), notes: str = "", activate: bool = False,
+                         side_models: dict[str, bytes] | None = None,
                          created_by: User | None = None) -> ModelVersion:
     """Register an uploaded model (TorchScript, or a state dict + config) after loading it once.
 
-    The file is stored under ``models/``; if the row cannot be written the file is removed.
+    A detector may bring its corner refiner and orienter (``side_models``: ``refiner_file`` /
+    ``orienter_file`` -> bytes, settings under ``config['refiner']`` / ``config['orienter']``);
+    without them its pre-labels keep the detector's corners and let the recognizer choose which
+    way up. The files are stored under ``models/``; if the row cannot be written they are removed.
     """
     config = config or {}
+    side_models = {f: c for f, c in (side_models or {}).items() if c is not None}
+    unknown = sorted(set(side_models) - set(SIDE_MODELS))
+    if unknown:
+        raise ValidationError({unknown[0]: f"not a side model; expected one of {', '.join(SIDE_MODELS)}"})
+    if side_models and kind != ModelVersion.Kind.DETECTOR:
+        field = sorted(side_models)[0]
+        raise ValidationError({field: "only a detector carries a corner refiner or an orienter"})
     if kind not in (ModelVersion.Kind.DETECTOR, ModelVersion.Kind.RECOGNIZER):
         raise ValidationError({"kind": "uploads are detectors or recognizers; use an HTTP endpoint for a pipeline"})
     if fmt not in (ModelVersion.Format.STATE_DICT, ModelVersion.Format.TORCHSCRIPT):
@@ -155,14 +197,30 @@ def model_version_upload(*, kind: str, name: str, version: str, file_name: str, 
     if ModelVersion.objects.filter(kind=kind, name=name, version=version).exists():
         raise ValidationError({"version": f"{kind} {name}@{version} already exists"})
     _validate_model_file(kind=kind, fmt=fmt, content=content, config=config)
-    digest = hashlib.sha256(content).hexdigest()
+    errors = {}
+    for field, side in sorted(side_models.items()):
+        try:
+            _validate_side_model(field=field, content=side, config=config)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    if errors:  # every side model's problem at once
+        raise ValidationError(errors)
+    # one digest over every file, so that a worker's cached copy changes with any of them
+    whole = hashlib.sha256(content)
+    for field, side in sorted(side_models.items()):
+        whole.update(field.encode() + hashlib.sha256(side).digest())
+    digest = whole.hexdigest()
     ext = "ts" if fmt == ModelVersion.Format.TORCHSCRIPT else "pt"
     with guarded_files() as files, transaction.atomic():
         stored = files.save(f"models/{kind}/{name}-{version}-{digest[:8]}.{ext}", content)
+        side_files = {SIDE_MODELS[field][0]: files.save(f"models/{kind}/{name}-{version}-{digest[:8]}-"
+                                                         f"{SIDE_MODELS[field][0]}", side)
+                      for field, side in sorted(side_models.items())}
         try:
             mv = ModelVersion.objects.create(kind=kind, name=name, version=version, source=ModelVersion.Source.UPLOAD,
                                              format=fmt, weights=stored, weights_sha256=digest, config=config,
-                                             metrics=metrics or {}, notes=notes, created_by=created_by)
+                                             side_files=side_files, metrics=metrics or {}, notes=notes,
+                                             created_by=created_by)
         except IntegrityError:
             raise ValidationError({"version": f"{kind} {name}@{version} already exists"})
         mv.training_licences.set(licences)

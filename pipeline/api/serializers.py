@@ -15,15 +15,21 @@ from ..selectors import prelabel_job_progress
 class ModelVersionSerializer(serializers.ModelSerializer):
     training_licences = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
     allows_commercial = serializers.SerializerMethodField()
+    side_models = serializers.SerializerMethodField(help_text="the side models a detector version brought "
+                                                    "(refiner.pt, orienter.pt)")
 
     class Meta:
         model = ModelVersion
-        fields = ["id", "kind", "name", "version", "source", "format", "weights_sha256", "endpoint_url", "config",
-                  "metrics", "training_licences", "allows_commercial", "notes", "is_active", "created_at"]
+        fields = ["id", "kind", "name", "version", "source", "format", "weights_sha256", "side_models", "endpoint_url",
+                  "config", "metrics", "training_licences", "allows_commercial", "notes", "is_active", "created_at"]
 
     @extend_schema_field(serializers.BooleanField())
     def get_allows_commercial(self, obj) -> bool:
         return all(lic.allows_commercial for lic in obj.training_licences.all())
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_side_models(self, obj) -> list[str]:
+        return sorted(obj.side_files or {})
 
 
 class JSONObjectField(serializers.JSONField):
@@ -46,6 +52,10 @@ class ModelUploadSerializer(serializers.Serializer):
     version = serializers.CharField(max_length=40)
     format = serializers.ChoiceField(choices=[ModelVersion.Format.STATE_DICT, ModelVersion.Format.TORCHSCRIPT])
     file = serializers.FileField()
+    refiner_file = serializers.FileField(required=False, help_text="detectors: the corner refiner's state dict "
+                                         "(settings under config['refiner'])")
+    orienter_file = serializers.FileField(required=False, help_text="detectors: the orienter's state dict "
+                                          "(settings under config['orienter'])")
     config = JSONObjectField(required=False, default=dict)
     metrics = JSONObjectField(required=False, default=dict)
     training_licences = serializers.ListField(child=serializers.CharField(max_length=40), required=False, default=list)

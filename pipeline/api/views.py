@@ -63,8 +63,9 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         data.is_valid(raise_exception=True)
         v = data.validated_data
         upload = v.pop("file")
+        side_models = {field: v.pop(field).read() for field in services.SIDE_MODELS if field in v}
         mv = services.model_version_upload(file_name=upload.name, content=upload.read(), fmt=v.pop("format"),
-                                           created_by=request.user, **v)
+                                           side_models=side_models, created_by=request.user, **v)
         return Response(s.ModelVersionSerializer(mv).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.HttpModelSerializer, responses={201: s.ModelVersionSerializer})

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from pipeline.ml.detector import DetectorConfig, TinyUNet
+from pipeline.ml.orienter import Orienter, OrienterConfig
+from pipeline.ml.refiner import QuadRefiner, RefinerConfig
 from pipeline.models import ModelVersion, PrelabelJob
 from tests import factories
 from tests.conftest import stored_files
@@ -23,6 +25,26 @@ def _torchscript_bytes() -> bytes:
     buf = io.BytesIO()
     torch.jit.save(torch.jit.trace(TinyUNet(DetectorConfig()).eval(), torch.zeros(1, 3, 256, 256)), buf)
     return buf.getvalue()
+
+
+def _state_bytes(model) -> bytes:
+    buf = io.BytesIO()
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def _side_upload(**over) -> dict:
+    """Upload fields of a detector that brings a corner refiner and an orienter."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    small_orienter = OrienterConfig(channels=(4, 8, 8, 8), hidden=16)
+    config = {**DetectorConfig().to_dict(), "refiner": RefinerConfig().to_dict(),
+              "orienter": small_orienter.to_dict()}
+    fields = {"config": json.dumps(config),
+              "refiner_file": SimpleUploadedFile("refiner.pt", _state_bytes(QuadRefiner(RefinerConfig()))),
+              "orienter_file": SimpleUploadedFile("orienter.pt", _state_bytes(Orienter(small_orienter)))}
+    fields.update(over)
+    return fields
 
 
 def _upload(api, **over):
@@ -74,6 +96,61 @@ def test_bad_upload_is_rejected_naming_the_field_and_stores_nothing(team_api, ov
     assert resp.status_code == 400
     assert field in resp.json()
     assert stored_files() == [] and ModelVersion.objects.count() == 0
+
+
+def test_detector_upload_brings_its_refiner_and_orienter_to_the_workers(team_api):
+    from pipeline import runtime
+    from pipeline.ml.inference import load_orienter, load_refiner
+
+    resp = _upload(team_api, **_side_upload())
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["side_models"] == ["orienter.pt", "refiner.pt"]
+    assert len(stored_files()) == 3
+    mv = ModelVersion.objects.get(pk=resp.json()["id"])
+    folder = runtime._folder_for(mv)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "orienter.pt", "refiner.pt", "weights.pt"]
+    assert load_orienter(folder, device="cpu").cfg.channels == (4, 8, 8, 8)
+    assert load_refiner(folder, device="cpu") is not None
+    # a detector uploaded without them reads with neither
+    plain = ModelVersion.objects.get(pk=_upload(team_api, version="2").json()["id"])
+    assert load_orienter(runtime._folder_for(plain), device="cpu") is None
+
+
+def test_builtin_detector_lists_its_committed_side_models(team_api):
+    from pipeline import services
+
+    services.model_version_builtin(kind="detector")  # made on first use, as a job's first run does
+    resp = team_api.get("/api/v1/model-versions/", {"kind": "detector"})
+    assert resp.status_code == 200
+    builtin = [v for v in resp.json()["results"] if v["source"] == "builtin"]
+    assert builtin and builtin[0]["side_models"] == ["orienter.pt", "refiner.pt"]
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "says"),
+    [
+        ({"orienter_file": "garbage"}, "orienter_file", "cannot be loaded"),
+        ({"refiner_file": b""}, "refiner_file", "empty"),
+        ({"config": json.dumps(DetectorConfig().to_dict())}, "refiner_file", "config needs the refiner's settings"),
+        ({"config": json.dumps({**DetectorConfig().to_dict(), "refiner": RefinerConfig().to_dict(),
+                                "orienter": {**OrienterConfig().to_dict(), "hidden": 7}})},
+         "orienter_file", "cannot be loaded with config['orienter']"),
+        ({"kind": "recognizer"}, "orienter_file", "only a detector"),
+    ],
+)
+def test_bad_side_model_is_rejected_naming_its_field_and_stores_nothing(team_api, override, field, says):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    fields = _side_upload()
+    for key, value in override.items():
+        fields[key] = SimpleUploadedFile(f"{key}.pt", value.encode() if isinstance(value, str) else value) \
+            if key.endswith("_file") else value
+    if override.get("kind") == "recognizer":
+        fields.pop("refiner_file")
+    resp = _upload(team_api, **fields)
+    assert resp.status_code == 400, resp.content
+    assert says in str(resp.json()[field])
+    assert stored_files() == [] and ModelVersion.objects.filter(source="upload").count() == 0
 
 
 def test_unloadable_weights_are_rejected_before_storing(team_api):

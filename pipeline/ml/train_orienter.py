@@ -33,7 +33,7 @@ import torch
 
 from .evaluate import match_quads
 from .orienter import Orienter, OrienterConfig, landscape, letterbox, roll_view
-from .side_models import export_beside_detector, learning_rate, map_chunks, save_atomic
+from .side_models import export_beside_detector, fit, map_chunks
 from .train_detector import ROOT, WEIGHTS, CropPool, make_photo
 
 ORIENTER_SEED_BASE = 6_000_000  # training range (below train_detector.EVAL_SEED_BASE), unseen by detector and refiner
@@ -128,7 +128,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
-    last, best = run / "last.pt", run / "best.pt"
+    best = run / "best.pt"
     if args.export:
         export(best, args.out)
         return
@@ -144,47 +144,12 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     model = Orienter(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    step, elapsed_before, best_acc = 0, 0.0, -1.0
-    if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step, elapsed_before, best_acc = state["step"], state.get("elapsed", 0.0), state.get("best_acc", -1.0)
     print(f"params {sum(q.numel() for q in model.parameters()) / 1e6:.3f}M, {len(views)} views, "
-          f"{len(val_views)} validation crops, resume at step {step}", flush=True)
-    n = len(views)
-    t0, ema = time.time(), None
-    while step < args.steps:
-        # batch b is a fixed function of (seed, step): a resumed run draws what it would have drawn
-        g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        idx = torch.randint(0, n, (args.batch,), generator=g)
-        x = augment(views[idx].float()[:, None] / 255, g)
-        lr = learning_rate(args.lr, step, args.steps, elapsed=elapsed_before + time.time() - t0,
-                           minutes=args.minutes, warmup=100)
-        for grp in opt.param_groups:
-            grp["lr"] = lr
-        model.train()
-        loss = torch.nn.functional.cross_entropy(model(x), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-        elapsed = elapsed_before + time.time() - t0
-        out_of_time = bool(args.minutes) and elapsed > args.minutes * 60
-        if step % args.val_every == 0 or step >= args.steps or out_of_time:
-            acc = accuracy(model, val_views, val_labels)
-            ckpt = {"model": model.state_dict(), "opt": opt.state_dict(), "config": cfg.to_dict(), "step": step,
-                    "elapsed": elapsed, "views": n, "val_accuracy": acc, "val_crops": len(val_views),
-                    "best_acc": max(best_acc, acc)}
-            if acc > best_acc:
-                best_acc = acc
-                save_atomic(ckpt, best)
-            save_atomic(ckpt, last)
-            print(f"step {step} loss {ema:.4f} lr {lr:.2e} val {acc:.4f} (best {best_acc:.4f}) {elapsed:.0f}s",
-                  flush=True)
-        if out_of_time:
-            break
+          f"{len(val_views)} validation crops", flush=True)
+    fit(model, opt, views=views, targets=labels, augment=augment, loss=torch.nn.functional.cross_entropy, run=run,
+        config=cfg.to_dict(), steps=args.steps, minutes=args.minutes, batch=args.batch, peak_lr=args.lr,
+        warmup=100, seed=args.seed, every=args.val_every,
+        validate=lambda m: accuracy(m, val_views, val_labels), extra={"val_crops": len(val_views)})
     if not args.no_export:
         export(best, args.out)
 

@@ -28,7 +28,7 @@ import torch
 
 from .evaluate import match_quads
 from .refiner import QuadRefiner, RefinerConfig, align_to, corners_to_view, to_gray, view
-from .side_models import export_beside_detector, learning_rate, map_chunks, save_atomic
+from .side_models import export_beside_detector, fit, map_chunks
 from .train_detector import ROOT, WEIGHTS, CropPool, make_photo
 
 REFINER_SEED_BASE = 5_000_000  # training range (below train_detector.EVAL_SEED_BASE), unseen by the detector
@@ -150,41 +150,10 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     model = QuadRefiner(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    step, elapsed_before = 0, 0.0
-    if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step, elapsed_before = state["step"], state.get("elapsed", 0.0)
-    print(f"params {sum(q.numel() for q in model.parameters()) / 1e6:.2f}M, {len(views)} views, "
-          f"resume at step {step}", flush=True)
-    n = len(views)
-    t0, ema = time.time(), None
-    while step < args.steps:
-        # batch b is a fixed function of (seed, step): a resumed run draws what it would have drawn
-        g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        idx = torch.randint(0, n, (args.batch,), generator=g)
-        x = augment(views[idx].float()[:, None] / 255, g)
-        y = targets[idx]
-        lr = learning_rate(args.lr, step, args.steps, elapsed=elapsed_before + time.time() - t0,
-                           minutes=args.minutes, warmup=200)
-        for grp in opt.param_groups:
-            grp["lr"] = lr
-        model.train()
-        loss = torch.nn.functional.smooth_l1_loss(model(x), y, beta=0.01)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-        elapsed = elapsed_before + time.time() - t0
-        out_of_time = bool(args.minutes) and elapsed > args.minutes * 60
-        if step % args.ckpt_every == 0 or step >= args.steps or out_of_time:
-            save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "config": cfg.to_dict(),
-                         "step": step, "elapsed": elapsed, "views": n}, last)
-            print(f"step {step} loss {ema:.4f} lr {lr:.2e} {elapsed:.0f}s", flush=True)
-        if out_of_time:
-            break
+    print(f"params {sum(q.numel() for q in model.parameters()) / 1e6:.2f}M, {len(views)} views", flush=True)
+    fit(model, opt, views=views, targets=targets, augment=augment, run=run, config=cfg.to_dict(), steps=args.steps,
+        minutes=args.minutes, batch=args.batch, peak_lr=args.lr, warmup=200, seed=args.seed, every=args.ckpt_every,
+        loss=lambda pred, y: torch.nn.functional.smooth_l1_loss(pred, y, beta=0.01))
     if not args.no_export:
         export(last, args.out)
 

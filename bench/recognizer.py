@@ -1,4 +1,5 @@
-"""Recognizer accuracy and speed: ``python bench/recognizer.py [--limit N] [--threads T] [--beam K | --tta]``.
+"""Recognizer accuracy and speed: ``python bench/recognizer.py [--limit N] [--threads T] [--beam K | --tta]
+[--weights FOLDER]``.
 
 CROHME 2016 *test* inks rendered offline (64 px high, 2 px pen): exact match, within 1/2
 edits; im2markup held-out fifth (cropped to the ink): BLEU-4. Prints figures + machine facts.
@@ -33,9 +34,10 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--beam", type=int, default=1, help="beam width (1: greedy)")
     p.add_argument("--tta", action="store_true", help="read each crop with its test-time views too (greedy)")
+    p.add_argument("--weights", help="recognizer folder (config.json + weights.pt); default: the committed one")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    reader = FormulaReader(device="cpu", batch_size=32, beam_width=args.beam, views=TTA_VIEWS if args.tta else None)
+    reader = FormulaReader(recognizer_dir=args.weights, device="cpu", batch_size=32, beam_width=args.beam, views=TTA_VIEWS if args.tta else None)
     shared = _machine.shared_data()
     crohme = data.crohme_samples(shared, "test")
     im2m = [(img, toks) for img, toks, _ in data.im2markup_samples(shared, heldout=True)]

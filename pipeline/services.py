@@ -53,19 +53,23 @@ def model_version_builtin(*, kind: str) -> ModelVersion:
         if (folder / name).exists():
             digest_of.update((folder / name).read_bytes())
     digest = digest_of.hexdigest()
+    # repository paths, not storage names: workers read the builtin folder itself
+    side_files = {name: f"pipeline/weights/{kind}/{name}" for name in ("refiner.pt", "orienter.pt")
+                  if (folder / name).exists()}
     metrics_file = folder / "metrics.json"
     version, created = ModelVersion.objects.get_or_create(
         kind=kind, name="mathset-builtin", version=digest[:12],
         defaults={"source": ModelVersion.Source.BUILTIN, "format": ModelVersion.Format.STATE_DICT,
                   "weights_sha256": digest, "config": config,
-                  # repository paths, not storage names: workers read the builtin folder itself
-                  "side_files": {name: f"pipeline/weights/{kind}/{name}" for name in ("refiner.pt", "orienter.pt")
-                                 if (folder / name).exists()},
+                  "side_files": side_files,
                   "metrics": json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
                   "notes": f"Committed weights, see pipeline/weights/{kind}/MODEL_CARD.md"},
     )
     if created:
         version.training_licences.set(Licence.objects.filter(code__in=BUILTIN_LICENCE_CODES.get(kind, [])))
+    elif version.side_files != side_files:  # a row made before side models were recorded
+        version.side_files = side_files
+        version.save(update_fields=["side_files"])
     return version
 
 
@@ -110,6 +114,7 @@ def _validate_model_file(*, kind: str, fmt: str, content: bytes, config: dict) -
     import torch
 
     from .ml.detector import DetectorConfig, TinyUNet
+    from .ml.inference import float_state
     from .ml.recognizer import Recognizer, RecognizerConfig
 
     try:
@@ -122,7 +127,7 @@ def _validate_model_file(*, kind: str, fmt: str, content: bytes, config: dict) -
             if out.ndim != 4 or out.shape[1] != 2:
                 raise ValueError(f"the module must return (B, 2, h, w) logits, got shape {tuple(out.shape)}")
             return
-        state = torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
+        state = float_state(io.BytesIO(content))
         if kind == ModelVersion.Kind.DETECTOR:
             model = TinyUNet(DetectorConfig(size=config.get("size", 256), channels=tuple(config.get("channels", (12, 24, 48, 64)))))
         else:
@@ -130,7 +135,7 @@ def _validate_model_file(*, kind: str, fmt: str, content: bytes, config: dict) -
                 raise ValueError("a recognizer config needs its 'vocab'")
             fields = RecognizerConfig.__dataclass_fields__
             model = Recognizer(RecognizerConfig(**{k: v for k, v in config.items() if k in fields}))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        model.load_state_dict(state)
     except ValidationError:
         raise
     except Exception as exc:  # noqa: BLE001 - report any loading failure to the uploader
@@ -143,12 +148,9 @@ SIDE_MODELS = {"refiner_file": ("refiner.pt", "refiner"), "orienter_file": ("ori
 
 def _validate_side_model(*, field: str, content: bytes, config: dict) -> None:
     """Load an uploaded corner refiner or orienter with its settings from ``config``, or refuse it."""
-    import torch
+    from .ml.inference import side_model
 
-    from .ml.orienter import Orienter, OrienterConfig
-    from .ml.refiner import QuadRefiner, RefinerConfig
-
-    file, key = SIDE_MODELS[field]
+    _file, key = SIDE_MODELS[field]
     if not content:
         raise ValidationError({field: "the file is empty"})
     if len(content) > MAX_UPLOAD_BYTES:
@@ -157,10 +159,7 @@ def _validate_side_model(*, field: str, content: bytes, config: dict) -> None:
     if not isinstance(raw, dict):
         raise ValidationError({field: f"config needs the {key}'s settings as an object under '{key}'"})
     try:
-        model = (QuadRefiner(RefinerConfig.from_dict(raw)) if key == "refiner"
-                 else Orienter(OrienterConfig.from_dict(raw)))
-        state = torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        side_model(key, raw, io.BytesIO(content))  # as workers will load it
     except Exception as exc:  # noqa: BLE001 - report any loading failure to the uploader
         raise ValidationError({field: f"the {key} cannot be loaded with config['{key}']: {exc}"})
 

@@ -94,9 +94,28 @@ def encoder_uses_bf16(precision: str | None, device: str) -> bool:
     return precision == "bfloat16"
 
 
-def _load_state(folder: Path) -> dict:
-    state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+def float_state(source) -> dict:
+    """A state dict (a path or file object) read on the CPU, float16 tensors widened to float32."""
+    state = torch.load(source, map_location="cpu", weights_only=True)
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _load_state(folder: Path) -> dict:
+    return float_state(folder / "weights.pt")
+
+
+# the small networks kept beside a detector's weights, by their key in its config.json
+SIDE_MODELS = {"refiner": (QuadRefiner, RefinerConfig), "orienter": (Orienter, OrienterConfig)}
+
+
+def side_model(key: str, raw: dict, source):
+    """(model, config) of the side model ``key`` built from its settings ``raw``, weights read from
+    ``source`` (a path or file object); raises when they do not fit."""
+    net, settings = SIDE_MODELS[key]
+    cfg = settings.from_dict(raw)
+    model = net(cfg)
+    model.load_state_dict(float_state(source))
+    return model, cfg
 
 
 def load_detector(folder: Path | str | None = None, device: str | None = None):
@@ -122,10 +141,7 @@ def load_refiner(folder: Path | str | None = None, device: str | None = None):
     raw = json.loads((folder / "config.json").read_text()).get("refiner")
     if not raw or not (folder / "refiner.pt").exists():
         return None
-    cfg = RefinerConfig.from_dict(raw)
-    model = QuadRefiner(cfg)
-    state = torch.load(folder / "refiner.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model, cfg = side_model("refiner", raw, folder / "refiner.pt")
     return model.to(device or default_device()).eval(), cfg
 
 
@@ -136,9 +152,7 @@ def load_orienter(folder: Path | str | None = None, device: str | None = None) -
     raw = json.loads((folder / "config.json").read_text()).get("orienter")
     if not raw or not (folder / "orienter.pt").exists():
         return None
-    model = Orienter(OrienterConfig.from_dict(raw))
-    state = torch.load(folder / "orienter.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model, _ = side_model("orienter", raw, folder / "orienter.pt")
     return model.to(device or default_device()).eval()
 
 

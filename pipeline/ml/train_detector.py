@@ -21,6 +21,7 @@ from torch import nn
 
 from . import data, synth
 from .detector import DetectorConfig, TinyUNet, prepare_photo, top_half_mask
+from .inference import float_state
 
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "pipeline" / "weights" / "detector"
@@ -152,8 +153,7 @@ def main(argv=None):
         step = state["step"]
         run_start, elapsed_before = state.get("run_start", 0), state.get("elapsed", 0.0)
     elif args.from_weights:
-        weights = torch.load(WEIGHTS / "weights.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+        model.load_state_dict(float_state(WEIGHTS / "weights.pt"))
         step = run_start = int(json.loads((WEIGHTS / "config.json").read_text()).get("trained_steps", 0))
     pool = CropPool(seed=args.seed)
     print(f"params {sum(p.numel() for p in model.parameters())/1e6:.2f}M, resume at step {step}", flush=True)

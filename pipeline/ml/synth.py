@@ -89,6 +89,21 @@ def _tight(gray: np.ndarray, margin: int = 3) -> np.ndarray:
     return cv2.copyMakeBorder(crop, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=255)
 
 
+def mathtext_source(tokens: list[str]) -> str:
+    """Space-separated LaTeX tokens as a string that matplotlib mathtext typesets as LaTeX would.
+
+    mathtext reads ``x _ { 2 }`` as ``x``, a stray ``_`` and an inline ``2``: a space after ``_``
+    or ``^`` breaks the script. The normalised token strings of the corpora (``x _ { 2 }``) are
+    therefore joined with no space after a script mark and one space everywhere else.
+    """
+    out = []
+    for i, tok in enumerate(tokens):
+        out.append(tok)
+        if i + 1 < len(tokens) and tok not in ("_", "^"):
+            out.append(" ")
+    return "".join(out)
+
+
 def render_mathtext(latex: str, *, size: float = 20, font: str = "cm", dpi: int = 100) -> np.ndarray:
     """Render with matplotlib mathtext into a tight uint8 grayscale crop (255 = paper)."""
     import matplotlib

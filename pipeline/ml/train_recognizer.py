@@ -83,26 +83,42 @@ def _render_printed(job: tuple[str, int]) -> tuple[np.ndarray, list[str]] | None
     return (img, toks) if toks else None
 
 
-def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int) -> list[tuple[np.ndarray, list[str]]]:
-    """``n`` printed crops: half random grammar formulas, half training truths typeset in print."""
+def printed_jobs(n: int, texts: list[list[str]], seed: int) -> list[tuple[str, int]]:
+    """(mathtext source, render seed) of :func:`printed_pool`'s ``n`` crops.
+
+    Even ones are random grammar formulas, odd ones training truths (token lists) joined by
+    :func:`synth.mathtext_source`, so that their sub- and superscripts are typeset as scripts.
+    """
     rng = np.random.default_rng(seed)
     jobs = []
     for i in range(n):
         if i % 2 == 0 or not texts:
             src = synth.random_formula(rng)
         else:
-            src = " ".join(texts[int(rng.integers(len(texts)))])
+            src = synth.mathtext_source(texts[int(rng.integers(len(texts)))])
         jobs.append((src, seed * 10_000_000 + i))
+    return jobs
+
+
+def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int) -> list[tuple[np.ndarray, list[str]]]:
+    """``n`` printed crops: half random grammar formulas, half training truths typeset in print."""
+    jobs = printed_jobs(n, texts, seed)
     with Pool(max(1, processes)) as pool:
         rendered = pool.map(_render_printed, jobs, chunksize=64)
     return [r for r in rendered if r is not None]
+
+
+# 2: training truths typeset with their scripts (:func:`synth.mathtext_source`); the crops of
+# format 1 drew ``x _ { 2 }`` as an inline ``x 2`` under a label with a subscript
+PRINTED_POOL_FORMAT = 2
 
 
 def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed: int,
                         processes: int) -> list[tuple[np.ndarray, list[str]]]:
     """:func:`printed_pool`, kept in ``path`` (gzip pickle) so that parallel runs render it once.
 
-    The file records ``n`` and ``seed``; one made for other values is an error, not reused.
+    The file records ``n``, ``seed`` and the pool's format; one made for other values, or by
+    an earlier format, is an error, not reused.
     """
     if path is None:
         return printed_pool(n, texts, seed, processes)
@@ -112,12 +128,15 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
         if (stored["n"], stored["seed"]) != (n, seed):
             raise SystemExit(f"{path} holds {stored['n']} printed crops of seed {stored['seed']}, "
                              f"not {n} of seed {seed}")
+        if stored.get("format", 1) != PRINTED_POOL_FORMAT:
+            raise SystemExit(f"{path} was rendered by printed-pool format {stored.get('format', 1)}, not "
+                             f"{PRINTED_POOL_FORMAT} (its typeset truths lost their scripts): delete it")
         return stored["crops"]
     crops = printed_pool(n, texts, seed, processes)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wb", compresslevel=6) as f:
-        pickle.dump({"n": n, "seed": seed, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({"n": n, "seed": seed, "format": PRINTED_POOL_FORMAT, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
     return crops
 

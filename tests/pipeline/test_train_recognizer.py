@@ -1,15 +1,19 @@
 """The recognizer's training stream: samples fixed by (seed, epoch, index), resumable batches."""
 from __future__ import annotations
 
+import gzip
+import pickle
+
 import numpy as np
 import pytest
 import torch
 
 from common.inkml import Ink, ink_bbox
-from pipeline.ml import train_recognizer
+from common.latex import normalize_tokens
+from pipeline.ml import synth, train_recognizer
 from pipeline.ml.ink import distort_symbols
 from pipeline.ml.recognizer import Recognizer, RecognizerConfig
-from pipeline.ml.train_recognizer import BucketedBatches, FormulaCrops, cached_printed_pool, collate
+from pipeline.ml.train_recognizer import BucketedBatches, FormulaCrops, cached_printed_pool, collate, printed_jobs
 
 VOCAB = ["<pad>", "<bos>", "<eos>", "<unk>", "x", "+", "1", "="]
 
@@ -203,3 +207,23 @@ def test_printed_pool_cache_is_made_once_and_refuses_other_settings(tmp_path, mo
     with pytest.raises(SystemExit, match="holds 3 printed crops of seed 0, not 4 of seed 0"):
         cached_printed_pool(path, 4, [], 0, 1)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_printed_pool_cache_of_an_earlier_format_is_refused(tmp_path):
+    path = tmp_path / "pool.pkl.gz"
+    with gzip.open(path, "wb") as f:  # written before the format was recorded: scripts drawn inline
+        pickle.dump({"n": 3, "seed": 0, "crops": []}, f)
+    with pytest.raises(SystemExit, match="printed-pool format 1, not 2"):
+        cached_printed_pool(path, 3, [], 0, 1)
+
+
+def test_typeset_training_truths_keep_their_scripts():
+    texts = [normalize_tokens(r"x_{2}+y^{3}"), normalize_tokens(r"\sum_{i=1}^{n} a_{i}")]
+    jobs = printed_jobs(8, texts, seed=3)
+    typeset = [src for i, (src, _) in enumerate(jobs) if i % 2]
+    assert set(typeset) <= {synth.mathtext_source(t) for t in texts} and len(set(typeset)) == 2
+    for raw, toks in zip((r"x_{2}+y^{3}", r"\sum_{i=1}^{n} a_{i}"), texts, strict=True):
+        want = synth.render_mathtext(raw, size=20, font="cm")
+        assert np.array_equal(synth.render_mathtext(synth.mathtext_source(toks), size=20, font="cm"), want)
+        # the space-joined tokens are what mathtext misreads: the script is drawn inline
+        assert not np.array_equal(synth.render_mathtext(" ".join(toks), size=20, font="cm"), want)

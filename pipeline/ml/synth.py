@@ -80,6 +80,59 @@ def random_formula(rng: np.random.Generator) -> str:
     return _expr(rng, depth=2, max_terms=4)
 
 
+# where a display formula may be cut into pieces that stand on their own
+JOINS = ["=", ",", "+", "-", "<", ">", r"\leq", r"\geq", r"\approx", r"\equiv", r"\sim", r"\simeq", r"\neq",
+         r"\rightarrow", r"\to", r"\propto", r"\in", r"\quad"]
+_OPENERS = {"{", r"\left", r"\begin"}
+_CLOSERS = {"}", r"\right", r"\end"}
+
+
+def formula_pieces(tokens: list[str]) -> list[list[str]]:
+    """A normalised formula cut at its top-level relations, commas, plus and minus signs.
+
+    Cuts fall only outside every group (braces, ``\\left``...``\\right``, environments), so
+    each piece is well-formed LaTeX; the joining tokens themselves are dropped.
+    """
+    pieces, cur, depth = [], [], 0
+    for tok in tokens:
+        if tok in _OPENERS:
+            depth += 1
+        elif tok in _CLOSERS:
+            depth -= 1
+        if depth == 0 and tok in JOINS:
+            if cur:
+                pieces.append(cur)
+            cur = []
+            continue
+        cur.append(tok)
+    if cur:
+        pieces.append(cur)
+    # a script or prime cannot start a piece: it belongs to what came before the cut
+    return [p for p in pieces if p[0] not in ("^", "_", "'") and depth == 0]
+
+
+def recombined_formula(pieces: list[list[str]], rng: np.random.Generator, *, max_tokens: int = 150) -> list[str]:
+    """A new formula in the style of a corpus: 1-5 of its pieces joined by relations and commas.
+
+    ``pieces`` comes from :func:`formula_pieces` over the *training* truths; the result has
+    token sequences the corpus never held (new contexts, new lengths) in its own vocabulary.
+    """
+    out: list[str] = []
+    for k in range(int(rng.integers(1, 6))):
+        piece = pieces[int(rng.integers(len(pieces)))]
+        while len(piece) > 1 and piece[-1] == ".":  # a full stop ends a formula, not a piece
+            piece = piece[:-1]
+        if out and len(out) + 2 + len(piece) > max_tokens:
+            break
+        if k:
+            out.append(str(rng.choice(JOINS[:13] if rng.random() < 0.9 else JOINS)))
+        out += piece
+    out = out[:max_tokens - 1]
+    if rng.random() < 0.35:
+        out.append(".")
+    return out
+
+
 def _tight(gray: np.ndarray, margin: int = 3) -> np.ndarray:
     ys, xs = np.nonzero(gray < 200)
     if len(xs) == 0:

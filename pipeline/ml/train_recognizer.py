@@ -12,7 +12,9 @@ Training data (all *training* splits), drawn afresh every epoch:
   * im2markup pages outside the held-out fifth, cropped to the ink;
   * printed formulas rendered with matplotlib mathtext in five fonts: random formulas from the
     grammar in :mod:`synth` and the *training* truths of both corpora typeset in print (a pool
-    rendered once per run by a process pool, ``--printed`` formulas).
+    rendered once per run by a process pool, ``--printed`` formulas);
+  * with ``--recombined N``, N new arXiv-style formulas: pieces of the im2markup *training*
+    truths cut at top-level relations and commas, joined anew and typeset in Computer Modern.
 Every crop is augmented (small rotation/keystone, thinner/bolder strokes, blur, noise, JPEG).
 Never the CROHME 2016 test inks or the held-out im2markup pages. ``--val`` measures greedy
 exact match on the CROHME *2013* test inks (a different year's test set, not the 2016 set the
@@ -71,23 +73,27 @@ def crohme_train_inks(shared: Path) -> list[tuple[inkml.Ink, list[str]]]:
     return out
 
 
-def _render_printed(job: tuple[str, int]) -> tuple[np.ndarray, list[str]] | None:
-    src, seed = job
+def _render_printed(job: tuple[str, int, str | None]) -> tuple[np.ndarray, list[str]] | None:
+    src, seed, font = job
     rng = np.random.default_rng(seed)
     try:
         img = synth.render_mathtext(src, size=float(rng.uniform(14, 30)),
-                                    font=synth.MATH_FONTS[int(rng.integers(len(synth.MATH_FONTS)))])
+                                    font=font or synth.MATH_FONTS[int(rng.integers(len(synth.MATH_FONTS)))])
     except Exception:  # noqa: BLE001 - a formula mathtext cannot typeset is just left out
         return None
     toks = normalize_tokens(src)
     return (img, toks) if toks else None
 
 
-def printed_jobs(n: int, texts: list[list[str]], seed: int) -> list[tuple[str, int]]:
-    """(mathtext source, render seed) of :func:`printed_pool`'s ``n`` crops.
+def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list[str]] | None = None,
+                 recombined: int = 0) -> list[tuple[str, int, str | None]]:
+    """(mathtext source, render seed, font) of :func:`printed_pool`'s ``n + recombined`` crops.
 
-    Even ones are random grammar formulas, odd ones training truths (token lists) joined by
-    :func:`synth.mathtext_source`, so that their sub- and superscripts are typeset as scripts.
+    Of the first ``n``, even ones are random grammar formulas, odd ones training truths (token
+    lists) joined by :func:`synth.mathtext_source`, so that their sub- and superscripts are
+    typeset as scripts; each in a random one of five fonts. The ``recombined`` after them are new
+    formulas made of ``pieces`` of the im2markup training truths (:func:`synth.recombined_formula`)
+    in Computer Modern, pdflatex's font. Adding recombined crops leaves the first ``n`` as they were.
     """
     rng = np.random.default_rng(seed)
     jobs = []
@@ -96,13 +102,20 @@ def printed_jobs(n: int, texts: list[list[str]], seed: int) -> list[tuple[str, i
             src = synth.random_formula(rng)
         else:
             src = synth.mathtext_source(texts[int(rng.integers(len(texts)))])
-        jobs.append((src, seed * 10_000_000 + i))
+        jobs.append((src, seed * 10_000_000 + i, None))
+    if recombined and pieces:
+        rng = np.random.default_rng([seed, 1])
+        for i in range(recombined):
+            jobs.append((synth.mathtext_source(synth.recombined_formula(pieces, rng)),
+                         seed * 10_000_000 + 5_000_000 + i, "cm"))
     return jobs
 
 
-def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int) -> list[tuple[np.ndarray, list[str]]]:
-    """``n`` printed crops: half random grammar formulas, half training truths typeset in print."""
-    jobs = printed_jobs(n, texts, seed)
+def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int, *,
+                 pieces: list[list[str]] | None = None, recombined: int = 0) -> list[tuple[np.ndarray, list[str]]]:
+    """``n`` printed crops (half random grammar formulas, half training truths typeset in print),
+    then ``recombined`` im2markup-style formulas made of ``pieces`` (:func:`printed_jobs`)."""
+    jobs = printed_jobs(n, texts, seed, pieces=pieces, recombined=recombined)
     with Pool(max(1, processes)) as pool:
         rendered = pool.map(_render_printed, jobs, chunksize=64)
     return [r for r in rendered if r is not None]
@@ -113,30 +126,33 @@ def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int) -> l
 PRINTED_POOL_FORMAT = 2
 
 
-def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed: int,
-                        processes: int) -> list[tuple[np.ndarray, list[str]]]:
+def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed: int, processes: int, *,
+                        pieces: list[list[str]] | None = None,
+                        recombined: int = 0) -> list[tuple[np.ndarray, list[str]]]:
     """:func:`printed_pool`, kept in ``path`` (gzip pickle) so that parallel runs render it once.
 
-    The file records ``n``, ``seed`` and the pool's format; one made for other values, or by
-    an earlier format, is an error, not reused.
+    The file records ``n``, ``recombined``, ``seed`` and the pool's format; one made for other
+    values, or by an earlier format, is an error, not reused.
     """
     if path is None:
-        return printed_pool(n, texts, seed, processes)
+        return printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined)
     if path.exists():
         with gzip.open(path, "rb") as f:
             stored = pickle.load(f)
-        if (stored["n"], stored["seed"]) != (n, seed):
-            raise SystemExit(f"{path} holds {stored['n']} printed crops of seed {stored['seed']}, "
-                             f"not {n} of seed {seed}")
+        held = (stored["n"], stored.get("recombined", 0), stored["seed"])
+        if held != (n, recombined, seed):
+            raise SystemExit(f"{path} holds {held[0]} printed crops and {held[1]} recombined of seed {held[2]}, "
+                             f"not {n} and {recombined} of seed {seed}")
         if stored.get("format", 1) != PRINTED_POOL_FORMAT:
             raise SystemExit(f"{path} was rendered by printed-pool format {stored.get('format', 1)}, not "
                              f"{PRINTED_POOL_FORMAT} (its typeset truths lost their scripts): delete it")
         return stored["crops"]
-    crops = printed_pool(n, texts, seed, processes)
+    crops = printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wb", compresslevel=6) as f:
-        pickle.dump({"n": n, "seed": seed, "format": PRINTED_POOL_FORMAT, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({"n": n, "recombined": recombined, "seed": seed, "format": PRINTED_POOL_FORMAT, "crops": crops},
+                    f, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
     return crops
 
@@ -272,6 +288,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--printed", type=int, default=600, help="printed (mathtext) crops rendered for the run")
+    p.add_argument("--recombined", type=int, default=0,
+                   help="im2markup-style formulas made of pieces of its training truths, typeset in Computer Modern")
     p.add_argument("--printed-cache", help="gzip pickle keeping the printed crops between runs (made if missing)")
     p.add_argument("--im2markup-repeat", type=int, default=3, help="times each real printed crop appears per epoch")
     p.add_argument("--crohme-repeat", type=int, default=1, help="times each training ink appears per epoch")
@@ -316,8 +334,9 @@ def main(argv=None):
     inks = crohme_train_inks(shared)
     crops = [(img, toks) for img, toks, _ in data.im2markup_samples(shared, heldout=False)]
     texts = [toks for _, toks in inks] + [toks for _, toks in crops]
+    pieces = [p for _, toks in crops for p in synth.formula_pieces(toks)]
     printed = cached_printed_pool(Path(args.printed_cache) if args.printed_cache else None, args.printed, texts,
-                                  args.seed, max(1, args.workers))
+                                  args.seed, max(1, args.workers), pieces=pieces, recombined=args.recombined)
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
     init = None if state or not args.init else load_recognizer(args.init, device="cpu", precision="float32")
     cfg = (RecognizerConfig(**state["config"]) if state

@@ -195,7 +195,7 @@ def test_distort_share_zero_draws_the_same_samples_as_before():
 def test_printed_pool_cache_is_made_once_and_refuses_other_settings(tmp_path, monkeypatch):
     calls = []
 
-    def fake_pool(n, texts, seed, processes):
+    def fake_pool(n, texts, seed, processes, **kw):
         calls.append(n)
         return [(np.full((8, 8 + i), 255, np.uint8), ["x"]) for i in range(n)]
 
@@ -204,7 +204,7 @@ def test_printed_pool_cache_is_made_once_and_refuses_other_settings(tmp_path, mo
     first = cached_printed_pool(path, 3, [], 0, 1)
     again = cached_printed_pool(path, 3, [], 0, 1)
     assert calls == [3] and [a.shape for a, _ in again] == [a.shape for a, _ in first]
-    with pytest.raises(SystemExit, match="holds 3 printed crops of seed 0, not 4 of seed 0"):
+    with pytest.raises(SystemExit, match="holds 3 printed crops and 0 recombined of seed 0, not 4 and 0 of seed 0"):
         cached_printed_pool(path, 4, [], 0, 1)
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -220,10 +220,34 @@ def test_printed_pool_cache_of_an_earlier_format_is_refused(tmp_path):
 def test_typeset_training_truths_keep_their_scripts():
     texts = [normalize_tokens(r"x_{2}+y^{3}"), normalize_tokens(r"\sum_{i=1}^{n} a_{i}")]
     jobs = printed_jobs(8, texts, seed=3)
-    typeset = [src for i, (src, _) in enumerate(jobs) if i % 2]
+    typeset = [src for i, (src, _, _) in enumerate(jobs) if i % 2]
     assert set(typeset) <= {synth.mathtext_source(t) for t in texts} and len(set(typeset)) == 2
     for raw, toks in zip((r"x_{2}+y^{3}", r"\sum_{i=1}^{n} a_{i}"), texts, strict=True):
         want = synth.render_mathtext(raw, size=20, font="cm")
         assert np.array_equal(synth.render_mathtext(synth.mathtext_source(toks), size=20, font="cm"), want)
         # the space-joined tokens are what mathtext misreads: the script is drawn inline
         assert not np.array_equal(synth.render_mathtext(" ".join(toks), size=20, font="cm"), want)
+
+
+def test_formula_pieces_cut_only_outside_groups():
+    toks = normalize_tokens(r"E = \left( a = b \right) + \frac{x=1}{2} , y_{i=0} .")
+    pieces = synth.formula_pieces(toks)
+    assert pieces == [["E"], ["\\left", "(", "a", "=", "b", "\\right", ")"],
+                      ["\\frac", "{", "x", "=", "1", "}", "{", "2", "}"], ["y", "_", "{", "i", "=", "0", "}", "."]]
+
+
+def test_recombined_formulas_are_new_well_formed_and_typeset():
+    texts = [normalize_tokens(s) for s in (r"a_{1} = \frac{b}{c} .", r"\sum_{i} x_{i} \leq \sqrt{y}",
+                                           r"\left[ p , q \right] = 0")]
+    pieces = [p for t in texts for p in synth.formula_pieces(t)]
+    rng = np.random.default_rng(0)
+    made = [synth.recombined_formula(pieces, rng, max_tokens=40) for _ in range(40)]
+    assert len({tuple(m) for m in made} - {tuple(t) for t in texts}) > 20
+    for toks in made:
+        assert 0 < len(toks) <= 40 and toks.count("{") == toks.count("}")
+        assert toks.count("\\left") == toks.count("\\right") and "." not in toks[:-1]
+    jobs = printed_jobs(4, texts, seed=1, pieces=pieces, recombined=3)
+    assert jobs[:4] == printed_jobs(4, texts, seed=1)  # the first n do not move
+    assert [font for *_, font in jobs[4:]] == ["cm"] * 3
+    for src, _, _ in jobs[4:]:
+        synth.render_mathtext(src, size=20, font="cm")  # typesets without error

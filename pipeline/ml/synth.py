@@ -17,6 +17,7 @@ ink box, warped with it) and a pixel mask, as the detector's training target. Al
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 
 import cv2
@@ -81,8 +82,9 @@ def random_formula(rng: np.random.Generator) -> str:
 
 
 # where a display formula may be cut into pieces that stand on their own
-JOINS = ["=", ",", "+", "-", "<", ">", r"\leq", r"\geq", r"\approx", r"\equiv", r"\sim", r"\simeq", r"\neq",
-         r"\rightarrow", r"\to", r"\propto", r"\in", r"\quad"]
+COMMON_JOINS = ["=", ",", "+", "-", "<", ">", r"\leq", r"\geq", r"\approx", r"\equiv", r"\sim", r"\simeq",
+                r"\neq"]
+JOINS = COMMON_JOINS + [r"\rightarrow", r"\to", r"\propto", r"\in", r"\quad"]
 _OPENERS = {"{", r"\left", r"\begin"}
 _CLOSERS = {"}", r"\right", r"\end"}
 
@@ -107,8 +109,10 @@ def formula_pieces(tokens: list[str]) -> list[list[str]]:
         cur.append(tok)
     if cur:
         pieces.append(cur)
+    if depth:  # unbalanced groups: no piece of it is sure to be well-formed
+        return []
     # a script or prime cannot start a piece: it belongs to what came before the cut
-    return [p for p in pieces if p[0] not in ("^", "_", "'") and depth == 0]
+    return [p for p in pieces if p[0] not in ("^", "_", "'")]
 
 
 def recombined_formula(pieces: list[list[str]], rng: np.random.Generator, *, max_tokens: int = 150) -> list[str]:
@@ -125,7 +129,7 @@ def recombined_formula(pieces: list[list[str]], rng: np.random.Generator, *, max
         if out and len(out) + 2 + len(piece) > max_tokens:
             break
         if k:
-            out.append(str(rng.choice(JOINS[:13] if rng.random() < 0.9 else JOINS)))
+            out.append(str(rng.choice(COMMON_JOINS if rng.random() < 0.9 else JOINS)))
         out += piece
     out = out[:max_tokens - 1]
     if rng.random() < 0.35:
@@ -142,23 +146,17 @@ def _tight(gray: np.ndarray, margin: int = 3) -> np.ndarray:
     return cv2.copyMakeBorder(crop, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=255)
 
 
-def mathtext_source(tokens: list[str]) -> str:
-    """Space-separated LaTeX tokens as a string that matplotlib mathtext typesets as LaTeX would.
-
-    mathtext reads ``x _ { 2 }`` as ``x``, a stray ``_`` and an inline ``2``: a space after ``_``
-    or ``^`` breaks the script. The normalised token strings of the corpora (``x _ { 2 }``) are
-    therefore joined with no space after a script mark and one space everywhere else.
-    """
-    out = []
-    for i, tok in enumerate(tokens):
-        out.append(tok)
-        if i + 1 < len(tokens) and tok not in ("_", "^"):
-            out.append(" ")
-    return "".join(out)
+# mathtext reads ``x _ { 2 }`` as ``x``, a stray ``_`` and an inline ``2``: a space after a script
+# mark breaks the script, and the corpora's normalised token strings have one after every token
+_SCRIPT_SPACE = re.compile(r"(?<!\\)([_^])\s+")
 
 
 def render_mathtext(latex: str, *, size: float = 20, font: str = "cm", dpi: int = 100) -> np.ndarray:
-    """Render with matplotlib mathtext into a tight uint8 grayscale crop (255 = paper)."""
+    """Render with matplotlib mathtext into a tight uint8 grayscale crop (255 = paper).
+
+    ``latex`` may be raw or space-separated normalised tokens (``x _ { 2 }``): spaces after a
+    script mark are dropped, so that both are typeset as LaTeX would.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,6 +164,7 @@ def render_mathtext(latex: str, *, size: float = 20, font: str = "cm", dpi: int 
     from matplotlib.font_manager import FontProperties
 
     buf = io.BytesIO()
+    latex = _SCRIPT_SPACE.sub(r"\1", latex)
     mathtext.math_to_image(f"${latex}$", buf, prop=FontProperties(size=size, math_fontfamily=font), dpi=dpi,
                            format="png")
     buf.seek(0)

@@ -90,8 +90,8 @@ def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list
     """(mathtext source, render seed, font) of :func:`printed_pool`'s ``n + recombined`` crops.
 
     Of the first ``n``, even ones are random grammar formulas, odd ones training truths (token
-    lists) joined by :func:`synth.mathtext_source`, so that their sub- and superscripts are
-    typeset as scripts; each in a random one of five fonts. The ``recombined`` after them are new
+    lists, typeset with their scripts by :func:`synth.render_mathtext`); each in a random one of
+    five fonts. The ``recombined`` after them are new
     formulas made of ``pieces`` of the im2markup training truths (:func:`synth.recombined_formula`)
     in Computer Modern, pdflatex's font. Adding recombined crops leaves the first ``n`` as they were.
     """
@@ -101,12 +101,12 @@ def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list
         if i % 2 == 0 or not texts:
             src = synth.random_formula(rng)
         else:
-            src = synth.mathtext_source(texts[int(rng.integers(len(texts)))])
+            src = " ".join(texts[int(rng.integers(len(texts)))])
         jobs.append((src, seed * 10_000_000 + i, None))
     if recombined and pieces:
         rng = np.random.default_rng([seed, 1])
         for i in range(recombined):
-            jobs.append((synth.mathtext_source(synth.recombined_formula(pieces, rng)),
+            jobs.append((" ".join(synth.recombined_formula(pieces, rng)),
                          seed * 10_000_000 + 5_000_000 + i, "cm"))
     return jobs
 
@@ -121,7 +121,7 @@ def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int, *,
     return [r for r in rendered if r is not None]
 
 
-# 2: training truths typeset with their scripts (:func:`synth.mathtext_source`); the crops of
+# 2: training truths typeset with their scripts (:func:`synth.render_mathtext`); the crops of
 # format 1 drew ``x _ { 2 }`` as an inline ``x 2`` under a label with a subscript
 PRINTED_POOL_FORMAT = 2
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -217,15 +218,18 @@ def test_printed_pool_cache_of_an_earlier_format_is_refused(tmp_path):
         cached_printed_pool(path, 3, [], 0, 1)
 
 
-def test_typeset_training_truths_keep_their_scripts():
+def test_typeset_training_truths_keep_their_scripts(monkeypatch):
     texts = [normalize_tokens(r"x_{2}+y^{3}"), normalize_tokens(r"\sum_{i=1}^{n} a_{i}")]
     jobs = printed_jobs(8, texts, seed=3)
     typeset = [src for i, (src, _, _) in enumerate(jobs) if i % 2]
-    assert set(typeset) <= {synth.mathtext_source(t) for t in texts} and len(set(typeset)) == 2
+    assert set(typeset) <= {" ".join(t) for t in texts} and len(set(typeset)) == 2
+    wants = []
     for raw, toks in zip((r"x_{2}+y^{3}", r"\sum_{i=1}^{n} a_{i}"), texts, strict=True):
-        want = synth.render_mathtext(raw, size=20, font="cm")
-        assert np.array_equal(synth.render_mathtext(synth.mathtext_source(toks), size=20, font="cm"), want)
-        # the space-joined tokens are what mathtext misreads: the script is drawn inline
+        wants.append(synth.render_mathtext(raw, size=20, font="cm"))
+        assert np.array_equal(synth.render_mathtext(" ".join(toks), size=20, font="cm"), wants[-1])
+    # without the rule, the space-joined tokens are what mathtext misreads: the script drawn inline
+    monkeypatch.setattr(synth, "_SCRIPT_SPACE", re.compile(r"(\b\B)"))  # never matches
+    for toks, want in zip(texts, wants, strict=True):
         assert not np.array_equal(synth.render_mathtext(" ".join(toks), size=20, font="cm"), want)
 
 

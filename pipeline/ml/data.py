@@ -3,7 +3,9 @@
 Splits are fixed, never random per run:
   * CROHME: the 2016 *training* tarball trains, the 2016 *test* tarball evaluates;
   * im2markup pages: a page is held out for evaluation when md5(file name) % 5 == 0 (a fixed
-    fifth, independent of file order); the rest train. Pages whose truth has no tokens (the
+    fifth, independent of file order); the rest train. Of those training pages, the ones with
+    (md5 // 5) % 8 == 0 (about an eighth) form a *validation* slice that a training run may keep
+    out of its data to choose checkpoints on printed formulas (:func:`im2markup_validation`). Pages whose truth has no tokens (the
     TSV lost the newline that ended a ``%`` comment) are skipped, and counted.
 """
 from __future__ import annotations
@@ -25,7 +27,20 @@ MAX_TOKENS = 96
 
 def im2markup_heldout(name: str) -> bool:
     """True for the fixed fifth of im2markup pages kept out of training."""
-    return int(hashlib.md5(name.encode()).hexdigest(), 16) % 5 == 0
+    return _md5(name) % 5 == 0
+
+
+def im2markup_validation(name: str) -> bool:
+    """True for the fixed eighth of the im2markup *training* pages a run may validate on.
+
+    Never a held-out page: the test fifth stays untouched by checkpoint selection.
+    """
+    digest = _md5(name)
+    return digest % 5 != 0 and (digest // 5) % 8 == 0
+
+
+def _md5(name: str) -> int:
+    return int(hashlib.md5(name.encode()).hexdigest(), 16)
 
 
 def im2markup_rows(shared: Path, *, heldout: bool) -> list[tuple[str, str]]:

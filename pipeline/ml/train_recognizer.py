@@ -18,7 +18,10 @@ Training data (all *training* splits), drawn afresh every epoch:
 Every crop is augmented (small rotation/keystone, thinner/bolder strokes, blur, noise, JPEG).
 Never the CROHME 2016 test inks or the held-out im2markup pages. ``--val`` measures greedy
 exact match on the CROHME *2013* test inks (a different year's test set, not the 2016 set the
-results table reports), used only to pick the checkpoint to export.
+results table reports), used only to pick the checkpoint to export. With ``--im2markup-val`` the
+validation eighth of the im2markup *training* pages (:func:`data.im2markup_validation`) is kept
+out of the run's data (crops, typeset truths, recombined pieces) and the checkpoint is chosen on
+the mean of that CROHME exact match and the slice's BLEU-4, so printed formulas count too.
 
 On CUDA the step runs in bfloat16 autocast; on the CPU too where it has AMX (``--precision``,
 default ``auto``), else in float32. Same command on both. ``--init FOLDER`` starts a new run from
@@ -127,12 +130,14 @@ PRINTED_POOL_FORMAT = 2
 
 
 def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed: int, processes: int, *,
-                        pieces: list[list[str]] | None = None,
-                        recombined: int = 0) -> list[tuple[np.ndarray, list[str]]]:
+                        pieces: list[list[str]] | None = None, recombined: int = 0,
+                        im2markup_val: bool = False) -> list[tuple[np.ndarray, list[str]]]:
     """:func:`printed_pool`, kept in ``path`` (gzip pickle) so that parallel runs render it once.
 
-    The file records ``n``, ``recombined``, ``seed`` and the pool's format; one made for other
-    values, or by an earlier format, is an error, not reused.
+    The file records ``n``, ``recombined``, ``seed``, whether the im2markup validation pages were
+    left out of ``texts`` and ``pieces`` (``im2markup_val``) and the pool's format; one made for
+    other values, or by an earlier format, is an error, not reused: a pool typeset from the
+    validation pages' truths would leak them into a run that validates on those pages.
     """
     if path is None:
         return printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined)
@@ -143,6 +148,11 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
         if held != (n, recombined, seed):
             raise SystemExit(f"{path} holds {held[0]} printed crops and {held[1]} recombined of seed {held[2]}, "
                              f"not {n} and {recombined} of seed {seed}")
+        if stored.get("im2markup_val", False) != im2markup_val:
+            made = "without" if stored.get("im2markup_val", False) else "with"
+            wants = "keeps them out (--im2markup-val)" if im2markup_val else "trains on them"
+            raise SystemExit(f"{path} was typeset {made} the im2markup validation pages' truths and this run "
+                             f"{wants}: delete it or name another file")
         if stored.get("format", 1) != PRINTED_POOL_FORMAT:
             raise SystemExit(f"{path} was rendered by printed-pool format {stored.get('format', 1)}, not "
                              f"{PRINTED_POOL_FORMAT} (its typeset truths lost their scripts): delete it")
@@ -151,8 +161,8 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wb", compresslevel=6) as f:
-        pickle.dump({"n": n, "recombined": recombined, "seed": seed, "format": PRINTED_POOL_FORMAT, "crops": crops},
-                    f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({"n": n, "recombined": recombined, "seed": seed, "format": PRINTED_POOL_FORMAT,
+                     "im2markup_val": im2markup_val, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
     return crops
 
@@ -279,6 +289,19 @@ def val_exact(model: Recognizer, val: list[tuple[np.ndarray, list[str]]], device
     return sum(r.tokens == truth for r, (_, truth) in zip(readings, val, strict=True)) / max(1, len(val))
 
 
+def val_bleu(model: Recognizer, val: list[tuple[np.ndarray, list[str]]], device: str, batch: int = 0) -> float:
+    """Corpus BLEU-4 (normalised tokens, as ``evaluate_recognizer`` reports it) over ``val``."""
+    from .evaluate import recognizer_metrics
+
+    batch = batch or (256 if device == "cuda" else 32)
+    model.eval()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+        readings = read_crops(model, [img for img, _ in val], device=device, batch_size=batch)
+    model.train()
+    summary, _rows = recognizer_metrics([(r.tokens, truth) for r, (_, truth) in zip(readings, val, strict=True)])
+    return summary["bleu4"]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", default=str(ROOT / "var" / "ml-runs" / "recognizer"))
@@ -299,6 +322,9 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=0, help="data-loader processes drawing the samples")
     p.add_argument("--ckpt-every", type=int, default=100)
     p.add_argument("--val", type=int, default=0, help="validate on CROHME 2013 test inks every N steps (0: never)")
+    p.add_argument("--im2markup-val", action="store_true",
+                   help="keep the validation eighth of the im2markup training pages out of training and choose "
+                        "checkpoints on the mean of CROHME 2013 exact match and its BLEU-4")
     p.add_argument("--warmup", type=int, default=300)
     # architecture, for a new run only
     p.add_argument("--positions", default="sine", choices=["sine", "learned"])
@@ -332,11 +358,15 @@ def main(argv=None):
     shared = shared_dir()
     t_load = time.time()
     inks = crohme_train_inks(shared)
-    crops = [(img, toks) for img, toks, _ in data.im2markup_samples(shared, heldout=False)]
+    pages = data.im2markup_samples(shared, heldout=False)
+    keep_out = data.im2markup_validation if args.im2markup_val else (lambda _name: False)
+    crops = [(img, toks) for img, toks, name in pages if not keep_out(name)]
+    val_pages = [(img, toks) for img, toks, name in pages if keep_out(name)]
     texts = [toks for _, toks in inks] + [toks for _, toks in crops]
     pieces = [p for _, toks in crops for p in synth.formula_pieces(toks)]
     printed = cached_printed_pool(Path(args.printed_cache) if args.printed_cache else None, args.printed, texts,
-                                  args.seed, max(1, args.workers), pieces=pieces, recombined=args.recombined)
+                                  args.seed, max(1, args.workers), pieces=pieces, recombined=args.recombined,
+                                  im2markup_val=args.im2markup_val)
     state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
     init = None if state or not args.init else load_recognizer(args.init, device="cpu", precision="float32")
     cfg = (RecognizerConfig(**state["config"]) if state
@@ -368,7 +398,8 @@ def main(argv=None):
         step, epoch, bi, spent = state["step"], state["epoch"], state["batch_in_epoch"], state.get("seconds", 0.0)
         best_val = state.get("best_val", -1.0)
         torch.set_rng_state(state["torch_rng"])
-    print(f"{len(inks)} inks, {len(crops)} im2markup crops, {len(printed)} printed, {len(items)} items/epoch,"
+    print(f"{len(inks)} inks, {len(crops)} im2markup crops ({len(val_pages)} kept for validation),"
+          f" {len(printed)} printed, {len(items)} items/epoch,"
           f" vocab {len(cfg.vocab)}, params {sum(q.numel() for q in model.parameters()) / 1e6:.2f}M,"
           f" {device}{' bfloat16' if amp else ''}, data ready in {time.time() - t_load:.0f}s, resume at step {step}"
           f"{f', initialised from {args.init}' if init is not None else ''}", flush=True)
@@ -406,11 +437,15 @@ def main(argv=None):
         out_of_time = args.minutes and (time.time() - t0) > args.minutes * 60
         finished = step >= args.steps or out_of_time
         if val and (step % args.val == 0 or finished):
-            score = val_exact(model, val, device)
+            exact = val_exact(model, val, device)
+            bleu = val_bleu(model, val_pages, device) if val_pages else None
+            score = exact if bleu is None else (exact + bleu) / 2
             if score > best_val:
                 best_val = score
                 save(best, model, opt, cfg, step, epoch, bi, time.time() - t0, best_val)
-            print(f"step {step} val exact {score:.3f} (best {best_val:.3f})", flush=True)
+            print(f"step {step} val exact {exact:.3f}"
+                  f"{f' im2markup bleu {bleu:.3f} score {score:.3f}' if bleu is not None else ''}"
+                  f" (best {best_val:.3f})", flush=True)
         if step % args.ckpt_every == 0 or finished:
             save(last, model, opt, cfg, step, epoch, bi, time.time() - t0, best_val)
             print(f"step {step} epoch {epoch} loss {ema:.3f} lr {lr:.2e} {time.time() - t0:.0f}s", flush=True)

@@ -70,14 +70,15 @@ def test_residual_encoder_reads_a_64_pixel_line_at_stride_8():
     assert len(out) == 1 and len(out[0][0]) <= 6  # max_len tokens and the end-of-sequence slot
 
 
-def _tiny_shared(root):
-    """A shared-data folder of the real layout with 3 training inks and 2 training pages."""
+def _tiny_shared(root, *, validation_truth: str | None = None):
+    """A shared-data folder of the real layout with 3 training inks and 2 training pages (and, given
+    ``validation_truth``, a third training page in the im2markup validation eighth that reads it)."""
     import io
     import tarfile
 
     from PIL import Image
 
-    from pipeline.ml.data import im2markup_heldout
+    from pipeline.ml.data import im2markup_heldout, im2markup_validation
 
     (root / "crohme").mkdir(parents=True)
     # training inks, and the 2013 test inks that --val reads
@@ -91,12 +92,19 @@ def _tiny_shared(root):
                 tf.addfile(info, io.BytesIO(body))
     pages = root / "im2markup" / "pages"
     pages.mkdir(parents=True)
-    names = [n for n in (f"p{i}.png" for i in range(20)) if not im2markup_heldout(n)][:2]
+    names = [n for n in (f"p{i}.png" for i in range(40)) if not im2markup_heldout(n) and not im2markup_validation(n)][:2]
     for name in names:
         page = Image.new("LA", (200, 120), (255, 0))
         page.paste((0, 255), (40, 50, 150, 70))
         page.save(pages / name)
-    (root / "im2markup" / "train.tsv").write_text("".join(f"{n}\tx+1=x\n" for n in names))
+    rows = [(n, "x+1=x") for n in names]
+    if validation_truth:
+        rows.append((next(n for n in (f"v{i}.png" for i in range(200)) if im2markup_validation(n)), validation_truth))
+    for name, _ in rows[len(names):]:
+        page = Image.new("LA", (200, 120), (255, 0))
+        page.paste((0, 255), (30, 40, 170, 80))
+        page.save(pages / name)
+    (root / "im2markup" / "train.tsv").write_text("".join(f"{n}\t{src}\n" for n, src in rows))
 
 
 def test_training_runs_resumes_from_its_checkpoint_and_exports_loadable_weights(tmp_path, monkeypatch):
@@ -122,6 +130,70 @@ def test_training_runs_resumes_from_its_checkpoint_and_exports_loadable_weights(
     model = load_recognizer(out, device="cpu")
     assert model.cfg.encoder == "res" and model.cfg.height == 32
     assert {"x", "+", "1", "="} <= set(model.cfg.vocab)
+
+
+def test_im2markup_validation_pages_are_a_fixed_eighth_of_the_training_pages():
+    from pipeline.ml.data import im2markup_heldout, im2markup_validation
+
+    names = [f"{i:07x}.png" for i in range(4000)]
+    train = [n for n in names if not im2markup_heldout(n)]
+    val = [n for n in names if im2markup_validation(n)]
+    assert not any(im2markup_heldout(n) for n in val)  # the test fifth never chooses a checkpoint
+    assert 0.10 < len(val) / len(train) < 0.15
+    assert val == [n for n in reversed(names) if im2markup_validation(n)][::-1]  # by name, not by order
+
+
+@pytest.mark.parametrize("keep_out", [True, False])
+def test_im2markup_val_keeps_its_pages_out_of_training_and_chooses_on_their_bleu(tmp_path, monkeypatch, capsys,
+                                                                                 keep_out):
+    from pipeline.ml import data
+
+    _tiny_shared(tmp_path / "shared", validation_truth="1=x+x")
+    monkeypatch.setenv("MATHSET_SHARED_DATA", str(tmp_path / "shared"))
+    monkeypatch.setattr(data, "CACHE", tmp_path / "cache")
+    seen = {}
+    real_pool, real_init = train_recognizer.printed_pool, FormulaCrops.__init__
+
+    def pool_spy(n, texts, seed, processes, **kw):
+        seen["texts"] = texts
+        return real_pool(n, texts, seed, 1, **kw)
+
+    def crops_spy(self, items, *a, **k):
+        seen["items"] = [toks for _, _, toks in items]
+        return real_init(self, items, *a, **k)
+
+    monkeypatch.setattr(train_recognizer, "printed_pool", pool_spy)
+    monkeypatch.setattr(FormulaCrops, "__init__", crops_spy)
+    bleus = []
+    real_bleu = train_recognizer.val_bleu
+    monkeypatch.setattr(train_recognizer, "val_bleu", lambda *a, **k: bleus.append(real_bleu(*a, **k)) or bleus[-1])
+    args = ["--run", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--batch", "2", "--printed", "4",
+            "--recombined", "4", "--ckpt-every", "1", "--encoder", "res", "--channels", "4,8,8,8", "--d-model", "16",
+            "--heads", "2", "--layers", "1", "--ff", "32", "--height", "32", "--max-width", "128", "--warmup", "1",
+            "--steps", "2", "--val", "1", *(["--im2markup-val"] if keep_out else [])]
+    train_recognizer.main(args)
+    held = normalize_tokens("1=x+x")
+    assert (held in seen["items"] + seen["texts"]) is not keep_out  # neither a crop nor a typeset truth
+    log = capsys.readouterr().out
+    assert ("1 kept for validation" in log) is keep_out
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    if keep_out:
+        # chosen on the mean of CROHME 2013 exact match and the validation pages' BLEU-4
+        assert len(bleus) == 2 and "im2markup bleu" in log
+        scores = [float(m) for m in re.findall(r"score ([0-9.]+)", log)]
+        assert best["best_val"] == pytest.approx(max(scores), abs=1e-3)
+    else:
+        assert not bleus and "im2markup bleu" not in log
+
+
+def test_a_printed_pool_made_with_the_validation_pages_is_refused_by_a_run_that_keeps_them_out(tmp_path,
+                                                                                                monkeypatch):
+    monkeypatch.setattr(train_recognizer, "printed_pool", lambda n, *a, **k: [])
+    path = tmp_path / "pool.pkl.gz"
+    cached_printed_pool(path, 3, [], 0, 1)
+    with pytest.raises(SystemExit, match="typeset with the im2markup validation pages' truths and this run keeps"):
+        cached_printed_pool(path, 3, [], 0, 1, im2markup_val=True)
+    cached_printed_pool(path, 3, [], 0, 1)  # the run it was made for still reads it
 
 
 def test_a_run_initialised_from_exported_weights_starts_from_them_with_their_architecture(tmp_path, monkeypatch):

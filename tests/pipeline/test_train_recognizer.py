@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import pickle
 import re
 
@@ -184,6 +185,19 @@ def test_im2markup_val_keeps_its_pages_out_of_training_and_chooses_on_their_bleu
         assert best["best_val"] == pytest.approx(max(scores), abs=1e-3)
     else:
         assert not bleus and "im2markup bleu" not in log
+    exported = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert exported["im2markup_validation_held_out"] is keep_out
+    # weights that held the pages out may go on choosing on them; weights that read them may not
+    tuned = ["--run", str(tmp_path / "tuned"), "--out", str(tmp_path / "tuned-out"), "--init", str(tmp_path / "out"),
+             "--batch", "2", "--printed", "4", "--recombined", "4", "--warmup", "1", "--steps", "1", "--val", "1",
+             "--im2markup-val"]
+    if keep_out:
+        train_recognizer.main(tuned)
+        assert json.loads((tmp_path / "tuned-out" / "config.json").read_text())["im2markup_validation_held_out"]
+    else:
+        with pytest.raises(SystemExit, match="trained on the im2markup validation pages, so their BLEU-4 there is"):
+            train_recognizer.main(tuned)
+        assert not (tmp_path / "tuned").exists() and not (tmp_path / "tuned-out").exists()  # nothing left behind
 
 
 def test_a_printed_pool_made_with_the_validation_pages_is_refused_by_a_run_that_keeps_them_out(tmp_path,

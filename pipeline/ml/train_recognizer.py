@@ -485,7 +485,8 @@ def export(ckpt: Path, out: Path = WEIGHTS):
     (out / "config.json").write_text(json.dumps({**state["config"], "trained_steps": state["step"],
                                                  "im2markup_validation_held_out": state.get("im2markup_val_held_out",
                                                                                             False)}, indent=1))
-    print(f"exported {ckpt.name} (step {state['step']}, val exact {state.get('best_val', -1):.3f}) to {out}",
+    # the validation score is CROHME 2013 exact match, or with --im2markup-val its mean with the slice's BLEU-4
+    print(f"exported {ckpt.name} (step {state['step']}, validation score {state.get('best_val', -1):.3f}) to {out}",
           flush=True)
 
 

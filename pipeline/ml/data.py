@@ -5,8 +5,9 @@ Splits are fixed, never random per run:
   * im2markup pages: a page is held out for evaluation when md5(file name) % 5 == 0 (a fixed
     fifth, independent of file order); the rest train. Of those training pages, the ones with
     (md5 // 5) % 8 == 0 (about an eighth) form a *validation* slice that a training run may keep
-    out of its data to choose checkpoints on printed formulas (:func:`im2markup_validation`). Pages whose truth has no tokens (the
-    TSV lost the newline that ended a ``%`` comment) are skipped, and counted.
+    out of its data to choose checkpoints on printed formulas (:func:`im2markup_validation`).
+    Pages whose truth has no tokens (the TSV lost the newline that ended a ``%`` comment) are
+    skipped, and counted.
 """
 from __future__ import annotations
 

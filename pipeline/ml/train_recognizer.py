@@ -353,6 +353,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     run = Path(args.run)
     last, best = run / "last.pt", run / "best.pt"
+    if args.im2markup_val and not args.val and not args.export:
+        raise SystemExit("--im2markup-val chooses checkpoints while validating: give --val N as well")
     if args.im2markup_val and args.init and not args.export and not last.exists():
         init_cfg = json.loads((Path(args.init) / "config.json").read_text())
         if not init_cfg.get("im2markup_validation_held_out", False):
@@ -360,6 +362,10 @@ def main(argv=None):
                              "pages, so their BLEU-4 there is memorised (the committed weights read them at 0.974, "
                              "the held-out fifth at 0.53) and cannot choose a checkpoint; train from scratch with "
                              "--im2markup-val, or fine-tune without it")
+    state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() and not args.export else None
+    if state and state.get("im2markup_val_held_out", False) != args.im2markup_val:
+        raise SystemExit(f"{last} was {'' if state.get('im2markup_val_held_out') else 'not '}trained with "
+                         "--im2markup-val: resume it with the same setting")
     run.mkdir(parents=True, exist_ok=True)
     if args.export:
         export(best if best.exists() else last, Path(args.out))
@@ -378,7 +384,6 @@ def main(argv=None):
     printed = cached_printed_pool(Path(args.printed_cache) if args.printed_cache else None, args.printed, texts,
                                   args.seed, max(1, args.workers), pieces=pieces, recombined=args.recombined,
                                   im2markup_val=args.im2markup_val)
-    state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
     init = None if state or not args.init else load_recognizer(args.init, device="cpu", precision="float32")
     cfg = (RecognizerConfig(**state["config"]) if state
            else init.cfg if init is not None
@@ -408,9 +413,6 @@ def main(argv=None):
         opt.load_state_dict(state["opt"])
         step, epoch, bi, spent = state["step"], state["epoch"], state["batch_in_epoch"], state.get("seconds", 0.0)
         best_val = state.get("best_val", -1.0)
-        if state.get("im2markup_val_held_out", False) != args.im2markup_val:
-            raise SystemExit(f"{last} was {'' if state.get('im2markup_val_held_out') else 'not '}trained with "
-                             "--im2markup-val: resume it with the same setting")
         torch.set_rng_state(state["torch_rng"])
     print(f"{len(inks)} inks, {len(crops)} im2markup crops ({len(val_pages)} kept for validation),"
           f" {len(printed)} printed, {len(items)} items/epoch,"

@@ -187,6 +187,11 @@ def test_im2markup_val_keeps_its_pages_out_of_training_and_chooses_on_their_bleu
         assert not bleus and "im2markup bleu" not in log
     exported = json.loads((tmp_path / "out" / "config.json").read_text())
     assert exported["im2markup_validation_held_out"] is keep_out
+    # a run resumes only with the setting it started with: otherwise its pages would change mid-run
+    other = [a for a in args if a != "--im2markup-val"] + ([] if keep_out else ["--im2markup-val"])
+    with pytest.raises(SystemExit, match="resume it with the same setting"):
+        train_recognizer.main([*other, "--steps", "3"])
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["step"] == 2
     # weights that held the pages out may go on choosing on them; weights that read them may not
     tuned = ["--run", str(tmp_path / "tuned"), "--out", str(tmp_path / "tuned-out"), "--init", str(tmp_path / "out"),
              "--batch", "2", "--printed", "4", "--recombined", "4", "--warmup", "1", "--steps", "1", "--val", "1",
@@ -198,6 +203,12 @@ def test_im2markup_val_keeps_its_pages_out_of_training_and_chooses_on_their_bleu
         with pytest.raises(SystemExit, match="trained on the im2markup validation pages, so their BLEU-4 there is"):
             train_recognizer.main(tuned)
         assert not (tmp_path / "tuned").exists() and not (tmp_path / "tuned-out").exists()  # nothing left behind
+
+
+def test_im2markup_val_without_validation_steps_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(SystemExit, match="give --val N as well"):
+        train_recognizer.main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--im2markup-val"])
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_printed_pool_made_with_the_validation_pages_is_refused_by_a_run_that_keeps_them_out(tmp_path,

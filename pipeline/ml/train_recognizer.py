@@ -57,6 +57,7 @@ from common.latex import normalize_tokens
 
 from . import data, synth
 from . import ink as inkml
+from .evaluate import recognizer_metrics
 from .inference import encoder_uses_bf16, load_recognizer, read_crops
 from .recognizer import SPECIALS, Recognizer, RecognizerConfig, batch_crops, prepare_crop
 
@@ -283,25 +284,25 @@ class BucketedBatches:
 
 # ---------------------------------------------------------------------------------- training
 
-def val_exact(model: Recognizer, val: list[tuple[np.ndarray, list[str]]], device: str, batch: int = 0) -> float:
-    """Greedy exact match (normalised tokens) over ``val``, read as the platform reads crops."""
-    batch = batch or (256 if device == "cuda" else 64)  # a GPU decodes the whole set in three batches
+def _val_readings(model: Recognizer, val: list[tuple[np.ndarray, list[str]]], device: str, batch: int):
+    """Greedy readings of ``val``'s crops, as the platform reads crops; the model is left training."""
     model.eval()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
         readings = read_crops(model, [img for img, _ in val], device=device, batch_size=batch)
     model.train()
+    return readings
+
+
+def val_exact(model: Recognizer, val: list[tuple[np.ndarray, list[str]]], device: str, batch: int = 0) -> float:
+    """Greedy exact match (normalised tokens) over ``val``."""
+    batch = batch or (256 if device == "cuda" else 64)  # a GPU decodes the whole set in three batches
+    readings = _val_readings(model, val, device, batch)
     return sum(r.tokens == truth for r, (_, truth) in zip(readings, val, strict=True)) / max(1, len(val))
 
 
 def val_bleu(model: Recognizer, val: list[tuple[np.ndarray, list[str]]], device: str, batch: int = 0) -> float:
     """Corpus BLEU-4 (normalised tokens, as ``evaluate_recognizer`` reports it) over ``val``."""
-    from .evaluate import recognizer_metrics
-
-    batch = batch or (256 if device == "cuda" else 32)
-    model.eval()
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        readings = read_crops(model, [img for img, _ in val], device=device, batch_size=batch)
-    model.train()
+    readings = _val_readings(model, val, device, batch or (256 if device == "cuda" else 32))
     summary, _rows = recognizer_metrics([(r.tokens, truth) for r, (_, truth) in zip(readings, val, strict=True)])
     return summary["bleu4"]
 
@@ -356,6 +357,8 @@ def main(argv=None):
     if args.im2markup_val and not args.val and not args.export:
         raise SystemExit("--im2markup-val chooses checkpoints while validating: give --val N as well")
     if args.im2markup_val and args.init and not args.export and not last.exists():
+        if not (Path(args.init) / "config.json").is_file():
+            raise SystemExit(f"--init {args.init}: no config.json there (an exported weights folder holds one)")
         init_cfg = json.loads((Path(args.init) / "config.json").read_text())
         if not init_cfg.get("im2markup_validation_held_out", False):
             raise SystemExit(f"--im2markup-val: the --init weights in {args.init} trained on the im2markup validation "

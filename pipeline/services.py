@@ -67,9 +67,11 @@ def model_version_builtin(*, kind: str) -> ModelVersion:
     )
     if created:
         version.training_licences.set(Licence.objects.filter(code__in=BUILTIN_LICENCE_CODES.get(kind, [])))
-    elif version.side_files != side_files:  # a row made before side models were recorded
-        version.side_files = side_files
-        version.save(update_fields=["side_files"])
+    elif version.side_files != side_files or version.config != config:
+        # a row made before side models were recorded, or before the recognizer's confidence was
+        # calibrated (calibrate_recognizer rewrites config.json, not the weights)
+        version.side_files, version.config = side_files, config
+        version.save(update_fields=["side_files", "config"])
     return version
 
 
@@ -113,6 +115,7 @@ def _validate_model_file(*, kind: str, fmt: str, content: bytes, config: dict) -
     """Load the uploaded model on the CPU; anything that cannot run is refused here, not in a worker."""
     import torch
 
+    from .ml import calibration
     from .ml.detector import DetectorConfig, TinyUNet
     from .ml.inference import float_state
     from .ml.recognizer import Recognizer, RecognizerConfig
@@ -133,6 +136,10 @@ def _validate_model_file(*, kind: str, fmt: str, content: bytes, config: dict) -
         else:
             if not config.get("vocab"):
                 raise ValueError("a recognizer config needs its 'vocab'")
+            try:
+                calibration.parse(config.get("calibration"))
+            except ValueError as exc:  # the fit is config, not weights: say so under its own field
+                raise ValidationError({"config": str(exc)}) from None
             fields = RecognizerConfig.__dataclass_fields__
             model = Recognizer(RecognizerConfig(**{k: v for k, v in config.items() if k in fields}))
         model.load_state_dict(state)

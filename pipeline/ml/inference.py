@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from . import calibration
 from .detector import DetectorConfig, Region, TinyUNet, detect_batch, quad_mask, rectify, widen_quad
 from .orienter import Orienter, OrienterConfig, landscape, roll_probabilities, unsure_which_way_up
 from .recognizer import (
@@ -27,7 +28,6 @@ from .recognizer import (
     batch_crops,
     fp16_weight_linear_available,
     prepare_crop,
-    sequence_confidence,
 )
 from .refiner import QuadRefiner, RefinerConfig, refine_quads
 
@@ -181,6 +181,7 @@ def load_recognizer(folder: Path | str | None = None, device: str | None = None,
     cfg = RecognizerConfig(**{k: v for k, v in raw.items() if k in fields})
     model = Recognizer(cfg)
     model.load_state_dict(_load_state(folder))
+    model.calibration = calibration.parse(raw.get("calibration"))
     device = device or default_device()
     bf16 = encoder_uses_bf16(precision, device)
     model = model.to(device).eval().set_encoder_precision(bf16=bf16, channels_last=device == "cpu")
@@ -189,7 +190,8 @@ def load_recognizer(folder: Path | str | None = None, device: str | None = None,
 
 @dataclass
 class Reading:
-    """A recognised crop: normalised tokens, per-token confidences and the sequence confidence."""
+    """A recognised crop: normalised tokens, per-token confidences and the sequence confidence:
+    the probability that the whole reading is exactly right (:mod:`pipeline.ml.calibration`)."""
 
     tokens: list[str]
     token_confidences: list[float]
@@ -380,6 +382,7 @@ def read_crops(recognizer: Recognizer, crops: list[np.ndarray], *, device: str =
     """
     check_views(views, beam_width)
     cfg = recognizer.cfg
+    mode = calibration.mode_key(beam_width, views)
     prepared = [prepare_crop(c, cfg.height, cfg.max_width) for c in crops]
     results: list[Reading | None] = [None] * len(prepared)
     for idx in width_batches([p.shape[1] for p in prepared], batch_size):
@@ -409,6 +412,20 @@ def read_crops(recognizer: Recognizer, crops: list[np.ndarray], *, device: str =
             pictures = chosen + [VIEWS[v](c, cfg.max_width) for v in views for c in chosen]
             readings = recognizer.greedy_views(batch_crops(pictures).to(device), 1 + len(views), max_len=limit)
         for j, (toks, confs), t in zip(idx, readings, turned, strict=True):
-            results[j] = Reading(tokens=toks, token_confidences=confs, confidence=sequence_confidence(confs),
+            results[j] = Reading(tokens=toks, token_confidences=confs,
+                                 confidence=calibration.confidence(confs, recognizer.calibration, mode),
                                  turned=bool(t))
     return results  # type: ignore[return-value]
+
+
+def calibrate(recognizer: Recognizer, samples: list[tuple[np.ndarray, list[str]]], *, device: str = "cpu",
+              batch_size: int = 64, beam_width: int = 1, views: tuple[str, ...] = ()
+              ) -> tuple[calibration.Platt, list[Reading]]:
+    """Fit P(exact) on the sequence log-probability for one way of reading, on (crop, truth
+    tokens) samples read that way (the validation inks: never a test set). Returns the fit and the
+    readings; ValueError when the readings are all exact or all wrong."""
+    readings = read_crops(recognizer, [crop for crop, _ in samples], device=device, batch_size=batch_size,
+                          beam_width=beam_width, views=views)
+    fit = calibration.fit_platt([calibration.sequence_log_prob(r.token_confidences) for r in readings],
+                                [r.tokens == truth for r, (_, truth) in zip(readings, samples, strict=True)])
+    return fit, readings

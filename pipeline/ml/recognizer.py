@@ -140,6 +140,8 @@ class Recognizer(nn.Module):
     def __init__(self, cfg: RecognizerConfig):
         super().__init__()
         self.cfg = cfg
+        # P(exact) fits by way of reading (pipeline.ml.calibration), from config.json's "calibration"
+        self.calibration: dict = {}
         d = cfg.d_model
         if cfg.encoder == "res":
             self.encoder = _residual_encoder(tuple(cfg.channels), d)

@@ -4,7 +4,8 @@ Seeded and resumable: the run folder (default ``var/ml-runs/recognizer``) holds 
 (model, optimiser, step, position in the sample stream); running the same command again
 continues from it. ``--export`` writes the weights (float16) and ``config.json`` to
 ``pipeline/weights/recognizer``; with ``--val`` the checkpoint with the best validation exact
-match (``best.pt``) is the one exported.
+match (``best.pt``) is the one exported, and its confidence is calibrated on the same inks
+(``config.json``'s ``"calibration"``: :mod:`calibration`).
 
 Training data (all *training* splits), drawn afresh every epoch:
   * CROHME 2016 training inks, rendered *on the fly* in the data-loader workers with a random
@@ -55,10 +56,10 @@ from torch.utils.data import DataLoader, Dataset
 from common.inkml import ink_bbox
 from common.latex import normalize_tokens
 
-from . import data, synth
+from . import calibration, data, synth
 from . import ink as inkml
 from .evaluate import recognizer_metrics
-from .inference import encoder_uses_bf16, load_recognizer, read_crops
+from .inference import calibrate, encoder_uses_bf16, load_recognizer, read_crops
 from .recognizer import SPECIALS, Recognizer, RecognizerConfig, batch_crops, prepare_crop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -471,6 +472,25 @@ def main(argv=None):
         if finished:
             break
     export(best if best.exists() else last, Path(args.out))
+    if val:
+        calibrate_export(Path(args.out), [(img, toks) for img, toks in val if toks], device)
+
+
+def calibrate_export(out: Path, val: list[tuple[np.ndarray, list[str]]], device: str) -> None:
+    """Fit the exported recognizer's greedy confidence to P(exact) on the validation inks
+    (:mod:`calibration`), as ``manage.py calibrate_recognizer`` does; weights that read every
+    ink right or every ink wrong cannot be fitted and keep the sequence probability."""
+    model = load_recognizer(out, device=device)
+    try:
+        fit, readings = calibrate(model, val, device=device, batch_size=256 if device == "cuda" else 64)
+    except ValueError as exc:
+        print(f"confidence not calibrated: {exc}", flush=True)
+        return
+    exact = sum(r.tokens == truth for r, (_, truth) in zip(readings, val, strict=True)) / len(val)
+    calibration.store(out, calibration.mode_key(), fit, fitted_on="test-2013.tar.xz", samples=len(val),
+                      exact=round(exact, 4), fitted=time.strftime("%Y-%m-%d"))
+    print(f"confidence calibrated on {len(val)} validation inks: P(exact) = sigmoid({fit.a:.4f} * log-probability"
+          f" + {fit.b:.4f})", flush=True)
 
 
 def save(path: Path, model, opt, cfg, step, epoch, batch_in_epoch, seconds=0.0, best_val=-1.0, held_out=False):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import cv2
 import numpy as np
@@ -82,3 +83,82 @@ def test_evaluate_detector_on_pages_uses_the_ink_box_as_truth(tmp_path):
     assert summary["images"] == 1 and {"precision", "recall", "f1", "mean_iou"} <= set(summary)
     (row,) = [json.loads(x) for x in results.read_text().splitlines()]
     assert row["image"] == "p.png" and row["truth"] == 1
+
+
+@pytest.fixture
+def recognizer_copy(tmp_path):
+    """The committed recognizer in a folder of its own, without its calibration."""
+    import shutil
+
+    from pipeline.ml.inference import WEIGHTS_DIR
+
+    folder = tmp_path / "recognizer"
+    shutil.copytree(WEIGHTS_DIR / "recognizer", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("calibration")
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_calibrate_recognizer_fits_on_the_validation_inks_and_the_folder_then_reads_with_it(recognizer_copy,
+                                                                                           shared_data):
+    from pipeline.ml import calibration
+    from pipeline.ml.inference import load_recognizer
+
+    out = json.loads(_run("calibrate_recognizer", "--recognizer", str(recognizer_copy), "--limit", "80", "--json"))
+    assert out["mode"] == "greedy" and out["samples"] == 80 and out["written"]
+    assert out["fitted_on"] == "test-2013.tar.xz"
+    # before: the sequence probability of an unfitted folder; after: a probability as often right as it says
+    assert out["after"]["mean_confidence"] == pytest.approx(out["after"]["exact"], abs=0.01)
+    assert out["after"]["ece"] < out["before"]["ece"]
+    stored = json.loads((recognizer_copy / "config.json").read_text())["calibration"]["greedy"]
+    assert stored["samples"] == 80 and stored["a"] == pytest.approx(out["a"], abs=1e-5)
+    assert load_recognizer(recognizer_copy, device="cpu").calibration["greedy"] == calibration.Platt(
+        a=stored["a"], b=stored["b"])
+
+
+def test_calibrate_recognizer_dry_run_and_test_time_views_fit_their_own_way_of_reading(recognizer_copy, shared_data):
+    before = (recognizer_copy / "config.json").read_bytes()
+    out = json.loads(_run("calibrate_recognizer", "--recognizer", str(recognizer_copy), "--limit", "40", "--tta",
+                          "--dry-run", "--json"))
+    assert out["mode"] == "views:trim,wide" and not out["written"]
+    assert (recognizer_copy / "config.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--recognizer", "{tmp}/nowhere"], "no config.json there"),
+        (["--crohme", "{tmp}/missing.tar.xz"], "no such file"),
+        (["--limit", "-1"], "--limit must be 0 (all) or more"),
+        (["--limit", "1"], "needs both exact and wrong readings"),  # one ink is all exact or all wrong
+    ],
+)
+def test_calibrate_recognizer_refuses_bad_input_and_leaves_the_config_alone(recognizer_copy, shared_data, tmp_path,
+                                                                          args, says):
+    from django.core.management.base import CommandError
+
+    before = (recognizer_copy / "config.json").read_bytes()
+    args = [a.format(tmp=tmp_path) for a in args]
+    if "--recognizer" not in args:
+        args += ["--recognizer", str(recognizer_copy)]
+    with pytest.raises(CommandError, match=re.escape(says)):
+        _run("calibrate_recognizer", *args)
+    assert (recognizer_copy / "config.json").read_bytes() == before
+    assert not list(recognizer_copy.glob("*.tmp"))  # no half-written config left beside it
+
+
+def test_evaluate_recognizer_reports_how_well_its_confidence_tells_right_from_wrong(tmp_path):
+    tsv = tmp_path / "set.tsv"
+    texts = ["a+b", "x=1", r"\frac{1}{2}", r"y^{2}", "7-3", r"\sqrt{z}"]
+    for i, text in enumerate(texts):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), synth.render_mathtext(text, size=20))
+    tsv.write_text("".join(f"{i}.png\t{t}\n" for i, t in enumerate(texts)))
+    summary = json.loads(_run("evaluate_recognizer", "--tsv", str(tsv), "--images", str(tmp_path),
+                              "--results", str(tmp_path / "out.jsonl"), "--json"))
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    confs = [r["confidence"] for r in rows]
+    assert summary["confidence_mean_confidence"] == pytest.approx(sum(confs) / len(confs), abs=1e-4)
+    assert summary["confidence_brier"] == pytest.approx(
+        sum((c - r["exact"]) ** 2 for c, r in zip(confs, rows, strict=True)) / len(rows), abs=1e-4)
+    assert {"confidence_auroc", "confidence_ece", "confidence_wrong_in_lowest_30pct"} <= set(summary)

@@ -155,6 +155,55 @@ def test_bad_side_model_is_rejected_naming_its_field_and_stores_nothing(team_api
     assert stored_files() == [] and ModelVersion.objects.filter(source="upload").count() == 0
 
 
+def _recognizer_upload(calibration) -> dict:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from pipeline.ml.recognizer import Recognizer, RecognizerConfig
+
+    cfg = RecognizerConfig(vocab=["<pad>", "<bos>", "<eos>", "<unk>", "x", "+", "1"], d_model=32, heads=2, layers=1,
+                           ff=64, channels=(8, 8, 8))
+    config = {**cfg.to_dict(), **({"calibration": calibration} if calibration is not None else {})}
+    return {"kind": "recognizer", "name": "team-rec", "config": json.dumps(config),
+            "file": SimpleUploadedFile("w.pt", _state_bytes(Recognizer(cfg)))}
+
+
+def test_a_recognizer_uploaded_with_its_calibration_reads_with_it(team_api):
+    from pipeline import runtime
+    from pipeline.ml.calibration import Platt
+    from pipeline.ml.inference import load_recognizer
+
+    resp = _upload(team_api, **_recognizer_upload({"greedy": {"a": 1.25, "b": 0.5, "samples": 668}}))
+    assert resp.status_code == 201, resp.content
+    version = ModelVersion.objects.get(pk=resp.json()["id"])
+    assert version.config["calibration"]["greedy"]["a"] == 1.25
+    model = load_recognizer(runtime._folder_for(version), device="cpu")
+    assert model.calibration == {"greedy": Platt(a=1.25, b=0.5)}
+
+
+@pytest.mark.parametrize(
+    ("calibration", "says"),
+    [
+        ("not an object", "calibration must be an object"),
+        ({"greedy": {"a": "steep", "b": 1}}, "calibration.greedy.a must be a finite number"),
+        ({"greedy": {"a": -2, "b": 1}}, "calibration.greedy.a must not be negative"),
+    ],
+)
+def test_a_recognizer_with_a_bad_calibration_is_refused_naming_it_and_stores_nothing(team_api, calibration, says):
+    resp = _upload(team_api, **_recognizer_upload(calibration))
+    assert resp.status_code == 400, resp.content
+    assert says in str(resp.json()["config"])
+    assert stored_files() == [] and ModelVersion.objects.count() == 0
+
+
+def test_the_builtin_row_follows_a_recalibrated_config(team_api):
+    from pipeline import services
+
+    row = services.model_version_builtin(kind="recognizer")
+    ModelVersion.objects.filter(pk=row.pk).update(config={k: v for k, v in row.config.items() if k != "calibration"})
+    again = services.model_version_builtin(kind="recognizer")
+    assert again.pk == row.pk and "greedy" in again.config["calibration"]
+
+
 def test_unloadable_weights_are_rejected_before_storing(team_api):
     from django.core.files.uploadedfile import SimpleUploadedFile
 

@@ -359,3 +359,39 @@ def test_recombined_formulas_are_new_well_formed_and_typeset():
     assert [font for *_, font in jobs[4:]] == ["cm"] * 3
     for src, _, _ in jobs[4:]:
         synth.render_mathtext(src, size=20, font="cm")  # typesets without error
+
+
+def _uncalibrated_copy(folder):
+    import shutil
+
+    from pipeline.ml.inference import WEIGHTS_DIR
+
+    shutil.copytree(WEIGHTS_DIR / "recognizer", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("calibration")
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_exported_weights_are_calibrated_on_the_validation_inks(tmp_path, shared_data, capsys):
+    from pipeline.ml import ink as inkml
+    from pipeline.ml.inference import load_recognizer
+
+    folder = tmp_path / "export"
+    _uncalibrated_copy(folder)
+    val = [(inkml.render_ink(ink), normalize_tokens(ink.truth))
+           for _, ink in inkml.iter_inks(shared_data / "crohme" / "test-2013.tar.xz")][:60]
+    train_recognizer.calibrate_export(folder, val, "cpu")
+    fit = json.loads((folder / "config.json").read_text())["calibration"]["greedy"]
+    assert fit["samples"] == 60 and fit["fitted_on"] == "test-2013.tar.xz" and fit["a"] > 0
+    assert "greedy" in load_recognizer(folder, device="cpu").calibration
+    assert "confidence calibrated on 60 validation inks" in capsys.readouterr().out
+
+
+def test_weights_that_read_every_validation_ink_wrong_keep_the_sequence_probability(tmp_path, capsys):
+    folder = tmp_path / "export"
+    _uncalibrated_copy(folder)
+    before = (folder / "config.json").read_bytes()
+    val = [(synth.render_mathtext(s, size=24, font="cm"), ["\\zeta", "\\zeta", "\\zeta"]) for s in ("a+b", "x=1")]
+    train_recognizer.calibrate_export(folder, val, "cpu")
+    assert "confidence not calibrated: calibration needs both exact and wrong readings" in capsys.readouterr().out
+    assert (folder / "config.json").read_bytes() == before

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -44,3 +46,19 @@ def emit(stdout, payload, as_json: bool, text_lines) -> None:
         for line in text_lines:
             stdout.write(line)
     sys.stdout.flush()
+
+
+def crohme_samples(tar: Path, limit: int = 0):
+    """(name, RGB crop, truth tokens) of an InkML tarball's inks with a truth, rendered as evaluation renders them."""
+    from common.latex import normalize_tokens
+    from pipeline.ml.ink import iter_inks, render_ink
+
+    for name, ink in iter_inks(tar):
+        truth = normalize_tokens(ink.truth)
+        if not truth:
+            continue
+        gray = render_ink(ink)  # the fixed evaluation rendering: 64 px high, 2 px pen
+        yield name, np.repeat(gray[..., None], 3, axis=2), truth
+        limit -= 1
+        if limit == 0:
+            return

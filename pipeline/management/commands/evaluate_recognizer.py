@@ -1,7 +1,10 @@
 """``python manage.py evaluate_recognizer --tsv FILE --images DIR`` (or ``--crohme TARBALL``).
 
 Prints exact match, match within 1 and 2 token edits, mean token edit distance and BLEU-4
-after normalisation, and writes one JSON line per sample to ``--results``.
+after normalisation, how well the readings' confidences tell exact from wrong ones (AUROC,
+expected calibration error, Brier score, the share of wrong readings among the least confident
+30%: :func:`pipeline.ml.calibration.confidence_metrics`), and writes one JSON line per sample to
+``--results``.
 
 * ``--tsv/--images``: lines ``file<TAB>LaTeX``; each image is one formula crop. ``--crop-ink``
   first crops to the ink's bounding box (im2markup pages); ``--heldout-only`` keeps the fixed
@@ -15,14 +18,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
 from common.latex import normalize_tokens
 from pipeline.ml.data import im2markup_heldout
 from pipeline.ml.imageio import ink_box, read_rgb
 
-from ._common import add_model_options, emit, make_reader
+from ._common import add_model_options, crohme_samples, emit, make_reader
 
 
 def _tsv_samples(tsv: Path, images: Path, crop_ink: bool, heldout_only: bool, limit: int):
@@ -49,20 +51,6 @@ def _tsv_samples(tsv: Path, images: Path, crop_ink: bool, heldout_only: bool, li
                 return
 
 
-def _crohme_samples(tar: Path, limit: int):
-    from pipeline.ml.ink import iter_inks, render_ink
-
-    for name, ink in iter_inks(tar):
-        truth = normalize_tokens(ink.truth)
-        if not truth:
-            continue
-        gray = render_ink(ink)  # the fixed evaluation rendering: 64 px high, 2 px pen
-        yield name, np.repeat(gray[..., None], 3, axis=2), truth
-        limit -= 1
-        if limit == 0:
-            return
-
-
 class Command(BaseCommand):
     help = "Evaluate the recognizer: exact match, within 1/2 edits, token edit distance, BLEU-4."
 
@@ -78,10 +66,11 @@ class Command(BaseCommand):
         add_model_options(parser)
 
     def handle(self, *args, **o):
+        from pipeline.ml.calibration import confidence_metrics
         from pipeline.ml.evaluate import recognizer_metrics
 
         if o["crohme"]:
-            samples = _crohme_samples(Path(o["crohme"]), o["limit"])
+            samples = crohme_samples(Path(o["crohme"]), o["limit"])
         elif o["tsv"] and o["images"]:
             samples = _tsv_samples(Path(o["tsv"]), Path(o["images"]), o["crop_ink"], o["heldout_only"], o["limit"])
         else:
@@ -106,6 +95,9 @@ class Command(BaseCommand):
             flush()
         elapsed = time.perf_counter() - t0
         summary, rows = recognizer_metrics(pairs)
+        # how well the confidence (P(exact), pipeline.ml.calibration) tells right readings from wrong
+        quality = confidence_metrics(confs, [row["exact"] for row in rows]) if rows else {}
+        summary.update({f"confidence_{k}": v for k, v in quality.items() if k not in ("samples", "exact")})
         summary["seconds_per_sample"] = elapsed / max(len(rows), 1)
         with open(o["results"], "w", encoding="utf-8") as fh:
             for name, row, conf in zip(names, rows, confs, strict=True):

@@ -532,8 +532,10 @@ function loadRegions(list) {
   state.selected = state.regions.length ? 0 : -1;
 }
 
-// Below this the model's own guess is marked for a careful look and comes first.
-const LOW_CONFIDENCE = 0.6;
+// A built-in pre-label's confidence is the chance that the region was found and read exactly
+// right (the recognizer's is calibrated on validation inks: pipeline/ml/calibration.py); below
+// one half the model's guess is more likely wrong than right, is marked and comes first.
+const LOW_CONFIDENCE = 0.5;
 
 function hasConfidence(r) { return r.modelConfidence !== null && r.modelConfidence !== undefined; }
 
@@ -543,7 +545,8 @@ function confidenceBadge(r) {
   const span = document.createElement("span");
   span.className = `model-conf${isUnsure(r) ? " low" : ""}`;
   span.textContent = `${Math.round(r.modelConfidence * 100)}%`;
-  span.title = isUnsure(r) ? "The model is unsure of this region: check it first" : "The model's confidence in this region";
+  span.title = isUnsure(r) ? "The model is more likely wrong than right here: check this region first"
+    : "The model's estimate of the chance that this region is found and read exactly right";
   return span;
 }
 

@@ -1,0 +1,76 @@
+"""``python manage.py calibrate_recognizer [--recognizer FOLDER] [--beam K | --tta] [--dry-run]``.
+
+Fits the recognizer's confidence to the probability that a reading is exactly right, for one
+way of reading (greedy by default; ``--beam K`` or ``--tta`` for those), on the CROHME 2013
+inks (the validation set: ``--crohme`` for another tarball, never a test set), and writes the fit
+into the folder's ``config.json`` under ``"calibration"`` (:mod:`pipeline.ml.calibration`).
+Prints how well the confidences told exact readings from wrong ones before and after.
+"""
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from pipeline.ml import calibration
+
+from ._common import add_model_options, crohme_samples, emit, make_reader
+
+
+class Command(BaseCommand):
+    help = "Fit the recognizer's confidence to P(exact) on the validation inks and store it in config.json."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--crohme", help="InkML tarball to fit on (default: the CROHME 2013 inks in "
+                                             "MATHSET_SHARED_DATA, the validation set)")
+        parser.add_argument("--limit", type=int, default=0, help="fit on the first N inks only (0: all)")
+        parser.add_argument("--dry-run", action="store_true", help="print the fit, leave config.json as it is")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        add_model_options(parser)
+
+    def handle(self, *args, **o):
+        from pipeline.ml.inference import WEIGHTS_DIR, calibrate
+
+        folder = Path(o["recognizer"] or WEIGHTS_DIR / "recognizer")
+        if not (folder / "config.json").is_file():
+            raise CommandError(f"--recognizer {folder}: no config.json there")
+        tar = Path(o["crohme"] or settings.MATHSET_SHARED_DATA / "crohme" / "test-2013.tar.xz")
+        if not tar.is_file():
+            raise CommandError(f"--crohme {tar}: no such file (the CROHME 2013 inks are in ../shared/data)")
+        if o["limit"] < 0:
+            raise CommandError("--limit must be 0 (all) or more")
+        o["recognizer"] = str(folder)
+        reader = make_reader(o)
+        samples = [(rgb, truth) for _name, rgb, truth in crohme_samples(tar, o["limit"])]
+        if not samples:
+            raise CommandError(f"--crohme {tar}: no ink with a truth in it")
+        mode = calibration.mode_key(reader.beam_width, reader.views)
+        try:
+            fit, readings = calibrate(reader.recognizer, samples, device=reader.device, batch_size=o["batch_size"],
+                                      beam_width=reader.beam_width, views=reader.views)
+        except ValueError as exc:
+            raise CommandError(f"cannot calibrate on {tar.name}: {exc}") from exc
+        exact = [r.tokens == truth for r, (_, truth) in zip(readings, samples, strict=True)]
+        log_probs = [calibration.sequence_log_prob(r.token_confidences) for r in readings]
+        out = {
+            "recognizer": str(folder), "mode": mode, "fitted_on": tar.name, "samples": len(samples),
+            "a": fit.a, "b": fit.b,
+            # the confidences as the folder gave them before, and with the new fit (on the same inks)
+            "before": calibration.confidence_metrics([r.confidence for r in readings], exact),
+            "after": calibration.confidence_metrics([fit(lp) for lp in log_probs], exact),
+            "written": not o["dry_run"],
+        }
+        if not o["dry_run"]:
+            calibration.store(folder, mode, fit, fitted_on=tar.name, samples=len(samples),
+                              exact=round(float(np.mean(exact)), 4), fitted=date.today().isoformat())
+        lines = [f"{mode}: P(exact) = sigmoid({fit.a:.4f} * log-probability + {fit.b:.4f}) on {len(samples)} "
+                 f"inks of {tar.name}\n"]
+        for when in ("before", "after"):
+            m = out[when]
+            lines.append(f"  {when}: AUROC {m['auroc']:.3f}, ECE {m['ece']:.3f}, Brier {m['brier']:.3f}, "
+                         f"mean confidence {m['mean_confidence']:.3f} (exact {m['exact']:.3f})\n")
+        lines.append(f"written to {folder / 'config.json'}\n" if out["written"] else "dry run: nothing written\n")
+        emit(self.stdout, out, o["json"], lines)

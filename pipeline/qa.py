@@ -17,6 +17,7 @@ token edit distance (0 identical, 1 nothing in common).
 """
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -34,6 +35,8 @@ from shapely import make_valid
 from shapely.geometry import Polygon
 
 from common.latex import normalize_tokens
+
+from .ml.calibration import confidence_metrics
 
 DEFAULT_MATCH_IOU = 0.5
 # Pre-label changes: a prediction matched at >= KEEP_IOU was kept, at >= MATCH_IOU moved.
@@ -53,6 +56,8 @@ class Region:
     mask_rle: Mapping | None = None
     latex: str = ""
     tokens: tuple[str, ...] | None = None
+    # a prediction's: the model's chance that the region is found and read exactly right
+    confidence: float | None = None
 
 
 @lru_cache(maxsize=100_000)
@@ -554,6 +559,13 @@ class PrelabelStats:
     unmatched accepted regions **added**. LaTeX: for every matched pair, whether the
     prediction was accepted unchanged (after normalisation) and the normalised token edit
     distance from prediction to accepted answer.
+
+    Confidence: for every predicted region that carries one, what the model promised and what
+    came of it. A region came out **right** when it was matched and its LaTeX accepted
+    unchanged; ``confidence_mean`` against ``confidence_right_rate`` says whether the model's
+    confidence holds on this data (the built-in recognizer's is calibrated on clean validation
+    inks, :mod:`pipeline.ml.calibration`), and ``confidence_auroc`` how well it told right
+    regions from the rest.
     """
 
     images: int = 0
@@ -563,15 +575,25 @@ class PrelabelStats:
     added: int = 0
     latex_unchanged: list[bool] = field(default_factory=list)
     latex_distance: list[float] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    came_right: list[bool] = field(default_factory=list)
 
     def summary(self) -> dict:
         predicted = self.kept + self.moved + self.deleted
+        quality = confidence_metrics(self.confidences, self.came_right) if self.confidences else {}
+        auroc = quality.get("auroc")
         return {
             "images": self.images, "kept": self.kept, "moved": self.moved, "deleted": self.deleted,
             "added": self.added, "predicted": predicted, "accepted": self.kept + self.moved + self.added,
             "kept_rate": self.kept / predicted if predicted else None,
             "latex_unchanged_rate": _mean(self.latex_unchanged),
             "latex_edit_distance": _mean(self.latex_distance),
+            "with_confidence": len(self.confidences),
+            "confidence_mean": _mean(self.confidences),
+            "confidence_right_rate": _mean(self.came_right),
+            "confidence_ece": quality.get("ece"),
+            # undefined when every region came out right, or none did
+            "confidence_auroc": None if auroc is None or math.isnan(auroc) else auroc,
         }
 
 
@@ -593,6 +615,10 @@ def prelabel_changes(cases: Iterable[PrelabelCase], *, keep_iou: float = DEFAULT
         moved = len(matches) - kept
         unchanged = [latex_exact(case.predicted[m.a], case.accepted[m.b]) for m in matches]
         distance = [latex_distance(case.predicted[m.a], case.accepted[m.b]) for m in matches]
+        right = {m.a: same for m, same in zip(matches, unchanged, strict=True)}
+        rated = [k for k, r in enumerate(case.predicted) if r.confidence is not None]
+        confidences = [float(case.predicted[k].confidence) for k in rated]
+        came_right = [right.get(k, False) for k in rated]
         for t in targets:
             t.images += 1
             t.kept += kept
@@ -601,6 +627,8 @@ def prelabel_changes(cases: Iterable[PrelabelCase], *, keep_iou: float = DEFAULT
             t.added += len(case.accepted) - len(matches)
             t.latex_unchanged += unchanged
             t.latex_distance += distance
+            t.confidences += confidences
+            t.came_right += came_right
     return {"overall": overall.summary(),
             "by_model": {k: v.summary() for k, v in by_model.items()},
             "by_model_category": {k: v.summary() for k, v in by_model_category.items()}}

@@ -83,7 +83,9 @@ def make_qa_world() -> QAWorld:
     batch_p = _batch(spec, v2, price="0.40", categories=("handwritten",))
     task_p = batch_p.tasks.get()
     [prediction] = ls.predictions_import(model_name="det", model_version="1", items=[{"image": task_p.image_id, "regions": [
-        quad(10, 10, 90, 40, "y"), quad(100, 50, 150, 80, "z+1"), quad(20, 60, 60, 90, "w")]}])
+        # the model's confidences: the kept "y" came out right, the moved "z+1" was corrected, "w" deleted
+        {**quad(10, 10, 90, 40, "y"), "confidence": 0.9}, {**quad(100, 50, 150, 80, "z+1"), "confidence": 0.6},
+        {**quad(20, 60, 60, 90, "w"), "confidence": 0.3}]}])
     answer = [quad(10, 10, 90, 40, "y"), quad(110, 50, 160, 80, "z+2"), quad(160, 10, 190, 30, "q")]
     ann_p = _work(b1, answer, 40, started_from=prediction)
     ls.review_create(annotation=ann_p, reviewer=curator, decision="reject", reasons=["missing_formula"])

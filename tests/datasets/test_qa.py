@@ -213,3 +213,21 @@ def test_vectorised_quad_ious_equal_shapely_for_any_orientation():
     for x, y in ((a, b), (a[:, ::-1], b), (a, b[:, ::-1])):
         assert np.abs(quad_ious(np.ascontiguousarray(x), np.ascontiguousarray(y)) - expected).max() < 1e-9
     assert quad_ious(a[:1], b[:1])[0] == pytest.approx(1.0)
+
+
+def test_prelabel_confidence_counts_only_rated_regions_and_a_deleted_one_as_wrong():
+    predicted = [Region(points=box(0, 0, 10, 10), latex="a", confidence=0.8),      # kept, unchanged: right
+                 Region(points=box(50, 0, 60, 10), latex="c", confidence=0.7),     # kept, LaTeX fixed: wrong
+                 Region(points=box(200, 0, 210, 10), latex="q", confidence=0.9),   # deleted: wrong
+                 Region(points=box(300, 0, 310, 10), latex="r")]                   # no confidence: not rated
+    accepted = [Region(points=box(0, 0, 10, 10), latex="a"), Region(points=box(50, 0, 60, 10), latex="d"),
+                Region(points=box(300, 0, 310, 10), latex="r")]
+    o = prelabel_changes([PrelabelCase("m", predicted, accepted)])["overall"]
+    assert o["with_confidence"] == 3 and o["confidence_right_rate"] == pytest.approx(1 / 3)
+    assert o["confidence_mean"] == pytest.approx(0.8)
+    assert o["confidence_auroc"] == pytest.approx(0.5)  # the right 0.8 sits between the wrong 0.7 and 0.9
+    none = prelabel_changes([PrelabelCase("m", [Region(points=box(0, 0, 1, 1))], [])])["overall"]
+    assert (none["with_confidence"], none["confidence_mean"], none["confidence_auroc"]) == (0, None, None)
+    everyone_right = prelabel_changes([PrelabelCase("m", predicted[:1], accepted[:1])])["overall"]
+    assert everyone_right["confidence_auroc"] is None and everyone_right["confidence_right_rate"] == 1.0
+

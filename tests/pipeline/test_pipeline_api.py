@@ -195,7 +195,7 @@ def test_a_recognizer_with_a_bad_calibration_is_refused_naming_it_and_stores_not
     assert stored_files() == [] and ModelVersion.objects.count() == 0
 
 
-def test_the_builtin_row_follows_a_recalibrated_config(team_api):
+def test_the_builtin_row_follows_a_recalibrated_config(db):
     from pipeline import services
 
     row = services.model_version_builtin(kind="recognizer")

@@ -81,6 +81,7 @@ def test_page_shows_every_section_with_charts(qa_world, django_capture_on_commit
     html = c.get(f"/specs/{qa_world.spec.id}/qa/").content.decode()
     for section in ("qa-agreement", "qa-gold", "qa-reviews", "qa-prelabel", "qa-throughput"):
         assert f'id="{section}"' in html
-    assert html.count("<svg class=\"chart\"") == 13
+    assert html.count("<svg class=\"chart\"") == 14
+    assert 'id="qa-prelabel-confidence"' in html and "averaging 0.60" in html and "0.33" in html
     assert "det@1" in html and "missing_formula" in html
     assert "0.8000 USD" in html  # V2: two accepted tasks at 0.40

@@ -74,6 +74,15 @@ def test_prelabel_changes_of_the_edited_prediction(qa_world):
     assert [(m["model"], m["category"], m["kept"]) for m in p["by_model_category"]] == [("det@1", "handwritten", 1)]
 
 
+def test_prelabel_confidence_is_set_against_what_came_out_right(qa_world):
+    o = spec_stats_compute(spec=qa_world.spec).payload["prelabel"]["overall"]
+    # promised 0.9, 0.6, 0.3; only the kept "y" was accepted unchanged
+    assert o["with_confidence"] == 3
+    assert o["confidence_mean"] == pytest.approx(0.6) and o["confidence_right_rate"] == pytest.approx(1 / 3)
+    assert o["confidence_auroc"] == 1.0  # the one right region was the most confident
+    assert o["confidence_ece"] == pytest.approx((0.1 + 0.6 + 0.3) / 3)
+
+
 def test_throughput_and_cost(qa_world):
     t = spec_stats_compute(spec=qa_world.spec).payload["throughput"]
     o = t["overall"]

@@ -162,3 +162,64 @@ def test_evaluate_recognizer_reports_how_well_its_confidence_tells_right_from_wr
     assert summary["confidence_brier"] == pytest.approx(
         sum((c - r["exact"]) ** 2 for c, r in zip(confs, rows, strict=True)) / len(rows), abs=1e-4)
     assert {"confidence_auroc", "confidence_ece", "confidence_wrong_in_lowest_30pct"} <= set(summary)
+
+
+def _im2latex_zip(path, crops_and_latex, split_list="validate.lst"):
+    """An im2latex export as the exporter lays it out: images/, formulas.lst, <split>.lst."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("formulas.lst", "\n".join(latex for _, latex in crops_and_latex) + "\n")
+        lines = []
+        for k, (crop, _) in enumerate(crops_and_latex):
+            ok, png = cv2.imencode(".png", crop)
+            zf.writestr(f"images/{k}.png", png.tobytes())
+            lines.append(f"{k}.png {k}")
+        zf.writestr(split_list, "\n".join(lines) + "\n")
+    return path
+
+
+def test_calibrate_recognizer_fits_on_an_export_of_the_platforms_own_crops(recognizer_copy, tmp_path):
+    from pipeline.ml.inference import load_recognizer, read_crops
+
+    crops = [synth.render_mathtext(t, size=22, font="cm") for t in ("x+1", r"a^{2}", "y=3", "7-2", r"\pi r", "b+c")]
+    readings = read_crops(load_recognizer(recognizer_copy, device="cpu"), crops)
+    # half labelled as the model reads them (exact), half with answers it never gives (wrong)
+    labelled = [(c, r.latex if k % 2 == 0 else r"\zeta \zeta") for k, (c, r) in enumerate(zip(crops, readings, strict=True))]
+    export = _im2latex_zip(tmp_path / "snapshot-im2latex.zip", labelled)
+    out = json.loads(_run("calibrate_recognizer", "--recognizer", str(recognizer_copy), "--export", str(export),
+                          "--json"))
+    assert out["fitted_on"] == "snapshot-im2latex.zip (validation)" and out["samples"] == 6
+    assert out["after"]["exact"] == 0.5
+    stored = json.loads((recognizer_copy / "config.json").read_text())["calibration"]["greedy"]
+    assert stored["fitted_on"] == "snapshot-im2latex.zip (validation)" and stored["exact"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "says"),
+    [
+        (None, ["--export", "{tmp}/missing.zip"], "no such file"),
+        ("garbage", ["--export", "{tmp}/export.zip"], "export.zip"),
+        ("train-only", ["--export", "{tmp}/export.zip"], "no crop with LaTeX in its validation split"),
+        ("train-only", ["--export", "{tmp}/export.zip", "--crohme", "{tmp}/x.tar.xz"], "not both"),
+    ],
+)
+def test_calibrate_recognizer_refuses_a_bad_export_naming_it(recognizer_copy, tmp_path, make, args, says):
+    from django.core.management.base import CommandError
+
+    if make == "garbage":
+        (tmp_path / "export.zip").write_bytes(b"not a zip file")
+    elif make == "train-only":
+        _im2latex_zip(tmp_path / "export.zip", [(synth.render_mathtext("x", size=22), "x")], split_list="train.lst")
+    before = (recognizer_copy / "config.json").read_bytes()
+    with pytest.raises(CommandError, match=re.escape(says)):
+        _run("calibrate_recognizer", "--recognizer", str(recognizer_copy), *[a.format(tmp=tmp_path) for a in args])
+    assert (recognizer_copy / "config.json").read_bytes() == before
+
+
+def test_calibrate_recognizer_never_fits_on_a_test_split(recognizer_copy, tmp_path):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="invalid choice: 'test'"):
+        _run("calibrate_recognizer", "--recognizer", str(recognizer_copy), "--export", str(tmp_path / "e.zip"),
+             "--split", "test")

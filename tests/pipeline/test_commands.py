@@ -202,6 +202,7 @@ def test_calibrate_recognizer_fits_on_an_export_of_the_platforms_own_crops(recog
         ("garbage", ["--export", "{tmp}/export.zip"], "export.zip"),
         ("train-only", ["--export", "{tmp}/export.zip"], "no crop with LaTeX in its validation split"),
         ("train-only", ["--export", "{tmp}/export.zip", "--crohme", "{tmp}/x.tar.xz"], "not both"),
+        (None, ["--split", "train"], "--split chooses a split of an --export ZIP"),
     ],
 )
 def test_calibrate_recognizer_refuses_a_bad_export_naming_it(recognizer_copy, tmp_path, make, args, says):

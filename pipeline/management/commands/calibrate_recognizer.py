@@ -50,6 +50,8 @@ class Command(BaseCommand):
             raise CommandError("--limit must be 0 (all) or more")
         if o["export"] and o["crohme"]:
             raise CommandError("give --crohme TARBALL or --export ZIP, not both")
+        if o["split"] != "validation" and not o["export"]:
+            raise CommandError("--split chooses a split of an --export ZIP; give the export too")
         samples, fitted_on = (_export_samples(Path(o["export"]), o["split"], o["limit"]) if o["export"]
                               else _tarball_samples(o["crohme"], o["limit"]))
         o["recognizer"] = str(folder)
@@ -115,4 +117,3 @@ def _export_samples(path: Path, split: str, limit: int) -> tuple[list, str]:
     if not samples:
         raise CommandError(f"--export {path}: no crop with LaTeX in its {split} split")
     return samples, f"{path.name} ({split})"
-

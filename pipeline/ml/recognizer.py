@@ -3,7 +3,8 @@
 Input: a grayscale crop (255 = paper) resized to ``HEIGHT`` pixels, width kept in proportion
 up to ``MAX_WIDTH`` (wider crops are squeezed). Output: normalised LaTeX tokens
 (:mod:`common.latex`) with one confidence per token (the softmax probability of the chosen
-token) and a sequence confidence (their geometric mean). Decoding is batched greedy search.
+token); :func:`pipeline.ml.inference.read_crops` turns them into the reading's confidence, the
+probability that it is exact (:mod:`pipeline.ml.calibration`). Decoding is batched greedy search.
 """
 from __future__ import annotations
 
@@ -541,7 +542,10 @@ class Recognizer(nn.Module):
 
 
 def sequence_confidence(confs: list[float]) -> float:
-    """Geometric mean of token confidences (1.0 for an empty sequence is wrong: use 0)."""
+    """Geometric mean of token confidences (1.0 for an empty sequence is wrong: use 0).
+
+    Used to compare two readings of one crop's first tokens (which way up); a reading's own
+    confidence is :func:`pipeline.ml.calibration.confidence`."""
     if not confs:
         return 0.0
     return float(math.exp(sum(math.log(max(c, 1e-9)) for c in confs) / len(confs)))

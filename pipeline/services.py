@@ -57,21 +57,22 @@ def model_version_builtin(*, kind: str) -> ModelVersion:
     side_files = {name: f"pipeline/weights/{kind}/{name}" for name in ("refiner.pt", "orienter.pt")
                   if (folder / name).exists()}
     metrics_file = folder / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     version, created = ModelVersion.objects.get_or_create(
         kind=kind, name="mathset-builtin", version=digest[:12],
         defaults={"source": ModelVersion.Source.BUILTIN, "format": ModelVersion.Format.STATE_DICT,
                   "weights_sha256": digest, "config": config,
                   "side_files": side_files,
-                  "metrics": json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
+                  "metrics": metrics,
                   "notes": f"Committed weights, see pipeline/weights/{kind}/MODEL_CARD.md"},
     )
     if created:
         version.training_licences.set(Licence.objects.filter(code__in=BUILTIN_LICENCE_CODES.get(kind, [])))
-    elif version.side_files != side_files or version.config != config:
+    elif (version.side_files, version.config, version.metrics) != (side_files, config, metrics):
         # a row made before side models were recorded, or before the recognizer's confidence was
-        # calibrated (calibrate_recognizer rewrites config.json, not the weights)
-        version.side_files, version.config = side_files, config
-        version.save(update_fields=["side_files", "config"])
+        # calibrated or measured again (calibrate_recognizer rewrites config.json, not the weights)
+        version.side_files, version.config, version.metrics = side_files, config, metrics
+        version.save(update_fields=["side_files", "config", "metrics"])
     return version
 
 

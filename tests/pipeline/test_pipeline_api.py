@@ -195,13 +195,15 @@ def test_a_recognizer_with_a_bad_calibration_is_refused_naming_it_and_stores_not
     assert stored_files() == [] and ModelVersion.objects.count() == 0
 
 
-def test_the_builtin_row_follows_a_recalibrated_config(db):
+def test_the_builtin_row_follows_a_recalibrated_config_and_new_metrics(db):
     from pipeline import services
 
     row = services.model_version_builtin(kind="recognizer")
-    ModelVersion.objects.filter(pk=row.pk).update(config={k: v for k, v in row.config.items() if k != "calibration"})
+    ModelVersion.objects.filter(pk=row.pk).update(config={k: v for k, v in row.config.items() if k != "calibration"},
+                                                  metrics={})
     again = services.model_version_builtin(kind="recognizer")
     assert again.pk == row.pk and "greedy" in again.config["calibration"]
+    assert again.metrics["confidence_calibration"]["crohme_2016_test_1147"]["ece"] < 0.05
 
 
 def test_unloadable_weights_are_rejected_before_storing(team_api):

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import difflib
 import html
+import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -68,6 +69,7 @@ from django.utils.safestring import SafeString, mark_safe
 from common.latex import normalize_tokens
 from curation.models import DatasetSpec, ModelRequirement, Snapshot, SnapshotItem
 
+from .ml.calibration import confidence_metrics
 from .models import EvaluationRun, EvaluationSample, ModelVersion
 from .qa import Region, match_regions
 
@@ -78,7 +80,7 @@ UNCATEGORISED = "uncategorised"
 # Columns of the comparison table; the value of each is read from ``metrics["overall"]``.
 HIGHER_IS_BETTER = ("exact_match", "bleu4", "detection_precision", "detection_recall", "detection_f1", "mean_iou",
                     "qps")
-LOWER_IS_BETTER = ("token_edit_distance", "latency_p50_ms", "latency_p95_ms")
+LOWER_IS_BETTER = ("token_edit_distance", "confidence_ece", "latency_p50_ms", "latency_p95_ms")
 
 
 # ------------------------------------------------------------------ pure arithmetic
@@ -86,13 +88,15 @@ LOWER_IS_BETTER = ("token_edit_distance", "latency_p50_ms", "latency_p95_ms")
 @dataclass
 class RegionResult:
     """One truth region: its normalised truth tokens, the recognizer's tokens (None when not
-    read) and the IoU of the detection matched to it (None when missed or not detected)."""
+    read), the IoU of the detection matched to it (None when missed or not detected) and the
+    model's confidence in its reading (P(exact); None when it gave none)."""
 
     index: int
     points: list | None
     truth: list[str]
     prediction: list[str] | None
     iou: float | None = None
+    confidence: float | None = None
 
     @property
     def edits(self) -> int | None:
@@ -140,6 +144,12 @@ def summarize(images: Sequence[ImageResult]) -> dict:
                    within_1=rec["within_1"], bleu4=rec["bleu4"])
     else:
         out.update(exact_match=None, token_edit_distance=None, within_1=None, bleu4=None)
+    # is the model's confidence a probability of exactness on this snapshot? (pre-label order rests on it)
+    rated = [r for r in read if r.confidence is not None]
+    quality = confidence_metrics([r.confidence for r in rated], [r.prediction == r.truth for r in rated]) if rated else {}
+    auroc = quality.get("auroc")
+    out.update(confidence_rated=len(rated), confidence_mean=quality.get("mean_confidence"),
+               confidence_ece=quality.get("ece"), confidence_auroc=None if auroc is None or math.isnan(auroc) else auroc)
     detected = [im for im in images if im.predicted is not None]
     if detected:
         tp = sum(im.matched for im in detected)
@@ -418,6 +428,7 @@ def _evaluate_pipeline_batch(reader, items: list[SnapshotItem]) -> list[ImageRes
         for n, matched in _match_detections(regions, region_results, [d["points"] for d in found]):
             if matched.prediction is not None:
                 matched.prediction = normalize_tokens(found[n].get("latex") or "")
+                matched.confidence = found[n].get("latex_confidence")
         results.append(ImageResult(item_id=item.pk, categories=tuple(item.categories or ()), regions=region_results,
                                    predicted=len(found), ms=per_image_ms))
     return results
@@ -444,10 +455,12 @@ def _evaluate_batch(run: EvaluationRun, reader, items: list[SnapshotItem]) -> li
     readings = reader.recognize(crops) if crops else []
     per_image_ms = (time.perf_counter() - started) * 1000 / len(items)
     read = {owner: _tokens(reading) for owner, reading in zip(owners, readings, strict=True)}
+    sure = {owner: getattr(reading, "confidence", None) for owner, reading in zip(owners, readings, strict=True)}
     results = []
     for k, (item, regions) in enumerate(zip(items, truths, strict=True)):
         region_results = [RegionResult(index=i, points=quad, truth=normalize_tokens(region.get("latex") or ""),
-                                       prediction=read.get((k, i))) for i, region, quad in regions]
+                                       prediction=read.get((k, i)), confidence=sure.get((k, i)))
+                          for i, region, quad in regions]
         predicted = None
         if detections is not None:
             _match_detections(regions, region_results, [d.quad for d in detections[k]])
@@ -468,7 +481,7 @@ def _sample_rows(run: EvaluationRun, result: ImageResult) -> list[EvaluationSamp
             region_index=r.index, points=r.points, truth_latex=" ".join(r.truth),
             predicted_latex=" ".join(r.prediction) if r.prediction is not None else "",
             edits=r.edits, edit_distance=r.edit_distance, exact=None if r.prediction is None else r.edits == 0,
-            iou=r.iou, **common))
+            iou=r.iou, confidence=r.confidence, **common))
     return rows
 
 

@@ -243,6 +243,8 @@ class EvaluationSample(models.Model):
     edit_distance = models.FloatField(null=True, blank=True, help_text="Normalised token edit distance")
     exact = models.BooleanField(null=True, blank=True)
     iou = models.FloatField(null=True, blank=True, help_text="IoU of the matched detection (None: missed)")
+    confidence = models.FloatField(null=True, blank=True,
+                                   help_text="The model's probability that its reading is exact (None: not given)")
     image_predicted = models.PositiveSmallIntegerField(default=0, help_text="Regions the detector found in the image")
     image_matched = models.PositiveSmallIntegerField(default=0)
     latency_ms = models.FloatField(default=0.0)

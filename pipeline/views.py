@@ -76,7 +76,7 @@ def job_cancel(request, pk: int):
 
 COMPARISON_COLUMNS = [
     ("exact_match", "Exact match", "pct"), ("token_edit_distance", "Edit distance", "num"),
-    ("bleu4", "BLEU-4", "num"), ("detection_precision", "Det. precision", "pct"),
+    ("bleu4", "BLEU-4", "num"), ("confidence_ece", "Conf. ECE", "num"), ("detection_precision", "Det. precision", "pct"),
     ("detection_recall", "Det. recall", "pct"), ("detection_f1", "Det. F1", "pct"), ("mean_iou", "Mean IoU", "num"),
     ("latency_p50_ms", "p50 ms/img", "ms"), ("latency_p95_ms", "p95 ms/img", "ms"), ("qps", "QPS", "num"),
 ]

@@ -211,7 +211,7 @@ class EvaluationSampleSerializer(serializers.ModelSerializer):
     class Meta:
         model = EvaluationSample
         fields = ["id", "item", "image", "region_index", "categories", "points", "truth_latex",
-                  "predicted_latex", "edits", "edit_distance", "exact", "iou", "image_predicted", "image_matched",
+                  "predicted_latex", "edits", "edit_distance", "exact", "iou", "confidence", "image_predicted", "image_matched",
                   "latency_ms", "crop_url"]
         read_only_fields = fields
 

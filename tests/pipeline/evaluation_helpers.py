@@ -46,9 +46,11 @@ class StubReader:
     """A "model" with known answers: per image (in the order seen) the quads it detects, and
     per truth crop (in order) the LaTeX it reads. Records the batches it was given."""
 
-    def __init__(self, detections: Sequence[Sequence] = (), readings: Sequence[str] = (), on_detect=None):
+    def __init__(self, detections: Sequence[Sequence] = (), readings: Sequence[str] = (), on_detect=None,
+                 confidences: Sequence[float] = ()):
         self.detections = list(detections)
         self.readings = list(readings)
+        self.confidences = list(confidences)  # per reading, in order; none: the model gives none
         self.on_detect = on_detect
         self.detect_batches: list[int] = []
         self.recognize_batches: list[int] = []
@@ -65,4 +67,6 @@ class StubReader:
 
     def recognize(self, crops):
         self.recognize_batches.append(len(crops))
-        return [SimpleNamespace(latex=self.readings.pop(0)) for _ in crops]
+        return [SimpleNamespace(latex=self.readings.pop(0),
+                                **({"confidence": self.confidences.pop(0)} if self.confidences else {}))
+                for _ in crops]

@@ -46,7 +46,7 @@ def test_comparison_table_highlights_the_best_run_per_column(model_team, curator
     resp = _client(model_team).get(f"/evaluations/?snapshot={snap.pk}")
     assert resp.status_code == 200
     html = resp.content.decode()
-    for col in (0, 1, 2, 5):  # exact match, edit distance (lower wins), BLEU-4, detection F1
+    for col in (0, 1, 2, 6):  # exact match, edit distance (lower wins), BLEU-4, detection F1
         assert "best" in _cell(html, good.pk, col) and "best" not in _cell(html, weak.pk, col), col
     assert f'data-run="{queued.pk}"' in html
     page = text(resp)
@@ -148,3 +148,18 @@ def test_an_http_pipeline_is_offered_in_the_detectors_place_and_shown_as_one(mod
     assert f'<option value="{http.pk}">ext@2 (HTTP pipeline)</option>' in detector_select
     detail = text(_client(model_team).get(f"/evaluations/{run.pk}/"))
     assert "Full pipeline (HTTP)" in detail and "ext@2" in detail and "scored end to end" in detail
+
+
+def test_detail_page_says_how_honest_the_models_confidence_was(model_team, curator, versions):
+    snap = three_image_snapshot()
+    run = evaluation.evaluation_run(run=evaluation.evaluation_create(
+        snapshot=snap, detector_version=None, recognizer_version=versions[1], created_by=curator),
+        reader=StubReader(readings=["x^{2}+1", "a+b", r"\frac{1}{3}"], confidences=[0.9, 0.6, 0.3]))
+    html = _client(model_team).get(f"/evaluations/{run.pk}/").content.decode()
+    line = re.search(r'<dd id="run-confidence">(.*?)</dd>', html, re.S).group(1)
+    assert "3 readings" in line and "0.600" in line and "0.267" in line and "1.000" in line
+    quiet = evaluation.evaluation_run(run=evaluation.evaluation_create(
+        snapshot=snap, detector_version=None, recognizer_version=versions[1], created_by=curator),
+        reader=StubReader(readings=["x^{2}+1", "a+b", r"\frac{1}{3}"]))
+    assert 'id="run-confidence"' not in _client(model_team).get(f"/evaluations/{quiet.pk}/").content.decode()
+

@@ -69,6 +69,8 @@ def test_known_answers_give_exact_match_edit_distance_bleu_and_detection_figures
     assert o["detection_f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
     assert o["mean_iou"] == pytest.approx((1.0 + 0.6) / 2)
 
+    assert (o["confidence_rated"], o["confidence_ece"], o["confidence_auroc"]) == (0, None, None)  # it gave none
+
     printed, handwritten = run.metrics["by_category"]["printed"], run.metrics["by_category"]["handwritten"]
     assert printed["exact_match"] == 1.0 and printed["images"] == 2
     assert printed["detection_precision"] == pytest.approx(2 / 3) and printed["detection_recall"] == 1.0
@@ -271,3 +273,22 @@ def test_committed_weights_run_end_to_end_on_the_cpu_and_deterministically(versi
     x0, y0 = sample.points[0]
     x1, y1 = sample.points[2]
     assert abs(crop.width - (x1 - x0)) <= 2 and abs(crop.height - (y1 - y0)) <= 2
+
+
+def test_the_models_confidence_is_scored_as_a_probability_of_exactness(versions, curator):
+    snap = three_image_snapshot()
+    run = evaluation.evaluation_create(snapshot=snap, detector_version=None, recognizer_version=versions[1],
+                                       created_by=curator)
+    # right at 0.9, right at 0.6, wrong (one token of 7) at 0.3
+    reader = StubReader(readings=[TRUTH[0], "a + b", r"\frac{1}{3}"], confidences=[0.9, 0.6, 0.3])
+    run = evaluation.evaluation_run(run=run, reader=reader)
+    assert run.status == "done", run.error
+    o = run.metrics["overall"]
+    assert o["confidence_rated"] == 3 and o["confidence_mean"] == pytest.approx(0.6)
+    assert o["confidence_ece"] == pytest.approx((0.1 + 0.4 + 0.3) / 3)
+    assert o["confidence_auroc"] == 1.0  # the wrong reading was the least sure
+    assert run.metrics["by_category"]["printed"]["confidence_auroc"] is None  # both right: undefined
+    assert evaluation.comparison_values(run)["confidence_ece"] == pytest.approx(0.8 / 3)
+    stored = list(EvaluationSample.objects.filter(run=run).order_by("item__image_id").values_list("confidence", flat=True))
+    assert stored == [0.9, 0.6, 0.3]
+

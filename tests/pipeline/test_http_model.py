@@ -125,6 +125,9 @@ def test_http_pipeline_is_evaluated_end_to_end_from_signed_urls(model, pipeline_
     assert run.metrics["by_category"]["handwritten"]["exact_match"] == 0.0
     assert run.metrics["by_category"]["printed"]["exact_match"] == 1.0
     assert run.verdicts[0]["met"] is True and run.passed is True
+    # its latex_confidence (0.8) is scored on the two formulas it found and read right; the missed one gave none
+    assert (o["confidence_rated"], o["confidence_mean"]) == (2, pytest.approx(0.8))
+    assert o["confidence_ece"] == pytest.approx(0.2) and o["confidence_auroc"] is None
 
     missed = EvaluationSample.objects.get(run=run, item=items[2])
     assert (missed.predicted_latex, missed.exact, missed.iou, missed.edits) == ("", False, None, 7)

@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=40)
@@ -87,12 +91,15 @@ def main() -> None:
                "p95_ms": round(run.latency_p95_ms, 1), "qps": round(run.qps, 2), "wall_s": round(wall, 1),
                "exact_match": round(o["exact_match"], 3), "token_edit_distance": round(o["token_edit_distance"], 3),
                "bleu4": round(o["bleu4"], 3), "detection_f1": round(o["detection_f1"], 3),
-               "mean_iou": round(o["mean_iou"] or 0, 3), "passed": run.passed, "device": run.device}
+               "mean_iou": round(o["mean_iou"] or 0, 3), "passed": run.passed, "device": run.device,
+               "confidence_mean": _rounded(o["confidence_mean"]), "confidence_ece": _rounded(o["confidence_ece"]),
+               "confidence_auroc": _rounded(o["confidence_auroc"])}
         rows.append(row)
         print(f"batch {batch_size:>2}: {row['images']} images, time per image p50 {row['p50_ms']} ms / p95 "
               f"{row['p95_ms']} ms, {row['qps']} images/s (run wall {row['wall_s']} s incl. decoding and storing); "
               f"exact {row['exact_match']}, edit distance {row['token_edit_distance']}, BLEU-4 {row['bleu4']}, "
-              f"det F1 {row['detection_f1']}, mean IoU {row['mean_iou']}; verdict {row['passed']} ({row['device']})",
+              f"det F1 {row['detection_f1']}, mean IoU {row['mean_iou']}; confidence mean {row['confidence_mean']}, "
+              f"ECE {row['confidence_ece']}, AUROC {row['confidence_auroc']}; verdict {row['passed']} ({row['device']})",
               flush=True)
     print(machine_facts(db_engine_description()))
     print(json.dumps(rows))

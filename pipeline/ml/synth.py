@@ -174,6 +174,24 @@ def render_mathtext(latex: str, *, size: float = 20, font: str = "cm", dpi: int 
     return _tight(gray.clip(0, 255).astype(np.uint8))
 
 
+def typeset_samples(token_lists: list[list[str]], *, seed: int = 0) -> list[tuple[np.ndarray, list[str]]]:
+    """Each formula typeset in print (mathtext, a seeded font of :data:`MATH_FONTS` and size):
+    ``(crop, tokens)``; formulas mathtext cannot typeset are left out. ``calibrate_recognizer
+    --typeset`` fits the confidence on the validation truths typeset this way beside their
+    handwriting."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for tokens in token_lists:
+        size, font = float(rng.uniform(16, 30)), str(rng.choice(MATH_FONTS))
+        if not tokens:
+            continue
+        try:
+            out.append((render_mathtext(" ".join(tokens), size=size, font=font), tokens))
+        except (ValueError, RuntimeError):  # mathtext's parse errors: a construct it does not know
+            continue
+    return out
+
+
 def render_pillow_text(text: str, *, size: int = 28) -> np.ndarray:
     """Plain text formula (e.g. ``12 + 7 = 19``) drawn with Pillow's DejaVu font."""
     try:

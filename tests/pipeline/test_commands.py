@@ -117,6 +117,19 @@ def test_calibrate_recognizer_fits_on_the_validation_inks_and_the_folder_then_re
         a=stored["a"], b=stored["b"])
 
 
+def test_calibrate_recognizer_can_fit_the_inks_and_their_truths_typeset(recognizer_copy, shared_data):
+    from pipeline.ml import calibration
+
+    both = json.loads(_run("calibrate_recognizer", "--recognizer", str(recognizer_copy), "--limit", "80", "--json",
+                           "--dry-run", "--typeset"))
+    inks = json.loads(_run("calibrate_recognizer", "--recognizer", str(recognizer_copy), "--limit", "80", "--json",
+                           "--dry-run"))
+    assert both["fitted_on"] == "test-2013.tar.xz + its truths typeset" and 150 <= both["samples"] <= 160
+    # the same formulas read better in print: the fit over both says more at the same log-probability
+    assert both["after"]["exact"] > inks["after"]["exact"]
+    assert calibration.Platt(both["a"], both["b"])(-1.0) > calibration.Platt(inks["a"], inks["b"])(-1.0)
+
+
 def test_calibrate_recognizer_dry_run_and_test_time_views_fit_their_own_way_of_reading(recognizer_copy, shared_data):
     before = (recognizer_copy / "config.json").read_bytes()
     out = json.loads(_run("calibrate_recognizer", "--recognizer", str(recognizer_copy), "--limit", "40", "--tta",

@@ -5,8 +5,10 @@ way of reading (greedy by default; ``--beam K`` or ``--tta`` for those), and wri
 the folder's ``config.json`` under ``"calibration"`` (:mod:`pipeline.ml.calibration`). Prints how
 well the confidences told exact readings from wrong ones before and after.
 
-Fitted on the CROHME 2013 inks (the validation set) by default, ``--crohme`` for another InkML
-tarball, or ``--export ZIP [--split train|validation]``: an im2latex export of a snapshot (the
+Fitted on the CROHME 2013 inks (the validation set) by default; ``--typeset`` adds the same truths
+typeset in print (at one log-probability a printed reading is right more often than a handwritten
+one, and one fit over both serves neither well: measured in ``pipeline/RESULTS.md``, "Confidence
+round"); ``--crohme`` for another InkML tarball, or ``--export ZIP [--split train|validation]``: an im2latex export of a snapshot (the
 rectified crops of its accepted regions with their LaTeX), so the confidence is fitted on the
 platform's own photos, where the QA page's pre-label section shows whether it holds. A snapshot's
 test split is refused: it is for measuring, not fitting.
@@ -32,6 +34,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--crohme", help="InkML tarball to fit on (default: the CROHME 2013 inks in "
                                              "MATHSET_SHARED_DATA, the validation set)")
+        parser.add_argument("--typeset", action="store_true",
+                            help="fit on the inks and their truths typeset in print (mathtext)")
         parser.add_argument("--export", help="an im2latex export zip (a snapshot's crops and LaTeX) to fit on instead")
         parser.add_argument("--split", default="validation", choices=("train", "validation"),
                             help="the export's split to fit on (default validation; never test)")
@@ -53,7 +57,7 @@ class Command(BaseCommand):
         if o["split"] != "validation" and not o["export"]:
             raise CommandError("--split chooses a split of an --export ZIP; give the export too")
         samples, fitted_on = (_export_samples(Path(o["export"]), o["split"], o["limit"]) if o["export"]
-                              else _tarball_samples(o["crohme"], o["limit"]))
+                              else _tarball_samples(o["crohme"], o["limit"], typeset=o["typeset"]))
         o["recognizer"] = str(folder)
         reader = make_reader(o)
         mode = calibration.mode_key(reader.beam_width, reader.views)
@@ -85,14 +89,18 @@ class Command(BaseCommand):
         emit(self.stdout, out, o["json"], lines)
 
 
-def _tarball_samples(path: str | None, limit: int) -> tuple[list, str]:
+def _tarball_samples(path: str | None, limit: int, *, typeset: bool) -> tuple[list, str]:
+    from pipeline.ml.synth import typeset_samples
+
     tar = Path(path or settings.MATHSET_SHARED_DATA / "crohme" / "test-2013.tar.xz")
     if not tar.is_file():
         raise CommandError(f"--crohme {tar}: no such file (the CROHME 2013 inks are in ../shared/data)")
     samples = [(rgb, truth) for _name, rgb, truth in crohme_samples(tar, limit)]
     if not samples:
         raise CommandError(f"--crohme {tar}: no ink with a truth in it")
-    return samples, tar.name
+    if not typeset:
+        return samples, tar.name
+    return samples + typeset_samples([truth for _, truth in samples]), f"{tar.name} + its truths typeset"
 
 
 def _export_samples(path: Path, split: str, limit: int) -> tuple[list, str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import _machine  # noqa: F401 - puts the project on sys.path
 import numpy as np
@@ -31,20 +30,21 @@ from pipeline.ml import calibration, data
 from pipeline.ml.evaluate import match_quads
 from pipeline.ml.inference import TTA_VIEWS, FormulaReader
 from pipeline.ml.ink import iter_inks, render_ink
+from pipeline.ml.recognizer import sequence_confidence
 from pipeline.ml.train_detector import EVAL_SEED_BASE, make_photo
 
 
-def geometric_mean(confs) -> float:
-    return math.exp(sum(math.log(max(c, calibration.MIN_TOKEN_PROB)) for c in confs) / len(confs)) if confs else 0.0
+def rounded(metrics: dict) -> dict:
+    return {k: None if v is None else round(v, 4) for k, v in metrics.items()}
 
 
 def scored(token_confs, given, exact) -> dict:
     """The three confidences' metrics for one set's readings."""
-    rules = {"geometric_mean": [geometric_mean(c) for c in token_confs],
-             "sequence_probability": [math.exp(calibration.sequence_log_prob(c)) if c else 0.0 for c in token_confs],
+    rules = {"geometric_mean": [sequence_confidence(c) for c in token_confs],
+             # what a way of reading without a fit gets
+             "sequence_probability": [calibration.confidence(c, None, calibration.mode_key()) for c in token_confs],
              "calibrated": given}
-    return {name: {k: round(v, 4) for k, v in calibration.confidence_metrics(conf, exact).items()}
-            for name, conf in rules.items()}
+    return {name: rounded(calibration.confidence_metrics(conf, exact)) for name, conf in rules.items()}
 
 
 def crops(reader, samples) -> dict:
@@ -77,9 +77,10 @@ def photos(reader, n: int) -> dict:
                 region_given.append(region["latex_confidence"])
                 region_exact.append(exact)
         photo_given.append(min((min(r["score"], r["latex_confidence"]) for r in regions), default=0.0))
-        photo_before.append(min((min(r["score"], geometric_mean(r["token_confidences"])) for r in regions), default=0.0))
+        photo_before.append(min((min(r["score"], sequence_confidence(r["token_confidences"])) for r in regions),
+                                default=0.0))
         photo_right.append(right)
-    queue = {name: {k: round(v, 4) for k, v in calibration.confidence_metrics(given, photo_right).items()}
+    queue = {name: rounded(calibration.confidence_metrics(given, photo_right))
              for name, given in (("geometric_mean", photo_before), ("calibrated", photo_given))}
     return {"found_regions": scored(region_confs, region_given, region_exact), "photo_queue_order": queue}
 

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import difflib
 import html
-import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -147,9 +146,8 @@ def summarize(images: Sequence[ImageResult]) -> dict:
     # is the model's confidence a probability of exactness on this snapshot? (pre-label order rests on it)
     rated = [r for r in read if r.confidence is not None]
     quality = confidence_metrics([r.confidence for r in rated], [r.prediction == r.truth for r in rated]) if rated else {}
-    auroc = quality.get("auroc")
     out.update(confidence_rated=len(rated), confidence_mean=quality.get("mean_confidence"),
-               confidence_ece=quality.get("ece"), confidence_auroc=None if auroc is None or math.isnan(auroc) else auroc)
+               confidence_ece=quality.get("ece"), confidence_auroc=quality.get("auroc"))
     detected = [im for im in images if im.predicted is not None]
     if detected:
         tp = sum(im.matched for im in detected)
@@ -454,13 +452,16 @@ def _evaluate_batch(run: EvaluationRun, reader, items: list[SnapshotItem]) -> li
                     owners.append((k, i))
     readings = reader.recognize(crops) if crops else []
     per_image_ms = (time.perf_counter() - started) * 1000 / len(items)
-    read = {owner: _tokens(reading) for owner, reading in zip(owners, readings, strict=True)}
-    sure = {owner: getattr(reading, "confidence", None) for owner, reading in zip(owners, readings, strict=True)}
+    # per crop: its tokens and the model's confidence in them (a reader may give none)
+    read = {owner: (_tokens(reading), getattr(reading, "confidence", None))
+            for owner, reading in zip(owners, readings, strict=True)}
     results = []
     for k, (item, regions) in enumerate(zip(items, truths, strict=True)):
-        region_results = [RegionResult(index=i, points=quad, truth=normalize_tokens(region.get("latex") or ""),
-                                       prediction=read.get((k, i)), confidence=sure.get((k, i)))
-                          for i, region, quad in regions]
+        region_results = []
+        for i, region, quad in regions:
+            tokens, confidence = read.get((k, i), (None, None))
+            region_results.append(RegionResult(index=i, points=quad, truth=normalize_tokens(region.get("latex") or ""),
+                                               prediction=tokens, confidence=confidence))
         predicted = None
         if detections is not None:
             _match_detections(regions, region_results, [d.quad for d in detections[k]])

@@ -17,7 +17,6 @@ token edit distance (0 identical, 1 nothing in common).
 """
 from __future__ import annotations
 
-import math
 import statistics
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -581,7 +580,6 @@ class PrelabelStats:
     def summary(self) -> dict:
         predicted = self.kept + self.moved + self.deleted
         quality = confidence_metrics(self.confidences, self.came_right) if self.confidences else {}
-        auroc = quality.get("auroc")
         return {
             "images": self.images, "kept": self.kept, "moved": self.moved, "deleted": self.deleted,
             "added": self.added, "predicted": predicted, "accepted": self.kept + self.moved + self.added,
@@ -592,8 +590,7 @@ class PrelabelStats:
             "confidence_mean": _mean(self.confidences),
             "confidence_right_rate": _mean(self.came_right),
             "confidence_ece": quality.get("ece"),
-            # undefined when every region came out right, or none did
-            "confidence_auroc": None if auroc is None or math.isnan(auroc) else auroc,
+            "confidence_auroc": quality.get("auroc"),
         }
 
 

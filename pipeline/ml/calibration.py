@@ -115,7 +115,8 @@ def confidence_metrics(confidences: Sequence[float], exact: Sequence[bool], *, b
                        review_share: float = 0.3) -> dict:
     """How well confidences tell exact readings from wrong ones.
 
-    ``auroc``: the chance an exact reading is more confident than a wrong one (ties count half);
+    ``auroc``: the chance an exact reading is more confident than a wrong one (ties count half;
+    None when the readings are all exact or all wrong, where it is undefined);
     ``ece``: expected calibration error over ``bins`` equal-width bins; ``brier``: mean squared
     error of the confidence as a probability; ``wrong_in_lowest``: the share of the wrong readings
     found by checking only the ``review_share`` least confident ones (the queue's order; at most
@@ -128,7 +129,7 @@ def confidence_metrics(confidences: Sequence[float], exact: Sequence[bool], *, b
     out = {"samples": int(n), "exact": float(y.mean()) if n else 0.0, "mean_confidence": float(p.mean()) if n else 0.0}
     n1, n0 = int(y.sum()), int((~y).sum())
     ranks = rankdata(p)
-    out["auroc"] = float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)) if n1 and n0 else float("nan")
+    out["auroc"] = float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)) if n1 and n0 else None
     which = np.minimum((p * bins).astype(int), bins - 1)
     out["ece"] = float(sum(abs(p[which == k].mean() - y[which == k].mean()) * (which == k).sum()
                            for k in range(bins) if (which == k).any()) / n) if n else 0.0

@@ -88,6 +88,7 @@ def test_confidence_measures_on_a_hand_worked_example():
     assert m["exact_in_highest_30pct"] == pytest.approx(1.0)  # 0.95, 0.9, 0.8
     perfect = calibration.confidence_metrics([0.1, 0.2, 0.9, 0.8], [False, False, True, True])
     assert perfect["auroc"] == 1.0
+    assert calibration.confidence_metrics([0.2, 0.8], [True, True])["auroc"] is None  # undefined, not NaN
 
 
 def test_storing_a_fit_keeps_the_rest_of_the_config_and_leaves_no_temporary_file(tmp_path):

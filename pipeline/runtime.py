@@ -48,6 +48,9 @@ def _checked_region(region, where: str, max_latex: int) -> dict:
     for key in ("score", "latex_confidence"):
         if region.get(key) is not None:
             out[key] = _number(region[key], f"{where}.{key}")
+            # probabilities: the queue orders by them, evaluation scores them as such
+            if not 0.0 <= out[key] <= 1.0:
+                raise ExternalModelError(f"{where}.{key} must be a probability between 0 and 1, got {region[key]!r}")
     latex = region.get("latex", "")
     if latex is None:
         latex = ""

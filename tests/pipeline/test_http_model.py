@@ -148,6 +148,10 @@ def test_http_pipeline_is_evaluated_end_to_end_from_signed_urls(model, pipeline_
      "results[0].regions[0].latex is 4001 characters long"),
     (json.dumps({"results": [{"regions": [{"points": SQUARE}] * 501}]}).encode(), 200,
      "results[0].regions must be a list of at most 500 regions"),
+    (json.dumps({"results": [{"regions": [{"points": SQUARE, "latex": "x", "latex_confidence": 7.5}]}]}).encode(), 200,
+     "results[0].regions[0].latex_confidence must be a probability between 0 and 1, got 7.5"),
+    (json.dumps({"results": [{"regions": [{"points": SQUARE, "score": -0.1}]}]}).encode(), 200,
+     "results[0].regions[0].score must be a probability between 0 and 1"),
 ])
 def test_a_broken_answer_fails_the_run_with_the_reason(model, pipeline_version, reply, status, expected):
     snap = three_image_snapshot()

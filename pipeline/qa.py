@@ -614,7 +614,7 @@ def prelabel_changes(cases: Iterable[PrelabelCase], *, keep_iou: float = DEFAULT
         distance = [latex_distance(case.predicted[m.a], case.accepted[m.b]) for m in matches]
         right = {m.a: same for m, same in zip(matches, unchanged, strict=True)}
         rated = [k for k, r in enumerate(case.predicted) if r.confidence is not None]
-        confidences = [float(case.predicted[k].confidence) for k in rated]
+        confidences = [case.predicted[k].confidence for k in rated]
         came_right = [right.get(k, False) for k in rated]
         for t in targets:
             t.images += 1

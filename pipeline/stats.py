@@ -87,14 +87,10 @@ def _regions(version_ids: list[int]) -> dict[int, list[qa.Region]]:
 
 def _answer_regions(items: list | None) -> list[qa.Region]:
     """Regions in the annotation format (predictions, gold answers) as qa.Region."""
+    # a prediction's confidence was checked on import (labeling.services: a number in 0..1)
     return [qa.Region(points=r.get("points"), mask_rle=r.get("mask"), latex=r.get("latex") or "",
-                      confidence=_confidence(r.get("confidence")))
+                      confidence=r.get("confidence"))
             for r in items or [] if isinstance(r, dict)]
-
-
-def _confidence(value) -> float | None:
-    # stored predictions were checked on import (0..1); anything else is no promise at all
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _categories(image_ids: list[int]) -> dict[int, tuple[str, ...]]:

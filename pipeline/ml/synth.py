@@ -174,15 +174,17 @@ def render_mathtext(latex: str, *, size: float = 20, font: str = "cm", dpi: int 
     return _tight(gray.clip(0, 255).astype(np.uint8))
 
 
-def typeset_samples(token_lists: list[list[str]], *, seed: int = 0) -> list[tuple[np.ndarray, list[str]]]:
-    """Each formula typeset in print (mathtext, a seeded font of :data:`MATH_FONTS` and size):
+def typeset_samples(token_lists: list[list[str]], *, seed: int = 0,
+                    fonts: tuple[str, ...] | list[str] = tuple(MATH_FONTS)) -> list[tuple[np.ndarray, list[str]]]:
+    """Each formula typeset in print (mathtext, a seeded font of ``fonts`` and size):
     ``(crop, tokens)``; formulas mathtext cannot typeset are left out. ``calibrate_recognizer
     --typeset`` fits the confidence on the validation truths typeset this way beside their
-    handwriting."""
+    handwriting; ``bench/finetune_validation.py`` reads them in Computer Modern alone (``fonts=("cm",)``),
+    pdflatex's font, as a printed validation set."""
     rng = np.random.default_rng(seed)
     out = []
     for tokens in token_lists:
-        size, font = float(rng.uniform(16, 30)), str(rng.choice(MATH_FONTS))
+        size, font = float(rng.uniform(16, 30)), str(rng.choice(list(fonts)))
         if not tokens:
             continue
         try:

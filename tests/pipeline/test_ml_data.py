@@ -67,3 +67,18 @@ def test_im2markup_heldout_fifth_is_fixed_by_name():
     names = [f"{i:05d}.png" for i in range(1000)]
     held = [n for n in names if im2markup_heldout(n)]
     assert 150 < len(held) < 250 and held == [n for n in names if im2markup_heldout(n)]
+
+
+def test_typeset_samples_in_one_font_draw_every_formula_in_that_font():
+    from pipeline.ml import synth
+
+    formulas = [["x", "^", "{", "2", "}", "+", "1"], ["\\frac", "{", "a", "}", "{", "b", "}"], ["y", "=", "3"]]
+    crops = synth.typeset_samples(formulas, seed=7, fonts=("cm",))
+    assert [toks for _, toks in crops] == formulas
+    rng = np.random.default_rng(7)
+    for (img, toks) in crops:
+        size = float(rng.uniform(16, 30))
+        rng.choice(["cm"])  # the font draw keeps the sizes' sequence as with several fonts
+        assert np.array_equal(img, synth.render_mathtext(" ".join(toks), size=size, font="cm"))
+    mixed = synth.typeset_samples(formulas, seed=7)
+    assert any(not np.array_equal(a, b) for (a, _), (b, _) in zip(crops, mixed, strict=True))

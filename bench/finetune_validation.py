@@ -1,0 +1,73 @@
+"""Choose among fine-tuned recognizers on validation data only: ``python bench/finetune_validation.py
+[--threads T] WEIGHTS...``
+
+For each recognizer (an exported weights folder, or a training checkpoint ``*.pt``), greedy
+readings, float32, as training validates, of two validation sets that no run trains on:
+
+* the CROHME **2013** test inks (handwriting; what ``train_recognizer --val`` measures);
+* the same 2013 truths **typeset in Computer Modern** (matplotlib mathtext, pdflatex's font, a seeded
+  size per formula): printed formulas whose token sequences no run has typeset. The committed
+  weights read the im2markup validation slice from memory (``bench/im2markup_slice.py``), so this
+  is the printed set a fine-tune *from* them can be chosen on.
+
+``score`` = mean(ink exact match, typeset BLEU-4), the rule a fine-tune is adopted by: the best
+score, if it beats the committed weights' and its ink exact match is not more than a point below
+theirs. The test sets (CROHME 2016, the im2markup fifth) are not read here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import _machine  # noqa: F401 - puts the project on sys.path
+import torch
+
+from common.latex import normalize_tokens
+from pipeline.ml import ink as inkml
+from pipeline.ml import synth
+from pipeline.ml.evaluate import recognizer_metrics
+from pipeline.ml.inference import load_recognizer, read_crops
+from pipeline.ml.train_recognizer import export
+
+
+def score(model, samples: list) -> dict:
+    """Exact, within 1 and BLEU-4 of ``model``'s greedy readings of ``samples``."""
+    readings = read_crops(model, [img for img, _ in samples], device="cpu", batch_size=64)
+    summary, _rows = recognizer_metrics([(r.tokens, truth) for r, (_, truth) in zip(readings, samples, strict=True)])
+    return {"n": len(samples), "exact": round(summary["exact_match"], 4),
+            "within1": round(summary["within_1"], 4), "bleu4": round(summary["bleu4"], 4)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("weights", nargs="+", help="weights folders or training checkpoints (.pt)")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    tar = _machine.shared_data() / "crohme" / "test-2013.tar.xz"
+    if not tar.exists():
+        sys.exit(f"skipped: {tar} is absent (see the project README, 'Real data')")
+    inks = [(inkml.render_ink(ink), normalize_tokens(ink.truth)) for _, ink in inkml.iter_inks(tar)]
+    inks = [(img, toks) for img, toks in inks if toks]
+    typeset = synth.typeset_samples([toks for _, toks in inks], seed=2013, fonts=("cm",))
+    print(json.dumps({"inks": len(inks), "typeset": len(typeset)}), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, given in enumerate(args.weights):
+            folder = Path(given)
+            if folder.suffix == ".pt":  # a checkpoint: export it the way training does
+                folder = Path(tmp) / str(i)
+                export(Path(given), folder)
+            cfg = json.loads((folder / "config.json").read_text())
+            model = load_recognizer(folder, device="cpu", precision="float32")
+            ink, printed = score(model, inks), score(model, typeset)
+            print(json.dumps({"weights": given, "trained_steps": cfg.get("trained_steps"),
+                              "fine_tuned_steps": cfg.get("fine_tuned_steps"), "inks": ink, "typeset_cm": printed,
+                              "score": round((ink["exact"] + printed["bleu4"]) / 2, 4)}), flush=True)
+    print(_machine.facts())
+
+
+if __name__ == "__main__":
+    main()

@@ -28,3 +28,23 @@ def facts() -> str:
 
 def shared_data() -> Path:
     return Path(os.environ.get("MATHSET_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def candidate_recognizers(paths: list[str]):
+    """``(given, config, model)`` for each recognizer named: an exported weights folder, or a training
+    checkpoint ``*.pt`` exported (as training exports) to a temporary folder first; float32 on the CPU,
+    as training validates. One model is loaded at a time."""
+    import json
+    import tempfile
+
+    from pipeline.ml.inference import load_recognizer
+    from pipeline.ml.train_recognizer import export
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, given in enumerate(paths):
+            folder = Path(given)
+            if folder.suffix == ".pt":
+                folder = Path(tmp) / str(i)
+                export(Path(given), folder)
+            cfg = json.loads((folder / "config.json").read_text())
+            yield given, cfg, load_recognizer(folder, device="cpu", precision="float32")

@@ -19,18 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-from pathlib import Path
 
-import _machine  # noqa: F401 - puts the project on sys.path
+import _machine  # first: puts the project on sys.path
 import torch
 
 from common.latex import normalize_tokens
 from pipeline.ml import ink as inkml
 from pipeline.ml import synth
 from pipeline.ml.evaluate import recognizer_metrics
-from pipeline.ml.inference import load_recognizer, read_crops
-from pipeline.ml.train_recognizer import export
+from pipeline.ml.inference import read_crops
 
 
 def score(model, samples: list) -> dict:
@@ -54,18 +51,11 @@ def main():
     inks = [(img, toks) for img, toks in inks if toks]
     typeset = synth.typeset_samples([toks for _, toks in inks], seed=2013, fonts=("cm",))
     print(json.dumps({"inks": len(inks), "typeset": len(typeset)}), flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, given in enumerate(args.weights):
-            folder = Path(given)
-            if folder.suffix == ".pt":  # a checkpoint: export it the way training does
-                folder = Path(tmp) / str(i)
-                export(Path(given), folder)
-            cfg = json.loads((folder / "config.json").read_text())
-            model = load_recognizer(folder, device="cpu", precision="float32")
-            ink, printed = score(model, inks), score(model, typeset)
-            print(json.dumps({"weights": given, "trained_steps": cfg.get("trained_steps"),
-                              "fine_tuned_steps": cfg.get("fine_tuned_steps"), "inks": ink, "typeset_cm": printed,
-                              "score": round((ink["exact"] + printed["bleu4"]) / 2, 4)}), flush=True)
+    for given, cfg, model in _machine.candidate_recognizers(args.weights):
+        ink, printed = score(model, inks), score(model, typeset)
+        print(json.dumps({"weights": given, "trained_steps": cfg.get("trained_steps"),
+                          "fine_tuned_steps": cfg.get("fine_tuned_steps"), "inks": ink, "typeset_cm": printed,
+                          "score": round((ink["exact"] + printed["bleu4"]) / 2, 4)}), flush=True)
     print(_machine.facts())
 
 

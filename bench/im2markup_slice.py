@@ -12,16 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-from pathlib import Path
 
-import _machine  # noqa: F401 - puts the project on sys.path
+import _machine  # first: puts the project on sys.path
 import numpy as np
 import torch
 
 from pipeline.ml import data
-from pipeline.ml.inference import load_recognizer
-from pipeline.ml.train_recognizer import export, val_bleu
+from pipeline.ml.train_recognizer import val_bleu
 
 
 def main():
@@ -37,20 +34,13 @@ def main():
     slice_ = [(img, toks) for img, toks, name in pages if data.im2markup_validation(name)]
     fifth = [(img, toks) for img, toks, _ in data.im2markup_samples(shared, heldout=True)]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, given in enumerate(args.weights):
-            folder = Path(given)
-            if folder.suffix == ".pt":  # a checkpoint: export it the way training does
-                folder = Path(tmp) / str(i)
-                export(Path(given), folder)
-            cfg = json.loads((folder / "config.json").read_text())
-            model = load_recognizer(folder, device="cpu", precision="float32")
-            row = {"weights": given, "trained_steps": cfg.get("trained_steps"),
-                   "held_out_slice": cfg.get("im2markup_validation_held_out", False),
-                   "slice_bleu4": round(val_bleu(model, slice_, "cpu"), 4),
-                   "heldout_fifth_bleu4": round(val_bleu(model, fifth, "cpu"), 4)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    for given, cfg, model in _machine.candidate_recognizers(args.weights):
+        row = {"weights": given, "trained_steps": cfg.get("trained_steps"),
+               "held_out_slice": cfg.get("im2markup_validation_held_out", False),
+               "slice_bleu4": round(val_bleu(model, slice_, "cpu"), 4),
+               "heldout_fifth_bleu4": round(val_bleu(model, fifth, "cpu"), 4)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     clean = [r for r in rows if r["held_out_slice"]]  # weights that read the slice in training say nothing here
     if len(clean) > 2:
         a = np.array([r["slice_bleu4"] for r in clean])

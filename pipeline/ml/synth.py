@@ -181,10 +181,10 @@ def typeset_samples(token_lists: list[list[str]], *, seed: int = 0,
     --typeset`` fits the confidence on the validation truths typeset this way beside their
     handwriting; ``bench/finetune_validation.py`` reads them in Computer Modern alone (``fonts=("cm",)``),
     pdflatex's font, as a printed validation set."""
-    rng = np.random.default_rng(seed)
+    rng, fonts = np.random.default_rng(seed), list(fonts)
     out = []
     for tokens in token_lists:
-        size, font = float(rng.uniform(16, 30)), str(rng.choice(list(fonts)))
+        size, font = float(rng.uniform(16, 30)), str(rng.choice(fonts))
         if not tokens:
             continue
         try:

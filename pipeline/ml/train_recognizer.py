@@ -347,12 +347,17 @@ def main(argv=None):
     p.add_argument("--val-limit", type=int, default=0, help="validate on the first N inks only (0: all 671)")
     p.add_argument("--out", default=str(WEIGHTS), help="where --export (and the end of training) writes")
     p.add_argument("--export", action="store_true", help="only export the run's checkpoint to --out")
+    p.add_argument("--average", nargs="+", metavar="CKPT",
+                   help="only export the uniform average of these checkpoints of one run to --out")
     p.add_argument("--init", help="weights folder (config.json + weights.pt) a new run starts from; "
                                   "its architecture options replace the ones given here")
     p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="on the CPU: auto = bfloat16 autocast where the CPU has AMX (CUDA always uses it)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.average:
+        export_state(average_checkpoints([Path(c) for c in args.average]), Path(args.out))
+        return
     run = Path(args.run)
     last, best = run / "last.pt", run / "best.pt"
     if args.im2markup_val and not args.val and not args.export:
@@ -504,15 +509,47 @@ def save(path: Path, model, opt, cfg, step, epoch, batch_in_epoch, seconds=0.0, 
 
 
 def export(ckpt: Path, out: Path = WEIGHTS):
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    """Write a checkpoint's weights (float16) and config as a weights folder ``load_recognizer`` reads."""
+    export_state(torch.load(ckpt, map_location="cpu", weights_only=False), out, name=ckpt.name)
+
+
+def export_state(state: dict, out: Path, name: str = "average") -> None:
+    """:func:`export` of a loaded (or averaged) checkpoint."""
     out.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}, out / "weights.pt")
-    (out / "config.json").write_text(json.dumps({**state["config"], "trained_steps": state["step"],
+    extra = {"averaged_steps": state["averaged_steps"]} if "averaged_steps" in state else {}
+    (out / "config.json").write_text(json.dumps({**state["config"], "trained_steps": state["step"], **extra,
                                                  "im2markup_validation_held_out": state.get("im2markup_val_held_out",
                                                                                             False)}, indent=1))
     # the validation score is CROHME 2013 exact match, or with --im2markup-val its mean with the slice's BLEU-4
-    print(f"exported {ckpt.name} (step {state['step']}, validation score {state.get('best_val', -1):.3f}) to {out}",
+    print(f"exported {name} (step {state['step']}, validation score {state.get('best_val', -1):.3f}) to {out}",
           flush=True)
+
+
+def average_checkpoints(paths: list[Path]) -> dict:
+    """The uniform average of checkpoints' weights, BatchNorm statistics included; the rest of the
+    last one. Late checkpoints of one run sit around the same minimum, and their mean often reads
+    better than any of them (Polyak averaging); checkpoints of different architectures, or one
+    that held the im2markup validation pages out and one that did not, are refused."""
+    if not paths:
+        raise SystemExit("--average: give at least one checkpoint")
+    states = []
+    for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"--average: {path} is not a file")
+        states.append(torch.load(path, map_location="cpu", weights_only=False))
+    last = states[-1]
+    for path, state in zip(paths, states, strict=True):
+        if state["config"] != last["config"]:
+            raise SystemExit(f"--average: {path} has another architecture or vocabulary than {paths[-1]}")
+        if state.get("im2markup_val_held_out", False) != last.get("im2markup_val_held_out", False):
+            raise SystemExit(f"--average: {path} and {paths[-1]} differ in --im2markup-val")
+    model = {}
+    for key, value in last["model"].items():
+        # integer buffers (BatchNorm's batch counts) are counts, not weights: kept from the last
+        model[key] = (torch.stack([s["model"][key].float() for s in states]).mean(0).to(value.dtype)
+                      if value.is_floating_point() else value)
+    return {**last, "model": model, "averaged_steps": [s["step"] for s in states]}
 
 
 if __name__ == "__main__":

@@ -395,3 +395,47 @@ def test_weights_that_read_every_validation_ink_wrong_keep_the_sequence_probabil
     train_recognizer.calibrate_export(folder, val, "cpu")
     assert "confidence not calibrated: calibration needs both exact and wrong readings" in capsys.readouterr().out
     assert (folder / "config.json").read_bytes() == before
+
+
+def _checkpoint(path, cfg, step, fill, held_out=False):
+    model = Recognizer(cfg)
+    with torch.no_grad():
+        for value in model.state_dict().values():
+            if value.is_floating_point():
+                value.fill_(fill)
+            else:
+                value.fill_(step)  # BatchNorm's batch counts
+    opt = torch.optim.AdamW(model.parameters())
+    train_recognizer.save(path, model, opt, cfg, step, 0, step, held_out=held_out)
+    return path
+
+
+def test_averaged_checkpoints_export_the_mean_weights_and_the_last_counts(tmp_path, capsys):
+    from pipeline.ml.inference import load_recognizer
+
+    cfg = _cfg(d_model=16, heads=2, layers=1, ff=32)
+    paths = [_checkpoint(tmp_path / f"{step}.pt", cfg, step, fill)
+             for step, fill in ((900, 0.25), (1050, 0.5), (1080, 1.5))]
+    train_recognizer.main(["--average", *map(str, paths), "--out", str(tmp_path / "avg")])
+    exported = json.loads((tmp_path / "avg" / "config.json").read_text())
+    assert exported["averaged_steps"] == [900, 1050, 1080] and exported["trained_steps"] == 1080
+    model = load_recognizer(tmp_path / "avg", device="cpu", precision="float32", decoder_weights="float32")
+    floats = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+    counts = [v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")]
+    assert floats and all(torch.allclose(v.float(), torch.full_like(v.float(), 0.75)) for v in floats.values())
+    assert counts and all(int(v) == 1080 for v in counts)
+    assert "exported average (step 1080" in capsys.readouterr().out
+
+
+def test_checkpoints_of_other_architectures_or_held_out_pages_are_not_averaged(tmp_path):
+    a = _checkpoint(tmp_path / "a.pt", _cfg(d_model=16, heads=2, layers=1, ff=32), 1, 0.1)
+    wider = _checkpoint(tmp_path / "b.pt", _cfg(d_model=32, heads=2, layers=1, ff=32), 2, 0.1)
+    held = _checkpoint(tmp_path / "c.pt", _cfg(d_model=16, heads=2, layers=1, ff=32), 3, 0.1, held_out=True)
+    out = tmp_path / "avg"
+    with pytest.raises(SystemExit, match="another architecture"):
+        train_recognizer.main(["--average", str(wider), str(a), "--out", str(out)])
+    with pytest.raises(SystemExit, match="differ in --im2markup-val"):
+        train_recognizer.main(["--average", str(held), str(a), "--out", str(out)])
+    with pytest.raises(SystemExit, match="is not a file"):
+        train_recognizer.main(["--average", str(tmp_path / "missing.pt"), str(a), "--out", str(out)])
+    assert not out.exists()

@@ -42,6 +42,7 @@ import math
 import os
 import pickle
 import random
+import shutil
 import time
 from collections import Counter
 from multiprocessing import Pool
@@ -327,6 +328,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workers", type=int, default=0, help="data-loader processes drawing the samples")
     p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="also keep each checkpoint as RUN/step-N.pt (for bench/finetune_validation.py and --average)")
     p.add_argument("--val", type=int, default=0, help="validate on CROHME 2013 test inks every N steps (0: never)")
     p.add_argument("--im2markup-val", action="store_true",
                    help="keep the validation eighth of the im2markup training pages out of training and choose "
@@ -473,6 +476,9 @@ def main(argv=None):
                   f" (best {best_val:.3f})", flush=True)
         if step % args.ckpt_every == 0 or finished:
             save(last, model, opt, cfg, step, epoch, bi, time.time() - t0, best_val, args.im2markup_val)
+            if args.keep_checkpoints:
+                # a fine-tune without validation steps is chosen afterwards among all its checkpoints
+                shutil.copyfile(last, run / f"step-{step}.pt")
             print(f"step {step} epoch {epoch} loss {ema:.3f} lr {lr:.2e} {time.time() - t0:.0f}s", flush=True)
         if finished:
             break

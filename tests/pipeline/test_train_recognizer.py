@@ -122,6 +122,7 @@ def test_training_runs_resumes_from_its_checkpoint_and_exports_loadable_weights(
     train_recognizer.main([*args, "--steps", "2"])
     first = torch.load(run / "last.pt", weights_only=False)
     assert first["step"] == 2
+    assert not list(run.glob("step-*.pt"))  # only with --keep-checkpoints
     train_recognizer.main([*args, "--steps", "4"])
     second = torch.load(run / "last.pt", weights_only=False)
     assert second["step"] == 4 and second["config"] == first["config"]
@@ -439,3 +440,24 @@ def test_checkpoints_of_other_architectures_or_held_out_pages_are_not_averaged(t
     with pytest.raises(SystemExit, match="is not a file"):
         train_recognizer.main(["--average", str(tmp_path / "missing.pt"), str(a), "--out", str(out)])
     assert not out.exists()
+
+
+def test_kept_checkpoints_hold_each_step_and_can_be_averaged(tmp_path, monkeypatch, capsys):
+    from pipeline.ml import data, train_recognizer
+
+    _tiny_shared(tmp_path / "shared")
+    monkeypatch.setenv("MATHSET_SHARED_DATA", str(tmp_path / "shared"))
+    monkeypatch.setattr(data, "CACHE", tmp_path / "cache")
+    run = tmp_path / "run"
+    train_recognizer.main(["--run", str(run), "--out", str(tmp_path / "weights"), "--batch", "2", "--printed", "4",
+                           "--ckpt-every", "2", "--keep-checkpoints", "--encoder", "res", "--channels", "4,8,8,8",
+                           "--d-model", "16", "--heads", "2", "--layers", "1", "--ff", "32", "--height", "32",
+                           "--max-width", "128", "--warmup", "1", "--steps", "5"])
+    assert sorted(p.name for p in run.glob("step-*.pt")) == ["step-2.pt", "step-4.pt", "step-5.pt"]
+    kept = {n: torch.load(run / f"step-{n}.pt", weights_only=False) for n in (2, 4, 5)}
+    assert [kept[n]["step"] for n in (2, 4, 5)] == [2, 4, 5]
+    last = torch.load(run / "last.pt", weights_only=False)
+    assert all(torch.equal(last["model"][k], kept[5]["model"][k]) for k in last["model"])
+    assert not all(torch.equal(kept[2]["model"][k], kept[4]["model"][k]) for k in last["model"])
+    train_recognizer.main(["--average", str(run / "step-4.pt"), str(run / "step-5.pt"), "--out", str(tmp_path / "avg")])
+    assert json.loads((tmp_path / "avg" / "config.json").read_text())["averaged_steps"] == [4, 5]

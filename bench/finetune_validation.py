@@ -11,8 +11,10 @@ readings, float32, as training validates, of two validation sets that no run tra
   is the printed set a fine-tune *from* them can be chosen on.
 
 ``score`` = mean(ink exact match, typeset BLEU-4), the rule a fine-tune is adopted by: the best
-score, if it beats the committed weights' and its ink exact match is not more than a point below
-theirs. The test sets (CROHME 2016, the im2markup fifth) are not read here.
+score, if it beats the committed weights' by at least 0.01 and its ink exact match is not more
+than a point below theirs (:func:`pipeline.ml.evaluate.adoption_verdict`). With ``--committed
+FOLDER`` (the committed weights, scored first) the last line is that verdict. The test sets
+(CROHME 2016, the im2markup fifth) are not read here.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import torch
 from common.latex import normalize_tokens
 from pipeline.ml import ink as inkml
 from pipeline.ml import synth
-from pipeline.ml.evaluate import recognizer_metrics
+from pipeline.ml.evaluate import adoption_verdict, recognizer_metrics
 from pipeline.ml.inference import read_crops
 
 
@@ -42,6 +44,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", nargs="+", help="weights folders or training checkpoints (.pt)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--committed", help="the committed weights folder: scored first, then the rule's verdict")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     tar = _machine.shared_data() / "crohme" / "test-2013.tar.xz"
@@ -51,11 +54,15 @@ def main():
     inks = [(img, toks) for img, toks in inks if toks]
     typeset = synth.typeset_samples([toks for _, toks in inks], seed=2013, fonts=("cm",))
     print(json.dumps({"inks": len(inks), "typeset": len(typeset)}), flush=True)
-    for given, cfg, model in _machine.candidate_recognizers(args.weights):
+    rows = []
+    for given, cfg, model in _machine.candidate_recognizers(([args.committed] if args.committed else []) + args.weights):
         ink, printed = score(model, inks), score(model, typeset)
-        print(json.dumps({"weights": given, "trained_steps": cfg.get("trained_steps"),
-                          "fine_tuned_steps": cfg.get("fine_tuned_steps"), "inks": ink, "typeset_cm": printed,
-                          "score": round((ink["exact"] + printed["bleu4"]) / 2, 4)}), flush=True)
+        rows.append({"weights": given, "trained_steps": cfg.get("trained_steps"),
+                     "fine_tuned_steps": cfg.get("fine_tuned_steps"), "inks": ink, "typeset_cm": printed,
+                     "score": round((ink["exact"] + printed["bleu4"]) / 2, 4)})
+        print(json.dumps(rows[-1]), flush=True)
+    if args.committed:
+        print(json.dumps({"verdict": adoption_verdict(rows[0], rows[1:])}), flush=True)
     print(_machine.facts())
 
 

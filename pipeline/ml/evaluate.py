@@ -88,3 +88,32 @@ def detector_metrics(samples: list[tuple[list, list]], threshold: float = 0.5) -
 
 def box_quad(x0, y0, x1, y1) -> list[list[float]]:
     return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+# A fine-tune round scores many checkpoints; their validation scores spread by about 0.01 from
+# luck alone (the twentieth session's best of 18 led by 0.0044 and read both test sets worse).
+ADOPTION_MARGIN = 0.01
+ADOPTION_INK_SLACK = 0.01
+
+
+def adoption_verdict(committed: dict, candidates: list[dict], *, margin: float = ADOPTION_MARGIN,
+                     ink_slack: float = ADOPTION_INK_SLACK) -> dict:
+    """Which fine-tuned recognizer to adopt, from ``bench/finetune_validation.py`` rows alone.
+
+    Each row holds ``weights``, ``score`` and ``inks["exact"]``. The best-scoring candidate is
+    adopted if its score beats the committed weights' by at least ``margin`` and its ink exact
+    match is no more than ``ink_slack`` below theirs; otherwise none is, and ``reason`` says why.
+    """
+    if not candidates:
+        return {"adopt": None, "best": None, "reason": "no candidates"}
+    best = max(candidates, key=lambda row: row["score"])
+    lead = round(best["score"] - committed["score"], 4)
+    ink_drop = round(committed["inks"]["exact"] - best["inks"]["exact"], 4)
+    if lead < margin:
+        reason = f"best score {best['score']} leads the committed {committed['score']} by {lead}, under {margin}"
+    elif ink_drop > ink_slack:
+        reason = f"ink exact match {best['inks']['exact']} is {ink_drop} below the committed, over {ink_slack}"
+    else:
+        return {"adopt": best["weights"], "best": best["weights"], "lead": lead,
+                "reason": f"leads by {lead}, ink exact match {best['inks']['exact']}"}
+    return {"adopt": None, "best": best["weights"], "lead": lead, "reason": reason}

@@ -239,3 +239,40 @@ def test_reading_in_width_batches_equals_reading_each_crop_alone(crops):
     together = inference.read_crops(model, crops, batch_size=8)
     alone = [inference.read_crops(model, [c], batch_size=1)[0] for c in crops]
     assert [r.tokens for r in together] == [r.tokens for r in alone]
+
+
+def test_batches_are_padded_to_the_requested_column_step_but_not_past_the_widest_allowed():
+    narrow, wide = np.ones((64, 100), np.float32), np.ones((64, 1000), np.float32)
+    assert batch_crops([narrow]).shape[-1] == 104
+    assert batch_crops([narrow], step=64).shape[-1] == 128
+    assert batch_crops([narrow, wide], step=64, max_width=1024).shape[-1] == 1024
+    assert batch_crops([np.ones((64, 1020), np.float32)], step=64, max_width=1020).shape[-1] == 1024
+    padded = batch_crops([narrow], step=64)
+    assert padded[0, 0, :, :100].eq(1).all() and padded[0, 0, :, 100:].eq(0).all()
+
+
+@pytest.mark.parametrize("precision, step", [("bfloat16", 64), ("float32", 8)])
+def test_a_bfloat16_encoder_reads_batches_in_wider_column_steps(crops, precision, step, monkeypatch):
+    model = load_recognizer(device="cpu", precision=precision)
+    widths, limits = [], []
+    encode, greedy = model.encode, model.greedy
+
+    def spy_encode(images):
+        widths.append(images.shape[-1])
+        return encode(images)
+
+    def spy_greedy(images, max_len=None, **kwargs):
+        limits.append(max_len)
+        return greedy(images, max_len, **kwargs)
+
+    monkeypatch.setattr(model, "encode", spy_encode)
+    monkeypatch.setattr(model, "greedy", spy_greedy)
+    prepared = [prepare_crop(c, model.cfg.height, model.cfg.max_width) for c in crops]
+    readings = inference.read_crops(model, crops, batch_size=4)
+    assert len(readings) == len(crops) and widths
+    assert all(w % step == 0 for w in widths)
+    if step == 64:
+        assert any(w % 8 == 0 and w % 64 for w in [p.shape[1] + (-p.shape[1]) % 8 for p in prepared])
+    # the decoding length limit follows the crops' own width, not the padding
+    widest = max(p.shape[1] + (-p.shape[1]) % 8 for p in prepared)
+    assert max(limits) <= min(model.cfg.max_len, widest // 2 + 10)

@@ -374,7 +374,7 @@ def check_views(views, beam_width: int = 1) -> None:
                          "(--beam)")
 
 
-def inference_batch(arrays: list[np.ndarray], recognizer) -> torch.Tensor:
+def inference_batch(arrays: list[np.ndarray], recognizer: Recognizer) -> torch.Tensor:
     """:func:`batch_crops` at inference. With a bfloat16 encoder, widths in steps of
     ``INFERENCE_WIDTH_STEP`` columns, so that oneDNN reuses its kernels across batches; float32 keeps
     8-column steps: its kernels gain less from it, and its readings, the ones the results tables

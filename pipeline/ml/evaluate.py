@@ -105,7 +105,7 @@ def adoption_verdict(committed: dict, candidates: list[dict], *, margin: float =
     match is no more than ``ink_slack`` below theirs; otherwise none is, and ``reason`` says why.
     """
     if not candidates:
-        return {"adopt": None, "best": None, "reason": "no candidates"}
+        return {"adopt": None, "best": None, "lead": None, "reason": "no candidates"}
     best = max(candidates, key=lambda row: row["score"])
     lead = round(best["score"] - committed["score"], 4)
     ink_drop = round(committed["inks"]["exact"] - best["inks"]["exact"], 4)

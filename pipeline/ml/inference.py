@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from .recognizer import (
     RecognizerConfig,
     batch_crops,
     fp16_weight_linear_available,
+    padded_width,
     prepare_crop,
 )
 from .refiner import QuadRefiner, RefinerConfig, refine_quads
@@ -401,7 +401,7 @@ def read_crops(recognizer: Recognizer, crops: list[np.ndarray], *, device: str =
         # a formula holds at most ~1 token per 2 px of (64 px high) width (99% of the CROHME
         # test crops hold under 1 per 3 px; squeezed im2markup crops reach max_len first): bounding
         # the search by the width stops an unsure model from looping to max_len on short crops
-        limit = min(cfg.max_len, 8 * math.ceil(max(prepared[j].shape[1] for j in idx) / 8) // 2 + 10)
+        limit = min(cfg.max_len, padded_width(max(prepared[j].shape[1] for j in idx)) // 2 + 10)
         turned = [False] * len(idx)
         if orient:
             upside = [np.ascontiguousarray(prepared[j][::-1, ::-1]) for j in idx]

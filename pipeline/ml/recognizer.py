@@ -92,14 +92,19 @@ def prepare_crop(gray: np.ndarray, height: int, max_width: int) -> np.ndarray:
 INFERENCE_WIDTH_STEP = 64
 
 
+def padded_width(width: int, step: int = 8) -> int:
+    """``width`` rounded up to a multiple of ``step`` columns (the encoder's stride is 8)."""
+    return -(-width // step) * step
+
+
 def batch_crops(arrays: list[np.ndarray], *, step: int = 8, max_width: int | None = None) -> torch.Tensor:
     """Right-pad prepared crops to a common width, a multiple of ``step`` columns (at most
     ``max_width`` rounded up to 8, or the widest crop's): (B, 1, H, W)."""
     h = arrays[0].shape[0]
-    widest = int(math.ceil(max(a.shape[1] for a in arrays) / 8) * 8)
-    width = int(math.ceil(widest / step) * step)
+    widest = padded_width(max(a.shape[1] for a in arrays))
+    width = padded_width(widest, step)
     if max_width is not None:
-        width = max(widest, min(width, int(math.ceil(max_width / 8) * 8)))
+        width = max(widest, min(width, padded_width(max_width)))
     out = np.zeros((len(arrays), 1, h, width), np.float32)
     for i, a in enumerate(arrays):
         out[i, 0, :, : a.shape[1]] = a

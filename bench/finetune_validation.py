@@ -5,10 +5,13 @@ For each recognizer (an exported weights folder, or a training checkpoint ``*.pt
 readings, float32, as training validates, of two validation sets that no run trains on:
 
 * the CROHME **2013** test inks (handwriting; what ``train_recognizer --val`` measures);
-* the same 2013 truths **typeset in Computer Modern** (matplotlib mathtext, pdflatex's font, a seeded
-  size per formula): printed formulas whose token sequences no run has typeset. The committed
-  weights read the im2markup validation slice from memory (``bench/im2markup_slice.py``), so this
-  is the printed set a fine-tune *from* them can be chosen on.
+* the same 2013 truths **typeset in print**: printed formulas whose token sequences no run has
+  typeset. The committed weights read the im2markup validation slice from memory
+  (``bench/im2markup_slice.py``), so this is the printed set a fine-tune *from* them can be chosen
+  on. ``--printed pdflatex`` (the default where pdflatex is installed) typesets them as the
+  im2markup test pages were made (:mod:`pipeline.ml.typeset`, 200 dpi); ``--printed mathtext``
+  in Computer Modern with matplotlib's mathtext (a seeded size per formula), the stand-in the
+  rounds before pdflatex was installed were chosen on (their figures are not comparable).
 
 ``score`` = mean(ink exact match, typeset BLEU-4), the rule a fine-tune is adopted by: the best
 score, if it beats the committed weights' by at least 0.01 and its ink exact match is not more
@@ -27,7 +30,7 @@ import torch
 
 from common.latex import normalize_tokens
 from pipeline.ml import ink as inkml
-from pipeline.ml import synth
+from pipeline.ml import synth, typeset
 from pipeline.ml.evaluate import adoption_verdict, recognizer_metrics
 from pipeline.ml.inference import read_crops
 
@@ -44,6 +47,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", nargs="+", help="weights folders or training checkpoints (.pt)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--printed", choices=["pdflatex", "mathtext"],
+                   default="pdflatex" if typeset.available() else "mathtext",
+                   help="how the printed validation set is typeset (default: pdflatex where installed)")
     p.add_argument("--committed", help="the committed weights folder: scored first, then the rule's verdict")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -52,13 +58,17 @@ def main():
         sys.exit(f"skipped: {tar} is absent (see the project README, 'Real data')")
     inks = [(inkml.render_ink(ink), normalize_tokens(ink.truth)) for _, ink in inkml.iter_inks(tar)]
     inks = [(img, toks) for img, toks in inks if toks]
-    typeset = synth.typeset_samples([toks for _, toks in inks], seed=2013, fonts=("cm",))
-    print(json.dumps({"inks": len(inks), "typeset": len(typeset)}), flush=True)
+    if args.printed == "pdflatex":
+        crops = typeset.render_many([" ".join(toks) for _, toks in inks])
+        printed_set = [(crop, toks) for crop, (_, toks) in zip(crops, inks, strict=True) if crop is not None]
+    else:
+        printed_set = synth.typeset_samples([toks for _, toks in inks], seed=2013, fonts=("cm",))
+    print(json.dumps({"inks": len(inks), "typeset": len(printed_set), "printed": args.printed}), flush=True)
     rows = []
     for given, cfg, model in _machine.candidate_recognizers(([args.committed] if args.committed else []) + args.weights):
-        ink, printed = score(model, inks), score(model, typeset)
+        ink, printed = score(model, inks), score(model, printed_set)
         rows.append({"weights": given, "trained_steps": cfg.get("trained_steps"),
-                     "fine_tuned_steps": cfg.get("fine_tuned_steps"), "inks": ink, "typeset_cm": printed,
+                     "fine_tuned_steps": cfg.get("fine_tuned_steps"), "inks": ink, f"typeset_{args.printed}": printed,
                      "score": round((ink["exact"] + printed["bleu4"]) / 2, 4)})
         print(json.dumps(rows[-1]), flush=True)
     if args.committed:

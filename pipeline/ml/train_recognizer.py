@@ -57,7 +57,7 @@ from torch.utils.data import DataLoader, Dataset
 from common.inkml import ink_bbox
 from common.latex import normalize_tokens
 
-from . import calibration, data, synth
+from . import calibration, data, synth, typeset
 from . import ink as inkml
 from .evaluate import recognizer_metrics
 from .inference import calibrate, encoder_uses_bf16, load_recognizer, read_crops
@@ -121,13 +121,38 @@ def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list
     return jobs
 
 
+# pdflatex crops are rasterised at a resolution drawn from this range (the im2markup pages: 200 dpi),
+# so that stroke width and anti-aliasing vary around the test pages' once scaled to the model's height
+TYPESET_DPI = (150.0, 250.0)
+RENDERERS = ("mathtext", "pdflatex")
+
+
+def _typeset_printed(jobs: list[tuple[str, int, str | None]]) -> list[tuple[np.ndarray, list[str]] | None]:
+    dpis = [float(np.random.default_rng(seed).uniform(*TYPESET_DPI)) for _, seed, _ in jobs]
+    crops = typeset.render_many([src for src, _, _ in jobs], dpis=dpis)
+    out = []
+    for (src, _, _), crop in zip(jobs, crops, strict=True):
+        toks = normalize_tokens(src) if crop is not None else []
+        out.append((crop, toks) if toks else None)
+    return out
+
+
 def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int, *,
-                 pieces: list[list[str]] | None = None, recombined: int = 0) -> list[tuple[np.ndarray, list[str]]]:
+                 pieces: list[list[str]] | None = None, recombined: int = 0,
+                 renderer: str = "mathtext") -> list[tuple[np.ndarray, list[str]]]:
     """``n`` printed crops (half random grammar formulas, half training truths typeset in print),
-    then ``recombined`` im2markup-style formulas made of ``pieces`` (:func:`printed_jobs`)."""
+    then ``recombined`` im2markup-style formulas made of ``pieces`` (:func:`printed_jobs`), typeset
+    by ``renderer``: mathtext in Computer Modern, or pdflatex as the im2markup pages were
+    (:mod:`typeset`; a formula it cannot typeset is left out, as mathtext's are)."""
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer must be one of {RENDERERS}, not {renderer!r}")
     jobs = printed_jobs(n, texts, seed, pieces=pieces, recombined=recombined)
+    mathtext_jobs, typeset_jobs = (jobs, []) if renderer == "mathtext" else (jobs[:n], jobs[n:])
     with Pool(max(1, processes)) as pool:
-        rendered = pool.map(_render_printed, jobs, chunksize=64)
+        rendered = pool.map(_render_printed, mathtext_jobs, chunksize=64)
+        # a chunk per pdflatex run: one TeX start for many formulas
+        for part in pool.map(_typeset_printed, [typeset_jobs[i:i + 256] for i in range(0, len(typeset_jobs), 256)]):
+            rendered += part
     return [r for r in rendered if r is not None]
 
 
@@ -138,16 +163,16 @@ PRINTED_POOL_FORMAT = 2
 
 def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed: int, processes: int, *,
                         pieces: list[list[str]] | None = None, recombined: int = 0,
-                        im2markup_val: bool = False) -> list[tuple[np.ndarray, list[str]]]:
+                        im2markup_val: bool = False, renderer: str = "mathtext") -> list[tuple[np.ndarray, list[str]]]:
     """:func:`printed_pool`, kept in ``path`` (gzip pickle) so that parallel runs render it once.
 
-    The file records ``n``, ``recombined``, ``seed``, whether the im2markup validation pages were
+    The file records ``n``, ``recombined``, ``seed``, the recombined crops' ``renderer``, whether the im2markup validation pages were
     left out of ``texts`` and ``pieces`` (``im2markup_val``) and the pool's format; one made for
     other values, or by an earlier format, is an error, not reused: a pool typeset from the
     validation pages' truths would leak them into a run that validates on those pages.
     """
     if path is None:
-        return printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined)
+        return printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined, renderer=renderer)
     if path.exists():
         with gzip.open(path, "rb") as f:
             stored = pickle.load(f)
@@ -155,6 +180,9 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
         if held != (n, recombined, seed):
             raise SystemExit(f"{path} holds {held[0]} printed crops and {held[1]} recombined of seed {held[2]}, "
                              f"not {n} and {recombined} of seed {seed}")
+        if stored.get("renderer", "mathtext") != renderer:
+            raise SystemExit(f"{path} holds recombined crops typeset by {stored.get('renderer', 'mathtext')}, "
+                             f"not {renderer}: delete it or name another file")
         if stored.get("im2markup_val", False) != im2markup_val:
             made = "without" if stored.get("im2markup_val", False) else "with"
             wants = "keeps them out (--im2markup-val)" if im2markup_val else "trains on them"
@@ -164,12 +192,12 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
             raise SystemExit(f"{path} was rendered by printed-pool format {stored.get('format', 1)}, not "
                              f"{PRINTED_POOL_FORMAT} (its typeset truths lost their scripts): delete it")
         return stored["crops"]
-    crops = printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined)
+    crops = printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined, renderer=renderer)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wb", compresslevel=6) as f:
         pickle.dump({"n": n, "recombined": recombined, "seed": seed, "format": PRINTED_POOL_FORMAT,
-                     "im2markup_val": im2markup_val, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
+                     "im2markup_val": im2markup_val, "renderer": renderer, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
     return crops
 
@@ -320,6 +348,9 @@ def main(argv=None):
     p.add_argument("--printed", type=int, default=600, help="printed (mathtext) crops rendered for the run")
     p.add_argument("--recombined", type=int, default=0,
                    help="im2markup-style formulas made of pieces of its training truths, typeset in Computer Modern")
+    p.add_argument("--recombined-renderer", default="mathtext", choices=list(RENDERERS),
+                   help="typeset the recombined formulas with mathtext or with pdflatex, as the im2markup pages were "
+                        "(needs pdflatex: Debian's texlive-latex-base and texlive-fonts-recommended)")
     p.add_argument("--printed-cache", help="gzip pickle keeping the printed crops between runs (made if missing)")
     p.add_argument("--im2markup-repeat", type=int, default=3, help="times each real printed crop appears per epoch")
     p.add_argument("--crohme-repeat", type=int, default=1, help="times each training ink appears per epoch")
@@ -395,7 +426,7 @@ def main(argv=None):
     pieces = [p for _, toks in crops for p in synth.formula_pieces(toks)]
     printed = cached_printed_pool(Path(args.printed_cache) if args.printed_cache else None, args.printed, texts,
                                   args.seed, max(1, args.workers), pieces=pieces, recombined=args.recombined,
-                                  im2markup_val=args.im2markup_val)
+                                  im2markup_val=args.im2markup_val, renderer=args.recombined_renderer)
     init = None if state or not args.init else load_recognizer(args.init, device="cpu", precision="float32")
     cfg = (RecognizerConfig(**state["config"]) if state
            else init.cfg if init is not None

@@ -33,7 +33,18 @@ def read_rgb(path: str | Path) -> np.ndarray:
 def ink_box(rgb: np.ndarray, threshold: int = 200) -> tuple[int, int, int, int] | None:
     """Bounding box (x0, y0, x1, y1) of dark pixels, or None for a blank image."""
     gray = rgb.mean(-1) if rgb.ndim == 3 else rgb
-    ys, xs = np.nonzero(gray < threshold)
-    if len(xs) == 0:
+    ink = gray < threshold
+    # row and column projections: ~10x faster than np.nonzero on a mostly blank page
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if len(cols) == 0:
         return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def crop_to_ink(gray: np.ndarray, *, margin: int = 6) -> np.ndarray | None:
+    """The ink's bounding box (:func:`ink_box`) plus ``margin`` paper pixels, or None when blank."""
+    box = ink_box(gray)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    return gray[max(y0 - margin, 0):y1 + margin, max(x0 - margin, 0):x1 + margin]

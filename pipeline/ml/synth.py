@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .imageio import ink_box
+from .imageio import crop_to_ink, ink_box
 
 GREEK = [r"\alpha", r"\beta", r"\gamma", r"\delta", r"\theta", r"\lambda", r"\mu", r"\pi", r"\sigma", r"\phi",
          r"\omega", r"\Delta", r"\Omega"]
@@ -209,11 +209,9 @@ def im2markup_crop(page_path, *, margin: int = 6) -> np.ndarray:
     """The formula of an im2markup page: the ink's bounding box (the only ink on the page)."""
     rgba = np.asarray(Image.open(page_path).convert("RGBA"), dtype=np.float32)
     gray = 255 - rgba[..., 3] * (1 - rgba[..., :3].mean(-1) / 255)
-    ink = gray < 200
-    ys, xs = np.nonzero(ink)
-    if len(xs) == 0:
+    crop = crop_to_ink(gray, margin=margin)
+    if crop is None:
         raise ValueError(f"{page_path}: page has no ink")
-    crop = gray[max(ys.min() - margin, 0):ys.max() + margin + 1, max(xs.min() - margin, 0):xs.max() + margin + 1]
     return crop.clip(0, 255).astype(np.uint8)
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .imageio import crop_to_ink
+
 # The im2markup pages match a plain 12pt article to the pixel; amsmath (loaded by the im2latex
 # scripts' template) scales the big delimiters and sums up to 14 px taller, which the pages are not.
 # So a formula is typeset plain first, and with amsmath and amssymb only when it needs their macros.
@@ -85,15 +87,6 @@ def _compile(sources: list[str], work: Path, preamble: str) -> tuple[Path | None
             return None, None
         bad.add(index)
     return (pdf if pdf.exists() else None), bad
-
-
-def crop_to_ink(gray: np.ndarray, *, margin: int = 6) -> np.ndarray | None:
-    """The ink's bounding box plus ``margin`` paper pixels (as :func:`synth.im2markup_crop`)."""
-    ink = gray < 200
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if len(cols) == 0:
-        return None
-    return gray[max(rows[0] - margin, 0):rows[-1] + margin + 1, max(cols[0] - margin, 0):cols[-1] + margin + 1]
 
 
 def _rasterise(pdf: Path, dpis: list[float]) -> list[np.ndarray | None]:

@@ -1,8 +1,8 @@
 """Printed formulas typeset by pdflatex, the way the im2markup pages were made.
 
 im2latex-100k (Harvard NLP's im2markup) rendered each arXiv formula in a 12pt ``article``
-document with ``amsmath``, inside ``displaymath``, and rasterised the PDF at 200 dpi; its pages
-are what the im2markup test fifth reads. matplotlib's mathtext only imitates that: its own
+document, inside ``displaymath``, and rasterised the PDF at 200 dpi; its pages are what the
+im2markup test fifth reads (they match a plain preamble, not the amsmath one: :data:`PREAMBLE`). matplotlib's mathtext only imitates that: its own
 layout of fractions, scripts and spacing, and no arrays, ``\\left`` sizes or many macros (it cannot
 typeset 12% of the im2markup training truths). :func:`render_many` typesets many formulas with
 one pdflatex run (a page each) and rasterises the pages with PDFium (``pypdfium2``), so that
@@ -76,7 +76,7 @@ def _compile(sources: list[str], work: Path, preamble: str) -> tuple[Path | None
         return None, None
     log = (work / "f.log").read_text(encoding="latin-1") if (work / "f.log").exists() else ""
     pdf = work / "f.pdf"
-    first = PREAMBLE.count("\n") + 1
+    first = preamble.count("\n") + 1
     bad: set[int] = set()
     for err in _ERROR.finditer(log):
         line = _ERROR_LINE.search(log, err.end())
@@ -100,7 +100,8 @@ def _rasterise(pdf: Path, dpis: list[float]) -> list[np.ndarray | None]:
         for i, dpi in enumerate(dpis):
             page = doc[i]
             bitmap = page.render(scale=dpi / 72, grayscale=True)
-            gray = np.array(bitmap.to_numpy()[..., 0] if bitmap.to_numpy().ndim == 3 else bitmap.to_numpy())
+            pixels = bitmap.to_numpy()
+            gray = np.array(pixels[..., 0] if pixels.ndim == 3 else pixels)  # a copy: the bitmap is freed
             bitmap.close()
             page.close()
             out.append(crop_to_ink(gray))

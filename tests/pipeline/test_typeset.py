@@ -52,6 +52,16 @@ def test_formulas_pdflatex_cannot_typeset_are_left_out_and_the_others_kept():
 
 
 @needs_pdflatex
+def test_an_error_in_the_amsmath_pass_is_charged_to_its_own_formula():
+    """Formulas that fail the plain preamble are retried with amsmath, whose preamble is longer:
+    the log's line numbers must be read against that preamble, or a formula whose error TeX reports
+    on its closing line (a missing ``\\right``) keeps its broken page and its neighbour is dropped."""
+    sources = [r"\mathbb { R } ^ { 2 }", r"\frac { a } {", r"\mathbb { Z }", r"\left( x", r"\text { a } + b"]
+    crops = typeset.render_many(sources)
+    assert [c is None for c in crops] == [False, True, False, True, False]
+
+
+@needs_pdflatex
 def test_resolution_scales_the_crop():
     low, high = typeset.render_many([r"\sum _ { i } x _ { i }"] * 2, dpis=[100, 200])
     assert abs(high.shape[0] - 2 * low.shape[0]) <= 14  # the 6-px margins do not scale

@@ -42,9 +42,12 @@ def ink_box(rgb: np.ndarray, threshold: int = 200) -> tuple[int, int, int, int] 
 
 
 def crop_to_ink(gray: np.ndarray, *, margin: int = 6) -> np.ndarray | None:
-    """The ink's bounding box (:func:`ink_box`) plus ``margin`` paper pixels, or None when blank."""
+    """The ink's bounding box (:func:`ink_box`) plus ``margin`` paper pixels, or None when blank.
+
+    A copy, not a view: a view would keep the whole page alive (a 200-dpi page is ~4 MB, its formula
+    ~50 kB), and a caller keeping thousands of crops ran out of memory that way."""
     box = ink_box(gray)
     if box is None:
         return None
     x0, y0, x1, y1 = box
-    return gray[max(y0 - margin, 0):y1 + margin, max(x0 - margin, 0):x1 + margin]
+    return gray[max(y0 - margin, 0):y1 + margin, max(x0 - margin, 0):x1 + margin].copy()

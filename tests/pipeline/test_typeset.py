@@ -10,6 +10,7 @@ import pytest
 
 from common.latex import normalize_tokens
 from pipeline.ml import data, synth, train_recognizer, typeset
+from pipeline.ml.imageio import crop_to_ink
 from pipeline.ml.train_recognizer import cached_printed_pool, printed_pool
 
 needs_pdflatex = pytest.mark.skipif(not typeset.available(), reason="pdflatex is not installed (Debian: "
@@ -67,6 +68,15 @@ def test_resolution_scales_the_crop():
     assert abs(high.shape[0] - 2 * low.shape[0]) <= 14  # the 6-px margins do not scale
     with pytest.raises(ValueError, match="one resolution per source"):
         typeset.render_many(["x"], dpis=[100, 200])
+
+
+def test_a_crop_does_not_keep_its_page_alive():
+    page = np.full((2339, 1654), 255, np.uint8)
+    page[100:120, 200:260] = 0
+    crop = crop_to_ink(page, margin=6)
+    assert crop.shape == (32, 72) and crop.min() == 0
+    assert not np.shares_memory(crop, page)  # thousands of kept crops must not pin their pages
+    assert crop_to_ink(np.full((8, 8), 255, np.uint8)) is None
 
 
 def test_without_pdflatex_rendering_says_what_to_install(monkeypatch):

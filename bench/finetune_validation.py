@@ -13,6 +13,11 @@ readings, float32, as training validates, of two validation sets that no run tra
   in Computer Modern with matplotlib's mathtext (a seeded size per formula), the stand-in the
   rounds before pdflatex was installed were chosen on (their figures are not comparable).
 
+``--long`` also reads the im2markup *training* pages whose truths exceed 150 tokens
+(:func:`pipeline.ml.data.im2markup_long`): every run dropped them as too long, so they judge a round
+that teaches reading long formulas (:func:`pipeline.ml.evaluate.long_formula_verdict`, the verdict
+then); their pieces did appear inside recombined formulas, for every run alike.
+
 ``score`` = mean(ink exact match, typeset BLEU-4), the rule a fine-tune is adopted by: the best
 score, if it beats the committed weights' by at least 0.01 and its ink exact match is not more
 than a point below theirs (:func:`pipeline.ml.evaluate.adoption_verdict`). With ``--committed
@@ -29,18 +34,21 @@ import _machine  # first: puts the project on sys.path
 import torch
 
 from common.latex import normalize_tokens
+from pipeline.ml import data, synth, typeset
 from pipeline.ml import ink as inkml
-from pipeline.ml import synth, typeset
-from pipeline.ml.evaluate import adoption_verdict, recognizer_metrics
+from pipeline.ml.evaluate import adoption_verdict, long_formula_verdict, recognizer_metrics
 from pipeline.ml.inference import read_crops
 
 
 def score(model, samples: list) -> dict:
-    """Exact, within 1 and BLEU-4 of ``model``'s greedy readings of ``samples``."""
+    """Exact, within 1 and BLEU-4 of ``model``'s greedy readings of ``samples``, and the readings'
+    length against the truths' (a model that stops early reads long formulas short)."""
     readings = read_crops(model, [img for img, _ in samples], device="cpu", batch_size=64)
     summary, _rows = recognizer_metrics([(r.tokens, truth) for r, (_, truth) in zip(readings, samples, strict=True)])
+    length = sum(len(r.tokens) for r in readings) / max(1, sum(len(truth) for _, truth in samples))
     return {"n": len(samples), "exact": round(summary["exact_match"], 4),
-            "within1": round(summary["within_1"], 4), "bleu4": round(summary["bleu4"], 4)}
+            "within1": round(summary["within_1"], 4), "bleu4": round(summary["bleu4"], 4),
+            "length": round(length, 3)}
 
 
 def main():
@@ -51,6 +59,8 @@ def main():
                    default="pdflatex" if typeset.available() else "mathtext",
                    help="how the printed validation set is typeset (default: pdflatex where installed)")
     p.add_argument("--committed", help="the committed weights folder: scored first, then the rule's verdict")
+    p.add_argument("--long", action="store_true",
+                   help="also the im2markup training pages over 150 tokens, and the long-formula round's verdict")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     tar = _machine.shared_data() / "crohme" / "test-2013.tar.xz"
@@ -63,16 +73,21 @@ def main():
         printed_set = [(crop, toks) for crop, (_, toks) in zip(crops, inks, strict=True) if crop is not None]
     else:
         printed_set = synth.typeset_samples([toks for _, toks in inks], seed=2013, fonts=("cm",))
-    print(json.dumps({"inks": len(inks), "typeset": len(printed_set), "printed": args.printed}), flush=True)
+    long_pages = ([(img, toks) for img, toks, _name in data.im2markup_samples(_machine.shared_data(), heldout=False)
+                   if data.im2markup_long(toks)] if args.long else [])
+    print(json.dumps({"inks": len(inks), "typeset": len(printed_set), "printed": args.printed,
+                      **({"long_pages": len(long_pages)} if args.long else {})}), flush=True)
     rows = []
     for given, cfg, model in _machine.candidate_recognizers(([args.committed] if args.committed else []) + args.weights):
         ink, printed = score(model, inks), score(model, printed_set)
         rows.append({"weights": given, "trained_steps": cfg.get("trained_steps"),
                      "fine_tuned_steps": cfg.get("fine_tuned_steps"), "inks": ink, f"typeset_{args.printed}": printed,
-                     "score": round((ink["exact"] + printed["bleu4"]) / 2, 4)})
+                     "score": round((ink["exact"] + printed["bleu4"]) / 2, 4),
+                     **({"long_pages": score(model, long_pages)} if args.long else {})})
         print(json.dumps(rows[-1]), flush=True)
     if args.committed:
-        print(json.dumps({"verdict": adoption_verdict(rows[0], rows[1:])}), flush=True)
+        verdict = long_formula_verdict if args.long else adoption_verdict
+        print(json.dumps({"verdict": verdict(rows[0], rows[1:])}), flush=True)
     print(_machine.facts())
 
 

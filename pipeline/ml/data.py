@@ -40,6 +40,18 @@ def im2markup_validation(name: str) -> bool:
     return digest % 5 != 0 and (digest // 5) % 8 == 0
 
 
+# every run up to the twenty-second session's read at most 150 tokens and dropped longer truths, so the
+# im2markup training pages longer than this were never trained on whole: they are the validation
+# of reading long formulas (``bench/finetune_validation.py --long``), and training keeps them out
+LONG_TOKENS = 150
+
+
+def im2markup_long(toks: list[str]) -> bool:
+    """True for an im2markup *training* truth too long for any run to have trained on whole:
+    kept out of training as the long-formula validation (:data:`LONG_TOKENS`)."""
+    return len(toks) > LONG_TOKENS
+
+
 def _md5(name: str) -> int:
     return int(hashlib.md5(name.encode()).hexdigest(), 16)
 

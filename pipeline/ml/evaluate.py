@@ -117,3 +117,43 @@ def adoption_verdict(committed: dict, candidates: list[dict], *, margin: float =
         return {"adopt": best["weights"], "best": best["weights"], "lead": lead,
                 "reason": f"leads by {lead}, ink exact match {best['inks']['exact']}"}
     return {"adopt": None, "best": best["weights"], "lead": lead, "reason": reason}
+
+
+# a round that teaches reading long formulas is judged on the pages it targets, as long as the
+# general score holds: it may not fall more than this below the committed weights'
+LONG_ROUND_SCORE_SLACK = 0.005
+LONG_ROUND_GAIN = 0.05
+
+
+def long_formula_verdict(committed: dict, candidates: list[dict], *, score_slack: float = LONG_ROUND_SCORE_SLACK,
+                         ink_slack: float = ADOPTION_INK_SLACK, gain: float = LONG_ROUND_GAIN) -> dict:
+    """Which recognizer of a long-formula round to adopt (``bench/finetune_validation.py --long`` rows).
+
+    Rows hold ``weights``, ``score``, ``inks["exact"]`` and ``long_pages["bleu4"]``. A candidate
+    qualifies when its long pages' BLEU-4 beats the committed weights' by at least ``gain``, its
+    score is at most ``score_slack`` below theirs and its ink exact match at most ``ink_slack``
+    below; of those, the best score is adopted. Declared before the twenty-second session's round
+    was scored: that round reads formulas past 150 tokens, which the general score (CROHME truths
+    of under 100 tokens) cannot see.
+    """
+    def why_not(row: dict) -> str | None:
+        long_gain = round(row["long_pages"]["bleu4"] - committed["long_pages"]["bleu4"], 4)
+        if long_gain < gain:
+            return f"long pages' BLEU-4 gains {long_gain}, under {gain}"
+        if row["score"] < committed["score"] - score_slack:
+            return f"score {row['score']} is more than {score_slack} below the committed {committed['score']}"
+        if row["inks"]["exact"] < committed["inks"]["exact"] - ink_slack:
+            return f"ink exact match {row['inks']['exact']} is more than {ink_slack} below the committed"
+        return None
+
+    if not candidates:
+        return {"adopt": None, "reason": "no candidates"}
+    reasons = {row["weights"]: why_not(row) for row in candidates}
+    qualified = [row for row in candidates if reasons[row["weights"]] is None]
+    if not qualified:
+        best = max(candidates, key=lambda row: row["long_pages"]["bleu4"])
+        return {"adopt": None, "best": best["weights"], "reason": reasons[best["weights"]]}
+    chosen = max(qualified, key=lambda row: row["score"])
+    return {"adopt": chosen["weights"], "best": chosen["weights"],
+            "reason": f"long pages' BLEU-4 {chosen['long_pages']['bleu4']} against {committed['long_pages']['bleu4']}, "
+                      f"score {chosen['score']} against {committed['score']}"}

@@ -36,6 +36,7 @@ fine-tuning rather than training from scratch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import math
@@ -96,14 +97,15 @@ def _render_printed(job: tuple[str, int, str | None]) -> tuple[np.ndarray, list[
 
 
 def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list[str]] | None = None,
-                 recombined: int = 0) -> list[tuple[str, int, str | None]]:
+                 recombined: int = 0, recombined_max_tokens: int = 150) -> list[tuple[str, int, str | None]]:
     """(mathtext source, render seed, font) of :func:`printed_pool`'s ``n + recombined`` crops.
 
     Of the first ``n``, even ones are random grammar formulas, odd ones training truths (token
     lists, typeset with their scripts by :func:`synth.render_mathtext`); each in a random one of
     five fonts. The ``recombined`` after them are new
     formulas made of ``pieces`` of the im2markup training truths (:func:`synth.recombined_formula`)
-    in Computer Modern, pdflatex's font. Adding recombined crops leaves the first ``n`` as they were.
+    in Computer Modern, pdflatex's font, each at most ``recombined_max_tokens`` long. Adding recombined
+    crops leaves the first ``n`` as they were.
     """
     rng = np.random.default_rng(seed)
     jobs = []
@@ -116,7 +118,7 @@ def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list
     if recombined and pieces:
         rng = np.random.default_rng([seed, 1])
         for i in range(recombined):
-            jobs.append((" ".join(synth.recombined_formula(pieces, rng)),
+            jobs.append((" ".join(synth.recombined_formula(pieces, rng, max_tokens=recombined_max_tokens)),
                          seed * 10_000_000 + 5_000_000 + i, "cm"))
     return jobs
 
@@ -139,14 +141,14 @@ def _typeset_printed(jobs: list[tuple[str, int, str | None]]) -> list[tuple[np.n
 
 def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int, *,
                  pieces: list[list[str]] | None = None, recombined: int = 0,
-                 renderer: str = "mathtext") -> list[tuple[np.ndarray, list[str]]]:
+                 renderer: str = "mathtext", recombined_max_tokens: int = 150) -> list[tuple[np.ndarray, list[str]]]:
     """``n`` printed crops (half random grammar formulas, half training truths typeset in print),
     then ``recombined`` im2markup-style formulas made of ``pieces`` (:func:`printed_jobs`), typeset
     by ``renderer``: mathtext in Computer Modern, or pdflatex as the im2markup pages were
     (:mod:`typeset`; a formula it cannot typeset is left out, as mathtext's are)."""
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be one of {RENDERERS}, not {renderer!r}")
-    jobs = printed_jobs(n, texts, seed, pieces=pieces, recombined=recombined)
+    jobs = printed_jobs(n, texts, seed, pieces=pieces, recombined=recombined, recombined_max_tokens=recombined_max_tokens)
     mathtext_jobs, typeset_jobs = (jobs, []) if renderer == "mathtext" else (jobs[:n], jobs[n:])
     with Pool(max(1, processes)) as pool:
         rendered = pool.map(_render_printed, mathtext_jobs, chunksize=64)
@@ -163,16 +165,19 @@ PRINTED_POOL_FORMAT = 2
 
 def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed: int, processes: int, *,
                         pieces: list[list[str]] | None = None, recombined: int = 0,
-                        im2markup_val: bool = False, renderer: str = "mathtext") -> list[tuple[np.ndarray, list[str]]]:
+                        im2markup_val: bool = False, renderer: str = "mathtext",
+                        recombined_max_tokens: int = 150) -> list[tuple[np.ndarray, list[str]]]:
     """:func:`printed_pool`, kept in ``path`` (gzip pickle) so that parallel runs render it once.
 
-    The file records ``n``, ``recombined``, ``seed``, the recombined crops' ``renderer``, whether the im2markup validation pages were
+    The file records ``n``, ``recombined``, ``seed``, the recombined crops' ``renderer`` and longest
+    formula (``recombined_max_tokens``), whether the im2markup validation pages were
     left out of ``texts`` and ``pieces`` (``im2markup_val``) and the pool's format; one made for
     other values, or by an earlier format, is an error, not reused: a pool typeset from the
     validation pages' truths would leak them into a run that validates on those pages.
     """
     if path is None:
-        return printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined, renderer=renderer)
+        return printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined, renderer=renderer,
+                            recombined_max_tokens=recombined_max_tokens)
     if path.exists():
         with gzip.open(path, "rb") as f:
             stored = pickle.load(f)
@@ -183,6 +188,9 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
         if stored.get("renderer", "mathtext") != renderer:
             raise SystemExit(f"{path} holds recombined crops typeset by {stored.get('renderer', 'mathtext')}, "
                              f"not {renderer}: delete it or name another file")
+        if recombined and stored.get("recombined_max_tokens", 150) != recombined_max_tokens:
+            raise SystemExit(f"{path} holds recombined formulas of at most {stored.get('recombined_max_tokens', 150)} "
+                             f"tokens, not {recombined_max_tokens}: delete it or name another file")
         if stored.get("im2markup_val", False) != im2markup_val:
             made = "without" if stored.get("im2markup_val", False) else "with"
             wants = "keeps them out (--im2markup-val)" if im2markup_val else "trains on them"
@@ -192,12 +200,14 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
             raise SystemExit(f"{path} was rendered by printed-pool format {stored.get('format', 1)}, not "
                              f"{PRINTED_POOL_FORMAT} (its typeset truths lost their scripts): delete it")
         return stored["crops"]
-    crops = printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined, renderer=renderer)
+    crops = printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined, renderer=renderer,
+                         recombined_max_tokens=recombined_max_tokens)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wb", compresslevel=6) as f:
         pickle.dump({"n": n, "recombined": recombined, "seed": seed, "format": PRINTED_POOL_FORMAT,
-                     "im2markup_val": im2markup_val, "renderer": renderer, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
+                     "im2markup_val": im2markup_val, "renderer": renderer,
+                     "recombined_max_tokens": recombined_max_tokens, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
     return crops
 
@@ -376,7 +386,9 @@ def main(argv=None):
     p.add_argument("--ff", type=int, default=384)
     p.add_argument("--height", type=int, default=40)
     p.add_argument("--max-width", type=int, default=320)
-    p.add_argument("--max-len", type=int, default=100)
+    p.add_argument("--max-len", type=int, default=None,
+                   help="longest token sequence read (default 100; with --init, the init's; a larger one than the "
+                        "init's needs sine positions, whose table grows without new weights)")
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--val-limit", type=int, default=0, help="validate on the first N inks only (0: all 671)")
     p.add_argument("--out", default=str(WEIGHTS), help="where --export (and the end of training) writes")
@@ -424,18 +436,25 @@ def main(argv=None):
     val_pages = [(img, toks) for img, toks, name in pages if keep_out(name)]
     texts = [toks for _, toks in inks] + [toks for _, toks in crops]
     pieces = [p for _, toks in crops for p in synth.formula_pieces(toks)]
+    init = None if state or not args.init else load_recognizer(args.init, device="cpu", precision="float32")
+    max_len = (state["config"]["max_len"] if state else args.max_len or (init.cfg.max_len if init is not None else 100))
+    if init is not None and max_len != init.cfg.max_len and init.cfg.positions != "sine":
+        raise SystemExit(f"--max-len {max_len}: the --init weights learned positions for {init.cfg.max_len} tokens; "
+                         "only sine positions can read further")
     printed = cached_printed_pool(Path(args.printed_cache) if args.printed_cache else None, args.printed, texts,
                                   args.seed, max(1, args.workers), pieces=pieces, recombined=args.recombined,
-                                  im2markup_val=args.im2markup_val, renderer=args.recombined_renderer)
-    init = None if state or not args.init else load_recognizer(args.init, device="cpu", precision="float32")
+                                  im2markup_val=args.im2markup_val, renderer=args.recombined_renderer,
+                                  recombined_max_tokens=max(150, max_len))
     cfg = (RecognizerConfig(**state["config"]) if state
-           else init.cfg if init is not None
+           else dataclasses.replace(init.cfg, max_len=max_len) if init is not None
            else RecognizerConfig(vocab=build_vocab(texts + [t for _, t in printed]), positions=args.positions,
                                  dropout=args.dropout, channels=tuple(int(c) for c in args.channels.split(",")),
                                  encoder=args.encoder, d_model=args.d_model, heads=args.heads, layers=args.layers,
-                                 ff=args.ff, height=args.height, max_width=args.max_width, max_len=args.max_len))
+                                 ff=args.ff, height=args.height, max_width=args.max_width, max_len=max_len))
+    # the real pages too long for every earlier run stay out: the long-formula validation (data.im2markup_long)
     items = ([("ink", ink, toks) for ink, toks in inks if len(toks) <= cfg.max_len] * args.crohme_repeat
-             + [("img", img, toks) for img, toks in crops if len(toks) <= cfg.max_len] * args.im2markup_repeat
+             + [("img", img, toks) for img, toks in crops
+                if len(toks) <= cfg.max_len and not data.im2markup_long(toks)] * args.im2markup_repeat
              + [("img", img, toks) for img, toks in printed if len(toks) <= cfg.max_len])
     dataset = FormulaCrops(items, cfg, args.seed, distort=args.distort)
     val = []

@@ -33,3 +33,34 @@ def test_a_candidate_that_loses_more_than_a_point_of_ink_exact_match_is_refused(
 
 def test_no_candidates_adopts_nothing():
     assert adoption_verdict(row("committed", 0.6, 0.3), [])["adopt"] is None
+
+
+def long_row(weights, score, ink_exact, long_bleu):
+    return {**row(weights, score, ink_exact), "long_pages": {"bleu4": long_bleu}}
+
+
+def test_a_long_formula_round_adopts_the_best_score_among_candidates_that_read_long_pages_better():
+    from pipeline.ml.evaluate import long_formula_verdict
+
+    committed = long_row("committed", 0.6438, 0.3847, 0.336)
+    verdict = long_formula_verdict(committed, [
+        long_row("step-300.pt", 0.6450, 0.3800, 0.370),   # long pages gain 0.034: under 0.05
+        long_row("step-600.pt", 0.6400, 0.3790, 0.420),   # qualifies: score 0.0038 lower, within 0.005
+        long_row("step-900.pt", 0.6420, 0.3830, 0.400),   # qualifies, and scores best of those
+        long_row("step-1050.pt", 0.6300, 0.3850, 0.480),  # best long pages, but the score falls 0.0138
+    ])
+    assert verdict["adopt"] == "step-900.pt"
+
+
+def test_a_long_formula_round_that_loses_general_accuracy_adopts_nothing():
+    from pipeline.ml.evaluate import long_formula_verdict
+
+    committed = long_row("committed", 0.6438, 0.3847, 0.336)
+    verdict = long_formula_verdict(committed, [long_row("step-150.pt", 0.6300, 0.3850, 0.480),
+                                               long_row("step-300.pt", 0.6430, 0.3700, 0.450)])
+    assert verdict["adopt"] is None and verdict["best"] == "step-150.pt"
+    assert "more than 0.005 below the committed 0.6438" in verdict["reason"]
+    ink = long_formula_verdict(committed, [long_row("step-300.pt", 0.6430, 0.3700, 0.450)])
+    assert ink["adopt"] is None and "ink exact match 0.37" in ink["reason"]
+    short = long_formula_verdict(committed, [long_row("step-450.pt", 0.6500, 0.3900, 0.380)])
+    assert short["adopt"] is None and "gains 0.044, under 0.05" in short["reason"]

@@ -461,3 +461,47 @@ def test_kept_checkpoints_hold_each_step_and_can_be_averaged(tmp_path, monkeypat
     assert not all(torch.equal(kept[2]["model"][k], kept[4]["model"][k]) for k in last["model"])
     train_recognizer.main(["--average", str(run / "step-4.pt"), str(run / "step-5.pt"), "--out", str(tmp_path / "avg")])
     assert json.loads((tmp_path / "avg" / "config.json").read_text())["averaged_steps"] == [4, 5]
+
+
+def test_a_run_from_exported_sine_weights_may_read_longer_formulas_than_they_did(tmp_path, monkeypatch):
+    from pipeline.ml import data, train_recognizer
+
+    _tiny_shared(tmp_path / "shared")
+    monkeypatch.setenv("MATHSET_SHARED_DATA", str(tmp_path / "shared"))
+    monkeypatch.setattr(data, "CACHE", tmp_path / "cache")
+    common = ["--batch", "2", "--printed", "4", "--ckpt-every", "1", "--warmup", "1", "--steps", "1",
+              "--precision", "float32"]
+    tiny = ["--encoder", "res", "--channels", "4,8,8,8", "--d-model", "16", "--heads", "2", "--layers", "1",
+            "--ff", "32", "--height", "32", "--max-width", "128"]
+    for positions in ("sine", "learned"):
+        train_recognizer.main(["--run", str(tmp_path / f"run-{positions}"), "--out", str(tmp_path / positions),
+                               *common, *tiny, "--positions", positions])
+    train_recognizer.main(["--run", str(tmp_path / "longer"), "--out", str(tmp_path / "longer-out"),
+                           "--init", str(tmp_path / "sine"), "--max-len", "160", *common])
+    ckpt = torch.load(tmp_path / "longer" / "last.pt", weights_only=False)
+    assert ckpt["config"]["max_len"] == 160 and ckpt["config"]["d_model"] == 16
+    assert json.loads((tmp_path / "longer-out" / "config.json").read_text())["max_len"] == 160
+    # learned positions hold a row per position: there is nothing to read a 161st token with
+    with pytest.raises(SystemExit, match="learned positions for 100 tokens"):
+        train_recognizer.main(["--run", str(tmp_path / "refused"), "--out", str(tmp_path / "refused-out"),
+                               "--init", str(tmp_path / "learned"), "--max-len", "160", *common])
+    assert not (tmp_path / "refused" / "last.pt").exists()
+
+
+def test_recombined_formulas_are_cut_at_the_length_the_pool_was_asked_for():
+    pieces = [["x", "_", "{", str(i), "}", "+", "y"] * 6 for i in range(10)]  # 42 tokens each
+    short = printed_jobs(0, [], 7, pieces=pieces, recombined=60)
+    longer = printed_jobs(0, [], 7, pieces=pieces, recombined=60, recombined_max_tokens=250)
+    assert max(len(src.split()) for src, _, _ in short) <= 150
+    assert max(len(src.split()) for src, _, _ in longer) > 150
+    assert max(len(src.split()) for src, _, _ in longer) <= 250
+
+
+def test_a_printed_pool_of_shorter_recombined_formulas_is_refused_by_a_run_that_reads_longer_ones(tmp_path,
+                                                                                                    monkeypatch):
+    monkeypatch.setattr(train_recognizer, "printed_pool", lambda n, *a, **k: [])
+    path = tmp_path / "pool.pkl.gz"
+    cached_printed_pool(path, 3, [], 0, 1, recombined=5)
+    with pytest.raises(SystemExit, match="recombined formulas of at most 150 tokens, not 250"):
+        cached_printed_pool(path, 3, [], 0, 1, recombined=5, recombined_max_tokens=250)
+    cached_printed_pool(path, 3, [], 0, 1, recombined=5)  # the run it was made for still reads it

@@ -16,7 +16,10 @@ readings, float32, as training validates, of two validation sets that no run tra
 ``--long`` also reads the im2markup *training* pages whose truths exceed 150 tokens
 (:func:`pipeline.ml.data.im2markup_long`): every run dropped them as too long, so they judge a round
 that teaches reading long formulas (:func:`pipeline.ml.evaluate.long_formula_verdict`, the verdict
-then); their pieces did appear inside recombined formulas, for every run alike.
+then); their pieces did appear inside recombined formulas, for every run alike. ``--long --rule
+adoption`` judges by the usual rule and also refuses a best candidate that reads those real pages
+more than 0.01 BLEU-4 below the committed weights (``ADOPTION_LONG_SLACK``): for a round whose
+printed training resembles the typeset validation set.
 
 ``score`` = mean(ink exact match, typeset BLEU-4), the rule a fine-tune is adopted by: the best
 score, if it beats the committed weights' by at least 0.01 and its ink exact match is not more
@@ -36,7 +39,7 @@ import torch
 from common.latex import normalize_tokens
 from pipeline.ml import data, synth, typeset
 from pipeline.ml import ink as inkml
-from pipeline.ml.evaluate import adoption_verdict, long_formula_verdict, recognizer_metrics
+from pipeline.ml.evaluate import ADOPTION_LONG_SLACK, adoption_verdict, long_formula_verdict, recognizer_metrics
 from pipeline.ml.inference import read_crops
 
 
@@ -61,7 +64,13 @@ def main():
     p.add_argument("--committed", help="the committed weights folder: scored first, then the rule's verdict")
     p.add_argument("--long", action="store_true",
                    help="also the im2markup training pages over 150 tokens, and the long-formula round's verdict")
+    p.add_argument("--rule", choices=["adoption", "long-formula"],
+                   help="the verdict: adoption (the default without --long; with --long it also keeps the long "
+                        "pages' BLEU-4 within 0.01 of the committed weights') or long-formula (the default with --long)")
     args = p.parse_args()
+    rule = args.rule or ("long-formula" if args.long else "adoption")
+    if rule == "long-formula" and not args.long:
+        p.error("--rule long-formula judges the long pages: give --long as well")
     torch.set_num_threads(args.threads)
     tar = _machine.shared_data() / "crohme" / "test-2013.tar.xz"
     if not tar.exists():
@@ -86,8 +95,9 @@ def main():
                      **({"long_pages": score(model, long_pages)} if args.long else {})})
         print(json.dumps(rows[-1]), flush=True)
     if args.committed:
-        verdict = long_formula_verdict if args.long else adoption_verdict
-        print(json.dumps({"verdict": verdict(rows[0], rows[1:])}), flush=True)
+        verdict = (long_formula_verdict(rows[0], rows[1:]) if rule == "long-formula"
+                   else adoption_verdict(rows[0], rows[1:], long_slack=ADOPTION_LONG_SLACK if args.long else None))
+        print(json.dumps({"verdict": verdict, "rule": rule}), flush=True)
     print(_machine.facts())
 
 

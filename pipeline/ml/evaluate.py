@@ -94,15 +94,20 @@ def box_quad(x0, y0, x1, y1) -> list[list[float]]:
 # luck alone (the twentieth session's best of 18 led by 0.0044 and read both test sets worse).
 ADOPTION_MARGIN = 0.01
 ADOPTION_INK_SLACK = 0.01
+# a round whose printed training looks like the typeset validation set (the twenty-fourth
+# session's: CROHME truths typeset by pdflatex) may not read the real long pages worse than this
+ADOPTION_LONG_SLACK = 0.01
 
 
 def adoption_verdict(committed: dict, candidates: list[dict], *, margin: float = ADOPTION_MARGIN,
-                     ink_slack: float = ADOPTION_INK_SLACK) -> dict:
+                     ink_slack: float = ADOPTION_INK_SLACK, long_slack: float | None = None) -> dict:
     """Which fine-tuned recognizer to adopt, from ``bench/finetune_validation.py`` rows alone.
 
     Each row holds ``weights``, ``score`` and ``inks["exact"]``. The best-scoring candidate is
     adopted if its score beats the committed weights' by at least ``margin`` and its ink exact
     match is no more than ``ink_slack`` below theirs; otherwise none is, and ``reason`` says why.
+    With ``long_slack``, the rows also hold ``long_pages["bleu4"]`` (real im2markup pages no run
+    trains on) and the best may not read them more than ``long_slack`` below the committed weights.
     """
     if not candidates:
         return {"adopt": None, "best": None, "lead": None, "reason": "no candidates"}
@@ -113,6 +118,9 @@ def adoption_verdict(committed: dict, candidates: list[dict], *, margin: float =
         reason = f"best score {best['score']} leads the committed {committed['score']} by {lead}, under {margin}"
     elif ink_drop > ink_slack:
         reason = f"ink exact match {best['inks']['exact']} is {ink_drop} below the committed, over {ink_slack}"
+    elif long_slack is not None and (
+            long_drop := round(committed["long_pages"]["bleu4"] - best["long_pages"]["bleu4"], 4)) > long_slack:
+        reason = f"long pages' BLEU-4 {best['long_pages']['bleu4']} is {long_drop} below the committed, over {long_slack}"
     else:
         return {"adopt": best["weights"], "best": best["weights"], "lead": lead,
                 "reason": f"leads by {lead}, ink exact match {best['inks']['exact']}"}

@@ -141,15 +141,26 @@ def _typeset_printed(jobs: list[tuple[str, int, str | None]]) -> list[tuple[np.n
 
 def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int, *,
                  pieces: list[list[str]] | None = None, recombined: int = 0,
-                 renderer: str = "mathtext", recombined_max_tokens: int = 150) -> list[tuple[np.ndarray, list[str]]]:
+                 renderer: str = "mathtext", recombined_max_tokens: int = 150,
+                 truths_renderer: str = "mathtext") -> list[tuple[np.ndarray, list[str]]]:
     """``n`` printed crops (half random grammar formulas, half training truths typeset in print),
     then ``recombined`` im2markup-style formulas made of ``pieces`` (:func:`printed_jobs`), typeset
     by ``renderer``: mathtext in Computer Modern, or pdflatex as the im2markup pages were
-    (:mod:`typeset`; a formula it cannot typeset is left out, as mathtext's are)."""
-    if renderer not in RENDERERS:
-        raise ValueError(f"renderer must be one of {RENDERERS}, not {renderer!r}")
+    (:mod:`typeset`; a formula it cannot typeset is left out, as mathtext's are).
+
+    ``truths_renderer`` pdflatex typesets the training truths among the first ``n`` with pdflatex
+    as well (at :data:`TYPESET_DPI`); the random grammar formulas stay mathtext, in five fonts.
+    The crops come mathtext first, then pdflatex; training draws them shuffled.
+    """
+    for name, value in (("renderer", renderer), ("truths_renderer", truths_renderer)):
+        if value not in RENDERERS:
+            raise ValueError(f"{name} must be one of {RENDERERS}, not {value!r}")
     jobs = printed_jobs(n, texts, seed, pieces=pieces, recombined=recombined, recombined_max_tokens=recombined_max_tokens)
-    mathtext_jobs, typeset_jobs = (jobs, []) if renderer == "mathtext" else (jobs[:n], jobs[n:])
+    # printed_jobs draws a training truth at every odd index below n (when there are truths)
+    typeset_job = [(renderer == "pdflatex") if i >= n else (truths_renderer == "pdflatex" and bool(texts) and i % 2 == 1)
+                   for i in range(len(jobs))]
+    mathtext_jobs = [j for j, t in zip(jobs, typeset_job, strict=True) if not t]
+    typeset_jobs = [j for j, t in zip(jobs, typeset_job, strict=True) if t]
     with Pool(max(1, processes)) as pool:
         rendered = pool.map(_render_printed, mathtext_jobs, chunksize=64)
         # a chunk per pdflatex run: one TeX start for many formulas
@@ -166,18 +177,19 @@ PRINTED_POOL_FORMAT = 2
 def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed: int, processes: int, *,
                         pieces: list[list[str]] | None = None, recombined: int = 0,
                         im2markup_val: bool = False, renderer: str = "mathtext",
-                        recombined_max_tokens: int = 150) -> list[tuple[np.ndarray, list[str]]]:
+                        recombined_max_tokens: int = 150,
+                        truths_renderer: str = "mathtext") -> list[tuple[np.ndarray, list[str]]]:
     """:func:`printed_pool`, kept in ``path`` (gzip pickle) so that parallel runs render it once.
 
     The file records ``n``, ``recombined``, ``seed``, the recombined crops' ``renderer`` and longest
-    formula (``recombined_max_tokens``), whether the im2markup validation pages were
+    formula (``recombined_max_tokens``), the typeset training truths' ``truths_renderer``, whether the im2markup validation pages were
     left out of ``texts`` and ``pieces`` (``im2markup_val``) and the pool's format; one made for
     other values, or by an earlier format, is an error, not reused: a pool typeset from the
     validation pages' truths would leak them into a run that validates on those pages.
     """
     if path is None:
         return printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined, renderer=renderer,
-                            recombined_max_tokens=recombined_max_tokens)
+                            recombined_max_tokens=recombined_max_tokens, truths_renderer=truths_renderer)
     if path.exists():
         with gzip.open(path, "rb") as f:
             stored = pickle.load(f)
@@ -188,6 +200,9 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
         if stored.get("renderer", "mathtext") != renderer:
             raise SystemExit(f"{path} holds recombined crops typeset by {stored.get('renderer', 'mathtext')}, "
                              f"not {renderer}: delete it or name another file")
+        if stored.get("truths_renderer", "mathtext") != truths_renderer:
+            raise SystemExit(f"{path} holds training truths typeset by {stored.get('truths_renderer', 'mathtext')}, "
+                             f"not {truths_renderer}: delete it or name another file")
         if recombined and stored.get("recombined_max_tokens", 150) != recombined_max_tokens:
             raise SystemExit(f"{path} holds recombined formulas of at most {stored.get('recombined_max_tokens', 150)} "
                              f"tokens, not {recombined_max_tokens}: delete it or name another file")
@@ -201,12 +216,12 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
                              f"{PRINTED_POOL_FORMAT} (its typeset truths lost their scripts): delete it")
         return stored["crops"]
     crops = printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined, renderer=renderer,
-                         recombined_max_tokens=recombined_max_tokens)
+                         recombined_max_tokens=recombined_max_tokens, truths_renderer=truths_renderer)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wb", compresslevel=6) as f:
         pickle.dump({"n": n, "recombined": recombined, "seed": seed, "format": PRINTED_POOL_FORMAT,
-                     "im2markup_val": im2markup_val, "renderer": renderer,
+                     "im2markup_val": im2markup_val, "renderer": renderer, "truths_renderer": truths_renderer,
                      "recombined_max_tokens": recombined_max_tokens, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
     return crops
@@ -361,6 +376,9 @@ def main(argv=None):
     p.add_argument("--recombined-renderer", default="mathtext", choices=list(RENDERERS),
                    help="typeset the recombined formulas with mathtext or with pdflatex, as the im2markup pages were "
                         "(needs pdflatex: Debian's texlive-latex-base and texlive-fonts-recommended)")
+    p.add_argument("--truths-renderer", default="mathtext", choices=list(RENDERERS),
+                   help="typeset the training truths among the --printed crops with mathtext (five fonts) or "
+                        "pdflatex (the random grammar formulas stay mathtext)")
     p.add_argument("--printed-cache", help="gzip pickle keeping the printed crops between runs (made if missing)")
     p.add_argument("--im2markup-repeat", type=int, default=3, help="times each real printed crop appears per epoch")
     p.add_argument("--crohme-repeat", type=int, default=1, help="times each training ink appears per epoch")
@@ -444,7 +462,7 @@ def main(argv=None):
     printed = cached_printed_pool(Path(args.printed_cache) if args.printed_cache else None, args.printed, texts,
                                   args.seed, max(1, args.workers), pieces=pieces, recombined=args.recombined,
                                   im2markup_val=args.im2markup_val, renderer=args.recombined_renderer,
-                                  recombined_max_tokens=max(150, max_len))
+                                  recombined_max_tokens=max(150, max_len), truths_renderer=args.truths_renderer)
     cfg = (RecognizerConfig(**state["config"]) if state
            else dataclasses.replace(init.cfg, max_len=max_len) if init is not None
            else RecognizerConfig(vocab=build_vocab(texts + [t for _, t in printed]), positions=args.positions,

@@ -64,3 +64,15 @@ def test_a_long_formula_round_that_loses_general_accuracy_adopts_nothing():
     assert ink["adopt"] is None and "ink exact match 0.37" in ink["reason"]
     short = long_formula_verdict(committed, [long_row("step-450.pt", 0.6500, 0.3900, 0.380)])
     assert short["adopt"] is None and "gains 0.044, under 0.05" in short["reason"]
+
+
+def test_a_round_that_reads_the_real_long_pages_worse_is_refused_when_they_are_judged():
+    # the twenty-fourth session's rule: its CROHME truths typeset by pdflatex resemble the typeset
+    # validation set, so the real long pages (not trained on) must hold within 0.01
+    committed = long_row("committed", 0.6440, 0.3787, 0.426)
+    worse = [long_row("E8/step-900.pt", 0.6560, 0.3800, 0.410)]
+    assert adoption_verdict(committed, worse)["adopt"] == "E8/step-900.pt"  # not judged without long_slack
+    verdict = adoption_verdict(committed, worse, long_slack=0.01)
+    assert verdict["adopt"] is None and "0.016 below the committed, over 0.01" in verdict["reason"]
+    held = adoption_verdict(committed, [long_row("E8/step-900.pt", 0.6560, 0.3800, 0.418)], long_slack=0.01)
+    assert held["adopt"] == "E8/step-900.pt"

@@ -107,3 +107,29 @@ def test_a_printed_pool_cache_is_refused_by_a_run_with_another_renderer(tmp_path
     with pytest.raises(SystemExit, match="typeset by pdflatex, not mathtext"):
         cached_printed_pool(path, 3, [], 0, 1)
     cached_printed_pool(path, 3, [], 0, 1, renderer="pdflatex")
+
+
+@needs_pdflatex
+def test_printed_pool_can_typeset_the_training_truths_with_pdflatex():
+    truths = [normalize_tokens(r"\frac{a}{b}"), normalize_tokens("E=mc^{2}")]
+    pool = printed_pool(4, truths, 0, 1, truths_renderer="pdflatex")
+    mathtext = printed_pool(4, truths, 0, 1)
+    assert len(pool) == len(mathtext) == 4
+    # the grammar formulas (even indices) come first and are the same mathtext crops; the truths follow
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(pool[:2], mathtext[0::2], strict=True))
+    assert [t for _, t in pool[2:]] == [t for _, t in mathtext[1::2]]
+    assert all(t in truths for _, t in pool[2:])
+    assert not any(np.array_equal(a, b) for (a, _), (b, _) in zip(pool[2:], mathtext[1::2], strict=True))
+    with pytest.raises(ValueError, match="truths_renderer must be one of"):
+        printed_pool(1, truths, 0, 1, truths_renderer="tikz")
+
+
+def test_a_printed_pool_cache_is_refused_by_a_run_with_another_truths_renderer(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_recognizer, "printed_pool", lambda n, *a, **k: [])
+    path = tmp_path / "pool.pkl.gz"
+    cached_printed_pool(path, 3, [], 0, 1, truths_renderer="pdflatex")
+    with gzip.open(path, "rb") as f:
+        assert pickle.load(f)["truths_renderer"] == "pdflatex"
+    with pytest.raises(SystemExit, match="training truths typeset by pdflatex, not mathtext"):
+        cached_printed_pool(path, 3, [], 0, 1)
+    cached_printed_pool(path, 3, [], 0, 1, truths_renderer="pdflatex")

@@ -98,15 +98,17 @@ def test_printed_pool_typesets_the_recombined_formulas_with_pdflatex():
         printed_pool(1, [], 0, 1, renderer="tikz")
 
 
-def test_a_printed_pool_cache_is_refused_by_a_run_with_another_renderer(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("option", "message"), [("renderer", "recombined crops typeset by pdflatex, not mathtext"),
+                                                   ("truths_renderer", "training truths typeset by pdflatex, not mathtext")])
+def test_a_printed_pool_cache_is_refused_by_a_run_with_another_renderer(tmp_path, monkeypatch, option, message):
     monkeypatch.setattr(train_recognizer, "printed_pool", lambda n, *a, **k: [])
     path = tmp_path / "pool.pkl.gz"
-    cached_printed_pool(path, 3, [], 0, 1, renderer="pdflatex")
+    cached_printed_pool(path, 3, [], 0, 1, **{option: "pdflatex"})
     with gzip.open(path, "rb") as f:
-        assert pickle.load(f)["renderer"] == "pdflatex"
-    with pytest.raises(SystemExit, match="typeset by pdflatex, not mathtext"):
+        assert pickle.load(f)[option] == "pdflatex"
+    with pytest.raises(SystemExit, match=message):
         cached_printed_pool(path, 3, [], 0, 1)
-    cached_printed_pool(path, 3, [], 0, 1, renderer="pdflatex")
+    cached_printed_pool(path, 3, [], 0, 1, **{option: "pdflatex"})
 
 
 @needs_pdflatex
@@ -122,14 +124,3 @@ def test_printed_pool_can_typeset_the_training_truths_with_pdflatex():
     assert not any(np.array_equal(a, b) for (a, _), (b, _) in zip(pool[2:], mathtext[1::2], strict=True))
     with pytest.raises(ValueError, match="truths_renderer must be one of"):
         printed_pool(1, truths, 0, 1, truths_renderer="tikz")
-
-
-def test_a_printed_pool_cache_is_refused_by_a_run_with_another_truths_renderer(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_recognizer, "printed_pool", lambda n, *a, **k: [])
-    path = tmp_path / "pool.pkl.gz"
-    cached_printed_pool(path, 3, [], 0, 1, truths_renderer="pdflatex")
-    with gzip.open(path, "rb") as f:
-        assert pickle.load(f)["truths_renderer"] == "pdflatex"
-    with pytest.raises(SystemExit, match="training truths typeset by pdflatex, not mathtext"):
-        cached_printed_pool(path, 3, [], 0, 1)
-    cached_printed_pool(path, 3, [], 0, 1, truths_renderer="pdflatex")

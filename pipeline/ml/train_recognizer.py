@@ -96,6 +96,12 @@ def _render_printed(job: tuple[str, int, str | None]) -> tuple[np.ndarray, list[
     return (img, toks) if toks else None
 
 
+def _draws_truth(i: int, texts: list[list[str]]) -> bool:
+    """Whether :func:`printed_jobs`' ``i``-th printed crop (``i < n``) is a training truth, not a
+    random grammar formula: the odd ones, when there are truths to draw."""
+    return i % 2 == 1 and bool(texts)
+
+
 def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list[str]] | None = None,
                  recombined: int = 0, recombined_max_tokens: int = 150) -> list[tuple[str, int, str | None]]:
     """(mathtext source, render seed, font) of :func:`printed_pool`'s ``n + recombined`` crops.
@@ -110,10 +116,10 @@ def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list
     rng = np.random.default_rng(seed)
     jobs = []
     for i in range(n):
-        if i % 2 == 0 or not texts:
-            src = synth.random_formula(rng)
-        else:
+        if _draws_truth(i, texts):
             src = " ".join(texts[int(rng.integers(len(texts)))])
+        else:
+            src = synth.random_formula(rng)
         jobs.append((src, seed * 10_000_000 + i, None))
     if recombined and pieces:
         rng = np.random.default_rng([seed, 1])
@@ -156,8 +162,7 @@ def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int, *,
         if value not in RENDERERS:
             raise ValueError(f"{name} must be one of {RENDERERS}, not {value!r}")
     jobs = printed_jobs(n, texts, seed, pieces=pieces, recombined=recombined, recombined_max_tokens=recombined_max_tokens)
-    # printed_jobs draws a training truth at every odd index below n (when there are truths)
-    typeset_job = [(renderer == "pdflatex") if i >= n else (truths_renderer == "pdflatex" and bool(texts) and i % 2 == 1)
+    typeset_job = [renderer == "pdflatex" if i >= n else truths_renderer == "pdflatex" and _draws_truth(i, texts)
                    for i in range(len(jobs))]
     mathtext_jobs = [j for j, t in zip(jobs, typeset_job, strict=True) if not t]
     typeset_jobs = [j for j, t in zip(jobs, typeset_job, strict=True) if t]
@@ -182,8 +187,9 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
     """:func:`printed_pool`, kept in ``path`` (gzip pickle) so that parallel runs render it once.
 
     The file records ``n``, ``recombined``, ``seed``, the recombined crops' ``renderer`` and longest
-    formula (``recombined_max_tokens``), the typeset training truths' ``truths_renderer``, whether the im2markup validation pages were
-    left out of ``texts`` and ``pieces`` (``im2markup_val``) and the pool's format; one made for
+    formula (``recombined_max_tokens``), the typeset training truths' ``truths_renderer``, whether
+    the im2markup validation pages were left out of ``texts`` and ``pieces`` (``im2markup_val``)
+    and the pool's format; one made for
     other values, or by an earlier format, is an error, not reused: a pool typeset from the
     validation pages' truths would leak them into a run that validates on those pages.
     """

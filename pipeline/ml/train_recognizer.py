@@ -158,19 +158,38 @@ def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int, *,
     as well (at :data:`TYPESET_DPI`); the random grammar formulas stay mathtext, in five fonts.
     The crops come mathtext first, then pdflatex; training draws them shuffled.
     """
+    mathtext_jobs, typeset_jobs = printed_pool_jobs(n, texts, seed, pieces=pieces, recombined=recombined,
+                                                    renderer=renderer, recombined_max_tokens=recombined_max_tokens,
+                                                    truths_renderer=truths_renderer)
+    return render_printed_jobs(mathtext_jobs, processes) + render_printed_jobs(typeset_jobs, processes, typeset=True)
+
+
+def printed_pool_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list[str]] | None = None,
+                      recombined: int = 0, renderer: str = "mathtext", recombined_max_tokens: int = 150,
+                      truths_renderer: str = "mathtext") -> tuple[list, list]:
+    """:func:`printed_pool`'s jobs (:func:`printed_jobs`) split by who draws them: (mathtext's,
+    pdflatex's), each in pool order."""
     for name, value in (("renderer", renderer), ("truths_renderer", truths_renderer)):
         if value not in RENDERERS:
             raise ValueError(f"{name} must be one of {RENDERERS}, not {value!r}")
     jobs = printed_jobs(n, texts, seed, pieces=pieces, recombined=recombined, recombined_max_tokens=recombined_max_tokens)
     typeset_job = [renderer == "pdflatex" if i >= n else truths_renderer == "pdflatex" and _draws_truth(i, texts)
                    for i in range(len(jobs))]
-    mathtext_jobs = [j for j, t in zip(jobs, typeset_job, strict=True) if not t]
-    typeset_jobs = [j for j, t in zip(jobs, typeset_job, strict=True) if t]
+    return ([j for j, t in zip(jobs, typeset_job, strict=True) if not t],
+            [j for j, t in zip(jobs, typeset_job, strict=True) if t])
+
+
+def render_printed_jobs(jobs: list, processes: int, *, typeset: bool = False) -> list[tuple[np.ndarray, list[str]]]:
+    """Crops of :func:`printed_pool_jobs`' jobs, in order, drawn by mathtext (or with ``typeset``
+    by pdflatex); a formula the renderer cannot draw is left out."""
+    if not jobs:
+        return []
     with Pool(max(1, processes)) as pool:
-        rendered = pool.map(_render_printed, mathtext_jobs, chunksize=64)
-        # a chunk per pdflatex run: one TeX start for many formulas
-        for part in pool.map(_typeset_printed, [typeset_jobs[i:i + 256] for i in range(0, len(typeset_jobs), 256)]):
-            rendered += part
+        if typeset:  # a chunk per pdflatex run: one TeX start for many formulas
+            rendered = [r for part in pool.map(_typeset_printed, [jobs[i:i + 256] for i in range(0, len(jobs), 256)])
+                        for r in part]
+        else:
+            rendered = pool.map(_render_printed, jobs, chunksize=64)
     return [r for r in rendered if r is not None]
 
 
@@ -223,6 +242,14 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
         return stored["crops"]
     crops = printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined, renderer=renderer,
                          recombined_max_tokens=recombined_max_tokens, truths_renderer=truths_renderer)
+    store_printed_pool(path, crops, n=n, recombined=recombined, seed=seed, im2markup_val=im2markup_val,
+                       renderer=renderer, truths_renderer=truths_renderer, recombined_max_tokens=recombined_max_tokens)
+    return crops
+
+
+def store_printed_pool(path: Path, crops: list, *, n: int, recombined: int, seed: int, im2markup_val: bool,
+                       renderer: str, truths_renderer: str, recombined_max_tokens: int) -> None:
+    """Write a printed pool where :func:`cached_printed_pool` reads it, with the options it checks."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wb", compresslevel=6) as f:
@@ -230,7 +257,6 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
                      "im2markup_val": im2markup_val, "renderer": renderer, "truths_renderer": truths_renderer,
                      "recombined_max_tokens": recombined_max_tokens, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
-    return crops
 
 
 def build_vocab(token_lists) -> list[str]:

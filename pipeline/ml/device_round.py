@@ -20,10 +20,10 @@ no ``var/``). The same minutes spent fine-tuning draw about 5,000 batches of 96,
 samples of a CPU round (1,080 of 32).
 
 ``bundle`` checks that what travels fits the device tool's 64 MiB (the checkout's tracked and
-untracked files plus ``.device/``: 56 MiB, of which the data 20, the pdflatex crops 19, the wheels
+untracked files plus ``.device/``: 56.3 MiB, of which the data 20, the pdflatex crops 19, the wheels
 5); ``train`` brings back what fits its 8 files of at most 16 MiB, 64 MiB together: the log and
 the latest checkpoints slimmed to float16 weights and config, without the optimiser (9.2 MB each).
-On this 2-core CPU the whole path ran with 40 steps of batch 8 (the pool drawn in 121 s on 2
+On this 2-core CPU the whole path ran with 40 steps of batch 8 (the pool drawn in 110 s on 2
 processes; ``tests/pipeline/test_device_round.py`` runs it with a tiny model); it has not yet run
 on a GPU.
 """
@@ -69,9 +69,9 @@ def pool_name() -> str:
             f"-t{POOL['max_len']}.pkl.gz")
 
 
-def typeset_name() -> str:
-    """The file carrying the pool's pdflatex crops."""
-    return pool_name().replace("printed-", "typeset-").replace(".pkl.gz", ".pkl.xz")
+def carried_name() -> str:
+    """The file carrying the pool's jobs and its pdflatex crops."""
+    return pool_name().replace("printed-", "carried-").replace(".pkl.gz", ".pkl.xz")
 
 
 def pool_jobs(shared: Path) -> tuple[list, list]:
@@ -91,29 +91,33 @@ def jobs_digest(jobs: list) -> str:
     return hashlib.sha256(json.dumps(jobs).encode()).hexdigest()
 
 
-def write_typeset(path: Path, jobs: list, workers: int) -> None:
-    """Typeset the pool's pdflatex jobs here and keep them, quantised, in ``path``."""
+def write_carried(path: Path, mathtext_jobs: list, typeset_jobs: list, workers: int) -> None:
+    """Typeset the pool's pdflatex jobs here and keep them, quantised, in ``path`` with the mathtext
+    jobs: the device draws those from the list itself, since another numpy there may draw other
+    formulas from the same seeds."""
     from pipeline.ml.train_recognizer import render_printed_jobs
 
-    crops = render_printed_jobs(jobs, workers, typeset=True)
+    crops = render_printed_jobs(typeset_jobs, workers, typeset=True)
     packed = [(img.astype(np.float32) * ((LEVELS - 1) / 255)).round().astype(np.uint8) for img, _ in crops]
     tmp = path.with_suffix(".tmp")
     with lzma.open(tmp, "wb") as fh:
-        pickle.dump({"pool": POOL, "jobs": jobs_digest(jobs), "levels": LEVELS,
-                     "crops": [(a, toks) for a, (_, toks) in zip(packed, crops, strict=True)]}, fh,
-                    protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({"pool": POOL, "typeset_jobs": jobs_digest(typeset_jobs), "mathtext_jobs": mathtext_jobs,
+                     "levels": LEVELS, "crops": [(a, toks) for a, (_, toks) in zip(packed, crops, strict=True)]},
+                    fh, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
 
 
-def read_typeset(path: Path, jobs: list) -> list[tuple[np.ndarray, list[str]]]:
-    """The carried pdflatex crops, refused unless made for this recipe and these very jobs."""
+def read_carried(path: Path, typeset_jobs: list | None = None) -> tuple[list, list[tuple[np.ndarray, list[str]]]]:
+    """(mathtext jobs, pdflatex crops) carried in ``path``; refused unless made for this pool
+    (and, given ``typeset_jobs``, for these very jobs)."""
     with lzma.open(path, "rb") as fh:
         stored = pickle.load(fh)
-    if stored["pool"] != POOL or stored["jobs"] != jobs_digest(jobs):
-        raise SystemExit(f"{path} was typeset for another pool ({stored['pool']}) or other texts: "
+    if stored["pool"] != POOL or (typeset_jobs is not None and stored["typeset_jobs"] != jobs_digest(typeset_jobs)):
+        raise SystemExit(f"{path} was made for another pool ({stored['pool']}) or other texts: "
                          "run `python -m pipeline.ml.device_round bundle` again")
     scale = 255 / (stored["levels"] - 1)
-    return [((a.astype(np.float32) * scale).round().astype(np.uint8), toks) for a, toks in stored["crops"]]
+    return stored["mathtext_jobs"], [((a.astype(np.float32) * scale).round().astype(np.uint8), toks)
+                                     for a, toks in stored["crops"]]
 
 
 def slim_checkpoint(src: Path, dst: Path) -> int:
@@ -190,11 +194,11 @@ def bundle(args) -> None:
                         "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(wheels),
                         *requirement_pins(DEVICE_MISSING)], check=True)
     mathtext_jobs, typeset_jobs = pool_jobs(shared)
-    typeset_file = out / typeset_name()
+    carried = out / carried_name()
     try:
-        read_typeset(typeset_file, typeset_jobs)
+        read_carried(carried, typeset_jobs)
     except (FileNotFoundError, SystemExit):
-        write_typeset(typeset_file, typeset_jobs, args.workers)
+        write_carried(carried, mathtext_jobs, typeset_jobs, args.workers)
     travel = tree_bytes() + folder_bytes(out)
     print(json.dumps({"bundle": str(out), "bundle_mib": round(folder_bytes(out) / 2**20, 1),
                       "travels_mib": round(travel / 2**20, 1), "limit_mib": TRAVEL_LIMIT // 2**20}))
@@ -221,8 +225,7 @@ def train(args) -> None:
     pool = run / pool_name()
     if not pool.exists():  # mathtext draws its part here; the pdflatex part came along
         t0 = time.time()
-        mathtext_jobs, typeset_jobs = pool_jobs(bundle_dir / "data")
-        typeset = read_typeset(bundle_dir / typeset_name(), typeset_jobs)
+        mathtext_jobs, typeset = read_carried(bundle_dir / carried_name())
         crops = train_recognizer.render_printed_jobs(mathtext_jobs, workers) + typeset
         train_recognizer.store_printed_pool(
             pool, crops, n=POOL["printed"], recombined=POOL["recombined"], seed=POOL["seed"], im2markup_val=False,

@@ -67,7 +67,7 @@ def test_the_bundle_holds_data_wheels_and_typeset_crops_and_prints_the_call(tiny
     out = tmp_path / "dev"
     for rel in device_round.SHARED_FILES:
         assert (out / "data" / rel).exists(), rel
-    assert (out / device_round.typeset_name()).exists()
+    assert (out / device_round.carried_name()).exists()
     lines = capsys.readouterr().out
     call = json.loads(lines[lines.index("{\n"):])["run"]
     assert call["carry"] == [str(out)] and call["timeout_s"] == 600
@@ -79,16 +79,20 @@ def test_typeset_crops_travel_in_16_grey_levels_and_only_for_their_own_jobs(tiny
     monkeypatch.setattr(device_round, "POOL", {**TINY_POOL, "renderer": "pdflatex"})
     mathtext_jobs, typeset_jobs = device_round.pool_jobs(tiny / "data")
     assert len(mathtext_jobs) == 4 and len(typeset_jobs) == 2
-    carried = tmp_path / "typeset.pkl.xz"
-    device_round.write_typeset(carried, typeset_jobs, 1)
-    restored = device_round.read_typeset(carried, typeset_jobs)
+    carried = tmp_path / "carried.pkl.xz"
+    device_round.write_carried(carried, mathtext_jobs, typeset_jobs, 1)
+    jobs, restored = device_round.read_carried(carried, typeset_jobs)
+    assert jobs == mathtext_jobs  # the device draws these from the list, not from the seeds again
     drawn = train_recognizer.render_printed_jobs(typeset_jobs, 1, typeset=True)
     assert len(restored) == len(drawn) == 2
     for (got, toks), (want, want_toks) in zip(restored, drawn, strict=True):
         assert toks == want_toks and got.dtype == want.dtype and got.shape == want.shape
         assert len(np.unique(got)) <= 16 and np.abs(got.astype(int) - want.astype(int)).max() <= 9
-    with pytest.raises(SystemExit, match="typeset for another pool"):
-        device_round.read_typeset(carried, typeset_jobs[:1])
+    with pytest.raises(SystemExit, match="made for another pool"):
+        device_round.read_carried(carried, typeset_jobs[:1])
+    monkeypatch.setattr(device_round, "POOL", {**TINY_POOL, "seed": 1})
+    with pytest.raises(SystemExit, match="made for another pool"):
+        device_round.read_carried(carried)
 
 
 def test_a_bundle_over_the_travel_limit_is_refused_with_its_size(tiny, tmp_path, monkeypatch):

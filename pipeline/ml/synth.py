@@ -137,6 +137,60 @@ def recombined_formula(pieces: list[list[str]], rng: np.random.Generator, *, max
     return out
 
 
+# what :func:`substitute_symbols` may draw: the recognizer's own letters, digits and Greek letters
+_LOWER, _UPPER = list("abcdefghijklmnopqrstuvwxyz"), list("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_GREEK_LOWER = [rf"\{g}" for g in ("alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta kappa lambda mu "
+                                     "nu xi pi rho sigma tau phi varphi chi psi omega").split()]
+_GREEK_UPPER = [rf"\{g}" for g in "Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega".split()]
+_SYMBOL_CLASSES = [set(c) for c in (_LOWER, _UPPER, _GREEK_LOWER, _GREEK_UPPER)]
+
+
+def substitute_symbols(tokens: list[str], rng: np.random.Generator, *, share: float = 0.5) -> list[str]:
+    """The same formula with other symbols: each distinct letter (Latin or Greek, case kept) is
+    renamed everywhere with probability ``share``, each digit redrawn with that probability.
+
+    Recombined formulas reuse the pieces of a few hundred training truths, which a model can
+    learn by heart; renamed, the structure stays arXiv's and the token sequence is new.
+    Environment names and an array's column spec (``\\begin { array } { c c }``) are kept.
+    """
+    out, rename, i = [], {}, 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok in (r"\begin", r"\end") and tokens[i + 1: i + 2] == ["{"]:
+            # the environment's name (tokenised letter by letter), and an array's column spec, unchanged
+            end = _group_end(tokens, i + 1)
+            if tok == r"\begin" and "".join(tokens[i + 2: end]) == "array" and tokens[end + 1: end + 2] == ["{"]:
+                end = _group_end(tokens, end + 1)
+            out += tokens[i: end + 1]
+            i = end + 1
+            continue
+        if not _renamable(tok):
+            out.append(tok)
+        elif tok.isdigit():
+            out.append(str(rng.integers(10)) if rng.random() < share else tok)
+        else:
+            if tok not in rename:
+                pool = next(sorted(c) for c in _SYMBOL_CLASSES if tok in c)
+                rename[tok] = str(rng.choice(pool)) if rng.random() < share else tok
+            out.append(rename[tok])
+        i += 1
+    return out
+
+
+def _group_end(tokens: list[str], start: int) -> int:
+    """Index of the ``}`` closing the group opened at ``tokens[start]`` (the last token if unclosed)."""
+    depth = 0
+    for j in range(start, len(tokens)):
+        depth += {"{": 1, "}": -1}.get(tokens[j], 0)
+        if depth == 0:
+            return j
+    return len(tokens) - 1
+
+
+def _renamable(tok: str) -> bool:
+    return (len(tok) == 1 and tok.isdigit()) or any(tok in c for c in _SYMBOL_CLASSES)
+
+
 def _tight(gray: np.ndarray, margin: int = 3) -> np.ndarray:
     ys, xs = np.nonzero(gray < 200)
     if len(xs) == 0:

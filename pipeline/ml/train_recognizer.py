@@ -103,7 +103,8 @@ def _draws_truth(i: int, texts: list[list[str]]) -> bool:
 
 
 def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list[str]] | None = None,
-                 recombined: int = 0, recombined_max_tokens: int = 150) -> list[tuple[str, int, str | None]]:
+                 recombined: int = 0, recombined_max_tokens: int = 150,
+                 substitute: float = 0.0) -> list[tuple[str, int, str | None]]:
     """(mathtext source, render seed, font) of :func:`printed_pool`'s ``n + recombined`` crops.
 
     Of the first ``n``, even ones are random grammar formulas, odd ones training truths (token
@@ -111,7 +112,9 @@ def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list
     five fonts. The ``recombined`` after them are new
     formulas made of ``pieces`` of the im2markup training truths (:func:`synth.recombined_formula`)
     in Computer Modern, pdflatex's font, each at most ``recombined_max_tokens`` long. Adding recombined
-    crops leaves the first ``n`` as they were.
+    crops leaves the first ``n`` as they were. ``substitute``: the share of recombined formulas whose
+    symbols are renamed (:func:`synth.substitute_symbols`), drawn from a stream of their own, so
+    the formulas are otherwise the same.
     """
     rng = np.random.default_rng(seed)
     jobs = []
@@ -122,10 +125,12 @@ def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list
             src = synth.random_formula(rng)
         jobs.append((src, seed * 10_000_000 + i, None))
     if recombined and pieces:
-        rng = np.random.default_rng([seed, 1])
+        rng, renames = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
         for i in range(recombined):
-            jobs.append((" ".join(synth.recombined_formula(pieces, rng, max_tokens=recombined_max_tokens)),
-                         seed * 10_000_000 + 5_000_000 + i, "cm"))
+            formula = synth.recombined_formula(pieces, rng, max_tokens=recombined_max_tokens)
+            if substitute and renames.random() < substitute:
+                formula = synth.substitute_symbols(formula, renames)
+            jobs.append((" ".join(formula), seed * 10_000_000 + 5_000_000 + i, "cm"))
     return jobs
 
 
@@ -148,7 +153,7 @@ def _typeset_printed(jobs: list[tuple[str, int, str | None]]) -> list[tuple[np.n
 def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int, *,
                  pieces: list[list[str]] | None = None, recombined: int = 0,
                  renderer: str = "mathtext", recombined_max_tokens: int = 150,
-                 truths_renderer: str = "mathtext") -> list[tuple[np.ndarray, list[str]]]:
+                 truths_renderer: str = "mathtext", substitute: float = 0.0) -> list[tuple[np.ndarray, list[str]]]:
     """``n`` printed crops (half random grammar formulas, half training truths typeset in print),
     then ``recombined`` im2markup-style formulas made of ``pieces`` (:func:`printed_jobs`), typeset
     by ``renderer``: mathtext in Computer Modern, or pdflatex as the im2markup pages were
@@ -160,19 +165,20 @@ def printed_pool(n: int, texts: list[list[str]], seed: int, processes: int, *,
     """
     mathtext_jobs, typeset_jobs = printed_pool_jobs(n, texts, seed, pieces=pieces, recombined=recombined,
                                                     renderer=renderer, recombined_max_tokens=recombined_max_tokens,
-                                                    truths_renderer=truths_renderer)
+                                                    truths_renderer=truths_renderer, substitute=substitute)
     return render_printed_jobs(mathtext_jobs, processes) + render_printed_jobs(typeset_jobs, processes, typeset=True)
 
 
 def printed_pool_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list[str]] | None = None,
                       recombined: int = 0, renderer: str = "mathtext", recombined_max_tokens: int = 150,
-                      truths_renderer: str = "mathtext") -> tuple[list, list]:
+                      truths_renderer: str = "mathtext", substitute: float = 0.0) -> tuple[list, list]:
     """:func:`printed_pool`'s jobs (:func:`printed_jobs`) split by who draws them: (mathtext's,
     pdflatex's), each in pool order."""
     for name, value in (("renderer", renderer), ("truths_renderer", truths_renderer)):
         if value not in RENDERERS:
             raise ValueError(f"{name} must be one of {RENDERERS}, not {value!r}")
-    jobs = printed_jobs(n, texts, seed, pieces=pieces, recombined=recombined, recombined_max_tokens=recombined_max_tokens)
+    jobs = printed_jobs(n, texts, seed, pieces=pieces, recombined=recombined, recombined_max_tokens=recombined_max_tokens,
+                        substitute=substitute)
     typeset_job = [renderer == "pdflatex" if i >= n else truths_renderer == "pdflatex" and _draws_truth(i, texts)
                    for i in range(len(jobs))]
     return ([j for j, t in zip(jobs, typeset_job, strict=True) if not t],
@@ -202,7 +208,7 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
                         pieces: list[list[str]] | None = None, recombined: int = 0,
                         im2markup_val: bool = False, renderer: str = "mathtext",
                         recombined_max_tokens: int = 150,
-                        truths_renderer: str = "mathtext") -> list[tuple[np.ndarray, list[str]]]:
+                        truths_renderer: str = "mathtext", substitute: float = 0.0) -> list[tuple[np.ndarray, list[str]]]:
     """:func:`printed_pool`, kept in ``path`` (gzip pickle) so that parallel runs render it once.
 
     The file records ``n``, ``recombined``, ``seed``, the recombined crops' ``renderer`` and longest
@@ -214,7 +220,8 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
     """
     if path is None:
         return printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined, renderer=renderer,
-                            recombined_max_tokens=recombined_max_tokens, truths_renderer=truths_renderer)
+                            recombined_max_tokens=recombined_max_tokens, truths_renderer=truths_renderer,
+                            substitute=substitute)
     if path.exists():
         with gzip.open(path, "rb") as f:
             stored = pickle.load(f)
@@ -231,6 +238,9 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
         if recombined and stored.get("recombined_max_tokens", 150) != recombined_max_tokens:
             raise SystemExit(f"{path} holds recombined formulas of at most {stored.get('recombined_max_tokens', 150)} "
                              f"tokens, not {recombined_max_tokens}: delete it or name another file")
+        if stored.get("substitute", 0.0) != substitute:
+            raise SystemExit(f"{path} holds recombined formulas with {stored.get('substitute', 0.0)} of them renamed "
+                             f"(--substitute), not {substitute}: delete it or name another file")
         if stored.get("im2markup_val", False) != im2markup_val:
             made = "without" if stored.get("im2markup_val", False) else "with"
             wants = "keeps them out (--im2markup-val)" if im2markup_val else "trains on them"
@@ -241,21 +251,25 @@ def cached_printed_pool(path: Path | None, n: int, texts: list[list[str]], seed:
                              f"{PRINTED_POOL_FORMAT} (its typeset truths lost their scripts): delete it")
         return stored["crops"]
     crops = printed_pool(n, texts, seed, processes, pieces=pieces, recombined=recombined, renderer=renderer,
-                         recombined_max_tokens=recombined_max_tokens, truths_renderer=truths_renderer)
+                         recombined_max_tokens=recombined_max_tokens, truths_renderer=truths_renderer,
+                         substitute=substitute)
     store_printed_pool(path, crops, n=n, recombined=recombined, seed=seed, im2markup_val=im2markup_val,
-                       renderer=renderer, truths_renderer=truths_renderer, recombined_max_tokens=recombined_max_tokens)
+                       renderer=renderer, truths_renderer=truths_renderer, recombined_max_tokens=recombined_max_tokens,
+                       substitute=substitute)
     return crops
 
 
 def store_printed_pool(path: Path, crops: list, *, n: int, recombined: int, seed: int, im2markup_val: bool,
-                       renderer: str, truths_renderer: str, recombined_max_tokens: int) -> None:
+                       renderer: str, truths_renderer: str, recombined_max_tokens: int,
+                       substitute: float = 0.0) -> None:
     """Write a printed pool where :func:`cached_printed_pool` reads it, with the options it checks."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wb", compresslevel=6) as f:
         pickle.dump({"n": n, "recombined": recombined, "seed": seed, "format": PRINTED_POOL_FORMAT,
                      "im2markup_val": im2markup_val, "renderer": renderer, "truths_renderer": truths_renderer,
-                     "recombined_max_tokens": recombined_max_tokens, "crops": crops}, f, protocol=pickle.HIGHEST_PROTOCOL)
+                     "recombined_max_tokens": recombined_max_tokens, "substitute": substitute, "crops": crops}, f,
+                    protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
 
 
@@ -411,6 +425,9 @@ def main(argv=None):
     p.add_argument("--truths-renderer", default="mathtext", choices=list(RENDERERS),
                    help="typeset the training truths among the --printed crops with mathtext (five fonts) or "
                         "pdflatex (the random grammar formulas stay mathtext)")
+    p.add_argument("--substitute", type=float, default=0.0,
+                   help="share of the recombined formulas whose letters, Greek letters and digits are renamed "
+                        "(synth.substitute_symbols): new token sequences in arXiv's structures")
     p.add_argument("--printed-cache", help="gzip pickle keeping the printed crops between runs (made if missing)")
     p.add_argument("--im2markup-repeat", type=int, default=3, help="times each real printed crop appears per epoch")
     p.add_argument("--crohme-repeat", type=int, default=1, help="times each training ink appears per epoch")
@@ -494,7 +511,8 @@ def main(argv=None):
     printed = cached_printed_pool(Path(args.printed_cache) if args.printed_cache else None, args.printed, texts,
                                   args.seed, max(1, args.workers), pieces=pieces, recombined=args.recombined,
                                   im2markup_val=args.im2markup_val, renderer=args.recombined_renderer,
-                                  recombined_max_tokens=max(150, max_len), truths_renderer=args.truths_renderer)
+                                  recombined_max_tokens=max(150, max_len), truths_renderer=args.truths_renderer,
+                                  substitute=args.substitute)
     cfg = (RecognizerConfig(**state["config"]) if state
            else dataclasses.replace(init.cfg, max_len=max_len) if init is not None
            else RecognizerConfig(vocab=build_vocab(texts + [t for _, t in printed]), positions=args.positions,

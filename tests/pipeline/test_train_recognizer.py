@@ -312,6 +312,8 @@ def test_printed_pool_cache_is_made_once_and_refuses_other_settings(tmp_path, mo
     assert calls == [3] and [a.shape for a, _ in again] == [a.shape for a, _ in first]
     with pytest.raises(SystemExit, match="holds 3 printed crops and 0 recombined of seed 0, not 4 and 0 of seed 0"):
         cached_printed_pool(path, 4, [], 0, 1)
+    with pytest.raises(SystemExit, match=r"with 0.0 of them renamed \(--substitute\), not 0.5"):
+        cached_printed_pool(path, 3, [], 0, 1, substitute=0.5)
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -360,6 +362,41 @@ def test_recombined_formulas_are_new_well_formed_and_typeset():
     assert [font for *_, font in jobs[4:]] == ["cm"] * 3
     for src, _, _ in jobs[4:]:
         synth.render_mathtext(src, size=20, font="cm")  # typesets without error
+
+
+def test_substituted_symbols_rename_each_letter_everywhere_and_keep_the_structure():
+    toks = normalize_tokens(r"\begin{array}{cc} x & y \\ \alpha_{12} & \Gamma \end{array} + x^{2} = \frac{d}{dx} y")
+    rng = np.random.default_rng(3)
+    outs = [synth.substitute_symbols(toks, rng, share=1.0) for _ in range(20)]
+    for out in outs:
+        assert len(out) == len(toks)
+        # structure and environment names pass unchanged; the array's column spec too
+        assert out[:12] == toks[:12] and out[24:32] == toks[24:32]
+        for a, b in zip(toks, out, strict=True):
+            if not synth._renamable(a):
+                assert a == b
+            elif a.isdigit():
+                assert b.isdigit()
+            else:  # a letter stays a letter of its case, a Greek letter a Greek letter of its case
+                assert any(a in c and b in c for c in synth._SYMBOL_CLASSES), (a, b)
+        # one letter, one new name: every x of the formula becomes the same symbol
+        assert len({b for a, b in zip(toks, out, strict=True) if a == "x"}) == 1
+    assert len({tuple(o) for o in outs}) == 20
+    assert synth.substitute_symbols(toks, rng, share=0.0) == toks
+
+
+def test_renamed_recombined_formulas_keep_their_structure_and_the_other_crops():
+    texts = [normalize_tokens(s) for s in (r"a_{1} = \frac{b}{c} .", r"\sum_{i} x_{i} \leq \sqrt{y}")]
+    pieces = [p for t in texts for p in synth.formula_pieces(t)]
+    plain = printed_jobs(4, texts, seed=1, pieces=pieces, recombined=30)
+    renamed = printed_jobs(4, texts, seed=1, pieces=pieces, recombined=30, substitute=0.5)
+    assert renamed[:4] == plain[:4]
+    changed = 0
+    for (a, seed_a, font_a), (b, seed_b, font_b) in zip(plain[4:], renamed[4:], strict=True):
+        assert (seed_a, font_a) == (seed_b, font_b) and len(a.split()) == len(b.split())
+        assert [t for t in a.split() if not synth._renamable(t)] == [t for t in b.split() if not synth._renamable(t)]
+        changed += a != b
+    assert 5 <= changed <= 25  # about half of them
 
 
 def _uncalibrated_copy(folder):

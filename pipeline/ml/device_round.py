@@ -20,10 +20,10 @@ no ``var/``). The same minutes spent fine-tuning draw about 5,000 batches of 96,
 samples of a CPU round (1,080 of 32).
 
 ``bundle`` checks that what travels fits the device tool's 64 MiB (the checkout's tracked and
-untracked files plus ``.device/``: 56.3 MiB, of which the data 20, the pdflatex crops 19, the wheels
+untracked files plus ``.device/``: 56.6 MiB, of which the data 20, the pdflatex crops 19, the wheels
 5); ``train`` brings back what fits its 8 files of at most 16 MiB, 64 MiB together: the log and
 the latest checkpoints slimmed to float16 weights and config, without the optimiser (9.2 MB each).
-On this 2-core CPU the whole path ran with 40 steps of batch 8 (the pool drawn in 110 s on 2
+On this 2-core CPU the whole path ran with 40 steps of batch 8 (the pool drawn in 113 s on 2
 processes; ``tests/pipeline/test_device_round.py`` runs it with a tiny model); it has not yet run
 on a GPU.
 """
@@ -51,9 +51,10 @@ COMMITTED = ROOT / "pipeline" / "weights" / "recognizer"
 TRAVEL_LIMIT = 64 * 2**20
 RETURN_FILES, RETURN_FILE_LIMIT, RETURN_LIMIT = 8, 16 * 2**20, 64 * 2**20
 # the printed pool: the committed weights' last fine-tune's (E7) with a new seed and 10,000 recombined
-# formulas instead of 16,000. The device has no pdflatex, so those are typeset here and travel
-# (16,000 would not fit beside the data: 31 MB), and mathtext draws the rest there
-POOL = {"printed": 12000, "recombined": 10000, "seed": 9, "renderer": "pdflatex", "max_len": 250}
+# formulas instead of 16,000, half of them with their symbols renamed (E9: the real long pages rose,
+# pipeline/RESULTS.md). The device has no pdflatex, so those are typeset here and travel (16,000
+# would not fit beside the data: 31 MB), and mathtext draws the rest there
+POOL = {"printed": 12000, "recombined": 10000, "seed": 9, "renderer": "pdflatex", "max_len": 250, "substitute": 0.5}
 # the shared data the run reads (train_recognizer)
 SHARED_FILES = ("crohme/train-2016.tar.xz", "im2markup/train.tsv", "im2markup/pages")
 # packages train_recognizer imports that the device image lacks (its python3 is 3.12)
@@ -65,8 +66,9 @@ LEVELS = 16
 
 def pool_name() -> str:
     """The printed pool's cache file name, as train_recognizer's runs name theirs."""
+    renamed = f"-sub{round(100 * POOL['substitute'])}" if POOL.get("substitute") else ""
     return (f"printed-{POOL['printed']}-r{POOL['recombined']}-seed{POOL['seed']}-{POOL['renderer']}"
-            f"-t{POOL['max_len']}.pkl.gz")
+            f"-t{POOL['max_len']}{renamed}.pkl.gz")
 
 
 def carried_name() -> str:
@@ -84,7 +86,8 @@ def pool_jobs(shared: Path) -> tuple[list, list]:
     texts = [toks for _, toks in inks] + [toks for _, toks, _name in pages]
     pieces = [p for _, toks, _name in pages for p in synth.formula_pieces(toks)]
     return printed_pool_jobs(POOL["printed"], texts, POOL["seed"], pieces=pieces, recombined=POOL["recombined"],
-                             renderer=POOL["renderer"], recombined_max_tokens=POOL["max_len"])
+                             renderer=POOL["renderer"], recombined_max_tokens=POOL["max_len"],
+                             substitute=POOL.get("substitute", 0.0))
 
 
 def jobs_digest(jobs: list) -> str:
@@ -229,7 +232,8 @@ def train(args) -> None:
         crops = train_recognizer.render_printed_jobs(mathtext_jobs, workers) + typeset
         train_recognizer.store_printed_pool(
             pool, crops, n=POOL["printed"], recombined=POOL["recombined"], seed=POOL["seed"], im2markup_val=False,
-            renderer=POOL["renderer"], truths_renderer="mathtext", recombined_max_tokens=max(150, POOL["max_len"]))
+            renderer=POOL["renderer"], truths_renderer="mathtext", recombined_max_tokens=max(150, POOL["max_len"]),
+            substitute=POOL.get("substitute", 0.0))
         print(f"printed pool: {len(crops)} crops ({len(typeset)} carried) in {time.time() - t0:.0f}s", flush=True)
     argv = ["--init", str(COMMITTED), "--run", str(run), "--out", str(run / "export"),
             "--minutes", str(args.minutes), "--steps", str(args.steps), "--batch", str(args.batch),
@@ -238,7 +242,7 @@ def train(args) -> None:
             "--seed", str(POOL["seed"]), "--workers", str(workers), "--threads", str(args.threads),
             "--printed-cache", str(pool), "--crohme-repeat", "2", "--im2markup-repeat", "4",
             "--val", "0", "--ckpt-every", str(args.ckpt_every), "--keep-checkpoints",
-            "--max-len", str(POOL["max_len"])]
+            "--max-len", str(POOL["max_len"]), "--substitute", str(POOL.get("substitute", 0.0))]
     print("train_recognizer " + " ".join(argv), flush=True)
     train_recognizer.main(argv)
     keep = min(args.keep, RETURN_FILES - 1)  # one file back is the log

@@ -12,7 +12,7 @@ from pipeline.ml import data, device_round, train_recognizer, typeset
 from pipeline.ml.inference import load_recognizer
 from tests.pipeline.test_train_recognizer import _tiny_shared
 
-TINY_POOL = {"printed": 4, "recombined": 2, "seed": 0, "renderer": "mathtext", "max_len": 100}
+TINY_POOL = {"printed": 4, "recombined": 2, "seed": 0, "renderer": "mathtext", "max_len": 100, "substitute": 0.5}
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_the_device_fine_tune_starts_from_the_committed_weights_and_brings_back_
                        "--workers", "0", "--threads", "1"])
     assert sorted(p.name for p in out.iterdir()) == ["step-2.pt", "step-3.pt"]  # the latest two, by step
     stored = train_recognizer.cached_printed_pool(run / device_round.pool_name(), 4, [], 0, 1, recombined=2,
-                                                  recombined_max_tokens=150)
+                                                  recombined_max_tokens=150, substitute=0.5)
     assert len(stored) == 6  # the pool the run trained on: 4 printed + 2 recombined, drawn by mathtext there
     full = torch.load(run / "step-3.pt", weights_only=False)
     slim = torch.load(out / "step-3.pt", weights_only=False)

@@ -78,13 +78,12 @@ def carried_name() -> str:
 
 def pool_jobs(shared: Path) -> tuple[list, list]:
     """(mathtext jobs, pdflatex jobs) of the pool, from the texts train_recognizer draws it from."""
-    from pipeline.ml import data, synth
-    from pipeline.ml.train_recognizer import crohme_train_inks, printed_pool_jobs
+    from pipeline.ml import data
+    from pipeline.ml.train_recognizer import crohme_train_inks, printed_pool_jobs, printed_texts
 
-    inks = crohme_train_inks(shared)
-    pages = data.im2markup_samples(shared, heldout=False)
-    texts = [toks for _, toks in inks] + [toks for _, toks, _name in pages]
-    pieces = [p for _, toks, _name in pages for p in synth.formula_pieces(toks)]
+    # as train_recognizer draws them for a run without --im2markup-val
+    texts, pieces = printed_texts(crohme_train_inks(shared), [(img, toks) for img, toks, _name in
+                                                              data.im2markup_samples(shared, heldout=False)])
     return printed_pool_jobs(POOL["printed"], texts, POOL["seed"], pieces=pieces, recombined=POOL["recombined"],
                              renderer=POOL["renderer"], recombined_max_tokens=POOL["max_len"],
                              substitute=POOL.get("substitute", 0.0))
@@ -154,6 +153,7 @@ def tree_bytes(root: Path = ROOT) -> int:
 
 
 def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder``."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 

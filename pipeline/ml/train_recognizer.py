@@ -102,6 +102,14 @@ def _draws_truth(i: int, texts: list[list[str]]) -> bool:
     return i % 2 == 1 and bool(texts)
 
 
+def printed_texts(inks: list[tuple[object, list[str]]],
+                  crops: list[tuple[np.ndarray, list[str]]]) -> tuple[list[list[str]], list[list[str]]]:
+    """What a run's printed pool is made of: the training truths it typesets (the inks' and the
+    im2markup crops') and the pieces of the im2markup truths it recombines."""
+    return ([toks for _, toks in inks] + [toks for _, toks in crops],
+            [p for _, toks in crops for p in synth.formula_pieces(toks)])
+
+
 def printed_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list[list[str]] | None = None,
                  recombined: int = 0, recombined_max_tokens: int = 150,
                  substitute: float = 0.0) -> list[tuple[str, int, str | None]]:
@@ -177,6 +185,8 @@ def printed_pool_jobs(n: int, texts: list[list[str]], seed: int, *, pieces: list
     for name, value in (("renderer", renderer), ("truths_renderer", truths_renderer)):
         if value not in RENDERERS:
             raise ValueError(f"{name} must be one of {RENDERERS}, not {value!r}")
+    if not 0.0 <= substitute <= 1.0:
+        raise ValueError(f"substitute is a share of the recombined formulas, from 0 to 1, not {substitute}")
     jobs = printed_jobs(n, texts, seed, pieces=pieces, recombined=recombined, recombined_max_tokens=recombined_max_tokens,
                         substitute=substitute)
     typeset_job = [renderer == "pdflatex" if i >= n else truths_renderer == "pdflatex" and _draws_truth(i, texts)
@@ -467,6 +477,8 @@ def main(argv=None):
     p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="on the CPU: auto = bfloat16 autocast where the CPU has AMX (CUDA always uses it)")
     args = p.parse_args(argv)
+    if not 0.0 <= args.substitute <= 1.0:
+        p.error(f"--substitute is a share of the recombined formulas, from 0 to 1, not {args.substitute}")
     torch.set_num_threads(args.threads)
     if args.average:
         export_state(average_checkpoints([Path(c) for c in args.average]), Path(args.out))
@@ -501,8 +513,7 @@ def main(argv=None):
     keep_out = data.im2markup_validation if args.im2markup_val else (lambda _name: False)
     crops = [(img, toks) for img, toks, name in pages if not keep_out(name)]
     val_pages = [(img, toks) for img, toks, name in pages if keep_out(name)]
-    texts = [toks for _, toks in inks] + [toks for _, toks in crops]
-    pieces = [p for _, toks in crops for p in synth.formula_pieces(toks)]
+    texts, pieces = printed_texts(inks, crops)
     init = None if state or not args.init else load_recognizer(args.init, device="cpu", precision="float32")
     max_len = (state["config"]["max_len"] if state else args.max_len or (init.cfg.max_len if init is not None else 100))
     if init is not None and max_len != init.cfg.max_len and init.cfg.positions != "sine":

@@ -219,6 +219,16 @@ def test_im2markup_val_without_validation_steps_is_refused_before_anything_is_wr
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("share", ["-0.1", "1.5"])
+def test_a_substitute_share_outside_0_to_1_is_refused_before_anything_is_written(tmp_path, capsys, share):
+    with pytest.raises(SystemExit):
+        train_recognizer.main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--substitute", share])
+    assert f"--substitute is a share of the recombined formulas, from 0 to 1, not {float(share)}" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="substitute is a share"):
+        train_recognizer.printed_pool_jobs(2, [["x"]], 0, substitute=float(share))
+
+
 def test_a_printed_pool_made_with_the_validation_pages_is_refused_by_a_run_that_keeps_them_out(tmp_path,
                                                                                                 monkeypatch):
     monkeypatch.setattr(train_recognizer, "printed_pool", lambda n, *a, **k: [])

@@ -2,6 +2,31 @@
 from django.core.validators import EmailValidator, URLValidator
 from rest_framework import serializers
 
+# The largest values the databases store, so an API input can be refused (a 400 naming its field)
+# before the database refuses it (an OverflowError on SQLite, a DataError on PostgreSQL: a 500).
+# Row ids (BigAutoField) and PositiveBigIntegerField are 64-bit on both databases; IntegerField
+# and PositiveIntegerField are 32-bit on PostgreSQL.
+MAX_BIGINT = 2**63 - 1
+MAX_INT = 2**31 - 1
+
+
+def is_row_id(value: object) -> bool:
+    """Whether `value` could be a row id: an int (not a bool) between 1 and MAX_BIGINT.
+
+    The ORM answers "not found" for an out-of-range id in an exact lookup, but not in
+    ``__in`` lookups, raw SQL or an insert; callers check with this first."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_BIGINT
+
+
+class RowIdField(serializers.IntegerField):
+    """The id of a row, looked up by the view or the service: 1..MAX_BIGINT, so a larger number
+    is a 400 naming the field rather than a database error."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_BIGINT)
+        super().__init__(**kwargs)
+
 
 class OptionalURLField(serializers.CharField):
     """A URL or the empty string.
@@ -39,3 +64,37 @@ class OptionalEmailField(serializers.CharField):
         if value:
             EmailValidator(message="Enter a valid e-mail address.")(value)
         return value
+
+
+def unstorable_char(text: str) -> str | None:
+    """The first character of `text` PostgreSQL can neither store nor compare, or None: U+0000
+    (a DataError) and lone surrogates, which JSON's "\\ud800" escapes produce (a UnicodeEncodeError).
+    DRF's CharField refuses both; input that skips it (JSON handed on as parsed) is checked with this."""
+    return next((c for c in text if c == "\x00" or "\ud800" <= c <= "\udfff"), None)
+
+
+class SlugRelatedField(serializers.SlugRelatedField):
+    """DRF's SlugRelatedField refusing what PostgreSQL cannot compare before its lookup (a 500
+    otherwise): DRF checks null and surrogate characters only on CharFields."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and unstorable_char(data) is not None:
+            raise serializers.ValidationError("Null and surrogate characters are not allowed.")
+        return super().to_internal_value(data)
+
+
+def holds_unstorable(value: object) -> bool:
+    """Whether a parsed JSON value holds, in any string or key, a character PostgreSQL stores in
+    neither text nor jsonb (see `unstorable_char`), so free-form JSON input is checked first."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if unstorable_char(item) is not None:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False

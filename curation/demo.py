@@ -223,9 +223,9 @@ def _work(summary: DemoSummary, *, spec: DatasetSpec, vendor: Vendor, curator: U
                      deadline=dt.date.today() + dt.timedelta(days=30), created_by=curator)
         summary.batches += 1
     if not Guide.objects.filter(spec=spec).exists():
-        guide = guides_services.guide_create(spec=spec, title="How to label formulas", created_by=curator)
-        version = guides_services.guide_version_create(guide=guide, created_by=curator, body_md=DEMO_GUIDE,
-                                                       change_notes="First version")
+        guide = guides_services.guide_create(spec=spec, title="How to label formulas", created_by=curator,
+                                             body_md=DEMO_GUIDE, change_notes="First version")
+        version = guide.versions.get()
         guides_services.guide_version_publish(version=version, by=curator)
 
 

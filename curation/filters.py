@@ -1,6 +1,8 @@
 """FilterSets shared by the curation API and pages."""
 import django_filters
 
+from common.filters import IdFilter
+
 from .models import Category, DatasetSpec, Image, Source
 
 
@@ -22,7 +24,7 @@ class SourceFilter(django_filters.FilterSet):
 
 
 class CategoryFilter(django_filters.FilterSet):
-    spec = django_filters.NumberFilter(field_name="spec_id")
+    spec = IdFilter(field_name="spec_id")
 
     class Meta:
         model = Category
@@ -30,9 +32,9 @@ class CategoryFilter(django_filters.FilterSet):
 
 
 class ImageFilter(django_filters.FilterSet):
-    spec = django_filters.NumberFilter(field_name="spec_id", label="Spec id")
+    spec = IdFilter(field_name="spec_id", label="Spec id")
     category = django_filters.CharFilter(method="filter_category", label="Category slug or id")
-    source = django_filters.NumberFilter(field_name="source_id", label="Source id")
+    source = IdFilter(field_name="source_id", label="Source id")
     licence = django_filters.CharFilter(field_name="source__licence__code", label="Licence code")
     commercial = django_filters.BooleanFilter(field_name="source__licence__allows_commercial",
                                               label="Licence allows commercial use")

@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from common.fields import MAX_INT
 from common.storage import guarded_files
 from pipeline.refresh import spec_stats_refresh_soon
 
@@ -187,6 +188,9 @@ def spec_create(
     )
     if not spec.slug:
         raise ValidationError({"name": "The name must contain letters or digits."})
+    # The default categories are created below without a full_clean: check their quota here.
+    if isinstance(default_quota, bool) or not isinstance(default_quota, int) or not 0 <= default_quota <= MAX_INT:
+        raise ValidationError({"default_quota": f"Must be a whole number between 0 and {MAX_INT}."})
     spec.full_clean()
     spec.save()
     for position, (slug_, label, description) in enumerate(Category.DEFAULTS):

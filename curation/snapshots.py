@@ -15,6 +15,7 @@ once, what a dead worker left running, and fails it the second time, removing it
 from __future__ import annotations
 
 import glob
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -31,6 +32,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from common.fields import MAX_INT
 from common.storage import guarded_files
 from pipeline.refresh import spec_stats_refresh_soon
 
@@ -56,11 +58,13 @@ def _ratios(ratios: object) -> dict[str, float]:
             raise ValidationError({"ratios": "Give three weights: train, validation, test."})
     try:
         weights = [float(v) for v in values]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
         raise ValidationError({"ratios": "Weights must be numbers."}) from None
-    if any(w < 0 or w != w for w in weights) or sum(weights) <= 0:
-        raise ValidationError({"ratios": "Weights must be non-negative with a positive sum."})
     total = sum(weights)
+    if any(w < 0 or w != w for w in weights) or total <= 0:
+        raise ValidationError({"ratios": "Weights must be non-negative with a positive sum."})
+    if not math.isfinite(total):  # e.g. 1e308 three times: every share would come out 0
+        raise ValidationError({"ratios": "Weights must be finite numbers with a finite sum."})
     return {name: w / total for name, w in zip(SPLIT_NAMES, weights, strict=True)}
 
 
@@ -134,6 +138,8 @@ def snapshot_create(*, spec: DatasetSpec, name: str, created_by: User | None,
     weights = _ratios(ratios)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValidationError({"seed": "The seed must be an integer."})
+    if not -MAX_INT - 1 <= seed <= MAX_INT:  # the column's range on PostgreSQL (an integer)
+        raise ValidationError({"seed": f"The seed must be between {-MAX_INT - 1} and {MAX_INT}."})
     with transaction.atomic():
         if Snapshot.objects.filter(spec=spec, name=name).exists():
             raise ValidationError({"name": f"This spec already has a snapshot named {name!r}."})

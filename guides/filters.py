@@ -1,12 +1,14 @@
 """FilterSets shared by the guides API and pages."""
 import django_filters
 
+from common.filters import IdFilter
+
 from .models import Contract, FaqEntry, GuideAcknowledgement, GuideExample, GuideVersion, Notification, Question
 
 
 class GuideVersionFilter(django_filters.FilterSet):
-    guide = django_filters.NumberFilter(field_name="guide_id")
-    spec = django_filters.NumberFilter(field_name="guide__spec_id", label="Spec id")
+    guide = IdFilter(field_name="guide_id")
+    spec = IdFilter(field_name="guide__spec_id", label="Spec id")
 
     class Meta:
         model = GuideVersion
@@ -14,7 +16,7 @@ class GuideVersionFilter(django_filters.FilterSet):
 
 
 class GuideExampleFilter(django_filters.FilterSet):
-    version = django_filters.NumberFilter(field_name="version_id")
+    version = IdFilter(field_name="version_id")
 
     class Meta:
         model = GuideExample
@@ -22,8 +24,8 @@ class GuideExampleFilter(django_filters.FilterSet):
 
 
 class FaqFilter(django_filters.FilterSet):
-    spec = django_filters.NumberFilter(field_name="version__guide__spec_id", label="Spec id")
-    version = django_filters.NumberFilter(field_name="version_id")
+    spec = IdFilter(field_name="version__guide__spec_id", label="Spec id")
+    version = IdFilter(field_name="version_id")
     q = django_filters.CharFilter(method="filter_q", label="Text contains")
 
     class Meta:
@@ -37,9 +39,9 @@ class FaqFilter(django_filters.FilterSet):
 
 
 class AcknowledgementFilter(django_filters.FilterSet):
-    version = django_filters.NumberFilter(field_name="version_id")
-    guide = django_filters.NumberFilter(field_name="version__guide_id")
-    user = django_filters.NumberFilter(field_name="user_id")
+    version = IdFilter(field_name="version_id")
+    guide = IdFilter(field_name="version__guide_id")
+    user = IdFilter(field_name="user_id")
 
     class Meta:
         model = GuideAcknowledgement
@@ -47,9 +49,9 @@ class AcknowledgementFilter(django_filters.FilterSet):
 
 
 class QuestionFilter(django_filters.FilterSet):
-    spec = django_filters.NumberFilter(field_name="spec_id")
-    vendor = django_filters.NumberFilter(field_name="vendor_id")
-    guide_version = django_filters.NumberFilter(field_name="guide_version_id")
+    spec = IdFilter(field_name="spec_id")
+    vendor = IdFilter(field_name="vendor_id")
+    guide_version = IdFilter(field_name="guide_version_id")
     mine = django_filters.BooleanFilter(method="filter_mine", label="Asked by me")
 
     class Meta:
@@ -72,8 +74,8 @@ class NotificationFilter(django_filters.FilterSet):
 
 
 class ContractFilter(django_filters.FilterSet):
-    vendor = django_filters.NumberFilter(field_name="vendor_id")
-    spec = django_filters.NumberFilter(field_name="spec_id")
+    vendor = IdFilter(field_name="vendor_id")
+    spec = IdFilter(field_name="spec_id")
 
     class Meta:
         model = Contract

@@ -32,7 +32,7 @@ def validate_quad(points, *, width: int, height: int, field: str = "region") -> 
             raise ValidationError({field: "Each point of a region is a pair [x, y]."})
         try:
             x, y = float(point[0]), float(point[1])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
             raise ValidationError({field: "Point coordinates must be numbers."}) from None
         if not (0 <= x <= width and 0 <= y <= height):
             raise ValidationError({field: f"The point [{x:g}, {y:g}] lies outside the {width}x{height} image."})

@@ -17,6 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from common import roles
+from common.fields import is_row_id
 from curation.models import DatasetSpec, Image
 from labeling.models import Vendor
 from labeling.selectors import vendor_of
@@ -57,12 +58,18 @@ def _check_text(field: str, value: str, *, required: bool = False, limit: int = 
 
 
 @transaction.atomic
-def guide_create(*, spec: DatasetSpec, title: str, created_by: User | None = None) -> Guide:
-    """Start the guide of `spec` (one per spec); write its first version with guide_version_create."""
+def guide_create(*, spec: DatasetSpec, title: str, created_by: User | None = None, body_md: str = "",
+                 change_notes: str = "") -> Guide:
+    """Start the guide of `spec` (one per spec) with its first draft version (`body_md`).
+
+    Guide and version are one write: a first version that is refused (e.g. a body over
+    the length limit) leaves no guide without a version behind."""
     title = _check_text("title", title, required=True, limit=200)
     if Guide.objects.filter(spec=spec).exists():
         raise ValidationError({"spec": f"The spec {spec.name!r} already has a guide; add a version to it."})
-    return Guide.objects.create(spec=spec, title=title, created_by=created_by)
+    guide = Guide.objects.create(spec=spec, title=title, created_by=created_by)
+    guide_version_create(guide=guide, created_by=created_by, body_md=body_md, change_notes=change_notes)
+    return guide
 
 
 def _faq_entries_for_new_version(guide: Guide, base: GuideVersion | None) -> list[tuple[str, str, Question | None]]:
@@ -186,7 +193,9 @@ def guide_example_add(*, version: GuideVersion, image: Image, kind: str, caption
         raise ValidationError({"kind": f"Use one of {', '.join(GuideExample.Kind.values)}."})
     if image.spec_id != version.guide.spec_id:
         raise ValidationError({"image": "The image belongs to another spec."})
-    quads = imaging.validate_quads(regions or [], width=image.width, height=image.height, field="regions")
+    # None is "no regions"; any other non-list ({} or 0 included) is refused by validate_quads.
+    quads = imaging.validate_quads([] if regions is None else regions, width=image.width, height=image.height,
+                                   field="regions")
     position = (version.examples.aggregate(p=Max("position"))["p"] or 0) + 1
     return GuideExample.objects.create(version=version, image=image, kind=kind,
                                        caption=_check_text("caption", caption, limit=2000),
@@ -240,6 +249,8 @@ def question_ask(
     body = _check_text("body", body, required=True, limit=20_000)
     if guide_version is not None and guide_version.guide.spec_id != spec.id:
         raise ValidationError({"guide_version": "That guide version belongs to another spec."})
+    if task_ref is not None and not is_row_id(task_ref):
+        raise ValidationError({"task_ref": "Give the id of a labeling task (a positive integer)."})
     if region is not None and image is None:
         raise ValidationError({"region": "A region needs the image it is drawn on."})
     if image is not None and image.spec_id != spec.id:

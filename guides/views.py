@@ -58,9 +58,9 @@ def guide_create(request):
     if request.method == "POST" and form.is_valid():
         try:
             guide = services.guide_create(spec=form.cleaned_data["spec"], title=form.cleaned_data["title"],
-                                          created_by=request.user)
-            version = services.guide_version_create(guide=guide, created_by=request.user,
-                                                    body_md=form.cleaned_data["body_md"], change_notes="First version")
+                                          created_by=request.user, body_md=form.cleaned_data["body_md"],
+                                          change_notes="First version")
+            version = guide.versions.get()
         except ValidationError as exc:
             _errors_to_form(form, exc)
         else:

@@ -5,13 +5,15 @@ an id that does not exist and 200 for another vendor's, telling them it exists.
 """
 import django_filters
 
+from common.filters import IdFilter
+
 from .models import Annotation, Batch, Prediction, Review, Task
 
 
 class BatchFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
-    spec = django_filters.NumberFilter(field_name="spec_id", label="Spec id")
-    vendor = django_filters.NumberFilter(field_name="vendor_id", label="Vendor id")
+    spec = IdFilter(field_name="spec_id", label="Spec id")
+    vendor = IdFilter(field_name="vendor_id", label="Vendor id")
 
     class Meta:
         model = Batch
@@ -19,10 +21,10 @@ class BatchFilter(django_filters.FilterSet):
 
 
 class TaskFilter(django_filters.FilterSet):
-    batch = django_filters.NumberFilter(field_name="batch_id", label="Batch id")
-    image = django_filters.NumberFilter(field_name="image_id", label="Image id")
-    spec = django_filters.NumberFilter(field_name="batch__spec_id", label="Spec id")
-    vendor = django_filters.NumberFilter(field_name="batch__vendor_id", label="Vendor id")
+    batch = IdFilter(field_name="batch_id", label="Batch id")
+    image = IdFilter(field_name="image_id", label="Image id")
+    spec = IdFilter(field_name="batch__spec_id", label="Spec id")
+    vendor = IdFilter(field_name="batch__vendor_id", label="Vendor id")
     status = django_filters.MultipleChoiceFilter(choices=Task.Status.choices)
     category = django_filters.CharFilter(field_name="image__categories__slug", label="Image category slug",
                                          distinct=True)
@@ -36,9 +38,9 @@ class TaskFilter(django_filters.FilterSet):
 
 
 class AnnotationFilter(django_filters.FilterSet):
-    task = django_filters.NumberFilter(field_name="task_id", label="Task id")
-    batch = django_filters.NumberFilter(field_name="task__batch_id", label="Batch id")
-    annotator = django_filters.NumberFilter(field_name="annotator_id", label="Annotator (user id)")
+    task = IdFilter(field_name="task_id", label="Task id")
+    batch = IdFilter(field_name="task__batch_id", label="Batch id")
+    annotator = IdFilter(field_name="annotator_id", label="Annotator (user id)")
     status = django_filters.MultipleChoiceFilter(choices=Annotation.Status.choices)
 
     class Meta:
@@ -47,8 +49,8 @@ class AnnotationFilter(django_filters.FilterSet):
 
 
 class ReviewFilter(django_filters.FilterSet):
-    annotation = django_filters.NumberFilter(field_name="annotation_id", label="Annotation id")
-    reviewer = django_filters.NumberFilter(field_name="reviewer_id", label="Reviewer (user id)")
+    annotation = IdFilter(field_name="annotation_id", label="Annotation id")
+    reviewer = IdFilter(field_name="reviewer_id", label="Reviewer (user id)")
 
     class Meta:
         model = Review
@@ -56,7 +58,7 @@ class ReviewFilter(django_filters.FilterSet):
 
 
 class PredictionFilter(django_filters.FilterSet):
-    image = django_filters.NumberFilter(field_name="image_id", label="Image id")
+    image = IdFilter(field_name="image_id", label="Image id")
     model_name = django_filters.CharFilter()
     model_version = django_filters.CharFilter()
 

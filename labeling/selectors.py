@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from django.contrib.auth.models import User
 from django.db.models import Prefetch, Q, QuerySet
 
+from common.fields import is_row_id
 from common.roles import ANNOTATOR, REVIEWER, VENDOR_MANAGER, can_read_all_data, has_role, is_curator
 
 from .models import (
@@ -99,7 +100,7 @@ def task_visible_to(user: User, pk: object) -> Task | None:
     from common import rawsql
     from curation.models import Image
 
-    if isinstance(pk, bool) or not isinstance(pk, int):
+    if not is_row_id(pk):  # raw SQL has no ORM guard: an id beyond 64 bits would be a database error
         return None
     if is_curator(user):
         return tasks_visible_to(user).filter(pk=pk).first()
@@ -218,3 +219,20 @@ def batches_with_progress(user: User) -> QuerySet[Batch]:
         n_tasks=count(), n_submitted=count(Task.Status.SUBMITTED), n_accepted=count(Task.Status.ACCEPTED),
         n_rejected=count(Task.Status.REJECTED), n_in_progress=count(Task.Status.IN_PROGRESS),
     ).order_by("vendor__name", "-status", "deadline", "id")
+
+
+def batches_held_back(annotator: User) -> list[tuple[str, str]]:
+    """Why `annotator` may not take tasks from some of their vendor's active batches now, as
+    (reason, link) per batch: a work guide version to acknowledge first (`labeling.gating`,
+    what `tasks/next/` reports as "blocked"). Empty for anyone who takes no tasks. One query."""
+    vendor = vendor_of(annotator)
+    if vendor is None or not has_role(annotator, ANNOTATOR):
+        return []
+    from .gating import open_batches
+
+    _, blocked = open_batches(annotator=annotator, vendor=vendor)
+    reasons = []
+    for message in blocked.values():
+        text, sep, url = message.rpartition(": ")  # gating's messages end with the guide's address
+        reasons.append((text, url) if sep and url.startswith("/") else (message, ""))
+    return reasons

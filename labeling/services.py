@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from common import geometry, latex, rawsql, rle, roles
+from common.fields import is_row_id, unstorable_char
 from curation.models import Category, DatasetSpec, Image, Source
 from pipeline.refresh import spec_stats_refresh_soon
 
@@ -130,6 +131,13 @@ def batch_candidate_images(
     return qs[:quantity]
 
 
+def _currency(value: object) -> str:
+    """A three-letter ISO 4217 code, upper-cased; anything else is a 400 naming `currency`."""
+    if not (isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha()):
+        raise ValidationError({"currency": "Use a three-letter ISO 4217 code, e.g. USD."})
+    return value.upper()
+
+
 @transaction.atomic
 def batch_create(
     *,
@@ -163,8 +171,7 @@ def batch_create(
         raise ValidationError({"overlap": "Must be between 1 and 10."})
     if unit_price is None or unit_price < 0:
         raise ValidationError({"unit_price": "Must be zero or more."})
-    if not (len(currency) == 3 and currency.isalpha()):
-        raise ValidationError({"currency": "Use a three-letter ISO 4217 code, e.g. USD."})
+    currency = _currency(currency)
     known = set(Category.objects.filter(spec=spec).values_list("slug", flat=True))
     unknown = sorted(set(categories) - known)
     if unknown:
@@ -180,7 +187,7 @@ def batch_create(
         raise ValidationError({"quantity": "No image of the spec matches this filter."})
     batch = Batch(
         spec=spec, vendor=vendor, name=name or f"{spec.name} for {vendor.name}", kind=kind,
-        unit_price=unit_price, currency=currency.upper(), agreed_quantity=quantity, overlap=overlap,
+        unit_price=unit_price, currency=currency, agreed_quantity=quantity, overlap=overlap,
         deadline=deadline, status=status, created_by=created_by,
         filters={"categories": list(categories), "source": source.pk if source else None,
                  "only_unlabeled": only_unlabeled, "lowest_confidence_first": lowest_confidence_first},
@@ -209,10 +216,14 @@ def batch_update(*, batch: Batch, **changes) -> Batch:
     for key, value in changes.items():
         if key not in BATCH_EDITABLE:
             raise ValidationError({key: "This field cannot be changed."})
-        setattr(batch, key, value)
+        setattr(batch, key, _currency(value) if key == "currency" else value)
     batch.full_clean()
     batch.save()
     return batch
+
+
+# What a gold answer holds: the form `_truth_answer` writes for imported truths.
+GOLD_ANSWER_KEYS = {"latex", "latex_normalized", "regions"}
 
 
 @transaction.atomic
@@ -221,10 +232,24 @@ def task_set_gold(*, task: Task, answer: dict | None) -> Task:
     if answer is not None:
         if not isinstance(answer, dict):
             raise ValidationError({"gold_answer": "Must be an object."})
+        unknown = sorted(set(answer) - GOLD_ANSWER_KEYS)
+        if unknown:
+            raise ValidationError({f"gold_answer.{unknown[0]}": "Unknown field; a gold answer holds latex and/or "
+                                                               "regions."})
+        if "latex_normalized" in answer and "latex" not in answer:
+            raise ValidationError({"gold_answer.latex_normalized": "Give the latex it is the normal form of."})
+        if "latex" not in answer and "regions" not in answer:
+            # {} would make a gold task with nothing to score its answers against
+            raise ValidationError({"gold_answer": "Give the known latex, regions or both (null: not gold)."})
+        for key in ("latex", "latex_normalized"):
+            if key in answer and not isinstance(answer[key], str):
+                raise ValidationError({f"gold_answer.{key}": "Must be a string."})
         if "latex" in answer:
-            problems, _ = _latex_checked(str(answer["latex"]))
+            problems, normalized = _latex_checked(answer["latex"])
             if problems:
                 raise ValidationError({"gold_answer.latex": problems})
+            if "latex_normalized" in answer:  # as read back from an imported truth: recomputed, never trusted
+                answer = {**answer, "latex_normalized": normalized}
         if "regions" in answer:
             answer = {**answer, "regions": regions_clean(regions=answer["regions"], image=task.image,
                                                          field="gold_answer.regions")}
@@ -476,6 +501,10 @@ def _latex_checked(src: str) -> tuple[list[str], str]:
     the length limit is refused before it is tokenized."""
     if len(src) > MAX_LATEX_LENGTH:
         return [f"The LaTeX is {len(src)} characters long; at most {MAX_LATEX_LENGTH} are allowed."], ""
+    # Never LaTeX; and PostgreSQL stores neither U+0000 nor a lone surrogate (from a "\ud800" escape).
+    bad = unstorable_char(src) or next((c for c in src if c < " " and c not in "\t\n\r"), None)
+    if bad is not None:
+        return [f"The LaTeX holds the control or surrogate character U+{ord(bad):04X}."], ""
     return latex.check_and_normalize(src)
 
 
@@ -552,7 +581,8 @@ def regions_clean(*, regions: object, image: Image, field: str = "regions",
 
 
 def _confidence(value, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 1:
+    # The range first: math.isfinite() of an int beyond float range raises OverflowError.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1 or not math.isfinite(value):
         raise ValidationError({field: "Must be a number between 0 and 1."})
     return float(value)
 
@@ -682,8 +712,8 @@ def _version_sql(n_regions: int, create: bool) -> str:
 
 
 def _time_spent(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or not 0 <= value <= MAX_TIME_SPENT_SECONDS:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_TIME_SPENT_SECONDS \
+            or not math.isfinite(value):  # the range first: isfinite() of a huge int raises OverflowError
         raise ValidationError({"time_spent_seconds": f"Must be between 0 and {MAX_TIME_SPENT_SECONDS} seconds."})
     return float(value)
 
@@ -882,7 +912,8 @@ def predictions_import(*, model_name: str, model_version: str, items: object,
         ids.append(item["image"])
     if len(set(ids)) != len(ids):
         raise ValidationError({"items": "An image appears twice."})
-    by_id = (images if images is not None else Image.objects.all()).in_bulk(ids)
+    # An id beyond 64 bits is simply unknown (an `in` lookup would hand it to the database and fail there).
+    by_id = (images if images is not None else Image.objects.all()).in_bulk([pk for pk in ids if is_row_id(pk)])
     spec_cats: dict[int, set[str]] = {}
     rows = []
     for i, item in enumerate(items):

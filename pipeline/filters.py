@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import django_filters
 
+from common.filters import IdFilter
+
 from .models import EvaluationRun, ModelVersion, Prediction, PrelabelJob, QAReport
 
 
@@ -13,7 +15,7 @@ class ModelVersionFilter(django_filters.FilterSet):
 
 
 class PrelabelJobFilter(django_filters.FilterSet):
-    spec = django_filters.NumberFilter(field_name="spec_id")
+    spec = IdFilter(field_name="spec_id")
 
     class Meta:
         model = PrelabelJob
@@ -21,9 +23,9 @@ class PrelabelJobFilter(django_filters.FilterSet):
 
 
 class PredictionFilter(django_filters.FilterSet):
-    image = django_filters.NumberFilter(field_name="image_id")
-    job = django_filters.NumberFilter(field_name="job_id")
-    spec = django_filters.NumberFilter(field_name="image__spec_id")
+    image = IdFilter(field_name="image_id")
+    job = IdFilter(field_name="job_id")
+    spec = IdFilter(field_name="image__spec_id")
     max_confidence = django_filters.NumberFilter(field_name="min_confidence", lookup_expr="lte",
                                                  label="Lowest region confidence at most")
 
@@ -33,10 +35,10 @@ class PredictionFilter(django_filters.FilterSet):
 
 
 class EvaluationRunFilter(django_filters.FilterSet):
-    snapshot = django_filters.NumberFilter(field_name="snapshot_id")
-    spec = django_filters.NumberFilter(field_name="snapshot__spec_id")
-    detector_version = django_filters.NumberFilter(field_name="detector_version_id")
-    recognizer_version = django_filters.NumberFilter(field_name="recognizer_version_id")
+    snapshot = IdFilter(field_name="snapshot_id")
+    spec = IdFilter(field_name="snapshot__spec_id")
+    detector_version = IdFilter(field_name="detector_version_id")
+    recognizer_version = IdFilter(field_name="recognizer_version_id")
     status = django_filters.ChoiceFilter(choices=EvaluationRun.Status.choices)
 
     class Meta:
@@ -45,7 +47,7 @@ class EvaluationRunFilter(django_filters.FilterSet):
 
 
 class QAReportFilter(django_filters.FilterSet):
-    spec = django_filters.NumberFilter(field_name="spec_id")
+    spec = IdFilter(field_name="spec_id")
 
     class Meta:
         model = QAReport

@@ -78,6 +78,8 @@ def evaluation_samples_worst_first(run: EvaluationRun, *, category: str | None =
     categories it is; ``"uncategorised"`` (the name the per-category figures give them) also
     keeps those of images without any."""
     qs = EvaluationSample.objects.filter(run=run).select_related("item")
+    if category and "\x00" in category:  # no category holds U+0000, and PostgreSQL's jsonb cannot compare it
+        return qs.none()
     if category:
         wanted = Q(categories__has_item=category)
         if category == UNCATEGORISED:

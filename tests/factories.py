@@ -123,12 +123,13 @@ def make_contract(vendor=None, spec=None, **kw):
 
 def make_guide(spec=None, body: str = "Draw one quad per formula.", publish: bool = True, by=None, title: str = ""):
     """A guide with a first version, published unless `publish` is False. Returns the version."""
-    from guides.services import guide_create, guide_version_create, guide_version_publish
+    from guides.services import guide_create, guide_version_publish
 
     spec = spec or make_spec()
     by = by or make_user(roles.CURATOR)
-    guide = guide_create(spec=spec, title=title or f"Guide for {spec.name}", created_by=by)
-    version = guide_version_create(guide=guide, body_md=body, change_notes="First version", created_by=by)
+    guide = guide_create(spec=spec, title=title or f"Guide for {spec.name}", created_by=by, body_md=body,
+                         change_notes="First version")
+    version = guide.versions.get()
     return guide_version_publish(version=version, by=by) if publish else version
 
 

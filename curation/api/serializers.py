@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from common.fields import OptionalURLField
+from common.fields import OptionalURLField, SlugRelatedField
 from common.roles import is_curator
 
 from ..models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, Source
@@ -21,7 +21,7 @@ class LicenceSerializer(serializers.ModelSerializer):
 
 
 class SourceSerializer(serializers.ModelSerializer):
-    licence = serializers.SlugRelatedField(slug_field="code", queryset=Licence.objects.all())
+    licence = SlugRelatedField(slug_field="code", queryset=Licence.objects.all())
     licence_name = serializers.CharField(source="licence.name", read_only=True)
     allows_commercial = serializers.BooleanField(source="licence.allows_commercial", read_only=True)
     url = OptionalURLField()

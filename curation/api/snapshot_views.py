@@ -11,6 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 
@@ -138,8 +139,11 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         """The frozen items (image, accepted annotation version, split, regions), paginated, in image order."""
         snapshot = self.get_object()
         qs = SnapshotItem.objects.filter(snapshot=snapshot).order_by("image_id")
-        if request.query_params.get("split"):
-            qs = qs.filter(split=request.query_params["split"])
+        split = request.query_params.get("split")
+        if split:
+            if split not in snapshots.SPLIT_NAMES:  # also keeps U+0000 away from PostgreSQL (a 500)
+                raise ValidationError({"split": [f"Use one of {', '.join(snapshots.SPLIT_NAMES)}."]})
+            qs = qs.filter(split=split)
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(SnapshotItemSerializer(page, many=True).data)
 

@@ -87,9 +87,8 @@ class GuideViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
         data = s.GuideCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        guide = services.guide_create(spec=v["spec"], title=v["title"], created_by=request.user)
-        services.guide_version_create(guide=guide, created_by=request.user, body_md=v["body_md"],
-                                      change_notes=v["change_notes"])
+        guide = services.guide_create(spec=v["spec"], title=v["title"], created_by=request.user,
+                                      body_md=v["body_md"], change_notes=v["change_notes"])
         return Response(s.GuideSerializer(self.get_queryset().get(pk=guide.pk)).data, status=status.HTTP_201_CREATED)
 
 

@@ -6,6 +6,7 @@ import json
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from common.fields import RowIdField, holds_unstorable
 from curation.models import DatasetSpec, Snapshot
 
 from ..models import EvaluationRun, EvaluationSample, ModelVersion, Prediction, PrelabelJob, QAReport
@@ -43,6 +44,8 @@ class JSONObjectField(serializers.JSONField):
                 raise serializers.ValidationError("must be a JSON object")
         if not isinstance(data, dict):
             raise serializers.ValidationError("must be a JSON object")
+        if holds_unstorable(data):
+            raise serializers.ValidationError("must not hold the character U+0000 or lone surrogates")
         return data
 
 
@@ -99,7 +102,7 @@ class PrelabelJobSerializer(serializers.ModelSerializer):
 
 class PrelabelJobCreateSerializer(serializers.Serializer):
     spec = serializers.IntegerField(required=False)
-    image_ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=100_000)
+    image_ids = serializers.ListField(child=RowIdField(), required=False, max_length=100_000)
     force = serializers.BooleanField(required=False, default=False)
     chunk_size = serializers.IntegerField(required=False, default=16, min_value=1, max_value=256)
 

@@ -1,7 +1,6 @@
 """Pipeline API: model registry, pre-labeling jobs, predictions, offline evaluations."""
 from __future__ import annotations
 
-from django import forms
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -15,6 +14,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 
 from common import roles
+from common.filters import IdField
 from common.permissions import IsCurator
 from curation.models import Image
 from curation.selectors import images_visible_to, snapshots_visible_to, specs_visible_to
@@ -197,8 +197,10 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     @action(detail=True, methods=["get"], filter_backends=[])
     def samples(self, request, pk=None):
         """Per-region results, worst first (largest token edit distance, then missed detections)."""
-        qs = selectors.evaluation_samples_worst_first(self.get_object(),
-                                                      category=request.query_params.get("category"))
+        category = request.query_params.get("category")
+        if category and "\x00" in category:  # PostgreSQL's jsonb cannot hold U+0000 (a 500)
+            raise DRFValidationError({"category": ["Null characters are not allowed."]})
+        qs = selectors.evaluation_samples_worst_first(self.get_object(), category=category)
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(s.EvaluationSampleSerializer(page, many=True).data)
 
@@ -236,7 +238,7 @@ class QAReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @action(detail=False, methods=["get"])
     def latest(self, request):
         """The newest report of `spec` (404 when none was computed yet)."""
-        field = forms.IntegerField()
+        field = IdField()  # bounded: a number beyond 64 bits would otherwise reach the database
         try:
             spec_id = field.clean(request.query_params.get("spec"))
         except ValidationError as exc:

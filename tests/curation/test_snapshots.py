@@ -219,12 +219,22 @@ def test_snapshot_of_a_spec_without_accepted_work_is_a_400(curator, spec):
     assert not SnapshotItem.objects.exists()
 
 
-@pytest.mark.parametrize("ratios,field", [([1, 1], "ratios"), ([-1, 1, 1], "ratios"), ([0, 0, 0], "ratios")])
+@pytest.mark.parametrize("ratios,field", [([1, 1], "ratios"), ([-1, 1, 1], "ratios"), ([0, 0, 0], "ratios"),
+                                          ([1e308, 1e308, 1e308], "ratios")])  # each finite, the sum is not
 def test_bad_ratios_are_a_400_naming_ratios(curator, ratios, field):
     spec = accepted_spec(images=1)
     r = client_for(curator).post("/api/v1/snapshots/", {"spec": spec.pk, "name": "r", "ratios": ratios},
                                  format="json")
     assert r.status_code == 400 and field in r.json()
+    assert not Snapshot.objects.exists()
+
+
+@pytest.mark.parametrize("seed", [2**31, -(2**31) - 1, 2**63, 10**20])
+def test_seed_beyond_the_columns_range_is_a_400_naming_seed(curator, seed):
+    spec = accepted_spec(images=1)
+    r = client_for(curator).post("/api/v1/snapshots/", {"spec": spec.pk, "name": "s", "seed": seed}, format="json")
+    assert r.status_code == 400 and "seed" in r.json()
+    assert not Snapshot.objects.exists()
 
 
 def test_duplicate_snapshot_name_is_refused(curator):
@@ -349,6 +359,14 @@ def test_model_team_pages_through_a_snapshots_items_by_split(curator, model_team
     expected = sorted(snap.items.filter(split="test").values_list("image_id", flat=True))
     assert [row["image"] for row in body["results"]] == expected and body["count"] == len(expected)
     assert body["results"][0]["regions"][0]["latex"].startswith("x^")
+
+@pytest.mark.parametrize("split", ["training", "te\x00st"])
+def test_items_of_an_unknown_split_are_a_400_naming_split(curator, split):
+    spec = accepted_spec(images=1)
+    snap = factories.make_snapshot(spec=spec, name="items", created_by=curator)
+    r = client_for(curator).get(f"/api/v1/snapshots/{snap.pk}/items/", {"split": split})
+    assert r.status_code == 400 and "split" in r.json()
+
 
 def test_exports_list_filters_by_snapshot(curator):
     spec = accepted_spec(images=1)

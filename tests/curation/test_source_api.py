@@ -1,4 +1,6 @@
 """/api/v1/sources/ and /licences/: provenance and the licence catalogue."""
+import json
+
 import pytest
 
 from curation.models import Licence, Source
@@ -34,12 +36,21 @@ def test_source_gets_attribution_line_when_licence_requires_it(curator_api):
         ({"kind": "stolen"}, "kind"),
         ({"copyright_holder": ""}, "copyright_holder"),
         ({"url": "not a url"}, "url"),
+        ({"licence": "cc-by\x00"}, "licence"),  # looked up as is, PostgreSQL would fail on U+0000 (a 500)
     ],
 )
 def test_bad_source_input_is_400_naming_the_field(curator_api, payload, field):
     base = {"name": "S", "kind": "web", "licence": "cc-by-4.0", "copyright_holder": "H"}
     r = curator_api.post("/api/v1/sources/", {**base, **payload})
     assert r.status_code == 400 and field in r.json(), r.content
+    assert Source.objects.count() == 0
+
+
+def test_licence_code_with_a_lone_surrogate_is_a_400_naming_licence(curator_api):
+    """JSON's "\\ud800" escape gives a string PostgreSQL cannot even compare (a 500 if looked up)."""
+    body = json.dumps({"name": "S", "kind": "web", "licence": "cc-by\ud800", "copyright_holder": "H"})
+    r = curator_api.generic("POST", "/api/v1/sources/", body, content_type="application/json")
+    assert r.status_code == 400 and "licence" in r.json(), r.content
     assert Source.objects.count() == 0
 
 

@@ -42,6 +42,8 @@ def test_curator_creates_spec_with_five_default_kinds_and_custom_ones(curator_ap
         ({"requirements": [{"metric": "accuracy", "threshold": 1}]}, "requirements"),
         ({"target_qps": -1}, "target_qps"),
         ({"name": ""}, "name"),
+        ({"default_quota": 2**31}, "default_quota"),   # beyond the quota column: not a database error
+        ({"default_quota": 10**20}, "default_quota"),
     ],
 )
 def test_bad_spec_input_is_400_naming_the_field_and_stores_nothing(curator_api, change, field):

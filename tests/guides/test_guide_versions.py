@@ -71,6 +71,20 @@ def test_bad_guide_input_names_the_field(curator_api, spec, payload, field):
     assert response.status_code == 400 and field in response.json()
 
 
+@pytest.mark.parametrize("payload,field", [
+    ({"body_md": "x" * 200_001}, "body_md"),
+    ({"change_notes": "x" * 20_001}, "change_notes"),
+])
+def test_guide_whose_first_version_is_refused_leaves_no_guide_behind(curator_api, spec, payload, field):
+    from guides.models import Guide, GuideVersion
+
+    response = curator_api.post("/api/v1/guides/", {"spec": spec.id, "title": "Rules", **payload})
+    assert response.status_code == 400 and field in response.json()
+    assert Guide.objects.count() == 0 and GuideVersion.objects.count() == 0
+    # ... so the curator can simply try again.
+    assert curator_api.post("/api/v1/guides/", {"spec": spec.id, "title": "Rules"}).status_code == 201
+
+
 def test_second_guide_for_a_spec_is_refused(curator_api, published):
     response = curator_api.post("/api/v1/guides/", {"spec": published.guide.spec_id, "title": "again"})
     assert response.status_code == 400 and "spec" in response.json()
@@ -104,6 +118,9 @@ def test_examples_carry_regions_drawn_on_the_overlay(curator_api, curator, contr
     ([[[0, 0], [10, 10], [10, 0], [0, 10]]], "regions"),  # self-crossing bow tie
     ([[[0, 0], [500, 0], [500, 10], [0, 10]]], "regions"),  # outside the image
     ("not a list", "regions"),
+    ({}, "regions"),                                       # an object is not an empty list
+    (0, "regions"),
+    ([[[10**400, 0], [10, 0], [10, 10], [0, 10]]], "regions"),  # an integer beyond float range
 ])
 def test_bad_example_regions_name_the_field(curator_api, curator, contract, example_image, regions, field):
     draft = factories.make_guide(spec=contract.spec, by=curator, publish=False)

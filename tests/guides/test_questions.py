@@ -150,6 +150,9 @@ def test_unanswered_question_cannot_be_promoted(annotator, contract, curator_api
     ({"image": 999999}, "image"),
     ({"guide_version": 999999}, "guide_version"),
     ({"task_ref": -3}, "task_ref"),
+    ({"task_ref": 2**63}, "task_ref"),                               # beyond a 64-bit id: not a database error
+    ({"task_ref": 10**20}, "task_ref"),
+    ({"image": "IMG", "region": [[10**400, 0], [10, 0], [10, 10], [0, 10]]}, "region"),  # beyond float range
 ])
 def test_bad_question_input_names_the_field(annotator_api, contract, example_in_guide, example_image, extra, field):
     extra = {k: (example_image.id if v == "IMG" else v) for k, v in extra.items()}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from common import rle
+from common.latex import normalize as latex_normalize
 from labeling.models import Annotation, AnnotationVersion, Claim, Prediction, Region
 from tests.factories import quad
 
@@ -55,6 +56,9 @@ BAD_REGIONS = [
     ("unbalanced LaTeX", [quad(), quad(latex=r"\frac{a}{b")], "regions[1].latex", "brace"),
     ("begin/end mismatch", [quad(latex=r"\begin{matrix} a \end{pmatrix}")], "regions[0].latex", ""),
     ("unknown LaTeX command", [quad(latex=r"\frobnicate{x}")], "regions[0].latex", "frobnicate"),
+    ("NUL in the LaTeX", [quad(latex="x\x00y")], "regions[0].latex", "U+0000"),  # PostgreSQL cannot store it
+    ("control character in the LaTeX", [quad(latex="x\x1by")], "regions[0].latex", "U+001B"),
+    ("lone surrogate in the LaTeX", [quad(latex="x\ud800y")], "regions[0].latex", "U+D800"),  # PostgreSQL: a 500
     ("1 MB of LaTeX", [quad(latex="x" * 1_000_000)], "regions[0].latex", "characters"),
     ("LaTeX nested too deeply", [quad(latex="x^{" * 600 + "1" + "}" * 600)], "regions[0].latex", "nested"),
     ("commands chained too deeply", [quad(), quad(latex=r"\frac" * 700 + "1")], "regions[1].latex", "nested"),
@@ -158,3 +162,63 @@ def test_bad_batch_input_saves_nothing(curator_api, spec, vendor, source):
         r = curator_api.post("/api/v1/batches/", {**base, **change})
         assert r.status_code == 400 and field in r.json(), (change, r.content)
     assert Batch.objects.count() == 0 and Task.objects.count() == 0
+
+
+@pytest.mark.parametrize("task_id", [2**63, 10**20, -(2**63) - 1])
+def test_task_id_beyond_64_bits_is_an_unknown_task_not_a_database_error(batch, annotator_api, task_id):
+    annotator_api.post("/api/v1/tasks/next/")
+    before = _counts()
+    r = post_json(annotator_api, "/api/v1/annotations/", {"task": task_id, "regions": [quad()]})
+    assert r.status_code == 400 and "task" in r.json(), r.content[:300]
+    assert _counts() == before
+
+
+def test_prediction_import_with_ids_or_confidences_beyond_range_names_the_item(batch, model_team):
+    from tests.labeling.conftest import client_for
+
+    api = client_for(model_team)
+    image_id = batch.tasks.values_list("image_id", flat=True).first()
+    for items, field in [([{"image": 2**63}], "items[0].image"), ([{"image": 10**20}], "items[0].image"),
+                         ([{"image": image_id, "confidence": 10**400}], "items[0].confidence"),
+                         ([{"image": image_id, "regions": [{**quad(), "confidence": 10**400}]}],
+                          "items[0].regions[0].confidence")]:
+        r = post_json(api, "/api/v1/predictions/bulk/", {"model_name": "m", "model_version": "1", "items": items})
+        assert r.status_code == 400 and field in r.json(), (items, r.content[:300])
+    assert Prediction.objects.count() == 0
+
+
+@pytest.mark.parametrize(("answer", "field"), [
+    ({}, "gold_answer"),                                # nothing to score answers against
+    ({"foo": 1}, "gold_answer.foo"),
+    ({"latex": 5}, "gold_answer.latex"),
+    ({"latex": ["x"]}, "gold_answer.latex"),             # str() of it would pass the LaTeX check
+    ({"latex": "x", "latex_normalized": 1}, "gold_answer.latex_normalized"),
+    ({"latex_normalized": "x"}, "gold_answer.latex_normalized"),
+    ({"latex": "x\x00"}, "gold_answer.latex"),        # PostgreSQL's jsonb cannot hold U+0000
+])
+def test_gold_answer_holds_latex_or_regions_of_the_right_types(batch, curator_api, answer, field):
+    task = batch.tasks.first()
+    r = curator_api.post(f"/api/v1/tasks/{task.id}/gold/", {"gold_answer": answer}, format="json")
+    assert r.status_code == 400 and field in r.json(), r.content[:300]
+    task.refresh_from_db()
+    assert not task.is_gold and task.gold_answer is None
+
+
+def test_batch_update_refuses_a_currency_that_batch_create_refuses(batch, curator_api):
+    for currency in ["us", "-1", "12", "$$$", "ÄÖÜ"]:
+        r = curator_api.patch(f"/api/v1/batches/{batch.id}/", {"currency": currency}, format="json")
+        assert r.status_code == 400 and "currency" in r.json(), (currency, r.content[:300])
+    batch.refresh_from_db()
+    assert batch.currency == "USD"
+    r = curator_api.patch(f"/api/v1/batches/{batch.id}/", {"currency": "eur"}, format="json")
+    assert r.status_code == 200 and r.json()["currency"] == "EUR"
+
+
+def test_gold_answer_read_back_from_an_imported_truth_is_accepted_with_its_normal_form_recomputed(batch, curator_api):
+    task = batch.tasks.first()
+    answer = {"latex": r"\frac{a}{b}", "latex_normalized": "\x00 not the normal form",
+              "regions": [quad(latex=r"\frac{a}{b}")]}
+    r = curator_api.post(f"/api/v1/tasks/{task.id}/gold/", {"gold_answer": answer}, format="json")
+    assert r.status_code == 200, r.content[:300]
+    task.refresh_from_db()
+    assert task.is_gold and task.gold_answer["latex_normalized"] == latex_normalize(r"\frac{a}{b}")

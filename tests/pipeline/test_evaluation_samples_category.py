@@ -48,3 +48,10 @@ def test_api_and_page_filter_by_any_category(run, model_team):
     html = api.get(f"/evaluations/{run.pk}/samples/?category=shadow").content.decode()
     rows = re.findall(r'<tr data-sample="\d+">(.*?)</tr>', html, re.S)
     assert len(rows) == 1 and "printed, shadow" in rows[0]
+
+
+def test_a_category_holding_a_nul_character_is_a_400_naming_category(run, model_team):
+    """PostgreSQL's jsonb cannot compare U+0000: refused before the query, not a 500."""
+    r = client_for(model_team).get(f"/api/v1/evaluations/{run.pk}/samples/", {"category": "prin\x00ted"})
+    assert r.status_code == 400 and "category" in r.json()
+    assert list(selectors.evaluation_samples_worst_first(run, category="prin\x00ted")) == []

@@ -240,6 +240,19 @@ def test_http_model_is_registered_and_validated(team_api):
     assert bad.status_code == 400 and "endpoint_url" in bad.json()
 
 
+@pytest.mark.parametrize(("field", "value"), [("config", {"a": "x\x00"}), ("metrics", {"\x00": 1}),
+                                              ("config", {"a": [{"b": "\x00"}]}), ("config", {"a": "\ud800"})])
+def test_model_json_holding_a_nul_or_surrogate_character_is_a_400_naming_the_field(team_api, field, value):
+    """PostgreSQL's jsonb cannot hold U+0000 or a lone surrogate: refused before it is stored, not a 500."""
+    body = {"name": "ls-backend", "version": "3", "endpoint_url": "http://ml.example/predict", field: value}
+    resp = team_api.generic("POST", "/api/v1/model-versions/http/", json.dumps(body),  # escapes as \\u0000, \\ud800
+                            content_type="application/json")
+    assert resp.status_code == 400 and field in resp.json(), resp.content
+    resp = _upload(team_api, **{field: json.dumps(value)})
+    assert resp.status_code == 400 and field in resp.json(), resp.content
+    assert ModelVersion.objects.count() == 0 and stored_files() == []
+
+
 def test_vendor_users_see_no_models_or_jobs(api, annotator, curator):
     ModelVersion.objects.create(kind="detector", name="n", version="1", source="builtin")
     api.force_authenticate(annotator)
@@ -264,7 +277,8 @@ def test_curator_starts_job_and_reads_progress(curator_api, spec, source, django
 @pytest.mark.parametrize(
     ("payload", "field"),
     [({}, "spec"), ({"spec": 1, "image_ids": [1]}, "spec"), ({"image_ids": []}, "image_ids"),
-     ({"image_ids": [999999]}, "image_ids"), ({"spec": 999999}, "spec"), ({"spec": 1, "chunk_size": 0}, "chunk_size")],
+     ({"image_ids": [999999]}, "image_ids"), ({"spec": 999999}, "spec"), ({"spec": 1, "chunk_size": 0}, "chunk_size"),
+     ({"image_ids": [2**63]}, "image_ids"), ({"image_ids": [10**20]}, "image_ids")],  # beyond 64 bits: no db error
 )
 def test_bad_job_requests_are_rejected_naming_the_field(curator_api, payload, field):
     resp = curator_api.post("/api/v1/prelabel-jobs/", payload, format="json")

@@ -477,12 +477,38 @@ def agreement(tasks: Iterable[OverlapTask], *, min_iou: float = DEFAULT_MATCH_IO
 
 @dataclass(frozen=True)
 class GoldCase:
-    """An annotator's answer to a gold task and the known truth."""
+    """An annotator's answer to a gold task and the known truth.
+
+    ``truth_latex`` is the gold answer's LaTeX when the answer has no regions (an imported truth
+    whose image meta holds no ink box: CROHME inks, the demo's generated images). Such a case is
+    scored on the LaTeX alone, see :func:`gold_accuracy`.
+    """
 
     annotator: Hashable
     vendor: Hashable
     answer: Sequence[Region]
     truth: Sequence[Region]
+    truth_latex: Region | None = None
+
+    @property
+    def latex_only(self) -> bool:
+        """No truth region to match, but a known LaTeX: scored on the LaTeX, not on geometry."""
+        return not self.truth and self.truth_latex is not None and bool(self.truth_latex.latex.strip())
+
+
+def latex_only_score(answer: Sequence[Region], truth: Region) -> tuple[bool, float]:
+    """``(exact, token edit distance)`` of an answer to a gold task known only by its LaTeX.
+
+    The answer's region whose LaTeX is closest to the truth (smallest token edit distance, the
+    first on a tie) is compared: such truths hold one formula per image, so an extra region
+    drawn beside it is not held against the reading (nor counted as imprecise: with no truth
+    geometry, region precision and recall do not apply). An answer with no region missed the
+    formula: it reads as empty (not exact, distance 1).
+    """
+    if not answer:
+        return latex_exact(Region(), truth), latex_distance(Region(), truth)
+    distance, best = min((latex_distance(r, truth), k) for k, r in enumerate(answer))
+    return latex_exact(answer[best], truth), distance
 
 
 def gold_accuracy(cases: Iterable[GoldCase], *, min_iou: float = DEFAULT_MATCH_IOU) -> dict:
@@ -490,12 +516,20 @@ def gold_accuracy(cases: Iterable[GoldCase], *, min_iou: float = DEFAULT_MATCH_I
 
     Per group: ``region_recall`` (truth regions found), ``region_precision`` (answer regions
     that are true), ``mean_iou`` of matches, ``latex_exact_match`` and ``latex_edit_distance``
-    over matched truth regions, and ``tasks``.
+    over matched truth regions, ``tasks``, and ``latex_only_tasks``: gold tasks whose answer
+    has LaTeX but no region (:attr:`GoldCase.latex_only`). Those add one LaTeX comparison each
+    (:func:`latex_only_score`) and nothing to the geometry: recall, precision and IoU are None
+    for a group that has only such tasks.
     """
     acc: dict = {"by_annotator": defaultdict(_GoldAcc), "by_vendor": defaultdict(_GoldAcc), "overall": _GoldAcc()}
     cases = list(cases)
     ious = pair_ious([(c.answer, c.truth) for c in cases])
     for case, iou in zip(cases, ious, strict=True):
+        if case.latex_only:
+            score = latex_only_score(case.answer, case.truth_latex)
+            for target in (acc["overall"], acc["by_annotator"][case.annotator], acc["by_vendor"][case.vendor]):
+                target.add_latex_only(*score)
+            continue
         matches = match_regions(case.answer, case.truth, min_iou=min_iou, ious=iou.region)
         for target in (acc["overall"], acc["by_annotator"][case.annotator], acc["by_vendor"][case.vendor]):
             target.add(case, matches)
@@ -507,6 +541,7 @@ def gold_accuracy(cases: Iterable[GoldCase], *, min_iou: float = DEFAULT_MATCH_I
 @dataclass
 class _GoldAcc:
     tasks: int = 0
+    latex_only_tasks: int = 0
     truth: int = 0
     answered: int = 0
     matched: int = 0
@@ -526,9 +561,16 @@ class _GoldAcc:
                 self.exact.append(latex_exact(answer, truth))
                 self.distance.append(latex_distance(answer, truth))
 
+    def add_latex_only(self, exact: bool, distance: float) -> None:
+        self.tasks += 1
+        self.latex_only_tasks += 1
+        self.exact.append(exact)
+        self.distance.append(distance)
+
     def summary(self) -> dict:
         return {
             "tasks": self.tasks,
+            "latex_only_tasks": self.latex_only_tasks,
             "region_recall": self.matched / self.truth if self.truth else None,
             "region_precision": self.matched / self.answered if self.answered else None,
             "mean_iou": _mean(self.ious),

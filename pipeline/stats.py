@@ -9,7 +9,8 @@ What is compared:
 * **agreement**: tasks with two or more handed-in (submitted, accepted or rejected) annotations; the
   current version of each is compared pairwise (Hungarian matching, :func:`qa.agreement`);
 * **gold**: the current version of every handed-in or rejected annotation of a gold task
-  against the task's ``gold_answer`` regions;
+  against the task's ``gold_answer`` regions, or, where the gold answer has LaTeX but no region
+  (imported truths without an ink box), against its LaTeX alone (``latex_only_tasks``);
 * **reviews**: every review decision of the spec, with its reasons;
 * **prelabel**: accepted annotations that started from a model's prediction (the first such
   prediction among their versions) against their accepted version, per model version
@@ -140,14 +141,27 @@ def _agreement(annotations, vendor_names: dict, annotator_names: dict) -> dict:
             "by_category": _named(result["by_category"], {})}
 
 
+def _gold_truth(answer: dict | None) -> tuple[list[qa.Region], qa.Region | None]:
+    """``(truth regions, truth LaTeX)`` of a task's ``gold_answer``; the LaTeX only where the answer
+    has no region (an imported truth without an ink box: scored on the LaTeX, see qa.gold_accuracy)."""
+    answer = answer if isinstance(answer, dict) else {}
+    regions = _answer_regions(answer.get("regions"))
+    text = answer.get("latex")
+    if regions or not isinstance(text, str) or not text.strip():
+        return regions, None
+    normalized = answer.get("latex_normalized")
+    # The stored normal form (labeling.services recomputes it on every write) spares normalising again.
+    tokens = tuple(normalized.split()) if isinstance(normalized, str) and normalized else None
+    return regions, qa.Region(latex=text, tokens=tokens)
+
+
 def _gold(annotations, vendor_names: dict, annotator_names: dict) -> dict:
     answers = annotations.filter(task__is_gold=True).exclude(status=Annotation.Status.DRAFT)
     total = answers.count()
     rows = list(answers.order_by("-id").values(
         "annotator_id", "current_id", vendor_id=F("task__batch__vendor_id"), truth=F("task__gold_answer"))[:SAMPLE_LIMIT])
     regions = _regions([r["current_id"] for r in rows])
-    cases = [qa.GoldCase(r["annotator_id"], r["vendor_id"], regions.get(r["current_id"], []),
-                         _answer_regions((r["truth"] or {}).get("regions")))
+    cases = [qa.GoldCase(r["annotator_id"], r["vendor_id"], regions.get(r["current_id"], []), *_gold_truth(r["truth"]))
              for r in rows]
     result = qa.gold_accuracy(cases)
     return {"items": len(cases), "of": total, "overall": result["overall"],

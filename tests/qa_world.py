@@ -96,3 +96,46 @@ def make_qa_world() -> QAWorld:
 
     tasks = {k: b.tasks.get() for k, b in {"A": batch_a, "C": batch_c, "G": batch_g, "P": batch_p}.items()}
     return QAWorld(spec, v1, v2, a1, a2, b1, curator, manager1, tasks, prediction)
+
+
+@dataclass
+class LatexGoldWorld:
+    spec: DatasetSpec
+    curator: User
+    right: User
+    wrong: User
+    latex_only: Task
+    boxed: Task
+
+
+def make_latex_gold_world() -> LatexGoldWorld:
+    """Gold answers with and without regions, worked out by hand.
+
+    Vendor V (0.10 USD), annotators ``right`` and ``wrong``; 200x100 images.
+
+    * Task L (overlap 2): an imported truth "a+b" without an ink box, so its gold answer holds
+      LaTeX and no region. ``right`` draws one region "a + b" (exact after normalising);
+      ``wrong`` draws "c" and "a+c": the best of the two is "a+c", 1 of 3 tokens off.
+    * Task B: a curator's gold answer "y" at box(10,10,90,40); ``right`` answers that box with
+      "y": recall 1, precision 1, IoU 1, exact 1.
+    """
+    spec = factories.make_spec()
+    vendor = factories.make_vendor("V")
+    right = factories.make_user(roles.ANNOTATOR, vendor=vendor, username="right")
+    wrong = factories.make_user(roles.ANNOTATOR, vendor=vendor, username="wrong")
+    curator = factories.make_user(roles.CURATOR, username="cur")
+
+    factories.make_image(spec=spec, data=factories.png_bytes(200, 100), categories=("handwritten",),
+                         truth_latex="a+b")
+    batch_l = ls.batch_create(spec=spec, vendor=vendor, name="Imported truths", unit_price=Decimal("0.10"),
+                              quantity=1, overlap=2, kind="full")
+    latex_only = batch_l.tasks.get()
+    assert latex_only.is_gold and "regions" not in latex_only.gold_answer
+    _work(right, [quad(10, 10, 90, 40, "a + b")], 10)
+    _work(wrong, [quad(10, 10, 50, 40, "c"), quad(100, 10, 190, 40, "a+c")], 10)
+
+    batch_b = _batch(spec, vendor, price="0.10")
+    boxed = batch_b.tasks.get()
+    ls.task_set_gold(task=boxed, answer={"latex": "y", "regions": [quad(10, 10, 90, 40, "y")]})
+    _work(right, [quad(10, 10, 90, 40, "y")], 10)
+    return LatexGoldWorld(spec, curator, right, wrong, Task.objects.get(pk=latex_only.pk), boxed)

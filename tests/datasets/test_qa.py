@@ -152,6 +152,39 @@ def test_gold_accuracy_per_annotator_and_vendor():
     assert v1["latex_exact_match"] == 0.5
 
 
+
+def test_gold_known_only_by_latex_is_scored_on_the_closest_region_latex():
+    truth = Region(latex="a+b")
+    one = GoldCase("ann1", "V1", [Region(points=box(0, 0, 10, 10), latex="a + b")], [], truth)
+    several = GoldCase("ann2", "V1", [Region(points=box(0, 0, 10, 10), latex="c"),
+                                      Region(points=box(20, 0, 30, 10), latex="a+c")], [], truth)
+    missed = GoldCase("ann3", "V2", [], [], truth)
+    stats = gold_accuracy([one, several, missed])
+    a1, a2, a3 = (stats["by_annotator"][k] for k in ("ann1", "ann2", "ann3"))
+    assert (a1["latex_exact_match"], a1["latex_edit_distance"], a1["latex_only_tasks"]) == (1.0, 0.0, 1)
+    # "a+c" is the closest of the two: 1 of 3 tokens off; the extra "c" is not held against it
+    assert (a2["latex_exact_match"], a2["latex_edit_distance"]) == (0.0, pytest.approx(1 / 3))
+    # no region at all reads as an empty formula
+    assert (a3["latex_exact_match"], a3["latex_edit_distance"]) == (0.0, 1.0)
+    for group in (a1, a2, a3, stats["overall"]):
+        assert (group["region_recall"], group["region_precision"], group["mean_iou"]) == (None, None, None)
+    assert (stats["overall"]["tasks"], stats["overall"]["latex_only_tasks"]) == (3, 3)
+
+
+def test_latex_only_gold_leaves_the_geometry_of_gold_with_regions_alone():
+    boxed = GoldCase("ann1", "V1", [Region(points=box(0, 0, 10, 10), latex="x")],
+                     [Region(points=box(0, 0, 10, 10), latex="x")])
+    latex_only = GoldCase("ann1", "V1", [Region(points=box(0, 0, 10, 10), latex="y"),
+                                         Region(points=box(50, 0, 60, 10), latex="z")], [], Region(latex="y"))
+    a1 = gold_accuracy([boxed, latex_only])["by_annotator"]["ann1"]
+    assert (a1["tasks"], a1["latex_only_tasks"]) == (2, 1)
+    assert (a1["region_recall"], a1["region_precision"], a1["mean_iou"]) == (1.0, 1.0, 1.0)
+    assert (a1["latex_exact_match"], a1["latex_edit_distance"]) == (1.0, 0.0)
+    # a gold answer with regions keeps its rules even when it also carries the latex
+    both = GoldCase("ann2", "V1", [], [Region(points=box(0, 0, 10, 10), latex="x")], Region(latex="x"))
+    a2 = gold_accuracy([both])["by_annotator"]["ann2"]
+    assert (a2["region_recall"], a2["latex_only_tasks"], a2["latex_exact_match"]) == (0.0, 0, None)
+
 def test_review_rates_and_reason_distribution():
     rows = [ReviewRow("accept", "V1", "ann1")] * 3 + [
         ReviewRow("reject", "V1", "ann1", ("wrong latex",)),

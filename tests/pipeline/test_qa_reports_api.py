@@ -85,3 +85,21 @@ def test_page_shows_every_section_with_charts(qa_world, django_capture_on_commit
     assert 'id="qa-prelabel-confidence"' in html and "averaging 0.60" in html and "0.33" in html
     assert "det@1" in html and "missing_formula" in html
     assert "0.8000 USD" in html  # V2: two accepted tasks at 0.40
+
+
+def test_page_and_api_show_latex_only_gold_answers_honestly():
+    from tests.qa_world import make_latex_gold_world
+
+    world = make_latex_gold_world()
+    report = spec_stats_compute(spec=world.spec)
+    r = client(world.curator).get(f"/api/v1/qa-reports/{report.id}/")
+    assert_response_matches_schema(r)
+    gold = r.json()["payload"]["gold"]
+    wrong = next(a for a in gold["by_annotator"] if a["name"] == "wrong")
+    assert (wrong["region_precision"], wrong["region_recall"], wrong["latex_exact_match"]) == (None, None, 0.0)
+    assert gold["overall"]["latex_only_tasks"] == 2
+    html = page_client(world.curator).get(f"/specs/{world.spec.id}/qa/").content.decode()
+    assert 'id="qa-gold-latex-only">2 of them' in html
+    # wrong's row in the per-annotator chart: no geometry ("—"), not a precision of 0
+    assert "wrong · precision: —" in html and "wrong · precision: 0" not in html
+    assert "wrong · LaTeX exact: 0" in html

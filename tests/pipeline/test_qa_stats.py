@@ -43,8 +43,8 @@ def test_agreement_on_the_overlapped_task(qa_world):
 def test_gold_accuracy_per_annotator_and_vendor(qa_world):
     g = spec_stats_compute(spec=qa_world.spec).payload["gold"]
     b1 = by_name(g["by_annotator"])["b1"]
-    assert b1 == {"id": qa_world.b1.id, "name": "b1", "tasks": 1, "region_recall": 1.0, "region_precision": 0.5,
-                  "mean_iou": 1.0, "latex_exact_match": 1.0, "latex_edit_distance": 0.0}
+    assert b1 == {"id": qa_world.b1.id, "name": "b1", "tasks": 1, "latex_only_tasks": 0, "region_recall": 1.0,
+                  "region_precision": 0.5, "mean_iou": 1.0, "latex_exact_match": 1.0, "latex_edit_distance": 0.0}
     assert by_name(g["by_vendor"])["V2"]["region_precision"] == 0.5
     assert "a1" not in by_name(g["by_annotator"])
 
@@ -189,3 +189,25 @@ def test_a_broker_failure_after_commit_keeps_the_submit_and_retries_on_the_next_
     # the marker was dropped after the failure, so the second submit tried again
     assert calls == [(spec.id,), (spec.id,)]
     assert cache.get(refresh.pending_key(spec.id)) is None
+
+
+def test_gold_answer_with_latex_and_no_region_is_scored_on_the_latex():
+    from tests.qa_world import make_latex_gold_world
+
+    world = make_latex_gold_world()
+    g = spec_stats_compute(spec=world.spec).payload["gold"]
+    assert (g["items"], g["of"]) == (3, 3)
+    wrong = by_name(g["by_annotator"])["wrong"]
+    # The best of the two regions ("a+c") against "a+b"; no geometry to measure.
+    assert wrong == {"id": world.wrong.id, "name": "wrong", "tasks": 1, "latex_only_tasks": 1,
+                     "region_recall": None, "region_precision": None, "mean_iou": None,
+                     "latex_exact_match": 0.0, "latex_edit_distance": pytest.approx(1 / 3)}
+    right = by_name(g["by_annotator"])["right"]
+    # The boxed gold task alone makes the geometry; both tasks make the LaTeX.
+    assert (right["tasks"], right["latex_only_tasks"]) == (2, 1)
+    assert (right["region_recall"], right["region_precision"], right["mean_iou"]) == (1.0, 1.0, 1.0)
+    assert (right["latex_exact_match"], right["latex_edit_distance"]) == (1.0, 0.0)
+    o = g["overall"]
+    assert (o["tasks"], o["latex_only_tasks"], o["region_recall"], o["region_precision"]) == (3, 2, 1.0, 1.0)
+    assert o["latex_exact_match"] == pytest.approx(2 / 3)
+    assert o["latex_edit_distance"] == pytest.approx(1 / 9)

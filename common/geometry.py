@@ -59,12 +59,12 @@ def canonical_quad(points: Sequence[Point]) -> list[list[float]]:
     return [list(pts[(start + k) % 4]) for k in range(4)]
 
 
-def validate_quad(points: object, *, width: int, height: int) -> list[list[float]]:
-    """Check a quadrilateral and return it in canonical order.
+def quad_points(points: object) -> list[Point]:
+    """The points of a quadrilateral, in the order given, once checked.
 
-    Raises GeometryError unless there are exactly 4 finite points forming a simple
-    (not self-intersecting) polygon of non-zero area inside the image (with a small
-    tolerance for corners placed on the border).
+    Raises GeometryError unless there are exactly 4 finite [x, y] number pairs
+    (no strings, no booleans) forming a simple (not self-intersecting) polygon of
+    non-zero area.
     """
     pts = _as_points(points)
     if len(pts) != 4:
@@ -74,12 +74,26 @@ def validate_quad(points: object, *, width: int, height: int) -> list[list[float
         raise GeometryError(f"The quadrilateral is not simple: {explain_validity(poly)}.")
     if poly.area < MIN_AREA_PX:
         raise GeometryError("The quadrilateral has (almost) no area.")
-    tol = max(EDGE_TOLERANCE_PX, EDGE_TOLERANCE_FRACTION * max(width, height))
-    for i, (x, y) in enumerate(pts):
-        if not (-tol <= x <= width + tol and -tol <= y <= height + tol):
-            raise GeometryError(
-                f"Point {i + 1} ({x:g}, {y:g}) lies outside the {width}x{height} image."
-            )
+    return pts
+
+
+def check_inside(points: Sequence[Point], *, width: int, height: int, tolerance: float = 0.0) -> None:
+    """Raise GeometryError naming the first point more than `tolerance` pixels outside the image."""
+    for i, (x, y) in enumerate(points):
+        if not (-tolerance <= x <= width + tolerance and -tolerance <= y <= height + tolerance):
+            raise GeometryError(f"Point {i + 1} ({x:g}, {y:g}) lies outside the {width}x{height} image.")
+
+
+def validate_quad(points: object, *, width: int, height: int) -> list[list[float]]:
+    """Check a quadrilateral and return it in canonical order.
+
+    Raises GeometryError unless there are exactly 4 finite points forming a simple
+    (not self-intersecting) polygon of non-zero area inside the image (with a small
+    tolerance for corners placed on the border).
+    """
+    pts = quad_points(points)
+    check_inside(pts, width=width, height=height,
+                 tolerance=max(EDGE_TOLERANCE_PX, EDGE_TOLERANCE_FRACTION * max(width, height)))
     # Corners within the tolerance are pulled onto the border so exports stay in range.
     clamped = [(min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))) for x, y in pts]
     return canonical_quad(clamped)

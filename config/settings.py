@@ -171,6 +171,7 @@ SPECTACULAR_SETTINGS = {
         "TaskStatusEnum": "labeling.models.Task.Status",
         "AnnotationStatusEnum": "labeling.models.Annotation.Status",
         "BatchKindEnum": "labeling.models.Batch.Kind",
+        "DatasetSpecStatusEnum": "curation.models.DatasetSpec.Status",
     },
 }
 

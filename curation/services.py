@@ -23,6 +23,7 @@ from django.utils.text import slugify
 
 from common.fields import MAX_INT
 from common.storage import guarded_files
+from common.unchangeable import CANNOT_CHANGE, drop_unchanged
 from pipeline.refresh import spec_stats_refresh_soon
 
 from .imaging import IMAGE_SUFFIXES, DecodedImage, decode_image
@@ -138,6 +139,8 @@ def source_ensure(*, name: str, licence_code: str, **fields) -> tuple[Source, bo
 
 SPEC_FIELDS = ("name", "slug", "requirement", "intended_use", "answer_formats", "status",
                "max_ms_per_image", "target_qps", "serving_target")
+# What only spec_create takes: the categories are changed one by one (category_update).
+SPEC_CREATE_ONLY = ("default_quota", "custom_categories")
 
 
 def _check_answer_formats(formats: Sequence[str]) -> list[str]:
@@ -205,7 +208,11 @@ def spec_create(
 @transaction.atomic
 def spec_update(*, spec: DatasetSpec, requirements: Iterable[dict] | None = None, **changes) -> DatasetSpec:
     """Change a spec. Turning a research spec commercial is refused while it holds
-    images whose licence forbids commercial use."""
+    images whose licence forbids commercial use. `default_quota` and `custom_categories`
+    only make a spec's first categories: an update sending them is refused."""
+    create_only = sorted(set(changes) & set(SPEC_CREATE_ONLY))
+    if create_only:
+        raise ValidationError({f: CANNOT_CHANGE for f in create_only})
     unknown = set(changes) - set(SPEC_FIELDS)
     if unknown:
         raise ValidationError({f: "Unknown field." for f in unknown})
@@ -248,11 +255,13 @@ def category_create(
 
 @transaction.atomic
 def category_update(*, category: Category, **changes) -> Category:
-    """Rename a category or change its quota."""
+    """Rename a category or change its quota. Its spec and slug are fixed: sent
+    unchanged they are no change, another value is refused."""
+    changes = drop_unchanged(category, changes, ("spec", "slug"))
     allowed = {"name", "description", "target_quota"}
     unknown = set(changes) - allowed
     if unknown:
-        raise ValidationError({f: "This field cannot be changed." for f in unknown})
+        raise ValidationError({f: CANNOT_CHANGE for f in sorted(unknown)})
     for key, value in changes.items():
         setattr(category, key, value)
     category.full_clean()

@@ -280,10 +280,18 @@ def image_list(request):
     specs = list(selectors.specs_visible_to(request.user).order_by("name").only("id", "name"))
     spec_id = filterset.form.cleaned_data.get("spec") if filterset.is_bound and filterset.is_valid() else None
     categories = Category.objects.filter(spec__in=selectors.specs_visible_to(request.user).values("id"))
+    # The filter takes a category's slug or id; the menu offers ids once a spec is chosen and slugs
+    # before. The option to mark as chosen is the one that means the category filtered on, whichever
+    # way the address names it (the spec page links by id; a slug stays put when a spec is chosen).
+    wanted = request.GET.get("category", "")
     if spec_id:
-        category_options = [(str(c.id), c.name) for c in categories.filter(spec_id=spec_id).order_by("position", "id")]
+        spec_categories = list(categories.filter(spec_id=spec_id).order_by("position", "id"))
+        category_options = [(str(c.id), c.name) for c in spec_categories]
+        chosen_category = next((str(c.id) for c in spec_categories if wanted in (str(c.id), c.slug)), "")
     else:
         category_options = list(categories.order_by("slug").values_list("slug", "name").distinct())
+        chosen_category = (categories.filter(pk=int(wanted)).values_list("slug", flat=True).first() or ""
+                           if wanted.isdigit() else wanted)
     sources = list(selectors.sources_visible_to(request.user).order_by("name").values("id", "name"))
     licences = list(selectors.licences_visible_to(request.user).filter(sources__isnull=False).distinct()
                     .order_by("code").values_list("code", "name"))
@@ -300,6 +308,7 @@ def image_list(request):
         "prev_url": page_url(max(0, offset - limit)) if offset > 0 else "",
         "next_url": page_url(offset + limit) if offset + limit < count else "",
         "filterset": filterset, "params": request.GET, "specs": specs, "category_options": category_options,
+        "chosen_category": chosen_category,
         "sources": sources, "licences": licences,
     })
 

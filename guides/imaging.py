@@ -13,8 +13,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 from PIL import ImageDraw
-from shapely.geometry import Polygon
 
+from common import geometry
 from curation.imaging import flatten_to_rgb
 
 COLOURS = {"good": (29, 122, 70), "bad": (179, 38, 30), "question": (36, 86, 201)}
@@ -23,30 +23,34 @@ CROP_MAX_SIDE = 1200
 
 
 def validate_quad(points, *, width: int, height: int, field: str = "region") -> list[list[float]]:
-    """Four [x, y] points inside a width x height image, forming a simple polygon of non-zero area."""
+    """Four [x, y] points inside a width x height image, forming a simple polygon of non-zero area,
+    returned in the order given (a question's crop is straightened from its first corner).
+
+    The checks are common.geometry's (numbers only: no strings, no booleans; finite; simple;
+    with area); unlike a labeled region's, a corner must lie inside the image, not near it.
+    A bad region is a ValidationError naming `field`.
+    """
     if not isinstance(points, list | tuple) or len(points) != 4:
         raise ValidationError({field: "A region is exactly four [x, y] points."})
-    quad = []
-    for point in points:
-        if not isinstance(point, list | tuple) or len(point) != 2:
-            raise ValidationError({field: "Each point of a region is a pair [x, y]."})
-        try:
-            x, y = float(point[0]), float(point[1])
-        except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
-            raise ValidationError({field: "Point coordinates must be numbers."}) from None
-        if not (0 <= x <= width and 0 <= y <= height):
-            raise ValidationError({field: f"The point [{x:g}, {y:g}] lies outside the {width}x{height} image."})
-        quad.append([x, y])
-    polygon = Polygon(quad)
-    if not polygon.is_valid or polygon.area < 1:
-        raise ValidationError({field: "The four points must form a simple (not self-crossing) quadrilateral."})
-    return quad
+    try:
+        quad = geometry.quad_points(points)
+        geometry.check_inside(quad, width=width, height=height)
+    except geometry.GeometryError as exc:
+        raise ValidationError({field: str(exc)}) from None
+    return [[x, y] for x, y in quad]
 
 
 def validate_quads(regions, *, width: int, height: int, field: str = "regions") -> list[list[list[float]]]:
+    """A list of quads (see validate_quad); an error names `field` and says which region."""
     if not isinstance(regions, list):
         raise ValidationError({field: "Regions are a list of quads (four [x, y] points each)."})
-    return [validate_quad(q, width=width, height=height, field=field) for q in regions]
+    quads = []
+    for i, quad in enumerate(regions):
+        try:
+            quads.append(validate_quad(quad, width=width, height=height, field=field))
+        except ValidationError as exc:
+            raise ValidationError({field: [f"Region {i + 1}: {m}" for m in exc.messages]}) from None
+    return quads
 
 
 def _load_rgb(image) -> PILImage.Image:

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from common import roles
 from common.fields import is_row_id
+from common.unchangeable import CANNOT_CHANGE, drop_unchanged
 from curation.models import DatasetSpec, Image
 from labeling.models import Vendor
 from labeling.selectors import vendor_of
@@ -177,7 +178,7 @@ def guide_version_publish(*, version: GuideVersion, by: User) -> GuideVersion:
                                   is_active=True).distinct()
     notifications_create(
         users=readers, kind=Notification.Kind.GUIDE_PUBLISHED, email=False,
-        message=f"Guide {version.guide.title!r} version {version.number} is published: please read and acknowledge it.",
+        message=f"Guide “{version.guide.title}” version {version.number} is published: please read and acknowledge it.",
         url=f"/guides/{version.guide_id}/",
     )
     return version
@@ -282,7 +283,7 @@ def question_answer(*, question: Question, author: User, body: str, close: bool 
     question.save(update_fields=["status", "updated_at"])
     notifications_create(
         users=[question.asked_by], kind=Notification.Kind.QUESTION_ANSWERED, question=question,
-        message=f"Your question {question.title!r} has an answer.", url=f"/questions/{question.id}/",
+        message=f"Your question “{question.title}” has an answer.", url=f"/questions/{question.id}/",
     )
     return answer
 
@@ -298,7 +299,7 @@ def question_close(*, question: Question, by: User) -> Question:
     if by.pk != question.asked_by_id:
         notifications_create(
             users=[question.asked_by], kind=Notification.Kind.QUESTION_CLOSED, question=question, email=False,
-            message=f"Your question {question.title!r} was closed.", url=f"/questions/{question.id}/",
+            message=f"Your question “{question.title}” was closed.", url=f"/questions/{question.id}/",
         )
     return question
 
@@ -446,10 +447,12 @@ CONTRACT_CHANGEABLE = {"price_regions", "price_latex", "price_full", "agreed_qua
 
 @transaction.atomic
 def contract_update(*, contract: Contract, **changes) -> Contract:
-    """Change the terms of a contract (prices apply to the whole report, past work included)."""
+    """Change the terms of a contract (prices apply to the whole report, past work included).
+    Its vendor and spec are fixed: sent unchanged they are no change, another value is refused."""
+    changes = drop_unchanged(contract, changes, ("vendor", "spec"))
     unknown = set(changes) - CONTRACT_CHANGEABLE
     if unknown:
-        raise ValidationError({sorted(unknown)[0]: "This field cannot be changed."})
+        raise ValidationError({sorted(unknown)[0]: CANNOT_CHANGE})
     contract = Contract.objects.select_for_update().get(pk=contract.pk)
     for name, value in changes.items():
         setattr(contract, name, value)

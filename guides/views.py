@@ -225,8 +225,11 @@ def question_list(request):
 @login_required
 def question_create(request):
     specs = selectors.guide_specs_visible_to(request.user)
-    form = QuestionForm(request.POST or None, specs=specs, initial={
-        k: request.GET.get(k) for k in ("spec", "guide_version", "image") if request.GET.get(k)})
+    initial = {k: request.GET.get(k) for k in ("spec", "guide_version", "image") if request.GET.get(k)}
+    task = request.GET.get("task", "")  # the labeling page's "Ask a question" names the task on screen
+    if task.isdigit():
+        initial["task_ref"] = task
+    form = QuestionForm(request.POST or None, specs=specs, initial=initial)
     image = None
     image_id = request.POST.get("image") or request.GET.get("image")
     spec_id = request.POST.get("spec") or request.GET.get("spec")

@@ -21,6 +21,7 @@ from django.utils.text import slugify
 
 from common import geometry, latex, rawsql, rle, roles
 from common.fields import is_row_id, unstorable_char
+from common.unchangeable import CANNOT_CHANGE
 from curation.models import Category, DatasetSpec, Image, Source
 from pipeline.refresh import spec_stats_refresh_soon
 
@@ -215,7 +216,7 @@ def batch_update(*, batch: Batch, **changes) -> Batch:
     """Change a batch's name, status, deadline, price or agreed quantity."""
     for key, value in changes.items():
         if key not in BATCH_EDITABLE:
-            raise ValidationError({key: "This field cannot be changed."})
+            raise ValidationError({key: CANNOT_CHANGE})
         setattr(batch, key, _currency(value) if key == "currency" else value)
     batch.full_clean()
     batch.save()

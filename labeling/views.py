@@ -46,6 +46,9 @@ def my_work(request):
         "annotations": [a for a in mine if a.status != Annotation.Status.REJECTED][:50],
         "rejected": rejected,
         "is_annotator": roles.has_role(user, roles.ANNOTATOR),
+        # the queue's own reasons (a new guide version to read), so "no further task" is not said
+        # to somebody whose tasks wait behind a guide
+        "held_back": selectors.batches_held_back(user),
         "is_reviewer": roles.has_role(user, roles.REVIEWER, roles.CURATOR),
         "vendor": selectors.vendor_of(user),
     })

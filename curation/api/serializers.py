@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from common.fields import OptionalURLField, SlugRelatedField
 from common.roles import is_curator
+from common.unchangeable import CREATE_ONLY_HELP
 
 from ..models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, Source
 
@@ -70,6 +71,20 @@ class CategoryWriteSerializer(serializers.ModelSerializer):
         validators = []  # uniqueness per spec is checked by the service, with a clearer message
 
 
+class CategoryUpdateSerializer(serializers.ModelSerializer):
+    """What a PATCH of a category may send: its name, description and quota change;
+    its spec and slug only as stored (another value is a 400)."""
+
+    spec = serializers.PrimaryKeyRelatedField(queryset=DatasetSpec.objects.all(), required=False,
+                                              help_text=CREATE_ONLY_HELP)
+    slug = serializers.SlugField(required=False, help_text=CREATE_ONLY_HELP)
+
+    class Meta:
+        model = Category
+        fields = ["spec", "slug", "name", "description", "target_quota"]
+        validators = []  # the service decides what may change
+
+
 class CategoryInlineSerializer(serializers.Serializer):
     slug = serializers.SlugField(required=False, allow_blank=True)
     name = serializers.CharField(max_length=120)
@@ -94,6 +109,15 @@ class DatasetSpecSerializer(serializers.ModelSerializer):
                   "custom_categories", "default_quota", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
         validators = []
+
+
+class DatasetSpecUpdateSerializer(DatasetSpecSerializer):
+    """The request of a spec PATCH (schema only: the view parses with DatasetSpecSerializer,
+    so that `default_quota` and `custom_categories`, which only a new spec takes, are
+    refused with a 400 rather than ignored)."""
+
+    class Meta(DatasetSpecSerializer.Meta):
+        fields = [f for f in DatasetSpecSerializer.Meta.fields if f not in ("custom_categories", "default_quota")]
 
 
 class ImageSerializer(serializers.ModelSerializer):

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from common.permissions import IsCurator, IsCuratorOrReadOnly
 from common.storage import stored_file_response
+from common.unchangeable import NOT_STORED, refuse_changes
 
 from .. import selectors, services
 from ..filters import CategoryFilter, ImageFilter, SourceFilter, SpecFilter
@@ -87,11 +88,15 @@ class DatasetSpecViewSet(viewsets.ModelViewSet):
         spec = services.spec_create(created_by=self.request.user, **data)
         serializer.instance = self._refetch(spec.pk)
 
+    @extend_schema(request=s.DatasetSpecUpdateSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        """Change a spec. `default_quota` and `custom_categories` only make a new spec's
+        categories: sent here they are a 400 (change categories under `categories/`)."""
+        return super().partial_update(request, *args, **kwargs)
+
     def perform_update(self, serializer):
-        data = dict(serializer.validated_data)
-        data.pop("custom_categories", None)
-        data.pop("default_quota", None)
-        spec = services.spec_update(spec=serializer.instance, **data)
+        # Everything sent goes to the service, which refuses what cannot be changed.
+        spec = services.spec_update(spec=serializer.instance, **serializer.validated_data)
         serializer.instance = self._refetch(spec.pk)
 
 
@@ -121,10 +126,15 @@ class CategoryViewSet(viewsets.ModelViewSet):
         category = self.get_queryset().get(pk=category.pk)
         return Response(s.CategoryProgressSerializer(category).data, status=status.HTTP_201_CREATED)
 
-    def perform_update(self, serializer):
-        data = {k: v for k, v in serializer.validated_data.items() if k in ("name", "description", "target_quota")}
-        category = services.category_update(category=serializer.instance, **data)
-        serializer.instance = self.get_queryset().get(pk=category.pk)
+    @extend_schema(request=s.CategoryUpdateSerializer, responses=s.CategoryProgressSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        """Rename a category or change its quota; its spec and slug cannot be changed."""
+        category = self.get_object()
+        data = s.CategoryUpdateSerializer(category, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        # Everything sent goes to the service, which refuses what cannot be changed.
+        category = services.category_update(category=category, **data.validated_data)
+        return Response(s.CategoryProgressSerializer(self.get_queryset().get(pk=category.pk)).data)
 
     def perform_destroy(self, instance):
         services.category_delete(category=instance)
@@ -191,7 +201,9 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
     @extend_schema(request=s.ImageUpdateSerializer, responses=s.ImageSerializer)
     def partial_update(self, request, *args, **kwargs):
+        """Change an image's categories or capture session; its spec, source and file are fixed."""
         image = self.get_object()
+        refuse_changes(request.data, {"spec": image.spec_id, "source": image.source_id, "file": NOT_STORED})
         data = s.ImageUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.image_update(image=image, **data.validated_data)

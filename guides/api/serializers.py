@@ -7,6 +7,7 @@ from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from common.unchangeable import CREATE_ONLY_HELP
 from curation.models import DatasetSpec, Image
 from labeling.models import Vendor
 
@@ -277,6 +278,7 @@ class ContractSerializer(serializers.ModelSerializer):
         fields = ["id", "vendor", "vendor_name", "spec", "spec_name", "reference", "currency", "price_regions",
                   "price_latex", "price_full", "agreed_quantity", "starts_on", "deadline", "notes", "created_at"]
         read_only_fields = ["created_at"]
+        extra_kwargs = {"vendor": {"help_text": CREATE_ONLY_HELP}, "spec": {"help_text": CREATE_ONLY_HELP}}
         # Uniqueness is the service's job (a 400 naming `spec`), not a DRF validator.
         validators: list = []
 

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common import roles
+from common.unchangeable import refuse_changes
 
 from .. import costs, imaging, rendering, selectors, services
 from ..filters import (
@@ -122,7 +123,9 @@ class GuideVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
 
     @extend_schema(request=s.GuideVersionUpdateSerializer, responses={200: s.GuideVersionSerializer})
     def partial_update(self, request, *args, **kwargs):
+        """Change a draft's text or change notes; its guide is fixed."""
         version = self.get_object()
+        refuse_changes(request.data, {"guide": version.guide_id})
         data = s.GuideVersionUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         version = services.guide_version_update(version=version, **data.validated_data)
@@ -371,8 +374,8 @@ class ContractViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         serializer.instance = services.contract_create(created_by=self.request.user, **serializer.validated_data)
 
     def perform_update(self, serializer):
-        data = {k: v for k, v in serializer.validated_data.items() if k not in ("vendor", "spec")}
-        serializer.instance = services.contract_update(contract=serializer.instance, **data)
+        # Everything sent goes to the service, which refuses what cannot be changed (vendor, spec).
+        serializer.instance = services.contract_update(contract=serializer.instance, **serializer.validated_data)
 
 
 def _report(request):

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from common import roles
 from common.permissions import IsCurator, IsCuratorOrReadOnly
 from common.serializing import represent
+from common.unchangeable import NOT_STORED, refuse_changes
 from curation.selectors import images_visible_to, specs_visible_to
 
 from .. import selectors, services
@@ -144,7 +145,17 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @extend_schema(request=s.BatchUpdateSerializer, responses=s.BatchSerializer)
     def partial_update(self, request, pk=None):
+        """Change a batch's name, status, deadline, price or agreed quantity. What only
+        making a batch takes (spec, vendor, kind, overlap, the image filter) is a 400
+        unless sent as stored."""
         batch = self.get_object()
+        filters = batch.filters or {}
+        refuse_changes(request.data, {
+            "spec": batch.spec_id, "vendor": batch.vendor_id, "kind": batch.kind, "overlap": batch.overlap,
+            "quantity": batch.agreed_quantity, "categories": filters.get("categories", NOT_STORED),
+            "source": filters.get("source", NOT_STORED), "only_unlabeled": filters.get("only_unlabeled", NOT_STORED),
+            "lowest_confidence_first": filters.get("lowest_confidence_first", NOT_STORED),
+        })
         data = s.BatchUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.batch_update(batch=batch, **data.validated_data)
@@ -241,6 +252,7 @@ class AnnotationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         """Save a new version; `version` must be the current one, else 409. `next: true`
         as for a new annotation."""
         annotation = self.get_object()
+        refuse_changes(request.data, {"task": annotation.task_id})  # a full representation sends it unchanged
         data = s.AnnotationUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = dict(data.validated_data)

@@ -153,6 +153,25 @@ def test_screenshots_of_every_curator_page(page, live_server, login, screenshot,
     screenshot("login")
 
 
+def test_spec_quota_counts_stay_beside_their_percentage_inside_the_card(page, live_server, login, world):
+    # The counts ("3 / 6 collected · 0 labeled · 0 accepted") had a 130px column and did not wrap:
+    # at 1366px their text ran under the percentage and out of the card into the next column.
+    login("cora")
+    page.goto(f"{live_server.url}/specs/{world['spec'].pk}/")
+    rows = page.evaluate("""() => {
+        const card = document.querySelector('.quota').closest('.card').getBoundingClientRect();
+        const text = el => { const r = document.createRange(); r.selectNodeContents(el); return r.getBoundingClientRect(); };
+        const cells = [...document.querySelectorAll('.quota > .progress-label')];
+        const rows = [];
+        for (let i = 0; i < cells.length; i += 2) rows.push({counts: text(cells[i]).right, pct: text(cells[i + 1]).left,
+                                                             pctRight: text(cells[i + 1]).right, card: card.right});
+        return rows;
+    }""")
+    assert len(rows) == 5  # one per category of the spec
+    for row in rows:
+        assert row["counts"] <= row["pct"] and row["pctRight"] <= row["card"], row
+
+
 def test_other_roles_land_on_their_pages(page, live_server, login, screenshot, world):
     login("annie")
     assert page.url.endswith("/work/")

@@ -73,3 +73,20 @@ def test_schema_generates_without_warnings(tmp_path):
     from django.core.management import call_command
 
     call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(tmp_path / "schema.yml"))
+
+
+def test_patch_requests_offer_no_create_only_input_and_mark_fields_fixed_after_create(curator_api):
+    """A PATCH that sends a create-only field is a 400: the schema must not offer it as an input
+    the update takes, and says which fields may only be sent back as stored."""
+    schema = json.loads(curator_api.get("/api/schema/?format=json").content)
+
+    def patch_request(path):
+        ref = schema["paths"][path]["patch"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        return schema["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
+
+    spec_patch = patch_request("/api/v1/specs/{id}/")
+    assert "default_quota" not in spec_patch and "custom_categories" not in spec_patch
+    assert "requirement" in spec_patch
+    for path, fixed in [("/api/v1/contracts/{id}/", ("vendor", "spec")), ("/api/v1/categories/{id}/", ("spec", "slug"))]:
+        props = patch_request(path)
+        assert all("cannot be changed" in props[f]["description"] for f in fixed), path

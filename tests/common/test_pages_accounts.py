@@ -29,6 +29,18 @@ def test_login_page_logs_in_and_lands_curator_on_spec_dashboard(client):
     assert "Dataset specs" in text(r)
 
 
+def test_pages_name_an_icon_that_exists(client):
+    # Without one the browser asked every page for /favicon.ico: a 404 logged in its console.
+    import re
+
+    from django.contrib.staticfiles import finders
+    from django.templatetags.static import static
+
+    html = client.get("/accounts/login/").content.decode()
+    href = re.search(r'<link rel="icon" href="([^"]+)"', html).group(1)
+    assert href == static("favicon.svg") and finders.find("favicon.svg")
+
+
 def test_login_with_wrong_password_shows_error(client):
     factories.make_user(roles.CURATOR, username="cora")
     r = client.post("/accounts/login/", {"username": "cora", "password": "nope-nope-nope"})

@@ -88,6 +88,20 @@ def test_update_categories_and_capture_session(curator_api, spec, source):
     assert r.status_code == 400 and "nope" in r.json()["categories"][0]
 
 
+def test_image_patch_refuses_another_spec_or_source_and_keeps_the_image(curator_api, spec, source):
+    image = make_image(spec=spec, source=source)
+    other_spec, other_source = make_spec(), make_source()
+    for change, field in [({"spec": other_spec.id}, "spec"), ({"source": other_source.id}, "source")]:
+        r = curator_api.patch(f"/api/v1/images/{image.id}/", {**change, "capture_session": "s2"}, format="json")
+        assert r.status_code == 400 and r.json() == {field: ["This field cannot be changed."]}, r.content
+    image.refresh_from_db()
+    assert (image.spec_id, image.source_id, image.capture_session) == (spec.id, source.id, "")
+    # The stored values sent back unchanged are no change.
+    r = curator_api.patch(f"/api/v1/images/{image.id}/", {"spec": spec.id, "source": source.id,
+                                                          "capture_session": "s2"}, format="json")
+    assert r.status_code == 200 and r.json()["capture_session"] == "s2"
+
+
 def test_delete_removes_row_and_files(curator_api, spec, source, django_capture_on_commit_callbacks):
     image = make_image(spec=spec, source=source)
     assert len(stored_files()) == 2

@@ -64,6 +64,25 @@ def test_browser_filters(client, curator, gallery, spec, source, query, expected
     assert f"{len(expected)} found" in text(r)
 
 
+@pytest.mark.parametrize("query,marked,expected", [
+    # a slug chosen before the spec, when the menu listed slugs; with a spec it lists ids
+    ("spec={spec}&category=printed", "{printed}", ["p2.png", "p1.png"]),
+    ("spec={spec}&category={printed}", "{printed}", ["p2.png", "p1.png"]),  # the spec page's links
+    ("category={printed}", "printed", ["p2.png", "p1.png"]),                # an id without a spec
+    ("category=printed", "printed", ["o1.png", "p2.png", "p1.png"]),
+])
+def test_browser_category_menu_shows_the_category_filtered_on(client, curator, gallery, spec, query, marked,
+                                                              expected):
+    # The menu marked an option only when the address named the category the way the menu did:
+    # "?spec=1&category=printed" listed only printed images under "Any category".
+    client.force_login(curator)
+    printed = spec.categories.get(slug="printed").pk
+    r = client.get("/images/?" + query.format(spec=spec.pk, printed=printed))
+    assert shown(r) == expected
+    menu = re.search(r'<select id="f-category".*?</select>', r.content.decode(), re.S).group(0)
+    assert re.findall(r'<option value="([^"]*)" selected>', menu) == [marked.format(printed=printed)]
+
+
 def test_browser_paginates_with_limit_and_offset(client, curator, gallery):
     client.force_login(curator)
     r = client.get("/images/?limit=3")

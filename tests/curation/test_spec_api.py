@@ -80,6 +80,52 @@ def test_research_spec_with_nc_images_cannot_turn_commercial(curator_api, nc_sou
     assert spec.intended_use == "research"
 
 
+@pytest.mark.parametrize("change", [
+    {"default_quota": 7},
+    {"custom_categories": [{"name": "Graph paper", "target_quota": 50}]},
+    {"default_quota": 7, "name": "Renamed"},   # nothing of the request is stored
+])
+def test_spec_patch_sending_a_create_only_field_is_400_naming_it_and_stores_nothing(curator_api, change):
+    spec = make_spec(default_quota=10)
+    before = (spec.name, sorted(spec.categories.values_list("slug", "target_quota")))
+    r = curator_api.patch(f"/api/v1/specs/{spec.id}/", change, format="json")
+    assert r.status_code == 400, r.content
+    sent = sorted(set(change) - {"name"})
+    assert {f: r.json()[f] for f in sent} == {f: ["This field cannot be changed."] for f in sent}
+    spec.refresh_from_db()
+    assert (spec.name, sorted(spec.categories.values_list("slug", "target_quota"))) == before
+
+
+def test_spec_sent_back_whole_with_a_change_is_saved(curator_api):
+    spec = make_spec()
+    body = curator_api.get(f"/api/v1/specs/{spec.id}/").json()
+    r = curator_api.patch(f"/api/v1/specs/{spec.id}/", {**body, "requirement": "Read board photos"}, format="json")
+    assert r.status_code == 200, r.content
+    spec.refresh_from_db()
+    assert spec.requirement == "Read board photos"
+
+
+def test_category_patch_refuses_another_slug_or_spec_and_stores_nothing(curator_api):
+    spec, other = make_spec(), make_spec()
+    category = spec.categories.get(slug="shadow")
+    for change, field in [({"slug": "shade", "target_quota": 9}, "slug"), ({"spec": other.id, "target_quota": 9}, "spec")]:
+        r = curator_api.patch(f"/api/v1/categories/{category.id}/", change, format="json")
+        assert r.status_code == 400 and r.json() == {field: ["This field cannot be changed."]}, r.content
+    category.refresh_from_db()
+    assert (category.spec_id, category.slug, category.target_quota) == (spec.id, "shadow", 10)
+
+
+def test_category_sent_back_whole_with_a_new_quota_is_saved(curator_api):
+    spec = make_spec()
+    category = spec.categories.get(slug="shadow")
+    body = curator_api.get(f"/api/v1/categories/{category.id}/").json()
+    r = curator_api.patch(f"/api/v1/categories/{category.id}/", {**body, "target_quota": 25, "name": "Shade"},
+                          format="json")
+    assert r.status_code == 200, r.content
+    assert (r.json()["slug"], r.json()["spec"], r.json()["target_quota"], r.json()["name"]) == \
+        ("shadow", spec.id, 25, "Shade")
+
+
 def test_custom_category_added_and_deleted_but_builtin_kept(curator_api, spec):
     r = curator_api.post("/api/v1/categories/", {"spec": spec.id, "name": "Chalkboard", "target_quota": 7})
     assert r.status_code == 201, r.content

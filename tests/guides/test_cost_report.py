@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from guides.costs import BatchInfo, TaskRow, Terms, cost_report, cost_report_csv
+from tests import factories
 
 D = Decimal
 V1, V2, S1, S2 = 1, 2, 10, 20
@@ -160,6 +161,25 @@ def test_second_contract_for_the_same_pair_names_spec(curator_api, vendor, spec)
     assert curator_api.post("/api/v1/contracts/", _contract_payload(vendor, spec)).status_code == 201
     response = curator_api.post("/api/v1/contracts/", _contract_payload(vendor, spec))
     assert response.status_code == 400 and "spec" in response.json()
+
+
+@pytest.mark.parametrize("field", ["vendor", "spec"])
+def test_contract_patch_refuses_another_vendor_or_spec_and_stores_nothing(curator_api, contract, field):
+    other = {"vendor": factories.make_vendor, "spec": factories.make_spec}[field]()
+    response = curator_api.patch(f"/api/v1/contracts/{contract.id}/", {field: other.id, "agreed_quantity": 7},
+                                 format="json")
+    assert response.status_code == 400 and response.json() == {field: ["This field cannot be changed."]}
+    before = (contract.vendor_id, contract.spec_id, contract.agreed_quantity)
+    contract.refresh_from_db()
+    assert (contract.vendor_id, contract.spec_id, contract.agreed_quantity) == before
+
+
+def test_contract_sent_back_whole_with_a_new_price_is_saved(curator_api, contract):
+    body = curator_api.get(f"/api/v1/contracts/{contract.id}/").json()
+    response = curator_api.patch(f"/api/v1/contracts/{contract.id}/", {**body, "price_full": "0.5000"}, format="json")
+    assert response.status_code == 200, response.content
+    contract.refresh_from_db()
+    assert contract.price_full == D("0.5")
 
 
 def test_annotator_cannot_see_contracts_or_costs(annotator_api, contract):

@@ -121,6 +121,8 @@ def test_examples_carry_regions_drawn_on_the_overlay(curator_api, curator, contr
     ({}, "regions"),                                       # an object is not an empty list
     (0, "regions"),
     ([[[10**400, 0], [10, 0], [10, 10], [0, 10]]], "regions"),  # an integer beyond float range
+    ([[[True, 10], [100, 10], [100, 50], [10, 50]]], "regions"),  # a boolean is not a coordinate
+    ([[["10", 10], [100, 10], [100, 50], [10, 50]]], "regions"),  # nor a numeric string
 ])
 def test_bad_example_regions_name_the_field(curator_api, curator, contract, example_image, regions, field):
     draft = factories.make_guide(spec=contract.spec, by=curator, publish=False)
@@ -128,6 +130,38 @@ def test_bad_example_regions_name_the_field(curator_api, curator, contract, exam
                                                              "kind": "good", "regions": regions})
     assert response.status_code == 400 and field in response.json()
     assert draft.examples.count() == 0
+
+
+def test_bad_example_region_error_says_which_region(curator_api, curator, contract, example_image):
+    draft = factories.make_guide(spec=contract.spec, by=curator, publish=False)
+    good, bad = [[10, 10], [100, 10], [100, 50], [10, 50]], [[10, 10], ["100", 10], [100, 50], [10, 50]]
+    response = curator_api.post("/api/v1/guide-examples/", {"version": draft.id, "image": example_image.id,
+                                                             "kind": "good", "regions": [good, bad]}, format="json")
+    assert response.status_code == 400
+    assert response.json()["regions"] == ["Region 2: Point 2 must hold two numbers."]
+    assert draft.examples.count() == 0
+
+
+def test_example_regions_keep_the_order_their_corners_were_given_in(curator, contract, example_image):
+    draft = factories.make_guide(spec=contract.spec, by=curator, publish=False)
+    counter_clockwise = [[10, 50], [100, 50], [100, 10], [10, 10]]
+    example = services.guide_example_add(version=draft, image=example_image, kind="good", regions=[counter_clockwise])
+    assert example.regions == [counter_clockwise]
+
+
+def test_guide_version_patch_refuses_another_guide_and_changes_nothing(curator_api, curator, contract):
+    draft = factories.make_guide(spec=contract.spec, by=curator, publish=False)
+    other = factories.make_guide(spec=factories.make_spec(), by=curator, publish=False)
+    before = (draft.guide_id, draft.body_md)
+    response = curator_api.patch(f"/api/v1/guide-versions/{draft.id}/", {"guide": other.guide_id, "body_md": "moved"},
+                                 format="json")
+    assert response.status_code == 400 and response.json() == {"guide": ["This field cannot be changed."]}
+    draft.refresh_from_db()
+    assert (draft.guide_id, draft.body_md) == before
+    # Sent back as stored, the guide is no change.
+    response = curator_api.patch(f"/api/v1/guide-versions/{draft.id}/", {"guide": draft.guide_id, "body_md": "edited"},
+                                 format="json")
+    assert response.status_code == 200 and response.json()["body_md"] == "edited"
 
 
 def test_example_image_of_another_spec_is_refused(curator_api, curator, contract):

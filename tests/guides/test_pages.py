@@ -91,6 +91,53 @@ def test_annotator_asks_about_a_region_through_the_page(world, annotator, exampl
     assert bad.status_code == 200 and "four [x, y] points" in bad.content.decode()
 
 
+def test_question_asked_from_the_labeling_page_records_its_task(world, annotator, contract):
+    # The labeling page links to /questions/new/?task=<id>&spec=<id>; the form dropped `task`,
+    # so the curator never learnt which task the question was about.
+    import re
+
+    c = _client(annotator)
+    url = f"/questions/new/?task=4321&spec={contract.spec_id}"
+    form = c.get(url).content.decode()
+    hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form))
+    assert hidden["task_ref"] == "4321"
+    response = c.post(url, {"spec": contract.spec_id, "title": "Dot or cdot?", "body": "a.b", **hidden})
+    assert response.status_code == 302
+    question = Question.objects.get(title="Dot or cdot?")
+    assert question.task_ref == 4321
+    assert "task 4321" in c.get(f"/questions/{question.pk}/").content.decode()
+
+
+def test_question_form_shows_the_errors_of_its_hidden_fields(world, annotator, contract):
+    # guide_version and task_ref come hidden from the linking page; refused, they re-rendered the
+    # form with no visible reason.
+    c = _client(annotator)
+    ask = {"spec": contract.spec_id, "title": "t", "body": "b"}
+    page = c.post("/questions/new/", {**ask, "task_ref": 0}).content.decode()  # refused by the form
+    assert "Task ref: Ensure this value is greater than or equal to 1." in page
+    page = c.post("/questions/new/", {**ask, "guide_version": 987654}).content.decode()  # refused by the view
+    assert "Guide version: No such guide version." in page
+    assert not Question.objects.filter(title="t").exists()
+
+
+def test_notifications_quote_titles_as_written(annotator, contract, curator):
+    # Titles went into the messages through repr(): "Is a dot a \cdot?" read "'Is a dot a \\cdot?'" on
+    # the notifications page and in the e-mail, and an apostrophe switched the quotes.
+    from tests.pages import text
+
+    title = "Is a dot a \\cdot? Don't know"
+    question = services.question_ask(asked_by=annotator, spec=contract.spec, title=title, body="b")
+    services.question_answer(question=question, author=curator, body="Yes.")
+    services.question_close(question=question, by=curator)
+    guide_title = "Fractions: \\frac vs \\dfrac"
+    services.guide_version_publish(version=factories.make_guide(spec=contract.spec, title=guide_title, publish=False),
+                                   by=curator)
+    page = text(_client(annotator).get("/notifications/"))
+    assert f"Your question “{title}” has an answer." in page
+    assert f"Your question “{title}” was closed." in page
+    assert f"Guide “{guide_title}” version 1 is published" in page
+
+
 def test_contract_form_shows_service_errors_on_the_field(curator, vendor, spec):
     c = _client(curator)
     response = c.post("/contracts/", {"vendor": vendor.id, "spec": spec.id, "currency": "us1",

@@ -153,6 +153,8 @@ def test_unanswered_question_cannot_be_promoted(annotator, contract, curator_api
     ({"task_ref": 2**63}, "task_ref"),                               # beyond a 64-bit id: not a database error
     ({"task_ref": 10**20}, "task_ref"),
     ({"image": "IMG", "region": [[10**400, 0], [10, 0], [10, 10], [0, 10]]}, "region"),  # beyond float range
+    ({"image": "IMG", "region": [[True, 10], [180, 10], [180, 60], [20, 60]]}, "region"),  # a boolean is no number
+    ({"image": "IMG", "region": [["20", 10], [180, 10], [180, 60], [20, 60]]}, "region"),  # nor a numeric string
 ])
 def test_bad_question_input_names_the_field(annotator_api, contract, example_in_guide, example_image, extra, field):
     extra = {k: (example_image.id if v == "IMG" else v) for k, v in extra.items()}

@@ -9,7 +9,7 @@ import pytest
 from common import rle
 from common.latex import normalize as latex_normalize
 from labeling.models import Annotation, AnnotationVersion, Claim, Prediction, Region
-from tests.factories import quad
+from tests.factories import make_spec, make_vendor, quad
 
 pytestmark = pytest.mark.django_db
 
@@ -212,6 +212,44 @@ def test_batch_update_refuses_a_currency_that_batch_create_refuses(batch, curato
     assert batch.currency == "USD"
     r = curator_api.patch(f"/api/v1/batches/{batch.id}/", {"currency": "eur"}, format="json")
     assert r.status_code == 200 and r.json()["currency"] == "EUR"
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"vendor": "OTHER_VENDOR"}, "vendor"),
+    ({"spec": "OTHER_SPEC"}, "spec"),
+    ({"overlap": 3}, "overlap"),
+    ({"kind": "latex"}, "kind"),
+    ({"quantity": 50}, "quantity"),
+    ({"only_unlabeled": False}, "only_unlabeled"),
+])
+def test_batch_patch_refuses_what_only_making_a_batch_sets_and_stores_nothing(batch, curator_api, change, field):
+    others = {"OTHER_VENDOR": lambda: make_vendor().id, "OTHER_SPEC": lambda: make_spec().id}
+    change = {k: others[v]() if v in others else v for k, v in change.items()}
+    before = curator_api.get(f"/api/v1/batches/{batch.id}/").json()
+    r = curator_api.patch(f"/api/v1/batches/{batch.id}/", {**change, "name": "Renamed"}, format="json")
+    assert r.status_code == 400 and r.json() == {field: ["This field cannot be changed."]}, r.content[:300]
+    assert curator_api.get(f"/api/v1/batches/{batch.id}/").json() == before
+
+
+def test_batch_sent_back_whole_with_a_new_name_is_saved(batch, curator_api):
+    body = curator_api.get(f"/api/v1/batches/{batch.id}/").json()
+    r = curator_api.patch(f"/api/v1/batches/{batch.id}/", {**body, "name": "Renamed"}, format="json")
+    assert r.status_code == 200 and r.json()["name"] == "Renamed", r.content[:300]
+
+
+def test_annotation_put_naming_another_task_is_refused_and_saves_nothing(batch, annotator_api):
+    task_id = annotator_api.post("/api/v1/tasks/next/").json()["task"]["id"]
+    ann = annotator_api.post("/api/v1/annotations/", {"task": task_id, "regions": [quad()]}).json()
+    before = _counts()
+    other = batch.tasks.exclude(pk=task_id).first()
+    r = annotator_api.put(f"/api/v1/annotations/{ann['id']}/", {"version": 1, "task": other.id,
+                                                                 "regions": [quad(latex="y")]})
+    assert r.status_code == 400 and r.json() == {"task": ["This field cannot be changed."]}
+    assert _counts() == before and Annotation.objects.get(pk=ann["id"]).version == 1
+    # Its own task sent along is no change.
+    r = annotator_api.put(f"/api/v1/annotations/{ann['id']}/", {"version": 1, "task": task_id,
+                                                                 "regions": [quad(latex="y")]})
+    assert r.status_code == 200 and r.json()["version"] == 2, r.content[:300]
 
 
 def test_gold_answer_read_back_from_an_imported_truth_is_accepted_with_its_normal_form_recomputed(batch, curator_api):

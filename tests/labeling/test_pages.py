@@ -2,6 +2,8 @@
 people with what the browser needs, and never show another vendor's work."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -87,6 +89,17 @@ def test_empty_review_queue_says_so(reviewer):
     assert r.status_code == 200 and "Nothing is waiting for your review" in r.content.decode()
 
 
+@pytest.mark.parametrize("who", ["curator", "reviewer"])
+def test_empty_review_queue_links_back_to_a_page_the_reviewer_may_open(who, request):
+    # Curators review too; "Back to my work" sent them to /work/, a vendor member's page (403).
+    user = request.getfixturevalue(who)
+    client = client_for(user)
+    html = client.get("/review/").content.decode()
+    assert "Nothing is waiting for your review" in html
+    back = re.search(r'Nothing is waiting for your review\. <a href="([^"]+)"', html).group(1)
+    assert client.get(back).status_code == 200
+
+
 def test_my_work_shows_rejection_reasons_and_comment(batch, annotator, reviewer):
     ann = _submitted(batch, annotator)
     review_create(annotation=ann, reviewer=reviewer, decision="reject", reasons=["latex_error", "wrong_region"],
@@ -94,6 +107,27 @@ def test_my_work_shows_rejection_reasons_and_comment(batch, annotator, reviewer)
     html = client_for(annotator).get("/work/").content.decode()
     assert "LaTeX error, Wrong region" in html and "the exponent is 3" in html
     assert f'href="/label/{ann.task_id}/"' in html
+
+
+def test_after_submit_my_work_says_why_tasks_wait_instead_of_none_left(batch, spec, annotator):
+    # The labeling page sends the annotator to /work/?done=1 when the queue gives no next task. When
+    # the tasks wait behind a newly published guide version, "There is no further task for you
+    # right now" sent them home; the page now names the guide to read, with its link.
+    client = client_for(annotator)
+    html = client.get("/work/?done=1").content.decode()
+    assert "There is no further task for you right now" in html and "held-back" not in html
+
+    from guides.services import guide_acknowledge
+
+    version = factories.make_guide(spec=spec)
+    html = client.get("/work/?done=1").content.decode()
+    assert "There is no further task for you right now" not in html
+    assert f"Read and acknowledge version {version.number} of the work guide for {spec.name}" in html
+    assert f'<a href="/guides/{version.guide_id}/">open the guide</a>' in html
+
+    guide_acknowledge(version=version, user=annotator)
+    html = client.get("/work/?done=1").content.decode()
+    assert "There is no further task for you right now" in html and "held-back" not in html
 
 
 def test_my_work_query_count_does_not_grow_with_annotations(batch, annotator, reviewer, django_assert_max_num_queries):

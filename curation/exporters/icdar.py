@@ -1,4 +1,8 @@
-"""ICDAR-2015 style: ``<split>/images/<file>`` and ``<split>/gt/gt_<stem>.txt``.
+"""ICDAR-2015 style: ``<split>/images/img_<N>.<ext>`` and ``<split>/gt/gt_img_<N>.txt``.
+
+``N`` is the image id, so the names match the benchmark's own (``img_1.jpg`` /
+``gt_img_1.txt``): its evaluation script and the usual dataset converters pair files by the
+patterns ``gt_img_([0-9]+).txt`` and ``res_img_([0-9]+).txt`` and silently skip anything else.
 
 One line per region, ``x1,y1,x2,y2,x3,y3,x4,y4,transcription``, integer pixel coordinates
 clockwise from the top-left of the text. Regions flagged ``illegible`` are written with the
@@ -18,11 +22,17 @@ from .records import ExportImage, region_quad
 ILLEGIBLE = "illegible"
 
 
+def icdar_stem(image: ExportImage) -> str:
+    """``img_<image id>``: the benchmark's file naming, whatever the image was called."""
+    return f"img_{image.image_id}"
+
+
 class IcdarWriter(ExportWriter):
     format = "icdar2015"
 
     def image_member(self, image: ExportImage) -> str:
-        return f"{split_name(image.split)}/images/{image.file_name}"
+        ext = posixpath.splitext(image.file_name)[1].lower()
+        return f"{split_name(image.split)}/images/{icdar_stem(image)}{ext}"
 
     def add(self, image: ExportImage, data: bytes | None) -> None:
         self.write_image(image, data)
@@ -35,5 +45,5 @@ class IcdarWriter(ExportWriter):
             text = "###" if ILLEGIBLE in region.flags else " ".join(region.latex.split())
             lines.append(f"{coords},{text}")
             self.regions += 1
-        stem = posixpath.splitext(posixpath.basename(image.file_name))[0]
-        self.sink.write(f"{split_name(image.split)}/gt/gt_{stem}.txt", "\n".join(lines) + ("\n" if lines else ""))
+        self.sink.write(f"{split_name(image.split)}/gt/gt_{icdar_stem(image)}.txt",
+                        "\n".join(lines) + ("\n" if lines else ""))

@@ -7,12 +7,20 @@ Each task is ``{"data": {"image": URL, ...}, "annotations" | "predictions": [{"r
 per-region ``textarea`` result holding the LaTeX. A mask-only region is outlined as a polygon
 (Label Studio's brush format is its own RLE, not COCO's).
 
-``image_url`` maps an image to the URL Label Studio should load (default: the path inside the
-zip, for a local-files storage pointed at the unpacked export).
+``image_url`` maps an image to the URL Label Studio should load. The default is Label Studio's
+local-files URL of the image inside the unpacked export, ``/data/local-files/?d=images/<file>``
+(a bare relative path is not a URL Label Studio can load). To import:
+
+1. unpack the zip into ``$DIR`` and start Label Studio with
+   ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=$DIR``;
+2. create a project with ``label_config.xml`` as its labeling interface;
+3. add a *Local files* source storage with the absolute path ``$DIR/images`` (do not sync it);
+4. import ``tasks.json``.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -23,6 +31,7 @@ from .records import ExportImage, mask_polygon
 POLYGON_FROM = "label"
 LATEX_FROM = "latex"
 IMAGE_TO = "image"
+LOCAL_FILES_PREFIX = "/data/local-files/?d="
 
 
 class LabelStudioWriter(ExportWriter):
@@ -31,10 +40,14 @@ class LabelStudioWriter(ExportWriter):
     def __init__(self, sink, *, image_url: Callable[[ExportImage], str] | None = None,
                  as_predictions: bool = False, model_version: str = "", **kwargs) -> None:
         super().__init__(sink, **kwargs)
-        self._image_url = image_url or (lambda image: self.image_member(image))
+        self._image_url = image_url or self.local_files_url
         self._key = "predictions" if as_predictions else "annotations"
         self._model_version = model_version
         self._tasks = JsonArrayPart(sink.part("tasks.json"))
+
+    def local_files_url(self, image: ExportImage) -> str:
+        """Label Studio's URL of the image under a local-files document root set to the unpacked zip."""
+        return LOCAL_FILES_PREFIX + quote(self.image_member(image), safe="/")
 
     def add(self, image: ExportImage, data: bytes | None) -> None:
         self.write_image(image, data)

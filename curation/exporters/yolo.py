@@ -5,6 +5,12 @@ image width/height (so in [0, 1]) and written with 10 decimals, which round-trip
 under 1e-6 of a pixel on any realistic image. A region with only a mask gets the minimum-area
 rectangle around the mask. Points outside the image are clipped to its border, as the
 trainer requires. Class indices are 0-based in the order of ``names`` in ``data.yaml``.
+
+``data.yaml`` has no ``path``: Ultralytics then takes the dataset root to be the folder of the
+YAML file, wherever the zip is unpacked. (A relative ``path`` such as ``.`` is resolved against
+the current directory or Ultralytics' ``datasets_dir``, not the YAML's folder, so training
+from anywhere else fails with "images not found".) ``train``/``val``/``test`` are relative to
+that root: ``images/<split>``, whose labels Ultralytics finds in ``labels/<split>``.
 """
 from __future__ import annotations
 
@@ -47,7 +53,7 @@ class YoloObbWriter(ExportWriter):
         self.sink.write(f"labels/{split}/{stem}.txt", "\n".join(lines) + ("\n" if lines else ""))
 
     def finish(self) -> None:
-        doc = {"path": ".", "names": {i: slug for i, slug in enumerate(self.categories)}}
+        doc: dict = {"names": {i: slug for i, slug in enumerate(self.categories)}}
         keys = {"train": "train", "validation": "val", "test": "test"}
         for split in sorted(self._splits):
             doc[keys.get(split, split)] = f"images/{split}"

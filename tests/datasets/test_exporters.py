@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import cv2
 import numpy as np
@@ -107,6 +110,29 @@ def test_yolo_obb_coordinates_round_trip_within_1e_6():
     assert (data["train"], data["val"], data["test"]) == ("images/train", "images/validation", "images/test")
 
 
+def test_yolo_obb_data_yaml_finds_its_images_wherever_the_zip_is_unpacked(tmp_path, monkeypatch):
+    rng = np.random.default_rng(13)
+    images = [make_image(i, rng=rng, split=s) for i, s in ((1, "train"), (2, "validation"), (3, "test"))]
+    zf, _ = _export(images, "yolo-obb")
+    root = tmp_path / "unpacked"
+    zf.extractall(root)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a trainer is rarely started inside the dataset folder
+    yaml_file = root / "data.yaml"
+    doc = yaml.safe_load(yaml_file.read_text())
+    # Ultralytics' rule (ultralytics.data.utils.check_det_dataset): the dataset root is `path`
+    # when given, else the YAML's folder; a relative `path` that exists is taken from the current
+    # directory, one that does not from its datasets_dir. `path: .` pointed at the cwd.
+    dataset_root = Path(doc.get("path") or yaml_file.parent)
+    for key, split in (("train", "train"), ("val", "validation"), ("test", "test")):
+        folder = (dataset_root / doc[key]).resolve()
+        assert folder == root / "images" / split
+        image = next(folder.iterdir())
+        label = Path(str(image).replace("/images/", "/labels/")).with_suffix(".txt")  # img2label_paths
+        assert label.is_file()
+
+
 def test_yolo_obb_gives_a_mask_only_region_its_minimum_area_rectangle():
     mask = np.zeros((40, 80), dtype=np.uint8)
     mask[10:20, 30:70] = 1  # 40 x 10 block: its tight rectangle is exact up to pixel edges
@@ -144,6 +170,16 @@ def test_label_studio_json_has_the_shape_label_studio_imports():
     for needle in ('<PolygonLabels name="label" toName="image">', '<Label value="formula"/>',
                    '<TextArea name="latex" toName="image" perRegion="true"', 'value="$image"'):
         assert needle in config
+
+
+def test_label_studio_tasks_point_at_the_images_with_a_local_files_url_by_default():
+    # Label Studio cannot load a bare relative path ("images/img_7.png"); through a local-files
+    # storage whose document root is the unpacked export it serves /data/local-files/?d=<path>.
+    rng = np.random.default_rng(14)
+    zf, _ = _export([make_image(7, rng=rng)], "label-studio")
+    url = json.loads(zf.read("tasks.json"))[0]["data"]["image"]
+    assert url == "/data/local-files/?d=images/img_7.png"
+    assert parse_qs(urlsplit(url).query)["d"][0] in zf.namelist()
 
 
 def test_label_studio_export_can_write_predictions_with_a_model_version():
@@ -206,10 +242,37 @@ def test_icdar_lines_are_integer_quads_with_transcriptions():
         ExportRegion(points=quad, latex="??", flags=("illegible",)),
     ])
     zf, _ = _export([image], "icdar2015", include_images=False)
-    assert zf.read("test/gt/gt_a.txt").decode().splitlines() == [
+    assert zf.read("test/gt/gt_img_1.txt").decode().splitlines() == [
         "10,21,50,20,50,40,10,40,f(x, y) = 1",
         "10,21,50,20,50,40,10,40,###",
     ]
+
+
+def _icdar_clockwise(coords: list[int]) -> bool:
+    """The ICDAR-2015 evaluation script's check (rrc_evaluation_funcs.validate_clockwise_points)."""
+    p = coords
+    edges = [(p[2] - p[0]) * (p[3] + p[1]), (p[4] - p[2]) * (p[5] + p[3]),
+             (p[6] - p[4]) * (p[7] + p[5]), (p[0] - p[6]) * (p[1] + p[7])]
+    return sum(edges) <= 0
+
+
+def test_icdar_files_are_named_img_n_and_gt_img_n_as_the_benchmark_tools_pair_them():
+    # The RRC evaluation script keys ground truth by `gt_img_([0-9]+).txt` (and results by
+    # `res_img_([0-9]+).txt`) and silently skips any other name: `gt_00000007.txt` was never read.
+    rng = np.random.default_rng(12)
+    images = [ExportImage(7, "00000007.JPG", 64, 48, "test", MIT, IM2MARKUP, open_bytes=lambda: png_bytes(64, 48),
+                          regions=[ExportRegion(points=[[5, 5], [40, 6], [39, 20], [4, 19]], latex="a")]),
+              make_image(12, rng=rng, split="test", n_quads=2, n_masks=1)]
+    zf, _ = _export(images, "icdar2015")
+    names = set(zf.namelist())
+    assert {"test/images/img_7.jpg", "test/gt/gt_img_7.txt", "test/images/img_12.png", "test/gt/gt_img_12.txt"} <= names
+    gt_ids = {m.group(1) for n in names if (m := re.fullmatch(r"test/gt/gt_img_([0-9]+)\.txt", n))}
+    image_ids = {m.group(1) for n in names if (m := re.fullmatch(r"test/images/img_([0-9]+)\.\w+", n))}
+    assert gt_ids == image_ids == {"7", "12"}
+    for n in ("test/gt/gt_img_7.txt", "test/gt/gt_img_12.txt"):
+        for line in zf.read(n).decode().splitlines():
+            coords = [int(v) for v in line.split(",", 8)[:8]]
+            assert _icdar_clockwise(coords), line
 
 
 def test_jsonl_writes_one_line_per_image_with_regions_licence_and_source():

@@ -62,6 +62,7 @@ def prepare(args) -> tuple[dict, dict]:
     env = dict(os.environ)
     env.update({
         "MATHSET_VAR_DIR": str(var), "MEDIA_ROOT": str(var / "media"), "DEBUG": "0", "LOG_LEVEL": "WARNING",
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only"),
         "DATABASE_URL": fresh_database(os.environ.get("DATABASE_URL"), var),
         "DJANGO_SETTINGS_MODULE": "config.settings", "DB_CONN_MAX_AGE": "60",
     })

@@ -18,6 +18,10 @@ bench/README.md):
 import multiprocessing
 import os
 
+# Serving means DEBUG off (no tracebacks with settings and local variables for whoever triggers
+# an error) unless DEBUG is set explicitly; with DEBUG off the settings refuse the public
+# development SECRET_KEY, so set SECRET_KEY too.
+raw_env = [] if "DEBUG" in os.environ else ["DEBUG=0"]
 bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_WORKERS", multiprocessing.cpu_count()))
 worker_class = "gthread"

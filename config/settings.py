@@ -22,10 +22,26 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-key-change-me")
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me"
+SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
+# On for `make run` and the tests; `make serve` (config/gunicorn.conf.py) turns it off unless DEBUG is set.
 DEBUG = env_bool("DEBUG", True)
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    from django.core.exceptions import ImproperlyConfigured
+
+    # The development key is in the repository: with it anyone could sign a /signed-files/ URL for
+    # any image (curation/signed_urls.py) and forge every other signature Django makes.
+    raise ImproperlyConfigured("Set SECRET_KEY (a long random string, the same for web and workers): "
+                               "the development key is public and must not serve with DEBUG off.")
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+# Served over HTTPS (behind a TLS-terminating proxy that sets X-Forwarded-Proto): SECURE_COOKIES=1
+# keeps the session and CSRF cookies off plain HTTP, SECURE_HSTS_SECONDS asks browsers to come back
+# only over HTTPS. Off by default: `make run` and `make serve` answer plain HTTP on 127.0.0.1.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
@@ -515,7 +516,8 @@ class BatchIngestReport:
 
 
 def iter_image_files(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) for every image file in a folder (recursively) or a zip file."""
+    """(name, bytes) for every image file in a folder (recursively) or a zip file. A zip
+    member larger than the upload limit is a ValidationError naming it, before it is read."""
     path = Path(path)
     if path.is_dir():
         for p in sorted(path.rglob("*")):
@@ -523,18 +525,38 @@ def iter_image_files(path: Path) -> Iterator[tuple[str, bytes]]:
                 yield str(p.relative_to(path)), p.read_bytes()
     elif zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
-            yield from _iter_zip(zf)
+            for info in _zip_image_members(zf):
+                item = _zip_item(zf, info)
+                if item.data is None:
+                    raise ValidationError({"path": f"{item.name}: {item.error}"})
+                yield item.name, item.data
     else:
         raise ValidationError({"path": f"{path} is neither a folder nor a zip file."})
 
 
-def _iter_zip(zf: zipfile.ZipFile) -> Iterator[tuple[str, bytes]]:
-    for info in zf.infolist():
-        if info.is_dir() or os.path.splitext(info.filename)[1].lower() not in IMAGE_SUFFIXES:
-            continue
-        if os.path.basename(info.filename).startswith("._"):
-            continue  # macOS resource forks
-        yield info.filename, zf.read(info)
+def _zip_image_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The members of a zip that an import reads: image files, not folders nor macOS resource forks."""
+    return [info for info in zf.infolist()
+            if not info.is_dir() and os.path.splitext(info.filename)[1].lower() in IMAGE_SUFFIXES
+            and not os.path.basename(info.filename).startswith("._")]
+
+
+def _zip_item(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IngestItem:
+    """One zip member as an IngestItem, or as a failure when it cannot be taken.
+
+    The size the member declares is checked *before* it is decompressed: a zip bomb (a few
+    hundred kilobytes that inflate to gigabytes) would otherwise be read whole into the worker's
+    memory only to be refused by `decode_image` afterwards. zipfile never inflates a member
+    beyond its declared size (a member that lies fails its CRC check), so the check holds."""
+    limit = settings.MATHSET_MAX_UPLOAD_BYTES
+    if info.file_size > limit:
+        return IngestItem(name=info.filename, data=None,
+                          error=f"the file is {info.file_size} bytes uncompressed; the limit is {limit} bytes.")
+    try:
+        return IngestItem(name=info.filename, data=zf.read(info))
+    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, NotImplementedError) as exc:
+        # A corrupt, encrypted or oddly compressed member is listed; the others still import.
+        return IngestItem(name=info.filename, data=None, error=f"unreadable zip member: {exc}")
 
 
 @dataclass
@@ -685,16 +707,18 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
     job.refresh_from_db()
     try:
         with default_storage.open(job.archive, "rb") as fh, zipfile.ZipFile(fh) as zf:
-            items = list(_iter_zip(zf))
-            job.total = len(items)
+            members = _zip_image_members(zf)
+            job.total = len(members)
             job.save(update_fields=["total"])
 
             def progress(report: BatchIngestReport) -> None:
                 ImportJob.objects.filter(id=job.id).update(imported=report.imported, duplicates=report.duplicates)
 
-            report = ingest_stream(spec=job.spec, source=job.source, items=items,
-                                   categories=list(job.categories.all()), uploaded_by=job.created_by,
-                                   on_progress=progress)
+            # Members are read one chunk at a time (never the whole archive in memory), each
+            # refused unread when it declares more than the upload limit (see _zip_item).
+            report = ingest_batch(spec=job.spec, source=job.source, items=(_zip_item(zf, m) for m in members),
+                                  categories=list(job.categories.all()), uploaded_by=job.created_by,
+                                  chunk_size=25, on_progress=progress)
     except Exception as exc:  # the job, not the worker, records what went wrong
         log.exception("import job %s failed", job.id)
         job.status = ImportJob.Status.FAILED

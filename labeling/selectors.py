@@ -66,9 +66,27 @@ def vendors_visible_to(user: User) -> QuerySet[Vendor]:
 
 
 def members_visible_to(user: User, vendor: Vendor) -> QuerySet[User]:
-    """People of `vendor` (already a vendor `user` may see), with roles, by username."""
-    return (User.objects.filter(vendor_membership__vendor=vendor).prefetch_related("groups")
-            .select_related("vendor_membership").order_by("username"))
+    """People of `vendor`, with roles, by username: for curators and the vendor's own people.
+
+    Model teams may list vendors, but not their people (names, e-mail addresses), as
+    `common.selectors.users_visible_to` shows them nobody but themselves."""
+    qs = (User.objects.filter(vendor_membership__vendor=vendor).prefetch_related("groups")
+          .select_related("vendor_membership").order_by("username"))
+    if is_curator(user):
+        return qs
+    own = vendor_of(user)
+    if own is None or own.pk != vendor.pk:
+        return qs.none()
+    return qs
+
+
+def can_add_members(user: User, vendor: Vendor) -> bool:
+    """Curators add people to any vendor; a vendor manager only to the vendor they work for
+    (whatever other role they also hold)."""
+    if is_curator(user):
+        return True
+    own = vendor_of(user)
+    return has_role(user, VENDOR_MANAGER) and own is not None and own.pk == vendor.pk
 
 
 def batches_visible_to(user: User) -> QuerySet[Batch]:

@@ -103,7 +103,7 @@ class VendorViewSet(viewsets.ModelViewSet):
             raise PermissionDenied()
         vendor = self.get_object()
         if request.method == "POST":
-            if not (roles.is_curator(request.user) or roles.has_role(request.user, roles.VENDOR_MANAGER)):
+            if not selectors.can_add_members(request.user, vendor):
                 raise PermissionDenied("Only curators and the vendor's managers add members.")
             data = s.MemberCreateSerializer(data=request.data)
             data.is_valid(raise_exception=True)

@@ -65,3 +65,28 @@ def test_the_wsgi_module_freezes_the_loaded_heap():
         assert frozen > 10_000 and gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+def test_gunicorn_serves_with_debug_off_unless_debug_is_set(monkeypatch):
+    monkeypatch.delenv("DEBUG", raising=False)
+    assert _load(monkeypatch).env == {"DEBUG": "0"}
+    assert _load(monkeypatch, DEBUG="1").env == {}
+
+
+def _settings_in_a_fresh_process(**env):
+    import os
+    import subprocess
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"],
+        cwd=CONF.parents[1], env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+        capture_output=True, text=True, timeout=120)
+
+
+def test_settings_refuse_the_public_development_secret_key_with_debug_off():
+    refused = _settings_in_a_fresh_process(DEBUG="0")
+    assert refused.returncode != 0 and "ImproperlyConfigured" in refused.stderr and "SECRET_KEY" in refused.stderr
+    served = _settings_in_a_fresh_process(DEBUG="0", SECRET_KEY="a-long-random-production-key")
+    assert served.returncode == 0 and served.stdout.strip() == "False", served.stderr
+    assert _settings_in_a_fresh_process().stdout.strip() == "True"  # make run: DEBUG on, development key

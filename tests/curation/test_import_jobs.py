@@ -64,3 +64,27 @@ def test_real_worker_runs_the_import_job(real_worker, api):
     job = wait_for(lambda: ImportJob.objects.filter(id=r.json()["id"], status="done").first(), timeout=60)
     assert (job.imported, job.duplicates, len(job.errors)) == (4, 1, 1)
     assert Image.objects.filter(spec=spec).count() == 4
+
+
+@pytest.mark.django_db
+def test_zip_bomb_member_is_refused_unread_and_the_rest_imports(curator_api, spec, source, settings, monkeypatch,
+                                                                django_capture_on_commit_callbacks):
+    settings.MATHSET_MAX_UPLOAD_BYTES = 100_000
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ok.png", png_bytes())
+        zf.writestr("bomb.png", b"\0" * 5_000_000)  # ~5 KB compressed, 50x the limit inflated
+    assert len(buf.getvalue()) < settings.MATHSET_MAX_UPLOAD_BYTES
+    read = []
+    real_read = zipfile.ZipFile.read
+    monkeypatch.setattr(zipfile.ZipFile, "read",
+                        lambda zf, name, pwd=None: read.append(getattr(name, "filename", name)) or real_read(zf, name, pwd))
+    with django_capture_on_commit_callbacks(execute=True):
+        r = curator_api.post("/api/v1/import-jobs/", {"spec": spec.id, "source": source.id,
+                                                      "archive": SimpleUploadedFile("bomb.zip", buf.getvalue())},
+                             format="multipart")
+    assert r.status_code == 201, r.content
+    job = curator_api.get(f"/api/v1/import-jobs/{r.json()['id']}/").json()
+    assert (job["status"], job["total"], job["imported"]) == ("done", 2, 1)
+    assert [e["file"] for e in job["errors"]] == ["bomb.png"] and "limit" in job["errors"][0]["error"]
+    assert read == ["ok.png"]  # the bomb was never inflated

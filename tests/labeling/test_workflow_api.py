@@ -208,6 +208,32 @@ def test_vendor_manager_adds_an_annotator(vendor, manager):
     assert "ann-new" in names and manager.username in names
 
 
+
+def test_model_team_lists_vendors_but_not_their_people(vendor, manager):
+    model_team = client_for(factories.make_user(roles.MODEL_TEAM))
+    assert model_team.get(f"/api/v1/vendors/{vendor.id}/").status_code == 200
+    r = model_team.get(f"/api/v1/vendors/{vendor.id}/members/")
+    assert r.status_code == 200 and r.json()["count"] == 0
+    assert manager.username not in r.content.decode()
+
+
+def test_a_vendor_manager_who_also_holds_another_role_adds_members_only_to_their_own_vendor(vendor):
+    from django.contrib.auth.models import Group, User
+
+    other = factories.make_vendor()
+    manager = factories.make_user(roles.VENDOR_MANAGER, vendor=vendor)
+    manager.groups.add(Group.objects.get(name=roles.MODEL_TEAM))  # model teams may read every vendor
+    api = client_for(manager)
+    assert api.get(f"/api/v1/vendors/{other.id}/").status_code == 200
+    r = api.post(f"/api/v1/vendors/{other.id}/members/", {"username": "planted", "password": "pass-word-123",
+                                                           "role": "vendor_manager"})
+    assert r.status_code == 403, r.content
+    assert not User.objects.filter(username="planted").exists()
+    assert api.get(f"/api/v1/vendors/{other.id}/members/").json()["count"] == 0
+    r = api.post(f"/api/v1/vendors/{vendor.id}/members/", {"username": "mine", "password": "pass-word-123",
+                                                            "role": "annotator"})
+    assert r.status_code == 201, r.content
+
 def test_a_skipped_task_comes_back_only_when_nothing_else_is_left():
     vendor = factories.make_vendor()
     factories.make_batch(factories.make_spec(), vendor, images=2)

@@ -188,3 +188,39 @@ def test_a_malformed_answer_fails_the_prelabel_items_with_the_reason(model, pipe
     errors = set(PrelabelItem.objects.filter(job=job).values_list("error", flat=True))
     assert len(errors) == 1 and "results[0].regions must be a list" in errors.pop()
     assert not Prediction.objects.filter(job=job).exists()
+
+
+def test_a_redirecting_model_is_refused_without_following_the_redirect():
+    """requests would follow a 302 from the POST with a GET of the new address and the error would
+    carry what that address answered: a way to read internal pages (cloud metadata) back."""
+    hits: list[tuple[str, str]] = []
+
+    class Redirector(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            hits.append(("POST", self.path))
+            self.send_response(302)
+            self.send_header("Location", "/internal-secret")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):  # noqa: N802
+            hits.append(("GET", self.path))
+            body = b"INTERNAL-SECRET"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(runtime.ExternalModelError, match="302") as exc:
+            runtime.HttpPredictor(f"http://127.0.0.1:{server.server_address[1]}/predict").read_urls(["http://x/1"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "INTERNAL-SECRET" not in str(exc.value)
+    assert hits == [("POST", "/predict")]

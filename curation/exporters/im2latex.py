@@ -10,7 +10,8 @@
 * ``train.lst``, ``validate.lst``, ``test.lst``: ``<crop file> <formula index>`` per line,
   the im2markup layout.
 
-Regions without LaTeX, or whose quad is degenerate, are skipped. Crops are adaptations of
+Regions without LaTeX, regions flagged ``illegible`` (their LaTeX is the annotator's guess, not a
+reading to learn from) and regions whose quad is degenerate are skipped. Crops are adaptations of
 the image, so a no-derivatives licence keeps its images out of this format.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from common.latex import normalize
 from .base import ExportWriter, split_name
 from .records import ExportImage, region_quad
 
+ILLEGIBLE = "illegible"
 _LIST_NAMES = {"train": "train.lst", "validation": "validate.lst", "test": "test.lst"}
 
 
@@ -69,7 +71,7 @@ class Im2LatexWriter(ExportWriter):
         self._next_formula = 0
 
     def add(self, image: ExportImage, data: bytes | None) -> None:
-        work = [(k, r) for k, r in enumerate(image.regions) if r.latex.strip()]
+        work = [(k, r) for k, r in enumerate(image.regions) if r.latex.strip() and ILLEGIBLE not in r.flags]
         if not work or data is None:
             return
         pixels = decode_rgb(data)

@@ -222,6 +222,18 @@ def test_im2latex_crops_are_rectified_upright_with_the_quads_size():
     assert zf.read("validate.lst").decode() == "3_0.png 0\n"
 
 
+def test_im2latex_leaves_out_illegible_regions_whose_latex_is_a_guess():
+    data, quad = _rotated_formula_image()
+    image = ExportImage(3, "page.png", 400, 400, "train", MIT, IM2MARKUP, open_bytes=lambda: data,
+                        regions=[ExportRegion(points=quad, latex="x ^ 2", flags=("illegible",)),
+                                 ExportRegion(points=quad, latex="y", flags=("partial",))])
+    zf, result = _export([image], "im2latex")
+    assert result.regions == 1
+    assert zf.read("formulas.lst").decode() == "y\n"
+    assert zf.read("train.lst").decode() == "3_1.png 0\n"
+    assert "images/3_0.png" not in zf.namelist()
+
+
 def test_im2latex_leaves_out_images_whose_licence_forbids_derivatives():
     rng = np.random.default_rng(5)
     images = [make_image(1, rng=rng, licence=CC_BY_ND), make_image(2, rng=rng)]

@@ -1,4 +1,9 @@
-"""Quadrilaterals in image pixels: canonical order, validation, IoU (shapely).
+"""Quadrilaterals in image pixels: reading order kept (made clockwise), validation, IoU (shapely).
+
+A stored quad's first point is the formula's top-left as read (whatever the photo's rotation),
+then clockwise on screen: top-right, bottom-right, bottom-left of the text. `validate_quad`
+keeps the start it is given; `canonical_quad` (start at the image's top-left) is only for quads
+whose reading orientation is unknown (an evaluation box, a quad fitted around a mask).
 
 Domain-free: callers turn `GeometryError` into a 400 naming their own field.
 """
@@ -44,17 +49,28 @@ def _as_points(points: object) -> list[Point]:
     return out
 
 
-def canonical_quad(points: Sequence[Point]) -> list[list[float]]:
-    """The 4 corners clockwise (in image coordinates, y down) starting at the top-left.
+def clockwise_quad(points: Sequence[Point]) -> list[list[float]]:
+    """The 4 corners clockwise on screen (image coordinates, y down), starting where they start.
 
-    Clockwise is fixed by the signed area; the start is the corner with the
-    smallest x + y (ties: smallest y), the usual "top-left" of ICDAR/YOLO-OBB.
+    A counter-clockwise quad [p0, p1, p2, p3] becomes [p0, p3, p2, p1]: the direction is
+    reversed but the first point, the formula's top-left as read, stays first.
     """
     pts = [(float(x), float(y)) for x, y in points]
     # Shoelace area; with y pointing down a positive value means clockwise on screen.
     area2 = sum(pts[i][0] * pts[(i + 1) % 4][1] - pts[(i + 1) % 4][0] * pts[i][1] for i in range(4))
     if area2 < 0:
-        pts = pts[::-1]
+        pts = [pts[0], pts[3], pts[2], pts[1]]
+    return [list(p) for p in pts]
+
+
+def canonical_quad(points: Sequence[Point]) -> list[list[float]]:
+    """The 4 corners clockwise (in image coordinates, y down) starting at the image's top-left.
+
+    For quads whose reading orientation is unknown: clockwise as :func:`clockwise_quad`, then
+    the start is the corner with the smallest x + y (ties: smallest y), the "top-left" of
+    YOLO-OBB. A labelled region keeps its own start (the formula's top-left), see `validate_quad`.
+    """
+    pts = [tuple(p) for p in clockwise_quad(points)]
     start = min(range(4), key=lambda i: (pts[i][0] + pts[i][1], pts[i][1], pts[i][0]))
     return [list(pts[(start + k) % 4]) for k in range(4)]
 
@@ -85,9 +101,11 @@ def check_inside(points: Sequence[Point], *, width: int, height: int, tolerance:
 
 
 def validate_quad(points: object, *, width: int, height: int) -> list[list[float]]:
-    """Check a quadrilateral and return it in canonical order.
+    """Check a quadrilateral and return it clockwise, from the point it starts at.
 
-    Raises GeometryError unless there are exactly 4 finite points forming a simple
+    The first point is the formula's top-left as read (the annotator's or the orienter's
+    choice), so it is kept: a counter-clockwise quad is turned clockwise around it
+    (:func:`clockwise_quad`), never rolled to the image's top-left. Raises GeometryError unless there are exactly 4 finite points forming a simple
     (not self-intersecting) polygon of non-zero area inside the image (with a small
     tolerance for corners placed on the border).
     """
@@ -96,7 +114,7 @@ def validate_quad(points: object, *, width: int, height: int) -> list[list[float
                  tolerance=max(EDGE_TOLERANCE_PX, EDGE_TOLERANCE_FRACTION * max(width, height)))
     # Corners within the tolerance are pulled onto the border so exports stay in range.
     clamped = [(min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))) for x, y in pts]
-    return canonical_quad(clamped)
+    return clockwise_quad(clamped)
 
 
 def polygon_iou(a: Sequence[Point], b: Sequence[Point]) -> float:

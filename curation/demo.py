@@ -234,6 +234,8 @@ DEMO_GUIDE = """# Labeling formulas
 
 1. Draw **one quadrilateral per formula**, corners on the ink's outer edge, following the
    paper when it is rotated or bent (use *Quad*, 4 clicks, or *Rectangle* and drag).
+   Start at the formula's **top-left as read** and go clockwise, even when the photo is
+   turned or upside down; the first corner is marked, *Turn start* (key **T**) moves it on.
 2. Type the formula in LaTeX as it is written, e.g. $\\frac{a}{b} + x^{2}$; check the preview.
 3. Mark a region *illegible* when you cannot read it, *cut off* when it leaves the photo.
 4. Whiteout and highlighter: label what is written *now*, not what was covered.

@@ -71,7 +71,7 @@ class GuideExample(models.Model):
     """A good or bad example image of a version, with the regions drawn on it.
 
     `regions` is a list of quads, each four [x, y] points in image pixels,
-    clockwise from the top left, like the regions annotators draw.
+    from the formula's top-left as read, clockwise, like the regions annotators draw.
     """
 
     class Kind(models.TextChoices):

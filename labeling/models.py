@@ -232,8 +232,8 @@ class AnnotationVersion(models.Model):
 
 
 class Region(models.Model):
-    """One formula in an annotation version: a quadrilateral (4 points, clockwise from
-    the top-left, image pixels) or a pixel mask (COCO RLE), with its LaTeX."""
+    """One formula in an annotation version: a quadrilateral (4 points, image pixels,
+    from the formula's top-left as read, clockwise on screen) or a pixel mask (COCO RLE), with its LaTeX."""
 
     class Kind(models.TextChoices):
         QUAD = "quad", "Quadrilateral"

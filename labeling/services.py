@@ -517,7 +517,10 @@ def _flag(value, field: str) -> bool:
 
 def regions_clean(*, regions: object, image: Image, field: str = "regions",
                   spec_categories: set[str] | None = None, with_confidence: bool = False) -> list[dict]:
-    """Validate regions against their image and return them in canonical form.
+    """Validate regions against their image and return them in stored form.
+
+    A quad keeps the start corner it was given (the formula's top-left as read, however the
+    photo is turned) and is made clockwise on screen around it (common.geometry.validate_quad).
 
     A region is {"kind": "quad", "points": [[x, y] x4]} or {"kind": "mask",
     "mask": COCO RLE}, plus "latex", "illegible", "cut_off", "categories" (slugs of

@@ -597,7 +597,9 @@ class PrelabelStats:
 
     A prediction matched to an accepted region at IoU >= ``keep_iou`` was **kept**, matched
     at a lower IoU (>= ``match_iou``) **moved**; unmatched predictions were **deleted**,
-    unmatched accepted regions **added**. LaTeX: for every matched pair, whether the
+    unmatched accepted regions **added**. Kept and moved measure placement only: a quad whose
+    start corner the annotator rolled to the formula's reading direction, with the corners
+    where they were, was kept (IoU does not depend on the order of the points). LaTeX: for every matched pair, whether the
     prediction was accepted unchanged (after normalisation) and the normalised token edit
     distance from prediction to accepted answer.
 

@@ -89,7 +89,7 @@ class HttpPredictor:
         # endpoint points (e.g. a cloud metadata address inside our network) and the answer's text
         # would come back to the model team in the error below. A model is reached at its own address.
         resp = requests.post(self.endpoint_url, json={"images": urls}, timeout=self.timeout, allow_redirects=False)
-        if resp.is_redirect or 300 <= resp.status_code < 400:
+        if 300 <= resp.status_code < 400:
             raise ExternalModelError(f"external model {self.endpoint_url} answered HTTP {resp.status_code} (a redirect, "
                                      "not followed): register the model's own address")
         if resp.status_code >= 400:

@@ -14,7 +14,6 @@ from PIL import ImageDraw
 from rest_framework.test import APIClient
 
 from common import rle, roles
-from common.geometry import canonical_quad
 from tests import factories
 from tests.browser_fixtures import save_screenshot as screenshot
 
@@ -125,9 +124,9 @@ def saved_annotation(user, task_id: int) -> dict:
 
 
 def assert_quad_close(stored, expected, tol=1.0):
-    want = canonical_quad(expected)
-    for (sx, sy), (wx, wy) in zip(stored, want, strict=True):
-        assert abs(sx - wx) <= tol and abs(sy - wy) <= tol, (stored, want)
+    """The stored corners are the expected ones in the same order (the first is the formula's top-left as read)."""
+    for (sx, sy), (wx, wy) in zip(stored, expected, strict=True):
+        assert abs(sx - wx) <= tol and abs(sy - wy) <= tol, (stored, expected)
 
 
 def test_annotator_draws_types_submits_and_reviewer_rejects(browser_page, labeling_setup):
@@ -405,3 +404,71 @@ def test_prelabels_show_the_model_confidence_and_open_the_least_sure_region_firs
     ann = saved_annotation(s["annotator"], task_id)
     assert [r["latex"] for r in ann["regions"]] == ["a+b", "x^{3}"]
     assert all("confidence" not in r for r in ann["regions"])
+
+
+def crop_preview(page) -> np.ndarray:
+    """The straightened-crop preview as an H x W x 3 array."""
+    page.wait_for_timeout(120)  # drawn on the next animation frame
+    w, h, data = page.evaluate("""() => { const c = document.querySelector('#crop');
+        return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }""")
+    return np.asarray(data, dtype=np.uint8).reshape(h, w, 4)[..., :3].astype(int)
+
+
+def red_x_share(crop: np.ndarray) -> float:
+    """Where the red marker lies across the crop, 0 (left) to 1 (right)."""
+    red = (crop[..., 0] > 180) & (crop[..., 1] < 90) & (crop[..., 2] < 90)
+    xs = np.nonzero(red)[1]
+    assert len(xs), "the red marker is not in the crop"
+    return (xs.mean() + 0.5) / crop.shape[1]
+
+
+def test_turn_start_rolls_the_first_corner_the_crop_follows_and_the_order_is_saved(browser_page, labeling_setup):
+    from labeling.services import predictions_import
+
+    s = labeling_setup
+    image = s["batch"].tasks.get().image
+    # A pre-label whose first corner is the image's bottom-right, as for an upside-down formula:
+    # the red marker, at the box's left in the image, ends the straightened crop.
+    upside_down = [[700, 170], [600, 170], [600, 140], [700, 140]]
+    predictions_import(model_name="formula-det", model_version="9", items=[
+        {"image": image.id, "regions": [{"kind": "quad", "points": upside_down, "latex": "x"}]}])
+    page = browser_page(s["annotator"])
+    task_id = open_next_task(page)
+    assert page.evaluate("window.labeler.state.regions[0].points") == upside_down  # kept as stored
+    assert "Turn start" in page.locator(".shortcuts").inner_text()
+    before = crop_preview(page)
+    assert before.shape[1] > before.shape[0] and red_x_share(before) > 0.8
+
+    press(page, "t")  # one corner on: the crop stands up
+    assert page.evaluate("window.labeler.state.regions[0].points") == [[600, 170], [600, 140], [700, 140], [700, 170]]
+    turned = crop_preview(page)
+    assert turned.shape[0] > turned.shape[1]
+    page.click("#roll-start")  # and one more with the button: the formula's top-left first, upright
+    upright = crop_preview(page)
+    assert upright.shape == before.shape and red_x_share(upright) < 0.2
+    assert np.abs(upright - before[::-1, ::-1]).mean() < 12  # the same crop, turned by 180 degrees
+    screenshot(page, "10-label-turn-start")
+
+    page.click("#btn-save")
+    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    ann = saved_annotation(s["annotator"], task_id)
+    assert ann["regions"][0]["points"] == [[600, 140], [700, 140], [700, 170], [600, 170]]
+    assert not page.errors, page.errors
+
+
+def test_a_rectangle_starts_at_its_top_left_on_screen_whichever_way_it_is_dragged(browser_page, labeling_setup):
+    s = labeling_setup
+    page = browser_page(s["annotator"])
+    task_id = open_next_task(page)
+    press(page, "r")
+    drag(page, to_screen(page, 330, 270), to_screen(page, 80, 228))  # from the bottom-right up
+    press(page, "Shift+R")  # the view turned: a rectangle dragged now starts at the screen's top-left
+    press(page, "0")
+    drag(page, to_screen(page, 80, 68), to_screen(page, 330, 110))
+    page.click("#btn-save")
+    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    ann = saved_annotation(s["annotator"], task_id)
+    assert_quad_close(ann["regions"][0]["points"], [(80, 228), (330, 228), (330, 270), (80, 270)])
+    # Turned 90 degrees clockwise, the screen's top-left is the image's bottom-left.
+    assert_quad_close(ann["regions"][1]["points"], [(80, 110), (80, 68), (330, 68), (330, 110)])
+    assert not page.errors, page.errors

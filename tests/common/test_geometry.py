@@ -1,4 +1,4 @@
-"""common.geometry: canonical quad order, validation, IoU."""
+"""common.geometry: reading order kept (made clockwise), canonical order, validation, IoU."""
 from __future__ import annotations
 
 import itertools
@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from common.geometry import GeometryError, canonical_quad, polygon_iou, validate_quad
+from common.geometry import GeometryError, canonical_quad, clockwise_quad, polygon_iou, validate_quad
 
 SQUARE = [[10.0, 10.0], [60.0, 10.0], [60.0, 40.0], [10.0, 40.0]]  # clockwise from top-left on screen
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
-def test_every_corner_cycle_gives_one_canonical_order_and_bow_ties_fail(order):
+def test_every_corner_cycle_keeps_its_start_runs_clockwise_and_bow_ties_fail(order):
     shuffled = [SQUARE[i] for i in order]
     # Opposite corners (0 and 2) next to each other in the cycle make a bow tie.
     bow_tie = (order.index(0) - order.index(2)) % 4 != 2
@@ -20,7 +20,18 @@ def test_every_corner_cycle_gives_one_canonical_order_and_bow_ties_fail(order):
         with pytest.raises(GeometryError, match="not simple"):
             validate_quad(shuffled, width=100, height=100)
     else:
-        assert validate_quad(shuffled, width=100, height=100) == SQUARE
+        # The first point is the formula's top-left as read: it stays first, the rest follow
+        # clockwise on screen (y down).
+        start = order[0]
+        assert validate_quad(shuffled, width=100, height=100) == [SQUARE[(start + k) % 4] for k in range(4)]
+        assert canonical_quad(shuffled) == SQUARE
+
+
+def test_counter_clockwise_is_reversed_around_the_first_point():
+    p0, p1, p2, p3 = [[90.0, 40.0], [10.0, 40.0], [10.0, 10.0], [90.0, 10.0]]  # an upside-down formula
+    assert clockwise_quad([p0, p3, p2, p1]) == [p0, p1, p2, p3]
+    assert clockwise_quad([p0, p1, p2, p3]) == [p0, p1, p2, p3]
+    assert validate_quad([p0, p3, p2, p1], width=100, height=100) == [p0, p1, p2, p3]
 
 
 def test_rotated_quad_starts_at_the_corner_nearest_top_left_and_runs_clockwise():

@@ -248,6 +248,16 @@ def test_vectorised_quad_ious_equal_shapely_for_any_orientation():
     assert quad_ious(a[:1], b[:1])[0] == pytest.approx(1.0)
 
 
+def test_prelabel_quad_with_only_its_start_corner_rolled_counts_as_kept():
+    # The annotator turned the pre-label to the formula's reading direction (another first
+    # corner) without moving a corner: kept, since kept/moved measure placement (IoU).
+    pred = box(0, 0, 10, 10)
+    rolled = np.roll(pred, -2, axis=0)
+    o = prelabel_changes([PrelabelCase("m", [Region(points=pred, latex="a")],
+                                       [Region(points=rolled, latex="a")])])["overall"]
+    assert (o["kept"], o["moved"], o["deleted"], o["added"]) == (1, 0, 0, 0)
+
+
 def test_prelabel_confidence_counts_only_rated_regions_and_a_deleted_one_as_wrong():
     predicted = [Region(points=box(0, 0, 10, 10), latex="a", confidence=0.8),      # kept, unchanged: right
                  Region(points=box(50, 0, 60, 10), latex="c", confidence=0.7),     # kept, LaTeX fixed: wrong

@@ -155,7 +155,8 @@ def test_external_http_model_prelabels_through_its_endpoint(curator, spec, image
             return {"results": [{"regions": [{"points": [[0, 0], [9, 0], [9, 5], [0, 5]], "score": 0.9,
                                               "latex": "x", "latex_confidence": 0.4}]} for _ in range(self.n)]}
 
-    def fake_post(url, json, timeout):
+    def fake_post(url, json, timeout, allow_redirects=True):
+        assert allow_redirects is False  # a redirect must not lead the worker to another address
         calls.append((url, json["images"]))
         return FakeResponse(len(json["images"]))
 

@@ -50,18 +50,19 @@ export class View {
   }
 }
 
-// Clockwise (y down) from the top-left corner, as the server stores quads.
-export function canonicalQuad(pts) {
-  let p = pts.map(([x, y]) => [x, y]);
+// Clockwise on screen (y down), keeping the first corner: the formula's top-left as read,
+// however the photo is turned. A counter-clockwise [p0, p1, p2, p3] becomes [p0, p3, p2, p1],
+// as the server stores quads (common/geometry.py clockwise_quad).
+export function clockwiseQuad(pts) {
+  const p = pts.map(([x, y]) => [x, y]);
   let area2 = 0;
   for (let i = 0; i < 4; i++) area2 += p[i][0] * p[(i + 1) % 4][1] - p[(i + 1) % 4][0] * p[i][1];
-  if (area2 < 0) p = p.reverse();
-  let start = 0;
-  for (let i = 1; i < 4; i++) {
-    const a = p[i], b = p[start];
-    if (a[0] + a[1] < b[0] + b[1] || (a[0] + a[1] === b[0] + b[1] && a[1] < b[1])) start = i;
-  }
-  return [0, 1, 2, 3].map((k) => p[(start + k) % 4]);
+  return area2 < 0 ? [p[0], p[3], p[2], p[1]] : p;
+}
+
+// The next corner (clockwise) becomes the first: turns the quad's reading direction by 90°.
+export function rollQuad(pts) {
+  return [1, 2, 3, 0].map((k) => [pts[k][0], pts[k][1]]);
 }
 
 export function pointInPolygon(x, y, pts) {

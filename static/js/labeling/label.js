@@ -2,7 +2,7 @@
 // region's LaTeX with a live preview beside its rectified crop, save a draft,
 // submit. Work is kept in localStorage until the server has it.
 import { api, ApiError, claimNext, fieldErrors } from "./api.js";
-import { canonicalQuad, pointInPolygon, selfIntersecting, warpQuad } from "./geometry.js";
+import { clockwiseQuad, pointInPolygon, rollQuad, selfIntersecting, warpQuad } from "./geometry.js";
 import { encodeCanvas } from "./rle.js";
 import { colorOf, ImageCanvas, maskCanvasFrom, renderLatex, rgbOf } from "./viewer.js";
 
@@ -16,8 +16,8 @@ const $ = (sel, el = document) => el.querySelector(sel);
 
 const TOOL_HINTS = {
   select: "Select: click a region to edit it, drag a corner or the region to move it, drag empty space to pan.",
-  rect: "Rectangle: drag a box around one formula. It becomes 4 corners you can adjust (press V).",
-  quad: "Quad: click the 4 corners of a formula, in any order. Esc cancels.",
+  rect: "Rectangle: drag a box around one formula; it starts at the top-left as you see it. Adjust the corners with V, the start with T.",
+  quad: "Quad: click the 4 corners of a formula, from its top-left as read, clockwise. Esc cancels.",
   brush: "Brush: paint over the formula's pixels. [ and ] change the brush size.",
   erase: "Eraser: remove pixels from the selected mask.",
 };
@@ -82,6 +82,16 @@ function addRegion(r) {
   select(state.regions.length - 1);
   changed();
   return r;
+}
+
+// The next corner becomes the first: set a quad's start to the formula's top-left as read.
+function rollStart() {
+  const r = state.regions[state.selected];
+  if (!r || r.kind !== "quad" || !r.points || state.readOnly) return;
+  r.points = rollQuad(r.points);
+  changed();
+  renderPanel();
+  viewer.redraw();
 }
 
 function removeRegion(i) {
@@ -179,7 +189,7 @@ canvas.addEventListener("pointerdown", (e) => {
     case "quad":
       state.quadDraft.push(clampPoint(img));
       if (state.quadDraft.length === 4) {
-        const pts = canonicalQuad(state.quadDraft);
+        const pts = clockwiseQuad(state.quadDraft);  // the first click stays the first corner
         state.quadDraft = [];
         addRegion(newRegion("quad", { points: pts }));
         if (selfIntersecting(pts)) flash("Those corners cross each other; drag a corner to fix the shape.");
@@ -234,11 +244,13 @@ canvas.addEventListener("pointerup", () => {
   const r = state.regions[state.selected];
   if (d.type === "rect") {
     if (Math.abs(d.x1 - d.x0) < 4 || Math.abs(d.y1 - d.y0) < 4) { viewer.redraw(); return; }
-    const corners = [[d.x0, d.y0], [d.x1, d.y0], [d.x1, d.y1], [d.x0, d.y1]]
+    // From the top-left as seen on screen (the view may be turned to read the formula upright), clockwise.
+    const [x0, x1] = [Math.min(d.x0, d.x1), Math.max(d.x0, d.x1)], [y0, y1] = [Math.min(d.y0, d.y1), Math.max(d.y0, d.y1)];
+    const corners = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
       .map(([x, y]) => clampPoint(viewer.view.toImage(x, y)));
-    addRegion(newRegion("quad", { points: canonicalQuad(corners) }));
+    addRegion(newRegion("quad", { points: clockwiseQuad(corners) }));
   } else if ((d.type === "corner" || d.type === "move") && r && d.moved) {
-    r.points = canonicalQuad(r.points.map(clampPoint));
+    r.points = clockwiseQuad(r.points.map(clampPoint));
     if (selfIntersecting(r.points)) flash("Those corners cross each other; drag a corner to fix the shape.");
     changed();
     renderPanel();
@@ -303,7 +315,8 @@ function renderPanel() {
     box.appendChild(li);
   });
   ta.setAttribute("aria-invalid", r.errors.latex ? "true" : "false");
-  [ta, $("#flag-illegible"), $("#flag-cutoff"), $("#delete-region")].forEach((el) => { el.disabled = state.readOnly; });
+  $("#roll-start").hidden = r.kind !== "quad";
+  [ta, $("#flag-illegible"), $("#flag-cutoff"), $("#delete-region"), $("#roll-start")].forEach((el) => { el.disabled = state.readOnly; });
   drawCrop();
 }
 
@@ -329,9 +342,9 @@ function drawCrop() {
     const MAXW = c.parentElement.clientWidth || 320, MAXH = 140;
     if (!r || !viewer.bitmap) return;
     if (r.kind === "quad" && r.points) {
-      // Order the corners as they appear on screen, so a rotated view gives an upright crop.
-      const scr = canonicalQuad(r.points.map(([x, y]) => viewer.view.toScreen(x, y)));
-      const q = scr.map(([x, y]) => viewer.view.toImage(x, y));
+      // Straightened from the first corner (the formula's top-left as read), as the exports are:
+      // upright when the start is right, turned when it is not (T moves it on).
+      const q = r.points;
       const w = Math.max(Math.hypot(q[1][0] - q[0][0], q[1][1] - q[0][1]), Math.hypot(q[2][0] - q[3][0], q[2][1] - q[3][1]));
       const h = Math.max(Math.hypot(q[3][0] - q[0][0], q[3][1] - q[0][1]), Math.hypot(q[2][0] - q[1][0], q[2][1] - q[1][1]));
       const s = Math.min(MAXW / w, MAXH / h, 4);
@@ -369,6 +382,7 @@ $("#category-boxes").addEventListener("change", () => {
   changed();
 });
 $("#delete-region").addEventListener("click", () => removeRegion(state.selected));
+$("#roll-start").addEventListener("click", () => rollStart());
 $("#opacity").addEventListener("input", (e) => { viewer.maskOpacity = Number(e.target.value) / 100; viewer.redraw(); });
 $("#brush-size").addEventListener("input", (e) => { state.brush = Number(e.target.value); $("#brush-size-out").textContent = `${state.brush}px`; viewer.redraw(); });
 
@@ -432,6 +446,7 @@ document.addEventListener("keydown", (e) => {
     R: () => { viewer.rotate(1); drawCrop(); }, s: () => saveDraft(), S: () => saveDraft(),
     "+": () => viewer.zoom(1.25), "=": () => viewer.zoom(1.25), "-": () => viewer.zoom(0.8), 0: () => viewer.fit(),
     Delete: () => removeRegion(state.selected), Backspace: () => removeRegion(state.selected),
+    t: () => rollStart(), T: () => rollStart(),
     "[": () => { state.brush = Math.max(2, state.brush - 4); $("#brush-size").value = state.brush; $("#brush-size").dispatchEvent(new Event("input")); },
     "]": () => { state.brush = Math.min(200, state.brush + 4); $("#brush-size").value = state.brush; $("#brush-size").dispatchEvent(new Event("input")); },
   };

@@ -131,12 +131,17 @@ export class ImageCanvas {
         ctx.lineWidth = i === selected ? 3 : 2;
         ctx.strokeStyle = col;
         ctx.stroke();
+        // The formula's top edge as read (corner 1 to corner 2) thicker, corner 1 a filled dot.
+        ctx.beginPath(); ctx.moveTo(pts[0][0], pts[0][1]); ctx.lineTo(pts[1][0], pts[1][1]);
+        ctx.lineWidth = i === selected ? 6 : 4; ctx.lineCap = "round"; ctx.stroke(); ctx.lineCap = "butt";
         if (i === selected) {
           pts.forEach(([x, y]) => {
             ctx.fillStyle = "#fff"; ctx.fillRect(x - 5, y - 5, 10, 10);
             ctx.strokeStyle = col; ctx.lineWidth = 2; ctx.strokeRect(x - 5, y - 5, 10, 10);
           });
         }
+        ctx.beginPath(); ctx.arc(pts[0][0], pts[0][1], 6, 0, Math.PI * 2);
+        ctx.fillStyle = col; ctx.fill(); ctx.strokeStyle = "#fff"; ctx.lineWidth = 2; ctx.stroke();
         label = pts.reduce((m, p) => (p[1] < m[1] || (p[1] === m[1] && p[0] < m[0]) ? p : m));
       } else if (r.kind === "mask" && r.bbox) {
         const [x0, y0] = [r.bbox[0], r.bbox[1]];

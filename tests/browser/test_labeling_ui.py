@@ -472,3 +472,141 @@ def test_a_rectangle_starts_at_its_top_left_on_screen_whichever_way_it_is_dragge
     # Turned 90 degrees clockwise, the screen's top-left is the image's bottom-left.
     assert_quad_close(ann["regions"][1]["points"], [(80, 110), (80, 68), (330, 68), (330, 110)])
     assert not page.errors, page.errors
+
+
+def region_points(page) -> list:
+    return page.evaluate("window.labeler.state.regions.map((r) => r.points)")
+
+
+def test_undo_and_redo_walk_through_drawing_moving_and_deleting_and_the_draft_saves_the_restored_state(
+        browser_page, labeling_setup):
+    s = labeling_setup
+    page = browser_page(s["annotator"])
+    task_id = open_next_task(page)
+    assert page.locator("#undo").is_disabled() and page.locator("#redo").is_disabled()
+    shortcuts = page.locator(".shortcuts").inner_text()
+    assert "Undo" in shortcuts and "Redo" in shortcuts
+
+    press(page, "r")
+    drag(page, to_screen(page, 80, 68), to_screen(page, 330, 110))
+    drawn = region_points(page)
+    assert_quad_close(drawn[0], [(80, 68), (330, 68), (330, 110), (80, 110)])
+    assert page.locator("#undo").is_enabled() and page.locator("#redo").is_disabled()
+    press(page, "v")
+    drag(page, to_screen(page, 330, 110), to_screen(page, 340, 120))  # one corner drag: one step
+    moved = region_points(page)
+    assert_quad_close(moved[0], [(80, 68), (330, 68), (340, 120), (80, 110)])
+    type_latex(page, "x^{2}")
+    press(page, "Delete")  # leaving the field records the LaTeX; Delete removes the region
+    assert page.locator("#region-list li").count() == 0
+
+    press(page, "Control+z")  # the delete undone: the region is back, selected, with its LaTeX
+    assert page.locator("#region-list li").count() == 1
+    assert region_points(page) == moved
+    assert page.evaluate("window.labeler.state.selected") == 0
+    assert page.input_value("#latex-input") == "x^{2}"
+    page.wait_for_selector("#latex-preview .katex")
+    press(page, "Control+z")  # the LaTeX
+    assert page.input_value("#latex-input") == ""
+    press(page, "Control+z")  # the corner drag
+    assert region_points(page) == drawn
+    press(page, "Control+z")  # the rectangle
+    assert page.locator("#region-list li").count() == 0
+    assert page.locator("#undo").is_disabled() and page.locator("#redo").is_enabled()
+    screenshot(page, "11-label-undo")
+
+    press(page, "Control+Shift+z")
+    assert region_points(page) == drawn
+    press(page, "Control+y")
+    page.click("#redo")
+    assert region_points(page) == moved and page.input_value("#latex-input") == "x^{2}"
+    press(page, "Control+Shift+Z")
+    assert page.locator("#region-list li").count() == 0 and page.locator("#redo").is_disabled()
+
+    page.click("#undo")  # back to the moved region; a new action then drops what was undone
+    assert region_points(page) == moved
+    assert page.locator("#redo").is_enabled()
+    press(page, "t")
+    assert page.locator("#redo").is_disabled()
+    rolled = region_points(page)[0]
+    assert rolled == moved[0][1:] + moved[0][:1]
+    assert "Unsaved changes" in page.locator("#save-state").inner_text() or \
+        "Kept in this browser" in page.locator("#save-state").inner_text()
+
+    page.click("#btn-save")
+    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    ann = saved_annotation(s["annotator"], task_id)
+    assert len(ann["regions"]) == 1 and ann["regions"][0]["latex"] == "x^{2}"
+    assert_quad_close(ann["regions"][0]["points"], rolled)
+
+    # Submitted, the page is read-only: nothing to undo.
+    page.locator("#canvas").focus()
+    page.keyboard.press("Control+Enter")
+    page.wait_for_url(re.compile(r"/work/\?done=1"))
+    page.goto(f"/label/{task_id}/")
+    page.wait_for_selector("#label-app[data-ready='1']")
+    assert page.locator("#undo").is_disabled() and page.locator("#redo").is_disabled()
+    press(page, "Control+z")
+    assert page.locator("#region-list li").count() == 1
+    assert not page.errors, page.errors
+
+
+def test_a_brush_stroke_is_one_undo_step(browser_page, labeling_setup):
+    s = labeling_setup
+    page = browser_page(s["annotator"])
+    open_next_task(page)
+    press(page, "b")
+
+    def stroke(y):
+        page.mouse.move(*to_screen(page, 560, y))
+        page.mouse.down()
+        for x in (600, 640, 680):
+            page.mouse.move(*to_screen(page, x, y), steps=3)
+        page.mouse.up()
+
+    def mask():
+        payload = page.evaluate("window.labeler.payload()")
+        assert len(payload) == 1 and payload[0]["kind"] == "mask", payload
+        return rle.decode(payload[0]["mask"])
+
+    stroke(300)  # a new mask and its first stroke: one step
+    stroke(450)  # the selected mask grows
+    both = mask()
+    assert both[300, 620] and both[450, 620]
+    press(page, "Control+z")
+    first = mask()
+    assert first[300, 620] and not first[450, 620]
+    assert (first == both[:, :] * (np.arange(H)[:, None] < 400)).all()  # exactly the first stroke
+    # the canvas drawn on screen follows: no pixel of the undone stroke is left in the mask layer
+    alpha = page.evaluate("""() => { const c = window.labeler.state.regions[0].maskCanvas;
+        return c.getContext('2d').getImageData(620, 450, 1, 1).data[3]; }""")
+    assert alpha == 0
+    press(page, "Control+z")
+    assert page.locator("#region-list li").count() == 0
+    press(page, "Control+y")
+    press(page, "Control+y")
+    assert (mask() == both).all()
+    assert not page.errors, page.errors
+
+
+def test_ctrl_z_in_the_latex_field_undoes_the_typing_not_a_region(browser_page, labeling_setup):
+    s = labeling_setup
+    page = browser_page(s["annotator"])
+    open_next_task(page)
+    press(page, "r")
+    drag(page, to_screen(page, 80, 68), to_screen(page, 330, 110))
+    steps = page.evaluate("window.labeler.history.past.length")
+    page.locator("#latex-input").focus()
+    page.keyboard.type("ab")
+    page.keyboard.press("Control+z")  # the browser's own undo of the text
+    assert page.locator("#region-list li").count() == 1
+    assert page.evaluate("window.labeler.history.past.length") == steps
+    assert page.input_value("#latex-input") != "ab"
+    page.fill("#latex-input", "x+1")
+    page.keyboard.press("Escape")  # leaving the field: the edit is one page step
+    press(page, "Control+z")
+    assert page.locator("#region-list li").count() == 1
+    assert page.input_value("#latex-input") == ""
+    press(page, "Control+Shift+z")
+    assert page.input_value("#latex-input") == "x+1"
+    assert not page.errors, page.errors

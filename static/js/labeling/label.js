@@ -3,6 +3,7 @@
 // submit. Work is kept in localStorage until the server has it.
 import { api, ApiError, claimNext, fieldErrors } from "./api.js";
 import { clockwiseQuad, pointInPolygon, rollQuad, selfIntersecting, warpQuad } from "./geometry.js";
+import { History } from "./history.js";
 import { encodeCanvas } from "./rle.js";
 import { colorOf, ImageCanvas, maskCanvasFrom, renderLatex, rgbOf } from "./viewer.js";
 
@@ -31,8 +32,9 @@ const state = {
 
 const viewer = new ImageCanvas($("#canvas"), { overlay: drawOverlay });
 const canvas = viewer.canvas;
+const edits = new History({ limit: 100, onChange: updateHistoryButtons });
 window.labeler = {
-  state, viewer,
+  state, viewer, history: edits,
   imageToScreen: (x, y) => viewer.view.toScreen(x, y),
   screenToImage: (x, y) => viewer.view.toImage(x, y),
   payload: () => payloadRegions(),
@@ -90,6 +92,7 @@ function rollStart() {
   if (!r || r.kind !== "quad" || !r.points || state.readOnly) return;
   r.points = rollQuad(r.points);
   changed();
+  record();
   renderPanel();
   viewer.redraw();
 }
@@ -99,6 +102,7 @@ function removeRegion(i) {
   state.regions.splice(i, 1);
   state.selected = Math.min(i, state.regions.length - 1);
   changed();
+  record();
   renderPanel();
 }
 
@@ -192,6 +196,7 @@ canvas.addEventListener("pointerdown", (e) => {
         const pts = clockwiseQuad(state.quadDraft);  // the first click stays the first corner
         state.quadDraft = [];
         addRegion(newRegion("quad", { points: pts }));
+        record();
         if (selfIntersecting(pts)) flash("Those corners cross each other; drag a corner to fix the shape.");
       }
       viewer.redraw();
@@ -249,13 +254,16 @@ canvas.addEventListener("pointerup", () => {
     const corners = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
       .map(([x, y]) => clampPoint(viewer.view.toImage(x, y)));
     addRegion(newRegion("quad", { points: clockwiseQuad(corners) }));
+    record();
   } else if ((d.type === "corner" || d.type === "move") && r && d.moved) {
     r.points = clockwiseQuad(r.points.map(clampPoint));
     if (selfIntersecting(r.points)) flash("Those corners cross each other; drag a corner to fix the shape.");
     changed();
+    record();  // one step per drag, on release
     renderPanel();
   } else if (d.type === "paint") {
     changed();
+    record();  // one step per stroke (a new mask and its first stroke included)
     renderPanel();
   }
   viewer.redraw();
@@ -372,14 +380,17 @@ $("#latex-input").addEventListener("input", (e) => {
   renderList();
   changed();
 });
-$("#flag-illegible").addEventListener("change", (e) => { const r = state.regions[state.selected]; if (r) { r.illegible = e.target.checked; delete r.errors.latex; changed(); renderList(); } });
-$("#flag-cutoff").addEventListener("change", (e) => { const r = state.regions[state.selected]; if (r) { r.cut_off = e.target.checked; changed(); } });
+// The field keeps its own undo while it has the focus; a LaTeX edit becomes one page step when it is left.
+$("#latex-input").addEventListener("change", () => record());
+$("#flag-illegible").addEventListener("change", (e) => { const r = state.regions[state.selected]; if (r) { r.illegible = e.target.checked; delete r.errors.latex; changed(); record(); renderList(); } });
+$("#flag-cutoff").addEventListener("change", (e) => { const r = state.regions[state.selected]; if (r) { r.cut_off = e.target.checked; changed(); record(); } });
 $("#category-boxes").addEventListener("change", () => {
   const r = state.regions[state.selected];
   if (!r) return;
   r.categories = [...document.querySelectorAll("#category-boxes input:checked")].map((b) => b.value);
   delete r.errors.categories;
   changed();
+  record();
 });
 $("#delete-region").addEventListener("click", () => removeRegion(state.selected));
 $("#roll-start").addEventListener("click", () => rollStart());
@@ -415,6 +426,8 @@ $("#zoom-in").addEventListener("click", () => viewer.zoom(1.25));
 $("#zoom-out").addEventListener("click", () => viewer.zoom(0.8));
 $("#zoom-fit").addEventListener("click", () => viewer.fit());
 $("#rotate").addEventListener("click", () => { viewer.rotate(1); drawCrop(); });
+$("#undo").addEventListener("click", () => undo());
+$("#redo").addEventListener("click", () => redo());
 
 function typing(el) {
   return el && (el.tagName === "TEXTAREA" || (el.tagName === "INPUT" && !["checkbox", "radio", "range", "button"].includes(el.type)));
@@ -423,6 +436,7 @@ function typing(el) {
 function nextRegion(step) {
   if (!state.regions.length) return;
   const n = state.regions.length;
+  record();  // LaTeX typed in the region being left is a step of its own
   select(((state.selected + step) % n + n) % n);
   $("#latex-input").focus();
 }
@@ -431,6 +445,12 @@ document.addEventListener("keydown", (e) => {
   if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { e.preventDefault(); submit(); return; }
   if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "s") { e.preventDefault(); saveDraft(); return; }
   const inText = typing(document.activeElement);
+  // Undo / redo the page's regions, except in a text field, which keeps its own.
+  if ((e.ctrlKey || e.metaKey) && !e.altKey && !inText) {
+    const key = e.key.toLowerCase();
+    if (key === "z") { e.preventDefault(); if (e.shiftKey) redo(); else undo(); return; }
+    if (key === "y" && !e.shiftKey) { e.preventDefault(); redo(); return; }
+  }
   if (e.key === "Tab" && !e.altKey && (document.activeElement === canvas || document.activeElement?.id === "latex-input") && state.regions.length) {
     e.preventDefault(); nextRegion(e.shiftKey ? -1 : 1); return;
   }
@@ -547,6 +567,97 @@ function loadRegions(list) {
   state.selected = state.regions.length ? 0 : -1;
 }
 
+// ---------------------------------------------------------------- undo / redo
+
+// A snapshot holds the regions' answers, a quad's corners and a mask's RLE (never its
+// canvas). A mask's RLE unchanged since the step before is the same object there, so a
+// long history of quad edits beside a big mask keeps one copy of it.
+const rleIds = new WeakMap();
+let nextRleId = 1;
+function rleId(rle) {
+  if (!rleIds.has(rle)) rleIds.set(rle, nextRleId++);
+  return rleIds.get(rle);
+}
+const countsOf = (rle) => (typeof rle.counts === "string" ? rle.counts : JSON.stringify(rle.counts));
+
+function capture() {
+  const prev = edits.current;
+  let size = 0;
+  const entries = state.regions.map((r) => {
+    const e = { kind: r.kind, latex: r.latex, illegible: r.illegible, cut_off: r.cut_off,
+      categories: [...r.categories], modelConfidence: r.modelConfidence ?? null };
+    if (r.kind === "quad") {
+      e.points = r.points.map(([x, y]) => [x, y]);
+    } else {
+      let rle = maskRle(r);
+      const same = prev && prev.entries.find((o) => o.rle && (o.rle === rle || countsOf(o.rle) === countsOf(rle)));
+      if (same) rle = r.rle = same.rle;  // a stroke that changed nothing, or a mask only renumbered
+      else size += countsOf(rle).length;
+      e.rle = rle;
+      e.bbox = r.bbox ? [...r.bbox] : null;
+    }
+    return e;
+  });
+  const keys = entries.map((e) => JSON.stringify(e.kind === "mask" ? { ...e, rle: rleId(e.rle), bbox: null } : e));
+  const key = keys.join("\n");
+  return { entries, keys, key, selected: state.selected, size: size + key.length };
+}
+
+// After each completed action: one step, unless nothing changed.
+function record() {
+  if (!state.readOnly && state.task) edits.push(capture());
+}
+
+function resetHistory() {
+  edits.reset(null);
+  edits.reset(capture());
+}
+
+function restore(snap, from) {
+  const old = state.regions;
+  state.regions = snap.entries.map((e, i) => {
+    const answer = { latex: e.latex, illegible: e.illegible, cut_off: e.cut_off,
+      categories: [...e.categories], modelConfidence: e.modelConfidence };
+    if (e.kind === "quad") return newRegion("quad", { points: e.points.map(([x, y]) => [x, y]), ...answer });
+    const o = old[i];  // the same mask at the same place (same colour): keep its canvas
+    if (o && o.kind === "mask" && o.rle === e.rle && !o.maskDirty) {
+      return newRegion("mask", { maskCanvas: o.maskCanvas, bbox: e.bbox ? [...e.bbox] : null, rle: e.rle, ...answer });
+    }
+    const m = maskCanvasFrom(e.rle, viewer.width, viewer.height, i);
+    return newRegion("mask", { maskCanvas: m.canvas, bbox: m.bbox, rle: e.rle, ...answer });
+  });
+  // Select what the step changed: the first region that differs, or, when regions went
+  // away, what was selected in that state.
+  let sel = snap.selected;
+  if (snap.keys.length >= from.keys.length) {
+    const k = snap.keys.findIndex((key, i) => key !== from.keys[i]);
+    if (k >= 0) sel = k;
+  }
+  state.selected = Math.min(Math.max(sel, -1), state.regions.length - 1);
+  state.quadDraft = [];
+  state.drag = null;
+  renderPanel();
+  viewer.redraw();
+  changed();
+}
+
+function travel(step) {
+  if (state.readOnly || state.drag) return;
+  if (step < 0 && state.quadDraft.length) { state.quadDraft.pop(); viewer.redraw(); return; }  // a quad being clicked: its last corner
+  record();  // LaTeX typed but not yet left is kept as a step, so redo brings it back
+  const from = edits.current;
+  const to = step < 0 ? edits.undo() : edits.redo();
+  if (to) restore(to, from);
+}
+
+function undo() { travel(-1); }
+function redo() { travel(1); }
+
+function updateHistoryButtons(h = edits) {
+  $("#undo").disabled = state.readOnly || !h.canUndo;
+  $("#redo").disabled = state.readOnly || !h.canRedo;
+}
+
 // A built-in pre-label's confidence is the chance that the region was found and read exactly
 // right (the recognizer's is calibrated on validation inks: pipeline/ml/calibration.py); below
 // one half the model's guess is more likely wrong than right, is marked and comes first.
@@ -635,6 +746,7 @@ function submit() {
     }
     afterSave(await persist({ submitToo: true }));
     state.readOnly = true;
+    updateHistoryButtons();
     flash("Submitted for review. Loading your next task…", "ok");
     await goNext();
   });
@@ -670,7 +782,7 @@ function conflict(body) {
     localStorage.setItem(`${DRAFT_KEY}.conflict`, localStorage.getItem(DRAFT_KEY) || "");
     localStorage.removeItem(DRAFT_KEY);
     state.annotation = body.current; state.version = body.current_version;
-    loadRegions(body.current.regions); box.remove(); renderPanel(); viewer.redraw();
+    loadRegions(body.current.regions); resetHistory(); box.remove(); renderPanel(); viewer.redraw();
     flash("Loaded the server's version. Your copy stays saved in this browser under a conflict key.");
   });
   box.append(p, mine, " ", theirs);
@@ -720,6 +832,7 @@ async function start() {
       flash(`Started from the model's pre-labels (${p.model_name} ${p.model_version}).${note} Check every region and fix what is wrong.`, "info-sticky");
     }
     if (state.readOnly) document.querySelectorAll(".actions button, [data-tool]").forEach((b) => { b.disabled = true; });
+    resetHistory();  // a task loaded: nothing to undo yet
     setTool(state.regions.length ? "select" : "rect");
     renderPanel();
     viewer.redraw();

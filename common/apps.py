@@ -21,5 +21,13 @@ class CommonConfig(AppConfig):
     verbose_name = "Accounts and roles"
 
     def ready(self) -> None:
-        from . import lookups  # noqa: F401 - registers JSONField's has_item lookup
+        from django.contrib.auth.signals import user_logged_in, user_login_failed
+
+        from . import (
+            login_limits,
+            lookups,  # noqa: F401 - registers JSONField's has_item lookup
+        )
         post_migrate.connect(grant_curator_permissions, dispatch_uid="mathset_curator_perms")
+        # Brute-force protection: count failed password logins, clear them on success.
+        user_login_failed.connect(login_limits.on_login_failed, dispatch_uid="mathset_login_failed")
+        user_logged_in.connect(login_limits.on_logged_in, dispatch_uid="mathset_logged_in")

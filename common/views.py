@@ -1,9 +1,12 @@
-"""Pages for people: the role landing pages, users and API tokens, vendors."""
+"""Pages for people: the login page, the role landing pages, users and API tokens, vendors."""
 from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,8 +17,33 @@ from curation import selectors as curation_selectors
 from labeling import selectors as labeling_selectors
 from labeling import services as labeling_services
 
-from . import roles, selectors, services
+from . import login_limits, roles, selectors, services
 from .pages import add_service_errors, curator_required, role_required
+
+# ------------------------------------------------------------------ login
+
+
+class LoginForm(login_limits.LockoutMessageMixin, AuthenticationForm):
+    """Django's login form, saying so when too many failures refused the attempt."""
+
+
+class AdminLoginForm(login_limits.LockoutMessageMixin, AdminAuthenticationForm):
+    """The admin's login form, likewise (set as admin.site.login_form in config/urls.py)."""
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page; an attempt refused by common.login_limits answers 429 with
+    Retry-After and the message, its password unchecked."""
+
+    authentication_form = LoginForm
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        lockout = getattr(self.request, login_limits.LOCKOUT_ATTR, None)
+        if lockout is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(lockout.retry_after)
+        return response
 
 
 @login_required

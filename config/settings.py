@@ -118,6 +118,19 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
+# Brute-force protection (common/login_limits.py): its backend refuses a locked-out username or
+# client address before ModelBackend checks the password. Failures counted per username and per
+# address within the window (also the longest lockout); 0 switches a limit off.
+AUTHENTICATION_BACKENDS = [
+    "common.login_limits.LoginLimitBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+MATHSET_LOGIN_FAILURES_PER_USERNAME = int(os.environ.get("MATHSET_LOGIN_FAILURES_PER_USERNAME", "10"))
+MATHSET_LOGIN_FAILURES_PER_IP = int(os.environ.get("MATHSET_LOGIN_FAILURES_PER_IP", "50"))
+MATHSET_LOGIN_FAILURE_WINDOW_S = int(os.environ.get("MATHSET_LOGIN_FAILURE_WINDOW_S", "900"))
+# The client address is REMOTE_ADDR unless this many proxies in front of the app each append
+# the address they saw to X-Forwarded-For (1 behind one nginx); a client can forge the header.
+MATHSET_PROXY_COUNT = int(os.environ.get("MATHSET_PROXY_COUNT", "0"))
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"

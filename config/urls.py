@@ -4,6 +4,11 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from common.views import AdminLoginForm, LoginView
+
+# The admin's login says so when common.login_limits refuses an attempt, as the login page does.
+admin.site.login_form = AdminLoginForm
+
 # Django tries the patterns in order; the annotators' endpoints (next task, submit) are
 # the busiest, so labeling's come right after common's, whose router root answers
 # /api/v1/. Apart from the routers' roots the prefixes are disjoint, so the order
@@ -18,7 +23,7 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

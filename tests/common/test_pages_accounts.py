@@ -208,3 +208,163 @@ def test_vendor_errors_appear_beside_the_field(client, curator):
     r = client.post("/people/vendors/", {"name": "!!!"})
     assert "letters or digits" in field_errors(r, "id_name")
     assert Vendor.objects.count() == 1
+
+
+# ------------------------------------------------- brute-force protection (common/login_limits.py)
+
+LOCKED = "Too many failed login attempts. Try again in 15 minutes."
+
+
+def _fail(client, username="cora", url="/accounts/login/", times=1, **extra):
+    for _ in range(times):
+        r = client.post(url, {"username": username, "password": "nope-nope-nope"}, **extra)
+    return r
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Move django.utils.timezone.now forward: `clock.advance(seconds=...)`."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    class Clock:
+        now = timezone.now()
+
+        def advance(self, **delta):
+            self.now += timedelta(**delta)
+
+    c = Clock()
+    monkeypatch.setattr(timezone, "now", lambda: c.now)
+    return c
+
+
+def test_login_locks_username_after_ten_failures_with_a_message(client):
+    factories.make_user(roles.CURATOR, username="cora")
+    for _ in range(10):
+        r = _fail(client)
+        assert r.status_code == 200 and "Please enter a correct username and password" in text(r)
+    r = _fail(client)
+    assert r.status_code == 429
+    assert int(r["Retry-After"]) == 900
+    assert LOCKED in text(r) and "Please enter a correct" not in text(r)
+    # Case does not make it another username; an unknown username locks out the same way.
+    assert _fail(client, "CORA").status_code == 429
+    _fail(client, "ghost", times=10)
+    assert LOCKED in text(_fail(client, "ghost"))
+
+
+def test_correct_password_is_refused_unchecked_during_lockout(client, monkeypatch):
+    from django.contrib.auth.backends import ModelBackend
+
+    factories.make_user(roles.CURATOR, username="cora")
+    _fail(client, times=10)
+    checked = []
+    real = ModelBackend.authenticate
+    monkeypatch.setattr(ModelBackend, "authenticate", lambda *a, **k: checked.append(1) or real(*a, **k))
+    r = client.post("/accounts/login/", {"username": "cora", "password": "pass-word-123"})
+    assert r.status_code == 429 and LOCKED in text(r)
+    assert checked == []  # the password was not even checked
+    assert client.get("/").status_code == 302  # not logged in
+
+
+def test_lockout_ends_when_the_failures_leave_the_window(client, clock):
+    factories.make_user(roles.CURATOR, username="cora")
+    _fail(client, times=10)
+    clock.advance(minutes=14)
+    r = _fail(client)
+    assert r.status_code == 429 and "Try again in 1 minute." in text(r)
+    clock.advance(minutes=1, seconds=1)
+    r = client.post("/accounts/login/", {"username": "cora", "password": "pass-word-123"})
+    assert r.status_code == 302 and r["Location"] == "/"
+
+
+def test_refused_attempts_do_not_extend_the_lockout(client, clock):
+    factories.make_user(roles.CURATOR, username="cora")
+    _fail(client, times=10)
+    for _ in range(4):
+        clock.advance(minutes=3)
+        assert _fail(client).status_code == 429
+    clock.advance(minutes=3, seconds=1)  # 15 min after the failures: the refusals did not count
+    assert client.post("/accounts/login/", {"username": "cora", "password": "pass-word-123"}).status_code == 302
+
+
+def test_successful_login_resets_the_username_count(client):
+    from common.models import LoginFailure
+
+    factories.make_user(roles.CURATOR, username="cora")
+    _fail(client, times=9)
+    r = client.post("/accounts/login/", {"username": "cora", "password": "pass-word-123"})
+    assert r.status_code == 302
+    assert not LoginFailure.objects.filter(username="cora").exists()
+    client.post("/accounts/logout/")
+    r = _fail(client, times=9)  # nine more do not lock: the earlier nine no longer count
+    assert r.status_code == 200 and "Please enter a correct" in text(r)
+
+
+def test_logins_without_a_client_request_are_not_counted(curator):
+    # The test client's login() and force_login() (and the shell's authenticate()) pass no request.
+    from django.test import Client
+
+    from common.models import LoginFailure
+
+    for _ in range(11):
+        assert not Client().login(username=curator.username, password="wrong")
+    assert not LoginFailure.objects.exists()
+    assert Client().login(username=curator.username, password="pass-word-123")
+    client = Client()
+    client.force_login(curator)
+    assert client.get("/").status_code == 302 and client.get("/")["Location"] == "/specs/"
+
+
+def test_login_locks_client_address_across_usernames(client, settings):
+    settings.MATHSET_LOGIN_FAILURES_PER_IP = 5
+    factories.make_user(roles.CURATOR, username="cora")
+    for i in range(5):
+        assert _fail(client, f"guess{i}").status_code == 200
+    r = client.post("/accounts/login/", {"username": "cora", "password": "pass-word-123"})
+    assert r.status_code == 429 and LOCKED in text(r)
+    # The username itself is not locked: from another address cora logs in.
+    r = client.post("/accounts/login/", {"username": "cora", "password": "pass-word-123"}, REMOTE_ADDR="10.0.0.7")
+    assert r.status_code == 302
+
+
+def test_forwarded_for_is_ignored_unless_behind_a_proxy(client, settings):
+    settings.MATHSET_LOGIN_FAILURES_PER_IP = 5
+    for i in range(5):  # a client cannot dodge the address limit by forging the header
+        _fail(client, f"guess{i}", HTTP_X_FORWARDED_FOR=f"203.0.113.{i}")
+    assert _fail(client, "guess9", HTTP_X_FORWARDED_FOR="203.0.113.99").status_code == 429
+
+
+def test_behind_a_proxy_the_address_it_appended_counts(client, settings):
+    from common.models import LoginFailure
+
+    settings.MATHSET_PROXY_COUNT = 1
+    settings.MATHSET_LOGIN_FAILURES_PER_IP = 5
+    for i in range(5):  # the client forges the leftmost entry; the proxy appends what it saw
+        _fail(client, f"guess{i}", HTTP_X_FORWARDED_FOR=f"203.0.113.{i}, 198.51.100.4")
+    assert set(LoginFailure.objects.values_list("ip", flat=True)) == {"198.51.100.4"}
+    assert _fail(client, "guess9", HTTP_X_FORWARDED_FOR="198.51.100.4").status_code == 429
+    assert _fail(client, "guess9", HTTP_X_FORWARDED_FOR="198.51.100.5").status_code == 200
+
+
+def test_admin_login_failures_count_and_lockout_is_shown_there(client):
+    factories.make_user(roles.CURATOR, username="cora")
+    _fail(client, url="/admin/login/", times=10)
+    assert _fail(client).status_code == 429  # counted together with the login page's
+    r = client.post("/admin/login/", {"username": "cora", "password": "pass-word-123"})
+    assert LOCKED in text(r)
+    assert client.get("/admin/").status_code == 302
+
+
+def test_authenticate_with_a_request_is_refused_during_lockout(client):
+    # Any future endpoint taking a password through authenticate(request, ...) is covered
+    # (the API has none: tokens are issued by curators).
+    from django.contrib.auth import authenticate
+    from django.test import RequestFactory
+
+    factories.make_user(roles.CURATOR, username="cora")
+    request = RequestFactory().post("/")
+    assert authenticate(request, username="cora", password="pass-word-123") is not None
+    _fail(client, times=10)
+    assert authenticate(RequestFactory().post("/"), username="cora", password="pass-word-123") is None

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -72,6 +73,32 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Content-Security-Policy (django-csp): the second line of defence should sanitised user text
+# (guides' Markdown, LaTeX rendered by KaTeX) ever let markup through. Scripts come only from our
+# own static files: no inline <script>, no on*="..." handlers, no eval (static/js/common.js handles
+# data-autosubmit and data-confirm). Inline styles stay allowed: templates and KaTeX's output set
+# style attributes. MATHSET_CSP_REPORT_ONLY=1 sends the same policy as
+# Content-Security-Policy-Report-Only (browsers log violations but block nothing).
+_CSP = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],  # canvas crops, thumbnails, Swagger UI's icons
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+if env_bool("MATHSET_CSP_REPORT_ONLY", False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _CSP
+    CONTENT_SECURITY_POLICY = None
+else:
+    CONTENT_SECURITY_POLICY = _CSP
 
 ROOT_URLCONF = "config.urls"
 TEMPLATES = [
@@ -194,6 +221,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # No badge image from validator.swagger.io: nothing leaves the site (and img-src is 'self').
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # Several models share status names; name their enums apart in the schema.
     "ENUM_NAME_OVERRIDES": {
         "BatchStatusEnum": "labeling.models.Batch.Status",

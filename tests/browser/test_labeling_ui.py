@@ -205,7 +205,8 @@ def test_annotator_draws_types_submits_and_reviewer_rejects(browser_page, labeli
 
     # 5. Save a draft, then read it back through the API in image pixels.
     page.click("#btn-save")
-    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    # Predicates are functions: Playwright polls a bare expression with eval, which the CSP refuses.
+    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
     ann = saved_annotation(s["annotator"], task_id)
     assert ann["status"] == "draft" and len(ann["regions"]) == 4
     assert_quad_close(ann["regions"][0]["points"], quad1)
@@ -301,7 +302,7 @@ def test_server_errors_show_beside_the_region_and_work_survives_reload(browser_p
     assert page.locator("#region-list li").count() == 1
 
     page.click("#btn-save")
-    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
     ann = saved_annotation(s["annotator"], task_id)
     assert ann["regions"][0]["latex"] == r"\frac{a}{b}"
     assert_quad_close(ann["regions"][0]["points"], moved)
@@ -362,7 +363,7 @@ def test_starts_from_prelabels_and_resolves_a_version_conflict(browser_page, lab
     assert "pre-labels" in page.locator("#messages").inner_text()
     assert page.input_value("#latex-input") == "x^{3}+1=y_{1}"
     page.click("#btn-save")
-    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
     ann = saved_annotation(s["annotator"], task_id)
     assert ann["started_from"] == prediction.id and ann["version"] == 1
 
@@ -376,7 +377,7 @@ def test_starts_from_prelabels_and_resolves_a_version_conflict(browser_page, lab
     page.wait_for_selector("text=Keep mine (save over version 2)")
     screenshot(page, "08-label-conflict")
     page.click("text=Keep mine (save over version 2)")
-    page.wait_for_function("document.querySelector('#save-state').textContent.includes('version 3')")
+    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('version 3')")
     ann = saved_annotation(s["annotator"], task_id)
     assert ann["version"] == 3 and [r["latex"] for r in ann["regions"]] == ["x^{3}+1=y_{1}+c"]
     assert not page.errors, page.errors
@@ -400,7 +401,7 @@ def test_prelabels_show_the_model_confidence_and_open_the_least_sure_region_firs
     assert page.input_value("#latex-input") == "x^{3}"  # the unsure region is the one open
     assert "unsure of 1 of the 2 regions" in page.locator("#messages").inner_text()
     page.click("#btn-save")  # the confidence is shown, never sent: the save is accepted as it is
-    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
     ann = saved_annotation(s["annotator"], task_id)
     assert [r["latex"] for r in ann["regions"]] == ["a+b", "x^{3}"]
     assert all("confidence" not in r for r in ann["regions"])
@@ -450,7 +451,7 @@ def test_turn_start_rolls_the_first_corner_the_crop_follows_and_the_order_is_sav
     screenshot(page, "10-label-turn-start")
 
     page.click("#btn-save")
-    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
     ann = saved_annotation(s["annotator"], task_id)
     assert ann["regions"][0]["points"] == [[600, 140], [700, 140], [700, 170], [600, 170]]
     assert not page.errors, page.errors
@@ -466,7 +467,7 @@ def test_a_rectangle_starts_at_its_top_left_on_screen_whichever_way_it_is_dragge
     press(page, "0")
     drag(page, to_screen(page, 80, 68), to_screen(page, 330, 110))
     page.click("#btn-save")
-    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
     ann = saved_annotation(s["annotator"], task_id)
     assert_quad_close(ann["regions"][0]["points"], [(80, 228), (330, 228), (330, 270), (80, 270)])
     # Turned 90 degrees clockwise, the screen's top-left is the image's bottom-left.
@@ -534,7 +535,7 @@ def test_undo_and_redo_walk_through_drawing_moving_and_deleting_and_the_draft_sa
         "Kept in this browser" in page.locator("#save-state").inner_text()
 
     page.click("#btn-save")
-    page.wait_for_function("document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
     ann = saved_annotation(s["annotator"], task_id)
     assert len(ann["regions"]) == 1 and ann["regions"][0]["latex"] == "x^{2}"
     assert_quad_close(ann["regions"][0]["points"], rolled)

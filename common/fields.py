@@ -18,6 +18,18 @@ def is_row_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_BIGINT
 
 
+def parse_row_id(text: object) -> int | None:
+    """The row id a query parameter or form value spells, or None.
+
+    Only ASCII digits count: ``str.isdigit()`` is also true of "²" or "٣", which ``int()``
+    refuses or reads as another number, and an id beyond MAX_BIGINT would reach the database
+    and fail there; both are "no such id" here."""
+    if not (isinstance(text, str) and text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if is_row_id(value) else None
+
+
 class RowIdField(serializers.IntegerField):
     """The id of a row, looked up by the view or the service: 1..MAX_BIGINT, so a larger number
     is a 400 naming the field rather than a database error."""

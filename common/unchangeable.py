@@ -58,7 +58,12 @@ def drop_unchanged(instance, changes: dict, names: Iterable[str]) -> dict:
 
 def refuse_changes(data: Mapping, stored: Mapping[str, object]) -> None:
     """Raise a ValidationError (a 400) naming the first field of `stored` that the request
-    body `data` sends with a value other than the stored one (NOT_STORED: any value)."""
+    body `data` sends with a value other than the stored one (NOT_STORED: any value).
+
+    A body that is not an object (a JSON list or string) is left to the serializer, which
+    answers 400 "Expected a dictionary"; `in` and `[]` on it would test other things."""
+    if not isinstance(data, Mapping):
+        return
     for name, current in stored.items():
         if name not in data:
             continue

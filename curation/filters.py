@@ -1,6 +1,7 @@
 """FilterSets shared by the curation API and pages."""
 import django_filters
 
+from common.fields import parse_row_id
 from common.filters import IdFilter
 
 from .models import Category, DatasetSpec, Image, Source
@@ -48,8 +49,9 @@ class ImageFilter(django_filters.FilterSet):
         fields = ["spec", "source", "format"]
 
     def filter_category(self, queryset, name, value):
-        if value.isdigit():
-            return queryset.filter(categories__id=int(value))
+        if value.isascii() and value.isdigit():  # an id; one no row can have matches nothing
+            pk = parse_row_id(value)
+            return queryset.filter(categories__id=pk) if pk is not None else queryset.none()
         return queryset.filter(categories__slug=value)
 
     def filter_has_truth(self, queryset, name, value):

@@ -321,7 +321,7 @@ def resolve_categories(*, spec: DatasetSpec, values: Iterable[str | int | Catego
     for v in values:
         if isinstance(v, Category):
             cat = v if v.spec_id == spec.id else None
-        elif isinstance(v, int) or (isinstance(v, str) and v.isdigit()):
+        elif isinstance(v, int) or (isinstance(v, str) and v.isascii() and v.isdigit()):
             cat = by_id.get(int(v))
         else:
             cat = by_slug.get(str(v).strip())
@@ -554,7 +554,7 @@ def _zip_item(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IngestItem:
                           error=f"the file is {info.file_size} bytes uncompressed; the limit is {limit} bytes.")
     try:
         return IngestItem(name=info.filename, data=zf.read(info))
-    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, NotImplementedError) as exc:
+    except Exception as exc:  # noqa: BLE001 - zlib.error, BadZipFile, RuntimeError (encrypted), NotImplementedError...
         # A corrupt, encrypted or oddly compressed member is listed; the others still import.
         return IngestItem(name=info.filename, data=None, error=f"unreadable zip member: {exc}")
 
@@ -722,6 +722,8 @@ def import_job_run(*, job: ImportJob) -> ImportJob:
     except Exception as exc:  # the job, not the worker, records what went wrong
         log.exception("import job %s failed", job.id)
         job.status = ImportJob.Status.FAILED
+        # Chunks ingested before the failure are stored: keep the counts `progress` recorded for them.
+        job.imported, job.duplicates = ImportJob.objects.values_list("imported", "duplicates").get(id=job.id)
         job.errors = [{"file": job.archive, "error": str(exc)}]
     else:
         job.status = ImportJob.Status.DONE

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from common import roles
+from common.fields import parse_row_id
 from common.pages import add_service_errors, curator_required, role_required
 from common.storage import stored_file_response
 
@@ -290,8 +291,9 @@ def image_list(request):
         chosen_category = next((str(c.id) for c in spec_categories if wanted in (str(c.id), c.slug)), "")
     else:
         category_options = list(categories.order_by("slug").values_list("slug", "name").distinct())
-        chosen_category = (categories.filter(pk=int(wanted)).values_list("slug", flat=True).first() or ""
-                           if wanted.isdigit() else wanted)
+        wanted_id = parse_row_id(wanted)
+        chosen_category = (categories.filter(pk=wanted_id).values_list("slug", flat=True).first() or ""
+                           if wanted_id is not None else wanted)
     sources = list(selectors.sources_visible_to(request.user).order_by("name").values("id", "name"))
     licences = list(selectors.licences_visible_to(request.user).filter(sources__isnull=False).distinct()
                     .order_by("code").values_list("code", "name"))
@@ -368,9 +370,9 @@ def upload(request):
 @curator_required
 def import_job_list(request):
     jobs = selectors.import_jobs_visible_to(request.user)
-    spec = request.GET.get("spec", "")
-    if spec.isdigit():
-        jobs = jobs.filter(spec_id=int(spec))
+    spec = parse_row_id(request.GET.get("spec", ""))
+    if spec is not None:
+        jobs = jobs.filter(spec_id=spec)
     status = request.GET.get("status", "")
     if status in ImportJob.Status.values:
         jobs = jobs.filter(status=status)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from common import roles
+from common.fields import parse_row_id
 
 from . import costs, rendering, selectors, services
 from .forms import (
@@ -79,8 +80,8 @@ def guide_for_spec(request, spec_id: int):
 def guide_detail(request, pk: int):
     guide = get_object_or_404(selectors.guides_visible_to(request.user), pk=pk)
     versions = selectors.guide_versions_visible_to(request.user).filter(guide=guide).order_by("-number")
-    wanted = request.GET.get("version")
-    version = (get_object_or_404(versions, pk=wanted) if wanted and wanted.isdigit()
+    wanted = parse_row_id(request.GET.get("version"))
+    version = (get_object_or_404(versions, pk=wanted) if wanted is not None
                else selectors.guide_current_version(guide=guide))
     if version is None and roles.is_curator(request.user):
         version = versions.first()
@@ -185,9 +186,9 @@ def version_publish(request, pk: int):
 def guide_diff(request, pk: int):
     guide = get_object_or_404(selectors.guides_visible_to(request.user), pk=pk)
     versions = selectors.guide_versions_visible_to(request.user).filter(guide=guide).order_by("-number")
-    a, b = request.GET.get("a", ""), request.GET.get("b", "")
-    old = versions.filter(pk=a).first() if a.isdigit() else None
-    new = versions.filter(pk=b).first() if b.isdigit() else None
+    a, b = parse_row_id(request.GET.get("a", "")), parse_row_id(request.GET.get("b", ""))
+    old = versions.filter(pk=a).first() if a is not None else None
+    new = versions.filter(pk=b).first() if b is not None else None
     if old is None or new is None:
         listed = list(versions[:2])
         if len(listed) < 2:

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from common.archives import ArchiveError
+from common.fields import parse_row_id
 
 from .. import services
 from ..models import DatasetSpec, Source
@@ -28,7 +29,8 @@ def source_for(value: str | None, *, default: dict | None, user: User | None = N
     """The source named by id or exact name, or the importer's default source
     (created on first use); (source, created)."""
     if value:
-        source = (Source.objects.filter(pk=int(value)) if value.isdigit() else Source.objects.filter(name=value)).first()
+        pk = parse_row_id(value)
+        source = (Source.objects.filter(pk=pk) if pk is not None else Source.objects.filter(name=value)).first()
         if source is None:
             raise CommandError(f"--source: no source with id or name {value!r}.")
         return source, False

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common import roles
+from common.fields import parse_row_id
 from common.unchangeable import refuse_changes
 
 from .. import costs, imaging, rendering, selectors, services
@@ -143,8 +144,8 @@ class GuideVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
     @action(detail=False, methods=["get"], url_path="acknowledgement-required", pagination_class=None)
     def acknowledgement_required(self, request):
         """The version you must acknowledge before taking a task of `spec` (null when none)."""
-        raw = request.query_params.get("spec", "")
-        spec = selectors.guide_specs_visible_to(request.user).filter(pk=raw).first() if raw.isdigit() else None
+        raw = parse_row_id(request.query_params.get("spec", ""))
+        spec = selectors.guide_specs_visible_to(request.user).filter(pk=raw).first() if raw is not None else None
         if spec is None:
             raise ValidationError({"spec": ["Give the id of a spec you work on."]})
         version = selectors.guide_acknowledgement_required(user=request.user, spec=spec)
@@ -168,10 +169,10 @@ class GuideVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
     def diff(self, request, pk=None):
         """What changed between `against` and this version (side-by-side HTML and unified text)."""
         version = self.get_object()
-        raw = request.query_params.get("against", "")
-        if not raw.isdigit():
+        raw = parse_row_id(request.query_params.get("against", ""))
+        if raw is None:
             raise ValidationError({"against": ["Give the id of the version to compare with."]})
-        other = selectors.guide_versions_visible_to(request.user).filter(pk=int(raw), guide_id=version.guide_id).first()
+        other = selectors.guide_versions_visible_to(request.user).filter(pk=raw, guide_id=version.guide_id).first()
         if other is None:
             raise ValidationError({"against": [f"No version {raw} of this guide."]})
         old, new = sorted([other, version], key=lambda v: v.number)

@@ -88,3 +88,59 @@ def test_zip_bomb_member_is_refused_unread_and_the_rest_imports(curator_api, spe
     assert (job["status"], job["total"], job["imported"]) == ("done", 2, 1)
     assert [e["file"] for e in job["errors"]] == ["bomb.png"] and "limit" in job["errors"][0]["error"]
     assert read == ["ok.png"]  # the bomb was never inflated
+
+
+def _zip_with_a_corrupt_member() -> bytes:
+    """30 good PNGs, one whose deflate stream is damaged (zlib.error when read) and a non-image."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(30):
+            zf.writestr(f"{i:02d}.png", png_bytes(seed=i))
+        zf.writestr("zz.png", png_bytes() + b"\0" * 4000)
+        zf.writestr("bad.png", b"not an image")
+    data = bytearray(buf.getvalue())
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("zz.png")
+    start = info.header_offset + 30 + len(info.filename)
+    for i in range(start, start + 20):
+        data[i] ^= 0xFF
+    return bytes(data)
+
+
+@pytest.mark.django_db
+def test_a_member_with_a_corrupt_deflate_stream_is_listed_and_the_rest_imports(
+        curator_api, spec, source, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        r = curator_api.post("/api/v1/import-jobs/", {"spec": spec.id, "source": source.id,
+                                                      "archive": SimpleUploadedFile("b.zip", _zip_with_a_corrupt_member())},
+                             format="multipart")
+    assert r.status_code == 201, r.content
+    job = curator_api.get(f"/api/v1/import-jobs/{r.json()['id']}/").json()
+    assert (job["status"], job["total"], job["imported"]) == ("done", 32, 30), job
+    errors = {e["file"]: e["error"] for e in job["errors"]}
+    assert set(errors) == {"zz.png", "bad.png"} and "unreadable zip member" in errors["zz.png"]
+    assert Image.objects.filter(spec=spec).count() == 30
+
+
+@pytest.mark.django_db
+def test_a_job_that_fails_midway_keeps_the_counts_of_what_it_stored(
+        curator_api, spec, source, monkeypatch, django_capture_on_commit_callbacks):
+    from curation import services
+
+    real = services._zip_item
+
+    def failing_at_the_27th(zf, info):
+        if info.filename == "26.png":
+            raise MemoryError("worker out of memory")
+        return real(zf, info)
+
+    monkeypatch.setattr(services, "_zip_item", failing_at_the_27th)
+    archive = _zip({f"{i:02d}.png": png_bytes(seed=100 + i) for i in range(30)})
+    with django_capture_on_commit_callbacks(execute=True):
+        r = curator_api.post("/api/v1/import-jobs/", {"spec": spec.id, "source": source.id,
+                                                      "archive": SimpleUploadedFile("b.zip", archive)},
+                             format="multipart")
+    job = curator_api.get(f"/api/v1/import-jobs/{r.json()['id']}/").json()
+    # the first chunk of 25 was stored before the failure: the job says so
+    assert (job["status"], job["total"], job["imported"]) == ("failed", 30, 25), job
+    assert Image.objects.filter(spec=spec).count() == 25
+    assert "out of memory" in job["errors"][0]["error"]

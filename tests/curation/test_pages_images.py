@@ -232,3 +232,14 @@ def test_import_jobs_page_lists_jobs_with_counts_and_errors(client, curator, spe
     assert "broken.png: not an image" in page
     assert "Done 3 2 0" in text(client.get("/upload/"))
     assert "Done 3 2 0" not in text(client.get("/imports/?status=failed"))
+
+
+@pytest.mark.parametrize("category", ["²", "٣", "99999999999999999999"])
+def test_browser_and_api_treat_a_category_that_is_no_id_or_slug_as_matching_nothing(client, curator, gallery,
+                                                                                   category):
+    # "²".isdigit() is true, int("²") a ValueError: the page and the API answered 500.
+    client.force_login(curator)
+    r = client.get("/images/", {"category": category})
+    assert r.status_code == 200 and shown(r) == []
+    r = client.get("/api/v1/images/", {"category": category})
+    assert r.status_code == 200 and r.json()["count"] == 0

@@ -209,3 +209,10 @@ def test_version_numbers_are_per_guide(curator):
     b = factories.make_guide(by=curator)
     assert (a.number, b.number) == (1, 1)
     assert GuideVersion.objects.filter(number=1).count() == 2
+
+
+@pytest.mark.parametrize("body", [["guide"], "guide"])
+def test_guide_version_patch_whose_body_is_not_an_object_is_a_400(curator_api, curator, contract, body):
+    draft = factories.make_guide(spec=contract.spec, by=curator, publish=False)
+    response = curator_api.patch(f"/api/v1/guide-versions/{draft.id}/", body, format="json")
+    assert response.status_code == 400, response.content[:300]

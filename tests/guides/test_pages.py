@@ -199,3 +199,13 @@ def test_guide_page_renders_math_with_the_vendored_katex(published, annotator):
     # The render call is a static file, not inline: the Content-Security-Policy refuses inline scripts.
     assert "vendor/katex/katex.min.js" in page and "js/guides/math.js" in page
     assert "katex.render" in Path(finders.find("js/guides/math.js")).read_text()
+
+
+@pytest.mark.parametrize("bad", ["²", "99999999999999999999"])
+def test_guide_pages_given_a_version_that_is_no_id_show_the_current_versions(world, curator, bad):
+    # "²".isdigit() is true and reached the ORM as pk="²": a 500.
+    c = _client(curator)
+    g = world["guide"]
+    assert c.get(f"/guides/{g.id}/", {"version": bad}).status_code == 200
+    r = c.get(f"/guides/{g.id}/diff/", {"a": bad, "b": world["v2"].id})
+    assert r.status_code == 200 and r.context["new"] == world["v2"]

@@ -260,3 +260,16 @@ def test_gold_answer_read_back_from_an_imported_truth_is_accepted_with_its_norma
     assert r.status_code == 200, r.content[:300]
     task.refresh_from_db()
     assert task.is_gold and task.gold_answer["latex_normalized"] == latex_normalize(r"\frac{a}{b}")
+
+
+@pytest.mark.parametrize("body", [["task"], "task", ["name"], 5])
+def test_batch_and_annotation_updates_whose_body_is_not_an_object_are_a_400(batch, curator_api, annotator_api, body):
+    r = curator_api.patch(f"/api/v1/batches/{batch.id}/", body, format="json")
+    assert r.status_code == 400 and "non_field_errors" in r.json(), r.content[:300]
+    task_id = annotator_api.post("/api/v1/tasks/next/").json()["task"]["id"]
+    ann = annotator_api.post("/api/v1/annotations/", {"task": task_id, "regions": [quad()]}, format="json").json()
+    before = _counts()
+    for method in (annotator_api.put, annotator_api.patch):
+        r = method(f"/api/v1/annotations/{ann['id']}/", body, format="json")
+        assert r.status_code == 400, r.content[:300]
+    assert _counts() == before

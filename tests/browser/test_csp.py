@@ -3,7 +3,6 @@ no script, style, font, image or fetch is refused, no script fails, and the beha
 inline handlers into static/js/common.js (data-autosubmit, data-confirm) still work."""
 from __future__ import annotations
 
-import importlib
 import json
 import re
 
@@ -17,19 +16,10 @@ from labeling import services as ls
 from pipeline.stats import spec_stats_compute
 from tests import factories
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True),
+              pytest.mark.usefixtures("migration_rows")]
 
 GUIDE_BODY = "Write fractions as $\\frac{a}{b}$, never as a/b.\n\n$$x^2 + y^2 = r^2$$"
-
-
-@pytest.fixture(autouse=True)
-def _migration_rows():
-    """A transactional test's flush also removes the rows data migrations made
-    (role groups, the licence catalogue); put them back through the same code."""
-    from django.apps import apps
-
-    importlib.import_module("common.migrations.0001_roles").create_groups(apps, None)
-    importlib.import_module("curation.migrations.0002_licence_catalogue").load(apps, None)
 
 
 @pytest.fixture

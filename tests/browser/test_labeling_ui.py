@@ -3,7 +3,6 @@ draw, paint, type LaTeX, submit, read the result back through the API in image
 pixels, reject it as a reviewer and see the reason as the annotator."""
 from __future__ import annotations
 
-import importlib
 import io
 import re
 
@@ -18,7 +17,8 @@ from tests import factories
 from tests.browser_fixtures import save_screenshot as screenshot
 
 # Transactional: the live server runs in another thread and must see the rows.
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True),
+              pytest.mark.usefixtures("migration_rows")]
 
 W, H = 900, 600
 MARK = (612, 148)  # a 4x4 pure-red marker's top-left corner, in image pixels
@@ -35,16 +35,6 @@ def photo() -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def _migration_rows():
-    """A transactional test's flush also removes the rows data migrations made
-    (role groups, the licence catalogue); put them back through the same code."""
-    from django.apps import apps
-
-    importlib.import_module("common.migrations.0001_roles").create_groups(apps, None)
-    importlib.import_module("curation.migrations.0002_licence_catalogue").load(apps, None)
 
 
 @pytest.fixture

@@ -1,24 +1,13 @@
 """The curator's QA statistics page in a real browser: its server-drawn charts fit their cards."""
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 from pipeline.stats import spec_stats_compute
 from tests.browser_fixtures import save_screenshot
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
-
-
-@pytest.fixture(autouse=True)
-def _migration_rows():
-    """A transactional test's flush also removes the rows data migrations made
-    (role groups, the licence catalogue); put them back through the same code."""
-    from django.apps import apps
-
-    importlib.import_module("common.migrations.0001_roles").create_groups(apps, None)
-    importlib.import_module("curation.migrations.0002_licence_catalogue").load(apps, None)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True),
+              pytest.mark.usefixtures("migration_rows")]
 
 
 def test_qa_charts_stay_inside_their_cards_and_the_page_does_not_scroll_sideways(browser_page):

@@ -19,6 +19,13 @@ from tests.browser_fixtures import *  # noqa: F403  (browser, page, login, scree
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Each checkout keeps its own matplotlib font cache. The default one in ~/.cache is shared by every
+# virtualenv of the machine and records absolute font paths: one rebuilt by a CI clone's venv while
+# that clone was deleted listed none of matplotlib's bundled Computer Modern fonts, so formulas
+# rendered here fell back to other glyphs and read differently. Set before matplotlib is imported
+# (the suite imports it lazily, from the renderers), and inherited by the Celery workers it starts.
+os.environ.setdefault("MPLCONFIGDIR", str(ROOT / "var" / "matplotlib"))
+
 
 def pytest_configure(config):
     # The suite creates many users; PBKDF2 would dominate its run time.

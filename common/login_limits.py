@@ -70,20 +70,20 @@ def client_ip(request) -> str:
     return (request.META.get("REMOTE_ADDR") or "")[:64]
 
 
-def _username_key(username: str) -> str:
+def username_key(username: str) -> str:
     # Lower-cased: usernames are unique regardless of case here (common.services.user_create).
     return str(username).lower()[:150]
 
 
-def _window() -> timedelta:
+def window() -> timedelta:
     return timedelta(seconds=settings.MATHSET_LOGIN_FAILURE_WINDOW_S)
 
 
 def lockout_for(*, username: str, ip: str) -> Lockout | None:
     """The lockout in force for this username or address, or None."""
     now = timezone.now()
-    recent = LoginFailure.objects.filter(at__gt=now - _window())
-    limits = [(recent.filter(username=_username_key(username)), settings.MATHSET_LOGIN_FAILURES_PER_USERNAME)]
+    recent = LoginFailure.objects.filter(at__gt=now - window())
+    limits = [(recent.filter(username=username_key(username)), settings.MATHSET_LOGIN_FAILURES_PER_USERNAME)]
     if ip:
         limits.append((recent.filter(ip=ip), settings.MATHSET_LOGIN_FAILURES_PER_IP))
     until = None
@@ -93,23 +93,11 @@ def lockout_for(*, username: str, ip: str) -> Lockout | None:
         # Once the limit-th most recent failure leaves the window, fewer than `limit` remain.
         nth = list(failures.order_by("-at").values_list("at", flat=True)[limit - 1:limit])
         if nth:
-            ends = nth[0] + _window()
+            ends = nth[0] + window()
             until = ends if until is None else max(until, ends)
     if until is None:
         return None
     return Lockout(retry_after=max(1, math.ceil((until - now).total_seconds())))
-
-
-def failure_record(*, username: str, ip: str) -> None:
-    """Count one failed password login, and forget failures that no longer count."""
-    now = timezone.now()
-    LoginFailure.objects.create(username=_username_key(username), ip=ip, at=now)
-    LoginFailure.objects.filter(at__lte=now - _window()).delete()
-
-
-def failures_reset(*, username: str) -> None:
-    """A successful login: the username's failures no longer count."""
-    LoginFailure.objects.filter(username=_username_key(username)).delete()
 
 
 class LoginLimitBackend:
@@ -139,14 +127,18 @@ def on_login_failed(sender, credentials, request=None, **kwargs):
     username = credentials.get(get_user_model().USERNAME_FIELD)
     if username is None:
         return
-    failure_record(username=username, ip=client_ip(request))
+    from .services import login_failure_record
+
+    login_failure_record(username=username, ip=client_ip(request))
 
 
 def on_logged_in(sender, request, user, **kwargs):
     """`user_logged_in`: a password login clears the username's failures (force_login and
     the like, which check no password, cost no query)."""
     if request is not None and getattr(request, CHECKED_ATTR, False):
-        failures_reset(username=user.get_username())
+        from .services import login_failures_reset
+
+        login_failures_reset(username=user.get_username())
 
 
 class LockoutMessageMixin:

@@ -5,9 +5,12 @@ from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from . import roles
+from .login_limits import username_key, window
+from .models import LoginFailure
 
 
 @transaction.atomic
@@ -62,3 +65,19 @@ def user_deactivate(*, user: User) -> User:
     user.save(update_fields=["is_active"])
     Token.objects.filter(user=user).delete()
     return user
+
+
+@transaction.atomic
+def login_failure_record(*, username: str, ip: str) -> LoginFailure:
+    """Count one failed password login (see common.login_limits), and forget the failures
+    that have left the window and no longer count."""
+    now = timezone.now()
+    failure = LoginFailure.objects.create(username=username_key(username), ip=ip, at=now)
+    LoginFailure.objects.filter(at__lte=now - window()).delete()
+    return failure
+
+
+@transaction.atomic
+def login_failures_reset(*, username: str) -> None:
+    """A successful password login: the username's failures no longer count (the address's do)."""
+    LoginFailure.objects.filter(username=username_key(username)).delete()

@@ -49,9 +49,11 @@ class ImageFilter(django_filters.FilterSet):
         fields = ["spec", "source", "format"]
 
     def filter_category(self, queryset, name, value):
-        if value.isascii() and value.isdigit():  # an id; one no row can have matches nothing
-            pk = parse_row_id(value)
-            return queryset.filter(categories__id=pk) if pk is not None else queryset.none()
+        pk = parse_row_id(value)
+        if pk is not None:
+            return queryset.filter(categories__id=pk)
+        if value.isdigit():  # a number no row id can be (too large, or not ASCII digits): no slug is one
+            return queryset.none()
         return queryset.filter(categories__slug=value)
 
     def filter_has_truth(self, queryset, name, value):

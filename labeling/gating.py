@@ -15,12 +15,17 @@ from common import rawsql
 from .models import Batch, Vendor
 
 
-def _message(*, guide_id: int, number: int, spec_name: str, batch_name: str) -> str:
+def _hold(*, guide_id: int, number: int, spec_name: str, batch_name: str) -> tuple[str, str]:
+    """Why a batch is held back, for a person, and the page that lifts it: (reason, url)."""
     from django.urls import reverse
 
-    url = reverse("guides:detail", kwargs={"pk": guide_id})
     return (f"Read and acknowledge version {number} of the work guide for {spec_name} "
-            f"before taking tasks from batch {batch_name}: {url}")
+            f"before taking tasks from batch {batch_name}", reverse("guides:detail", kwargs={"pk": guide_id}))
+
+
+def _message(**hold) -> str:
+    reason, url = _hold(**hold)
+    return f"{reason}: {url}"
 
 
 def guide_acknowledgement_missing(*, annotator: User, batch: Batch) -> str | None:
@@ -62,9 +67,10 @@ def _open_batches_sql() -> str:
     return sql
 
 
-def open_batches(*, annotator: User, vendor: Vendor) -> tuple[list[int], dict[int, str]]:
+def open_batches(*, annotator: User, vendor: Vendor, as_holds: bool = False) -> tuple[list[int], dict[int, str]]:
     """The ids of `vendor`'s active batches `annotator` may take tasks from (by id),
-    and for each other active batch why not, for a person. One query."""
+    and for each other active batch why not, for a person (with `as_holds`, as (reason, url)
+    pairs instead of one sentence). One query."""
     from guides.models import GuideVersion
 
     ids, blocked = [], {}
@@ -72,8 +78,8 @@ def open_batches(*, annotator: User, vendor: Vendor) -> tuple[list[int], dict[in
                                               Batch.Status.ACTIVE])
     for batch_id, batch_name, spec_name, guide_id, number, acknowledged in rows:
         if guide_id is not None and not acknowledged:
-            blocked[batch_id] = _message(guide_id=guide_id, number=number, spec_name=spec_name,
-                                         batch_name=batch_name)
+            blocked[batch_id] = (_hold if as_holds else _message)(guide_id=guide_id, number=number,
+                                                                  spec_name=spec_name, batch_name=batch_name)
         else:
             ids.append(batch_id)
     return ids, blocked

@@ -248,9 +248,5 @@ def batches_held_back(annotator: User) -> list[tuple[str, str]]:
         return []
     from .gating import open_batches
 
-    _, blocked = open_batches(annotator=annotator, vendor=vendor)
-    reasons = []
-    for message in blocked.values():
-        text, sep, url = message.rpartition(": ")  # gating's messages end with the guide's address
-        reasons.append((text, url) if sep and url.startswith("/") else (message, ""))
-    return reasons
+    _, held = open_batches(annotator=annotator, vendor=vendor, as_holds=True)
+    return list(held.values())

@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
+from common.fields import unstorable_char
 from common.roles import can_read_all_data
 from curation.selectors import images_visible_to
 
@@ -78,7 +79,7 @@ def evaluation_samples_worst_first(run: EvaluationRun, *, category: str | None =
     categories it is; ``"uncategorised"`` (the name the per-category figures give them) also
     keeps those of images without any."""
     qs = EvaluationSample.objects.filter(run=run).select_related("item")
-    if category and "\x00" in category:  # no category holds U+0000, and PostgreSQL's jsonb cannot compare it
+    if category and unstorable_char(category) is not None:  # no category holds one; jsonb cannot compare it
         return qs.none()
     if category:
         wanted = Q(categories__has_item=category)

@@ -150,7 +150,8 @@ def _gold_truth(answer: dict | None) -> tuple[list[qa.Region], qa.Region | None]
     if regions or not isinstance(text, str) or not text.strip():
         return regions, None
     normalized = answer.get("latex_normalized")
-    # The stored normal form (labeling.services recomputes it on every write) spares normalising again.
+    # Imported truths store their normal form (recomputed by task_set_gold when sent back); a curator's
+    # answer may hold only the LaTeX, which qa normalises when it is scored.
     tokens = tuple(normalized.split()) if isinstance(normalized, str) and normalized else None
     return regions, qa.Region(latex=text, tokens=tokens)
 

@@ -14,6 +14,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 
 from common import roles
+from common.fields import unstorable_char
 from common.filters import IdField
 from common.permissions import IsCurator
 from curation.models import Image
@@ -198,8 +199,8 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     def samples(self, request, pk=None):
         """Per-region results, worst first (largest token edit distance, then missed detections)."""
         category = request.query_params.get("category")
-        if category and "\x00" in category:  # PostgreSQL's jsonb cannot hold U+0000 (a 500)
-            raise DRFValidationError({"category": ["Null characters are not allowed."]})
+        if category and unstorable_char(category) is not None:  # PostgreSQL's jsonb cannot compare it (a 500)
+            raise DRFValidationError({"category": ["Null and surrogate characters are not allowed."]})
         qs = selectors.evaluation_samples_worst_first(self.get_object(), category=category)
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(s.EvaluationSampleSerializer(page, many=True).data)

@@ -17,18 +17,6 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshot
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-@pytest.fixture
-def migration_rows():
-    """A transactional test's flush also removes the rows data migrations made
-    (role groups, the licence catalogue); put them back through the same code."""
-    import importlib
-
-    from django.apps import apps
-
-    importlib.import_module("common.migrations.0001_roles").create_groups(apps, None)
-    importlib.import_module("curation.migrations.0002_licence_catalogue").load(apps, None)
-
-
 @pytest.fixture(scope="session")
 def browser(live_server):
     # Asks for the live server so that it stops *after* the browser closes. The live server's

@@ -16,8 +16,7 @@ from labeling import services as ls
 from pipeline.stats import spec_stats_compute
 from tests import factories
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True),
-              pytest.mark.usefixtures("migration_rows")]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 GUIDE_BODY = "Write fractions as $\\frac{a}{b}$, never as a/b.\n\n$$x^2 + y^2 = r^2$$"
 
@@ -57,10 +56,8 @@ def assert_clean(page) -> None:
 
 
 @pytest.fixture
-def world():
-    from tests.qa_world import make_qa_world
-
-    w = make_qa_world()
+def world(qa_world):
+    w = qa_world
     spec_stats_compute(spec=w.spec)
     version = factories.make_guide(spec=w.spec, body=GUIDE_BODY, by=w.curator, publish=False)
     guide_example_add(version=version, image=Image.objects.filter(spec=w.spec).first(), kind="good",

@@ -17,8 +17,7 @@ from tests import factories
 from tests.browser_fixtures import save_screenshot as screenshot
 
 # Transactional: the live server runs in another thread and must see the rows.
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True),
-              pytest.mark.usefixtures("migration_rows")]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 W, H = 900, 600
 MARK = (612, 148)  # a 4x4 pure-red marker's top-left corner, in image pixels
@@ -94,6 +93,19 @@ def drag(page, a, b):
 
 def type_latex(page, text: str):
     page.fill("#latex-input", text)
+
+
+def save_draft(page) -> None:
+    """Save the draft and wait until the server has it."""
+    page.click("#btn-save")
+    # Predicates are functions: Playwright polls a bare expression with eval, which the CSP refuses.
+    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
+
+
+def start_labeling(browser_page, setup) -> tuple:
+    """The annotator's labeling page on their next task: (page, task id)."""
+    page = browser_page(setup["annotator"])
+    return page, open_next_task(page)
 
 
 def open_next_task(page) -> int:
@@ -194,9 +206,7 @@ def test_annotator_draws_types_submits_and_reviewer_rejects(browser_page, labeli
     screenshot(page, "04-label-filled")
 
     # 5. Save a draft, then read it back through the API in image pixels.
-    page.click("#btn-save")
-    # Predicates are functions: Playwright polls a bare expression with eval, which the CSP refuses.
-    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    save_draft(page)
     ann = saved_annotation(s["annotator"], task_id)
     assert ann["status"] == "draft" and len(ann["regions"]) == 4
     assert_quad_close(ann["regions"][0]["points"], quad1)
@@ -291,8 +301,7 @@ def test_server_errors_show_beside_the_region_and_work_survives_reload(browser_p
     press(page, "Delete")
     assert page.locator("#region-list li").count() == 1
 
-    page.click("#btn-save")
-    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    save_draft(page)
     ann = saved_annotation(s["annotator"], task_id)
     assert ann["regions"][0]["latex"] == r"\frac{a}{b}"
     assert_quad_close(ann["regions"][0]["points"], moved)
@@ -352,8 +361,7 @@ def test_starts_from_prelabels_and_resolves_a_version_conflict(browser_page, lab
     assert page.locator("#region-list li").count() == 1
     assert "pre-labels" in page.locator("#messages").inner_text()
     assert page.input_value("#latex-input") == "x^{3}+1=y_{1}"
-    page.click("#btn-save")
-    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    save_draft(page)
     ann = saved_annotation(s["annotator"], task_id)
     assert ann["started_from"] == prediction.id and ann["version"] == 1
 
@@ -390,8 +398,7 @@ def test_prelabels_show_the_model_confidence_and_open_the_least_sure_region_firs
     assert page.locator("#region-list .model-conf.low").all_inner_texts() == ["31%"]
     assert page.input_value("#latex-input") == "x^{3}"  # the unsure region is the one open
     assert "unsure of 1 of the 2 regions" in page.locator("#messages").inner_text()
-    page.click("#btn-save")  # the confidence is shown, never sent: the save is accepted as it is
-    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    save_draft(page)  # the confidence is shown, never sent: the save is accepted as it is
     ann = saved_annotation(s["annotator"], task_id)
     assert [r["latex"] for r in ann["regions"]] == ["a+b", "x^{3}"]
     assert all("confidence" not in r for r in ann["regions"])
@@ -440,8 +447,7 @@ def test_turn_start_rolls_the_first_corner_the_crop_follows_and_the_order_is_sav
     assert np.abs(upright - before[::-1, ::-1]).mean() < 12  # the same crop, turned by 180 degrees
     screenshot(page, "10-label-turn-start")
 
-    page.click("#btn-save")
-    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    save_draft(page)
     ann = saved_annotation(s["annotator"], task_id)
     assert ann["regions"][0]["points"] == [[600, 140], [700, 140], [700, 170], [600, 170]]
     assert not page.errors, page.errors
@@ -449,15 +455,13 @@ def test_turn_start_rolls_the_first_corner_the_crop_follows_and_the_order_is_sav
 
 def test_a_rectangle_starts_at_its_top_left_on_screen_whichever_way_it_is_dragged(browser_page, labeling_setup):
     s = labeling_setup
-    page = browser_page(s["annotator"])
-    task_id = open_next_task(page)
+    page, task_id = start_labeling(browser_page, s)
     press(page, "r")
     drag(page, to_screen(page, 330, 270), to_screen(page, 80, 228))  # from the bottom-right up
     press(page, "Shift+R")  # the view turned: a rectangle dragged now starts at the screen's top-left
     press(page, "0")
     drag(page, to_screen(page, 80, 68), to_screen(page, 330, 110))
-    page.click("#btn-save")
-    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    save_draft(page)
     ann = saved_annotation(s["annotator"], task_id)
     assert_quad_close(ann["regions"][0]["points"], [(80, 228), (330, 228), (330, 270), (80, 270)])
     # Turned 90 degrees clockwise, the screen's top-left is the image's bottom-left.
@@ -472,8 +476,7 @@ def region_points(page) -> list:
 def test_undo_and_redo_walk_through_drawing_moving_and_deleting_and_the_draft_saves_the_restored_state(
         browser_page, labeling_setup):
     s = labeling_setup
-    page = browser_page(s["annotator"])
-    task_id = open_next_task(page)
+    page, task_id = start_labeling(browser_page, s)
     assert page.locator("#undo").is_disabled() and page.locator("#redo").is_disabled()
     shortcuts = page.locator(".shortcuts").inner_text()
     assert "Undo" in shortcuts and "Redo" in shortcuts
@@ -524,8 +527,7 @@ def test_undo_and_redo_walk_through_drawing_moving_and_deleting_and_the_draft_sa
     assert "Unsaved changes" in page.locator("#save-state").inner_text() or \
         "Kept in this browser" in page.locator("#save-state").inner_text()
 
-    page.click("#btn-save")
-    page.wait_for_function("() => document.querySelector('#save-state').textContent.includes('Saved on the server')")
+    save_draft(page)
     ann = saved_annotation(s["annotator"], task_id)
     assert len(ann["regions"]) == 1 and ann["regions"][0]["latex"] == "x^{2}"
     assert_quad_close(ann["regions"][0]["points"], rolled)
@@ -543,9 +545,7 @@ def test_undo_and_redo_walk_through_drawing_moving_and_deleting_and_the_draft_sa
 
 
 def test_a_brush_stroke_is_one_undo_step(browser_page, labeling_setup):
-    s = labeling_setup
-    page = browser_page(s["annotator"])
-    open_next_task(page)
+    page, _ = start_labeling(browser_page, labeling_setup)
     press(page, "b")
 
     def stroke(y):
@@ -581,9 +581,7 @@ def test_a_brush_stroke_is_one_undo_step(browser_page, labeling_setup):
 
 
 def test_ctrl_z_in_the_latex_field_undoes_the_typing_not_a_region(browser_page, labeling_setup):
-    s = labeling_setup
-    page = browser_page(s["annotator"])
-    open_next_task(page)
+    page, _ = start_labeling(browser_page, labeling_setup)
     press(page, "r")
     drag(page, to_screen(page, 80, 68), to_screen(page, 330, 110))
     steps = page.evaluate("window.labeler.history.past.length")

@@ -6,16 +6,13 @@ import pytest
 from pipeline.stats import spec_stats_compute
 from tests.browser_fixtures import save_screenshot
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True),
-              pytest.mark.usefixtures("migration_rows")]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
-def test_qa_charts_stay_inside_their_cards_and_the_page_does_not_scroll_sideways(browser_page):
+def test_qa_charts_stay_inside_their_cards_and_the_page_does_not_scroll_sideways(browser_page, qa_world):
     # The charts are 560px-wide SVGs; in the page's narrow right-hand column (throughput and cost,
     # pre-label changes) they ran out of their cards and made the whole page scroll sideways at 1366px.
-    from tests.qa_world import make_qa_world
-
-    world = make_qa_world()
+    world = qa_world
     spec_stats_compute(spec=world.spec)
     page = browser_page(world.curator)
     page.goto(f"/specs/{world.spec.pk}/qa/")

@@ -96,6 +96,13 @@ function squareToQuad(q) {
 
 // Draw `src` (image pixels) warped so that quad q fills the W x H canvas context:
 // a grid of cells, each split into two triangles drawn with an affine transform.
+// Size of a quad straightened from its first corner (the formula's top-left as read):
+// the longer of its top and bottom edges by the longer of its sides, as the exports crop it.
+export function quadCropSize(q) {
+  const d = (a, b) => Math.hypot(b[0] - a[0], b[1] - a[1]);
+  return [Math.max(d(q[0], q[1]), d(q[3], q[2])), Math.max(d(q[0], q[3]), d(q[1], q[2]))];
+}
+
 export function warpQuad(ctx, src, q, W, H, n = 8) {
   const map = squareToQuad(q);
   const grid = [];

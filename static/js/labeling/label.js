@@ -2,7 +2,7 @@
 // region's LaTeX with a live preview beside its rectified crop, save a draft,
 // submit. Work is kept in localStorage until the server has it.
 import { api, ApiError, claimNext, fieldErrors } from "./api.js";
-import { clockwiseQuad, pointInPolygon, rollQuad, selfIntersecting, warpQuad } from "./geometry.js";
+import { clockwiseQuad, pointInPolygon, quadCropSize, rollQuad, selfIntersecting, warpQuad } from "./geometry.js";
 import { History } from "./history.js";
 import { encodeCanvas } from "./rle.js";
 import { colorOf, ImageCanvas, maskCanvasFrom, renderLatex, rgbOf } from "./viewer.js";
@@ -353,8 +353,7 @@ function drawCrop() {
       // Straightened from the first corner (the formula's top-left as read), as the exports are:
       // upright when the start is right, turned when it is not (T moves it on).
       const q = r.points;
-      const w = Math.max(Math.hypot(q[1][0] - q[0][0], q[1][1] - q[0][1]), Math.hypot(q[2][0] - q[3][0], q[2][1] - q[3][1]));
-      const h = Math.max(Math.hypot(q[3][0] - q[0][0], q[3][1] - q[0][1]), Math.hypot(q[2][0] - q[1][0], q[2][1] - q[1][1]));
+      const [w, h] = quadCropSize(q);
       const s = Math.min(MAXW / w, MAXH / h, 4);
       c.width = Math.max(1, Math.round(w * s)); c.height = Math.max(1, Math.round(h * s));
       ctx.clearRect(0, 0, c.width, c.height);
@@ -580,8 +579,8 @@ function rleId(rle) {
 }
 const countsOf = (rle) => (typeof rle.counts === "string" ? rle.counts : JSON.stringify(rle.counts));
 
-function capture() {
-  const prev = edits.current;
+// `prev`: the snapshot whose unchanged masks this one shares (none after a reset).
+function capture(prev = edits.current) {
   let size = 0;
   const entries = state.regions.map((r) => {
     const e = { kind: r.kind, latex: r.latex, illegible: r.illegible, cut_off: r.cut_off,
@@ -609,8 +608,7 @@ function record() {
 }
 
 function resetHistory() {
-  edits.reset(null);
-  edits.reset(capture());
+  edits.reset(capture(null));
 }
 
 function restore(snap, from) {

@@ -1,7 +1,7 @@
 // Review page: the annotation drawn over the image, each region's LaTeX rendered
 // beside its straightened crop; accept or reject with reasons, then the next one.
 import { api, ApiError, fieldErrors } from "./api.js";
-import { warpQuad } from "./geometry.js";
+import { quadCropSize, warpQuad } from "./geometry.js";
 import { colorOf, ImageCanvas, maskCanvasFrom, renderLatex } from "./viewer.js";
 
 const root = document.getElementById("review-app");
@@ -26,8 +26,7 @@ function crop(canvas, r) {
   const MAXW = 330, MAXH = 110;
   if (r.kind === "quad") {
     const q = r.points;  // straightened from its first corner, the formula's top-left as read
-    const w = Math.max(Math.hypot(q[1][0] - q[0][0], q[1][1] - q[0][1]), Math.hypot(q[2][0] - q[3][0], q[2][1] - q[3][1]));
-    const h = Math.max(Math.hypot(q[3][0] - q[0][0], q[3][1] - q[0][1]), Math.hypot(q[2][0] - q[1][0], q[2][1] - q[1][1]));
+    const [w, h] = quadCropSize(q);
     const s = Math.min(MAXW / w, MAXH / h, 4);
     canvas.width = Math.max(1, Math.round(w * s)); canvas.height = Math.max(1, Math.round(h * s));
     warpQuad(ctx, viewer.bitmap, q, canvas.width, canvas.height);

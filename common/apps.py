@@ -3,14 +3,15 @@ from django.db.models.signals import post_migrate
 
 
 def grant_curator_permissions(sender, **kwargs):
-    """Curators manage every model of the platform in the admin as well."""
+    """Curators manage every model of the platform in the admin as well (accounts included:
+    they clear a locked-out username's failed logins and revoke API tokens there)."""
     from django.contrib.auth.models import Group, Permission
 
     group = Group.objects.filter(name="curator").first()
     if group is None:
         return
     perms = Permission.objects.filter(
-        content_type__app_label__in=["curation", "labeling", "guides", "pipeline", "authtoken"]
+        content_type__app_label__in=["common", "curation", "labeling", "guides", "pipeline"]
     )
     group.permissions.add(*perms)
 

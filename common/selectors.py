@@ -7,7 +7,7 @@ from . import roles
 
 def users_visible_to(user: User) -> QuerySet[User]:
     """Curators see every user; vendor managers their vendor's people; others themselves."""
-    qs = User.objects.prefetch_related("groups").select_related("vendor_membership__vendor").order_by("username")
+    qs = User.objects.prefetch_related("groups").select_related("vendor_membership__vendor", "api_token").order_by("username")
     if roles.is_curator(user):
         return qs
     if roles.has_role(user, roles.VENDOR_MANAGER):

@@ -1,16 +1,17 @@
 """Write paths for people: users with a role, and their API tokens."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from . import roles
 from .login_limits import username_key, window
-from .models import LoginFailure
+from .models import ApiToken, LoginFailure
 
 
 @transaction.atomic
@@ -51,11 +52,28 @@ def user_create(
     return user
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token just issued: the key, to show once, and the stored row (which holds no key)."""
+
+    key: str
+    token: ApiToken
+
+
 @transaction.atomic
-def api_token_rotate(*, user: User) -> Token:
-    """Give `user` a fresh API token, revoking the old one."""
-    Token.objects.filter(user=user).delete()
-    return Token.objects.create(user=user)
+def api_token_rotate(*, user: User) -> IssuedToken:
+    """Give `user` a fresh API token, revoking the old one. Only the key's digest is stored."""
+    ApiToken.objects.filter(user=user).delete()
+    key = ApiToken.new_key()
+    token = ApiToken.objects.create(user=user, digest=ApiToken.digest_of(key), prefix=key[:12])
+    return IssuedToken(key=key, token=token)
+
+
+@transaction.atomic
+def api_token_revoke(*, user: User) -> bool:
+    """Revoke `user`'s API token (a leaked key) without switching the user off; False if none."""
+    deleted, _ = ApiToken.objects.filter(user=user).delete()
+    return bool(deleted)
 
 
 @transaction.atomic
@@ -63,7 +81,7 @@ def user_deactivate(*, user: User) -> User:
     """Switch a user off and revoke their token."""
     user.is_active = False
     user.save(update_fields=["is_active"])
-    Token.objects.filter(user=user).delete()
+    ApiToken.objects.filter(user=user).delete()
     return user
 
 

@@ -11,13 +11,13 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
-from rest_framework.authtoken.models import Token
 
 from curation import selectors as curation_selectors
 from labeling import selectors as labeling_selectors
 from labeling import services as labeling_services
 
 from . import login_limits, roles, selectors, services
+from .models import ApiToken
 from .pages import add_service_errors, curator_required, role_required
 
 # ------------------------------------------------------------------ login
@@ -67,7 +67,7 @@ def model_home(request):
     specs = curation_selectors.specs_visible_to(request.user).order_by("status", "name")
     from curation.views import annotate_spec_counts
 
-    has_token = Token.objects.filter(user=request.user).exists()
+    has_token = ApiToken.objects.filter(user=request.user).exists()
     return render(request, "common/model_home.html", {"specs": annotate_spec_counts(specs), "has_token": has_token})
 
 
@@ -91,7 +91,7 @@ class UserCreateForm(forms.Form):
 
 
 def _user_rows(request):
-    return (selectors.users_visible_to(request.user).select_related("auth_token"))
+    return selectors.users_visible_to(request.user)
 
 
 def _user_page(request, form, *, new_token=None, status=200):
@@ -100,7 +100,7 @@ def _user_page(request, form, *, new_token=None, status=200):
         u.role_names = [roles.ROLE_LABELS[g.name] for g in u.groups.all() if g.name in roles.ROLE_LABELS]
         membership = getattr(u, "vendor_membership", None)
         u.vendor = membership.vendor if membership else None
-        u.token = getattr(u, "auth_token", None)
+        u.token = getattr(u, "api_token", None)
     return render(request, "common/users.html", {"users": users, "form": form, "new_token": new_token},
                   status=status)
 
@@ -127,8 +127,20 @@ def users(request):
 def user_token(request, pk: int):
     """Issue a fresh API token and show it once: it is rendered, never stored in a message."""
     user = get_object_or_404(selectors.users_visible_to(request.user), pk=pk)
-    token = services.api_token_rotate(user=user)
-    return _user_page(request, UserCreateForm(user=request.user), new_token=token)
+    issued = services.api_token_rotate(user=user)
+    return _user_page(request, UserCreateForm(user=request.user), new_token=issued)
+
+
+@curator_required
+@require_POST
+def user_token_revoke(request, pk: int):
+    """Revoke a user's API token (a leaked key) and leave the user active."""
+    user = get_object_or_404(selectors.users_visible_to(request.user), pk=pk)
+    if services.api_token_revoke(user=user):
+        messages.success(request, f"The API token of {user.username} is revoked.")
+    else:
+        messages.info(request, f"{user.username} had no API token.")
+    return redirect("user_admin")
 
 
 @curator_required

@@ -33,7 +33,11 @@ if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
     # any image (curation/signed_urls.py) and forge every other signature Django makes.
     raise ImproperlyConfigured("Set SECRET_KEY (a long random string, the same for web and workers): "
                                "the development key is public and must not serve with DEBUG off.")
-ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h]
+# Served (DEBUG off), only the names set here are answered: with "*" a forged Host header would
+# choose the address in password-reset mails and absolute links. Unset, that is the loopback
+# addresses `make serve` binds by default; a public name must be listed. `make run` answers any.
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get(
+    "ALLOWED_HOSTS", "*" if DEBUG else "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 # Served over HTTPS (behind a TLS-terminating proxy that sets X-Forwarded-Proto): SECURE_COOKIES=1
 # keeps the session and CSRF cookies off plain HTTP, SECURE_HSTS_SECONDS asks browsers to come back
@@ -51,7 +55,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",

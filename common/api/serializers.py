@@ -1,4 +1,5 @@
 from django.contrib.auth.models import User
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common.fields import OptionalEmailField
@@ -11,10 +12,11 @@ class UserSerializer(serializers.ModelSerializer):
     email = OptionalEmailField(read_only=True)
     roles = serializers.SerializerMethodField()
     vendor = serializers.SerializerMethodField()
+    token = serializers.SerializerMethodField()
 
     class Meta:
         model = User
-        fields = ["id", "username", "email", "first_name", "last_name", "is_active", "roles", "vendor"]
+        fields = ["id", "username", "email", "first_name", "last_name", "is_active", "roles", "vendor", "token"]
         read_only_fields = fields
 
     def get_roles(self, obj) -> list[str]:
@@ -23,6 +25,17 @@ class UserSerializer(serializers.ModelSerializer):
     def get_vendor(self, obj) -> int | None:
         membership = getattr(obj, "vendor_membership", None)
         return membership.vendor_id if membership else None
+
+    # Inline and nullable, as every OpenAPI 3.0 validator reads it (not drf-spectacular's allOf + nullable).
+    @extend_schema_field({"type": "object", "nullable": True, "required": ["prefix", "created"],
+                          "description": "The API token the user holds, never its key; null if none.",
+                          "properties": {"prefix": {"type": "string"},
+                                         "created": {"type": "string", "format": "date-time"}}})
+    def get_token(self, obj) -> dict | None:
+        token = getattr(obj, "api_token", None)
+        if token is None:
+            return None
+        return {"prefix": token.prefix, "created": serializers.DateTimeField().to_representation(token.created)}
 
 
 class UserCreateSerializer(serializers.Serializer):
@@ -36,5 +49,6 @@ class UserCreateSerializer(serializers.Serializer):
 
 
 class TokenSerializer(serializers.Serializer):
-    token = serializers.CharField()
+    token = serializers.CharField(help_text="The key, shown this once: Mathset keeps only its digest.")
+    prefix = serializers.CharField()
     user = serializers.IntegerField()

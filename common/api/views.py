@@ -19,7 +19,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return selectors.users_visible_to(self.request.user)
 
     def get_permissions(self):
-        if self.action in ("create", "token", "deactivate"):
+        if self.action in ("create", "token", "revoke_token", "deactivate"):
             return [IsCurator()]
         return super().get_permissions()
 
@@ -34,8 +34,17 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["post"])
     def token(self, request, pk=None):
         """Issue a new API token for the user (the old one stops working)."""
-        token = services.api_token_rotate(user=self.get_object())
-        return Response({"token": token.key, "user": token.user_id}, status=status.HTTP_201_CREATED)
+        issued = services.api_token_rotate(user=self.get_object())
+        return Response({"token": issued.key, "prefix": issued.token.prefix, "user": issued.token.user_id},
+                        status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None})
+    @token.mapping.delete
+    def revoke_token(self, request, pk=None):
+        """Revoke the user's API token (a leaked key); the user stays active. 404 if none."""
+        if not services.api_token_revoke(user=self.get_object()):
+            return Response({"detail": "This user has no API token."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=s.UserSerializer)
     @action(detail=True, methods=["post"])

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 
 from common import roles
+from common.models import ApiToken
+from common.services import api_token_rotate
 from labeling.models import Vendor
 from tests import factories
 from tests.pages import field_errors, text
@@ -81,7 +82,7 @@ def test_model_team_lands_on_specs_and_api_info(client, model_team):
     page = text(r)
     assert "Formula reader" in page and "/api/docs/" in r.content.decode()
     assert "none yet" in page  # no API token issued
-    Token.objects.create(user=model_team)
+    api_token_rotate(user=model_team)
     assert "issued" in text(client.get("/model-team/"))
 
 
@@ -110,10 +111,11 @@ def test_users_page_lists_role_vendor_and_token_state(client, curator):
     vendor = factories.make_vendor("Acme Labeling")
     ann = factories.make_user(roles.ANNOTATOR, vendor=vendor, username="annie")
     factories.make_user(roles.MODEL_TEAM, username="mo")
-    Token.objects.create(user=ann)
+    key = api_token_rotate(user=ann).key
     client.force_login(curator)
     page = text(client.get("/people/"))
-    assert "annie Annotator Acme Labeling active issued" in page
+    assert f"annie Annotator Acme Labeling active {key[:12]}… issued" in page
+    assert key not in page
     assert "mo Model team — active none" in page
 
 
@@ -157,26 +159,61 @@ def test_create_user_errors_appear_beside_the_field(client, curator):
     assert not User.objects.filter(username__in=["nov", "weak", "x"]).exists()
 
 
+def _page_key(response) -> str:
+    """The key the users page shows once, as a curator copies it."""
+    from html.parser import HTMLParser
+
+    class Finder(HTMLParser):
+        key, inside = None, False
+
+        def handle_starttag(self, tag, attrs):
+            self.inside = ("aria-label", "API token") in attrs
+
+        def handle_data(self, data):
+            if self.inside and data.strip():
+                Finder.key = data.strip()
+
+    Finder().feed(response.content.decode())
+    return Finder.key
+
+
 def test_token_is_shown_once_and_rotation_revokes_the_old_one(client, curator, model_team):
-    old = Token.objects.create(user=model_team)
+    old = api_token_rotate(user=model_team).key
     client.force_login(curator)
     r = client.post(f"/people/{model_team.pk}/token/")
     assert r.status_code == 200
-    new = Token.objects.get(user=model_team)
-    assert new.key != old.key
-    assert new.key in r.content.decode()
-    assert not Token.objects.filter(key=old.key).exists()
-    assert new.key not in client.get("/people/").content.decode()  # shown only once
+    new = _page_key(r)
+    assert new and new != old and new.startswith("mst_")
+    assert ApiToken.objects.get(user=model_team).digest == ApiToken.digest_of(new)
+    assert not ApiToken.objects.filter(digest=ApiToken.digest_of(old)).exists()
+    assert new not in client.get("/people/").content.decode()  # shown only once
     assert client.get(f"/people/{model_team.pk}/token/").status_code == 405
 
 
+def test_curator_revokes_a_leaked_token_and_the_user_stays_active(client, curator, model_team):
+    key = api_token_rotate(user=model_team).key
+    client.force_login(curator)
+    r = client.post(f"/people/{model_team.pk}/token/revoke/", follow=True)
+    assert "The API token of" in text(r) and "is revoked" in text(r)
+    assert not ApiToken.objects.filter(user=model_team).exists()
+    model_team.refresh_from_db()
+    assert model_team.is_active
+    assert client.get(f"/people/{model_team.pk}/token/revoke/").status_code == 405
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert api.get("/api/v1/users/me/").status_code == 401
+    assert "had no API token" in text(client.post(f"/people/{model_team.pk}/token/revoke/", follow=True))
+
+
 def test_deactivate_switches_user_off_and_revokes_token(client, curator, model_team):
-    Token.objects.create(user=model_team)
+    api_token_rotate(user=model_team)
     client.force_login(curator)
     r = client.post(f"/people/{model_team.pk}/deactivate/", follow=True)
     model_team.refresh_from_db()
     assert not model_team.is_active
-    assert not Token.objects.filter(user=model_team).exists()
+    assert not ApiToken.objects.filter(user=model_team).exists()
     assert "deactivated" in text(r)
 
 
@@ -368,3 +405,15 @@ def test_authenticate_with_a_request_is_refused_during_lockout(client):
     assert authenticate(request, username="cora", password="pass-word-123") is not None
     _fail(client, times=10)
     assert authenticate(RequestFactory().post("/"), username="cora", password="pass-word-123") is None
+
+
+def test_admin_lists_who_holds_a_token_without_any_key(client, curator, model_team):
+    key = api_token_rotate(user=model_team).key
+    client.force_login(curator)
+    r = client.get("/admin/common/apitoken/")
+    assert r.status_code == 200
+    page = r.content.decode()
+    assert model_team.username in page and key[:12] in page
+    assert key not in page and ApiToken.objects.get().digest not in page
+    assert client.get("/admin/common/apitoken/add/").status_code == 403
+    assert client.get("/admin/common/loginfailure/").status_code == 200  # curators unlock usernames there

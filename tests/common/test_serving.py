@@ -73,13 +73,13 @@ def test_gunicorn_serves_with_debug_off_unless_debug_is_set(monkeypatch):
     assert _load(monkeypatch, DEBUG="1").env == {}
 
 
-def _settings_in_a_fresh_process(**env):
+def _settings_in_a_fresh_process(_PRINT="print(settings.DEBUG)", **env):
     import os
     import subprocess
 
-    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY")}
+    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS")}
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"],
+        [sys.executable, "-c", f"import django; django.setup(); from django.conf import settings; {_PRINT}"],
         cwd=CONF.parents[1], env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
         capture_output=True, text=True, timeout=120)
 
@@ -90,3 +90,14 @@ def test_settings_refuse_the_public_development_secret_key_with_debug_off():
     served = _settings_in_a_fresh_process(DEBUG="0", SECRET_KEY="a-long-random-production-key")
     assert served.returncode == 0 and served.stdout.strip() == "False", served.stderr
     assert _settings_in_a_fresh_process().stdout.strip() == "True"  # make run: DEBUG on, development key
+
+
+def test_served_settings_answer_only_the_listed_host_names():
+    key = "a-long-random-production-key"
+    show = "print(settings.ALLOWED_HOSTS)"
+    served = _settings_in_a_fresh_process(DEBUG="0", SECRET_KEY=key, _PRINT=show)
+    assert served.stdout.strip() == "['localhost', '127.0.0.1', '[::1]']", served.stderr
+    listed = _settings_in_a_fresh_process(DEBUG="0", SECRET_KEY=key, ALLOWED_HOSTS="mathset.example, .lab.example",
+                                          _PRINT=show)
+    assert listed.stdout.strip() == "['mathset.example', '.lab.example']", listed.stderr
+    assert _settings_in_a_fresh_process(_PRINT=show).stdout.strip() == "['*']"  # make run

@@ -1,10 +1,10 @@
 """/api/v1/users/: curators create users in a role and issue API tokens."""
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from common import roles
+from common.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -69,7 +69,7 @@ def test_deactivated_user_loses_token(curator_api, annotator):
 
     key = api_token_rotate(user=annotator).key
     assert curator_api.post(f"/api/v1/users/{annotator.id}/deactivate/").status_code == 200
-    assert not Token.objects.filter(key=key).exists()
+    assert not ApiToken.objects.filter(digest=ApiToken.digest_of(key)).exists()
     api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert api.get("/api/v1/users/me/").status_code == 401
 
@@ -79,3 +79,71 @@ def test_role_helpers_follow_groups(curator, annotator, model_team):
     assert roles.is_vendor_user(annotator) and not roles.is_vendor_user(model_team)
     assert roles.can_read_all_data(model_team) and not roles.can_read_all_data(annotator)
     assert roles.primary_role(annotator) == roles.ANNOTATOR
+
+
+def test_the_database_keeps_only_a_digest_of_the_key(curator_api, annotator):
+    from django.db import connection
+
+    r = curator_api.post(f"/api/v1/users/{annotator.id}/token/")
+    assert r.status_code == 201
+    key = r.json()["token"]
+    assert key.startswith("mst_") and len(key) > 40 and r.json()["prefix"] == key[:12]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM common_apitoken")
+        stored = [str(v) for row in cursor.fetchall() for v in row]
+    assert stored and not any(key in v for v in stored)  # no column holds the key
+    listed = curator_api.get(f"/api/v1/users/{annotator.id}/").json()
+    assert listed["token"]["prefix"] == key[:12] and key not in str(listed)
+
+
+def test_curator_revokes_a_token_over_the_api_and_the_user_stays_active(curator_api, annotator):
+    from common.services import api_token_rotate
+
+    key = api_token_rotate(user=annotator).key
+    assert curator_api.delete(f"/api/v1/users/{annotator.id}/token/").status_code == 204
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert api.get("/api/v1/users/me/").status_code == 401
+    annotator.refresh_from_db()
+    assert annotator.is_active and curator_api.get(f"/api/v1/users/{annotator.id}/").json()["token"] is None
+    r = curator_api.delete(f"/api/v1/users/{annotator.id}/token/")
+    assert r.status_code == 404 and "no API token" in r.json()["detail"]
+
+
+def test_non_curators_cannot_revoke_tokens(api, annotator, model_team):
+    from common.services import api_token_rotate
+
+    api_token_rotate(user=model_team)
+    for user in (annotator, model_team):
+        api.force_authenticate(user)
+        assert api.delete(f"/api/v1/users/{model_team.id}/token/").status_code == 403
+    assert ApiToken.objects.filter(user=model_team).exists()
+
+
+def test_keys_issued_before_hashing_keep_working_and_lose_their_plain_copy(annotator):
+    """Migration common.0003 reads rest_framework.authtoken's table of plain keys."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("common.migrations.0003_api_token")
+    plain = "a" * 40
+    with connection.cursor() as cursor:
+        cursor.execute('CREATE TABLE authtoken_token ("key" varchar(40) PRIMARY KEY, user_id integer, created timestamp)')
+        cursor.execute("INSERT INTO authtoken_token VALUES (%s, %s, %s)", [plain, annotator.id, "2026-01-02 03:04:05"])
+    try:
+        # What the migration reads of its schema editor (a real one cannot open inside a test's transaction).
+        migration.move_plain_keys(apps, SimpleNamespace(connection=connection))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM authtoken_token")
+            assert cursor.fetchone()[0] == 0
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE authtoken_token")
+    token = ApiToken.objects.get(user=annotator)
+    assert token.prefix == plain[:8] and token.created.year == 2026
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {plain}")
+    assert api.get("/api/v1/users/me/").json()["username"] == annotator.username

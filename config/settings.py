@@ -194,6 +194,10 @@ DATA_UPLOAD_MAX_NUMBER_FILES = MATHSET_BULK_MAX_FILES + 1
 # how long such a URL stays valid (seconds).
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 MATHSET_SIGNED_URL_MAX_AGE = int(os.environ.get("MATHSET_SIGNED_URL_MAX_AGE", 3600))
+# The hosts external models may be registered at (pipeline/endpoints.py): names, ".domain"
+# suffixes, addresses or networks, comma-separated; "*" (default) any but link-local and
+# metadata addresses, which are always refused.
+MATHSET_MODEL_HOSTS = os.environ.get("MATHSET_MODEL_HOSTS", "*")
 # The real data beside the project (never copied into it).
 MATHSET_SHARED_DATA = Path(os.environ.get("MATHSET_SHARED_DATA", BASE_DIR.parent / "shared" / "data"))
 

@@ -18,6 +18,7 @@ import requests
 import torch
 from django.core.files.storage import default_storage
 
+from . import endpoints
 from .ml.imageio import decode_rgb
 from .ml.inference import WEIGHTS_DIR, FormulaReader
 
@@ -88,6 +89,11 @@ class HttpPredictor:
         # Redirects are not followed: requests would turn the POST into a GET of wherever the
         # endpoint points (e.g. a cloud metadata address inside our network) and the answer's text
         # would come back to the model team in the error below. A model is reached at its own address.
+        # Checked before every call, not only at registration: the name may point elsewhere now.
+        try:
+            endpoints.check(self.endpoint_url, must_resolve=True)
+        except endpoints.EndpointRefused as exc:
+            raise ExternalModelError(f"external model {self.endpoint_url} is not called: {exc}") from None
         resp = requests.post(self.endpoint_url, json={"images": urls}, timeout=self.timeout, allow_redirects=False)
         if 300 <= resp.status_code < 400:
             raise ExternalModelError(f"external model {self.endpoint_url} answered HTTP {resp.status_code} (a redirect, "

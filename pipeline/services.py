@@ -21,6 +21,7 @@ from common.storage import guarded_files
 from curation import signed_urls
 from curation.models import DatasetSpec, Image, Licence
 
+from . import endpoints
 from .models import ModelVersion, Prediction, PrelabelItem, PrelabelJob
 
 log = logging.getLogger(__name__)
@@ -243,8 +244,10 @@ def model_version_register_http(*, name: str, version: str, endpoint_url: str, c
                                 notes: str = "", activate: bool = False,
                                 created_by: User | None = None) -> ModelVersion:
     """Register an external full-pipeline model reached over HTTP (see runtime.HttpPredictor)."""
-    if not endpoint_url.startswith(("http://", "https://")):
-        raise ValidationError({"endpoint_url": "must be an http(s) URL"})
+    try:
+        endpoints.check(endpoint_url, must_resolve=False)
+    except endpoints.EndpointRefused as exc:
+        raise ValidationError({"endpoint_url": str(exc)}) from None
     licences = _licences(training_licences)
     if ModelVersion.objects.filter(kind=ModelVersion.Kind.PIPELINE, name=name, version=version).exists():
         raise ValidationError({"version": f"pipeline {name}@{version} already exists"})

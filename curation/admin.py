@@ -1,4 +1,5 @@
 """Admin for curation. Writes that have rules go through the services."""
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
@@ -62,8 +63,26 @@ class DatasetSpecAdmin(admin.ModelAdmin):
             obj._state.adding = False
 
 
+class ImageAdminForm(forms.ModelForm):
+    """The image change form, refusing what ingest refuses: a source whose licence forbids the
+    spec's commercial use (an edit must not side-step the check every upload passes)."""
+
+    class Meta:
+        model = Image
+        fields = ["spec", "source", "categories", "original_filename", "capture_session", "truth_latex", "meta"]
+
+    def clean(self):
+        cleaned = super().clean()
+        spec = cleaned.get("spec") or getattr(self.instance, "spec", None)
+        source = cleaned.get("source")
+        if spec is not None and source is not None:
+            services.licence_check(spec=spec, source=source)  # a ValidationError naming `source`
+        return cleaned
+
+
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
+    form = ImageAdminForm
     list_display = ["id", "original_filename", "spec", "source", "width", "height", "format", "created_at"]
     list_filter = ["spec", "source__licence__family", "format"]
     search_fields = ["original_filename", "sha256", "capture_session"]

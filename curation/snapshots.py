@@ -37,7 +37,7 @@ from common.storage import guarded_files
 from pipeline.refresh import spec_stats_refresh_soon
 
 from .exporters import FORMATS, CategoryInfo, ExportImage, ExportRegion, LicenceInfo, SourceInfo, export
-from .models import Category, DatasetSpec, Export, Image, Snapshot, SnapshotItem
+from .models import Category, DatasetSpec, Export, Image, Licence, Snapshot, SnapshotItem
 from .splits import ContentHasher, SplitItem, assign_splits
 
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
@@ -295,16 +295,34 @@ def _opener(name: str):
     return open_bytes
 
 
+def _licence_info(licence: Licence) -> LicenceInfo:
+    return LicenceInfo(code=licence.code, name=licence.name, url=licence.url,
+                       allows_commercial=licence.allows_commercial, allows_derivatives=licence.allows_derivatives,
+                       share_alike=licence.share_alike, requires_attribution=licence.requires_attribution)
+
+
 def snapshot_export_images(snapshot: Snapshot) -> Iterator[ExportImage]:
-    """The snapshot's items as export records, read from the database in chunks (constant memory)."""
-    qs = SnapshotItem.objects.filter(snapshot=snapshot).order_by("image_id")
+    """The snapshot's items as export records, read from the database in chunks (constant memory).
+
+    Each record carries the frozen licence and source (what the files credit) and the licence
+    the image's source has now: the exporters leave an image out when either forbids the use,
+    so a licence corrected, or an image moved to another source, after the freeze can never
+    let data out that its rights holder does not allow today.
+    """
+    qs = (SnapshotItem.objects.filter(snapshot=snapshot).select_related("image__source__licence")
+          .order_by("image_id"))
+    current: dict[int, LicenceInfo] = {}
     for item in qs.iterator(chunk_size=_ITEM_BATCH):
         ext = os.path.splitext(item.file)[1].lower() or ".png"
+        live = item.image.source.licence
+        if live.pk not in current:
+            current[live.pk] = _licence_info(live)
         yield ExportImage(
             image_id=item.image_id, file_name=f"{item.image_id:08d}{ext}", width=item.width, height=item.height,
             split=item.split, licence=LicenceInfo(**item.licence), source=SourceInfo(**item.source),
             open_bytes=_opener(item.file), categories=tuple(item.categories),
-            regions=[_export_region(r) for r in item.regions], capture_session=item.capture_session)
+            regions=[_export_region(r) for r in item.regions], capture_session=item.capture_session,
+            current_licence=current[live.pk])
 
 
 def export_create(*, snapshot: Snapshot, format: str, created_by: User | None) -> Export:

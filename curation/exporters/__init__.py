@@ -13,12 +13,14 @@ stays flat however large the export. ``dest`` is a path or a writable binary fil
 
 Formats (``FORMATS``): ``coco``, ``yolo-obb``, ``im2latex``, ``jsonl``, ``label-studio``,
 ``icdar2015``. Every zip also holds ``LICENSES.json`` (per licence: flags and image count,
-plus what was left out and why) and ``ATTRIBUTION.md`` (each source's attribution text,
-copyright holder and URL).
+plus what was left out and why), ``ATTRIBUTION.md`` (each source's attribution text,
+copyright holder, URL and licence terms) and ``PROVENANCE.jsonl`` (one line per image: its
+source, copyright holder, licence and the files written from it, crops included), so every
+file can be traced to the attribution it needs even in formats whose labels carry none.
 
-Licence policy: with ``intended_use="commercial"`` images whose licence forbids commercial
-use are left out; formats that write crops (im2latex) also leave out images whose licence
-forbids derivatives. What was left out is counted per licence and reason, in the manifest and
+Licence policy: with ``intended_use="commercial"`` images whose licence (as recorded, or as
+it is now: ``ExportImage.current_licence``) forbids commercial use are left out; formats that
+write crops (im2latex) also leave out images whose licence forbids derivatives. What was left out is counted per licence and reason, in the manifest and
 in the returned :class:`ExportResult`.
 """
 from __future__ import annotations
@@ -32,13 +34,17 @@ from typing import IO, Any
 
 from .base import (
     COMMERCIAL,
+    PROVENANCE,
     REASON_NO_DERIVATIVES,
     REASON_NON_COMMERCIAL,
+    REASON_NOW_NO_DERIVATIVES,
+    REASON_NOW_NON_COMMERCIAL,
     RESEARCH,
     ExportResult,
     ExportWriter,
     LicenceManifest,
     ZipSink,
+    dumps,
 )
 from .coco import CocoWriter
 from .icdar import IcdarWriter
@@ -81,11 +87,22 @@ def check_names(image: ExportImage) -> None:
 
 
 def exclusion_reason(image: ExportImage, *, intended_use: str, makes_derivatives: bool) -> str | None:
-    """Why `image` may not go into this export, or None when it may."""
-    if intended_use == COMMERCIAL and not image.licence.allows_commercial:
-        return REASON_NON_COMMERCIAL
-    if makes_derivatives and not image.licence.allows_derivatives:
-        return REASON_NO_DERIVATIVES
+    """Why `image` may not go into this export, or None when it may.
+
+    Both the licence recorded with the image and, where known, the one its source has now
+    must allow the use: a licence found to be narrower after a snapshot was frozen wins.
+    """
+    now = image.current_licence
+    if intended_use == COMMERCIAL:
+        if not image.licence.allows_commercial:
+            return REASON_NON_COMMERCIAL
+        if now is not None and not now.allows_commercial:
+            return REASON_NOW_NON_COMMERCIAL
+    if makes_derivatives:
+        if not image.licence.allows_derivatives:
+            return REASON_NO_DERIVATIVES
+        if now is not None and not now.allows_derivatives:
+            return REASON_NOW_NO_DERIVATIVES
     return None
 
 
@@ -140,6 +157,7 @@ def _write(images: Iterable[ExportImage], dest: str | os.PathLike | IO[bytes], w
         sink = ZipSink(zf)
         try:
             writer = writer_cls(sink, categories=categories, include_images=include_images, **options)
+            provenance = sink.part(PROVENANCE)
             for image in images:
                 check_names(image)
                 reason = exclusion_reason(image, intended_use=intended_use,
@@ -149,8 +167,10 @@ def _write(images: Iterable[ExportImage], dest: str | os.PathLike | IO[bytes], w
                     continue
                 wants_pixels = writer_cls.needs_pixels or include_images
                 data = image.open_bytes() if wants_pixels and image.open_bytes is not None else None
+                sink.recent.clear()
                 writer.add(image, data)
                 manifest.include(image)
+                provenance.write(dumps(_provenance_row(image, sink.recent)) + b"\n")
                 images_in += 1
             writer.finish()
             sink.flush_parts()
@@ -158,5 +178,17 @@ def _write(images: Iterable[ExportImage], dest: str | os.PathLike | IO[bytes], w
             sink.discard_parts()
         sink.write("LICENSES.json", manifest.licences_json(fmt=fmt, intended_use=intended_use,
                                                            images=images_in, regions=writer.regions))
-        sink.write("ATTRIBUTION.md", manifest.attribution_md())
+        sink.write("ATTRIBUTION.md", manifest.attribution_md(derivatives=writer_cls.makes_derivatives))
     return manifest, writer, sink.members, images_in
+
+
+def _provenance_row(image: ExportImage, files: list[str]) -> dict:
+    """One line of PROVENANCE.jsonl: what `image` and the `files` written from it are credited to.
+
+    Formats such as YOLO-OBB, ICDAR or im2latex crops name no source in their own files, so
+    without this line the attribution in ATTRIBUTION.md could not be matched to a file.
+    """
+    return {"image_id": image.image_id, "file_name": image.file_name, "files": list(files),
+            "source": image.source.name, "copyright_holder": image.source.copyright_holder,
+            "source_url": image.source.url, "licence": image.licence.code, "licence_name": image.licence.name,
+            "licence_url": image.licence.url}

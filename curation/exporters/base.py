@@ -37,6 +37,10 @@ RESEARCH = "research"
 
 REASON_NON_COMMERCIAL = "licence forbids commercial use"
 REASON_NO_DERIVATIVES = "licence forbids derivatives (this format writes crops of the image)"
+REASON_NOW_NON_COMMERCIAL = "licence now forbids commercial use (changed since the snapshot was frozen)"
+REASON_NOW_NO_DERIVATIVES = ("licence now forbids derivatives (changed since the snapshot was frozen; "
+                             "this format writes crops of the image)")
+PROVENANCE = "PROVENANCE.jsonl"
 
 
 def dumps(obj: Any) -> bytes:
@@ -78,6 +82,9 @@ class ZipSink:
         self.zf = zf
         self._parts: dict[str, IO[bytes]] = {}
         self.members = 0
+        # Whole members written since the caller last cleared it: the export loop reads it after
+        # each image to list the files made from that image (their provenance).
+        self.recent: list[str] = []
 
     def _info(self, name: str) -> zipfile.ZipInfo:
         info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
@@ -92,6 +99,7 @@ class ZipSink:
         with self.zf.open(self._info(name), "w", force_zip64=True) as out:
             out.write(data)
         self.members += 1
+        self.recent.append(name)
 
     def part(self, name: str) -> IO[bytes]:
         """The spooled file that becomes (a piece of) member `name` at :meth:`flush_parts`."""
@@ -186,10 +194,18 @@ class LicenceManifest:
         }
         return json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
 
-    def attribution_md(self) -> str:
+    def attribution_md(self, *, derivatives: bool = False) -> str:
+        """The attribution file. `derivatives`: the export's image files are crops made from the
+        images, which licences such as CC BY 4.0 (section 3(a)(1)(B)) require to be said."""
         lines = ["# Attribution", "",
                  "Images in this export come from the sources below. Keep this file with the data "
-                 "and reproduce each attribution wherever the images are shown or redistributed.", ""]
+                 "and reproduce each attribution wherever the images are shown or redistributed. "
+                 f"`{PROVENANCE}` names the source, copyright holder and licence of every image and "
+                 "of each file made from it.", ""]
+        if derivatives:
+            lines += ["The image files in this export are modified: each is a crop of an original image, cut "
+                      "out along a formula's quadrilateral and perspective-rectified. "
+                      f"`{PROVENANCE}` names the original image of each crop.", ""]
         for name in sorted(self.sources):
             s = self.sources[name]
             lics = ", ".join(f"{self.licences[c].info.name or c} ({c})" for c in sorted(s.licences))
@@ -201,6 +217,8 @@ class LicenceManifest:
             for c in sorted(s.licences):
                 if self.licences[c].info.url:
                     lines.append(f"- Licence text ({c}): {self.licences[c].info.url}")
+            for c in sorted(s.licences):
+                lines += _licence_terms(c, self.licences[c].info)
             lines.append(f"- Images: {s.images}")
             lines.append("")
             lines.append(s.info.attribution.strip() or "_No attribution text recorded._")
@@ -209,6 +227,20 @@ class LicenceManifest:
             lines.append("_No images in this export._")
             lines.append("")
         return "\n".join(lines)
+
+
+def _licence_terms(code: str, info: LicenceInfo) -> list[str]:
+    """The conditions beyond attribution that travel with the images of a licence."""
+    name = info.name or code
+    terms = []
+    if not info.allows_commercial:
+        terms.append(f"- NonCommercial ({code}): these images may not be used for commercial purposes.")
+    if not info.allows_derivatives:
+        terms.append(f"- NoDerivatives ({code}): adapted versions of these images may not be shared.")
+    if info.share_alike:
+        terms.append(f"- ShareAlike ({code}): adaptations of these images must be shared under the same licence "
+                     f"({name}) or a compatible one.")
+    return terms
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,10 @@ class ExportImage:
     categories: tuple[str, ...] = ()
     regions: list[ExportRegion] = field(default_factory=list)
     capture_session: str = ""
+    # The licence the image's source has now, when the caller knows it. ``licence`` is what a
+    # snapshot froze; a catalogue correction or a changed source since then may forbid more,
+    # and what the rights holder allows today is what may be given out: the stricter decides.
+    current_licence: LicenceInfo | None = None
 
 
 # --- geometry shared by the writers -------------------------------------------------------

@@ -4,7 +4,7 @@ import django_filters
 from common.fields import parse_row_id
 from common.filters import IdFilter
 
-from .models import Category, DatasetSpec, Image, Source
+from .models import Category, DatasetSpec, Export, Image, Snapshot, Source
 
 
 class SpecFilter(django_filters.FilterSet):
@@ -58,3 +58,21 @@ class ImageFilter(django_filters.FilterSet):
 
     def filter_has_truth(self, queryset, name, value):
         return queryset.exclude(truth_latex="") if value else queryset.filter(truth_latex="")
+
+
+# Id filters, not choices among every row: a spec or snapshot the user may not see answers
+# like one that does not exist (an empty list), instead of a 200-versus-400 that reveals it.
+class SnapshotFilter(django_filters.FilterSet):
+    spec = IdFilter(field_name="spec_id", label="Spec id")
+
+    class Meta:
+        model = Snapshot
+        fields = ["spec", "status"]
+
+
+class ExportFilter(django_filters.FilterSet):
+    snapshot = IdFilter(field_name="snapshot_id", label="Snapshot id")
+
+    class Meta:
+        model = Export
+        fields = ["snapshot", "format", "status"]

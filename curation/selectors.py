@@ -49,20 +49,42 @@ def specs_visible_to(user: User) -> QuerySet[DatasetSpec]:
 LABELED_STATUSES = ("submitted", "accepted")
 
 
-def with_quota_progress(categories: QuerySet[Category]) -> QuerySet[Category]:
+def with_quota_progress(categories: QuerySet[Category], vendor=None) -> QuerySet[Category]:
     """Annotate quota progress, counted in SQL: images collected, labeled (a task
-    submitted or accepted) and accepted."""
+    submitted or accepted) and accepted. With `vendor`, only over that vendor's tasks
+    and their images (as `curation.progress` counts a vendor's slice): a spec shared by
+    several vendors must not tell one vendor how far the others got."""
+    if vendor is None:
+        return categories.annotate(
+            collected=Count("images", distinct=True),
+            labeled=Count("images", filter=Q(images__tasks__status__in=LABELED_STATUSES), distinct=True),
+            accepted=Count("images", filter=Q(images__tasks__status="accepted"), distinct=True),
+        )
+    own = Q(images__tasks__batch__vendor=vendor)
     return categories.annotate(
-        collected=Count("images", distinct=True),
-        labeled=Count("images", filter=Q(images__tasks__status__in=LABELED_STATUSES), distinct=True),
-        accepted=Count("images", filter=Q(images__tasks__status="accepted"), distinct=True),
+        collected=Count("images", filter=own, distinct=True),
+        labeled=Count("images", filter=own & Q(images__tasks__status__in=LABELED_STATUSES), distinct=True),
+        accepted=Count("images", filter=own & Q(images__tasks__status="accepted"), distinct=True),
     )
 
 
+def quota_progress_for(user: User, categories: QuerySet[Category]) -> QuerySet[Category]:
+    """`categories` with the quota progress `user` may read: every vendor's work for
+    curators and model teams, their own vendor's only for vendor users."""
+    if can_read_all_data(user):
+        return with_quota_progress(categories)
+    from labeling.selectors import vendor_of
+
+    vendor = vendor_of(user)
+    if vendor is None:
+        return with_quota_progress(categories.none())
+    return with_quota_progress(categories, vendor=vendor)
+
+
 def categories_visible_to(user: User) -> QuerySet[Category]:
-    """Categories of the specs `user` may see, with their quota progress."""
+    """Categories of the specs `user` may see, with the quota progress they may read."""
     specs = specs_visible_to(user)
-    return with_quota_progress(Category.objects.filter(spec__in=specs.values("id")).select_related("spec"))
+    return quota_progress_for(user, Category.objects.filter(spec__in=specs.values("id")).select_related("spec"))
 
 
 def images_visible_to(user: User) -> QuerySet[Image]:
@@ -114,10 +136,13 @@ def exports_visible_to(user: User) -> QuerySet:
 
 
 def snapshot_items_left_out(user: User, snapshot) -> QuerySet:
-    """Items of `snapshot` that exports for a commercial spec leave out: their licence
-    (as frozen in the item) forbids commercial use. Empty for research specs."""
+    """Items of `snapshot` that exports for a commercial spec leave out: their licence, as
+    frozen in the item or as the image's source has it now, forbids commercial use (the
+    exporters apply the stricter of the two). Empty for research specs."""
     from .models import SnapshotItem
 
     if not can_read_all_data(user) or not snapshot.spec.is_commercial:
         return SnapshotItem.objects.none()
-    return SnapshotItem.objects.filter(snapshot=snapshot, licence__allows_commercial=False).order_by("image_id")
+    return SnapshotItem.objects.filter(
+        Q(licence__allows_commercial=False) | Q(image__source__licence__allows_commercial=False),
+        snapshot=snapshot).order_by("image_id")

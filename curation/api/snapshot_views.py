@@ -19,6 +19,7 @@ from common.permissions import IsCuratorOrReadOnly
 from common.roles import can_read_all_data
 
 from .. import selectors, snapshots
+from ..filters import ExportFilter, SnapshotFilter
 from ..models import DatasetSpec, Export, Snapshot, SnapshotItem
 
 
@@ -106,7 +107,7 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     serializer_class = SnapshotSerializer
     permission_classes = [IsCuratorOrReadOnly]
-    filterset_fields = ["spec", "status"]
+    filterset_class = SnapshotFilter
 
     def get_queryset(self):
         return selectors.snapshots_visible_to(self.request.user)
@@ -154,7 +155,7 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
 
     serializer_class = ExportSerializer
     permission_classes = [CanReadAllOrReadOnly]
-    filterset_fields = ["snapshot", "format", "status"]
+    filterset_class = ExportFilter
 
     def get_queryset(self):
         return selectors.exports_visible_to(self.request.user)

@@ -67,7 +67,7 @@ class DatasetSpecViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
-        progress = selectors.with_quota_progress(Category.objects.all()).order_by("position", "id")
+        progress = selectors.quota_progress_for(self.request.user, Category.objects.all()).order_by("position", "id")
         return selectors.specs_visible_to(self.request.user).prefetch_related(
             Prefetch("categories", queryset=progress, to_attr="categories_with_progress"), "requirements"
         )

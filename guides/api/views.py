@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import django_filters
 from django.core.files.storage import default_storage
 from django.db.models import Prefetch
 from django.http import FileResponse, HttpResponse
@@ -22,6 +23,7 @@ from rest_framework.views import APIView
 
 from common import roles
 from common.fields import parse_row_id
+from common.filters import IdFilter
 from common.unchangeable import refuse_changes
 
 from .. import costs, imaging, rendering, selectors, services
@@ -69,6 +71,16 @@ def _jpeg(data: bytes) -> HttpResponse:
     return response
 
 
+class _GuideFilter(django_filters.FilterSet):
+    # An id filter, not a choice among every spec: a spec the user may not see must
+    # answer like one that does not exist (an empty list), not reveal that it exists.
+    spec = IdFilter(field_name="spec_id", label="Spec id")
+
+    class Meta:
+        model = Guide
+        fields = ["spec"]
+
+
 class GuideViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                    viewsets.GenericViewSet):
     """The work guide of each spec; its text lives in versions."""
@@ -76,7 +88,7 @@ class GuideViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Crea
     queryset = Guide.objects.none()  # for the schema; get_queryset() scopes by user
     serializer_class = s.GuideSerializer
     permission_classes = [CuratorWrites]
-    filterset_fields = ["spec"]
+    filterset_class = _GuideFilter
 
     def get_queryset(self):
         return selectors.guides_visible_to(self.request.user).prefetch_related(

@@ -15,7 +15,7 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -41,6 +41,9 @@ from .models import (
 from .selectors import task_from_row
 
 LEASE = timedelta(minutes=30)
+# First key of the advisory lock that serializes one annotator's claims (PostgreSQL); the
+# second is the annotator's id. Any constant no other lock of the platform uses.
+CLAIM_LOCK_NAMESPACE = 0x4D5354  # "MST"
 # Longest LaTeX answer for one region: a real formula is far shorter, and the checks
 # should never run over a megabyte someone pasted.
 MAX_LATEX_LENGTH = 4000
@@ -314,10 +317,16 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
     vendor = vendor_of(annotator)
     if vendor is None or not roles.has_role(annotator, roles.ANNOTATOR):
         raise ValidationError({"annotator": "Only a vendor's annotators take tasks from the queue."})
+    q = _queue_sql()
+    if "one_at_a_time" in q:
+        # PostgreSQL: one claim per annotator at a time. Without it a double-clicked "next"
+        # (or two tabs) ran side by side, neither saw the other's uncommitted lease, and SKIP
+        # LOCKED handed each another task: one person held several leases. Waiting here, the
+        # second call then finds the first one's lease (below) and answers it.
+        rawsql.fetch(q["one_at_a_time"], [CLAIM_LOCK_NAMESPACE, annotator.pk])
     now = timezone.now()
     # The hot path reads ids with hand-written SQL (see common.rawsql) and loads full
     # objects through the ORM only on the rare rework and held-lease answers.
-    q = _queue_sql()
     # One round trip asks both: the oldest rework (kind 0) and the oldest lease held (kind 1).
     found = sorted(rawsql.fetch(q["rework_or_held"], [
         annotator.pk, Annotation.Status.REJECTED, vendor.pk, Batch.Status.ACTIVE,
@@ -350,7 +359,8 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
         if not taken and _reap_expired(task.pk, now):
             task.slots_taken = Task.objects.values_list("slots_taken", flat=True).get(pk=task.pk)
             taken = Task.objects.filter(pk=task.pk, slots_taken__lt=F("overlap")).update(
-                slots_taken=F("slots_taken") + 1, status=Task.Status.IN_PROGRESS, updated_at=now)
+                slots_taken=F("slots_taken") + 1, updated_at=now,
+                status=Case(When(status=Task.Status.REJECTED, then=F("status")), default=Value(Task.Status.IN_PROGRESS)))
         if not taken:
             continue  # someone took the last slot between our read and write (SQLite)
         # One statement whether or not an earlier lease of ours on this task lapsed
@@ -361,7 +371,9 @@ def task_claim_next(*, annotator: User, lease: timedelta = LEASE) -> ClaimResult
                                                  rawsql.dt(expires)])[0][0]
         claim.pk = claim_pk
         task.slots_taken += 1
-        task.status, task.updated_at = Task.Status.IN_PROGRESS, now
+        if task.status != Task.Status.REJECTED:
+            task.status = Task.Status.IN_PROGRESS
+        task.updated_at = now
         return ClaimResult(task, claim, "claimed", blocked)
     return ClaimResult(None, None, "empty", blocked)
 
@@ -393,8 +405,10 @@ def _queue_sql() -> dict[str, str]:
         # Derived tables keep each part's ORDER BY and LIMIT (SQLite allows them nowhere else in a UNION).
         "rework_or_held": f"SELECT * FROM ({rework}) r UNION ALL SELECT * FROM ({held}) h",
         # The conditional UPDATE that actually takes a slot (never beyond the overlap).
+        # A task awaiting rework stays "rejected" (what _task_refresh_status derives), not "in progress".
         "take": (f"UPDATE {t(Task)} SET {qn('slots_taken')} = {qn('slots_taken')} + 1, {qn('status')} = "
-                 f"'{Task.Status.IN_PROGRESS}', {qn('updated_at')} = %s WHERE {qn('id')} = %s AND {qn('status')} IN "
+                 f"CASE WHEN {qn('status')} = '{Task.Status.REJECTED}' THEN {qn('status')} "
+                 f"ELSE '{Task.Status.IN_PROGRESS}' END, {qn('updated_at')} = %s WHERE {qn('id')} = %s AND {qn('status')} IN "
                  f"{rawsql.in_list(Task.CLAIMABLE)} AND {qn('slots_taken')} < {qn('overlap')}"),
         "claim": (f"INSERT INTO {t(Claim)} ({qn('task_id')}, {qn('annotator_id')}, {qn('state')}, {qn('claimed_at')}, "
                   f"{qn('expires_at')}) VALUES (%s, %s, %s, %s, %s) ON CONFLICT ({qn('task_id')}, {qn('annotator_id')}) "
@@ -412,6 +426,8 @@ def _queue_sql() -> dict[str, str]:
         found["take_and_claim"] = (f"WITH taken AS ({found['take']} RETURNING {qn('id')}) "
                                    f"INSERT INTO {t(Claim)} ({claim_cols}) SELECT taken.{qn('id')}, %s, %s, %s, %s "
                                    f"FROM taken ON CONFLICT {upsert}")
+        # A transaction-scoped lock on (namespace, annotator): released at commit.
+        found["one_at_a_time"] = "SELECT pg_advisory_xact_lock(%s, %s)"
     _SQL[connection.vendor] = found
     return found
 
@@ -731,6 +747,15 @@ def _started_from(task: Task, prediction: Prediction | None) -> Prediction | Non
 # -------------------------------------------------------------- annotations
 
 
+def _refuse_if_closed(batch: Batch, *, field: str) -> None:
+    """A closed batch's work is over (delivered and costed): nothing more is annotated,
+    handed in or reviewed in it. A paused one only stops handing out tasks; what an
+    annotator has open may still be saved and handed in, and reviewed."""
+    if batch.status == Batch.Status.CLOSED:
+        raise ValidationError({field: f"The batch {batch.name!r} is closed: its work is over and nothing more is "
+                                      "saved or reviewed in it."})
+
+
 @transaction.atomic
 def annotation_create(
     *,
@@ -743,6 +768,7 @@ def annotation_create(
 ) -> Annotation:
     """Save an annotator's first answer for a task they hold a lease on (version 1),
     optionally submitting it at once."""
+    _refuse_if_closed(task.batch, field="task")
     clean = regions_clean(regions=regions, image=task.image)
     spent = _time_spent(time_spent_seconds)
     started_from = _started_from(task, started_from)
@@ -800,6 +826,7 @@ def annotation_update(
     if by.pk != annotation.annotator_id:
         raise ValidationError({"annotation": "Only its annotator edits an annotation."})
     task = annotation.task
+    _refuse_if_closed(task.batch, field="annotation")
     clean = regions_clean(regions=regions, image=task.image)
     spent = _time_spent(time_spent_seconds)
     started_from = _started_from(task, started_from)
@@ -813,7 +840,10 @@ def annotation_update(
         changes.update(status=Annotation.Status.SUBMITTED, submitted_at=now)
     won = Annotation.objects.filter(pk=annotation.pk, version=version, status__in=EDITABLE).update(**changes)
     if not won:
-        raise StaleVersion(Annotation.objects.get(pk=annotation.pk))
+        current = Annotation.objects.get(pk=annotation.pk)
+        if current.version == version:  # handed in (or reviewed) meanwhile, not saved: retrying cannot help
+            raise ValidationError({"status": f"A {current.get_status_display().lower()} annotation cannot be changed."})
+        raise StaleVersion(current)
     annotation.refresh_from_db()
     _save_version(annotation=annotation, author=by, regions=clean, time_spent_seconds=spent,
                   started_from=started_from)
@@ -828,11 +858,7 @@ def annotation_submit(*, annotation: Annotation, by: User, version: int) -> Anno
     """Hand the current version in for review (also after a rejection's rework)."""
     if by.pk != annotation.annotator_id:
         raise ValidationError({"annotation": "Only its annotator submits an annotation."})
-    regions = [
-        {"latex": r.latex, "illegible": r.illegible}
-        for r in Region.objects.filter(version_id=annotation.current_id).only("latex", "illegible")
-    ]
-    _check_complete(annotation.task, regions)
+    _refuse_if_closed(annotation.task.batch, field="annotation")
     now = timezone.now()
     won = Annotation.objects.filter(pk=annotation.pk, version=version, status__in=EDITABLE).update(
         status=Annotation.Status.SUBMITTED, submitted_at=now, updated_at=now)
@@ -841,9 +867,16 @@ def annotation_submit(*, annotation: Annotation, by: User, version: int) -> Anno
         if current.version == version:
             raise ValidationError({"status": f"A {current.get_status_display().lower()} annotation cannot be submitted."})
         raise StaleVersion(current)
+    # The version handed in is checked, read under the row lock the UPDATE took: `annotation`
+    # may have been read before a later save (an incomplete answer raises, undoing the UPDATE).
+    annotation.refresh_from_db()
+    regions = [
+        {"latex": r.latex, "illegible": r.illegible}
+        for r in Region.objects.filter(version_id=annotation.current_id).only("latex", "illegible")
+    ]
+    _check_complete(annotation.task, regions)
     _task_refresh_status(annotation.task_id)
     spec_stats_refresh_soon(spec_id=annotation.task.batch.spec_id)
-    annotation.refresh_from_db()
     return annotation
 
 
@@ -857,6 +890,7 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
     annotator for rework; acceptance completes the task once its overlap is met."""
     if reviewer.pk == annotation.annotator_id:
         raise ValidationError({"annotation": "Nobody reviews their own annotation."})
+    _refuse_if_closed(annotation.task.batch, field="annotation")
     if decision not in Review.Decision.values:
         raise ValidationError({"decision": 'Must be "accept" or "reject".'})
     reasons = list(dict.fromkeys(reasons))
@@ -879,11 +913,13 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
             raise StaleVersion(current)
         raise ValidationError({"annotation": f"Only submitted annotations are reviewed; this one is "
                                              f"{current.get_status_display().lower()}."})
+    # The version decided on is the one current under the row lock the UPDATE took, not the
+    # one `annotation` held when it was read (it may be a later rework of it).
+    annotation.refresh_from_db()
     review = Review.objects.create(annotation=annotation, version_id=annotation.current_id, reviewer=reviewer,
                                    decision=decision, reasons=reasons, comment=comment.strip())
     _task_refresh_status(annotation.task_id)
     spec_stats_refresh_soon(spec_id=annotation.task.batch.spec_id)
-    annotation.refresh_from_db()
     return review
 
 

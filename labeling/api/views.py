@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.db.models import Count, Prefetch
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -261,7 +261,6 @@ class AnnotationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             annotation = services.annotation_update(annotation=annotation, by=request.user,
                                                     started_from=self._prediction(v.pop("started_from")), **v)
         except services.StaleVersion as exc:
-            transaction.set_rollback(False)
             return _conflict(exc, request)
         return self._respond(annotation, with_next=with_next)
 

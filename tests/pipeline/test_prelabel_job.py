@@ -161,6 +161,12 @@ def test_external_http_model_prelabels_through_its_endpoint(curator, spec, image
         return FakeResponse(len(json["images"]))
 
     monkeypatch.setattr(runtime.requests, "post", fake_post)
+    # ml.example resolves nowhere; the check before each call (pipeline/endpoints.py) must find an address
+    import ipaddress
+
+    from pipeline import endpoints
+
+    monkeypatch.setattr(endpoints, "resolve", lambda host, port: [ipaddress.ip_address("203.0.113.9")])
     runtime.clear_cache()
     services.model_version_register_http(name="ext", version="1", endpoint_url="http://ml.example/predict",
                                          activate=True)

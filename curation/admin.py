@@ -1,7 +1,8 @@
 """Admin for curation. Writes that have rules go through the services."""
 from django import forms
-from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib import admin
+
+from common.service_admin import ServiceAdminMixin
 
 from . import services
 from .models import Category, DatasetSpec, Export, Image, ImportJob, Licence, ModelRequirement, Snapshot, Source
@@ -16,7 +17,7 @@ class LicenceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["name", "kind", "licence", "copyright_holder", "acquired_on"]
     list_filter = ["kind", "licence__family", "licence__allows_commercial"]
     search_fields = ["name", "copyright_holder"]
@@ -24,13 +25,11 @@ class SourceAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         data = {f: form.cleaned_data[f] for f in services.SOURCE_FIELDS if f in form.cleaned_data}
-        try:
-            if change:
-                services.source_update(source=obj, **data)
-            else:
-                obj.pk = services.source_create(created_by=request.user, **data).pk
-        except ValidationError as exc:
-            messages.error(request, "; ".join(exc.messages))
+        if change:
+            services.source_update(source=obj, **data)
+        else:
+            obj.pk = services.source_create(created_by=request.user, **data).pk
+            obj._state.adding = False
 
 
 class CategoryInline(admin.TabularInline):
@@ -46,7 +45,7 @@ class RequirementInline(admin.TabularInline):
 
 
 @admin.register(DatasetSpec)
-class DatasetSpecAdmin(admin.ModelAdmin):
+class DatasetSpecAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["name", "status", "intended_use", "serving_target", "created_at"]
     list_filter = ["status", "intended_use", "serving_target"]
     search_fields = ["name", "slug"]

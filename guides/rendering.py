@@ -45,6 +45,10 @@ _MATH_OR_CODE = re.compile(
 
 _MD_EXTENSIONS = ["tables", "fenced_code", "sane_lists"]
 
+# A tag in the sanitiser's output: every attribute value is double-quoted (a `>` may sit in
+# one), and text never holds a raw `<`.
+_TAG = re.compile(r'<(?:[^>"]|"[^"]*")*>')
+
 
 def _math_span(latex: str, display: bool) -> str:
     latex = latex.strip()
@@ -72,21 +76,38 @@ def render_markdown(text: str) -> str:
     if not text:
         return ""
     nonce = secrets.token_hex(6)
-    maths: list[str] = []
+    maths: list[tuple[str, str]] = []  # (span, TeX source as written)
 
     def lift(match: re.Match) -> str:
         if match.group("fence") or match.group("code"):
             return match.group(0)
         display = match.group("display") is not None
-        maths.append(_math_span(match.group("display") if display else match.group("inline"), display))
+        maths.append((_math_span(match.group("display") if display else match.group("inline"), display),
+                      match.group(0)))
         # Letters and digits only: survives Markdown and the sanitiser untouched.
         return f"MATH{nonce}X{len(maths) - 1}X"
 
     lifted = _MATH_OR_CODE.sub(lift, text)
     rendered = markdown.markdown(lifted, extensions=_MD_EXTENSIONS, output_format="html")
     clean = sanitize_html(rendered)
-    # The spans are built from escaped text after sanitising, so they add nothing unsafe.
-    return re.sub(rf"MATH{nonce}X(\d+)X", lambda m: maths[int(m.group(1))], clean)
+    placeholder = re.compile(rf"MATH{nonce}X(\d+)X")
+
+    def in_text(m: re.Match) -> str:
+        return maths[int(m.group(1))][0]
+
+    def in_tag(m: re.Match) -> str:
+        return html.escape(maths[int(m.group(1))][1], quote=True)
+
+    # The spans are built from escaped text after sanitising, so they add nothing unsafe in
+    # text. Inside a tag (an attribute such as a link's title) a span's quotes would end the
+    # attribute and add attributes the sanitiser never saw: there the TeX stays text.
+    out, pos = [], 0
+    for tag in _TAG.finditer(clean):
+        out.append(placeholder.sub(in_text, clean[pos:tag.start()]))
+        out.append(placeholder.sub(in_tag, tag.group(0)))
+        pos = tag.end()
+    out.append(placeholder.sub(in_text, clean[pos:]))
+    return "".join(out)
 
 
 def diff_html(old: str, new: str, *, old_label: str, new_label: str, context: int = 2) -> str:

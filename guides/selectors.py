@@ -128,6 +128,13 @@ def acknowledgements_visible_to(user: User) -> QuerySet[GuideAcknowledgement]:
     return qs.filter(user=user)
 
 
+def vendors_working_on(*, spec_id: int) -> QuerySet[Vendor]:
+    """Vendors whose people read the guide of spec `spec_id`: those with a contract for it
+    and those with a batch of it (whose annotators the work queue holds back until they
+    acknowledge its current version), as `guide_specs_visible_to` lets them read it."""
+    return Vendor.objects.filter(Q(contracts__spec_id=spec_id) | Q(batches__spec_id=spec_id)).distinct()
+
+
 def version_readers(*, user: User, version: GuideVersion) -> list[dict]:
     """Who has read `version`: every vendor member working on the spec, with the time
     they acknowledged it (None when not yet) and the latest version they did read.
@@ -136,7 +143,8 @@ def version_readers(*, user: User, version: GuideVersion) -> list[dict]:
     """
     if roles.is_curator(user):
         vendors = Vendor.objects.filter(
-            Q(contracts__spec_id=version.guide.spec_id) | Q(memberships__user__guide_acknowledgements__version__guide=version.guide)
+            Q(pk__in=vendors_working_on(spec_id=version.guide.spec_id).values("pk"))
+            | Q(memberships__user__guide_acknowledgements__version__guide=version.guide)
         ).distinct()
     elif roles.has_role(user, roles.VENDOR_MANAGER) and vendor_of(user) is not None:
         vendors = Vendor.objects.filter(pk=vendor_of(user).pk)

@@ -20,7 +20,7 @@ from common import roles
 from common.fields import is_row_id
 from common.unchangeable import CANNOT_CHANGE, drop_unchanged
 from curation.models import DatasetSpec, Image
-from labeling.models import Vendor
+from labeling.models import Task, Vendor
 from labeling.selectors import vendor_of
 
 from . import imaging
@@ -36,6 +36,7 @@ from .models import (
     Question,
 )
 from .rendering import render_markdown
+from .selectors import vendors_working_on
 
 MAX_BODY_CHARS = 200_000
 
@@ -74,25 +75,25 @@ def guide_create(*, spec: DatasetSpec, title: str, created_by: User | None = Non
 
 
 def _faq_entries_for_new_version(guide: Guide, base: GuideVersion | None) -> list[tuple[str, str, Question | None]]:
-    """The FAQ a new version starts with: the base version's entries, then every
-    promoted answer of the spec not yet in any version of this guide."""
+    """The FAQ a new version starts with: the base version's entries (less the answers
+    taken out of the FAQ since), then every promoted answer of the spec not in the base."""
     entries: list[tuple[str, str, Question | None]] = []
     seen: set[int] = set()
     if base is not None:
         for entry in base.faq.select_related("source_question"):
             source = entry.source_question
-            if source is not None and source.promoted_to_faq:
+            if source is not None and not source.promoted_to_faq:
+                continue  # taken out of the FAQ (question_demote_from_faq): not carried forward
+            if source is not None:
                 # A curator may have reworded a promoted answer since: the new version takes the new wording.
                 entries.append((source.faq_question, source.faq_answer, source))
+                seen.add(source.id)
             else:
                 entries.append((entry.question_text, entry.answer_md, source))
-            if entry.source_question_id:
-                seen.add(entry.source_question_id)
-    already = set(FaqEntry.objects.filter(version__guide=guide, source_question__isnull=False)
-                  .values_list("source_question_id", flat=True))
+    # Promoted answers not in the base: promoted since (or promoted again after a demotion).
     promoted = Question.objects.filter(spec_id=guide.spec_id, promoted_to_faq=True).order_by("promoted_at", "id")
     for question in promoted:
-        if question.id not in seen and question.id not in already:
+        if question.id not in seen:
             entries.append((question.faq_question, question.faq_answer, question))
     return entries
 
@@ -164,8 +165,7 @@ def guide_version_publish(*, version: GuideVersion, by: User) -> GuideVersion:
     have = set(version.faq.exclude(source_question=None).values_list("source_question_id", flat=True))
     position = version.faq.count()
     for question in Question.objects.filter(spec_id=version.guide.spec_id, promoted_to_faq=True).order_by("promoted_at"):
-        if question.id not in have and not FaqEntry.objects.filter(version__guide=version.guide,
-                                                                   source_question=question).exists():
+        if question.id not in have:
             FaqEntry.objects.create(version=version, question_text=question.faq_question,
                                     answer_md=question.faq_answer, answer_html=render_markdown(question.faq_answer),
                                     source_question=question, position=position)
@@ -174,8 +174,11 @@ def guide_version_publish(*, version: GuideVersion, by: User) -> GuideVersion:
     version.published_at = timezone.now()
     version.published_by = by
     version.save()
-    readers = User.objects.filter(vendor_membership__vendor__contracts__spec_id=version.guide.spec_id,
-                                  is_active=True).distinct()
+    # Everyone the guide is for: vendors with a contract and vendors with a batch of the spec
+    # (the work queue holds their batches back until they acknowledge this version).
+    readers = User.objects.filter(
+        vendor_membership__vendor__in=vendors_working_on(spec_id=version.guide.spec_id).values("pk"), is_active=True,
+    ).distinct()
     notifications_create(
         users=readers, kind=Notification.Kind.GUIDE_PUBLISHED, email=False,
         message=f"Guide “{version.guide.title}” version {version.number} is published: please read and acknowledge it.",
@@ -252,6 +255,11 @@ def question_ask(
         raise ValidationError({"guide_version": "That guide version belongs to another spec."})
     if task_ref is not None and not is_row_id(task_ref):
         raise ValidationError({"task_ref": "Give the id of a labeling task (a positive integer)."})
+    # The task must be one of the asker's vendor in this spec: the curator reads the question
+    # as being about that task, so another vendor's (or a made-up) id must not ride along.
+    if task_ref is not None and not Task.objects.filter(pk=task_ref, batch__vendor=vendor,
+                                                        batch__spec_id=spec.id).exists():
+        raise ValidationError({"task_ref": f"Your vendor has no task {task_ref} in {spec.name}."})
     if region is not None and image is None:
         raise ValidationError({"region": "A region needs the image it is drawn on."})
     if image is not None and image.spec_id != spec.id:
@@ -347,6 +355,24 @@ def question_promote_to_faq(*, question: Question, by: User, faq_question: str =
             entry.question_text, entry.answer_md = question.faq_question, question.faq_answer
             entry.answer_html = render_markdown(question.faq_answer)
             entry.save()
+    return question
+
+
+@transaction.atomic
+def question_demote_from_faq(*, question: Question, by: User) -> Question:
+    """Take a promoted answer back out of the FAQ: out of the open draft at once and out of
+    every version created from now on. Published versions keep the FAQ they were published
+    with (they never change). Promoting it again brings it back."""
+    if not roles.is_curator(by):
+        raise ValidationError({"by": "Only curators edit the FAQ."})
+    question = Question.objects.select_for_update().get(pk=question.pk)
+    if not question.promoted_to_faq:
+        raise ValidationError({"promoted_to_faq": "This question is not in the FAQ."})
+    question.promoted_to_faq = False
+    question.promoted_at = None
+    question.save(update_fields=["promoted_to_faq", "promoted_at", "updated_at"])
+    FaqEntry.objects.filter(version__guide__spec_id=question.spec_id, version__status=GuideVersion.Status.DRAFT,
+                            source_question=question).delete()
     return question
 
 

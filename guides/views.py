@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from common import roles
@@ -107,7 +108,12 @@ def version_acknowledge(request, pk: int):
         messages.success(request, f"You acknowledged version {version.number} of {version.guide.title}.")
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
-    return redirect(request.POST.get("next") or f"/guides/{version.guide_id}/")
+    # `next` comes from the form: only a path on this site, never another host or scheme.
+    target = request.POST.get("next") or ""
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = f"/guides/{version.guide_id}/"
+    return redirect(target)
 
 
 @login_required
@@ -258,7 +264,15 @@ def question_create(request):
         else:
             messages.success(request, "Your question was sent to the curators.")
             return redirect("guides:question", pk=question.pk)
-    return render(request, "guides/question_form.html", {"form": form, "image": image, "example": example})
+    # The picture to point at a region on: a guide example's, or the image of the task the
+    # labeling page asked from (one of the asker's own tasks: question_images_for).
+    picture = None
+    if example is not None:
+        picture = {"url": f"/api/v1/guide-examples/{example.pk}/image/", "width": example.image.width,
+                   "height": example.image.height}
+    elif image is not None:
+        picture = {"url": f"/api/v1/images/{image.pk}/file/", "width": image.width, "height": image.height}
+    return render(request, "guides/question_form.html", {"form": form, "image": image, "picture": picture})
 
 
 @login_required
@@ -283,6 +297,11 @@ def question_detail(request, pk: int):
                     services.question_promote_to_faq(question=question, by=request.user, **promote_form.cleaned_data)
                     messages.success(request, "The answer will be in the FAQ of the next guide version.")
                     return redirect("guides:question", pk=pk)
+            elif op == "demote":
+                _curator_only(request)
+                services.question_demote_from_faq(question=question, by=request.user)
+                messages.success(request, "The answer is out of the FAQ from the next guide version on.")
+                return redirect("guides:question", pk=pk)
             elif op == "close":
                 services.question_close(question=question, by=request.user)
                 return redirect("guides:question", pk=pk)

@@ -322,6 +322,14 @@ class QuestionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         data.is_valid(raise_exception=True)
         return self._out(services.question_promote_to_faq(question=question, by=request.user, **data.validated_data))
 
+    @extend_schema(request=None, responses={200: s.QuestionSerializer})
+    @action(detail=True, methods=["post"])
+    def demote(self, request, pk=None):
+        """Take the answer back out of the FAQ (the open draft and later versions; published ones keep it)."""
+        question = self.get_object()
+        _require_curator(request)
+        return self._out(services.question_demote_from_faq(question=question, by=request.user))
+
     @extend_schema(responses={(200, "image/jpeg"): JPEG, 404: None})
     @action(detail=True, methods=["get"])
     def crop(self, request, pk=None):

@@ -99,15 +99,47 @@ def test_question_asked_from_the_labeling_page_records_its_task(world, annotator
     import re
 
     c = _client(annotator)
-    url = f"/questions/new/?task=4321&spec={contract.spec_id}"
+    # A task of the annotator's vendor in this spec (question_ask refuses any other id).
+    task = factories.make_batch(spec=contract.spec, vendor=contract.vendor, images=1).tasks.first()
+    url = f"/questions/new/?task={task.id}&spec={contract.spec_id}"
     form = c.get(url).content.decode()
     hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form))
-    assert hidden["task_ref"] == "4321"
+    assert hidden["task_ref"] == str(task.id)
     response = c.post(url, {"spec": contract.spec_id, "title": "Dot or cdot?", "body": "a.b", **hidden})
     assert response.status_code == 302
     question = Question.objects.get(title="Dot or cdot?")
-    assert question.task_ref == 4321
-    assert "task 4321" in c.get(f"/questions/{question.pk}/").content.decode()
+    assert question.task_ref == task.id
+    assert f"task {task.id}" in c.get(f"/questions/{question.pk}/").content.decode()
+
+
+def test_question_asked_from_a_task_points_at_a_region_of_its_image(world, annotator, contract):
+    # The labeling page's link names the task's image: the form shows that image to click the
+    # region's corners on (before, only a guide example's image could be pointed at).
+    import re
+
+    from guides.models import GuideExample
+
+    c = _client(annotator)
+    factories.make_image(spec=contract.spec)
+    examples = GuideExample.objects.values("image_id")
+    task = factories.make_batch(spec=contract.spec, vendor=contract.vendor, images=2).tasks.exclude(
+        image_id__in=examples).first()
+    url = f"/questions/new/?task={task.id}&spec={contract.spec_id}&image={task.image_id}"
+    form = c.get(url).content.decode()
+    assert f'src="/api/v1/images/{task.image_id}/file/"' in form and 'id="picker"' in form
+    assert c.get(f"/api/v1/images/{task.image_id}/file/").status_code == 200  # the annotator may fetch it
+    hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form))
+    response = c.post(url, {"spec": contract.spec_id, "title": "Which formula?", "body": "this one", **hidden,
+                            "region": "[[10,10],[60,10],[60,40],[10,40]]"})
+    assert response.status_code == 302
+    question = Question.objects.get(title="Which formula?")
+    assert (question.task_ref, question.image_id) == (task.id, task.image_id)
+    assert question.region == [[10, 10], [60, 10], [60, 40], [10, 40]]
+    factories.make_image(spec=contract.spec)
+    other = factories.make_batch(spec=contract.spec, vendor=factories.make_vendor(), images=1).tasks.exclude(
+        image_id__in=examples).exclude(image_id=task.image_id).first()
+    page = c.get(f"/questions/new/?spec={contract.spec_id}&image={other.image_id}").content.decode()
+    assert 'id="picker"' not in page  # another vendor's image is not shown
 
 
 def test_question_form_shows_the_errors_of_its_hidden_fields(world, annotator, contract):

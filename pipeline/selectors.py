@@ -32,6 +32,7 @@ def prelabel_jobs_visible_to(user: User) -> QuerySet[PrelabelJob]:
         n_done=Count("items", filter=Q(items__status=PrelabelItem.Status.DONE)),
         n_skipped=Count("items", filter=Q(items__status=PrelabelItem.Status.SKIPPED)),
         n_failed=Count("items", filter=Q(items__status=PrelabelItem.Status.FAILED)),
+        n_items=Count("items"),
     )
 
 
@@ -42,19 +43,24 @@ def predictions_visible_to(user: User) -> QuerySet[Prediction]:
 
 
 def prelabel_job_progress(job: PrelabelJob) -> dict:
-    """done/skipped/failed/pending/total and an ETA from the rate so far (seconds, or None)."""
+    """done/skipped/failed/pending/total and an ETA from the rate so far (seconds, or None).
+
+    The total is the job's items: an image deleted while (or after) the job ran takes its item
+    with it, and a finished job must not go on showing it as pending.
+    """
     if hasattr(job, "n_done"):
-        done, skipped, failed = job.n_done, job.n_skipped, job.n_failed
+        done, skipped, failed, total = job.n_done, job.n_skipped, job.n_failed, job.n_items
     else:
-        counts = dict(job.items.values_list("status").annotate(n=Count("id")))
+        counts = dict(job.items.order_by().values_list("status").annotate(n=Count("id")))
         done, skipped, failed = (counts.get(s, 0) for s in ("done", "skipped", "failed"))
+        total = sum(counts.values())
     finished = done + skipped + failed
-    pending = max(job.total - finished, 0)
+    pending = max(total - finished, 0)
     eta = None
     if job.status == PrelabelJob.Status.RUNNING and job.started_at and finished and pending:
         elapsed = (timezone.now() - job.started_at).total_seconds()
         eta = round(elapsed / finished * pending, 1)
-    return {"total": job.total, "done": done, "skipped": skipped, "failed": failed, "pending": pending,
+    return {"total": total, "done": done, "skipped": skipped, "failed": failed, "pending": pending,
             "finished": finished, "eta_seconds": eta}
 
 

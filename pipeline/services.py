@@ -316,8 +316,14 @@ def prelabel_job_cancel(*, job: PrelabelJob) -> PrelabelJob:
 
 @transaction.atomic
 def prelabel_job_retry_failed(*, job: PrelabelJob) -> PrelabelJob:
-    """Put failed items back to pending and queue them again (the job runs again if it had finished)."""
+    """Put failed items back to pending and queue them again (the job runs again if it had finished).
+
+    A cancelled job is refused: running it again would leave the items its cancel stopped pending
+    and never queued (a job "running" for ever), until the sweep re-queued every one of them.
+    """
     job = PrelabelJob.objects.select_for_update().get(pk=job.pk)
+    if job.status == PrelabelJob.Status.CANCELLED:
+        raise ValidationError({"status": "the job was cancelled; start a new job for its images"})
     ids = list(job.items.filter(status=PrelabelItem.Status.FAILED).values_list("image_id", flat=True))
     if not ids:
         raise ValidationError({"status": "no failed items to retry"})
@@ -412,6 +418,32 @@ def _mark(item_ids: list[int], status: str, error: str = "") -> None:
         status=status, error=error[:2000], finished_at=timezone.now())
 
 
+def _read_isolating_failures(reader, loaded: list[tuple[PrelabelItem, np.ndarray]]) -> tuple[list, list, int]:
+    """Read the decoded images as one batch; if the model raises on the batch, read them one by
+    one so that an image it cannot read fails only its own item, with the error recorded (an
+    exception escaping the chunk would leave every item of it pending, the job running for ever).
+    Returns the items read with their results and how many failed."""
+    try:
+        return loaded, reader.read([img for _, img in loaded], with_masks=True), 0
+    except Exception as exc:  # noqa: BLE001 - find the image(s) at fault below
+        batch_error = exc
+    if len(loaded) > 1:
+        log.warning("a batch of %d images failed (%s); reading them one by one", len(loaded), batch_error)
+    kept, results, failed = [], [], 0
+    for item, image in loaded:
+        try:
+            if len(loaded) == 1:
+                raise batch_error
+            result = reader.read([image], with_masks=True)[0]
+        except Exception as exc:  # noqa: BLE001 - a bad image fails only itself
+            _mark([item.pk], PrelabelItem.Status.FAILED, f"{type(exc).__name__}: {exc}")
+            failed += 1
+            continue
+        kept.append((item, image))
+        results.append(result)
+    return kept, results, failed
+
+
 def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
     """Run one chunk: skip done/already-predicted images, predict the rest in one batch, store.
 
@@ -467,7 +499,8 @@ def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
             per_image = (time.perf_counter() - started) / len(loaded)
             results = [{**r, "seconds": per_image} for r in results]  # the round trip, whatever it claims
         else:
-            results = reader.read([img for _, img in loaded], with_masks=True)
+            loaded, results, failed = _read_isolating_failures(reader, loaded)
+            counts["failed"] += failed
         reading = reader.reading
         for (item, _), result in zip(loaded, results, strict=True):
             if not PrelabelJob.objects.filter(pk=job.pk, status=PrelabelJob.Status.RUNNING).exists():

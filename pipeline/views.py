@@ -29,13 +29,21 @@ def _posted_id(request, field: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+FAILURES_SHOWN = 20
+
+
 @login_required
 def jobs_page(request):
     """Jobs with progress bars (refreshed from the API every few seconds) and model versions."""
     if not can_read_all_data(request.user):
         raise PermissionDenied
     jobs = PrelabelJobFilter(request.GET, queryset=selectors.prelabel_jobs_visible_to(request.user)).qs[:50]
-    rows = [(job, selectors.prelabel_job_progress(job)) for job in jobs]
+    rows = []
+    for job in jobs:
+        progress = selectors.prelabel_job_progress(job)
+        # the images that failed, with why (all of them: GET /api/v1/prelabel-jobs/<id>/failures/)
+        failures = list(selectors.prelabel_job_failures(job)[:FAILURES_SHOWN]) if progress["failed"] else []
+        rows.append((job, progress, failures))
     return render(request, "pipeline/jobs.html", {
         "rows": rows,
         "specs": specs_visible_to(request.user).order_by("name"),

@@ -899,6 +899,9 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
         raise ValidationError({"reasons": f"Unknown reason codes: {', '.join(map(str, bad))}."})
     if decision == Review.Decision.REJECT and not reasons:
         raise ValidationError({"reasons": "Give at least one reason for a rejection."})
+    if decision == Review.Decision.ACCEPT and reasons:
+        # Reasons are what was wrong: stored with an acceptance they would count as rejection causes in QA.
+        raise ValidationError({"reasons": "An acceptance takes no reasons; they explain a rejection."})
     if decision == Review.Decision.REJECT and Review.Reason.OTHER in reasons and not comment.strip():
         raise ValidationError({"comment": 'Explain the "other" reason in a comment.'})
     if len(comment) > 5000:
@@ -933,7 +936,8 @@ def predictions_import(*, model_name: str, model_version: str, items: object,
 
     `items` is a list of {"image": id, "regions": [...], "confidence": 0..1}; the
     regions use the annotation format (each may carry a "confidence"). A second
-    import of the same model version replaces its earlier prediction. Open tasks of
+    import of the same model version replaces its earlier prediction, unless an
+    annotation started from it (that one is kept as the annotator saw it). Open tasks of
     those images become pre-labeled and take the confidence for queue order.
     `images` limits which images may be named (the caller's selector).
     """
@@ -967,10 +971,19 @@ def predictions_import(*, model_name: str, model_version: str, items: object,
         conf = item.get("confidence")
         conf = None if conf is None else _confidence(conf, f"items[{i}].confidence")
         rows.append((image, regions, conf))
+    name, version = model_name.strip(), model_version.strip()
+    # A prediction an annotation started from stays what the annotator saw: QA's "pre-label
+    # changes" compare the answer with it. Re-importing the same model version leaves it be.
+    started = AnnotationVersion.objects.filter(started_from=OuterRef("pk"))
+    seen = {p.image_id: p for p in Prediction.objects.filter(
+        Exists(started), image__in=[image for image, _, _ in rows], model_name=name, model_version=version)}
     saved = []
     for image, regions, conf in rows:
+        if image.pk in seen:
+            saved.append(seen[image.pk])
+            continue
         pred, _ = Prediction.objects.update_or_create(
-            image=image, model_name=model_name.strip(), model_version=model_version.strip(),
+            image=image, model_name=name, model_version=version,
             defaults={"regions": regions, "confidence": conf, "created_by": created_by})
         saved.append(pred)
         open_tasks = Task.objects.filter(image=image, status__in=Task.CLAIMABLE)

@@ -41,6 +41,17 @@ def test_annotator_labels_a_task_and_reviewer_accepts_it(batch, annotator_api, r
     assert Annotation.objects.get(pk=body["id"]).status == Annotation.Status.ACCEPTED
 
 
+def test_an_acceptance_with_reasons_is_refused_naming_them(batch, annotator_api, reviewer_api):
+    """Reasons say what was wrong; stored with an acceptance they would count as rejection causes."""
+    task_id = claim(annotator_api)["task"]["id"]
+    ann = annotator_api.post("/api/v1/annotations/", {"task": task_id, "regions": [quad()], "submit": True}).json()
+    r = reviewer_api.post("/api/v1/reviews/", {"annotation": ann["id"], "decision": "accept",
+                                               "reasons": ["wrong_region"]}, format="json")
+    assert r.status_code == 400 and "takes no reasons" in r.json()["reasons"][0], r.content
+    assert Task.objects.get(pk=task_id).status == Task.Status.SUBMITTED
+    assert not Annotation.objects.get(pk=ann["id"]).reviews.exists()
+
+
 def test_rejection_returns_work_to_annotator_with_reason(batch, annotator_api, reviewer_api):
     task_id = claim(annotator_api)["task"]["id"]
     ann = annotator_api.post("/api/v1/annotations/", {"task": task_id, "regions": [quad()], "submit": True}).json()

@@ -415,9 +415,14 @@ function setTool(tool) {
   state.quadDraft = [];
   document.querySelectorAll("[data-tool]").forEach((b) => b.setAttribute("aria-pressed", b.dataset.tool === tool ? "true" : "false"));
   $("#tool-hint").textContent = TOOL_HINTS[tool];
-  canvas.style.cursor = tool === "select" ? "grab" : tool === "brush" || tool === "erase" ? "none" : "crosshair";
+  setCursor();
   $("#brush-controls").classList.toggle("active", tool === "brush" || tool === "erase");
   viewer.redraw();
+}
+
+function setCursor() {
+  const tool = state.tool;
+  canvas.style.cursor = tool === "select" ? "grab" : tool === "brush" || tool === "erase" ? "none" : "crosshair";
 }
 
 document.querySelectorAll("[data-tool]").forEach((b) => b.addEventListener("click", () => setTool(b.dataset.tool)));
@@ -430,6 +435,15 @@ $("#redo").addEventListener("click", () => redo());
 
 function typing(el) {
   return el && (el.tagName === "TEXTAREA" || (el.tagName === "INPUT" && !["checkbox", "radio", "range", "button"].includes(el.type)));
+}
+
+// A focused control that Space (and, for a form field, Delete / Backspace) works on itself: a
+// checkbox ticks, a button presses, a <details> opens; the page's shortcuts leave those keys to it.
+function ownsKey(el, key) {
+  if (!el) return false;
+  if (key === " ") return ["BUTTON", "INPUT", "SELECT", "SUMMARY", "A"].includes(el.tagName);
+  if (key === "Delete" || key === "Backspace") return el.tagName === "INPUT" || el.tagName === "SELECT";
+  return false;
 }
 
 function nextRegion(step) {
@@ -457,7 +471,7 @@ document.addEventListener("keydown", (e) => {
     if (inText) { document.activeElement.blur(); canvas.focus(); return; }
     state.quadDraft = []; state.drag = null; viewer.redraw(); return;
   }
-  if (inText || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (inText || e.ctrlKey || e.metaKey || e.altKey || ownsKey(document.activeElement, e.key)) return;
   if (e.key === " ") { state.space = true; canvas.style.cursor = "grab"; e.preventDefault(); return; }
   const k = e.key;
   const actions = {
@@ -472,7 +486,8 @@ document.addEventListener("keydown", (e) => {
   const fn = actions[k === "R" && !e.shiftKey ? "r" : k];
   if (fn) { e.preventDefault(); fn(); }
 });
-document.addEventListener("keyup", (e) => { if (e.key === " ") { state.space = false; setTool(state.tool); } });
+// Releasing Space only restores the tool's cursor: corners of a quad being clicked stay.
+document.addEventListener("keyup", (e) => { if (e.key === " " && state.space) { state.space = false; setCursor(); } });
 
 // ---------------------------------------------------------------- messages
 
@@ -692,7 +707,18 @@ async function persist({ submitToo }) {
     }
     return api("PUT", `/api/v1/annotations/${state.annotation.id}/`, { ...body, version: state.version });
   }
-  return api("POST", "/api/v1/annotations/", { ...body, task: TASK });
+  try {
+    return await api("POST", "/api/v1/annotations/", { ...body, task: TASK });
+  } catch (e) {
+    // Another tab (or an earlier visit whose save this page never heard of) created the
+    // annotation first: offer the same choice as for a newer version instead of a dead end.
+    if (!(e instanceof ApiError && e.status === 400 && e.body.task)) throw e;
+    const mine = await api("GET", `/api/v1/annotations/?task=${TASK}&annotator=${ME}&limit=1`);
+    const cur = (mine.results || [])[0];
+    if (!cur) throw e;
+    throw new ApiError(409, { detail: `Version ${cur.version} of this task was saved elsewhere (another tab or person) while you worked on it here.`,
+      current_version: cur.version, current: cur });
+  }
 }
 
 function afterSave(annotation) {
@@ -786,6 +812,26 @@ function conflict(body) {
   box.append(p, mine, " ", theirs);
 }
 
+// A copy kept in this browser from an older (or newer) version than the server's, e.g. work
+// left unsaved in another tab whose save the server has since moved past: never dropped
+// silently; the annotator chooses between it and the server's version.
+function offerStaleCopy(local, ann) {
+  const n = flash(`This browser kept unsaved work on this task from ${new Date(local.savedAt).toLocaleString()}, `
+    + `made on version ${local.baseVersion || "none"}; the server now has version ${ann.version}, shown here.`, "info-sticky");
+  const restore = document.createElement("button");
+  restore.type = "button"; restore.className = "btn small"; restore.textContent = `Restore my copy (save over version ${ann.version})`;
+  restore.addEventListener("click", () => {
+    loadRegions(local.regions);
+    state.startedFrom = local.startedFrom ?? state.startedFrom;
+    changed(); record(); renderPanel(); viewer.redraw(); n.remove();
+    flash("Restored your copy from this browser: save (S) to put it over the server's version.");
+  });
+  const discard = document.createElement("button");
+  discard.type = "button"; discard.className = "link-btn"; discard.textContent = "Discard my copy";
+  discard.addEventListener("click", () => { localStorage.removeItem(DRAFT_KEY); n.remove(); });
+  n.append(" ", restore, " ", discard);
+}
+
 // ---------------------------------------------------------------- start
 
 async function start() {
@@ -818,6 +864,7 @@ async function start() {
       state.dirty = true;
     } else if (ann) {
       loadRegions(ann.regions);
+      if (local && !state.readOnly && Array.isArray(local.regions)) offerStaleCopy(local, ann);
     } else if (task.predictions && task.predictions.length) {
       const p = task.predictions[0];
       loadRegions(p.regions);

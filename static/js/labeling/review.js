@@ -96,7 +96,8 @@ document.addEventListener("keydown", (e) => {
 
 $("#btn-send").addEventListener("click", async () => {
   const decision = document.querySelector('input[name="decision"]:checked')?.value;
-  const reasons = [...document.querySelectorAll('input[name="reasons"]:checked')].map((b) => b.value);
+  // Reasons belong to a rejection: ones ticked before the reviewer chose Accept are not sent with it.
+  const reasons = decision === "reject" ? [...document.querySelectorAll('input[name="reasons"]:checked')].map((b) => b.value) : [];
   const comment = $("#review-comment").value;
   if (!decision) { flash("Choose Accept or Reject first.", "error"); return; }
   if (decision === "reject" && !reasons.length) { flash("Tick at least one reason for the rejection.", "error"); return; }

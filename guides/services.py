@@ -344,7 +344,10 @@ def question_promote_to_faq(*, question: Question, by: User, faq_question: str =
     question.promoted_to_faq = True
     question.promoted_at = question.promoted_at or timezone.now()
     question.save()
-    draft = GuideVersion.objects.filter(guide__spec_id=question.spec_id, status=GuideVersion.Status.DRAFT).first()
+    # Locked, and re-checked as a draft once a publish holding it commits: never an entry in a
+    # version published meanwhile (guide_version_publish adds promoted answers itself).
+    draft = (GuideVersion.objects.select_for_update(of=("self",))
+             .filter(guide__spec_id=question.spec_id, status=GuideVersion.Status.DRAFT).first())
     if draft is not None:
         entry = draft.faq.filter(source_question=question).first()
         if entry is None:

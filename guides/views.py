@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -220,13 +221,21 @@ def version_readers(request, pk: int):
 # ---------------------------------------------------------- questions & answers
 
 
+QUESTIONS_PER_PAGE = 50
+
+
 @login_required
 def question_list(request):
     from .filters import QuestionFilter
 
     qs = selectors.questions_visible_to(request.user)
     filterset = QuestionFilter(request.GET or None, queryset=qs, request=request)
-    return render(request, "guides/question_list.html", {"filter": filterset, "questions": filterset.qs[:200]})
+    # Every question, a page at a time (it used to stop silently at the newest 200).
+    page = Paginator(filterset.qs, QUESTIONS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "guides/question_list.html", {"filter": filterset, "questions": page.object_list,
+                                                         "page": page, "query": query.urlencode()})
 
 
 @login_required

@@ -585,13 +585,17 @@ def evaluations_sweep(*, stale_after_seconds: int = EVALUATION_STALE_SECONDS, ma
     stored for `stale_after_seconds` is queued again with its partial samples removed, and
     failed once it has used `max_attempts` claims. Each run is re-read under a row lock and
     changed only if it is still stale, so a sweep racing a finishing worker does nothing.
+
+    A run ``queued`` for `stale_after_seconds` with no worker claiming it (its message lost
+    with a broker restart, say) is sent again (``resent``): only a queued run is claimed, so a
+    message that was merely slow and arrives as well does nothing.
     """
     from .tasks import run_evaluation
 
     cutoff = timezone.now() - timedelta(seconds=stale_after_seconds)
     stale = (Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
              | Q(heartbeat_at__isnull=True, started_at__isnull=True, created_at__lt=cutoff))
-    out: dict[str, list[int]] = {"requeued": [], "failed": []}
+    out: dict[str, list[int]] = {"requeued": [], "failed": [], "resent": []}
     running = EvaluationRun.Status.RUNNING
     for run_id in list(EvaluationRun.objects.filter(stale, status=running).values_list("id", flat=True)):
         with transaction.atomic():
@@ -600,7 +604,9 @@ def evaluations_sweep(*, stale_after_seconds: int = EVALUATION_STALE_SECONDS, ma
                 continue
             if run.attempts < max_attempts:
                 EvaluationSample.objects.filter(run=run).delete()
-                run.status, run.processed, run.started_at, run.heartbeat_at = EvaluationRun.Status.QUEUED, 0, None, None
+                # heartbeat_at: when it was queued again (the lost-message check below reads it)
+                now = timezone.now()
+                run.status, run.processed, run.started_at, run.heartbeat_at = EvaluationRun.Status.QUEUED, 0, None, now
                 run.save(update_fields=["status", "processed", "started_at", "heartbeat_at"])
                 transaction.on_commit(lambda i=run.pk: run_evaluation.delay(i))
                 out["requeued"].append(run.pk)
@@ -609,4 +615,15 @@ def evaluations_sweep(*, stale_after_seconds: int = EVALUATION_STALE_SECONDS, ma
                 run.error = f"The worker stopped without finishing ({run.attempts} attempts)."
                 run.save(update_fields=["status", "finished_at", "error"])
                 out["failed"].append(run.pk)
+    queued = EvaluationRun.Status.QUEUED
+    waiting = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    for run_id in list(EvaluationRun.objects.filter(waiting, status=queued).values_list("id", flat=True)):
+        with transaction.atomic():
+            run = EvaluationRun.objects.select_for_update().filter(waiting, pk=run_id, status=queued).first()
+            if run is None:
+                continue
+            run.heartbeat_at = timezone.now()  # sent again now: waits another period before the next try
+            run.save(update_fields=["heartbeat_at"])
+            transaction.on_commit(lambda i=run.pk: run_evaluation.delay(i))
+            out["resent"].append(run.pk)
     return out

@@ -241,3 +241,19 @@ def test_guide_pages_given_a_version_that_is_no_id_show_the_current_versions(wor
     assert c.get(f"/guides/{g.id}/", {"version": bad}).status_code == 200
     r = c.get(f"/guides/{g.id}/diff/", {"a": bad, "b": world["v2"].id})
     assert r.status_code == 200 and r.context["new"] == world["v2"]
+
+
+def test_question_list_pages_through_every_question_keeping_the_filter(annotator, contract, curator):
+    # The page used to stop silently at the newest 200 questions.
+    from guides.views import QUESTIONS_PER_PAGE
+
+    for n in range(QUESTIONS_PER_PAGE + 3):
+        services.question_ask(asked_by=annotator, spec=contract.spec, title=f"Question number {n}", body="b")
+    c = _client(curator)
+    first = c.get("/questions/", {"status": "open"}).content.decode()
+    assert "Question number 52" in first and "Question number 2<" not in first  # newest first
+    assert f"Page 1 of 2 ({QUESTIONS_PER_PAGE + 3} questions)" in first
+    assert 'href="?status=open&amp;page=2"' in first
+    second = c.get("/questions/", {"status": "open", "page": 2}).content.decode()
+    assert all(f"Question number {n}<" in second for n in range(3)) and "Question number 3<" not in second
+    assert c.get("/questions/", {"page": "abc"}).status_code == 200

@@ -47,9 +47,11 @@ def test_a_run_whose_worker_stopped_beating_is_queued_again_and_then_finishes(
     monkeypatch.setattr(tasks.run_evaluation, "delay", lambda run_id: sent.append(run_id))
     with django_capture_on_commit_callbacks(execute=True):
         out = evaluation.evaluations_sweep()
-    assert out == {"requeued": [run.pk], "failed": []} and sent == [run.pk]
+    assert out == {"requeued": [run.pk], "failed": [], "resent": []} and sent == [run.pk]
     run.refresh_from_db()
     assert (run.status, run.processed, run.started_at) == ("queued", 0, None)
+    with django_capture_on_commit_callbacks(execute=True):  # just queued again: not sent twice
+        assert evaluation.evaluations_sweep() == {"requeued": [], "failed": [], "resent": []}
     assert not EvaluationSample.objects.filter(run=run).exists()  # no partial samples left over
 
     run = evaluation.evaluation_run(run=run, reader=reader())
@@ -61,14 +63,14 @@ def test_a_run_whose_worker_stopped_beating_is_queued_again_and_then_finishes(
 def test_a_run_that_used_its_attempts_is_failed_with_the_reason(curator):
     run = died_after_one_batch(two_image_run(curator), minutes_ago=45)
     EvaluationRun.objects.filter(pk=run.pk).update(attempts=2)
-    assert evaluation.evaluations_sweep() == {"requeued": [], "failed": [run.pk]}
+    assert evaluation.evaluations_sweep() == {"requeued": [], "failed": [run.pk], "resent": []}
     run.refresh_from_db()
     assert run.status == "failed" and "2 attempts" in run.error
 
 
 def test_a_run_that_beat_recently_is_left_alone(curator):
     run = died_after_one_batch(two_image_run(curator), minutes_ago=5)
-    assert evaluation.evaluations_sweep() == {"requeued": [], "failed": []}
+    assert evaluation.evaluations_sweep() == {"requeued": [], "failed": [], "resent": []}
     run.refresh_from_db()
     assert run.status == "running" and EvaluationSample.objects.filter(run=run).count() == 1
 
@@ -81,6 +83,29 @@ def test_the_original_worker_stops_writing_once_its_run_was_claimed_again(curato
     assert evaluation._mine(original).update(processed=99) == 0
 
 
+def test_a_queued_run_nobody_claimed_is_sent_again_and_runs_once(curator, monkeypatch,
+                                                               django_capture_on_commit_callbacks):
+    """Its message was lost (a broker restart): before, the sweep only looked at running runs and
+    the run stayed queued for ever."""
+    run = two_image_run(curator)
+    EvaluationRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=45))
+    sent = []
+    monkeypatch.setattr(tasks.run_evaluation, "delay", lambda run_id: sent.append(run_id))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert evaluation.evaluations_sweep() == {"requeued": [], "failed": [], "resent": [run.pk]}
+        assert evaluation.evaluations_sweep()["resent"] == []  # waits another period before trying again
+    assert sent == [run.pk]
+    run.refresh_from_db()
+    done = evaluation.evaluation_run(run=run, reader=reader())
+    assert (done.status, done.attempts) == ("done", 1)
+    assert evaluation.evaluation_run(run=run, reader=reader()).attempts == 1  # a second delivery does nothing
+
+
+def test_a_recently_queued_run_is_not_sent_again(curator):
+    two_image_run(curator)
+    assert evaluation.evaluations_sweep() == {"requeued": [], "failed": [], "resent": []}
+
+
 def test_celery_beat_runs_the_evaluation_sweep():
     from django.conf import settings
 
@@ -89,4 +114,4 @@ def test_celery_beat_runs_the_evaluation_sweep():
     app.loader.import_default_modules()
     entry = settings.CELERY_BEAT_SCHEDULE["evaluations-sweep"]
     assert entry["task"] in app.tasks and entry["schedule"] <= 600
-    assert app.tasks[entry["task"]]() == {"requeued": [], "failed": []}
+    assert app.tasks[entry["task"]]() == {"requeued": [], "failed": [], "resent": []}

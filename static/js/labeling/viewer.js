@@ -165,10 +165,13 @@ export class ImageCanvas {
 export function maskCanvasFrom(rle, width, height, index) {
   const c = document.createElement("canvas");
   c.width = width; c.height = height;
+  // Masks are read back (hit tests, RLE encoding on save): a CPU-backed canvas makes that cheap.
+  // The first getContext fixes the option for every later call on this canvas.
+  const ctx = c.getContext("2d", { willReadFrequently: true });
   let bbox = null;
   if (rle) {
     const img = decodeToImageData(rle, rgbOf(index));
-    c.getContext("2d").putImageData(img, 0, 0);
+    ctx.putImageData(img, 0, 0);
     bbox = bboxOf(img);
   }
   return { canvas: c, bbox };

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from django import forms
 
+from common.fields import MAX_INT
+
 from .models import DatasetSpec, Export, ModelRequirement, Source
 
 ANSWER_FORMAT_CHOICES = [("quad", "Quadrilateral (4 points)"), ("mask", "Pixel mask"), ("latex", "LaTeX")]
@@ -20,13 +22,13 @@ class SpecForm(forms.Form):
     answer_formats = forms.MultipleChoiceField(choices=ANSWER_FORMAT_CHOICES, required=False,
                                                widget=forms.CheckboxSelectMultiple)
     status = forms.ChoiceField(choices=DatasetSpec.Status.choices)
-    max_ms_per_image = forms.IntegerField(min_value=1, required=False, label="Max ms per image")
+    max_ms_per_image = forms.IntegerField(min_value=1, max_value=MAX_INT, required=False, label="Max ms per image")
     target_qps = forms.FloatField(min_value=0, required=False, label="Target QPS")
     serving_target = forms.ChoiceField(choices=[("", "—")] + DatasetSpec.ServingTarget.choices, required=False)
 
 
 class SpecCreateForm(SpecForm):
-    default_quota = forms.IntegerField(min_value=0, initial=100, label="Quota of each default kind",
+    default_quota = forms.IntegerField(min_value=0, max_value=MAX_INT, initial=100, label="Quota of each default kind",
                                        help_text="Printed, handwritten, shadow, highlighter and whiteout start with this quota.")
 
 
@@ -36,23 +38,38 @@ class RequirementForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        if data.get("metric") and data.get("threshold") is None:
+        threshold = data.get("threshold")
+        if data.get("metric") and threshold is None and "threshold" not in self.errors:
             self.add_error("threshold", "Give the threshold this metric must reach.")
+        # Every metric is measured as a fraction (pipeline.evaluation): 95 would be a requirement
+        # no model can meet, -3 one every model meets.
+        elif data.get("metric") and threshold is not None and not 0 <= threshold <= 1:
+            self.add_error("threshold", "Give the threshold as a fraction between 0 and 1 (0.9 for 90 %).")
         return data
 
 
 class CategoryRowForm(forms.Form):
     id = forms.IntegerField(widget=forms.HiddenInput)
     name = forms.CharField(max_length=120)
-    target_quota = forms.IntegerField(min_value=0, label="Target")
+    target_quota = forms.IntegerField(min_value=0, max_value=MAX_INT, label="Target")
     description = forms.CharField(required=False)
+    # Offered on custom kinds only; the service refuses built-in ones and kinds images carry.
+    remove = forms.BooleanField(required=False)
 
 
 class NewCategoryForm(forms.Form):
     name = forms.CharField(max_length=120, required=False)
     slug = forms.SlugField(max_length=60, required=False)
-    target_quota = forms.IntegerField(min_value=0, required=False, label="Target")
+    target_quota = forms.IntegerField(min_value=0, max_value=MAX_INT, required=False, label="Target")
     description = forms.CharField(required=False)
+
+    def clean(self):
+        data = super().clean()
+        # A row with a quota or description but no name would otherwise be dropped without a word.
+        named = data.get("name") or data.get("slug") or self.errors.keys() & {"name", "slug"}
+        if not named and (data.get("target_quota") is not None or data.get("description")):
+            self.add_error("name", "Give the new kind a name, or clear its row.")
+        return data
 
 
 RequirementFormSet = forms.formset_factory(RequirementForm, extra=2)

@@ -303,6 +303,12 @@ class Snapshot(models.Model):
                                       help_text='Per licence code: {"name": ..., "allows_commercial": bool, '
                                                 '"allows_derivatives": bool, "images": n}')
     commercial_items = models.PositiveIntegerField(default=0, help_text="Items whose licence allows commercial use")
+    # The spec as it was at freeze time, for exports: its category list (a category renamed or
+    # added later must not change a rebuilt export) and its intended use (exports apply the
+    # stricter of this and the spec's current one).
+    categories = models.JSONField(default=list, blank=True,
+                                  help_text='The spec\'s categories at freeze time: [{"slug": ..., "name": ...}]')
+    intended_use = models.CharField(max_length=16, blank=True, help_text="The spec's intended use at freeze time")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -317,9 +323,12 @@ class SnapshotItem(models.Model):
 
     snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="items")
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
-    # The live annotation may change or go; the number and the copy below are what counts.
-    annotation = models.ForeignKey("labeling.Annotation", null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    # The id of the accepted annotation at freeze time, kept even if the annotation is deleted
+    # later (no database constraint; nothing done on delete): the content hash covers it, so
+    # nulling it would make an untouched snapshot fail its rebuild check. The number and the
+    # copy below are what counts.
+    annotation = models.ForeignKey("labeling.Annotation", null=True, blank=True, on_delete=models.DO_NOTHING,
+                                   db_constraint=False, related_name="+")
     annotation_version = models.PositiveIntegerField()
     split = models.CharField(max_length=16)
     file = models.CharField(max_length=255)

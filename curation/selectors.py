@@ -13,6 +13,7 @@ from common.roles import can_read_all_data, is_curator
 
 from .imaging import hamming
 from .models import Category, DatasetSpec, Image, ImportJob, Licence, Source
+from .splits import DEFAULT_MAX_DISTANCE
 
 
 def _vendor_filters(user: User) -> tuple[Q, Q] | None:
@@ -105,8 +106,10 @@ def import_jobs_visible_to(user: User) -> QuerySet[ImportJob]:
     return ImportJob.objects.none()
 
 
-def images_near_duplicates(*, user: User, image: Image, max_distance: int = 8, limit: int = 50) -> list[tuple[Image, int]]:
-    """Images of the same spec whose perceptual hash is within `max_distance` bits."""
+def images_near_duplicates(*, user: User, image: Image, max_distance: int = DEFAULT_MAX_DISTANCE,
+                           limit: int = 50) -> list[tuple[Image, int]]:
+    """Images of the same spec whose perceptual hash is within `max_distance` bits (by default
+    the threshold snapshot splits group near-duplicates by, so what is listed stays in one split)."""
     candidates = images_visible_to(user).filter(spec_id=image.spec_id).exclude(id=image.id).values_list("id", "phash")
     close = sorted(
         ((pk, d) for pk, ph in candidates.iterator(chunk_size=5000) if (d := hamming(image.phash, ph)) <= max_distance),

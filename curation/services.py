@@ -164,7 +164,16 @@ def _set_requirements(spec: DatasetSpec, requirements: Iterable[dict]) -> None:
         if metric in seen:
             raise ValidationError({"requirements": f"Item {i}: metric {metric} is given twice."})
         seen.add(metric)
-        ModelRequirement.objects.create(spec=spec, metric=metric, threshold=float(req["threshold"]))
+        try:
+            threshold = float(req["threshold"])
+        except (KeyError, TypeError, ValueError):
+            raise ValidationError({"requirements": f"Item {i}: give the threshold as a number."}) from None
+        # Every metric is measured as a fraction (pipeline.evaluation): 95 would be a requirement no
+        # model can meet, -3 one every model meets.
+        if not 0 <= threshold <= 1:
+            raise ValidationError({"requirements": f"Item {i}: the {metric} threshold is {req['threshold']}; give a "
+                                                   "fraction between 0 and 1 (0.9 for 90 %)."})
+        ModelRequirement.objects.create(spec=spec, metric=metric, threshold=threshold)
 
 
 @transaction.atomic

@@ -3,7 +3,7 @@
 A snapshot copies, per image with an accepted annotation, the accepted version's regions
 and the image's licence and source at that moment, and the split the image was assigned
 (:func:`curation.splits.assign_splits`: near-duplicates and capture sessions stay in one
-split). Nothing in a snapshot refers back to live, editable rows for its content, so the
+split; an image in the spec's previous ready snapshot keeps its split there). Nothing in a snapshot refers back to live, editable rows for its content, so the
 snapshot never changes and an export of it is the same bytes every time it is built.
 
 Both are built by Celery workers: :func:`snapshot_create` and :func:`export_create` record
@@ -178,6 +178,20 @@ def snapshot_summaries(items) -> tuple[dict, dict, int]:
     return categories, dict(sorted(licences.items())), commercial
 
 
+def _previous_splits(snapshot: Snapshot) -> dict[int, str]:
+    """Image -> split in the spec's latest ready snapshot requested before `snapshot`.
+
+    The new snapshot keeps those splits (:func:`curation.splits.assign_splits`' ``previous``),
+    so an image an earlier snapshot held out for testing never turns up in a later one's
+    training data, and results on the two test splits stay comparable.
+    """
+    earlier = (Snapshot.objects.filter(spec_id=snapshot.spec_id, status=Snapshot.Status.READY, id__lt=snapshot.id)
+               .order_by("-id").first())
+    if earlier is None:
+        return {}
+    return dict(SnapshotItem.objects.filter(snapshot=earlier).values_list("image_id", "split"))
+
+
 def _freeze(snapshot: Snapshot) -> list[SnapshotItem]:
     """Create the items of `snapshot` from the spec's accepted work as it is now."""
     spec = snapshot.spec
@@ -190,7 +204,7 @@ def _freeze(snapshot: Snapshot) -> list[SnapshotItem]:
     result = assign_splits(
         [SplitItem(id=im.id, phash=im.phash or None, session=im.capture_session,
                    categories=tuple(sorted(c.slug for c in im.categories.all()))) for im in images],
-        ratios=snapshot.ratios, seed=snapshot.seed)
+        ratios=snapshot.ratios, seed=snapshot.seed, previous=_previous_splits(snapshot))
     regions = _frozen_regions([a.current_id for a in annotations.values()])
     # A retried build starts clean (a dead attempt's transaction never committed items, but be sure).
     SnapshotItem.objects.filter(snapshot=snapshot).delete()
@@ -232,7 +246,11 @@ def snapshot_build(*, snapshot: Snapshot) -> Snapshot:
         with transaction.atomic():
             items = _freeze(snapshot)
             categories, licences, commercial = snapshot_summaries(items)
+            spec = snapshot.spec
+            frozen_categories = [{"slug": c.slug, "name": c.name}
+                                 for c in Category.objects.filter(spec=spec).order_by("position", "id")]
             if not current.update(status=Snapshot.Status.READY, content_hash=snapshot_items_hash(items),
+                                  categories=frozen_categories, intended_use=spec.intended_use,
                                   item_count=len(items), split_counts=snapshot.split_counts,
                                   near_duplicate_pairs=snapshot.near_duplicate_pairs, category_counts=categories,
                                   licence_counts=licences, commercial_items=commercial, finished_at=timezone.now()):
@@ -345,10 +363,18 @@ def export_build(*, snapshot: Snapshot, format: str, dest) -> object:
 
     Deterministic: items in image order, fixed zip timestamps, so two builds are the same bytes.
     """
-    categories = [CategoryInfo(slug=c.slug, name=c.name)
-                  for c in Category.objects.filter(spec_id=snapshot.spec_id).order_by("position", "id")]
-    return export(snapshot_export_images(snapshot), dest, format=format,
-                  intended_use=snapshot.spec.intended_use, categories=categories)
+    # The spec's categories as frozen (a category renamed or added since must not change the
+    # bytes), and the stricter of the frozen and the current intended use: a spec made
+    # commercial since leaves non-commercial items out, one made research since does not let
+    # out what the frozen commercial spec left out.
+    categories = [CategoryInfo(slug=c["slug"], name=c.get("name", "")) for c in snapshot.categories] or [
+        CategoryInfo(slug=c.slug, name=c.name)
+        for c in Category.objects.filter(spec_id=snapshot.spec_id).order_by("position", "id")]
+    uses = {snapshot.intended_use, snapshot.spec.intended_use}
+    intended_use = DatasetSpec.IntendedUse.COMMERCIAL if DatasetSpec.IntendedUse.COMMERCIAL in uses \
+        else snapshot.spec.intended_use
+    return export(snapshot_export_images(snapshot), dest, format=format, intended_use=intended_use,
+                  categories=categories)
 
 
 def _partial_dir() -> Path:

@@ -18,8 +18,16 @@ by category, so that nothing leaks between splits:
    the split where it least increases the squared error, relative to the category totals,
    between what the split holds and what its ratio asks for, per category.
    ``fixed`` pins images (e.g. an existing frozen test set) and with them their groups.
+   ``previous`` does the same softly, for an earlier snapshot's splits: a group takes the
+   split its members had (the most held-out one, test before validation before train, when
+   they disagree because a new image now joins them), so successive snapshots of a spec
+   never move an image into another split, and a model trained on the newer one never
+   trains on the older one's test images.
+   Besides the per-category error, the error of each split's total size counts as much as
+   all categories' together, so many tiny categories (each too small to be stratified on
+   its own) still fill every split by its ratio instead of all rounding into train.
 
-The result depends only on the items (not their order), the ratios and the seed.
+The result depends only on the items (not their order), the ratios, the seed and the pins.
 
 Content hashes
 --------------
@@ -46,8 +54,12 @@ from scipy.sparse.csgraph import connected_components
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 DEFAULT_RATIOS: dict[str, float] = {TRAIN: 0.8, VALIDATION: 0.1, TEST: 0.1}
-DEFAULT_MAX_DISTANCE = 6
+# The one near-duplicate threshold: what the image browser lists as near-duplicates is what
+# splits keep together (re-encoding or resizing a formula photo moves its hash by up to ~8 bits).
+DEFAULT_MAX_DISTANCE = 8
 NO_CATEGORY = ""
+# Which split wins when the members of one group had different splits before: the most held out.
+HOLD_OUT_ORDER = (TRAIN, VALIDATION, TEST)
 _BLOCK = 2048
 _SMALL_BUCKET = 64
 
@@ -231,12 +243,16 @@ def assign_splits(
     seed: int = 0,
     max_distance: int = DEFAULT_MAX_DISTANCE,
     fixed: Mapping[Hashable, str] | None = None,
+    previous: Mapping[Hashable, str] | None = None,
 ) -> SplitResult:
     """Assign each item a split; a near-duplicate/session group always lands in one split.
 
     ``ratios`` maps split names to non-negative weights (normalised to sum 1). ``fixed``
     pins some items to a split (their whole group follows); a group pinned to two splits
-    raises ValueError, since honouring both would leak.
+    raises ValueError, since honouring both would leak. ``previous`` (an earlier snapshot's
+    splits) pins groups not pinned by ``fixed`` softly: splits no longer in ``ratios`` or
+    with weight 0 are ignored, and a group whose members had different splits takes the
+    most held-out of them (:data:`HOLD_OUT_ORDER`; otherwise the later in ``ratios``).
     """
     items = sorted(items, key=lambda it: it.id)
     splits = list(ratios)
@@ -268,6 +284,12 @@ def assign_splits(
     target = (weights[:, None] * totals[None, :]).tolist()
     scale = (1.0 / np.maximum(totals, 1.0)).tolist()
     current = [[0.0] * len(cats) for _ in splits]
+    # Each split's total size, its target, and the weight of its squared relative error: as much
+    # as all categories' together (len(cats) / n), so that many tiny categories, each of which
+    # alone rounds into train, still leave validation and test their share.
+    size_target = (weights * n).tolist()
+    size_scale = len(cats) / n
+    held = [0.0] * len(splits)
 
     group_split = [-1] * n_groups
     for item_index, it in enumerate(items):
@@ -277,6 +299,18 @@ def assign_splits(
                 raise ValueError(f"item {it.id!r} is pinned to {fixed[it.id]!r} but its near-duplicate/session "
                                  f"group is pinned to {splits[group_split[g]]!r}")
             group_split[g] = s
+    if previous:
+        rank = {s: (HOLD_OUT_ORDER.index(s) if s in HOLD_OUT_ORDER else -1, k) for k, s in enumerate(splits)}
+        soft: dict[int, str] = {}
+        for item_index, it in enumerate(items):
+            s = previous.get(it.id)
+            g = int(labels[item_index])
+            if s not in rank or weights[splits.index(s)] <= 0 or group_split[g] >= 0:
+                continue
+            if g not in soft or rank[s] > rank[soft[g]]:
+                soft[g] = s
+        for g, s in soft.items():
+            group_split[g] = splits.index(s)
     # A group's categories as a sparse row (CSR), walked in plain Python: with a handful of
     # categories that is several times faster than a numpy expression per group.
     rows, cols = np.nonzero(g_cat)
@@ -285,6 +319,7 @@ def assign_splits(
     ptr = np.searchsorted(rows, np.arange(n_groups + 1)).tolist()
     for g, s in enumerate(group_split):
         if s >= 0:
+            held[s] += float(g_size[g])
             for j in range(ptr[g], ptr[g + 1]):
                 current[s][cols[j]] += vals[j]
 
@@ -296,17 +331,20 @@ def assign_splits(
         if group_split[g] >= 0:
             continue
         a, b = ptr[g], ptr[g + 1]
+        size = float(g_size[g])
         best, best_delta = active[0], math.inf
         for k in active:
             cur, tgt = current[k], target[k]
-            # Increase of sum_c ((cur + v - target)^2 - (cur - target)^2) / total_c.
-            delta = 0.0
+            # Increase of sum_c ((cur + v - target)^2 - (cur - target)^2) / total_c, plus the
+            # same for the split's size, weighted by size_scale.
+            delta = (size * size + 2.0 * size * (held[k] - size_target[k])) * size_scale
             for j in range(a, b):
                 c, v = cols[j], vals[j]
                 delta += (v * v + 2.0 * v * (cur[c] - tgt[c])) * scale[c]
             if delta < best_delta:
                 best, best_delta = k, delta
         group_split[g] = best
+        held[best] += size
         cur = current[best]
         for j in range(a, b):
             cur[cols[j]] += vals[j]

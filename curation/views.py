@@ -154,6 +154,13 @@ def _save_spec(request, spec, form, reqs, cats, new) -> DatasetSpec | None:
                     row.add_error(None, "This category is not part of the spec.")
                     failed = True
                     continue
+                if row.cleaned_data.get("remove"):
+                    try:
+                        services.category_delete(category=category)
+                    except ValidationError as exc:
+                        add_service_errors(row, exc, aliases={"category": "remove"})
+                        failed = True
+                    continue
                 try:
                     services.category_update(category=category, name=row.cleaned_data["name"],
                                              description=row.cleaned_data["description"],

@@ -221,10 +221,34 @@ def cost_report(
     )
 
 
+# A text cell starting with one of these is run as a formula by Excel, LibreOffice and
+# Google Sheets (OWASP "CSV injection"); vendor, spec and batch names are typed by people.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """`value` as a spreadsheet shows it, never runs it: text starting like a formula
+    gets a leading apostrophe; numbers (Decimal, int) are left as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class _SafeWriter:
+    """csv.writer whose every text cell goes through `csv_safe`."""
+
+    def __init__(self, out):
+        self._writer = csv.writer(out)
+
+    def writerow(self, row):
+        self._writer.writerow([csv_safe(v) for v in row])
+
+
 def cost_report_csv(report: CostReport, *, vendor_names: dict[int, str], spec_names: dict[int, str]) -> str:
-    """The report as CSV: one line per batch, per month and kind, and per currency total."""
+    """The report as CSV: one line per batch, per month and kind, and per currency total.
+    Names that would start a spreadsheet formula are escaped (`csv_safe`)."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = _SafeWriter(out)
     writer.writerow(["section", "period_or_batch", "vendor", "spec", "kind", "accepted", "rejected", "pending",
                      "unit_price", "currency", "amount"])
     for b in report.batches:
@@ -254,14 +278,19 @@ def labeling_task_rows(*, vendor_ids=None, spec_ids=None) -> tuple[list[TaskRow]
 
     Assumes labeling.Batch(vendor, spec, kind in regions/latex/full, agreed_quantity,
     deadline, created_at, name) and labeling.Task(batch, status, and `accepted_at`
-    when labeling records it, else `updated_at` of an accepted task).
+    when labeling records it). Without `accepted_at` an accepted task is paid in the
+    month of its last accepting review: its `updated_at` also moves on later edits
+    (made gold, say), which would move work already paid into another month; it is
+    only the fallback for an accepted task without such a review. Months and the
+    batch's start day are in the configured time zone (TIME_ZONE).
     """
     try:
         from labeling.models import Batch, Task
     except ImportError:
         return None
-    from django.db.models import Count
-    from django.db.models.functions import TruncMonth
+    from django.db.models import Case, Count, DateTimeField, F, OuterRef, Subquery, When
+    from django.db.models.functions import Coalesce, TruncMonth
+    from django.utils import timezone
 
     tasks = Task.objects.all()
     batches = Batch.objects.all()
@@ -269,8 +298,17 @@ def labeling_task_rows(*, vendor_ids=None, spec_ids=None) -> tuple[list[TaskRow]
         tasks, batches = tasks.filter(batch__vendor_id__in=vendor_ids), batches.filter(vendor_id__in=vendor_ids)
     if spec_ids is not None:
         tasks, batches = tasks.filter(batch__spec_id__in=spec_ids), batches.filter(spec_id__in=spec_ids)
-    stamp = "accepted_at" if any(f.name == "accepted_at" for f in Task._meta.get_fields()) else "updated_at"
-    grouped = (tasks.annotate(month=TruncMonth(stamp))
+    if any(f.name == "accepted_at" for f in Task._meta.get_fields()):
+        stamp = F("accepted_at")
+    else:
+        from labeling.models import Review
+
+        last_accept = (Review.objects.filter(annotation__task=OuterRef("pk"), decision=Review.Decision.ACCEPT)
+                       .order_by("-created_at").values("created_at")[:1])
+        stamp = Coalesce(Subquery(last_accept), F("updated_at"), output_field=DateTimeField())
+    # Only accepted tasks have a pay month; the others stay one row per batch and status.
+    paid_on = Case(When(status=ACCEPTED, then=stamp), default=None, output_field=DateTimeField())
+    grouped = (tasks.annotate(month=TruncMonth(paid_on, output_field=DateTimeField()))
                .values("batch_id", "batch__vendor_id", "batch__spec_id", "batch__kind", "status", "month")
                .annotate(n=Count("id")).order_by())
     rows = [TaskRow(vendor_id=g["batch__vendor_id"], spec_id=g["batch__spec_id"], kind=g["batch__kind"],
@@ -278,7 +316,7 @@ def labeling_task_rows(*, vendor_ids=None, spec_ids=None) -> tuple[list[TaskRow]
                     accepted_on=(g["month"].date() if g["month"] and g["status"] == ACCEPTED else None))
             for g in grouped]
     infos = [BatchInfo(batch_id=b.id, name=b.name, vendor_id=b.vendor_id, spec_id=b.spec_id, target=b.agreed_quantity,
-                       started_on=b.created_at.date(), deadline=b.deadline)
+                       started_on=timezone.localdate(b.created_at), deadline=b.deadline)
              for b in batches.only("id", "name", "vendor_id", "spec_id", "agreed_quantity", "created_at", "deadline")]
     return rows, infos
 

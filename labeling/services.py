@@ -161,7 +161,8 @@ def batch_create(
     status: str = Batch.Status.ACTIVE,
     created_by: User | None = None,
 ) -> Batch:
-    """Give `vendor` a batch of up to `quantity` tasks of `spec`, chosen by a filter.
+    """Give `vendor` a batch of up to `quantity` tasks of `spec`, chosen by a filter; its
+    agreed quantity is the number of tasks made (fewer where fewer images match).
 
     Images with an imported truth (`truth_latex`, and `meta["ink_bbox"]` when
     present) become gold tasks: their answer is stored on the task and hidden from
@@ -191,7 +192,9 @@ def batch_create(
         raise ValidationError({"quantity": "No image of the spec matches this filter."})
     batch = Batch(
         spec=spec, vendor=vendor, name=name or f"{spec.name} for {vendor.name}", kind=kind,
-        unit_price=unit_price, currency=currency, agreed_quantity=quantity, overlap=overlap,
+        # What the vendor can deliver: fewer images may match than were asked for, and a quantity
+        # above the task count would keep progress below 100% and the pace warnings on for ever.
+        unit_price=unit_price, currency=currency, agreed_quantity=len(images), overlap=overlap,
         deadline=deadline, status=status, created_by=created_by,
         filters={"categories": list(categories), "source": source.pk if source else None,
                  "only_unlabeled": only_unlabeled, "lowest_confidence_first": lowest_confidence_first},
@@ -216,10 +219,15 @@ BATCH_EDITABLE = ("name", "status", "deadline", "unit_price", "currency", "agree
 
 @transaction.atomic
 def batch_update(*, batch: Batch, **changes) -> Batch:
-    """Change a batch's name, status, deadline, price or agreed quantity."""
-    for key, value in changes.items():
+    """Change a batch's name, status, deadline, price or agreed quantity (at most its task count)."""
+    for key in changes:
         if key not in BATCH_EDITABLE:
             raise ValidationError({key: CANNOT_CHANGE})
+    if "agreed_quantity" in changes and isinstance(changes["agreed_quantity"], int):
+        tasks = batch.tasks.count()
+        if changes["agreed_quantity"] > tasks:
+            raise ValidationError({"agreed_quantity": f"The batch has {tasks} tasks; it cannot deliver more."})
+    for key, value in changes.items():
         setattr(batch, key, _currency(value) if key == "currency" else value)
     batch.full_clean()
     batch.save()

@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
 from common import roles
 from common.pages import role_required
@@ -96,11 +97,15 @@ def review(request, annotation_id: int | None = None):
 @role_required(roles.CURATOR, roles.VENDOR_MANAGER)
 def batch_overview(request):
     """Batches per vendor with progress against the agreed quantity and the cost so far
-    (accepted tasks times the unit price; rejected work is not paid)."""
+    (accepted tasks times the unit price; rejected work is not paid). A batch not closed
+    and not done whose deadline was before today (in the configured time zone) is overdue."""
     rows = list(selectors.batches_with_progress(request.user))
+    today = timezone.localdate()
     vendors: dict[int, dict] = {}
     for batch in rows:
         batch.cost_so_far = batch.n_accepted * batch.unit_price
+        batch.overdue = bool(batch.deadline and batch.deadline < today and batch.status != Batch.Status.CLOSED
+                             and batch.n_accepted < batch.agreed_quantity)
         group = vendors.setdefault(batch.vendor_id, {"vendor": batch.vendor, "batches": [], "totals": {}})
         group["batches"].append(batch)
         group["totals"][batch.currency] = group["totals"].get(batch.currency, 0) + batch.cost_so_far

@@ -296,8 +296,18 @@ def _formulas(annotations) -> dict[int, int]:
                 .values_list("task__batch__vendor_id").annotate(n=Count("current__regions__version_id")).order_by())
 
 
+def _formulas_by_currency(annotations) -> dict[tuple[int, str], int]:
+    """As `_formulas`, per (vendor, currency of the batch): a vendor paid in two currencies has
+    each currency's cost divided by the formulas of its own batches only."""
+    rows = (annotations.filter(status=Annotation.Status.ACCEPTED, task__status=Task.Status.ACCEPTED)
+            .values_list("task__batch__vendor_id", "task__batch__currency")
+            .annotate(n=Count("current__regions__version_id")).order_by())
+    return {(vendor, currency): n for vendor, currency, n in rows}
+
+
 def _throughput(spec: DatasetSpec, annotations, vendor_names: dict, annotator_names: dict) -> dict:
     per_vendor, per_annotator, everything, formulas = _seconds_and_formulas(spec, annotations)
+    priced = _formulas_by_currency(annotations)
     paid = (Task.objects.filter(batch__spec=spec, status=Task.Status.ACCEPTED)
             .values(vendor=F("batch__vendor_id"), currency=F("batch__currency"))
             .annotate(tasks=Count("id"), cost=Sum("batch__unit_price")).order_by())
@@ -311,7 +321,7 @@ def _throughput(spec: DatasetSpec, annotations, vendor_names: dict, annotator_na
         cost = Decimal(str(row["cost"] or 0)).quantize(CENT_PLACES)
         v["cost"][row["currency"]] = str(cost)
         totals[row["currency"]] += cost
-        priced_formulas[row["currency"]] += formulas.get(row["vendor"], 0)
+        priced_formulas[row["currency"]] += priced.get((row["vendor"], row["currency"]), 0)
     by_vendor = {}
     for vid in set(per_vendor) | set(vendors):
         v = vendors.get(vid, {"accepted_tasks": 0, "cost": {}})
@@ -320,7 +330,8 @@ def _throughput(spec: DatasetSpec, annotations, vendor_names: dict, annotator_na
             "annotations": per_vendor.get(vid, (0, None))[0],
             "median_seconds_per_task": per_vendor.get(vid, (0, None))[1],
             "accepted_tasks": v["accepted_tasks"], "accepted_formulas": n_formulas, "cost": v["cost"],
-            "cost_per_formula": {c: str((Decimal(a) / n_formulas).quantize(PER_FORMULA_PLACES)) for c, a in v["cost"].items()} if n_formulas else {},
+            "cost_per_formula": {c: str((Decimal(a) / priced[vid, c]).quantize(PER_FORMULA_PLACES))
+                                 for c, a in v["cost"].items() if priced.get((vid, c))},
         }
     return {
         "overall": {"annotations": everything[0], "median_seconds_per_task": everything[1],

@@ -40,6 +40,8 @@ def test_curator_creates_spec_with_five_default_kinds_and_custom_ones(curator_ap
         ({"intended_use": "personal"}, "intended_use"),
         ({"serving_target": "toaster"}, "serving_target"),
         ({"requirements": [{"metric": "accuracy", "threshold": 1}]}, "requirements"),
+        ({"requirements": [{"metric": "exact_match", "threshold": 95}]}, "requirements"),  # a percentage
+        ({"requirements": [{"metric": "bleu4", "threshold": -3}]}, "requirements"),
         ({"target_qps": -1}, "target_qps"),
         ({"name": ""}, "name"),
         ({"default_quota": 2**31}, "default_quota"),   # beyond the quota column: not a database error

@@ -101,6 +101,27 @@ def test_throughput_and_cost(qa_world):
             a["b1"]["median_seconds_per_task"]) == (20, 50, 40)
 
 
+def test_a_vendor_paid_in_two_currencies_has_each_cost_divided_by_its_own_formulas(spec):
+    """3 tasks at 0.0125 USD and 2 at 0.50 EUR, 2 formulas each: each currency's cost used to be
+    divided by all 10 formulas of the vendor (USD 0.00375, EUR 0.100 per formula)."""
+    from decimal import Decimal
+
+    vendor = factories.make_vendor("V")
+    annotator, reviewer = (factories.make_user(role, vendor=vendor) for role in ("annotator", "reviewer"))
+    for n, (price, currency) in ((3, ("0.0125", "USD")), (2, ("0.50", "EUR"))):
+        factories.make_batch(spec, vendor, images=n, unit_price=Decimal(price), currency=currency)
+        for _ in range(n):
+            task = ls.task_claim_next(annotator=annotator).task
+            done = ls.annotation_create(task=task, annotator=annotator, regions=[quad(), quad(100, 50, 150, 90)],
+                                        submit=True)
+            ls.review_create(annotation=done, reviewer=reviewer, decision="accept")
+    t = spec_stats_compute(spec=spec).payload["throughput"]
+    v = by_name(t["by_vendor"])["V"]
+    assert v["accepted_formulas"] == 10 and v["cost"] == {"USD": "0.0375", "EUR": "1.0000"}
+    assert {c: float(x) for c, x in v["cost_per_formula"].items()} == {"USD": 0.00625, "EUR": 0.25}
+    assert {c: float(x) for c, x in t["overall"]["cost_per_formula"].items()} == {"EUR": 0.25, "USD": 0.00625}
+
+
 def test_only_the_newest_reports_are_kept(qa_world, monkeypatch):
     monkeypatch.setattr("pipeline.stats.KEEP_REPORTS", 2)
     ids = [spec_stats_compute(spec=qa_world.spec).id for _ in range(3)]

@@ -48,3 +48,13 @@ class ServiceAdminMixin:
                 return cleaned
 
         return WithServiceErrors
+
+
+class NoRawDeleteMixin:
+    """No delete button, view or "delete selected" action: a raw delete bypasses the services and
+    cascades (a batch takes its tasks, annotations and reviews, the paid work; a spec its images'
+    rows but not their files; a snapshot its frozen items and export zips). Where deleting is
+    an operation, an admin action calls its service instead (e.g. images: `image_delete`)."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,8 +1,9 @@
 """Admin for curation. Writes that have rules go through the services."""
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
-from common.service_admin import ServiceAdminMixin
+from common.service_admin import NoRawDeleteMixin, ServiceAdminMixin
 
 from . import services
 from .models import Category, DatasetSpec, Export, Image, ImportJob, Licence, ModelRequirement, Snapshot, Source
@@ -35,6 +36,7 @@ class SourceAdmin(ServiceAdminMixin, admin.ModelAdmin):
 class CategoryInline(admin.TabularInline):
     model = Category
     extra = 0
+    can_delete = False  # removing a kind goes through category_delete (the spec page's Remove)
     fields = ["slug", "name", "target_quota", "is_builtin", "position"]
     readonly_fields = ["is_builtin"]
 
@@ -45,7 +47,7 @@ class RequirementInline(admin.TabularInline):
 
 
 @admin.register(DatasetSpec)
-class DatasetSpecAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class DatasetSpecAdmin(NoRawDeleteMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["name", "status", "intended_use", "serving_target", "created_at"]
     list_filter = ["status", "intended_use", "serving_target"]
     search_fields = ["name", "slug"]
@@ -80,7 +82,7 @@ class ImageAdminForm(forms.ModelForm):
 
 
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(NoRawDeleteMixin, admin.ModelAdmin):
     form = ImageAdminForm
     list_display = ["id", "original_filename", "spec", "source", "width", "height", "format", "created_at"]
     list_filter = ["spec", "source__licence__family", "format"]
@@ -95,18 +97,26 @@ class ImageAdmin(admin.ModelAdmin):
 
     @admin.action(description="Delete selected images and their files")
     def delete_with_files(self, request, queryset):
+        deleted = 0
         for image in queryset:
-            services.image_delete(image=image)
+            try:
+                services.image_delete(image=image)
+            except ValidationError as exc:  # frozen in a snapshot: said, not a 500
+                self.message_user(request, f"Image {image.pk}: {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                deleted += 1
+        if deleted:
+            self.message_user(request, f"{deleted} image(s) deleted with their files.", messages.SUCCESS)
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(admin.ModelAdmin):
+class ImportJobAdmin(NoRawDeleteMixin, admin.ModelAdmin):
     list_display = ["id", "spec", "source", "status", "total", "imported", "duplicates", "created_at"]
     list_filter = ["status"]
     readonly_fields = [f.name for f in ImportJob._meta.fields]
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
+class _ReadOnlyAdmin(NoRawDeleteMixin, admin.ModelAdmin):
     """Snapshots are frozen and exports are built by workers: the admin only reads them."""
 
     def has_add_permission(self, request) -> bool:

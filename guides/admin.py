@@ -2,6 +2,8 @@
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
+from common.service_admin import NoRawDeleteMixin
+
 from . import services
 from .models import (
     Answer,
@@ -38,7 +40,7 @@ class ExampleInline(ReadOnlyInline):
 
 
 @admin.register(Guide)
-class GuideAdmin(admin.ModelAdmin):
+class GuideAdmin(NoRawDeleteMixin, admin.ModelAdmin):
     list_display = ["title", "spec", "created_at"]
     search_fields = ["title", "spec__name"]
     readonly_fields = ["spec", "created_by", "created_at"]
@@ -48,7 +50,7 @@ class GuideAdmin(admin.ModelAdmin):
 
 
 @admin.register(GuideVersion)
-class GuideVersionAdmin(admin.ModelAdmin):
+class GuideVersionAdmin(NoRawDeleteMixin, admin.ModelAdmin):
     list_display = ["guide", "number", "status", "published_at", "published_by"]
     list_filter = ["status"]
     search_fields = ["guide__title", "body_md"]
@@ -69,7 +71,7 @@ class GuideVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(GuideAcknowledgement)
-class GuideAcknowledgementAdmin(admin.ModelAdmin):
+class GuideAcknowledgementAdmin(NoRawDeleteMixin, admin.ModelAdmin):
     list_display = ["user", "version", "acknowledged_at"]
     list_filter = ["version__guide"]
     search_fields = ["user__username"]
@@ -88,7 +90,7 @@ class AnswerInline(ReadOnlyInline):
 
 
 @admin.register(Question)
-class QuestionAdmin(admin.ModelAdmin):
+class QuestionAdmin(NoRawDeleteMixin, admin.ModelAdmin):
     list_display = ["title", "vendor", "spec", "status", "promoted_to_faq", "created_at"]
     list_filter = ["status", "promoted_to_faq", "vendor"]
     search_fields = ["title", "body"]
@@ -116,7 +118,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Contract)
-class ContractAdmin(admin.ModelAdmin):
+class ContractAdmin(NoRawDeleteMixin, admin.ModelAdmin):
     list_display = ["vendor", "spec", "currency", "price_regions", "price_latex", "price_full", "agreed_quantity",
                     "deadline"]
     list_filter = ["vendor", "currency"]

@@ -2,6 +2,8 @@
 the services (queue, annotation saves, reviews), which the actions below call."""
 from django.contrib import admin, messages
 
+from common.service_admin import NoRawDeleteMixin
+
 from . import services
 from .models import (
     Annotation,
@@ -20,18 +22,19 @@ from .models import (
 class MembershipInline(admin.TabularInline):
     model = VendorMembership
     extra = 0
+    can_delete = False  # a vendor person without a vendor could no longer work or be managed
     raw_id_fields = ["user"]
 
 
 @admin.register(Vendor)
-class VendorAdmin(admin.ModelAdmin):
+class VendorAdmin(NoRawDeleteMixin, admin.ModelAdmin):
     list_display = ["name", "slug", "contact_email", "active"]
     search_fields = ["name"]
     inlines = [MembershipInline]
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Browse and search only: writes go through labeling.services."""
+class ReadOnlyAdmin(NoRawDeleteMixin, admin.ModelAdmin):
+    """Browse and search only: writes (deletes included) go through labeling.services."""
 
     def has_add_permission(self, request):
         return False

@@ -47,17 +47,25 @@ def is_archive(path: Path) -> bool:
     return zipfile.is_zipfile(path) or path.name.lower().endswith(TAR_SUFFIXES) or tarfile.is_tarfile(path)
 
 
-def iter_members(path: Path | str, suffixes: Collection[str] | None = None) -> Iterator[Member]:
+def _too_big(size: int, max_bytes: int | None) -> str:
+    return f"{size:,} bytes, more than the {max_bytes:,} allowed" if max_bytes is not None and size > max_bytes else ""
+
+
+def iter_members(path: Path | str, suffixes: Collection[str] | None = None, *,
+                 max_bytes: int | None = None) -> Iterator[Member]:
     """Every file under `path` (a folder, recursively, or a zip/tar archive) whose
     suffix is in `suffixes` (lower case, with the dot; None for all), in name order
-    for folders and archive order for archives."""
+    for folders and archive order for archives. A member larger than `max_bytes` (by
+    its declared size, before anything is read or inflated: a zip bomb never reaches
+    memory) is listed with the reason instead of its bytes."""
     path = Path(path)
     if path.is_dir():
         for p in sorted(path.rglob("*")):
-            if p.is_file() and _wanted(p.name, suffixes):
-                name = str(p.relative_to(path))
+            name = str(p.relative_to(path))
+            if p.is_file() and _wanted(name.replace(os.sep, "/"), suffixes):
                 try:
-                    yield Member(name, p.read_bytes())
+                    too_big = _too_big(p.stat().st_size, max_bytes)
+                    yield Member(name, None, too_big) if too_big else Member(name, p.read_bytes())
                 except OSError as exc:
                     yield Member(name, None, f"cannot read: {exc.strerror or exc}")
         return
@@ -71,6 +79,10 @@ def iter_members(path: Path | str, suffixes: Collection[str] | None = None) -> I
         with zf:
             for info in zf.infolist():
                 if info.is_dir() or not _wanted(info.filename, suffixes):
+                    continue
+                too_big = _too_big(info.file_size, max_bytes)
+                if too_big:
+                    yield Member(info.filename, None, too_big)
                     continue
                 try:
                     yield Member(info.filename, zf.read(info))
@@ -86,6 +98,10 @@ def iter_members(path: Path | str, suffixes: Collection[str] | None = None) -> I
         try:
             for info in tf:  # streaming: members are decompressed one by one
                 if not info.isfile() or not _wanted(info.name, suffixes):
+                    continue
+                too_big = _too_big(info.size, max_bytes)
+                if too_big:
+                    yield Member(info.name, None, too_big)
                     continue
                 try:
                     handle = tf.extractfile(info)

@@ -29,7 +29,7 @@ class DecodedImage:
 
     filename: str
     sha256: str
-    content: bytes  # orientation applied; the original bytes when no change was needed
+    content: bytes  # orientation applied, metadata stripped; sha256 is of the original bytes
     extension: str
     width: int
     height: int
@@ -38,8 +38,31 @@ class DecodedImage:
     thumbnail: bytes
 
 
+def to_8bit(img: PILImage.Image) -> PILImage.Image:
+    """`img` with 16-bit and 32-bit grey ("I;16", "I", "F") scaled to 8-bit "L".
+
+    Pillow's own conversion clips them at 255, so a 16-bit scan (paper near 60000, ink
+    near 8000) became a white page: the ink vanished from the thumbnail and the hash."""
+    if img.mode.startswith("I;16"):
+        arr = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
+    elif img.mode == "I":
+        arr = np.asarray(img)
+        if arr.size and arr.max() > 255:
+            arr = arr // 257
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        if arr.size and float(np.nanmax(arr)) <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+    else:
+        return img
+    return PILImage.fromarray(arr, "L")
+
+
 def flatten_to_rgb(img: PILImage.Image) -> PILImage.Image:
     """RGB on a white background: transparent pages (im2markup) have ink only on alpha."""
+    img = to_8bit(img)
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -62,10 +85,228 @@ def preview(img: PILImage.Image, size: tuple[int, int]) -> PILImage.Image:
         work = img.convert("RGBA")
     elif img.mode in ("RGB", "L"):
         work = img.copy()
+    elif img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        work = to_8bit(img)
     else:
         work = img.convert("RGB")
     work.thumbnail(size)
-    return flatten_to_rgb(work)
+    out = flatten_to_rgb(work)
+    out.info = {}  # no comment, EXIF or XMP carried into the thumbnail
+    return out
+
+
+# ------------------------------------------------------------ metadata stripping
+# Photos of children's homework come from phones: their EXIF carries a GPS position, the
+# camera's serial number, the time, and XMP/comments may name the pupil. None of it is
+# needed and none of it may reach a vendor, so every stored file is cleaned. JPEG, PNG,
+# WebP and GIF lose their metadata blocks losslessly (the pixel data is copied byte for
+# byte); other formats are re-encoded from their pixels.
+
+_JPEG_KEEP_APP = {0xE0: b"JFIF\0", 0xE2: b"ICC_PROFILE\0", 0xEE: b"Adobe"}  # Adobe: CMYK/YCCK transform
+
+
+def _strip_jpeg(data: bytes) -> bytes | None:
+    """The JPEG without APPn segments other than JFIF, ICC and Adobe, without comments,
+    and without anything after the end-of-image marker (MPF images, vendor trailers)."""
+    n = len(data)
+    if data[:2] != b"\xff\xd8":
+        return None
+    out = bytearray(b"\xff\xd8")
+    i = 2
+    while i < n:
+        if data[i] != 0xFF:
+            return None
+        while i < n and data[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= n:
+            return None
+        marker = data[i]
+        i += 1
+        if marker == 0xD9:
+            out += b"\xff\xd9"
+            return bytes(out)
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            out += bytes((0xFF, marker))
+            continue
+        if i + 2 > n:
+            return None
+        length = int.from_bytes(data[i:i + 2], "big")
+        if length < 2 or i + length > n:
+            return None
+        segment = data[i:i + length]
+        i += length
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            prefix = _JPEG_KEEP_APP.get(marker)
+            if prefix is None or not segment[2:].startswith(prefix):
+                continue
+        out += bytes((0xFF, marker)) + segment
+        if marker == 0xDA:  # entropy-coded data runs to the next real marker
+            j = i
+            while True:
+                k = data.find(b"\xff", j)
+                if k < 0 or k + 1 >= n:
+                    out += data[i:] + b"\xff\xd9"  # no end marker: the decoder accepted it without
+                    return bytes(out)
+                following = data[k + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7:
+                    j = k + 2
+                    continue
+                break
+            out += data[i:k]
+            i = k
+    return None
+
+
+_PNG_KEEP = {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT",
+             b"pHYs", b"bKGD", b"acTL", b"fcTL", b"fdAT", b"cICP", b"mDCV", b"cLLI"}
+
+
+def _strip_png(data: bytes) -> bytes | None:
+    """The PNG with only its image chunks: no eXIf, text (tEXt/zTXt/iTXt, where XMP
+    lives), tIME or private chunks."""
+    sig = b"\x89PNG\r\n\x1a\n"
+    if not data.startswith(sig):
+        return None
+    out = bytearray(sig)
+    i, n = len(sig), len(data)
+    while i + 12 <= n:
+        length = int.from_bytes(data[i:i + 4], "big")
+        kind = data[i + 4:i + 8]
+        end = i + 12 + length
+        if end > n:
+            return None
+        if kind in _PNG_KEEP or not kind[:1].islower():  # an unknown critical chunk cannot go
+            out += data[i:end]
+        i = end
+        if kind == b"IEND":
+            return bytes(out)
+    return None
+
+
+def _strip_webp(data: bytes) -> bytes | None:
+    """The WebP without its EXIF and XMP chunks (and their flags in VP8X)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    out = bytearray(data[:12])
+    i, n = 12, min(len(data), 8 + int.from_bytes(data[4:8], "little"))
+    while i + 8 <= n:
+        kind = data[i:i + 4]
+        size = int.from_bytes(data[i + 4:i + 8], "little")
+        end = i + 8 + size + (size & 1)
+        if i + 8 + size > n:
+            return None
+        chunk = bytearray(data[i:min(end, n)])
+        if kind == b"VP8X" and size >= 1:
+            chunk[8] &= ~(0x08 | 0x04) & 0xFF
+        if kind not in (b"EXIF", b"XMP "):
+            out += chunk
+        i = end
+    out[4:8] = (len(out) - 8).to_bytes(4, "little")
+    return bytes(out)
+
+
+def _gif_sub_blocks(data: bytes, i: int) -> int:
+    """The offset after the data sub-blocks starting at `i`."""
+    n = len(data)
+    while True:
+        if i >= n:
+            raise ValueError("truncated GIF")
+        size = data[i]
+        i += 1 + size
+        if size == 0:
+            return i
+
+
+def _strip_gif(data: bytes) -> bytes | None:
+    """The GIF without comment and application extensions (XMP lives there), but for
+    the looping one of animations."""
+    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
+        return None
+    packed = data[10]
+    i = 13 + (3 * 2 ** ((packed & 7) + 1) if packed & 0x80 else 0)
+    out = bytearray(data[:i])
+    try:
+        while i < len(data):
+            block = data[i]
+            if block == 0x3B:
+                out.append(0x3B)
+                return bytes(out)
+            if block == 0x21:
+                label = data[i + 1]
+                end = _gif_sub_blocks(data, i + 2)
+                keep = label not in (0xFE, 0xFF) or (
+                    label == 0xFF and data[i + 3:i + 14] in (b"NETSCAPE2.0", b"ANIMEXTS1.0"))
+                if keep:
+                    out += data[i:end]
+                i = end
+            elif block == 0x2C:
+                flags = data[i + 9]
+                start = i + 10 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
+                end = _gif_sub_blocks(data, start + 1)  # after the LZW minimum code size
+                out += data[i:end]
+                i = end
+            else:
+                return None
+    except (ValueError, IndexError):
+        return None
+    return None
+
+
+_STRIPPERS = {"JPEG": _strip_jpeg, "PNG": _strip_png, "WEBP": _strip_webp, "GIF": _strip_gif}
+
+
+def _png_writable(img: PILImage.Image) -> PILImage.Image:
+    """`img` in a mode PNG can hold, its own metadata left behind."""
+    if img.mode in ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"):
+        out = img.copy()
+    elif img.mode in ("I", "F", "I;16B", "I;16L", "I;16N"):
+        out = to_8bit(img)
+    elif img.mode in ("PA", "RGBa", "La", "RGBX"):
+        out = img.convert("RGBA")
+    else:  # CMYK, YCbCr, LAB, HSV
+        out = img.convert("RGB")
+    out.info = {}
+    return out
+
+
+def _encode_clean(img: PILImage.Image, fmt: str) -> tuple[bytes, str]:
+    """`img` re-encoded with no metadata but its colour profile: JPEG stays JPEG,
+    anything else becomes a lossless PNG. Returns (bytes, format)."""
+    icc = img.info.get("icc_profile")
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        rgb = img.convert("RGB") if img.mode not in ("RGB", "L") else img.copy()
+        rgb.info = {}
+        keep_icc = icc if rgb.mode == img.mode else None
+        rgb.save(buf, "JPEG", quality=95, **({"icc_profile": icc} if keep_icc else {}))
+        return buf.getvalue(), "JPEG"
+    out = _png_writable(img)
+    keep_icc = icc if out.mode == img.mode else None
+    out.save(buf, "PNG", **({"icc_profile": icc} if keep_icc else {}))
+    return buf.getvalue(), "PNG"
+
+
+def strip_metadata(data: bytes, img: PILImage.Image) -> tuple[bytes, str]:
+    """The bytes to store for the upright upload `data` (decoded as `img`) and their
+    format: the same image without EXIF, XMP, comments or trailers. BMP has none."""
+    fmt = img.format
+    if fmt == "BMP":
+        return data, fmt
+    stripper = _STRIPPERS.get(fmt)
+    cleaned = stripper(data) if stripper else None
+    if cleaned is not None and _same_header(cleaned, img):
+        return cleaned, fmt
+    return _encode_clean(img, fmt)
+
+
+def _same_header(cleaned: bytes, img: PILImage.Image) -> bool:
+    """Whether the stripped bytes still open as the same kind of image (format, size, mode):
+    a guard on the block-level strippers above; anything else is re-encoded from the pixels."""
+    try:
+        with PILImage.open(io.BytesIO(cleaned)) as again:
+            return (again.format, again.size, again.mode) == (img.format, img.size, img.mode)
+    except Exception:  # noqa: BLE001 - any failure to open means "do not store these bytes"
+        return False
 
 
 def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedImage:
@@ -104,18 +345,13 @@ def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedI
     sha256 = hashlib.sha256(data).hexdigest()
     # Only an EXIF orientation other than "upright" (2..8) needs a transpose and a
     # re-encode; checking first avoids the full copy exif_transpose makes otherwise.
+    # Either way the stored bytes carry no metadata (GPS, serial numbers, comments).
     if img.getexif().get(0x0112, 1) in range(2, 9):
         upright = ImageOps.exif_transpose(img)
-        buf = io.BytesIO()
-        if fmt == "JPEG":
-            upright.convert("RGB").save(buf, "JPEG", quality=95)
-        else:
-            fmt = "PNG"
-            upright.save(buf, "PNG")
-        content = buf.getvalue()
+        content, fmt = _encode_clean(upright, fmt)
     else:
-        content = data
         upright = img
+        content, fmt = strip_metadata(data, img)
     width, height = upright.size
     thumb = preview(upright, settings.MATHSET_THUMBNAIL_SIZE)
     # The perceptual hash is taken from the thumbnail: it shrinks to 32x32 anyway, and

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from django.conf import settings
 from PIL import Image as PILImage
 from PIL import ImageOps
 
@@ -105,7 +106,7 @@ def inkml_item(member: Member, options: InkRenderOptions = InkRenderOptions()) -
 
 def inkml_items(path: Path | str, options: InkRenderOptions = InkRenderOptions()) -> Iterator[IngestItem]:
     """An item per .inkml file of a folder or a .zip/.tar(.gz/.xz) archive, streaming."""
-    for member in iter_members(path, INKML_SUFFIXES):
+    for member in iter_members(path, INKML_SUFFIXES, max_bytes=settings.MATHSET_MAX_UPLOAD_BYTES):
         yield inkml_item(member, options)
 
 
@@ -152,7 +153,8 @@ def image_items(
     the page's only ink goes to `meta["ink_bbox"]` as [x0, y0, x1, y1] (x1, y1
     exclusive): for pages where the formula is the only ink, it is the gold region.
     """
-    for member in iter_members(path, IMAGE_SUFFIXES):
+    # An upload's size limit holds for each file of an archive too (checked before inflating it).
+    for member in iter_members(path, IMAGE_SUFFIXES, max_bytes=settings.MATHSET_MAX_UPLOAD_BYTES):
         if member.error or member.data is None:
             yield IngestItem(name=member.name, data=None, error=member.error or "no data")
             continue

@@ -58,3 +58,32 @@ def test_not_an_archive_is_an_error(tmp_path):
         list(iter_members(tmp_path / "notes.txt"))
     with pytest.raises(ArchiveError, match="does not exist"):
         list(iter_members(tmp_path / "missing"))
+
+
+def test_a_member_over_the_size_limit_is_listed_without_being_inflated(tmp_path, monkeypatch):
+    """A zip bomb: 50 MB of zeros compress to ~50 kB; its declared size is refused before any
+    byte of it is inflated (zipfile's read is never called for it)."""
+    bomb = b"\0" * 50_000_000
+    with zipfile.ZipFile(tmp_path / "x.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb.png", bomb)
+        zf.writestr("ok.png", b"fine")
+    make_tar(tmp_path / "x.tar.gz", {"bomb.png": bomb, "ok.png": b"fine"})
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "bomb.png").write_bytes(b"x" * 2000)
+    (tmp_path / "dir" / "ok.png").write_bytes(b"fine")
+    reads = []
+    real_read = zipfile.ZipFile.read
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda self, info, *a: reads.append(info.filename)
+                        or real_read(self, info, *a))
+    for source in ("x.zip", "x.tar.gz", "dir"):
+        got = {m.name: (m.data, m.error) for m in iter_members(tmp_path / source, {".png"}, max_bytes=1000)}
+        assert got["ok.png"] == (b"fine", "")
+        assert got["bomb.png"][0] is None and "more than the 1,000 allowed" in got["bomb.png"][1]
+    assert reads == ["ok.png"]
+
+
+def test_folders_skip_macos_resource_folders_like_archives_do(tmp_path):
+    (tmp_path / "__MACOSX").mkdir()
+    (tmp_path / "__MACOSX" / "a.inkml").write_bytes(b"fork")
+    (tmp_path / "a.inkml").write_bytes(b"A")
+    assert [m.name for m in iter_members(tmp_path, {".inkml"})] == ["a.inkml"]

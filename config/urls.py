@@ -28,6 +28,10 @@ _REDOC_WORKERS = {"worker-src": ["'self'", "blob:"]}
 redoc_view = csp_replace(_REDOC_WORKERS)(csp_replace(_REDOC_WORKERS, REPORT_ONLY=True)(
     SpectacularRedocView.as_view(url_name="schema")))
 
+# Errors under /api/ answer JSON (common.api_errors), pages keep the site's templates.
+handler404 = "common.api_errors.page_not_found"
+handler500 = "common.api_errors.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(), name="login"),

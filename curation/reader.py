@@ -76,6 +76,9 @@ class ExportDataset(Dataset):
                  transform: Callable | None = None, load_masks: bool = True) -> None:
         if mode not in ("images", "crops"):
             raise ValueError("mode must be 'images' or 'crops'")
+        if split is not None and split not in _LIST_FOR_SPLIT:
+            # A misspelt split ("val", im2latex's own "validate") would read as an empty dataset.
+            raise ValueError(f"split must be train, validation or test (or None for all), not {split!r}")
         self.path = os.fspath(path)
         self.split = split
         self.mode = mode

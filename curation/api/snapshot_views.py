@@ -5,6 +5,8 @@ exports. Vendor users see none of it (the selectors return nothing for them).
 """
 from __future__ import annotations
 
+import re
+
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
@@ -21,6 +23,9 @@ from common.roles import can_read_all_data
 from .. import selectors, snapshots
 from ..filters import ExportFilter, SnapshotFilter
 from ..models import DatasetSpec, Export, Snapshot, SnapshotItem
+from .views import FormatIsAFilter
+
+_UNSAFE_IN_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\/:*?<>|;]')
 
 
 class CanReadAllOrReadOnly(BasePermission):
@@ -135,7 +140,7 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     @extend_schema(parameters=[OpenApiParameter("split", str, description="train, validation or test")],
                    responses={200: SnapshotItemSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])  # reads `split` only, not the snapshot filters
     def items(self, request, pk=None):
         """The frozen items (image, accepted annotation version, split, regions), paginated, in image order."""
         snapshot = self.get_object()
@@ -156,6 +161,7 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     serializer_class = ExportSerializer
     permission_classes = [CanReadAllOrReadOnly]
     filterset_class = ExportFilter
+    content_negotiation_class = FormatIsAFilter  # `?format=coco` filters exports
 
     def get_queryset(self):
         return selectors.exports_visible_to(self.request.user)
@@ -175,6 +181,8 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         job = self.get_object()
         if job.status != Export.Status.DONE or not job.file:
             raise Http404("This export is not ready.")
-        name = f"{job.snapshot.spec.slug}-{job.snapshot.name}-{job.format}.zip".replace("/", "_")
+        # Saved as given by `curl -OJ` and `wget --content-disposition`: no line breaks, quotes or
+        # path and shell-special characters, whatever the snapshot was called.
+        name = _UNSAFE_IN_FILENAME.sub("_", f"{job.snapshot.spec.slug}-{job.snapshot.name}-{job.format}.zip")
         return FileResponse(default_storage.open(job.file, "rb"), as_attachment=True, filename=name,
                             content_type="application/zip")

@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -19,6 +20,14 @@ from ..filters import CategoryFilter, ImageFilter, SourceFilter, SpecFilter
 from ..models import Category
 from ..progress import spec_progress
 from . import serializers as s
+
+
+class FormatIsAFilter(DefaultContentNegotiation):
+    """Content negotiation for views whose `?format=` is a documented filter (an image's file
+    format, an export's format), not DRF's renderer override: without this, every such request
+    answered 404 "Not found". The renderer is still chosen by the Accept header."""
+
+    settings = type("NoFormatOverride", (), {"URL_FORMAT_OVERRIDE": None})()
 
 
 def _read_upload(upload) -> tuple[str, bytes]:
@@ -148,6 +157,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     filterset_class = ImageFilter
     ordering_fields = ["id", "created_at", "width", "height", "file_size"]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
+    content_negotiation_class = FormatIsAFilter
 
     def get_queryset(self):
         return selectors.images_visible_to(self.request.user)
@@ -234,7 +244,8 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         parameters=[OpenApiParameter("max_distance", int, description="Hamming distance in bits (default 8)")],
         responses=s.NearDuplicateSerializer(many=True),
     )
-    @action(detail=True, methods=["get"], url_path="near-duplicates")
+    # A plain list, neither filtered nor paginated: the schema must not offer the list's filters.
+    @action(detail=True, methods=["get"], url_path="near-duplicates", filter_backends=[], pagination_class=None)
     def near_duplicates(self, request, pk=None):
         """Images of the same spec that look alike (perceptual hash within max_distance bits)."""
         image = self.get_object()

@@ -18,6 +18,10 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     allows_commercial = serializers.SerializerMethodField()
     side_models = serializers.SerializerMethodField(help_text="the side models a detector version brought "
                                                     "(refiner.pt, orienter.pt)")
+    # A plain string: the model's URLField(blank=True) became oneOf(uri, empty string) in the schema,
+    # and "" matched both, so every uploaded version failed a strict client's validation.
+    endpoint_url = serializers.CharField(read_only=True, help_text="An external (HTTP) model's predict URL; "
+                                                                   "empty for uploaded versions")
 
     class Meta:
         model = ModelVersion

@@ -145,7 +145,7 @@ class PrelabelJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         return Response(s.PrelabelJobSerializer(self.get_object()).data)
 
     @extend_schema(responses=s.FailureSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], filter_backends=[])  # the job's failures, not a filtered job list
     def failures(self, request, pk=None):
         """The failed images with their recorded errors."""
         page = self.paginate_queryset(selectors.prelabel_job_failures(self.get_object()))

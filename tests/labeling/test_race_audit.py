@@ -9,13 +9,10 @@ that relies on an enclosing atomic block only fails there.
 """
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.db.models import Count, F, Q
 
 from common import roles
@@ -24,34 +21,13 @@ from labeling.models import Annotation, AnnotationVersion, Claim, Review, Task
 from tests import factories
 from tests.factories import quad
 from tests.labeling.conftest import client_for
+from tests.labeling.test_concurrency_postgres import run_threads
 
 needs_postgres = pytest.mark.skipif(
     settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
     reason="needs PostgreSQL (row locks, concurrent connections): set DATABASE_URL")
 # Real commits between threads; the catalogue and role rows of data migrations come back after each test.
 threaded = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True), needs_postgres]
-
-
-def run_threads(n: int, target) -> list:
-    """Run target(i) in n threads released together; return results or exceptions."""
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def wrap(i):
-        try:
-            barrier.wait()
-            results[i] = target(i)
-        except Exception as exc:  # reported by the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=wrap, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
 
 
 def slot_mismatches() -> list:

@@ -223,3 +223,20 @@ def test_labeling_page_toolbar_labels_submit_hint_and_preview_group(browser_page
     assert page.locator("#region-errors").evaluate("e => e.parentElement.getAttribute('role')") == "alert"
     assert page.evaluate(STRUCTURE_JS) == []
     assert not page.errors, page.errors
+
+
+@pytest.mark.django_db
+def test_help_text_is_the_description_its_field_points_at(client):
+    """Django points a field with help text at "<id>_helptext" (aria-describedby); the shared field
+    template named the help "<id>_help", so screen readers found no description."""
+    import re
+
+    from common import roles
+    from tests import factories
+
+    client.force_login(factories.make_user(roles.CURATOR))
+    page = client.get("/specs/new/").content.decode()
+    described = set(re.findall(r'aria-describedby="([^"]+)"', page))
+    ids = set(re.findall(r'\bid="([^"]+)"', page))
+    helptexts = {d for d in described if d.endswith("_helptext")}
+    assert helptexts and helptexts <= ids, helptexts - ids

@@ -23,7 +23,8 @@ class SpecForm(forms.Form):
                                                widget=forms.CheckboxSelectMultiple)
     status = forms.ChoiceField(choices=DatasetSpec.Status.choices)
     max_ms_per_image = forms.IntegerField(min_value=1, max_value=MAX_INT, required=False, label="Max ms per image")
-    target_qps = forms.FloatField(min_value=0, required=False, label="Target QPS")
+    target_qps = forms.FloatField(min_value=0.01, max_value=1_000_000, required=False, label="Target QPS",
+                                  help_text="Requests per second, 0.01 to 1,000,000; leave empty for none.")
     serving_target = forms.ChoiceField(choices=[("", "—")] + DatasetSpec.ServingTarget.choices, required=False)
 
 

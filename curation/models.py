@@ -3,7 +3,7 @@ where its images come from (sources and their licences), and the images."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 
@@ -100,7 +100,11 @@ class DatasetSpec(models.Model):
     answer_formats = models.JSONField(default=list, help_text='Subset of ["quad", "mask", "latex"]')
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     max_ms_per_image = models.PositiveIntegerField(null=True, blank=True)
-    target_qps = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)])
+    # Requests per second the model must serve: 0 would be no requirement (leave it empty instead),
+    # and no formula reader is asked for a million.
+    target_qps = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.01),
+                                                                      MaxValueValidator(1_000_000)],
+                                   help_text="Requests per second the served model must sustain (0.01 to 1,000,000)")
     serving_target = models.CharField(max_length=16, choices=ServingTarget.choices, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -43,6 +43,8 @@ def test_curator_creates_spec_with_five_default_kinds_and_custom_ones(curator_ap
         ({"requirements": [{"metric": "exact_match", "threshold": 95}]}, "requirements"),  # a percentage
         ({"requirements": [{"metric": "bleu4", "threshold": -3}]}, "requirements"),
         ({"target_qps": -1}, "target_qps"),
+        ({"target_qps": 0}, "target_qps"),  # no requirement: leave it out instead
+        ({"target_qps": 1e300}, "target_qps"),
         ({"name": ""}, "name"),
         ({"default_quota": 2**31}, "default_quota"),   # beyond the quota column: not a database error
         ({"default_quota": 10**20}, "default_quota"),

@@ -98,3 +98,13 @@ def test_a_forged_remove_of_a_built_in_kind_is_refused(client, curator, spec):
     assert r.status_code == 400
     assert "Built-in categories cannot be deleted" in text(r)
     assert spec.categories.count() == 5
+
+
+@pytest.mark.parametrize("qps", ["0", "1e300"])
+def test_a_target_qps_of_zero_or_beyond_reason_is_refused_beside_it(client, curator, qps):
+    # 0 was saved and shown as "—" (no requirement); 1e+300 was saved as asked.
+    client.force_login(curator)
+    r = client.post("/specs/new/", spec_post(target_qps=qps))
+    assert r.status_code == 400
+    assert field_errors(r, "id_target_qps")
+    assert not DatasetSpec.objects.exists()

@@ -279,7 +279,9 @@ def _int_param(request, name: str, default: int, lo: int, hi: int) -> int:
 def image_list(request):
     """Thumbnail grid filtered with the API's ImageFilter, limit/offset paginated."""
     filterset = ImageFilter(request.GET or None, queryset=selectors.images_visible_to(request.user))
-    qs = filterset.qs.order_by("-id")
+    # A filter that cannot be read is said above the grid, and nothing is listed: django-filter
+    # would drop it and list every image, as if it had been applied (the API answers 400).
+    qs = (filterset.qs if not filterset.is_bound or filterset.is_valid() else filterset.queryset.none()).order_by("-id")
     limit = _int_param(request, "limit", PAGE_SIZE, 1, MAX_PAGE_SIZE)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     count = qs.count()

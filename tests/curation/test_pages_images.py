@@ -98,6 +98,8 @@ def test_browser_bad_filter_value_is_reported(client, curator, gallery):
     r = client.get("/images/?spec=abc")
     assert r.status_code == 200
     assert "spec: Enter a number." in text(r)
+    # and nothing is listed, as if the filter had been applied (it used to list every image)
+    assert "0 found" in text(r) and 'class="thumb' not in r.content.decode()
 
 
 def test_browser_query_count_does_not_grow_with_images(client, curator, spec, source, django_assert_max_num_queries):

@@ -10,11 +10,19 @@ from .models import Category, DatasetSpec, Export, Image, ImportJob, Licence, Mo
 
 
 @admin.register(Licence)
-class LicenceAdmin(admin.ModelAdmin):
+class LicenceAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["code", "name", "family", "allows_commercial", "allows_derivatives", "share_alike",
                     "requires_attribution"]
     list_filter = ["family", "allows_commercial", "share_alike"]
     search_fields = ["code", "name"]
+
+    def save_model(self, request, obj, form, change):
+        data = {f: form.cleaned_data[f] for f in services.LICENCE_FIELDS if f in form.cleaned_data}
+        if change:
+            services.licence_update(licence=obj, **data)
+        else:
+            obj.pk = services.licence_create(**data).pk
+            obj._state.adding = False
 
 
 @admin.register(Source)

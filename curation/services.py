@@ -60,6 +60,34 @@ def licence_create(
     return licence
 
 
+LICENCE_FIELDS = ("code", "name", "family", "version", "url", "description", "allows_commercial",
+                  "allows_derivatives", "share_alike", "requires_attribution")
+
+
+@transaction.atomic
+def licence_update(*, licence: Licence, **changes) -> Licence:
+    """Correct a licence of the catalogue. Making it forbid commercial use is refused while
+    commercial specs hold images under it, as a source's licence change is: move or remove
+    those images first (exports would leave them out, but the specs would hold them)."""
+    unknown = set(changes) - set(LICENCE_FIELDS)
+    if unknown:
+        raise ValidationError({f: "Unknown field." for f in unknown})
+    was_commercial = Licence.objects.filter(pk=licence.pk).values_list("allows_commercial", flat=True).get()
+    for key, value in changes.items():
+        setattr(licence, key, value)
+    if was_commercial and not licence.allows_commercial:
+        spec_names = list(
+            DatasetSpec.objects.filter(images__source__licence=licence, intended_use=DatasetSpec.IntendedUse.COMMERCIAL)
+            .distinct().values_list("name", flat=True)[:5]
+        )
+        if spec_names:
+            raise ValidationError({"allows_commercial": f"Commercial specs hold images under {licence.name}: "
+                                                        f"{', '.join(spec_names)}; move or remove them first."})
+    licence.full_clean()
+    licence.save()
+    return licence
+
+
 # ----------------------------------------------------------------- sources
 
 SOURCE_FIELDS = ("name", "kind", "licence", "copyright_holder", "attribution", "url",

@@ -102,3 +102,22 @@ def test_making_a_spec_commercial_over_non_commercial_images_is_shown_not_a_500(
     assert "changed successfully" in r.content.decode()
     spec.refresh_from_db()
     assert spec.name == "Renamed"
+
+
+def test_a_licence_made_non_commercial_under_a_commercial_specs_images_is_refused(client, curator, source):
+    spec = factories.make_spec(intended_use=DatasetSpec.IntendedUse.COMMERCIAL)
+    factories.make_image(spec=spec, source=source)
+    licence = source.licence
+    client.force_login(curator)
+    url = f"/admin/curation/licence/{licence.pk}/change/"
+    data = change_form(client, url)
+    data.pop("allows_commercial", None)  # unticked
+    r = client.post(url, data)
+    page = r.content.decode()
+    assert r.status_code == 200 and "Commercial specs hold images under" in page and spec.name in page
+    licence.refresh_from_db()
+    assert licence.allows_commercial
+    r = client.post(url, change_form(client, url, description="Checked against the legal text."), follow=True)
+    assert "changed successfully" in r.content.decode()
+    licence.refresh_from_db()
+    assert licence.description == "Checked against the legal text." and licence.allows_commercial

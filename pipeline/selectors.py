@@ -68,6 +68,23 @@ def prelabel_job_failures(job: PrelabelJob) -> QuerySet[PrelabelItem]:
     return job.items.filter(status=PrelabelItem.Status.FAILED).order_by("image_id")
 
 
+def prelabel_jobs_first_failures(job_ids: list[int], *, per_job: int) -> dict[int, list[PrelabelItem]]:
+    """The first `per_job` failed items (by image) of each of the jobs, in one query: the jobs
+    page shows them under each job (a query per job would grow with the page)."""
+    from django.db.models import Window
+    from django.db.models.functions import RowNumber
+
+    out: dict[int, list[PrelabelItem]] = {}
+    if not job_ids:
+        return out
+    rows = (PrelabelItem.objects.filter(job_id__in=job_ids, status=PrelabelItem.Status.FAILED)
+            .annotate(n=Window(RowNumber(), partition_by=F("job_id"), order_by=F("image_id").asc()))
+            .filter(n__lte=per_job).order_by("job_id", "image_id"))
+    for item in rows:
+        out.setdefault(item.job_id, []).append(item)
+    return out
+
+
 def evaluation_runs_visible_to(user: User) -> QuerySet[EvaluationRun]:
     """Offline evaluations: curators and model teams; vendor users see none (they hold no
     snapshot either)."""

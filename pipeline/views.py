@@ -38,12 +38,11 @@ def jobs_page(request):
     if not can_read_all_data(request.user):
         raise PermissionDenied
     jobs = PrelabelJobFilter(request.GET, queryset=selectors.prelabel_jobs_visible_to(request.user)).qs[:50]
-    rows = []
-    for job in jobs:
-        progress = selectors.prelabel_job_progress(job)
-        # the images that failed, with why (all of them: GET /api/v1/prelabel-jobs/<id>/failures/)
-        failures = list(selectors.prelabel_job_failures(job)[:FAILURES_SHOWN]) if progress["failed"] else []
-        rows.append((job, progress, failures))
+    progress = [(job, selectors.prelabel_job_progress(job)) for job in jobs]
+    # the images that failed, with why (all of them: GET /api/v1/prelabel-jobs/<id>/failures/)
+    failures = selectors.prelabel_jobs_first_failures([job.pk for job, p in progress if p["failed"]],
+                                                      per_job=FAILURES_SHOWN)
+    rows = [(job, p, failures.get(job.pk, [])) for job, p in progress]
     return render(request, "pipeline/jobs.html", {
         "rows": rows,
         "specs": specs_visible_to(request.user).order_by("name"),

@@ -4,21 +4,15 @@ import re
 
 import pytest
 from django.test import Client
-from rest_framework.test import APIClient
 
 from common import roles
 from guides import selectors, services
 from guides.models import Notification, Question
 from guides.rendering import render_markdown
 from tests import factories
+from tests.labeling.conftest import client_for
 
 QUAD = [[20, 10], [180, 10], [180, 60], [20, 60]]
-
-
-def _api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def _page(user) -> Client:
@@ -92,7 +86,7 @@ def _ask(api, spec, **extra):
 def test_question_may_name_a_task_of_the_askers_vendor(batch_annotator, spec, curator):
     factories.make_guide(spec=spec, by=curator)
     task = factories.make_batch(spec=spec, vendor=batch_annotator.vendor_membership.vendor, images=1).tasks.first()
-    response = _ask(_api(batch_annotator), spec, task_ref=task.id, image=task.image_id, region=QUAD)
+    response = _ask(client_for(batch_annotator), spec, task_ref=task.id, image=task.image_id, region=QUAD)
     assert response.status_code == 201, response.content
     assert response.json()["task_ref"] == task.id
 

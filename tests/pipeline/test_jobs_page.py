@@ -43,3 +43,28 @@ def test_starting_a_job_for_a_spec_id_that_is_not_a_number_answers_404(curator):
 
     assert _client(curator).post("/pipeline/jobs/start/", {"spec": "x1"}).status_code == 404
     assert not PrelabelJob.objects.exists()
+
+
+def test_the_jobs_page_reads_failures_in_one_query_however_many_jobs_failed(curator, spec, source,
+                                                                             django_assert_max_num_queries):
+    from django.utils import timezone
+
+    from pipeline.models import PrelabelItem, PrelabelJob
+
+    def failed_job():
+        job = PrelabelJob.objects.create(spec=spec, status=PrelabelJob.Status.DONE, total=2, created_by=curator,
+                                         finished_at=timezone.now())
+        for _ in range(2):
+            PrelabelItem.objects.create(job=job, image=factories.make_image(spec=spec, source=source),
+                                        status="failed", error="UnidentifiedImageError: x")
+        return job
+
+    client = Client()
+    client.force_login(curator)
+    failed_job()
+    with django_assert_max_num_queries(30) as few:
+        assert client.get("/pipeline/jobs/").status_code == 200
+    jobs = [failed_job() for _ in range(3)]
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        page = client.get("/pipeline/jobs/").content.decode()
+    assert all(f'data-failures-of="{job.pk}"' in page for job in jobs)

@@ -29,7 +29,7 @@ class DecodedImage:
 
     filename: str
     sha256: str
-    content: bytes  # orientation applied, metadata stripped; sha256 is of the original bytes
+    content: bytes  # orientation applied, metadata stripped; sha256 is of these bytes
     extension: str
     width: int
     height: int
@@ -342,7 +342,6 @@ def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedI
         raise ValidationError({field: f"{name}: the image is truncated or corrupt ({exc})."}) from None
 
     fmt = img.format
-    sha256 = hashlib.sha256(data).hexdigest()
     # Only an EXIF orientation other than "upright" (2..8) needs a transpose and a
     # re-encode; checking first avoids the full copy exif_transpose makes otherwise.
     # Either way the stored bytes carry no metadata (GPS, serial numbers, comments).
@@ -352,6 +351,9 @@ def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedI
     else:
         upright = img
         content, fmt = strip_metadata(data, img)
+    # The exact-duplicate key is the hash of the bytes stored, not of the upload: the same
+    # photo sent from the phone and again after a tool rewrote its EXIF is one image.
+    sha256 = hashlib.sha256(content).hexdigest()
     width, height = upright.size
     thumb = preview(upright, settings.MATHSET_THUMBNAIL_SIZE)
     # The perceptual hash is taken from the thumbnail: it shrinks to 32x32 anyway, and

@@ -26,6 +26,11 @@ by category, so that nothing leaks between splits:
    Besides the per-category error, the error of each split's total size counts as much as
    all categories' together, so many tiny categories (each too small to be stratified on
    its own) still fill every split by its ratio instead of all rounding into train.
+4. A split with a positive ratio left empty (3 images at 0.8/0.1/0.1: a tenth of 3 rounds
+   to none, so the error above is smallest with all in train) then takes one freely placed
+   group from a split that keeps others, test first: a tiny snapshot still has something to
+   evaluate on. The group moved is the one that increases the error least; pinned groups
+   never move, and groups move whole.
 
 The result depends only on the items (not their order), the ratios, the seed and the pins.
 
@@ -236,6 +241,44 @@ def leakage_groups(items: Sequence[SplitItem], *, max_distance: int = DEFAULT_MA
 
 # --- assignment ---------------------------------------------------------------------------
 
+def _fill_empty_splits(*, order, pinned, group_split, g_size, ptr, cols, vals, splits, active, held, size_target,
+                       size_scale, current, target, scale) -> None:
+    """Give each empty split of positive weight one freely placed group, in place (step 4).
+
+    Most held-out split first, so with two groups for three splits test is filled before
+    validation. A group is only taken from a split that keeps something, so filling one
+    split never empties another; among those, the move that increases the squared error
+    (the greedy placement's, sizes and categories) least wins, ties to the earlier group
+    in placement order.
+    """
+    rank = {k: (HOLD_OUT_ORDER.index(s) if s in HOLD_OUT_ORDER else -1, k) for k, s in enumerate(splits)}
+    for k in sorted((k for k in active if held[k] == 0), key=rank.__getitem__, reverse=True):
+        best, best_delta = -1, math.inf
+        for g in order:
+            d = group_split[g]
+            size = float(g_size[g])
+            if pinned[g] or d == k or held[d] - size <= 0:
+                continue
+            # Error change of adding g to k and taking it from d (see the greedy placement).
+            delta = (2.0 * size * size + 2.0 * size * ((held[k] - size_target[k]) - (held[d] - size_target[d]))
+                     ) * size_scale
+            for j in range(ptr[g], ptr[g + 1]):
+                c, v = cols[j], vals[j]
+                delta += (2.0 * v * v + 2.0 * v * ((current[k][c] - target[k][c]) - (current[d][c] - target[d][c]))
+                          ) * scale[c]
+            if delta < best_delta:
+                best, best_delta = g, delta
+        if best < 0:
+            continue  # nothing can move without emptying another split or splitting a group
+        d, size = group_split[best], float(g_size[best])
+        group_split[best] = k
+        held[d] -= size
+        held[k] += size
+        for j in range(ptr[best], ptr[best + 1]):
+            current[d][cols[j]] -= vals[j]
+            current[k][cols[j]] += vals[j]
+
+
 def assign_splits(
     items: Iterable[SplitItem],
     *,
@@ -253,6 +296,8 @@ def assign_splits(
     splits) pins groups not pinned by ``fixed`` softly: splits no longer in ``ratios`` or
     with weight 0 are ignored, and a group whose members had different splits takes the
     most held-out of them (:data:`HOLD_OUT_ORDER`; otherwise the later in ``ratios``).
+    Every split with a positive weight gets at least one group where enough freely placed
+    groups exist (see step 4 of the module docstring).
     """
     items = sorted(items, key=lambda it: it.id)
     splits = list(ratios)
@@ -323,6 +368,7 @@ def assign_splits(
             for j in range(ptr[g], ptr[g + 1]):
                 current[s][cols[j]] += vals[j]
 
+    pinned = [s >= 0 for s in group_split]  # by `fixed` or `previous`: never moved afterwards
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(n_groups)
     order = shuffled[np.argsort(-g_size[shuffled], kind="stable")].tolist()
@@ -348,6 +394,9 @@ def assign_splits(
         cur = current[best]
         for j in range(a, b):
             cur[cols[j]] += vals[j]
+    _fill_empty_splits(order=order, pinned=pinned, group_split=group_split, g_size=g_size, ptr=ptr, cols=cols,
+                       vals=vals, splits=splits, active=active, held=held, size_target=size_target,
+                       size_scale=size_scale, current=current, target=target, scale=scale)
 
     item_split = np.asarray(group_split, dtype=np.int64)[labels]
     sizes = np.bincount(item_split, minlength=len(splits))

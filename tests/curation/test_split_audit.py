@@ -92,9 +92,9 @@ def test_stratification_of_large_categories_is_kept():
             assert abs(r.category_counts[split][cat] - w * total) <= 1, (cat, split, r.category_counts)
 
 
-def test_three_images_at_default_ratios_round_test_to_zero_and_the_counts_say_so():
+def test_three_images_at_default_ratios_still_give_every_split_an_image():
     r = assign_splits([SplitItem(i, None, categories=("printed",)) for i in range(3)])
-    assert r.counts == {"train": 3, "validation": 0, "test": 0}  # 0.3 images round to none
+    assert r.counts == {"train": 1, "validation": 1, "test": 1}  # 0.3 images would round to none
 
 
 # ------------------------------------------------------------------ stability across snapshots (pure)

@@ -364,17 +364,22 @@ def export_build(*, snapshot: Snapshot, format: str, dest) -> object:
     Deterministic: items in image order, fixed zip timestamps, so two builds are the same bytes.
     """
     # The spec's categories as frozen (a category renamed or added since must not change the
-    # bytes), and the stricter of the frozen and the current intended use: a spec made
-    # commercial since leaves non-commercial items out, one made research since does not let
-    # out what the frozen commercial spec left out.
+    # bytes), and the stricter of the frozen and the current intended use.
     categories = [CategoryInfo(slug=c["slug"], name=c.get("name", "")) for c in snapshot.categories] or [
         CategoryInfo(slug=c.slug, name=c.name)
         for c in Category.objects.filter(spec_id=snapshot.spec_id).order_by("position", "id")]
+    return export(snapshot_export_images(snapshot), dest, format=format,
+                  intended_use=snapshot_intended_use(snapshot), categories=categories)
+
+
+def snapshot_intended_use(snapshot: Snapshot) -> str:
+    """The use a snapshot's items must be licensed for when they leave the platform (an
+    export, an external model's evaluation): the stricter of the use frozen with it and its
+    spec's now. A spec made commercial since leaves non-commercial items out; one made
+    research since does not let out what the frozen commercial spec left out."""
     uses = {snapshot.intended_use, snapshot.spec.intended_use}
-    intended_use = DatasetSpec.IntendedUse.COMMERCIAL if DatasetSpec.IntendedUse.COMMERCIAL in uses \
+    return DatasetSpec.IntendedUse.COMMERCIAL if DatasetSpec.IntendedUse.COMMERCIAL in uses \
         else snapshot.spec.intended_use
-    return export(snapshot_export_images(snapshot), dest, format=format, intended_use=intended_use,
-                  categories=categories)
 
 
 def _partial_dir() -> Path:

@@ -13,14 +13,21 @@ Two rules:
 
 A name is checked by what it resolves to, both when the model is registered (if it resolves
 then) and before every call, so a name later pointed at a forbidden address is refused too.
+A call (:func:`post`) then connects to the very address that was checked: were the HTTP client
+to resolve the name again, a DNS answer changed in between (DNS rebinding) would reach an
+address never checked. The Host header, and for https the SNI name and the certificate's
+hostname verification, stay on the registered name.
 """
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 
 # AWS's IPv6 metadata address is not link-local (it is in fd00::/8, shared with real networks).
 _METADATA = {ipaddress.ip_address("fd00:ec2::254")}
@@ -73,8 +80,9 @@ def resolve(host: str, port: int) -> list:
     return sorted({ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}, key=str)
 
 
-def check(url: str, *, must_resolve: bool) -> None:
-    """Raise EndpointRefused unless `url` may be called (see the module docstring).
+def check(url: str, *, must_resolve: bool) -> list:
+    """Raise EndpointRefused unless `url` may be called (see the module docstring); return the
+    addresses checked (those its host resolves to, or its literal address).
 
     `must_resolve=False` (registering a model not yet deployed) lets a name that does not
     resolve pass; it is checked again before every call, where it must resolve."""
@@ -104,3 +112,45 @@ def check(url: str, *, must_resolve: bool) -> None:
     if not _listed(host, ips, entries):
         raise EndpointRefused(f"host {host!r} is not among the model hosts this platform may call "
                               f"(MATHSET_MODEL_HOSTS: {', '.join(entries)})")
+    return ips
+
+
+class _PinnedTLSAdapter(HTTPAdapter):
+    """HTTPS to an address in the URL while TLS speaks to, and verifies, `server_hostname`: the
+    SNI name and the name the certificate must be for (urllib3's pool arguments)."""
+
+    def __init__(self, server_hostname: str):
+        self.server_hostname = server_hostname
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs.update(server_hostname=self.server_hostname, assert_hostname=self.server_hostname)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def post(url: str, *, json: dict, timeout: float) -> requests.Response:
+    """POST `json` to `url` after :func:`check`, connected to an address checked (the first of
+    them; every one passed), never following a redirect. Raises EndpointRefused, or the
+    ``requests`` exceptions of a failed connection.
+
+    No proxy from the environment is used: a proxy would resolve the name itself, again. The CA
+    bundle the environment names (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) is still used.
+    """
+    ips = check(url, must_resolve=True)
+    parts = urlsplit(url)
+    host = parts.hostname.lower().rstrip(".")
+    with requests.Session() as session:
+        session.trust_env = False  # no proxy: it would resolve the name again, past the check
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        headers = {}
+        if _literal(host) is None:
+            ip = ips[0]
+            address = f"[{ip}]" if ip.version == 6 else str(ip)
+            userinfo = parts.netloc.rpartition("@")[0]
+            port = f":{parts.port}" if parts.port else ""
+            # the name as the client would have sent it (no user info); the server routes on it
+            headers["Host"] = parts.netloc.rpartition("@")[2]
+            url = urlunsplit(parts._replace(netloc=f"{userinfo}@{address}{port}" if userinfo else f"{address}{port}"))
+            if parts.scheme == "https":
+                session.mount("https://", _PinnedTLSAdapter(host))
+        return session.post(url, json=json, timeout=timeout, allow_redirects=False, headers=headers)

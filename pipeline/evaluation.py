@@ -35,6 +35,14 @@ itself, without a login) and answers regions with LaTeX per image. It is scored 
 An HTTP error status or a response that breaks the contract fails the run with the reason
 (:class:`~pipeline.runtime.ExternalModelError`), like any other error.
 
+**Licences.** An external model is sent only the test images an export of the snapshot would let
+out (:func:`licence_gate`, the exporters' own rule): the licence frozen with the item and the
+one its source has now must both allow the stricter of the snapshot's frozen and its spec's
+current intended use. The rest is not sent, not scored, and counted per licence and reason in
+``metrics["licence_excluded"]`` (rows as an export's ``excluded``). Local models run in-process
+and send nothing out, as pre-labeling and labeling use every image of a spec: they are scored
+on the whole test split (their ``licence_excluded`` is empty).
+
 Everything is also broken down by the image's categories. Verdicts compare the overall
 figures with the spec's :class:`~curation.models.ModelRequirement` rows, its ``target_qps``
 (QPS) and ``max_ms_per_image`` (p95 time per image).
@@ -278,6 +286,34 @@ def _test_items(snapshot: Snapshot) -> QuerySet[SnapshotItem]:
     return SnapshotItem.objects.filter(snapshot=snapshot, split=TEST_SPLIT).order_by("image_id")
 
 
+def licence_gate(snapshot: Snapshot) -> tuple[set[int], list[dict]]:
+    """The test images of `snapshot` that may not leave the platform (their image ids), and
+    what they are, per licence and reason (rows as an export's ``excluded``).
+
+    The exporters' rule, on the records an export is built from: the licence frozen with the
+    item and its source's licence now must both allow the stricter of the snapshot's frozen and
+    its spec's current intended use. Read when called, so a licence narrowed after the freeze
+    (or after the run was queued) holds back its images.
+    """
+    from curation.exporters import exclusion_reason
+    from curation.exporters.base import LicenceManifest
+    from curation.snapshots import snapshot_export_images, snapshot_intended_use
+
+    intended_use = snapshot_intended_use(snapshot)
+    manifest = LicenceManifest()
+    withheld: set[int] = set()
+    for image in snapshot_export_images(snapshot):
+        if image.split != TEST_SPLIT:
+            continue
+        # The model reads the image, it does not publish a crop of it: not a derivative, as for
+        # an export of whole images.
+        reason = exclusion_reason(image, intended_use=intended_use, makes_derivatives=False)
+        if reason is not None:
+            manifest.exclude(image, reason)
+            withheld.add(image.image_id)
+    return withheld, manifest.excluded_rows()
+
+
 def _check_kind(version: ModelVersion | None, kind: str, field: str) -> None:
     if version is not None and version.kind != kind:
         raise ValidationError({field: f"{version} is a {version.kind}, not a {kind}."})
@@ -514,6 +550,13 @@ def evaluation_run(*, run: EvaluationRun, reader=None) -> EvaluationRun:
         reader = reader if reader is not None else _reader_for(run)
         EvaluationRun.objects.filter(pk=run.pk).update(device=_device(reader)[:60])
         items = list(_test_items(run.snapshot))
+        licence_excluded: list[dict] = []
+        if is_pipeline_run(run):
+            # An external model is sent the images' URLs and fetches them: only what an export
+            # would let out may go. Decided here, when they are about to be sent, not when queued.
+            withheld, licence_excluded = licence_gate(run.snapshot)
+            items = [item for item in items if item.image_id not in withheld]
+            EvaluationRun.objects.filter(pk=run.pk, attempts=run.attempts).update(total=len(items))
         results: list[ImageResult] = []
         for start in range(0, len(items), run.batch_size):
             if not _still_running(run):
@@ -526,7 +569,7 @@ def evaluation_run(*, run: EvaluationRun, reader=None) -> EvaluationRun:
                 EvaluationRun.objects.filter(pk=run.pk, attempts=run.attempts).update(
                     processed=F("processed") + len(batch), heartbeat_at=timezone.now())
             results += batch
-        _finish(run, results)
+        _finish(run, results, licence_excluded=licence_excluded)
     except Exception as exc:  # noqa: BLE001 - the run records why it failed
         _mine(run).update(
             status=EvaluationRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
@@ -535,13 +578,14 @@ def evaluation_run(*, run: EvaluationRun, reader=None) -> EvaluationRun:
     return run
 
 
-def _finish(run: EvaluationRun, results: list[ImageResult]) -> None:
+def _finish(run: EvaluationRun, results: list[ImageResult], *, licence_excluded: list[dict]) -> None:
     spec = run.snapshot.spec
     ms = [r.ms for r in results]
     seconds = sum(ms) / 1000
     qps = len(results) / seconds if seconds > 0 else None
     p50, p95 = latency_percentiles(ms)
-    metrics = {"overall": summarize(results), "by_category": summarize_by_category(results)}
+    metrics = {"overall": summarize(results), "by_category": summarize_by_category(results),
+               "licence_excluded": licence_excluded}
     verdicts = verdicts_for(requirements=spec.requirements.all(), overall=metrics["overall"], qps=qps,
                             latency_p95_ms=p95, target_qps=spec.target_qps, max_ms_per_image=spec.max_ms_per_image)
     # Conditional: a cancel that came during the last batch wins.

@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import requests
 import torch
 from django.core.files.storage import default_storage
 
@@ -89,12 +88,12 @@ class HttpPredictor:
         # Redirects are not followed: requests would turn the POST into a GET of wherever the
         # endpoint points (e.g. a cloud metadata address inside our network) and the answer's text
         # would come back to the model team in the error below. A model is reached at its own address.
-        # Checked before every call, not only at registration: the name may point elsewhere now.
+        # Checked before every call, not only at registration: the name may point elsewhere now;
+        # and the call connects to the address checked, not to a second answer for the name.
         try:
-            endpoints.check(self.endpoint_url, must_resolve=True)
+            resp = endpoints.post(self.endpoint_url, json={"images": urls}, timeout=self.timeout)
         except endpoints.EndpointRefused as exc:
             raise ExternalModelError(f"external model {self.endpoint_url} is not called: {exc}") from None
-        resp = requests.post(self.endpoint_url, json={"images": urls}, timeout=self.timeout, allow_redirects=False)
         if 300 <= resp.status_code < 400:
             raise ExternalModelError(f"external model {self.endpoint_url} answered HTTP {resp.status_code} (a redirect, "
                                      "not followed): register the model's own address")

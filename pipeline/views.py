@@ -157,6 +157,7 @@ def evaluation_detail(request, pk: int):
     metrics = run.metrics or {}
     return render(request, "pipeline/evaluation_detail.html", {
         "run": run, "overall": metrics.get("overall"), "by_category": sorted((metrics.get("by_category") or {}).items()),
+        "licence_excluded": metrics.get("licence_excluded") or [],
     })
 
 

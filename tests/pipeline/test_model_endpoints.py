@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+import requests
 
 from pipeline import endpoints, runtime
 from pipeline.models import ModelVersion
@@ -92,7 +93,7 @@ def test_registering_an_unlisted_host_is_a_400_naming_the_setting(api, model_tea
 def test_a_name_pointed_at_a_forbidden_address_after_registration_is_not_called(dns, monkeypatch):
     """DNS changed since registration (or rebinding): the check before the call refuses it."""
     calls = []
-    monkeypatch.setattr(runtime.requests, "post", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(requests.Session, "send", lambda *a, **k: calls.append(a))
     dns["ml.lab"] = ["10.0.0.7"]
     endpoints.check("http://ml.lab/predict", must_resolve=False)
     dns["ml.lab"] = ["169.254.169.254"]

@@ -155,17 +155,17 @@ def test_external_http_model_prelabels_through_its_endpoint(curator, spec, image
             return {"results": [{"regions": [{"points": [[0, 0], [9, 0], [9, 5], [0, 5]], "score": 0.9,
                                               "latex": "x", "latex_confidence": 0.4}]} for _ in range(self.n)]}
 
-    def fake_post(url, json, timeout, allow_redirects=True):
-        assert allow_redirects is False  # a redirect must not lead the worker to another address
-        calls.append((url, json["images"]))
-        return FakeResponse(len(json["images"]))
-
-    monkeypatch.setattr(runtime.requests, "post", fake_post)
-    # ml.example resolves nowhere; the check before each call (pipeline/endpoints.py) must find an address
     import ipaddress
 
     from pipeline import endpoints
 
+    # The pinned call to the checked address (redirects refused: tests/pipeline/test_http_model.py).
+    def fake_post(url, *, json, timeout):
+        calls.append((url, json["images"]))
+        return FakeResponse(len(json["images"]))
+
+    monkeypatch.setattr(endpoints, "post", fake_post)
+    # ml.example resolves nowhere; the check before each call (pipeline/endpoints.py) must find an address
     monkeypatch.setattr(endpoints, "resolve", lambda host, port: [ipaddress.ip_address("203.0.113.9")])
     runtime.clear_cache()
     services.model_version_register_http(name="ext", version="1", endpoint_url="http://ml.example/predict",

@@ -1,12 +1,23 @@
 """Brute-force protection for password logins.
 
 Every failed password check is stored (`LoginFailure`) with the username typed and the
-client address. While a username has `MATHSET_LOGIN_FAILURES_PER_USERNAME` failures
-within the last `MATHSET_LOGIN_FAILURE_WINDOW_S` seconds, or an address has
-`MATHSET_LOGIN_FAILURES_PER_IP`, further attempts for it are refused without checking
-the password, until enough of those failures have left the window: at most that many
-guesses per window, however fast they come. A successful login clears the username's
-failures (not the address's: one account's success must not reset a spray from it).
+client address. Failures within the last `MATHSET_LOGIN_FAILURE_WINDOW_S` seconds are
+counted three ways, and while any count reaches its limit further attempts it covers are
+refused without checking the password, until enough of those failures have left the
+window (at most that many guesses per window, however fast they come):
+- per username *and* address, `MATHSET_LOGIN_FAILURES_PER_USERNAME_AND_IP` (10): the
+  lockout an attacker meets. It is the pair that is locked, not the username, so typing
+  wrong passwords for someone's username does not lock them out of their account when
+  they log in from elsewhere (what django-axes calls locking out by the combination of
+  username and IP);
+- per address, `MATHSET_LOGIN_FAILURES_PER_IP` (50): one address trying many usernames;
+- per username from any address, `MATHSET_LOGIN_FAILURES_PER_USERNAME` (100): a
+  distributed attack on one account. This one does lock the real user out too, so it sits
+  well above the pair limit: a single address, refused at the pair limit (refusals are
+  not counted), never reaches it alone.
+A successful login clears the username's failures from the address it came from only:
+the real user logging in from home must not give an attacker elsewhere fresh guesses,
+and one account's success must not reset a spray from its address either.
 
 Where passwords are checked, all through `django.contrib.auth.authenticate`:
 - `LoginLimitBackend`, first in AUTHENTICATION_BACKENDS, refuses a locked-out attempt
@@ -80,10 +91,15 @@ def window() -> timedelta:
 
 
 def lockout_for(*, username: str, ip: str) -> Lockout | None:
-    """The lockout in force for this username or address, or None."""
+    """The lockout in force for this username from this address, or None."""
     now = timezone.now()
     recent = LoginFailure.objects.filter(at__gt=now - window())
-    limits = [(recent.filter(username=username_key(username)), settings.MATHSET_LOGIN_FAILURES_PER_USERNAME)]
+    mine = recent.filter(username=username_key(username))
+    limits = [
+        # An empty address (no REMOTE_ADDR) is one more address here: such attempts share a pair.
+        (mine.filter(ip=ip), settings.MATHSET_LOGIN_FAILURES_PER_USERNAME_AND_IP),
+        (mine, settings.MATHSET_LOGIN_FAILURES_PER_USERNAME),
+    ]
     if ip:
         limits.append((recent.filter(ip=ip), settings.MATHSET_LOGIN_FAILURES_PER_IP))
     until = None
@@ -101,8 +117,9 @@ def lockout_for(*, username: str, ip: str) -> Lockout | None:
 
 
 class LoginLimitBackend:
-    """First of AUTHENTICATION_BACKENDS: refuses a locked-out username or address before
-    any other backend checks the password. Never authenticates anyone itself."""
+    """First of AUTHENTICATION_BACKENDS: refuses a locked-out attempt (username and address,
+    address, or username) before any other backend checks the password. Never authenticates
+    anyone itself."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None:
@@ -133,12 +150,12 @@ def on_login_failed(sender, credentials, request=None, **kwargs):
 
 
 def on_logged_in(sender, request, user, **kwargs):
-    """`user_logged_in`: a password login clears the username's failures (force_login and
-    the like, which check no password, cost no query)."""
+    """`user_logged_in`: a password login clears the username's failures from that address
+    (force_login and the like, which check no password, cost no query)."""
     if request is not None and getattr(request, CHECKED_ATTR, False):
         from .services import login_failures_reset
 
-        login_failures_reset(username=user.get_username())
+        login_failures_reset(username=user.get_username(), ip=client_ip(request))
 
 
 class LockoutMessageMixin:

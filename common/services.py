@@ -96,6 +96,8 @@ def login_failure_record(*, username: str, ip: str) -> LoginFailure:
 
 
 @transaction.atomic
-def login_failures_reset(*, username: str) -> None:
-    """A successful password login: the username's failures no longer count (the address's do)."""
-    LoginFailure.objects.filter(username=username_key(username)).delete()
+def login_failures_reset(*, username: str, ip: str) -> None:
+    """A successful password login from `ip`: the username's failures from that address no
+    longer count. Failures from other addresses stay (a real user's login must not give an
+    attacker elsewhere fresh guesses), and so do the address's for other usernames."""
+    LoginFailure.objects.filter(username=username_key(username), ip=ip).delete()

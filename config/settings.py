@@ -149,14 +149,17 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
-# Brute-force protection (common/login_limits.py): its backend refuses a locked-out username or
-# client address before ModelBackend checks the password. Failures counted per username and per
-# address within the window (also the longest lockout); 0 switches a limit off.
+# Brute-force protection (common/login_limits.py): its backend refuses a locked-out attempt
+# before ModelBackend checks the password. Failures counted within the window (also the longest
+# lockout) per username and address, per address, and per username from any address; 0 switches
+# a limit off. The username-wide limit locks the real user out too, so it stays well above the
+# per-pair one: only many addresses together (a distributed attack) reach it.
 AUTHENTICATION_BACKENDS = [
     "common.login_limits.LoginLimitBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-MATHSET_LOGIN_FAILURES_PER_USERNAME = int(os.environ.get("MATHSET_LOGIN_FAILURES_PER_USERNAME", "10"))
+MATHSET_LOGIN_FAILURES_PER_USERNAME_AND_IP = int(os.environ.get("MATHSET_LOGIN_FAILURES_PER_USERNAME_AND_IP", "10"))
+MATHSET_LOGIN_FAILURES_PER_USERNAME = int(os.environ.get("MATHSET_LOGIN_FAILURES_PER_USERNAME", "100"))
 MATHSET_LOGIN_FAILURES_PER_IP = int(os.environ.get("MATHSET_LOGIN_FAILURES_PER_IP", "50"))
 MATHSET_LOGIN_FAILURE_WINDOW_S = int(os.environ.get("MATHSET_LOGIN_FAILURE_WINDOW_S", "900"))
 # The client address is REMOTE_ADDR unless this many proxies in front of the app each append
@@ -238,6 +241,8 @@ SPECTACULAR_SETTINGS = {
         "AnnotationStatusEnum": "labeling.models.Annotation.Status",
         "BatchKindEnum": "labeling.models.Batch.Kind",
         "DatasetSpecStatusEnum": "curation.models.DatasetSpec.Status",
+        # Export.format and the export request's format: one enum, apart from models' formats.
+        "ExportFormatEnum": "curation.models.Export.Format",
     },
 }
 

@@ -2,6 +2,7 @@
 serializers validate requests before a service is called."""
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -10,6 +11,33 @@ from common.roles import is_curator
 from common.unchangeable import CREATE_ONLY_HELP
 
 from ..models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, Source
+
+
+def absolute_url(context: dict, path: str | None) -> str | None:
+    """`path` on this site as an absolute URL when the serializer has the request in its
+    context (as DRF's FileField and hyperlinked fields do), else the path unchanged.
+
+    API clients (model teams' scripts) download what the API names as it is, without
+    knowing where the API is served. The host is the one the client asked for, checked
+    against ALLOWED_HOSTS, so a forged Host header cannot point links elsewhere; behind a
+    TLS-terminating proxy the links say https only with SECURE_PROXY_SSL_HEADER set."""
+    request = context.get("request")
+    if path is None or request is None:
+        return path
+    return request.build_absolute_uri(path)
+
+
+@extend_schema_field(OpenApiTypes.URI)
+class AbsoluteURLField(serializers.CharField):
+    """A read-only link to this site (the attribute is a path such as "/api/v1/..."),
+    answered as an absolute URL: see `absolute_url`."""
+
+    def __init__(self, **kwargs):
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value) -> str | None:
+        return absolute_url(self.context, super().to_representation(value))
 
 
 class LicenceSerializer(serializers.ModelSerializer):
@@ -123,8 +151,8 @@ class DatasetSpecUpdateSerializer(DatasetSpecSerializer):
 class ImageSerializer(serializers.ModelSerializer):
     categories = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
     licence = serializers.CharField(source="source.licence.code", read_only=True)
-    file_url = serializers.CharField(read_only=True)
-    thumbnail_url = serializers.CharField(read_only=True)
+    file_url = AbsoluteURLField()
+    thumbnail_url = AbsoluteURLField()
     truth_latex = serializers.SerializerMethodField()
 
     class Meta:

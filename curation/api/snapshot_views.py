@@ -9,8 +9,9 @@ import re
 
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -23,6 +24,7 @@ from common.roles import can_read_all_data
 from .. import selectors, snapshots
 from ..filters import ExportFilter, SnapshotFilter
 from ..models import DatasetSpec, Export, Snapshot, SnapshotItem
+from .serializers import absolute_url
 from .views import FormatIsAFilter
 
 _UNSAFE_IN_FILENAME = re.compile(r'[\x00-\x1f\x7f"\\/:*?<>|;]')
@@ -91,14 +93,18 @@ class ExportSerializer(serializers.ModelSerializer):
                   "excluded", "error", "created_by", "created_at", "finished_at", "download_url"]
         read_only_fields = fields
 
+    @extend_schema_field(serializers.URLField(allow_null=True))
     def get_download_url(self, obj: Export) -> str | None:
-        return f"/api/v1/exports/{obj.pk}/download/" if obj.status == Export.Status.DONE else None
+        if obj.status != Export.Status.DONE:
+            return None
+        return absolute_url(self.context, reverse("export-download", kwargs={"pk": obj.pk}))
 
 
 class ExportCreateSerializer(serializers.Serializer):
     snapshot = serializers.PrimaryKeyRelatedField(queryset=Snapshot.objects.none())
-    # Validated by the service, so an unknown format is a 400 naming `format` either way.
-    format = serializers.CharField(max_length=32, help_text="One of: " + ", ".join(Export.Format.values))
+    # The formats the exporters write (curation.exporters.FORMATS, which Export.Format lists):
+    # an enum in the schema, shared with Export.format and the `format` filter.
+    format = serializers.ChoiceField(choices=Export.Format.choices)
 
     def __init__(self, *args, snapshots=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -172,7 +178,8 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         data.is_valid(raise_exception=True)
         v = data.validated_data
         job = snapshots.export_create(snapshot=v["snapshot"], format=v["format"], created_by=request.user)
-        return Response(ExportSerializer(job).data, status=status.HTTP_201_CREATED)
+        return Response(ExportSerializer(job, context=self.get_serializer_context()).data,
+                        status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])

@@ -13,6 +13,10 @@ is a separate, swappable adapter:
 
 Rules: only accepted tasks are paid; rejected work is counted and shown but not
 paid; anything else is pending. Amounts are summed per currency, never across.
+A task is priced by its vendor's contract for the spec (per task kind), else by its
+batch's own unit price; a batch with neither is "unpriced". Contracts copy their
+prices into the batches they cover (`guides.services`), so the batches page and this
+report agree.
 """
 from __future__ import annotations
 
@@ -56,6 +60,9 @@ class BatchInfo:
     target: int
     started_on: dt.date
     deadline: dt.date | None = None
+    # The batch's own price, which prices its work where no contract covers it.
+    unit_price: Decimal | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,11 +179,17 @@ def cost_report(
             raise ValueError(f"unknown task kind {row.kind!r}")
         contract = terms.get((row.vendor_id, row.spec_id))
         info = infos.get(row.batch_id)
+        if contract is not None:
+            currency, unit_price = contract.currency, contract.prices[row.kind]
+        elif info is not None and info.unit_price is not None and info.currency:
+            currency, unit_price = info.currency, info.unit_price
+        else:
+            currency = unit_price = None
         line = lines.get(row.batch_id)
         if line is None:
             line = lines[row.batch_id] = BatchLine(
                 batch_id=row.batch_id, name=info.name if info else f"batch {row.batch_id}", vendor_id=row.vendor_id,
-                spec_id=row.spec_id, currency=contract.currency if contract else None)
+                spec_id=row.spec_id, currency=currency)
         if row.status == REJECTED:
             line.rejected += row.count
             rejected_total += row.count
@@ -186,21 +199,21 @@ def cost_report(
             continue
         line.accepted[row.kind] += row.count
         month = row.accepted_on.strftime("%Y-%m") if row.accepted_on else "unknown"
-        key = (month, row.vendor_id, row.spec_id, row.kind)
+        # Batches priced on their own may differ in price: one month line per price.
+        key = (month, row.vendor_id, row.spec_id, row.kind, currency, unit_price)
         mline = months.get(key)
         if mline is None:
             mline = months[key] = MonthLine(month=month, vendor_id=row.vendor_id, spec_id=row.spec_id, kind=row.kind,
-                                            currency=contract.currency if contract else None,
-                                            unit_price=contract.prices[row.kind] if contract else None)
+                                            currency=currency, unit_price=unit_price)
         mline.accepted += row.count
-        if contract is None:
+        if unit_price is None:
             line.unpriced += row.count
             unpriced_total += row.count
             continue
-        amount = contract.prices[row.kind] * row.count
+        amount = unit_price * row.count
         line.amount += amount
         mline.amount += amount
-        totals[contract.currency] += amount
+        totals[currency] += amount
 
     warnings = []
     for batch_id, info in infos.items():
@@ -213,7 +226,8 @@ def cost_report(
 
     return CostReport(
         batches=sorted(lines.values(), key=lambda b: (b.vendor_id, b.spec_id, b.batch_id)),
-        months=sorted(months.values(), key=lambda m: (m.month, m.vendor_id, m.spec_id, m.kind)),
+        months=sorted(months.values(), key=lambda m: (m.month, m.vendor_id, m.spec_id, m.kind, m.currency or "",
+                                                      m.unit_price or 0)),
         totals=dict(sorted(totals.items())),
         rejected_total=rejected_total,
         unpriced_total=unpriced_total,
@@ -316,8 +330,10 @@ def labeling_task_rows(*, vendor_ids=None, spec_ids=None) -> tuple[list[TaskRow]
                     accepted_on=(g["month"].date() if g["month"] and g["status"] == ACCEPTED else None))
             for g in grouped]
     infos = [BatchInfo(batch_id=b.id, name=b.name, vendor_id=b.vendor_id, spec_id=b.spec_id, target=b.agreed_quantity,
-                       started_on=timezone.localdate(b.created_at), deadline=b.deadline)
-             for b in batches.only("id", "name", "vendor_id", "spec_id", "agreed_quantity", "created_at", "deadline")]
+                       started_on=timezone.localdate(b.created_at), deadline=b.deadline, unit_price=b.unit_price,
+                       currency=b.currency)
+             for b in batches.only("id", "name", "vendor_id", "spec_id", "agreed_quantity", "created_at", "deadline",
+                                   "unit_price", "currency")]
     return rows, infos
 
 

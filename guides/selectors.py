@@ -14,7 +14,7 @@ from common import roles
 from curation.models import DatasetSpec, Image
 from curation.selectors import images_visible_to, specs_visible_to
 from labeling.models import Vendor
-from labeling.selectors import vendor_of
+from labeling.selectors import batches_visible_to, vendor_of
 
 from .models import (
     Answer,
@@ -233,8 +233,10 @@ def guides_with_ack_state(user: User) -> QuerySet[Guide]:
 
 
 def cost_report_for(*, user: User, vendor_id: int | None = None, spec_id: int | None = None, today=None):
-    """The cost report over the contracts `user` may see (curators: all; a vendor
-    manager: their own vendor's). Returns (report, contracts, rows_available)."""
+    """The cost report over the contracts and batches `user` may see (curators: all; a
+    vendor manager: their own vendor's). Work under a contract is priced by it; a batch
+    given without a contract is priced by its own unit price. Returns (report,
+    contracts, rows_available)."""
     from django.utils import timezone
 
     from . import costs
@@ -244,15 +246,36 @@ def cost_report_for(*, user: User, vendor_id: int | None = None, spec_id: int | 
         contracts = [c for c in contracts if c.vendor_id == vendor_id]
     if spec_id is not None:
         contracts = [c for c in contracts if c.spec_id == spec_id]
-    vendor_ids = sorted({c.vendor_id for c in contracts})
-    spec_ids = sorted({c.spec_id for c in contracts})
-    loaded = costs.load_task_rows(vendor_ids=vendor_ids, spec_ids=spec_ids) if contracts else ([], [])
-    available = loaded is not None
-    rows, batches = loaded if loaded is not None else ([], [])
-    # Rows of a vendor/spec pair without a visible contract never leak into the report.
     pairs = {(c.vendor_id, c.spec_id) for c in contracts}
+    if roles.is_curator(user) or roles.has_role(user, roles.VENDOR_MANAGER):
+        batches = batches_visible_to(user)
+        if vendor_id is not None:
+            batches = batches.filter(vendor_id=vendor_id)
+        if spec_id is not None:
+            batches = batches.filter(spec_id=spec_id)
+        pairs |= set(batches.values_list("vendor_id", "spec_id").distinct().order_by())
+    vendor_ids = sorted({v for v, _ in pairs})
+    spec_ids = sorted({sp for _, sp in pairs})
+    loaded = costs.load_task_rows(vendor_ids=vendor_ids, spec_ids=spec_ids) if pairs else ([], [])
+    available = loaded is not None
+    rows, batch_infos = loaded if loaded is not None else ([], [])
+    # Rows of a vendor/spec pair the user may not see never leak into the report.
     rows = [r for r in rows if (r.vendor_id, r.spec_id) in pairs]
-    batches = [b for b in batches if (b.vendor_id, b.spec_id) in pairs]
+    batch_infos = [b for b in batch_infos if (b.vendor_id, b.spec_id) in pairs]
     report = costs.cost_report(rows=rows, contracts=[costs.Terms.from_contract(c) for c in contracts],
-                               batches=batches, today=today or timezone.localdate())
+                               batches=batch_infos, today=today or timezone.localdate())
     return report, contracts, available
+
+
+def cost_report_names(report, contracts) -> tuple[dict[int, str], dict[int, str]]:
+    """Vendor and spec names for the report's lines (batches given without a contract too)."""
+    vendor_names = {c.vendor_id: c.vendor.name for c in contracts}
+    spec_names = {c.spec_id: c.spec.name for c in contracts}
+    lines = [*report.batches, *report.months, *report.pace_warnings]
+    missing_vendors = {x.vendor_id for x in lines} - vendor_names.keys()
+    missing_specs = {x.spec_id for x in lines} - spec_names.keys()
+    if missing_vendors:
+        vendor_names.update(Vendor.objects.filter(pk__in=missing_vendors).values_list("id", "name"))
+    if missing_specs:
+        spec_names.update(DatasetSpec.objects.filter(pk__in=missing_specs).values_list("id", "name"))
+    return vendor_names, spec_names

@@ -20,7 +20,7 @@ from common import roles
 from common.fields import is_row_id
 from common.unchangeable import CANNOT_CHANGE, drop_unchanged
 from curation.models import DatasetSpec, Image
-from labeling.models import Task, Vendor
+from labeling.models import Batch, Task, Vendor
 from labeling.selectors import vendor_of
 
 from . import imaging
@@ -457,7 +457,8 @@ def contract_create(
     notes: str = "",
     created_by: User | None = None,
 ) -> Contract:
-    """Agree prices per task kind, a quantity and a deadline with `vendor` for `spec`."""
+    """Agree prices per task kind, a quantity and a deadline with `vendor` for `spec`.
+    The vendor's batches of the spec take the contract's prices from then on."""
     if Contract.objects.filter(vendor=vendor, spec=spec).exists():
         raise ValidationError({"spec": f"{vendor.name} already has a contract for {spec.name}; change that one."})
     contract = Contract(
@@ -467,7 +468,20 @@ def contract_create(
     )
     _check_contract(contract)
     contract.save()
+    _contract_prices_to_batches(contract)
     return contract
+
+
+def _contract_prices_to_batches(contract: Contract) -> None:
+    """Give the vendor's batches of the spec the contract's price for their kind.
+
+    The batches page, the batch API and the QA statistics price work by the batch; the
+    cost report by the contract. Copying the terms into the batches keeps the two the
+    same number (the report already re-prices past work when a contract changes).
+    """
+    for kind in Contract.TaskKind.values:
+        (Batch.objects.filter(vendor_id=contract.vendor_id, spec_id=contract.spec_id, kind=kind)
+         .update(unit_price=contract.price_for(kind), currency=contract.currency))
 
 
 CONTRACT_CHANGEABLE = {"price_regions", "price_latex", "price_full", "agreed_quantity", "deadline", "starts_on",
@@ -476,7 +490,8 @@ CONTRACT_CHANGEABLE = {"price_regions", "price_latex", "price_full", "agreed_qua
 
 @transaction.atomic
 def contract_update(*, contract: Contract, **changes) -> Contract:
-    """Change the terms of a contract (prices apply to the whole report, past work included).
+    """Change the terms of a contract (prices apply to the whole report, past work included,
+    and to the vendor's batches of the spec).
     Its vendor and spec are fixed: sent unchanged they are no change, another value is refused."""
     changes = drop_unchanged(contract, changes, ("vendor", "spec"))
     unknown = set(changes) - CONTRACT_CHANGEABLE
@@ -487,4 +502,6 @@ def contract_update(*, contract: Contract, **changes) -> Contract:
         setattr(contract, name, value)
     _check_contract(contract)
     contract.save()
+    if changes.keys() & {"price_regions", "price_latex", "price_full", "currency"}:
+        _contract_prices_to_batches(contract)
     return contract

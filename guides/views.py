@@ -378,8 +378,7 @@ def cost_report(request):
     if not (roles.is_curator(request.user) or roles.has_role(request.user, roles.VENDOR_MANAGER)):
         raise PermissionDenied("Only curators and vendor managers see costs.")
     report, contracts, available = selectors.cost_report_for(user=request.user, **_report_args(request))
-    vendor_names = {c.vendor_id: c.vendor.name for c in contracts}
-    spec_names = {c.spec_id: c.spec.name for c in contracts}
+    vendor_names, spec_names = selectors.cost_report_names(report, contracts)
     if request.GET.get("download") == "csv":
         response = HttpResponse(costs.cost_report_csv(report, vendor_names=vendor_names, spec_names=spec_names),
                                 content_type="text/csv; charset=utf-8")

@@ -142,16 +142,44 @@ def _currency(value: object) -> str:
     return value.upper()
 
 
+def _batch_price(*, spec: DatasetSpec, vendor: Vendor, kind: str, unit_price: Decimal | None,
+                 currency: str | None) -> tuple[Decimal, str]:
+    """The unit price and currency of a new batch: the contract's for its kind where the
+    vendor has a contract for the spec (a different one is refused: the batches page and
+    the cost report must price the same work alike), else the one given."""
+    from guides.models import Contract
+
+    if kind not in Batch.Kind.values:
+        raise ValidationError({"kind": f"Must be one of {', '.join(Batch.Kind.values)}."})
+    contract = Contract.objects.filter(vendor=vendor, spec=spec).first()
+    if contract is None:
+        if unit_price is None:
+            raise ValidationError({"unit_price": f"Required: {vendor.name} has no contract for {spec.name} "
+                                                 "to take a price from."})
+        if unit_price < 0:
+            raise ValidationError({"unit_price": "Must be zero or more."})
+        return unit_price, _currency(currency or "USD")
+    price = contract.price_for(kind)
+    if unit_price is not None and unit_price != price:
+        raise ValidationError({"unit_price": f"The contract with {vendor.name} for {spec.name} sets {price} "
+                                             f"{contract.currency} per {kind} task; leave it out or change the "
+                                             "contract."})
+    if currency and _currency(currency) != contract.currency:
+        raise ValidationError({"currency": f"The contract with {vendor.name} for {spec.name} is in "
+                                           f"{contract.currency}."})
+    return price, contract.currency
+
+
 @transaction.atomic
 def batch_create(
     *,
     spec: DatasetSpec,
     vendor: Vendor,
     name: str,
-    unit_price: Decimal,
     quantity: int,
+    unit_price: Decimal | None = None,
     kind: str = Batch.Kind.FULL,
-    currency: str = "USD",
+    currency: str | None = None,
     overlap: int = 1,
     deadline: date | None = None,
     categories: Sequence[str] = (),
@@ -162,21 +190,27 @@ def batch_create(
     created_by: User | None = None,
 ) -> Batch:
     """Give `vendor` a batch of up to `quantity` tasks of `spec`, chosen by a filter; its
-    agreed quantity is the number of tasks made (fewer where fewer images match).
+    agreed quantity is the number of tasks made (fewer where fewer images match). Its
+    price is the contract's for the kind where the vendor has one for the spec (see
+    `_batch_price`), else `unit_price` is required.
 
     Images with an imported truth (`truth_latex`, and `meta["ink_bbox"]` when
     present) become gold tasks: their answer is stored on the task and hidden from
     the vendor. Each task starts pre-labeled when a model has already seen the image.
+
+    The spec's row is locked first, so batches of one spec are made one at a time: two
+    curators at once would otherwise both read the same unlabeled images before either
+    wrote its tasks. (SQLite has no row locks but lets one writer in at a time anyway.)
     """
+    DatasetSpec.objects.select_for_update().only("pk").get(pk=spec.pk)
     if not vendor.active:
         raise ValidationError({"vendor": f"{vendor.name} is not active."})
     if not 1 <= quantity <= MAX_BATCH_TASKS:
         raise ValidationError({"quantity": f"Must be between 1 and {MAX_BATCH_TASKS}."})
     if not 1 <= overlap <= 10:
         raise ValidationError({"overlap": "Must be between 1 and 10."})
-    if unit_price is None or unit_price < 0:
-        raise ValidationError({"unit_price": "Must be zero or more."})
-    currency = _currency(currency)
+    unit_price, currency = _batch_price(spec=spec, vendor=vendor, kind=kind, unit_price=unit_price,
+                                        currency=currency)
     known = set(Category.objects.filter(spec=spec).values_list("slug", flat=True))
     unknown = sorted(set(categories) - known)
     if unknown:
@@ -219,10 +253,18 @@ BATCH_EDITABLE = ("name", "status", "deadline", "unit_price", "currency", "agree
 
 @transaction.atomic
 def batch_update(*, batch: Batch, **changes) -> Batch:
-    """Change a batch's name, status, deadline, price or agreed quantity (at most its task count)."""
+    """Change a batch's name, status, deadline, price or agreed quantity (at most its task count).
+    A batch under a contract takes its price from the contract: changing it here is refused."""
+    from guides.models import Contract
+
     for key in changes:
         if key not in BATCH_EDITABLE:
             raise ValidationError({key: CANNOT_CHANGE})
+    priced = {k for k in ("unit_price", "currency") if k in changes
+              and (_currency(changes[k]) if k == "currency" else changes[k]) != getattr(batch, k)}
+    if priced and Contract.objects.filter(vendor_id=batch.vendor_id, spec_id=batch.spec_id).exists():
+        raise ValidationError({sorted(priced)[0]: "This batch is priced by its vendor's contract for the spec; "
+                                                   "change the contract."})
     if "agreed_quantity" in changes and isinstance(changes["agreed_quantity"], int):
         tasks = batch.tasks.count()
         if changes["agreed_quantity"] > tasks:
@@ -428,6 +470,9 @@ def _queue_sql() -> dict[str, str]:
         "lock_task": f"SELECT {qn('id')} FROM {t(Task)} WHERE {qn('id')} = %s{rawsql.lock()}",
         "refresh": _refresh_sql(),
     }
+    # A first answer handed in at once: the lease becomes a slot only once the annotator has
+    # acknowledged the current guide version (the gate in the same statement: the hot path).
+    found["lease_to_slot_handing_in"] = f"{found['lease_to_slot']} AND NOT {gating.acknowledgement_missing_sql()}"
     if connection.vendor == "postgresql":  # data-modifying WITH: PostgreSQL only
         claim_cols = ", ".join(qn(c) for c in ("task_id", "annotator_id", "state", "claimed_at", "expires_at"))
         upsert = found["claim"].split(" ON CONFLICT ", 1)[1]
@@ -764,6 +809,18 @@ def _refuse_if_closed(batch: Batch, *, field: str) -> None:
                                       "saved or reviewed in it."})
 
 
+def _refuse_if_guide_unread(batch: Batch, annotator: User) -> None:
+    """Handing in holds the queue's gate (`labeling.gating`): a lease, a draft or rework
+    taken before a new guide version was published is not handed in until the annotator
+    has acknowledged that version. Drafts are still saved, so nothing is lost meanwhile.
+
+    The field is "guide", not "task" or "annotation": the message is what to read, and the
+    labeling page takes a "task" error on a first save for "already saved elsewhere"."""
+    missing = gating.guide_acknowledgement_missing(annotator=annotator, batch=batch, handing_in=True)
+    if missing is not None:
+        raise ValidationError({"guide": missing})
+
+
 @transaction.atomic
 def annotation_create(
     *,
@@ -775,7 +832,7 @@ def annotation_create(
     submit: bool = False,
 ) -> Annotation:
     """Save an annotator's first answer for a task they hold a lease on (version 1),
-    optionally submitting it at once."""
+    optionally submitting it at once (not while a guide version is unacknowledged)."""
     _refuse_if_closed(task.batch, field="task")
     clean = regions_clean(regions=regions, image=task.image)
     spent = _time_spent(time_spent_seconds)
@@ -785,9 +842,19 @@ def annotation_create(
     # The lease becomes a permanent slot. A lapsed lease still counts while nobody
     # else has reaped it; once reaped, the slot may be someone else's.
     q = _queue_sql()
-    if not rawsql.execute(q["lease_to_slot"], [Claim.State.ANNOTATED, task.pk, annotator.pk, Claim.State.LIVE]):
+    params = [Claim.State.ANNOTATED, task.pk, annotator.pk, Claim.State.LIVE]
+    if submit:  # and only with the guide acknowledged: `_refuse_if_guide_unread` in the same statement
+        from guides.models import GuideVersion
+
+        taken = rawsql.execute(q["lease_to_slot_handing_in"],
+                               [*params, annotator.pk, GuideVersion.Status.PUBLISHED, task.batch_id])
+    else:
+        taken = rawsql.execute(q["lease_to_slot"], params)
+    if not taken:
         if Annotation.objects.filter(task=task, annotator=annotator).exists():
             raise ValidationError({"task": "You already annotated this task; update that annotation."})
+        if submit:
+            _refuse_if_guide_unread(task.batch, annotator)
         raise ValidationError({"task": "You hold no lease on this task; ask for the next task."})
     now = timezone.now()
     annotation = Annotation(
@@ -830,6 +897,7 @@ def annotation_update(
     Optimistic concurrency: the version number moves on in one conditional UPDATE,
     so of two saves from the same version exactly one wins and the other gets
     StaleVersion (HTTP 409) with the current state; no save is ever lost silently.
+    Submitting with the save waits for the guide as `annotation_submit` does.
     """
     if by.pk != annotation.annotator_id:
         raise ValidationError({"annotation": "Only its annotator edits an annotation."})
@@ -840,6 +908,7 @@ def annotation_update(
     started_from = _started_from(task, started_from)
     if submit:
         _check_complete(task, clean)
+        _refuse_if_guide_unread(task.batch, by)
     if annotation.status not in EDITABLE:
         raise ValidationError({"status": f"A {annotation.get_status_display().lower()} annotation cannot be changed."})
     now = timezone.now()
@@ -863,10 +932,12 @@ def annotation_update(
 
 @transaction.atomic
 def annotation_submit(*, annotation: Annotation, by: User, version: int) -> Annotation:
-    """Hand the current version in for review (also after a rejection's rework)."""
+    """Hand the current version in for review (also after a rejection's rework), once
+    `by` has acknowledged the current version of the spec's work guide."""
     if by.pk != annotation.annotator_id:
         raise ValidationError({"annotation": "Only its annotator submits an annotation."})
     _refuse_if_closed(annotation.task.batch, field="annotation")
+    _refuse_if_guide_unread(annotation.task.batch, by)
     now = timezone.now()
     won = Annotation.objects.filter(pk=annotation.pk, version=version, status__in=EDITABLE).update(
         status=Annotation.Status.SUBMITTED, submitted_at=now, updated_at=now)

@@ -94,8 +94,12 @@ def make_batch(spec=None, vendor=None, *, images: int = 3, overlap: int = 1, kin
     source = kw.pop("source", None) or make_source()
     for _ in range(images):
         make_image(spec=spec, source=source, data=png_bytes(200, 100))
+    from guides.models import Contract
+
+    # Under a contract the batch takes the contract's price; otherwise it needs its own.
+    default_price = None if Contract.objects.filter(vendor=vendor, spec=spec).exists() else Decimal("0.25")
     return batch_create(spec=spec, vendor=vendor, name=kw.pop("name", f"Batch {next(_seq)}"),
-                        unit_price=kw.pop("unit_price", Decimal("0.25")), quantity=kw.pop("quantity", images),
+                        unit_price=kw.pop("unit_price", default_price), quantity=kw.pop("quantity", images),
                         overlap=overlap, kind=kind, **kw)
 
 

@@ -410,7 +410,8 @@ def _report(request):
 
 
 class CostReportView(APIView):
-    """Accepted tasks times contract prices, per batch and per month, with pace warnings."""
+    """Accepted tasks times the contract's price (or, without a contract, the batch's), per
+    batch and per month, with pace warnings."""
 
     @extend_schema(parameters=[s.CostReportQuerySerializer], responses={200: s.CostReportSerializer})
     def get(self, request):
@@ -429,8 +430,8 @@ class CostReportCsvView(APIView):
                    responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV")})
     def get(self, request):
         report, contracts, _ = _report(request)
-        text = costs.cost_report_csv(report, vendor_names={c.vendor_id: c.vendor.name for c in contracts},
-                                     spec_names={c.spec_id: c.spec.name for c in contracts})
+        vendor_names, spec_names = selectors.cost_report_names(report, contracts)
+        text = costs.cost_report_csv(report, vendor_names=vendor_names, spec_names=spec_names)
         response = HttpResponse(text, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="mathset-costs.csv"'
         return response

@@ -9,6 +9,7 @@ from rest_framework import serializers
 from common import roles
 from common.fields import OptionalEmailField
 from common.serializing import represent
+from curation.api.serializers import AbsoluteURLField
 from curation.models import Source
 
 from ..models import Annotation, AnnotationVersion, Batch, Prediction, Region, Review, Task, Vendor
@@ -119,8 +120,12 @@ class BatchCreateSerializer(serializers.Serializer):
     vendor = serializers.IntegerField()
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     kind = serializers.ChoiceField(choices=Batch.Kind.choices, default=Batch.Kind.FULL)
-    unit_price = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0)
-    currency = serializers.CharField(max_length=3, default="USD")
+    unit_price = serializers.DecimalField(
+        max_digits=10, decimal_places=4, min_value=0, required=False,
+        help_text="Price per accepted task. Leave out where the vendor has a contract for the spec: the contract's "
+                  "price for the kind applies (another one is refused). Required otherwise.")
+    currency = serializers.CharField(max_length=3, required=False,
+                                     help_text="ISO 4217 code; the contract's where there is one, else USD")
     quantity = serializers.IntegerField(min_value=1, help_text="How many tasks (images) to put in the batch")
     overlap = serializers.IntegerField(min_value=1, max_value=10, default=1)
     deadline = serializers.DateField(required=False, allow_null=True, default=None)
@@ -169,7 +174,7 @@ class TaskSerializer(serializers.ModelSerializer):
     kind = serializers.CharField(source="batch.kind", read_only=True)
     image_width = serializers.IntegerField(source="image.width", read_only=True)
     image_height = serializers.IntegerField(source="image.height", read_only=True)
-    image_url = serializers.CharField(source="image.file_url", read_only=True)
+    image_url = AbsoluteURLField(source="image.file_url")
     is_gold = serializers.SerializerMethodField()
     gold_answer = serializers.SerializerMethodField()
 

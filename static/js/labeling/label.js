@@ -512,7 +512,8 @@ function showErrors(body) {
   let first = -1;
   for (const [key, msg] of fieldErrors(body)) {
     const m = key.match(/^regions\[(\d+)\](?:\.(\w+))?/);
-    if (m && state.regions[Number(m[1])]) {
+    if (key === "guide") guideHold(msg);
+    else if (m && state.regions[Number(m[1])]) {
       const i = Number(m[1]);
       state.regions[i].errors[m[2] || "region"] = msg;
       if (first < 0) first = i;
@@ -523,6 +524,21 @@ function showErrors(body) {
   if (first >= 0) { general.unshift(`Region ${first + 1} needs a fix (marked in red in the list).`); select(first); }
   else renderPanel();
   general.forEach((g) => flash(g, "error"));
+}
+
+// The work guide gate (labeling/gating.py), as `tasks/next/` words it: "Read and acknowledge
+// version N of the work guide for … before handing in work from batch …: /guides/G/". The link
+// opens in another tab, so this task stays as it is until the annotator comes back to submit.
+function guideHold(message, savedAsDraft = false) {
+  const m = message.match(/^(.*): (\/\S*)$/);
+  const box = flash("", "error");
+  box.textContent = `${m ? m[1] : message}.${savedAsDraft ? " Your answer is saved as a draft." : ""} `;
+  if (m) {
+    const a = document.createElement("a");
+    a.href = m[2]; a.target = "_blank"; a.rel = "noopener"; a.textContent = "Open the guide";
+    box.append(a, ", acknowledge it, then submit again.");
+  }
+  return box;
 }
 
 // ---------------------------------------------------------------- persistence
@@ -768,7 +784,18 @@ function submit() {
       flash(`Region ${missing + 1} has no LaTeX yet.`, "error");
       return;
     }
-    afterSave(await persist({ submitToo: true }));
+    let saved;
+    try {
+      saved = await persist({ submitToo: true });
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 400 && e.body.guide)) throw e;
+      // Only an unread guide version stands between this answer and review: keep it on the
+      // server as a draft (drafts are never gated) and say what to read.
+      afterSave(await persist({ submitToo: false }));
+      guideHold([].concat(e.body.guide).join(" "), true);
+      return;
+    }
+    afterSave(saved);
     state.readOnly = true;
     updateHistoryButtons();
     flash("Submitted for review. Loading your next task…", "ok");

@@ -32,9 +32,9 @@ def _message(**hold) -> str:
     return f"{reason}: {url}"
 
 
-def guide_acknowledgement_missing(*, annotator: User, batch: Batch, handing_in: bool = False) -> str | None:
+def guide_acknowledgement_hold(*, annotator: User, batch: Batch, handing_in: bool = False) -> tuple[str, str] | None:
     """None when `annotator` may take tasks from `batch` (with `handing_in`: hand work of it
-    in); otherwise why not, for a person: the sentence `tasks/next/` reports, with the link.
+    in); otherwise why not, for a person, and the guide page that lifts it: (reason, url).
     One query, as the hand-in hot path can afford (the same SQL as `open_batches`)."""
     from guides.models import GuideVersion
 
@@ -44,8 +44,14 @@ def guide_acknowledgement_missing(*, annotator: User, batch: Batch, handing_in: 
     _, batch_name, spec_name, guide_id, number, acknowledged = rows[0]
     if guide_id is None or acknowledged:
         return None
-    return _message(guide_id=guide_id, number=number, spec_name=spec_name, batch_name=batch_name,
-                    handing_in=handing_in)
+    return _hold(guide_id=guide_id, number=number, spec_name=spec_name, batch_name=batch_name,
+                 handing_in=handing_in)
+
+
+def guide_acknowledgement_missing(*, annotator: User, batch: Batch, handing_in: bool = False) -> str | None:
+    """`guide_acknowledgement_hold` as the sentence `tasks/next/` reports, link included."""
+    hold = guide_acknowledgement_hold(annotator=annotator, batch=batch, handing_in=handing_in)
+    return None if hold is None else f"{hold[0]}: {hold[1]}"
 
 
 _SQL: dict[str, str] = {}

@@ -17,7 +17,7 @@ from common.pages import role_required
 from curation.models import Category
 from guides import selectors as guides_selectors
 
-from . import selectors
+from . import gating, selectors
 from .models import Annotation, Batch, Review
 
 
@@ -69,6 +69,10 @@ def label_task(request, task_id: int):
                       if guides_selectors.guides_visible_to(request.user).filter(spec=spec).exists() else ""),
         "question_url": _optional_url("guides:question-create"),
         "reasons": dict(Review.Reason.choices),
+        # Work taken before a new guide version was published cannot be handed in until that
+        # version is acknowledged: say so on opening, not only when Submit is refused.
+        "guide_hold": (gating.guide_acknowledgement_hold(annotator=request.user, batch=task.batch, handing_in=True)
+                       if roles.has_role(request.user, roles.ANNOTATOR) else None),
     })
 
 

@@ -82,6 +82,20 @@ def test_a_new_guide_version_blocks_the_hand_in_of_a_held_draft_until_acknowledg
     assert Task.objects.get(pk=task_id).status == Task.Status.SUBMITTED
 
 
+def test_the_labeling_page_says_on_opening_which_guide_version_to_read_first(batch, annotator, acknowledged):
+    from django.test import Client
+
+    task_id = _claim(client_for(annotator))
+    page = Client()
+    page.force_login(annotator)
+    assert 'id="guide-hold"' not in page.get(f"/label/{task_id}/").content.decode()
+    v2 = _publish_new_version(acknowledged)
+    html = page.get(f"/label/{task_id}/").content.decode()
+    assert 'id="guide-hold"' in html and _hold_message(v2) in html and f'href="/guides/{v2.guide_id}/"' in html
+    guide_acknowledge(version=v2, user=annotator)
+    assert 'id="guide-hold"' not in page.get(f"/label/{task_id}/").content.decode()
+
+
 def test_a_first_answer_submitted_at_once_is_refused_but_may_be_saved_as_a_draft(batch, annotator, acknowledged):
     api = client_for(annotator)
     task_id = _claim(api)

@@ -13,16 +13,9 @@ from guides import services as guides
 from labeling import services as labeling
 from labeling.models import Batch
 from tests import factories
-from tests.factories import quad
+from tests.guides.test_cost_report_labeling import _label
 
 pytestmark = pytest.mark.django_db
-
-
-def _label(annotator, reviewer, decision):
-    task = labeling.task_claim_next(annotator=annotator).task
-    annotation = labeling.annotation_create(task=task, annotator=annotator, submit=True, regions=[quad()])
-    labeling.review_create(annotation=annotation, reviewer=reviewer, decision=decision,
-                           reasons=[] if decision == "accept" else ["latex_error"], comment="")
 
 
 def _people(vendor):

@@ -170,6 +170,10 @@ def tokenize(src: str) -> list[str]:
         tok = m.group(0)
         if tok[0] == "%" or tok.isspace():
             continue
+        if len(tok) == 2 and tok[0] == "\\" and tok[1].isspace():
+            # A backslash before a line break or tab is TeX's control space, as "\ " is; kept
+            # as written it put a line break inside one token (and inside formulas.lst lines).
+            tok = "\\ "
         out.append(tok)
     return out
 

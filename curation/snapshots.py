@@ -303,7 +303,8 @@ def snapshot_rebuild_check(*, snapshot: Snapshot) -> RebuildCheck:
 def _export_region(r: dict) -> ExportRegion:
     cats = r.get("categories") or []
     return ExportRegion(points=r.get("points"), mask_rle=r.get("mask_rle"), latex=r.get("latex", ""),
-                        category=cats[0] if cats else None, flags=tuple(r.get("flags") or ()))
+                        category=cats[0] if cats else None, flags=tuple(r.get("flags") or ()),
+                        categories=tuple(cats))
 
 
 def _opener(name: str):

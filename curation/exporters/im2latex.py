@@ -6,11 +6,11 @@
   the longer of the left and right edges.
 * ``formulas.lst``: one formula per line; the line number (from 0) is the formula's index.
   Formulas are normalised token sequences (``common.latex.normalize``) unless
-  ``normalize_latex=False``.
+  ``normalize_latex=False``; a formula never spans two lines (see :func:`formula_line`).
 * ``train.lst``, ``validate.lst``, ``test.lst``: ``<crop file> <formula index>`` per line,
   the im2markup layout.
 
-Regions without LaTeX, regions flagged ``illegible`` (their LaTeX is the annotator's guess, not a
+Regions without LaTeX (or whose LaTeX is only spacing), regions flagged ``illegible`` (their LaTeX is the annotator's guess, not a
 reading to learn from) and regions whose quad is degenerate are skipped. Crops are adaptations of
 the image, so a no-derivatives licence keeps its images out of this format.
 """
@@ -20,13 +20,25 @@ import cv2
 import numpy as np
 from PIL import Image as PILImage
 
-from common.latex import normalize
+from common.latex import normalize_tokens
 
 from .base import ExportWriter, split_name
 from .records import ExportImage, region_quad
 
 ILLEGIBLE = "illegible"
 _LIST_NAMES = {"train": "train.lst", "validation": "validate.lst", "test": "test.lst"}
+
+
+def formula_line(latex: str, *, normalize_latex: bool = True) -> str:
+    """`latex` as one line of ``formulas.lst``: space-separated tokens, never a line break.
+
+    The line number is the formula's index, so a line break inside a formula would pair every
+    later crop with its neighbour's formula. The tokenizer reads a backslash followed by a line
+    break or a tab as one token (TeX's control space, like ``\\ ``), and the normaliser keeps it;
+    it is spacing, invisible in a photo, so it is dropped here as ``\\ `` is.
+    """
+    tokens = normalize_tokens(latex) if normalize_latex else latex.split()
+    return " ".join(t for t in tokens if not (t[:1] == "\\" and t[1:].isspace()))
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
@@ -78,13 +90,15 @@ class Im2LatexWriter(ExportWriter):
         split = split_name(image.split)
         listing = self.sink.part(_LIST_NAMES.get(split, f"{split}.lst"))
         for k, region in work:
+            latex = formula_line(region.latex, normalize_latex=self._normalize)
+            if not latex:  # only spacing: nothing to read in the crop
+                continue
             quad = region_quad(region)
             crop = rectify(pixels, quad) if quad is not None else None
             if crop is None:
                 continue
             name = f"{image.image_id}_{k}.png"
             self.sink.write(f"images/{name}", _png(crop))
-            latex = normalize(region.latex) if self._normalize else " ".join(region.latex.split())
             self._formulas.write((latex + "\n").encode("utf-8"))
             listing.write(f"{name} {self._next_formula}\n".encode())
             self._next_formula += 1

@@ -3,7 +3,9 @@
 A line: ``{"image_id", "file_name", "width", "height", "split", "categories",
 "licence": {code, name, url, allows_commercial, ...}, "source": {name, copyright_holder,
 attribution, url}, "regions": [{"points": [[x, y] x4] | null, "mask": RLE | null, "latex",
-"category", "flags"}]}``. The simplest format to stream into a training loop.
+"category", "categories", "flags"}]}``: ``category`` is the region's first category (the
+one COCO and YOLO use, ``formula`` when it has none), ``categories`` all of them. The
+simplest format to stream into a training loop.
 """
 from __future__ import annotations
 
@@ -40,7 +42,10 @@ class JsonlWriter(ExportWriter):
                         "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
             regions.append({
                 "points": r.points.tolist() if r.points is not None else None, "mask": mask,
-                "latex": r.latex, "category": r.category_slug, "flags": list(r.flags),
+                "latex": r.latex, "category": r.category_slug,
+                # A region may have several categories (handwritten and highlighter): all of them.
+                "categories": list(r.categories or ((r.category,) if r.category else ())),
+                "flags": list(r.flags),
             })
         self.regions += len(regions)
         line = {"image_id": image.image_id, "file_name": image.file_name, "width": image.width,

@@ -59,7 +59,9 @@ class ExportRegion:
 
     ``points`` is a 4x2 array (or nested sequence) of pixel coordinates in reading order;
     ``mask_rle`` a COCO RLE dict. ``flags`` are free-form markers such as ``"illegible"``
-    (written as ``###`` in ICDAR files) or ``"partial"``.
+    (written as ``###`` in ICDAR files) or ``"partial"``. ``category`` is the one category a
+    single-label format (COCO, YOLO) files the region under; ``categories`` all of the region's
+    categories, for formats that can carry several (JSONL).
     """
 
     points: np.ndarray | Sequence[Sequence[float]] | None = None
@@ -68,6 +70,7 @@ class ExportRegion:
     category: str | None = None
     flags: tuple[str, ...] = ()
     score: float | None = None
+    categories: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.points is not None:

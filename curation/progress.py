@@ -20,7 +20,8 @@ and "accepted" then mean by that vendor).
 debounced refresh that also recomputes the QA statistics: ``pipeline.refresh``, triggered by
 image uploads, batches, pre-labels, annotations, reviews and snapshots) and stores it as the
 spec's :class:`~curation.models.ProgressReport`; pages and the API read that, so a spec page
-costs one row however large the spec. Before the first refresh it is computed on the spot.
+costs one row however large the spec (plus the spec's categories: their names and targets are read
+as they are now, :func:`with_current_categories`). Before the first refresh it is computed on the spot.
 
 Scope: curators and model teams see everything; a vendor user's numbers are those over their
 own vendor's tasks and images (the per-vendor columns of the same view), ``by_vendor`` holds
@@ -143,13 +144,57 @@ def spec_progress(user: User, spec: DatasetSpec) -> dict:
 
     report = ProgressReport.objects.filter(spec=spec).first()
     if report is not None:
-        view = {**report.payload, "computed_at": report.computed_at}
+        view = with_current_categories({**report.payload, "computed_at": report.computed_at}, spec)
     else:
         view = {**progress_compute(spec=spec), "computed_at": None}
     if can_read_all_data(user):
         return view
     vendor = vendor_of(user)
     return vendor_slice(view, vendor.pk if vendor is not None else None)
+
+
+def _split_order(ratios: dict, seen=()) -> list[str]:
+    """The snapshot's splits in the usual order (train, validation, test), then any other: the
+    ratios are a JSON object, whose key order PostgreSQL's jsonb does not keep."""
+    from .snapshots import SPLIT_NAMES
+
+    return [s for s in SPLIT_NAMES if s in ratios] + sorted((set(ratios) | set(seen)) - set(SPLIT_NAMES))
+
+
+def _split_target(quota: int, ratios: dict, split: str) -> int:
+    """A category's target in one split: its quota times the split's share of the ratios."""
+    total = sum(float(v) for v in ratios.values()) or 1.0
+    return round(quota * float(ratios.get(split, 0)) / total)
+
+
+def with_current_categories(view: dict, spec: DatasetSpec) -> dict:
+    """A stored progress `view` with the spec's categories as they are now: names, targets (and the
+    split targets made from them), order, categories added since (all zero: an image put in one
+    schedules a refresh) and none deleted since.
+
+    A category's name and quota are settings, not counts: editing them schedules no refresh (and a
+    draft spec is never swept), so the stored report alone kept the old targets on the charts and
+    in the API while the quota table beside them showed the new ones.
+    """
+    categories = list(Category.objects.filter(spec=spec).order_by("position", "id")
+                      .values_list("slug", "name", "target_quota"))
+    slugs = {slug for slug, _, _ in categories}
+    zero = dict.fromkeys(METRICS, 0)
+    stored = {c["category"]: c for c in view["by_category"]}
+    by_category = [{**zero, **stored.get(slug, {}), "category": slug, "name": name, "target": quota}
+                   for slug, name, quota in categories]
+    by_split = view["by_split"]
+    if by_split:
+        ratios = (Snapshot.objects.filter(pk=view["snapshot"]).values_list("ratios", flat=True).first()
+                  if view.get("snapshot") else None) or {}
+        rows = {(s["split"], s["category"]): s for s in by_split}
+        splits = _split_order(ratios, {s["split"] for s in by_split} - {UNASSIGNED})
+        by_split = [{**zero, **rows.get((split, slug), {}), "split": split, "category": slug,
+                     "target": None if split == UNASSIGNED else _split_target(quota, ratios, split)}
+                    for slug, _, quota in categories for split in [*splits, UNASSIGNED]]
+    by_vendor = [{**v, "by_category": [c for c in v["by_category"] if c["category"] in slugs]}
+                 for v in view["by_vendor"]]
+    return {**view, "by_category": by_category, "by_split": by_split, "by_vendor": by_vendor}
 
 
 def vendor_slice(view: dict, vendor_id: int | None) -> dict:
@@ -206,13 +251,12 @@ def _progress_compute(spec: DatasetSpec) -> dict:
     by_split: list[dict] = []
     if snapshot is not None:
         ratios = snapshot.ratios or {}
-        total_ratio = sum(float(v) for v in ratios.values()) or 1.0
         rows = (SnapshotItem.objects.filter(snapshot=snapshot, image__categories__isnull=False)
                 .values("split", category_id=F("image__categories"))
                 .annotate(collected=Count("image_id", distinct=True), prelabeled=_prelabeled(),
                           **_task_counts("image__tasks__")).order_by())
         grid = {(r["split"], r["category_id"]): r for r in rows}
-        splits = list(ratios) + sorted({s for s, _ in grid} - set(ratios))
+        splits = _split_order(ratios, {s for s, _ in grid})
         for c in categories:
             left = dict(per_cat[c["id"]])
             for split in splits:
@@ -220,9 +264,8 @@ def _progress_compute(spec: DatasetSpec) -> dict:
                 counts = {m: r.get(m, 0) for m in METRICS}
                 for m in METRICS:
                     left[m] -= counts[m]
-                ratio = float(ratios.get(split, 0)) / total_ratio
                 by_split.append({"split": split, "category": c["slug"],
-                                 "target": round(c["target_quota"] * ratio), **counts})
+                                 "target": _split_target(c["target_quota"], ratios, split), **counts})
             by_split.append({"split": UNASSIGNED, "category": c["slug"], "target": None, **left})
 
     names = dict(Vendor.objects.filter(id__in=list(totals)).values_list("id", "name"))

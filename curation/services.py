@@ -288,6 +288,7 @@ def category_create(
                         target_quota=target_quota, position=position)
     category.full_clean()
     category.save()
+    spec_stats_refresh_soon(spec_id=spec.pk)  # a new row (and target) in the quota progress
     return category
 
 
@@ -304,6 +305,8 @@ def category_update(*, category: Category, **changes) -> Category:
         setattr(category, key, value)
     category.full_clean()
     category.save()
+    if changes:
+        spec_stats_refresh_soon(spec_id=category.spec_id)  # the name and target in the quota progress
     return category
 
 
@@ -314,7 +317,9 @@ def category_delete(*, category: Category) -> None:
         raise ValidationError({"category": "Built-in categories cannot be deleted; set their quota to 0."})
     if category.images.exists():
         raise ValidationError({"category": "Images carry this category; remove it from them first."})
+    spec_id = category.spec_id
     category.delete()
+    spec_stats_refresh_soon(spec_id=spec_id)
 
 
 # ---------------------------------------------------------------- progress

@@ -22,6 +22,7 @@ from common.unchangeable import CANNOT_CHANGE, drop_unchanged
 from curation.models import DatasetSpec, Image
 from labeling.models import Batch, Task, Vendor
 from labeling.selectors import vendor_of
+from pipeline.refresh import spec_stats_refresh_soon
 
 from . import imaging
 from .models import (
@@ -482,6 +483,7 @@ def _contract_prices_to_batches(contract: Contract) -> None:
     for kind in Contract.TaskKind.values:
         (Batch.objects.filter(vendor_id=contract.vendor_id, spec_id=contract.spec_id, kind=kind)
          .update(unit_price=contract.price_for(kind), currency=contract.currency))
+    spec_stats_refresh_soon(spec_id=contract.spec_id)  # cost per formula in the QA statistics
 
 
 CONTRACT_CHANGEABLE = {"price_regions", "price_latex", "price_full", "agreed_quantity", "deadline", "starts_on",

@@ -273,6 +273,8 @@ def batch_update(*, batch: Batch, **changes) -> Batch:
         setattr(batch, key, _currency(value) if key == "currency" else value)
     batch.full_clean()
     batch.save()
+    if priced:
+        spec_stats_refresh_soon(spec_id=batch.spec_id)  # cost per formula in the QA statistics
     return batch
 
 
@@ -310,6 +312,7 @@ def task_set_gold(*, task: Task, answer: dict | None) -> Task:
     task.is_gold = answer is not None
     task.gold_answer = answer
     task.save(update_fields=["is_gold", "gold_answer", "updated_at"])
+    spec_stats_refresh_soon(spec_id=task.batch.spec_id)  # gold accuracy in the QA statistics
     return task
 
 

@@ -2,10 +2,14 @@
 changes them: images (collected), batches (tasks), pre-labels, annotations and reviews, snapshots
 (splits).
 
-Kept free of heavy imports and of database queries: the submit path pays one cache
-``add`` (atomic: only the first caller in a window succeeds) and, for that caller alone, one
-``on_commit`` callback that schedules the recomputation ``DEBOUNCE_SECONDS`` later. Every
-submit and review in the window is therefore covered by a single computation.
+Kept free of heavy imports and of database queries: the submit path registers one ``on_commit``
+callback, which pays one cache ``add`` (atomic: only the first caller in a window succeeds) and, for
+that caller alone, schedules the recomputation ``DEBOUNCE_SECONDS`` later. Every submit and review
+in the window is therefore covered by a single computation.
+
+The marker is taken after the commit, not before: a write that is rolled back (a page submit
+undone because another of its fields was refused) then takes no marker, so the next write that
+does commit within the minute still schedules its refresh.
 """
 from __future__ import annotations
 
@@ -24,10 +28,14 @@ def pending_key(spec_id: int) -> str:
 
 
 def spec_stats_refresh_soon(*, spec_id: int) -> None:
-    """Schedule one computation of `spec_id`'s quota progress and QA statistics unless one is
-    already pending."""
+    """Once the current transaction commits, schedule one computation of `spec_id`'s quota progress
+    and QA statistics unless one is already pending."""
+    transaction.on_commit(lambda: _schedule_once(spec_id))
+
+
+def _schedule_once(spec_id: int) -> None:
     if cache.add(pending_key(spec_id), 1, timeout=DEBOUNCE_SECONDS):
-        transaction.on_commit(lambda: _schedule(spec_id))
+        _schedule(spec_id)
 
 
 def _schedule(spec_id: int) -> None:

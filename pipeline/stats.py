@@ -16,8 +16,8 @@ What is compared:
   prediction among their versions) against their accepted version, per model version
   (``name@version``) and category;
 * **throughput**: seconds per annotation (the sum over its versions), accepted tasks times their
-  batch's unit price per vendor and currency, and cost per formula (regions of the accepted
-  annotations of accepted tasks).
+  batch's unit price per vendor and currency, and cost per formula (regions of the accepted answer
+  of each accepted task that a snapshot keeps: the last accepted one when the task had overlap).
 
 The region-by-region comparisons (agreement, gold, pre-label changes) run in Python on the most
 recent ``SAMPLE_LIMIT`` items of each kind, so a report's cost stays bounded as a spec grows;
@@ -225,7 +225,7 @@ def _median(values: list[float]) -> float | None:
 # restrict it to the spec's versions if that stops being true).
 _THROUGHPUT_SQL = """
 WITH per_annotation AS MATERIALIZED (
-    SELECT a.id, a.annotator_id, b.vendor_id, a.status, t.status AS task_status, a.current_id,
+    SELECT a.id, a.task_id, a.annotator_id, b.vendor_id, a.status, t.status AS task_status, a.current_id,
            SUM(v.time_spent_seconds) AS s
     FROM {version} v JOIN {annotation} a ON a.id = v.annotation_id
     JOIN {task} t ON t.id = a.task_id JOIN {batch} b ON b.id = t.batch_id
@@ -239,7 +239,10 @@ UNION ALL
 SELECT -1, -1, p.vendor_id, NULL, CAST(SUM(r.n) AS bigint), NULL
 FROM per_annotation p JOIN (SELECT version_id, COUNT(*) AS n FROM {region} GROUP BY version_id) r
      ON r.version_id = p.current_id
-WHERE p.status = %s AND p.task_status = %s GROUP BY p.vendor_id
+WHERE p.status = %s AND p.task_status = %s
+  AND NOT EXISTS (SELECT 1 FROM {annotation} later
+                  WHERE later.task_id = p.task_id AND later.status = %s AND later.id > p.id)
+GROUP BY p.vendor_id
 """
 
 
@@ -247,7 +250,7 @@ def _seconds_and_formulas(spec: DatasetSpec, annotations) -> tuple[dict, dict, t
     """``(per vendor, per annotator, overall, formulas per vendor)``: the first three are
     ``(annotations, median seconds per annotation)``, the seconds of an annotation being the sum
     over its versions, drafts left out; formulas are the regions of the current version of the
-    accepted annotations of accepted tasks.
+    delivered answer of each accepted task (:func:`_delivered`).
 
     PostgreSQL computes the medians itself (``percentile_cont``, the same value as
     ``statistics.median``), so a million annotations never travel to Python; elsewhere (SQLite in
@@ -263,7 +266,8 @@ def _seconds_and_formulas(spec: DatasetSpec, annotations) -> tuple[dict, dict, t
         per_vendor, per_annotator, overall, formulas = {}, {}, (0, None), {}
         with connection.cursor() as cur:
             cur.execute(_THROUGHPUT_SQL.format(**tables), [spec.pk, Annotation.Status.DRAFT.value,
-                                                           Annotation.Status.ACCEPTED.value, Task.Status.ACCEPTED.value])
+                                                           Annotation.Status.ACCEPTED.value, Task.Status.ACCEPTED.value,
+                                                           Annotation.Status.ACCEPTED.value])
             for no_vendor, no_annotator, vendor_id, annotator_id, n, median in cur.fetchall():
                 if no_vendor == -1:
                     formulas[vendor_id] = int(n)
@@ -290,16 +294,27 @@ def _seconds_and_formulas(spec: DatasetSpec, annotations) -> tuple[dict, dict, t
             _formulas(annotations))
 
 
+def _delivered(annotations):
+    """Per accepted task, the accepted annotation whose formulas the data set gets: the last accepted
+    one, as a snapshot takes it (``curation.snapshots``). An overlapped task is paid once and yields
+    one answer per image, so counting every accepted answer's regions made overlapped work look
+    cheaper per formula than it is."""
+    later = Annotation.objects.filter(task_id=OuterRef("task_id"), status=Annotation.Status.ACCEPTED,
+                                      id__gt=OuterRef("id"))
+    return (annotations.filter(status=Annotation.Status.ACCEPTED, task__status=Task.Status.ACCEPTED)
+            .exclude(Exists(later)))
+
+
 def _formulas(annotations) -> dict[int, int]:
-    """Regions of the current version of accepted annotations of accepted tasks, per vendor."""
-    return dict(annotations.filter(status=Annotation.Status.ACCEPTED, task__status=Task.Status.ACCEPTED)
+    """Regions of the current version of the delivered answer of accepted tasks, per vendor."""
+    return dict(_delivered(annotations)
                 .values_list("task__batch__vendor_id").annotate(n=Count("current__regions__version_id")).order_by())
 
 
 def _formulas_by_currency(annotations) -> dict[tuple[int, str], int]:
     """As `_formulas`, per (vendor, currency of the batch): a vendor paid in two currencies has
     each currency's cost divided by the formulas of its own batches only."""
-    rows = (annotations.filter(status=Annotation.Status.ACCEPTED, task__status=Task.Status.ACCEPTED)
+    rows = (_delivered(annotations)
             .values_list("task__batch__vendor_id", "task__batch__currency")
             .annotate(n=Count("current__regions__version_id")).order_by())
     return {(vendor, currency): n for vendor, currency, n in rows}

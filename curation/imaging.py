@@ -19,6 +19,8 @@ from django.core.exceptions import ValidationError
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
+from pipeline.ml.imageio import to_8bit
+
 ALLOWED_FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 
@@ -36,28 +38,6 @@ class DecodedImage:
     format: str
     phash: str
     thumbnail: bytes
-
-
-def to_8bit(img: PILImage.Image) -> PILImage.Image:
-    """`img` with 16-bit and 32-bit grey ("I;16", "I", "F") scaled to 8-bit "L".
-
-    Pillow's own conversion clips them at 255, so a 16-bit scan (paper near 60000, ink
-    near 8000) became a white page: the ink vanished from the thumbnail and the hash."""
-    if img.mode.startswith("I;16"):
-        arr = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
-    elif img.mode == "I":
-        arr = np.asarray(img)
-        if arr.size and arr.max() > 255:
-            arr = arr // 257
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-    elif img.mode == "F":
-        arr = np.asarray(img, dtype=np.float32)
-        if arr.size and float(np.nanmax(arr)) <= 1.0:
-            arr = arr * 255.0
-        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
-    else:
-        return img
-    return PILImage.fromarray(arr, "L")
 
 
 def flatten_to_rgb(img: PILImage.Image) -> PILImage.Image:

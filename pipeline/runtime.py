@@ -1,16 +1,20 @@
 """Model loading for workers and commands: each model version is loaded once per process.
 
 ``reader_for(detector_version, recognizer_version)`` returns a ready predictor and caches it by
-version ids, so a Celery worker process pays the load cost once, not per task. Uploaded
+version (id, weights digest and settings), so a Celery worker process pays the load cost once, not
+per task; only the ``MATHSET_MODEL_CACHE`` (default 3) most recently used are kept. Uploaded
 versions are copied from storage to a per-process temporary folder first; HTTP versions
 become an :class:`HttpPredictor` that talks to the external endpoint.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +25,7 @@ from . import endpoints
 from .ml.imageio import decode_rgb
 from .ml.inference import WEIGHTS_DIR, FormulaReader
 
-_cache: dict[tuple, object] = {}
+_cache: OrderedDict[tuple, object] = OrderedDict()  # least recently used first
 _lock = threading.Lock()
 
 
@@ -134,33 +138,67 @@ def _folder_for(version) -> Path:
     if version.source == "builtin":
         return WEIGHTS_DIR / version.kind
     folder = Path(tempfile.gettempdir()) / "mathset-models" / f"{version.kind}-{version.pk}-{version.weights_sha256[:12]}"
-    if not (folder / "config.json").exists():
-        folder.mkdir(parents=True, exist_ok=True)
+    if (folder / "config.json").exists():
+        return folder
+    # Copied into a folder of its own and moved into place whole: worker processes starting on a
+    # new version at once used to write the same files, one truncating weights.pt while another,
+    # already seeing config.json, loaded it.
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
         target = "model.ts" if version.format == "torchscript" else "weights.pt"
         with default_storage.open(version.weights, "rb") as src:
-            (folder / target).write_bytes(src.read())
+            (staging / target).write_bytes(src.read())
         for file, stored in (version.side_files or {}).items():  # refiner.pt, orienter.pt
             with default_storage.open(stored, "rb") as src:
-                (folder / file).write_bytes(src.read())
-        # written last: its presence says the folder is complete
-        (folder / "config.json").write_text(json.dumps(version.config or {}))
+                (staging / file).write_bytes(src.read())
+        (staging / "config.json").write_text(json.dumps(version.config or {}))
+        if folder.exists() and not (folder / "config.json").exists():
+            # an incomplete copy left by a worker killed while copying in place (as they once did);
+            # one moved in whole always holds config.json and may be in use: never removed
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process moved its copy in first: the same files, keep that one
+            if not (folder / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _fingerprint(version) -> tuple:
+    """What a loaded copy of ``version`` depends on. The builtin row keeps its id when
+    ``calibrate_recognizer`` rewrites its config.json (``services.model_version_builtin`` follows),
+    so the settings are part of it: a worker then reads with the new calibration, not the old one."""
+    if version is None:
+        return (None,)
+    settings = hashlib.sha256(json.dumps(version.config or {}, sort_keys=True).encode()).hexdigest()
+    return (version.pk, version.weights_sha256, settings)
 
 
 def reader_for(detector_version, recognizer_version=None):
     """The (cached) predictor for these versions: a FormulaReader or an HttpPredictor."""
-    key = (getattr(detector_version, "pk", None), getattr(recognizer_version, "pk", None))
+    key = _fingerprint(detector_version) + _fingerprint(recognizer_version)
     if detector_version.source == "http":
         key += (detector_version.endpoint_url,)  # a predictor is only its URL: never serve a stale one
     with _lock:
-        if key not in _cache:
-            if detector_version.source == "http":
-                _cache[key] = HttpPredictor(detector_version.endpoint_url)
-            else:
-                # workers share the CPU with their siblings: one torch thread each unless told otherwise
-                torch.set_num_threads(int(os.environ.get("MATHSET_TORCH_THREADS", "1")))
-                _cache[key] = FormulaReader(_folder_for(detector_version), _folder_for(recognizer_version))
-        return _cache[key]
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        if detector_version.source == "http":
+            reader = HttpPredictor(detector_version.endpoint_url)
+        else:
+            # workers share the CPU with their siblings: one torch thread each unless told otherwise
+            torch.set_num_threads(int(os.environ.get("MATHSET_TORCH_THREADS", "1")))
+            reader = FormulaReader(_folder_for(detector_version), _folder_for(recognizer_version))
+        _cache[key] = reader
+        # a worker lives for weeks: every version it ever read with (each activation, each evaluated
+        # candidate) stayed loaded, and its memory grew with each until it was killed. A job in
+        # progress holds its own reference, so dropping one here never pulls a model from under it.
+        while len(_cache) > max(int(os.environ.get("MATHSET_MODEL_CACHE", "3")), 1):
+            _cache.popitem(last=False)
+        return reader
 
 
 def clear_cache() -> None:

@@ -94,6 +94,14 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
     An external full-pipeline endpoint replaces both detector and recognizer, so activating
     it deactivates the active detector too, and vice versa.
     """
+    if version.source == ModelVersion.Source.UPLOAD:
+        # workers copy these files from storage at their first job: a version whose file was lost
+        # would fail every image of every job, so it is refused here and the active one stays
+        stored = [version.weights, *(version.side_files or {}).values()]
+        missing = [name for name in stored if not name or not default_storage.exists(name)]
+        if missing:
+            raise ValidationError({"version": f"{version} cannot be activated: its stored file(s) are missing "
+                                              f"({', '.join(m or 'weights' for m in missing)}); upload it again"})
     kinds = {version.kind}
     if version.kind in (ModelVersion.Kind.PIPELINE, ModelVersion.Kind.DETECTOR):
         kinds |= {ModelVersion.Kind.PIPELINE, ModelVersion.Kind.DETECTOR}
@@ -113,42 +121,98 @@ def _licences(codes: Iterable[str]) -> list[Licence]:
     return found
 
 
+def _config_errors(config: dict, settings) -> list[str]:
+    """What is wrong with the values ``config`` gives for the fields of the dataclass ``settings``.
+
+    Workers build their settings from the stored config without checking it: a threshold sent as
+    the string "0.6" loaded fine here and then failed every image in detection. Sizes and counts
+    are whole numbers of at least 1, the other numbers finite and not negative.
+    """
+    errors = []
+    for name, field in settings.__dataclass_fields__.items():
+        if name not in config:
+            continue
+        value, kind = config[name], field.type
+        if kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            need = "a whole number of at least 1"
+        elif kind == "float":
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+                  and value >= 0)
+            need = "a finite number, not negative"
+        elif kind == "str":
+            ok, need = isinstance(value, str), "a string"
+        elif kind == "tuple[int, ...]":
+            ok = (isinstance(value, list) and bool(value)
+                  and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value))
+            need = "a list of whole numbers of at least 1"
+        elif kind == "list[str]":
+            ok = isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+            need = "a non-empty list of strings"
+        else:  # a field of a type not listed here: left to the loading below
+            continue
+        if not ok:
+            errors.append(f"{name} must be {need}, got {json.dumps(value)[:80]}")
+    return errors
+
+
 def _validate_model_file(*, kind: str, fmt: str, content: bytes, config: dict) -> None:
-    """Load the uploaded model on the CPU; anything that cannot run is refused here, not in a worker."""
+    """Load the uploaded model on the CPU and run it once as a worker will (a batch of two blank
+    images, or one blank crop); anything that cannot run is refused here, not in a worker."""
     import torch
 
     from .ml import calibration
-    from .ml.detector import DetectorConfig, TinyUNet
-    from .ml.inference import float_state
+    from .ml.detector import DetectorConfig, TinyUNet, detect_batch
+    from .ml.inference import float_state, read_crops
     from .ml.recognizer import Recognizer, RecognizerConfig
 
+    settings = DetectorConfig if kind == ModelVersion.Kind.DETECTOR else RecognizerConfig
+    if kind == ModelVersion.Kind.RECOGNIZER and not config.get("vocab"):
+        raise ValidationError({"config": "a recognizer config needs its 'vocab'"})
+    errors = _config_errors(config, settings)
+    if errors:  # the settings' own problem, under their own field, before the weights are blamed
+        raise ValidationError({"config": errors})
+    if kind == ModelVersion.Kind.RECOGNIZER:
+        try:
+            calibration.parse(config.get("calibration"))
+        except ValueError as exc:  # the fit is config, not weights: say so under its own field
+            raise ValidationError({"config": str(exc)}) from None
+    cfg = settings(**{k: (tuple(v) if k == "channels" else v) for k, v in config.items()
+                      if k in settings.__dataclass_fields__})
+    blank = [np.full((48, 96, 3), 255, np.uint8), np.full((96, 64, 3), 255, np.uint8)]
     try:
-        if fmt == ModelVersion.Format.TORCHSCRIPT:
-            if kind != ModelVersion.Kind.DETECTOR:
-                raise ValueError("TorchScript uploads are supported for detectors; upload recognizers as weights + config")
-            module = torch.jit.load(io.BytesIO(content), map_location="cpu")
-            size = int(config.get("size", 256))
-            out = module(torch.zeros(1, 3, size, size))
-            if out.ndim != 4 or out.shape[1] != 2:
-                raise ValueError(f"the module must return (B, 2, h, w) logits, got shape {tuple(out.shape)}")
-            return
-        state = float_state(io.BytesIO(content))
-        if kind == ModelVersion.Kind.DETECTOR:
-            model = TinyUNet(DetectorConfig(size=config.get("size", 256), channels=tuple(config.get("channels", (12, 24, 48, 64)))))
-        else:
-            if not config.get("vocab"):
-                raise ValueError("a recognizer config needs its 'vocab'")
-            try:
-                calibration.parse(config.get("calibration"))
-            except ValueError as exc:  # the fit is config, not weights: say so under its own field
-                raise ValidationError({"config": str(exc)}) from None
-            fields = RecognizerConfig.__dataclass_fields__
-            model = Recognizer(RecognizerConfig(**{k: v for k, v in config.items() if k in fields}))
-        model.load_state_dict(state)
-    except ValidationError:
-        raise
+        with torch.no_grad():
+            if fmt == ModelVersion.Format.TORCHSCRIPT:
+                if kind != ModelVersion.Kind.DETECTOR:
+                    raise ValueError("TorchScript uploads are supported for detectors; "
+                                     "upload recognizers as weights + config")
+                model = torch.jit.load(io.BytesIO(content), map_location="cpu")
+                # two images, as workers send batches: a module traced with a fixed batch of one
+                # passed a one-image check and then failed every chunk
+                out = model(torch.zeros(2, 3, cfg.size, cfg.size))
+                if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[:2] != (2, 2):
+                    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                    raise ValueError(f"the module must map (B, 3, S, S) to (B, 2, h, w) logits; for B=2 it gave {got}")
+            else:
+                state = float_state(io.BytesIO(content))
+                model = TinyUNet(cfg) if kind == ModelVersion.Kind.DETECTOR else Recognizer(cfg)
+                model.load_state_dict(state)
+            model.eval()
+            if kind == ModelVersion.Kind.DETECTOR:
+                detect_batch(model, cfg, blank, with_masks=False)
+            else:
+                read_crops(model, blank[:1])
     except Exception as exc:  # noqa: BLE001 - report any loading failure to the uploader
-        raise ValidationError({"file": f"the model cannot be loaded: {exc}"})
+        raise ValidationError({"file": f"the model cannot be loaded: {_failure(exc)}"})
+
+
+def _failure(exc: Exception) -> str:
+    """The gist of a loading failure for the uploader: a TorchScript error carries the interpreter's
+    traceback, this server's paths included; its last line says what went wrong."""
+    text = str(exc).strip()
+    if "Traceback of TorchScript" in text:
+        text = text.splitlines()[-1]
+    return text[:1000]
 
 
 # the small networks a detector may bring beside its weights: upload field -> (file, config key)

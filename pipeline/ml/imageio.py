@@ -8,15 +8,39 @@ import numpy as np
 from PIL import Image, ImageOps
 
 
+def to_8bit(img: Image.Image) -> Image.Image:
+    """`img` with 16-bit and 32-bit grey ("I;16", "I", "F") scaled to 8-bit "L".
+
+    Pillow's own conversion clips them at 255, so a 16-bit scan (paper near 60000, ink
+    near 8000) became a white page: the ink vanished from thumbnails, hashes and the models'
+    input (ingest keeps such files as they are; curation.imaging uses this too)."""
+    if img.mode.startswith("I;16"):
+        arr = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
+    elif img.mode == "I":
+        arr = np.asarray(img)
+        if arr.size and arr.max() > 255:
+            arr = arr // 257
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        if arr.size and float(np.nanmax(arr)) <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+    else:
+        return img
+    return Image.fromarray(arr, "L")
+
+
 def decode_rgb(data: bytes) -> np.ndarray:
-    """Image bytes → H x W x 3 uint8 (EXIF orientation applied; transparent pixels become white paper).
+    """Image bytes → H x W x 3 uint8 (EXIF orientation applied; 16-bit and float grey scaled, not
+    clipped, by `to_8bit`; transparent pixels become white paper).
 
     Raises ValueError for corrupt or unreadable data.
     """
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            im = ImageOps.exif_transpose(im)
+            im = to_8bit(ImageOps.exif_transpose(im))
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -249,7 +249,13 @@ def test_low_confidence_images_come_first_in_the_work_queue(curator, spec, sourc
 
 def test_predictions_record_the_jobs_versions_when_another_is_activated_mid_job(curator, spec, images, stub,
                                                                                django_capture_on_commit_callbacks):
-    other = ModelVersion.objects.create(kind="recognizer", name="other", version="2", source="upload")
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    # a stored file, as activation checks (the stub never reads it)
+    weights = default_storage.save("models/test-other.pt", ContentFile(b"weights"))
+    other = ModelVersion.objects.create(kind="recognizer", name="other", version="2", source="upload",
+                                        weights=weights)
     stub.on_read = lambda: services.model_version_activate(version=other)
     job = _run(django_capture_on_commit_callbacks, created_by=curator, spec=spec, chunk_size=2)
     assert job.recognizer_version != other and job.status == PrelabelJob.Status.DONE

@@ -48,6 +48,47 @@ def emit(stdout, payload, as_json: bool, text_lines) -> None:
     sys.stdout.flush()
 
 
+def check_tsv(tsv: str, images: str) -> None:
+    """Refuse a TSV or an image folder that is not there before the models load, naming it."""
+    from django.core.management.base import CommandError
+
+    if not Path(tsv).is_file():
+        raise CommandError(f"--tsv {tsv}: no such file")
+    if not Path(images).is_dir():
+        raise CommandError(f"--images {images}: no such folder")
+
+
+def tsv_images(tsv: Path, images: Path, skipped: list[str], stderr, *, need_latex: bool = True):
+    """(name, LaTeX source, RGB image) of each line ``file<TAB>LaTeX`` of ``tsv``, image from ``images``.
+
+    A line without its LaTeX (where ``need_latex``), or whose image is missing or cannot be decoded,
+    is skipped: said on ``stderr`` and appended to ``skipped``, so that one bad line of a long file
+    neither ends the run with a traceback nor passes unnoticed in its figures.
+    """
+    from django.core.management.base import CommandError
+
+    from pipeline.ml.imageio import read_rgb
+
+    try:
+        with open(tsv, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                name, tab, src = line.rstrip("\r\n").partition("\t")
+                if need_latex and not tab:
+                    reason = "no tab between the file name and its LaTeX"
+                else:
+                    try:
+                        yield name, src, read_rgb(images / name)
+                        continue
+                    except (OSError, ValueError) as exc:  # missing, unreadable or corrupt
+                        reason = str(exc)
+                skipped.append(f"{tsv}:{number}: {name[:80]}: {reason}")
+                stderr.write(f"skipped {skipped[-1]}")
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"--tsv {tsv} is not UTF-8 text: {exc}") from None
+
+
 def crohme_samples(tar: Path, limit: int = 0):
     """(name, RGB crop, truth tokens) of an InkML tarball's inks with a truth, rendered as evaluation renders them."""
     from common.latex import normalize_tokens

@@ -14,12 +14,12 @@ import json
 import time
 from pathlib import Path
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from pipeline.ml.data import im2markup_heldout
-from pipeline.ml.imageio import ink_box, read_rgb
+from pipeline.ml.imageio import ink_box
 
-from ._common import add_model_options, emit, make_reader
+from ._common import add_model_options, check_tsv, emit, make_reader, tsv_images
 
 
 class Command(BaseCommand):
@@ -39,22 +39,19 @@ class Command(BaseCommand):
     def _samples(self, o):
         if o["tsv"] and o["images"]:
             n = 0
-            with open(o["tsv"], encoding="utf-8") as fh:
-                for line in fh:
-                    if not line.strip():
-                        continue
-                    name = line.split("\t", 1)[0]
-                    if o["heldout_only"] and not im2markup_heldout(name):
-                        continue
-                    rgb = read_rgb(Path(o["images"]) / name)
-                    box = ink_box(rgb)
-                    if box is None:
-                        continue
-                    x0, y0, x1, y1 = box
-                    yield name, rgb, [[[x0, y0], [x1, y0], [x1, y1], [x0, y1]]]
-                    n += 1
-                    if n == o["limit"]:
-                        return
+            # the truth is the ink's box: a line's LaTeX is not needed
+            for name, _src, rgb in tsv_images(Path(o["tsv"]), Path(o["images"]), self.skipped, self.stderr,
+                                              need_latex=False):
+                if o["heldout_only"] and not im2markup_heldout(name):
+                    continue
+                box = ink_box(rgb)
+                if box is None:
+                    continue
+                x0, y0, x1, y1 = box
+                yield name, rgb, [[[x0, y0], [x1, y0], [x1, y1], [x0, y1]]]
+                n += 1
+                if n == o["limit"]:
+                    return
         else:
             from pipeline.ml.train_detector import EVAL_SEED_BASE, CropPool, make_photo
 
@@ -66,6 +63,9 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         from pipeline.ml.evaluate import detector_metrics
 
+        self.skipped: list[str] = []
+        if o["tsv"] and o["images"]:
+            check_tsv(o["tsv"], o["images"])
         reader = make_reader(o)
         names, samples, seconds = [], [], 0.0
         batch = []
@@ -86,8 +86,11 @@ class Command(BaseCommand):
                 flush()
         if batch:
             flush()
+        if not samples:  # figures of nothing would read as a detector that finds nothing
+            raise CommandError(f"no samples to evaluate ({len(self.skipped)} line(s) skipped)")
         summary, rows = detector_metrics(samples, o["iou"])
         summary["seconds_per_image"] = seconds / max(len(rows), 1)
+        summary["skipped"] = len(self.skipped)
         with open(o["results"], "w", encoding="utf-8") as fh:
             for name, row in zip(names, rows, strict=True):
                 fh.write(json.dumps({"image": name, **row}) + "\n")

@@ -22,33 +22,29 @@ from django.core.management.base import BaseCommand, CommandError
 
 from common.latex import normalize_tokens
 from pipeline.ml.data import im2markup_heldout
-from pipeline.ml.imageio import ink_box, read_rgb
+from pipeline.ml.imageio import ink_box
 
-from ._common import add_model_options, crohme_samples, emit, make_reader
+from ._common import add_model_options, check_tsv, crohme_samples, emit, make_reader, tsv_images
 
 
-def _tsv_samples(tsv: Path, images: Path, crop_ink: bool, heldout_only: bool, limit: int):
-    with open(tsv, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
+def _tsv_samples(tsv: Path, images: Path, crop_ink: bool, heldout_only: bool, limit: int, skipped: list[str],
+                 stderr):
+    for name, src, rgb in tsv_images(tsv, images, skipped, stderr):
+        if heldout_only and not im2markup_heldout(name):
+            continue
+        truth = normalize_tokens(src)
+        if not truth:  # truth lost (see common.latex tests): nothing to compare against
+            continue
+        if crop_ink:
+            box = ink_box(rgb)
+            if box is None:
                 continue
-            name, src = line.rstrip("\n").split("\t", 1)
-            if heldout_only and not im2markup_heldout(name):
-                continue
-            truth = normalize_tokens(src)
-            if not truth:  # truth lost (see common.latex tests): nothing to compare against
-                continue
-            rgb = read_rgb(images / name)
-            if crop_ink:
-                box = ink_box(rgb)
-                if box is None:
-                    continue
-                x0, y0, x1, y1 = box
-                rgb = rgb[max(y0 - 6, 0):y1 + 6, max(x0 - 6, 0):x1 + 6]
-            yield name, rgb, truth
-            limit -= 1
-            if limit == 0:
-                return
+            x0, y0, x1, y1 = box
+            rgb = rgb[max(y0 - 6, 0):y1 + 6, max(x0 - 6, 0):x1 + 6]
+        yield name, rgb, truth
+        limit -= 1
+        if limit == 0:
+            return
 
 
 class Command(BaseCommand):
@@ -69,10 +65,13 @@ class Command(BaseCommand):
         from pipeline.ml.calibration import confidence_metrics
         from pipeline.ml.evaluate import recognizer_metrics
 
+        skipped: list[str] = []
         if o["crohme"]:
             samples = crohme_samples(Path(o["crohme"]), o["limit"])
         elif o["tsv"] and o["images"]:
-            samples = _tsv_samples(Path(o["tsv"]), Path(o["images"]), o["crop_ink"], o["heldout_only"], o["limit"])
+            check_tsv(o["tsv"], o["images"])
+            samples = _tsv_samples(Path(o["tsv"]), Path(o["images"]), o["crop_ink"], o["heldout_only"], o["limit"],
+                                   skipped, self.stderr)
         else:
             raise CommandError("give --tsv FILE --images DIR, or --crohme TARBALL")
         reader = make_reader(o)
@@ -94,11 +93,14 @@ class Command(BaseCommand):
         if batch:
             flush()
         elapsed = time.perf_counter() - t0
+        if not pairs:  # figures of nothing would read as a model that gets everything wrong
+            raise CommandError(f"no samples to evaluate ({len(skipped)} line(s) skipped)")
         summary, rows = recognizer_metrics(pairs)
         # how well the confidence (P(exact), pipeline.ml.calibration) tells right readings from wrong
         quality = confidence_metrics(confs, [row["exact"] for row in rows]) if rows else {}
         summary.update({f"confidence_{k}": v for k, v in quality.items() if k not in ("samples", "exact")})
         summary["seconds_per_sample"] = elapsed / max(len(rows), 1)
+        summary["skipped"] = len(skipped)
         with open(o["results"], "w", encoding="utf-8") as fh:
             for name, row, conf in zip(names, rows, confs, strict=True):
                 fh.write(json.dumps({"image": name, "confidence": round(conf, 4), **row}) + "\n")

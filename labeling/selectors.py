@@ -183,10 +183,19 @@ def annotations_visible_to(user: User) -> QuerySet[Annotation]:
     return qs.none()
 
 
-def annotations_reviewable_by(user: User) -> QuerySet[Annotation]:
+def annotations_reviewable_by(user: User, *, include_closed: bool = False) -> QuerySet[Annotation]:
     """Submitted annotations `user` may review, oldest first: their vendor's for
-    reviewers (never their own), all for curators."""
-    qs = _with_content(Annotation.objects.filter(status=Annotation.Status.SUBMITTED)).order_by("submitted_at", "id")
+    reviewers (never their own), all for curators.
+
+    Never a closed batch's: `review_create` refuses those, and the review page opens the
+    oldest of this queue (again after every decision), so one such leftover at its head
+    would hold every reviewer on an annotation nobody can decide. A paused batch's are
+    still reviewed. `include_closed` keeps them, for a decision sent on one to be refused
+    by the service with the reason ("The batch … is closed") rather than "not found"."""
+    qs = Annotation.objects.filter(status=Annotation.Status.SUBMITTED)
+    if not include_closed:
+        qs = qs.exclude(task__batch__status=Batch.Status.CLOSED)
+    qs = _with_content(qs).order_by("submitted_at", "id")
     if is_curator(user):
         return qs
     vendor = vendor_of(user)

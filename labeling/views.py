@@ -42,10 +42,14 @@ def my_work(request):
         last = next(iter(a.reviews.all()), None)
         a.last = last
         a.reason_labels = [reason_labels.get(r, r) for r in (last.reasons if last else [])]
+        # A closed batch refuses every save: its rework is shown (the reasons stay worth reading)
+        # but not offered, or the annotator would redo it only to be refused on saving.
+        a.batch_closed = a.task.batch.status == Batch.Status.CLOSED
     return render(request, "labeling/my_work.html", {
         "batches": batches,
         "annotations": [a for a in mine if a.status != Annotation.Status.REJECTED][:50],
         "rejected": rejected,
+        "rework_open": sum(not a.batch_closed for a in rejected),
         "is_annotator": roles.has_role(user, roles.ANNOTATOR),
         # the queue's own reasons (a new guide version to read), so "no further task" is not said
         # to somebody whose tasks wait behind a guide
@@ -88,11 +92,20 @@ def review(request, annotation_id: int | None = None):
     else:
         annotation = get_object_or_404(queue, pk=annotation_id)
     task = None
+    previous_reviews = []
     if annotation is not None:
         task = selectors.tasks_visible_to(user).get(pk=annotation.task_id)
+        # A resubmitted rework: its reviewer checks that what was asked for was fixed, so the
+        # earlier decisions (reasons, comment, the version they were about) are shown with it.
+        reason_labels = dict(Review.Reason.choices)
+        previous_reviews = list(selectors.reviews_visible_to(user).filter(annotation=annotation)
+                                .order_by("-created_at", "-id"))
+        for r in previous_reviews:
+            r.reason_labels = [reason_labels.get(code, code) for code in r.reasons]
     return render(request, "labeling/review.html", {
         "annotation": annotation,
         "task": task,
+        "previous_reviews": previous_reviews,
         "waiting": queue.count(),
         "reasons": Review.Reason.choices,
     })

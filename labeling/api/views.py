@@ -319,7 +319,10 @@ class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         data = s.ReviewCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = dict(data.validated_data)
-        annotation = selectors.annotations_reviewable_by(request.user).filter(pk=v.pop("annotation")).first()
+        # A closed batch's annotation is out of the queue but still found here, so that the
+        # service refuses it saying why ("The batch … is closed").
+        annotation = (selectors.annotations_reviewable_by(request.user, include_closed=True)
+                      .filter(pk=v.pop("annotation")).first())
         if annotation is None:
             raise ValidationError({"annotation": ["No submitted annotation with this id awaits your review."]})
         try:

@@ -106,14 +106,32 @@ $("#btn-send").addEventListener("click", async () => {
   try {
     await api("POST", "/api/v1/reviews/", { annotation: ANN, decision, reasons, comment, version: state.annotation.version });
     $("#save-state").textContent = "Sent. Opening the next one…";
-    window.location.href = "/review/";
+    window.location.href = root.dataset.nextUrl;
   } catch (e) {
     $("#btn-send").disabled = false;
     $("#save-state").textContent = "";
+    if (e instanceof ApiError && e.status === 400 && e.body.annotation && await decidedElsewhere()) return;
     if (e instanceof ApiError && e.status === 400) fieldErrors(e.body).forEach(([k, m]) => flash(`${k}: ${m}`, "error"));
     else if (e instanceof ApiError && e.status === 409) flash(`${e.message} Reload the page to see the new version.`, "error");
     else flash(e.message, "error");
   }
 });
+
+// Reviewers all open the oldest annotation waiting: when another one decided it first, this
+// decision cannot be stored. Say so, and offer the next one (Send could only fail again).
+async function decidedElsewhere() {
+  let now = null;
+  try { now = await api("GET", `/api/v1/annotations/${ANN}/`); } catch (e) { /* gone from view: still decided */ }
+  if (now && now.status === "submitted") return false;  // still waiting: the error is about something else
+  const what = now ? `already ${now.status}` : "already decided";
+  flash(`Another reviewer has ${what} this annotation while you were looking at it; your decision was not stored.`, "error");
+  $("#btn-send").disabled = true;
+  const next = document.createElement("a");
+  next.id = "open-next"; next.className = "btn"; next.href = root.dataset.nextUrl;
+  next.textContent = "Open the next one";
+  $("#btn-send").after(next);
+  next.focus();
+  return true;
+}
 
 start().catch((e) => flash(`This annotation could not be loaded: ${e.message}`, "error"));

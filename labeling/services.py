@@ -964,6 +964,41 @@ def annotation_submit(*, annotation: Annotation, by: User, version: int) -> Anno
 
 # ------------------------------------------------------------------ reviews
 
+REVIEW_HOLD = timedelta(minutes=10)
+
+
+@transaction.atomic
+def review_open_next(*, reviewer: User, hold: timedelta = REVIEW_HOLD) -> Annotation | None:
+    """The submitted annotation the review queue shows `reviewer` next, held for them for
+    `hold`: the one they already hold, else the oldest no other reviewer holds. None when
+    there is nothing, or everything waiting is open with other reviewers.
+
+    Without it every reviewer of a vendor was shown the same oldest annotation, and all but
+    the first decision on it were lost work. The hold only steers the queue: opening an
+    annotation by its id, or deciding on one another reviewer holds, is still allowed. It is
+    taken by a conditional UPDATE, so two reviewers asking at once get different ones."""
+    from .selectors import annotations_reviewable_by
+
+    if not (roles.is_curator(reviewer) or roles.has_role(reviewer, roles.REVIEWER)):
+        raise ValidationError({"reviewer": "Only reviewers and curators review."})
+    now = timezone.now()
+    queue = annotations_reviewable_by(reviewer)
+    mine = queue.filter(review_holder=reviewer, review_held_until__gt=now).first()
+    if mine is not None:
+        Annotation.objects.filter(pk=mine.pk).update(review_held_until=now + hold)
+        return mine
+    free = Q(review_holder__isnull=True) | Q(review_held_until__lte=now) | Q(review_holder=reviewer)
+    for _ in range(10):
+        candidate = queue.filter(free).first()
+        if candidate is None:
+            return None
+        if Annotation.objects.filter(free, pk=candidate.pk, status=Annotation.Status.SUBMITTED).update(
+                review_holder=reviewer, review_held_until=now + hold):
+            candidate.review_holder, candidate.review_held_until = reviewer, now + hold
+            return candidate
+        # another reviewer took it between our read and write: the next one
+    return None
+
 
 @transaction.atomic
 def review_create(*, annotation: Annotation, reviewer: User, decision: str, reasons: Sequence[str] = (),
@@ -991,7 +1026,7 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
     expected = annotation.version if version is None else version
     new_status = Annotation.Status.ACCEPTED if decision == Review.Decision.ACCEPT else Annotation.Status.REJECTED
     won = Annotation.objects.filter(pk=annotation.pk, status=Annotation.Status.SUBMITTED, version=expected).update(
-        status=new_status, updated_at=timezone.now())
+        status=new_status, updated_at=timezone.now(), review_holder=None, review_held_until=None)
     if not won:
         current = Annotation.objects.get(pk=annotation.pk)
         if current.version != expected:

@@ -2,7 +2,9 @@
 
 Pages only read through selectors (a foreign task is simply not found: 404) and
 hand the browser the ids and URLs it needs; every write goes through the API,
-which calls the services.
+which calls the services. One exception: opening the review queue (/review/) holds
+the annotation it shows for that reviewer (`services.review_open_next`), as the API's
+`annotations/review-next/` does, so that reviewers side by side see different work.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from common.pages import role_required
 from curation.models import Category
 from guides import selectors as guides_selectors
 
-from . import gating, selectors
+from . import gating, selectors, services
 from .models import Annotation, Batch, Review
 
 
@@ -88,7 +90,8 @@ def review(request, annotation_id: int | None = None):
         raise Http404("Only reviewers review.")
     queue = selectors.annotations_reviewable_by(user)
     if annotation_id is None:
-        annotation = queue.first()
+        # held for this reviewer for a while: reviewers side by side are shown different work
+        annotation = services.review_open_next(reviewer=user)
     else:
         annotation = get_object_or_404(queue, pk=annotation_id)
     task = None
@@ -107,6 +110,7 @@ def review(request, annotation_id: int | None = None):
         "task": task,
         "previous_reviews": previous_reviews,
         "waiting": queue.count(),
+        "held_by_others": queue.filter(review_held_until__gt=timezone.now()).exclude(review_holder=user).count(),
         "reasons": Review.Reason.choices,
     })
 

@@ -294,6 +294,18 @@ class AnnotationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         page = self.paginate_queryset(selectors.annotation_history(annotation))
         return self.get_paginated_response(s.AnnotationVersionSerializer(page, many=True).data)
 
+    @extend_schema(request=None, responses={200: s.AnnotationSerializer, 204: None})
+    @action(detail=False, methods=["post"], url_path="review-next")
+    def review_next(self, request):
+        """The next submitted annotation for you to review, held for you for 10 minutes so that
+        reviewers side by side get different ones (the one you hold, else the oldest nobody
+        holds); 204 when nothing is waiting or all of it is open with other reviewers."""
+        annotation = services.review_open_next(reviewer=request.user)
+        if annotation is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        annotation = selectors.annotations_reviewable_by(request.user).get(pk=annotation.pk)
+        return Response(self.get_serializer(annotation).data)
+
     @extend_schema(responses=s.AnnotationSerializer(many=True))
     @action(detail=False, methods=["get"], url_path="review-queue")
     def review_queue(self, request):

@@ -192,7 +192,7 @@ ALLOWED_WRITES = {
     roles.ANNOTATOR: {("post", "/api/v1/tasks/next/"), ("patch", "/api/v1/annotations/{id}/"),
                       ("put", "/api/v1/annotations/{id}/"), ("post", "/api/v1/annotations/{id}/submit/"),
                       ("post", "/api/v1/annotations/"), ("post", "/api/v1/tasks/{id}/release/")},
-    roles.REVIEWER: {("post", "/api/v1/reviews/")},
+    roles.REVIEWER: {("post", "/api/v1/reviews/"), ("post", "/api/v1/annotations/review-next/")},
     roles.VENDOR_MANAGER: {("post", "/api/v1/vendors/{id}/members/")},
     roles.MODEL_TEAM: {("post", "/api/v1/predictions/bulk/"), ("post", "/api/v1/exports/"),
                        ("post", "/api/v1/snapshots/"), ("post", "/api/v1/model-versions/"),

@@ -6,6 +6,9 @@ under 1e-6 of a pixel on any realistic image. A region with only a mask gets the
 rectangle around the mask. Points outside the image are clipped to its border, as the
 trainer requires. Class indices are 0-based in the order of ``names`` in ``data.yaml``.
 
+Ultralytics reads no GIF (not among its ``IMG_FORMATS``): it would skip such an image and leave its
+label file orphaned, so a GIF is written as a PNG of its first frame (same pixels, ``.png`` name).
+
 ``data.yaml`` has no ``path``: Ultralytics then takes the dataset root to be the folder of the
 YAML file, wherever the zip is unpacked. (A relative ``path`` such as ``.`` is resolved against
 the current directory or Ultralytics' ``datasets_dir``, not the YAML's folder, so training
@@ -14,10 +17,12 @@ that root: ``images/<split>``, whose labels Ultralytics finds in ``labels/<split
 """
 from __future__ import annotations
 
+import io
 import posixpath
 
 import numpy as np
 import yaml
+from PIL import Image
 
 from .base import ExportWriter, split_name
 from .records import ExportImage, region_quad
@@ -28,6 +33,18 @@ def yolo_line(class_index: int, quad: np.ndarray, width: int, height: int) -> st
     return f"{class_index} " + " ".join(f"{v:.10f}" for v in norm.reshape(-1))
 
 
+def _is_gif(image: ExportImage) -> bool:
+    return posixpath.splitext(image.file_name)[1].lower() == ".gif"
+
+
+def _png_of(data: bytes) -> bytes:
+    """A GIF's first frame as PNG, pixels and transparency kept."""
+    with Image.open(io.BytesIO(data)) as im:
+        out = io.BytesIO()
+        im.save(out, "PNG")
+        return out.getvalue()
+
+
 class YoloObbWriter(ExportWriter):
     format = "yolo-obb"
 
@@ -36,12 +53,15 @@ class YoloObbWriter(ExportWriter):
         self._splits: set[str] = set()
 
     def image_member(self, image: ExportImage) -> str:
-        return f"images/{split_name(image.split)}/{image.file_name}"
+        name = image.file_name
+        if _is_gif(image):
+            name = posixpath.splitext(name)[0] + ".png"
+        return f"images/{split_name(image.split)}/{name}"
 
     def add(self, image: ExportImage, data: bytes | None) -> None:
         split = split_name(image.split)
         self._splits.add(split)
-        self.write_image(image, data)
+        self.write_image(image, _png_of(data) if data is not None and _is_gif(image) else data)
         lines = []
         for region in image.regions:
             quad = region_quad(region)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 from pycocotools.coco import COCO
 
 from curation.exporters import (
@@ -430,3 +431,22 @@ def test_a_failed_export_leaves_no_half_written_file(tmp_path):
     with pytest.raises(OSError, match="storage went away"):
         export(iter(images), target, format="coco")
     assert not target.exists()
+
+
+def test_yolo_obb_writes_a_gif_as_png_which_ultralytics_reads():
+    """Ultralytics' IMG_FORMATS has no gif: the image was skipped and its labels orphaned."""
+    frame = Image.new("P", (64, 48), 0)
+    frame.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)
+    frame.paste(1, (10, 10, 40, 30))
+    gif = io.BytesIO()
+    frame.save(gif, "GIF")
+    rng = np.random.default_rng(5)
+    image = make_image(1, rng=rng, n_masks=0)
+    image.file_name, image.open_bytes = "scan.gif", (lambda: gif.getvalue())
+    zf, _ = _export([image], "yolo-obb")
+    names = set(zf.namelist())
+    assert "images/train/scan.png" in names and "images/train/scan.gif" not in names
+    assert "labels/train/scan.txt" in names  # img2label_paths: same stem
+    with Image.open(io.BytesIO(zf.read("images/train/scan.png"))) as png:
+        assert png.format == "PNG" and png.size == (64, 48)
+        assert png.convert("L").getpixel((20, 20)) == 0 and png.convert("L").getpixel((5, 5)) == 255

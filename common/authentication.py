@@ -70,4 +70,9 @@ class TokenAuthentication(authentication.TokenAuthentication):
         user, token = found
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        # A switched-off vendor's people stop working at once (see common.roles.roles_of, which
+        # the roles read here bypass): the key of an annotator of that vendor kept taking tasks.
+        vendor = getattr(user, "_mathset_vendor", None)
+        if vendor is not None and not vendor.active:
+            raise exceptions.AuthenticationFailed(_("Your vendor is not active."))
         return user, token

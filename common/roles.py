@@ -27,12 +27,22 @@ ROLE_CHOICES = [(r, ROLE_LABELS[r]) for r in ROLES]
 
 
 def roles_of(user: User | AnonymousUser) -> frozenset[str]:
-    """The role names of `user`, cached on the user object for the request."""
+    """The role names of `user`, cached on the user object for the request.
+
+    The vendor roles count only while the user's vendor is active: a curator switching a
+    vendor off (the admin's `active` box) stops its people working at once, pages and queue
+    alike, and switching it back on gives them their roles again (nothing is removed)."""
     if not getattr(user, "is_authenticated", False):
         return frozenset()
     cached = getattr(user, "_mathset_roles", None)
     if cached is None:
         cached = frozenset(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+        if cached & VENDOR_ROLES:
+            from labeling.selectors import member_vendor
+
+            vendor = member_vendor(user)
+            if vendor is not None and not vendor.active:
+                cached = cached - VENDOR_ROLES
         user._mathset_roles = cached
     return cached
 

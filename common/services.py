@@ -32,6 +32,9 @@ def user_create(
         raise ValidationError({"vendor": f"A {roles.ROLE_LABELS[role].lower()} must belong to a vendor."})
     if role not in roles.VENDOR_ROLES and vendor is not None:
         raise ValidationError({"vendor": f"A {roles.ROLE_LABELS[role].lower()} does not belong to a vendor."})
+    # Compare the name as it will be stored: User.clean() folds it with NFKC, so "ｂob" is saved
+    # as "bob", and checked unfolded it slipped past an existing "Bob".
+    username = User.normalize_username(username)
     if User.objects.filter(username__iexact=username).exists():
         raise ValidationError({"username": f"The username {username!r} is taken."})
     # Curators also work in the Django admin.
@@ -62,7 +65,12 @@ class IssuedToken:
 
 @transaction.atomic
 def api_token_rotate(*, user: User) -> IssuedToken:
-    """Give `user` a fresh API token, revoking the old one. Only the key's digest is stored."""
+    """Give `user` a fresh API token, revoking the old one. Only the key's digest is stored.
+
+    Refused for a deactivated user: token authentication turns them away, so the key shown
+    once would never have worked."""
+    if not user.is_active:
+        raise ValidationError({"user": f"{user.username} is deactivated; an API token would not work."})
     ApiToken.objects.filter(user=user).delete()
     key = ApiToken.new_key()
     token = ApiToken.objects.create(user=user, digest=ApiToken.digest_of(key), prefix=key[:12])
@@ -77,11 +85,22 @@ def api_token_revoke(*, user: User) -> bool:
 
 
 @transaction.atomic
-def user_deactivate(*, user: User) -> User:
-    """Switch a user off and revoke their token."""
+def user_deactivate(*, user: User, by: User | None = None) -> User:
+    """Switch a user off, revoke their token and give back the work they held.
+
+    Their sessions end by themselves (Django's ModelBackend loads no inactive user). Their
+    live leases and review holds are released at once (`member_work_release`), or the tasks
+    stayed nobody's until each lease ran out. `by`, the curator asking, may not switch
+    themselves off: they would be locked out of the people page that switches them back on.
+    """
+    if by is not None and by.pk == user.pk:
+        raise ValidationError({"user": "You cannot deactivate yourself."})
+    from labeling.services import member_work_release
+
     user.is_active = False
     user.save(update_fields=["is_active"])
     ApiToken.objects.filter(user=user).delete()
+    member_work_release(user=user)
     return user
 
 

@@ -127,7 +127,12 @@ def users(request):
 def user_token(request, pk: int):
     """Issue a fresh API token and show it once: it is rendered, never stored in a message."""
     user = get_object_or_404(selectors.users_visible_to(request.user), pk=pk)
-    issued = services.api_token_rotate(user=user)
+    try:
+        issued = services.api_token_rotate(user=user)
+    except ValidationError as exc:  # a deactivated user (a stale page or a hand-made POST)
+        for message in exc.messages:
+            messages.error(request, message)
+        return redirect("user_admin")
     return _user_page(request, UserCreateForm(user=request.user), new_token=issued)
 
 
@@ -147,10 +152,12 @@ def user_token_revoke(request, pk: int):
 @require_POST
 def user_deactivate(request, pk: int):
     user = get_object_or_404(selectors.users_visible_to(request.user), pk=pk)
-    if user == request.user:
-        messages.error(request, "You cannot deactivate yourself.")
+    try:
+        services.user_deactivate(user=user, by=request.user)
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
     else:
-        services.user_deactivate(user=user)
         messages.success(request, f"User {user.username} deactivated and their API token revoked.")
     return redirect("user_admin")
 

@@ -29,13 +29,15 @@ from .models import DatasetSpec, ModelRequirement, Source
 from .services import IngestItem
 
 VENDOR_NAME = "Acme Labeling"
-# username, role, password (at least 8 characters, as the password validator wants).
+# username, role, password: one shared demo password, at least 8 characters and unlike the
+# usernames, as the password validators want ("curator-pass" is too like "curator").
+DEMO_PASSWORD = "formula-2026"
 DEMO_USERS = [
-    ("curator", roles.CURATOR, "curator-pass"),
-    ("manager", roles.VENDOR_MANAGER, "manager-pass"),
-    ("annotator", roles.ANNOTATOR, "annotator-pass"),
-    ("reviewer", roles.REVIEWER, "reviewer-pass"),
-    ("modelteam", roles.MODEL_TEAM, "modelteam-pass"),
+    ("curator", roles.CURATOR, DEMO_PASSWORD),
+    ("manager", roles.VENDOR_MANAGER, DEMO_PASSWORD),
+    ("annotator", roles.ANNOTATOR, DEMO_PASSWORD),
+    ("reviewer", roles.REVIEWER, DEMO_PASSWORD),
+    ("modelteam", roles.MODEL_TEAM, DEMO_PASSWORD),
 ]
 RESEARCH_SPEC = dict(
     name="School math formulas (demo)",

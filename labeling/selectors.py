@@ -29,8 +29,8 @@ from .models import (
 )
 
 
-def vendor_of(user: User) -> Vendor | None:
-    """The vendor `user` works for, or None (curators, model teams)."""
+def member_vendor(user: User) -> Vendor | None:
+    """The vendor `user` is a member of, whether or not it is active (cached on the user)."""
     if not getattr(user, "is_authenticated", False):
         return None
     cached = getattr(user, "_mathset_vendor", False)
@@ -39,6 +39,14 @@ def vendor_of(user: User) -> Vendor | None:
         cached = membership.vendor if membership else None
         user._mathset_vendor = cached
     return cached
+
+
+def vendor_of(user: User) -> Vendor | None:
+    """The vendor `user` works for, or None (curators, model teams, and the people of a
+    vendor that was switched off: every read scoped by it then shows them nothing, as
+    `common.roles` no longer gives them their vendor roles and token auth refuses them)."""
+    vendor = member_vendor(user)
+    return vendor if vendor is not None and vendor.active else None
 
 
 def vendor_curation_filters(user: User) -> tuple[Q, Q] | None:

@@ -69,6 +69,10 @@ def vendor_create(*, name: str, contact_email: str = "", slug: str = "") -> Vend
 @transaction.atomic
 def vendor_member_add(*, vendor: Vendor, user: User) -> VendorMembership:
     """Make `user` a member of `vendor`; a user works for one vendor only."""
+    # A switched-off vendor's people lose their vendor roles (common.roles): someone added now
+    # would hold an account that cannot work, and the vendor is meant to take on nobody.
+    if not vendor.active:
+        raise ValidationError({"vendor": f"{vendor.name} is not active."})
     existing = VendorMembership.objects.filter(user=user).select_related("vendor").first()
     if existing and existing.vendor_id != vendor.id:
         raise ValidationError({"user": f"{user.username} already works for {existing.vendor.name}."})
@@ -87,6 +91,28 @@ def vendor_member_create(*, vendor: Vendor, username: str, password: str, role: 
         raise ValidationError({"role": f"A vendor member is a {', '.join(sorted(roles.VENDOR_ROLES))}."})
     return user_create(username=username, password=password, role=role, email=email, first_name=first_name,
                        last_name=last_name, vendor=vendor)
+
+
+@transaction.atomic
+def member_work_release(*, user: User) -> int:
+    """Give back what `user` holds in the queues (they were switched off): their live leases
+    return their slots, and the annotations they held open for review go back to the other
+    reviewers. Returns the number of leases released.
+
+    Without it a deactivated annotator's tasks stayed taken until each lease ran out (30
+    minutes; a task of overlap 1 was nobody's), and a reviewer's hold likewise. Each lease is
+    released by a conditional UPDATE on its state, so one lapsed lease that a concurrent claim
+    reaps (`_reap_expired`) is never counted back twice.
+    """
+    released = 0
+    leases = Claim.objects.filter(annotator=user, state=Claim.State.LIVE).order_by("task_id")
+    for claim_id, task_id in leases.values_list("id", "task_id"):
+        if Claim.objects.filter(pk=claim_id, state=Claim.State.LIVE).update(state=Claim.State.RELEASED):
+            Task.objects.filter(pk=task_id).update(slots_taken=F("slots_taken") - 1)
+            _task_refresh_status(task_id)
+            released += 1
+    Annotation.objects.filter(review_holder=user).update(review_holder=None, review_held_until=None)
+    return released
 
 
 # ----------------------------------------------------------------- batches

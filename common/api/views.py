@@ -49,7 +49,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @extend_schema(request=None, responses=s.UserSerializer)
     @action(detail=True, methods=["post"])
     def deactivate(self, request, pk=None):
-        user = services.user_deactivate(user=self.get_object())
+        user = services.user_deactivate(user=self.get_object(), by=request.user)
         return Response(s.UserSerializer(user).data)
 
     @extend_schema(responses=s.UserSerializer)

@@ -3,6 +3,7 @@ import django_filters
 
 from common.fields import parse_row_id
 from common.filters import IdFilter
+from common.roles import is_curator
 
 from .models import Category, DatasetSpec, Export, Image, Snapshot, Source
 
@@ -47,6 +48,19 @@ class ImageFilter(django_filters.FilterSet):
     class Meta:
         model = Image
         fields = ["spec", "source", "format"]
+
+    def is_valid(self) -> bool:
+        # Known answers make gold tasks, which only curators may tell apart (tasks hide `is_gold`,
+        # images `truth_latex`): filtered on by anyone else, `has_truth` would list an annotator's
+        # gold tasks. Refused by name (a 400), not ignored, so nobody takes the list for filtered.
+        valid = super().is_valid()
+        asked = self.form.data.get("has_truth", "") not in ("", None)
+        user = getattr(self.request, "user", None)
+        if asked and not (user is not None and is_curator(user)):
+            if "has_truth" not in self.form.errors:
+                self.form.add_error("has_truth", "Only curators filter images by their known answer.")
+            return False
+        return valid
 
     def filter_category(self, queryset, name, value):
         pk = parse_row_id(value)

@@ -113,7 +113,9 @@ def inkml_items(path: Path | str, options: InkRenderOptions = InkRenderOptions()
 def read_tsv(path: Path | str) -> dict[str, str]:
     """`name<TAB>latex` lines as {base name: latex}; blank and malformed lines are skipped."""
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as fh:
+    # utf-8-sig: a TSV saved by Excel or Notepad starts with a byte-order mark, which would
+    # otherwise become part of the first file name and silently lose that line's LaTeX.
+    with open(path, encoding="utf-8-sig") as fh:
         for line in fh:
             name, sep, latex = line.rstrip("\n").rstrip("\r").partition("\t")
             if sep and name.strip():

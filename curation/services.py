@@ -243,6 +243,24 @@ def spec_create(
     return spec
 
 
+def _refuse_dropping_used_formats(spec: DatasetSpec, *, dropped: set[str]) -> None:
+    """Refuse dropping an answer format the current versions of the spec's annotations use:
+    quads or masks drawn, LaTeX typed. The spec would describe answers its data does not hold."""
+    from django.db.models import F
+
+    from labeling.models import Region
+
+    if not dropped:
+        return
+    regions = Region.objects.filter(version__annotation__task__image__spec=spec,
+                                    version__annotation__current_id=F("version_id"))
+    used = [fmt for fmt in DatasetSpec.ANSWER_FORMATS if fmt in dropped and (
+        regions.exclude(latex="") if fmt == "latex" else regions.filter(kind=fmt)).exists()]
+    if used:
+        raise ValidationError({"answer_formats": f"Annotations of this spec use {', '.join(used)}; "
+                                                 "that format cannot be dropped."})
+
+
 @transaction.atomic
 def spec_update(*, spec: DatasetSpec, requirements: Iterable[dict] | None = None, **changes) -> DatasetSpec:
     """Change a spec. Turning a research spec commercial is refused while it holds
@@ -256,6 +274,7 @@ def spec_update(*, spec: DatasetSpec, requirements: Iterable[dict] | None = None
         raise ValidationError({f: "Unknown field." for f in unknown})
     if "answer_formats" in changes:
         changes["answer_formats"] = _check_answer_formats(changes["answer_formats"])
+        _refuse_dropping_used_formats(spec, dropped=set(spec.answer_formats) - set(changes["answer_formats"]))
     for key, value in changes.items():
         setattr(spec, key, value)
     if spec.is_commercial:
@@ -310,13 +329,39 @@ def category_update(*, category: Category, **changes) -> Category:
     return category
 
 
+def _regions_name_category(category: Category) -> bool:
+    """Whether a region of an annotation version or a pre-label of the category's spec names it.
+
+    Regions keep category slugs in a JSON list. The text match (`"slug"` inside the JSON, on
+    SQLite and PostgreSQL alike) only narrows the rows; the lists found are then checked exactly,
+    as slugs differing in case only, or LaTeX quoting the slug, would also match the text."""
+    from labeling.models import Prediction, Region
+
+    quoted = f'"{category.slug}"'
+    for cats in (Region.objects.filter(version__annotation__task__image__spec_id=category.spec_id,
+                                       categories__icontains=quoted)
+                 .values_list("categories", flat=True).iterator()):
+        if category.slug in (cats or []):
+            return True
+    for regions in (Prediction.objects.filter(image__spec_id=category.spec_id, regions__icontains=quoted)
+                    .values_list("regions", flat=True).iterator()):
+        if any(isinstance(r, dict) and category.slug in (r.get("categories") or []) for r in regions or []):
+            return True
+    return False
+
+
 @transaction.atomic
 def category_delete(*, category: Category) -> None:
-    """Delete a custom category that no image carries yet."""
+    """Delete a custom category that no image carries yet, and that no annotation's or
+    pre-label's region names: those answers would name a kind the spec no longer has, and
+    saving one again (rework, or an annotation started from a pre-label) would be refused."""
     if category.is_builtin:
         raise ValidationError({"category": "Built-in categories cannot be deleted; set their quota to 0."})
     if category.images.exists():
         raise ValidationError({"category": "Images carry this category; remove it from them first."})
+    if _regions_name_category(category):
+        raise ValidationError({"category": "Regions of annotations or pre-labels of this spec name this category; "
+                                           "it cannot be deleted."})
     spec_id = category.spec_id
     category.delete()
     spec_stats_refresh_soon(spec_id=spec_id)
@@ -518,12 +563,25 @@ def image_delete(*, image: Image) -> None:
     """Delete an image and, once the deletion is committed, its files.
 
     An image frozen into a snapshot stays: the snapshot must remain rebuildable byte for byte.
+    So does one a guide shows as an example (the guide would lose it; the database refuses with
+    an error, not a message), and one vendors have annotated: its tasks would take their
+    annotations, paid work, with them. Tasks nobody has answered yet go with the image.
     """
+    from guides.models import GuideExample
+    from labeling.models import Annotation
+
     from .models import SnapshotItem
 
     frozen = sorted(set(SnapshotItem.objects.filter(image=image).values_list("snapshot__name", flat=True)))
     if frozen:
         raise ValidationError({"image": f"This image is in snapshot(s) {', '.join(frozen)}; it cannot be deleted."})
+    if GuideExample.objects.filter(image=image).exists():
+        raise ValidationError({"image": "A labeling guide shows this image as an example (a published "
+                                        "version keeps its examples); it cannot be deleted."})
+    annotated = Annotation.objects.filter(task__image=image).count()
+    if annotated:
+        raise ValidationError({"image": f"Vendors have {annotated} annotation(s) of this image; it cannot be "
+                                        "deleted."})
     names = [image.file, image.thumbnail]
     with transaction.atomic():
         spec_id = image.spec_id
@@ -720,6 +778,22 @@ def ingest_stream(
                         uploaded_by=uploaded_by, chunk_size=chunk_size, on_progress=on_progress)
 
 
+def _archive_base_name(filename: str, max_bytes: int = 120) -> str:
+    """The uploaded archive's base name, cut to `max_bytes` of UTF-8 (its suffix kept).
+
+    Browsers send names of up to 255 characters; with the folder and time prefix, and
+    at two or three bytes a character for umlauts or Cyrillic, they exceed both the
+    file system's 255-byte limit on a name and the job's `archive` column.
+    """
+    base = os.path.basename(filename.replace("\\", "/")) or "archive.zip"
+    stem, suffix = os.path.splitext(base)
+    if len(suffix.encode()) > 16:  # not a real suffix: part of the name
+        stem, suffix = base, ""
+    room = max_bytes - len(suffix.encode())
+    stem = stem.encode()[:room].decode("utf-8", errors="ignore") or "archive"
+    return stem + suffix
+
+
 @transaction.atomic
 def import_job_create(
     *, spec: DatasetSpec, source: Source, archive: bytes, filename: str,
@@ -731,7 +805,7 @@ def import_job_create(
     if not zipfile.is_zipfile(io.BytesIO(archive)):
         raise ValidationError({"archive": f"{filename}: not a zip file."})
     with guarded_files() as guard:
-        name = guard.save(f"imports/{spec.id}/{timezone.now():%Y%m%d%H%M%S}-{os.path.basename(filename)}", archive)
+        name = guard.save(f"imports/{spec.id}/{timezone.now():%Y%m%d%H%M%S}-{_archive_base_name(filename)}", archive)
         job = ImportJob.objects.create(spec=spec, source=source, archive=name, created_by=created_by)
         job.categories.set(cats)
     from .tasks import run_import_job
@@ -740,37 +814,68 @@ def import_job_create(
     return job
 
 
-def import_job_run(*, job: ImportJob) -> ImportJob:
-    """Ingest the job's zip, recording counts and per-file errors. Idempotent:
-    images already stored count as duplicates on a re-run."""
-    claimed = ImportJob.objects.filter(id=job.id, status=ImportJob.Status.QUEUED).update(status=ImportJob.Status.RUNNING)
+def import_job_run(*, job: ImportJob, resume: bool = False) -> ImportJob:
+    """Ingest the job's zip, recording counts and per-file errors as it goes. Idempotent:
+    images already stored count as duplicates on a re-run.
+
+    Resumable: the members whose outcome is already recorded (imported, duplicate or
+    failed, in archive order) are skipped, so a run cut short by the task's time limit is
+    queued again and goes on where it stopped, and `resume=True` takes over a job left
+    ``running`` by a worker that died (its task message is delivered again).
+    """
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    claimable = [ImportJob.Status.QUEUED] + ([ImportJob.Status.RUNNING] if resume else [])
+    claimed = ImportJob.objects.filter(id=job.id, status__in=claimable).update(status=ImportJob.Status.RUNNING)
     if not claimed:
         return job
     job.refresh_from_db()
+    imported_before, duplicates_before, errors_before = job.imported, job.duplicates, list(job.errors)
+    done_before = imported_before + duplicates_before + len(errors_before)
+
+    def progress(report: BatchIngestReport) -> None:
+        # Failures too, as they happen: the progress bar counts every file settled, not only those stored.
+        ImportJob.objects.filter(id=job.id).update(
+            imported=imported_before + report.imported, duplicates=duplicates_before + report.duplicates,
+            errors=errors_before + [{"file": f.file, "error": f.error} for f in report.failures])
+
     try:
         with default_storage.open(job.archive, "rb") as fh, zipfile.ZipFile(fh) as zf:
             members = _zip_image_members(zf)
             job.total = len(members)
             job.save(update_fields=["total"])
-
-            def progress(report: BatchIngestReport) -> None:
-                ImportJob.objects.filter(id=job.id).update(imported=report.imported, duplicates=report.duplicates)
-
             # Members are read one chunk at a time (never the whole archive in memory), each
             # refused unread when it declares more than the upload limit (see _zip_item).
-            report = ingest_batch(spec=job.spec, source=job.source, items=(_zip_item(zf, m) for m in members),
+            report = ingest_batch(spec=job.spec, source=job.source,
+                                  items=(_zip_item(zf, m) for m in members[done_before:]),
                                   categories=list(job.categories.all()), uploaded_by=job.created_by,
                                   chunk_size=25, on_progress=progress)
+            progress(report)  # failures after the last chunk
+    except SoftTimeLimitExceeded:
+        # A large zip outlives one task: keep what is recorded and go on in a fresh task,
+        # unless not even one chunk got through (the next run would stop at the same place).
+        job.refresh_from_db()
+        if job.imported + job.duplicates + len(job.errors) > done_before:
+            ImportJob.objects.filter(id=job.id).update(status=ImportJob.Status.QUEUED)
+            from .tasks import run_import_job
+
+            transaction.on_commit(lambda: run_import_job.delay(job.id))
+            job.status = ImportJob.Status.QUEUED
+            return job
+        job.status = ImportJob.Status.FAILED
+        job.errors = job.errors + [{"file": job.archive, "error": "stopped by the worker's time limit before "
+                                    "one more chunk of files was ingested; nothing more could be imported."}]
     except Exception as exc:  # the job, not the worker, records what went wrong
         log.exception("import job %s failed", job.id)
         job.status = ImportJob.Status.FAILED
-        # Chunks ingested before the failure are stored: keep the counts `progress` recorded for them.
-        job.imported, job.duplicates = ImportJob.objects.values_list("imported", "duplicates").get(id=job.id)
-        job.errors = [{"file": job.archive, "error": str(exc)}]
+        # Chunks ingested before the failure are stored: keep the counts and errors `progress` recorded.
+        job.imported, job.duplicates, job.errors = ImportJob.objects.values_list(
+            "imported", "duplicates", "errors").get(id=job.id)
+        job.errors = job.errors + [{"file": job.archive, "error": str(exc)}]
     else:
         job.status = ImportJob.Status.DONE
-        job.imported, job.duplicates = report.imported, report.duplicates
-        job.errors = [{"file": f.file, "error": f.error} for f in report.failures]
+        job.imported, job.duplicates = imported_before + report.imported, duplicates_before + report.duplicates
+        job.errors = errors_before + [{"file": f.file, "error": f.error} for f in report.failures]
     job.finished_at = timezone.now()
     job.save()
     return job

@@ -5,13 +5,20 @@ from .models import ImportJob
 from .services import import_job_run
 
 
-@shared_task(acks_late=True)
-def run_import_job(job_id: int) -> None:
-    """Ingest a queued zip. Returns quietly if the job is gone or already taken."""
-    job = ImportJob.objects.filter(id=job_id, status=ImportJob.Status.QUEUED).first()
+@shared_task(bind=True, acks_late=True)
+def run_import_job(self, job_id: int) -> None:
+    """Ingest a queued zip. Returns quietly if the job is gone or already taken.
+
+    A message delivered again (acks_late: the worker running it died) takes over its
+    job still marked ``running``, and goes on after the files already recorded;
+    otherwise the job would stay ``running`` for ever.
+    """
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    statuses = [ImportJob.Status.QUEUED] + ([ImportJob.Status.RUNNING] if redelivered else [])
+    job = ImportJob.objects.filter(id=job_id, status__in=statuses).first()
     if job is None:
         return
-    import_job_run(job=job)
+    import_job_run(job=job, resume=redelivered)
 
 
 @shared_task(acks_late=True)

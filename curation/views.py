@@ -278,7 +278,7 @@ def _int_param(request, name: str, default: int, lo: int, hi: int) -> int:
 @readers_required
 def image_list(request):
     """Thumbnail grid filtered with the API's ImageFilter, limit/offset paginated."""
-    filterset = ImageFilter(request.GET or None, queryset=selectors.images_visible_to(request.user))
+    filterset = ImageFilter(request.GET or None, queryset=selectors.images_visible_to(request.user), request=request)
     # A filter that cannot be read is said above the grid, and nothing is listed: django-filter
     # would drop it and list every image, as if it had been applied (the API answers 400).
     qs = (filterset.qs if not filterset.is_bound or filterset.is_valid() else filterset.queryset.none()).order_by("-id")

@@ -302,8 +302,9 @@ function showJob(job) {
   document.getElementById("zip-id").textContent = `#${job.id}`;
   zipStatus.textContent = job.status;
   zipStatus.className = `status status-${job.status}`;
-  const done = job.imported + job.duplicates + (job.status === "done" ? job.errors.length : 0);
-  const percent = job.status === "done" ? 100 : job.total ? Math.round((100 * done) / job.total) : 0;
+  // Files refused count as settled as they happen (the worker records them chunk by chunk).
+  const done = job.imported + job.duplicates + job.errors.length;
+  const percent = job.status === "done" ? 100 : job.total ? Math.min(100, Math.round((100 * done) / job.total)) : 0;
   zipBar.firstElementChild.style.width = `${percent}%`;
   zipBar.setAttribute("aria-valuenow", String(percent));
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;

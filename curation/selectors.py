@@ -139,12 +139,15 @@ def exports_visible_to(user: User) -> QuerySet:
 
 
 def snapshot_items_left_out(user: User, snapshot) -> QuerySet:
-    """Items of `snapshot` that exports for a commercial spec leave out: their licence, as
+    """Items of `snapshot` that its exports leave out for a commercial use: their licence, as
     frozen in the item or as the image's source has it now, forbids commercial use (the
-    exporters apply the stricter of the two). Empty for research specs."""
+    exporters apply the stricter of the two). The use is the stricter of the one frozen with
+    the snapshot and the spec's now (`snapshots.snapshot_intended_use`): a snapshot frozen for
+    a commercial spec since made research still leaves them out. Empty for research use."""
     from .models import SnapshotItem
+    from .snapshots import snapshot_intended_use
 
-    if not can_read_all_data(user) or not snapshot.spec.is_commercial:
+    if not can_read_all_data(user) or snapshot_intended_use(snapshot) != DatasetSpec.IntendedUse.COMMERCIAL:
         return SnapshotItem.objects.none()
     return SnapshotItem.objects.filter(
         Q(licence__allows_commercial=False) | Q(image__source__licence__allows_commercial=False),

@@ -23,7 +23,7 @@ from common.pages import add_service_errors
 from . import forms as f
 from . import selectors, snapshots
 from .exporters.base import REASON_NON_COMMERCIAL
-from .models import Category, Export, Snapshot
+from .models import Category, DatasetSpec, Export, Snapshot
 
 LIST_LIMIT = 200
 LEFT_OUT_SHOWN = 100
@@ -91,9 +91,12 @@ def snapshot_create(request):
 
 
 def _category_rows(snapshot: Snapshot) -> list[dict]:
-    """Images per category and split, in the spec's category order (frozen slugs first seen last)."""
-    names = dict(Category.objects.filter(spec_id=snapshot.spec_id).order_by("position", "id")
-                 .values_list("slug", "name"))
+    """Images per category and split, named and ordered as the spec's categories were frozen
+    with the snapshot (slugs not in that list last). A category renamed, added or deleted since
+    must not change the page, as it does not change the exports; only a snapshot frozen before
+    categories were recorded falls back to the spec's current ones."""
+    names = {c["slug"]: c.get("name") or c["slug"] for c in snapshot.categories or []} or dict(
+        Category.objects.filter(spec_id=snapshot.spec_id).order_by("position", "id").values_list("slug", "name"))
     counts = snapshot.category_counts or {}
     order = [slug for slug in names if slug in counts] + sorted(set(counts) - set(names))
     rows = []
@@ -114,6 +117,8 @@ def snapshot_detail(request, pk: int):
     splits = snapshot.split_counts or {}
     return render(request, "curation/snapshot_detail.html", {
         "snapshot": snapshot, "spec": snapshot.spec, "split_names": snapshots.SPLIT_NAMES,
+        # what exports apply: the stricter of the use frozen with the snapshot and the spec's now
+        "intended_use": DatasetSpec.IntendedUse(snapshots.snapshot_intended_use(snapshot)),
         "split_totals": [splits.get(name, 0) for name in snapshots.SPLIT_NAMES],
         "categories": _category_rows(snapshot), "licences": sorted((snapshot.licence_counts or {}).items()),
         "left_out": list(left_out[:LEFT_OUT_SHOWN]) if left_out_count else [], "left_out_count": left_out_count,

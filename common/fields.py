@@ -110,3 +110,18 @@ def holds_unstorable(value: object) -> bool:
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return False
+
+
+def slug_for(name: str, *, prefix: str, max_length: int) -> str:
+    """An ASCII slug for `name`: Django's slugify, or for a name written without any Latin
+    letter or digit (수식, 手書き, Формулы) `prefix` plus a short digest of the name, so such
+    names are accepted and the same name always gets the same slug. Empty when the name has
+    no letter or digit at all."""
+    import hashlib
+
+    from django.utils.text import slugify
+
+    slug = slugify(name)[:max_length]
+    if slug or not any(ch.isalnum() for ch in name or ""):
+        return slug
+    return f"{prefix}-{hashlib.sha256(name.strip().encode()).hexdigest()[:8]}"

@@ -20,9 +20,8 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.text import slugify
 
-from common.fields import MAX_INT
+from common.fields import MAX_INT, slug_for
 from common.storage import guarded_files
 from common.unchangeable import CANNOT_CHANGE, drop_unchanged
 from pipeline.refresh import spec_stats_refresh_soon
@@ -223,7 +222,7 @@ def spec_create(
 ) -> DatasetSpec:
     """Create a spec with the five default kinds of image (plus any custom ones)."""
     spec = DatasetSpec(
-        name=name, slug=slug or slugify(name)[:80], requirement=requirement, intended_use=intended_use,
+        name=name, slug=slug or slug_for(name, prefix="spec", max_length=80), requirement=requirement, intended_use=intended_use,
         answer_formats=_check_answer_formats(answer_formats), status=status, max_ms_per_image=max_ms_per_image,
         target_qps=target_qps, serving_target=serving_target, created_by=created_by,
     )
@@ -297,7 +296,7 @@ def category_create(
     *, spec: DatasetSpec, name: str, slug: str = "", description: str = "", target_quota: int = 0
 ) -> Category:
     """Add a custom kind of image to a spec."""
-    slug = slug or slugify(name)[:60]
+    slug = slug or slug_for(name, prefix="kind", max_length=60)
     if not slug:
         raise ValidationError({"name": "The name must contain letters or digits."})
     if spec.categories.filter(slug=slug).exists():

@@ -17,10 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
-from django.utils.text import slugify
 
 from common import geometry, latex, rawsql, rle, roles
-from common.fields import is_row_id, unstorable_char
+from common.fields import is_row_id, slug_for, unstorable_char
 from common.unchangeable import CANNOT_CHANGE
 from curation.models import Category, DatasetSpec, Image, Source
 from pipeline.refresh import spec_stats_refresh_soon
@@ -58,7 +57,7 @@ MAX_TIME_SPENT_SECONDS = 24 * 3600
 @transaction.atomic
 def vendor_create(*, name: str, contact_email: str = "", slug: str = "") -> Vendor:
     """Register an outsourcing company."""
-    vendor = Vendor(name=name, slug=slug or slugify(name)[:80], contact_email=contact_email)
+    vendor = Vendor(name=name, slug=slug or slug_for(name, prefix="vendor", max_length=80), contact_email=contact_email)
     if not vendor.slug:
         raise ValidationError({"name": "The name must contain letters or digits."})
     vendor.full_clean()

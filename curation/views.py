@@ -285,6 +285,10 @@ def image_list(request):
     limit = _int_param(request, "limit", PAGE_SIZE, 1, MAX_PAGE_SIZE)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     count = qs.count()
+    if count and offset >= count:
+        # past the end (a bookmarked page of a list that has since shrunk): its last page, not an
+        # empty grid headed "1000001–1000000 of 5"
+        offset = (count - 1) // limit * limit
     images = list(qs[offset:offset + limit])
 
     specs = list(selectors.specs_visible_to(request.user).order_by("name").only("id", "name"))

@@ -47,3 +47,17 @@ def test_model_team_page_neither_offers_the_filter_nor_marks_truth(client, model
     assert 'name="has_truth"' not in page and "badge ok\">truth" not in page
     assert client.get("/images/?has_truth=true").status_code in (200, 400)
     assert "gold.png" not in client.get("/images/?has_truth=true").content.decode()
+
+
+def test_image_browser_past_the_end_shows_the_last_page(curator):
+    from django.test import Client
+
+    spec = factories.make_spec()
+    for _ in range(5):
+        factories.make_image(spec=spec)
+    client = Client()
+    client.force_login(curator)
+    r = client.get("/images/", {"spec": spec.pk, "limit": 2, "offset": 1000000})
+    assert r.status_code == 200
+    assert (r.context["first"], r.context["last"], r.context["count"]) == (5, 5, 5)
+    assert len(r.context["images"]) == 1 and r.context["prev_url"]

@@ -110,16 +110,26 @@ def inkml_items(path: Path | str, options: InkRenderOptions = InkRenderOptions()
         yield inkml_item(member, options)
 
 
-def read_tsv(path: Path | str) -> dict[str, str]:
-    """`name<TAB>latex` lines as {base name: latex}; blank and malformed lines are skipped."""
+def read_tsv(path: Path | str, *, clashes: list[str] | None = None) -> dict[str, str]:
+    """`name<TAB>latex` lines as {base name: latex}; blank and malformed lines are skipped.
+
+    Files are matched by base name, so `train/1.png` and `test/1.png` are one key: when their
+    LaTeX differs, the later line wins and, given `clashes`, a sentence saying so is added to it
+    (the import command prints them, instead of one file silently taking the other's LaTeX)."""
     out: dict[str, str] = {}
+    first_line: dict[str, int] = {}
     # utf-8-sig: a TSV saved by Excel or Notepad starts with a byte-order mark, which would
     # otherwise become part of the first file name and silently lose that line's LaTeX.
     with open(path, encoding="utf-8-sig") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, start=1):
             name, sep, latex = line.rstrip("\n").rstrip("\r").partition("\t")
             if sep and name.strip():
-                out[os.path.basename(name.strip())] = latex.strip()
+                key, latex = os.path.basename(name.strip()), latex.strip()
+                if clashes is not None and key in out and out[key] != latex:
+                    clashes.append(f"{key}: lines {first_line[key]} and {number} give different LaTeX "
+                                   f"(files are matched by base name); line {number} is used")
+                first_line.setdefault(key, number)
+                out[key] = latex
     return out
 
 
@@ -147,6 +157,7 @@ def image_items(
     *,
     truths: dict[str, str] | None = None,
     with_ink_bbox: bool = False,
+    seen_names: set[str] | None = None,
 ) -> Iterator[IngestItem]:
     """An item per image file of a folder or archive.
 
@@ -154,9 +165,12 @@ def image_items(
     TSV does not mention is imported with a warning. With `with_ink_bbox`, the box of
     the page's only ink goes to `meta["ink_bbox"]` as [x0, y0, x1, y1] (x1, y1
     exclusive): for pages where the formula is the only ink, it is the gold region.
+    The base name of every image file is added to `seen_names`, for reporting TSV lines no file used.
     """
     # An upload's size limit holds for each file of an archive too (checked before inflating it).
     for member in iter_members(path, IMAGE_SUFFIXES, max_bytes=settings.MATHSET_MAX_UPLOAD_BYTES):
+        if seen_names is not None:
+            seen_names.add(os.path.basename(member.name))
         if member.error or member.data is None:
             yield IngestItem(name=member.name, data=None, error=member.error or "no data")
             continue

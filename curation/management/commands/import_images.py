@@ -36,12 +36,15 @@ class Command(IngestCommand):
         if not path.exists():
             raise CommandError(f"{path} does not exist.")
         truths = None
+        clashes: list[str] = []
         if tsv is not None:
             try:
-                truths = read_tsv(tsv)
+                truths = read_tsv(tsv, clashes=clashes)
             except (OSError, UnicodeDecodeError) as exc:
                 raise CommandError(f"--tsv: cannot read {tsv}: {exc}") from None
             self.stdout.write(f"{len(truths)} LaTeX lines read from {tsv}.")
+            for clash in clashes:
+                self.stderr.write(f"warning: {tsv}: {clash}")
         uploader = user_by_name(user)
         the_spec = spec_by_slug(spec)
         the_source, created = source_for(source, default=self.default_source, user=uploader)
@@ -50,6 +53,23 @@ class Command(IngestCommand):
         categories = category if category is not None else self.default_categories
         self.stdout.write(f"Importing images from {path} into {the_spec.slug} (source: {the_source.name}, "
                           f"categories: {', '.join(categories) or 'none'}) ...")
-        items = image_items(path, truths=truths, with_ink_bbox=ink_bbox)
+        seen: set[str] = set()
+        items = image_items(path, truths=truths, with_ink_bbox=ink_bbox, seen_names=seen)
         self.run_batch(spec=the_spec, source=the_source, items=items, categories=categories, user=uploader,
                        limit=limit, chunk_size=chunk_size)
+        if truths and limit is None:
+            self._report_unmatched(tsv, truths, seen)
+
+    def _report_unmatched(self, tsv: Path, truths: dict[str, str], seen: set[str]) -> None:
+        """TSV lines no file used: a name spelled differently (case, extension) loses its LaTeX
+        without a word otherwise."""
+        unused = sorted(set(truths) - seen)
+        if not unused:
+            return
+        by_lower = {name.lower(): name for name in seen}
+        shown = []
+        for name in unused[:20]:
+            near = by_lower.get(name.lower())
+            shown.append(f"{name} (a file is named {near})" if near else name)
+        more = f" and {len(unused) - 20} more" if len(unused) > 20 else ""
+        self.stderr.write(f"warning: {len(unused)} line(s) of {tsv} matched no file: {', '.join(shown)}{more}")

@@ -2,6 +2,8 @@
 offline evaluations (comparison table, one run, its worst samples)."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -124,6 +126,8 @@ def evaluation_list(request):
         # an external full pipeline is evaluated in the detector's place (scored end to end)
         "detectors": versions.filter(kind__in=[ModelVersion.Kind.DETECTOR, ModelVersion.Kind.PIPELINE]),
         "recognizers": versions.filter(kind=ModelVersion.Kind.RECOGNIZER),
+        # a start refused (a 400 message above) comes back with the models it had chosen
+        "chosen": {f: request.GET.get(f, "") for f in ("detector_version", "recognizer_version")},
     })
 
 
@@ -146,6 +150,9 @@ def evaluation_start(request):
         messages.success(request, f"Evaluation {run.pk} queued on {run.total} test images.")
     except ValidationError as exc:
         _message_errors(request, exc)
+        chosen = urlencode({f: request.POST.get(f, "") for f in ("detector_version", "recognizer_version")
+                            if request.POST.get(f)})
+        return redirect(f"{reverse('pipeline:evaluations')}?snapshot={snapshot.pk}" + (f"&{chosen}" if chosen else ""))
     return redirect(f"{reverse('pipeline:evaluations')}?snapshot={snapshot.pk}")
 
 

@@ -113,3 +113,15 @@ def test_the_left_out_section_follows_the_stricter_use_not_only_the_spec_now(mod
     DatasetSpec.objects.filter(pk=snap.spec_id).update(intended_use=DatasetSpec.IntendedUse.RESEARCH)
     html = _client(model_team).get(f"/snapshots/{snap.pk}/").content.decode()
     assert 'id="left-out-count">1<' in html and 'id="left-out-table"' in html
+
+
+def test_a_refused_start_keeps_the_models_it_had_chosen(model_team):
+    snap = three_image_snapshot()
+    detector = model_version_builtin(kind="detector")
+    client = _client(model_team)
+    # a detector offered as the recognizer: refused with a message naming it
+    r = client.post("/evaluations/start/", {"snapshot": snap.pk, "detector_version": detector.pk,
+                                            "recognizer_version": detector.pk}, follow=True)
+    html = r.content.decode()
+    assert "is a detector, not a recognizer" in html
+    assert f'<option value="{detector.pk}" selected>' in html

@@ -7,8 +7,9 @@ per row) and hands them to the pure functions of :mod:`pipeline.qa`; what is a p
 What is compared:
 
 * **agreement**: tasks with two or more handed-in (submitted, accepted or rejected) annotations; the
-  current version of each is compared pairwise (Hungarian matching, :func:`qa.agreement`);
-* **gold**: the current version of every handed-in or rejected annotation of a gold task
+  handed-in version of each (for a rejected one, the version its review judged, not a rework draft)
+  is compared pairwise (Hungarian matching, :func:`qa.agreement`);
+* **gold**: the handed-in version (as for agreement) of every handed-in or rejected annotation of a gold task
   against the task's ``gold_answer`` regions, or, where the gold answer has LaTeX but no region
   (imported truths without an ink box), against its LaTeX alone (``latex_only_tasks``);
 * **reviews**: every review decision of the spec, with its reasons;
@@ -32,7 +33,7 @@ from decimal import Decimal
 
 import orjson
 from django.db import transaction
-from django.db.models import Count, Exists, F, Min, OuterRef, Sum, TextField
+from django.db.models import BigIntegerField, Case, Count, Exists, F, Min, OuterRef, Subquery, Sum, TextField, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -117,6 +118,17 @@ def _named(groups: dict, names: dict) -> list[dict]:
 # ----------------------------------------------------------------- sections
 
 
+def _handed_in_version():
+    """The version of an annotation that was handed in: the current one, except for a rejected
+    annotation, whose current version may be a rework draft not handed in yet; for it, the
+    version the rejecting review was about. Agreement and gold accuracy score what annotators
+    handed in, not what they are halfway through changing."""
+    judged = (Review.objects.filter(annotation=OuterRef("pk")).order_by("-created_at", "-id")
+              .values("version_id")[:1])
+    return Case(When(status=Annotation.Status.REJECTED, then=Subquery(judged)), default=F("current_id"),
+                output_field=BigIntegerField())
+
+
 def _agreement(annotations, vendor_names: dict, annotator_names: dict) -> dict:
     # Only tasks asking for two or more annotators can have them: a cheap filter before grouping.
     handed_in = annotations.filter(status__in=HANDED_IN, task__overlap__gte=2)
@@ -125,13 +137,14 @@ def _agreement(annotations, vendor_names: dict, annotator_names: dict) -> dict:
     total = len(overlapped)
     picked = handed_in.filter(task_id__any_of=overlapped[:SAMPLE_LIMIT])
     rows = list(picked.order_by("task_id", "annotator_id").values(
-        "task_id", "annotator_id", "current_id", vendor_id=F("task__batch__vendor_id"), image_id=F("task__image_id")))
-    regions = _regions([r["current_id"] for r in rows])
+        "task_id", "annotator_id", handed_id=_handed_in_version(), vendor_id=F("task__batch__vendor_id"),
+        image_id=F("task__image_id")))
+    regions = _regions([r["handed_id"] for r in rows])
     cats = _categories([r["image_id"] for r in rows])
     by_task: dict[int, list[dict]] = defaultdict(list)
     for r in rows:
         by_task[r["task_id"]].append(r)
-    tasks = [qa.OverlapTask(tid, [qa.Labeling(r["annotator_id"], r["vendor_id"], regions.get(r["current_id"], []))
+    tasks = [qa.OverlapTask(tid, [qa.Labeling(r["annotator_id"], r["vendor_id"], regions.get(r["handed_id"], []))
                                   for r in rs], cats.get(rs[0]["image_id"], ()))
              for tid, rs in by_task.items()]
     result = qa.agreement(tasks)
@@ -160,9 +173,10 @@ def _gold(annotations, vendor_names: dict, annotator_names: dict) -> dict:
     answers = annotations.filter(task__is_gold=True).exclude(status=Annotation.Status.DRAFT)
     total = answers.count()
     rows = list(answers.order_by("-id").values(
-        "annotator_id", "current_id", vendor_id=F("task__batch__vendor_id"), truth=F("task__gold_answer"))[:SAMPLE_LIMIT])
-    regions = _regions([r["current_id"] for r in rows])
-    cases = [qa.GoldCase(r["annotator_id"], r["vendor_id"], regions.get(r["current_id"], []), *_gold_truth(r["truth"]))
+        "annotator_id", handed_id=_handed_in_version(), vendor_id=F("task__batch__vendor_id"),
+        truth=F("task__gold_answer"))[:SAMPLE_LIMIT])
+    regions = _regions([r["handed_id"] for r in rows])
+    cases = [qa.GoldCase(r["annotator_id"], r["vendor_id"], regions.get(r["handed_id"], []), *_gold_truth(r["truth"]))
              for r in rows]
     result = qa.gold_accuracy(cases)
     return {"items": len(cases), "of": total, "overall": result["overall"],

@@ -204,6 +204,8 @@ def evaluation_samples(request, pk: int):
 
 def _qa_charts(payload: dict) -> dict:
     """One SVG chart per section of a QA report payload (pipeline/stats.py)."""
+    from django.utils.safestring import mark_safe
+
     from common.charts import Row, hbar_svg
 
     def rows(items, keys, label="name"):
@@ -216,8 +218,12 @@ def _qa_charts(payload: dict) -> dict:
     pre_keys = ["kept", "moved", "deleted", "added"]
     a, g, r, p, t = (payload.get(k, {}) for k in ("agreement", "gold", "reviews", "prelabel", "throughput"))
     reasons = (r.get("overall") or {}).get("reasons", {})
-    vendor_cost = [Row(v["name"], [float(amount)], None) for v in t.get("by_vendor", [])
-                   for amount in list(v.get("cost", {}).values())[:1]]
+    # Currencies are never summed or put on one axis: one chart per currency, each vendor's
+    # cost in it (a vendor paid in two currencies is in both).
+    cost_by_currency: dict[str, list] = {}
+    for v in t.get("by_vendor", []):
+        for currency, amount in (v.get("cost") or {}).items():
+            cost_by_currency.setdefault(currency, []).append(Row(v["name"], [float(amount)], None))
     return {
         "agreement_vendor": hbar_svg(rows(a.get("by_vendor", []), agree_keys), agree_series,
                                      title="Agreement per vendor", max_value=1, fmt="num"),
@@ -250,7 +256,9 @@ def _qa_charts(payload: dict) -> dict:
                                    title="Median seconds per task, per vendor", fmt="num"),
         "seconds_annotator": hbar_svg(rows(t.get("by_annotator", []), ["median_seconds_per_task"]),
                                       ["median seconds"], title="Median seconds per task, per annotator", fmt="num"),
-        "cost_vendor": hbar_svg(vendor_cost, ["cost"], title="Cost of accepted tasks per vendor", fmt="num"),
+        "cost_vendor": mark_safe("".join(  # noqa: S308 - hbar_svg escapes its labels; these are its SVGs
+            hbar_svg(rows_, [currency], title=f"Cost of accepted tasks per vendor, in {currency}", fmt="num")
+            for currency, rows_ in sorted(cost_by_currency.items()))),
     }
 
 

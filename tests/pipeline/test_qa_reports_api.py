@@ -103,3 +103,18 @@ def test_page_and_api_show_latex_only_gold_answers_honestly():
     # wrong's row in the per-annotator chart: no geometry ("—"), not a precision of 0
     assert "wrong · precision: —" in html and "wrong · precision: 0" not in html
     assert "wrong · LaTeX exact: 0" in html
+
+
+def test_cost_chart_draws_one_chart_per_currency_never_one_axis():
+    """The chart plotted each vendor's first currency only, all on one axis."""
+    from pipeline.views import _qa_charts
+
+    payload = {"throughput": {"by_vendor": [
+        {"name": "Acme", "cost": {"USD": "3.00", "EUR": "1.50"}},
+        {"name": "Beta", "cost": {"USD": "2.00"}},
+    ]}}
+    svg = str(_qa_charts(payload)["cost_vendor"])
+    assert svg.count("<svg") == 2
+    assert "per vendor, in EUR" in svg and "per vendor, in USD" in svg
+    eur = svg[svg.index("in EUR"):svg.index("in USD")]
+    assert "Acme" in eur and "Beta" not in eur

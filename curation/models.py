@@ -242,6 +242,10 @@ class ImportJob(models.Model):
     errors = models.JSONField(default=list, blank=True, help_text='[{"file": ..., "error": ...}]')
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the current run claimed it (each run, a time-limit continuation too), and how many
+    # times the sweep queued it again after its worker died: `snapshots.builds_sweep`.
+    started_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

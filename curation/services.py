@@ -825,7 +825,8 @@ def import_job_run(*, job: ImportJob, resume: bool = False) -> ImportJob:
     from celery.exceptions import SoftTimeLimitExceeded
 
     claimable = [ImportJob.Status.QUEUED] + ([ImportJob.Status.RUNNING] if resume else [])
-    claimed = ImportJob.objects.filter(id=job.id, status__in=claimable).update(status=ImportJob.Status.RUNNING)
+    claimed = ImportJob.objects.filter(id=job.id, status__in=claimable).update(
+        status=ImportJob.Status.RUNNING, started_at=timezone.now())
     if not claimed:
         return job
     job.refresh_from_db()

@@ -19,7 +19,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -473,6 +473,9 @@ class SweepResult:
     requeued_snapshots: list[int]
     failed_snapshots: list[int]
     resent_snapshots: list[int]
+    requeued_imports: list[int] = field(default_factory=list)
+    failed_imports: list[int] = field(default_factory=list)
+    resent_imports: list[int] = field(default_factory=list)
 
 
 def _sweep_stale(model, stale: Q, *, running: str, max_attempts: int, before_retry, task,
@@ -502,7 +505,7 @@ def _sweep_stale(model, stale: Q, *, running: str, max_attempts: int, before_ret
 
 
 def builds_sweep(*, stale_after_seconds: int | None = None, max_attempts: int = 2) -> SweepResult:
-    """Rescue exports and snapshots whose worker died (run by Celery beat).
+    """Rescue exports, snapshots and zip imports whose worker died (run by Celery beat).
 
     A job ``running``/``building`` since before the cutoff is queued again once (its
     leftover files removed first) and marked ``failed`` when it has used `max_attempts`;
@@ -533,4 +536,37 @@ def builds_sweep(*, stale_after_seconds: int | None = None, max_attempts: int = 
     for snapshot_id in list(lost_snapshots.values_list("id", flat=True)):
         build_snapshot.delay(snapshot_id)
         out.resent_snapshots.append(snapshot_id)
+    _sweep_imports(stale, cutoff=cutoff, max_attempts=max_attempts, out=out)
     return out
+
+
+def _sweep_imports(stale: Q, *, cutoff, max_attempts: int, out: SweepResult) -> None:
+    """Zip imports whose worker died (still ``running`` since before the cutoff) are queued
+    again, and go on after the files already recorded (`services.import_job_run`); after
+    `max_attempts` such rescues they fail, keeping what was imported. A ``queued`` one whose
+    message was lost has it sent again (the run's conditional claim makes a duplicate harmless)."""
+    from .models import ImportJob
+    from .tasks import run_import_job
+
+    running = ImportJob.Status.RUNNING
+    for job_id in list(ImportJob.objects.filter(stale, status=running).values_list("id", flat=True)):
+        with transaction.atomic():
+            job = ImportJob.objects.select_for_update().filter(stale, id=job_id, status=running).first()
+            if job is None:
+                continue
+            if job.attempts < max_attempts:
+                job.status, job.started_at, job.attempts = ImportJob.Status.QUEUED, None, job.attempts + 1
+                job.save(update_fields=["status", "started_at", "attempts"])
+                transaction.on_commit(lambda i=job.id: run_import_job.delay(i))
+                out.requeued_imports.append(job.id)
+            else:
+                job.status, job.finished_at = ImportJob.Status.FAILED, timezone.now()
+                job.errors = [*job.errors, {"file": job.archive, "error": f"The worker stopped without finishing "
+                                                                          f"({job.attempts} rescues)."}]
+                job.save(update_fields=["status", "finished_at", "errors"])
+                out.failed_imports.append(job.id)
+    lost = ImportJob.objects.filter(status=ImportJob.Status.QUEUED, created_at__lt=cutoff).exclude(
+        id__in=out.requeued_imports)
+    for job_id in list(lost.values_list("id", flat=True)):
+        run_import_job.delay(job_id)
+        out.resent_imports.append(job_id)

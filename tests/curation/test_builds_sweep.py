@@ -126,7 +126,8 @@ def test_celery_beat_runs_the_sweep_task():
     entry = settings.CELERY_BEAT_SCHEDULE["builds-sweep"]
     assert entry["task"] in app.tasks and entry["schedule"] <= 600
     assert app.tasks[entry["task"]]() == {"requeued_exports": [], "failed_exports": [], "resent_exports": [],
-                                         "requeued_snapshots": [], "failed_snapshots": [], "resent_snapshots": []}
+                                         "requeued_snapshots": [], "failed_snapshots": [], "resent_snapshots": [],
+                                         "requeued_imports": [], "failed_imports": [], "resent_imports": []}
 
 
 def test_an_export_left_running_before_start_times_were_recorded_is_swept_too(curator, ready_snapshot):

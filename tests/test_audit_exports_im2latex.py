@@ -64,3 +64,29 @@ def test_a_region_whose_latex_is_only_spacing_gets_no_crop_and_no_empty_formula(
 def test_formula_line_keeps_ordinary_tokens():
     assert formula_line(r"x^2 \leq \alpha") == r"x ^ { 2 } \leq \alpha"
     assert formula_line("a \\\r\nb") == "a b"
+
+
+def test_images_that_give_no_crop_are_not_counted_or_credited():
+    """They were counted in `images`, LICENSES.json and ATTRIBUTION.md with nothing of them in the zip."""
+    import io as _io
+    import json as _json
+    import zipfile as _zipfile
+
+    import numpy as _np
+
+    from curation.exporters import ExportRegion, export
+    from tests.datasets.helpers import CROHME, make_image
+
+    rng = _np.random.default_rng(3)
+    with_crop = make_image(1, rng=rng, n_quads=1, n_masks=0)
+    without = make_image(2, rng=rng, n_quads=1, n_masks=0, source=CROHME)
+    without.regions = [ExportRegion(points=without.regions[0].points, latex="   ", category="formula")]
+    buf = _io.BytesIO()
+    result = export(iter([with_crop, without]), buf, format="im2latex")
+    zf = _zipfile.ZipFile(buf)
+    assert result.images == 1 and result.regions == 1
+    licences = _json.loads(zf.read("LICENSES.json"))
+    assert licences["images"] == 1 and sum(row["images"] for row in licences["licences"]) == 1
+    provenance = [_json.loads(line) for line in zf.read("PROVENANCE.jsonl").splitlines()]
+    assert [row["image_id"] for row in provenance] == [1]
+    assert CROHME.name not in zf.read("ATTRIBUTION.md").decode()

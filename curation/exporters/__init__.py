@@ -168,7 +168,8 @@ def _write(images: Iterable[ExportImage], dest: str | os.PathLike | IO[bytes], w
                 wants_pixels = writer_cls.needs_pixels or include_images
                 data = image.open_bytes() if wants_pixels and image.open_bytes is not None else None
                 sink.recent.clear()
-                writer.add(image, data)
+                if writer.add(image, data) is False:
+                    continue  # nothing of it is in the zip: not counted, not credited
                 manifest.include(image)
                 provenance.write(dumps(_provenance_row(image, sink.recent)) + b"\n")
                 images_in += 1

@@ -305,7 +305,9 @@ class ExportWriter:
         if self.include_images and data is not None:
             self.sink.write(self.image_member(image), data)
 
-    def add(self, image: ExportImage, data: bytes | None) -> None:  # pragma: no cover - abstract
+    def add(self, image: ExportImage, data: bytes | None) -> bool | None:  # pragma: no cover - abstract
+        """Write what `image` contributes. False: nothing of it went in (im2latex: no crop), so it
+        is not counted, credited or listed in PROVENANCE.jsonl; None or True: it went in."""
         raise NotImplementedError
 
     def finish(self) -> None:

@@ -82,11 +82,14 @@ class Im2LatexWriter(ExportWriter):
         self._formulas = sink.part("formulas.lst")
         self._next_formula = 0
 
-    def add(self, image: ExportImage, data: bytes | None) -> None:
+    def add(self, image: ExportImage, data: bytes | None) -> bool:
+        """Crops of the image's readable regions; False when it gave none (then it is not counted
+        among the export's images, its licences or its attribution)."""
         work = [(k, r) for k, r in enumerate(image.regions) if r.latex.strip() and ILLEGIBLE not in r.flags]
         if not work or data is None:
-            return
+            return False
         pixels = decode_rgb(data)
+        written = 0
         split = split_name(image.split)
         listing = self.sink.part(_LIST_NAMES.get(split, f"{split}.lst"))
         for k, region in work:
@@ -103,3 +106,5 @@ class Im2LatexWriter(ExportWriter):
             listing.write(f"{name} {self._next_formula}\n".encode())
             self._next_formula += 1
             self.regions += 1
+            written += 1
+        return written > 0

@@ -13,7 +13,9 @@ label file orphaned, so a GIF is written as a PNG of its first frame (same pixel
 YAML file, wherever the zip is unpacked. (A relative ``path`` such as ``.`` is resolved against
 the current directory or Ultralytics' ``datasets_dir``, not the YAML's folder, so training
 from anywhere else fails with "images not found".) ``train``/``val``/``test`` are relative to
-that root: ``images/<split>``, whose labels Ultralytics finds in ``labels/<split>``.
+that root: ``images/<split>``, whose labels Ultralytics finds in ``labels/<split>``. A snapshot
+without a validation split gets ``val: images/train`` and a comment saying so, since Ultralytics
+refuses a data.yaml without ``val``.
 """
 from __future__ import annotations
 
@@ -77,4 +79,12 @@ class YoloObbWriter(ExportWriter):
         keys = {"train": "train", "validation": "val", "test": "test"}
         for split in sorted(self._splits):
             doc[keys.get(split, split)] = f"images/{split}"
-        self.sink.write("data.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+        note = ""
+        if "train" in doc and "val" not in doc:
+            # Ultralytics refuses a data.yaml without `val`. With no validation split, train stands in:
+            # its validation figures then say nothing, but the test split stays unseen until the end.
+            doc["val"] = doc["train"]
+            note = ("# This snapshot has no validation split: val is the training images (Ultralytics needs a "
+                    "val entry).\n# Its validation figures measure nothing; give the snapshot a validation "
+                    "ratio for real ones.\n")
+        self.sink.write("data.yaml", note + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))

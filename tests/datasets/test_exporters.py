@@ -450,3 +450,14 @@ def test_yolo_obb_writes_a_gif_as_png_which_ultralytics_reads():
     with Image.open(io.BytesIO(zf.read("images/train/scan.png"))) as png:
         assert png.format == "PNG" and png.size == (64, 48)
         assert png.convert("L").getpixel((20, 20)) == 0 and png.convert("L").getpixel((5, 5)) == 255
+
+
+def test_yolo_obb_without_a_validation_split_still_loads_with_a_val_entry():
+    """Ultralytics refuses a data.yaml without `val`; a snapshot with validation ratio 0 had none."""
+    rng = np.random.default_rng(8)
+    images = [make_image(i, rng=rng, split=s) for i, s in ((1, "train"), (2, "test"))]
+    zf, _ = _export(images, "yolo-obb")
+    text = zf.read("data.yaml").decode()
+    doc = yaml.safe_load(text)
+    assert (doc["train"], doc["val"], doc["test"]) == ("images/train", "images/train", "images/test")
+    assert text.startswith("# This snapshot has no validation split")

@@ -7,11 +7,12 @@ tasks to pre-labeled and gives them the confidence used for queue order.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from django.core.exceptions import ValidationError
 
-from common import latex
+from common import geometry
 
 log = logging.getLogger(__name__)
 
@@ -21,21 +22,48 @@ def _clip(points: list[list[float]], width: int, height: int) -> list[list[float
     return [[min(max(float(x), 0.0), width - 1.0), min(max(float(y), 0.0), height - 1.0)] for x, y in points]
 
 
+def _number(value, default: float) -> float:
+    # The external model contract makes "score" and "latex_confidence" optional, null included.
+    return default if value is None else float(value)
+
+
 def regions_from_prediction(prediction, *, width: int, height: int) -> list[dict]:
     """The pipeline's regions in the annotation format; LaTeX that does not pass the
-    checks is dropped (the region stays, for the annotator to type)."""
+    checks is dropped (the region stays, for the annotator to type), and so is a region
+    whose quad the annotation format refuses (self-intersecting, or nothing left of it
+    inside the image): one such region must not cost the image its whole pre-label."""
+    from .services import _latex_checked  # the check predictions_import applies, so both agree
+
     out = []
     for r in prediction.regions:
         points = r.get("points")
         if not points or len(points) != 4:
             continue
-        text = r.get("latex") or ""
-        if text and latex.check(text):
+        points = _clip(points, width, height)
+        try:
+            geometry.validate_quad(points, width=width, height=height)
+        except geometry.GeometryError as exc:
+            log.info("pre-label region dropped (%s): %s", prediction, exc)
+            continue
+        text = (r.get("latex") or "").strip()
+        if text and _latex_checked(text)[0]:
             text = ""
-        conf = min(float(r.get("score", 0.0)), float(r.get("latex_confidence", 1.0)))
-        out.append({"kind": "quad", "points": _clip(points, width, height), "latex": text,
-                    "confidence": max(0.0, min(1.0, conf))})
+        conf = min(_number(r.get("score"), 0.0), _number(r.get("latex_confidence"), 1.0))
+        out.append({"kind": "quad", "points": points, "latex": text, "confidence": max(0.0, min(1.0, conf))})
     return out
+
+
+def _fit(value: str, field: str) -> str:
+    """`value` within the labeling prediction's column. The registry allows longer names and
+    versions than "detector+recognizer" fits; a longer one keeps its start and ends in a
+    digest of the whole, so two model pairs never share one labeling prediction."""
+    from .models import Prediction
+
+    limit = Prediction._meta.get_field(field).max_length
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+    return f"{value[:limit - len(digest) - 1]}~{digest}"
 
 
 def task_prelabel_from_prediction(image_id: int, prediction) -> None:
@@ -48,8 +76,8 @@ def task_prelabel_from_prediction(image_id: int, prediction) -> None:
     if image is None:
         return
     det, rec = prediction.detector_version, prediction.recognizer_version
-    name = det.name + (f"+{rec.name}" if rec else "")
-    version = det.version + (f"+{rec.version}" if rec else "")
+    name = _fit(det.name + (f"+{rec.name}" if rec else ""), "model_name")
+    version = _fit(det.version + (f"+{rec.version}" if rec else ""), "model_version")
     item = {"image": image_id, "regions": regions_from_prediction(prediction, width=image.width, height=image.height),
             "confidence": max(0.0, min(1.0, float(prediction.min_confidence)))}
     try:

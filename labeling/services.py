@@ -1071,6 +1071,9 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
 # -------------------------------------------------------------- predictions
 
 
+_PREDICTION_ITEM_FIELDS = {"image", "regions", "confidence"}
+
+
 @transaction.atomic
 def predictions_import(*, model_name: str, model_version: str, items: object,
                        created_by: User | None = None, images: QuerySet[Image] | None = None) -> list[Prediction]:
@@ -1080,13 +1083,19 @@ def predictions_import(*, model_name: str, model_version: str, items: object,
     regions use the annotation format (each may carry a "confidence"). A second
     import of the same model version replaces its earlier prediction, unless an
     annotation started from it (that one is kept as the annotator saw it). Open tasks of
-    those images become pre-labeled and take the confidence for queue order.
+    those images become pre-labeled and take the lowest confidence of the image's
+    predictions for queue order (as a new batch orders its images).
     `images` limits which images may be named (the caller's selector).
     """
-    if not model_name.strip():
-        raise ValidationError({"model_name": "Name the model."})
-    if not model_version.strip():
-        raise ValidationError({"model_version": "Give the model version."})
+    for field, value, missing in (("model_name", model_name, "Name the model."),
+                                  ("model_version", model_version, "Give the model version.")):
+        if not value.strip():
+            raise ValidationError({field: missing})
+        # Callers other than the API (the pipeline's pre-label hook) reach here unchecked: a
+        # name the column cannot hold must be a field error, not a DataError.
+        limit = Prediction._meta.get_field(field).max_length
+        if len(value.strip()) > limit:
+            raise ValidationError({field: f"At most {limit} characters."})
     if not isinstance(items, list) or not items:
         raise ValidationError({"items": "Must be a non-empty list."})
     if len(items) > MAX_PREDICTION_ITEMS:
@@ -1095,6 +1104,11 @@ def predictions_import(*, model_name: str, model_version: str, items: object,
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("image"), int) or isinstance(item.get("image"), bool):
             raise ValidationError({f"items[{i}].image": "Give the image id."})
+        # A misspelt "region" or Label Studio's "score"/"result" would otherwise be ignored:
+        # the image would get an empty pre-label (or no queue confidence) without a word.
+        extra = sorted(set(item) - _PREDICTION_ITEM_FIELDS)
+        if extra:
+            raise ValidationError({f"items[{i}].{extra[0]}": "Unknown field."})
         ids.append(item["image"])
     if len(set(ids)) != len(ids):
         raise ValidationError({"items": "An image appears twice."})
@@ -1130,9 +1144,10 @@ def predictions_import(*, model_name: str, model_version: str, items: object,
         saved.append(pred)
         open_tasks = Task.objects.filter(image=image, status__in=Task.CLAIMABLE)
         open_tasks.filter(status=Task.Status.NEW).update(status=Task.Status.PRELABELED)
-        if conf is not None:
-            open_tasks.filter(Q(model_confidence__isnull=True) | Q(model_confidence__gt=conf)).update(
-                model_confidence=conf)
+        # Recomputed, not min(old, new): a re-import replaces this model's confidence, and a
+        # corrected (higher) one must move the task back in the "lowest confidence first" queue.
+        lowest = Prediction.objects.filter(image=image).aggregate(lowest=Min("confidence"))["lowest"]
+        open_tasks.exclude(model_confidence=lowest).update(model_confidence=lowest)
     for spec_id in spec_cats:  # pre-labeled counts in the quota progress
         spec_stats_refresh_soon(spec_id=spec_id)
     return saved

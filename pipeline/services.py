@@ -466,7 +466,10 @@ def prediction_store(*, image: Image, job: PrelabelJob | None, detector_version:
     ``reading`` records how a built-in reader read it (beam width, test-time views, ...).
     """
     regions = _regions_json(regions)
-    confs = [min(float(r.get("score", 0)), float(r.get("latex_confidence", 1))) for r in regions]
+    # "score" and "latex_confidence" may be missing or null (optional in the external model
+    # contract): an unknown detection counts as unsure, an unknown reading as sure, as before.
+    confs = [min(float(0 if r.get("score") is None else r["score"]),
+                 float(1 if r.get("latex_confidence") is None else r["latex_confidence"])) for r in regions]
     pred, _ = Prediction.objects.update_or_create(
         image=image, detector_version=detector_version, recognizer_version=recognizer_version,
         defaults={"job": job, "regions": regions, "min_confidence": min(confs) if confs else 0.0, "seconds": seconds,

@@ -71,6 +71,27 @@ def sanitize_html(fragment: str) -> str:
     )
 
 
+# python-markdown's inline link, image and HTML patterns rescan the rest of a paragraph for every
+# `[` or `<` that opens nothing, so a paragraph of thousands of them took minutes ("[" * 20000:
+# 75 s; "[a](" * 5000: 6 s) while the request held its transaction. Real guide and question
+# paragraphs hold a few links; past this many in one paragraph the characters are taken as text.
+_MAX_OPENERS_PER_BLOCK = 200
+_BLOCK_BREAK = re.compile(r"(\n[ \t]*\n)")
+
+
+def _defuse(text: str) -> str:
+    """`text` with the `[` and `<` of any paragraph holding more than `_MAX_OPENERS_PER_BLOCK` of
+    them written as character references (shown the same, parsed as text)."""
+    blocks = _BLOCK_BREAK.split(text)
+    for i, block in enumerate(blocks):
+        if block.count("[") > _MAX_OPENERS_PER_BLOCK:
+            block = block.replace("[", "&#91;")
+        if block.count("<") > _MAX_OPENERS_PER_BLOCK:
+            block = block.replace("<", "&lt;")
+        blocks[i] = block
+    return "".join(blocks)
+
+
 def render_markdown(text: str) -> str:
     """Render `text` (Markdown with `$...$` / `$$...$$` LaTeX) to sanitised HTML."""
     if not text:
@@ -87,8 +108,13 @@ def render_markdown(text: str) -> str:
         # Letters and digits only: survives Markdown and the sanitiser untouched.
         return f"MATH{nonce}X{len(maths) - 1}X"
 
-    lifted = _MATH_OR_CODE.sub(lift, text)
-    rendered = markdown.markdown(lifted, extensions=_MD_EXTENSIONS, output_format="html")
+    lifted = _defuse(_MATH_OR_CODE.sub(lift, text))
+    try:
+        rendered = markdown.markdown(lifted, extensions=_MD_EXTENSIONS, output_format="html")
+    except RecursionError:
+        # Thousands of nested list or quote markers on one line ("- - - - ..."): python-markdown
+        # recurses once per level. Such a text is shown as it was typed, escaped, not as a 500.
+        rendered = "<p>" + html.escape(lifted).replace("\n", "<br>") + "</p>"
     clean = sanitize_html(rendered)
     placeholder = re.compile(rf"MATH{nonce}X(\d+)X")
 

@@ -198,6 +198,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = MATHSET_BULK_MAX_FILES + 1
 # (curation/signed_urls.py): the address this server is reached at from those models, and
 # how long such a URL stays valid (seconds).
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The address people open the site at, for links in e-mails (guides.services); PUBLIC_BASE_URL
+# when unset (that one is where external models fetch images, which may be an internal address).
+MATHSET_BASE_URL = os.environ.get("MATHSET_BASE_URL", "").rstrip("/")
 MATHSET_SIGNED_URL_MAX_AGE = int(os.environ.get("MATHSET_SIGNED_URL_MAX_AGE", 3600))
 # The hosts external models may be registered at (pipeline/endpoints.py): names, ".domain"
 # suffixes, addresses or networks, comma-separated; "*" (default) any but link-local and

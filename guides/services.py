@@ -385,12 +385,15 @@ def question_demote_from_faq(*, question: Question, by: User) -> Question:
 
 def notifications_create(*, users, kind: str, message: str, url: str = "", question: Question | None = None,
                          email: bool = True) -> list[Notification]:
-    """Notify `users` in the app; when `email`, mail them once the transaction commits."""
+    """Notify `users` in the app; when `email`, mail them once the transaction commits.
+
+    A deactivated account is never mailed (its address may have been handed on); it
+    still gets the in-app notification, to read should it be reactivated."""
     from .tasks import send_notification_email
 
     created = Notification.objects.bulk_create([
         Notification(user=u, kind=kind, message=message[:300], url=url, question=question,
-                     email_wanted=email and bool(u.email))
+                     email_wanted=email and bool(u.email) and u.is_active)
         for u in users
     ])
     # bulk_create returns primary keys on PostgreSQL and SQLite >= 3.35.
@@ -399,14 +402,24 @@ def notifications_create(*, users, kind: str, message: str, url: str = "", quest
     return created
 
 
+def _site_url() -> str:
+    """The address people open the site at, for links in mail: `MATHSET_BASE_URL` when set,
+    else `PUBLIC_BASE_URL` (a bare "/questions/7/" opens nothing from a mail client)."""
+    base = getattr(settings, "MATHSET_BASE_URL", "") or getattr(settings, "PUBLIC_BASE_URL", "")
+    return base.rstrip("/")
+
+
 @transaction.atomic
 def notification_email_send(*, notification: Notification) -> bool:
-    """Mail one notification through Django's email backend, at most once."""
+    """Mail one notification through Django's email backend, at most once.
+
+    The account is re-checked here, not only when the notification was made: one
+    deactivated while the task waited in the queue (or between retries) gets no mail."""
     notification = Notification.objects.select_for_update().select_related("user").get(pk=notification.pk)
-    if notification.emailed_at is not None or not notification.email_wanted or not notification.user.email:
+    user = notification.user
+    if notification.emailed_at is not None or not notification.email_wanted or not user.email or not user.is_active:
         return False
-    base = getattr(settings, "MATHSET_BASE_URL", "")
-    body = notification.message + (f"\n\n{base}{notification.url}" if notification.url else "")
+    body = notification.message + (f"\n\n{_site_url()}{notification.url}" if notification.url else "")
     send_mail(subject=f"[Mathset] {notification.get_kind_display()}", message=body,
               from_email=None, recipient_list=[notification.user.email])
     notification.emailed_at = timezone.now()
@@ -421,6 +434,16 @@ def notification_mark_read(*, notification: Notification) -> Notification:
         notification.read_at = timezone.now()
         notification.save(update_fields=["read_at"])
     return notification
+
+
+@transaction.atomic
+def notifications_mark_read_for_question(*, user: User, question: Question) -> int:
+    """Mark `user`'s unread notifications about `question` read, as they open it.
+
+    The mail links straight to the question (and people find it in the list too), not
+    through /notifications/<id>/: without this the badge went on counting what was read."""
+    return Notification.objects.filter(user=user, question=question, read_at__isnull=True).update(
+        read_at=timezone.now())
 
 
 @transaction.atomic

@@ -318,7 +318,15 @@ def question_detail(request, pk: int):
                 services.question_reopen(question=question, by=request.user)
                 return redirect("guides:question", pk=pk)
         except ValidationError as exc:
-            _errors_to_form(answer_form if op == "answer" else promote_form, exc)
+            if op in ("answer", "promote"):
+                _errors_to_form(answer_form if op == "answer" else promote_form, exc)
+            else:
+                # Close, reopen, demote have no form of their own (and vendors see no promote
+                # form): say why on the page instead of failing silently.
+                messages.error(request, " ".join(exc.messages))
+    else:
+        # Reading the question reads its notifications (the mail links here directly).
+        services.notifications_mark_read_for_question(user=request.user, question=question)
     return render(request, "guides/question_detail.html", {
         "question": question, "answer_form": answer_form, "promote_form": promote_form,
         "is_curator": roles.is_curator(request.user)})

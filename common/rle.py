@@ -12,6 +12,7 @@ from pycocotools import mask as mask_utils
 
 # Uncompressed counts longer than this cannot describe a real image mask cheaply.
 MAX_COUNTS_LENGTH = 5_000_000
+MAX_MASK_PIXELS = 2**31 - 1
 
 
 class MaskError(ValueError):
@@ -34,6 +35,10 @@ def _to_coco(rle: object) -> dict:
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
         raise MaskError("The mask size must be [height, width] with positive integers.")
     h, w = int(size[0]), int(size[1])
+    if h * w > MAX_MASK_PIXELS:
+        # pycocotools counts pixels in 32 bits: a larger size overflowed inside it (a 500), and no
+        # image stored here comes near it (MATHSET_MAX_IMAGE_PIXELS).
+        raise MaskError(f"The mask size {h}x{w} is larger than any image.")
     counts = rle["counts"]
     if isinstance(counts, str):
         if not counts or len(counts) > MAX_COUNTS_LENGTH or not counts.isascii():

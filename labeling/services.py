@@ -15,7 +15,7 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from common import geometry, latex, rawsql, rle, roles
@@ -934,6 +934,12 @@ def annotation_update(
     clean = regions_clean(regions=regions, image=task.image)
     spent = _time_spent(time_spent_seconds)
     started_from = _started_from(task, started_from)
+    if started_from is None and annotation.current_id is not None:
+        # A save that does not name the prediction it started from keeps the one the answer
+        # started from: a later version derives from the earlier one (the API showed null after
+        # any save from a client that did not send it again).
+        started_from = Prediction.objects.filter(pk=Subquery(
+            AnnotationVersion.objects.filter(pk=annotation.current_id).values("started_from_id")[:1])).first()
     if submit:
         _check_complete(task, clean)
         _refuse_if_guide_unread(task.batch, by)

@@ -397,8 +397,10 @@ def notifications_create(*, users, kind: str, message: str, url: str = "", quest
         for u in users
     ])
     # bulk_create returns primary keys on PostgreSQL and SQLite >= 3.35.
+    # robust: a broker that is down must not turn the saved question or answer into a 500 (the
+    # in-app notification stands; the failure is logged).
     for nid in [n.id for n in created if n.email_wanted]:
-        transaction.on_commit(lambda nid=nid: send_notification_email.delay(nid))
+        transaction.on_commit(lambda nid=nid: send_notification_email.delay(nid), robust=True)
     return created
 
 

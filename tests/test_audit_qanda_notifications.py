@@ -111,3 +111,23 @@ def test_a_refused_reopen_says_why_on_the_vendors_page(annotator, contract, clie
     response = client.post(f"/questions/{question.id}/", {"op": "reopen"})
     assert response.status_code == 200
     assert b"Only a closed question can be reopened." in response.content
+
+
+@pytest.mark.django_db
+def test_a_broker_that_is_down_does_not_fail_the_answer(monkeypatch, django_capture_on_commit_callbacks):
+    """The mail task is sent after commit; a broker error there used to turn the saved answer
+    into a 500. The answer and the in-app notification stand."""
+    from guides import services as gs
+    from guides.models import Notification
+    from guides.tasks import send_notification_email
+
+    def down(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(send_notification_email, "delay", down)
+    asker = factories.make_user(roles.ANNOTATOR)
+    asker.email = "a@example.org"
+    asker.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        gs.notifications_create(users=[asker], kind=Notification.Kind.choices[0][0], message="Answered")
+    assert Notification.objects.filter(user=asker).count() == 1

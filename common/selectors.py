@@ -1,6 +1,6 @@
 """Reads of people, scoped by the asking user."""
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from . import roles
 
@@ -17,3 +17,11 @@ def users_visible_to(user: User) -> QuerySet[User]:
         if vendor is not None:
             return qs.filter(vendor_membership__vendor=vendor)
     return qs.filter(pk=user.pk)
+
+
+def active_curators() -> QuerySet[User]:
+    """Everyone who works as a curator now: the curator group and superusers (who count as
+    curators everywhere, `roles.has_role`), switched-on accounts only. Who a new question is
+    addressed to."""
+    return (User.objects.filter(Q(groups__name=roles.CURATOR) | Q(is_superuser=True), is_active=True)
+            .distinct().order_by("pk"))

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from common import roles
 from common.fields import is_row_id
+from common.selectors import active_curators
 from common.unchangeable import CANNOT_CHANGE, drop_unchanged
 from curation.models import DatasetSpec, Image
 from labeling.models import Batch, Task, Vendor
@@ -270,7 +271,7 @@ def question_ask(
         spec=spec, guide_version=guide_version, vendor=vendor, asked_by=asked_by, title=title, body=body,
         body_html=render_markdown(body), image=image, region=quad, task_ref=task_ref,
     )
-    curators = User.objects.filter(groups__name=roles.CURATOR, is_active=True).distinct()
+    curators = active_curators()
     notifications_create(
         users=curators, kind=Notification.Kind.QUESTION_ASKED, question=question,
         message=f"{vendor.name}: new question on {spec.name}: {title}", url=f"/questions/{question.id}/",

@@ -29,9 +29,15 @@ def _number(value, default: float) -> float:
 
 def regions_from_prediction(prediction, *, width: int, height: int) -> list[dict]:
     """The pipeline's regions in the annotation format; LaTeX that does not pass the
-    checks is dropped (the region stays, for the annotator to type), and so is a region
-    whose quad the annotation format refuses (self-intersecting, or nothing left of it
-    inside the image): one such region must not cost the image its whole pre-label."""
+    checks is dropped (the region stays, for the annotator to type, with confidence 0: its
+    reading is gone, however sure the model was of it), and so is a region whose quad the
+    annotation format refuses (self-intersecting, or nothing left of it inside the image):
+    one such region must not cost the image its whole pre-label."""
+    return _regions_kept(prediction, width=width, height=height)[0]
+
+
+def _regions_kept(prediction, *, width: int, height: int) -> tuple[list[dict], int]:
+    """`regions_from_prediction`, and how many of the prediction's regions were left out."""
     from .services import _latex_checked  # the check predictions_import applies, so both agree
 
     out = []
@@ -46,11 +52,24 @@ def regions_from_prediction(prediction, *, width: int, height: int) -> list[dict
             log.info("pre-label region dropped (%s): %s", prediction, exc)
             continue
         text = (r.get("latex") or "").strip()
-        if text and _latex_checked(text)[0]:
-            text = ""
         conf = min(_number(r.get("score"), 0.0), _number(r.get("latex_confidence"), 1.0))
+        if text and _latex_checked(text)[0]:
+            text, conf = "", 0.0
         out.append({"kind": "quad", "points": points, "latex": text, "confidence": max(0.0, min(1.0, conf))})
-    return out
+    return out, len(prediction.regions) - len(out)
+
+
+def task_confidence(prediction, regions: list[dict], dropped: int) -> float:
+    """The queue confidence of the pre-label the annotator will see: the least sure of the
+    regions it keeps. A region left out counts as 0, not as the score the model gave it: the
+    annotator has to draw that formula from nothing, which is the work the "least sure first"
+    order puts first. With no region kept or dropped, the detector's own figure stands (it
+    found nothing; how sure it was of that is its call)."""
+    if dropped:
+        return 0.0
+    if regions:
+        return min(r["confidence"] for r in regions)
+    return max(0.0, min(1.0, float(prediction.min_confidence)))
 
 
 def _fit(value: str, field: str) -> str:
@@ -78,8 +97,8 @@ def task_prelabel_from_prediction(image_id: int, prediction) -> None:
     det, rec = prediction.detector_version, prediction.recognizer_version
     name = _fit(det.name + (f"+{rec.name}" if rec else ""), "model_name")
     version = _fit(det.version + (f"+{rec.version}" if rec else ""), "model_version")
-    item = {"image": image_id, "regions": regions_from_prediction(prediction, width=image.width, height=image.height),
-            "confidence": max(0.0, min(1.0, float(prediction.min_confidence)))}
+    regions, dropped = _regions_kept(prediction, width=image.width, height=image.height)
+    item = {"image": image_id, "regions": regions, "confidence": task_confidence(prediction, regions, dropped)}
     try:
         predictions_import(model_name=name, model_version=version, items=[item])
     except ValidationError as exc:

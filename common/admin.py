@@ -4,8 +4,32 @@ and who holds an API token.
 Failed logins are read-only but deletable: deleting a username's rows lets them log in again at once.
 """
 from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 
 from .models import ApiToken, LoginFailure
+
+
+class CaselessUserChangeForm(UserChangeForm):
+    """Renaming a user refuses a name another account holds in another case, as creating one
+    does (Django's UserCreationForm, `common.services.user_create`): the database's unique
+    index on lower(username) would otherwise turn the save into a 500."""
+
+    def clean_username(self):
+        username = User.normalize_username(self.cleaned_data.get("username") or "")
+        if User.objects.filter(username__iexact=username).exclude(pk=self.instance.pk).exists():
+            raise ValidationError(f"The username {username!r} is taken.")
+        return username
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class MathsetUserAdmin(UserAdmin):
+    form = CaselessUserChangeForm
 
 
 @admin.register(LoginFailure)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import roles
@@ -46,7 +46,13 @@ def user_create(
         raise ValidationError({"password": exc.messages}) from None
     user.set_password(password)
     user.full_clean(exclude=["password"])
-    user.save()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        # Another request created "Bob" between the check above and this insert: the
+        # unique index on lower(username) (migration common.0004) refused the second one.
+        raise ValidationError({"username": f"The username {username!r} is taken."}) from None
     user.groups.add(Group.objects.get(name=role))
     if vendor is not None:
         from labeling.services import vendor_member_add

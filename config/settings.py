@@ -247,6 +247,8 @@ SPECTACULAR_SETTINGS = {
         "DatasetSpecStatusEnum": "curation.models.DatasetSpec.Status",
         # Export.format and the export request's format: one enum, apart from models' formats.
         "ExportFormatEnum": "curation.models.Export.Format",
+        # What became of each file of a bulk upload; named, as a bare "outcome" is too generic.
+        "IngestOutcomeEnum": "curation.services.INGEST_OUTCOMES",
     },
 }
 

@@ -422,11 +422,38 @@ def resolve_categories(*, spec: DatasetSpec, values: Iterable[str | int | Catego
 
 
 @dataclass
+class FileOutcome:
+    """What became of one file of an ingest: `index` is its place in `files`, `filename`
+    the name it was given as (its base name, not cut to what `original_filename` keeps).
+
+    `outcome` is "created" (stored as `image`), "duplicate" (the spec already held these
+    bytes as `image`) or "repeated" (an earlier file of the same call, at `same_as`, has
+    these bytes; `image` is what that one became)."""
+
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    REPEATED = "repeated"
+
+    index: int
+    filename: str
+    outcome: str
+    image: Image
+    same_as: int | None = None
+
+
+# The outcomes a bulk upload reports per file (the API enum, IngestOutcomeEnum).
+INGEST_OUTCOMES = (FileOutcome.CREATED, FileOutcome.DUPLICATE, FileOutcome.REPEATED)
+
+
+@dataclass
 class IngestResult:
-    """What an ingest did: the images it stored and the exact duplicates it skipped."""
+    """What an ingest did: the images it stored and the exact duplicates it skipped
+    (files repeating an earlier file's bytes included), and per file, in the order of
+    the files given, what became of it (`files`)."""
 
     created: list[Image] = field(default_factory=list)
     duplicates: list[tuple[str, Image]] = field(default_factory=list)
+    files: list[FileOutcome] = field(default_factory=list)
 
 
 def _store(guard, spec: DatasetSpec, decoded: DecodedImage) -> tuple[str, str]:
@@ -455,6 +482,9 @@ def images_ingest(
     duplicates (same sha256 in the spec, or twice in the call) are reported, not
     stored twice. `truth_latex`, `meta` and `capture_sessions` are per file, in the
     order of `files`; `capture_sessions` overrides the one `capture_session`.
+    `result.files` says per file, in the order of `files`, what became of it: names
+    repeat (two folders' IMG_0001.jpg) and stored names are cut to 255 characters,
+    so callers must not match results back to their files by name.
     """
     if not files:
         raise ValidationError({"files": "No file was given."})
@@ -469,16 +499,24 @@ def images_ingest(
     existing = {im.sha256: im for im in Image.objects.filter(spec=spec, sha256__in=[d.sha256 for d in decoded])}
     fresh: list[tuple[int, DecodedImage]] = []
     repeated: list[tuple[str, str]] = []  # the same bytes twice in this call
-    fresh_shas: set[str] = set()
+    first_of_sha: dict[str, int] = {}  # sha256 -> index of the first fresh file with those bytes
+    # Per file: an outcome known now ("duplicate"), or one settled by the insert below
+    # (None for a fresh file, the earlier file's index for a repeat).
+    pending: list[FileOutcome | int | None] = []
     for index, d in enumerate(decoded):
         if d.sha256 in existing:
             result.duplicates.append((d.filename, existing[d.sha256]))
-        elif d.sha256 in fresh_shas:
+            pending.append(FileOutcome(index, d.filename, FileOutcome.DUPLICATE, existing[d.sha256]))
+        elif d.sha256 in first_of_sha:
             repeated.append((d.filename, d.sha256))
+            pending.append(first_of_sha[d.sha256])
         else:
-            fresh_shas.add(d.sha256)
+            first_of_sha[d.sha256] = index
             fresh.append((index, d))
+            pending.append(None)
     if not fresh:
+        # Only duplicates of the spec's images: each file's outcome is known already.
+        result.files = [slot for slot in pending if isinstance(slot, FileOutcome)]
         return result
     with guarded_files() as guard, transaction.atomic():
         rows = []
@@ -492,9 +530,12 @@ def images_ingest(
                 truth_latex=(truth_latex[index] if truth_latex else "") or "",
                 meta=(meta[index] if meta else {}) or {}, uploaded_by=uploaded_by,
             ))
+        # What each fresh file's bytes became: its new row, or a concurrent upload's.
+        image_of_sha: dict[str, Image] = {}
         try:
             with transaction.atomic():
                 created = Image.objects.bulk_create(rows)
+            image_of_sha = {im.sha256: im for im in created}
         except IntegrityError:
             # A concurrent upload stored one of these meanwhile: fall back to one by one.
             created = []
@@ -503,9 +544,11 @@ def images_ingest(
                     with transaction.atomic():
                         row.save()
                     created.append(row)
+                    image_of_sha[row.sha256] = row
                 except IntegrityError:
                     dup = Image.objects.get(spec=spec, sha256=row.sha256)
                     result.duplicates.append((row.original_filename, dup))
+                    image_of_sha[row.sha256] = dup
                     for stored in (row.file, row.thumbnail):
                         if stored != dup.file and stored != dup.thumbnail:
                             default_storage.delete(stored)
@@ -517,8 +560,20 @@ def images_ingest(
         result.created = created
         if created:
             spec_stats_refresh_soon(spec_id=spec.pk)  # collected, in the quota progress
-    by_sha = {im.sha256: im for im in created}
-    result.duplicates += [(name, by_sha[sha]) for name, sha in repeated if sha in by_sha]
+    # A repeat maps to whatever its first file became, a concurrent upload's image included
+    # (counting it nowhere would leave an import job's files unaccounted for).
+    result.duplicates += [(name, image_of_sha[sha]) for name, sha in repeated]
+    created_ids = {im.pk for im in created}
+    for index, d in enumerate(decoded):
+        slot = pending[index]
+        if isinstance(slot, FileOutcome):
+            result.files.append(slot)
+        elif slot is None:
+            image = image_of_sha[d.sha256]
+            kind = FileOutcome.CREATED if image.pk in created_ids else FileOutcome.DUPLICATE
+            result.files.append(FileOutcome(index, d.filename, kind, image))
+        else:
+            result.files.append(FileOutcome(index, d.filename, FileOutcome.REPEATED, image_of_sha[d.sha256], slot))
     return result
 
 

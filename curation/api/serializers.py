@@ -11,6 +11,7 @@ from common.roles import is_curator
 from common.unchangeable import CREATE_ONLY_HELP
 
 from ..models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, Source
+from ..services import INGEST_OUTCOMES
 
 
 def absolute_url(context: dict, path: str | None) -> str | None:
@@ -206,9 +207,24 @@ class DuplicateSerializer(serializers.Serializer):
     image = ImageSerializer()
 
 
+class FileOutcomeSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The file's place among the request's `files`, from 0")
+    filename = serializers.CharField(help_text="The file's base name as received")
+    outcome = serializers.ChoiceField(
+        choices=list(INGEST_OUTCOMES),
+        help_text="created: stored as `image`; duplicate: the spec already holds these bytes as `image`; "
+                  "repeated: an earlier file of this request (`same_as`) has these bytes, stored once as `image`")
+    same_as = serializers.IntegerField(allow_null=True,
+                                       help_text="For `repeated`, the index of the earlier file with the same bytes")
+    image = ImageSerializer()
+
+
 class IngestResultSerializer(serializers.Serializer):
     created = ImageSerializer(many=True)
-    duplicates = DuplicateSerializer(many=True)
+    duplicates = DuplicateSerializer(many=True, help_text="Files not stored again (repeated ones included)")
+    files = FileOutcomeSerializer(
+        many=True, help_text="One entry per file, in request order: match results to files by `index`, "
+                             "never by name (names repeat, and stored names are cut)")
 
 
 class ImageUploadResultSerializer(ImageSerializer):

@@ -197,14 +197,20 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             spec=v["spec"], source=v["source"], files=files, categories=v["categories"],
             uploaded_by=request.user, capture_session=v["capture_session"],
         )
-        ids = [im.id for im in result.created] + [im.id for _, im in result.duplicates]
-        fresh = self.get_queryset().in_bulk(ids)
+        ids = {im.id for im in result.created} | {im.id for _, im in result.duplicates}
+        fresh = self.get_queryset().in_bulk(ids | {f.image.id for f in result.files})
         ctx = {"request": request}
         body = {
             "created": s.ImageSerializer([fresh[im.id] for im in result.created], many=True, context=ctx).data,
             "duplicates": [
                 {"filename": name, "image": s.ImageSerializer(fresh[im.id], context=ctx).data}
                 for name, im in result.duplicates
+            ],
+            # In request order, so a client matches results to its files by index, not by name.
+            "files": [
+                {"index": f.index, "filename": f.filename, "outcome": f.outcome, "same_as": f.same_as,
+                 "image": s.ImageSerializer(fresh[f.image.id], context=ctx).data}
+                for f in result.files
             ],
         }
         return Response(body, status=status.HTTP_201_CREATED)

@@ -101,13 +101,14 @@ dropzone.addEventListener("drop", (e) => addFiles(e.dataTransfer.files));
 
 // --------------------------------------------------------------- results
 
-function addResult(name, kind, text, imageId) {
+// `look` picks the colour: a repeated file is shown like a duplicate (nothing new stored).
+function addResult(name, kind, text, imageId, look = kind) {
   const row = document.createElement("tr");
   row.dataset.result = kind;
   const nameCell = document.createElement("td");
   nameCell.textContent = name;
   const resultCell = document.createElement("td");
-  resultCell.className = `result-${kind}`;
+  resultCell.className = `result-${look}`;
   if (imageId) {
     const link = document.createElement("a");
     link.href = config.imageUrl.replace("{id}", imageId);
@@ -188,26 +189,28 @@ async function sendChunk(chunk, state) {
       state.render();
     });
     if (status === 201) {
-      const byName = new Map();
-      for (const image of data.created) {
-        if (!byName.has(image.original_filename)) byName.set(image.original_filename, []);
-        byName.get(image.original_filename).push({ kind: "created", image });
-      }
-      for (const dup of data.duplicates) {
-        if (!byName.has(dup.filename)) byName.set(dup.filename, []);
-        byName.get(dup.filename).push({ kind: "duplicate", image: dup.image });
-      }
-      for (const file of pending) {
-        const hit = (byName.get(file.name) || []).shift();
-        if (hit && hit.kind === "created") {
-          addResult(file.name, "created", `created (image ${hit.image.id}, ${hit.image.width}×${hit.image.height})`, hit.image.id);
-        } else if (hit) {
-          addResult(file.name, "duplicate", `duplicate of image ${hit.image.id}, not stored again`, hit.image.id);
-        } else {
+      // `files` answers each sent file by its place in the request. Names cannot be used:
+      // two folders' IMG_0001.jpg share one, and the server cuts names over 255 characters.
+      const byIndex = new Map((data.files || []).map((outcome) => [outcome.index, outcome]));
+      pending.forEach((file, index) => {
+        const hit = byIndex.get(index);
+        const image = hit && hit.image;
+        if (!hit) {
           addResult(file.name, "created", "stored");
+          state.counts.created += 1;
+        } else if (hit.outcome === "created") {
+          addResult(file.name, "created", `created (image ${image.id}, ${image.width}×${image.height})`, image.id);
+          state.counts.created += 1;
+        } else if (hit.outcome === "repeated") {
+          const earlier = pending[hit.same_as];
+          const what = earlier ? earlier.name : "an earlier file";
+          addResult(file.name, "repeated", `same bytes as ${what}, stored once (image ${image.id})`, image.id, "duplicate");
+          state.counts.duplicate += 1;
+        } else {
+          addResult(file.name, "duplicate", `duplicate of image ${image.id}, not stored again`, image.id);
+          state.counts.duplicate += 1;
         }
-        state.counts[hit ? hit.kind : "created"] += 1;
-      }
+      });
       state.settle(pending);
       return true;
     }

@@ -3,7 +3,8 @@
 A stored quad's first point is the formula's top-left as read (whatever the photo's rotation),
 then clockwise on screen: top-right, bottom-right, bottom-left of the text. `validate_quad`
 keeps the start it is given; `canonical_quad` (start at the image's top-left) is only for quads
-whose reading orientation is unknown (an evaluation box, a quad fitted around a mask).
+whose reading orientation is unknown (an evaluation box). A quad fitted around a mask comes from
+`mask_quad`, which starts it on a long side read left to right (`reading_order_rect`).
 
 Domain-free: callers turn `GeometryError` into a 400 naming their own field.
 """
@@ -20,6 +21,9 @@ from shapely.validation import explain_validity
 EDGE_TOLERANCE_PX = 2.0
 EDGE_TOLERANCE_FRACTION = 0.01
 MIN_AREA_PX = 1.0
+# A rectangle whose side pairs differ by less than this ratio has no long side to tell a text
+# line's length by: pixel noise alone makes one side of a square mask's box a pixel or two longer.
+SQUARE_ASPECT = 1.15
 
 
 class GeometryError(ValueError):
@@ -68,11 +72,71 @@ def canonical_quad(points: Sequence[Point]) -> list[list[float]]:
 
     For quads whose reading orientation is unknown: clockwise as :func:`clockwise_quad`, then
     the start is the corner with the smallest x + y (ties: smallest y), the "top-left" of
-    YOLO-OBB. A labelled region keeps its own start (the formula's top-left), see `validate_quad`.
+    YOLO-OBB. A labelled region keeps its own start (the formula's top-left), see `validate_quad`;
+    a rectangle fitted around a formula's mask is ordered by :func:`reading_order_rect`.
     """
     pts = [tuple(p) for p in clockwise_quad(points)]
     start = min(range(4), key=lambda i: (pts[i][0] + pts[i][1], pts[i][1], pts[i][0]))
     return [list(pts[(start + k) % 4]) for k in range(4)]
+
+
+def reading_order_rect(points: Sequence[Point]) -> list[list[float]]:
+    """The 4 corners of a rectangle fitted around a text line, in reading order: TL, TR, BR, BL.
+
+    For a rectangle with no reading cue but its shape (fitted around a mask). A formula line is
+    wider than tall, so the first edge (TL -> TR) is a long side; of the two long sides, the one
+    whose direction is closest to the image's left-to-right is taken, i.e. whose angle,
+    counter-clockwise on screen from +x, lies in (-90°, 90°]: a line photographed at up to ±90°
+    reads the right way round, and a vertical line is read bottom to top. Shape alone cannot
+    tell 180° apart (a formula upside down fills the same pixels), so a line turned more than
+    90° comes out read upside down; only a reading cue (the annotator's corner, the detector's
+    top map, the orienter) can fix that. A square-ish rectangle (sides within
+    :data:`SQUARE_ASPECT`) has no long side: its edge closest to left-to-right starts, as an
+    upright box's top does. Corners go clockwise on screen (y down).
+    """
+    pts = clockwise_quad(points)
+    edges = [(pts[(k + 1) % 4][0] - pts[k][0], pts[(k + 1) % 4][1] - pts[k][1]) for k in range(4)]
+    lengths = [math.hypot(dx, dy) for dx, dy in edges]
+    along, across = lengths[0] + lengths[2], lengths[1] + lengths[3]
+    if max(along, across) < SQUARE_ASPECT * min(along, across):
+        starts: Sequence[int] = range(4)
+    else:
+        starts = (0, 2) if along >= across else (1, 3)
+
+    def left_to_right(k: int) -> tuple[float, float]:
+        dx, dy = edges[k]
+        # Rounded so that float noise cannot outvote the tie-break: an edge exactly vertical
+        # (or a square at exactly 45°) goes to the one pointing up the screen (+90° is in the
+        # half-open range, -90° is not), whichever corner the points started at.
+        return round(dx / (lengths[k] or 1.0), 9), -dy
+
+    start = max(starts, key=left_to_right)
+    return [list(pts[(start + k) % 4]) for k in range(4)]
+
+
+def mask_quad(mask: object) -> list[list[float]] | None:
+    """The minimum-area rectangle around a mask's pixels, in reading order; None if it is empty.
+
+    `mask` is a 2-D array (nonzero = inside); corners are in pixel-centre coordinates, like the
+    pixels' own. Every quad derived from a mask alone (mask-only regions in exports, truth
+    regions in evaluation) comes from here, so all of them read it the same way round: see
+    :func:`reading_order_rect` for the order and what a mask cannot tell.
+    """
+    # Imported here: this module validates every saved quad and OpenCV is only needed for masks.
+    import cv2
+    import numpy as np
+
+    m = np.ascontiguousarray(np.asarray(mask) != 0, dtype=np.uint8)
+    if m.ndim != 2:
+        raise GeometryError("A mask must be a 2-D array.")
+    # The outer outlines hold every corner of the pixels' convex hull, which is all that
+    # minAreaRect looks at: the same rectangle as from every pixel, at a fraction of the points.
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    pts = np.concatenate(contours).reshape(-1, 2).astype(np.float32)
+    box = cv2.boxPoints(cv2.minAreaRect(pts))
+    return reading_order_rect([(float(x), float(y)) for x, y in box])
 
 
 def quad_points(points: object) -> list[Point]:

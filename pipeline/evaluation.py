@@ -263,20 +263,15 @@ def token_diff_html(truth: str, prediction: str) -> SafeString:
 # ------------------------------------------------------------------ geometry of truth regions
 
 def truth_quad(region: dict) -> list[list[float]] | None:
-    """The region's 4 points, or for a mask-only region the minimum-area rectangle of its mask."""
+    """The region's 4 points, or for a mask-only region the minimum-area rectangle of its mask,
+    in reading order (:func:`common.geometry.mask_quad`, as the exports): its crop is read by the
+    recognizer, so a formula turned past 45° must not be cut sideways."""
     if region.get("points"):
         return [[float(x), float(y)] for x, y in region["points"]]
     if region.get("mask_rle"):
-        import cv2
+        from common import geometry, rle
 
-        from common import rle
-        from common.geometry import canonical_quad
-
-        ys, xs = np.nonzero(rle.decode(region["mask_rle"]))
-        if len(xs) == 0:
-            return None
-        box = cv2.boxPoints(cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32)))
-        return canonical_quad([(float(x), float(y)) for x, y in box])
+        return geometry.mask_quad(rle.decode(region["mask_rle"]))
     return None
 
 

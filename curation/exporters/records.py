@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from common import geometry
+
 DEFAULT_CATEGORY = "formula"
 
 
@@ -164,29 +166,14 @@ def quad_bbox(quad: Sequence[float]) -> list[float]:
     return [x0, y0, max(xs) - x0, max(ys) - y0]
 
 
-def order_quad(points: np.ndarray) -> np.ndarray:
-    """Four points as top-left, top-right, bottom-right, bottom-left (clockwise on screen).
-
-    Used only where the reading order is unknown (a quad fitted around a mask): the point
-    nearest the top-left corner starts, then the order goes clockwise in image coordinates.
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    centre = pts.mean(axis=0)
-    angles = np.arctan2(pts[:, 1] - centre[1], pts[:, 0] - centre[0])
-    pts = pts[np.argsort(angles)]  # y down: increasing angle is clockwise on screen
-    start = int(np.argmin(pts.sum(axis=1)))
-    return np.roll(pts, -start, axis=0)
-
-
 def mask_quad(rle: Mapping) -> np.ndarray | None:
-    """The minimum-area rotated rectangle around a mask, as an ordered quad (None if empty)."""
-    m = rle_to_mask(rle)
-    ys, xs = np.nonzero(m)
-    if len(xs) == 0:
-        return None
-    pts = np.stack([xs, ys], axis=1).astype(np.float32)
-    box = cv2.boxPoints(cv2.minAreaRect(pts))
-    return order_quad(box)
+    """The minimum-area rotated rectangle around a mask, in reading order (None if empty).
+
+    The order is :func:`common.geometry.mask_quad`'s (first edge a long side, read left to
+    right), shared with evaluation, so a formula turned past 45° is not exported sideways.
+    """
+    quad = geometry.mask_quad(rle_to_mask(rle))
+    return None if quad is None else np.asarray(quad, dtype=np.float64)
 
 
 def mask_polygon(rle: Mapping, *, epsilon: float = 1.0) -> np.ndarray | None:

@@ -13,21 +13,32 @@ Two rules:
 
 A name is checked by what it resolves to, both when the model is registered (if it resolves
 then) and before every call, so a name later pointed at a forbidden address is refused too.
-A call (:func:`post`) then connects to the very address that was checked: were the HTTP client
-to resolve the name again, a DNS answer changed in between (DNS rebinding) would reach an
-address never checked. The Host header, and for https the SNI name and the certificate's
-hostname verification, stay on the registered name.
+A call (:func:`post`) then connects only to the addresses that were checked: were the HTTP
+client to resolve the name again, a DNS answer changed in between (DNS rebinding) would reach an
+address never checked. Like ``socket.create_connection`` it tries each of them in the order the
+resolver gave them (one host down, or IPv6 unreachable, must not fail a model that answers on
+another), with the connect timeout for each. The Host header, and for https the SNI name and the
+certificate's hostname verification, stay on the registered name, and so do the errors: a model
+team knows the host it registered, not the addresses it resolves to (tried ones follow in
+parentheses).
 """
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
-from urllib.parse import urlsplit, urlunsplit
+import ssl
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3 import PoolManager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 # AWS's IPv6 metadata address is not link-local (it is in fd00::/8, shared with real networks).
 _METADATA = {ipaddress.ip_address("fd00:ec2::254")}
@@ -75,9 +86,12 @@ def _listed(host: str, ips: list, entries: list[str]) -> bool:
 
 
 def resolve(host: str, port: int) -> list:
-    """The addresses `host` resolves to (what the HTTP client will connect to)."""
+    """The addresses `host` resolves to, in the resolver's order, each once (what :func:`post`
+    tries, in that order)."""
     infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    return sorted({ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}, key=str)
+    # The order is the resolver's preference (RFC 6724: IPv6 first where it is configured, ...),
+    # the order a connection should try them in; sorting would lose it.
+    return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
 
 
 def check(url: str, *, must_resolve: bool) -> list:
@@ -115,42 +129,195 @@ def check(url: str, *, must_resolve: bool) -> list:
     return ips
 
 
-class _PinnedTLSAdapter(HTTPAdapter):
-    """HTTPS to an address in the URL while TLS speaks to, and verifies, `server_hostname`: the
-    SNI name and the name the certificate must be for (urllib3's pool arguments)."""
+def _same_host(a: str, b: str) -> bool:
+    a, b = a.lower().strip("[]").rstrip("."), b.lower().strip("[]").rstrip(".")
+    la, lb = _literal(a), _literal(b)
+    return la == lb if la is not None or lb is not None else a == b
 
-    def __init__(self, server_hostname: str):
-        self.server_hostname = server_hostname
+
+@dataclass
+class _Pin:
+    """The checked addresses of one call's host, and what became of the attempts to reach them
+    (for the error messages: the socket errors never name the host)."""
+
+    host: str
+    port: int
+    addresses: list
+    connected: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    failed: list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str]] = field(default_factory=list)
+    error: str = ""  # why no connection was made, when none was
+
+    @property
+    def where(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def at(self) -> str:
+        return f" (at {self.connected})" if self.connected is not None else ""
+
+
+def _connect(ip, port: int, timeout, source_address, socket_options) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
+    try:
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        # urllib3's "no timeout given" sentinel is neither: the socket keeps the default timeout
+        if timeout is None or isinstance(timeout, int | float):
+            sock.settimeout(timeout)
+        if source_address:
+            sock.bind(source_address)
+        sock.connect((str(ip), port))
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _why(exc: OSError, timeout) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout}s"
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
+class _PinnedConnectionMixin:
+    """A urllib3 connection to the name in the URL (Host header, SNI, certificate check) whose
+    socket goes to the checked addresses only, each in turn, never resolving the name itself."""
+
+    def __init__(self, *args, pin: _Pin, **kwargs):
+        self._pin = pin
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self) -> socket.socket:
+        pin = self._pin
+        pin.connected, pin.failed, pin.error = None, [], ""
+        if not _same_host(self.host, pin.host) or self.port != pin.port:
+            # this session calls one URL and follows no redirect: another host was never checked
+            pin.error = f"{self.host}:{self.port} is not the host checked ({pin.where})"
+            raise NewConnectionError(self, pin.error)
+        timed_out = []
+        for ip in pin.addresses:
+            try:
+                sock = _connect(ip, self.port, self.timeout, self.source_address, self.socket_options)
+            except OSError as exc:  # this address is down or unreachable: the next one may answer
+                pin.failed.append((ip, _why(exc, self.timeout)))
+                timed_out.append(isinstance(exc, TimeoutError))
+                continue
+            pin.connected = ip
+            return sock
+        if timed_out and all(timed_out):
+            tried = ", ".join(str(ip) for ip, _ in pin.failed)
+            pin.error = (f"connecting to {pin.where} timed out after {self.timeout}s "
+                         f"({'at' if len(pin.failed) == 1 else 'at each of'} {tried})")
+            # requests turns this one (and only this one) into ConnectTimeout
+            raise ConnectTimeoutError(self, pin.error)
+        detail = "; ".join(f"{why} (at {ip})" for ip, why in pin.failed)
+        pin.error = f"cannot connect to {pin.where}: {detail or 'no address'}"
+        raise NewConnectionError(self, pin.error)
+
+
+class _PinnedHTTPConnection(_PinnedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _PinnedHTTPSConnection(_PinnedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _PinnedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _PinnedHTTPConnection
+
+
+class _PinnedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _PinnedHTTPSConnection
+
+
+class _PinnedPoolManager(PoolManager):
+    def __init__(self, *args, pin: _Pin, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pin = pin
+        self.pool_classes_by_scheme = {"http": _PinnedHTTPPool, "https": _PinnedHTTPSPool}
+
+    def _new_pool(self, scheme, host, port, request_context=None):
+        pool = super()._new_pool(scheme, host, port, request_context)
+        # given to each connection, not as a pool keyword: PoolManager keys pools by a fixed set
+        # of keywords and refuses others
+        pool.conn_kw["pin"] = self.pin
+        return pool
+
+
+class _PinnedAdapter(HTTPAdapter):
+    def __init__(self, pin: _Pin):
+        self.pin = pin
         super().__init__()
 
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs.update(server_hostname=self.server_hostname, assert_hostname=self.server_hostname)
-        super().init_poolmanager(*args, **kwargs)
+    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+        self._pool_connections, self._pool_maxsize, self._pool_block = connections, maxsize, block
+        self.poolmanager = _PinnedPoolManager(num_pools=connections, maxsize=maxsize, block=block, pin=self.pin,
+                                              **pool_kwargs)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The innermost error a requests exception wraps (through urllib3's MaxRetryError,
+    ProtocolError, SSLError ...)."""
+    for _ in range(10):
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in exc.args if isinstance(a, BaseException)), None)
+        if inner is None:
+            return exc
+        exc = inner
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        # "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: ... (_ssl.c:1006)": the
+        # reason without the OpenSSL code and the C source line
+        return re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", exc.strerror or str(exc))
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    texts = [a for a in exc.args if isinstance(a, str)]  # urllib3's (pool, url, message): not the pool
+    return texts[-1] if texts else str(exc) or type(exc).__name__
+
+
+def _named(exc: requests.RequestException, pin: _Pin, timeout) -> requests.RequestException:
+    """`exc` again (its type, for the callers' except clauses and the task's retries) with a
+    message naming the registered host and port, the address tried in parentheses."""
+    leaf = _leaf(exc)
+    if pin.error:  # no connection: what became of each address
+        message = pin.error
+    elif isinstance(exc, requests.exceptions.SSLError):
+        message = f"TLS with {pin.where}{pin.at} failed: {_describe(leaf)}"
+    elif isinstance(exc, requests.exceptions.ReadTimeout):
+        read = timeout[1] if isinstance(timeout, tuple) else timeout
+        message = f"{pin.where}{pin.at} did not answer within {read}s"
+    else:
+        message = f"the connection to {pin.where}{pin.at} failed: {_describe(leaf)}"
+    return type(exc)(message, request=exc.request, response=exc.response)
 
 
 def post(url: str, *, json: dict, timeout: float) -> requests.Response:
-    """POST `json` to `url` after :func:`check`, connected to an address checked (the first of
-    them; every one passed), never following a redirect. Raises EndpointRefused, or the
-    ``requests`` exceptions of a failed connection.
+    """POST `json` to `url` after :func:`check`, connected to one of the addresses checked (each
+    in turn until one accepts), never following a redirect. Raises EndpointRefused, or the
+    ``requests`` exceptions of a failed connection, their messages naming the URL's host and port.
 
     No proxy from the environment is used: a proxy would resolve the name itself, again. The CA
     bundle the environment names (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) is still used.
     """
     ips = check(url, must_resolve=True)
     parts = urlsplit(url)
-    host = parts.hostname.lower().rstrip(".")
+    pin = _Pin(host=parts.hostname.lower().rstrip("."), port=parts.port or (443 if parts.scheme == "https" else 80),
+               addresses=ips)
     with requests.Session() as session:
         session.trust_env = False  # no proxy: it would resolve the name again, past the check
         session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        headers = {}
-        if _literal(host) is None:
-            ip = ips[0]
-            address = f"[{ip}]" if ip.version == 6 else str(ip)
-            userinfo = parts.netloc.rpartition("@")[0]
-            port = f":{parts.port}" if parts.port else ""
-            # the name as the client would have sent it (no user info); the server routes on it
-            headers["Host"] = parts.netloc.rpartition("@")[2]
-            url = urlunsplit(parts._replace(netloc=f"{userinfo}@{address}{port}" if userinfo else f"{address}{port}"))
-            if parts.scheme == "https":
-                session.mount("https://", _PinnedTLSAdapter(host))
-        return session.post(url, json=json, timeout=timeout, allow_redirects=False, headers=headers)
+        # The URL keeps the name, so the Host header, SNI and the certificate check are on it; the
+        # adapter only decides where the socket goes.
+        adapter = _PinnedAdapter(pin)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        try:
+            return session.post(url, json=json, timeout=timeout, allow_redirects=False)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _named(exc, pin, timeout) from exc

@@ -31,7 +31,10 @@ def test_pipeline_prediction_prelabels_the_images_task(django_capture_on_commit_
     kept = pred.regions
     assert [r["latex"] for r in kept] == [r"x^{2}", ""]  # unbalanced LaTeX dropped, region kept
     assert kept[0]["points"][0][0] == 0.0  # clipped into the image
-    assert task.model_confidence == pytest.approx(0.6)
+    # The second region's reading was dropped: the annotator types it from nothing, so the
+    # task is as unsure as can be, not min(0.9, 0.6, 0.8, 0.9).
+    assert task.model_confidence == 0.0
+    assert [r["confidence"] for r in kept] == [pytest.approx(0.6), 0.0]
 
 
 def test_prediction_for_an_image_without_task_is_stored_for_later(django_capture_on_commit_callbacks):

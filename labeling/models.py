@@ -138,6 +138,9 @@ class Claim(models.Model):
         LIVE = "live", "Leased"
         ANNOTATED = "annotated", "Annotated"
         RELEASED = "released", "Released"
+        # Given up with the annotator's unfinished annotation when they were switched off: no
+        # slot, and unlike a released lease never offered to them again (they hold an annotation).
+        WITHDRAWN = "withdrawn", "Withdrawn (annotator left)"
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="claims")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="claims")
@@ -192,6 +195,9 @@ class Annotation(models.Model):
         SUBMITTED = "submitted", "Submitted"
         ACCEPTED = "accepted", "Accepted"
         REJECTED = "rejected", "Rejected (rework)"
+        # A draft or rework its annotator left unfinished when switched off: kept with its
+        # versions and reviews, no longer editable, and its slot back in the pool.
+        WITHDRAWN = "withdrawn", "Withdrawn (annotator left)"
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="annotations")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")

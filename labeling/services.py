@@ -95,13 +95,18 @@ def vendor_member_create(*, vendor: Vendor, username: str, password: str, role: 
 @transaction.atomic
 def member_work_release(*, user: User) -> int:
     """Give back what `user` holds in the queues (they were switched off): their live leases
-    return their slots, and the annotations they held open for review go back to the other
-    reviewers. Returns the number of leases released.
+    return their slots, their unfinished annotations (drafts, and rework a reviewer sent back)
+    are withdrawn and return theirs, and the annotations they held open for review go back to
+    the other reviewers. What they handed in (submitted, accepted) stays as it is. Returns the
+    number of slots given back.
 
     Without it a deactivated annotator's tasks stayed taken until each lease ran out (30
-    minutes; a task of overlap 1 was nobody's), and a reviewer's hold likewise. Each lease is
-    released by a conditional UPDATE on its state, so one lapsed lease that a concurrent claim
-    reaps (`_reap_expired`) is never counted back twice.
+    minutes; a task of overlap 1 was nobody's), and a reviewer's hold likewise. A first save
+    turns the lease into a slot for good, so a draft or rework kept its task waiting for ever
+    for someone who can no longer log in. Each lease and annotation is given up by a
+    conditional UPDATE on its state, so one lapsed lease that a concurrent claim reaps
+    (`_reap_expired`), or a draft handed in at the same moment, is never counted back twice
+    or taken from under the submit.
     """
     released = 0
     leases = Claim.objects.filter(annotator=user, state=Claim.State.LIVE).order_by("task_id")
@@ -110,8 +115,35 @@ def member_work_release(*, user: User) -> int:
             Task.objects.filter(pk=task_id).update(slots_taken=F("slots_taken") - 1)
             _task_refresh_status(task_id)
             released += 1
+    unfinished = Annotation.objects.filter(annotator=user, status__in=EDITABLE).order_by("task_id")
+    specs = set()
+    for annotation_id, task_id, spec_id in unfinished.values_list("id", "task_id", "task__batch__spec_id"):
+        if _annotation_withdraw(annotation_id=annotation_id, task_id=task_id, annotator_id=user.pk):
+            released += 1
+            specs.add(spec_id)
+    for spec_id in sorted(specs):  # a task no longer awaiting rework changes the quota progress and QA
+        spec_stats_refresh_soon(spec_id=spec_id)
     Annotation.objects.filter(review_holder=user).update(review_holder=None, review_held_until=None)
     return released
+
+
+def _annotation_withdraw(*, annotation_id: int, task_id: int, annotator_id: int) -> int:
+    """Take an unfinished annotation (a draft or rework) out of the workflow and give its slot
+    back to the queue; 1 if it was still unfinished, else 0 (handed in or withdrawn meanwhile).
+
+    The annotation is kept, with its versions and the reviews that sent it back: reviewers
+    and QA still read why it was rejected. Its claim becomes "withdrawn", not "released": a
+    released task may be offered to the same annotator again, and they already hold an
+    annotation of it (one per annotator and task)."""
+    if not Annotation.objects.filter(pk=annotation_id, status__in=EDITABLE).update(
+            status=Annotation.Status.WITHDRAWN, updated_at=timezone.now()):
+        return 0
+    n = Claim.objects.filter(task_id=task_id, annotator_id=annotator_id, state=Claim.State.ANNOTATED).update(
+        state=Claim.State.WITHDRAWN)
+    if n:
+        Task.objects.filter(pk=task_id).update(slots_taken=F("slots_taken") - n)
+    _task_refresh_status(task_id)  # a task that only waited for this rework is open again
+    return 1
 
 
 # ----------------------------------------------------------------- batches
@@ -355,6 +387,11 @@ class ClaimResult:
     annotation_id: int | None = None  # the annotator's own annotation of the task (rework)
 
 
+# Claims whose task the queue never offers their annotator again: held now, annotated, or
+# given up with an annotation the annotator still has (`_annotation_withdraw`).
+NEVER_AGAIN = (Claim.State.LIVE, Claim.State.ANNOTATED, Claim.State.WITHDRAWN)
+
+
 def _reap_expired(task_id: int, now) -> int:
     """Return the slots of expired leases on one task to the queue. Call under the task's lock."""
     n = Claim.objects.filter(task_id=task_id, state=Claim.State.LIVE, expires_at__lte=now).update(
@@ -370,7 +407,7 @@ def claimable_tasks(*, annotator: User, batch_ids: Iterable[int], now,
     has never annotated nor holds, in queue order: priority, lowest model confidence, age.
     With include_released=False, tasks the annotator gave back (skipped) are left out too."""
     expired = Claim.objects.filter(task=OuterRef("pk"), state=Claim.State.LIVE, expires_at__lte=now)
-    excluded = [Claim.State.LIVE, Claim.State.ANNOTATED] + ([] if include_released else [Claim.State.RELEASED])
+    excluded = [*NEVER_AGAIN] + ([] if include_released else [Claim.State.RELEASED])
     mine = Claim.objects.filter(task=OuterRef("pk"), annotator=annotator, state__in=excluded)
     return (
         Task.objects.filter(batch_id__in=list(batch_ids), status__in=Task.CLAIMABLE)
@@ -520,7 +557,7 @@ def _claim_candidate(annotator: User, batch_ids: list[int], now, *, include_rele
     from django.db import connection
 
     qn, t = rawsql.qn, rawsql.table
-    excluded = [Claim.State.LIVE, Claim.State.ANNOTATED] + ([] if include_released else [Claim.State.RELEASED])
+    excluded = [*NEVER_AGAIN] + ([] if include_released else [Claim.State.RELEASED])
     key = (connection.vendor, "candidate", len(batch_ids), len(excluded))
     sql = _SQL.get(key)
     if sql is None:
@@ -1035,7 +1072,9 @@ def review_open_next(*, reviewer: User, hold: timedelta = REVIEW_HOLD) -> Annota
 def review_create(*, annotation: Annotation, reviewer: User, decision: str, reasons: Sequence[str] = (),
                   comment: str = "", version: int | None = None) -> Review:
     """Accept or reject a submitted annotation. Rejection sends it back to its
-    annotator for rework; acceptance completes the task once its overlap is met."""
+    annotator for rework (or, when they were switched off meanwhile, withdraws it and
+    frees its slot: `_annotation_withdraw`); acceptance completes the task once its
+    overlap is met."""
     if reviewer.pk == annotation.annotator_id:
         raise ValidationError({"annotation": "Nobody reviews their own annotation."})
     _refuse_if_closed(annotation.task.batch, field="annotation")
@@ -1056,6 +1095,14 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
         raise ValidationError({"comment": "At most 5000 characters."})
     expected = annotation.version if version is None else version
     new_status = Annotation.Status.ACCEPTED if decision == Review.Decision.ACCEPT else Annotation.Status.REJECTED
+    annotator_left = False
+    if new_status == Annotation.Status.REJECTED:
+        # Rework for someone switched off would wait for ever: their answer is withdrawn at once
+        # (below). Their user row is locked first, as `user_deactivate` locks it by saving it, so
+        # a deactivation at the same moment either commits before this reads it or, waiting,
+        # finds this rejection and withdraws it itself; neither leaves rework for nobody.
+        annotator_left = not User.objects.select_for_update().filter(pk=annotation.annotator_id).values_list(
+            "is_active", flat=True).get()
     won = Annotation.objects.filter(pk=annotation.pk, status=Annotation.Status.SUBMITTED, version=expected).update(
         status=new_status, updated_at=timezone.now(), review_holder=None, review_held_until=None)
     if not won:
@@ -1069,7 +1116,12 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
     annotation.refresh_from_db()
     review = Review.objects.create(annotation=annotation, version_id=annotation.current_id, reviewer=reviewer,
                                    decision=decision, reasons=reasons, comment=comment.strip())
-    _task_refresh_status(annotation.task_id)
+    if annotator_left:
+        _annotation_withdraw(annotation_id=annotation.pk, task_id=annotation.task_id,
+                             annotator_id=annotation.annotator_id)
+        annotation.refresh_from_db(fields=["status", "updated_at"])
+    else:
+        _task_refresh_status(annotation.task_id)
     spec_stats_refresh_soon(spec_id=annotation.task.batch.spec_id)
     return review
 

@@ -33,7 +33,7 @@ from decimal import Decimal
 
 import orjson
 from django.db import transaction
-from django.db.models import BigIntegerField, Case, Count, Exists, F, Min, OuterRef, Subquery, Sum, TextField, When
+from django.db.models import BigIntegerField, Case, Count, Exists, F, Min, OuterRef, Q, Subquery, Sum, TextField, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -51,6 +51,22 @@ PER_FORMULA_PLACES = Decimal("0.000001")
 # Independent answers handed in, whatever the review said (a rejected answer counts too: leaving
 # it out would make agreement look better than the raw work is).
 HANDED_IN = (Annotation.Status.SUBMITTED, Annotation.Status.ACCEPTED, Annotation.Status.REJECTED)
+
+
+def _reviewed() -> Exists:
+    return Exists(Review.objects.filter(annotation=OuterRef("pk")))
+
+
+def _handed_in() -> Q:
+    """Annotations handed in. A withdrawn one (its annotator was switched off, see
+    labeling.services.member_work_release) was handed in when a review sent it back: a
+    withdrawn rework counts like the rejected answer it was; a withdrawn draft never did."""
+    return Q(status__in=HANDED_IN) | Q(_reviewed(), status=Annotation.Status.WITHDRAWN)
+
+
+def _never_handed_in() -> Q:
+    """Drafts, and drafts withdrawn when their annotator was switched off."""
+    return Q(status=Annotation.Status.DRAFT) | Q(~_reviewed(), status=Annotation.Status.WITHDRAWN)
 
 
 # ------------------------------------------------------------------ loading
@@ -125,13 +141,14 @@ def _handed_in_version():
     handed in, not what they are halfway through changing."""
     judged = (Review.objects.filter(annotation=OuterRef("pk")).order_by("-created_at", "-id")
               .values("version_id")[:1])
-    return Case(When(status=Annotation.Status.REJECTED, then=Subquery(judged)), default=F("current_id"),
+    return Case(When(status__in=(Annotation.Status.REJECTED, Annotation.Status.WITHDRAWN), then=Subquery(judged)),
+                default=F("current_id"),
                 output_field=BigIntegerField())
 
 
 def _agreement(annotations, vendor_names: dict, annotator_names: dict) -> dict:
     # Only tasks asking for two or more annotators can have them: a cheap filter before grouping.
-    handed_in = annotations.filter(status__in=HANDED_IN, task__overlap__gte=2)
+    handed_in = annotations.filter(_handed_in(), task__overlap__gte=2)
     overlapped = list(handed_in.values("task_id").annotate(n=Count("id")).filter(n__gte=2)
                       .order_by("-task_id").values_list("task_id", flat=True))
     total = len(overlapped)
@@ -170,7 +187,7 @@ def _gold_truth(answer: dict | None) -> tuple[list[qa.Region], qa.Region | None]
 
 
 def _gold(annotations, vendor_names: dict, annotator_names: dict) -> dict:
-    answers = annotations.filter(task__is_gold=True).exclude(status=Annotation.Status.DRAFT)
+    answers = annotations.filter(task__is_gold=True).exclude(_never_handed_in())
     total = answers.count()
     rows = list(answers.order_by("-id").values(
         "annotator_id", handed_id=_handed_in_version(), vendor_id=F("task__batch__vendor_id"),
@@ -244,6 +261,7 @@ WITH per_annotation AS MATERIALIZED (
     FROM {version} v JOIN {annotation} a ON a.id = v.annotation_id
     JOIN {task} t ON t.id = a.task_id JOIN {batch} b ON b.id = t.batch_id
     WHERE b.spec_id = %s AND a.status <> %s
+      AND NOT (a.status = %s AND NOT EXISTS (SELECT 1 FROM {review} rv WHERE rv.annotation_id = a.id))
     GROUP BY a.id, b.vendor_id, t.status
 )
 SELECT GROUPING(vendor_id), GROUPING(annotator_id), vendor_id, annotator_id, COUNT(*),
@@ -276,10 +294,12 @@ def _seconds_and_formulas(spec: DatasetSpec, annotations) -> tuple[dict, dict, t
 
     if connection.vendor == "postgresql":
         tables = {"version": AnnotationVersion._meta.db_table, "annotation": Annotation._meta.db_table,
-                  "task": Task._meta.db_table, "batch": Batch._meta.db_table, "region": Region._meta.db_table}
+                  "task": Task._meta.db_table, "batch": Batch._meta.db_table, "region": Region._meta.db_table,
+                  "review": Review._meta.db_table}
         per_vendor, per_annotator, overall, formulas = {}, {}, (0, None), {}
         with connection.cursor() as cur:
             cur.execute(_THROUGHPUT_SQL.format(**tables), [spec.pk, Annotation.Status.DRAFT.value,
+                                                           Annotation.Status.WITHDRAWN.value,
                                                            Annotation.Status.ACCEPTED.value, Task.Status.ACCEPTED.value,
                                                            Annotation.Status.ACCEPTED.value])
             for no_vendor, no_annotator, vendor_id, annotator_id, n, median in cur.fetchall():
@@ -293,7 +313,7 @@ def _seconds_and_formulas(spec: DatasetSpec, annotations) -> tuple[dict, dict, t
                     overall = (n, median if n else None)
         return per_vendor, per_annotator, overall, formulas
     seconds = (AnnotationVersion.objects
-               .filter(annotation__in=annotations.exclude(status=Annotation.Status.DRAFT).values("id"))
+               .filter(annotation__in=annotations.exclude(_never_handed_in()).values("id"))
                .values("annotation_id").annotate(s=Sum("time_spent_seconds"))
                .values_list("annotation__task__batch__vendor_id", "annotation__annotator_id", "s").order_by())
     by_vendor: dict[int, list[float]] = defaultdict(list)

@@ -7,6 +7,8 @@ urlpatterns = [
     path("work/", views.my_work, name="my_work"),
     path("batches/", views.batch_overview, name="batch_overview"),
     path("label/<int:task_id>/", views.label_task, name="label_task"),
-    path("review/", views.review, name="review_next"),
+    # GET: the queue's state, takes nothing; POST review/next/: hold the next one, 303 to it
+    path("review/", views.review_queue, name="review_next"),
+    path("review/next/", views.review_take_next, name="review_take_next"),
     path("review/<int:annotation_id>/", views.review, name="review_annotation"),
 ]

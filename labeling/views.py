@@ -2,17 +2,21 @@
 
 Pages only read through selectors (a foreign task is simply not found: 404) and
 hand the browser the ids and URLs it needs; every write goes through the API,
-which calls the services. One exception: opening the review queue (/review/) holds
-the annotation it shows for that reviewer (`services.review_open_next`), as the API's
+which calls the services. One exception: "Review next" (a POST to /review/next/) holds
+the next annotation for that reviewer (`services.review_open_next`), as the API's
 `annotations/review-next/` does, so that reviewers side by side see different work.
+A GET never takes a hold: link prefetchers, reloads, second tabs and crawlers would
+otherwise hide work from the other reviewers for the length of a hold.
 """
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.db.models import Q
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST, require_safe
 
 from common import roles
 from common.pages import role_required
@@ -82,35 +86,82 @@ def label_task(request, task_id: int):
     })
 
 
-@login_required
-def review(request, annotation_id: int | None = None):
-    """A reviewer's page: the oldest submitted annotation awaiting them, or the one asked for."""
-    user = request.user
+class HttpResponseSeeOther(HttpResponseRedirect):
+    """303: the answer to a POST, to be fetched with a GET (a reload does not post again)."""
+
+    status_code = 303
+
+
+def _refuse_non_reviewers(user) -> None:
     if not roles.has_role(user, roles.REVIEWER, roles.CURATOR):
         raise Http404("Only reviewers review.")
+
+
+@login_required
+@require_safe
+def review_queue(request):
+    """A reviewer's start page: how much is waiting, how much is open with other reviewers,
+    the annotation this reviewer holds (to continue), and a "Review next" button that POSTs
+    to `review_take_next`. Reading it takes and extends no hold."""
+    user = request.user
+    _refuse_non_reviewers(user)
     queue = selectors.annotations_reviewable_by(user)
-    if annotation_id is None:
-        # held for this reviewer for a while: reviewers side by side are shown different work
-        annotation = services.review_open_next(reviewer=user)
-    else:
-        annotation = get_object_or_404(queue, pk=annotation_id)
-    task = None
-    previous_reviews = []
-    if annotation is not None:
-        task = selectors.tasks_visible_to(user).get(pk=annotation.task_id)
-        # A resubmitted rework: its reviewer checks that what was asked for was fixed, so the
-        # earlier decisions (reasons, comment, the version they were about) are shown with it.
-        reason_labels = dict(Review.Reason.choices)
-        previous_reviews = list(selectors.reviews_visible_to(user).filter(annotation=annotation)
-                                .order_by("-created_at", "-id"))
-        for r in previous_reviews:
-            r.reason_labels = [reason_labels.get(code, code) for code in r.reasons]
+    now = timezone.now()
+    held = queue.filter(review_holder=user, review_held_until__gt=now).first()
+    return render(request, "labeling/review_queue.html", {
+        "waiting": queue.count(),
+        "held_by_others": queue.filter(review_held_until__gt=now).exclude(review_holder=user).count(),
+        "free": queue.filter(Q(review_holder__isnull=True) | Q(review_held_until__lte=now)).count(),
+        "held": held,
+    })
+
+
+@login_required
+@require_POST
+def review_take_next(request):
+    """"Review next": hold the next annotation for this reviewer (the one they hold, else the
+    oldest nobody holds) and answer 303 to its review screen; back to the queue page when
+    nothing is free."""
+    user = request.user
+    _refuse_non_reviewers(user)
+    annotation = services.review_open_next(reviewer=user)
+    if annotation is None:
+        return HttpResponseSeeOther(reverse("review_next"))
+    return HttpResponseSeeOther(reverse("review_annotation", kwargs={"annotation_id": annotation.pk}))
+
+
+@login_required
+@require_safe
+def review(request, annotation_id: int):
+    """The review screen of one submitted annotation the reviewer may review. It takes no hold
+    (that is `review_take_next`'s, on a POST); it says who holds it, if anybody does."""
+    user = request.user
+    _refuse_non_reviewers(user)
+    queue = selectors.annotations_reviewable_by(user)
+    annotation = get_object_or_404(queue.select_related("annotator"), pk=annotation_id)
+    task = selectors.tasks_visible_to(user).get(pk=annotation.task_id)
+    # A resubmitted rework: its reviewer checks that what was asked for was fixed, so the
+    # earlier decisions (reasons, comment, the version they were about) are shown with it.
+    reason_labels = dict(Review.Reason.choices)
+    previous_reviews = list(selectors.reviews_visible_to(user).filter(annotation=annotation)
+                            .order_by("-created_at", "-id"))
+    for r in previous_reviews:
+        r.reason_labels = [reason_labels.get(code, code) for code in r.reasons]
+    now = timezone.now()
+    hold = None
+    if annotation.review_holder_id and annotation.review_held_until and annotation.review_held_until > now:
+        hold = {
+            "mine": annotation.review_holder_id == user.pk,
+            "until": annotation.review_held_until,
+            # a hold is taken (or renewed) for REVIEW_HOLD: its start is that much before its end
+            "since": annotation.review_held_until - services.REVIEW_HOLD,
+        }
     return render(request, "labeling/review.html", {
         "annotation": annotation,
         "task": task,
         "previous_reviews": previous_reviews,
         "waiting": queue.count(),
-        "held_by_others": queue.filter(review_held_until__gt=timezone.now()).exclude(review_holder=user).count(),
+        "hold": hold,
         "reasons": Review.Reason.choices,
     })
 

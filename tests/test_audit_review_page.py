@@ -33,6 +33,7 @@ def submitted(annotator) -> dict:
 def open_review(browser_page, user):
     page = browser_page(user)
     page.goto("/review/")
+    page.click("#review-next")  # a POST holds the next one and answers 303 to it
     page.wait_for_selector("#review-app[data-ready='1']")
     return page
 

@@ -2,7 +2,7 @@
 
 A closed batch's work can no longer be reviewed (`review_create` refuses it), so it must not
 stand at the head of the review queue: the oldest submitted annotation is what `/review/` opens
-and what "Send decision and open the next" reloads, so one closed batch's leftover stopped every
+and what "Send decision and open the next" opens next (both POST to /review/next/), so one closed batch's leftover stopped every
 reviewer of the vendor for good. Rework of a closed batch cannot be saved either, so "My work"
 must not offer to fix it."""
 from __future__ import annotations
@@ -49,7 +49,7 @@ def world(vendor, spec):
 
 
 def test_the_review_page_opens_reviewable_work_not_a_closed_batchs_leftover(world):
-    html = page_client(world["reviewer"]).get("/review/").content.decode()
+    html = page_client(world["reviewer"]).post("/review/next/", follow=True).content.decode()
     assert f'data-annotation="{world["new"].id}"' in html, "the queue is stuck on the closed batch's annotation"
     assert "1 waiting" in html
 
@@ -59,7 +59,7 @@ def test_after_a_decision_the_next_one_is_not_the_closed_batchs_again(world):
     r = api_client(reviewer).post("/api/v1/reviews/", {"annotation": world["new"].id, "decision": "accept"},
                                   format="json")
     assert r.status_code == 201, r.content
-    html = page_client(reviewer).get("/review/").content.decode()
+    html = page_client(reviewer).post("/review/next/", follow=True).content.decode()
     assert "Nothing is waiting for your review" in html
 
 

@@ -175,7 +175,11 @@ def test_reviewer_and_model_team_pages_run_under_the_policy(watched, world):
     ls.annotation_create(task=claim.task, annotator=annotator, regions=[factories.quad()], time_spent_seconds=5,
                          submit=True)
     page = watched(reviewer)
-    visit(page, "/review/", "#review-app[data-ready='1']")
+    visit(page, "/review/", "#review-next")
+    with page.expect_navigation():
+        page.click("#review-next")
+    page.wait_for_selector("#review-app[data-ready='1']")
+    page.wait_for_load_state("networkidle")
     page.wait_for_selector("#review-regions .katex")
     assert_clean(page)
 

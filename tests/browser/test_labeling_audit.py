@@ -117,6 +117,7 @@ def test_reasons_ticked_before_choosing_accept_are_not_stored_with_the_acceptanc
 
     page = browser_page(s["reviewer"])
     page.goto("/review/")
+    page.click("#review-next")
     page.wait_for_selector("#review-app[data-ready='1']")
     page.check("#reason-wrong_region")  # first thought: reject; then the reviewer looks again
     page.check("#decision-accept")

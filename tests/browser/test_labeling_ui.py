@@ -231,6 +231,7 @@ def test_annotator_draws_types_submits_and_reviewer_rejects(browser_page, labeli
     # 7. The reviewer rejects it with reasons and a comment.
     rpage = browser_page(s["reviewer"])
     rpage.goto("/review/")
+    rpage.click("#review-next")
     rpage.wait_for_selector("#review-app[data-ready='1']")
     assert rpage.locator("#review-regions li").count() == 4
     assert rpage.locator("#review-regions .katex").count() == 4

@@ -38,3 +38,18 @@ def annotator_api(annotator):
 def reviewer_api(reviewer):
     return client_for(reviewer)
 
+
+
+@pytest.fixture
+def submitted(vendor, spec, annotator):
+    """Three submitted annotations of the vendor, oldest first (the review queue's tests)."""
+    from labeling import services
+    from tests import factories
+    from tests.factories import quad
+
+    factories.make_batch(spec, vendor, images=3)
+    out = []
+    for _ in range(3):
+        task = services.task_claim_next(annotator=annotator).task
+        out.append(services.annotation_create(task=task, annotator=annotator, submit=True, regions=[quad()]))
+    return out

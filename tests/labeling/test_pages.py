@@ -65,8 +65,8 @@ def _submitted(batch, annotator, **region):
 
 def test_review_page_shows_oldest_submitted_annotation(batch, annotator, reviewer):
     ann = _submitted(batch, annotator)
-    r = client_for(reviewer).get("/review/")
-    assert r.status_code == 200
+    r = client_for(reviewer).post("/review/next/", follow=True)  # "Review next" (a GET takes nothing)
+    assert r.status_code == 200 and r.redirect_chain == [(f"/review/{ann.id}/", 303)]
     html = r.content.decode()
     assert f'data-annotation="{ann.id}"' in html and "Wrong region" in html and "Guide violation" in html
 
@@ -75,12 +75,13 @@ def test_review_page_of_other_vendor_is_404(batch, annotator):
     ann = _submitted(batch, annotator)
     foreign = factories.make_user(roles.REVIEWER, vendor=factories.make_vendor())
     assert client_for(foreign).get(f"/review/{ann.id}/").status_code == 404
-    assert f'data-annotation="{ann.id}"' not in client_for(foreign).get("/review/").content.decode()
+    assert f'data-annotation="{ann.id}"' not in client_for(foreign).post("/review/next/", follow=True).content.decode()
 
 
 def test_annotators_cannot_open_the_review_page(batch, annotator):
     ann = _submitted(batch, annotator)
     assert client_for(annotator).get("/review/").status_code == 404
+    assert client_for(annotator).post("/review/next/").status_code == 404
     assert client_for(annotator).get(f"/review/{ann.id}/").status_code == 404
 
 

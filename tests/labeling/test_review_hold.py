@@ -1,6 +1,8 @@
 """The review queue holds what it shows: reviewers working side by side are shown different
 annotations (they were all shown the same oldest one, and all but the first decision on it were
-lost), a reload shows the same one again, and a hold lapses after its time."""
+lost), asking again shows the same one again, and a hold lapses after its time. The page takes a
+hold on "Review next" (a POST to /review/next/, answered 303 to the annotation), never on a GET
+(tests/labeling/test_review_page_post.py)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -20,17 +22,6 @@ from tests.schema import assert_response_matches_schema
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def submitted(vendor, spec, annotator):
-    """Three submitted annotations of the vendor, oldest first."""
-    factories.make_batch(spec, vendor, images=3)
-    out = []
-    for _ in range(3):
-        task = services.task_claim_next(annotator=annotator).task
-        out.append(services.annotation_create(task=task, annotator=annotator, submit=True, regions=[quad()]))
-    return out
-
-
 def _page(user) -> Client:
     client = Client()
     client.force_login(user)
@@ -38,7 +29,8 @@ def _page(user) -> Client:
 
 
 def _shown(client) -> int | None:
-    html = client.get("/review/").content.decode()
+    """The annotation "Review next" opens for this reviewer, or None (back on the queue page)."""
+    html = client.post("/review/next/", follow=True).content.decode()
     marker = 'data-annotation="'
     if marker not in html:
         return None
@@ -51,7 +43,7 @@ def test_two_reviewers_side_by_side_are_shown_different_annotations(vendor, subm
     bob = _page(factories.make_user(roles.REVIEWER, vendor=vendor))
     assert _shown(alice) == submitted[0].pk
     assert _shown(bob) == submitted[1].pk
-    assert _shown(alice) == submitted[0].pk  # a reload shows the one held
+    assert _shown(alice) == submitted[0].pk  # asking again shows the one held
     assert _shown(bob) == submitted[1].pk
 
 

@@ -106,7 +106,7 @@ $("#btn-send").addEventListener("click", async () => {
   try {
     await api("POST", "/api/v1/reviews/", { annotation: ANN, decision, reasons, comment, version: state.annotation.version });
     $("#save-state").textContent = "Sent. Opening the next one…";
-    window.location.href = root.dataset.nextUrl;
+    openNext();
   } catch (e) {
     $("#btn-send").disabled = false;
     $("#save-state").textContent = "";
@@ -117,8 +117,15 @@ $("#btn-send").addEventListener("click", async () => {
   }
 });
 
-// Reviewers all open the oldest annotation waiting: when another one decided it first, this
-// decision cannot be stored. Say so, and offer the next one (Send could only fail again).
+// The next annotation is taken (held for this reviewer) by a POST, never by a GET: the page's
+// #next-form carries the CSRF token, and the server answers 303 to that annotation's screen
+// (or to the queue page when nothing is free).
+function openNext() {
+  $("#next-form").submit();
+}
+
+// A hold only steers the queue: another reviewer who opened this annotation by its address may
+// have decided it first, and then this decision cannot be stored. Say so, and offer the next one (Send could only fail again).
 async function decidedElsewhere() {
   let now = null;
   try { now = await api("GET", `/api/v1/annotations/${ANN}/`); } catch (e) { /* gone from view: still decided */ }
@@ -126,8 +133,9 @@ async function decidedElsewhere() {
   const what = now ? `already ${now.status}` : "already decided";
   flash(`Another reviewer has ${what} this annotation while you were looking at it; your decision was not stored.`, "error");
   $("#btn-send").disabled = true;
-  const next = document.createElement("a");
-  next.id = "open-next"; next.className = "btn"; next.href = root.dataset.nextUrl;
+  const next = document.createElement("button");  // submits #next-form: a POST takes the next one
+  next.type = "submit"; next.id = "open-next"; next.className = "btn";
+  next.setAttribute("form", "next-form");
   next.textContent = "Open the next one";
   $("#btn-send").after(next);
   next.focus();

@@ -8,61 +8,24 @@ first (the check), something else afterwards (what a client resolving again woul
 Servers run on 127.0.0.1 (allowed) and 127.0.0.2 (an "internal" one, not among the model hosts)."""
 from __future__ import annotations
 
-import json
-import shutil
 import socket
 import ssl
-import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
 from pipeline import endpoints, runtime
+from tests.predict_server import PredictServer, self_signed
 
 NAME = "ml.rebind.test"
 
 
-class Server:
-    """An HTTP(S) server on `address`:`port` recording (path, Host header) per POST and
-    answering one empty result per image."""
-
-    def __init__(self, address: str, port: int = 0, tls: ssl.SSLContext | None = None):
-        self.hits: list[tuple[str, str]] = []
-        hits = self.hits
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                urls = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["images"]
-                hits.append((self.path, self.headers["Host"]))
-                body = json.dumps({"results": [{"regions": []} for _ in urls]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer((address, port), Handler)
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _pair(tls: ssl.SSLContext | None = None) -> tuple[Server, Server]:
+def _pair(tls: ssl.SSLContext | None = None) -> tuple[PredictServer, PredictServer]:
     """The model on 127.0.0.1 and an internal server on 127.0.0.2, on the same port."""
     for _ in range(20):
-        model = Server("127.0.0.1", tls=tls)
+        model = PredictServer("127.0.0.1", tls=tls)
         try:
-            return model, Server("127.0.0.2", model.port, tls=tls)
+            return model, PredictServer("127.0.0.2", model.port, tls=tls)
         except OSError:  # that port is taken on 127.0.0.2: another one
             model.close()
     pytest.skip("no port free on both 127.0.0.1 and 127.0.0.2")
@@ -128,17 +91,7 @@ def test_a_forbidden_answer_at_the_check_is_still_refused(dns, servers, settings
 
 # ------------------------------------------------------------------ https
 
-def _self_signed(tmp_path, name: str) -> tuple[str, str]:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
-                    "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return str(cert), str(key)
-
-
-def _tls_pair(cert: str, key: str) -> tuple[Server, Server, list[str]]:
+def _tls_pair(cert: str, key: str) -> tuple[PredictServer, PredictServer, list[str]]:
     names: list[str] = []  # the SNI names the servers were asked for
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -148,7 +101,7 @@ def _tls_pair(cert: str, key: str) -> tuple[Server, Server, list[str]]:
 
 
 def test_https_is_pinned_too_with_sni_and_the_certificate_checked_on_the_name(dns, settings, tmp_path, monkeypatch):
-    cert, key = _self_signed(tmp_path, NAME)
+    cert, key = self_signed(tmp_path, NAME)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)  # trust the test certificate, as a private CA would be
     settings.MATHSET_MODEL_HOSTS = "127.0.0.1"
     dns[:] = ["127.0.0.1", "127.0.0.2"]
@@ -165,7 +118,7 @@ def test_https_is_pinned_too_with_sni_and_the_certificate_checked_on_the_name(dn
 
 def test_https_still_refuses_a_certificate_for_another_name(dns, settings, tmp_path, monkeypatch):
     """Connecting to the address must not switch hostname verification off."""
-    cert, key = _self_signed(tmp_path, "someone-else.test")
+    cert, key = self_signed(tmp_path, "someone-else.test")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
     settings.MATHSET_MODEL_HOSTS = "127.0.0.1"
     dns[:] = ["127.0.0.1"]

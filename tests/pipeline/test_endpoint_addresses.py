@@ -8,69 +8,27 @@ The "DNS" is socket.getaddrinfo answering a list of addresses for one test name;
 on 127.0.0.1, 127.0.0.2 and ::1, and the same port with nothing listening is a dead address."""
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import socket
 import ssl
-import subprocess
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
 from pipeline import endpoints, runtime
+from tests.predict_server import PredictServer, self_signed
 
 NAME = "ml.addresses.test"
-
-
-class Server:
-    """An HTTP(S) server on `address`:`port` counting POSTs and answering one empty result per
-    image, after `delay` seconds."""
-
-    def __init__(self, address: str, port: int = 0, tls: ssl.SSLContext | None = None, delay: float = 0):
-        self.hits: list[str] = []
-        hits = self.hits
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                urls = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["images"]
-                hits.append(self.headers["Host"])
-                time.sleep(delay)
-                body = json.dumps({"results": [{"regions": []} for _ in urls]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        class HTTPServer(ThreadingHTTPServer):
-            address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
-
-        self.server = HTTPServer((address, port), Handler)
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
 def serve():
     """Start servers (`serve(address, port=0, ...)`); all closed after the test."""
-    started: list[Server] = []
+    started: list[PredictServer] = []
 
-    def start(address: str, port: int = 0, **kwargs) -> Server:
+    def start(address: str, port: int = 0, **kwargs) -> PredictServer:
         try:
-            server = Server(address, port, **kwargs)
+            server = PredictServer(address, port, **kwargs)
         except OSError as exc:  # that port is taken there, or no IPv6 here
             pytest.skip(f"cannot listen on {address}:{port}: {exc}")
         started.append(server)
@@ -145,7 +103,7 @@ def test_a_dead_first_address_falls_through_to_the_next(dns, serve, connects, se
 
     resp = _post(f"http://{NAME}:{live.port}/predict")
 
-    assert resp.status_code == 200 and live.hits == [f"{NAME}:{live.port}"]
+    assert resp.status_code == 200 and live.hosts == [f"{NAME}:{live.port}"]
     assert [a for a, _ in connects.seen] == ["127.0.0.1", "127.0.0.2"]
 
 
@@ -158,7 +116,7 @@ def test_addresses_are_tried_in_the_order_resolved(dns, serve, connects, setting
     out = runtime.HttpPredictor(f"http://{NAME}:{second.port}/predict").read_urls(["http://x/1"])
 
     assert out == [{"regions": []}]
-    assert second.hits == [f"{NAME}:{second.port}"] and first.hits == []
+    assert second.hosts == [f"{NAME}:{second.port}"] and first.hosts == []
     assert [a for a, _ in connects.seen] == ["127.0.0.2"]
 
 
@@ -169,7 +127,7 @@ def test_an_unreachable_ipv6_address_falls_through_to_ipv4(dns, serve, connects,
 
     assert _post(f"http://{NAME}:{live.port}/predict").status_code == 200
 
-    assert live.hits == [f"{NAME}:{live.port}"]
+    assert live.hosts == [f"{NAME}:{live.port}"]
     assert [a for a, _ in connects.seen] == ["::1", "127.0.0.1"]
 
 
@@ -180,7 +138,7 @@ def test_ipv6_is_used_when_it_comes_first_and_answers(dns, serve, connects, sett
 
     assert _post(f"http://{NAME}:{live.port}/predict").status_code == 200
 
-    assert live.hits == [f"{NAME}:{live.port}"]
+    assert live.hosts == [f"{NAME}:{live.port}"]
     assert [a for a, _ in connects.seen] == ["::1"]
 
 
@@ -192,7 +150,7 @@ def test_the_connect_timeout_applies_to_each_address(dns, serve, connects, setti
 
     resp = endpoints.post(f"http://{NAME}:{live.port}/predict", json={"images": []}, timeout=3)
 
-    assert resp.status_code == 200 and live.hits == [f"{NAME}:{live.port}"]
+    assert resp.status_code == 200 and live.hosts == [f"{NAME}:{live.port}"]
     assert connects.seen == [("127.0.0.1", 3), ("127.0.0.2", 3)]
 
 
@@ -206,7 +164,7 @@ def test_an_address_never_checked_is_never_tried(dns, serve, connects, settings)
     with pytest.raises(requests.ConnectionError):
         _post(f"http://{NAME}:{internal.port}/predict")
 
-    assert internal.hits == []
+    assert internal.hosts == []
     assert [a for a, _ in connects.seen] == ["127.0.0.1", "127.0.0.2"]
 
 
@@ -216,7 +174,7 @@ def test_a_forbidden_address_among_several_refuses_the_call(dns, serve, connects
     dns[:] = [["127.0.0.1", "169.254.169.254"]]
     with pytest.raises(endpoints.EndpointRefused, match="169.254.169.254"):
         _post(f"http://{NAME}:{live.port}/predict")
-    assert connects.seen == [] and live.hits == []
+    assert connects.seen == [] and live.hosts == []
 
 
 def test_user_info_in_the_url_is_sent_as_basic_auth_not_in_the_host_header(dns, serve, monkeypatch, settings):
@@ -229,7 +187,7 @@ def test_user_info_in_the_url_is_sent_as_basic_auth_not_in_the_host_header(dns, 
 
     assert _post(f"http://team:secret@{NAME}:{live.port}/predict").status_code == 200
 
-    assert live.hits == [f"{NAME}:{live.port}"]
+    assert live.hosts == [f"{NAME}:{live.port}"]
     assert sent[0]["Authorization"] == "Basic dGVhbTpzZWNyZXQ="
 
 
@@ -298,16 +256,6 @@ def test_a_read_timeout_names_the_host(dns, serve, settings):
     _names_the_host(str(caught.value), slow.port, "127.0.0.1")
 
 
-def _self_signed(tmp_path, name: str) -> tuple[str, str]:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
-                    "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return str(cert), str(key)
-
-
 def _tls(cert: str, key: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -316,19 +264,19 @@ def _tls(cert: str, key: str) -> ssl.SSLContext:
 
 def test_https_falls_through_to_the_next_address_with_the_name_still_verified(dns, serve, connects, settings,
                                                                               tmp_path, monkeypatch):
-    cert, key = _self_signed(tmp_path, NAME)
+    cert, key = self_signed(tmp_path, NAME)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
     settings.MATHSET_MODEL_HOSTS = NAME
     live = serve("127.0.0.2", tls=_tls(cert, key))
     dns[:] = [["127.0.0.1", "127.0.0.2"]]
 
     assert _post(f"https://{NAME}:{live.port}/predict").status_code == 200
-    assert live.hits == [f"{NAME}:{live.port}"]
+    assert live.hosts == [f"{NAME}:{live.port}"]
     assert [a for a, _ in connects.seen] == ["127.0.0.1", "127.0.0.2"]
 
 
 def test_a_certificate_for_another_name_is_an_error_naming_the_host(dns, serve, settings, tmp_path, monkeypatch):
-    cert, key = _self_signed(tmp_path, "someone-else.test")
+    cert, key = self_signed(tmp_path, "someone-else.test")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
     settings.MATHSET_MODEL_HOSTS = NAME
     server = serve("127.0.0.1", tls=_tls(cert, key))
@@ -338,7 +286,7 @@ def test_a_certificate_for_another_name_is_an_error_naming_the_host(dns, serve, 
         _post(f"https://{NAME}:{server.port}/predict")
 
     _names_the_host(str(caught.value), server.port, "127.0.0.1")
-    assert "certificate" in str(caught.value) and server.hits == []
+    assert "certificate" in str(caught.value) and server.hosts == []
 
 
 def test_https_to_a_plain_http_server_is_an_error_naming_the_host(dns, serve, settings):

@@ -197,19 +197,19 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             spec=v["spec"], source=v["source"], files=files, categories=v["categories"],
             uploaded_by=request.user, capture_session=v["capture_session"],
         )
-        ids = {im.id for im in result.created} | {im.id for _, im in result.duplicates}
-        fresh = self.get_queryset().in_bulk(ids | {f.image.id for f in result.files})
-        ctx = {"request": request}
+        ids = {im.id for im in result.created} | {im.id for _, im in result.duplicates} | {f.image.id for f in result.files}
+        # Each image is serialised once and its data shared by the three lists: a file is in
+        # `files` and in `created` or `duplicates`, and serialising dominates the response's cost.
+        images = list(self.get_queryset().filter(pk__in=ids))
+        data = dict(zip([im.id for im in images],
+                        s.ImageSerializer(images, many=True, context={"request": request}).data, strict=True))
         body = {
-            "created": s.ImageSerializer([fresh[im.id] for im in result.created], many=True, context=ctx).data,
-            "duplicates": [
-                {"filename": name, "image": s.ImageSerializer(fresh[im.id], context=ctx).data}
-                for name, im in result.duplicates
-            ],
+            "created": [data[im.id] for im in result.created],
+            "duplicates": [{"filename": name, "image": data[im.id]} for name, im in result.duplicates],
             # In request order, so a client matches results to its files by index, not by name.
             "files": [
                 {"index": f.index, "filename": f.filename, "outcome": f.outcome, "same_as": f.same_as,
-                 "image": s.ImageSerializer(fresh[f.image.id], context=ctx).data}
+                 "image": data[f.image.id]}
                 for f in result.files
             ],
         }

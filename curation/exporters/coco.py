@@ -5,7 +5,13 @@ quad as a one-polygon list), ``bbox``, ``area``, ``iscrowd: 0`` and extra fields
 COCO readers ignore: ``latex``, ``flags`` and, for a region with both a mask and a quad,
 ``quad`` (the 8 reading-order coordinates; a quad-only region's polygon is already in reading
 order). Images carry ``license`` (an id into ``licenses``), ``split``, ``source`` and
-``categories`` (the image's kinds). ``pycocotools.coco.COCO`` loads the files as they are.
+``categories`` (the image's kinds). ``pycocotools.coco.COCO`` loads the files as they are, and
+``COCO.loadRes`` / ``COCOeval`` take their annotations as detections (tests/curation/
+test_export_tool_compat.py). Masks are RLE with ``iscrowd: 0`` (one formula each, not a crowd:
+COCOeval would ignore a crowd region); detectron2 needs ``INPUT.MASK_FORMAT=bitmask`` for them.
+A region whose mask is empty is written with its quad, or left out without one (as YOLO-OBB and
+Label Studio do): COCOeval counts every ``iscrowd: 0`` annotation as an object to find, and one
+of area 0 could never be matched.
 """
 from __future__ import annotations
 
@@ -48,13 +54,19 @@ class CocoWriter(ExportWriter):
         })
         anns = []
         for region in image.regions:
+            quad = region.points.ravel().tolist() if region.points is not None else None
+            mask = region.mask_rle
+            if mask is not None:
+                area, bbox = rle_area_bbox(mask)
+                if area <= 0:  # an empty mask: no object to find (see the module docstring)
+                    if quad is None:
+                        continue
+                    mask = None
             ann = {"id": self._next_ann, "image_id": image.image_id,
                    "category_id": self.category_id(region.category_slug), "iscrowd": 0}
-            quad = region.points.ravel().tolist() if region.points is not None else None
-            if region.mask_rle is not None:
-                area, bbox = rle_area_bbox(region.mask_rle)
-                counts = region.mask_rle["counts"]
-                ann["segmentation"] = {"size": list(region.mask_rle["size"]),
+            if mask is not None:
+                counts = mask["counts"]
+                ann["segmentation"] = {"size": list(mask["size"]),
                                        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
                 if quad is not None:
                     ann["quad"] = quad

@@ -5,7 +5,12 @@ Each task is ``{"data": {"image": URL, ...}, "annotations" | "predictions": [{"r
 [...]}]}``. Every region gives two results sharing one ``id``: a ``polygonlabels`` result
 (points in percent of the image size, with ``original_width``/``original_height``) and a
 per-region ``textarea`` result holding the LaTeX. A mask-only region is outlined as a polygon
-(Label Studio's brush format is its own RLE, not COCO's).
+(Label Studio's brush format is its own RLE, not COCO's). Points are clipped to the image (0 to
+100 percent): Label Studio validates imported predictions against the labeling config
+(``label_studio_sdk`` ``LabelInterface.validate_prediction``: polygon points ``confloat(le=100)``,
+schema minimum 0) and refuses a formula drawn past the image edge. ``label_config.xml`` lists every
+category of the export as a ``<Label>`` (``formula`` when there is none, so a polygon can still be
+drawn).
 
 ``image_url`` maps an image to the URL Label Studio should load. The default is Label Studio's
 local-files URL of the image inside the unpacked export, ``/data/local-files/?d=images/<file>``
@@ -26,7 +31,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from .base import ExportWriter, JsonArrayPart, split_name
-from .records import ExportImage, mask_polygon
+from .records import DEFAULT_CATEGORY, ExportImage, mask_polygon
 
 POLYGON_FROM = "label"
 LATEX_FROM = "latex"
@@ -58,7 +63,7 @@ class LabelStudioWriter(ExportWriter):
             if pts is None:
                 continue
             rid = f"{image.image_id}-{k}"
-            percent = (np.asarray(pts, dtype=np.float64) / size * 100.0).tolist()
+            percent = np.clip(np.asarray(pts, dtype=np.float64) / size * 100.0, 0.0, 100.0).tolist()
             common = {"id": rid, "to_name": IMAGE_TO, "original_width": image.width,
                       "original_height": image.height, "image_rotation": 0}
             self.category_id(region.category_slug)
@@ -79,6 +84,8 @@ class LabelStudioWriter(ExportWriter):
 
     def finish(self) -> None:
         self._tasks.close()
+        if not self.categories:  # a PolygonLabels without a Label would let no formula be drawn
+            self.category_id(DEFAULT_CATEGORY)
         labels = "\n".join(f"    <Label value={quoteattr(slug)}/>" for slug in self.categories)
         self.sink.write("label_config.xml", f"""<View>
   <Image name="{IMAGE_TO}" value="$image" zoom="true"/>

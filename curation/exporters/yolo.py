@@ -15,7 +15,11 @@ the current directory or Ultralytics' ``datasets_dir``, not the YAML's folder, s
 from anywhere else fails with "images not found".) ``train``/``val``/``test`` are relative to
 that root: ``images/<split>``, whose labels Ultralytics finds in ``labels/<split>``. A snapshot
 without a validation split gets ``val: images/train`` and a comment saying so, since Ultralytics
-refuses a data.yaml without ``val``.
+refuses a data.yaml without ``val``. A snapshot without a training split (a held-out set, ratios
+such as 0/0/1) gets ``train: images/train``, a folder the zip does not have, since Ultralytics also
+refuses a data.yaml without ``train`` even to evaluate: ``yolo obb val ... split=test`` works and
+training stops with "images not found" rather than train on held-out images (``val`` is then the
+test images when there is no validation split either).
 """
 from __future__ import annotations
 
@@ -80,7 +84,18 @@ class YoloObbWriter(ExportWriter):
         for split in sorted(self._splits):
             doc[keys.get(split, split)] = f"images/{split}"
         note = ""
-        if "train" in doc and "val" not in doc:
+        if self._splits and "train" not in doc:
+            # Ultralytics refuses a data.yaml without `train` even to evaluate (check_det_dataset), and
+            # a held-out snapshot (ratios such as 0/0/1) has none. The key names the folder a training
+            # split would have, absent from the zip: `yolo val` works, `yolo train` stops with "images
+            # not found" instead of training on held-out images.
+            doc["train"] = "images/train"
+            note += ("# This snapshot has no training split: images/train does not exist, so it can be "
+                     "evaluated (yolo obb val ... split=test) but not trained on.\n")
+            if "val" not in doc:  # `val` must exist: the held-out images are what there is to evaluate
+                doc["val"] = doc.get("test") or f"images/{min(self._splits)}"
+                note += f"# It has no validation split either: val is {doc['val']}.\n"
+        elif "train" in doc and "val" not in doc:
             # Ultralytics refuses a data.yaml without `val`. With no validation split, train stands in:
             # its validation figures then say nothing, but the test split stays unseen until the end.
             doc["val"] = doc["train"]

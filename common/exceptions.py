@@ -1,10 +1,15 @@
 """Turn service-layer ValidationErrors into HTTP 400 responses naming the field."""
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.views import exception_handler as drf_exception_handler
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def validation_error_detail(exc: DjangoValidationError) -> dict | list:
@@ -13,9 +18,30 @@ def validation_error_detail(exc: DjangoValidationError) -> dict | list:
     return {"non_field_errors": [str(m) for m in exc.messages]}
 
 
+def encodable(value):
+    """`value` (an error's data) with every lone surrogate replaced by U+FFFD.
+
+    Error messages quote the input ('"\\ud800" is not a valid choice.'); JSON parses such a
+    lone surrogate from its "\\ud800" escape, and the JSON renderer, which writes UTF-8, could
+    not encode the message: the refusal itself would become a 500."""
+    if isinstance(value, str):
+        if not _SURROGATE.search(value):
+            return value
+        text = _SURROGATE.sub("\ufffd", value)
+        return ErrorDetail(text, code=value.code) if isinstance(value, ErrorDetail) else text
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [encodable(v) for v in value]
+    return value
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(validation_error_detail(exc))
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        response.data = encodable(response.data)
+    return response

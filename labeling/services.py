@@ -55,9 +55,10 @@ MAX_TIME_SPENT_SECONDS = 24 * 3600
 
 
 @transaction.atomic
-def vendor_create(*, name: str, contact_email: str = "", slug: str = "") -> Vendor:
-    """Register an outsourcing company."""
-    vendor = Vendor(name=name, slug=slug or slug_for(name, prefix="vendor", max_length=80), contact_email=contact_email)
+def vendor_create(*, name: str, contact_email: str = "", slug: str = "", active: bool = True) -> Vendor:
+    """Register an outsourcing company (`active` false: registered switched off)."""
+    vendor = Vendor(name=name, slug=slug or slug_for(name, prefix="vendor", max_length=80), contact_email=contact_email,
+                    active=active)
     if not vendor.slug:
         raise ValidationError({"name": "The name must contain letters or digits."})
     vendor.full_clean()

@@ -7,6 +7,7 @@ from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from common.fields import RowIdField
 from common.unchangeable import CREATE_ONLY_HELP
 from curation.models import DatasetSpec, Image
 from labeling.models import Vendor
@@ -339,6 +340,6 @@ class CostReportSerializer(serializers.Serializer):
 
 
 class CostReportQuerySerializer(serializers.Serializer):
-    vendor = serializers.IntegerField(required=False, min_value=1)
-    spec = serializers.IntegerField(required=False, min_value=1)
+    vendor = RowIdField(required=False)  # a number beyond any id: a 400, not an overflow in the query
+    spec = RowIdField(required=False)
     today = serializers.DateField(required=False, help_text="Date the pace is judged at (default: today)")

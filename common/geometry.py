@@ -150,6 +150,10 @@ def quad_points(points: object) -> list[Point]:
     if len(pts) != 4:
         raise GeometryError(f"A quadrilateral needs exactly 4 points, not {len(pts)}.")
     poly = Polygon(pts)
+    if poly.convex_hull.area < MIN_AREA_PX:
+        # Corners (nearly) on one line: say so, rather than GEOS's "Too few points in geometry
+        # component[0 19.05]" that is_valid explains a collapsed polygon with.
+        raise GeometryError("The quadrilateral has (almost) no area: its corners lie on one line.")
     if not poly.is_valid:
         raise GeometryError(f"The quadrilateral is not simple: {explain_validity(poly)}.")
     if poly.area < MIN_AREA_PX:

@@ -8,6 +8,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -94,15 +95,20 @@ def _user_rows(request):
     return selectors.users_visible_to(request.user)
 
 
+USERS_PER_PAGE = 50
+
+
 def _user_page(request, form, *, new_token=None, status=200):
-    users = list(_user_rows(request))
+    # Paged: a vendor's annotators run into the hundreds, each row with its forms.
+    page = Paginator(_user_rows(request), USERS_PER_PAGE).get_page(request.GET.get("page"))
+    users = list(page.object_list)
     for u in users:
         u.role_names = [roles.ROLE_LABELS[g.name] for g in u.groups.all() if g.name in roles.ROLE_LABELS]
         membership = getattr(u, "vendor_membership", None)
         u.vendor = membership.vendor if membership else None
         u.token = getattr(u, "api_token", None)
-    return render(request, "common/users.html", {"users": users, "form": form, "new_token": new_token},
-                  status=status)
+    return render(request, "common/users.html", {"users": users, "page": page, "form": form,
+                                                 "new_token": new_token}, status=status)
 
 
 @curator_required

@@ -139,7 +139,6 @@ def version_edit(request, pk: int):
         return redirect(f"/guides/{version.guide_id}/?version={version.pk}")
     form = GuideVersionForm(request.POST or None, initial={"body_md": version.body_md,
                                                            "change_notes": version.change_notes})
-    example_form = ExampleForm(prefix="ex")
     if request.method == "POST" and "save" in request.POST and form.is_valid():
         try:
             services.guide_version_update(version=version, **form.cleaned_data)
@@ -148,10 +147,17 @@ def version_edit(request, pk: int):
         else:
             messages.success(request, "Draft saved.")
             return redirect("guides:version-edit", pk=version.pk)
-    ctx = {"version": version, "form": form, "example_form": example_form,
+    return _version_edit_page(request, version, form=form)
+
+
+def _version_edit_page(request, version, *, form=None, example_form=None, status: int = 200):
+    """The draft's edit page; a bound form (with its errors) keeps what the curator typed."""
+    if form is None:
+        form = GuideVersionForm(initial={"body_md": version.body_md, "change_notes": version.change_notes})
+    ctx = {"version": version, "form": form, "example_form": example_form or ExampleForm(prefix="ex"),
            "examples": version.examples.select_related("image"), "faq": version.faq.all(),
            "images": version.guide.spec.images.order_by("-id")[:40]}
-    return render(request, "guides/version_edit.html", ctx)
+    return render(request, "guides/version_edit.html", ctx, status=status)
 
 
 @login_required
@@ -159,6 +165,9 @@ def version_edit(request, pk: int):
 def version_example_add(request, pk: int):
     _curator_only(request)
     version = get_object_or_404(selectors.guide_versions_visible_to(request.user), pk=pk)
+    if version.is_published:
+        messages.error(request, f"Version {version.number} is published and cannot change; create a new version.")
+        return redirect(f"/guides/{version.guide_id}/?version={version.pk}")
     form = ExampleForm(request.POST, prefix="ex")
     if form.is_valid():
         image = version.guide.spec.images.filter(pk=form.cleaned_data["image"]).first()
@@ -167,12 +176,14 @@ def version_example_add(request, pk: int):
                 raise ValidationError({"image": "No such image in this spec."})
             services.guide_example_add(version=version, image=image, kind=form.cleaned_data["kind"],
                                        caption=form.cleaned_data["caption"], regions=form.cleaned_data["regions"] or [])
-            messages.success(request, "Example added.")
         except ValidationError as exc:
-            messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
-    else:
-        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
-    return redirect("guides:version-edit", pk=version.pk)
+            _errors_to_form(form, exc)
+        else:
+            messages.success(request, "Example added.")
+            return redirect("guides:version-edit", pk=version.pk)
+    # The edit page again with the example form as typed and its errors beside the fields,
+    # instead of a redirect that emptied it.
+    return _version_edit_page(request, version, example_form=form, status=400)
 
 
 @login_required

@@ -11,7 +11,7 @@ otherwise hide work from the other reviewers for the length of a hold.
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q
+from django.db.models import Prefetch, Q
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import NoReverseMatch, reverse
@@ -35,6 +35,9 @@ def _optional_url(name: str, **kwargs) -> str:
         return ""
 
 
+RECENT_TASKS = 50  # rows of "My recent tasks" on My work
+
+
 @role_required(*roles.VENDOR_ROLES)
 def my_work(request):
     """A vendor member's start page: their vendor, active batches, their annotations,
@@ -42,7 +45,12 @@ def my_work(request):
     user = request.user
     batches = selectors.batches_visible_to(user).filter(status=Batch.Status.ACTIVE).order_by("deadline", "id")
     mine = selectors.annotations_visible_to(user).filter(annotator=user).order_by("-updated_at", "-id")
-    rejected = [a for a in mine if a.status == Annotation.Status.REJECTED]
+    # Filtered and cut in the database: an annotator's history grows by the hundreds a week,
+    # and every row brings its regions and reviews along (selectors._with_content).
+    # Neither list shows regions; the rejected ones show their newest review.
+    rejected = list(mine.filter(status=Annotation.Status.REJECTED).prefetch_related(None).prefetch_related(
+        Prefetch("reviews", queryset=Review.objects.order_by("-created_at", "-id"))))
+    recent = list(mine.exclude(status=Annotation.Status.REJECTED).prefetch_related(None)[:RECENT_TASKS])
     reason_labels = dict(Review.Reason.choices)
     for a in rejected:
         last = next(iter(a.reviews.all()), None)
@@ -53,7 +61,7 @@ def my_work(request):
         a.batch_closed = a.task.batch.status == Batch.Status.CLOSED
     return render(request, "labeling/my_work.html", {
         "batches": batches,
-        "annotations": [a for a in mine if a.status != Annotation.Status.REJECTED][:50],
+        "annotations": recent,
         "rejected": rejected,
         "rework_open": sum(not a.batch_closed for a in rejected),
         "is_annotator": roles.has_role(user, roles.ANNOTATOR),

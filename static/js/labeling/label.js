@@ -142,6 +142,14 @@ function clampPoint([x, y]) {
   return [Math.min(viewer.width, Math.max(0, x)), Math.min(viewer.height, Math.max(0, y))];
 }
 
+// Corners clamped onto the photo that no longer span it: a box or clicks beside the photo all
+// land on its edge, a line the server refuses ("no area"). Such a shape is not kept.
+const OFF_PHOTO = "That shape lies outside the photo: mark the formula on the photo itself.";
+function flatOnPhoto(pts) {
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+  return Math.max(...xs) - Math.min(...xs) < 1 || Math.max(...ys) - Math.min(...ys) < 1;
+}
+
 // ---------------------------------------------------------------- pointer
 
 function maskTarget(create) {
@@ -195,6 +203,7 @@ canvas.addEventListener("pointerdown", (e) => {
       if (state.quadDraft.length === 4) {
         const pts = clockwiseQuad(state.quadDraft);  // the first click stays the first corner
         state.quadDraft = [];
+        if (flatOnPhoto(pts)) { flash(OFF_PHOTO); viewer.redraw(); break; }
         addRegion(newRegion("quad", { points: pts }));
         record();
         if (selfIntersecting(pts)) flash("Those corners cross each other; drag a corner to fix the shape.");
@@ -253,6 +262,7 @@ canvas.addEventListener("pointerup", () => {
     const [x0, x1] = [Math.min(d.x0, d.x1), Math.max(d.x0, d.x1)], [y0, y1] = [Math.min(d.y0, d.y1), Math.max(d.y0, d.y1)];
     const corners = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
       .map(([x, y]) => clampPoint(viewer.view.toImage(x, y)));
+    if (flatOnPhoto(corners)) { flash(OFF_PHOTO); viewer.redraw(); return; }
     addRegion(newRegion("quad", { points: clockwiseQuad(corners) }));
     record();
   } else if ((d.type === "corner" || d.type === "move") && r && d.moved) {
@@ -561,7 +571,9 @@ function payloadRegions() {
 }
 
 let autosaveTimer = null;
+let changeCount = 0;  // bumped by every edit: tells afterSave whether the saved copy is still the latest
 function changed() {
+  changeCount += 1;
   state.dirty = true;
   $("#save-state").textContent = "Unsaved changes";
   clearTimeout(autosaveTimer);
@@ -711,6 +723,7 @@ function spentSeconds() {
 }
 
 async function persist({ submitToo }) {
+  state.savingChange = changeCount;
   const regions = payloadRegions();
   const body = { regions, time_spent_seconds: spentSeconds(), started_from: state.startedFrom, submit: submitToo };
   if (state.annotation) {
@@ -741,9 +754,20 @@ function afterSave(annotation) {
   state.annotation = annotation;
   state.version = annotation.version;
   state.lastSaveAt = Date.now();
+  const saved = `Saved on the server (version ${annotation.version}) at ${new Date().toLocaleTimeString()}`;
+  if (changeCount !== state.savingChange) {
+    // Edited while the save was on its way: those edits are not on the server yet; the
+    // browser copy (made on the version just saved) keeps them until the next save.
+    saveLocal();
+    $("#save-state").textContent = `${saved}; later changes not yet`;
+    return;
+  }
+  // The browser copy pending from the last edit is now older than the server's: dropped, or
+  // it would overwrite "Saved on the server" and come back as "unsaved work" on reload.
+  clearTimeout(autosaveTimer);
   state.dirty = false;
   localStorage.removeItem(DRAFT_KEY);
-  $("#save-state").textContent = `Saved on the server (version ${annotation.version}) at ${new Date().toLocaleTimeString()}`;
+  $("#save-state").textContent = saved;
   $("#status-badge").textContent = STATUS[annotation.status] || annotation.status;
 }
 

@@ -176,6 +176,28 @@ class VendorCreateForm(forms.Form):
     contact_email = forms.EmailField(required=False)
 
 
+VENDOR_NAME_TAKEN = "A vendor with this name already exists."
+
+
+def _vendor_errors(exc: ValidationError) -> ValidationError:
+    """The service's errors in the form's terms: the slug is made from the name and not on the
+    form, so a name or slug already taken is one error of the name ("Acme Labeling" and
+    "acme labeling" share the slug acme-labeling); any other slug error is the name's too."""
+    if not hasattr(exc, "error_dict"):
+        return exc
+    errors: dict[str, list] = {}
+    taken = False
+    for field, field_errors in exc.error_dict.items():
+        for error in field_errors:
+            if field in ("name", "slug") and error.code == "unique":
+                taken = True
+            else:
+                errors.setdefault("name" if field == "slug" else field, []).append(error)
+    if taken:
+        errors.setdefault("name", []).insert(0, ValidationError(VENDOR_NAME_TAKEN, code="unique"))
+    return ValidationError(errors)
+
+
 @curator_required
 def vendors(request):
     """Outsourcing vendors with their member counts; create one (POST)."""
@@ -186,7 +208,7 @@ def vendors(request):
             try:
                 vendor = labeling_services.vendor_create(**form.cleaned_data)
             except ValidationError as exc:
-                add_service_errors(form, exc)
+                add_service_errors(form, _vendor_errors(exc))
             else:
                 messages.success(request, f"Vendor {vendor.name} created.")
                 return redirect("vendor_admin")

@@ -1,29 +1,38 @@
-"""Labeling pages: the annotator's "My work" and labeling page, the reviewer's page.
+"""Labeling pages: the annotator's "My work" and labeling page, the reviewer's page, and
+the batches overview with the curator's new-batch and edit-batch forms.
 
 Pages only read through selectors (a foreign task is simply not found: 404) and
-hand the browser the ids and URLs it needs; every write goes through the API,
-which calls the services. One exception: "Review next" (a POST to /review/next/) holds
-the next annotation for that reviewer (`services.review_open_next`), as the API's
-`annotations/review-next/` does, so that reviewers side by side see different work.
+hand the browser the ids and URLs it needs; the annotators' and reviewers' writes go
+through the API, which calls the services. Exceptions: "Review next" (a POST to
+/review/next/) holds the next annotation for that reviewer (`services.review_open_next`),
+as the API's `annotations/review-next/` does, so that reviewers side by side see different
+work; and the curator's batch forms, which validate with Django forms (labeling/forms.py)
+and call `services.batch_create` / `services.batch_update`, as the API does.
 A GET never takes a hold: link prefetchers, reloads, second tabs and crawlers would
 otherwise hide work from the other reviewers for the length of a hold.
 """
 from __future__ import annotations
 
+import math
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch, Q
-from django.http import Http404, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, render
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.http import Http404, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from common import roles
-from common.pages import role_required
-from curation.models import Category
+from common.fields import parse_row_id
+from common.pages import add_service_errors, curator_required, role_required
+from curation import selectors as curation_selectors
+from curation.models import Category, DatasetSpec
 from guides import selectors as guides_selectors
 
-from . import gating, selectors, services
+from . import forms, gating, selectors, services
 from .models import Annotation, Batch, Review
 
 
@@ -36,6 +45,34 @@ def _optional_url(name: str, **kwargs) -> str:
 
 
 RECENT_TASKS = 50  # rows of "My recent tasks" on My work
+REWORK_PER_PAGE = 50  # rows of "Sent back to you" on one page of My work
+
+
+def _rework_page(rejected: QuerySet[Annotation], number_text: str | None) -> dict:
+    """Page `number_text` (1 for anything unreadable, the last one past the end) of the annotations
+    sent back, with how many there are and how many of them are open (None: count the rows,
+    they are all there). A list that fits one page costs one query and its prefetch, as
+    before it was paged; a longer one adds one for the two counts."""
+    number = parse_row_id(number_text) or 1
+    rows_of = rejected.prefetch_related(None).prefetch_related(
+        Prefetch("reviews", queryset=Review.objects.order_by("-created_at", "-id")))
+
+    def rows(n: int) -> list[Annotation]:
+        return list(rows_of[(n - 1) * REWORK_PER_PAGE:n * REWORK_PER_PAGE])
+
+    page = rows(number)
+    if number == 1 and len(page) < REWORK_PER_PAGE:
+        count, n_open = len(page), None
+    else:
+        totals = rejected.aggregate(count=Count("id"),
+                                    open=Count("id", filter=~Q(task__batch__status=Batch.Status.CLOSED)))
+        count, n_open = totals["count"], totals["open"]
+        last = max(1, math.ceil(count / REWORK_PER_PAGE))
+        if number > last:
+            number, page = last, rows(last)
+    pages = max(1, math.ceil(count / REWORK_PER_PAGE))
+    return {"rows": page, "number": number, "pages": pages, "count": count, "open": n_open,
+            "previous": number - 1 if number > 1 else None, "next": number + 1 if number < pages else None}
 
 
 @role_required(*roles.VENDOR_ROLES)
@@ -47,9 +84,10 @@ def my_work(request):
     mine = selectors.annotations_visible_to(user).filter(annotator=user).order_by("-updated_at", "-id")
     # Filtered and cut in the database: an annotator's history grows by the hundreds a week,
     # and every row brings its regions and reviews along (selectors._with_content).
-    # Neither list shows regions; the rejected ones show their newest review.
-    rejected = list(mine.filter(status=Annotation.Status.REJECTED).prefetch_related(None).prefetch_related(
-        Prefetch("reviews", queryset=Review.objects.order_by("-created_at", "-id"))))
+    # Neither list shows regions; the rejected ones show their newest review, a page at a time
+    # (?rework_page=N): an annotator may have hundreds sent back.
+    rework = _rework_page(mine.filter(status=Annotation.Status.REJECTED), request.GET.get("rework_page"))
+    rejected = rework["rows"]
     recent = list(mine.exclude(status=Annotation.Status.REJECTED).prefetch_related(None)[:RECENT_TASKS])
     reason_labels = dict(Review.Reason.choices)
     for a in rejected:
@@ -63,7 +101,10 @@ def my_work(request):
         "batches": batches,
         "annotations": recent,
         "rejected": rejected,
-        "rework_open": sum(not a.batch_closed for a in rejected),
+        "rework": rework,
+        # over every page, not only the one shown
+        "rework_open": (rework["open"] if rework["open"] is not None
+                        else sum(not a.batch_closed for a in rejected)),
         "is_annotator": roles.has_role(user, roles.ANNOTATOR),
         # the queue's own reasons (a new guide version to read), so "no further task" is not said
         # to somebody whose tasks wait behind a guide
@@ -190,3 +231,152 @@ def batch_overview(request):
         group["batches"].append(batch)
         group["totals"][batch.currency] = group["totals"].get(batch.currency, 0) + batch.cost_so_far
     return render(request, "labeling/batches.html", {"vendors": list(vendors.values())})
+
+
+# ------------------------------------------------------------ batch forms (curators)
+
+
+def _open_specs(user):
+    """Specs a batch can be made of: those `user` sees that are not closed."""
+    return curation_selectors.specs_visible_to(user).exclude(status=DatasetSpec.Status.CLOSED).order_by("name")
+
+
+def _contract_prices(user, specs, vendors) -> dict[str, dict]:
+    """"spec:vendor" -> the contract's currency and price per kind, for the price hint."""
+    contracts = guides_selectors.contracts_visible_to(user).filter(spec__in=specs, vendor__in=vendors)
+    return {f"{c.spec_id}:{c.vendor_id}": {"currency": c.currency,
+                                          "prices": {kind: str(c.price_for(kind)) for kind in Batch.Kind.values}}
+            for c in contracts}
+
+
+def _price_hint(contracts: dict, spec_id, vendor_id, kind: str) -> str:
+    """The line under the price: the contract's price for the kind, or that one is required.
+    static/js/labeling/batch_form.js writes the same lines as the choices change."""
+    if spec_id is None or vendor_id is None:
+        return "Choose a spec and a vendor to see whether a contract prices the batch."
+    contract = contracts.get(f"{spec_id}:{vendor_id}")
+    if contract is None:
+        return "No contract between this vendor and spec: give a unit price."
+    price = contract["prices"].get(kind) or contract["prices"][Batch.Kind.FULL]
+    return f"Contract price: {price} {contract['currency']} per task; leave the price empty to use it."
+
+
+def _created_message(batch: Batch, asked: int) -> str:
+    n = batch.agreed_quantity
+    tasks = f"{n} task{'' if n == 1 else 's'}"
+    if n >= asked:
+        return f"Batch {batch.name} created with {tasks}."
+    images = f"{n} image matches" if n == 1 else f"{n} images match"
+    return (f"Batch {batch.name} created with {tasks}: only {images} the filter, fewer than the {asked} asked for; "
+            f"its agreed quantity is {n}.")
+
+
+@curator_required
+def batch_create(request):
+    """A new batch: spec, vendor, kind, quantity, price, deadline and the image filter, made by
+    `services.batch_create`. ?spec=ID preselects a spec (the spec page links so)."""
+    user = request.user
+    specs = _open_specs(user)
+    vendors = selectors.vendors_visible_to(user).filter(active=True).order_by("name")
+    sources = curation_selectors.sources_visible_to(user).order_by("name")
+    categories: dict[str, list[dict]] = {}
+    for c in (curation_selectors.categories_visible_to(user).filter(spec__in=specs)
+              .order_by("position", "id").values("spec_id", "slug", "name")):
+        categories.setdefault(str(c["spec_id"]), []).append({"slug": c["slug"], "name": c["name"]})
+    contracts = _contract_prices(user, specs, vendors)
+
+    data = request.POST if request.method == "POST" else None
+    source_of_choice = data if data is not None else request.GET
+    spec_id = parse_row_id(source_of_choice.get("spec", ""))
+    if spec_id is not None and not (str(spec_id) in categories or specs.filter(pk=spec_id).exists()):
+        spec_id = None  # closed, or not there: nothing preselected
+    spec_categories = categories.get(str(spec_id), []) if spec_id is not None else []
+    # The chosen spec's categories; before one is chosen (or for one not offered) any open spec's,
+    # so that the spec's own error is the one shown, and the service says which slugs are not its.
+    category_choices = ([(c["slug"], c["name"]) for c in spec_categories] if spec_id is not None else
+                        sorted({(c["slug"], c["name"]) for cats in categories.values() for c in cats}))
+    form = forms.BatchCreateForm(data, specs=specs, vendors=vendors, sources=sources,
+                                 category_choices=category_choices,
+                                 initial={"spec": spec_id} if spec_id is not None else None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            values = dict(form.cleaned_data)
+            asked = values["quantity"]
+            try:
+                batch = services.batch_create(created_by=user, **values)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                messages.success(request, _created_message(batch, asked))
+                return redirect("batch_overview")
+        status = 400
+    chosen = set(data.getlist("categories")) if data is not None else set()
+    vendor_id = parse_row_id(data.get("vendor", "")) if data is not None else None
+    kind = (data.get("kind") if data is not None else None) or Batch.Kind.FULL
+    return render(request, "labeling/batch_form.html", {
+        "form": form,
+        "category_boxes": [{**c, "checked": c["slug"] in chosen} for c in spec_categories],
+        "spec_chosen": spec_id is not None,
+        "price_hint": _price_hint(contracts, spec_id, vendor_id, kind),
+        "batch_form_config": {"categories": categories, "contracts": contracts,
+                              "matchesUrl": reverse("batch_matches")},
+    }, status=status)
+
+
+MATCHES_CAP = services.MAX_BATCH_TASKS  # the live count stops here ("more than …")
+
+
+@curator_required
+@require_safe
+def batch_matches(request):
+    """How many images of a spec a batch filter matches (the new-batch form's live count), as
+    `services.batch_candidate_images` picks them: {"count": n, "more": bool}. 400 for a spec
+    or source the curator cannot choose."""
+    user = request.user
+    spec_id = parse_row_id(request.GET.get("spec", ""))
+    spec = _open_specs(user).filter(pk=spec_id).first() if spec_id is not None else None
+    if spec is None:
+        return JsonResponse({"spec": ["Choose one of the open specs."]}, status=400)
+    source = None
+    if request.GET.get("source"):
+        source_id = parse_row_id(request.GET["source"])
+        source = (curation_selectors.sources_visible_to(user).filter(pk=source_id).first()
+                  if source_id is not None else None)
+        if source is None:
+            return JsonResponse({"source": ["Unknown source."]}, status=400)
+    only_unlabeled = request.GET.get("only_unlabeled", "1").lower() not in ("0", "false", "off", "")
+    n = services.batch_candidate_images(
+        spec=spec, quantity=MATCHES_CAP + 1, categories=request.GET.getlist("categories"), source=source,
+        only_unlabeled=only_unlabeled, lowest_confidence_first=False,  # the order changes no count
+    ).count()
+    return JsonResponse({"count": min(n, MATCHES_CAP), "more": n > MATCHES_CAP})
+
+
+@curator_required
+def batch_edit(request, pk: int):
+    """Change a batch's name, status, deadline, price or agreed quantity through
+    `services.batch_update`; under a contract the price is the contract's and not offered."""
+    batch = get_object_or_404(selectors.batches_visible_to(request.user), pk=pk)
+    contract = (guides_selectors.contracts_visible_to(request.user)
+                .filter(vendor_id=batch.vendor_id, spec_id=batch.spec_id).first())
+    task_count = batch.tasks.count()
+    data = request.POST if request.method == "POST" else None
+    form = forms.BatchEditForm(data, initial={name: getattr(batch, name) for name in services.BATCH_EDITABLE},
+                               batch=batch, task_count=task_count, contract=contract)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            changes = {k: v for k, v in form.cleaned_data.items() if not form.fields[k].disabled}
+            try:
+                # a copy: the service sets the changes on the row it is given before it checks them
+                saved = services.batch_update(batch=Batch.objects.get(pk=batch.pk), **changes)
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                messages.success(request, f"Batch {saved.name} saved.")
+                return redirect("batch_overview")
+        status = 400
+    return render(request, "labeling/batch_edit.html", {
+        "form": form, "batch": batch, "task_count": task_count, "contract": contract,
+    }, status=status)

@@ -345,9 +345,16 @@ def batch_matches(request):
                   if source_id is not None else None)
         if source is None:
             return JsonResponse({"source": ["Unknown source."]}, status=400)
+    # Checked against the spec's own slugs before any query, as batch_create checks them: an
+    # unknown one (or one holding a NUL byte, which PostgreSQL refuses in text) is a 400.
+    categories = request.GET.getlist("categories")
+    unknown = set(categories) - set(Category.objects.filter(spec=spec).values_list("slug", flat=True))
+    if unknown:
+        return JsonResponse({"categories": [f"Not a category of {spec.name}: {', '.join(sorted(map(repr, unknown)))}."]},
+                            status=400)
     only_unlabeled = request.GET.get("only_unlabeled", "1").lower() not in ("0", "false", "off", "")
     n = services.batch_candidate_images(
-        spec=spec, quantity=MATCHES_CAP + 1, categories=request.GET.getlist("categories"), source=source,
+        spec=spec, quantity=MATCHES_CAP + 1, categories=categories, source=source,
         only_unlabeled=only_unlabeled, lowest_confidence_first=False,  # the order changes no count
     ).count()
     return JsonResponse({"count": min(n, MATCHES_CAP), "more": n > MATCHES_CAP})

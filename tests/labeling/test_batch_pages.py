@@ -199,6 +199,9 @@ def test_matches_answers_400_for_a_filter_it_cannot_read(cur, spec, images):
     assert cur.get(MATCHES, {"spec": "x"}).status_code == 400
     assert cur.get(MATCHES, {"spec": 999999}).status_code == 400
     assert cur.get(MATCHES, {"spec": spec.pk, "source": "x"}).status_code == 400
+    for bad in ("chalkboard", "print\x00ed"):  # not the spec's; a NUL byte PostgreSQL refuses in text
+        r = cur.get(MATCHES, {"spec": spec.pk, "categories": ["printed", bad]})
+        assert r.status_code == 400 and "categories" in r.json(), r.content
 
 
 # ---------------------------------------------------------------- who may

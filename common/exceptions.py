@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
 from rest_framework.exceptions import ErrorDetail
@@ -36,8 +38,26 @@ def encodable(value):
     return value
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "payload_too_large"
+
+
+def too_big(request) -> PayloadTooLarge:
+    """A body over DATA_UPLOAD_MAX_MEMORY_SIZE, as a 413 that says both sizes (Django itself
+    answers an HTML 400 that names nothing, which a page cannot show its user)."""
+    try:
+        sent = f"{int(request.META.get('CONTENT_LENGTH') or 0):,} bytes"
+    except ValueError:
+        sent = "too large"
+    return PayloadTooLarge(f"The request body is {sent}; at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} "
+                           "bytes are accepted (DATA_UPLOAD_MAX_MEMORY_SIZE).")
+
+
 def exception_handler(exc, context):
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, RequestDataTooBig):
+        exc = too_big(context["request"])
+    elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(validation_error_detail(exc))
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)

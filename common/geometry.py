@@ -114,11 +114,13 @@ def reading_order_rect(points: Sequence[Point]) -> list[list[float]]:
     return [list(pts[(start + k) % 4]) for k in range(4)]
 
 
-def mask_quad(mask: object) -> list[list[float]] | None:
+def mask_quad(mask: object, *, offset: tuple[int, int] = (0, 0)) -> list[list[float]] | None:
     """The minimum-area rectangle around a mask's pixels, in reading order; None if it is empty.
 
     `mask` is a 2-D array (nonzero = inside); corners are in pixel-centre coordinates, like the
-    pixels' own. Every quad derived from a mask alone (mask-only regions in exports, truth
+    pixels' own. `offset` (x, y) places a window cut out of a larger mask (with a border of at
+    least one pixel of zeros wherever it does not reach the larger mask's edge): the same
+    rectangle as from the whole mask, in its coordinates. Every quad derived from a mask alone (mask-only regions in exports, truth
     regions in evaluation) comes from here, so all of them read it the same way round: see
     :func:`reading_order_rect` for the order and what a mask cannot tell.
     """
@@ -131,7 +133,8 @@ def mask_quad(mask: object) -> list[list[float]] | None:
         raise GeometryError("A mask must be a 2-D array.")
     # The outer outlines hold every corner of the pixels' convex hull, which is all that
     # minAreaRect looks at: the same rectangle as from every pixel, at a fraction of the points.
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE,
+                                   offset=(int(offset[0]), int(offset[1])))
     if not contours:
         return None
     pts = np.concatenate(contours).reshape(-1, 2).astype(np.float32)

@@ -20,6 +20,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from common import geometry
+from common import rle as rle_module
 
 DEFAULT_CATEGORY = "formula"
 
@@ -111,6 +112,11 @@ class ExportImage:
     # snapshot froze; a catalogue correction or a changed source since then may forbid more,
     # and what the rights holder allows today is what may be given out: the stricter decides.
     current_licence: LicenceInfo | None = None
+    # Set when the image was taken down after the freeze ("copyright", "personal_data", "other"):
+    # the export leaves it out without reading its pixels, counts it under its reason and
+    # lists it in TAKEDOWNS.json.
+    taken_down: str = ""
+    taken_down_on: str = ""
 
 
 # --- geometry shared by the writers -------------------------------------------------------
@@ -172,14 +178,40 @@ def mask_quad(rle: Mapping) -> np.ndarray | None:
     The order is :func:`common.geometry.mask_quad`'s (first edge a long side, read left to
     right), shared with evaluation, so a formula turned past 45° is not exported sideways.
     """
-    quad = geometry.mask_quad(rle_to_mask(rle))
+    window = _mask_window(rle)
+    if window is None:
+        return None
+    x0, y0, m = window
+    quad = geometry.mask_quad(m, offset=(x0, y0))
     return None if quad is None else np.asarray(quad, dtype=np.float64)
+
+
+def _mask_window(rle: Mapping) -> tuple[int, int, np.ndarray] | None:
+    """``(x0, y0, uint8 window)`` of a mask's bounding box with one pixel of zeros around it (where
+    the image leaves room), so that outlines traced in it are the whole mask's, moved by (x0, y0);
+    None for an empty mask. Only the box is drawn (:func:`common.rle.decode_window`); a mask whose
+    runs are not canonical COCO (never stored here) falls back to a full decode."""
+    try:
+        return rle_module.decode_window(_text_rle(rle), pad=1)
+    except rle_module.MaskError:
+        m = rle_to_mask(rle)
+        return (0, 0, m) if m.any() else None
+
+
+def _text_rle(rle: Mapping) -> dict:
+    counts = rle["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    return {"size": list(rle["size"]), "counts": counts}
 
 
 def mask_polygon(rle: Mapping, *, epsilon: float = 1.0) -> np.ndarray | None:
     """The outline of a mask's largest component, simplified to within ``epsilon`` pixels."""
-    m = rle_to_mask(rle)
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    window = _mask_window(rle)
+    if window is None:
+        return None
+    x0, y0, m = window
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
     if not contours:
         return None
     largest = max(contours, key=cv2.contourArea)

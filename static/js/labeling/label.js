@@ -5,7 +5,7 @@ import { api, ApiError, claimNext, fieldErrors } from "./api.js";
 import { clockwiseQuad, pointInPolygon, quadCropSize, rollQuad, selfIntersecting, warpQuad } from "./geometry.js";
 import { History } from "./history.js";
 import { encodeCanvas } from "./rle.js";
-import { colorOf, ImageCanvas, maskCanvasFrom, renderLatex, rgbOf } from "./viewer.js";
+import { colorOf, coverMask, ImageCanvas, maskCanvasFrom, renderLatex, rgbOf } from "./viewer.js";
 
 const root = document.getElementById("label-app");
 const TASK = Number(root.dataset.task);
@@ -75,7 +75,8 @@ function drawOverlay(ctx, dpr) {
 // ---------------------------------------------------------------- regions
 
 function newRegion(kind, extra = {}) {
-  return { kind, points: null, maskCanvas: null, bbox: null, rle: null, maskDirty: false,
+  // A mask's canvas covers its bounding box only, from maskOrigin (image pixels) on: viewer.js.
+  return { kind, points: null, maskCanvas: null, maskOrigin: [0, 0], bbox: null, rle: null, maskDirty: false,
     latex: "", illegible: false, cut_off: false, categories: [], errors: {}, ...extra };
 }
 
@@ -119,7 +120,10 @@ function regionAt(sx, sy) {
     const r = state.regions[i];
     if (r.kind === "quad" && r.points && pointInPolygon(x, y, r.points)) return i;
     if (r.kind === "mask" && r.maskCanvas && x >= 0 && y >= 0 && x < viewer.width && y < viewer.height) {
-      const a = r.maskCanvas.getContext("2d").getImageData(Math.floor(x), Math.floor(y), 1, 1).data[3];
+      const [ox, oy] = r.maskOrigin || [0, 0];
+      const [mx, my] = [Math.floor(x) - ox, Math.floor(y) - oy];
+      if (mx < 0 || my < 0 || mx >= r.maskCanvas.width || my >= r.maskCanvas.height) continue;
+      const a = r.maskCanvas.getContext("2d").getImageData(mx, my, 1, 1).data[3];
       if (a >= 128) return i;
     }
   }
@@ -157,16 +161,22 @@ function maskTarget(create) {
   if (r && r.kind === "mask") return r;
   if (!create) return null;
   const m = maskCanvasFrom(null, viewer.width, viewer.height, state.regions.length);
-  return addRegion(newRegion("mask", { maskCanvas: m.canvas }));
+  return addRegion(newRegion("mask", { maskCanvas: m.canvas, maskOrigin: m.origin }));
 }
 
 function paint(from, to, erase) {
   const r = maskTarget(!erase);
   if (!r) { flash("Select a mask region to erase from (click it with V)."); return; }
   const i = state.regions.indexOf(r);
-  const ctx = r.maskCanvas.getContext("2d");
   const rad = state.brush / 2 / viewer.view.scale;
+  // Grown by 2 pixels for antialiased edges: the canvas must hold it, RLE encoding reads only it.
+  const b = [Math.floor(Math.min(from[0], to[0]) - rad - 2), Math.floor(Math.min(from[1], to[1]) - rad - 2),
+    Math.ceil(Math.max(from[0], to[0]) + rad + 2), Math.ceil(Math.max(from[1], to[1]) + rad + 2)];
+  if (!erase) coverMask(r, b, viewer.width, viewer.height);  // the eraser only works where the mask is
+  const ctx = r.maskCanvas.getContext("2d");
   ctx.save();
+  const [ox, oy] = r.maskOrigin || [0, 0];
+  ctx.translate(-ox, -oy);
   ctx.globalCompositeOperation = erase ? "destination-out" : "source-over";
   const [cr, cg, cb] = rgbOf(i);
   ctx.strokeStyle = ctx.fillStyle = `rgb(${cr},${cg},${cb})`;
@@ -175,9 +185,6 @@ function paint(from, to, erase) {
   ctx.beginPath(); ctx.arc(to[0], to[1], rad, 0, Math.PI * 2); ctx.fill();
   ctx.restore();
   if (!erase) {
-    // Grown by 2 pixels for antialiased edges: RLE encoding reads only this box.
-    const b = [Math.floor(Math.min(from[0], to[0]) - rad - 2), Math.floor(Math.min(from[1], to[1]) - rad - 2),
-      Math.ceil(Math.max(from[0], to[0]) + rad + 2), Math.ceil(Math.max(from[1], to[1]) + rad + 2)];
     r.bbox = r.bbox ? [Math.min(r.bbox[0], b[0]), Math.min(r.bbox[1], b[1]), Math.max(r.bbox[2], b[2]), Math.max(r.bbox[3], b[3])] : b;
     r.bbox = [Math.max(0, r.bbox[0]), Math.max(0, r.bbox[1]), Math.min(viewer.width, r.bbox[2]), Math.min(viewer.height, r.bbox[3])];
   }
@@ -555,7 +562,7 @@ function guideHold(message, savedAsDraft = false) {
 
 function maskRle(r) {
   if (r.maskDirty || !r.rle) {
-    r.rle = encodeCanvas(r.maskCanvas, r.bbox);
+    r.rle = encodeCanvas(r.maskCanvas, r.bbox, { width: viewer.width, height: viewer.height, origin: r.maskOrigin });
     r.maskDirty = false;
   }
   return r.rle;
@@ -582,15 +589,17 @@ function changed() {
 }
 
 function saveLocal() {
-  if (state.readOnly) return;
+  if (state.readOnly) return false;
   try {
     localStorage.setItem(DRAFT_KEY, JSON.stringify({
       savedAt: new Date().toISOString(), baseVersion: state.version || 0, annotation: state.annotation?.id || null,
       startedFrom: state.startedFrom, regions: payloadRegions(),
     }));
     $("#save-state").textContent = `Kept in this browser at ${new Date().toLocaleTimeString()}`;
+    return true;
   } catch (e) {
     $("#save-state").textContent = "Could not keep a copy in this browser (storage full); save a draft (S).";
+    return false;
   }
 }
 
@@ -602,7 +611,7 @@ function loadRegions(list) {
       modelConfidence: typeof src.confidence === "number" ? src.confidence : null };
     if (src.kind === "mask") {
       const m = maskCanvasFrom(src.mask, viewer.width, viewer.height, i);
-      return newRegion("mask", { maskCanvas: m.canvas, bbox: m.bbox, rle: src.mask, ...answer });
+      return newRegion("mask", { maskCanvas: m.canvas, maskOrigin: m.origin, bbox: m.bbox, rle: src.mask, ...answer });
     }
     return newRegion("quad", { points: src.points.map(([x, y]) => [x, y]), ...answer });
   });
@@ -662,10 +671,10 @@ function restore(snap, from) {
     if (e.kind === "quad") return newRegion("quad", { points: e.points.map(([x, y]) => [x, y]), ...answer });
     const o = old[i];  // the same mask at the same place (same colour): keep its canvas
     if (o && o.kind === "mask" && o.rle === e.rle && !o.maskDirty) {
-      return newRegion("mask", { maskCanvas: o.maskCanvas, bbox: e.bbox ? [...e.bbox] : null, rle: e.rle, ...answer });
+      return newRegion("mask", { maskCanvas: o.maskCanvas, maskOrigin: o.maskOrigin, bbox: e.bbox ? [...e.bbox] : null, rle: e.rle, ...answer });
     }
     const m = maskCanvasFrom(e.rle, viewer.width, viewer.height, i);
-    return newRegion("mask", { maskCanvas: m.canvas, bbox: m.bbox, rle: e.rle, ...answer });
+    return newRegion("mask", { maskCanvas: m.canvas, maskOrigin: m.origin, bbox: m.bbox, rle: e.rle, ...answer });
   });
   // Select what the step changed: the first region that differs, or, when regions went
   // away, what was selected in that state.
@@ -780,11 +789,14 @@ async function run(label, fn) {
     clearErrors();
     await fn();
   } catch (e) {
-    saveLocal();
+    const kept = saveLocal();
+    const where = kept ? "Your work is kept in this browser." : "This browser could not keep a copy either (its storage is full): keep this page open.";
     if (e instanceof ApiError && e.status === 409) conflict(e.body);
-    else if (e instanceof ApiError && e.status === 400) showErrors(e.body);
-    else flash(`${e.message} Your work is kept in this browser.`, "error");
-    $("#save-state").textContent = "Not saved on the server — your work is kept in this browser";
+    else if (e instanceof ApiError && e.status === 400 && Object.keys(e.body).length) showErrors(e.body);
+    // e.g. 413: the body over the server's limit, which the answer names
+    else flash(`${e.message} ${where}`, "error");
+    $("#save-state").textContent = kept ? "Not saved on the server — your work is kept in this browser"
+      : "Not saved on the server, nor in this browser (storage full)";
   } finally {
     state.busy = false;
     document.querySelectorAll(".actions button").forEach((b) => { b.disabled = state.readOnly; });

@@ -67,7 +67,7 @@ async function start() {
   const task = await api("GET", `/api/v1/tasks/${ann.task}/`);
   await viewer.load(task.image_url, task.image_width, task.image_height);
   state.regions = ann.regions.map((r, i) => {
-    if (r.kind === "mask") { const m = maskCanvasFrom(r.mask, viewer.width, viewer.height, i); return { ...r, maskCanvas: m.canvas, bbox: m.bbox }; }
+    if (r.kind === "mask") { const m = maskCanvasFrom(r.mask, viewer.width, viewer.height, i); return { ...r, maskCanvas: m.canvas, maskOrigin: m.origin, bbox: m.bbox }; }
     return { ...r };
   });
   renderRegions();

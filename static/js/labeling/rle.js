@@ -51,10 +51,13 @@ export function encodeImageData(data, w, h) {
   return { size: [h, w], counts: encodeCounts(counts) };
 }
 
-// Same, reading only the bounding box [x0, y0, x1, y1) of the mask canvas (everything
-// outside it is known to be empty): O(box area) instead of O(image area).
-export function encodeCanvas(canvas, bbox) {
-  const W = canvas.width, H = canvas.height;
+// Same, reading only the bounding box [x0, y0, x1, y1) of the mask (everything outside it is
+// known to be empty): O(box area) instead of O(image area). The canvas may be smaller than the
+// image: it then holds the image's pixels from `origin` ([x, y]) on, and `width` x `height` is
+// the image's size (the canvas's own size by default: an image-sized canvas).
+export function encodeCanvas(canvas, bbox, { width, height, origin } = {}) {
+  const W = width || canvas.width, H = height || canvas.height;
+  const [ox, oy] = origin || [0, 0];
   const counts = [];
   let cur = 0, run = 0;
   const push = (v, n) => {
@@ -63,11 +66,12 @@ export function encodeCanvas(canvas, bbox) {
     run += n;
   };
   if (bbox) {
-    const x0 = Math.max(0, Math.floor(bbox[0])), y0 = Math.max(0, Math.floor(bbox[1]));
-    const x1 = Math.min(W, Math.ceil(bbox[2])), y1 = Math.min(H, Math.ceil(bbox[3]));
+    // Only what the canvas holds can be painted: the box is cut to it, and to the image.
+    const x0 = Math.max(0, ox, Math.floor(bbox[0])), y0 = Math.max(0, oy, Math.floor(bbox[1]));
+    const x1 = Math.min(W, ox + canvas.width, Math.ceil(bbox[2])), y1 = Math.min(H, oy + canvas.height, Math.ceil(bbox[3]));
     const bw = x1 - x0, bh = y1 - y0;
     if (bw > 0 && bh > 0) {
-      const d = canvas.getContext("2d").getImageData(x0, y0, bw, bh).data;
+      const d = canvas.getContext("2d").getImageData(x0 - ox, y0 - oy, bw, bh).data;
       push(0, x0 * H);
       for (let x = 0; x < bw; x++) {
         push(0, y0);
@@ -81,18 +85,47 @@ export function encodeCanvas(canvas, bbox) {
   return { size: [H, W], counts: encodeCounts(counts) };
 }
 
-// Paint an RLE into a fresh RGBA buffer with `rgb` on mask pixels; returns ImageData.
-export function decodeToImageData(rle, rgb) {
-  const [h, w] = rle.size;
+// The pixel box [x0, y0, x1, y1) a mask covers, read from its runs (no pixel drawn); null if empty.
+export function rleBox(rle) {
+  const h = rle.size[0];
   const counts = typeof rle.counts === "string" ? decodeCounts(rle.counts) : rle.counts;
-  const img = new ImageData(w, h);
-  const d = img.data;
+  let x0 = Infinity, y0 = Infinity, x1 = -1, y1 = -1, pos = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const n = counts[i];
+    if (i % 2 && n > 0) {
+      const a = Math.floor(pos / h), b = Math.floor((pos + n - 1) / h);
+      x0 = Math.min(x0, a); x1 = Math.max(x1, b);
+      if (a === b) { y0 = Math.min(y0, pos - a * h); y1 = Math.max(y1, pos + n - 1 - a * h); }
+      else { y0 = 0; y1 = h - 1; }  // down to the bottom of one column and on from the top of the next
+    }
+    pos += n;
+  }
+  return x1 < 0 ? null : [x0, y0, x1 + 1, y1 + 1];
+}
+
+// Paint an RLE into a fresh RGBA buffer with `rgb` on mask pixels: the buffer covers `box`
+// ([x0, y0, x1, y1), the whole image by default) and nothing else. Returns ImageData.
+export function decodeToImageData(rle, rgb, box = null) {
+  const [h, w] = rle.size;
+  const [bx0, by0, bx1, by1] = box || [0, 0, w, h];
+  const bw = Math.max(1, bx1 - bx0), bh = Math.max(1, by1 - by0);
+  const counts = typeof rle.counts === "string" ? decodeCounts(rle.counts) : rle.counts;
+  const img = new ImageData(bw, bh);
+  const px = new Uint32Array(img.data.buffer);
+  const c = new Uint8ClampedArray([rgb[0], rgb[1], rgb[2], 255]);
+  const colour = new Uint32Array(c.buffer)[0];  // the platform's byte order, as ImageData's
   let pos = 0, v = 0;
   for (const n of counts) {
     if (v) {
-      for (let k = pos; k < pos + n; k++) {
-        const x = Math.floor(k / h), y = k - x * h, o = (y * w + x) * 4;
-        d[o] = rgb[0]; d[o + 1] = rgb[1]; d[o + 2] = rgb[2]; d[o + 3] = 255;
+      // One column at a time: a run goes down a column and on at the top of the next.
+      let k = pos;
+      const end = pos + n;
+      while (k < end) {
+        const x = Math.floor(k / h), y = k - x * h, stop = Math.min(end, (x + 1) * h);
+        if (x >= bx0 && x < bx1) {
+          for (let yy = Math.max(y, by0), ye = Math.min(y + stop - k, by1); yy < ye; yy++) px[(yy - by0) * bw + (x - bx0)] = colour;
+        }
+        k = stop;
       }
     }
     pos += n; v = 1 - v;

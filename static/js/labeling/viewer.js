@@ -2,7 +2,7 @@
 // transform on requestAnimationFrame; wheel zoom around the cursor, drag to pan,
 // rotate by 90 degrees, fit. Shared by the labeling and the review page.
 import { View } from "./geometry.js";
-import { decodeToImageData } from "./rle.js";
+import { decodeToImageData, rleBox } from "./rle.js";
 
 export const COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"];
 export const colorOf = (i) => COLORS[i % COLORS.length];
@@ -108,7 +108,8 @@ export class ImageCanvas {
     regions.forEach((r, i) => {
       if (r.kind !== "mask" || !r.maskCanvas) return;
       ctx.globalAlpha = Math.min(1, this.maskOpacity + (i === selected ? 0.15 : 0));
-      ctx.drawImage(r.maskCanvas, 0, 0);
+      const [ox, oy] = r.maskOrigin || [0, 0];
+      ctx.drawImage(r.maskCanvas, ox, oy);
     });
     ctx.restore();
   }
@@ -161,20 +162,39 @@ export class ImageCanvas {
   }
 }
 
-// A fresh image-sized canvas holding a mask (painted in the region's colour).
+// A mask is held on a canvas the size of its bounding box, placed at `origin` ([x, y] in image
+// pixels), painted in the region's colour: an image-sized RGBA canvas per mask would take
+// 192 MB each on a 48 MP photo (and a page has 20-60 formulas). Returns {canvas, bbox, origin}.
 export function maskCanvasFrom(rle, width, height, index) {
+  const box = rle ? rleBox(rle) : null;
   const c = document.createElement("canvas");
-  c.width = width; c.height = height;
+  c.width = box ? box[2] - box[0] : 1; c.height = box ? box[3] - box[1] : 1;
   // Masks are read back (hit tests, RLE encoding on save): a CPU-backed canvas makes that cheap.
   // The first getContext fixes the option for every later call on this canvas.
   const ctx = c.getContext("2d", { willReadFrequently: true });
-  let bbox = null;
-  if (rle) {
-    const img = decodeToImageData(rle, rgbOf(index));
-    ctx.putImageData(img, 0, 0);
-    bbox = bboxOf(img);
-  }
-  return { canvas: c, bbox };
+  if (box) ctx.putImageData(decodeToImageData(rle, rgbOf(index), box), 0, 0);
+  return { canvas: c, bbox: box, origin: box ? [box[0], box[1]] : [0, 0] };
+}
+
+// Make the mask canvas of region `r` cover `box` (image pixels, cut to the width x height image),
+// growing it with some room to spare so that a stroke does not reallocate at every move.
+export function coverMask(r, box, width, height) {
+  const c = r.maskCanvas;
+  const [ox, oy] = r.maskOrigin || [0, 0];
+  const want = [Math.max(0, Math.floor(box[0])), Math.max(0, Math.floor(box[1])),
+    Math.min(width, Math.ceil(box[2])), Math.min(height, Math.ceil(box[3]))];
+  if (want[2] <= want[0] || want[3] <= want[1]) return;
+  const empty = !r.bbox;  // a new mask's 1x1 canvas holds nothing yet
+  if (!empty && want[0] >= ox && want[1] >= oy && want[2] <= ox + c.width && want[3] <= oy + c.height) return;
+  const cur = empty ? want : [Math.min(ox, want[0]), Math.min(oy, want[1]), Math.max(ox + c.width, want[2]), Math.max(oy + c.height, want[3])];
+  const padX = Math.max(64, Math.round((cur[2] - cur[0]) / 4)), padY = Math.max(64, Math.round((cur[3] - cur[1]) / 4));
+  const next = [Math.max(0, cur[0] - padX), Math.max(0, cur[1] - padY), Math.min(width, cur[2] + padX), Math.min(height, cur[3] + padY)];
+  const n = document.createElement("canvas");
+  n.width = next[2] - next[0]; n.height = next[3] - next[1];
+  const ctx = n.getContext("2d", { willReadFrequently: true });
+  if (!empty) ctx.drawImage(c, ox - next[0], oy - next[1]);
+  r.maskCanvas = n;
+  r.maskOrigin = [next[0], next[1]];
 }
 
 export function bboxOf(img) {

@@ -10,7 +10,9 @@ Public API
 ``tokenize(src) -> list[str]``
     Lexical tokens, im2latex style: a command (``\\frac``, ``\\alpha``, ``\\hspace*``), an
     escaped symbol (``\\{``, ``\\,``, ``\\\\``, ``\\ ``) or a single character. Whitespace
-    separates tokens and is dropped; ``%`` comments are dropped. Nothing else changes.
+    separates tokens and is dropped; ``%`` comments are dropped. The text is read in Unicode
+    NFC first, so Hangul typed or pasted decomposed (macOS jamo: ``\\text{넓이}`` as 6 jamo)
+    is the same syllable tokens (``넓`` ``이``) as composed. Nothing else changes.
 ``normalize(src, *, strip_braces=True, keep_spacing=False) -> str``
     Canonical space-separated tokens. The rules, applied in this order:
 
@@ -62,6 +64,7 @@ Public API
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from rapidfuzz.distance import Levenshtein
@@ -166,7 +169,8 @@ _REWRITE_PRIMITIVES = {r"\over": r"\frac", r"\choose": r"\binom"}
 def tokenize(src: str) -> list[str]:
     """Split raw LaTeX into im2latex-style tokens (no other change; see module doc)."""
     out = []
-    for m in _TOKEN_RE.finditer(src or ""):
+    # NFC: decomposed Hangul (a Mac's jamo) would be other tokens than the composed syllables.
+    for m in _TOKEN_RE.finditer(unicodedata.normalize("NFC", src or "")):
         tok = m.group(0)
         if tok[0] == "%" or tok.isspace():
             continue

@@ -9,13 +9,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from common import roles
+from common.downloads import csv_response
 from common.fields import parse_row_id
 
 from . import costs, rendering, selectors, services
@@ -399,10 +400,9 @@ def cost_report(request):
     report, contracts, available = selectors.cost_report_for(user=request.user, **_report_args(request))
     vendor_names, spec_names = selectors.cost_report_names(report, contracts)
     if request.GET.get("download") == "csv":
-        response = HttpResponse(costs.cost_report_csv(report, vendor_names=vendor_names, spec_names=spec_names),
-                                content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="mathset-costs.csv"'
-        return response
+        # UTF-8 with a BOM: Excel on a Korean Windows reads a CSV without one as CP949.
+        return csv_response(costs.cost_report_csv(report, vendor_names=vendor_names, spec_names=spec_names),
+                            "mathset-costs.csv")
     return render(request, "guides/cost_report.html", {
         "report": report, "contracts": contracts, "available": available, "vendor_names": vendor_names,
         "spec_names": spec_names, "query": request.GET.urlencode()})

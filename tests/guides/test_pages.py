@@ -185,7 +185,7 @@ def test_contract_form_shows_service_errors_on_the_field(curator, vendor, spec):
 def test_cost_report_csv_download(curator, contract):
     response = _client(curator).get("/contracts/report/?download=csv")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
-    assert response.content.decode().splitlines()[0].startswith("section,")
+    assert response.content.decode("utf-8-sig").splitlines()[0].startswith("section,")
 
 
 def test_unread_badge_in_navigation(world, curator):

@@ -133,6 +133,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     # Lets common.rawsql prepare the work queue's statements (Django's own cursors never
     # prepare). Off (0) behind a transaction-pooling PgBouncer older than 1.21.
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not env_bool("DB_JIT", False):
+    # PostgreSQL's JIT compiles a query whose estimated cost passes jit_above_cost: the list pages'
+    # aggregates (the cost report, counts over 100,000 tasks) spent 100-200 ms compiling for 100 ms
+    # of work (bench/pages.py). DB_JIT=1 gives the server's own setting back.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web server, worker) share the file: wait for locks
     # instead of failing at once.
@@ -169,6 +175,8 @@ MATHSET_PROXY_COUNT = int(os.environ.get("MATHSET_PROXY_COUNT", "0"))
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"
+# Deadlines (DateFields) are days in this zone: every "today" is timezone.localdate(), so a team
+# in Korea sets TIME_ZONE=Asia/Seoul and "deadline 2026-12-31" ends at midnight in Seoul.
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

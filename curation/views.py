@@ -23,7 +23,7 @@ from common.pages import add_service_errors, curator_required, role_required
 from common.storage import stored_file_response
 
 from . import forms as f
-from . import selectors, services, signed_urls
+from . import selectors, services, signed_urls, takedowns
 from .filters import ImageFilter
 from .models import Category, DatasetSpec, Image, ImportJob, SnapshotItem
 from .progress import progress_charts, spec_progress
@@ -70,12 +70,19 @@ def spec_list(request):
 def spec_detail(request, pk: int):
     """One spec: quota progress per kind, model requirements, formats, sources used."""
     spec = get_object_or_404(annotate_spec_counts(selectors.specs_visible_to(request.user)), pk=pk)
-    categories = selectors.categories_visible_to(request.user).filter(spec=spec).order_by("position", "id")
     sources = (selectors.sources_visible_to(request.user).filter(images__spec=spec)
                .annotate(images_in_spec=Count("images")).order_by("name"))
     jobs = selectors.import_jobs_visible_to(request.user).filter(spec=spec)[:5]
     formats = dict(f.ANSWER_FORMAT_CHOICES)
     progress = spec_progress(request.user, spec)
+    # The bars beside each category show the same counts as the charts: the stored report's (the
+    # user's vendor's slice for vendor users), not a second count over every image and task.
+    counts = {c["category"]: c for c in progress["by_category"]}
+    categories = list(selectors.categories_visible_to(request.user).filter(spec=spec).order_by("position", "id"))
+    for c in categories:
+        row = counts.get(c.slug, {})
+        c.collected, c.labeled, c.accepted = (row.get(m, 0) for m in selectors.PROGRESS_FIELDS)
+        c.progress_as_of = progress["computed_at"]
     return render(request, "curation/spec_detail.html", {
         "spec": spec, "categories": categories, "requirements": spec.requirements.all(),
         "answer_formats": [formats.get(a, a) for a in spec.answer_formats], "sources": sources, "jobs": jobs,
@@ -115,7 +122,8 @@ def _spec_forms(request, spec: DatasetSpec | None):
         rows = []
     else:
         form = f.SpecForm(data, initial={name: getattr(spec, name) for name in services.SPEC_FIELDS})
-        rows = list(selectors.categories_visible_to(request.user).filter(spec=spec).order_by("position", "id"))
+        rows = selectors.with_quota_progress(
+            request.user, selectors.categories_visible_to(request.user).filter(spec=spec).order_by("position", "id"))
     reqs = f.RequirementFormSet(data, prefix="req", initial=[
         {"metric": r.metric, "threshold": r.threshold} for r in (spec.requirements.all() if spec else [])
     ])
@@ -350,7 +358,35 @@ def image_detail(request, pk: int):
     return render(request, "curation/image_detail.html", {
         "image": image, "categories": categories, "current": current, "near": near,
         "show_truth": roles.is_curator(request.user),
+        "takedown_form": f.TakedownForm() if roles.is_curator(request.user) and not image.taken_down_at else None,
+        "gone": takedowns.gone_message(image) if image.taken_down_at else "",
     })
+
+
+@curator_required
+def image_takedown(request, pk: int):
+    """Take an image down (copyright takedown or personal-data erasure): the form, then the service."""
+    image = get_object_or_404(selectors.images_visible_to(request.user), pk=pk)
+    form = f.TakedownForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.image_takedown(image=image, kind=form.cleaned_data["kind"], reason=form.cleaned_data["reason"],
+                                    requested_by=form.cleaned_data["requested_by"], actor=request.user)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, "The image was taken down: its files are erased, its snapshot items amended "
+                                      "and export zips holding it withdrawn.")
+            return redirect("curation:takedown-list")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "curation/takedown_form.html", {"image": image, "form": form}, status=status)
+
+
+@curator_required
+def takedown_list(request):
+    """Every takedown recorded, newest first (curators)."""
+    rows = takedowns.takedowns_visible_to(request.user).select_related("spec", "source")[:500]
+    return render(request, "curation/takedown_list.html", {"takedowns": rows})
 
 
 # ------------------------------------------------------- upload, imports
@@ -400,14 +436,21 @@ def signed_file(request, token: str):
     """An image file for an external model, opened by a signed URL alone (no login).
 
     See :mod:`curation.signed_urls`: 403 for an expired, tampered or foreign token, 404 when
-    the token is good but its image, snapshot item or stored file is gone.
+    the token is good but its image, snapshot item or stored file is gone, 410 when the image
+    was taken down (:func:`curation.services.image_takedown`).
     """
     try:
         target = signed_urls.read_token(token)
     except signed_urls.InvalidSignedUrl as exc:
         return HttpResponseForbidden(f"Invalid signed URL ({exc.reason}).", content_type="text/plain")
-    model = Image if target.kind == signed_urls.IMAGE else SnapshotItem
-    name = model.objects.filter(pk=target.pk).values_list("file", flat=True).first()
+    if target.kind == signed_urls.IMAGE:
+        image = Image.objects.filter(pk=target.pk).first()
+        name = image.file if image else None
+    else:
+        item = SnapshotItem.objects.select_related("image").filter(pk=target.pk).first()
+        image, name = (item.image, item.file) if item else (None, None)
+    if image is not None and image.taken_down_at is not None:
+        return takedowns.gone_response(image)  # 410: erased on request, whatever the token says
     if not name:
         raise Http404("No such file.")
     # Whoever holds the URL may read the file until it expires; no shared cache should keep it longer.

@@ -2,6 +2,7 @@
 serializers validate requests before a service is called."""
 from __future__ import annotations
 
+from django.db import models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -10,7 +11,8 @@ from common.fields import OptionalURLField, SlugRelatedField
 from common.roles import is_curator
 from common.unchangeable import CREATE_ONLY_HELP
 
-from ..models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, Source
+from .. import selectors
+from ..models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, Source, Takedown
 from ..services import INGEST_OUTCOMES
 
 
@@ -70,20 +72,49 @@ class ModelRequirementSerializer(serializers.ModelSerializer):
         fields = ["metric", "threshold"]
 
 
+def _with_progress(context: dict, categories: list) -> list:
+    """`categories` with the quota progress the request's user may read (stored reports, see
+    `selectors.with_quota_progress`): one batch per list, not a query per row."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None:  # no reader to scope the counts to: none shown
+        for c in categories:
+            if not hasattr(c, "progress_as_of"):
+                c.collected = c.labeled = c.accepted = 0
+                c.progress_as_of = None
+        return categories
+    return selectors.with_quota_progress(user, categories)
+
+
+class CategoryProgressListSerializer(serializers.ListSerializer):
+    def to_representation(self, data):
+        items = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        return super().to_representation(_with_progress(self.context, items))
+
+
 class CategoryProgressSerializer(serializers.ModelSerializer):
-    """A category with its quota progress (collected images against the target)."""
+    """A category with its quota progress (collected images against the target), as of
+    ``progress_as_of`` (when the stored progress report was computed; null: computed now)."""
 
     spec = serializers.PrimaryKeyRelatedField(read_only=True)
     collected = serializers.IntegerField(read_only=True)
     labeled = serializers.IntegerField(read_only=True, default=0)
     accepted = serializers.IntegerField(read_only=True, default=0)
     progress = serializers.SerializerMethodField()
+    progress_as_of = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="When the counts were computed (the spec's stored progress report); null: computed now")
 
     class Meta:
         model = Category
         fields = ["id", "spec", "slug", "name", "description", "target_quota", "is_builtin", "position",
-                  "collected", "labeled", "accepted", "progress"]
+                  "collected", "labeled", "accepted", "progress", "progress_as_of"]
         read_only_fields = ["is_builtin", "position"]
+        list_serializer_class = CategoryProgressListSerializer
+
+    def to_representation(self, instance):
+        _with_progress(self.context, [instance])
+        return super().to_representation(instance)
 
     def get_progress(self, obj) -> float | None:
         collected = getattr(obj, "collected", 0)
@@ -121,6 +152,13 @@ class CategoryInlineSerializer(serializers.Serializer):
     target_quota = serializers.IntegerField(min_value=0, required=False, default=0)
 
 
+class DatasetSpecListSerializer(serializers.ListSerializer):
+    def to_representation(self, data):
+        specs = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        _with_progress(self.context, [c for spec in specs for c in getattr(spec, "categories_with_progress", [])])
+        return super().to_representation(specs)
+
+
 class DatasetSpecSerializer(serializers.ModelSerializer):
     answer_formats = serializers.ListField(
         child=serializers.ChoiceField(choices=DatasetSpec.ANSWER_FORMATS), allow_empty=False
@@ -131,13 +169,27 @@ class DatasetSpecSerializer(serializers.ModelSerializer):
     default_quota = serializers.IntegerField(min_value=0, required=False, write_only=True)
     slug = serializers.SlugField(required=False, allow_blank=True)
 
+    progress_as_of = serializers.SerializerMethodField(
+        help_text="When the categories' counts were computed (the stored progress report); null: computed now")
+
     class Meta:
         model = DatasetSpec
         fields = ["id", "name", "slug", "requirement", "intended_use", "answer_formats", "status",
                   "max_ms_per_image", "target_qps", "serving_target", "requirements", "categories",
-                  "custom_categories", "default_quota", "created_at", "updated_at"]
+                  "progress_as_of", "custom_categories", "default_quota", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
         validators = []
+        list_serializer_class = DatasetSpecListSerializer
+
+    def to_representation(self, instance):
+        _with_progress(self.context, list(getattr(instance, "categories_with_progress", [])))
+        return super().to_representation(instance)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_progress_as_of(self, obj):
+        cats = getattr(obj, "categories_with_progress", None) or []
+        as_of = cats[0].progress_as_of if cats else None
+        return serializers.DateTimeField().to_representation(as_of) if as_of else None
 
 
 class DatasetSpecUpdateSerializer(DatasetSpecSerializer):
@@ -160,7 +212,7 @@ class ImageSerializer(serializers.ModelSerializer):
         model = Image
         fields = ["id", "spec", "source", "licence", "categories", "file_url", "thumbnail_url", "original_filename",
                   "sha256", "phash", "width", "height", "format", "file_size", "capture_session", "truth_latex",
-                  "created_at"]
+                  "created_at", "taken_down_at"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.CharField(allow_null=True))
@@ -299,3 +351,28 @@ class SpecProgressSerializer(serializers.Serializer):
     by_category = CategoryQuotaProgressSerializer(many=True)
     by_split = SplitProgressSerializer(many=True)
     by_vendor = VendorProgressSerializer(many=True)
+
+
+class TakedownCreateSerializer(serializers.Serializer):
+    """A takedown request: what kind, what was asked, and by whom."""
+
+    reason_kind = serializers.ChoiceField(choices=Takedown.Kind.choices,
+                                          help_text="copyright (a rights holder's takedown), personal_data "
+                                                    "(an erasure request under PIPA / GDPR) or other")
+    reason = serializers.CharField(max_length=5000, help_text="The request, in words")
+    requested_by = serializers.CharField(max_length=200, help_text="Who asked: rights holder, data subject, authority")
+
+
+class TakedownSerializer(serializers.ModelSerializer):
+    """A recorded takedown (read-only)."""
+
+    image = serializers.IntegerField(source="image_ref", read_only=True, help_text="The image's id")
+    reason_kind = serializers.ChoiceField(source="kind", choices=Takedown.Kind.choices, read_only=True)
+    actor = serializers.CharField(source="actor.username", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = Takedown
+        fields = ["id", "image", "spec", "source", "reason_kind", "reason", "requested_by", "whole_source", "actor",
+                  "created_at", "files_erased", "snapshot_items", "exports_withdrawn", "tasks_removed",
+                  "annotations_withdrawn"]
+        read_only_fields = fields

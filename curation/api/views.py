@@ -19,6 +19,7 @@ from .. import selectors, services
 from ..filters import CategoryFilter, ImageFilter, SourceFilter, SpecFilter
 from ..models import Category
 from ..progress import spec_progress
+from ..takedowns import refuse_taken_down, takedowns_visible_to
 from . import serializers as s
 
 
@@ -66,6 +67,19 @@ class SourceViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer):
         serializer.instance = services.source_update(source=serializer.instance, **serializer.validated_data)
 
+    @extend_schema(request=s.TakedownCreateSerializer, responses={201: s.TakedownSerializer(many=True)})
+    @action(detail=True, methods=["post"], permission_classes=[IsCurator])
+    def takedown(self, request, pk=None):
+        """Take down every image of the source (curators): files erased after commit, snapshot items
+        marked, export zips holding them withdrawn, open work taken out of the queue."""
+        source = self.get_object()
+        data = s.TakedownCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        done = services.source_takedown(source=source, kind=v["reason_kind"], reason=v["reason"],
+                                        requested_by=v["requested_by"], actor=request.user)
+        return Response(s.TakedownSerializer(done, many=True).data, status=status.HTTP_201_CREATED)
+
 
 class DatasetSpecViewSet(viewsets.ModelViewSet):
     """Dataset specs with their categories (and quota progress) and model requirements."""
@@ -76,9 +90,11 @@ class DatasetSpecViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
-        progress = selectors.quota_progress_for(self.request.user, Category.objects.all()).order_by("position", "id")
+        # The categories' progress is read from the specs' stored reports by the serializer, one
+        # query for the whole page (selectors.with_quota_progress), not counted here per request.
+        categories = Category.objects.order_by("position", "id")
         return selectors.specs_visible_to(self.request.user).prefetch_related(
-            Prefetch("categories", queryset=progress, to_attr="categories_with_progress"), "requirements"
+            Prefetch("categories", queryset=categories, to_attr="categories_with_progress"), "requirements"
         )
 
     def _refetch(self, pk):
@@ -133,7 +149,8 @@ class CategoryViewSet(viewsets.ModelViewSet):
             return Response({"spec": ["Unknown spec."]}, status=400)
         category = services.category_create(spec=spec, **data.validated_data)
         category = self.get_queryset().get(pk=category.pk)
-        return Response(s.CategoryProgressSerializer(category).data, status=status.HTTP_201_CREATED)
+        return Response(s.CategoryProgressSerializer(category, context=self.get_serializer_context()).data,
+                        status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.CategoryUpdateSerializer, responses=s.CategoryProgressSerializer)
     def partial_update(self, request, *args, **kwargs):
@@ -143,7 +160,8 @@ class CategoryViewSet(viewsets.ModelViewSet):
         data.is_valid(raise_exception=True)
         # Everything sent goes to the service, which refuses what cannot be changed.
         category = services.category_update(category=category, **data.validated_data)
-        return Response(s.CategoryProgressSerializer(self.get_queryset().get(pk=category.pk)).data)
+        return Response(s.CategoryProgressSerializer(self.get_queryset().get(pk=category.pk),
+                                                     context=self.get_serializer_context()).data)
 
     def perform_destroy(self, instance):
         services.category_delete(category=instance)
@@ -228,23 +246,40 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     def perform_destroy(self, instance):
         services.image_delete(image=instance)
 
+    @extend_schema(request=s.TakedownCreateSerializer, responses={201: s.TakedownSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[IsCurator])
+    def takedown(self, request, pk=None):
+        """Take the image down (curators): a copyright takedown or a personal-data erasure. Its files
+        are erased once this commits, its snapshot items are marked (exports leave them out), export
+        zips holding it are withdrawn (410) and its open work leaves the queue."""
+        image = self.get_object()
+        data = s.TakedownCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        done = services.image_takedown(image=image, kind=v["reason_kind"], reason=v["reason"],
+                                       requested_by=v["requested_by"], actor=request.user)
+        return Response(s.TakedownSerializer(done).data, status=status.HTTP_201_CREATED)
+
     def _serve(self, name: str, content_type: str | None = None):
         return stored_file_response(name, content_type=content_type, cache_control="private, max-age=3600")
 
-    @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY})
+    @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY, 410: None})
     @action(detail=True, methods=["get"])
     def file(self, request, pk=None):
-        """The image file (orientation applied)."""
+        """The image file (orientation applied); 410 Gone once the image was taken down."""
         image = self.get_object()
+        refuse_taken_down(image)
         mime = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff",
                 "BMP": "image/bmp", "GIF": "image/gif"}.get(image.format)
         return self._serve(image.file, mime)
 
-    @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY})
+    @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 410: None})
     @action(detail=True, methods=["get"])
     def thumbnail(self, request, pk=None):
-        """A JPEG thumbnail, at most 256 pixels on its longer side."""
-        return self._serve(self.get_object().thumbnail, "image/jpeg")
+        """A JPEG thumbnail, at most 256 pixels on its longer side; 410 Gone once taken down."""
+        image = self.get_object()
+        refuse_taken_down(image)
+        return self._serve(image.thumbnail, "image/jpeg")
 
     @extend_schema(
         parameters=[OpenApiParameter("max_distance", int, description="Hamming distance in bits (default 8)")],
@@ -291,3 +326,15 @@ class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
         job = services.import_job_create(spec=v["spec"], source=v["source"], archive=archive, filename=name,
                                          categories=v["categories"], created_by=request.user)
         return Response(s.ImportJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class TakedownViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Takedowns recorded (curators, read-only): take an image or a source down with their
+    `takedown/` actions."""
+
+    serializer_class = s.TakedownSerializer
+    permission_classes = [IsCurator]
+    filterset_fields = ["spec", "source", "kind", "whole_source"]
+
+    def get_queryset(self):
+        return takedowns_visible_to(self.request.user)

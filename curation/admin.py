@@ -6,7 +6,18 @@ from django.core.exceptions import ValidationError
 from common.service_admin import NoRawDeleteMixin, ServiceAdminMixin
 
 from . import services
-from .models import Category, DatasetSpec, Export, Image, ImportJob, Licence, ModelRequirement, Snapshot, Source
+from .models import (
+    Category,
+    DatasetSpec,
+    Export,
+    Image,
+    ImportJob,
+    Licence,
+    ModelRequirement,
+    Snapshot,
+    Source,
+    Takedown,
+)
 
 
 @admin.register(Licence)
@@ -96,7 +107,7 @@ class ImageAdmin(NoRawDeleteMixin, admin.ModelAdmin):
     list_filter = ["spec", "source__licence__family", "format"]
     search_fields = ["original_filename", "sha256", "capture_session"]
     readonly_fields = ["file", "thumbnail", "sha256", "phash", "width", "height", "format", "file_size",
-                       "uploaded_by", "created_at"]
+                       "uploaded_by", "created_at", "taken_down_at"]
     filter_horizontal = ["categories"]
     actions = ["delete_with_files"]
 
@@ -144,3 +155,25 @@ class SnapshotAdmin(_ReadOnlyAdmin):
 class ExportAdmin(_ReadOnlyAdmin):
     list_display = ["id", "snapshot", "format", "status", "images", "excluded_images", "size", "created_at"]
     list_filter = ["status", "format"]
+
+
+@admin.register(Takedown)
+class TakedownAdmin(admin.ModelAdmin):
+    """Read-only: takedowns are recorded by `services.image_takedown` / `source_takedown` (the
+    image page, the API) and never edited nor deleted."""
+
+    list_display = ["created_at", "image_ref", "spec", "source", "kind", "requested_by", "whole_source", "actor"]
+    list_filter = ["kind", "whole_source"]
+    search_fields = ["image_ref", "requested_by", "reason"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -7,7 +7,7 @@ from django import forms
 
 from common.fields import MAX_INT
 
-from .models import DatasetSpec, Export, ModelRequirement, Source
+from .models import DatasetSpec, Export, ModelRequirement, Source, Takedown
 
 ANSWER_FORMAT_CHOICES = [("quad", "Quadrilateral (4 points)"), ("mask", "Pixel mask"), ("latex", "LaTeX")]
 
@@ -116,3 +116,12 @@ class ExportForm(forms.Form):
     """The format of a new export of a snapshot."""
 
     format = forms.ChoiceField(choices=Export.Format.choices)
+
+
+class TakedownForm(forms.Form):
+    """A takedown request (copyright or personal-data erasure); the service records and applies it."""
+
+    kind = forms.ChoiceField(choices=Takedown.Kind.choices, label="Reason kind")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000,
+                             help_text="The request, in words (a reference to the letter or ticket).")
+    requested_by = forms.CharField(max_length=200, help_text="Rights holder, data subject or authority.")

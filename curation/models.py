@@ -203,6 +203,10 @@ class Image(models.Model):
     meta = models.JSONField(default=dict, blank=True)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set by `services.image_takedown`: the files are erased and the row stays as a tombstone
+    # (paid annotations and frozen snapshot items still refer to it); nothing serves its pixels.
+    taken_down_at = models.DateTimeField(null=True, blank=True,
+                                         help_text="When the image was taken down (its files erased)")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["spec", "sha256"], name="uniq_image_per_spec")]
@@ -311,6 +315,8 @@ class Snapshot(models.Model):
                                       help_text='Per licence code: {"name": ..., "allows_commercial": bool, '
                                                 '"allows_derivatives": bool, "images": n}')
     commercial_items = models.PositiveIntegerField(default=0, help_text="Items whose licence allows commercial use")
+    # Items taken down after the freeze (an amendment: the content hash still covers them all).
+    taken_down_items = models.PositiveIntegerField(default=0, help_text="Items taken down since the freeze")
     # The spec as it was at freeze time, for exports: its category list (a category renamed or
     # added later must not change a rebuilt export) and its intended use (exports apply the
     # stricter of this and the spec's current one).
@@ -348,6 +354,9 @@ class SnapshotItem(models.Model):
     regions = models.JSONField(default=list, help_text="Accepted regions: points, mask_rle, latex, categories, flags")
     licence = models.JSONField(default=dict, help_text="Licence code, name, url and flags at freeze time")
     source = models.JSONField(default=dict, help_text="Source name, copyright holder, attribution, url")
+    # An amendment, outside the content hash: the image was taken down after the freeze, so
+    # exports built since leave the item out (and say so) and rebuild-check reports it.
+    takedown = models.ForeignKey("Takedown", null=True, blank=True, on_delete=models.PROTECT, related_name="items")
 
     class Meta:
         ordering = ["snapshot_id", "image_id"]
@@ -366,6 +375,8 @@ class Export(models.Model):
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        # Its zip held an image taken down since: the file is deleted, downloads answer 410.
+        WITHDRAWN = "withdrawn", "Withdrawn"
 
     class Format(models.TextChoices):
         COCO = "coco", "COCO"
@@ -377,7 +388,7 @@ class Export(models.Model):
 
     snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="exports")
     format = models.CharField(max_length=16, choices=Format.choices)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     file = models.CharField(max_length=255, blank=True, help_text="Storage name of the zip")
     size = models.PositiveBigIntegerField(default=0)
     images = models.PositiveIntegerField(default=0)
@@ -386,6 +397,8 @@ class Export(models.Model):
     licences = models.JSONField(default=dict, blank=True, help_text="Images per licence code in the export")
     excluded = models.JSONField(default=list, blank=True, help_text='[{"licence": ..., "reason": ..., "images": n}]')
     error = models.TextField(blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_reason = models.TextField(blank=True, help_text="Why the zip was withdrawn (a takedown)")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -399,3 +412,43 @@ class Export(models.Model):
 
     def __str__(self) -> str:
         return f"{self.snapshot} {self.format} ({self.status})"
+
+
+class Takedown(models.Model):
+    """One image taken down: a copyright holder's takedown request or a personal-data erasure
+    request (PIPA / GDPR), recorded by `services.image_takedown` or `services.source_takedown`.
+
+    The image's files (original and thumbnail) are erased once the takedown commits; its row
+    stays as a tombstone (``Image.taken_down_at``) because paid annotations and frozen snapshot
+    items refer to it. ``image_ref`` keeps the id as a plain number should the row ever go.
+    Snapshot items of the image point here (an amendment beside the content hash); export
+    zips that held it are withdrawn. Never edited nor deleted: the admin shows it read-only.
+    """
+
+    class Kind(models.TextChoices):
+        COPYRIGHT = "copyright", "Copyright takedown"
+        PERSONAL_DATA = "personal_data", "Personal-data erasure"
+        OTHER = "other", "Other"
+
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="takedowns")
+    image_ref = models.PositiveIntegerField(help_text="The image's id (kept if the row ever goes)")
+    spec = models.ForeignKey(DatasetSpec, null=True, on_delete=models.SET_NULL, related_name="+")
+    source = models.ForeignKey(Source, null=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    reason = models.TextField(help_text="The request, in words")
+    requested_by = models.CharField(max_length=200, help_text="Who asked: rights holder, data subject, authority")
+    whole_source = models.BooleanField(default=False, help_text="Part of a takedown of the whole source")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    files_erased = models.JSONField(default=list, blank=True, help_text="Storage names of the files erased")
+    snapshot_items = models.PositiveIntegerField(default=0, help_text="Snapshot items marked taken down")
+    exports_withdrawn = models.PositiveIntegerField(default=0, help_text="Export zips withdrawn")
+    tasks_removed = models.PositiveIntegerField(default=0, help_text="Open, unanswered tasks removed from the queue")
+    annotations_withdrawn = models.PositiveIntegerField(default=0, help_text="Drafts and rework withdrawn")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["image_ref"], name="uniq_takedown_per_image")]
+
+    def __str__(self) -> str:
+        return f"takedown of image {self.image_ref} ({self.kind})"

@@ -9,6 +9,9 @@ tasks in Python. Per image and category:
 * **labeled**: some task of the image was handed in (submitted or accepted);
 * **accepted**: some task of the image was accepted.
 
+A **taken-down** image (``Image.taken_down_at``: its files erased on request) counts in none of
+them, anywhere (categories, splits, vendors): it can never be delivered.
+
 **Splits** live only on snapshot items (images carry no split field): the breakdown uses the
 spec's **latest ready snapshot**, and images not in it are counted as ``unassigned``. A split's
 target is the category's quota times the snapshot's ratio for that split.
@@ -66,7 +69,8 @@ WITH img AS (
     SELECT t.image_id AS image_id,
            MAX(CASE WHEN t.status IN ({labeled}) THEN 1 ELSE 0 END) AS lab,
            MAX(CASE WHEN t.status = %s THEN 1 ELSE 0 END) AS acc{vendor_flags}
-    FROM {task} t WHERE t.batch_id IN ({batches})
+    FROM {task} t JOIN {image} i ON i.id = t.image_id
+    WHERE t.batch_id IN ({batches}) AND i.taken_down_at IS NULL
     GROUP BY t.image_id
 ), pre AS (  -- an index-only scan; images of other specs find no partner in the joins below
     SELECT DISTINCT image_id FROM {prediction}
@@ -81,11 +85,13 @@ SELECT NULL, {sums} FROM x
 """
 # Collected and pre-labeled count every image of the spec, with a task or not, even before any
 # batch exists (these rows carry the category id negated; their last columns are padding for the UNION).
+# A taken-down image counts nowhere (its files are erased: it can never be delivered).
 _ALL_IMAGES_SQL = """
 UNION ALL
 SELECT -ic.category_id, COUNT(*), COUNT(pre.image_id){padding}
-FROM {image_categories} ic JOIN {category} c ON c.id = ic.category_id LEFT JOIN pre ON pre.image_id = ic.image_id
-WHERE c.spec_id = %s GROUP BY ic.category_id
+FROM {image_categories} ic JOIN {category} c ON c.id = ic.category_id JOIN {image} i ON i.id = ic.image_id
+LEFT JOIN pre ON pre.image_id = ic.image_id
+WHERE c.spec_id = %s AND i.taken_down_at IS NULL GROUP BY ic.category_id
 """
 
 
@@ -113,7 +119,7 @@ def _task_grid(spec_id: int) -> tuple[list[int], list[tuple]]:
         for k, ids in enumerate(",".join(str(int(b)) for b in by_vendor[v]) for v in vendors))
     sums = ", ".join(["COUNT(*)", "SUM(x.pre)", "SUM(x.lab)", "SUM(x.acc)"]
                      + [f"SUM(x.c{k}), SUM(x.c{k} * x.pre), SUM(x.l{k}), SUM(x.a{k})" for k in range(len(vendors))])
-    tables = {"task": Task._meta.db_table, "prediction": Prediction._meta.db_table,
+    tables = {"task": Task._meta.db_table, "prediction": Prediction._meta.db_table, "image": Image._meta.db_table,
               "image_categories": Image.categories.through._meta.db_table, "category": Category._meta.db_table}
     all_images = _ALL_IMAGES_SQL.format(padding=", 0" * (2 + 4 * len(vendors)), **tables)
     sql = _GRID_SQL.format(vendor_flags=flags, batches=",".join(str(int(b)) for ids in by_vendor.values() for b in ids) or "NULL",
@@ -251,7 +257,8 @@ def _progress_compute(spec: DatasetSpec) -> dict:
     by_split: list[dict] = []
     if snapshot is not None:
         ratios = snapshot.ratios or {}
-        rows = (SnapshotItem.objects.filter(snapshot=snapshot, image__categories__isnull=False)
+        rows = (SnapshotItem.objects.filter(snapshot=snapshot, image__categories__isnull=False,
+                                            image__taken_down_at__isnull=True)
                 .values("split", category_id=F("image__categories"))
                 .annotate(collected=Count("image_id", distinct=True), prelabeled=_prelabeled(),
                           **_task_counts("image__tasks__")).order_by())

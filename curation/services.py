@@ -19,15 +19,30 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
+from common.archives import nfc, zip_member_name
 from common.fields import MAX_INT, slug_for
 from common.storage import guarded_files
 from common.unchangeable import CANNOT_CHANGE, drop_unchanged
 from pipeline.refresh import spec_stats_refresh_soon
 
 from .imaging import IMAGE_SUFFIXES, DecodedImage, decode_image
-from .models import Category, DatasetSpec, Image, ImportJob, Licence, ModelRequirement, ProgressReport, Source
+from .models import (
+    Category,
+    DatasetSpec,
+    Export,
+    Image,
+    ImportJob,
+    Licence,
+    ModelRequirement,
+    ProgressReport,
+    Snapshot,
+    SnapshotItem,
+    Source,
+    Takedown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -488,6 +503,11 @@ def images_ingest(
     """
     if not files:
         raise ValidationError({"files": "No file was given."})
+    # Names and sessions in NFC: a Mac uploads Hangul decomposed (jamo), which would never
+    # equal the same name typed into a search box or given by another computer.
+    files = [(nfc(name or ""), data) for name, data in files]
+    capture_session = nfc(capture_session or "")
+    capture_sessions = [nfc(c or "") for c in capture_sessions] if capture_sessions else capture_sessions
     licence_check(spec=spec, source=source)
     cats = resolve_categories(spec=spec, values=categories)
     decoded: list[DecodedImage] = []
@@ -608,7 +628,7 @@ def image_update(*, image: Image, categories: Iterable[str | int | Category] | N
         image.categories.set(resolve_categories(spec=image.spec, values=categories))
         spec_stats_refresh_soon(spec_id=image.spec_id)
     if capture_session is not None:
-        image.capture_session = capture_session
+        image.capture_session = nfc(capture_session)
         image.save(update_fields=["capture_session"])
     return image
 
@@ -624,11 +644,12 @@ def image_delete(*, image: Image) -> None:
     from guides.models import GuideExample
     from labeling.models import Annotation
 
-    from .models import SnapshotItem
-
     frozen = sorted(set(SnapshotItem.objects.filter(image=image).values_list("snapshot__name", flat=True)))
     if frozen:
-        raise ValidationError({"image": f"This image is in snapshot(s) {', '.join(frozen)}; it cannot be deleted."})
+        raise ValidationError({"image": f"This image is in snapshot(s) {', '.join(frozen)}; it cannot be deleted. "
+                                        "To honour a copyright takedown or a personal-data erasure request, take "
+                                        "it down instead (POST /api/v1/images/{id}/takedown/ or the image page's "
+                                        "Take down button): its files are erased and the snapshots amended."})
     if GuideExample.objects.filter(image=image).exists():
         raise ValidationError({"image": "A labeling guide shows this image as an example (a published "
                                         "version keeps its examples); it cannot be deleted."})
@@ -642,6 +663,161 @@ def image_delete(*, image: Image) -> None:
         image.delete()
         spec_stats_refresh_soon(spec_id=spec_id)
         transaction.on_commit(lambda: [default_storage.delete(n) for n in names])
+
+
+# --------------------------------------------------------------- takedowns
+
+
+def _takedown_check(*, kind: str, reason: str, requested_by: str) -> tuple[str, str]:
+    """The reason and requester, trimmed; a ValidationError naming each bad field."""
+    errors: dict[str, str] = {}
+    if kind not in Takedown.Kind.values:
+        errors["kind"] = f"Unknown kind {kind!r}; use one of {', '.join(Takedown.Kind.values)}."
+    reason, requested_by = (reason or "").strip(), (requested_by or "").strip()
+    if not reason:
+        errors["reason"] = "Say what was requested (the takedown or erasure request, in words)."
+    if not requested_by:
+        errors["requested_by"] = "Name who asked (rights holder, data subject, authority)."
+    elif len(requested_by) > 200:
+        errors["requested_by"] = "At most 200 characters."
+    if errors:
+        raise ValidationError(errors)
+    return reason, requested_by
+
+
+def _export_holds(export: Export, image_ids: set[int]) -> bool:
+    """Whether `export`'s zip holds any of `image_ids`: its PROVENANCE.jsonl lists every image
+    that went in (an image a commercial export left out is not in it). A zip that cannot be
+    read counts as holding them: withdrawing one too many is the safe mistake."""
+    import json as _json
+
+    from .exporters.base import PROVENANCE
+
+    try:
+        with default_storage.open(export.file, "rb") as fh, zipfile.ZipFile(fh) as zf, zf.open(PROVENANCE) as lines:
+            return any(_json.loads(line).get("image_id") in image_ids for line in lines if line.strip())
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return True
+
+
+def _takedown_images(*, images: list[Image], kind: str, reason: str, requested_by: str, actor: User | None,
+                     whole_source: bool) -> list[Takedown]:
+    """The write path of both takedowns: one Takedown row per image. Runs inside the caller's
+    transaction, with the images' rows locked; the files go only once it commits."""
+    from labeling.services import tasks_take_down
+
+    from .tasks import run_export
+
+    now = timezone.now()
+    ids = [im.id for im in images]
+    takedowns = {im.id: Takedown.objects.create(
+        image=im, image_ref=im.id, spec_id=im.spec_id, source_id=im.source_id, kind=kind, reason=reason,
+        requested_by=requested_by, whole_source=whole_source, actor=actor,
+        files_erased=[n for n in (im.file, im.thumbnail) if n]) for im in images}
+    # The rows stay as tombstones (paid annotations and frozen items refer to them), without the
+    # uploader's file name or the importer's metadata, which may name a pupil.
+    Image.objects.filter(id__in=ids).update(taken_down_at=now, original_filename="", meta={})
+    # Frozen snapshot items: marked, never changed (the content hash covers them as frozen).
+    per_snapshot: dict[int, int] = {}
+    for image_id, item_id, snapshot_id in SnapshotItem.objects.filter(image_id__in=ids).values_list(
+            "image_id", "id", "snapshot_id"):
+        SnapshotItem.objects.filter(id=item_id).update(takedown=takedowns[image_id])
+        takedowns[image_id].snapshot_items += 1
+        per_snapshot[snapshot_id] = per_snapshot.get(snapshot_id, 0) + 1
+    for snapshot_id, n in per_snapshot.items():
+        Snapshot.objects.filter(id=snapshot_id).update(taken_down_items=F("taken_down_items") + n)
+    # Export zips: withdrawn (file deleted after commit) where they hold one of the images; a run
+    # in progress is queued again (its attempt superseded, it keeps no file) to leave them out.
+    zips: list[str] = []
+    wanted = set(ids)
+    exports = Export.objects.select_for_update().filter(snapshot_id__in=list(per_snapshot))
+    for export in exports.filter(status=Export.Status.DONE).order_by("id"):
+        if export.file and not _export_holds(export, wanted):
+            continue
+        held = sorted(wanted & set(SnapshotItem.objects.filter(snapshot_id=export.snapshot_id)
+                                   .values_list("image_id", flat=True)))
+        zips += [export.file] if export.file else []
+        export.status, export.withdrawn_at, export.file = Export.Status.WITHDRAWN, now, ""
+        export.withdrawn_reason = (f"Withdrawn on {now:%Y-%m-%d}: image(s) {', '.join(map(str, held))} were taken "
+                                   f"down ({Takedown.Kind(kind).label.lower()}). Build the export again to get "
+                                   "the snapshot without them.")
+        export.save(update_fields=["status", "withdrawn_at", "file", "withdrawn_reason"])
+        for image_id in held:
+            takedowns[image_id].exports_withdrawn += 1
+    for export_id in list(exports.filter(status=Export.Status.RUNNING).values_list("id", flat=True)):
+        Export.objects.filter(id=export_id).update(status=Export.Status.QUEUED, started_at=None)
+        transaction.on_commit(lambda i=export_id: run_export.delay(i))
+    # Tasks: unanswered ones leave the queue, drafts and rework are withdrawn, answers stay.
+    # Each row records its own image's counts (a source takedown has one row per image).
+    work = tasks_take_down(image_ids=ids)
+    for image_id, td in takedowns.items():
+        mine = work.by_image.get(image_id)
+        td.tasks_removed = mine.tasks_removed if mine else 0
+        td.annotations_withdrawn = mine.annotations_withdrawn if mine else 0
+    # Import archives: a finished job's is dead weight and may hold these photos (jobs finished
+    # before archives were deleted on finishing kept theirs); an unfinished job keeps its own
+    # until it finishes (it is still reading it), and then deletes it (`import_job_run`).
+    import_job_archives_delete(jobs=ImportJob.objects.filter(spec_id__in=sorted({im.spec_id for im in images})))
+    for td in takedowns.values():
+        td.save(update_fields=["snapshot_items", "exports_withdrawn", "tasks_removed", "annotations_withdrawn"])
+    for spec_id in sorted({im.spec_id for im in images}):
+        spec_stats_refresh_soon(spec_id=spec_id)
+    names = [n for td in takedowns.values() for n in td.files_erased] + zips
+
+    def erase() -> None:
+        for name in names:
+            try:
+                default_storage.delete(name)
+            except Exception:  # noqa: BLE001 - one file that cannot go must not keep the others
+                log.exception("takedown: could not delete %s", name)
+
+    transaction.on_commit(erase)
+    return [takedowns[i] for i in ids]
+
+
+def image_takedown(*, image: Image, kind: str, reason: str, requested_by: str, actor: User | None) -> Takedown:
+    """Take `image` down: a copyright holder's takedown or a personal-data erasure request.
+
+    Unlike `image_delete` it works on any image, frozen in snapshots, shown by a guide or
+    annotated. In one transaction it records a `Takedown`, marks the image taken down (the row
+    stays as a tombstone, without its original file name and metadata), marks its frozen
+    snapshot items (the hash still covers them; rebuild-check reports the amendment and exports
+    built afterwards leave them out, listing them in TAKEDOWNS.json), withdraws every done
+    export zip that holds it (its file deleted, downloads answer 410 Gone), queues again any
+    export running on those snapshots, and takes its work out of the queues
+    (`labeling.services.tasks_take_down`; each row records its own image's counts). Its files
+    (the image and the thumbnail, the withdrawn zips, and the archives finished import jobs of
+    its spec still hold: `import_job_archives_delete`) are deleted only once the transaction
+    commits: a rollback keeps them.
+    From then on no endpoint serves its pixels or a crop of them (410 Gone).
+
+    The image's row is locked (SELECT ... FOR UPDATE on PostgreSQL), so two concurrent
+    takedowns of one image cannot both pass the "already taken down" check; a unique
+    constraint on the takedown's image id backs it.
+    """
+    reason, requested_by = _takedown_check(kind=kind, reason=reason, requested_by=requested_by)
+    with transaction.atomic():
+        locked = Image.objects.select_for_update().get(pk=image.pk)
+        if locked.taken_down_at is not None:
+            raise ValidationError({"image": f"This image was already taken down on {locked.taken_down_at:%Y-%m-%d}."})
+        (takedown,) = _takedown_images(images=[locked], kind=kind, reason=reason, requested_by=requested_by,
+                                       actor=actor, whole_source=False)
+    image.refresh_from_db()
+    return takedown
+
+
+def source_takedown(*, source: Source, kind: str, reason: str, requested_by: str, actor: User | None) -> list[Takedown]:
+    """Take down every image of `source` not taken down yet (a rights holder withdrawing a whole
+    collection), in every spec, as `image_takedown` does for one; one Takedown row per image,
+    marked ``whole_source``. Refused when the source has no image left to take down."""
+    reason, requested_by = _takedown_check(kind=kind, reason=reason, requested_by=requested_by)
+    with transaction.atomic():
+        images = list(Image.objects.select_for_update().filter(source=source, taken_down_at__isnull=True)
+                      .order_by("id"))
+        if not images:
+            raise ValidationError({"source": "This source has no image left to take down."})
+        return _takedown_images(images=images, kind=kind, reason=reason, requested_by=requested_by,
+                                actor=actor, whole_source=True)
 
 
 # ------------------------------------------------------ folders, zips, jobs
@@ -676,7 +852,7 @@ def iter_image_files(path: Path) -> Iterator[tuple[str, bytes]]:
     if path.is_dir():
         for p in sorted(path.rglob("*")):
             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-                yield str(p.relative_to(path)), p.read_bytes()
+                yield nfc(str(p.relative_to(path))), p.read_bytes()
     elif zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             for info in _zip_image_members(zf):
@@ -703,14 +879,16 @@ def _zip_item(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IngestItem:
     memory only to be refused by `decode_image` afterwards. zipfile never inflates a member
     beyond its declared size (a member that lies fails its CRC check), so the check holds."""
     limit = settings.MATHSET_MAX_UPLOAD_BYTES
+    # As meant, not as CP437 mojibake: Korean Windows writes CP949 names without the UTF-8 flag.
+    name = zip_member_name(info)
     if info.file_size > limit:
-        return IngestItem(name=info.filename, data=None,
+        return IngestItem(name=name, data=None,
                           error=f"the file is {info.file_size} bytes uncompressed; the limit is {limit} bytes.")
     try:
-        return IngestItem(name=info.filename, data=zf.read(info))
+        return IngestItem(name=name, data=zf.read(info))
     except Exception as exc:  # noqa: BLE001 - zlib.error, BadZipFile, RuntimeError (encrypted), NotImplementedError...
         # A corrupt, encrypted or oddly compressed member is listed; the others still import.
-        return IngestItem(name=info.filename, data=None, error=f"unreadable zip member: {exc}")
+        return IngestItem(name=name, data=None, error=f"unreadable zip member: {exc}")
 
 
 @dataclass
@@ -880,8 +1058,9 @@ def import_job_run(*, job: ImportJob, resume: bool = False) -> ImportJob:
     from celery.exceptions import SoftTimeLimitExceeded
 
     claimable = [ImportJob.Status.QUEUED] + ([ImportJob.Status.RUNNING] if resume else [])
+    claimed_at = timezone.now()
     claimed = ImportJob.objects.filter(id=job.id, status__in=claimable).update(
-        status=ImportJob.Status.RUNNING, started_at=timezone.now())
+        status=ImportJob.Status.RUNNING, started_at=claimed_at)
     if not claimed:
         return job
     job.refresh_from_db()
@@ -932,5 +1111,47 @@ def import_job_run(*, job: ImportJob, resume: bool = False) -> ImportJob:
         job.imported, job.duplicates = imported_before + report.imported, duplicates_before + report.duplicates
         job.errors = errors_before + [{"file": f.file, "error": f.error} for f in report.failures]
     job.finished_at = timezone.now()
-    job.save()
+    with transaction.atomic():
+        # Only the run that still holds the job writes its outcome: a worker the sweep took the job
+        # from (queued again, or failed) may finish late, while a rescued run reads the archive.
+        if not ImportJob.objects.select_for_update().filter(
+                id=job.id, status=ImportJob.Status.RUNNING, started_at=claimed_at).exists():
+            log.warning("import job %s: a later run or the sweep took it over; this run's outcome is dropped", job.id)
+            job.refresh_from_db()
+            return job
+        job.save()
+        # Done or failed is final (only a `running` job is ever rescued): its archive goes.
+        import_job_archives_delete(jobs=ImportJob.objects.filter(id=job.id))
+    job.refresh_from_db(fields=["archive"])
     return job
+
+
+def import_job_archives_delete(*, jobs) -> list[str]:
+    """Delete the uploaded archives of the finished jobs among `jobs` (a queryset), once the
+    caller's transaction commits, and clear their `archive` names; returns the names.
+
+    A job is finished for good when done or failed: nothing claims it again (the import task
+    claims only ``queued`` jobs, or ``running`` ones on redelivery, and the beat sweep rescues
+    only ``running`` ones), so its archive is dead weight, and it may hold photos taken down
+    since. A queued or running job keeps its archive (it may still go on; it is deleted when it
+    finishes). The job row stays with its report: counts and per-file errors, which name the
+    archive where the error was the archive's.
+    """
+    finished = [ImportJob.Status.DONE, ImportJob.Status.FAILED]
+    with transaction.atomic():
+        rows = list(jobs.select_for_update().filter(status__in=finished).exclude(archive="")
+                    .order_by("id").values_list("id", "archive"))
+        if not rows:
+            return []
+        ImportJob.objects.filter(id__in=[i for i, _ in rows]).update(archive="")
+        names = [name for _, name in rows]
+
+        def delete() -> None:
+            for name in names:
+                try:
+                    default_storage.delete(name)
+                except Exception:  # noqa: BLE001 - one archive that cannot go must not keep the others
+                    log.exception("could not delete import archive %s", name)
+
+        transaction.on_commit(delete)
+    return names

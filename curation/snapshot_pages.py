@@ -158,6 +158,8 @@ def snapshot_rebuild_check(request, pk: int):
         if check.matches:
             messages.success(request, f"Rebuild check passed: {check.items} items hash to {check.recomputed_hash[:12]}, "
                                       "the recorded content hash.")
+            if check.amended:
+                messages.warning(request, check.amendment)
         else:
             messages.error(request, f"Rebuild check FAILED: the {check.items} items hash to "
                                     f"{check.recomputed_hash[:12]}, not the recorded {check.content_hash[:12]}.")

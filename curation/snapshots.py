@@ -74,7 +74,7 @@ def _accepted_annotations(spec: DatasetSpec) -> dict[int, object]:
 
     chosen: dict[int, object] = {}
     qs = (Annotation.objects.filter(task__image__spec=spec, status=Annotation.Status.ACCEPTED,
-                                    current__isnull=False)
+                                    current__isnull=False, task__image__taken_down_at__isnull=True)
           .select_related("current", "task").order_by("task__image_id", "id"))
     for annotation in qs.iterator(chunk_size=_ITEM_BATCH):
         chosen[annotation.task.image_id] = annotation  # ordered by id: the last accepted wins
@@ -120,7 +120,7 @@ def _has_accepted(spec: DatasetSpec) -> bool:
     from labeling.models import Annotation
 
     return Annotation.objects.filter(task__image__spec=spec, status=Annotation.Status.ACCEPTED,
-                                     current__isnull=False).exists()
+                                     current__isnull=False, task__image__taken_down_at__isnull=True).exists()
 
 
 def snapshot_create(*, spec: DatasetSpec, name: str, created_by: User | None,
@@ -273,6 +273,11 @@ class RebuildCheck:
     recomputed_hash: str
     items: int
     matches: bool
+    # Takedowns since the freeze: an amendment beside the hash, not a change of the frozen rows.
+    # The hash still covers every item as frozen; exports leave these items out.
+    taken_down: int = 0
+    amended: bool = False
+    amendment: str = ""
 
 
 def snapshot_rebuild_check(*, snapshot: Snapshot) -> RebuildCheck:
@@ -280,6 +285,10 @@ def snapshot_rebuild_check(*, snapshot: Snapshot) -> RebuildCheck:
 
     A mismatch means an item row was changed behind the services' back (the admin and the
     API never change them), so exports built from it would no longer be what was published.
+
+    Items taken down since the freeze (:func:`curation.services.image_takedown`) keep their
+    frozen rows, so the recorded hash still matches them; the check reports the amendment
+    (``amended``, ``taken_down``, ``amendment``) instead: exports built now leave those items out.
     """
     if snapshot.status != Snapshot.Status.READY:
         raise ValidationError({"status": f"Only a ready snapshot can be checked (this one is {snapshot.status})."})
@@ -293,8 +302,15 @@ def snapshot_rebuild_check(*, snapshot: Snapshot) -> RebuildCheck:
             yield item
 
     recomputed = snapshot_items_hash(counted())
+    taken_down = SnapshotItem.objects.filter(snapshot=snapshot, takedown__isnull=False).count()
+    amendment = ""
+    if taken_down:
+        amendment = (f"Amended: {taken_down} of {count} item(s) were taken down after the freeze (copyright or "
+                     "personal-data requests); their files are erased and exports built since leave them out. "
+                     "The recorded hash still covers the items as frozen.")
     return RebuildCheck(content_hash=snapshot.content_hash, recomputed_hash=recomputed, items=count,
-                        matches=recomputed == snapshot.content_hash and count == snapshot.item_count)
+                        matches=recomputed == snapshot.content_hash and count == snapshot.item_count,
+                        taken_down=taken_down, amended=bool(taken_down), amendment=amendment)
 
 
 # ------------------------------------------------------------------ exports
@@ -328,7 +344,7 @@ def snapshot_export_images(snapshot: Snapshot) -> Iterator[ExportImage]:
     so a licence corrected, or an image moved to another source, after the freeze can never
     let data out that its rights holder does not allow today.
     """
-    qs = (SnapshotItem.objects.filter(snapshot=snapshot).select_related("image__source__licence")
+    qs = (SnapshotItem.objects.filter(snapshot=snapshot).select_related("image__source__licence", "takedown")
           .order_by("image_id"))
     current: dict[int, LicenceInfo] = {}
     for item in qs.iterator(chunk_size=_ITEM_BATCH):
@@ -336,12 +352,15 @@ def snapshot_export_images(snapshot: Snapshot) -> Iterator[ExportImage]:
         live = item.image.source.licence
         if live.pk not in current:
             current[live.pk] = _licence_info(live)
+        takedown = item.takedown
         yield ExportImage(
             image_id=item.image_id, file_name=f"{item.image_id:08d}{ext}", width=item.width, height=item.height,
             split=item.split, licence=LicenceInfo(**item.licence), source=SourceInfo(**item.source),
-            open_bytes=_opener(item.file), categories=tuple(item.categories),
+            # A taken-down item's file is erased: never opened (the exporter leaves it out).
+            open_bytes=None if takedown else _opener(item.file), categories=tuple(item.categories),
             regions=[_export_region(r) for r in item.regions], capture_session=item.capture_session,
-            current_licence=current[live.pk])
+            current_licence=current[live.pk], taken_down=takedown.kind if takedown else "",
+            taken_down_on=f"{takedown.created_at:%Y-%m-%d}" if takedown else "")
 
 
 def export_create(*, snapshot: Snapshot, format: str, created_by: User | None) -> Export:
@@ -543,9 +562,11 @@ def builds_sweep(*, stale_after_seconds: int | None = None, max_attempts: int = 
 def _sweep_imports(stale: Q, *, cutoff, max_attempts: int, out: SweepResult) -> None:
     """Zip imports whose worker died (still ``running`` since before the cutoff) are queued
     again, and go on after the files already recorded (`services.import_job_run`); after
-    `max_attempts` such rescues they fail, keeping what was imported. A ``queued`` one whose
+    `max_attempts` such rescues they fail, keeping what was imported (their archive is deleted:
+    `services.import_job_archives_delete`). A ``queued`` one whose
     message was lost has it sent again (the run's conditional claim makes a duplicate harmless)."""
     from .models import ImportJob
+    from .services import import_job_archives_delete
     from .tasks import run_import_job
 
     running = ImportJob.Status.RUNNING
@@ -565,6 +586,8 @@ def _sweep_imports(stale: Q, *, cutoff, max_attempts: int, out: SweepResult) -> 
                                                                           f"({job.attempts} rescues)."}]
                 job.save(update_fields=["status", "finished_at", "errors"])
                 out.failed_imports.append(job.id)
+                # Failed for good: nothing rescues it again, so its archive goes (after commit).
+                import_job_archives_delete(jobs=ImportJob.objects.filter(id=job.id))
     lost = ImportJob.objects.filter(status=ImportJob.Status.QUEUED, created_at__lt=cutoff).exclude(
         id__in=out.requeued_imports)
     for job_id in list(lost.values_list("id", flat=True)):

@@ -198,11 +198,14 @@ def annotations_reviewable_by(user: User, *, include_closed: bool = False) -> Qu
     Never a closed batch's: `review_create` refuses those, and the review page opens the
     oldest of this queue (again after every decision), so one such leftover at its head
     would hold every reviewer on an annotation nobody can decide. A paused batch's are
-    still reviewed. `include_closed` keeps them, for a decision sent on one to be refused
-    by the service with the reason ("The batch … is closed") rather than "not found"."""
+    still reviewed. Never a taken-down image's either (`curation.services.image_takedown`):
+    its files are erased, so the review screen could only show a 410; the annotation stays
+    submitted, as a record of the work handed in. `include_closed` keeps both, for a decision
+    sent on one to be refused by the service with the reason ("The batch … is closed", "The
+    image was taken down …") rather than "not found"."""
     qs = Annotation.objects.filter(status=Annotation.Status.SUBMITTED)
     if not include_closed:
-        qs = qs.exclude(task__batch__status=Batch.Status.CLOSED)
+        qs = qs.exclude(task__batch__status=Batch.Status.CLOSED).filter(task__image__taken_down_at__isnull=True)
     qs = _with_content(qs).order_by("submitted_at", "id")
     if is_curator(user):
         return qs

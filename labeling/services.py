@@ -6,6 +6,7 @@ commands call these; none writes labeling models directly.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -147,6 +148,56 @@ def _annotation_withdraw(*, annotation_id: int, task_id: int, annotator_id: int)
     return 1
 
 
+@dataclass
+class TakedownWork:
+    """What :func:`tasks_take_down` did to the work of taken-down images."""
+
+    tasks_removed: int = 0
+    leases_released: int = 0
+    annotations_withdrawn: int = 0
+    # The same counts per image id (only images with something counted).
+    by_image: dict[int, TakedownWork] = dataclasses.field(default_factory=dict)
+
+    def _of(self, image_id: int) -> TakedownWork:
+        return self.by_image.setdefault(image_id, TakedownWork())
+
+
+def tasks_take_down(*, image_ids: Sequence[int]) -> TakedownWork:
+    """Take the work on `image_ids` (being taken down, their files erased) out of the queues.
+
+    Tasks nobody has answered (no annotation of any status) are deleted with their leases, as
+    `image_delete` does. Tasks holding annotations stay, as paid work: live leases are given up,
+    drafts and rework are withdrawn (kept, with their versions and reviews, as a deactivated
+    annotator's are), and the work queue never hands out a task of a taken-down image
+    (`_claim_candidate`). Submitted and accepted annotations stay as they are. Call inside the
+    takedown's transaction, after the images are marked taken down.
+    """
+    done = TakedownWork()
+    ids = list(image_ids)
+    if not ids:
+        return done
+    tasks = Task.objects.filter(image_id__in=ids)
+    unanswered = tasks.exclude(Exists(Annotation.objects.filter(task=OuterRef("pk"))))
+    for image_id, n in unanswered.values("image_id").annotate(n=Count("id")).values_list("image_id", "n").order_by():
+        done._of(image_id).tasks_removed += n
+        done.tasks_removed += n
+    unanswered.delete()
+    for claim_id, task_id, image_id in (Claim.objects.filter(task__image_id__in=ids, state=Claim.State.LIVE)
+                                        .order_by("task_id").values_list("id", "task_id", "task__image_id")):
+        if Claim.objects.filter(pk=claim_id, state=Claim.State.LIVE).update(state=Claim.State.RELEASED):
+            Task.objects.filter(pk=task_id).update(slots_taken=F("slots_taken") - 1)
+            _task_refresh_status(task_id)
+            done._of(image_id).leases_released += 1
+            done.leases_released += 1
+    for annotation_id, task_id, annotator_id, image_id in (
+            Annotation.objects.filter(task__image_id__in=ids, status__in=EDITABLE)
+            .order_by("task_id", "id").values_list("id", "task_id", "annotator_id", "task__image_id")):
+        n = _annotation_withdraw(annotation_id=annotation_id, task_id=task_id, annotator_id=annotator_id)
+        done._of(image_id).annotations_withdrawn += n
+        done.annotations_withdrawn += n
+    return done
+
+
 # ----------------------------------------------------------------- batches
 
 
@@ -178,7 +229,7 @@ def batch_candidate_images(
     orders by the lowest confidence any imported prediction gave the image; images
     no model has seen come last.
     """
-    qs = Image.objects.filter(spec=spec)
+    qs = Image.objects.filter(spec=spec, taken_down_at__isnull=True)  # a taken-down image's files are gone
     if categories:
         qs = qs.filter(categories__spec=spec, categories__slug__in=list(categories)).distinct()
     if source is not None:
@@ -567,6 +618,8 @@ def _claim_candidate(annotator: User, batch_ids: list[int], now, *, include_rele
             f"FROM {t(Task)} t INNER JOIN {t(Batch)} b ON b.{qn('id')} = t.{qn('batch_id')} "
             f"INNER JOIN {t(Image)} i ON i.{qn('id')} = t.{qn('image_id')} "
             f"WHERE t.{qn('batch_id')} IN {rawsql.in_list(batch_ids)} "
+            # A taken-down image's files are erased (curation.services.image_takedown).
+            f"AND i.{qn('taken_down_at')} IS NULL "
             # Literal statuses: a prepared statement's generic plan can then still use
             # the partial index (its predicate is proven from constants only).
             f"AND t.{qn('status')} IN ({', '.join(repr(str(x)) for x in Task.CLAIMABLE)}) "
@@ -1079,6 +1132,11 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
     if reviewer.pk == annotation.annotator_id:
         raise ValidationError({"annotation": "Nobody reviews their own annotation."})
     _refuse_if_closed(annotation.task.batch, field="annotation")
+    taken_down = Image.objects.filter(pk=annotation.task.image_id).values_list("taken_down_at", flat=True).first()
+    if taken_down is not None:
+        # Its files are erased: nobody can check it. It stays submitted, out of the review queue.
+        raise ValidationError({"annotation": f"The image was taken down on {taken_down:%Y-%m-%d} and its files "
+                                             "erased; its annotations are no longer reviewed."})
     if decision not in Review.Decision.values:
         raise ValidationError({"decision": 'Must be "accept" or "reject".'})
     reasons = list(dict.fromkeys(reasons))

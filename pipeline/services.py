@@ -349,6 +349,7 @@ def prelabel_job_create(*, created_by: User | None, spec: DatasetSpec | None = N
     if not 1 <= chunk_size <= 256:
         raise ValidationError({"chunk_size": "must be between 1 and 256"})
     qs = Image.objects.filter(spec=spec) if images is None else Image.objects.filter(pk__in=[i.pk for i in images])
+    qs = qs.filter(taken_down_at__isnull=True)  # a taken-down image's files are erased
     image_ids = list(qs.order_by("pk").values_list("pk", flat=True))
     if not image_ids:
         raise ValidationError({"images": "no images to pre-label"})
@@ -480,6 +481,10 @@ def prediction_store(*, image: Image, job: PrelabelJob | None, detector_version:
     return pred
 
 
+# The note on an item skipped because its image was taken down (not an error: nothing to do).
+TAKEN_DOWN_NOTE = "image taken down (its files are erased); nothing to pre-label"
+
+
 def _mark(item_ids: list[int], status: str, error: str = "") -> None:
     PrelabelItem.objects.filter(pk__in=item_ids, status=PrelabelItem.Status.PENDING).update(
         status=status, error=error[:2000], finished_at=timezone.now())
@@ -516,8 +521,9 @@ def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
 
     Each image is committed on its own, so a crash loses at most the batch in flight and a
     redelivered chunk continues where it stopped. A corrupt or missing image fails only its
-    item, with the error recorded. An external (HTTP) model is sent signed image URLs; an
-    answer it gets wrong (error status, broken contract) fails the items of that request with
+    item, with the error recorded; an image taken down since the job was queued (its files
+    erased on request) is skipped, with a note, not failed. An external (HTTP) model is sent
+    signed image URLs; an answer it gets wrong (error status, broken contract) fails the items of that request with
     the reason, while a connection failure escapes to the task's retries. Returns counts.
     """
     from .runtime import ExternalModelError, HttpPredictor, load_rgb, reader_for
@@ -540,6 +546,12 @@ def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
         _mark([i.pk for i in already], PrelabelItem.Status.SKIPPED)
         counts["skipped"] = len(already)
         items = [i for i in items if i.image_id not in predicted]
+    # Taken down since the job was queued: its files are erased, there is nothing to pre-label.
+    gone = [i for i in items if i.image.taken_down_at is not None]
+    if gone:
+        _mark([i.pk for i in gone], PrelabelItem.Status.SKIPPED, TAKEN_DOWN_NOTE)
+        counts["skipped"] += len(gone)
+        items = [i for i in items if i.image.taken_down_at is None]
     reader = reader_for(job.detector_version, job.recognizer_version)
     loaded = []
     for item in items:
@@ -550,6 +562,10 @@ def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
             with default_storage.open(item.image.file, "rb") as fh:
                 loaded.append((item, load_rgb(fh.read())))
         except Exception as exc:  # noqa: BLE001 - a bad image fails only itself
+            if Image.objects.filter(pk=item.image_id, taken_down_at__isnull=False).exists():
+                _mark([item.pk], PrelabelItem.Status.SKIPPED, TAKEN_DOWN_NOTE)  # taken down just now
+                counts["skipped"] += 1
+                continue
             _mark([item.pk], PrelabelItem.Status.FAILED, f"{type(exc).__name__}: {exc}")
             counts["failed"] += 1
     if loaded:

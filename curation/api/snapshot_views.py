@@ -18,6 +18,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 
+from common.downloads import content_disposition
 from common.permissions import IsCuratorOrReadOnly
 from common.roles import can_read_all_data
 
@@ -50,7 +51,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
         model = Snapshot
         fields = ["id", "spec", "spec_slug", "name", "status", "error", "created_by", "created_at", "started_at",
                   "finished_at", "ratios", "seed", "content_hash", "item_count", "split_counts",
-                  "near_duplicate_pairs", "category_counts", "licence_counts", "commercial_items"]
+                  "near_duplicate_pairs", "category_counts", "licence_counts", "commercial_items", "taken_down_items"]
         read_only_fields = fields
 
 
@@ -59,6 +60,10 @@ class RebuildCheckSerializer(serializers.Serializer):
     recomputed_hash = serializers.CharField(help_text="SHA-256 over the frozen items as they are now")
     items = serializers.IntegerField()
     matches = serializers.BooleanField()
+    taken_down = serializers.IntegerField(help_text="Items taken down since the freeze (exports leave them out)")
+    amended = serializers.BooleanField(help_text="Whether takedowns amended the snapshot since the freeze; the "
+                                                 "recorded hash still covers the items as frozen")
+    amendment = serializers.CharField(help_text="The amendment in words, empty when none")
 
 
 class SnapshotItemSerializer(serializers.ModelSerializer):
@@ -84,13 +89,15 @@ class SnapshotCreateSerializer(serializers.Serializer):
 
 class ExportSerializer(serializers.ModelSerializer):
     # Plain text in the schema: an enum here would clash with other "status" enums by name.
-    status = serializers.CharField(read_only=True, help_text="queued, running, done or failed")
+    status = serializers.CharField(read_only=True, help_text="queued, running, done, failed or withdrawn (its zip "
+                                                             "held an image taken down since; download answers 410)")
     download_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Export
         fields = ["id", "snapshot", "format", "status", "size", "images", "regions", "excluded_images", "licences",
-                  "excluded", "error", "created_by", "created_at", "finished_at", "download_url"]
+                  "excluded", "error", "created_by", "created_at", "finished_at", "download_url", "withdrawn_at",
+                  "withdrawn_reason"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.URLField(allow_null=True))
@@ -188,15 +195,22 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         return Response(ExportSerializer(job, context=self.get_serializer_context()).data,
                         status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, 410: None})
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
-        """The export's zip, streamed from storage in chunks (constant memory)."""
+        """The export's zip, streamed from storage in chunks (constant memory). 410 Gone with the
+        reason when it was withdrawn because an image in it was taken down (build it again)."""
         job = self.get_object()
+        if job.status == Export.Status.WITHDRAWN:
+            return Response({"detail": job.withdrawn_reason or "This export was withdrawn."}, status=status.HTTP_410_GONE)
         if job.status != Export.Status.DONE or not job.file:
             raise Http404("This export is not ready.")
         # Saved as given by `curl -OJ` and `wget --content-disposition`: no line breaks, quotes or
         # path and shell-special characters, whatever the snapshot was called.
         name = _UNSAFE_IN_FILENAME.sub("_", f"{job.snapshot.spec.slug}-{job.snapshot.name}-{job.format}.zip")
-        return FileResponse(default_storage.open(job.file, "rb"), as_attachment=True, filename=name,
-                            content_type="application/zip")
+        response = FileResponse(default_storage.open(job.file, "rb"), as_attachment=True, filename=name,
+                                content_type="application/zip")
+        # Both an ASCII filename= (curl -OJ reads only that one) and filename*= with the real
+        # name: Django gives a non-ASCII name (a snapshot called "수식 인식") only the latter.
+        response["Content-Disposition"] = content_disposition(name)
+        return response

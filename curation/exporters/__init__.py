@@ -22,9 +22,16 @@ Licence policy: with ``intended_use="commercial"`` images whose licence (as reco
 it is now: ``ExportImage.current_licence``) forbids commercial use are left out; formats that
 write crops (im2latex) also leave out images whose licence forbids derivatives. What was left out is counted per licence and reason, in the manifest and
 in the returned :class:`ExportResult`.
+
+Takedowns: an image marked ``taken_down`` (a copyright takedown or a personal-data erasure
+after the snapshot was frozen) is left out without reading its pixels, counted under the
+reason "taken down ...", and listed in ``TAKEDOWNS.json`` (image id, file name, kind, date;
+written only when the export left something out for that reason, so exports of untouched
+snapshots stay byte-for-byte what they were).
 """
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import re
@@ -39,7 +46,9 @@ from .base import (
     REASON_NON_COMMERCIAL,
     REASON_NOW_NO_DERIVATIVES,
     REASON_NOW_NON_COMMERCIAL,
+    REASON_TAKEN_DOWN,
     RESEARCH,
+    TAKEDOWNS,
     ExportResult,
     ExportWriter,
     LicenceManifest,
@@ -152,6 +161,7 @@ def _write(images: Iterable[ExportImage], dest: str | os.PathLike | IO[bytes], w
     """The export loop: policy check, writer, then the manifest and attribution files."""
     manifest = LicenceManifest()
     images_in = 0
+    taken_down: list[dict] = []
     with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel,
                          allowZip64=True) as zf:
         sink = ZipSink(zf)
@@ -160,6 +170,11 @@ def _write(images: Iterable[ExportImage], dest: str | os.PathLike | IO[bytes], w
             provenance = sink.part(PROVENANCE)
             for image in images:
                 check_names(image)
+                if image.taken_down:
+                    manifest.exclude(image, REASON_TAKEN_DOWN.format(kind=image.taken_down))
+                    taken_down.append({"image_id": image.image_id, "file_name": image.file_name,
+                                       "kind": image.taken_down, "taken_down_on": image.taken_down_on})
+                    continue
                 reason = exclusion_reason(image, intended_use=intended_use,
                                           makes_derivatives=writer_cls.makes_derivatives)
                 if reason is not None:
@@ -180,7 +195,19 @@ def _write(images: Iterable[ExportImage], dest: str | os.PathLike | IO[bytes], w
         sink.write("LICENSES.json", manifest.licences_json(fmt=fmt, intended_use=intended_use,
                                                            images=images_in, regions=writer.regions))
         sink.write("ATTRIBUTION.md", manifest.attribution_md(derivatives=writer_cls.makes_derivatives))
+        if taken_down:
+            sink.write(TAKEDOWNS, _takedowns_json(taken_down))
     return manifest, writer, sink.members, images_in
+
+
+def _takedowns_json(rows: list[dict]) -> str:
+    """TAKEDOWNS.json: the snapshot's items this export leaves out because they were taken
+    down after the freeze (no free-text reason nor requester: those may be personal data)."""
+    doc = {"note": "These images of the snapshot were taken down after it was frozen (a copyright takedown "
+                   "or a personal-data erasure). They are left out of this export; delete any copy of them "
+                   "you hold from an earlier export of this snapshot.",
+           "images": len(rows), "items": rows}
+    return json.dumps(doc, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
 
 
 def _provenance_row(image: ExportImage, files: list[str]) -> dict:

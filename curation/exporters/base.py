@@ -41,6 +41,8 @@ REASON_NOW_NON_COMMERCIAL = "licence now forbids commercial use (changed since t
 REASON_NOW_NO_DERIVATIVES = ("licence now forbids derivatives (changed since the snapshot was frozen; "
                              "this format writes crops of the image)")
 PROVENANCE = "PROVENANCE.jsonl"
+TAKEDOWNS = "TAKEDOWNS.json"
+REASON_TAKEN_DOWN = "taken down since the snapshot was frozen ({kind})"
 
 
 def dumps(obj: Any) -> bytes:

@@ -22,9 +22,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common import roles
+from common.downloads import csv_response
 from common.fields import parse_row_id
 from common.filters import IdFilter
 from common.unchangeable import refuse_changes
+from curation.takedowns import refuse_taken_down
 
 from .. import costs, imaging, rendering, selectors, services
 from ..filters import (
@@ -233,6 +235,7 @@ class GuideExampleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
     def overlay(self, request, pk=None):
         """The example image with its regions outlined (green: good, red: bad)."""
         example = self.get_object()
+        refuse_taken_down(example.image)  # 410: its files were erased on request
         return _jpeg(imaging.draw_regions(example.image, example.regions, kind=example.kind))
 
     @extend_schema(responses={(200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The image file")})
@@ -240,6 +243,7 @@ class GuideExampleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
     def image(self, request, pk=None):
         """The example's image file, as stored (for pointing at a region in a question)."""
         example = self.get_object()
+        refuse_taken_down(example.image)
         content_type = f"image/{example.image.format.lower()}"
         response = FileResponse(default_storage.open(example.image.file, "rb"), content_type=content_type)
         response["Cache-Control"] = "private, max-age=300"
@@ -337,6 +341,7 @@ class QuestionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         question = self.get_object()
         if question.image is None or not question.region:
             return Response({"detail": "This question points at no region."}, status=status.HTTP_404_NOT_FOUND)
+        refuse_taken_down(question.image)
         return _jpeg(imaging.crop_region(question.image, question.region))
 
     @extend_schema(responses={(200, "image/jpeg"): JPEG, 404: None})
@@ -347,6 +352,7 @@ class QuestionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         if question.image is None:
             return Response({"detail": "This question points at no image."}, status=status.HTTP_404_NOT_FOUND)
         regions = [question.region] if question.region else []
+        refuse_taken_down(question.image)
         return _jpeg(imaging.draw_regions(question.image, regions, kind="question"))
 
 
@@ -432,6 +438,5 @@ class CostReportCsvView(APIView):
         report, contracts, _ = _report(request)
         vendor_names, spec_names = selectors.cost_report_names(report, contracts)
         text = costs.cost_report_csv(report, vendor_names=vendor_names, spec_names=spec_names)
-        response = HttpResponse(text, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="mathset-costs.csv"'
-        return response
+        # UTF-8 with a BOM: Excel on a Korean Windows reads a CSV without one as CP949.
+        return csv_response(text, "mathset-costs.csv")

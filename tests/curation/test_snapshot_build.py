@@ -111,7 +111,8 @@ def test_rebuild_check_matches_for_untouched_items_and_catches_a_tampered_one(cu
 
     r = client_for(model_team).get(f"/api/v1/snapshots/{snap.pk}/rebuild-check/")
     assert r.status_code == 200 and r.json() == {"content_hash": snap.content_hash,
-                                                 "recomputed_hash": snap.content_hash, "items": 3, "matches": True}
+                                                 "recomputed_hash": snap.content_hash, "items": 3, "matches": True,
+                                                 "taken_down": 0, "amended": False, "amendment": ""}
     assert_response_matches_schema(r)
 
     item = snap.items.order_by("image_id").first()

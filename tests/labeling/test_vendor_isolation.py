@@ -15,6 +15,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from common import roles
+from curation import services as curation_services
 from curation import snapshots as curation_snapshots
 from curation.models import Category, ImportJob, Licence
 from guides import services as guides_services
@@ -120,6 +121,11 @@ def world(db):
         model_prediction = pipeline_services.prediction_store(
             image=image, job=prelabel_job, detector_version=detector, recognizer_version=None,
             regions=[{"points": [[10, 10], [90, 10], [90, 40], [10, 40]], "score": 0.9, "latex": label}])
+        # A takedown (of an image nothing else here uses): curators' business only.
+        gone = factories.make_image(spec=spec, source=source, data=factories.png_bytes(61, 33, seed=len(label)),
+                                    categories=())
+        takedown = curation_services.image_takedown(image=gone, kind="copyright", reason=f"Request {label}",
+                                                    requested_by=f"Holder {label}", actor=curator)
         worlds[label] = dict(vendor=vendor, spec=spec, source=source, batch=batch, task=task, image=image,
                              annotation=annotation, review=review, prediction=prediction, job=job,
                              category=Category.objects.filter(spec=spec).first(), people=people,
@@ -127,7 +133,7 @@ def world(db):
                              question=question, notification=notification, faq=faq, detector=detector,
                              prelabel_job=prelabel_job, model_prediction=model_prediction, snapshot=snapshot,
                              export=export, evaluation_run=evaluation_run,
-                             qa_report=pipeline_stats.spec_stats_compute(spec=spec))
+                             qa_report=pipeline_stats.spec_stats_compute(spec=spec), takedown=takedown)
     return worlds
 
 
@@ -142,7 +148,7 @@ def foreign_ids(b: dict) -> dict[type, list[int]]:
             b["version"], b["example"], b["ack"], b["question"], b["notification"]]
     objs += [b["faq"], b["detector"], b["prelabel_job"], b["model_prediction"], b["snapshot"], b["export"],
              b["evaluation_run"]]
-    objs += [b["qa_report"]]
+    objs += [b["qa_report"], b["takedown"]]
     out: dict[type, list[int]] = {}
     for o in objs:
         out.setdefault(type(o), []).append(o.pk)

@@ -730,8 +730,13 @@ def _takedown_images(*, images: list[Image], kind: str, reason: str, requested_b
     # in progress is queued again (its attempt superseded, it keeps no file) to leave them out.
     zips: list[str] = []
     wanted = set(ids)
-    exports = Export.objects.select_for_update().filter(snapshot_id__in=list(per_snapshot))
-    for export in exports.filter(status=Export.Status.DONE).order_by("id"):
+    # Every export of those snapshots locked in one statement, whatever its status, and sorted out
+    # here: a run committing its zip meanwhile is waited for and then seen as done. Filtering on
+    # the status in the locking query missed it (not yet done to this statement's snapshot, no
+    # longer running once its commit was waited for), leaving a zip built from the pixels
+    # before the erasure done and downloadable.
+    exports = list(Export.objects.select_for_update().filter(snapshot_id__in=list(per_snapshot)).order_by("id"))
+    for export in [e for e in exports if e.status == Export.Status.DONE]:
         if export.file and not _export_holds(export, wanted):
             continue
         held = sorted(wanted & set(SnapshotItem.objects.filter(snapshot_id=export.snapshot_id)
@@ -744,7 +749,7 @@ def _takedown_images(*, images: list[Image], kind: str, reason: str, requested_b
         export.save(update_fields=["status", "withdrawn_at", "file", "withdrawn_reason"])
         for image_id in held:
             takedowns[image_id].exports_withdrawn += 1
-    for export_id in list(exports.filter(status=Export.Status.RUNNING).values_list("id", flat=True)):
+    for export_id in [e.id for e in exports if e.status == Export.Status.RUNNING]:
         Export.objects.filter(id=export_id).update(status=Export.Status.QUEUED, started_at=None)
         transaction.on_commit(lambda i=export_id: run_export.delay(i))
     # Tasks: unanswered ones leave the queue, drafts and rework are withdrawn, answers stay.

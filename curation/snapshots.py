@@ -198,9 +198,17 @@ def _freeze(snapshot: Snapshot) -> list[SnapshotItem]:
     annotations = _accepted_annotations(spec)
     if not annotations:
         raise ValidationError({"spec": "This spec has no accepted annotations yet; nothing to snapshot."})
+    # The images' rows are locked (in id order, as takedowns lock them) until the items commit, and
+    # those taken down meanwhile left out: a takedown committing between the read above and this
+    # build's commit would not see the items yet, and the snapshot would freeze the image unmarked
+    # (exports of it would then read an erased file). A takedown that comes later waits, and then
+    # marks the items like those of any other snapshot.
     images = [im for chunk in _chunks(sorted(annotations))
-              for im in Image.objects.filter(id__in=chunk).select_related("source__licence")
+              for im in Image.objects.filter(id__in=chunk, taken_down_at__isnull=True)
+              .select_for_update(of=("self",)).select_related("source__licence")
               .prefetch_related("categories").order_by("id")]
+    if not images:
+        raise ValidationError({"spec": "This spec has no accepted annotations yet; nothing to snapshot."})
     result = assign_splits(
         [SplitItem(id=im.id, phash=im.phash or None, session=im.capture_session,
                    categories=tuple(sorted(c.slug for c in im.categories.all()))) for im in images],

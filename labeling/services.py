@@ -176,6 +176,12 @@ def tasks_take_down(*, image_ids: Sequence[int]) -> TakedownWork:
     ids = list(image_ids)
     if not ids:
         return done
+    # The unfinished annotations are locked before any task row, in the order a submit or a save
+    # takes its locks (the annotation, then its task): giving a lease back locks the task, and a
+    # submit in flight holding its annotation while waiting for that task deadlocked with us
+    # (PostgreSQL then failed one of the two). Waiting here lets the submit finish first.
+    list(Annotation.objects.select_for_update(of=("self",)).filter(task__image_id__in=ids, status__in=EDITABLE)
+         .order_by("id").values_list("id", flat=True))
     tasks = Task.objects.filter(image_id__in=ids)
     unanswered = tasks.exclude(Exists(Annotation.objects.filter(task=OuterRef("pk"))))
     for image_id, n in unanswered.values("image_id").annotate(n=Count("id")).values_list("image_id", "n").order_by():

@@ -46,19 +46,3 @@ def guarded_files(storage: Storage | None = None) -> Iterator[FileGuard]:
         guard.rollback()
         raise
 
-
-def stored_file_response(name: str, *, content_type: str | None = None, cache_control: str):
-    """Stream the stored file `name` (content type guessed from its name when not given);
-    404 when the file is missing from storage."""
-    import mimetypes
-
-    from django.http import FileResponse, Http404
-
-    try:
-        handle = default_storage.open(name, "rb")
-    except FileNotFoundError:
-        raise Http404("The stored file is missing.") from None
-    response = FileResponse(handle, content_type=content_type or mimetypes.guess_type(name)[0]
-                            or "application/octet-stream")
-    response["Cache-Control"] = cache_control
-    return response

@@ -15,12 +15,12 @@ from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from common import roles
 from common.fields import parse_row_id
+from common.http_files import stored_file_response
 from common.pages import add_service_errors, curator_required, role_required
-from common.storage import stored_file_response
 
 from . import forms as f
 from . import selectors, services, signed_urls, takedowns
@@ -431,7 +431,7 @@ def import_job_list(request):
 
 
 
-@require_GET
+@require_safe  # GET and HEAD
 def signed_file(request, token: str):
     """An image file for an external model, opened by a signed URL alone (no login).
 
@@ -445,13 +445,15 @@ def signed_file(request, token: str):
         return HttpResponseForbidden(f"Invalid signed URL ({exc.reason}).", content_type="text/plain")
     if target.kind == signed_urls.IMAGE:
         image = Image.objects.filter(pk=target.pk).first()
-        name = image.file if image else None
+        name, digest = (image.file, image.sha256) if image else (None, None)
     else:
         item = SnapshotItem.objects.select_related("image").filter(pk=target.pk).first()
-        image, name = (item.image, item.file) if item else (None, None)
+        image, name, digest = (item.image, item.file, item.sha256) if item else (None, None, None)
     if image is not None and image.taken_down_at is not None:
         return takedowns.gone_response(image)  # 410: erased on request, whatever the token says
     if not name:
         raise Http404("No such file.")
     # Whoever holds the URL may read the file until it expires; no shared cache should keep it longer.
-    return stored_file_response(name, cache_control="private, no-store")
+    # Ranges and validators as every file endpoint (common.http_files): an external model may resume.
+    return stored_file_response(name, request=request, cache_control="private, no-store", etag=f"{digest}.file",
+                                last_modified=image.created_at if image else None)

@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import django_filters
-from django.core.files.storage import default_storage
 from django.db.models import Prefetch
-from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -25,6 +23,7 @@ from common import roles
 from common.downloads import csv_response
 from common.fields import parse_row_id
 from common.filters import IdFilter
+from common.http_files import bytes_response, stored_file_response
 from common.unchangeable import refuse_changes
 from curation.takedowns import refuse_taken_down
 
@@ -67,10 +66,9 @@ def _require_curator(request) -> None:
         raise PermissionDenied("Only curators can do this.")
 
 
-def _jpeg(data: bytes) -> HttpResponse:
-    response = HttpResponse(data, content_type="image/jpeg")
-    response["Cache-Control"] = "private, max-age=300"
-    return response
+def _jpeg(request, data: bytes):
+    # Ranges, an ETag (the bytes' sha256: the rendering is deterministic) and 304s (common.http_files).
+    return bytes_response(data, request=request, content_type="image/jpeg", cache_control="private, max-age=300")
 
 
 class _GuideFilter(django_filters.FilterSet):
@@ -236,7 +234,7 @@ class GuideExampleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         """The example image with its regions outlined (green: good, red: bad)."""
         example = self.get_object()
         refuse_taken_down(example.image)  # 410: its files were erased on request
-        return _jpeg(imaging.draw_regions(example.image, example.regions, kind=example.kind))
+        return _jpeg(request, imaging.draw_regions(example.image, example.regions, kind=example.kind))
 
     @extend_schema(responses={(200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The image file")})
     @action(detail=True, methods=["get"])
@@ -245,9 +243,9 @@ class GuideExampleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         example = self.get_object()
         refuse_taken_down(example.image)
         content_type = f"image/{example.image.format.lower()}"
-        response = FileResponse(default_storage.open(example.image.file, "rb"), content_type=content_type)
-        response["Cache-Control"] = "private, max-age=300"
-        return response
+        return stored_file_response(example.image.file, request=request, content_type=content_type,
+                                    cache_control="private, max-age=300", etag=f"{example.image.sha256}.file",
+                                    last_modified=example.image.created_at)
 
 
 class FaqViewSet(viewsets.ReadOnlyModelViewSet):
@@ -342,7 +340,7 @@ class QuestionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         if question.image is None or not question.region:
             return Response({"detail": "This question points at no region."}, status=status.HTTP_404_NOT_FOUND)
         refuse_taken_down(question.image)
-        return _jpeg(imaging.crop_region(question.image, question.region))
+        return _jpeg(request, imaging.crop_region(question.image, question.region))
 
     @extend_schema(responses={(200, "image/jpeg"): JPEG, 404: None})
     @action(detail=True, methods=["get"])
@@ -353,7 +351,7 @@ class QuestionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
             return Response({"detail": "This question points at no image."}, status=status.HTTP_404_NOT_FOUND)
         regions = [question.region] if question.region else []
         refuse_taken_down(question.image)
-        return _jpeg(imaging.draw_regions(question.image, regions, kind="question"))
+        return _jpeg(request, imaging.draw_regions(question.image, regions, kind="question"))
 
 
 class NotificationViewSet(viewsets.ReadOnlyModelViewSet):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from common import roles
 from common.fields import unstorable_char
 from common.filters import IdField
+from common.http_files import bytes_response
 from common.permissions import IsCurator
 from curation.models import Image
 from curation.selectors import images_visible_to, snapshots_visible_to, specs_visible_to
@@ -218,9 +219,8 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
             data = evaluation.sample_crop_jpeg(sample=sample)
         except FileNotFoundError:
             raise Http404("The stored image is missing.") from None
-        response = HttpResponse(data, content_type="image/jpeg")
-        response["Cache-Control"] = "private, max-age=3600"
-        return response
+        # Ranges, an ETag (the bytes' sha256: the crop is deterministic) and 304s (common.http_files).
+        return bytes_response(data, request=request, content_type="image/jpeg", cache_control="private, max-age=3600")
 
 
 class QAReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Count, Exists, F, Min, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
@@ -176,12 +176,31 @@ def tasks_take_down(*, image_ids: Sequence[int]) -> TakedownWork:
     ids = list(image_ids)
     if not ids:
         return done
-    # The unfinished annotations are locked before any task row, in the order a submit or a save
-    # takes its locks (the annotation, then its task): giving a lease back locks the task, and a
-    # submit in flight holding its annotation while waiting for that task deadlocked with us
-    # (PostgreSQL then failed one of the two). Waiting here lets the submit finish first.
-    list(Annotation.objects.select_for_update(of=("self",)).filter(task__image_id__in=ids, status__in=EDITABLE)
+    # Locks are taken in the order the work in flight takes them, each kind in id order, so that
+    # we wait for it instead of deadlocking with it (PostgreSQL then failed one of the two: a 500):
+    # 1. The unfinished annotations: a submit or a save of a draft locks its annotation, then its
+    #    task (giving a lease back below locks the task).
+    #    Submitted ones too: a review in flight (its conditional UPDATE holds the annotation) then
+    #    commits first, and a rejection it made is rework that the loop at the end withdraws; a
+    #    review coming after us finds the image taken down (`review_create` looks again once it
+    #    holds the row) instead of leaving rework on erased files.
+    list(Annotation.objects.select_for_update(of=("self",))
+         .filter(task__image_id__in=ids, status__in=(*EDITABLE, Annotation.Status.SUBMITTED))
          .order_by("id").values_list("id", flat=True))
+    # 2. The live leases, then 3. the tasks: an annotator's first save turns its lease into a slot
+    #    (an UPDATE of the claim) and then inserts the annotation, whose foreign key locks the task
+    #    (KEY SHARE; a first answer handed in then locks it for update). Deciding which tasks are
+    #    unanswered before that save committed deleted its task from under the new annotation
+    #    (the deferred foreign key failed one side at commit); a claim (`task_claim_next`)
+    #    committing a new lease on the task we were waiting for did the same to its claim row.
+    #    Waiting for the lease, then holding the tasks, a fresh statement below sees the answer (the
+    #    task stays, the draft is withdrawn) or the save, coming later, finds no lease (a 400).
+    #    A claim reaping a lapsed lease holds the task and leaves a lease someone has locked
+    #    alone (`_reap_expired`, SKIP LOCKED), so it does not wait for us.
+    list(Claim.objects.select_for_update(of=("self",)).filter(task__image_id__in=ids, state=Claim.State.LIVE)
+         .order_by("id").values_list("id", flat=True))
+    list(Task.objects.select_for_update(of=("self",)).filter(image_id__in=ids).order_by("id")
+         .values_list("id", flat=True))
     tasks = Task.objects.filter(image_id__in=ids)
     unanswered = tasks.exclude(Exists(Annotation.objects.filter(task=OuterRef("pk"))))
     for image_id, n in unanswered.values("image_id").annotate(n=Count("id")).values_list("image_id", "n").order_by():
@@ -451,9 +470,19 @@ NEVER_AGAIN = (Claim.State.LIVE, Claim.State.ANNOTATED, Claim.State.WITHDRAWN)
 
 
 def _reap_expired(task_id: int, now) -> int:
-    """Return the slots of expired leases on one task to the queue. Call under the task's lock."""
-    n = Claim.objects.filter(task_id=task_id, state=Claim.State.LIVE, expires_at__lte=now).update(
-        state=Claim.State.RELEASED)
+    """Return the slots of expired leases on one task to the queue. Call under the task's lock.
+
+    A lapsed lease someone else has locked is left alone (SKIP LOCKED on PostgreSQL): its holder's
+    first save is turning it into a slot, or a takedown is removing it. Both lock the lease before
+    the task, the opposite of us (we hold the task), so waiting for it deadlocked.
+    """
+    expired = Claim.objects.filter(task_id=task_id, state=Claim.State.LIVE, expires_at__lte=now)
+    if connection.features.has_select_for_update_skip_locked:
+        ids = list(expired.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        if not ids:
+            return 0
+        expired = Claim.objects.filter(pk__in=ids, state=Claim.State.LIVE)
+    n = expired.update(state=Claim.State.RELEASED)
     if n:
         Task.objects.filter(pk=task_id).update(slots_taken=F("slots_taken") - n)
     return n
@@ -1128,6 +1157,15 @@ def review_open_next(*, reviewer: User, hold: timedelta = REVIEW_HOLD) -> Annota
     return None
 
 
+def _refuse_if_taken_down(image_id: int) -> None:
+    """A 400 when the image was taken down: its files are erased, so nobody can check its
+    annotations; they stay submitted, out of the review queue."""
+    taken_down = Image.objects.filter(pk=image_id).values_list("taken_down_at", flat=True).first()
+    if taken_down is not None:
+        raise ValidationError({"annotation": f"The image was taken down on {taken_down:%Y-%m-%d} and its files "
+                                             "erased; its annotations are no longer reviewed."})
+
+
 @transaction.atomic
 def review_create(*, annotation: Annotation, reviewer: User, decision: str, reasons: Sequence[str] = (),
                   comment: str = "", version: int | None = None) -> Review:
@@ -1138,11 +1176,7 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
     if reviewer.pk == annotation.annotator_id:
         raise ValidationError({"annotation": "Nobody reviews their own annotation."})
     _refuse_if_closed(annotation.task.batch, field="annotation")
-    taken_down = Image.objects.filter(pk=annotation.task.image_id).values_list("taken_down_at", flat=True).first()
-    if taken_down is not None:
-        # Its files are erased: nobody can check it. It stays submitted, out of the review queue.
-        raise ValidationError({"annotation": f"The image was taken down on {taken_down:%Y-%m-%d} and its files "
-                                             "erased; its annotations are no longer reviewed."})
+    _refuse_if_taken_down(annotation.task.image_id)
     if decision not in Review.Decision.values:
         raise ValidationError({"decision": 'Must be "accept" or "reject".'})
     reasons = list(dict.fromkeys(reasons))
@@ -1176,6 +1210,9 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
             raise StaleVersion(current)
         raise ValidationError({"annotation": f"Only submitted annotations are reviewed; this one is "
                                              f"{current.get_status_display().lower()}."})
+    # Looked at again under the row lock, in a new statement: a takedown that held the annotation
+    # while we waited has committed by now (our UPDATE went on, the row itself unchanged).
+    _refuse_if_taken_down(annotation.task.image_id)
     # The version decided on is the one current under the row lock the UPDATE took, not the
     # one `annotation` held when it was read (it may be a later rework of it).
     annotation.refresh_from_db()

@@ -1,0 +1,217 @@
+"""Two more races on PostgreSQL (threads, each with its own connection): a review deciding on an
+annotation while its image is taken down, and a claim reaping a lapsed lease while its holder's
+first save turns that lease into a slot.
+
+- A rejection must never leave rework on a taken-down image (its files are erased; the annotator
+  would be handed a task whose picture answers 410): whichever commits first, the other sees it.
+- `_reap_expired` runs with the task locked and then updates the lease; the first save updates
+  the lease and then locks the task (its annotation's foreign key). Waiting on each other was a
+  deadlock (PostgreSQL failed one of the two: a 500); the reap now skips a lease someone holds.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from common import roles
+from curation import services
+from curation.models import Image, Takedown
+from labeling import services as labeling_services
+from labeling.models import Annotation, Claim, Review, Task
+from labeling.services import annotation_create, review_create, task_claim_next
+from tests import factories
+from tests.factories import quad
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+                       reason="needs PostgreSQL (row locks, concurrent connections): set DATABASE_URL"),
+]
+
+BODY = {"kind": "personal_data", "reason": "A parent asked for the photo to be erased.", "requested_by": "Parent"}
+
+
+def _waiting_on_a_lock(pid_holder: list, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pid_holder:
+            with connection.cursor() as cur:
+                cur.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid_holder[0]])
+                row = cur.fetchone()
+            if row and row[0] == "Lock":
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def _thread(target, results: list, i: int) -> threading.Thread:
+    def wrap():
+        try:
+            results[i] = target()
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            results[i] = exc
+        finally:
+            connection.close()
+
+    t = threading.Thread(target=wrap)
+    t.start()
+    return t
+
+
+def _pid() -> int:
+    return connection.cursor().connection.info.backend_pid
+
+
+def _submitted():
+    spec, vendor = factories.make_spec(), factories.make_vendor()
+    factories.make_batch(spec, vendor, images=1)
+    annotator = factories.make_user(roles.ANNOTATOR, vendor=vendor)
+    task = task_claim_next(annotator=annotator).task
+    annotation = annotation_create(task=task, annotator=annotator, submit=True, regions=[quad(latex="x")])
+    reviewer = factories.make_user(roles.REVIEWER)
+    return annotation, annotator, reviewer, factories.make_user(roles.CURATOR), Image.objects.get(pk=task.image_id)
+
+
+def _reject(annotation_id: int, reviewer):
+    def go():
+        annotation = Annotation.objects.select_related("task__batch").get(pk=annotation_id)
+        return review_create(annotation=annotation, reviewer=reviewer, decision="reject", reasons=["latex_error"])
+    return go
+
+
+def _no_rework_left(annotation_id: int, annotator) -> None:
+    annotation = Annotation.objects.get(pk=annotation_id)
+    assert annotation.status != Annotation.Status.REJECTED, "rework left on a taken-down image"
+    assert task_claim_next(annotator=annotator).reason != "rework"
+
+
+def test_a_rejection_in_flight_when_the_image_is_taken_down_ends_withdrawn():
+    """The review holds the annotation (its conditional UPDATE) when the takedown starts: the
+    takedown waits for it, then withdraws the rework the rejection made."""
+    annotation, annotator, reviewer, curator, image = _submitted()
+    deciding, takedown_pid, results = threading.Event(), [], [None, None]
+    real_refresh = labeling_services._task_refresh_status
+
+    def paused_refresh(task_id):  # after the review's UPDATE and its second look at the image
+        if not deciding.is_set():
+            deciding.set()
+            _waiting_on_a_lock(takedown_pid)
+            time.sleep(0.2)
+        return real_refresh(task_id)
+
+    labeling_services._task_refresh_status = paused_refresh
+    try:
+        def take_down():
+            assert deciding.wait(10)
+            takedown_pid.append(_pid())
+            return services.image_takedown(image=image, actor=curator, **BODY)
+
+        threads = [_thread(_reject(annotation.pk, reviewer), results, 0), _thread(take_down, results, 1)]
+        for t in threads:
+            t.join(60)
+    finally:
+        labeling_services._task_refresh_status = real_refresh
+    assert isinstance(results[0], Review), results
+    assert isinstance(results[1], Takedown), results
+    assert Annotation.objects.get(pk=annotation.pk).status == Annotation.Status.WITHDRAWN
+    assert Takedown.objects.get().annotations_withdrawn == 1
+    _no_rework_left(annotation.pk, annotator)
+
+
+def test_a_rejection_arriving_while_the_takedown_commits_is_refused():
+    """The takedown holds the submitted annotation when the review arrives (it passed the first
+    look at the image before the takedown committed): once it has the row, it looks again and is
+    refused; the annotation stays submitted, not rework."""
+    annotation, annotator, reviewer, curator, image = _submitted()
+    holding, review_pid, results = threading.Event(), [], [None, None]
+    real_take_down = labeling_services.tasks_take_down
+
+    def paused_take_down(**kwargs):
+        done = real_take_down(**kwargs)
+        holding.set()
+        _waiting_on_a_lock(review_pid)
+        time.sleep(0.2)
+        return done
+
+    real_first_look = labeling_services._refuse_if_taken_down
+    looks = []
+
+    def first_look_passes(image_id):  # the review read the image before the takedown committed
+        looks.append(image_id)
+        if len(looks) == 1:
+            return None
+        return real_first_look(image_id)
+
+    labeling_services.tasks_take_down = paused_take_down
+    labeling_services._refuse_if_taken_down = first_look_passes
+    try:
+        def reject():
+            assert holding.wait(10)
+            review_pid.append(_pid())
+            return _reject(annotation.pk, reviewer)()
+
+        threads = [_thread(lambda: services.image_takedown(image=image, actor=curator, **BODY), results, 0),
+                   _thread(reject, results, 1)]
+        for t in threads:
+            t.join(60)
+    finally:
+        labeling_services.tasks_take_down = real_take_down
+        labeling_services._refuse_if_taken_down = real_first_look
+    assert isinstance(results[0], Takedown), results
+    assert isinstance(results[1], ValidationError | DjangoValidationError), results
+    assert "taken down" in str(results[1])
+    assert len(looks) == 2
+    assert Annotation.objects.get(pk=annotation.pk).status == Annotation.Status.SUBMITTED
+    assert not Review.objects.exists()
+    _no_rework_left(annotation.pk, annotator)
+
+
+def test_a_first_save_on_a_lapsed_lease_while_a_claim_reaps_it():
+    """The holder's first save has turned their lapsed lease into a slot (not committed) when
+    another annotator's claim, holding the task, tries to reap that lease: the claim skips it
+    (it finds nothing to take) and the save completes; no deadlock, the slot counted once."""
+    spec, vendor = factories.make_spec(), factories.make_vendor()
+    factories.make_batch(spec, vendor, images=1)
+    lapsed, other = (factories.make_user(roles.ANNOTATOR, vendor=vendor) for _ in range(2))
+    task = task_claim_next(annotator=lapsed).task
+    Claim.objects.filter(task=task, annotator=lapsed).update(expires_at=timezone.now() - timedelta(minutes=1))
+    saving, claim_pid, results = threading.Event(), [], [None, None]
+    real_save_version = labeling_services._save_version
+
+    def paused_save_version(**kwargs):  # after the lease's UPDATE (lease_to_slot), before the insert
+        saving.set()
+        _waiting_on_a_lock(claim_pid, timeout=3)
+        time.sleep(0.2)
+        return real_save_version(**kwargs)
+
+    labeling_services._save_version = paused_save_version
+    try:
+        def save():
+            fresh = Task.objects.select_related("batch", "image").get(pk=task.pk)
+            return annotation_create(task=fresh, annotator=lapsed, regions=[quad(latex="x")])
+
+        def claim():
+            assert saving.wait(10)
+            claim_pid.append(_pid())
+            return task_claim_next(annotator=other).reason
+
+        threads = [_thread(save, results, 0), _thread(claim, results, 1)]
+        for t in threads:
+            t.join(60)
+    finally:
+        labeling_services._save_version = real_save_version
+    assert isinstance(results[0], Annotation), results
+    assert results[1] == "empty", results
+    task.refresh_from_db()
+    assert task.slots_taken == 1
+    assert Claim.objects.get(task=task, annotator=lapsed).state == Claim.State.ANNOTATED
+    assert not Claim.objects.filter(task=task, annotator=other).exists()

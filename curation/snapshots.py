@@ -202,10 +202,11 @@ def _freeze(snapshot: Snapshot) -> list[SnapshotItem]:
     # those taken down meanwhile left out: a takedown committing between the read above and this
     # build's commit would not see the items yet, and the snapshot would freeze the image unmarked
     # (exports of it would then read an erased file). A takedown that comes later waits, and then
-    # marks the items like those of any other snapshot.
+    # marks the items like those of any other snapshot. FOR NO KEY UPDATE: rows that refer to an
+    # image (a batch's new task, a pre-label) only take KEY SHARE on it and go on meanwhile.
     images = [im for chunk in _chunks(sorted(annotations))
               for im in Image.objects.filter(id__in=chunk, taken_down_at__isnull=True)
-              .select_for_update(of=("self",)).select_related("source__licence")
+              .select_for_update(of=("self",), no_key=True).select_related("source__licence")
               .prefetch_related("categories").order_by("id")]
     if not images:
         raise ValidationError({"spec": "This spec has no accepted annotations yet; nothing to snapshot."})

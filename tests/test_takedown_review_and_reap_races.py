@@ -215,3 +215,46 @@ def test_a_first_save_on_a_lapsed_lease_while_a_claim_reaps_it():
     assert task.slots_taken == 1
     assert Claim.objects.get(task=task, annotator=lapsed).state == Claim.State.ANNOTATED
     assert not Claim.objects.filter(task=task, annotator=other).exists()
+
+
+def test_a_snapshot_build_lets_rows_that_refer_to_its_images_be_written(monkeypatch):
+    """The build locks the spec's accepted images until its items commit (so a takedown waits
+    for it), but only FOR NO KEY UPDATE: a pre-label stored meanwhile for one of them (its foreign
+    key takes KEY SHARE on the image) is written at once, not held up for the whole build."""
+    from curation import snapshots
+    from curation.tasks import build_snapshot
+    from labeling.models import Prediction
+
+    spec, vendor = factories.make_spec(), factories.make_vendor()
+    factories.make_batch(spec, vendor, images=1)
+    annotator, reviewer = factories.make_user(roles.ANNOTATOR, vendor=vendor), factories.make_user(roles.REVIEWER)
+    task = task_claim_next(annotator=annotator).task
+    annotation = annotation_create(task=task, annotator=annotator, submit=True, regions=[quad(latex="x")])
+    review_create(annotation=annotation, reviewer=reviewer, decision="accept")
+    curator = factories.make_user(roles.CURATOR)
+    monkeypatch.setattr(build_snapshot, "delay", lambda snapshot_id: None)  # built below, in a thread
+    snap = snapshots.snapshot_create(spec=spec, name="locking", created_by=curator)
+    locked, release, results = threading.Event(), threading.Event(), [None]
+    real_assign = snapshots.assign_splits
+
+    def held_assign(*args, **kwargs):  # the images are locked; the items are not written yet
+        locked.set()
+        release.wait(20)
+        return real_assign(*args, **kwargs)
+
+    monkeypatch.setattr(snapshots, "assign_splits", held_assign)
+    builder = _thread(lambda: snapshots.snapshot_build(snapshot=snap).status, results, 0)
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cur:
+            cur.execute("SET lock_timeout = '2s'")
+        try:
+            Prediction.objects.create(image_id=task.image_id, model_name="m", model_version="1", regions=[],
+                                      confidence=0.5)
+        finally:
+            with connection.cursor() as cur:
+                cur.execute("SET lock_timeout = 0")
+    finally:
+        release.set()
+        builder.join(60)
+    assert results[0] == "ready", results

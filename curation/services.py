@@ -802,7 +802,11 @@ def image_takedown(*, image: Image, kind: str, reason: str, requested_by: str, a
     """
     reason, requested_by = _takedown_check(kind=kind, reason=reason, requested_by=requested_by)
     with transaction.atomic():
-        locked = Image.objects.select_for_update().get(pk=image.pk)
+        # FOR NO KEY UPDATE (as the UPDATE below takes anyway), not FOR UPDATE: work in flight on
+        # the image's tasks (a save, a release, a review) that updates a task row twice checks its
+        # foreign key to the image at commit with KEY SHARE, which FOR UPDATE blocks; we then
+        # waited for its annotation while it waited for us (a deadlock, one side a 500).
+        locked = Image.objects.select_for_update(no_key=True).get(pk=image.pk)
         if locked.taken_down_at is not None:
             raise ValidationError({"image": f"This image was already taken down on {locked.taken_down_at:%Y-%m-%d}."})
         (takedown,) = _takedown_images(images=[locked], kind=kind, reason=reason, requested_by=requested_by,
@@ -817,7 +821,7 @@ def source_takedown(*, source: Source, kind: str, reason: str, requested_by: str
     marked ``whole_source``. Refused when the source has no image left to take down."""
     reason, requested_by = _takedown_check(kind=kind, reason=reason, requested_by=requested_by)
     with transaction.atomic():
-        images = list(Image.objects.select_for_update().filter(source=source, taken_down_at__isnull=True)
+        images = list(Image.objects.select_for_update(no_key=True).filter(source=source, taken_down_at__isnull=True)
                       .order_by("id"))
         if not images:
             raise ValidationError({"source": "This source has no image left to take down."})

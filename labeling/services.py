@@ -111,6 +111,13 @@ def member_work_release(*, user: User) -> int:
     or taken from under the submit.
     """
     released = 0
+    # Locked first, in the order a takedown (`tasks_take_down`) and a submit take them: the
+    # unfinished annotations, then the live leases, each in id order. Giving a lease back (the
+    # lease, then its task) before the drafts deadlocked with a takedown of the same images.
+    list(Annotation.objects.select_for_update(of=("self",)).filter(annotator=user, status__in=EDITABLE)
+         .order_by("id").values_list("id", flat=True))
+    list(Claim.objects.select_for_update(of=("self",)).filter(annotator=user, state=Claim.State.LIVE)
+         .order_by("id").values_list("id", flat=True))
     leases = Claim.objects.filter(annotator=user, state=Claim.State.LIVE).order_by("task_id")
     for claim_id, task_id in leases.values_list("id", "task_id"):
         if Claim.objects.filter(pk=claim_id, state=Claim.State.LIVE).update(state=Claim.State.RELEASED):

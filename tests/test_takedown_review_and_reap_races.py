@@ -258,3 +258,53 @@ def test_a_snapshot_build_lets_rows_that_refer_to_its_images_be_written(monkeypa
         release.set()
         builder.join(60)
     assert results[0] == "ready", results
+
+
+def test_switching_an_annotator_off_while_their_source_is_taken_down():
+    """One annotator holds a lease on one image of a source and a draft on another when they are
+    switched off and the source is taken down at once. Giving their work back used to lock the
+    lease (and its task) before the draft, the takedown the draft before the lease: a deadlock.
+    Both now take the annotations first."""
+    from common.services import user_deactivate
+
+    spec, vendor, source = factories.make_spec(), factories.make_vendor(), factories.make_source()
+    for _ in range(2):
+        factories.make_image(spec=spec, source=source)
+    factories.make_batch(spec, vendor, images=0, quantity=2)
+    annotator, curator = factories.make_user(roles.ANNOTATOR, vendor=vendor), factories.make_user(roles.CURATOR)
+    drafted = task_claim_next(annotator=annotator).task
+    draft = annotation_create(task=drafted, annotator=annotator, regions=[quad(latex="x")])
+    leased = task_claim_next(annotator=annotator).task
+    assert leased is not None and leased.pk != drafted.pk
+    released, takedown_pid, results = threading.Event(), [], [None, None]
+    real_refresh = labeling_services._task_refresh_status
+
+    def paused_refresh(task_id):  # the lease is given back (claim and task locked), the draft not yet
+        found = real_refresh(task_id)
+        if threading.current_thread().name == "deactivate" and not released.is_set():
+            released.set()
+            _waiting_on_a_lock(takedown_pid, timeout=3)
+            time.sleep(0.2)
+        return found
+
+    labeling_services._task_refresh_status = paused_refresh
+    try:
+        def take_down():
+            assert released.wait(10)
+            takedown_pid.append(_pid())
+            return services.source_takedown(source=source, actor=curator, **BODY)
+
+        def deactivate():
+            threading.current_thread().name = "deactivate"
+            return user_deactivate(user=annotator, by=curator)
+
+        switch_off = _thread(deactivate, results, 0)
+        take = _thread(take_down, results, 1)
+        for t in (switch_off, take):
+            t.join(60)
+    finally:
+        labeling_services._task_refresh_status = real_refresh
+    assert not isinstance(results[0], Exception), results
+    assert isinstance(results[1], list) and len(results[1]) == 2, results
+    assert Annotation.objects.get(pk=draft.pk).status == Annotation.Status.WITHDRAWN
+    assert not Claim.objects.filter(annotator=annotator, state=Claim.State.LIVE).exists()

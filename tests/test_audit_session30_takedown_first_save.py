@@ -16,7 +16,6 @@ import time
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import connection
 from rest_framework.exceptions import ValidationError
 
 from common import roles
@@ -27,6 +26,7 @@ from labeling.models import Annotation, Claim, Task
 from labeling.services import annotation_create, task_claim_next
 from tests import factories
 from tests.factories import quad
+from tests.pg_threads import backend_pid, start_thread, waiting_on_a_lock
 
 pytestmark = [
     pytest.mark.postgres,
@@ -39,36 +39,7 @@ BODY = {"kind": "copyright", "reason": "Letter from the publisher.", "requested_
 NO_LEASE = "You hold no lease on this task"
 
 
-def _waiting_on_a_lock(pid_holder: list, timeout: float = 10) -> bool:
-    """Whether the backend in `pid_holder` is (soon) waiting on a row lock."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pid_holder:
-            with connection.cursor() as cur:
-                cur.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid_holder[0]])
-                row = cur.fetchone()
-            if row and row[0] == "Lock":
-                return True
-        time.sleep(0.05)
-    return False
 
-
-def _thread(target, results: list, i: int) -> threading.Thread:
-    def wrap():
-        try:
-            results[i] = target()
-        except Exception as exc:  # noqa: BLE001 - reported by the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    t = threading.Thread(target=wrap)
-    t.start()
-    return t
-
-
-def _pid() -> int:
-    return connection.cursor().connection.info.backend_pid
 
 
 def _leased_task(*, overlap: int = 1, answered_by_another: bool = False):
@@ -137,7 +108,7 @@ def test_a_first_save_in_flight_when_the_image_is_taken_down(monkeypatch, pause,
 
     def hold():
         saving.set()
-        _waiting_on_a_lock(takedown_pid, timeout=3)  # the takedown reaches (and waits on) our locks
+        waiting_on_a_lock(takedown_pid, timeout=3)  # the takedown reaches (and waits on) our locks
         time.sleep(0.2)
 
     def paused_save_version(**kwargs):  # runs after the claim's UPDATE (lease_to_slot)
@@ -152,10 +123,10 @@ def test_a_first_save_in_flight_when_the_image_is_taken_down(monkeypatch, pause,
 
     def take_down():
         assert saving.wait(10)
-        takedown_pid.append(_pid())
+        takedown_pid.append(backend_pid())
         return services.image_takedown(image=image, actor=curator, **BODY)
 
-    threads = [_thread(_save(task.pk, annotator, submit), results, 0), _thread(take_down, results, 1)]
+    threads = [start_thread(_save(task.pk, annotator, submit), results, 0), start_thread(take_down, results, 1)]
     for t in threads:
         t.join(60)
     assert isinstance(results[1], Takedown), results
@@ -173,7 +144,7 @@ def test_a_first_save_in_flight_on_an_answered_task_is_withdrawn_not_lost(monkey
     def paused_save_version(**kwargs):
         found = real_save_version(**kwargs)
         saving.set()
-        _waiting_on_a_lock(takedown_pid, timeout=3)
+        waiting_on_a_lock(takedown_pid, timeout=3)
         time.sleep(0.2)
         return found
 
@@ -181,10 +152,10 @@ def test_a_first_save_in_flight_on_an_answered_task_is_withdrawn_not_lost(monkey
 
     def take_down():
         assert saving.wait(10)
-        takedown_pid.append(_pid())
+        takedown_pid.append(backend_pid())
         return services.image_takedown(image=image, actor=curator, **BODY)
 
-    threads = [_thread(_save(task.pk, annotator, False), results, 0), _thread(take_down, results, 1)]
+    threads = [start_thread(_save(task.pk, annotator, False), results, 0), start_thread(take_down, results, 1)]
     for t in threads:
         t.join(60)
     assert isinstance(results[1], Takedown), results
@@ -205,7 +176,7 @@ def test_a_first_save_arriving_while_the_takedown_commits_is_refused_cleanly(mon
     def paused_take_down(**kwargs):  # inside the takedown's transaction, before its commit
         found = real_take_down(**kwargs)
         done.set()
-        _waiting_on_a_lock(save_pid, timeout=3)
+        waiting_on_a_lock(save_pid, timeout=3)
         time.sleep(0.2)
         return found
 
@@ -213,13 +184,13 @@ def test_a_first_save_arriving_while_the_takedown_commits_is_refused_cleanly(mon
 
     def save():
         assert done.wait(10)
-        save_pid.append(_pid())
+        save_pid.append(backend_pid())
         return _save(task.pk, annotator, submit)()
 
     def take_down():
         return services.image_takedown(image=image, actor=curator, **BODY)
 
-    threads = [_thread(save, results, 0), _thread(take_down, results, 1)]
+    threads = [start_thread(save, results, 0), start_thread(take_down, results, 1)]
     for t in threads:
         t.join(60)
     assert isinstance(results[1], Takedown), results
@@ -244,7 +215,7 @@ def test_a_claim_in_flight_when_the_image_is_taken_down(monkeypatch):
         found = real_candidate(*args, **kwargs)
         if found is not None and not claiming.is_set():
             claiming.set()
-            _waiting_on_a_lock(takedown_pid, timeout=3)
+            waiting_on_a_lock(takedown_pid, timeout=3)
             time.sleep(0.2)
         return found
 
@@ -255,10 +226,10 @@ def test_a_claim_in_flight_when_the_image_is_taken_down(monkeypatch):
 
     def take_down():
         assert claiming.wait(10)
-        takedown_pid.append(_pid())
+        takedown_pid.append(backend_pid())
         return services.image_takedown(image=image, actor=curator, **BODY)
 
-    threads = [_thread(claim, results, 0), _thread(take_down, results, 1)]
+    threads = [start_thread(claim, results, 0), start_thread(take_down, results, 1)]
     for t in threads:
         t.join(60)
     assert isinstance(results[1], Takedown), results
@@ -290,7 +261,7 @@ def test_a_claim_reaping_a_lapsed_lease_while_the_image_is_taken_down(monkeypatc
         found = real_candidate(*args, **kwargs)
         if found is not None and not claiming.is_set():
             claiming.set()
-            _waiting_on_a_lock(takedown_pid, timeout=3)
+            waiting_on_a_lock(takedown_pid, timeout=3)
             time.sleep(0.2)
         return found
 
@@ -301,10 +272,10 @@ def test_a_claim_reaping_a_lapsed_lease_while_the_image_is_taken_down(monkeypatc
 
     def take_down():
         assert claiming.wait(10)
-        takedown_pid.append(_pid())
+        takedown_pid.append(backend_pid())
         return services.image_takedown(image=image, actor=curator, **BODY)
 
-    threads = [_thread(claim, results, 0), _thread(take_down, results, 1)]
+    threads = [start_thread(claim, results, 0), start_thread(take_down, results, 1)]
     for t in threads:
         t.join(60)
     # `_reap_expired` leaves the lease the takedown has locked alone (it held the task and waited

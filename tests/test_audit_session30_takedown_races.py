@@ -11,7 +11,7 @@ import time
 
 import pytest
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from common import roles
 from curation import services, snapshots
@@ -19,6 +19,7 @@ from curation.models import DatasetSpec, Export, Image, SnapshotItem
 from labeling.services import annotation_create, review_create, task_claim_next
 from tests import factories
 from tests.factories import quad
+from tests.pg_threads import backend_pid, start_thread, waiting_on_a_lock
 
 pytestmark = [
     pytest.mark.postgres,
@@ -43,33 +44,6 @@ def _accepted_spec(images: int = 3):
     return spec
 
 
-def _waiting_on_a_lock(pid_holder: list, timeout: float = 10) -> bool:
-    """Whether the backend in `pid_holder` is (soon) waiting on a row lock."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pid_holder:
-            with connection.cursor() as cur:
-                cur.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid_holder[0]])
-                row = cur.fetchone()
-            if row and row[0] == "Lock":
-                return True
-        time.sleep(0.05)
-    return False
-
-
-def _thread(target, results: list, i: int) -> threading.Thread:
-    def wrap():
-        try:
-            results[i] = target()
-        except Exception as exc:  # noqa: BLE001 - reported by the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    t = threading.Thread(target=wrap)
-    t.start()
-    return t
-
 
 def test_an_export_finishing_while_the_image_is_taken_down_is_withdrawn():
     """The export worker's last step (the zip saved, the row set done) is in flight when the
@@ -90,16 +64,16 @@ def test_an_export_finishing_while_the_image_is_taken_down_is_withdrawn():
                 status=Export.Status.DONE, file=f"exports/{snap.id}/{export.id}-built-before.zip")
             finishing.set()
             # Hold the commit until the takedown is waiting on the row (or has gone past it).
-            _waiting_on_a_lock(takedown_pid, timeout=3)
+            waiting_on_a_lock(takedown_pid, timeout=3)
             time.sleep(0.2)
         return "committed"
 
     def take_down():
         finishing.wait(10)
-        takedown_pid.append(connection.cursor().connection.info.backend_pid)
+        takedown_pid.append(backend_pid())
         return services.image_takedown(image=image, actor=curator, **BODY)
 
-    threads = [_thread(worker_commit, results, 0), _thread(take_down, results, 1)]
+    threads = [start_thread(worker_commit, results, 0), start_thread(take_down, results, 1)]
     for t in threads:
         t.join(60)
     assert results[0] == "committed", results
@@ -136,7 +110,7 @@ def test_a_snapshot_build_racing_a_takedown_never_freezes_the_image_unmarked(mon
         read.wait(10)
         return services.image_takedown(image=image, actor=curator, **BODY)
 
-    threads = [_thread(build, results, 0), _thread(take_down, results, 1)]
+    threads = [start_thread(build, results, 0), start_thread(take_down, results, 1)]
     for t in threads:
         t.join(60)
     assert results[0] == "ready", results
@@ -170,7 +144,7 @@ def test_a_submit_in_flight_and_a_takedown_of_its_image_do_not_deadlock(monkeypa
 
     def slow_check(task_, regions):  # between the annotation's UPDATE and the task's lock
         handing_in.set()
-        _waiting_on_a_lock(takedown_pid, timeout=3)
+        waiting_on_a_lock(takedown_pid, timeout=3)
         time.sleep(0.2)
         return real_check(task_, regions)
 
@@ -182,10 +156,10 @@ def test_a_submit_in_flight_and_a_takedown_of_its_image_do_not_deadlock(monkeypa
 
     def take_down():
         handing_in.wait(10)
-        takedown_pid.append(connection.cursor().connection.info.backend_pid)
+        takedown_pid.append(backend_pid())
         return services.image_takedown(image=image, actor=curator, **BODY)
 
-    threads = [_thread(submit, results, 0), _thread(take_down, results, 1)]
+    threads = [start_thread(submit, results, 0), start_thread(take_down, results, 1)]
     for t in threads:
         t.join(60)
     assert not any(isinstance(r, Exception) for r in results), results

@@ -29,6 +29,7 @@ from labeling.models import Annotation, Claim, Review, Task
 from labeling.services import annotation_create, review_create, task_claim_next
 from tests import factories
 from tests.factories import quad
+from tests.pg_threads import backend_pid, start_thread, waiting_on_a_lock
 
 pytestmark = [
     pytest.mark.postgres,
@@ -40,35 +41,7 @@ pytestmark = [
 BODY = {"kind": "personal_data", "reason": "A parent asked for the photo to be erased.", "requested_by": "Parent"}
 
 
-def _waiting_on_a_lock(pid_holder: list, timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pid_holder:
-            with connection.cursor() as cur:
-                cur.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid_holder[0]])
-                row = cur.fetchone()
-            if row and row[0] == "Lock":
-                return True
-        time.sleep(0.05)
-    return False
 
-
-def _thread(target, results: list, i: int) -> threading.Thread:
-    def wrap():
-        try:
-            results[i] = target()
-        except Exception as exc:  # noqa: BLE001 - reported by the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    t = threading.Thread(target=wrap)
-    t.start()
-    return t
-
-
-def _pid() -> int:
-    return connection.cursor().connection.info.backend_pid
 
 
 def _submitted():
@@ -104,7 +77,7 @@ def test_a_rejection_in_flight_when_the_image_is_taken_down_ends_withdrawn():
     def paused_refresh(task_id):  # after the review's UPDATE and its second look at the image
         if not deciding.is_set():
             deciding.set()
-            _waiting_on_a_lock(takedown_pid)
+            waiting_on_a_lock(takedown_pid)
             time.sleep(0.2)
         return real_refresh(task_id)
 
@@ -112,10 +85,10 @@ def test_a_rejection_in_flight_when_the_image_is_taken_down_ends_withdrawn():
     try:
         def take_down():
             assert deciding.wait(10)
-            takedown_pid.append(_pid())
+            takedown_pid.append(backend_pid())
             return services.image_takedown(image=image, actor=curator, **BODY)
 
-        threads = [_thread(_reject(annotation.pk, reviewer), results, 0), _thread(take_down, results, 1)]
+        threads = [start_thread(_reject(annotation.pk, reviewer), results, 0), start_thread(take_down, results, 1)]
         for t in threads:
             t.join(60)
     finally:
@@ -138,7 +111,7 @@ def test_a_rejection_arriving_while_the_takedown_commits_is_refused():
     def paused_take_down(**kwargs):
         done = real_take_down(**kwargs)
         holding.set()
-        _waiting_on_a_lock(review_pid)
+        waiting_on_a_lock(review_pid)
         time.sleep(0.2)
         return done
 
@@ -156,11 +129,11 @@ def test_a_rejection_arriving_while_the_takedown_commits_is_refused():
     try:
         def reject():
             assert holding.wait(10)
-            review_pid.append(_pid())
+            review_pid.append(backend_pid())
             return _reject(annotation.pk, reviewer)()
 
-        threads = [_thread(lambda: services.image_takedown(image=image, actor=curator, **BODY), results, 0),
-                   _thread(reject, results, 1)]
+        threads = [start_thread(lambda: services.image_takedown(image=image, actor=curator, **BODY), results, 0),
+                   start_thread(reject, results, 1)]
         for t in threads:
             t.join(60)
     finally:
@@ -189,7 +162,7 @@ def test_a_first_save_on_a_lapsed_lease_while_a_claim_reaps_it():
 
     def paused_save_version(**kwargs):  # after the lease's UPDATE (lease_to_slot), before the insert
         saving.set()
-        _waiting_on_a_lock(claim_pid, timeout=3)
+        waiting_on_a_lock(claim_pid, timeout=3)
         time.sleep(0.2)
         return real_save_version(**kwargs)
 
@@ -201,10 +174,10 @@ def test_a_first_save_on_a_lapsed_lease_while_a_claim_reaps_it():
 
         def claim():
             assert saving.wait(10)
-            claim_pid.append(_pid())
+            claim_pid.append(backend_pid())
             return task_claim_next(annotator=other).reason
 
-        threads = [_thread(save, results, 0), _thread(claim, results, 1)]
+        threads = [start_thread(save, results, 0), start_thread(claim, results, 1)]
         for t in threads:
             t.join(60)
     finally:
@@ -243,7 +216,7 @@ def test_a_snapshot_build_lets_rows_that_refer_to_its_images_be_written(monkeypa
         return real_assign(*args, **kwargs)
 
     monkeypatch.setattr(snapshots, "assign_splits", held_assign)
-    builder = _thread(lambda: snapshots.snapshot_build(snapshot=snap).status, results, 0)
+    builder = start_thread(lambda: snapshots.snapshot_build(snapshot=snap).status, results, 0)
     try:
         assert locked.wait(10)
         with connection.cursor() as cur:
@@ -283,7 +256,7 @@ def test_switching_an_annotator_off_while_their_source_is_taken_down():
         found = real_refresh(task_id)
         if threading.current_thread().name == "deactivate" and not released.is_set():
             released.set()
-            _waiting_on_a_lock(takedown_pid, timeout=3)
+            waiting_on_a_lock(takedown_pid, timeout=3)
             time.sleep(0.2)
         return found
 
@@ -291,15 +264,15 @@ def test_switching_an_annotator_off_while_their_source_is_taken_down():
     try:
         def take_down():
             assert released.wait(10)
-            takedown_pid.append(_pid())
+            takedown_pid.append(backend_pid())
             return services.source_takedown(source=source, actor=curator, **BODY)
 
         def deactivate():
             threading.current_thread().name = "deactivate"
             return user_deactivate(user=annotator, by=curator)
 
-        switch_off = _thread(deactivate, results, 0)
-        take = _thread(take_down, results, 1)
+        switch_off = start_thread(deactivate, results, 0)
+        take = start_thread(take_down, results, 1)
         for t in (switch_off, take):
             t.join(60)
     finally:

@@ -15,7 +15,7 @@ from django.db.models import Count, F, Func, IntegerField, Q, QuerySet, Value
 from common.roles import can_read_all_data, is_curator
 
 from .imaging import hamming
-from .models import Category, DatasetSpec, Image, ImportJob, Licence, Source
+from .models import Category, DatasetSpec, Image, ImportJob, Licence, Source, Takedown
 from .splits import DEFAULT_MAX_DISTANCE
 
 
@@ -221,3 +221,12 @@ def snapshot_items_left_out(user: User, snapshot) -> QuerySet:
     return SnapshotItem.objects.filter(
         Q(licence__allows_commercial=False) | Q(image__source__licence__allows_commercial=False),
         snapshot=snapshot).order_by("image_id")
+
+
+def takedowns_visible_to(user: User) -> QuerySet[Takedown]:
+    """Takedowns `user` may read: all for curators (they record them), none for anyone else
+    (a request's reason and requester may be personal data)."""
+    qs = Takedown.objects.select_related("actor")
+    if is_curator(user):
+        return qs
+    return qs.none()

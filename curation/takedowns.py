@@ -8,7 +8,6 @@ request" from "never existed" (404).
 """
 from __future__ import annotations
 
-from django.db.models import QuerySet
 from django.http import HttpResponse
 from rest_framework import status
 from rest_framework.exceptions import APIException
@@ -42,14 +41,3 @@ def refuse_taken_down(image: Image | None) -> None:
 def gone_response(image: Image | None) -> HttpResponse:
     """The plain-text 410 answer of non-API views (signed files)."""
     return HttpResponse(gone_message(image), status=410, content_type="text/plain; charset=utf-8")
-
-
-def takedowns_visible_to(user) -> QuerySet[Takedown]:
-    """Takedowns `user` may read: all for curators (they record them), none for anyone else
-    (a request's reason and requester may be personal data)."""
-    from common import roles
-
-    qs = Takedown.objects.select_related("actor")
-    if roles.is_curator(user):
-        return qs
-    return qs.none()

@@ -385,7 +385,7 @@ def image_takedown(request, pk: int):
 @curator_required
 def takedown_list(request):
     """Every takedown recorded, newest first (curators)."""
-    rows = takedowns.takedowns_visible_to(request.user).select_related("spec", "source")[:500]
+    rows = selectors.takedowns_visible_to(request.user).select_related("spec", "source")[:500]
     return render(request, "curation/takedown_list.html", {"takedowns": rows})
 
 

@@ -19,7 +19,7 @@ from .. import selectors, services
 from ..filters import CategoryFilter, ImageFilter, SourceFilter, SpecFilter
 from ..models import Category
 from ..progress import spec_progress
-from ..takedowns import refuse_taken_down, takedowns_visible_to
+from ..takedowns import refuse_taken_down
 from . import serializers as s
 
 
@@ -341,4 +341,4 @@ class TakedownViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     filterset_fields = ["spec", "source", "kind", "whole_source"]
 
     def get_queryset(self):
-        return takedowns_visible_to(self.request.user)
+        return selectors.takedowns_visible_to(self.request.user)

@@ -2,6 +2,8 @@
 // with a real progress bar (XHR upload progress + files done), and a zip import
 // job polled until it finishes. Plain ES module, no build step.
 
+import { renderCategoryBoxes, tickedCategories } from "./category_boxes.js";
+
 const config = JSON.parse(document.getElementById("upload-config").textContent);
 const form = document.getElementById("upload-form");
 const csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
@@ -26,28 +28,7 @@ let busy = false;
 // ------------------------------------------------------------ form state
 
 function renderCategories() {
-  const cats = config.categories[specSelect.value] || [];
-  categoryBox.replaceChildren();
-  const legend = document.createElement("legend");
-  legend.textContent = "Categories the images are counted under";
-  categoryBox.append(legend);
-  if (!specSelect.value) {
-    const hint = document.createElement("span");
-    hint.className = "muted";
-    hint.textContent = "Choose a spec first.";
-    categoryBox.append(hint);
-    return;
-  }
-  for (const cat of cats) {
-    const label = document.createElement("label");
-    label.className = "check";
-    const box = document.createElement("input");
-    box.type = "checkbox";
-    box.name = "categories";
-    box.value = cat.slug;
-    label.append(box, " " + cat.name);
-    categoryBox.append(label);
-  }
+  renderCategoryBoxes(categoryBox, config.categories[specSelect.value] || [], Boolean(specSelect.value));
 }
 
 function checkLicence() {
@@ -139,7 +120,7 @@ function postFiles(files, onProgress) {
     body.append("spec", specSelect.value);
     body.append("source", sourceSelect.value);
     body.append("capture_session", sessionInput.value);
-    for (const box of categoryBox.querySelectorAll("input[name=categories]:checked")) body.append("categories", box.value);
+    for (const slug of tickedCategories(categoryBox)) body.append("categories", slug);
     for (const file of files) body.append("files", file, file.name);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", config.bulkUrl);
@@ -350,7 +331,7 @@ zipForm.addEventListener("submit", async (e) => {
   const body = new FormData();
   body.append("spec", specSelect.value);
   body.append("source", sourceSelect.value);
-  for (const box of categoryBox.querySelectorAll("input[name=categories]:checked")) body.append("categories", box.value);
+  for (const slug of tickedCategories(categoryBox)) body.append("categories", slug);
   body.append("archive", zipFile.files[0]);
   const button = document.getElementById("zip-start");
   button.disabled = true;

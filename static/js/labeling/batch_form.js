@@ -3,6 +3,8 @@
 // /batches/new/matches/). The server renders the same on a refused form; this keeps them
 // current as the choices change. Plain ES module, no build step, no inline script (CSP).
 
+import { renderCategoryBoxes, tickedCategories } from "../category_boxes.js";
+
 const config = JSON.parse(document.getElementById("batch-form-config").textContent);
 const form = document.getElementById("batch-form");
 const specSelect = document.getElementById("id_spec");
@@ -15,35 +17,8 @@ const categoryBox = document.getElementById("batch-categories");
 const priceHint = document.getElementById("price-hint");
 const matches = document.getElementById("batch-matches");
 
-function hint(text) {
-  const span = document.createElement("span");
-  span.className = "muted";
-  span.textContent = text;
-  return span;
-}
-
 function renderCategories() {
-  // Ticks survive a change of spec where the other spec has a kind of the same slug.
-  const ticked = new Set([...categoryBox.querySelectorAll("input[name=categories]:checked")].map((b) => b.value));
-  const legend = categoryBox.querySelector("legend");
-  categoryBox.replaceChildren(legend);
-  if (!specSelect.value) {
-    categoryBox.append(hint("Choose a spec first."));
-    return;
-  }
-  const cats = config.categories[specSelect.value] || [];
-  if (!cats.length) categoryBox.append(hint("This spec has no category."));
-  for (const cat of cats) {
-    const label = document.createElement("label");
-    label.className = "check";
-    const box = document.createElement("input");
-    box.type = "checkbox";
-    box.name = "categories";
-    box.value = cat.slug;
-    box.checked = ticked.has(cat.slug);
-    label.append(box, " " + cat.name);
-    categoryBox.append(label);
-  }
+  renderCategoryBoxes(categoryBox, config.categories[specSelect.value] || [], Boolean(specSelect.value));
 }
 
 // The same lines as labeling/views.py `_price_hint`.
@@ -75,7 +50,7 @@ async function countMatches() {
     return;
   }
   const params = new URLSearchParams({ spec: specSelect.value, only_unlabeled: onlyUnlabeled.checked ? "1" : "0" });
-  for (const box of categoryBox.querySelectorAll("input[name=categories]:checked")) params.append("categories", box.value);
+  for (const slug of tickedCategories(categoryBox)) params.append("categories", slug);
   if (sourceSelect.value) params.set("source", sourceSelect.value);
   const controller = new AbortController();
   pending = controller;

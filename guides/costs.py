@@ -12,7 +12,10 @@ is a separate, swappable adapter:
   `(rows, batches)` as lists of `TaskRow` and `BatchInfo`.
 
 Rules: only accepted tasks are paid; rejected work is counted and shown but not
-paid; anything else is pending. Amounts are summed per currency, never across.
+paid; anything else is pending, except on an image taken down since
+(`curation.services.image_takedown`): work handed in but not reviewed can never be reviewed
+now, so it is counted apart ("taken_down") for the curator to settle with the vendor, neither
+paid nor pending; work not handed in was withdrawn and leaves the report. Amounts are summed per currency, never across.
 A task is priced by its vendor's contract for the spec (per task kind), else by its
 batch's own unit price; a batch with neither is "unpriced". Contracts copy their
 prices into the batches they cover (`guides.services`), so the batches page and this
@@ -33,6 +36,10 @@ from django.utils.module_loading import import_string
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
+SUBMITTED = "submitted"
+# Not task statuses: the adapter's names for open tasks on an image taken down since.
+TAKEN_DOWN = "taken_down"  # handed in, never to be reviewed
+WITHDRAWN = "withdrawn"  # not handed in: nothing to pay, nothing pending
 KINDS = ("regions", "latex", "full")
 
 
@@ -91,6 +98,7 @@ class BatchLine:
     accepted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     rejected: int = 0
     pending: int = 0
+    taken_down: int = 0  # tasks whose image was taken down before their work was reviewed
     amount: Decimal = Decimal("0")
     unpriced: int = 0  # accepted tasks with no contract to price them
 
@@ -135,6 +143,7 @@ class CostReport:
     rejected_total: int
     unpriced_total: int
     pace_warnings: list[PaceWarning]
+    taken_down_total: int = 0
 
 
 def _pace(info: BatchInfo, done: int, deadline: dt.date | None, today: dt.date, tolerance: float) -> PaceWarning | None:
@@ -172,7 +181,7 @@ def cost_report(
     lines: dict[int, BatchLine] = {}
     months: dict[tuple, MonthLine] = {}
     totals: dict[str, Decimal] = defaultdict(Decimal)
-    rejected_total = unpriced_total = 0
+    rejected_total = unpriced_total = taken_down_total = 0
 
     for row in rows:
         if row.kind not in KINDS:
@@ -193,6 +202,12 @@ def cost_report(
         if row.status == REJECTED:
             line.rejected += row.count
             rejected_total += row.count
+            continue
+        if row.status == TAKEN_DOWN:
+            line.taken_down += row.count
+            taken_down_total += row.count
+            continue
+        if row.status == WITHDRAWN:
             continue
         if row.status != ACCEPTED:
             line.pending += row.count
@@ -232,6 +247,7 @@ def cost_report(
         rejected_total=rejected_total,
         unpriced_total=unpriced_total,
         pace_warnings=sorted(warnings, key=lambda w: (w.deadline, w.batch_id)),
+        taken_down_total=taken_down_total,
     )
 
 
@@ -260,27 +276,30 @@ class _SafeWriter:
 
 def cost_report_csv(report: CostReport, *, vendor_names: dict[int, str], spec_names: dict[int, str]) -> str:
     """The report as CSV: one line per batch, per month and kind, and per currency total.
-    Names that would start a spreadsheet formula are escaped (`csv_safe`)."""
+    Names that would start a spreadsheet formula are escaped (`csv_safe`). The
+    taken-down column comes last so that sheets reading the earlier columns by position
+    keep working."""
     out = io.StringIO()
     writer = _SafeWriter(out)
     writer.writerow(["section", "period_or_batch", "vendor", "spec", "kind", "accepted", "rejected", "pending",
-                     "unit_price", "currency", "amount"])
+                     "unit_price", "currency", "amount", "taken_down"])
     for b in report.batches:
         for kind in KINDS:
             if b.accepted[kind]:
                 writer.writerow(["batch", b.name, vendor_names.get(b.vendor_id, b.vendor_id),
                                  spec_names.get(b.spec_id, b.spec_id), kind, b.accepted[kind], "", "", "",
-                                 b.currency or "", ""])
+                                 b.currency or "", "", ""])
         writer.writerow(["batch_total", b.name, vendor_names.get(b.vendor_id, b.vendor_id),
                          spec_names.get(b.spec_id, b.spec_id), "", b.accepted_total, b.rejected, b.pending, "",
-                         b.currency or "", b.amount if b.currency else "unpriced"])
+                         b.currency or "", b.amount if b.currency else "unpriced", b.taken_down])
     for m in report.months:
         writer.writerow(["month", m.month, vendor_names.get(m.vendor_id, m.vendor_id),
                          spec_names.get(m.spec_id, m.spec_id), m.kind, m.accepted, "", "",
                          m.unit_price if m.unit_price is not None else "", m.currency or "",
-                         m.amount if m.currency else "unpriced"])
+                         m.amount if m.currency else "unpriced", ""])
     for currency, amount in report.totals.items():
-        writer.writerow(["total", "", "", "", "", "", report.rejected_total, "", "", currency, amount])
+        writer.writerow(["total", "", "", "", "", "", report.rejected_total, "", "", currency, amount,
+                         report.taken_down_total])
     return out.getvalue()
 
 
@@ -302,7 +321,7 @@ def labeling_task_rows(*, vendor_ids=None, spec_ids=None) -> tuple[list[TaskRow]
         from labeling.models import Batch, Task
     except ImportError:
         return None
-    from django.db.models import Case, Count, DateTimeField, F, OuterRef, Subquery, When
+    from django.db.models import Case, CharField, Count, DateTimeField, F, OuterRef, Q, Subquery, Value, When
     from django.db.models.functions import Coalesce, TruncMonth
     from django.utils import timezone
 
@@ -322,12 +341,17 @@ def labeling_task_rows(*, vendor_ids=None, spec_ids=None) -> tuple[list[TaskRow]
         stamp = Coalesce(Subquery(last_accept), F("updated_at"), output_field=DateTimeField())
     # Only accepted tasks have a pay month; the others stay one row per batch and status.
     paid_on = Case(When(status=ACCEPTED, then=stamp), default=None, output_field=DateTimeField())
-    grouped = (tasks.annotate(month=TruncMonth(paid_on, output_field=DateTimeField()))
-               .values("batch_id", "batch__vendor_id", "batch__spec_id", "batch__kind", "status", "month")
+    # Reviewed work keeps its verdict after a takedown; the rest can never be reviewed now.
+    gone = Q(image__taken_down_at__isnull=False)
+    pay_status = Case(When(gone & Q(status=SUBMITTED), then=Value(TAKEN_DOWN)),
+                      When(gone & ~Q(status__in=(ACCEPTED, REJECTED)), then=Value(WITHDRAWN)),
+                      default=F("status"), output_field=CharField())
+    grouped = (tasks.annotate(month=TruncMonth(paid_on, output_field=DateTimeField()), pay_status=pay_status)
+               .values("batch_id", "batch__vendor_id", "batch__spec_id", "batch__kind", "pay_status", "month")
                .annotate(n=Count("id")).order_by())
     rows = [TaskRow(vendor_id=g["batch__vendor_id"], spec_id=g["batch__spec_id"], kind=g["batch__kind"],
-                    status=g["status"], batch_id=g["batch_id"], count=g["n"],
-                    accepted_on=(g["month"].date() if g["month"] and g["status"] == ACCEPTED else None))
+                    status=g["pay_status"], batch_id=g["batch_id"], count=g["n"],
+                    accepted_on=(g["month"].date() if g["month"] and g["pay_status"] == ACCEPTED else None))
             for g in grouped]
     infos = [BatchInfo(batch_id=b.id, name=b.name, vendor_id=b.vendor_id, spec_id=b.spec_id, target=b.agreed_quantity,
                        started_on=timezone.localdate(b.created_at), deadline=b.deadline, unit_price=b.unit_price,

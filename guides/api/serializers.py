@@ -299,6 +299,8 @@ class CostBatchSerializer(serializers.Serializer):
     accepted_total = serializers.IntegerField()
     rejected = serializers.IntegerField()
     pending = serializers.IntegerField()
+    taken_down = serializers.IntegerField(help_text="Tasks whose image was taken down before their work was "
+                                                    "reviewed: neither paid nor pending; settle them with the vendor.")
     amount = serializers.DecimalField(max_digits=16, decimal_places=4)
     unpriced = serializers.IntegerField()
 
@@ -336,6 +338,7 @@ class CostReportSerializer(serializers.Serializer):
     totals = serializers.DictField(child=serializers.DecimalField(max_digits=16, decimal_places=4))
     rejected_total = serializers.IntegerField()
     unpriced_total = serializers.IntegerField()
+    taken_down_total = serializers.IntegerField(help_text="Unreviewed tasks whose image was taken down: not paid")
     pace_warnings = PaceWarningSerializer(many=True)
 
 

@@ -10,7 +10,10 @@ the ink itself (thin strokes, as a thresholding pre-labeler would give), then re
 - the JSON body of a save (bytes), against DATA_UPLOAD_MAX_MEMORY_SIZE;
 - the time and the peak memory (tracemalloc, numpy's arrays included) that `common.rle.validate`
   takes for all the masks, i.e. what one gunicorn worker pays per save, beside the same for a
-  full decode and re-encode of each mask (what validate did before it worked on the runs).
+  full decode and re-encode of each mask (what validate did before it worked on the runs);
+- the same for the offline evaluation's truth quads of mask-only regions
+  (`pipeline.evaluation.truth_quad`, traced in each mask's bounding box) beside the whole decode
+  it did before, and whether the quads are the same bit for bit.
 
 Figures depend on the machine: the header says which one.
 """
@@ -146,6 +149,26 @@ def main() -> None:
             largest = max(len(m["counts"]) for m in masks)
             print(f"{name + ' ' + f'{w}x{h}':>16} {kind:>6} {len(body):>12,} {largest:>9,} {secs:>8.2f}s {peak:>8.1f}"
                   f" {full_secs:>13.2f}s {full_peak:>8.0f}")
+
+    # Offline evaluation: a mask-only truth region is scored by the rectangle around its mask
+    # (pipeline.evaluation.truth_quad), traced in the mask's bounding box; before, in the whole
+    # decoded mask (geometry.mask_quad(rle.decode(m))). Same quads, checked bit for bit.
+    from common import geometry
+    from pipeline.evaluation import truth_quad
+
+    print()
+    print("evaluation: truth quads of the masks (pipeline.evaluation.truth_quad), box window vs whole decode")
+    print(f"{'photo':>16} {'masks':>6} {'window':>9} {'peak MiB':>8} {'whole decode':>13} {'peak MiB':>8} {'same':>5}")
+    for name in args.sizes.split(","):
+        w, h = SIZES[name]
+        for kind in ("brush", "ink"):
+            masks = make_masks(w, h, args.regions, kind)
+            quads, before = [], []
+            secs, peak = timed(lambda m, out=quads: out.append(truth_quad({"mask_rle": m})), masks)
+            full_secs, full_peak = timed(lambda m, out=before: out.append(geometry.mask_quad(rle.decode(m))), masks)
+            same = all(np.asarray(a).tobytes() == np.asarray(b).tobytes() for a, b in zip(quads, before, strict=True))
+            print(f"{name + ' ' + f'{w}x{h}':>16} {kind:>6} {secs:>8.2f}s {peak:>8.1f} {full_secs:>12.2f}s"
+                  f" {full_peak:>8.0f} {'yes' if same else 'NO':>5}")
 
 
 if __name__ == "__main__":

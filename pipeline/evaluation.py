@@ -269,10 +269,68 @@ def truth_quad(region: dict) -> list[list[float]] | None:
     if region.get("points"):
         return [[float(x), float(y)] for x, y in region["points"]]
     if region.get("mask_rle"):
-        from common import geometry, rle
-
-        return geometry.mask_quad(rle.decode(region["mask_rle"]))
+        return _mask_quad(region["mask_rle"])
     return None
+
+
+def _mask_quad(mask_rle: object) -> list[list[float]] | None:
+    """:func:`common.geometry.mask_quad` of a stored mask, drawing only its bounding box.
+
+    A truth mask of a 48 MP phone photo is a 48 MB array to decode whole (and OpenCV's copy of
+    it), for a formula that covers a small part of it; a snapshot's test image has dozens. The
+    box is drawn with one pixel of zeros around it where the image leaves room
+    (:func:`common.rle.decode_window`), so the outlines traced in it are the whole mask's, moved
+    by the box's corner: the same points, the same rectangle, bit for bit.
+
+    Only a mask that :func:`common.rle.decode` would accept takes this way (canonical compressed
+    RLE of its size, checked on the runs by :func:`common.rle.validate`); an empty one is told
+    from its counts string alone (None, as from the whole mask). Anything else (uncompressed
+    counts, a string no COCO encoder writes: never stored, every saved mask was validated) is
+    decoded whole as before, so it gives the same quad or raises the same MaskError.
+    """
+    from common import geometry, rle
+
+    window = _mask_window(mask_rle)
+    if isinstance(window, str):  # "empty"
+        return None
+    if window is None:
+        return geometry.mask_quad(rle.decode(mask_rle))
+    x0, y0, m = window
+    return geometry.mask_quad(m, offset=(x0, y0))
+
+
+def _mask_window(mask_rle: object) -> tuple[int, int, np.ndarray] | str | None:
+    """``(x0, y0, uint8 window)`` of a valid non-empty mask's box grown by one pixel, ``"empty"``
+    for the RLE of an empty mask, None where only a whole decode can tell."""
+    from common import rle
+
+    if not isinstance(mask_rle, dict) or not isinstance(mask_rle.get("counts"), str):
+        return None
+    size = mask_rle.get("size")
+    if not isinstance(size, list | tuple) or len(size) != 2:
+        return None
+    try:
+        rle.validate(mask_rle, width=size[1], height=size[0])
+    except rle.MaskError:  # not a mask, or an empty one
+        return "empty" if _empty_mask(mask_rle) else None
+    return rle.decode_window(mask_rle, pad=1)
+
+
+def _empty_mask(mask_rle: dict) -> bool:
+    """Whether a mask's counts are the one string COCO writes for a mask of no pixels (a single
+    run of every pixel out), which :func:`common.rle.decode` decodes to zeros."""
+    from pycocotools import mask as mask_utils
+
+    from common import rle
+
+    try:
+        if rle.bbox(mask_rle) is not None:
+            return False
+    except rle.MaskError:
+        return False
+    h, w = mask_rle["size"]  # checked by bbox: positive ints
+    empty = mask_utils.frPyObjects({"size": [h, w], "counts": [h * w]}, h, w)["counts"]
+    return mask_rle["counts"] == empty.decode("ascii")
 
 
 # ------------------------------------------------------------------ services

@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -36,6 +37,20 @@ BUILTIN_LICENCE_CODES = {
     "recognizer": ["cc-by-nc-sa-3.0", "mit"],
 }
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+# An uploaded version's name and version become part of its stored file's name
+# (models/<kind>/<name>-<version>-<digest>.pt): a version "../x" made a folder "<name>-.." in storage,
+# "../../x" was Django's SuspiciousFileOperation (an HTML 400 naming no field), and forty
+# four-byte characters made a side model's file name too long for the file system (a 500).
+UPLOAD_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,80}")
+UPLOAD_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,39}")
+
+
+def check_upload_size(*, field: str, size: int) -> None:
+    """Refuse a file of ``size`` bytes over the limit, saying both sizes. The API calls it with the
+    upload's size before reading the file into memory, the upload service again on the bytes."""
+    if size > MAX_UPLOAD_BYTES:
+        raise ValidationError({field: f"the file is {size:,} bytes; at most {MAX_UPLOAD_BYTES:,} bytes "
+                                      f"({MAX_UPLOAD_BYTES // 2**20} MB) are accepted"})
 
 
 # ---------------------------------------------------------------- registry
@@ -105,10 +120,18 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
     kinds = {version.kind}
     if version.kind in (ModelVersion.Kind.PIPELINE, ModelVersion.Kind.DETECTOR):
         kinds |= {ModelVersion.Kind.PIPELINE, ModelVersion.Kind.DETECTOR}
-    ModelVersion.objects.select_for_update().filter(kind__in=kinds, is_active=True).exclude(pk=version.pk).update(
-        is_active=False)
+    # Lock every version of these kinds first: the UPDATE below ignores select_for_update, and two
+    # activations at once each deactivated what was active when they began, then both set their own:
+    # the second broke the one-active-per-kind constraint (an IntegrityError, a 500) on PostgreSQL.
+    # Locked, the second waits for the first to commit and then deactivates it.
+    list(ModelVersion.objects.select_for_update().filter(kind__in=kinds).order_by("pk").values_list("pk", flat=True))
+    ModelVersion.objects.filter(kind__in=kinds, is_active=True).exclude(pk=version.pk).update(is_active=False)
     version.is_active = True
-    version.save(update_fields=["is_active"])
+    try:
+        version.save(update_fields=["is_active"])
+    except IntegrityError:  # a kind with no committed row to lock yet, activated twice at once
+        raise ValidationError({"version": f"another {version.kind} was activated at the same moment; "
+                                          "try again"}) from None
     return version
 
 
@@ -226,8 +249,7 @@ def _validate_side_model(*, field: str, content: bytes, config: dict) -> None:
     _file, key = SIDE_MODELS[field]
     if not content:
         raise ValidationError({field: "the file is empty"})
-    if len(content) > MAX_UPLOAD_BYTES:
-        raise ValidationError({field: f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MB"})
+    check_upload_size(field=field, size=len(content))
     raw = config.get(key)
     if not isinstance(raw, dict):
         raise ValidationError({field: f"config needs the {key}'s settings as an object under '{key}'"})
@@ -261,10 +283,14 @@ def model_version_upload(*, kind: str, name: str, version: str, file_name: str, 
         raise ValidationError({"kind": "uploads are detectors or recognizers; use an HTTP endpoint for a pipeline"})
     if fmt not in (ModelVersion.Format.STATE_DICT, ModelVersion.Format.TORCHSCRIPT):
         raise ValidationError({"format": "must be 'state_dict' or 'torchscript'"})
+    if not UPLOAD_NAME_RE.fullmatch(name or ""):
+        raise ValidationError({"name": "letters, digits, '_' and '-' only (at most 80): it names the stored file"})
+    if not UPLOAD_VERSION_RE.fullmatch(version or ""):
+        raise ValidationError({"version": "letters, digits and '.', '_', '+', '-' (at most 40, starting with a letter "
+                                          "or digit; no '/', '\\' or spaces): it names the stored file"})
     if not content:
         raise ValidationError({"file": "the file is empty"})
-    if len(content) > MAX_UPLOAD_BYTES:
-        raise ValidationError({"file": f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MB"})
+    check_upload_size(field="file", size=len(content))
     licences = _licences(training_licences)
     if ModelVersion.objects.filter(kind=kind, name=name, version=version).exists():
         raise ValidationError({"version": f"{kind} {name}@{version} already exists"})

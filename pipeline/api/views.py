@@ -65,6 +65,10 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         data.is_valid(raise_exception=True)
         v = data.validated_data
         upload = v.pop("file")
+        # sizes before reading: the service would refuse a file over the limit only after it was
+        # read whole into memory (the size check is kept there for other callers)
+        for field, sent in {"file": upload, **{k: v[k] for k in services.SIDE_MODELS if k in v}}.items():
+            services.check_upload_size(field=field, size=sent.size)
         side_models = {field: v.pop(field).read() for field in services.SIDE_MODELS if field in v}
         mv = services.model_version_upload(file_name=upload.name, content=upload.read(), fmt=v.pop("format"),
                                            side_models=side_models, created_by=request.user, **v)

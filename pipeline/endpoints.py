@@ -21,6 +21,10 @@ another), with the connect timeout for each. The Host header, and for https the 
 certificate's hostname verification, stay on the registered name, and so do the errors: a model
 team knows the host it registered, not the addresses it resolves to (tried ones follow in
 parentheses).
+
+A URL may carry a user name and password (``https://team:secret@models.lab.example/predict``):
+``requests`` sends them as HTTP basic auth. The password is never shown: the API, the
+registry's pages, error messages and evaluation records all show :func:`redacted` URLs.
 """
 from __future__ import annotations
 
@@ -92,6 +96,17 @@ def resolve(host: str, port: int) -> list:
     # The order is the resolver's preference (RFC 6724: IPv6 first where it is configured, ...),
     # the order a connection should try them in; sorting would lose it.
     return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+
+
+def redacted(url: str) -> str:
+    """`url` with the password of its user information, if any, replaced by ``***`` (the URL as
+    it may be shown to anyone who reads the registry or a job's errors)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _sep, host = parts.netloc.rpartition("@")
+    name = user.split(":", 1)[0]
+    return parts._replace(netloc=f"{name}:***@{host}").geturl()
 
 
 def check(url: str, *, must_resolve: bool) -> list:

@@ -450,7 +450,7 @@ def _device(reader) -> str:
     if endpoint:
         from urllib.parse import urlsplit
 
-        return f"HTTP {urlsplit(endpoint).netloc}"
+        return f"HTTP {urlsplit(endpoint).netloc.rpartition('@')[2]}"  # never its user name and password
     device = getattr(reader, "device", None)
     if device is None:
         return type(reader).__name__

@@ -97,17 +97,17 @@ class HttpPredictor:
         try:
             resp = endpoints.post(self.endpoint_url, json={"images": urls}, timeout=self.timeout)
         except endpoints.EndpointRefused as exc:
-            raise ExternalModelError(f"external model {self.endpoint_url} is not called: {exc}") from None
+            raise ExternalModelError(f"external model {endpoints.redacted(self.endpoint_url)} is not called: {exc}") from None
         if 300 <= resp.status_code < 400:
-            raise ExternalModelError(f"external model {self.endpoint_url} answered HTTP {resp.status_code} (a redirect, "
+            raise ExternalModelError(f"external model {endpoints.redacted(self.endpoint_url)} answered HTTP {resp.status_code} (a redirect, "
                                      "not followed): register the model's own address")
         if resp.status_code >= 400:
-            raise ExternalModelError(f"external model {self.endpoint_url} answered HTTP {resp.status_code}: "
+            raise ExternalModelError(f"external model {endpoints.redacted(self.endpoint_url)} answered HTTP {resp.status_code}: "
                                      f"{resp.text[:300]}")
         try:
             body = resp.json()
         except ValueError:
-            raise ExternalModelError(f"external model {self.endpoint_url} answered with something that is not "
+            raise ExternalModelError(f"external model {endpoints.redacted(self.endpoint_url)} answered with something that is not "
                                      f"JSON: {resp.text[:200]!r}") from None
         results = body.get("results") if isinstance(body, dict) else None
         if not isinstance(results, list) or len(results) != len(urls):

@@ -9,6 +9,7 @@ from rest_framework import serializers
 from common.fields import RowIdField, holds_unstorable
 from curation.models import DatasetSpec, Snapshot
 
+from .. import endpoints
 from ..models import EvaluationRun, EvaluationSample, ModelVersion, Prediction, PrelabelJob, QAReport
 from ..selectors import prelabel_job_progress
 
@@ -20,7 +21,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
                                                     "(refiner.pt, orienter.pt)")
     # A plain string: the model's URLField(blank=True) became oneOf(uri, empty string) in the schema,
     # and "" matched both, so every uploaded version failed a strict client's validation.
-    endpoint_url = serializers.CharField(read_only=True, help_text="An external (HTTP) model's predict URL; "
+    endpoint_url = serializers.CharField(read_only=True, help_text="An external (HTTP) model's predict URL, "
+                                                                   "its password (if any) shown as ***; "
                                                                    "empty for uploaded versions")
 
     class Meta:
@@ -29,6 +31,12 @@ class ModelVersionSerializer(serializers.ModelSerializer):
                   "config", "metrics", "training_licences", "allows_commercial", "notes", "is_active", "created_at"]
 
     @extend_schema_field(serializers.BooleanField())
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if data.get("endpoint_url"):
+            data["endpoint_url"] = endpoints.redacted(data["endpoint_url"])
+        return data
+
     def get_allows_commercial(self, obj) -> bool:
         return all(lic.allows_commercial for lic in obj.training_licences.all())
 

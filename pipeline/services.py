@@ -144,6 +144,26 @@ def _licences(codes: Iterable[str]) -> list[Licence]:
     return found
 
 
+# Settings that size what a network reads or writes rather than its weights: the upload's trial run
+# (in the web process) and every worker allocate by them. Weights are bounded by the upload limit
+# and checked against the config before a network is built (`build_fitting`); these are not, so
+# they get ceilings, each many times what the committed models use (256; 64, 1024, 250; 48 x 384).
+INPUT_LIMITS = {
+    "detector": {"size": 2048},
+    "recognizer": {"height": 256, "max_width": 8192, "max_len": 1000},
+    "refiner": {"height": 512, "width": 4096},
+    "orienter": {"height": 512, "width": 4096},
+}
+
+
+def _size_errors(config: dict, limits: dict[str, int]) -> list[str]:
+    """The settings in ``config`` over their ceiling in ``limits`` (type errors are left to
+    `_config_errors`)."""
+    return [f"{name}: at most {limit:,} (it sizes every input the model reads), not {config[name]:,}"
+            for name, limit in limits.items()
+            if isinstance(config.get(name), int) and not isinstance(config[name], bool) and config[name] > limit]
+
+
 def _config_errors(config: dict, settings) -> list[str]:
     """What is wrong with the values ``config`` gives for the fields of the dataclass ``settings``.
 
@@ -186,13 +206,13 @@ def _validate_model_file(*, kind: str, fmt: str, content: bytes, config: dict) -
 
     from .ml import calibration
     from .ml.detector import DetectorConfig, TinyUNet, detect_batch
-    from .ml.inference import float_state, read_crops
+    from .ml.inference import build_fitting, float_state, read_crops
     from .ml.recognizer import Recognizer, RecognizerConfig
 
     settings = DetectorConfig if kind == ModelVersion.Kind.DETECTOR else RecognizerConfig
     if kind == ModelVersion.Kind.RECOGNIZER and not config.get("vocab"):
         raise ValidationError({"config": "a recognizer config needs its 'vocab'"})
-    errors = _config_errors(config, settings)
+    errors = _config_errors(config, settings) + _size_errors(config, INPUT_LIMITS[kind])
     if errors:  # the settings' own problem, under their own field, before the weights are blamed
         raise ValidationError({"config": errors})
     if kind == ModelVersion.Kind.RECOGNIZER:
@@ -218,8 +238,8 @@ def _validate_model_file(*, kind: str, fmt: str, content: bytes, config: dict) -
                     raise ValueError(f"the module must map (B, 3, S, S) to (B, 2, h, w) logits; for B=2 it gave {got}")
             else:
                 state = float_state(io.BytesIO(content))
-                model = TinyUNet(cfg) if kind == ModelVersion.Kind.DETECTOR else Recognizer(cfg)
-                model.load_state_dict(state)
+                model = build_fitting(lambda: TinyUNet(cfg) if kind == ModelVersion.Kind.DETECTOR else Recognizer(cfg),
+                                      state)
             model.eval()
             if kind == ModelVersion.Kind.DETECTOR:
                 detect_batch(model, cfg, blank, with_masks=False)
@@ -253,6 +273,9 @@ def _validate_side_model(*, field: str, content: bytes, config: dict) -> None:
     raw = config.get(key)
     if not isinstance(raw, dict):
         raise ValidationError({field: f"config needs the {key}'s settings as an object under '{key}'"})
+    too_big = _size_errors(raw, INPUT_LIMITS[key])
+    if too_big:
+        raise ValidationError({"config": [f"{key}.{e}" for e in too_big]})
     try:
         side_model(key, raw, io.BytesIO(content))  # as workers will load it
     except Exception as exc:  # noqa: BLE001 - report any loading failure to the uploader

@@ -102,6 +102,29 @@ def float_state(source) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
+def build_fitting(factory, state: dict):
+    """``factory()`` with ``state`` loaded, its parameters' names and shapes checked first on the
+    meta device, which allocates nothing.
+
+    An uploaded config sizes the network: ``d_model`` 100,000 would allocate hundreds of GB before
+    ``load_state_dict`` found that the weights (at most the upload limit) do not fit it. Checked
+    first, a network is only built as big as the weights given for it."""
+    with torch.device("meta"):
+        needed = {k: tuple(v.shape) for k, v in factory().state_dict().items()}
+    given = {k: tuple(v.shape) for k, v in state.items()}
+    missing, unexpected = sorted(set(needed) - set(given)), sorted(set(given) - set(needed))
+    if missing or unexpected:
+        raise ValueError(f"the weights do not fit the config's network: missing keys {missing[:5]}, unexpected keys "
+                         f"{unexpected[:5]}")
+    for key, shape in needed.items():
+        if given[key] != shape:
+            raise ValueError(f"size mismatch for {key}: the weights hold {list(given[key])}, the config's network "
+                             f"needs {list(shape)}")
+    model = factory()
+    model.load_state_dict(state)
+    return model
+
+
 def _load_state(folder: Path) -> dict:
     return float_state(folder / "weights.pt")
 
@@ -115,9 +138,7 @@ def side_model(key: str, raw: dict, source):
     ``source`` (a path or file object); raises when they do not fit."""
     net, settings = SIDE_MODELS[key]
     cfg = settings.from_dict(raw)
-    model = net(cfg)
-    model.load_state_dict(float_state(source))
-    return model, cfg
+    return build_fitting(lambda: net(cfg), float_state(source)), cfg
 
 
 def load_detector(folder: Path | str | None = None, device: str | None = None):

@@ -17,7 +17,8 @@ here opens one.
 
 Then it times, in-process with Django's test ``Client`` logged in as each role (curator, vendor
 manager, annotator, reviewer, model team), every main page and every list API endpoint at its
-default page size, a deep offset (``?offset=`` 90% down the list) and common filters: `--repeat`
+default page size, a deep offset (``?offset=`` 90% down the list), the same page by keyset
+(``?cursor=`` made from the row before it: no OFFSET, no COUNT) and common filters: `--repeat`
 runs each (after one warm-up), p50 / p95 milliseconds and the number of SQL queries of one
 request. Prints a table; ``--out`` writes the rows and the machine facts as JSON. ``--reuse``
 times an already seeded database; ``--only`` times only the rows whose name contains it.
@@ -394,6 +395,21 @@ def seed(n_images: int) -> dict:
 # -------------------------------------------------------------------------------------- timing
 
 
+def _deep_cursor(role: str, name: str, deep: int) -> str:
+    """The `cursor` of the page the deep offset row asks for: `deep` rows down the list as `role`
+    sees it (90% down where that list is shorter), as the endpoint's selector scopes and orders it."""
+    from django.contrib.auth.models import User
+
+    from common.pagination import cursor_after, keyset_order
+    from curation.selectors import images_visible_to
+    from labeling.selectors import annotations_visible_to, tasks_visible_to
+
+    selector = {"images": images_visible_to, "tasks": tasks_visible_to, "annotations": annotations_visible_to}[name]
+    visible = selector(User.objects.get(username=role))
+    depth = max(1, min(deep, visible.count() * 9 // 10))
+    return cursor_after(visible, keyset_order(visible)[depth - 1])
+
+
 def targets() -> list[tuple[str, str, str]]:
     """(role, name, url) of everything timed, from the seeded rows."""
     from django.contrib.auth.models import User
@@ -476,6 +492,7 @@ def targets() -> list[tuple[str, str, str]]:
                        (A, "tasks")]:
         if name != "regions":
             rows.append((role, f"api {name} deep offset", f"/api/v1/{name}/?offset={deep}"))
+            rows.append((role, f"api {name} deep cursor", f"/api/v1/{name}/?cursor={_deep_cursor(role, name, deep)}"))
     rows += [
         (C, "api tasks status+spec", f"/api/v1/tasks/?status=submitted&spec={spec.id}"),
         (C, "api tasks batch", f"/api/v1/tasks/?batch={batch.id}"),

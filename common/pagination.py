@@ -1,7 +1,9 @@
 """Pagination used by every list endpoint: limit/offset, or keyset ("seek") paging by `cursor`.
 
-Limit/offset is the default and unchanged: ``?limit=&offset=``, answered with
-``{count, next, previous, results}``.
+Limit/offset is the default: ``?limit=&offset=``, answered with ``{count, next, previous, results}``.
+Its pages are read in the same total order as cursor pages (the ordering, then the id): with
+rows tied on the ordering (``?ordering=created_at`` over a bulk import), PostgreSQL may order
+the ties differently for each page, and an offset walk then repeated some rows and missed others.
 
 Keyset paging is opt-in, for clients that walk a whole list (a model team pulling a dataset):
 a deep ``offset`` makes the database read and drop every row before it, so walking N rows by
@@ -356,6 +358,11 @@ class LimitOffsetPagination(_LimitOffsetPagination):
         token = request.query_params.get(self.cursor_query_param) if self.cursor_allowed(view) else None
         self.cursor_mode = token is not None
         if not self.cursor_mode:
+            if isinstance(queryset, QuerySet):
+                try:  # a total order: rows tied on the ordering otherwise repeat or go missing across pages
+                    queryset = keyset_order(queryset)
+                except _Unsupported:
+                    pass
             return super().paginate_queryset(queryset, request, view)
         self.request = request
         self.limit = self.get_limit(request)

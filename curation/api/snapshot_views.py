@@ -124,6 +124,8 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     serializer_class = SnapshotSerializer
     permission_classes = [IsCuratorOrReadOnly]
     filterset_class = SnapshotFilter
+    # A model team pulls a whole snapshot's items: by cursor every page costs the same at any depth.
+    cursor_paging_actions = ("list", "items")
 
     def get_queryset(self):
         return selectors.snapshots_visible_to(self.request.user)

@@ -125,7 +125,10 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     ordering_fields = ["created_at", "deadline", "id"]
 
     def get_queryset(self):
-        return selectors.batches_visible_to(self.request.user).annotate(task_count=Count("tasks"))
+        # Ordered explicitly: Django drops Meta.ordering from a query with an aggregate (GROUP BY),
+        # and unordered offset pages may repeat or skip batches on PostgreSQL.
+        return (selectors.batches_visible_to(self.request.user).annotate(task_count=Count("tasks"))
+                .order_by("-created_at", "-id"))
 
     @extend_schema(request=s.BatchCreateSerializer, responses={201: s.BatchSerializer})
     def create(self, request):

@@ -155,7 +155,7 @@ def test_detail_actions_document_only_the_parameters_they_read_and_the_shape_the
         return {p["name"] for p in schema["paths"][path]["get"].get("parameters", [])}
 
     assert params("/api/v1/images/{id}/near-duplicates/") == {"id", "max_distance"}
-    assert params("/api/v1/snapshots/{id}/items/") == {"id", "split", "limit", "offset"}
+    assert params("/api/v1/snapshots/{id}/items/") == {"id", "split", "limit", "offset", "cursor"}
     assert params("/api/v1/prelabel-jobs/{id}/failures/") == {"id", "limit", "offset"}
 
 

@@ -41,10 +41,15 @@ predictions with a model version), and then, with the scratch venv's python:
   ``YOLODataset(task="obb")`` yields the same instances, as the rotated boxes of our quads.
 * Label Studio SDK: ``LabelInterface`` validates ``label_config.xml`` and every task's
   annotations/predictions (``validate_prediction``, what the server runs on import); each
-  region's polygon is ours in percent, its label and LaTeX are ours, a mask's outline covers it.
+  region's polygon is ours in percent, its label and LaTeX are ours, a mask's outline covers its
+  largest part; every mask's brush result, decoded by the SDK's ``converter.brush.decode_rle``, is
+  the accepted mask pixel for pixel (the mask of two parts included: a row of its own).
 * Label Studio server (with ``--label-studio-venv``): started on 127.0.0.1 with local-files
   serving rooted at the unpacked export; a project with our config imports ``tasks.json``
-  (both variants), counts what we exported, and serves every task's image URL.
+  (both variants), counts what we exported, and serves every task's image URL; what its JSON
+  export (and the predictions API) gives back holds every mask as its brush, pixel for pixel with
+  ``decode_rle``, with its LaTeX, and its ``BRUSH_TO_NUMPY`` export gives one layer per mask, equal
+  to the mask.
 
 A table of pass/fail per tool with its version is printed; the exit status is 1 when any check
 fails (2 when a tool could not be run at all).
@@ -290,11 +295,36 @@ def _clip_quad(points, width: int, height: int):
 
 def _decode(rle: dict):
     import numpy as np
-    from pycocotools import mask as mask_utils
 
+    try:
+        from pycocotools import mask as mask_utils
+    except ImportError:  # the Label Studio server's venv has no pycocotools
+        return _decode_coco_text(rle)
     counts = rle["counts"]
     return np.ascontiguousarray(mask_utils.decode({"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str)
                               else counts}))
+
+
+def _decode_coco_text(rle: dict):
+    """COCO's compressed RLE text (``rleFrString`` of pycocotools' maskApi.c) to an HxW uint8 mask."""
+    import numpy as np
+
+    s, counts, p = rle["counts"], [], 0
+    while p < len(s):
+        x, k, more = 0, 0, True
+        while more:
+            c = ord(s[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    h, w = rle["size"]
+    flat = np.repeat(np.arange(len(counts)) % 2, counts).astype(np.uint8)
+    return np.ascontiguousarray(flat.reshape(w, h).T)
 
 
 def check_coco(work: Path, expected: dict) -> Report:
@@ -516,8 +546,10 @@ def check_label_studio_sdk(work: Path, expected: dict) -> Report:
         labels = li.get_control("label").labels
         rep.check(f"{fmt}: the config's labels are the export's categories", list(labels) == expected["categories"],
                   str(labels))
+        rep.check(f"{fmt}: the config's brush labels are the export's categories",
+                  list(li.get_control("mask").labels) == expected["categories"], str(li.get_control("mask").labels))
         tasks = json.loads((root / "tasks.json").read_text())
-        problems, n_regions = [], 0
+        problems, n_regions, n_multipart = [], 0, {}
         for t_i, task in enumerate(tasks):
             exp = by_id.get(task["data"].get("image_id"))
             if exp is None:
@@ -542,10 +574,14 @@ def check_label_studio_sdk(work: Path, expected: dict) -> Report:
             if key == "predictions" and bodies[0].get("model_version") != "compat-1":
                 problems.append(f"task {t_i}: model_version {bodies[0].get('model_version')!r}")
             results = bodies[0]["result"]
-            ids = list(dict.fromkeys(r["id"] for r in results))
+            ids = list(dict.fromkeys(r["id"] for r in results if not r["id"].endswith("-mask")))
+            brush_ids = list(dict.fromkeys(r["id"] for r in results if r["id"].endswith("-mask")))
             if len(ids) != len(exp["regions"]):
                 problems.append(f"task {t_i}: {len(ids)} regions, {len(exp['regions'])} exported")
                 continue
+            want_brush = [rid + "-mask" for rid, reg in zip(ids, exp["regions"], strict=True) if reg["mask_rle"]]
+            if brush_ids != want_brush:
+                problems.append(f"task {t_i}: brush regions {brush_ids}, want {want_brush}")
             for rid, reg in zip(ids, exp["regions"], strict=True):
                 n_regions += 1
                 pair = {r["type"]: r for r in results if r["id"] == rid}
@@ -567,23 +603,72 @@ def check_label_studio_sdk(work: Path, expected: dict) -> Report:
                 if reg["points"] is not None:
                     if not np.allclose(px, _clip_quad(reg["points"], w, h), atol=1e-6):
                         problems.append(f"region {rid}: polygon {px.round(3).tolist()} vs {reg['points']}")
-                else:
+                elif reg["mask_rle"] is not None:  # the polygon outlines the mask's largest part (one ring)
                     m = _decode(reg["mask_rle"])
                     filled = np.zeros(m.shape, dtype=np.uint8)
                     cv2.fillPoly(filled, [np.round(px).astype(np.int32)], 1)
-                    iou = float((filled & m).sum()) / float((filled | m).sum())
                     largest = _largest_component(m)
                     iou_largest = float((filled & largest).sum()) / float((filled | largest).sum())
                     if iou_largest < 0.85:
-                        problems.append(f"region {rid}: outline/mask IoU {iou:.2f} (largest part {iou_largest:.2f})")
-                    if iou < 0.85:
-                        rep.check(f"{fmt}: note: region {rid}'s polygon covers only the largest part of its mask",
-                                  True, f"IoU with the whole mask {iou:.2f} (Label Studio's polygon is one outline)")
+                        problems.append(f"region {rid}: outline/largest part IoU {iou_largest:.2f}")
+                if reg["mask_rle"] is None:
+                    continue
+                # The mask itself: a brush region with its LaTeX, decoded by the SDK's own RLE decoder.
+                bpair = {r["type"]: r for r in results if r["id"] == rid + "-mask"}
+                brush, btext = bpair.get("brushlabels"), bpair.get("textarea")
+                if brush is None or btext is None:
+                    problems.append(f"region {rid}-mask: types {sorted(bpair)}")
+                    continue
+                if not li.get_control(brush["from_name"]).validate_value(brush["value"]):
+                    problems.append(f"region {rid}-mask: BrushLabels value does not parse")
+                if brush["value"]["brushlabels"] != [reg["category"]] or btext["value"]["text"] != [reg["latex"]]:
+                    problems.append(f"region {rid}-mask: label/text {brush['value']['brushlabels']} "
+                                    f"{btext['value']['text']}")
+                diff = _brush_differs(brush, reg["mask_rle"])
+                if diff:
+                    problems.append(f"region {rid}-mask: {diff}")
+                n_parts = _components(_decode(reg["mask_rle"]))
+                if n_parts > 1:
+                    n_multipart[fmt] = n_multipart.get(fmt, 0) + 1
+                    rep.check(f"{fmt}: region {rid}, a mask of {n_parts} parts, comes back whole from its brush "
+                              "(SDK decode_rle, pixel for pixel)", not diff,
+                              diff or f"{int(_decode(reg['mask_rle']).sum())} pixels")
         rep.check(f"{fmt}: validate_{key[:-1]} accepts every task; regions parse and are ours", not problems,
                   "; ".join(problems[:5]) or f"{len(tasks)} tasks, {n_regions} regions")
         rep.check(f"{fmt}: every exported image and region is a task/region", len(tasks) == len(by_id)
                   and n_regions == expected["counts"][fmt]["regions"], f"{len(tasks)} tasks, {n_regions} regions")
+        rep.check(f"{fmt}: the spec's mask of several parts was checked", n_multipart.get(fmt, 0) >= 1,
+                  f"{n_multipart.get(fmt, 0)} such masks")
     return rep
+
+
+def _components(m) -> int:
+    import cv2
+    import numpy as np
+
+    return cv2.connectedComponents(m.astype(np.uint8), connectivity=8)[0] - 1
+
+
+def _brush_differs(result: dict, mask_rle: dict) -> str:
+    """'' when a brush result, decoded by label_studio_sdk's ``decode_rle``, is the mask pixel for pixel."""
+    import numpy as np
+    from label_studio_sdk.converter.brush import decode_rle
+
+    w, h = result["original_width"], result["original_height"]
+    value = result["value"]
+    if value.get("format") != "rle":
+        return f"format {value.get('format')!r}"
+    flat = decode_rle(bytes(value["rle"]))
+    if flat.size != w * h * 4:
+        return f"{flat.size} values decoded, want {w}x{h}x4"
+    rgba = flat.reshape(h, w, 4)
+    m = _decode(mask_rle).astype(bool)
+    if not np.array_equal(rgba[:, :, 3] > 0, m):
+        bad = int(((rgba[:, :, 3] > 0) != m).sum())
+        return f"{bad} pixels differ from the mask ({int(m.sum())} pixels)"
+    if not (rgba == np.where(m, 255, 0)[:, :, None]).all():
+        return "painted pixels are not (255, 255, 255, 255) or the rest not 0"
+    return ""
 
 
 def _largest_component(m):
@@ -697,10 +782,36 @@ def _ls_server_project(rep: Report, s, base: str, unpacked: Path, doc_root: Path
         if any(b.get("model_version") != "compat-1" for b in preds):
             rep.check(f"{fmt}: predictions keep their model_version", False,
                       str({b.get("model_version") for b in preds}))
-    want_results = 2 * expected["counts"][fmt]["regions"]
-    rep.check(f"{fmt}: its JSON export gives back every region (polygon + LaTeX)",
+    n_masks = sum(reg["mask_rle"] is not None for im in expected["images"] for reg in im["regions"])
+    want_results = 2 * expected["counts"][fmt]["regions"] + 2 * n_masks
+    rep.check(f"{fmt}: its JSON export gives back every region (polygon + LaTeX, brush + LaTeX)",
               r.status_code == 200 and len(exported) == n_images and n_results == want_results,
               f"HTTP {r.status_code}: {len(exported)} tasks, {n_results} results (want {want_results})")
+    # Every mask comes back from the server as its brush, pixel for pixel (SDK decode_rle), every part.
+    regions = {f"{im['image_id']}-{k}-mask": reg for im in expected["images"] for k, reg in enumerate(im["regions"])
+               if reg["mask_rle"] is not None}
+    bodies = [b for t in exported for b in t.get(key, [])] if key == "annotations" else preds
+    brushes = [res for b in bodies for res in b["result"] if res["type"] == "brushlabels"]
+    problems, multipart = [], 0
+    for res in brushes:
+        reg = regions.get(res["id"])
+        if reg is None:
+            problems.append(f"brush {res['id']} is no exported mask")
+            continue
+        diff = _brush_differs(res, reg["mask_rle"])
+        if diff:
+            problems.append(f"{res['id']}: {diff}")
+        elif _components(_decode(reg["mask_rle"])) > 1:
+            multipart += 1
+        if res["value"].get("brushlabels") != [reg["category"]]:
+            problems.append(f"{res['id']}: labels {res['value'].get('brushlabels')}")
+    texts = {res["id"]: res["value"].get("text") for b in bodies for res in b["result"] if res["type"] == "textarea"}
+    problems += [f"{i}: LaTeX {texts.get(i)!r}" for i, reg in regions.items() if texts.get(i) != [reg["latex"]]]
+    rep.check(f"{fmt}: every mask comes back as its brush, pixel for pixel, with its LaTeX (SDK decode_rle)",
+              not problems and len(brushes) == len(regions) and multipart >= 1,
+              "; ".join(problems[:3]) or f"{len(brushes)} brushes of {len(regions)} masks, {multipart} of several parts")
+    if key == "annotations":
+        _ls_server_brush_numpy(rep, s, base, project, fmt, exported, regions)
     problems = []
     for task in tasks:
         url = task["data"]["image"]
@@ -710,6 +821,45 @@ def _ls_server_project(rep: Report, s, base: str, unpacked: Path, doc_root: Path
             problems.append(f"{url}: HTTP {img.status_code}")
     rep.check(f"{fmt}: the server serves every task's image URL (local files)", not problems,
               "; ".join(problems[:3]) or f"{len(tasks)} images")
+
+
+def _ls_server_brush_numpy(rep: Report, s, base: str, project: int, fmt: str, exported: list, regions: dict) -> None:
+    """The server's own brush converter (export type BRUSH_TO_NUMPY): one .npy layer per brush."""
+    import numpy as np
+
+    r = s.get(f"{base}/api/projects/{project}/export", params={"exportType": "BRUSH_TO_NUMPY",
+                                                             "download_all_tasks": "true"}, timeout=300)
+    if not rep.check(f"{fmt}: the server's BRUSH_TO_NUMPY export runs", r.status_code == 200
+                     and r.content[:2] == b"PK", f"HTTP {r.status_code} {r.headers.get('content-type')}"):
+        return
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        layers = {n: np.load(io.BytesIO(zf.read(n))) for n in zf.namelist() if n.endswith(".npy")}
+    # Layers are named task-<task>-annotation-<ann>-by-<who>-<from_name>-<labels>-<n-th of those labels>.
+    problems, matched = [], 0
+    for task in exported:
+        for body in task.get("annotations", []):
+            seen: dict[str, int] = {}
+            for res in body["result"]:
+                if res["type"] != "brushlabels" or res["id"] not in regions:
+                    continue
+                name = f"{res['from_name']}-{'-'.join(res['value']['brushlabels'])}"
+                n = seen.get(name, 0)
+                seen[name] = n + 1
+                suffix = f"-{name}-{n}.npy"
+                prefix = f"task-{task['id']}-annotation-{body['id']}-"
+                found = [k for k in layers if k.rsplit("/", 1)[-1].startswith(prefix) and k.endswith(suffix)]
+                if len(found) != 1:
+                    problems.append(f"{res['id']}: layers {found}")
+                    continue
+                layer = layers[found[0]]
+                m = _decode(regions[res["id"]]["mask_rle"]).astype(bool)
+                if layer.shape != m.shape or not np.array_equal(layer > 0, m):
+                    problems.append(f"{res['id']}: layer {layer.shape} differs from the mask")
+                    continue
+                matched += 1
+    rep.check(f"{fmt}: BRUSH_TO_NUMPY gives every mask back pixel for pixel", not problems
+              and matched == len(regions) == len(layers),
+              "; ".join(problems[:3]) or f"{matched} layers of {len(layers)} for {len(regions)} masks")
 
 
 def run_checks(work: Path, which: str) -> list[dict]:

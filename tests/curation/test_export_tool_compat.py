@@ -95,6 +95,14 @@ def _ls_region_errors(region: dict, controls: dict, objects: dict) -> list[str]:
             errors.append(f"polygon needs at least 3 points, got {points!r}")
         elif not all(len(p) == 2 and all(0 <= c <= 100 for c in p) for p in points):
             errors.append(f"polygon points outside 0..100 percent: {points}")
+    elif control["tag"] == "brushlabels":  # BrushLabelsValue: format "rle", rle a non-empty list of bytes
+        labels = value.get("brushlabels")
+        if not labels or not set(labels) <= set(control["labels"]):
+            errors.append(f"labels {labels} not among the config's {control['labels']}")
+        rle = value.get("rle")
+        if value.get("format") != "rle" or not isinstance(rle, list) or not rle or not all(
+                isinstance(b, int) and 0 <= b <= 255 for b in rle):
+            errors.append(f"brush value must be format 'rle' with a list of bytes, got {value.get('format')!r}")
     elif control["tag"] == "textarea":
         text = value.get("text")
         if not isinstance(text, list) or not all(isinstance(t, str) for t in text):
@@ -118,11 +126,21 @@ def _check_label_studio_export(zf: zipfile.ZipFile, images: list[ExportImage], k
         for r in body["result"]:
             assert (r["original_width"], r["original_height"], r["image_rotation"]) == (image.width, image.height, 0)
             by_id.setdefault(r["id"], []).append(r)
-        # one region per id: its polygon and its per-region LaTeX, drawn over the same points
-        assert len(by_id) == len(image.regions)
-        for pair in by_id.values():
+        # one region per id: its polygon and its per-region LaTeX, drawn over the same points; a
+        # mask's brush (id "<region id>-mask") likewise with its LaTeX, after all the polygons
+        polygons = {i: p for i, p in by_id.items() if not i.endswith("-mask")}
+        brushes = {i: p for i, p in by_id.items() if i.endswith("-mask")}
+        assert len(polygons) == len(image.regions)
+        assert len(brushes) == sum(r.mask_rle is not None for r in image.regions)
+        assert set(brushes) <= {i + "-mask" for i in polygons}
+        for pair in polygons.values():
             assert sorted(r["type"] for r in pair) == ["polygonlabels", "textarea"]
             assert pair[0]["value"]["points"] == pair[1]["value"]["points"]
+        for pair in brushes.values():
+            assert [r["type"] for r in pair] == ["brushlabels", "textarea"]
+            assert pair[0]["value"]["rle"] == pair[1]["value"]["rle"]
+        kinds = [r["id"].endswith("-mask") for r in body["result"]]
+        assert kinds == sorted(kinds)
         for r in body["result"]:
             if r["type"] == "textarea":  # the LaTeX belongs to its region, not to the whole image
                 assert controls[r["from_name"]]["attrs"].get("perRegion") == "true"

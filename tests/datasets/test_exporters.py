@@ -153,11 +153,13 @@ def test_label_studio_json_has_the_shape_label_studio_imports():
     task = tasks[0]
     assert task["data"]["image"] == "/data/local-files/?d=mathset/img_7.png"
     result = task["annotations"][0]["result"]
-    assert [r["type"] for r in result] == ["polygonlabels", "textarea", "polygonlabels", "textarea"]
+    assert [r["type"] for r in result] == ["polygonlabels", "textarea", "polygonlabels", "textarea",
+                                           "brushlabels", "textarea"]
     for r in result:
-        assert (r["from_name"], r["to_name"]) == (("label" if r["type"] == "polygonlabels" else "latex"), "image")
+        from_name = {"polygonlabels": "label", "brushlabels": "mask", "textarea": "latex"}[r["type"]]
+        assert (r["from_name"], r["to_name"]) == (from_name, "image")
         assert (r["original_width"], r["original_height"]) == (200, 100)
-        assert all(0 <= x <= 100 and 0 <= y <= 100 for x, y in r["value"]["points"])
+        assert all(0 <= x <= 100 and 0 <= y <= 100 for x, y in r["value"].get("points", []))
     polygon, text = result[0], result[1]
     assert polygon["id"] == text["id"]  # the per-region textarea belongs to its polygon
     np.testing.assert_allclose(np.array(polygon["value"]["points"]) / 100 * [200, 100], image.regions[0].points)
@@ -167,8 +169,13 @@ def test_label_studio_json_has_the_shape_label_studio_imports():
     outline = np.array(result[2]["value"]["points"]) / 100 * [200, 100]
     ys, xs = np.nonzero(rle_to_mask(image.regions[1].mask_rle))
     assert abs(outline[:, 0].min() - xs.min()) <= 1 and abs(outline[:, 1].max() - ys.max()) <= 1
+    # ... and the mask itself is the brush region after the polygons, with the same LaTeX.
+    brush, brush_text = result[4], result[5]
+    assert brush["id"] == brush_text["id"] == result[2]["id"] + "-mask"
+    assert brush["value"]["brushlabels"] == ["formula"] and brush_text["value"]["text"] == [image.regions[1].latex]
     config = zf.read("label_config.xml").decode()
     for needle in ('<PolygonLabels name="label" toName="image">', '<Label value="formula"/>',
+                   '<BrushLabels name="mask" toName="image">',
                    '<TextArea name="latex" toName="image" perRegion="true"', 'value="$image"'):
         assert needle in config
 
@@ -190,7 +197,7 @@ def test_label_studio_export_can_write_predictions_with_a_model_version():
     task = json.loads(zf.read("tasks.json"))[0]
     assert "annotations" not in task
     assert task["predictions"][0]["model_version"] == "det-v3"
-    assert len(task["predictions"][0]["result"]) == 6
+    assert len(task["predictions"][0]["result"]) == 8  # 3 polygons + LaTeX, 1 brush + LaTeX
 
 
 def _rotated_formula_image():

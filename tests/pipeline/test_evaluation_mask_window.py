@@ -23,6 +23,7 @@ from pipeline.models import EvaluationSample
 from pipeline.services import model_version_builtin
 from tests import factories
 from tests.pipeline.evaluation_helpers import StubReader, box, make_eval_snapshot, region
+from tests.test_audit_session30_rle_validate_fuzz import _c_runs
 
 
 def full_quad(mask_rle):
@@ -145,20 +146,7 @@ def test_mutated_strings_fail_or_pass_as_before():
 
 def _sums_to(counts: str, total: int) -> bool:
     """pycocotools' own reading of a counts string (32-bit), summed."""
-    cnts, p = [], 0
-    while p < len(counts):
-        x, k, more = 0, 0, 1
-        while more:
-            c = ord(counts[p]) - 48 if p < len(counts) else -48
-            x |= ((c & 0x1F) << 5 * k) if k < 13 else 0
-            more = c & 0x20
-            p, k = p + 1, k + 1
-            if not more and (c & 0x10):
-                x |= -1 << 5 * k
-        if len(cnts) > 2:
-            x += cnts[-2]
-        cnts.append(x & 0xFFFFFFFF)
-    return sum(cnts) == total
+    return sum(_c_runs(counts)) == total
 
 
 # ------------------------------------------------------------------ whole runs, same metrics

@@ -50,6 +50,10 @@ predictions with a model version), and then, with the scratch venv's python:
   export (and the predictions API) gives back holds every mask as its brush, pixel for pixel with
   ``decode_rle``, with its LaTeX, and its ``BRUSH_TO_NUMPY`` export gives one layer per mask, equal
   to the mask.
+* Back into Mathset (with ``--label-studio-venv``): the server's JSON export of the annotations
+  project goes through ``curation.services.labelstudio_import`` (``manage.py import_labelstudio``)
+  into a fresh spec as predictions; every image and region comes back as accepted (quads within
+  1e-6 px, masks pixel for pixel from the polygon + brush pair, LaTeX, category).
 
 A table of pass/fail per tool with its version is printed; the exit status is 1 when any check
 fails (2 when a tool could not be run at all).
@@ -71,6 +75,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTS = ("coco", "yolo-obb", "label-studio", "label-studio-predictions")
+LS_SERVER_EXPORT = "ls-server-export.json"   # the server's JSON export, read back by check_mathset_reimport
 
 
 # =============================================================== build (project venv)
@@ -772,6 +777,8 @@ def _ls_server_project(rep: Report, s, base: str, unpacked: Path, doc_root: Path
     r = s.get(f"{base}/api/projects/{project}/export", params={"exportType": "JSON", "download_all_tasks": "true"},
               timeout=120)
     exported = r.json() if r.status_code == 200 else []
+    if key == "annotations" and r.status_code == 200:  # read back into Mathset by check_mathset_reimport
+        (doc_root.parent.parent / LS_SERVER_EXPORT).write_text(json.dumps(exported, ensure_ascii=False))
     if key == "annotations":
         n_results = sum(len(b["result"]) for t in exported for b in t.get(key, []))
     else:  # the JSON export names predictions by id only: read them from the predictions API
@@ -862,6 +869,61 @@ def _ls_server_brush_numpy(rep: Report, s, base: str, project: int, fmt: str, ex
               "; ".join(problems[:3]) or f"{matched} layers of {len(layers)} for {len(regions)} masks")
 
 
+def check_mathset_reimport(work: Path, expected: dict) -> Report:
+    """The server's own JSON export of the annotations project, imported back into Mathset
+    (``curation.services.labelstudio_import``, what ``manage.py import_labelstudio`` runs) as
+    predictions of a fresh spec: every image once, every region as it was accepted (quads within
+    1e-6 px, masks pixel for pixel: a formula's polygon and brush merged back into one mask), its
+    LaTeX and its category. Runs in the project's venv, after the server check wrote the export."""
+    import numpy as np
+    from django.core.exceptions import ValidationError
+
+    from curation import services
+    from labeling.models import Prediction
+    from tests import factories
+
+    rep = Report("mathset import_labelstudio", "this tree")
+    tasks = json.loads((work / LS_SERVER_EXPORT).read_text())
+    unpacked = work / "unpacked" / "label-studio"
+    spec = factories.make_spec(intended_use="research", answer_formats=["quad", "mask", "latex"])
+    source = factories.make_source("cc-by-4.0")
+    try:
+        report = services.labelstudio_import(
+            spec=spec, source=source, tasks=tasks, images_dir=unpacked / "images", model_version="ls-server",
+            category_map={"formula": ""}, label_config=(unpacked / "label_config.xml").read_text())
+    except ValidationError as exc:
+        rep.check("the server's JSON export imports", False, "; ".join(exc.messages)[:400])
+        return rep
+    by_file = {im["file_name"]: im for im in expected["images"]}
+    rep.check("the server's JSON export imports: one new image per task", len(report.created) == len(tasks)
+              == len(by_file), f"{len(report.created)} images from {len(tasks)} tasks ({len(by_file)} exported)")
+    problems, regions = [], 0
+    for pred in Prediction.objects.filter(image__spec=spec, model_version="ls-server").select_related("image"):
+        exp = by_file.get(pred.image.meta["label_studio"]["file"])
+        if exp is None:
+            problems.append(f"{pred.image.original_filename}: not exported")
+            continue
+        want = [r for r in exp["regions"]]
+        if len(pred.regions) != len(want):
+            problems.append(f"{exp['file_name']}: {len(pred.regions)} regions, {len(want)} exported")
+            continue
+        for k, (got, w) in enumerate(zip(pred.regions, want, strict=True)):
+            cats = [] if w["category"] == "formula" else [w["category"]]
+            if got["latex"] != w["latex"] or got["categories"] != cats:
+                problems.append(f"{exp['file_name']}[{k}]: {got['latex']!r} {got['categories']}")
+            elif w["mask_rle"] is not None:
+                if got["kind"] != "mask" or not np.array_equal(_decode(got["mask"]), _decode(w["mask_rle"])):
+                    problems.append(f"{exp['file_name']}[{k}]: the mask differs")
+            elif got["kind"] != "quad" or not np.allclose(got["points"], _clip_quad(w["points"], exp["width"],
+                                                                                    exp["height"]), atol=1e-6):
+                problems.append(f"{exp['file_name']}[{k}]: {got.get('points')} != {w['points']}")
+            regions += 1
+    rep.check("every region comes back as accepted (quads to 1e-6 px, masks pixel for pixel, LaTeX, category)",
+              not problems and regions == sum(len(im["regions"]) for im in expected["images"]),
+              "; ".join(problems[:3]) or f"{regions} regions")
+    return rep
+
+
 def run_checks(work: Path, which: str) -> list[dict]:
     expected = json.loads((work / "expected.json").read_text())
     checks = {"coco": check_coco, "yolo": check_yolo, "label-studio-sdk": check_label_studio_sdk,
@@ -948,6 +1010,12 @@ def main(argv: list[str] | None = None) -> int:
             rows += json.loads(cmd_rows.read_text()) if proc.returncode == 0 and cmd_rows.exists() else [
                 {"tool": "label-studio (server)", "version": "?", "check": f"run with {ls_python}", "ok": False,
                  "detail": (proc.stderr or proc.stdout)[-800:]}]
+            if (work / LS_SERVER_EXPORT).exists():
+                try:
+                    rows += check_mathset_reimport(work, expected).rows
+                except Exception as exc:  # noqa: BLE001 - a row, not a crash
+                    rows.append({"tool": "mathset import_labelstudio", "version": "this tree", "check": "runs",
+                                 "ok": False, "detail": f"{type(exc).__name__}: {exc}"})
         else:
             rows.append({"tool": "label-studio (server)", "version": "-", "check": "skipped: no --label-studio-venv",
                          "ok": True, "detail": ""})

@@ -1164,3 +1164,269 @@ def import_job_archives_delete(*, jobs) -> list[str]:
 
         transaction.on_commit(delete)
     return names
+
+
+# ------------------------------------------------------------ Label Studio
+
+
+# Image files read into memory at once while a Label Studio import writes (phone photos: ~3 MB each).
+LABELSTUDIO_INGEST_CHUNK = 50
+
+
+@dataclass
+class LabelStudioTask:
+    """What one task of a Label Studio export becomes (or why it cannot)."""
+
+    index: int
+    task_id: object = None
+    file: str = ""
+    used: str = ""                   # "annotation 17", "prediction 4", or "" (nothing to import)
+    image: str = ""                  # "new", or "duplicate of image 12"
+    kinds: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)   # (field, message)
+    notes: list[str] = field(default_factory=list)
+    # kept for the write (the file's path, not its bytes: a project of thousands of photos does
+    # not fit in memory at once; they are read again, a chunk at a time)
+    path: Path | None = None
+    sha256: str = ""
+    existing: Image | None = None
+    regions: list[dict] | None = None
+    confidence: float | None = None
+    truth_latex: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class LabelStudioImport:
+    """What `labelstudio_import` found (a dry run) or did: per task, and the totals."""
+
+    tasks: list[LabelStudioTask] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)   # not tied to one task
+    as_truth: bool = False
+    dry_run: bool = False
+    created: list[Image] = field(default_factory=list)
+    predictions: int = 0
+    truths: int = 0
+
+    def all_problems(self) -> list[tuple[str, str]]:
+        return self.problems + [p for t in self.tasks for p in t.problems]
+
+    @property
+    def images_new(self) -> int:
+        return sum(1 for t in self.tasks if t.image == "new")
+
+    @property
+    def images_duplicate(self) -> int:
+        return sum(1 for t in self.tasks if t.image.startswith("duplicate"))
+
+    def region_kinds(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for t in self.tasks:
+            for k, n in t.kinds.items():
+                total[k] = total.get(k, 0) + n
+        return total
+
+
+def labelstudio_import(
+    *,
+    spec: DatasetSpec,
+    source: Source,
+    tasks: object,
+    images_dir: Path,
+    as_truth: bool = False,
+    model_name: str = "label-studio",
+    model_version: str = "",
+    category_map: dict[str, str] | None = None,
+    label_config: str | None = None,
+    results: str = "auto",
+    skip_unknown: bool = False,
+    categories: Iterable[str | int | Category] = (),
+    uploaded_by: User | None = None,
+    dry_run: bool = False,
+) -> LabelStudioImport:
+    """Import a Label Studio JSON export (`tasks`, its image files in `images_dir`) into `spec`,
+    all or nothing.
+
+    Every task is read, its image file found and decoded, and its regions converted and checked
+    (`curation.labelstudio_import` says how results become regions) before anything is written.
+    Any problem refuses the whole import with a ValidationError whose fields name the task and the
+    result (``tasks[3].annotations[0].result[2].value.points``); a dry run returns the report
+    instead, problems included, and writes nothing. Then, in one transaction, the images are
+    ingested as `images_ingest` does (licence check, exact duplicates by sha256 reused, not stored
+    twice) and, by default, each task's regions become a prediction of
+    `model_name`/`model_version` (`labeling.services.predictions_import`; re-importing the same
+    version replaces it). If anything fails, the image files this call stored are deleted.
+
+    `as_truth`: the LaTeX becomes the image's truth (`Image.truth_latex`, a later gold answer), not a
+    prediction. A truth is one formula per image, its LaTeX and at most an axis-aligned box
+    (`meta["ink_bbox"]`, what `labeling.services._truth_answer` reads): a task with several
+    regions is refused; a rectangle without rotation (or a 4-point polygon along the axes) keeps
+    its box, any other shape only its LaTeX (said in the task's notes); an image already in the
+    spec keeps the truth it has (noted).
+    """
+    from labeling.models import Prediction
+    from labeling.services import MAX_PREDICTION_ITEMS, predictions_import, regions_clean
+
+    from . import labelstudio_import as ls
+    from .imaging import decode_image
+
+    report = LabelStudioImport(as_truth=as_truth, dry_run=dry_run)
+    problems = report.problems
+    try:
+        licence_check(spec=spec, source=source)
+    except ValidationError as exc:
+        problems.append(("source", "; ".join(exc.messages)))
+    cats = resolve_categories(spec=spec, values=categories)
+    spec_slugs = set(Category.objects.filter(spec=spec).values_list("slug", flat=True))
+    category_map = dict(category_map or {})
+    for label, slug in category_map.items():
+        if slug and slug not in spec_slugs:
+            problems.append(("category_map", f"{label}={slug}: the spec has no category {slug!r} "
+                                             f"(slugs: {', '.join(sorted(spec_slugs))})."))
+    if not as_truth:
+        for name, value in (("model_name", model_name), ("model_version", model_version)):
+            limit = Prediction._meta.get_field(name).max_length
+            if not value.strip() or len(value.strip()) > limit:
+                problems.append((name, f"give 1 to {limit} characters."))
+    config_keys = None
+    if label_config is not None:
+        try:
+            config_keys = ls.config_image_keys(label_config)
+        except ls.LabelStudioError as exc:
+            problems.append((exc.field, exc.message))
+    if not isinstance(tasks, list) or not tasks:
+        problems.append(("tasks", "must be a non-empty list of Label Studio tasks (its JSON export)."))
+        tasks = []
+    index = ls.index_images(images_dir) if images_dir.is_dir() else {}
+    if not images_dir.is_dir():
+        problems.append(("images", f"{images_dir} is not a folder."))
+
+    first_of_sha: dict[str, int] = {}
+    for i, task in enumerate(tasks):
+        where = f"tasks[{i}]"
+        plan = LabelStudioTask(index=i)
+        report.tasks.append(plan)
+        try:
+            if not isinstance(task, dict):
+                raise ls.LabelStudioError(where, "must be an object (a Label Studio task).")
+            plan.task_id = task.get("id")
+            chosen = ls.choose_results(task, where=where, results=results)
+            result_list = chosen[2]["result"] if chosen else []
+            key, url = ls.task_image_url(task, where=where, config_keys=config_keys, results=result_list)
+            path = ls.find_image_file(url, index, field=f"{where}.data.{key}")
+            plan.file, plan.path = str(path.relative_to(images_dir)), path
+            decoded = decode_image(path.read_bytes(), path.name, field=f"{where}.data.{key}")
+            plan.sha256 = decoded.sha256
+            if decoded.sha256 in first_of_sha:
+                raise ls.LabelStudioError(f"{where}.data.{key}", f"the same image as tasks[{first_of_sha[decoded.sha256]}]"
+                                                                 " (same bytes): one image takes one task's regions.")
+            first_of_sha[decoded.sha256] = i
+            if chosen is not None:
+                field_name, plan.used, item = chosen
+                found = ls.task_regions(item["result"], where=field_name, width=decoded.width, height=decoded.height,
+                                        spec_slugs=spec_slugs, category_map=category_map, skip_unknown=skip_unknown)
+                plan.kinds, plan.skipped = dict(found.kinds), dict(found.skipped)
+                # Checked as the annotation format checks them, each under the result it came from.
+                probe = Image(spec=spec, width=decoded.width, height=decoded.height)
+                clean = []
+                for region, origin in zip(found.regions, found.origins, strict=True):
+                    try:
+                        clean += regions_clean(regions=[region], image=probe, field=origin, spec_categories=spec_slugs)
+                    except ValidationError as exc:
+                        for f, msgs in exc.message_dict.items():
+                            plan.problems.append((f.replace(f"{origin}[0]", origin), " ".join(msgs)))
+                plan.regions = found.regions
+                score = item.get("score")
+                if (field_name.split(".")[1].startswith("predictions") and isinstance(score, int | float)
+                        and not isinstance(score, bool) and 0 <= score <= 1):
+                    plan.confidence = float(score)
+                if as_truth:
+                    _labelstudio_truth(plan, clean, found.axis_aligned, field_name)
+        except ls.LabelStudioError as exc:
+            plan.problems.append((exc.field, exc.message))
+        except ValidationError as exc:
+            plan.problems += [(f, " ".join(m)) for f, m in exc.message_dict.items()]
+        except OSError as exc:
+            plan.problems.append((f"{where}.data", f"cannot read the image file: {exc}"))
+    existing = {im.sha256: im for im in Image.objects.filter(spec=spec, sha256__in=list(first_of_sha))}
+    for plan in report.tasks:
+        if plan.problems or not plan.sha256:
+            continue
+        plan.existing = existing.get(plan.sha256)
+        plan.image = f"duplicate of image {plan.existing.pk}" if plan.existing else "new"
+        if as_truth and plan.existing is not None and plan.truth_latex:
+            plan.notes.append(f"already in the spec as image {plan.existing.pk}: its truth is left as it is.")
+    all_problems = report.all_problems()
+    if dry_run:
+        return report
+    if all_problems:
+        errors: dict[str, list[str]] = {}
+        for f, m in all_problems:
+            errors.setdefault(f, []).append(m)
+        raise ValidationError(errors)
+
+    fresh = [p for p in report.tasks if p.existing is None]
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            image_of: dict[int, Image] = {p.index: p.existing for p in report.tasks if p.existing is not None}
+            if fresh:
+                for p in fresh:
+                    p.meta = {**p.meta, "label_studio": {"task": p.task_id, "file": p.file}}
+                for start in range(0, len(fresh), LABELSTUDIO_INGEST_CHUNK):
+                    chunk = fresh[start:start + LABELSTUDIO_INGEST_CHUNK]
+                    done = images_ingest(spec=spec, source=source,
+                                         files=[(os.path.basename(p.file), p.path.read_bytes()) for p in chunk],
+                                         categories=cats, uploaded_by=uploaded_by,
+                                         truth_latex=[p.truth_latex for p in chunk], meta=[p.meta for p in chunk])
+                    for im in done.created:
+                        stored += [im.file, im.thumbnail]
+                    report.created += done.created
+                    for p, outcome in zip(chunk, done.files, strict=True):
+                        image_of[p.index] = outcome.image
+            if as_truth:
+                report.truths = sum(1 for p in fresh if p.truth_latex)
+            else:
+                items = []
+                for p in report.tasks:
+                    if p.regions is None:
+                        continue
+                    item = {"image": image_of[p.index].pk, "regions": p.regions}
+                    if p.confidence is not None:
+                        item["confidence"] = p.confidence
+                    items.append(item)
+                for start in range(0, len(items), MAX_PREDICTION_ITEMS):
+                    report.predictions += len(predictions_import(
+                        model_name=model_name, model_version=model_version,
+                        items=items[start:start + MAX_PREDICTION_ITEMS], created_by=uploaded_by))
+    except BaseException:
+        for name in stored:       # the rows are gone with the transaction: so go their files
+            try:
+                default_storage.delete(name)
+            except Exception:  # noqa: BLE001 - best effort, the error that got us here matters more
+                log.exception("could not delete %s after a failed Label Studio import", name)
+        raise
+    return report
+
+
+def _labelstudio_truth(plan: LabelStudioTask, regions: list[dict], axis_aligned: list[bool], where: str) -> None:
+    """A task's one region as an image truth: its LaTeX, and its box when that is exact."""
+    if len(regions) > 1:
+        plan.problems.append((f"{where}.result", f"{len(regions)} regions; a truth is one formula per image "
+                                                 "(Image.truth_latex): import this export as predictions instead."))
+        return
+    if not regions:
+        return
+    (region,) = regions
+    if not region["latex"]:
+        plan.notes.append("the region has no LaTeX: no truth stored.")
+        return
+    plan.truth_latex = region["latex"]
+    if region["kind"] == "quad" and axis_aligned[0]:
+        xs = [p[0] for p in region["points"]]
+        ys = [p[1] for p in region["points"]]
+        plan.meta = {"ink_bbox": [min(xs), min(ys), max(xs), max(ys)]}
+    else:
+        plan.notes.append(f"its {region['kind']} is not kept: a truth holds the LaTeX and at most an "
+                          "axis-aligned box.")

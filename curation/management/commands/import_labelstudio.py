@@ -1,0 +1,133 @@
+"""python manage.py import_labelstudio TASKS_JSON --images DIR --spec SPEC --source SOURCE
+[--as predictions|truth] [--model-name NAME] [--model-version VERSION] [--category-map LABEL=SLUG ...]
+[--config label_config.xml] [--results auto|annotations|predictions] [--skip-unknown] [--dry-run]:
+a Label Studio project's JSON export and its image files into a spec, all or nothing.
+
+How tasks, files and results are read: curation/labelstudio_import.py. The write:
+curation.services.labelstudio_import."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from common.fields import parse_row_id
+from curation import services
+from curation.labelstudio_import import RESULT_CHOICES
+from curation.models import DatasetSpec
+
+from ..cli import source_for, user_by_name
+
+
+def _spec(value: str) -> DatasetSpec:
+    pk = parse_row_id(value)
+    spec = (DatasetSpec.objects.filter(pk=pk) if pk is not None else DatasetSpec.objects.filter(slug=value)).first()
+    if spec is None:
+        raise CommandError(f"--spec: no dataset spec with id or slug {value!r}.")
+    return spec
+
+
+def _category_map(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        label, sep, slug = pair.partition("=")
+        if not sep or not label:
+            raise CommandError(f"--category-map: {pair!r} is not LABEL=SLUG (LABEL= for no category).")
+        out[label] = slug.strip()
+    return out
+
+
+class Command(BaseCommand):
+    help = ("Import a Label Studio JSON export (tasks with annotations and/or predictions: polygons, rotated "
+            "rectangles, brushes, per-region text areas with the LaTeX) and its image files into a spec, all or "
+            "nothing: every task is checked first, then the images are ingested and the regions stored as one "
+            "model version's predictions (default) or as the images' truth (--as truth, one formula per image).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("tasks_json", type=Path, help="Label Studio's JSON export (a list of tasks)")
+        parser.add_argument("--images", type=Path, required=True, help="Folder holding the tasks' image files "
+                            "(searched recursively, by the base name of each task's image URL)")
+        parser.add_argument("--spec", required=True, help="Id or slug of the dataset spec")
+        parser.add_argument("--source", required=True, help="Id or exact name of the source of the images")
+        parser.add_argument("--as", dest="as_", choices=("predictions", "truth"), default="predictions",
+                            help="Store the regions as predictions (default) or the LaTeX as the images' truth")
+        parser.add_argument("--model-name", default="label-studio", help="Model name of the predictions "
+                            "(default: %(default)s)")
+        parser.add_argument("--model-version", help="Model version of the predictions (default: the tasks "
+                            "file's name without .json)")
+        parser.add_argument("--category-map", nargs="+", default=[], metavar="LABEL=SLUG",
+                            help="Label Studio label -> category slug (LABEL= for no category); unmapped labels "
+                            "must equal a slug of the spec")
+        parser.add_argument("--config", type=Path, help="The project's label_config.xml: its <Image value=\"$key\"> "
+                            "names the task's image (default: the one data value that looks like an image)")
+        parser.add_argument("--results", choices=RESULT_CHOICES, default="auto",
+                            help="Which results to import: the latest non-cancelled annotation, else the latest "
+                            "prediction (auto, default), or only annotations / only predictions")
+        parser.add_argument("--skip-unknown", action="store_true",
+                            help="Leave out results of other types (keypoints, ellipses, choices, ...) instead of "
+                            "refusing the import")
+        parser.add_argument("--category", action="append", default=[], help="Category slug of the new images "
+                            "(repeatable)")
+        parser.add_argument("--user", help="Username recorded as uploader")
+        parser.add_argument("--dry-run", action="store_true", help="Check everything and print what would be "
+                            "imported; write nothing")
+
+    def handle(self, *args, tasks_json: Path, images: Path, spec: str, source: str, as_: str, model_name: str,
+               model_version: str | None, category_map: list[str], config: Path | None, results: str,
+               skip_unknown: bool, category: list[str], user: str | None, dry_run: bool, **options):
+        self.verbosity = options.get("verbosity", 1)
+        try:
+            tasks = json.loads(tasks_json.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise CommandError(f"{tasks_json}: cannot read a Label Studio JSON export: {exc}") from None
+        label_config = None
+        if config is not None:
+            try:
+                label_config = config.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CommandError(f"--config: cannot read {config}: {exc}") from None
+        the_spec = _spec(spec)
+        the_source, _ = source_for(source, default=None)
+        uploader = user_by_name(user)
+        version = model_version if model_version is not None else tasks_json.stem[:60]
+        try:
+            report = services.labelstudio_import(
+                spec=the_spec, source=the_source, tasks=tasks, images_dir=images, as_truth=as_ == "truth",
+                model_name=model_name, model_version=version, category_map=_category_map(category_map),
+                label_config=label_config, results=results, skip_unknown=skip_unknown, categories=category,
+                uploaded_by=uploader, dry_run=dry_run)
+        except ValidationError as exc:
+            lines = [f"{f}: {m}" for f, msgs in exc.message_dict.items() for m in msgs]
+            raise CommandError(f"Nothing was imported; {len(lines)} problem(s):\n  " + "\n  ".join(lines)) from None
+        self._print(report, spec=the_spec, version=version, model_name=model_name)
+        problems = report.all_problems()
+        if problems:
+            raise CommandError(f"Dry run: {len(problems)} problem(s); the import would be refused.")
+
+    def _print(self, report: services.LabelStudioImport, *, spec: DatasetSpec, version: str, model_name: str) -> None:
+        out = self.stdout
+        verbose = report.dry_run or self.verbosity >= 2
+        for f, m in report.problems:
+            out.write(self.style.ERROR(f"{f}: {m}"))
+        for t in report.tasks:
+            if verbose or t.problems or t.notes:
+                kinds = ", ".join(f"{k} {n}" for k, n in sorted(t.kinds.items())) or "none"
+                skipped = ", ".join(f"{k} {n}" for k, n in sorted(t.skipped.items()))
+                out.write(f"tasks[{t.index}] (id {t.task_id}) {t.file or '?'}: {t.image or '-'}; "
+                          f"{t.used or 'no annotation or prediction'}; regions: {kinds}"
+                          + (f"; skipped: {skipped}" if skipped else ""))
+            for f, m in t.problems:
+                out.write(self.style.ERROR(f"  {f}: {m}"))
+            for n in t.notes:
+                out.write(self.style.WARNING(f"  note: {n}"))
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.region_kinds().items())) or "none"
+        target = "as the images' truth" if report.as_truth else f"as predictions of {model_name}@{version}"
+        verb = "Would import" if report.dry_run else "Imported"
+        out.write(self.style.SUCCESS(
+            f"{verb} {len(report.tasks)} task(s) into {spec.slug}: {report.images_new} new image(s), "
+            f"{report.images_duplicate} already in the spec; regions {target}: {kinds}"
+            + ("" if report.dry_run else
+               f"; {report.truths} truth(s) stored" if report.as_truth else f"; {report.predictions} prediction(s) stored")
+            + "."))

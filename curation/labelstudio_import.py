@@ -99,25 +99,32 @@ class LabelStudioError(ValueError):
 # --- Label Studio's brush RLE ---------------------------------------------------------------
 
 class _BitReader:
+    # Reads straight from the bytes, a few at a time: unpacking the whole stream to one byte per bit
+    # first (as this port did) costs 8 x the RLE's length in memory and ~10 us of numpy per block,
+    # minutes for a brush of a few MB that a vendor's export may hold (audit, see the tests).
     def __init__(self, data: bytes, field: str) -> None:
-        self.bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+        self.data = data
+        self.size = len(data) * 8
         self.pos = 0
         self.field = field
 
-    def read(self, n: int) -> int:
-        end = self.pos + n
-        if end > self.bits.size:
+    def _span(self, nbits: int) -> tuple[int, int, int]:
+        end = self.pos + nbits
+        if end > self.size:
             raise LabelStudioError(self.field, "malformed brush RLE: it ends in the middle of a value.")
-        chunk = self.bits[self.pos:end]
-        self.pos = end
-        return int(chunk.dot(1 << np.arange(n - 1, -1, -1, dtype=np.uint64))) if n else 0
+        start, self.pos = self.pos, end
+        return start, end, (end + 7) >> 3
+
+    def read(self, n: int) -> int:
+        start, end, stop = self._span(n)
+        value = int.from_bytes(self.data[start >> 3:stop], "big")
+        return (value >> ((stop << 3) - end)) & ((1 << n) - 1)
 
     def words(self, count: int, size: int) -> np.ndarray:
-        end = self.pos + count * size
-        if end > self.bits.size:
-            raise LabelStudioError(self.field, "malformed brush RLE: it ends in the middle of a value.")
-        chunk = self.bits[self.pos:end].reshape(count, size)
-        self.pos = end
+        start, end, stop = self._span(count * size)
+        first = start >> 3
+        bits = np.unpackbits(np.frombuffer(self.data, dtype=np.uint8, count=stop - first, offset=first))
+        chunk = bits[start - (first << 3):end - (first << 3)].reshape(count, size)
         return chunk.dot(1 << np.arange(size - 1, -1, -1, dtype=np.uint64))
 
 
@@ -224,7 +231,9 @@ def task_image_url(task: Mapping, *, where: str, config_keys: Mapping[str, str] 
     if not isinstance(data, dict):
         raise LabelStudioError(f"{where}.data", "must be an object holding the image URL.")
     if config_keys:
-        wanted = {r.get("to_name") for r in results if isinstance(r, Mapping)} & set(config_keys)
+        # Only string names: a list here was a TypeError (unhashable; audit); other values name no tag.
+        wanted = {r.get("to_name") for r in results
+                  if isinstance(r, Mapping) and isinstance(r.get("to_name"), str)} & set(config_keys)
         names = sorted(wanted) if wanted else sorted(config_keys)
         keys = sorted({config_keys[n] for n in names})
         if len(keys) != 1:
@@ -265,8 +274,9 @@ def find_image_file(url: str, index: Mapping[str, list[Path]], *, field: str) ->
     if not found:
         raise LabelStudioError(field, f"no file named {shown} in the images folder (from {url!r}).")
     if len(found) > 1:
-        raise LabelStudioError(field, f"ambiguous: {len(found)} files match {shown} "
-                                      f"({', '.join(str(p) for p in found[:5])}).")
+        # backslashreplace: a name that is not UTF-8 (surrogate escapes) cannot be printed (audit)
+        paths = ", ".join(str(p).encode("utf-8", "backslashreplace").decode("utf-8") for p in found[:5])
+        raise LabelStudioError(field, f"ambiguous: {len(found)} files match {shown} ({paths}).")
     return found[0]
 
 
@@ -322,10 +332,14 @@ class TaskRegions:
 
 
 def _number(value: object, field: str, *, low: float = 0.0, high: float = 100.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
+    # NaN/Infinity (Python's json reads them) are not numbers; an int is compared before float():
+    # JSON allows any number of digits and float(10**400) raises OverflowError (audit).
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or (isinstance(value, float) and not math.isfinite(value))):
         raise LabelStudioError(field, "must be a number.")
     if not low <= value <= high:
-        raise LabelStudioError(field, f"{value} is out of range ({low:g} to {high:g} percent).")
+        shown = f"{value}" if isinstance(value, float) or abs(value) < 10**15 else f"a {len(str(abs(value)))}-digit number"
+        raise LabelStudioError(field, f"{shown} is out of range ({low:g} to {high:g} percent).")
     return float(value)
 
 
@@ -339,39 +353,64 @@ def _percent_points(points: object, field: str, width: int, height: int) -> np.n
     return np.asarray(out, dtype=np.float64)
 
 
+# A polygon's fill builds one (row, x) pair per pixel row each edge crosses: an outline zigzagging
+# over the whole height makes points x height of them (GBs from a few hundred kB of JSON). Counted
+# first and refused beyond this (~100 MB of working arrays); a drawn outline is far below it.
+MAX_POLYGON_CROSSINGS = 4_000_000
+
+
+def _edge_rows(points: np.ndarray, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per non-horizontal edge: its end points (x0, y0, x1, y1 rows of one array), the first pixel
+    row whose centre line y = i + 0.5 it meets (lo <= i + 0.5 < hi) and how many rows it meets."""
+    p0 = np.asarray(points, dtype=np.float64)
+    p1 = np.roll(p0, -1, axis=0)
+    keep = p0[:, 1] != p1[:, 1]
+    p0, p1 = p0[keep], p1[keep]
+    lo, hi = np.minimum(p0[:, 1], p1[:, 1]), np.maximum(p0[:, 1], p1[:, 1])
+    first = np.maximum(0, np.ceil(lo - 0.5)).astype(np.int64)
+    stop = np.minimum(height, np.ceil(hi - 0.5)).astype(np.int64)
+    return p0, p1, first, np.maximum(stop - first, 0)
+
+
+def polygon_crossings(points: np.ndarray, *, height: int) -> int:
+    """How many (row, x) crossings :func:`polygon_mask` would build for `points`."""
+    return int(_edge_rows(points, height)[3].sum())
+
+
 def polygon_mask(points: np.ndarray, *, width: int, height: int) -> np.ndarray:
     """Pixels (bool, height x width) whose centre lies inside the polygon, by the even-odd rule
     (pixel corners at integer coordinates: pixel (i, j) has its centre at (j + 0.5, i + 0.5)); a
     centre exactly on the outline counts on a left or top edge, not on a right or bottom one (the
     usual fill rule, so two polygons sharing an edge never share a pixel). A scanline fill through
-    the pixel centres, exact where OpenCV's ``fillPoly`` rounds its vertices to pixels first."""
+    the pixel centres, exact where OpenCV's ``fillPoly`` rounds its vertices to pixels first.
+    Vectorised (no Python step per edge or per span: a polygon of many points took minutes);
+    callers bound :func:`polygon_crossings` first."""
     mask = np.zeros((height, width), dtype=bool)
-    rows, xs = [], []
-    for (x0, y0), (x1, y1) in zip(points, np.roll(points, -1, axis=0), strict=True):
-        if y0 == y1:
-            continue
-        lo, hi = min(y0, y1), max(y0, y1)
-        # the rows whose centre line y = i + 0.5 meets the edge: lo <= i + 0.5 < hi
-        first, stop = max(0, math.ceil(lo - 0.5)), min(height, math.ceil(hi - 0.5))
-        if stop <= first:
-            continue
-        i = np.arange(first, stop)
-        rows.append(i)
-        xs.append(x0 + (i + 0.5 - y0) * (x1 - x0) / (y1 - y0))
-    if not rows:
+    p0, p1, first, counts = _edge_rows(points, height)
+    total = int(counts.sum())
+    if not total:
         return mask
-    row, x = np.concatenate(rows), np.concatenate(xs)
+    edge = np.repeat(np.arange(counts.size), counts)
+    row = first[edge] + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
+    x0, y0, x1, y1 = p0[edge, 0], p0[edge, 1], p1[edge, 0], p1[edge, 1]
+    x = x0 + (row + 0.5 - y0) * (x1 - x0) / (y1 - y0)
     order = np.lexsort((x, row))
     row, x = row[order], x[order]
     _, first_of_row = np.unique(row, return_index=True)
     rank = np.arange(row.size) - np.repeat(first_of_row, np.diff(np.append(first_of_row, row.size)))
-    for k in np.nonzero(rank % 2 == 0)[0]:
-        if k + 1 >= row.size or row[k + 1] != row[k]:
-            continue
-        # the pixels whose centre x = j + 0.5 has x[k] <= j + 0.5 < x[k + 1]
-        j0, j1 = max(0, math.ceil(x[k] - 0.5)), min(width, math.ceil(x[k + 1] - 0.5))
-        if j1 > j0:
-            mask[row[k], j0:j1] = True
+    k = np.nonzero(rank % 2 == 0)[0]
+    k = k[k + 1 < row.size]
+    k = k[row[k + 1] == row[k]]
+    # the pixels whose centre x = j + 0.5 has x[k] <= j + 0.5 < x[k + 1]
+    j0 = np.maximum(0, np.ceil(x[k] - 0.5)).astype(np.int64)
+    j1 = np.minimum(width, np.ceil(x[k + 1] - 0.5)).astype(np.int64)
+    span = j1 > j0
+    rows, j0, j1 = row[k][span], j0[span], j1[span]
+    # Spans of one row do not overlap (sorted, taken in pairs): +1 at the start, -1 past the end.
+    edges = np.zeros((height, width + 1), dtype=np.int8)
+    np.add.at(edges, (rows, j0), 1)
+    np.add.at(edges, (rows, j1), -1)
+    mask[:] = np.cumsum(edges, axis=1, dtype=np.int8)[:, :width] > 0
     return mask
 
 
@@ -382,8 +421,11 @@ def rectangle_quad(value: Mapping, field: str, width: int, height: int) -> tuple
     w = _number(value.get("width"), f"{field}.width") / 100.0 * width
     h = _number(value.get("height"), f"{field}.height") / 100.0 * height
     rot = value.get("rotation", 0) or 0
-    if isinstance(rot, bool) or not isinstance(rot, int | float) or not math.isfinite(rot):
-        raise LabelStudioError(f"{field}.rotation", "must be a number of degrees.")
+    # Bounded before math: math.isfinite / radians of an int beyond float range raise OverflowError
+    # (audit); Label Studio writes 0 to 360.
+    if (isinstance(rot, bool) or not isinstance(rot, int | float)
+            or (isinstance(rot, float) and not math.isfinite(rot)) or not -360 <= rot <= 360):
+        raise LabelStudioError(f"{field}.rotation", "must be a number of degrees (-360 to 360).")
     t = math.radians(rot)
     c, s = math.cos(t), math.sin(t)
     quad = np.array([[x, y], [x + w * c, y + w * s], [x + w * c - h * s, y + w * s + h * c], [x - h * s, y + h * c]])
@@ -411,7 +453,10 @@ def _labels(value: Mapping, rtype: str, field: str, category_map: Mapping[str, s
 def _text(results: list[tuple[int, Mapping]], where: str) -> str:
     texts = []
     for i, r in results:
-        text = (r.get("value") or {}).get("text", [])
+        value = r.get("value", {})
+        if not isinstance(value, dict):     # a string here was an AttributeError (audit)
+            raise LabelStudioError(f"{where}[{i}].value", "must be an object.")
+        text = value.get("text", [])
         if isinstance(text, str):
             text = [text]
         if not isinstance(text, list) or not all(isinstance(t, str) for t in text):
@@ -432,9 +477,12 @@ def _check_size(r: Mapping, field: str, width: int, height: int) -> None:
 
 
 def task_regions(result: object, *, where: str, width: int, height: int, spec_slugs: set[str],
-                 category_map: Mapping[str, str] | None = None, skip_unknown: bool = False) -> TaskRegions:
+                 category_map: Mapping[str, str] | None = None, skip_unknown: bool = False,
+                 max_regions: int | None = None) -> TaskRegions:
     """The regions of one annotation's (or prediction's) ``result`` list; `where` is its field
-    (``tasks[3].annotations[0]``). Raises :class:`LabelStudioError` at the first unusable result."""
+    (``tasks[3].annotations[0]``). Raises :class:`LabelStudioError` at the first unusable result.
+    More than `max_regions` shapes are refused before any is converted (each brush decodes
+    width x height x 4 bytes)."""
     category_map = category_map or {}
     where = f"{where}.result"
     if not isinstance(result, list):
@@ -471,6 +519,10 @@ def task_regions(result: object, *, where: str, width: int, height: int, spec_sl
                     and base[1]["type"].lower() in POLYGON_TYPES | RECTANGLE_TYPES):
                 partner_of[rid[:-len(BRUSH_ID_SUFFIX)]] = rid
     partners = set(partner_of.values())
+    if max_regions is not None:
+        count = sum(1 for rid in order if rid not in partners and shape_of(rid) is not None)
+        if count > max_regions:
+            raise LabelStudioError(where, f"{count} regions; at most {max_regions} are allowed per image.")
     for rid in order:
         items = by_id[rid]
         others = [(i, r) for i, r in items if r["type"].lower() not in SHAPE_TYPES | {TEXT_TYPE}]
@@ -535,6 +587,12 @@ def _region(shape: tuple[int, Mapping], texts: list[tuple[int, Mapping]], *, whe
             kind = "polygon (4 points)"
             aligned = _axis_aligned(pts)
         else:
+            crossings = polygon_crossings(pts, height=height)
+            if crossings > MAX_POLYGON_CROSSINGS:
+                raise LabelStudioError(f"{field}.value.points", f"the polygon's outline crosses the image's pixel "
+                                                                f"rows {crossings} times; at most "
+                                                                f"{MAX_POLYGON_CROSSINGS} are taken (a drawn outline "
+                                                                "is far below it).")
             mask = polygon_mask(pts, width=width, height=height)
             if not mask.any():
                 raise LabelStudioError(f"{field}.value.points", "the polygon covers no pixel.")

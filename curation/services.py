@@ -1195,6 +1195,7 @@ class LabelStudioTask:
     confidence: float | None = None
     truth_latex: str = ""
     meta: dict = field(default_factory=dict)
+    kept: bool = False               # its prediction of this version has an annotation started from it
 
 
 @dataclass
@@ -1207,6 +1208,7 @@ class LabelStudioImport:
     dry_run: bool = False
     created: list[Image] = field(default_factory=list)
     predictions: int = 0
+    kept: int = 0                    # predictions left as they were (an annotation started from them)
     truths: int = 0
 
     def all_problems(self) -> list[tuple[str, str]]:
@@ -1265,8 +1267,11 @@ def labelstudio_import(
     its box, any other shape only its LaTeX (said in the task's notes); an image already in the
     spec keeps the truth it has (noted).
     """
-    from labeling.models import Prediction
-    from labeling.services import MAX_PREDICTION_ITEMS, predictions_import, regions_clean
+    from django.db.models import Exists, OuterRef
+
+    from common.fields import unstorable_char
+    from labeling.models import AnnotationVersion, Prediction
+    from labeling.services import MAX_PREDICTION_ITEMS, MAX_REGIONS, predictions_import, regions_clean
 
     from . import labelstudio_import as ls
     from .imaging import decode_image
@@ -1299,6 +1304,8 @@ def labelstudio_import(
         problems.append(("tasks", "must be a non-empty list of Label Studio tasks (its JSON export)."))
         tasks = []
     index = ls.index_images(images_dir) if images_dir.is_dir() else {}
+    images_root = images_dir.resolve()
+    upload_limit = settings.MATHSET_MAX_UPLOAD_BYTES
     if not images_dir.is_dir():
         problems.append(("images", f"{images_dir} is not a folder."))
 
@@ -1310,12 +1317,37 @@ def labelstudio_import(
         try:
             if not isinstance(task, dict):
                 raise ls.LabelStudioError(where, "must be an object (a Label Studio task).")
-            plan.task_id = task.get("id")
+            task_id = task.get("id")
+            # It is stored in the image's meta: NaN (Python's json reads it) is invalid JSON to SQLite's
+            # check and to PostgreSQL's jsonb, an IntegrityError/DataError after the files went in;
+            # a nested object would be stored whole (audit).
+            if task_id is not None and (
+                    isinstance(task_id, bool) or not isinstance(task_id, int | str)
+                    or (isinstance(task_id, int) and not -2**63 <= task_id < 2**63)
+                    or (isinstance(task_id, str) and (len(task_id) > 255 or unstorable_char(task_id)))):
+                raise ls.LabelStudioError(f"{where}.id", "must be a number or a string (the Label Studio task id).")
+            plan.task_id = task_id
             chosen = ls.choose_results(task, where=where, results=results)
             result_list = chosen[2]["result"] if chosen else []
             key, url = ls.task_image_url(task, where=where, config_keys=config_keys, results=result_list)
             path = ls.find_image_file(url, index, field=f"{where}.data.{key}")
-            plan.file, plan.path = str(path.relative_to(images_dir)), path
+            # Checked here, not by the index (audit): a name that is not UTF-8 (a CP949 zip unpacked
+            # here, named by a "\udcc7" escape) cannot be stored (UnicodeEncodeError at the write);
+            # a link out of the folder would import a file the export never held (the index follows
+            # file links, so a folder of links into the folder itself still works); a file over
+            # the upload limit is refused before it is read whole into memory.
+            rel = str(path.relative_to(images_dir))
+            if unstorable_char(rel):
+                raise ls.LabelStudioError(f"{where}.data.{key}", f"the file name {rel!r} is not UTF-8 (or holds a "
+                                                                 "NUL): rename the file.")
+            if not path.resolve().is_relative_to(images_root):
+                raise ls.LabelStudioError(f"{where}.data.{key}", f"{rel} is a link to a file outside the images "
+                                                                 "folder: copy the file in.")
+            size = path.stat().st_size
+            if size > upload_limit:
+                raise ls.LabelStudioError(f"{where}.data.{key}", f"{path.name}: the file is {size} bytes; the "
+                                                                 f"limit is {upload_limit} bytes.")
+            plan.file, plan.path = nfc(rel), path       # NFC as every stored name (a Mac's are NFD)
             decoded = decode_image(path.read_bytes(), path.name, field=f"{where}.data.{key}")
             plan.sha256 = decoded.sha256
             if decoded.sha256 in first_of_sha:
@@ -1325,7 +1357,8 @@ def labelstudio_import(
             if chosen is not None:
                 field_name, plan.used, item = chosen
                 found = ls.task_regions(item["result"], where=field_name, width=decoded.width, height=decoded.height,
-                                        spec_slugs=spec_slugs, category_map=category_map, skip_unknown=skip_unknown)
+                                        spec_slugs=spec_slugs, category_map=category_map, skip_unknown=skip_unknown,
+                                        max_regions=MAX_REGIONS)
                 plan.kinds, plan.skipped = dict(found.kinds), dict(found.skipped)
                 # Checked as the annotation format checks them, each under the result it came from.
                 probe = Image(spec=spec, width=decoded.width, height=decoded.height)
@@ -1357,6 +1390,20 @@ def labelstudio_import(
         plan.image = f"duplicate of image {plan.existing.pk}" if plan.existing else "new"
         if as_truth and plan.existing is not None and plan.truth_latex:
             plan.notes.append(f"already in the spec as image {plan.existing.pk}: its truth is left as it is.")
+    # predictions_import keeps a prediction an annotation started from (not replaced) without a word:
+    # said per task and counted, or the summary would claim it stored (audit).
+    if not as_truth and existing and model_name.strip() and model_version.strip():
+        started = AnnotationVersion.objects.filter(started_from=OuterRef("pk"))
+        kept = {p.image_id: p for p in Prediction.objects.filter(
+            Exists(started), image__in=list(existing.values()), model_name=model_name.strip(),
+            model_version=model_version.strip())}
+        for plan in report.tasks:
+            pred = kept.get(plan.existing.pk) if plan.existing is not None and plan.regions is not None else None
+            if pred is not None:
+                plan.kept = True
+                plan.notes.append(f"already in the spec as image {plan.existing.pk}, with an annotation started "
+                                  f"from its prediction {pred.model_name}@{pred.model_version} (id {pred.pk}): "
+                                  "that prediction is kept as it is, not replaced.")
     all_problems = report.all_problems()
     if dry_run:
         return report
@@ -1400,6 +1447,8 @@ def labelstudio_import(
                     report.predictions += len(predictions_import(
                         model_name=model_name, model_version=model_version,
                         items=items[start:start + MAX_PREDICTION_ITEMS], created_by=uploaded_by))
+                report.kept = sum(1 for p in report.tasks if p.kept)
+                report.predictions -= report.kept
     except BaseException:
         for name in stored:       # the rows are gone with the transaction: so go their files
             try:

@@ -78,10 +78,15 @@ class Command(BaseCommand):
                model_version: str | None, category_map: list[str], config: Path | None, results: str,
                skip_unknown: bool, category: list[str], user: str | None, dry_run: bool, **options):
         self.verbosity = options.get("verbosity", 1)
+        # The whole file as text, then its objects (Label Studio's own export is one JSON list; a
+        # streaming parser would not lower the peak much, the parsed tasks being most of it).
         try:
             tasks = json.loads(tasks_json.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise CommandError(f"{tasks_json}: cannot read a Label Studio JSON export: {exc}") from None
+        except RecursionError:      # "[[[[..." deeper than the parser's recursion limit (audit)
+            raise CommandError(f"{tasks_json}: cannot read a Label Studio JSON export: nested too deeply "
+                               "(arrays or objects within thousands of others).") from None
         label_config = None
         if config is not None:
             try:
@@ -111,8 +116,17 @@ class Command(BaseCommand):
         verbose = report.dry_run or self.verbosity >= 2
         for f, m in report.problems:
             out.write(self.style.ERROR(f"{f}: {m}"))
+        # Without -v 2, a note many tasks share (a truth import of rotated shapes: every task) is one
+        # line with their count: 10,000 tasks printed 20,000 lines of the same note (audit).
+        shared: dict[str, list[int]] = {}
+        if not verbose:
+            for t in report.tasks:
+                for n in t.notes:
+                    shared.setdefault(n, []).append(t.index)
+            shared = {n: idx for n, idx in shared.items() if len(idx) > 1}
         for t in report.tasks:
-            if verbose or t.problems or t.notes:
+            notes = [n for n in t.notes if n not in shared]
+            if verbose or t.problems or notes:
                 kinds = ", ".join(f"{k} {n}" for k, n in sorted(t.kinds.items())) or "none"
                 skipped = ", ".join(f"{k} {n}" for k, n in sorted(t.skipped.items()))
                 out.write(f"tasks[{t.index}] (id {t.task_id}) {t.file or '?'}: {t.image or '-'}; "
@@ -120,8 +134,11 @@ class Command(BaseCommand):
                           + (f"; skipped: {skipped}" if skipped else ""))
             for f, m in t.problems:
                 out.write(self.style.ERROR(f"  {f}: {m}"))
-            for n in t.notes:
+            for n in notes:
                 out.write(self.style.WARNING(f"  note: {n}"))
+        for n, idx in shared.items():
+            shown = ", ".join(f"tasks[{i}]" for i in idx[:3]) + (", ..." if len(idx) > 3 else "")
+            out.write(self.style.WARNING(f"note ({len(idx)} tasks: {shown}): {n}"))
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(report.region_kinds().items())) or "none"
         target = "as the images' truth" if report.as_truth else f"as predictions of {model_name}@{version}"
         verb = "Would import" if report.dry_run else "Imported"
@@ -129,5 +146,6 @@ class Command(BaseCommand):
             f"{verb} {len(report.tasks)} task(s) into {spec.slug}: {report.images_new} new image(s), "
             f"{report.images_duplicate} already in the spec; regions {target}: {kinds}"
             + ("" if report.dry_run else
-               f"; {report.truths} truth(s) stored" if report.as_truth else f"; {report.predictions} prediction(s) stored")
+               f"; {report.truths} truth(s) stored" if report.as_truth else f"; {report.predictions} prediction(s) stored"
+               + (f", {report.kept} kept" if report.kept else ""))
             + "."))

@@ -272,7 +272,12 @@ def find_image_file(url: str, index: Mapping[str, list[Path]], *, field: str) ->
     found = [p for name in names for p in index.get(name, [])]
     shown = " or ".join(names)
     if not found:
-        raise LabelStudioError(field, f"no file named {shown} in the images folder (from {url!r}).")
+        # Label Studio keeps the case it was given; a folder copied through Windows or a zip tool may
+        # not. Matched exactly (two files may differ only in case), but the near miss is named.
+        folded = {n.casefold() for n in names}
+        near = sorted(n for n in index if n.casefold() in folded)[:3]
+        hint = f"; the folder has {', '.join(near)} (names must match in case)" if near else ""
+        raise LabelStudioError(field, f"no file named {shown} in the images folder (from {url!r}){hint}.")
     if len(found) > 1:
         # backslashreplace: a name that is not UTF-8 (surrogate escapes) cannot be printed (audit)
         paths = ", ".join(str(p).encode("utf-8", "backslashreplace").decode("utf-8") for p in found[:5])

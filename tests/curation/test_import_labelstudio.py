@@ -442,3 +442,11 @@ def test_images_are_read_a_chunk_at_a_time_and_a_late_chunk_failing_leaves_nothi
     with pytest.raises(CommandError, match="the disk is full"):
         run(tmp_path, images, other, source, [ls_task(n, rectangle("r", 1, 2, 3, 4)) for n in names])
     assert sizes == [2] and not Image.objects.filter(spec=other).exists() and stored_files() == before
+
+
+def test_a_name_that_differs_only_in_case_is_not_taken_but_named(tmp_path, images, spec, source):
+    with pytest.raises(CommandError) as caught:
+        run(tmp_path, images, spec, source, [ls_task("A.PNG", rectangle("r", 1, 2, 3, 4))])
+    assert "no file named A.PNG" in str(caught.value) and "the folder has a.png (names must match in case)" in str(
+        caught.value)
+    assert not Image.objects.exists()

@@ -4,11 +4,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, default_storage
 
 log = logging.getLogger(__name__)
+
+# The innermost guarded block open in this thread (or task), for nested guards.
+_open_guards: ContextVar[FileGuard | None] = ContextVar("open_file_guards", default=None)
 
 
 class FileGuard:
@@ -38,11 +42,22 @@ def guarded_files(storage: Storage | None = None) -> Iterator[FileGuard]:
 
     Wrap the database transaction inside this block: if the rows are not
     committed, the files go too, so no orphan file outlives a failed ingest.
+
+    Guards nest: a guarded write called inside another guarded block (an import that ingests
+    images, then stores predictions, in one outer transaction) hands the files it saved to the
+    enclosing guard when it succeeds, because its rows are only committed with the outer
+    transaction: if that one fails later, those files go too.
     """
     guard = FileGuard(storage or default_storage)
+    outer = _open_guards.get()
+    token = _open_guards.set(guard)
     try:
         yield guard
     except BaseException:
         guard.rollback()
         raise
+    finally:
+        _open_guards.reset(token)
+    if outer is not None and outer.storage is guard.storage:
+        outer.names += guard.names
 

@@ -1414,48 +1414,38 @@ def labelstudio_import(
         raise ValidationError(errors)
 
     fresh = [p for p in report.tasks if p.existing is None]
-    stored: list[str] = []
-    try:
-        with transaction.atomic():
-            image_of: dict[int, Image] = {p.index: p.existing for p in report.tasks if p.existing is not None}
-            if fresh:
-                for p in fresh:
-                    p.meta = {**p.meta, "label_studio": {"task": p.task_id, "file": p.file}}
-                for start in range(0, len(fresh), LABELSTUDIO_INGEST_CHUNK):
-                    chunk = fresh[start:start + LABELSTUDIO_INGEST_CHUNK]
-                    done = images_ingest(spec=spec, source=source,
-                                         files=[(os.path.basename(p.file), p.path.read_bytes()) for p in chunk],
-                                         categories=cats, uploaded_by=uploaded_by,
-                                         truth_latex=[p.truth_latex for p in chunk], meta=[p.meta for p in chunk])
-                    for im in done.created:
-                        stored += [im.file, im.thumbnail]
-                    report.created += done.created
-                    for p, outcome in zip(chunk, done.files, strict=True):
-                        image_of[p.index] = outcome.image
-            if as_truth:
-                report.truths = sum(1 for p in fresh if p.truth_latex)
-            else:
-                items = []
-                for p in report.tasks:
-                    if p.regions is None:
-                        continue
-                    item = {"image": image_of[p.index].pk, "regions": p.regions}
-                    if p.confidence is not None:
-                        item["confidence"] = p.confidence
-                    items.append(item)
-                for start in range(0, len(items), MAX_PREDICTION_ITEMS):
-                    report.predictions += len(predictions_import(
-                        model_name=model_name, model_version=model_version,
-                        items=items[start:start + MAX_PREDICTION_ITEMS], created_by=uploaded_by))
-                report.kept = sum(1 for p in report.tasks if p.kept)
-                report.predictions -= report.kept
-    except BaseException:
-        for name in stored:       # the rows are gone with the transaction: so go their files
-            try:
-                default_storage.delete(name)
-            except Exception:  # noqa: BLE001 - best effort, the error that got us here matters more
-                log.exception("could not delete %s after a failed Label Studio import", name)
-        raise
+    # images_ingest's files join this guard: if storing the predictions fails, they go with the rows.
+    with guarded_files(), transaction.atomic():
+        image_of: dict[int, Image] = {p.index: p.existing for p in report.tasks if p.existing is not None}
+        if fresh:
+            for p in fresh:
+                p.meta = {**p.meta, "label_studio": {"task": p.task_id, "file": p.file}}
+            for start in range(0, len(fresh), LABELSTUDIO_INGEST_CHUNK):
+                chunk = fresh[start:start + LABELSTUDIO_INGEST_CHUNK]
+                done = images_ingest(spec=spec, source=source,
+                                     files=[(os.path.basename(p.file), p.path.read_bytes()) for p in chunk],
+                                     categories=cats, uploaded_by=uploaded_by,
+                                     truth_latex=[p.truth_latex for p in chunk], meta=[p.meta for p in chunk])
+                report.created += done.created
+                for p, outcome in zip(chunk, done.files, strict=True):
+                    image_of[p.index] = outcome.image
+        if as_truth:
+            report.truths = sum(1 for p in fresh if p.truth_latex)
+        else:
+            items = []
+            for p in report.tasks:
+                if p.regions is None:
+                    continue
+                item = {"image": image_of[p.index].pk, "regions": p.regions}
+                if p.confidence is not None:
+                    item["confidence"] = p.confidence
+                items.append(item)
+            for start in range(0, len(items), MAX_PREDICTION_ITEMS):
+                report.predictions += len(predictions_import(
+                    model_name=model_name, model_version=model_version,
+                    items=items[start:start + MAX_PREDICTION_ITEMS], created_by=uploaded_by))
+            report.kept = sum(1 for p in report.tasks if p.kept)
+            report.predictions -= report.kept
     return report
 
 

@@ -37,7 +37,7 @@ image, as we store it; the results' ``original_width``/``original_height`` must 
   ``label_studio_sdk.converter.utils.convert_annotation_to_yolo_obb`` does) → the quad top-left,
   top-right, bottom-right, bottom-left of the rectangle as drawn.
 * ``brushlabels`` / ``brush`` with ``format: "rle"``: Label Studio's RLE of the RGBA pixels
-  (:func:`decode_brush_rle`) → a mask of the pixels whose alpha is not 0.
+  (:func:`curation.exporters.lsbrush.decode`) → a mask of the pixels whose alpha is not 0.
 * ``textarea`` with the same ``id`` as a shape: that region's LaTeX (``text[0]``).
 * Anything else (``keypointlabels``, ``ellipselabels``, ``choices``, a text area belonging to no
   shape, ...) is an error naming the result, or is left out (and counted) with
@@ -72,6 +72,7 @@ import numpy as np
 
 from common import rle as rle_module
 
+from .exporters import lsbrush
 from .imaging import IMAGE_SUFFIXES
 
 BRUSH_ID_SUFFIX = "-mask"           # curation/exporters/labelstudio.py's pairing
@@ -98,76 +99,13 @@ class LabelStudioError(ValueError):
 
 # --- Label Studio's brush RLE ---------------------------------------------------------------
 
-class _BitReader:
-    # Reads straight from the bytes, a few at a time: unpacking the whole stream to one byte per bit
-    # first (as this port did) costs 8 x the RLE's length in memory and ~10 us of numpy per block,
-    # minutes for a brush of a few MB that a vendor's export may hold (audit, see the tests).
-    def __init__(self, data: bytes, field: str) -> None:
-        self.data = data
-        self.size = len(data) * 8
-        self.pos = 0
-        self.field = field
-
-    def _span(self, nbits: int) -> tuple[int, int, int]:
-        end = self.pos + nbits
-        if end > self.size:
-            raise LabelStudioError(self.field, "malformed brush RLE: it ends in the middle of a value.")
-        start, self.pos = self.pos, end
-        return start, end, (end + 7) >> 3
-
-    def read(self, n: int) -> int:
-        start, end, stop = self._span(n)
-        value = int.from_bytes(self.data[start >> 3:stop], "big")
-        return (value >> ((stop << 3) - end)) & ((1 << n) - 1)
-
-    def words(self, count: int, size: int) -> np.ndarray:
-        start, end, stop = self._span(count * size)
-        first = start >> 3
-        bits = np.unpackbits(np.frombuffer(self.data, dtype=np.uint8, count=stop - first, offset=first))
-        chunk = bits[start - (first << 3):end - (first << 3)].reshape(count, size)
-        return chunk.dot(1 << np.arange(size - 1, -1, -1, dtype=np.uint64))
-
-
 def decode_brush_rle(rle: object, *, expect: int, field: str = "rle") -> np.ndarray:
-    """The ``expect`` values (uint8) of a Label Studio brush RLE (a list of bytes).
-
-    A port of ``decode_rle`` in ``label_studio_sdk/converter/brush.py`` (label-studio-sdk 2.1.2;
-    HumanSignal, Apache License 2.0, https://github.com/HumanSignal/label-studio-sdk), itself a
-    port of thi.ng ``rle-pack``'s ``decode``: a 32-bit value count, a 5-bit word size - 1, four 4-bit
-    run-size classes - 1, then blocks ``flag(1) class(2) length-1(class bits)`` followed by one word
-    repeated ``length`` times (flag 1) or ``length`` words (flag 0). Same results, read with numpy
-    rather than a string of bits, and checked instead of trusting the input: the count must be
-    ``expect`` (the image's width x height x 4), words are at most 8 bits (the SDK decodes into
-    uint8, as the editor's ``Region2RLE`` writes), and a stream that ends early or a literal block
-    past the count (the SDK fails with IndexError there; a run past it is cut, as in the SDK) is
-    an error. The inverse is :func:`curation.exporters.lsbrush.encode_runs`.
-    """
-    if (not isinstance(rle, list) or not rle
-            or not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in rle)):
-        raise LabelStudioError(field, "malformed brush RLE: must be a non-empty list of bytes (0 to 255).")
-    bits = _BitReader(bytes(rle), field)
-    num = bits.read(32)
-    if num != expect:
-        raise LabelStudioError(field, f"malformed brush RLE: it holds {num} values; the image's "
-                                      f"width x height x 4 is {expect}.")
-    word_size = bits.read(5) + 1
-    if word_size > 8:
-        raise LabelStudioError(field, f"malformed brush RLE: {word_size}-bit words (Label Studio writes 8).")
-    rle_sizes = [bits.read(4) + 1 for _ in range(4)]
-    out = np.zeros(num, dtype=np.uint8)
-    i = 0
-    while i < num:
-        x = bits.read(1)
-        j = i + 1 + bits.read(rle_sizes[bits.read(2)])
-        if x:
-            out[i:j] = bits.read(word_size)
-            i = j
-        else:
-            if j > num:
-                raise LabelStudioError(field, "malformed brush RLE: a block runs past the image.")
-            out[i:j] = bits.words(j - i, word_size)
-            i = j
-    return out
+    """The ``expect`` values of a Label Studio brush RLE (:func:`curation.exporters.lsbrush.decode`),
+    a malformed one an error naming `field`."""
+    try:
+        return lsbrush.decode(rle, expect=expect)
+    except ValueError as exc:
+        raise LabelStudioError(field, str(exc)) from None
 
 
 def brush_mask(rle: object, *, width: int, height: int, field: str = "rle") -> np.ndarray:

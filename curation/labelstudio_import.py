@@ -39,6 +39,9 @@ image, as we store it; the results' ``original_width``/``original_height`` must 
 * ``brushlabels`` / ``brush`` with ``format: "rle"``: Label Studio's RLE of the RGBA pixels
   (:func:`curation.exporters.lsbrush.decode`) → a mask of the pixels whose alpha is not 0.
 * ``textarea`` with the same ``id`` as a shape: that region's LaTeX (``text[0]``).
+* ``score`` (0 to 1) on a shape or its text area: the region's confidence, the lowest of them; a
+  prediction's own ``score`` is the image's confidence, else the lowest of its regions'. A score
+  outside 0 to 1 is an error naming it.
 * Anything else (``keypointlabels``, ``ellipselabels``, ``choices``, a text area belonging to no
   shape, ...) is an error naming the result, or is left out (and counted) with
   ``skip_unknown``.
@@ -286,6 +289,20 @@ def _number(value: object, field: str, *, low: float = 0.0, high: float = 100.0)
     return float(value)
 
 
+def score_of(item: Mapping, field: str) -> float | None:
+    """A result's or prediction's ``score`` as a confidence from 0 to 1 (None when absent or null).
+    Anything else is refused rather than dropped: a score of 95 meant as percent, left out without a
+    word, would leave the "lowest confidence first" queue ordered by nothing."""
+    value = item.get("score")
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1
+            or (isinstance(value, float) and not math.isfinite(value))):
+        shown = repr(value) if not isinstance(value, int) or abs(value) < 10**15 else "a huge number"
+        raise LabelStudioError(f"{field}.score", f"{shown[:40]} is not a confidence: give a number from 0 to 1.")
+    return float(value)
+
+
 def _percent_points(points: object, field: str, width: int, height: int) -> np.ndarray:
     if not isinstance(points, list) or not all(isinstance(p, list | tuple) and len(p) == 2 for p in points):
         raise LabelStudioError(field, "must be a list of [x, y] pairs (percent).")
@@ -503,6 +520,9 @@ def task_regions(result: object, *, where: str, width: int, height: int, spec_sl
                 raise LabelStudioError(f"{where}[{brush[0]}]", f"the brush {bid!r} and the shape {rid!r} of the "
                                                                "same formula have different labels; make them agree.")
             bregion["latex"] = bregion["latex"] or region["latex"]
+            scores = [x["confidence"] for x in (region, bregion) if "confidence" in x]
+            if scores:
+                bregion["confidence"] = min(scores)
             region, kind, aligned, origin = bregion, "polygon + brush (one mask)", False, f"{where}[{brush[0]}]"
         out.regions.append(region)
         out.origins.append(origin)
@@ -522,6 +542,11 @@ def _region(shape: tuple[int, Mapping], texts: list[tuple[int, Mapping]], *, whe
     _check_size(r, field, width, height)
     region: dict = {"latex": _text(texts, where).strip(),
                     "categories": _labels(value, rtype, f"{field}.value", category_map, spec_slugs)}
+    # A model's per-result scores (the shape's and its text area's): the region is as sure as its
+    # least sure part.
+    scores = [s for s in (score_of(r, field), *(score_of(t, f"{where}[{j}]") for j, t in texts)) if s is not None]
+    if scores:
+        region["confidence"] = min(scores)
     aligned = False
     if rtype in POLYGON_TYPES:
         pts = _percent_points(value.get("points"), f"{field}.value.points", width, height)

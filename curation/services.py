@@ -1364,16 +1364,20 @@ def labelstudio_import(
                 probe = Image(spec=spec, width=decoded.width, height=decoded.height)
                 clean = []
                 for region, origin in zip(found.regions, found.origins, strict=True):
+                    if as_truth:  # a truth has no confidence
+                        region = {k: v for k, v in region.items() if k != "confidence"}
                     try:
-                        clean += regions_clean(regions=[region], image=probe, field=origin, spec_categories=spec_slugs)
+                        clean += regions_clean(regions=[region], image=probe, field=origin, spec_categories=spec_slugs,
+                                               with_confidence=not as_truth)
                     except ValidationError as exc:
                         for f, msgs in exc.message_dict.items():
                             plan.problems.append((f.replace(f"{origin}[0]", origin), " ".join(msgs)))
                 plan.regions = found.regions
-                score = item.get("score")
-                if (field_name.split(".")[1].startswith("predictions") and isinstance(score, int | float)
-                        and not isinstance(score, bool) and 0 <= score <= 1):
-                    plan.confidence = float(score)
+                if field_name.split(".")[1].startswith("predictions"):
+                    plan.confidence = ls.score_of(item, field_name)
+                if plan.confidence is None:  # the queue's "lowest confidence first" reads the image's
+                    scores = [r["confidence"] for r in found.regions if "confidence" in r]
+                    plan.confidence = min(scores) if scores else None
                 if as_truth:
                     _labelstudio_truth(plan, clean, found.axis_aligned, field_name)
         except ls.LabelStudioError as exc:

@@ -22,7 +22,9 @@ an error for that task.
 uses its latest prediction (``created_at``, ``id``). ``"annotations"`` / ``"predictions"`` use only
 that kind. A task with nothing to use imports its image without regions (an annotation or prediction
 with an empty result: an empty prediction, "no formula here"). Label Studio's own JSON export lists
-predictions by id only; such a task is an error when its predictions would be used.
+predictions by id only: they are looked up in the project's predictions (``GET
+/api/predictions/?project=ID`` saved as a file, ``--predictions``), each checked to belong to its
+task; without that file such a task is an error when its predictions would be used.
 
 **Results → regions** (pixels of the image as Label Studio showed it: the orientation-corrected
 image, as we store it; the results' ``original_width``/``original_height`` must be its size):
@@ -233,9 +235,49 @@ def _latest_key(item: Mapping) -> tuple:
             item.get("id") if isinstance(item.get("id"), int) else -1)
 
 
-def choose_results(task: Mapping, *, where: str, results: str = "auto") -> tuple[str, str, dict] | None:
+def predictions_by_id(predictions: object, *, field: str = "predictions") -> dict[int, dict]:
+    """Label Studio's predictions API answer (``GET /api/predictions/?project=ID``: a list of
+    prediction objects, or a page ``{"results": [...]}``) by prediction id, for the tasks of a JSON
+    export that list their predictions by id only."""
+    if isinstance(predictions, dict) and isinstance(predictions.get("results"), list):
+        predictions = predictions["results"]
+    if not isinstance(predictions, list):
+        raise LabelStudioError(field, "must be a list of Label Studio predictions (GET /api/predictions/?project=ID).")
+    out: dict[int, dict] = {}
+    for i, p in enumerate(predictions):
+        pid = p.get("id") if isinstance(p, dict) else None
+        if isinstance(pid, bool) or not isinstance(pid, int):
+            raise LabelStudioError(f"{field}[{i}]", 'must be a prediction object with its numeric "id".')
+        if pid in out:
+            raise LabelStudioError(f"{field}[{i}].id", f"prediction {pid} is listed twice.")
+        out[pid] = p
+    return out
+
+
+def _resolve_ids(items: list, task: Mapping, *, where: str, by_id: Mapping[int, dict]) -> list:
+    """A task's ``predictions`` with each bare id replaced by the prediction it names."""
+    out = []
+    for j, item in enumerate(items):
+        if isinstance(item, int) and not isinstance(item, bool):
+            found = by_id.get(item)
+            if found is None:
+                raise LabelStudioError(f"{where}.predictions[{j}]", f"prediction {item} is not in the predictions "
+                                                                   "file.")
+            owner = found.get("task")
+            # A file fetched for another project names other tasks: their ids would match by chance.
+            if owner is not None and task.get("id") is not None and owner != task.get("id"):
+                raise LabelStudioError(f"{where}.predictions[{j}]", f"prediction {item} belongs to task {owner!r}, "
+                                                                   f"not this task ({task.get('id')!r}).")
+            item = found
+        out.append(item)
+    return out
+
+
+def choose_results(task: Mapping, *, where: str, results: str = "auto",
+                   predictions: Mapping[int, dict] | None = None) -> tuple[str, str, dict] | None:
     """``(field, description, item)`` of the annotation or prediction to import (its ``result``
-    checked to be a list), or None when the task has none."""
+    checked to be a list), or None when the task has none. `predictions` (:func:`predictions_by_id`)
+    fills in predictions the task lists by id only."""
     if results not in RESULT_CHOICES:
         raise ValueError(results)
     kinds = ("annotations", "predictions") if results == "auto" else (results,)
@@ -243,15 +285,18 @@ def choose_results(task: Mapping, *, where: str, results: str = "auto") -> tuple
         items = task.get(kind) or []
         if not isinstance(items, list):
             raise LabelStudioError(f"{where}.{kind}", "must be a list.")
+        if kind == "predictions" and predictions is not None:
+            items = _resolve_ids(items, task, where=where, by_id=predictions)
         usable = [(i, a) for i, a in enumerate(items)
                   if isinstance(a, dict) and not a.get("was_cancelled")]
         if not usable:
             if kind == "predictions" and any(isinstance(a, int) and not isinstance(a, bool) for a in items):
                 # Label Studio's JSON export lists a task's predictions by id only.
                 raise LabelStudioError(f"{where}.{kind}", "predictions given by id only (as Label Studio's JSON "
-                                                          "export lists them): put each prediction's object here "
-                                                          "(GET /api/predictions/?task=ID), or import only the "
-                                                          "annotations (--results annotations).")
+                                                          "export lists them): give the project's predictions "
+                                                          "(GET /api/predictions/?project=ID saved as a file) with "
+                                                          "--predictions, or import only the annotations "
+                                                          "(--results annotations).")
             continue
         i, chosen = max(usable, key=lambda ia: _latest_key(ia[1]))
         field = f"{where}.{kind}[{i}]"

@@ -1242,6 +1242,7 @@ def labelstudio_import(
     category_map: dict[str, str] | None = None,
     label_config: str | None = None,
     results: str = "auto",
+    predictions: object = None,
     skip_unknown: bool = False,
     categories: Iterable[str | int | Category] = (),
     uploaded_by: User | None = None,
@@ -1259,6 +1260,9 @@ def labelstudio_import(
     twice) and, by default, each task's regions become a prediction of
     `model_name`/`model_version` (`labeling.services.predictions_import`; re-importing the same
     version replaces it). If anything fails, the image files this call stored are deleted.
+
+    `predictions`: Label Studio's predictions of the project (``GET /api/predictions/?project=ID``),
+    for tasks that list theirs by id only, as its JSON export does.
 
     `as_truth`: the LaTeX becomes the image's truth (`Image.truth_latex`, a later gold answer), not a
     prediction. A truth is one formula per image, its LaTeX and at most an axis-aligned box
@@ -1303,6 +1307,12 @@ def labelstudio_import(
     if not isinstance(tasks, list) or not tasks:
         problems.append(("tasks", "must be a non-empty list of Label Studio tasks (its JSON export)."))
         tasks = []
+    by_id = None
+    if predictions is not None:
+        try:
+            by_id = ls.predictions_by_id(predictions)
+        except ls.LabelStudioError as exc:
+            problems.append((exc.field, exc.message))
     index = ls.index_images(images_dir) if images_dir.is_dir() else {}
     images_root = images_dir.resolve()
     upload_limit = settings.MATHSET_MAX_UPLOAD_BYTES
@@ -1327,7 +1337,7 @@ def labelstudio_import(
                     or (isinstance(task_id, str) and (len(task_id) > 255 or unstorable_char(task_id)))):
                 raise ls.LabelStudioError(f"{where}.id", "must be a number or a string (the Label Studio task id).")
             plan.task_id = task_id
-            chosen = ls.choose_results(task, where=where, results=results)
+            chosen = ls.choose_results(task, where=where, results=results, predictions=by_id)
             result_list = chosen[2]["result"] if chosen else []
             key, url = ls.task_image_url(task, where=where, config_keys=config_keys, results=result_list)
             path = ls.find_image_file(url, index, field=f"{where}.data.{key}")

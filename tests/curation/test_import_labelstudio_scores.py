@@ -139,3 +139,61 @@ def test_a_null_score_is_no_score(tmp_path, images, spec, source):
     run(tmp_path, images, spec, source, [task])
     pred = Prediction.objects.get()
     assert pred.confidence is None and "confidence" not in pred.regions[0]
+
+
+# --- predictions listed by id only (Label Studio's JSON export) -----------------------------
+
+def _ls_prediction(pid: int, task_id: int, latex: str, score: float | None = None) -> dict:
+    """A prediction as Label Studio's GET /api/predictions/?project=ID gives it."""
+    return {"id": pid, "task": task_id, "project": 3, "model_version": "det-1", "score": score,
+            "result": rectangle("r", 1, 2, 30, 20, latex=latex), "created_at": "2026-05-01T00:00:00Z"}
+
+
+def _by_id_tasks() -> list[dict]:
+    return [{"id": 41, "data": {"image": "/data/upload/3/a.png"}, "annotations": [], "predictions": [7, 9]},
+            {"id": 42, "data": {"image": "/data/upload/3/b.png"}, "annotations": [], "predictions": [8]}]
+
+
+def test_predictions_listed_by_id_are_read_from_the_predictions_file(tmp_path, images, spec, source):
+    listed = tmp_path / "predictions.json"
+    listed.write_text(json.dumps({"results": [       # a page of the API's answer
+        _ls_prediction(7, 41, "old", 0.9) | {"created_at": "2026-04-01T00:00:00Z"},
+        _ls_prediction(9, 41, "new", 0.4), _ls_prediction(8, 42, "b", None),
+        _ls_prediction(99, 77, "another task's")]}), encoding="utf-8")
+    out = run(tmp_path, images, spec, source, _by_id_tasks(), "--predictions", str(listed), "-v", "2")
+    assert "prediction 9" in out and "prediction 8" in out
+    got = {p.image.original_filename: (p.regions[0]["latex"], p.confidence)
+           for p in Prediction.objects.filter(image__spec=spec)}
+    assert got == {"a.png": ("new", 0.4), "b.png": ("b", None)}   # the latest of task 41's two
+
+
+def test_predictions_by_id_without_the_file_are_refused_saying_how_to_give_them(tmp_path, images, spec, source):
+    with pytest.raises(CommandError, match=r"tasks\[0\]\.predictions: predictions given by id only .*--predictions"):
+        run(tmp_path, images, spec, source, _by_id_tasks())
+    assert not Image.objects.exists()
+
+
+@pytest.mark.parametrize(("listed", "message"), [
+    ([_ls_prediction(7, 41, "x"), _ls_prediction(8, 42, "b")], r"tasks\[0\]\.predictions\[1\]: prediction 9 is not in"),
+    ([_ls_prediction(7, 41, "x"), _ls_prediction(9, 42, "x"), _ls_prediction(8, 42, "b")],
+     r"tasks\[0\]\.predictions\[1\]: prediction 9 belongs to task 42, not this task \(41\)"),
+    ([_ls_prediction(7, 41, "x"), _ls_prediction(7, 41, "y")], r"predictions\[1\]\.id: prediction 7 is listed twice"),
+    ([{"task": 41, "result": []}], r"predictions\[0\]: must be a prediction object with its numeric \"id\""),
+    ({"count": 3}, r"predictions: must be a list of Label Studio predictions"),
+])
+def test_a_predictions_file_that_does_not_fit_is_refused_naming_the_problem(tmp_path, images, spec, source,
+                                                                            listed, message):
+    path = tmp_path / "predictions.json"
+    path.write_text(json.dumps(listed), encoding="utf-8")
+    before = stored_files()
+    with pytest.raises(CommandError, match=message):
+        run(tmp_path, images, spec, source, _by_id_tasks(), "--predictions", str(path))
+    assert not Image.objects.exists() and not Prediction.objects.exists()
+    assert stored_files() == before
+
+
+def test_an_unreadable_predictions_file_is_named(tmp_path, images, spec, source):
+    path = tmp_path / "predictions.json"
+    path.write_text("[{", encoding="utf-8")
+    with pytest.raises(CommandError, match=r"--predictions: .*predictions\.json: cannot read Label Studio predictions"):
+        run(tmp_path, images, spec, source, _by_id_tasks(), "--predictions", str(path))

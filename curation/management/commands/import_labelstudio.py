@@ -1,6 +1,7 @@
 """python manage.py import_labelstudio TASKS_JSON --images DIR --spec SPEC --source SOURCE
 [--as predictions|truth] [--model-name NAME] [--model-version VERSION] [--category-map LABEL=SLUG ...]
-[--config label_config.xml] [--results auto|annotations|predictions] [--skip-unknown] [--dry-run]:
+[--config label_config.xml] [--results auto|annotations|predictions] [--predictions PREDICTIONS_JSON]
+[--skip-unknown] [--dry-run]:
 a Label Studio project's JSON export and its image files into a spec, all or nothing.
 
 How tasks, files and results are read: curation/labelstudio_import.py. The write:
@@ -39,6 +40,19 @@ def _category_map(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _read_json(path: Path, what: str, *, option: str = "") -> object:
+    # The whole file as text, then its objects (Label Studio's own export is one JSON list; a
+    # streaming parser would not lower the peak much, the parsed tasks being most of it).
+    named = f"{option}: {path}" if option else f"{path}"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CommandError(f"{named}: cannot read {what}: {exc}") from None
+    except RecursionError:      # "[[[[..." deeper than the parser's recursion limit (audit)
+        raise CommandError(f"{named}: cannot read {what}: nested too deeply "
+                           "(arrays or objects within thousands of others).") from None
+
+
 class Command(BaseCommand):
     help = ("Import a Label Studio JSON export (tasks with annotations and/or predictions: polygons, rotated "
             "rectangles, brushes, per-region text areas with the LaTeX) and its image files into a spec, all or "
@@ -65,6 +79,9 @@ class Command(BaseCommand):
         parser.add_argument("--results", choices=RESULT_CHOICES, default="auto",
                             help="Which results to import: the latest non-cancelled annotation, else the latest "
                             "prediction (auto, default), or only annotations / only predictions")
+        parser.add_argument("--predictions", type=Path, help="The project's predictions as Label Studio's API "
+                            "gives them (GET /api/predictions/?project=ID saved as a file): its JSON export lists "
+                            "a task's predictions by id only")
         parser.add_argument("--skip-unknown", action="store_true",
                             help="Leave out results of other types (keypoints, ellipses, choices, ...) instead of "
                             "refusing the import")
@@ -76,17 +93,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, tasks_json: Path, images: Path, spec: str, source: str, as_: str, model_name: str,
                model_version: str | None, category_map: list[str], config: Path | None, results: str,
-               skip_unknown: bool, category: list[str], user: str | None, dry_run: bool, **options):
+               predictions: Path | None, skip_unknown: bool, category: list[str], user: str | None, dry_run: bool,
+               **options):
         self.verbosity = options.get("verbosity", 1)
-        # The whole file as text, then its objects (Label Studio's own export is one JSON list; a
-        # streaming parser would not lower the peak much, the parsed tasks being most of it).
-        try:
-            tasks = json.loads(tasks_json.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise CommandError(f"{tasks_json}: cannot read a Label Studio JSON export: {exc}") from None
-        except RecursionError:      # "[[[[..." deeper than the parser's recursion limit (audit)
-            raise CommandError(f"{tasks_json}: cannot read a Label Studio JSON export: nested too deeply "
-                               "(arrays or objects within thousands of others).") from None
+        tasks = _read_json(tasks_json, "a Label Studio JSON export")
+        prediction_list = None if predictions is None else _read_json(predictions, "Label Studio predictions",
+                                                                      option="--predictions")
         label_config = None
         if config is not None:
             try:
@@ -101,7 +113,7 @@ class Command(BaseCommand):
             report = services.labelstudio_import(
                 spec=the_spec, source=the_source, tasks=tasks, images_dir=images, as_truth=as_ == "truth",
                 model_name=model_name, model_version=version, category_map=_category_map(category_map),
-                label_config=label_config, results=results, skip_unknown=skip_unknown, categories=category,
+                label_config=label_config, results=results, predictions=prediction_list, skip_unknown=skip_unknown, categories=category,
                 uploaded_by=uploader, dry_run=dry_run)
         except ValidationError as exc:
             lines = [f"{f}: {m}" for f, msgs in exc.message_dict.items() for m in msgs]

@@ -289,6 +289,12 @@ def _same_header(cleaned: bytes, img: PILImage.Image) -> bool:
         return False
 
 
+def too_big(*, filename: str, size: int) -> str:
+    """Why a file of `size` bytes is refused (MATHSET_MAX_UPLOAD_BYTES), as `decode_image` says it."""
+    name = os.path.basename(filename or "upload")
+    return f"{name}: the file is {size} bytes; the limit is {settings.MATHSET_MAX_UPLOAD_BYTES} bytes."
+
+
 def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedImage:
     """Check and decode `data`; raise ValidationError({field: why}) if it is unusable."""
     name = os.path.basename(filename or "upload")
@@ -296,7 +302,7 @@ def decode_image(data: bytes, filename: str, *, field: str = "file") -> DecodedI
     if not data:
         raise ValidationError({field: f"{name}: the file is empty."})
     if len(data) > limit:
-        raise ValidationError({field: f"{name}: the file is {len(data)} bytes; the limit is {limit} bytes."})
+        raise ValidationError({field: too_big(filename=filename, size=len(data))})
     try:
         img = PILImage.open(io.BytesIO(data))
     except PILImage.DecompressionBombError as exc:

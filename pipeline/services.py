@@ -19,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.storage import guarded_files
+from common.uploads import too_big
 from curation import signed_urls
 from curation.models import DatasetSpec, Image, Licence
 
@@ -46,11 +47,11 @@ UPLOAD_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,39}")
 
 
 def check_upload_size(*, field: str, size: int) -> None:
-    """Refuse a file of ``size`` bytes over the limit, saying both sizes. The API calls it with the
-    upload's size before reading the file into memory, the upload service again on the bytes."""
+    """Refuse a file of ``size`` bytes over the limit, saying both sizes. The API refuses a file
+    over it while it streams in (common/uploads.py), calls this with the upload's size before
+    reading the file into memory, and the upload service calls it again on the bytes."""
     if size > MAX_UPLOAD_BYTES:
-        raise ValidationError({field: f"the file is {size:,} bytes; at most {MAX_UPLOAD_BYTES:,} bytes "
-                                      f"({MAX_UPLOAD_BYTES // 2**20} MB) are accepted"})
+        raise ValidationError({field: too_big(size=size, limit=MAX_UPLOAD_BYTES)})
 
 
 # ---------------------------------------------------------------- registry

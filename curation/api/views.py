@@ -1,6 +1,8 @@
 """Curation API: licences, sources, specs, categories, images, import jobs."""
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -14,8 +16,9 @@ from rest_framework.response import Response
 from common.http_files import ranged_responses, stored_file_response
 from common.permissions import IsCurator, IsCuratorOrReadOnly
 from common.unchangeable import NOT_STORED, refuse_changes
+from common.uploads import limit_upload_sizes, refusal_of
 
-from .. import selectors, services
+from .. import imaging, selectors, services
 from ..filters import CategoryFilter, ImageFilter, SourceFilter, SpecFilter
 from ..models import Category
 from ..progress import spec_progress
@@ -180,6 +183,27 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     def get_queryset(self):
         return selectors.images_visible_to(self.request.user)
 
+    def initialize_request(self, request, *args, **kwargs):
+        drf_request = super().initialize_request(request, *args, **kwargs)  # sets self.action
+        if self.action in ("create", "bulk"):
+            # here, before authentication: SessionAuthentication's CSRF check reads request.POST
+            one = self.action == "create"
+            limit_upload_sizes(request, max_file_bytes=settings.MATHSET_MAX_UPLOAD_BYTES,
+                               file_fields=["file" if one else "files"],
+                               max_files=1 if one else settings.MATHSET_BULK_MAX_FILES)
+        return drf_request
+
+    def _refuse_too_big(self, request) -> None:
+        refused = refusal_of(request)
+        if refused is None:
+            return
+        whole_body = refused.body_limit is not None
+        field = refused.field if refused.field == "file" or whole_body else f"files[{refused.index}]"
+        if whole_body or not refused.complete:
+            raise ValidationError({field: refused.message()})
+        # named and worded as decode_image refuses it once received whole
+        raise ValidationError({field: imaging.too_big(filename=refused.file_name, size=refused.size)})
+
     def _target(self, serializer_class, request):
         data = serializer_class(
             data=request.data,
@@ -193,6 +217,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
                    responses={201: s.ImageUploadResultSerializer, 200: s.ImageUploadResultSerializer})
     def create(self, request, *args, **kwargs):
         """Upload one image. An exact duplicate in the spec answers 200 with `duplicate: true`."""
+        self._refuse_too_big(request)
         v = self._target(s.ImageUploadSerializer, request)
         name, data = _read_upload(v["file"])
         image, created = services.image_ingest(
@@ -209,6 +234,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     def bulk(self, request):
         """Upload many images in one request, all or nothing: one bad file fails the
         request with a 400 naming it, and nothing is stored."""
+        self._refuse_too_big(request)
         v = self._target(s.ImageBulkUploadSerializer, request)
         files = [_read_upload(f) for f in v["files"]]
         result = services.images_ingest(

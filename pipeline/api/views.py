@@ -18,6 +18,7 @@ from common.fields import unstorable_char
 from common.filters import IdField
 from common.http_files import bytes_response
 from common.permissions import IsCurator
+from common.uploads import limit_upload_sizes, raise_if_refused
 from curation.models import Image
 from curation.selectors import images_visible_to, snapshots_visible_to, specs_visible_to
 
@@ -58,9 +59,18 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     def get_queryset(self):
         return selectors.model_versions_visible_to(self.request.user)
 
+    def initialize_request(self, request, *args, **kwargs):
+        drf_request = super().initialize_request(request, *args, **kwargs)  # sets self.action
+        if self.action == "create":
+            # here, before authentication: SessionAuthentication's CSRF check reads request.POST
+            limit_upload_sizes(request, max_file_bytes=services.MAX_UPLOAD_BYTES,
+                               file_fields=["file", *services.SIDE_MODELS])
+        return drf_request
+
     @extend_schema(request={"multipart/form-data": s.ModelUploadSerializer}, responses={201: s.ModelVersionSerializer})
     def create(self, request):
         """Upload a model: TorchScript (detectors) or a state dict + config (both kinds)."""
+        raise_if_refused(request)
         data = s.ModelUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -96,6 +106,8 @@ class PrelabelJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     serializer_class = s.PrelabelJobSerializer
     filterset_class = PrelabelJobFilter
+    # A job over a whole spec can fail on thousands of images: a cursor reads each page at the same cost.
+    cursor_paging_actions = ("list", "failures")
 
     def get_permissions(self):
         if self.request.method in SAFE_METHODS:
@@ -175,6 +187,8 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
     permission_classes = [IsModelTeamOrCuratorWrite]
     filterset_class = EvaluationRunFilter
     ordering_fields = ["id", "created_at", "finished_at"]
+    # A run holds a sample per test region; a model team pulls them all, at the same cost per page by cursor.
+    cursor_paging_actions = ("list", "samples")
 
     def get_queryset(self):
         return selectors.evaluation_runs_visible_to(self.request.user)

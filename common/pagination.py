@@ -28,9 +28,12 @@ and the WHERE keeps them: none is skipped or repeated. Orderings a key cannot ex
 order, an annotation, a many-valued relation, a transform such as ``__date``, an expression other
 than a field) are a 400 naming ``cursor``: such a list is paged by offset.
 
-Cursors page the viewsets' ``list`` actions. Extra actions that page (snapshot items, a job's
-failures, an annotation's history, the review queue, evaluation samples) page by offset only and
-do not document `cursor`, unless the viewset lists the action in ``cursor_paging_actions``.
+Cursors page the viewsets' ``list`` actions, and the extra actions their viewset names in
+``cursor_paging_actions``: every extra action that pages does (snapshot items, a job's failures,
+evaluation samples, the review queue, an annotation's or a batch's history, a vendor's members). Such an action
+pages its queryset through ``self.paginate_queryset`` like a list, in its selector's order (a total
+one once the key appends the id). An action left out of that tuple pages by offset only and
+neither reads nor documents `cursor`.
 """
 from __future__ import annotations
 
@@ -344,9 +347,10 @@ class LimitOffsetPagination(_LimitOffsetPagination):
         "`offset`. An invalid cursor, or one made for another `ordering`, is a 400.")
 
     cursor_mode = False
-    # The viewset actions that page by cursor on request: the lists. An extra action (snapshot
-    # items, a job's failures, an annotation's history) pages by offset and neither reads nor
-    # documents `cursor` unless its viewset names it in `cursor_paging_actions`.
+    # The viewset actions that page by cursor on request: the lists. An extra action pages by
+    # offset and neither reads nor documents `cursor` unless its viewset names it in
+    # `cursor_paging_actions` (opt-in: an action paging a Python list, or in an order a key cannot
+    # seek on, would answer every cursor with a 400, and its schema would offer a useless parameter).
     cursor_paging_actions = ("list",)
 
     def cursor_allowed(self, view) -> bool:

@@ -81,6 +81,8 @@ class VendorViewSet(viewsets.ModelViewSet):
     permission_classes = [IsCuratorOrReadOnly]
     filterset_fields = ["active", "slug"]
     http_method_names = ["get", "post", "head", "options"]
+    # Members page as every other paged read does, so one client loop (follow `next`) walks any of them.
+    cursor_paging_actions = ("list", "members")
 
     def get_queryset(self):
         return selectors.vendors_visible_to(self.request.user)
@@ -123,6 +125,7 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     permission_classes = [IsCuratorOrReadOnly]
     filterset_class = BatchFilter
     ordering_fields = ["created_at", "deadline", "id"]
+    cursor_paging_actions = ("list", "history")
 
     def get_queryset(self):
         # Ordered explicitly: Django drops Meta.ordering from a query with an aggregate (GROUP BY),
@@ -150,7 +153,8 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def partial_update(self, request, pk=None):
         """Change a batch's name, status, deadline, price or agreed quantity. What only
         making a batch takes (spec, vendor, kind, overlap, the image filter) is a 400
-        unless sent as stored."""
+        unless sent as stored. Each change is kept in the batch's `history`, with the
+        `reason` given; reopening a closed batch needs one (else a 400 naming `reason`)."""
         batch = self.get_object()
         filters = batch.filters or {}
         refuse_changes(request.data, {
@@ -161,8 +165,27 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         })
         data = s.BatchUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.batch_update(batch=batch, **data.validated_data)
+        services.batch_update(batch=batch, by=request.user, **data.validated_data)
         return Response(self.get_serializer(self.get_queryset().get(pk=batch.pk)).data)
+
+    def filter_queryset(self, queryset):
+        # The list's filters and ordering choose batches: applied to the one batch whose history
+        # is read they would only turn it into a 404 (?kind=latex on a full batch).
+        if self.action == "history":
+            return queryset
+        return super().filter_queryset(queryset)
+
+    @extend_schema(responses=s.BatchEventSerializer(many=True), filters=False)
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        """Who made the batch, and who changed its status, deadline, price, currency, agreed
+        quantity or name: when, from what to what, and why; oldest first. People are named by
+        username (null: no user, e.g. a command). Who sees no prices sees no price values, nor
+        the changes of prices alone."""
+        batch = self.get_object()
+        page = self.paginate_queryset(selectors.batch_history(batch, request.user))
+        return self.get_paginated_response(
+            s.BatchEventSerializer(page, many=True, context=self.get_serializer_context()).data)
 
 
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -215,6 +238,9 @@ class AnnotationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     serializer_class = s.AnnotationSerializer
     filterset_class = AnnotationFilter
     ordering_fields = ["id", "updated_at", "submitted_at"]
+    # The review queue can hold a vendor's whole backlog, and a history many versions: a cursor reads
+    # every page at the same cost, however deep.
+    cursor_paging_actions = ("list", "review_queue", "history")
 
     def get_queryset(self):
         return selectors.annotations_visible_to(self.request.user)

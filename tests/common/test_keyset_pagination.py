@@ -354,14 +354,19 @@ def test_limit_offset_answers_are_unchanged(curator_api, images):
     assert ids(body["results"]) == sorted(i.id for i in images)[2:4]
 
 
-def test_extra_actions_page_by_offset_and_do_not_offer_the_cursor(curator_api, vendor, annotator):
-    """Only the viewsets' lists read `cursor`; an extra action that pages (here a vendor's members)
-    keeps limit/offset, and its schema does not offer the parameter it would ignore."""
-    from drf_spectacular.generators import SchemaGenerator
+def test_an_extra_action_not_named_in_cursor_paging_actions_pages_by_offset_only(images):
+    """Cursor paging is opt-in per action: one its viewset does not name in `cursor_paging_actions`
+    (every extra action that pages is named now: tests/common/test_cursor_extra_actions.py) keeps
+    limit/offset, and its schema does not offer the parameter it would ignore."""
+    from types import SimpleNamespace
 
-    r = curator_api.get(f"/api/v1/vendors/{vendor.id}/members/?cursor=")
-    assert r.status_code == 200 and set(r.json()) == {"count", "next", "previous", "results"}
-    assert_response_matches_schema(r)
-    params = SchemaGenerator().get_schema(request=None, public=True)["paths"]["/api/v1/vendors/{id}/members/"]["get"]
-    assert {p["name"] for p in params["parameters"]} >= {"limit", "offset"}
-    assert "cursor" not in {p["name"] for p in params["parameters"]}
+    request = Request(APIRequestFactory().get("/api/v1/x/", {"cursor": "!!!", "limit": 2}))
+    for view in (SimpleNamespace(action="other"), SimpleNamespace(action="items", cursor_paging_actions=("list",))):
+        pager = LimitOffsetPagination()
+        assert len(pager.paginate_queryset(Image.objects.all(), request, view)) == 2
+        assert not pager.cursor_mode and pager.count == 9
+        assert "cursor" not in {p["name"] for p in pager.get_schema_operation_parameters(view)}
+    named = SimpleNamespace(action="items", cursor_paging_actions=("list", "items"))
+    assert "cursor" in {p["name"] for p in LimitOffsetPagination().get_schema_operation_parameters(named)}
+    with pytest.raises(ValidationError):
+        LimitOffsetPagination().paginate_queryset(Image.objects.all(), request, named)

@@ -156,7 +156,7 @@ def test_detail_actions_document_only_the_parameters_they_read_and_the_shape_the
 
     assert params("/api/v1/images/{id}/near-duplicates/") == {"id", "max_distance"}
     assert params("/api/v1/snapshots/{id}/items/") == {"id", "split", "limit", "offset", "cursor"}
-    assert params("/api/v1/prelabel-jobs/{id}/failures/") == {"id", "limit", "offset"}
+    assert params("/api/v1/prelabel-jobs/{id}/failures/") == {"id", "limit", "offset", "cursor"}
 
 
 def test_an_uploaded_model_version_matches_the_schema(model_team):

@@ -1,6 +1,7 @@
 """Admin for labeling. Workflow rows are read-only here: they change only through
 the services (queue, annotation saves, reviews), which the actions below call."""
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
 from common.service_admin import NoRawDeleteMixin
 
@@ -9,6 +10,7 @@ from .models import (
     Annotation,
     AnnotationVersion,
     Batch,
+    BatchEvent,
     Claim,
     Prediction,
     Region,
@@ -45,9 +47,18 @@ class ReadOnlyAdmin(NoRawDeleteMixin, admin.ModelAdmin):
 
 def _set_status(status: str, label: str):
     def action(modeladmin, request, queryset):
+        done, refused = 0, []
         for batch in queryset:
-            services.batch_update(batch=batch, status=status)
-        modeladmin.message_user(request, f"{queryset.count()} batch(es) {label}.", messages.SUCCESS)
+            try:
+                services.batch_update(batch=batch, by=request.user, status=status)
+            except ValidationError as exc:
+                # A reopening needs a reason, which an admin action has no place to ask for.
+                refused.append(f"{batch.name}: {' '.join(exc.messages)}")
+            else:
+                done += 1
+        modeladmin.message_user(request, f"{done} batch(es) {label}.", messages.SUCCESS)
+        for line in refused:
+            modeladmin.message_user(request, f"{line} Reopen it from its edit page.", messages.ERROR)
 
     action.__name__ = f"batch_{status}"
     action.short_description = f"Mark selected batches {label}"
@@ -63,6 +74,14 @@ class BatchAdmin(ReadOnlyAdmin):
     list_select_related = ["spec", "vendor"]
     actions = [_set_status(Batch.Status.ACTIVE, "active"), _set_status(Batch.Status.PAUSED, "paused"),
                _set_status(Batch.Status.CLOSED, "closed")]
+
+
+@admin.register(BatchEvent)
+class BatchEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "batch", "by", "kind", "changes", "reason"]
+    list_filter = ["kind"]
+    search_fields = ["batch__name", "by__username", "reason"]
+    list_select_related = ["batch", "by"]
 
 
 @admin.register(Task)

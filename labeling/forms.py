@@ -7,7 +7,7 @@ from __future__ import annotations
 from django import forms
 
 from .models import Batch
-from .services import MAX_BATCH_TASKS
+from .services import MAX_BATCH_TASKS, MAX_REASON_LENGTH
 
 DATE_WIDGET = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 CURRENCY_WIDGET = forms.TextInput(attrs={"maxlength": 3, "size": 4, "autocapitalize": "characters"})
@@ -69,11 +69,20 @@ class BatchEditForm(forms.Form):
     unit_price = forms.DecimalField(max_digits=10, decimal_places=4, min_value=0, help_text="Per accepted task.")
     currency = forms.CharField(widget=CURRENCY_WIDGET, help_text="ISO 4217 code, e.g. USD.")
     agreed_quantity = forms.IntegerField(min_value=1)
+    # Not required here: only reopening needs one, and the service, which knows the stored
+    # status, is what refuses a reopening without it (its error shows beside this field).
+    reason = forms.CharField(required=False, max_length=MAX_REASON_LENGTH, widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text="Why you change the batch: kept in its history. Required to reopen a closed "
+                                       "batch.")
 
     def __init__(self, *args, batch: Batch, task_count: int, contract=None, **kwargs):
         super().__init__(*args, **kwargs)
         if batch.status not in dict(EDIT_STATUSES):  # a draft made through the API stays choosable
             self.fields["status"].choices = [(batch.status, batch.get_status_display()), *EDIT_STATUSES]
+        status_help = self.fields["status"].help_text + " Reopening a closed batch needs a reason (below)."
+        if batch.status == Batch.Status.CLOSED:
+            status_help = "This batch is closed. " + status_help
+        self.fields["status"].help_text = status_help
         self.fields["agreed_quantity"].help_text = (f"What the vendor delivers: at most the batch's {task_count} "
                                                     f"task{'' if task_count == 1 else 's'}.")
         if contract is not None:

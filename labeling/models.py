@@ -54,6 +54,11 @@ class Batch(models.Model):
         PAUSED = "paused", "Paused"
         CLOSED = "closed", "Closed"
 
+    # What `services.batch_update` changes, and so what a batch's history (`BatchEvent`) records;
+    # of those, the price fields are shown only to the people who see prices.
+    EDITABLE = ("name", "status", "deadline", "unit_price", "currency", "agreed_quantity")
+    PRICE_FIELDS = ("unit_price", "currency")
+
     name = models.CharField(max_length=200)
     spec = models.ForeignKey("curation.DatasetSpec", on_delete=models.PROTECT, related_name="batches")
     vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="batches")
@@ -76,6 +81,38 @@ class Batch(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class BatchEvent(models.Model):
+    """One recorded change to a batch: its making, or one `services.batch_update` call that
+    changed something. `changes` holds {field: [old, new]} for each changed field of
+    `services.BATCH_EDITABLE` as JSON values (prices and dates as text; old is null on
+    "created"). `by` is null for changes no user made (commands, data imports).
+
+    Written only by the services, never edited: it is the record of who reopened a closed
+    batch, and of who changed what a vendor is paid and by when.
+    """
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        CHANGED = "changed", "Changed"
+        REOPENED = "reopened", "Reopened"
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="events")
+    # PROTECT: people are deactivated, never deleted; the record must keep naming them.
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                           related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    changes = models.JSONField(default=dict, blank=True, help_text="{field: [old, new]} of each changed field")
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["batch", "at", "id"], name="batchevent_batch_at")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.batch_id} at {self.at:%Y-%m-%d %H:%M}"
 
 
 class Task(models.Model):

@@ -20,6 +20,7 @@ from .models import (
     Annotation,
     AnnotationVersion,
     Batch,
+    BatchEvent,
     Prediction,
     Region,
     Review,
@@ -106,6 +107,18 @@ def batches_visible_to(user: User) -> QuerySet[Batch]:
     if vendor is None:
         return qs.none()
     return qs.filter(vendor=vendor)
+
+
+def batch_history(batch: Batch, user: User) -> QuerySet[BatchEvent]:
+    """The recorded changes of `batch` (one already visible to `user`), oldest first, with who
+    made them. People who see no prices are not shown a change that touched only prices (who
+    changed a price, and when, says much of the price); the serializer leaves the prices out
+    of the other changes for them."""
+    qs = BatchEvent.objects.filter(batch=batch).select_related("by").order_by("at", "id")
+    if can_see_prices(user):
+        return qs
+    unpriced = [f for f in Batch.EDITABLE if f not in Batch.PRICE_FIELDS]
+    return qs.filter(Q(kind=BatchEvent.Kind.CREATED) | Q(changes__has_any_keys=unpriced))
 
 
 def tasks_visible_to(user: User) -> QuerySet[Task]:

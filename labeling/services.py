@@ -30,6 +30,7 @@ from .models import (
     Annotation,
     AnnotationVersion,
     Batch,
+    BatchEvent,
     Claim,
     Prediction,
     Region,
@@ -311,6 +312,21 @@ def _batch_price(*, spec: DatasetSpec, vendor: Vendor, kind: str, unit_price: De
     return price, contract.currency
 
 
+BATCH_EDITABLE = Batch.EDITABLE
+# The longest reason a batch's history keeps: a sentence or two, not a pasted e-mail thread.
+MAX_REASON_LENGTH = 2000
+
+
+def _event_value(value: object) -> object:
+    """A batch field's value as a history stores it (JSON): prices at the field's four
+    places, so that 0.5 and 0.5000 are one price, and dates as ISO text."""
+    if isinstance(value, Decimal):
+        return str(value.quantize(Decimal(1).scaleb(-Batch._meta.get_field("unit_price").decimal_places)))
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
 @transaction.atomic
 def batch_create(
     *,
@@ -376,6 +392,8 @@ def batch_create(
     )
     batch.full_clean()
     batch.save()
+    BatchEvent.objects.create(batch=batch, by=created_by, kind=BatchEvent.Kind.CREATED,
+                              changes={k: [None, _event_value(getattr(batch, k))] for k in BATCH_EDITABLE})
     tasks = []
     for image in images:
         gold = _truth_answer(image)
@@ -389,18 +407,33 @@ def batch_create(
     return batch
 
 
-BATCH_EDITABLE = ("name", "status", "deadline", "unit_price", "currency", "agreed_quantity")
-
-
 @transaction.atomic
-def batch_update(*, batch: Batch, **changes) -> Batch:
+def batch_update(*, batch: Batch, by: User | None = None, reason: str = "", **changes) -> Batch:
     """Change a batch's name, status, deadline, price or agreed quantity (at most its task count).
-    A batch under a contract takes its price from the contract: changing it here is refused."""
+    A batch under a contract takes its price from the contract: changing it here is refused.
+
+    A call that changes something records one `BatchEvent` ({field: [old, new]}, `by`, the
+    `reason`); one that changes nothing records nothing. Reopening a closed batch (to any
+    other status) needs a non-blank `reason`: its work was declared over, and the vendor's
+    people may have been told so.
+
+    The batch's row is locked and its stored values are the old ones: a `batch` read before
+    another curator's save would otherwise record (and check a reopening against) a status
+    that is no longer the batch's, and two saves at once are recorded one after the other.
+    """
     from guides.models import Contract
 
     for key in changes:
         if key not in BATCH_EDITABLE:
             raise ValidationError({key: CANNOT_CHANGE})
+    if not isinstance(reason, str):
+        raise ValidationError({"reason": "Must be text."})
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ValidationError({"reason": f"At most {MAX_REASON_LENGTH} characters."})
+    stored = Batch.objects.select_for_update().filter(pk=batch.pk).values(*BATCH_EDITABLE).get()
+    for key, value in stored.items():
+        setattr(batch, key, value)
     priced = {k for k in ("unit_price", "currency") if k in changes
               and (_currency(changes[k]) if k == "currency" else changes[k]) != getattr(batch, k)}
     if priced and Contract.objects.filter(vendor_id=batch.vendor_id, spec_id=batch.spec_id).exists():
@@ -413,7 +446,19 @@ def batch_update(*, batch: Batch, **changes) -> Batch:
     for key, value in changes.items():
         setattr(batch, key, _currency(value) if key == "currency" else value)
     batch.full_clean()
+    changed = {}
+    for key in BATCH_EDITABLE:
+        old, new = _event_value(stored[key]), _event_value(getattr(batch, key))
+        if old != new:
+            changed[key] = [old, new]
+    if not changed:
+        return batch
+    reopened = stored["status"] == Batch.Status.CLOSED and batch.status != Batch.Status.CLOSED
+    if reopened and not reason:
+        raise ValidationError({"reason": "Say why this closed batch is reopened: its work was declared over."})
     batch.save()
+    kind = BatchEvent.Kind.REOPENED if reopened else BatchEvent.Kind.CHANGED
+    BatchEvent.objects.create(batch=batch, by=by, kind=kind, changes=changed, reason=reason)
     if priced:
         spec_stats_refresh_soon(spec_id=batch.spec_id)  # cost per formula in the QA statistics
     return batch

@@ -375,15 +375,39 @@ def batch_edit(request, pk: int):
     if request.method == "POST":
         if form.is_valid():
             changes = {k: v for k, v in form.cleaned_data.items() if not form.fields[k].disabled}
+            reason = changes.pop("reason")
             try:
                 # a copy: the service sets the changes on the row it is given before it checks them
-                saved = services.batch_update(batch=Batch.objects.get(pk=batch.pk), **changes)
+                saved = services.batch_update(batch=Batch.objects.get(pk=batch.pk), by=request.user, reason=reason,
+                                              **changes)
             except ValidationError as exc:
                 add_service_errors(form, exc)
             else:
                 messages.success(request, f"Batch {saved.name} saved.")
                 return redirect("batch_overview")
         status = 400
+    history = selectors.batch_history(batch, request.user).reverse()  # newest first: the latest matters most
     return render(request, "labeling/batch_edit.html", {
         "form": form, "batch": batch, "task_count": task_count, "contract": contract,
+        "history": _history_rows(history[:HISTORY_ROWS]), "history_count": history.count(),
+        "history_api": reverse("batch-history", kwargs={"pk": batch.pk}),
     }, status=status)
+
+
+HISTORY_ROWS = 100  # newest events on the edit page; all of them at the API's batches/{id}/history/
+
+
+def _history_rows(events) -> list[dict]:
+    """Each event as the edit page lists it: when, who, and "Field: old → new" per change."""
+    labels = {name: Batch._meta.get_field(name).verbose_name.capitalize() for name in Batch.EDITABLE}
+    statuses = dict(Batch.Status.choices)
+
+    def shown(field: str, value) -> str:
+        if value is None or value == "":
+            return "—"
+        return str(statuses.get(value, value)) if field == "status" else str(value)
+
+    # A batch made without a deadline would otherwise list "Deadline: — → —".
+    return [{"event": e, "changes": [f"{labels.get(k, k)}: {shown(k, old)} → {shown(k, new)}"
+                                     for k, (old, new) in e.changes.items() if shown(k, old) != shown(k, new)]}
+            for e in events]

@@ -12,7 +12,7 @@ from common.serializing import represent
 from curation.api.serializers import AbsoluteURLField
 from curation.models import Source
 
-from ..models import Annotation, AnnotationVersion, Batch, Prediction, Region, Review, Task, Vendor
+from ..models import Annotation, AnnotationVersion, Batch, BatchEvent, Prediction, Region, Review, Task, Vendor
 from ..selectors import can_see_prices
 
 POINT_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
@@ -145,6 +145,46 @@ class BatchUpdateSerializer(serializers.Serializer):
     unit_price = serializers.DecimalField(max_digits=10, decimal_places=4, min_value=0, required=False)
     currency = serializers.CharField(max_length=3, required=False)
     agreed_quantity = serializers.IntegerField(min_value=1, required=False)
+    reason = serializers.CharField(
+        required=False, allow_blank=True, write_only=True, trim_whitespace=True, max_length=2000,
+        help_text="Why: kept in the batch's history with the change. Required to reopen a closed batch (set it "
+                  "active or paused).")
+
+
+def _change_pair(kind: str) -> dict:
+    return {"type": "array", "items": {"type": kind, "nullable": True}, "minItems": 2, "maxItems": 2,
+            "description": "[old, new]"}
+
+
+# Prices and dates as text (prices at four decimal places), the quantity as a number.
+BATCH_CHANGES_SCHEMA = {
+    "type": "object",
+    "description": "{field: [old, new]} of each field the event changed; old is null on `created`. Price fields "
+                   "(unit_price, currency) only for curators and vendor managers.",
+    "properties": {field: _change_pair("integer" if field == "agreed_quantity" else "string")
+                   for field in Batch.EDITABLE},
+    "additionalProperties": False,
+}
+
+
+class BatchEventSerializer(serializers.ModelSerializer):
+    """One entry of a batch's history."""
+
+    by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True,
+                                      help_text="Username of who made the change; null: no user (a command)")
+    changes = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BatchEvent
+        fields = ["id", "at", "by", "kind", "changes", "reason"]
+        read_only_fields = fields
+
+    @extend_schema_field(BATCH_CHANGES_SCHEMA)
+    def get_changes(self, obj):
+        request = self.context.get("request")
+        if request and can_see_prices(request.user):
+            return obj.changes
+        return {k: v for k, v in obj.changes.items() if k not in Batch.PRICE_FIELDS}
 
 
 class RegionSerializer(serializers.ModelSerializer):

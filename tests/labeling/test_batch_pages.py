@@ -337,11 +337,13 @@ def test_closing_a_batch_on_the_edit_page_ends_its_work(cur, spec, vendor, image
 
 
 def test_a_closed_batch_can_be_reopened_on_the_edit_page(cur, spec, vendor, images, annotator):
-    """`batch_update` allows any status: a batch closed by mistake is set active again."""
+    """`batch_update` allows any status: a batch closed by mistake is set active again, with a
+    reason (tests/labeling/test_batch_history.py: none given is refused)."""
     batch = factories.make_batch(spec, vendor, images=1)
     services.batch_update(batch=batch, status=Batch.Status.CLOSED)
     r = cur.post(f"/batches/{batch.pk}/edit/", {"name": batch.name, "status": "active", "unit_price": "0.25",
-                                                "currency": "USD", "agreed_quantity": "1"})
+                                                "currency": "USD", "agreed_quantity": "1",
+                                                "reason": "Closed by mistake"})
     assert r.status_code == 302
     api = APIClient()
     api.force_authenticate(annotator)

@@ -53,7 +53,9 @@ predictions with a model version), and then, with the scratch venv's python:
 * Back into Mathset (with ``--label-studio-venv``): the server's JSON export of the annotations
   project goes through ``curation.services.labelstudio_import`` (``manage.py import_labelstudio``)
   into a fresh spec as predictions; every image and region comes back as accepted (quads within
-  1e-6 px, masks pixel for pixel from the polygon + brush pair, LaTeX, category).
+  1e-6 px, masks pixel for pixel from the polygon + brush pair, LaTeX, category). The predictions
+  project's JSON export lists predictions by id only: it comes back the same way with the server's
+  ``GET /api/predictions/?project=ID`` answer given as ``--predictions``.
 
 A table of pass/fail per tool with its version is printed; the exit status is 1 when any check
 fails (2 when a tool could not be run at all).
@@ -76,6 +78,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXPORTS = ("coco", "yolo-obb", "label-studio", "label-studio-predictions")
 LS_SERVER_EXPORT = "ls-server-export.json"   # the server's JSON export, read back by check_mathset_reimport
+LS_SERVER_PRED_EXPORT = "ls-server-export-predictions.json"   # the predictions project's (ids only)
+LS_SERVER_PREDICTIONS = "ls-server-predictions.json"          # its GET /api/predictions/?project=ID
 
 
 # =============================================================== build (project venv)
@@ -785,6 +789,9 @@ def _ls_server_project(rep: Report, s, base: str, unpacked: Path, doc_root: Path
         p = s.get(f"{base}/api/predictions/", params={"project": project}, timeout=120)
         preds = p.json() if p.status_code == 200 else []
         preds = preds.get("results", []) if isinstance(preds, dict) else preds
+        if r.status_code == 200 and p.status_code == 200:  # read back by check_mathset_reimport (--predictions)
+            (doc_root.parent.parent / LS_SERVER_PRED_EXPORT).write_text(json.dumps(exported, ensure_ascii=False))
+            (doc_root.parent.parent / LS_SERVER_PREDICTIONS).write_text(json.dumps(p.json(), ensure_ascii=False))
         n_results = sum(len(b["result"]) for b in preds)
         if any(b.get("model_version") != "compat-1" for b in preds):
             rep.check(f"{fmt}: predictions keep their model_version", False,
@@ -870,11 +877,25 @@ def _ls_server_brush_numpy(rep: Report, s, base: str, project: int, fmt: str, ex
 
 
 def check_mathset_reimport(work: Path, expected: dict) -> Report:
-    """The server's own JSON export of the annotations project, imported back into Mathset
-    (``curation.services.labelstudio_import``, what ``manage.py import_labelstudio`` runs) as
-    predictions of a fresh spec: every image once, every region as it was accepted (quads within
-    1e-6 px, masks pixel for pixel: a formula's polygon and brush merged back into one mask), its
-    LaTeX and its category. Runs in the project's venv, after the server check wrote the export."""
+    """The server's own JSON exports imported back into Mathset (``curation.services.labelstudio_import``,
+    what ``manage.py import_labelstudio`` runs) as predictions of a fresh spec: every image once,
+    every region as it was accepted (quads within 1e-6 px, masks pixel for pixel: a formula's polygon
+    and brush merged back into one mask), its LaTeX and its category. First the annotations project;
+    then the predictions project, whose JSON export lists predictions by id only, with the server's
+    ``GET /api/predictions/?project=ID`` answer as ``--predictions``. Runs in the project's venv,
+    after the server check wrote the exports."""
+    rep = Report("mathset import_labelstudio", "this tree")
+    _reimport(rep, work, expected, "annotations", json.loads((work / LS_SERVER_EXPORT).read_text()), None)
+    if (work / LS_SERVER_PRED_EXPORT).exists():
+        _reimport(rep, work, expected, "predictions by id + --predictions",
+                  json.loads((work / LS_SERVER_PRED_EXPORT).read_text()),
+                  json.loads((work / LS_SERVER_PREDICTIONS).read_text()))
+    else:
+        rep.check("the server's predictions export was written", False, "no predictions export from the server check")
+    return rep
+
+
+def _reimport(rep: Report, work: Path, expected: dict, what: str, tasks: list, predictions: object) -> None:
     import numpy as np
     from django.core.exceptions import ValidationError
 
@@ -882,23 +903,28 @@ def check_mathset_reimport(work: Path, expected: dict) -> Report:
     from labeling.models import Prediction
     from tests import factories
 
-    rep = Report("mathset import_labelstudio", "this tree")
-    tasks = json.loads((work / LS_SERVER_EXPORT).read_text())
-    unpacked = work / "unpacked" / "label-studio"
+    unpacked = work / "unpacked" / ("label-studio" if predictions is None else "label-studio-predictions")
     spec = factories.make_spec(intended_use="research", answer_formats=["quad", "mask", "latex"])
     source = factories.make_source("cc-by-4.0")
+    version = "ls-server" if predictions is None else "ls-server-predictions"
+    if predictions is not None:
+        ids_only = sum(isinstance(x, int) for t in tasks for x in t.get("predictions", []))
+        rep.check(f"{what}: the server's JSON export lists predictions by id only", ids_only == len(tasks),
+                  f"{ids_only} ids in {len(tasks)} tasks")
     try:
         report = services.labelstudio_import(
-            spec=spec, source=source, tasks=tasks, images_dir=unpacked / "images", model_version="ls-server",
-            category_map={"formula": ""}, label_config=(unpacked / "label_config.xml").read_text())
+            spec=spec, source=source, tasks=tasks, images_dir=unpacked / "images", model_version=version,
+            category_map={"formula": ""}, label_config=(unpacked / "label_config.xml").read_text(),
+            predictions=predictions, results="auto" if predictions is None else "predictions")
     except ValidationError as exc:
-        rep.check("the server's JSON export imports", False, "; ".join(exc.messages)[:400])
-        return rep
+        rep.check(f"{what}: the server's JSON export imports", False, "; ".join(exc.messages)[:400])
+        return
     by_file = {im["file_name"]: im for im in expected["images"]}
-    rep.check("the server's JSON export imports: one new image per task", len(report.created) == len(tasks)
-              == len(by_file), f"{len(report.created)} images from {len(tasks)} tasks ({len(by_file)} exported)")
+    rep.check(f"{what}: the server's JSON export imports: one new image per task",
+              len(report.created) == len(tasks) == len(by_file),
+              f"{len(report.created)} images from {len(tasks)} tasks ({len(by_file)} exported)")
     problems, regions = [], 0
-    for pred in Prediction.objects.filter(image__spec=spec, model_version="ls-server").select_related("image"):
+    for pred in Prediction.objects.filter(image__spec=spec, model_version=version).select_related("image"):
         exp = by_file.get(pred.image.meta["label_studio"]["file"])
         if exp is None:
             problems.append(f"{pred.image.original_filename}: not exported")
@@ -918,10 +944,9 @@ def check_mathset_reimport(work: Path, expected: dict) -> Report:
                                                                                     exp["height"]), atol=1e-6):
                 problems.append(f"{exp['file_name']}[{k}]: {got.get('points')} != {w['points']}")
             regions += 1
-    rep.check("every region comes back as accepted (quads to 1e-6 px, masks pixel for pixel, LaTeX, category)",
-              not problems and regions == sum(len(im["regions"]) for im in expected["images"]),
+    rep.check(f"{what}: every region comes back as accepted (quads to 1e-6 px, masks pixel for pixel, LaTeX, "
+              "category)", not problems and regions == sum(len(im["regions"]) for im in expected["images"]),
               "; ".join(problems[:3]) or f"{regions} regions")
-    return rep
 
 
 def run_checks(work: Path, which: str) -> list[dict]:

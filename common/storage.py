@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage, default_storage
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,12 @@ class FileGuard:
         self.storage = storage
         self.names: list[str] = []
 
-    def save(self, name: str, content: bytes) -> str:
-        stored = self.storage.save(name, ContentFile(content))
+    def save(self, name: str, content: bytes | File) -> str:
+        """Save `content` as `name` (or a free name like it) and return the name stored.
+
+        A File is streamed to the storage in chunks, not read whole: an upload that Django wrote
+        to a temporary file is moved into place by FileSystemStorage."""
+        stored = self.storage.save(name, content if isinstance(content, File) else ContentFile(content))
         self.names.append(stored)
         return stored
 

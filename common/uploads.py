@@ -10,6 +10,9 @@ code runs, so a view that compares ``upload.size`` with its limit refuses a 5 GB
 - a file part that grows past the limit is passed on no further: what Django's handlers had kept of
   it (at most the limit) is deleted at once, the rest of the part is only counted (so that the 400
   says the file's size), and the parts after it are read but not stored;
+- with a limit on what all the file parts add up to (`max_total_bytes`: a bulk upload of many files
+  each within the limit), the part that takes the running total past it is refused the same way. The
+  parts before it stay in their temporary files (at most the total) until Django closes the request;
 - the view then calls `raise_if_refused`, which raises the ValidationError naming the field (a 400).
 
 The rest of a refused body is still read (StopUpload without connection_reset): an HTTP client
@@ -54,12 +57,20 @@ class Refusal:
     complete: bool = True
     body_limit: int | None = None
     max_files: int = 1
+    # What all the file parts may add up to, when limited. Without `body_limit`, the refusal is of the
+    # part that took the total past it, and `size` is the total received up to the end of that part.
+    total_limit: int | None = None
 
     def message(self) -> str:
         if self.body_limit is not None:
+            in_all = "" if self.total_limit is None else f", at most {self.total_limit:,} bytes in all"
             return (f"the request is {self.size:,} bytes; at most {self.body_limit:,} bytes are accepted "
-                    f"({self.max_files} file(s) of at most {self.limit:,} bytes ({self.limit // 2**20} MB) each, "
-                    "and the other fields)")
+                    f"({self.max_files} file(s) of at most {self.limit:,} bytes ({self.limit // 2**20} MB) each"
+                    f"{in_all}, and the other fields)")
+        if self.total_limit is not None:
+            # "at least": the parts after this one are not read
+            return (f"the files sent add up to at least {self.size:,} bytes; at most {self.total_limit:,} bytes "
+                    f"({self.total_limit // 2**20} MB) are accepted in one request: send them in several")
         if not self.complete:
             return f"the file is more than {self.size:,} bytes; at most {self.limit:,} bytes are accepted"
         return too_big(size=self.size, limit=self.limit)
@@ -67,25 +78,30 @@ class Refusal:
 
 class StreamingSizeLimit(FileUploadHandler):
     """An upload handler, first in the chain, that passes each file part on to Django's handlers
-    only up to `max_file_bytes`, and refuses a body longer than `max_body_bytes` unread.
+    only up to `max_file_bytes` (and while all of them add up to at most `max_total_bytes`), and
+    refuses a body longer than `max_body_bytes` unread.
 
     What it refused is kept in `refusal`; `raise_if_refused` turns it into the 400."""
 
     def __init__(self, request: HttpRequest | None = None, *, max_file_bytes: int, max_body_bytes: int | None,
-                 body_field: str, max_files: int) -> None:
+                 body_field: str, max_files: int, max_total_bytes: int | None = None) -> None:
         super().__init__(request)
         self.max_file_bytes = max_file_bytes
         self.max_body_bytes = max_body_bytes
+        self.max_total_bytes = max_total_bytes
         self.body_field = body_field
         self.max_files = max_files
         self.refusal: Refusal | None = None
         self._over = False
+        self._over_total = False  # the part that is over took the total past max_total_bytes
+        self._total = 0  # bytes of all file parts received so far
         self._parts: dict[str, int] = {}  # file parts received per field
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         if self.max_body_bytes is not None and content_length > self.max_body_bytes:
             self.refusal = Refusal(field=self.body_field, size=content_length, limit=self.max_file_bytes,
-                                   body_limit=self.max_body_bytes, max_files=self.max_files)
+                                   body_limit=self.max_body_bytes, max_files=self.max_files,
+                                   total_limit=self.max_total_bytes)
             # parsed as an empty form: no part is read, nothing is stored
             return QueryDict(encoding=encoding), MultiValueDict()
         return None
@@ -97,9 +113,14 @@ class StreamingSizeLimit(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
         received = start + len(raw_data)
-        if not self._over and received > self.max_file_bytes:
-            self._over = True
-            self._drop_partial_files()
+        self._total += len(raw_data)
+        if not self._over:
+            over_file = received > self.max_file_bytes
+            over_total = self.max_total_bytes is not None and self._total > self.max_total_bytes
+            if over_file or over_total:
+                # a file over its own limit is named as such, even when it also ends the total
+                self._over, self._over_total = True, not over_file
+                self._drop_partial_files()
         if self._over:
             # counted, not kept: None stops the chunk before the handlers that store it
             self.refusal = self._refusal(received, complete=False)
@@ -114,6 +135,10 @@ class StreamingSizeLimit(FileUploadHandler):
         return None  # the next handler returns the file
 
     def _refusal(self, size: int, *, complete: bool) -> Refusal:
+        if self._over_total:
+            return Refusal(field=self.field_name, size=self._total, limit=self.max_file_bytes, complete=complete,
+                           file_name=self.file_name, index=self._parts[self.field_name] - 1,
+                           total_limit=self.max_total_bytes)
         return Refusal(field=self.field_name, size=size, limit=self.max_file_bytes, complete=complete,
                        file_name=self.file_name, index=self._parts[self.field_name] - 1)
 
@@ -128,7 +153,7 @@ class StreamingSizeLimit(FileUploadHandler):
 
 
 def limit_upload_sizes(request: HttpRequest, *, max_file_bytes: int, file_fields: Sequence[str],
-                       max_files: int | None = None) -> StreamingSizeLimit:
+                       max_files: int | None = None, max_total_bytes: int | None = None) -> StreamingSizeLimit:
     """Refuse `request`'s file parts over `max_file_bytes` while they stream in (see the module
     docstring). Call it before anything reads the body (DRF: in ``initialize_request``, before
     authentication, whose CSRF check reads ``request.POST``); Django raises AttributeError after.
@@ -136,12 +161,17 @@ def limit_upload_sizes(request: HttpRequest, *, max_file_bytes: int, file_fields
     `file_fields` are the form's file fields: a body refused whole names the only one, or ``file``.
     `max_files` (default: one per field) sizes the body limit: that many files of at most
     `max_file_bytes`, DATA_UPLOAD_MAX_MEMORY_SIZE of other fields, and FORM_OVERHEAD_BYTES; no body
-    limit when DATA_UPLOAD_MAX_MEMORY_SIZE is None (other fields then have none either)."""
+    limit when DATA_UPLOAD_MAX_MEMORY_SIZE is None (other fields then have none either).
+    `max_total_bytes`, if given, is what all the file parts may add up to: the part that takes the
+    running total past it is refused, and the body limit is at most that total plus the other fields
+    and FORM_OVERHEAD_BYTES."""
     max_files = len(file_fields) if max_files is None else max_files
     other = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    max_body = None if other is None else max_file_bytes * max_files + other + FORM_OVERHEAD_BYTES
+    files = max_file_bytes * max_files if max_total_bytes is None else min(max_file_bytes * max_files, max_total_bytes)
+    max_body = None if other is None else files + other + FORM_OVERHEAD_BYTES
     handler = StreamingSizeLimit(request, max_file_bytes=max_file_bytes, max_body_bytes=max_body,
-                                 body_field=file_fields[0] if len(file_fields) == 1 else "file", max_files=max_files)
+                                 body_field=file_fields[0] if len(file_fields) == 1 else "file", max_files=max_files,
+                                 max_total_bytes=max_total_bytes)
     request.upload_handlers = [handler, *request.upload_handlers]
     return handler
 

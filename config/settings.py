@@ -199,6 +199,12 @@ MATHSET_MAX_UPLOAD_BYTES = int(os.environ.get("MATHSET_MAX_UPLOAD_BYTES", 25 * 1
 MATHSET_MAX_IMAGE_PIXELS = int(os.environ.get("MATHSET_MAX_IMAGE_PIXELS", 60_000_000))
 MATHSET_THUMBNAIL_SIZE = (256, 256)
 MATHSET_BULK_MAX_FILES = int(os.environ.get("MATHSET_BULK_MAX_FILES", 500))
+# What one bulk upload's files may add up to: each file is streamed to a temporary file before the
+# view runs, so MATHSET_BULK_MAX_FILES files of MATHSET_MAX_UPLOAD_BYTES (12.5 GB) would fill the
+# disk; the upload page splits its files into requests under this.
+MATHSET_BULK_MAX_BYTES = int(os.environ.get("MATHSET_BULK_MAX_BYTES", 512 * 1024 * 1024))
+# One zip for an import job (POST /api/v1/import-jobs/): refused while it streams in over this.
+MATHSET_MAX_ARCHIVE_BYTES = int(os.environ.get("MATHSET_MAX_ARCHIVE_BYTES", 2 * 1024 * 1024 * 1024))
 DATA_UPLOAD_MAX_MEMORY_SIZE = MATHSET_MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = MATHSET_BULK_MAX_FILES + 1

@@ -17,6 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -26,6 +27,7 @@ from common.archives import nfc, zip_member_name
 from common.fields import MAX_INT, slug_for
 from common.storage import guarded_files
 from common.unchangeable import CANNOT_CHANGE, drop_unchanged
+from common.uploads import too_big
 from pipeline.refresh import spec_stats_refresh_soon
 
 from .imaging import IMAGE_SUFFIXES, DecodedImage, decode_image
@@ -1037,13 +1039,25 @@ def _archive_base_name(filename: str, max_bytes: int = 120) -> str:
 
 @transaction.atomic
 def import_job_create(
-    *, spec: DatasetSpec, source: Source, archive: bytes, filename: str,
+    *, spec: DatasetSpec, source: Source, archive: bytes | File, filename: str,
     categories: Iterable[str | int | Category] = (), created_by: User | None = None,
 ) -> ImportJob:
-    """Queue a zip of images for ingest by a worker."""
+    """Queue a zip of images for ingest by a worker.
+
+    `archive` is the zip's bytes or a file: an upload is passed as it came, never read into memory
+    (a big one is a temporary file, which the storage moves into place). One over
+    MATHSET_MAX_ARCHIVE_BYTES is refused here too: the API refuses it while it streams in, but
+    this is the one write path, whoever calls it.
+    """
     licence_check(spec=spec, source=source)
     cats = resolve_categories(spec=spec, values=categories)
-    if not zipfile.is_zipfile(io.BytesIO(archive)):
+    size, limit = (len(archive) if isinstance(archive, bytes) else archive.size), settings.MATHSET_MAX_ARCHIVE_BYTES
+    if size > limit:
+        raise ValidationError({"archive": f"{filename}: {too_big(size=size, limit=limit)}"})
+    fh = io.BytesIO(archive) if isinstance(archive, bytes) else archive
+    is_zip = zipfile.is_zipfile(fh)  # reads only the end of the file, where a zip's directory is
+    fh.seek(0)
+    if not is_zip:
         raise ValidationError({"archive": f"{filename}: not a zip file."})
     with guarded_files() as guard:
         name = guard.save(f"imports/{spec.id}/{timezone.now():%Y%m%d%H%M%S}-{_archive_base_name(filename)}", archive)

@@ -411,6 +411,8 @@ def upload(request):
             "imageUrl": reverse("curation:image-detail", args=[0]).replace("/0/", "/{id}/"),
             "chunkSize": min(20, settings.MATHSET_BULK_MAX_FILES),
             "maxBytes": settings.MATHSET_MAX_UPLOAD_BYTES,
+            "chunkBytes": settings.MATHSET_BULK_MAX_BYTES,
+            "maxArchiveBytes": settings.MATHSET_MAX_ARCHIVE_BYTES,
         },
         "jobs": selectors.import_jobs_visible_to(request.user)[:10],
     })

@@ -190,16 +190,18 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             one = self.action == "create"
             limit_upload_sizes(request, max_file_bytes=settings.MATHSET_MAX_UPLOAD_BYTES,
                                file_fields=["file" if one else "files"],
-                               max_files=1 if one else settings.MATHSET_BULK_MAX_FILES)
+                               max_files=1 if one else settings.MATHSET_BULK_MAX_FILES,
+                               max_total_bytes=None if one else settings.MATHSET_BULK_MAX_BYTES)
         return drf_request
 
     def _refuse_too_big(self, request) -> None:
         refused = refusal_of(request)
         if refused is None:
             return
-        whole_body = refused.body_limit is not None
-        field = refused.field if refused.field == "file" or whole_body else f"files[{refused.index}]"
-        if whole_body or not refused.complete:
+        # the body, or the files of a bulk upload together: no one file is to blame
+        whole_request = refused.body_limit is not None or refused.total_limit is not None
+        field = refused.field if refused.field == "file" or whole_request else f"files[{refused.index}]"
+        if whole_request or not refused.complete:
             raise ValidationError({field: refused.message()})
         # named and worded as decode_image refuses it once received whole
         raise ValidationError({field: imaging.too_big(filename=refused.file_name, size=refused.size)})
@@ -343,8 +345,22 @@ class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
     def get_queryset(self):
         return selectors.import_jobs_visible_to(self.request.user).prefetch_related("categories")
 
+    def initialize_request(self, request, *args, **kwargs):
+        drf_request = super().initialize_request(request, *args, **kwargs)  # sets self.action
+        if self.action == "create":
+            # here, before authentication: SessionAuthentication's CSRF check reads request.POST
+            limit_upload_sizes(request, max_file_bytes=settings.MATHSET_MAX_ARCHIVE_BYTES, file_fields=["archive"],
+                               max_files=1)
+        return drf_request
+
     @extend_schema(request={"multipart/form-data": s.ImportJobCreateSerializer}, responses={201: s.ImportJobSerializer})
     def create(self, request, *args, **kwargs):
+        """Queue a zip of images (at most MATHSET_MAX_ARCHIVE_BYTES) for ingest by a worker."""
+        refused = refusal_of(request)
+        if refused is not None:
+            # named as the service names an archive over the limit
+            message = refused.message()
+            raise ValidationError({"archive": f"{refused.file_name}: {message}" if refused.file_name else message})
         data = s.ImportJobCreateSerializer(
             data=request.data,
             specs=selectors.specs_visible_to(request.user),
@@ -352,8 +368,10 @@ class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
         )
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        name, archive = _read_upload(v["archive"])
-        job = services.import_job_create(spec=v["spec"], source=v["source"], archive=archive, filename=name,
+        # the uploaded file itself, not its bytes: a big one is a temporary file, which the
+        # storage moves into place without reading it into memory
+        upload = v["archive"]
+        job = services.import_job_create(spec=v["spec"], source=v["source"], archive=upload, filename=upload.name,
                                          categories=v["categories"], created_by=request.user)
         return Response(s.ImportJobSerializer(job).data, status=status.HTTP_201_CREATED)
 

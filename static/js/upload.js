@@ -1,4 +1,4 @@
-// Upload page: many image files through POST /api/v1/images/bulk/ in chunks,
+// Upload page: many image files through POST /api/v1/images/bulk/ in chunks (by count and bytes),
 // with a real progress bar (XHR upload progress + files done), and a zip import
 // job polled until it finishes. Plain ES module, no build step.
 
@@ -159,6 +159,25 @@ function fileErrors(data, files) {
   return named;
 }
 
+// Requests of at most chunkSize files that add up to at most chunkBytes: the server refuses a
+// request whose files add up to more. A file bigger than that alone goes alone (and is refused by name).
+function chunksOf(files) {
+  const chunks = [];
+  let chunk = [];
+  let bytes = 0;
+  for (const file of files) {
+    if (chunk.length && (chunk.length >= config.chunkSize || bytes + file.size > config.chunkBytes)) {
+      chunks.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(file);
+    bytes += file.size;
+  }
+  if (chunk.length) chunks.push(chunk);
+  return chunks;
+}
+
 // Send one chunk. The bulk endpoint is all or nothing: when it names a bad file,
 // that file is reported and the rest of the chunk is sent again.
 async function sendChunk(chunk, state) {
@@ -250,11 +269,11 @@ async function uploadAll() {
     state.counts.error += 1;
   }
   state.settle(tooBig);
-  const sendable = files.filter((f) => f.size <= config.maxBytes);
-  for (let i = 0; i < sendable.length; i += config.chunkSize) {
-    const ok = await sendChunk(sendable.slice(i, i + config.chunkSize), state);
+  const chunks = chunksOf(files.filter((f) => f.size <= config.maxBytes));
+  for (let i = 0; i < chunks.length; i += 1) {
+    const ok = await sendChunk(chunks[i], state);
     if (!ok) {
-      const rest = sendable.slice(i + config.chunkSize);
+      const rest = chunks.slice(i + 1).flat();
       for (const file of rest) {
         addResult(file.name, "error", "not sent: the request before it was refused");
         state.counts.error += 1;
@@ -328,11 +347,17 @@ zipForm.addEventListener("submit", async (e) => {
   e.preventDefault();
   if (!specSelect.value || !sourceSelect.value) { showZipError("Choose a spec and a source above first."); return; }
   if (!zipFile.files.length) { showZipError("Choose a zip file."); return; }
+  const zip = zipFile.files[0];
+  // The server refuses it too, but only once the browser has sent what fits in its limit.
+  if (zip.size > config.maxArchiveBytes) {
+    showZipError(`${zip.name}: the file is ${zip.size} bytes; at most ${config.maxArchiveBytes} bytes are accepted.`);
+    return;
+  }
   const body = new FormData();
   body.append("spec", specSelect.value);
   body.append("source", sourceSelect.value);
   for (const slug of tickedCategories(categoryBox)) body.append("categories", slug);
-  body.append("archive", zipFile.files[0]);
+  body.append("archive", zip);
   const button = document.getElementById("zip-start");
   button.disabled = true;
   try {

@@ -9,38 +9,21 @@ from __future__ import annotations
 
 import json
 import math
-from io import StringIO
 
 import numpy as np
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from curation.models import Image
 from labeling.models import Prediction
 from labeling.services import batch_candidate_images
-from tests import factories
 from tests.conftest import stored_files
-from tests.curation.test_import_labelstudio import H, W, brush, ls_task, rectangle
+from tests.curation import test_import_labelstudio as base
+from tests.curation.test_import_labelstudio import H, W, brush, ls_task, rectangle, run
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture
-def images(tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for seed, name in enumerate(["a.png", "b.png", "c.png"]):
-        (folder / name).write_bytes(factories.png_bytes(W, H, seed=500 + seed))
-    return folder
-
-
-def run(tmp_path, images, spec, source, tasks, *args) -> str:
-    path = tmp_path / "export.json"
-    path.write_text(json.dumps(tasks), encoding="utf-8")
-    out = StringIO()
-    call_command("import_labelstudio", str(path), "--images", str(images), "--spec", spec.slug,
-                 "--source", str(source.pk), *args, stdout=out)
-    return out.getvalue()
+images = base.images  # the image files fixture, a.png to c.png
 
 
 def scored(results: list[dict], *scores: float | None) -> list[dict]:

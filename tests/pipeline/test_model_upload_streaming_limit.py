@@ -25,7 +25,7 @@ from common import uploads
 from pipeline import services
 from pipeline.ml.detector import DetectorConfig, TinyUNet
 from pipeline.models import ModelVersion
-from tests.conftest import stored_files
+from tests.pipeline.test_model_upload_bad_input import _refused as refused
 
 URL = "/api/v1/model-versions/"
 LIMIT = 100_000  # more than one 64 KiB chunk, so a refusal mid-file is exercised
@@ -89,12 +89,7 @@ def kept(monkeypatch):
 
 
 def _refused(resp, field: str, says: str) -> None:
-    assert resp.status_code == 400, (resp.status_code, resp.content[:500])
-    body = resp.json()
-    assert field in body, body
-    assert says in str(body[field]), body
-    assert not ModelVersion.objects.filter(source="upload").exists()
-    assert stored_files() == []
+    refused(resp, field, None, says)
 
 
 @pytest.mark.django_db

@@ -1,7 +1,8 @@
 """What a script calling the API gets when it misses: JSON, and its POST kept.
 
 - A 404 or 500 under /api/ answers JSON (``{"detail": ...}``) like every other API error,
-  not the site's HTML page a browser gets.
+  not the site's HTML page a browser gets; a URL that names no view does so with DEBUG on
+  too (``make run``), where Django answers its HTML debug page instead of calling handler404.
 - An unsafe request (POST, PUT, PATCH, DELETE) to an API URL without its trailing slash is
   redirected with 308, which keeps the method and the body. Django's APPEND_SLASH answers
   301, which HTTP clients follow with a GET: ``POST /api/v1/exports`` listed the exports
@@ -23,7 +24,8 @@ class HttpResponsePermanentRedirectKeepingMethod(HttpResponseRedirect):
 
 class ApiTrailingSlashMiddleware:
     """Redirect an unsafe API request missing its trailing slash with 308 (see the module
-    docstring); placed before CommonMiddleware, whose 301 would turn it into a GET."""
+    docstring); placed before CommonMiddleware, whose 301 would turn it into a GET. An API URL
+    that resolves to no view answers the JSON 404 whatever DEBUG says."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -39,7 +41,11 @@ class ApiTrailingSlashMiddleware:
                 query = request.META.get("QUERY_STRING", "")
                 target = request.path + "/" + (f"?{query}" if query else "")
                 return HttpResponsePermanentRedirectKeepingMethod(target)
-        return self.get_response(request)
+        response = self.get_response(request)
+        if response.status_code == 404 and request.resolver_match is None and path.startswith(API_PREFIX):
+            # No view was found: with DEBUG on, Django's HTML "Page not found" page, not handler404.
+            return page_not_found(request, None)
+        return response
 
 
 def page_not_found(request, exception):

@@ -18,6 +18,34 @@ class IdField(forms.IntegerField):
         super().__init__(*args, **kwargs)
 
 
+class BooleanField(forms.Field):
+    """A yes/no filter value: ``true``/``false`` or ``1``/``0``, in any case; empty is no filter."""
+
+    default_error_messages = {"invalid": "Enter true or false."}
+    VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+    def to_python(self, value):
+        if value is None or isinstance(value, bool):
+            return value
+        if value == "":
+            return None
+        try:
+            return self.VALUES[str(value).strip().lower()]
+        except KeyError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    """A yes/no filter that reads ``1``/``0`` as ``true``/``false`` and refuses anything else.
+
+    django-filter's own (a NullBooleanSelect) knows only ``true``/``false`` (and ``2``/``3``)
+    and takes any other value for "no filter": ``?commercial=1`` listed every image, the
+    non-commercial ones included, with a 200. Here it filters, and ``?commercial=maybe`` is a
+    400 naming the filter."""
+
+    field_class = BooleanField
+
+
 class IdFilter(django_filters.NumberFilter):
     """Rows whose foreign key (``field_name``, e.g. ``spec_id``) is the given id.
 

@@ -2,7 +2,7 @@
 import django_filters
 
 from common.fields import parse_row_id
-from common.filters import IdFilter
+from common.filters import BooleanFilter, IdFilter
 from common.roles import is_curator
 
 from .models import Category, DatasetSpec, Export, Image, Snapshot, Source
@@ -18,7 +18,7 @@ class SpecFilter(django_filters.FilterSet):
 
 class SourceFilter(django_filters.FilterSet):
     licence = django_filters.CharFilter(field_name="licence__code", label="Licence code")
-    commercial = django_filters.BooleanFilter(field_name="licence__allows_commercial", label="Allows commercial use")
+    commercial = BooleanFilter(field_name="licence__allows_commercial", label="Allows commercial use")
 
     class Meta:
         model = Source
@@ -38,11 +38,10 @@ class ImageFilter(django_filters.FilterSet):
     category = django_filters.CharFilter(method="filter_category", label="Category slug or id")
     source = IdFilter(field_name="source_id", label="Source id")
     licence = django_filters.CharFilter(field_name="source__licence__code", label="Licence code")
-    commercial = django_filters.BooleanFilter(field_name="source__licence__allows_commercial",
-                                              label="Licence allows commercial use")
+    commercial = BooleanFilter(field_name="source__licence__allows_commercial", label="Licence allows commercial use")
     sha256 = django_filters.CharFilter()
     capture_session = django_filters.CharFilter()
-    has_truth = django_filters.BooleanFilter(method="filter_has_truth", label="Has a known (gold) answer")
+    has_truth = BooleanFilter(method="filter_has_truth", label="Has a known (gold) answer")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
     class Meta:

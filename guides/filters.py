@@ -1,7 +1,7 @@
 """FilterSets shared by the guides API and pages."""
 import django_filters
 
-from common.filters import IdFilter
+from common.filters import BooleanFilter, IdFilter
 
 from .models import Contract, FaqEntry, GuideAcknowledgement, GuideExample, GuideVersion, Notification, Question
 
@@ -52,7 +52,8 @@ class QuestionFilter(django_filters.FilterSet):
     spec = IdFilter(field_name="spec_id")
     vendor = IdFilter(field_name="vendor_id")
     guide_version = IdFilter(field_name="guide_version_id")
-    mine = django_filters.BooleanFilter(method="filter_mine", label="Asked by me")
+    mine = BooleanFilter(method="filter_mine", label="Asked by me")
+    promoted_to_faq = BooleanFilter()
 
     class Meta:
         model = Question
@@ -66,7 +67,7 @@ class QuestionFilter(django_filters.FilterSet):
 
 
 class NotificationFilter(django_filters.FilterSet):
-    unread = django_filters.BooleanFilter(field_name="read_at", lookup_expr="isnull", label="Unread only")
+    unread = BooleanFilter(field_name="read_at", lookup_expr="isnull", label="Unread only")
 
     class Meta:
         model = Notification

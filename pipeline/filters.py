@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import django_filters
 
-from common.filters import IdFilter
+from common.filters import BooleanFilter, IdFilter
 
 from .models import EvaluationRun, ModelVersion, Prediction, PrelabelJob, QAReport
 
 
 class ModelVersionFilter(django_filters.FilterSet):
+    is_active = BooleanFilter()
+
     class Meta:
         model = ModelVersion
         fields = ["kind", "source", "is_active", "name"]

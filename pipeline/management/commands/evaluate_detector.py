@@ -53,9 +53,13 @@ class Command(BaseCommand):
                 if n == o["limit"]:
                     return
         else:
-            from pipeline.ml.train_detector import EVAL_SEED_BASE, CropPool, make_photo
+            from pipeline.ml.train_detector import EVAL_SEED_BASE, CropPool, make_photo, shared_dir
 
-            pool = CropPool(heldout=True)
+            try:
+                pool = CropPool(heldout=True)
+            except FileNotFoundError as exc:  # the photos paste held-out crops of the real data
+                raise CommandError(f"{exc.filename}: no such file (--photos needs the CROHME test inks and the "
+                                   f"im2markup pages in {shared_dir()}, MATHSET_SHARED_DATA)") from None
             for i in range(o["photos"]):
                 photo = make_photo(pool, EVAL_SEED_BASE + i)
                 yield f"seed-{EVAL_SEED_BASE + i}", photo.image, [q.tolist() for q in photo.quads]

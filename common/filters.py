@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import django_filters
+import django_filters.rest_framework
 from django import forms
+from django.db import models
 
 from .fields import MAX_BIGINT
 
@@ -54,3 +56,17 @@ class IdFilter(django_filters.NumberFilter):
     key, so ``?spec=1e20`` would otherwise reach the database and fail there (a 500)."""
 
     field_class = IdField
+
+
+class FilterSet(django_filters.rest_framework.FilterSet):
+    """The FilterSet that a viewset's ``filterset_fields`` make: a model's yes/no column is a
+    strict :class:`BooleanFilter` (``?allows_commercial=maybe`` listed every licence with a 200)."""
+
+    FILTER_DEFAULTS = {**django_filters.rest_framework.FilterSet.FILTER_DEFAULTS,
+                       models.BooleanField: {"filter_class": BooleanFilter}}
+
+
+class FilterBackend(django_filters.rest_framework.DjangoFilterBackend):
+    """DRF's django-filter backend, building ``filterset_fields`` FilterSets on :class:`FilterSet`."""
+
+    filterset_base = FilterSet

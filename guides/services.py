@@ -21,8 +21,9 @@ from common.fields import is_row_id
 from common.selectors import active_curators
 from common.unchangeable import CANNOT_CHANGE, drop_unchanged
 from curation.models import DatasetSpec, Image
-from labeling.models import Batch, Task, Vendor
+from labeling.models import Task, Vendor
 from labeling.selectors import vendor_of
+from labeling.services import batches_contract_price
 from pipeline.refresh import spec_stats_refresh_soon
 
 from . import imaging
@@ -495,20 +496,22 @@ def contract_create(
     )
     _check_contract(contract)
     contract.save()
-    _contract_prices_to_batches(contract)
+    _contract_prices_to_batches(contract, by=created_by)
     return contract
 
 
-def _contract_prices_to_batches(contract: Contract) -> None:
+def _contract_prices_to_batches(contract: Contract, *, by: User | None = None) -> None:
     """Give the vendor's batches of the spec the contract's price for their kind.
 
     The batches page, the batch API and the QA statistics price work by the batch; the
     cost report by the contract. Copying the terms into the batches keeps the two the
-    same number (the report already re-prices past work when a contract changes).
+    same number (the report already re-prices past work when a contract changes). Each
+    batch whose price this changes records it in its history, by `by`.
     """
-    for kind in Contract.TaskKind.values:
-        (Batch.objects.filter(vendor_id=contract.vendor_id, spec_id=contract.spec_id, kind=kind)
-         .update(unit_price=contract.price_for(kind), currency=contract.currency))
+    batches_contract_price(vendor_id=contract.vendor_id, spec_id=contract.spec_id,
+                           prices={kind: contract.price_for(kind) for kind in Contract.TaskKind.values},
+                           currency=contract.currency, by=by,
+                           reason=f"The contract with {contract.vendor.name} for {contract.spec.name} sets the price.")
     spec_stats_refresh_soon(spec_id=contract.spec_id)  # cost per formula in the QA statistics
 
 
@@ -517,10 +520,11 @@ CONTRACT_CHANGEABLE = {"price_regions", "price_latex", "price_full", "agreed_qua
 
 
 @transaction.atomic
-def contract_update(*, contract: Contract, **changes) -> Contract:
+def contract_update(*, contract: Contract, by: User | None = None, **changes) -> Contract:
     """Change the terms of a contract (prices apply to the whole report, past work included,
     and to the vendor's batches of the spec).
-    Its vendor and spec are fixed: sent unchanged they are no change, another value is refused."""
+    Its vendor and spec are fixed: sent unchanged they are no change, another value is refused.
+    `by` is who changes it, as the batches' histories name them."""
     changes = drop_unchanged(contract, changes, ("vendor", "spec"))
     unknown = set(changes) - CONTRACT_CHANGEABLE
     if unknown:
@@ -531,5 +535,5 @@ def contract_update(*, contract: Contract, **changes) -> Contract:
     _check_contract(contract)
     contract.save()
     if changes.keys() & {"price_regions", "price_latex", "price_full", "currency"}:
-        _contract_prices_to_batches(contract)
+        _contract_prices_to_batches(contract, by=by)
     return contract

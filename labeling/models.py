@@ -84,10 +84,11 @@ class Batch(models.Model):
 
 
 class BatchEvent(models.Model):
-    """One recorded change to a batch: its making, or one `services.batch_update` call that
-    changed something. `changes` holds {field: [old, new]} for each changed field of
-    `services.BATCH_EDITABLE` as JSON values (prices and dates as text; old is null on
-    "created"). `by` is null for changes no user made (commands, data imports).
+    """One recorded change to a batch: its making, one `services.batch_update` call that
+    changed something, or a contract's prices reaching it (`services.batches_contract_price`).
+    `changes` holds {field: [old, new]} for each changed field of `services.BATCH_EDITABLE` as
+    JSON values (prices and dates as text; old is null on "created"). `by` is null for changes
+    no user made (commands, data imports).
 
     Written only by the services, never edited: it is the record of who reopened a closed
     batch, and of who changed what a vendor is paid and by when.

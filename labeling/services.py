@@ -464,6 +464,33 @@ def batch_update(*, batch: Batch, by: User | None = None, reason: str = "", **ch
     return batch
 
 
+@transaction.atomic
+def batches_contract_price(*, vendor_id: int, spec_id: int, prices: dict[str, Decimal], currency: str,
+                           by: User | None = None, reason: str = "") -> int:
+    """Give `vendor_id`'s batches of `spec_id` the price of their kind (`prices`) and `currency`,
+    a contract's terms, and record a "changed" `BatchEvent` on each batch whose price or
+    currency this changes, as `batch_update` does; return how many changed.
+
+    The rows are locked (in id order) and their stored values are the old ones, so a
+    `batch_update` at the same time records its change before or after this one, never over it.
+    """
+    rows = list(Batch.objects.select_for_update().filter(vendor_id=vendor_id, spec_id=spec_id).order_by("pk")
+                .values("pk", "kind", "unit_price", "currency"))
+    events, changed_by_kind = [], {}
+    for row in rows:
+        new = {"unit_price": prices[row["kind"]], "currency": currency}
+        changes = {k: [_event_value(row[k]), _event_value(v)] for k, v in new.items()
+                   if _event_value(row[k]) != _event_value(v)}
+        if changes:
+            events.append(BatchEvent(batch_id=row["pk"], by=by, kind=BatchEvent.Kind.CHANGED, changes=changes,
+                                     reason=reason))
+            changed_by_kind.setdefault(row["kind"], []).append(row["pk"])
+    for kind, ids in changed_by_kind.items():
+        Batch.objects.filter(pk__in=ids).update(unit_price=prices[kind], currency=currency)
+    BatchEvent.objects.bulk_create(events)
+    return len(events)
+
+
 # What a gold answer holds: the form `_truth_answer` writes for imported truths.
 GOLD_ANSWER_KEYS = {"latex", "latex_normalized", "regions"}
 

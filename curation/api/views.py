@@ -200,7 +200,8 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             return
         # the body, or the files of a bulk upload together: no one file is to blame
         whole_request = refused.body_limit is not None or refused.total_limit is not None
-        field = refused.field if refused.field == "file" or whole_request else f"files[{refused.index}]"
+        # a bulk upload's file by its index; a part sent under another name by that name
+        field = f"files[{refused.index}]" if refused.field == "files" and not whole_request else refused.field
         if whole_request or not refused.complete:
             raise ValidationError({field: refused.message()})
         # named and worded as decode_image refuses it once received whole

@@ -400,7 +400,8 @@ class ContractViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
 
     def perform_update(self, serializer):
         # Everything sent goes to the service, which refuses what cannot be changed (vendor, spec).
-        serializer.instance = services.contract_update(contract=serializer.instance, **serializer.validated_data)
+        serializer.instance = services.contract_update(contract=serializer.instance, by=self.request.user,
+                                                       **serializer.validated_data)
 
 
 def _report(request):

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from common.fields import RowIdField
 from common.unchangeable import CREATE_ONLY_HELP
+from curation.api.serializers import absolute_url
 from curation.models import DatasetSpec, Image
 from labeling.models import Vendor
 
@@ -95,7 +96,7 @@ class GuideExampleSerializer(serializers.ModelSerializer):
                   "overlay_url"]
 
     def get_overlay_url(self, obj) -> str:
-        return f"/api/v1/guide-examples/{obj.pk}/overlay/"
+        return absolute_url(self.context, f"/api/v1/guide-examples/{obj.pk}/overlay/")
 
 
 class GuideExampleCreateSerializer(serializers.Serializer):
@@ -202,7 +203,7 @@ class QuestionSerializer(serializers.ModelSerializer):
                   "faq_answer", "answers", "crop_url", "created_at", "updated_at"]
 
     def get_crop_url(self, obj) -> str | None:
-        return f"/api/v1/questions/{obj.pk}/crop/" if obj.image_id and obj.region else None
+        return absolute_url(self.context, f"/api/v1/questions/{obj.pk}/crop/") if obj.image_id and obj.region else None
 
 
 class QuestionCreateSerializer(serializers.Serializer):

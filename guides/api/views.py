@@ -125,7 +125,8 @@ class GuideVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         ).order_by("guide_id", "-number")
 
     def _out(self, version, code=status.HTTP_200_OK):
-        return Response(s.GuideVersionSerializer(self.get_queryset().get(pk=version.pk)).data, status=code)
+        version = self.get_queryset().get(pk=version.pk)
+        return Response(s.GuideVersionSerializer(version, context=self.get_serializer_context()).data, status=code)
 
     @extend_schema(request=s.GuideVersionCreateSerializer, responses={201: s.GuideVersionSerializer})
     def create(self, request, *args, **kwargs):
@@ -223,7 +224,7 @@ class GuideExampleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
         data = s.GuideExampleCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         example = services.guide_example_add(**data.validated_data)
-        return Response(s.GuideExampleSerializer(example).data, status=status.HTTP_201_CREATED)
+        return Response(s.GuideExampleSerializer(example, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
         services.guide_example_remove(example=instance)
@@ -282,7 +283,8 @@ class QuestionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         return selectors.questions_visible_to(self.request.user)
 
     def _out(self, question, code=status.HTTP_200_OK):
-        return Response(s.QuestionSerializer(self.get_queryset().get(pk=question.pk)).data, status=code)
+        question = self.get_queryset().get(pk=question.pk)
+        return Response(s.QuestionSerializer(question, context=self.get_serializer_context()).data, status=code)
 
     @extend_schema(request=s.QuestionCreateSerializer, responses={201: s.QuestionSerializer})
     def create(self, request, *args, **kwargs):

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common.fields import RowIdField, holds_unstorable
+from curation.api.serializers import absolute_url
 from curation.models import DatasetSpec, Snapshot
 
 from .. import endpoints
@@ -233,7 +234,7 @@ class EvaluationSampleSerializer(serializers.ModelSerializer):
     def get_crop_url(self, obj) -> str | None:
         if obj.points is None:
             return None
-        return f"/api/v1/evaluations/{obj.run_id}/samples/{obj.pk}/crop/"
+        return absolute_url(self.context, f"/api/v1/evaluations/{obj.run_id}/samples/{obj.pk}/crop/")
 
 
 class QAReportSerializer(serializers.ModelSerializer):

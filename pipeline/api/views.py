@@ -222,7 +222,8 @@ class EvaluationRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
             raise DRFValidationError({"category": ["Null and surrogate characters are not allowed."]})
         qs = selectors.evaluation_samples_worst_first(self.get_object(), category=category)
         page = self.paginate_queryset(qs)
-        return self.get_paginated_response(s.EvaluationSampleSerializer(page, many=True).data)
+        return self.get_paginated_response(
+            s.EvaluationSampleSerializer(page, many=True, context=self.get_serializer_context()).data)
 
     @extend_schema(parameters=[OpenApiParameter("sample_id", int, OpenApiParameter.PATH)],
                    responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 404: None})

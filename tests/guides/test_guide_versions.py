@@ -104,6 +104,7 @@ def test_examples_carry_regions_drawn_on_the_overlay(curator_api, curator, contr
     assert response.status_code == 201, response.content
     example = response.json()
     services.guide_version_publish(version=draft, by=curator)
+    assert example["overlay_url"] == f"http://testserver/api/v1/guide-examples/{example['id']}/overlay/"  # absolute
     overlay = annotator_api.get(example["overlay_url"])
     assert overlay.status_code == 200 and overlay["Content-Type"] == "image/jpeg"
     img = PILImage.open(io.BytesIO(overlay.content)).convert("RGB")

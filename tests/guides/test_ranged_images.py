@@ -45,6 +45,7 @@ def test_an_example_overlay_resumes_and_revalidates(annotator_api, example):
 
 
 def test_a_question_crop_and_overlay_resume_and_revalidate(annotator_api, question):
+    assert question["crop_url"] == f"http://testserver/api/v1/questions/{question['id']}/crop/"  # absolute
     crop = assert_serves_ranges(annotator_api, question["crop_url"])
     assert crop[:3] == b"\xff\xd8\xff"
     assert_serves_ranges(annotator_api, f"/api/v1/questions/{question['id']}/overlay/")

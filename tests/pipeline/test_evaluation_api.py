@@ -145,6 +145,8 @@ def test_samples_come_worst_first_paginated_with_their_crops(team, versions, cur
     assert worst["predicted_latex"] == r"\frac { 1 } { 3 }" and worst["iou"] is None and worst["categories"] == ["handwritten"]
     assert team.get(f"/api/v1/evaluations/{run.pk}/samples/?category=printed").json()["count"] == 2
 
+    # Absolute, as every other link a model team's script downloads (it need not know where the API is).
+    assert worst["crop_url"] == f"http://testserver/api/v1/evaluations/{run.pk}/samples/{worst['id']}/crop/"
     crop = team.get(worst["crop_url"])
     assert crop.status_code == 200 and crop["Content-Type"] == "image/jpeg"
     assert PILImage.open(io.BytesIO(b"".join(crop.streaming_content) if crop.streaming else crop.content)).size == (80, 30)

@@ -277,7 +277,9 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:
     # kombu's filesystem transport: a broker that needs no server.
-    CELERY_BROKER_URL = "filesystem://"
+    # A host in the URL, which the transport ignores: without one kombu logs "No hostname was
+    # supplied" every time a command or page enqueues work.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),

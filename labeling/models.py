@@ -310,7 +310,15 @@ class Region(models.Model):
 
 
 class Review(models.Model):
-    """A reviewer's decision on one submitted annotation version."""
+    """A reviewer's decision on one submitted annotation version.
+
+    `version` is the version decided on: what the annotator handed in. An acceptance may carry
+    `corrections`, {region index (as text, JSON keys are): [annotator's LaTeX, reviewer's LaTeX]}:
+    the reviewer fixed those regions' LaTeX while accepting (`services.review_create`), which
+    stored the fixed answer as a new version authored by the reviewer, now the annotation's
+    current one, and so what exports deliver. Geometry and flags are never corrected this way.
+    The task is accepted (and paid) as with a plain acceptance.
+    """
 
     class Decision(models.TextChoices):
         ACCEPT = "accept", "Accept"
@@ -329,6 +337,8 @@ class Review(models.Model):
     decision = models.CharField(max_length=6, choices=Decision.choices)
     reasons = models.JSONField(default=list, blank=True)
     comment = models.TextField(blank=True)
+    corrections = models.JSONField(default=dict, blank=True,
+                                   help_text="{region index: [old LaTeX, new LaTeX]} fixed by the reviewer on acceptance")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1245,13 +1245,80 @@ def _refuse_if_taken_down(image_id: int) -> None:
                                              "erased; its annotations are no longer reviewed."})
 
 
+def _corrections_checked(corrections: object) -> dict[str, tuple[str, str]]:
+    """{region index as text: (stripped LaTeX, its normalised form)} of a reviewer's
+    corrections, each LaTeX checked and normalised exactly as an annotator's
+    (`_latex_checked`, after the strip `regions_clean` applies). Which indexes exist is checked
+    later, against the version decided on (`_corrections_apply`). Errors name `corrections.<key>`."""
+    if not isinstance(corrections, dict):
+        raise ValidationError({"corrections": "Must be an object of region index -> corrected LaTeX."})
+    if len(corrections) > MAX_REGIONS:
+        raise ValidationError({"corrections": f"{len(corrections)} corrections; an annotation has at most "
+                                              f"{MAX_REGIONS} regions."})
+    out: dict[str, tuple[str, str]] = {}
+    for key, src in corrections.items():
+        field = f"corrections.{key}"
+        # JSON object keys are text; a Python caller may pass ints. "01" or "-1" name no region.
+        text = str(key)
+        if not (text.isascii() and text.isdigit()) or (len(text) > 1 and text.startswith("0")):
+            raise ValidationError({field: "Not a region index: use the region's `index` (0, 1, …)."})
+        if text in out:  # 1 and "1" from a Python caller
+            raise ValidationError({field: "The same region is corrected twice."})
+        if not isinstance(src, str):
+            raise ValidationError({field: "Must be a string."})
+        src = src.strip()
+        if not src:
+            # Clearing a formula is not a fix of its text: a region without LaTeX must be flagged
+            # illegible, which is the annotator's call; send the work back instead.
+            raise ValidationError({field: "Type the corrected LaTeX; to have a formula removed, reject the annotation."})
+        problems, normalized = _latex_checked(src)
+        if problems:
+            raise ValidationError({field: problems})
+        out[text] = (src, normalized)
+    return out
+
+
+def _corrections_apply(*, version_id: int, checked: dict[str, tuple[str, str]]) -> tuple[list[dict], dict]:
+    """The regions of version `version_id` in `_save_version`'s form with the checked corrections
+    applied, and the record {index: [old, new]} of those that change the text. Geometry, flags and
+    categories are copied as stored (already validated when the annotator saved them). A correction
+    identical to the stored LaTeX is left out of both: it changes nothing, so it is not counted as
+    a correction in QA nor shown to the annotator, and a client may send every region's text."""
+    regions = [
+        {"kind": r.kind, "points": r.points, "mask": r.mask_rle, "latex": r.latex, "latex_normalized": r.latex_normalized,
+         "illegible": r.illegible, "cut_off": r.cut_off, "categories": r.categories}
+        for r in Region.objects.filter(version_id=version_id).order_by("index")
+    ]
+    record: dict[str, list[str]] = {}
+    for key, (src, normalized) in sorted(checked.items(), key=lambda kv: int(kv[0])):
+        i = int(key)
+        if i >= len(regions):
+            raise ValidationError({f"corrections.{key}": f"No region {i}: the version decided on has "
+                                                         f"{len(regions)} (indexes 0 to {len(regions) - 1})."})
+        if regions[i]["latex"] == src:
+            continue
+        record[key] = [regions[i]["latex"], src]
+        regions[i] = {**regions[i], "latex": src, "latex_normalized": normalized}
+    return regions, record
+
+
 @transaction.atomic
 def review_create(*, annotation: Annotation, reviewer: User, decision: str, reasons: Sequence[str] = (),
-                  comment: str = "", version: int | None = None) -> Review:
+                  comment: str = "", version: int | None = None, corrections: object = None) -> Review:
     """Accept or reject a submitted annotation. Rejection sends it back to its
     annotator for rework (or, when they were switched off meanwhile, withdraws it and
     frees its slot: `_annotation_withdraw`); acceptance completes the task once its
-    overlap is met."""
+    overlap is met.
+
+    An acceptance may carry `corrections`, {region index: LaTeX}: the reviewer fixes the LaTeX
+    of those regions (text only: the geometry, flags and categories stay as the annotator drew
+    them) instead of sending the whole annotation back for a typo. The fixed answer is stored
+    as a new version authored by the reviewer, which becomes the current one (what exports and
+    snapshots deliver); the review still records the version decided on (the annotator's), and
+    keeps {index: [old, new]} in `Review.corrections` for QA and the annotator. The task is
+    accepted and paid as with any acceptance. Corrections equal to the stored LaTeX are ignored
+    (`_corrections_apply`); when none is left it is a plain acceptance.
+    """
     if reviewer.pk == annotation.annotator_id:
         raise ValidationError({"annotation": "Nobody reviews their own annotation."})
     _refuse_if_closed(annotation.task.batch, field="annotation")
@@ -1271,6 +1338,14 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
         raise ValidationError({"comment": 'Explain the "other" reason in a comment.'})
     if len(comment) > 5000:
         raise ValidationError({"comment": "At most 5000 characters."})
+    checked: dict[str, tuple[str, str]] = {}
+    if corrections is not None and corrections != {}:
+        if decision != Review.Decision.ACCEPT:
+            # A rejection sends the work back to be fixed by its annotator; a fix stored with it
+            # would be overwritten by their rework, or delivered behind their back.
+            raise ValidationError({"corrections": "Corrections come with an acceptance; a rejection's comment says "
+                                                  "what to fix."})
+        checked = _corrections_checked(corrections)
     expected = annotation.version if version is None else version
     new_status = Annotation.Status.ACCEPTED if decision == Review.Decision.ACCEPT else Annotation.Status.REJECTED
     annotator_left = False
@@ -1295,8 +1370,24 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
     # The version decided on is the one current under the row lock the UPDATE took, not the
     # one `annotation` held when it was read (it may be a later rework of it).
     annotation.refresh_from_db()
-    review = Review.objects.create(annotation=annotation, version_id=annotation.current_id, reviewer=reviewer,
-                                   decision=decision, reasons=reasons, comment=comment.strip())
+    decided_id = annotation.current_id
+    record: dict = {}
+    if checked:
+        # Indexes are checked against the version decided on, read under the row lock; a bad one
+        # raises here and the atomic block undoes the UPDATE above: nothing is stored.
+        regions, record = _corrections_apply(version_id=decided_id, checked=checked)
+        if record:
+            # The corrected answer is the next version. The UPDATE above holds the row lock and
+            # changed the status, so no save or other decision can come in between; the reviewer's
+            # version keeps the pre-label the answer started from, and adds no annotating time.
+            Annotation.objects.filter(pk=annotation.pk).update(version=F("version") + 1)
+            annotation.version += 1  # read under the lock just above: nothing else moved it
+            started_from = Prediction.objects.filter(pk=Subquery(
+                AnnotationVersion.objects.filter(pk=decided_id).values("started_from_id")[:1])).first()
+            _save_version(annotation=annotation, author=reviewer, regions=regions, time_spent_seconds=0,
+                          started_from=started_from)
+    review = Review.objects.create(annotation=annotation, version_id=decided_id, reviewer=reviewer,
+                                   decision=decision, reasons=reasons, comment=comment.strip(), corrections=record)
     if annotator_left:
         _annotation_withdraw(annotation_id=annotation.pk, task_id=annotation.task_id,
                              annotator_id=annotation.annotator_id)

@@ -18,7 +18,7 @@ import math
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, JSONField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -78,7 +78,7 @@ def _rework_page(rejected: QuerySet[Annotation], number_text: str | None) -> dic
 @role_required(*roles.VENDOR_ROLES)
 def my_work(request):
     """A vendor member's start page: their vendor, active batches, their annotations,
-    rejections with reasons."""
+    rejections with reasons, and acceptances whose LaTeX the reviewer corrected (old → new)."""
     user = request.user
     batches = selectors.batches_visible_to(user).filter(status=Batch.Status.ACTIVE).order_by("deadline", "id")
     mine = selectors.annotations_visible_to(user).filter(annotator=user).order_by("-updated_at", "-id")
@@ -88,7 +88,17 @@ def my_work(request):
     # (?rework_page=N): an annotator may have hundreds sent back.
     rework = _rework_page(mine.filter(status=Annotation.Status.REJECTED), request.GET.get("rework_page"))
     rejected = rework["rows"]
-    recent = list(mine.exclude(status=Annotation.Status.REJECTED).prefetch_related(None)[:RECENT_TASKS])
+    # Accepted work the reviewer corrected on acceptance (the text of some regions): the light
+    # counterpart of the rejections above, so the annotator learns what was wrong without a round
+    # trip. Read with the recent rows (subqueries of the same query: no query more per page).
+    accepting = Review.objects.filter(annotation=OuterRef("pk"), decision=Review.Decision.ACCEPT).order_by("-id")
+    recent = list(mine.exclude(status=Annotation.Status.REJECTED).prefetch_related(None).annotate(
+        corrections=Subquery(accepting.values("corrections")[:1], output_field=JSONField()),
+        correction_comment=Subquery(accepting.values("comment")[:1]))[:RECENT_TASKS])
+    corrected = [a for a in recent if a.corrections]
+    for a in corrected:
+        a.changes = [{"region": int(i) + 1, "old": old, "new": new}
+                     for i, (old, new) in sorted(a.corrections.items(), key=lambda kv: int(kv[0]))]
     reason_labels = dict(Review.Reason.choices)
     for a in rejected:
         last = next(iter(a.reviews.all()), None)
@@ -101,6 +111,7 @@ def my_work(request):
         "batches": batches,
         "annotations": recent,
         "rejected": rejected,
+        "corrected": corrected,
         "rework": rework,
         # over every page, not only the one shown
         "rework_open": (rework["open"] if rework["open"] is not None

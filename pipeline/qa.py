@@ -682,12 +682,14 @@ ACCEPT, REJECT = "accept", "reject"
 
 @dataclass(frozen=True)
 class ReviewRow:
-    """One review decision; a rejection names zero or more reasons."""
+    """One review decision; a rejection names zero or more reasons, an acceptance may have
+    `corrected` the LaTeX of some regions (accepted with corrections)."""
 
     decision: str
     vendor: Hashable = None
     annotator: Hashable = None
     reasons: tuple[str, ...] = ()
+    corrected: bool = False
 
 
 def _review_summary(rows: list[tuple[ReviewRow, int]]) -> dict:
@@ -700,10 +702,15 @@ def _review_summary(rows: list[tuple[ReviewRow, int]]) -> dict:
             for reason in r.reasons or ("unspecified",):
                 reasons[reason] += n
     total_reasons = sum(reasons.values())
+    corrected = sum(n for r, n in rows if r.decision == ACCEPT and r.corrected)
     return {
         "reviews": decided, "accepted": accepted, "rejected": rejected,
         "accept_rate": accepted / decided if decided else None,
         "reject_rate": rejected / decided if decided else None,
+        # Acceptances whose LaTeX the reviewer had to fix: still accepted (and paid), but not
+        # right as handed in, so an accept rate alone would flatter the work.
+        "corrected_on_acceptance": corrected,
+        "corrected_rate": corrected / accepted if accepted else None,
         # Share of all reasons given (a rejection may give several).
         "reasons": {k: {"count": n, "share": n / total_reasons}
                     for k, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))},

@@ -33,8 +33,23 @@ from decimal import Decimal
 
 import orjson
 from django.db import transaction
-from django.db.models import BigIntegerField, Case, Count, Exists, F, Min, OuterRef, Q, Subquery, Sum, TextField, When
-from django.db.models.functions import Cast
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from common.analytics import analytic_reads
@@ -138,10 +153,15 @@ def _handed_in_version():
     """The version of an annotation that was handed in: the current one, except for a rejected
     annotation, whose current version may be a rework draft not handed in yet; for it, the
     version the rejecting review was about. Agreement and gold accuracy score what annotators
-    handed in, not what they are halfway through changing."""
+    handed in, not what they are halfway through changing.
+
+    Likewise an annotation accepted with corrections: its current version is the reviewer's fix
+    (what the data set gets), the annotator's is the one the review decided on. Accepted work
+    without a review (imported) keeps its current version."""
     judged = (Review.objects.filter(annotation=OuterRef("pk")).order_by("-created_at", "-id")
               .values("version_id")[:1])
     return Case(When(status__in=(Annotation.Status.REJECTED, Annotation.Status.WITHDRAWN), then=Subquery(judged)),
+                When(status=Annotation.Status.ACCEPTED, then=Coalesce(Subquery(judged), F("current_id"))),
                 default=F("current_id"),
                 output_field=BigIntegerField())
 
@@ -202,12 +222,18 @@ def _gold(annotations, vendor_names: dict, annotator_names: dict) -> dict:
 
 
 def _reviews(spec: DatasetSpec, vendor_names: dict, annotator_names: dict) -> dict:
+    """Decisions, reject reasons and acceptances with corrections (``corrected_on_acceptance``,
+    ``corrected_rate`` of the acceptances), overall, per vendor and per annotator."""
+    # Grouped on whether there are corrections, not on what they are: one group per distinct text
+    # would make the rows grow with the reviews.
+    corrected = Case(When(corrections={}, then=Value(False)), default=Value(True), output_field=BooleanField())
     groups = (Review.objects.filter(annotation__task__batch__spec=spec)
               .values("decision", "reasons", vendor=F("annotation__task__batch__vendor_id"),
-                      annotator=F("annotation__annotator_id"))
+                      annotator=F("annotation__annotator_id"), corrected=corrected)
               .annotate(n=Count("id")).order_by())
     result = qa.review_stats_counted(
-        (qa.ReviewRow(g["decision"], g["vendor"], g["annotator"], tuple(g["reasons"] or ())), g["n"]) for g in groups)
+        (qa.ReviewRow(g["decision"], g["vendor"], g["annotator"], tuple(g["reasons"] or ()), bool(g["corrected"])),
+         g["n"]) for g in groups)
     return {"overall": result["overall"], "by_vendor": _named(result["by_vendor"], vendor_names),
             "by_annotator": _named(result["by_annotator"], annotator_names)}
 

@@ -269,14 +269,43 @@ class TaskGoldSerializer(serializers.Serializer):
     gold_answer = serializers.JSONField(allow_null=True)
 
 
+@extend_schema_field({
+    "type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 500,
+    "description": "Accept with corrections: region index (the regions' `index`, 0-based, as text) -> the "
+                   "corrected LaTeX of that region, checked and normalised as an annotator's. Text only: the region's "
+                   "geometry, flags and categories stay as drawn. Only with decision accept. Stored as a new version of "
+                   "the annotation authored by you, which exports deliver; a correction equal to the stored LaTeX is "
+                   "ignored. Errors name `corrections.<index>`.",
+    "example": {"1": "x^{2}+1"},
+})
+class CorrectionsField(_PassThroughField):
+    """{index: LaTeX}, checked in full by the service (errors name e.g. corrections.2)."""
+
+
+CORRECTIONS_RECORD_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2,
+                             "description": "[annotator's LaTeX, reviewer's LaTeX]"},
+    "description": "Regions whose LaTeX the reviewer corrected on acceptance: index -> [old, new]; empty for a plain "
+                   "acceptance or a rejection. The corrected answer is the annotation's next version.",
+}
+
+
+@extend_schema_field(CORRECTIONS_RECORD_SCHEMA)
+class CorrectionsRecordField(serializers.JSONField):
+    """`Review.corrections` as stored: {index: [old, new]}."""
+
+
 class ReviewSerializer(serializers.ModelSerializer):
     reviewer_username = serializers.CharField(source="reviewer.username", read_only=True)
-    version_number = serializers.IntegerField(source="version.number", read_only=True)
+    version_number = serializers.IntegerField(source="version.number", read_only=True,
+                                              help_text="The version decided on (the annotator's)")
+    corrections = CorrectionsRecordField(read_only=True)
 
     class Meta:
         model = Review
         fields = ["id", "annotation", "version_number", "reviewer", "reviewer_username", "decision", "reasons",
-                  "comment", "created_at"]
+                  "comment", "corrections", "created_at"]
         read_only_fields = fields
 
 
@@ -288,12 +317,15 @@ class ReviewCreateSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
     version = serializers.IntegerField(required=False, allow_null=True, default=None,
                                        help_text="The version you reviewed; a newer one answers 409")
+    corrections = CorrectionsField(required=False, allow_null=True, default=None)
 
 
 class ReviewInlineSerializer(serializers.ModelSerializer):
+    corrections = CorrectionsRecordField(read_only=True)
+
     class Meta:
         model = Review
-        fields = ["id", "decision", "reasons", "comment", "reviewer", "created_at"]
+        fields = ["id", "decision", "reasons", "comment", "corrections", "reviewer", "created_at"]
         read_only_fields = fields
 
 

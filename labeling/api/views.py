@@ -346,7 +346,11 @@ class AnnotationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
 class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Reviewers' decisions. POST accepts or rejects a submitted annotation with
-    reason codes (wrong_region, missing_formula, latex_error, guide_violation, other)."""
+    reason codes (wrong_region, missing_formula, latex_error, guide_violation, other).
+    An acceptance may carry `corrections` ({region index: LaTeX}): the reviewer fixes those
+    regions' LaTeX (text only, the geometry stays as drawn) and accepts in one step; the fixed
+    answer becomes the annotation's next version, authored by the reviewer, and the review
+    lists what changed ({index: [old, new]})."""
 
     serializer_class = s.ReviewSerializer
     filterset_class = ReviewFilter

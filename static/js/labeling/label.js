@@ -915,6 +915,7 @@ async function start() {
       }
       const lastReview = (ann.reviews || [])[0] || ann.last_review;  // newest first
       if (ann.status === "rejected" && lastReview) showRejection(lastReview);
+      if (ann.status === "accepted" && lastReview && Object.keys(lastReview.corrections || {}).length) showCorrections(lastReview);
     }
     if (local && !state.readOnly && (local.baseVersion || 0) === (state.version || 0)) {
       loadRegions(local.regions);
@@ -957,6 +958,22 @@ function showRejection(review) {
   $("#rejection-comment").textContent = review.comment || "(no comment)";
 }
 const REASONS = JSON.parse(document.getElementById("reasons-data").textContent);
+
+// Accepted with corrections: what the reviewer changed, region by region (old → new). The
+// regions shown are already the corrected version; this says what was typed before.
+function showCorrections(review) {
+  const list = $("#corrections-list");
+  list.innerHTML = "";
+  Object.entries(review.corrections).sort((a, b) => Number(a[0]) - Number(b[0])).forEach(([i, [before, after]]) => {
+    const li = document.createElement("li");
+    const was = document.createElement("code"); was.textContent = before || "(none)";
+    const now = document.createElement("code"); now.textContent = after;
+    li.append(`Region ${Number(i) + 1}: `, was, " → ", now);
+    list.appendChild(li);
+  });
+  $("#corrections-comment").textContent = review.comment || "(no comment)";
+  $("#corrections").hidden = false;
+}
 
 // Leaving the page never loses typed work: the latest state goes to localStorage.
 window.addEventListener("pagehide", () => { if (state.dirty) saveLocal(); });

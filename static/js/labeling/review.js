@@ -1,5 +1,7 @@
 // Review page: the annotation drawn over the image, each region's LaTeX rendered
-// beside its straightened crop; accept or reject with reasons, then the next one.
+// beside its straightened crop; accept, accept with corrections to the LaTeX (each region's
+// text is editable, previewed live by the labeling page's KaTeX renderer), or reject with
+// reasons, then the next one.
 import { api, ApiError, fieldErrors } from "./api.js";
 import { quadCropSize, warpQuad } from "./geometry.js";
 import { colorOf, ImageCanvas, maskCanvasFrom, renderLatex } from "./viewer.js";
@@ -38,11 +40,39 @@ function crop(canvas, r) {
   }
 }
 
+// The preview of one region's LaTeX, with KaTeX's complaint under it (the same renderer as the
+// labeling page's live preview: viewer.js renderLatex).
+function preview(i) {
+  const r = state.regions[i];
+  const err = renderLatex($(`#latex-preview-${i}`), r.latex || "");
+  const el = $(`#latex-error-${i}`);
+  el.hidden = !err && !r.serverError;
+  el.textContent = r.serverError || (err ? `KaTeX cannot render this: ${err}` : "");
+  $(`#latex-${i}`).setAttribute("aria-invalid", r.serverError ? "true" : "false");
+}
+
+// Regions whose text the reviewer changed (trimmed, as the server compares): {index: latex}.
+function corrections() {
+  const out = {};
+  state.regions.forEach((r, i) => { if ((r.latex || "").trim() !== (r.original || "").trim()) out[r.index ?? i] = r.latex.trim(); });
+  return out;
+}
+
+function markChanged(i) {
+  const r = state.regions[i];
+  const changed = (r.latex || "").trim() !== (r.original || "").trim();
+  $(`#region-${i}`).classList.toggle("corrected", changed);
+  $(`#undo-${i}`).hidden = !changed;
+  $("#corrections-count").textContent = Object.keys(corrections()).length
+    ? `${Object.keys(corrections()).length} region(s) corrected` : "";
+}
+
 function renderRegions() {
   const ol = $("#review-regions");
   ol.innerHTML = "";
   state.regions.forEach((r, i) => {
     const li = document.createElement("li");
+    li.id = `region-${i}`;
     li.style.borderLeftColor = colorOf(i);
     const head = document.createElement("button");
     head.type = "button"; head.className = "link-btn";
@@ -51,13 +81,32 @@ function renderRegions() {
     const box = document.createElement("div"); box.className = "crop-box";
     const c = document.createElement("canvas"); c.setAttribute("aria-label", `Crop of region ${i + 1}`);
     box.appendChild(c);
-    const tex = document.createElement("div"); tex.className = "latex-preview";
-    const code = document.createElement("code"); code.textContent = r.latex || "(no LaTeX)";
-    li.append(head, box, tex, code);
+    const tex = document.createElement("div"); tex.className = "latex-preview"; tex.id = `latex-preview-${i}`;
+    const label = document.createElement("label");
+    label.htmlFor = `latex-${i}`; label.className = "small";
+    label.textContent = `LaTeX of region ${i + 1} (edit to correct it)`;
+    const ta = document.createElement("textarea");
+    ta.id = `latex-${i}`; ta.rows = 2; ta.spellcheck = false; ta.autocomplete = "off"; ta.className = "review-latex";
+    ta.value = r.latex || "";
+    ta.setAttribute("aria-describedby", `latex-error-${i}`);
+    const err = document.createElement("p"); err.id = `latex-error-${i}`; err.className = "latex-error-msg"; err.hidden = true;
+    err.setAttribute("role", "alert");
+    const undo = document.createElement("button");
+    undo.type = "button"; undo.id = `undo-${i}`; undo.className = "link-btn small"; undo.hidden = true;
+    undo.textContent = "Undo my correction";
+    undo.addEventListener("click", () => { r.latex = r.original; ta.value = r.original; delete r.serverError; preview(i); markChanged(i); ta.focus(); });
+    ta.addEventListener("input", () => {
+      r.latex = ta.value;
+      delete r.serverError;
+      preview(i);
+      markChanged(i);
+      // Typing a fix means accepting with it, unless the reviewer already chose to reject.
+      if (!$("#decision-reject").checked && Object.keys(corrections()).length) $("#decision-correct").checked = true;
+    });
+    li.append(head, box, tex, label, ta, err, undo);
     ol.appendChild(li);
     crop(c, r);
-    const err = renderLatex(tex, r.latex || "");
-    if (err) { tex.textContent = `KaTeX cannot render this: ${err}`; tex.classList.add("latex-error-msg"); }
+    preview(i);
   });
 }
 
@@ -67,8 +116,8 @@ async function start() {
   const task = await api("GET", `/api/v1/tasks/${ann.task}/`);
   await viewer.load(task.image_url, task.image_width, task.image_height);
   state.regions = ann.regions.map((r, i) => {
-    if (r.kind === "mask") { const m = maskCanvasFrom(r.mask, viewer.width, viewer.height, i); return { ...r, maskCanvas: m.canvas, maskOrigin: m.origin, bbox: m.bbox }; }
-    return { ...r };
+    if (r.kind === "mask") { const m = maskCanvasFrom(r.mask, viewer.width, viewer.height, i); return { ...r, original: r.latex, maskCanvas: m.canvas, maskOrigin: m.origin, bbox: m.bbox }; }
+    return { ...r, original: r.latex };
   });
   renderRegions();
   viewer.redraw();
@@ -89,33 +138,53 @@ document.addEventListener("keydown", (e) => {
   const t = document.activeElement;
   if (t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" && t.type === "text")) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
-  const act = { a: () => $("#decision-accept").click(), x: () => $("#decision-reject").click(), "+": () => viewer.zoom(1.25),
+  const act = { a: () => $("#decision-accept").click(), c: () => $("#decision-correct").click(),
+    x: () => $("#decision-reject").click(), "+": () => viewer.zoom(1.25),
     "-": () => viewer.zoom(0.8), 0: () => viewer.fit(), R: () => viewer.rotate(1) }[e.key];
   if (act) { e.preventDefault(); act(); }
 });
 
 $("#btn-send").addEventListener("click", async () => {
-  const decision = document.querySelector('input[name="decision"]:checked')?.value;
+  const choice = document.querySelector('input[name="decision"]:checked')?.value;
+  const decision = choice === "accept_corrected" ? "accept" : choice;
   // Reasons belong to a rejection: ones ticked before the reviewer chose Accept are not sent with it.
   const reasons = decision === "reject" ? [...document.querySelectorAll('input[name="reasons"]:checked')].map((b) => b.value) : [];
   const comment = $("#review-comment").value;
-  if (!decision) { flash("Choose Accept or Reject first.", "error"); return; }
+  const fixes = corrections();
+  const n = Object.keys(fixes).length;
+  if (!decision) { flash("Choose Accept, Accept with corrections or Reject first.", "error"); return; }
   if (decision === "reject" && !reasons.length) { flash("Tick at least one reason for the rejection.", "error"); return; }
+  // Edits are never dropped silently: a plain Accept with changed LaTeX would deliver the old text.
+  if (choice === "accept" && n) { flash(`You changed the LaTeX of ${n} region(s): choose "Accept with corrections" to keep your changes, or undo them.`, "error"); return; }
+  if (choice === "accept_corrected" && !n) { flash("No LaTeX was changed: edit a region's LaTeX, or choose Accept.", "error"); return; }
   $("#btn-send").disabled = true;
   $("#save-state").textContent = "Sending…";
+  const body = { annotation: ANN, decision, reasons, comment, version: state.annotation.version };
+  if (choice === "accept_corrected") body.corrections = fixes;
   try {
-    await api("POST", "/api/v1/reviews/", { annotation: ANN, decision, reasons, comment, version: state.annotation.version });
+    await api("POST", "/api/v1/reviews/", body);
     $("#save-state").textContent = "Sent. Opening the next one…";
     openNext();
   } catch (e) {
     $("#btn-send").disabled = false;
     $("#save-state").textContent = "";
     if (e instanceof ApiError && e.status === 400 && e.body.annotation && await decidedElsewhere()) return;
-    if (e instanceof ApiError && e.status === 400) fieldErrors(e.body).forEach(([k, m]) => flash(`${k}: ${m}`, "error"));
+    if (e instanceof ApiError && e.status === 400) fieldErrors(e.body).forEach(([k, m]) => showError(k, m));
     else if (e instanceof ApiError && e.status === 409) flash(`${e.message} Reload the page to see the new version.`, "error");
     else flash(e.message, "error");
   }
 });
+
+// A correction the server refused ("corrections.2") is shown under that region's field; the rest as messages.
+function showError(key, message) {
+  const m = /^corrections\.(\d+)$/.exec(key);
+  const i = m ? state.regions.findIndex((r, j) => String(r.index ?? j) === m[1]) : -1;
+  if (i < 0) { flash(`${key}: ${message}`, "error"); return; }
+  state.regions[i].serverError = message;
+  preview(i);
+  $(`#latex-${i}`).focus();
+  flash(`Region ${i + 1}: ${message}`, "error");
+}
 
 // The next annotation is taken (held for this reviewer) by a POST, never by a GET: the page's
 // #next-form carries the CSRF token, and the server answers 303 to that annotation's screen

@@ -220,6 +220,9 @@ MATHSET_SIGNED_URL_MAX_AGE = int(os.environ.get("MATHSET_SIGNED_URL_MAX_AGE", 36
 # suffixes, addresses or networks, comma-separated; "*" (default) any but link-local and
 # metadata addresses, which are always refused.
 MATHSET_MODEL_HOSTS = os.environ.get("MATHSET_MODEL_HOSTS", "*")
+# The hosts webhooks (pipeline/webhooks.py) may be pointed at, in the same form and under the same
+# rules (link-local and metadata addresses always refused); the model hosts' list when unset.
+MATHSET_WEBHOOK_HOSTS = os.environ.get("MATHSET_WEBHOOK_HOSTS", MATHSET_MODEL_HOSTS)
 # The real data beside the project (never copied into it).
 MATHSET_SHARED_DATA = Path(os.environ.get("MATHSET_SHARED_DATA", BASE_DIR.parent / "shared" / "data"))
 
@@ -304,12 +307,19 @@ CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("MATHSET_TASK_SOFT_TIME_LIMIT",
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_TASK_DEFAULT_RETRY_DELAY = 5
 MATHSET_TASK_MAX_RETRIES = 3
+# Webhook deliveries (pipeline.tasks.webhook_deliver): one POST waits this long for an answer; a
+# network error or a 5xx is tried again after BACKOFF_S, doubling each time (capped at an hour),
+# up to MAX_ATTEMPTS tries in all; a 3xx or 4xx is final at once.
+MATHSET_WEBHOOK_TIMEOUT_S = float(os.environ.get("MATHSET_WEBHOOK_TIMEOUT_S", 10))
+MATHSET_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("MATHSET_WEBHOOK_MAX_ATTEMPTS", 6))
+MATHSET_WEBHOOK_BACKOFF_S = int(os.environ.get("MATHSET_WEBHOOK_BACKOFF_S", 30))
 # Re-queue pre-labeling work of jobs whose worker died, without waiting for the
 # broker's visibility timeout (run by `celery worker -B` or a separate `celery beat`).
 CELERY_BEAT_SCHEDULE = {
     "prelabel-sweep": {"task": "pipeline.tasks.prelabel_sweep", "schedule": 300.0},
     "builds-sweep": {"task": "curation.tasks.sweep_builds", "schedule": 300.0},  # exports, snapshots
     "evaluations-sweep": {"task": "pipeline.tasks.evaluations_sweep", "schedule": 300.0},
+    "webhook-deliveries-sweep": {"task": "pipeline.tasks.webhook_deliveries_sweep", "schedule": 600.0},
     "qa-stats-refresh": {"task": "pipeline.tasks.spec_stats_refresh_active", "schedule": 3600.0},
 }
 # ... which also refreshes an active spec whose stored quota progress is older than this

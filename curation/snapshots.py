@@ -35,6 +35,7 @@ from django.utils import timezone
 from common.fields import MAX_INT
 from common.storage import guarded_files
 from pipeline.refresh import spec_stats_refresh_soon
+from pipeline.webhooks import webhook_event_export_ready, webhook_event_snapshot_ready
 
 from .exporters import FORMATS, CategoryInfo, ExportImage, ExportRegion, LicenceInfo, SourceInfo, export
 from .models import Category, DatasetSpec, Export, Image, Licence, Snapshot, SnapshotItem
@@ -265,6 +266,7 @@ def snapshot_build(*, snapshot: Snapshot) -> Snapshot:
                                   licence_counts=licences, commercial_items=commercial, finished_at=timezone.now()):
                 raise _Superseded
             spec_stats_refresh_soon(spec_id=snapshot.spec_id)  # the split breakdown of the quota progress
+            webhook_event_snapshot_ready(snapshot_id=snapshot.id)  # sent once this commits
     except _Superseded:
         pass
     except Exception as exc:
@@ -450,6 +452,7 @@ def export_run(*, job: Export) -> Export:
                     regions=result.regions, excluded_images=result.excluded_images, licences=result.licences,
                     excluded=result.excluded, error="", finished_at=timezone.now()):
                 raise _Superseded
+            webhook_event_export_ready(export_id=job.id)  # sent once this commits
     except _Superseded:
         pass
     except Exception as exc:

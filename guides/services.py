@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -407,10 +406,10 @@ def notifications_create(*, users, kind: str, message: str, url: str = "", quest
 
 
 def _site_url() -> str:
-    """The address people open the site at, for links in mail: `MATHSET_BASE_URL` when set,
-    else `PUBLIC_BASE_URL` (a bare "/questions/7/" opens nothing from a mail client)."""
-    base = getattr(settings, "MATHSET_BASE_URL", "") or getattr(settings, "PUBLIC_BASE_URL", "")
-    return base.rstrip("/")
+    """The address people open the site at, for links in mail (common.site)."""
+    from common.site import site_url
+
+    return site_url()
 
 
 @transaction.atomic

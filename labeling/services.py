@@ -461,6 +461,10 @@ def batch_update(*, batch: Batch, by: User | None = None, reason: str = "", **ch
     BatchEvent.objects.create(batch=batch, by=by, kind=kind, changes=changed, reason=reason)
     if priced:
         spec_stats_refresh_soon(spec_id=batch.spec_id)  # cost per formula in the QA statistics
+    if "status" in changed and batch.status == Batch.Status.CLOSED:
+        from pipeline.webhooks import webhook_event_batch_closed
+
+        webhook_event_batch_closed(batch_id=batch.pk)  # sent once this commits
     return batch
 
 

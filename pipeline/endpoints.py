@@ -22,6 +22,9 @@ certificate's hostname verification, stay on the registered name, and so do the 
 team knows the host it registered, not the addresses it resolves to (tried ones follow in
 parentheses).
 
+The same guard serves webhooks (``pipeline/webhooks.py``): their receivers are listed in
+`MATHSET_WEBHOOK_HOSTS` (by default what `MATHSET_MODEL_HOSTS` says), passed as `hosts_setting`.
+
 A URL may carry a user name and password (``https://team:secret@models.lab.example/predict``):
 ``requests`` sends them as HTTP basic auth. The password is never shown: the API, the
 registry's pages, error messages and evaluation records all show :func:`redacted` URLs.
@@ -52,8 +55,11 @@ class EndpointRefused(ValueError):
     """The URL may not be called; the message says why."""
 
 
-def _allowed_entries() -> list[str]:
-    raw = getattr(settings, "MATHSET_MODEL_HOSTS", "*") or "*"
+MODEL_HOSTS = "MATHSET_MODEL_HOSTS"
+
+
+def _allowed_entries(hosts_setting: str = MODEL_HOSTS) -> list[str]:
+    raw = getattr(settings, hosts_setting, "*") or "*"
     return [e.strip().lower() for e in raw.split(",") if e.strip()]
 
 
@@ -109,12 +115,13 @@ def redacted(url: str) -> str:
     return parts._replace(netloc=f"{name}:***@{host}").geturl()
 
 
-def check(url: str, *, must_resolve: bool) -> list:
+def check(url: str, *, must_resolve: bool, hosts_setting: str = MODEL_HOSTS, what: str = "model") -> list:
     """Raise EndpointRefused unless `url` may be called (see the module docstring); return the
     addresses checked (those its host resolves to, or its literal address).
 
     `must_resolve=False` (registering a model not yet deployed) lets a name that does not
-    resolve pass; it is checked again before every call, where it must resolve."""
+    resolve pass; it is checked again before every call, where it must resolve. `hosts_setting`
+    names the setting that lists the allowed hosts, `what` what is called there (for messages)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise EndpointRefused("must be an http(s) URL with a host")
@@ -136,11 +143,11 @@ def check(url: str, *, must_resolve: bool) -> list:
     bad = [ip for ip in ips if _forbidden(ip)]
     if bad:
         raise EndpointRefused(f"host {host!r} is at {bad[0]}, a link-local, metadata, multicast or reserved "
-                              "address where no model may be reached")
-    entries = _allowed_entries()
+                              f"address where no {what} may be reached")
+    entries = _allowed_entries(hosts_setting)
     if not _listed(host, ips, entries):
-        raise EndpointRefused(f"host {host!r} is not among the model hosts this platform may call "
-                              f"(MATHSET_MODEL_HOSTS: {', '.join(entries)})")
+        raise EndpointRefused(f"host {host!r} is not among the {what} hosts this platform may call "
+                              f"({hosts_setting}: {', '.join(entries)})")
     return ips
 
 
@@ -312,15 +319,17 @@ def _named(exc: requests.RequestException, pin: _Pin, timeout) -> requests.Reque
     return type(exc)(message, request=exc.request, response=exc.response)
 
 
-def post(url: str, *, json: dict, timeout: float) -> requests.Response:
-    """POST `json` to `url` after :func:`check`, connected to one of the addresses checked (each
-    in turn until one accepts), never following a redirect. Raises EndpointRefused, or the
-    ``requests`` exceptions of a failed connection, their messages naming the URL's host and port.
+def post(url: str, *, json: dict | None = None, data: bytes | None = None, headers: dict | None = None,
+         timeout: float, hosts_setting: str = MODEL_HOSTS, what: str = "model") -> requests.Response:
+    """POST `json` (or the bytes `data`, with `headers`) to `url` after :func:`check`, connected
+    to one of the addresses checked (each in turn until one accepts), never following a redirect.
+    Raises EndpointRefused, or the ``requests`` exceptions of a failed connection, their messages
+    naming the URL's host and port.
 
     No proxy from the environment is used: a proxy would resolve the name itself, again. The CA
     bundle the environment names (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) is still used.
     """
-    ips = check(url, must_resolve=True)
+    ips = check(url, must_resolve=True, hosts_setting=hosts_setting, what=what)
     parts = urlsplit(url)
     pin = _Pin(host=parts.hostname.lower().rstrip("."), port=parts.port or (443 if parts.scheme == "https" else 80),
                addresses=ips)
@@ -333,6 +342,7 @@ def post(url: str, *, json: dict, timeout: float) -> requests.Response:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         try:
-            return session.post(url, json=json, timeout=timeout, allow_redirects=False)
+            return session.post(url, json=json, data=data, headers=headers, timeout=timeout,
+                                allow_redirects=False)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _named(exc, pin, timeout) from exc

@@ -79,6 +79,7 @@ from curation.models import DatasetSpec, ModelRequirement, Snapshot, SnapshotIte
 from .ml.calibration import confidence_metrics
 from .models import EvaluationRun, EvaluationSample, ModelVersion
 from .qa import Region, match_regions
+from .webhooks import webhook_event_evaluation_finished
 
 MATCH_IOU = 0.5
 TEST_SPLIT = "test"
@@ -423,6 +424,7 @@ def evaluation_cancel(*, run: EvaluationRun) -> EvaluationRun:
     run.status = EvaluationRun.Status.CANCELLED
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "finished_at"])
+    webhook_event_evaluation_finished(run_id=run.pk)
     return run
 
 
@@ -625,9 +627,10 @@ def evaluation_run(*, run: EvaluationRun, reader=None) -> EvaluationRun:
             results += batch
         _finish(run, results, licence_excluded=licence_excluded)
     except Exception as exc:  # noqa: BLE001 - the run records why it failed
-        _mine(run).update(
-            status=EvaluationRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
-            finished_at=timezone.now())
+        with transaction.atomic():
+            if _mine(run).update(status=EvaluationRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
+                                 finished_at=timezone.now()):
+                webhook_event_evaluation_finished(run_id=run.pk)
     run.refresh_from_db()
     return run
 
@@ -642,10 +645,13 @@ def _finish(run: EvaluationRun, results: list[ImageResult], *, licence_excluded:
                "licence_excluded": licence_excluded}
     verdicts = verdicts_for(requirements=spec.requirements.all(), overall=metrics["overall"], qps=qps,
                             latency_p95_ms=p95, target_qps=spec.target_qps, max_ms_per_image=spec.max_ms_per_image)
-    # Conditional: a cancel that came during the last batch wins.
-    _mine(run).update(
-        status=EvaluationRun.Status.DONE, metrics=metrics, verdicts=verdicts, passed=overall_passed(verdicts),
-        latency_p50_ms=p50, latency_p95_ms=p95, qps=qps, inference_seconds=seconds, finished_at=timezone.now())
+    # Conditional: a cancel that came during the last batch wins (and told the webhooks itself).
+    with transaction.atomic():
+        if _mine(run).update(
+                status=EvaluationRun.Status.DONE, metrics=metrics, verdicts=verdicts, passed=overall_passed(verdicts),
+                latency_p50_ms=p50, latency_p95_ms=p95, qps=qps, inference_seconds=seconds,
+                finished_at=timezone.now()):
+            webhook_event_evaluation_finished(run_id=run.pk)
 
 
 CROP_MAX_SIDE = 800
@@ -712,6 +718,7 @@ def evaluations_sweep(*, stale_after_seconds: int = EVALUATION_STALE_SECONDS, ma
                 run.status, run.finished_at = EvaluationRun.Status.FAILED, timezone.now()
                 run.error = f"The worker stopped without finishing ({run.attempts} attempts)."
                 run.save(update_fields=["status", "finished_at", "error"])
+                webhook_event_evaluation_finished(run_id=run.pk)
                 out["failed"].append(run.pk)
     queued = EvaluationRun.Status.QUEUED
     waiting = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)

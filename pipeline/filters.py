@@ -5,7 +5,7 @@ import django_filters
 
 from common.filters import BooleanFilter, IdFilter
 
-from .models import EvaluationRun, ModelVersion, Prediction, PrelabelJob, QAReport
+from .models import EvaluationRun, ModelVersion, Prediction, PrelabelJob, QAReport, Webhook, WebhookDelivery
 
 
 class ModelVersionFilter(django_filters.FilterSet):
@@ -54,3 +54,25 @@ class QAReportFilter(django_filters.FilterSet):
     class Meta:
         model = QAReport
         fields = ["spec"]
+
+
+class WebhookFilter(django_filters.FilterSet):
+    active = BooleanFilter()
+    event = django_filters.ChoiceFilter(choices=Webhook.Event.choices, method="filter_event",
+                                        label="Only webhooks sent this event")
+
+    class Meta:
+        model = Webhook
+        fields = ["active", "event"]
+
+    def filter_event(self, queryset, name, value):
+        return queryset.filter(events__has_item=value)
+
+
+class WebhookDeliveryFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=WebhookDelivery.Status.choices)
+    event = django_filters.ChoiceFilter(choices=[*Webhook.Event.choices, (WebhookDelivery.PING, "Ping")])
+
+    class Meta:
+        model = WebhookDelivery
+        fields = ["status", "event"]

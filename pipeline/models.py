@@ -278,3 +278,72 @@ class QAReport(models.Model):
 
     def __str__(self) -> str:
         return f"QA report of spec {self.spec_id} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class Webhook(models.Model):
+    """A URL of a curator's or model team's that Mathset POSTs to when something they may see
+    happens (a snapshot or export is ready, an evaluation or pre-labeling job finished, a batch
+    closed), so their tooling is told instead of polling (``pipeline/webhooks.py``).
+
+    Each POST is signed with ``secret`` (``X-Mathset-Signature: sha256=<HMAC of the body>``). An
+    HMAC needs the secret itself, so it is stored, unlike an API key's digest; it is shown once,
+    when the webhook is made (or its secret rotated), and never answered again: the API and the
+    admin show only ``secret_prefix``. The URL passes the outbound-address guard
+    (``pipeline/endpoints.py``) when it is saved and again before every delivery.
+    """
+
+    class Event(models.TextChoices):
+        SNAPSHOT_READY = "snapshot.ready", "A snapshot was built"
+        EXPORT_READY = "export.ready", "An export zip was built"
+        EVALUATION_FINISHED = "evaluation.finished", "An evaluation finished (done, failed or cancelled)"
+        PRELABEL_JOB_FINISHED = "prelabel_job.finished", "A pre-labeling job finished (done or cancelled)"
+        BATCH_CLOSED = "batch.closed", "A batch was closed"
+
+    SECRET_PREFIX = "whsec_"  # lets secret scanners and people recognise a Mathset webhook secret
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.CharField(max_length=2000, help_text="Where the events are POSTed (http or https)")
+    events = models.JSONField(default=list, help_text="The event names (Webhook.Event) it is sent")
+    secret = models.CharField(max_length=80, help_text="The HMAC key of the signatures; never shown after creation")
+    secret_prefix = models.CharField(max_length=16, help_text="The secret's first characters, to recognise it by")
+    active = models.BooleanField(default=True, help_text="Switched off, it is sent nothing")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"webhook {self.pk} of {self.owner_id} → {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or to be sent) to one webhook: the JSON body as it is POSTed, whether it
+    arrived, how many tries it took and what the last try got back (the status code, or the
+    connection's error; never the receiver's body). Delivered ones are never sent again; a
+    redelivery is a new row with the same payload."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    PING = "ping"  # sent by the ping action only; nobody subscribes to it
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict, help_text="The JSON body POSTed")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTTP status of the last try")
+    error = models.TextField(blank=True, help_text="Why the last try did not arrive")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["webhook", "-created_at"], name="pipeline_delivery_recent")]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"delivery {self.pk} of {self.event} to webhook {self.webhook_id} ({self.status})"

@@ -14,7 +14,16 @@ from common.roles import can_read_all_data
 from curation.selectors import images_visible_to
 
 from .evaluation import UNCATEGORISED
-from .models import EvaluationRun, EvaluationSample, ModelVersion, Prediction, PrelabelItem, PrelabelJob
+from .models import (
+    EvaluationRun,
+    EvaluationSample,
+    ModelVersion,
+    Prediction,
+    PrelabelItem,
+    PrelabelJob,
+    Webhook,
+    WebhookDelivery,
+)
 
 
 def model_versions_visible_to(user: User) -> QuerySet[ModelVersion]:
@@ -122,3 +131,18 @@ def qa_reports_visible_to(user: User) -> QuerySet:
     if is_curator(user):
         return QAReport.objects.select_related("spec")
     return QAReport.objects.none()
+
+
+def webhooks_visible_to(user: User) -> QuerySet[Webhook]:
+    """A user's own webhooks, to curators too: a webhook is its owner's tooling (where their
+    pipeline listens), and nobody else has a reason to read or change it. Vendor people own none."""
+    from .webhooks import may_own_webhooks
+
+    if not getattr(user, "is_authenticated", False) or not may_own_webhooks(user):
+        return Webhook.objects.none()
+    return Webhook.objects.filter(owner=user)
+
+
+def webhook_deliveries_of(webhook: Webhook) -> QuerySet[WebhookDelivery]:
+    """The deliveries of one webhook (already visible to the user), newest first."""
+    return WebhookDelivery.objects.filter(webhook=webhook).order_by("-created_at", "-id")

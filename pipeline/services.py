@@ -25,6 +25,7 @@ from curation.models import DatasetSpec, Image, Licence
 
 from . import endpoints
 from .models import ModelVersion, Prediction, PrelabelItem, PrelabelJob
+from .webhooks import webhook_event_prelabel_job_finished
 
 log = logging.getLogger(__name__)
 
@@ -426,6 +427,7 @@ def prelabel_job_cancel(*, job: PrelabelJob) -> PrelabelJob:
     job.status = PrelabelJob.Status.CANCELLED
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "finished_at"])
+    webhook_event_prelabel_job_finished(job_id=job.pk)
     return job
 
 
@@ -489,6 +491,7 @@ def _finish_if_complete(job_id: int) -> None:
             job.status = PrelabelJob.Status.DONE
             job.finished_at = timezone.now()
             job.save(update_fields=["status", "finished_at"])
+            webhook_event_prelabel_job_finished(job_id=job.pk)  # again after a retry of its failures
 
 
 def _mask_rle(mask: np.ndarray) -> dict:

@@ -82,3 +82,28 @@ def spec_stats_refresh_active() -> list[int]:
     for spec_id in ids:
         spec_stats_refresh.delay(spec_id)
     return ids
+
+
+# A delivery's tries are counted on its row (the service decides whether one more is due and
+# when, from the MATHSET_WEBHOOK_* settings), not by Celery's retry counter: a message redelivered
+# after a worker died, or a manual resend, must not get a fresh allowance.
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def webhook_deliver(self, delivery_id: int) -> str | None:
+    """POST one webhook delivery; its status afterwards. Safe to run twice: only a pending
+    delivery is sent, and one being sent by another worker is skipped."""
+    from .webhooks import webhook_delivery_attempt
+
+    outcome = webhook_delivery_attempt(delivery_id=delivery_id)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.delivery.status if outcome.delivery is not None else None
+
+
+@shared_task(acks_late=True)
+def webhook_deliveries_sweep() -> list[int]:
+    """Periodic (Celery beat): send again the pending webhook deliveries whose message was lost."""
+    from .webhooks import webhook_deliveries_resend_stale
+
+    return webhook_deliveries_resend_stale()

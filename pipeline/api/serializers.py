@@ -11,7 +11,16 @@ from curation.api.serializers import absolute_url
 from curation.models import DatasetSpec, Snapshot
 
 from .. import endpoints
-from ..models import EvaluationRun, EvaluationSample, ModelVersion, Prediction, PrelabelJob, QAReport
+from ..models import (
+    EvaluationRun,
+    EvaluationSample,
+    ModelVersion,
+    Prediction,
+    PrelabelJob,
+    QAReport,
+    Webhook,
+    WebhookDelivery,
+)
 from ..selectors import prelabel_job_progress
 
 
@@ -258,3 +267,53 @@ class QARecomputeSerializer(serializers.Serializer):
 class QARecomputeResultSerializer(serializers.Serializer):
     spec = serializers.IntegerField()
     scheduled = serializers.BooleanField()
+
+
+# ------------------------------------------------------------------------------ webhooks
+
+_EVENTS_HELP = "The events it is sent: " + ", ".join(f"{v} ({label.lower()})" for v, label in Webhook.Event.choices)
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    """A webhook as its owner reads it: never its secret, only the secret's first characters."""
+
+    url = serializers.CharField(read_only=True, help_text="Where the events are POSTed")
+    events = serializers.ListField(child=serializers.ChoiceField(choices=Webhook.Event.choices), read_only=True,
+                                   help_text=_EVENTS_HELP)
+    secret_prefix = serializers.CharField(read_only=True, help_text="The signing secret's first characters, to "
+                                                                    "recognise it by (the secret is shown once)")
+
+    class Meta:
+        model = Webhook
+        fields = ["id", "url", "events", "active", "secret_prefix", "created_at"]
+        read_only_fields = fields
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    secret = serializers.CharField(read_only=True, help_text="The HMAC-SHA256 key of X-Mathset-Signature, shown "
+                                                             "this once: keep it where the receiver can read it")
+
+    class Meta(WebhookSerializer.Meta):
+        fields = [*WebhookSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class WebhookWriteSerializer(serializers.Serializer):
+    """A new webhook, or (PATCH) the fields to change of one."""
+
+    url = serializers.CharField(max_length=2000, help_text="An http(s) URL without user name or password, at a "
+                                                           "host the platform may call (MATHSET_WEBHOOK_HOSTS); "
+                                                           "never a link-local or metadata address")
+    events = serializers.ListField(child=serializers.ChoiceField(choices=Webhook.Event.choices), allow_empty=False,
+                                   max_length=len(Webhook.Event.choices) * 2, help_text=_EVENTS_HELP)
+    active = serializers.BooleanField(required=False, default=True, help_text="Switched off, it is sent nothing")
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    payload = serializers.JSONField(read_only=True, help_text="The JSON body POSTed (and signed)")
+
+    class Meta:
+        model = WebhookDelivery
+        fields = ["id", "webhook", "event", "status", "attempts", "response_code", "error", "payload", "created_at",
+                  "last_attempt_at", "delivered_at"]
+        read_only_fields = fields

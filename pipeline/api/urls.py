@@ -8,4 +8,5 @@ router.register("prelabel-jobs", views.PrelabelJobViewSet, basename="prelabel-jo
 router.register("model-predictions", views.PredictionViewSet, basename="model-prediction")
 router.register("evaluations", views.EvaluationRunViewSet, basename="evaluation")
 router.register("qa-reports", views.QAReportViewSet, basename="qa-report")
+router.register("webhooks", views.WebhookViewSet, basename="webhook")
 urlpatterns = router.urls

@@ -22,15 +22,17 @@ from common.uploads import limit_upload_sizes, raise_if_refused
 from curation.models import Image
 from curation.selectors import images_visible_to, snapshots_visible_to, specs_visible_to
 
-from .. import evaluation, selectors, services, stats
+from .. import evaluation, selectors, services, stats, webhooks
 from ..filters import (
     EvaluationRunFilter,
     ModelVersionFilter,
     PredictionFilter,
     PrelabelJobFilter,
     QAReportFilter,
+    WebhookDeliveryFilter,
+    WebhookFilter,
 )
-from ..models import EvaluationSample
+from ..models import EvaluationSample, Webhook, WebhookDelivery
 from . import serializers as s
 
 
@@ -279,3 +281,97 @@ class QAReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             raise DRFValidationError({"spec": ["Unknown spec."]})
         stats.spec_stats_request(spec=spec)
         return Response({"spec": spec.pk, "scheduled": True}, status=status.HTTP_202_ACCEPTED)
+
+
+class MayOwnWebhooks(BasePermission):
+    """Curators and model teams have webhooks; vendor people are refused outright (403)."""
+
+    message = "Only curators and model teams can have webhooks."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and webhooks.may_own_webhooks(user))
+
+
+class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your webhooks: URLs Mathset POSTs signed JSON to when an event you subscribed to happens
+    (a snapshot or export is ready, an evaluation or pre-labeling job finished, a batch closed), for
+    the objects you may see. Each POST carries `X-Mathset-Event`, `X-Mathset-Delivery` (its id) and
+    `X-Mathset-Signature: sha256=<hex HMAC-SHA256 of the raw body, keyed with the webhook's secret>`.
+    A network error or 5xx answer is retried with a growing delay; 3xx and 4xx are final. Each
+    user sees only their own webhooks."""
+
+    serializer_class = s.WebhookSerializer
+    permission_classes = [MayOwnWebhooks]
+    filterset_class = WebhookFilter
+    ordering_fields = ["id", "created_at"]
+    cursor_paging_actions = ("list", "deliveries")
+
+    def get_queryset(self):
+        return selectors.webhooks_visible_to(self.request.user)
+
+    @extend_schema(request=s.WebhookWriteSerializer, responses={201: s.WebhookCreatedSerializer})
+    def create(self, request):
+        """Register a webhook; the answer holds its signing `secret`, shown this once."""
+        data = s.WebhookWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = webhooks.webhook_create(owner=request.user, **data.validated_data)
+        body = s.WebhookCreatedSerializer(issued.webhook).data
+        body["secret"] = issued.secret
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.WebhookWriteSerializer(partial=True), responses=s.WebhookSerializer)
+    def partial_update(self, request, pk=None):
+        """Change the URL (checked again), the events or `active`."""
+        webhook = self.get_object()
+        data = s.WebhookWriteSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        webhook = webhooks.webhook_update(webhook=webhook, **data.validated_data)
+        return Response(s.WebhookSerializer(webhook).data)
+
+    def destroy(self, request, pk=None):
+        """Delete the webhook and its delivery records."""
+        webhooks.webhook_delete(webhook=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={201: s.WebhookCreatedSerializer})
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, pk=None):
+        """Give the webhook a new signing secret, shown this once (the old one stops signing)."""
+        issued = webhooks.webhook_secret_rotate(webhook=self.get_object())
+        body = s.WebhookCreatedSerializer(issued.webhook).data
+        body["secret"] = issued.secret
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[
+        OpenApiParameter("status", str, enum=WebhookDelivery.Status.values, description="Only deliveries in this state"),
+        OpenApiParameter("event", str, enum=[*Webhook.Event.values, WebhookDelivery.PING],
+                         description="Only deliveries of this event")],
+        responses=s.WebhookDeliverySerializer(many=True))
+    @action(detail=True, methods=["get"], filter_backends=[])  # the webhook's deliveries, not a webhook list
+    def deliveries(self, request, pk=None):
+        """What was sent to the webhook, newest first: status, tries, the last HTTP status or error."""
+        found = WebhookDeliveryFilter(request.query_params, queryset=selectors.webhook_deliveries_of(self.get_object()))
+        if not found.is_valid():
+            raise DRFValidationError(found.errors)
+        page = self.paginate_queryset(found.qs)
+        return self.get_paginated_response(s.WebhookDeliverySerializer(page, many=True).data)
+
+    @extend_schema(request=None, responses={202: s.WebhookDeliverySerializer})
+    @action(detail=True, methods=["post"])
+    def ping(self, request, pk=None):
+        """Send the webhook a `ping` event now (whatever its events), to try the receiver."""
+        delivery = webhooks.webhook_ping(webhook=self.get_object())
+        delivery.refresh_from_db()  # a worker running eagerly may have sent it already
+        return Response(s.WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(parameters=[OpenApiParameter("delivery_id", int, OpenApiParameter.PATH)], request=None,
+                   responses={202: s.WebhookDeliverySerializer})
+    @action(detail=True, methods=["post"], url_path=r"deliveries/(?P<delivery_id>[0-9]+)/redeliver",
+            filter_backends=[])
+    def redeliver(self, request, pk=None, delivery_id=None):
+        """Send a recorded delivery's payload again, as a new delivery."""
+        delivery = get_object_or_404(selectors.webhook_deliveries_of(self.get_object()), pk=delivery_id)
+        again = webhooks.webhook_redeliver(delivery=delivery)
+        again.refresh_from_db()
+        return Response(s.WebhookDeliverySerializer(again).data, status=status.HTTP_202_ACCEPTED)

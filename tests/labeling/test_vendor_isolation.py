@@ -25,6 +25,7 @@ from labeling.models import Annotation, Prediction, Review, Task
 from pipeline import evaluation as pipeline_evaluation
 from pipeline import services as pipeline_services
 from pipeline import stats as pipeline_stats
+from pipeline import webhooks as pipeline_webhooks
 from tests import factories
 from tests.factories import quad
 from tests.labeling.conftest import client_for
@@ -126,6 +127,10 @@ def world(db):
                                     categories=())
         takedown = curation_services.image_takedown(image=gone, kind="copyright", reason=f"Request {label}",
                                                     requested_by=f"Holder {label}", actor=curator)
+        # A webhook (curators' and model teams' tooling: vendor people own none), with a delivery.
+        webhook = pipeline_webhooks.webhook_create(owner=snapshot_curator, url=f"http://203.0.113.7/{label}",
+                                                   events=["batch.closed"]).webhook
+        pipeline_webhooks.webhook_ping(webhook=webhook)
         worlds[label] = dict(vendor=vendor, spec=spec, source=source, batch=batch, task=task, image=image,
                              annotation=annotation, review=review, prediction=prediction, job=job,
                              category=Category.objects.filter(spec=spec).first(), people=people,
@@ -133,7 +138,8 @@ def world(db):
                              question=question, notification=notification, faq=faq, detector=detector,
                              prelabel_job=prelabel_job, model_prediction=model_prediction, snapshot=snapshot,
                              export=export, evaluation_run=evaluation_run,
-                             qa_report=pipeline_stats.spec_stats_compute(spec=spec), takedown=takedown)
+                             qa_report=pipeline_stats.spec_stats_compute(spec=spec), takedown=takedown,
+                             webhook=webhook)
     return worlds
 
 
@@ -148,7 +154,7 @@ def foreign_ids(b: dict) -> dict[type, list[int]]:
             b["version"], b["example"], b["ack"], b["question"], b["notification"]]
     objs += [b["faq"], b["detector"], b["prelabel_job"], b["model_prediction"], b["snapshot"], b["export"],
              b["evaluation_run"]]
-    objs += [b["qa_report"], b["takedown"]]
+    objs += [b["qa_report"], b["takedown"], b["webhook"]]
     out: dict[type, list[int]] = {}
     for o in objs:
         out.setdefault(type(o), []).append(o.pk)

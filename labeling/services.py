@@ -1266,6 +1266,9 @@ def _corrections_checked(corrections: object) -> dict[str, tuple[str, str]]:
         text = str(key)
         if not (text.isascii() and text.isdigit()) or (len(text) > 1 and text.startswith("0")):
             raise ValidationError({field: "Not a region index: use the region's `index` (0, 1, …)."})
+        if len(text) > len(str(MAX_REGIONS - 1)):
+            # names no region; and int() of more than 4300 digits raises ValueError (a 500)
+            raise ValidationError({field: f"No such region: an annotation has at most {MAX_REGIONS} regions."})
         if text in out:  # 1 and "1" from a Python caller
             raise ValidationError({field: "The same region is corrected twice."})
         if not isinstance(src, str):
@@ -1301,6 +1304,12 @@ def _corrections_apply(*, version_id: int, checked: dict[str, tuple[str, str]]) 
                                                          f"{len(regions)} (indexes 0 to {len(regions) - 1})."})
         if regions[i]["latex"] == src:
             continue
+        if regions[i]["illegible"]:
+            # Exports deliver no text of an illegible region (im2latex skips it, ICDAR writes "###"):
+            # a correction would be counted and shown but never delivered. The flag is the
+            # annotator's call, as clearing a formula is (`_corrections_checked`).
+            raise ValidationError({f"corrections.{key}": "This region is flagged illegible, so its LaTeX is not "
+                                                         "delivered; to have it read, reject the annotation."})
         record[key] = [regions[i]["latex"], src]
         regions[i] = {**regions[i], "latex": src, "latex_normalized": normalized}
     return regions, record
@@ -1321,7 +1330,8 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
     snapshots deliver); the review still records the version decided on (the annotator's), and
     keeps {index: [old, new]} in `Review.corrections` for QA and the annotator. The task is
     accepted and paid as with any acceptance. Corrections equal to the stored LaTeX are ignored
-    (`_corrections_apply`); when none is left it is a plain acceptance.
+    (`_corrections_apply`); when none is left it is a plain acceptance. A region flagged illegible
+    is not corrected (no export delivers its text): that is a rejection's matter.
     """
     if reviewer.pk == annotation.annotator_id:
         raise ValidationError({"annotation": "Nobody reviews their own annotation."})

@@ -320,11 +320,13 @@ def _named(exc: requests.RequestException, pin: _Pin, timeout) -> requests.Reque
 
 
 def post(url: str, *, json: dict | None = None, data: bytes | None = None, headers: dict | None = None,
-         timeout: float, hosts_setting: str = MODEL_HOSTS, what: str = "model") -> requests.Response:
+         timeout: float, hosts_setting: str = MODEL_HOSTS, what: str = "model",
+         stream: bool = False) -> requests.Response:
     """POST `json` (or the bytes `data`, with `headers`) to `url` after :func:`check`, connected
     to one of the addresses checked (each in turn until one accepts), never following a redirect.
     Raises EndpointRefused, or the ``requests`` exceptions of a failed connection, their messages
-    naming the URL's host and port.
+    naming the URL's host and port. With `stream` the answer's body is not read (only its status
+    and headers are): a caller that needs no body neither waits for nor holds one of any size.
 
     No proxy from the environment is used: a proxy would resolve the name itself, again. The CA
     bundle the environment names (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) is still used.
@@ -343,6 +345,6 @@ def post(url: str, *, json: dict | None = None, data: bytes | None = None, heade
         session.mount("https://", adapter)
         try:
             return session.post(url, json=json, data=data, headers=headers, timeout=timeout,
-                                allow_redirects=False)
+                                allow_redirects=False, stream=stream)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _named(exc, pin, timeout) from exc

@@ -380,13 +380,15 @@ def webhook_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
                "X-Mathset-Signature": signature_of(webhook.secret, body)}
     try:
         response = endpoints.post(webhook.url, data=body, headers=headers, timeout=settings.MATHSET_WEBHOOK_TIMEOUT_S,
-                                  hosts_setting=HOSTS_SETTING, what="webhook")
+                                  hosts_setting=HOSTS_SETTING, what="webhook", stream=True)
     except endpoints.EndpointRefused as exc:  # the host now points where no webhook may go: final
         return _fail(delivery, f"Not sent: {exc}")
     except requests.RequestException as exc:  # down, refused, timed out: try again later
         error, code = endpoints.redacted(str(exc)), None
     else:
-        response.close()  # the receiver's answer is not read: only its status counts
+        # The receiver's body is never read (stream=True): only its status counts, and a body of
+        # any size or pace must neither hold this worker and the row lock nor fill its memory.
+        response.close()
         code = response.status_code
         if 200 <= code < 300:
             delivery.status, delivery.response_code, delivery.error = WebhookDelivery.Status.DELIVERED, code, ""

@@ -273,7 +273,8 @@ class TaskGoldSerializer(serializers.Serializer):
     "type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 500,
     "description": "Accept with corrections: region index (the regions' `index`, 0-based, as text) -> the "
                    "corrected LaTeX of that region, checked and normalised as an annotator's. Text only: the region's "
-                   "geometry, flags and categories stay as drawn. Only with decision accept. Stored as a new version of "
+                   "geometry, flags and categories stay as drawn, and a region flagged illegible is not corrected (its text is "
+                   "not delivered: reject instead). Only with decision accept. Stored as a new version of "
                    "the annotation authored by you, which exports deliver; a correction equal to the stored LaTeX is "
                    "ignored. Errors name `corrections.<index>`.",
     "example": {"1": "x^{2}+1"},

@@ -88,6 +88,11 @@ function renderRegions() {
     const ta = document.createElement("textarea");
     ta.id = `latex-${i}`; ta.rows = 2; ta.spellcheck = false; ta.autocomplete = "off"; ta.className = "review-latex";
     ta.value = r.latex || "";
+    if (r.illegible) {
+      // The server refuses it: no export delivers an illegible region's text (reject to have it read).
+      ta.readOnly = true;
+      label.textContent = `LaTeX of region ${i + 1} (flagged illegible: not delivered, so not corrected; reject to have it read)`;
+    }
     ta.setAttribute("aria-describedby", `latex-error-${i}`);
     const err = document.createElement("p"); err.id = `latex-error-${i}`; err.className = "latex-error-msg"; err.hidden = true;
     err.setAttribute("role", "alert");

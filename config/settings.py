@@ -221,8 +221,9 @@ MATHSET_SIGNED_URL_MAX_AGE = int(os.environ.get("MATHSET_SIGNED_URL_MAX_AGE", 36
 # metadata addresses, which are always refused.
 MATHSET_MODEL_HOSTS = os.environ.get("MATHSET_MODEL_HOSTS", "*")
 # The hosts webhooks (pipeline/webhooks.py) may be pointed at, in the same form and under the same
-# rules (link-local and metadata addresses always refused); the model hosts' list when unset.
-MATHSET_WEBHOOK_HOSTS = os.environ.get("MATHSET_WEBHOOK_HOSTS", MATHSET_MODEL_HOSTS)
+# rules (link-local and metadata addresses always refused). "public" (default): any globally routable
+# address; list an internal receiver by name or network ("public, hooks.lab.example, 10.20.0.0/16").
+MATHSET_WEBHOOK_HOSTS = os.environ.get("MATHSET_WEBHOOK_HOSTS", "public")
 # The real data beside the project (never copied into it).
 MATHSET_SHARED_DATA = Path(os.environ.get("MATHSET_SHARED_DATA", BASE_DIR.parent / "shared" / "data"))
 

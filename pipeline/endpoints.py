@@ -5,7 +5,8 @@ Workers POST to a model team's `endpoint_url` and show the team part of what com
 Two rules:
 
 - never a cloud metadata service (169.254.169.254 and the rest of the link-local ranges,
-  fd00:ec2::254), nor a multicast, unspecified or reserved address: no model lives there;
+  fd00:ec2::254, 100.100.100.200; also as IPv4-mapped or 6to4 IPv6 addresses), nor a multicast,
+  unspecified or reserved address: no model lives there;
 - where `MATHSET_MODEL_HOSTS` is set (production should set it), only the hosts it lists:
   a name (`models.lab.example`), every name under a domain (`.lab.example`), or an address
   or network (`10.20.0.0/16`). Unset or `*`, any other host, loopback included (a model on
@@ -23,7 +24,10 @@ team knows the host it registered, not the addresses it resolves to (tried ones 
 parentheses).
 
 The same guard serves webhooks (``pipeline/webhooks.py``): their receivers are listed in
-`MATHSET_WEBHOOK_HOSTS` (by default what `MATHSET_MODEL_HOSTS` says), passed as `hosts_setting`.
+`MATHSET_WEBHOOK_HOSTS`, passed as `hosts_setting`. Its default is ``public``: any globally
+routable address, never loopback, private or carrier-grade NAT ranges unless listed. Webhooks are
+registered by model teams as well as curators, and a delivery's recorded status or connection error
+would otherwise map which ports answer on the platform's own network.
 
 A URL may carry a user name and password (``https://team:secret@models.lab.example/predict``):
 ``requests`` sends them as HTTP basic auth. The password is never shown: the API, the
@@ -47,8 +51,12 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-# AWS's IPv6 metadata address is not link-local (it is in fd00::/8, shared with real networks).
-_METADATA = {ipaddress.ip_address("fd00:ec2::254")}
+# Metadata services outside the link-local ranges: AWS's IPv6 one (in fd00::/8, shared with real
+# networks) and Alibaba Cloud's (in the carrier-grade NAT range 100.64.0.0/10).
+_METADATA = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+# Allowed-hosts entry for "any public address": loopback, private, carrier-grade NAT and the other
+# non-global ranges stay out unless listed by name or network.
+PUBLIC = "public"
 
 
 class EndpointRefused(ValueError):
@@ -63,9 +71,16 @@ def _allowed_entries(hosts_setting: str = MODEL_HOSTS) -> list[str]:
     return [e.strip().lower() for e in raw.split(",") if e.strip()]
 
 
+def _embedded(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv6 one stands for (IPv4-mapped, or 6to4 ``2002:a.b.c.d::``, which a
+    6to4 relay routes to a.b.c.d), else `ip` itself."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        return ip.ipv4_mapped or ip.sixtofour or ip
+    return ip
+
+
 def _forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = _embedded(ip)
     if ip.is_loopback:  # ::1 lies in IPv6's reserved ::/8
         return False
     return ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved or ip in _METADATA
@@ -80,6 +95,9 @@ def _literal(host: str):
 
 def _listed(host: str, ips: list, entries: list[str]) -> bool:
     if "*" in entries:
+        return True
+    # A name that does not resolve yet passes (ips empty): it is checked again before each call.
+    if PUBLIC in entries and all(_embedded(ip).is_global for ip in ips):
         return True
     for entry in entries:
         if entry.startswith(".") and (host == entry[1:] or host.endswith(entry)):

@@ -68,7 +68,8 @@ class Receiver:
 
 @pytest.fixture(autouse=True)
 def _webhook_settings(settings):
-    # the guard's default ("*": loopback allowed, link-local and metadata never), named explicitly
+    # any host, loopback included (the receiver runs on 127.0.0.1); link-local and metadata never.
+    # The default, "public", is tested in test_webhook_hosts_default.py.
     settings.MATHSET_WEBHOOK_HOSTS = "*"
     settings.MATHSET_WEBHOOK_MAX_ATTEMPTS = 3
     settings.MATHSET_BASE_URL = "https://mathset.example"

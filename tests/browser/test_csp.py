@@ -192,7 +192,16 @@ def test_reviewer_and_model_team_pages_run_under_the_policy(watched, world):
 def test_api_docs_and_redoc_run_under_the_policy(watched, world):
     page = watched(world.curator)
     visit(page, "/api/docs/", ".swagger-ui .opblock")
-    assert page.locator(".swagger-ui .opblock").count() > 20
+    # Past ~150 operations Swagger UI renders only those in view (a virtual list): the first ones
+    # now, the last (the webhooks') once scrolled to the end.
+    assert page.locator(".swagger-ui .opblock").count() >= 10
+    last = page.locator(".swagger-ui .opblock-summary-path", has_text="/api/v1/webhooks/").first
+    for _ in range(200):
+        if last.count():
+            break
+        page.mouse.wheel(0, 4000)
+        page.wait_for_timeout(50)
+    last.wait_for()
     assert_clean(page)
     visit(page, "/api/redoc/", ".api-content")
     page.wait_for_selector("h1:has-text('Mathset API')")

@@ -18,6 +18,7 @@ from django.utils import timezone
 from common import roles
 from common.fields import is_row_id
 from common.selectors import active_curators
+from common.site import site_url
 from common.unchangeable import CANNOT_CHANGE, drop_unchanged
 from curation.models import DatasetSpec, Image
 from labeling.models import Task, Vendor
@@ -405,13 +406,6 @@ def notifications_create(*, users, kind: str, message: str, url: str = "", quest
     return created
 
 
-def _site_url() -> str:
-    """The address people open the site at, for links in mail (common.site)."""
-    from common.site import site_url
-
-    return site_url()
-
-
 @transaction.atomic
 def notification_email_send(*, notification: Notification) -> bool:
     """Mail one notification through Django's email backend, at most once.
@@ -422,7 +416,7 @@ def notification_email_send(*, notification: Notification) -> bool:
     user = notification.user
     if notification.emailed_at is not None or not notification.email_wanted or not user.email or not user.is_active:
         return False
-    body = notification.message + (f"\n\n{_site_url()}{notification.url}" if notification.url else "")
+    body = notification.message + (f"\n\n{site_url()}{notification.url}" if notification.url else "")
     send_mail(subject=f"[Mathset] {notification.get_kind_display()}", message=body,
               from_email=None, recipient_list=[notification.user.email])
     notification.emailed_at = timezone.now()

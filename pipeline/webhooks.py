@@ -48,8 +48,8 @@ Event = Webhook.Event
 EVENTS = frozenset(Event.values)
 HOSTS_SETTING = "MATHSET_WEBHOOK_HOSTS"
 MAX_URL_LENGTH = 2000
-# Every event a webhook may take is checked for its owner's sight, one query each: a bound on
-# what one person's webhooks add to each snapshot build or batch close.
+# A bound on what one person's webhooks add to each snapshot build or batch close (each event
+# records a delivery per subscribed webhook; its owner's sight is checked once per owner).
 MAX_WEBHOOKS_PER_OWNER = 20
 MAX_ERROR_LENGTH = 500
 
@@ -67,8 +67,12 @@ def may_own_webhooks(user: User) -> bool:
     return bool(user.is_active) and roles.has_role(user, roles.CURATOR, roles.MODEL_TEAM)
 
 
-def _new_secret() -> str:
-    return Webhook.SECRET_PREFIX + secrets.token_urlsafe(32)
+def _new_secret(webhook: Webhook) -> str:
+    """Set a fresh secret and its prefix on `webhook` (the caller saves), made as an API token's
+    key is (common.models.ApiToken.new_key); return the secret, to show once."""
+    secret = Webhook.SECRET_PREFIX + secrets.token_urlsafe(32)
+    webhook.secret, webhook.secret_prefix = secret, secret[:12]
+    return secret
 
 
 def _check_url(url: object) -> str:
@@ -101,7 +105,7 @@ def _check_url(url: object) -> str:
 def _check_events(events: object) -> list[str]:
     if not isinstance(events, list | tuple) or not events:
         raise ValidationError({"events": f"List at least one event of {sorted(EVENTS)}."})
-    unknown = [e for e in events if e not in EVENTS]
+    unknown = [e for e in events if not isinstance(e, str) or e not in EVENTS]  # a dict is unhashable
     if unknown:
         raise ValidationError({"events": f"Unknown event {unknown[0]!r}; choose from {sorted(EVENTS)}."})
     return sorted(set(events))
@@ -121,9 +125,9 @@ def webhook_create(*, owner: User, url: str, events: list[str], active: bool = T
     if Webhook.objects.filter(owner=owner).count() >= MAX_WEBHOOKS_PER_OWNER:
         raise ValidationError({"url": f"You have {MAX_WEBHOOKS_PER_OWNER} webhooks, the most one person may "
                                       "have; delete one first."})
-    secret = _new_secret()
-    webhook = Webhook.objects.create(owner=owner, url=url, events=events, active=bool(active), secret=secret,
-                                     secret_prefix=secret[:12])
+    webhook = Webhook(owner=owner, url=url, events=events, active=bool(active))
+    secret = _new_secret(webhook)
+    webhook.save()
     return IssuedSecret(secret=secret, webhook=webhook)
 
 
@@ -156,8 +160,7 @@ def webhook_update(*, webhook: Webhook, url: object = _UNSET, events: object = _
 def webhook_secret_rotate(*, webhook: Webhook) -> IssuedSecret:
     """Give `webhook` a new secret (the old one leaked, or was lost), shown this once. Deliveries
     not yet sent are signed with the new one."""
-    secret = _new_secret()
-    webhook.secret, webhook.secret_prefix = secret, secret[:12]
+    secret = _new_secret(webhook)
     webhook.save(update_fields=["secret", "secret_prefix"])
     return IssuedSecret(secret=secret, webhook=webhook)
 
@@ -200,8 +203,11 @@ def webhook_event_emit(*, event: str, payload: dict, visible_to: Callable[[User]
     of `webhooks`) whose owner may still own webhooks and may see the object (`visible_to(owner)`,
     a selector's answer), and send them once the caller's transaction commits."""
     targets = _subscribers(event) if webhooks is None else list(webhooks)
-    deliveries = [WebhookDelivery(webhook=w, event=event, payload=payload) for w in targets
-                  if may_own_webhooks(w.owner) and visible_to(w.owner)]
+    allowed: dict[int, bool] = {}  # per owner: their role and sight cost queries, and one may have many webhooks
+    for w in targets:
+        if w.owner_id not in allowed:
+            allowed[w.owner_id] = may_own_webhooks(w.owner) and bool(visible_to(w.owner))
+    deliveries = [WebhookDelivery(webhook=w, event=event, payload=payload) for w in targets if allowed[w.owner_id]]
     WebhookDelivery.objects.bulk_create(deliveries)  # ids come back on PostgreSQL and SQLite >= 3.35
     _enqueue(deliveries)
     return deliveries

@@ -69,6 +69,7 @@ _KEYABLE_TYPES = {
 }
 _INT64 = (-(2**63), 2**63 - 1)
 MAX_CURSOR_LENGTH = 4096
+_INVALID_CURSOR = "Invalid cursor: start again with an empty `cursor=` and follow the `next` links."
 
 
 class _Unsupported(Exception):
@@ -242,7 +243,7 @@ def _dump(value):
 
 
 def _load(raw, key: _Key):
-    bad = _cursor_error("Invalid cursor: start again with an empty `cursor=` and follow the `next` links.")
+    bad = _cursor_error(_INVALID_CURSOR)
     if raw is None:
         if not key.nullable:
             raise bad
@@ -305,7 +306,7 @@ def encode_cursor(keys: list[_Key], values: list) -> str:
 
 
 def decode_cursor(token: str, keys: list[_Key]) -> list:
-    bad = _cursor_error("Invalid cursor: start again with an empty `cursor=` and follow the `next` links.")
+    bad = _cursor_error(_INVALID_CURSOR)
     if len(token) > MAX_CURSOR_LENGTH:
         raise bad
     try:

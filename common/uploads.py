@@ -156,7 +156,7 @@ def limit_upload_sizes(request: HttpRequest, *, max_file_bytes: int, file_fields
                        max_files: int | None = None, max_total_bytes: int | None = None) -> StreamingSizeLimit:
     """Refuse `request`'s file parts over `max_file_bytes` while they stream in (see the module
     docstring). Call it before anything reads the body (DRF: in ``initialize_request``, before
-    authentication, whose CSRF check reads ``request.POST``); Django raises AttributeError after.
+    authentication, whose CSRF check reads ``request.POST``, as `UploadLimitsMixin` does); Django raises AttributeError after.
 
     `file_fields` are the form's file fields: a body refused whole names the only one, or ``file``.
     `max_files` (default: one per field) sizes the body limit: that many files of at most
@@ -174,6 +174,24 @@ def limit_upload_sizes(request: HttpRequest, *, max_file_bytes: int, file_fields
                                  max_total_bytes=max_total_bytes)
     request.upload_handlers = [handler, *request.upload_handlers]
     return handler
+
+
+class UploadLimitsMixin:
+    """For a DRF view whose actions take files: `upload_limits` gives `limit_upload_sizes`'s
+    keyword arguments for the action being answered (None: no limit), applied in
+    ``initialize_request``, where DRF has set ``self.action`` and nothing has read the body yet
+    (authentication does next: SessionAuthentication's CSRF check reads ``request.POST``). The
+    action then calls `raise_if_refused` or `refusal_of`."""
+
+    def upload_limits(self) -> dict | None:
+        return None
+
+    def initialize_request(self, request, *args, **kwargs):
+        drf_request = super().initialize_request(request, *args, **kwargs)  # sets self.action
+        limits = self.upload_limits()
+        if limits is not None:
+            limit_upload_sizes(request, **limits)
+        return drf_request
 
 
 def refusal_of(request) -> Refusal | None:

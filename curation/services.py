@@ -31,6 +31,7 @@ from common.uploads import too_big
 from pipeline.refresh import spec_stats_refresh_soon
 
 from .imaging import IMAGE_SUFFIXES, DecodedImage, decode_image
+from .imaging import too_big as too_big_image
 from .models import (
     Category,
     DatasetSpec,
@@ -1292,7 +1293,6 @@ def labelstudio_import(
     from labeling.services import MAX_PREDICTION_ITEMS, MAX_REGIONS, predictions_import, regions_clean
 
     from . import labelstudio_import as ls
-    from .imaging import decode_image
 
     report = LabelStudioImport(as_truth=as_truth, dry_run=dry_run)
     problems = report.problems
@@ -1369,8 +1369,7 @@ def labelstudio_import(
                                                                  "folder: copy the file in.")
             size = path.stat().st_size
             if size > upload_limit:
-                raise ls.LabelStudioError(f"{where}.data.{key}", f"{path.name}: the file is {size} bytes; the "
-                                                                 f"limit is {upload_limit} bytes.")
+                raise ls.LabelStudioError(f"{where}.data.{key}", too_big_image(filename=path.name, size=size))
             plan.file, plan.path = nfc(rel), path       # NFC as every stored name (a Mac's are NFD)
             decoded = decode_image(path.read_bytes(), path.name, field=f"{where}.data.{key}")
             plan.sha256 = decoded.sha256

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from common.http_files import ranged_responses, stored_file_response
 from common.permissions import IsCurator, IsCuratorOrReadOnly
 from common.unchangeable import NOT_STORED, refuse_changes
-from common.uploads import limit_upload_sizes, refusal_of
+from common.uploads import UploadLimitsMixin, refusal_of
 
 from .. import imaging, selectors, services
 from ..filters import CategoryFilter, ImageFilter, SourceFilter, SpecFilter
@@ -170,7 +170,7 @@ class CategoryViewSet(viewsets.ModelViewSet):
         services.category_delete(category=instance)
 
 
-class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class ImageViewSet(UploadLimitsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Images with provenance. Upload one (`POST`), many at once (`bulk`), or a zip (`import-jobs`)."""
 
     serializer_class = s.ImageSerializer
@@ -183,16 +183,13 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     def get_queryset(self):
         return selectors.images_visible_to(self.request.user)
 
-    def initialize_request(self, request, *args, **kwargs):
-        drf_request = super().initialize_request(request, *args, **kwargs)  # sets self.action
-        if self.action in ("create", "bulk"):
-            # here, before authentication: SessionAuthentication's CSRF check reads request.POST
-            one = self.action == "create"
-            limit_upload_sizes(request, max_file_bytes=settings.MATHSET_MAX_UPLOAD_BYTES,
-                               file_fields=["file" if one else "files"],
-                               max_files=1 if one else settings.MATHSET_BULK_MAX_FILES,
-                               max_total_bytes=None if one else settings.MATHSET_BULK_MAX_BYTES)
-        return drf_request
+    def upload_limits(self) -> dict | None:
+        if self.action == "create":
+            return {"max_file_bytes": settings.MATHSET_MAX_UPLOAD_BYTES, "file_fields": ["file"], "max_files": 1}
+        if self.action == "bulk":
+            return {"max_file_bytes": settings.MATHSET_MAX_UPLOAD_BYTES, "file_fields": ["files"],
+                    "max_files": settings.MATHSET_BULK_MAX_FILES, "max_total_bytes": settings.MATHSET_BULK_MAX_BYTES}
+        return None
 
     def _refuse_too_big(self, request) -> None:
         refused = refusal_of(request)
@@ -334,7 +331,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         return Response([{"distance": d, "image": s.ImageSerializer(im, context=ctx).data} for im, d in pairs])
 
 
-class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+class ImportJobViewSet(UploadLimitsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                        viewsets.GenericViewSet):
     """Zips of images ingested in the background by a Celery worker."""
 
@@ -346,13 +343,10 @@ class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
     def get_queryset(self):
         return selectors.import_jobs_visible_to(self.request.user).prefetch_related("categories")
 
-    def initialize_request(self, request, *args, **kwargs):
-        drf_request = super().initialize_request(request, *args, **kwargs)  # sets self.action
+    def upload_limits(self) -> dict | None:
         if self.action == "create":
-            # here, before authentication: SessionAuthentication's CSRF check reads request.POST
-            limit_upload_sizes(request, max_file_bytes=settings.MATHSET_MAX_ARCHIVE_BYTES, file_fields=["archive"],
-                               max_files=1)
-        return drf_request
+            return {"max_file_bytes": settings.MATHSET_MAX_ARCHIVE_BYTES, "file_fields": ["archive"], "max_files": 1}
+        return None
 
     @extend_schema(request={"multipart/form-data": s.ImportJobCreateSerializer}, responses={201: s.ImportJobSerializer})
     def create(self, request, *args, **kwargs):

@@ -18,7 +18,7 @@ from common.fields import unstorable_char
 from common.filters import IdField
 from common.http_files import bytes_response
 from common.permissions import IsCurator
-from common.uploads import limit_upload_sizes, raise_if_refused
+from common.uploads import UploadLimitsMixin, raise_if_refused
 from curation.models import Image
 from curation.selectors import images_visible_to, snapshots_visible_to, specs_visible_to
 
@@ -50,7 +50,7 @@ class IsModelTeamOrCuratorWrite(BasePermission):
         return roles.has_role(user, roles.CURATOR, roles.MODEL_TEAM)
 
 
-class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ModelVersionViewSet(UploadLimitsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Model versions (detectors, recognizers, external pipelines) and which one is active."""
 
     serializer_class = s.ModelVersionSerializer
@@ -61,13 +61,10 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
     def get_queryset(self):
         return selectors.model_versions_visible_to(self.request.user)
 
-    def initialize_request(self, request, *args, **kwargs):
-        drf_request = super().initialize_request(request, *args, **kwargs)  # sets self.action
+    def upload_limits(self) -> dict | None:
         if self.action == "create":
-            # here, before authentication: SessionAuthentication's CSRF check reads request.POST
-            limit_upload_sizes(request, max_file_bytes=services.MAX_UPLOAD_BYTES,
-                               file_fields=["file", *services.SIDE_MODELS])
-        return drf_request
+            return {"max_file_bytes": services.MAX_UPLOAD_BYTES, "file_fields": ["file", *services.SIDE_MODELS]}
+        return None
 
     @extend_schema(request={"multipart/form-data": s.ModelUploadSerializer}, responses={201: s.ModelVersionSerializer})
     def create(self, request):

@@ -110,11 +110,12 @@ def batches_visible_to(user: User) -> QuerySet[Batch]:
 
 
 def batch_history(batch: Batch, user: User) -> QuerySet[BatchEvent]:
-    """The recorded changes of `batch` (one already visible to `user`), oldest first, with who
-    made them. People who see no prices are not shown a change that touched only prices (who
-    changed a price, and when, says much of the price); the serializer leaves the prices out
-    of the other changes for them."""
-    qs = BatchEvent.objects.filter(batch=batch).select_related("by").order_by("at", "id")
+    """The recorded changes of `batch`, oldest first, with who made them; none when `user` may
+    not see the batch (`batches_visible_to`, read in the same query). People who see no prices
+    are not shown a change that touched only prices (who changed a price, and when, says much
+    of the price); the serializer leaves the prices out of the other changes for them."""
+    visible = batches_visible_to(user).filter(pk=batch.pk).values("pk")
+    qs = BatchEvent.objects.filter(batch__in=visible).select_related("by").order_by("at", "id")
     if can_see_prices(user):
         return qs
     unpriced = [f for f in Batch.EDITABLE if f not in Batch.PRICE_FIELDS]

@@ -327,6 +327,17 @@ def _event_value(value: object) -> object:
     return value
 
 
+def _event_changes(old: dict, new: dict) -> dict[str, list]:
+    """{field: [old, new]} of the fields of `new` whose history value (`_event_value`) differs
+    from `old`'s: what one `BatchEvent` records, for `batch_update` and `batches_contract_price`."""
+    changes = {}
+    for key, value in new.items():
+        before, after = _event_value(old[key]), _event_value(value)
+        if before != after:
+            changes[key] = [before, after]
+    return changes
+
+
 @transaction.atomic
 def batch_create(
     *,
@@ -431,6 +442,8 @@ def batch_update(*, batch: Batch, by: User | None = None, reason: str = "", **ch
     reason = reason.strip()
     if len(reason) > MAX_REASON_LENGTH:
         raise ValidationError({"reason": f"At most {MAX_REASON_LENGTH} characters."})
+    if (bad := unstorable_char(reason)) is not None:  # the API's and the form's fields refuse it; other callers too
+        raise ValidationError({"reason": f"Holds the character U+{ord(bad):04X}, which cannot be stored."})
     stored = Batch.objects.select_for_update().filter(pk=batch.pk).values(*BATCH_EDITABLE).get()
     for key, value in stored.items():
         setattr(batch, key, value)
@@ -446,11 +459,7 @@ def batch_update(*, batch: Batch, by: User | None = None, reason: str = "", **ch
     for key, value in changes.items():
         setattr(batch, key, _currency(value) if key == "currency" else value)
     batch.full_clean()
-    changed = {}
-    for key in BATCH_EDITABLE:
-        old, new = _event_value(stored[key]), _event_value(getattr(batch, key))
-        if old != new:
-            changed[key] = [old, new]
+    changed = _event_changes(stored, {key: getattr(batch, key) for key in BATCH_EDITABLE})
     if not changed:
         return batch
     reopened = stored["status"] == Batch.Status.CLOSED and batch.status != Batch.Status.CLOSED
@@ -482,9 +491,7 @@ def batches_contract_price(*, vendor_id: int, spec_id: int, prices: dict[str, De
                 .values("pk", "kind", "unit_price", "currency"))
     events, changed_by_kind = [], {}
     for row in rows:
-        new = {"unit_price": prices[row["kind"]], "currency": currency}
-        changes = {k: [_event_value(row[k]), _event_value(v)] for k, v in new.items()
-                   if _event_value(row[k]) != _event_value(v)}
+        changes = _event_changes(row, {"unit_price": prices[row["kind"]], "currency": currency})
         if changes:
             events.append(BatchEvent(batch_id=row["pk"], by=by, kind=BatchEvent.Kind.CHANGED, changes=changes,
                                      reason=reason))
@@ -913,6 +920,14 @@ _REGION_FIELDS = ("index", "kind", "points", "mask_rle", "latex", "latex_normali
                   "categories")
 
 
+def _version_started_from(version_id: int) -> Prediction | None:
+    """The prediction version `version_id` started from, for a next version that derives from it
+    (a save that names none, a reviewer's corrections). Only its id is read: `_save_version`
+    stores nothing else of it, and a prediction's regions may be large."""
+    return Prediction.objects.only("pk").filter(pk=Subquery(
+        AnnotationVersion.objects.filter(pk=version_id).values("started_from_id")[:1])).first()
+
+
 def _save_version(*, annotation: Annotation, author: User, regions: list[dict], time_spent_seconds: float,
                   started_from: Prediction | None, create: bool = False) -> AnnotationVersion:
     """Store a new version of `annotation` with its regions and make it the current one;
@@ -1147,8 +1162,7 @@ def annotation_update(
         # A save that does not name the prediction it started from keeps the one the answer
         # started from: a later version derives from the earlier one (the API showed null after
         # any save from a client that did not send it again).
-        started_from = Prediction.objects.filter(pk=Subquery(
-            AnnotationVersion.objects.filter(pk=annotation.current_id).values("started_from_id")[:1])).first()
+        started_from = _version_started_from(annotation.current_id)
     if submit:
         _check_complete(task, clean)
         _refuse_if_guide_unread(task.batch, by)
@@ -1396,10 +1410,8 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
             # version keeps the pre-label the answer started from, and adds no annotating time.
             Annotation.objects.filter(pk=annotation.pk).update(version=F("version") + 1)
             annotation.version += 1  # read under the lock just above: nothing else moved it
-            started_from = Prediction.objects.filter(pk=Subquery(
-                AnnotationVersion.objects.filter(pk=decided_id).values("started_from_id")[:1])).first()
             _save_version(annotation=annotation, author=reviewer, regions=regions, time_spent_seconds=0,
-                          started_from=started_from)
+                          started_from=_version_started_from(decided_id))
     review = Review.objects.create(annotation=annotation, version_id=decided_id, reviewer=reviewer,
                                    decision=decision, reasons=reasons, comment=comment.strip(), corrections=record)
     if annotator_left:

@@ -14,6 +14,7 @@ from curation.models import Source
 
 from ..models import Annotation, AnnotationVersion, Batch, BatchEvent, Prediction, Region, Review, Task, Vendor
 from ..selectors import can_see_prices
+from ..services import MAX_REASON_LENGTH
 
 POINT_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
 RLE_SCHEMA = {
@@ -146,7 +147,7 @@ class BatchUpdateSerializer(serializers.Serializer):
     currency = serializers.CharField(max_length=3, required=False)
     agreed_quantity = serializers.IntegerField(min_value=1, required=False)
     reason = serializers.CharField(
-        required=False, allow_blank=True, write_only=True, trim_whitespace=True, max_length=2000,
+        required=False, allow_blank=True, write_only=True, trim_whitespace=True, max_length=MAX_REASON_LENGTH,
         help_text="Why: kept in the batch's history with the change. Required to reopen a closed batch (set it "
                   "active or paused).")
 

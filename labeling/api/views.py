@@ -128,6 +128,8 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     cursor_paging_actions = ("list", "history")
 
     def get_queryset(self):
+        if self.action == "history":  # finds the batch only (a 404 when not visible): no task count
+            return selectors.batches_visible_to(self.request.user)
         # Ordered explicitly: Django drops Meta.ordering from a query with an aggregate (GROUP BY),
         # and unordered offset pages may repeat or skip batches on PostgreSQL.
         return (selectors.batches_visible_to(self.request.user).annotate(task_count=Count("tasks"))

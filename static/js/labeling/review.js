@@ -63,8 +63,8 @@ function markChanged(i) {
   const changed = (r.latex || "").trim() !== (r.original || "").trim();
   $(`#region-${i}`).classList.toggle("corrected", changed);
   $(`#undo-${i}`).hidden = !changed;
-  $("#corrections-count").textContent = Object.keys(corrections()).length
-    ? `${Object.keys(corrections()).length} region(s) corrected` : "";
+  const n = Object.keys(corrections()).length;
+  $("#corrections-count").textContent = n ? `${n} region(s) corrected` : "";
 }
 
 function renderRegions() {

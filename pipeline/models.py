@@ -342,7 +342,9 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["webhook", "-created_at"], name="pipeline_delivery_recent")]
+        indexes = [models.Index(fields=["webhook", "-created_at"], name="pipeline_delivery_recent"),
+                   # The sweep reads the pending ones in id order: a few rows of a table that only grows.
+                   models.Index(fields=["id"], condition=models.Q(status="pending"), name="pipeline_delivery_pending")]
         verbose_name_plural = "webhook deliveries"
 
     def __str__(self) -> str:

@@ -313,11 +313,19 @@ class Review(models.Model):
     """A reviewer's decision on one submitted annotation version.
 
     `version` is the version decided on: what the annotator handed in. An acceptance may carry
-    `corrections`, {region index (as text, JSON keys are): [annotator's LaTeX, reviewer's LaTeX]}:
-    the reviewer fixed those regions' LaTeX while accepting (`services.review_create`), which
-    stored the fixed answer as a new version authored by the reviewer, now the annotation's
-    current one, and so what exports deliver. Geometry and flags are never corrected this way.
-    The task is accepted (and paid) as with a plain acceptance.
+    `corrections`: the reviewer fixed some regions while accepting (`services.review_create`),
+    which stored the fixed answer as a new version authored by the reviewer, now the
+    annotation's current one, and so what exports deliver. Keyed by region index (as text, JSON
+    keys are), an entry is either
+
+    - ``[annotator's LaTeX, reviewer's LaTeX]``: only the text changed (the first form, kept as
+      it was so that every reader of it goes on working: QA counts non-empty records), or
+    - ``{"points": [annotator's points, reviewer's points], "latex": [old, new]}``: the reviewer
+      moved the region's four corners, "latex" present only when the text changed too.
+
+    Read it through `latex_corrections` and `geometry_corrections` (`split_corrections` for a
+    record read without its model). Flags and categories are never corrected this way. The
+    task is accepted (and paid) as with a plain acceptance.
     """
 
     class Decision(models.TextChoices):
@@ -337,8 +345,10 @@ class Review(models.Model):
     decision = models.CharField(max_length=6, choices=Decision.choices)
     reasons = models.JSONField(default=list, blank=True)
     comment = models.TextField(blank=True)
-    corrections = models.JSONField(default=dict, blank=True,
-                                   help_text="{region index: [old LaTeX, new LaTeX]} fixed by the reviewer on acceptance")
+    corrections = models.JSONField(
+        default=dict, blank=True,
+        help_text='{region index: [old LaTeX, new LaTeX]}, or {region index: {"points": [old, new], "latex": '
+                  '[old, new]}} where the reviewer moved the corners, fixed by the reviewer on acceptance')
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -346,3 +356,31 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} of {self.annotation_id}"
+
+    @staticmethod
+    def split_corrections(record: object) -> tuple[dict[str, list], dict[str, list]]:
+        """``({index: [old LaTeX, new LaTeX]}, {index: [old points, new points]})`` of a stored
+        `corrections` record: the text changes in the first form, the moved corners apart."""
+        latex: dict[str, list] = {}
+        points: dict[str, list] = {}
+        if not isinstance(record, dict):
+            return latex, points
+        for key, entry in record.items():
+            if isinstance(entry, dict):
+                if "latex" in entry:
+                    latex[key] = entry["latex"]
+                if "points" in entry:
+                    points[key] = entry["points"]
+            else:
+                latex[key] = entry
+        return latex, points
+
+    @property
+    def latex_corrections(self) -> dict[str, list]:
+        """{region index: [annotator's LaTeX, reviewer's LaTeX]} of the regions whose text was fixed."""
+        return self.split_corrections(self.corrections)[0]
+
+    @property
+    def geometry_corrections(self) -> dict[str, list]:
+        """{region index: [annotator's points, reviewer's points]} of the regions whose corners moved."""
+        return self.split_corrections(self.corrections)[1]

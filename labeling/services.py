@@ -822,6 +822,18 @@ def _latex_checked(src: str) -> tuple[list[str], str]:
     return latex.check_and_normalize(src)
 
 
+def _quad_checked(points: object, *, image: Image, field: str) -> list[list[float]]:
+    """A quad's points as stored (common.geometry.validate_quad against the image: four finite
+    points in it, give or take the border tolerance, forming a simple polygon of some area, made
+    clockwise from the first); anything else is a 400 naming `field`. Annotators' regions and
+    reviewers' corrected corners both pass here, so a reviewer can store no shape an annotator
+    could not."""
+    try:
+        return geometry.validate_quad(points, width=image.width, height=image.height)
+    except geometry.GeometryError as exc:
+        raise ValidationError({field: str(exc)}) from None
+
+
 def _flag(value, field: str) -> bool:
     if not isinstance(value, bool):
         raise ValidationError({field: "Must be true or false."})
@@ -858,10 +870,7 @@ def regions_clean(*, regions: object, image: Image, field: str = "regions",
         kind = region.get("kind")
         clean: dict = {"kind": kind}
         if kind == Region.Kind.QUAD:
-            try:
-                clean["points"] = geometry.validate_quad(region.get("points"), width=image.width, height=image.height)
-            except geometry.GeometryError as exc:
-                raise ValidationError({f"{where}.points": str(exc)}) from None
+            clean["points"] = _quad_checked(region.get("points"), image=image, field=f"{where}.points")
         elif kind == Region.Kind.MASK:
             try:
                 clean["mask"] = rle.validate(region.get("mask"), width=image.width, height=image.height)
@@ -1263,17 +1272,51 @@ def _refuse_if_taken_down(image_id: int) -> None:
                                              "erased; its annotations are no longer reviewed."})
 
 
-def _corrections_checked(corrections: object) -> dict[str, tuple[str, str]]:
-    """{region index as text: (stripped LaTeX, its normalised form)} of a reviewer's
-    corrections, each LaTeX checked and normalised exactly as an annotator's
-    (`_latex_checked`, after the strip `regions_clean` applies). Which indexes exist is checked
-    later, against the version decided on (`_corrections_apply`). Errors name `corrections.<key>`."""
+@dataclass(frozen=True)
+class _Correction:
+    """One region's checked correction: its new LaTeX (stripped, normalised) and/or its new
+    corners (as `_quad_checked` stores them), each with the field its errors name."""
+
+    latex: tuple[str, str] | None = None
+    latex_field: str = ""
+    points: list[list[float]] | None = None
+    points_field: str = ""
+
+
+_CORRECTION_KEYS = ("latex", "points")
+
+
+def _correction_latex(src: object, field: str) -> tuple[str, str]:
+    """(stripped LaTeX, its normalised form) of a corrected text, checked as an annotator's
+    (`_latex_checked`, after the strip `regions_clean` applies); errors name `field`."""
+    if not isinstance(src, str):
+        raise ValidationError({field: "Must be a string."})
+    src = src.strip()
+    if not src:
+        # Clearing a formula is not a fix of its text: a region without LaTeX must be flagged
+        # illegible, which is the annotator's call; send the work back instead.
+        raise ValidationError({field: "Type the corrected LaTeX; to have a formula removed, reject the annotation."})
+    problems, normalized = _latex_checked(src)
+    if problems:
+        raise ValidationError({field: problems})
+    return src, normalized
+
+
+def _corrections_checked(corrections: object, *, image: Image) -> dict[str, _Correction]:
+    """{region index as text: its checked correction} of a reviewer's corrections.
+
+    A value is the corrected LaTeX (a string, errors name `corrections.<key>`), or an object
+    with "latex" and/or "points" (errors name `corrections.<key>.latex` / `.points`); new corners
+    are checked against `image` exactly as an annotator's (`_quad_checked`). Which indexes exist,
+    and whether a region has corners to move, is checked later, against the version decided on
+    (`_corrections_apply`)."""
     if not isinstance(corrections, dict):
-        raise ValidationError({"corrections": "Must be an object of region index -> corrected LaTeX."})
+        raise ValidationError({"corrections": "Must be an object of region index -> corrected LaTeX, or -> "
+                                              '{"latex": ..., "points": ...}.'})
     if len(corrections) > MAX_REGIONS:
         raise ValidationError({"corrections": f"{len(corrections)} corrections; an annotation has at most "
                                               f"{MAX_REGIONS} regions."})
-    out: dict[str, tuple[str, str]] = {}
+    out: dict[str, _Correction] = {}
     for key, src in corrections.items():
         field = f"corrections.{key}"
         # JSON object keys are text; a Python caller may pass ints. "01" or "-1" name no region.
@@ -1285,47 +1328,75 @@ def _corrections_checked(corrections: object) -> dict[str, tuple[str, str]]:
             raise ValidationError({field: f"No such region: an annotation has at most {MAX_REGIONS} regions."})
         if text in out:  # 1 and "1" from a Python caller
             raise ValidationError({field: "The same region is corrected twice."})
-        if not isinstance(src, str):
-            raise ValidationError({field: "Must be a string."})
-        src = src.strip()
+        if isinstance(src, str):  # the first form, kept as it was for existing clients
+            out[text] = _Correction(latex=_correction_latex(src, field), latex_field=field)
+            continue
+        if not isinstance(src, dict):
+            raise ValidationError({field: 'Must be the corrected LaTeX (a string), or an object with "latex" '
+                                          'and/or "points".'})
+        # A misspelt "point" would otherwise be ignored: the acceptance would go through without it.
+        extra = sorted(str(k) for k in src if k not in _CORRECTION_KEYS)
+        if extra:
+            raise ValidationError({f"{field}.{extra[0]}": 'Unknown field: a correction holds "latex" and/or '
+                                                          '"points".'})
         if not src:
-            # Clearing a formula is not a fix of its text: a region without LaTeX must be flagged
-            # illegible, which is the annotator's call; send the work back instead.
-            raise ValidationError({field: "Type the corrected LaTeX; to have a formula removed, reject the annotation."})
-        problems, normalized = _latex_checked(src)
-        if problems:
-            raise ValidationError({field: problems})
-        out[text] = (src, normalized)
+            raise ValidationError({field: 'Give the corrected "latex", the corrected "points" (4 corners), or both.'})
+        out[text] = _Correction(
+            latex=_correction_latex(src["latex"], f"{field}.latex") if "latex" in src else None,
+            latex_field=f"{field}.latex",
+            points=_quad_checked(src["points"], image=image, field=f"{field}.points") if "points" in src else None,
+            points_field=f"{field}.points")
     return out
 
 
-def _corrections_apply(*, version_id: int, checked: dict[str, tuple[str, str]]) -> tuple[list[dict], dict]:
+def _corrections_apply(*, version_id: int, checked: dict[str, _Correction]) -> tuple[list[dict], dict]:
     """The regions of version `version_id` in `_save_version`'s form with the checked corrections
-    applied, and the record {index: [old, new]} of those that change the text. Geometry, flags and
-    categories are copied as stored (already validated when the annotator saved them). A correction
-    identical to the stored LaTeX is left out of both: it changes nothing, so it is not counted as
-    a correction in QA nor shown to the annotator, and a client may send every region's text."""
+    applied, and the record of those that change something (`Review.corrections`):
+
+    - only the LaTeX changed: {index: [old LaTeX, new LaTeX]}, the form every reader knew first;
+    - the corners moved: {index: {"points": [old points, new points]}}, plus "latex": [old, new]
+      when the text changed too.
+
+    Only the corrected parts change: kind, flags, categories, and a mask the region may hold
+    beside its quad, are copied as stored (already validated when the annotator saved them).
+    A region without corners (a mask-only one) gets none: its shape is the annotator's to redraw.
+    A correction identical to what is stored is left out of both: it changes nothing, so it is not
+    counted as a correction in QA nor shown to the annotator, and a client may send every
+    region's text and corners."""
     regions = [
         {"kind": r.kind, "points": r.points, "mask": r.mask_rle, "latex": r.latex, "latex_normalized": r.latex_normalized,
          "illegible": r.illegible, "cut_off": r.cut_off, "categories": r.categories}
         for r in Region.objects.filter(version_id=version_id).order_by("index")
     ]
-    record: dict[str, list[str]] = {}
-    for key, (src, normalized) in sorted(checked.items(), key=lambda kv: int(kv[0])):
+    record: dict[str, list[str] | dict[str, list]] = {}
+    for key, fix in sorted(checked.items(), key=lambda kv: int(kv[0])):
         i = int(key)
         if i >= len(regions):
             raise ValidationError({f"corrections.{key}": f"No region {i}: the version decided on has "
                                                          f"{len(regions)} (indexes 0 to {len(regions) - 1})."})
-        if regions[i]["latex"] == src:
-            continue
-        if regions[i]["illegible"]:
-            # Exports deliver no text of an illegible region (im2latex skips it, ICDAR writes "###"):
-            # a correction would be counted and shown but never delivered. The flag is the
-            # annotator's call, as clearing a formula is (`_corrections_checked`).
-            raise ValidationError({f"corrections.{key}": "This region is flagged illegible, so its LaTeX is not "
-                                                         "delivered; to have it read, reject the annotation."})
-        record[key] = [regions[i]["latex"], src]
-        regions[i] = {**regions[i], "latex": src, "latex_normalized": normalized}
+        region = regions[i]
+        latex_change = points_change = None
+        if fix.latex is not None and region["latex"] != fix.latex[0]:
+            if region["illegible"]:
+                # Exports deliver no text of an illegible region (im2latex skips it, ICDAR writes "###"):
+                # a correction would be counted and shown but never delivered. The flag is the
+                # annotator's call, as clearing a formula is (`_correction_latex`).
+                raise ValidationError({fix.latex_field: "This region is flagged illegible, so its LaTeX is not "
+                                                        "delivered; to have it read, reject the annotation."})
+            latex_change = [region["latex"], fix.latex[0]]
+            region = {**region, "latex": fix.latex[0], "latex_normalized": fix.latex[1]}
+        if fix.points is not None:
+            if region["points"] is None:
+                raise ValidationError({fix.points_field: f"Region {i + 1} is a pixel mask without corners; to have "
+                                                         "it redrawn, reject the annotation."})
+            if region["points"] != fix.points:
+                points_change = [region["points"], fix.points]
+                region = {**region, "points": fix.points}
+        if points_change is not None:
+            record[key] = {"points": points_change, **({"latex": latex_change} if latex_change else {})}
+        elif latex_change is not None:
+            record[key] = latex_change
+        regions[i] = region
     return regions, record
 
 
@@ -1337,15 +1408,21 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
     frees its slot: `_annotation_withdraw`); acceptance completes the task once its
     overlap is met.
 
-    An acceptance may carry `corrections`, {region index: LaTeX}: the reviewer fixes the LaTeX
-    of those regions (text only: the geometry, flags and categories stay as the annotator drew
-    them) instead of sending the whole annotation back for a typo. The fixed answer is stored
-    as a new version authored by the reviewer, which becomes the current one (what exports and
-    snapshots deliver); the review still records the version decided on (the annotator's), and
-    keeps {index: [old, new]} in `Review.corrections` for QA and the annotator. The task is
-    accepted and paid as with any acceptance. Corrections equal to the stored LaTeX are ignored
-    (`_corrections_apply`); when none is left it is a plain acceptance. A region flagged illegible
-    is not corrected (no export delivers its text): that is a rejection's matter.
+    An acceptance may carry `corrections`, {region index: LaTeX} or {region index: {"latex":
+    LaTeX, "points": [[x, y] x4]}} (either key or both): the reviewer fixes the LaTeX of those
+    regions, or moves their four corners (a quad cutting off part of its formula), instead of
+    sending the whole annotation back. New corners are checked as an annotator's are
+    (`_quad_checked`); a region that is only a pixel mask gets none, and one holding a mask
+    beside its quad keeps the mask as it is (only the quad moves). Flags and categories stay as
+    the annotator set them. The fixed answer is stored as a new version authored by the
+    reviewer, which becomes the current one (what exports and snapshots deliver); the review
+    still records the version decided on (the annotator's, which agreement and gold accuracy
+    keep scoring), and keeps what changed in `Review.corrections` for QA and the annotator
+    ({index: [old, new]} for text only, {index: {"points": [old, new], "latex"?: [old, new]}}
+    where the corners moved: `_corrections_apply`). The task is accepted and paid as with any
+    acceptance. Corrections equal to what is stored are ignored; when none is left it is a
+    plain acceptance. A region flagged illegible gets no new text (no export delivers it): that
+    is a rejection's matter; its corners may be moved (its box is delivered).
     """
     if reviewer.pk == annotation.annotator_id:
         raise ValidationError({"annotation": "Nobody reviews their own annotation."})
@@ -1366,14 +1443,14 @@ def review_create(*, annotation: Annotation, reviewer: User, decision: str, reas
         raise ValidationError({"comment": 'Explain the "other" reason in a comment.'})
     if len(comment) > 5000:
         raise ValidationError({"comment": "At most 5000 characters."})
-    checked: dict[str, tuple[str, str]] = {}
+    checked: dict[str, _Correction] = {}
     if corrections is not None and corrections != {}:
         if decision != Review.Decision.ACCEPT:
             # A rejection sends the work back to be fixed by its annotator; a fix stored with it
             # would be overwritten by their rework, or delivered behind their back.
             raise ValidationError({"corrections": "Corrections come with an acceptance; a rejection's comment says "
                                                   "what to fix."})
-        checked = _corrections_checked(corrections)
+        checked = _corrections_checked(corrections, image=annotation.task.image)
     expected = annotation.version if version is None else version
     new_status = Annotation.Status.ACCEPTED if decision == Review.Decision.ACCEPT else Annotation.Status.REJECTED
     annotator_left = False

@@ -78,7 +78,8 @@ def _rework_page(rejected: QuerySet[Annotation], number_text: str | None) -> dic
 @role_required(*roles.VENDOR_ROLES)
 def my_work(request):
     """A vendor member's start page: their vendor, active batches, their annotations,
-    rejections with reasons, and acceptances whose LaTeX the reviewer corrected (old → new)."""
+    rejections with reasons, and acceptances the reviewer corrected: the LaTeX (old → new) and
+    the regions whose corners they moved."""
     user = request.user
     batches = selectors.batches_visible_to(user).filter(status=Batch.Status.ACTIVE).order_by("deadline", "id")
     mine = selectors.annotations_visible_to(user).filter(annotator=user).order_by("-updated_at", "-id")
@@ -88,7 +89,7 @@ def my_work(request):
     # (?rework_page=N): an annotator may have hundreds sent back.
     rework = _rework_page(mine.filter(status=Annotation.Status.REJECTED), request.GET.get("rework_page"))
     rejected = rework["rows"]
-    # Accepted work the reviewer corrected on acceptance (the text of some regions): the light
+    # Accepted work the reviewer corrected on acceptance (the text or corners of some regions): the light
     # counterpart of the rejections above, so the annotator learns what was wrong without a round
     # trip. Read with the recent rows (subqueries of the same query: no query more per page).
     accepting = Review.objects.filter(annotation=OuterRef("pk"), decision=Review.Decision.ACCEPT).order_by("-id")
@@ -97,8 +98,11 @@ def my_work(request):
         correction_comment=Subquery(accepting.values("comment")[:1]))[:RECENT_TASKS])
     corrected = [a for a in recent if a.corrections]
     for a in corrected:
-        a.changes = [{"region": int(i) + 1, "old": old, "new": new}
-                     for i, (old, new) in sorted(a.corrections.items(), key=lambda kv: int(kv[0]))]
+        latex, moved = Review.split_corrections(a.corrections)
+        # One row per change, in region order; a region whose text and corners changed has two.
+        a.changes = sorted([{"region": int(i) + 1, "old": old, "new": new} for i, (old, new) in latex.items()]
+                           + [{"region": int(i) + 1, "moved": True} for i in moved],
+                           key=lambda c: (c["region"], "moved" in c))
     reason_labels = dict(Review.Reason.choices)
     for a in rejected:
         last = next(iter(a.reviews.all()), None)
@@ -131,6 +135,13 @@ def label_task(request, task_id: int):
     task = get_object_or_404(selectors.tasks_visible_to(request.user), pk=task_id)
     spec = task.batch.spec
     categories = list(Category.objects.filter(spec=spec).order_by("name").values("slug", "name"))
+    # The page's script says what the reviewer changed in the LaTeX (from the API's `corrections`);
+    # moved corners are said here, to the annotator of the work only. An accepted annotation is
+    # decided for good, so its newest acceptance is the one that corrected it.
+    accepted = (Review.objects.filter(annotation__task=task, annotation__annotator=request.user,
+                                      annotation__status=Annotation.Status.ACCEPTED, decision=Review.Decision.ACCEPT)
+                .order_by("-created_at", "-id").values_list("corrections", flat=True).first())
+    moved = sorted(int(i) + 1 for i in Review.split_corrections(accepted)[1])
     return render(request, "labeling/label.html", {
         "task": task,
         "batch": task.batch,
@@ -139,6 +150,7 @@ def label_task(request, task_id: int):
                       if guides_selectors.guides_visible_to(request.user).filter(spec=spec).exists() else ""),
         "question_url": _optional_url("guides:question-create"),
         "reasons": dict(Review.Reason.choices),
+        "moved_regions": moved,
         # Work taken before a new guide version was published cannot be handed in until that
         # version is acknowledged: say so on opening, not only when Submit is refused.
         "guide_hold": (gating.guide_acknowledgement_hold(annotator=request.user, batch=task.batch, handing_in=True)

@@ -683,7 +683,8 @@ ACCEPT, REJECT = "accept", "reject"
 @dataclass(frozen=True)
 class ReviewRow:
     """One review decision; a rejection names zero or more reasons, an acceptance may have
-    `corrected` the LaTeX of some regions (accepted with corrections)."""
+    `corrected` some regions (accepted with corrections: their LaTeX, their corners, or both;
+    any non-empty `Review.corrections` counts)."""
 
     decision: str
     vendor: Hashable = None
@@ -707,8 +708,8 @@ def _review_summary(rows: list[tuple[ReviewRow, int]]) -> dict:
         "reviews": decided, "accepted": accepted, "rejected": rejected,
         "accept_rate": accepted / decided if decided else None,
         "reject_rate": rejected / decided if decided else None,
-        # Acceptances whose LaTeX the reviewer had to fix: still accepted (and paid), but not
-        # right as handed in, so an accept rate alone would flatter the work.
+        # Acceptances the reviewer had to fix (LaTeX or corners): still accepted (and paid), but
+        # not right as handed in, so an accept rate alone would flatter the work.
         "corrected_on_acceptance": corrected,
         "corrected_rate": corrected / accepted if accepted else None,
         # Share of all reasons given (a rejection may give several).

@@ -270,18 +270,36 @@ class TaskGoldSerializer(serializers.Serializer):
     gold_answer = serializers.JSONField(allow_null=True)
 
 
+_POINTS_SCHEMA = {"type": "array", "minItems": 4, "maxItems": 4,
+                  "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+                  "description": "4 corners [x, y] in image pixels, from the formula's top-left as read"}
+
+
 @extend_schema_field({
-    "type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 500,
+    "type": "object", "maxProperties": 500,
+    "additionalProperties": {"oneOf": [
+        {"type": "string", "description": "The corrected LaTeX of the region"},
+        {"type": "object", "minProperties": 1, "additionalProperties": False,
+         "properties": {"latex": {"type": "string", "description": "The corrected LaTeX"},
+                        "points": {**_POINTS_SCHEMA, "description": "The region's corners, moved: checked as an "
+                                                                    "annotator's (inside the image, a simple "
+                                                                    "quadrilateral) and stored clockwise"}}},
+    ]},
     "description": "Accept with corrections: region index (the regions' `index`, 0-based, as text) -> the "
-                   "corrected LaTeX of that region, checked and normalised as an annotator's. Text only: the region's "
-                   "geometry, flags and categories stay as drawn, and a region flagged illegible is not corrected (its text is "
-                   "not delivered: reject instead). Only with decision accept. Stored as a new version of "
-                   "the annotation authored by you, which exports deliver; a correction equal to the stored LaTeX is "
-                   "ignored. Errors name `corrections.<index>`.",
-    "example": {"1": "x^{2}+1"},
+                   "corrected LaTeX of that region (a string), or an object with the corrected `latex` and/or "
+                   "`points` (its 4 corners moved). LaTeX is checked and normalised as an annotator's, corners "
+                   "are checked as an annotator's (inside the image, a simple quadrilateral of some area). A "
+                   "region that is only a pixel mask gets no corners; one with a mask beside its quad keeps the "
+                   "mask. Flags and categories stay as set, and a region flagged illegible gets no new text (it "
+                   "is not delivered: reject instead). Only with decision accept. Stored as a new version of "
+                   "the annotation authored by you, which exports deliver; a correction equal to what is stored "
+                   "is ignored. Errors name `corrections.<index>` (a string value, or the entry as a whole), "
+                   "`corrections.<index>.latex` or `corrections.<index>.points`.",
+    "example": {"1": "x^{2}+1", "2": {"points": [[98, 48], [198, 48], [198, 96], [98, 96]]}},
 })
 class CorrectionsField(_PassThroughField):
-    """{index: LaTeX}, checked in full by the service (errors name e.g. corrections.2)."""
+    """{index: LaTeX | {"latex", "points"}}, checked in full by the service (errors name e.g.
+    corrections.2 or corrections.2.points)."""
 
 
 CORRECTIONS_RECORD_SCHEMA = {
@@ -292,22 +310,37 @@ CORRECTIONS_RECORD_SCHEMA = {
                    "acceptance or a rejection. The corrected answer is the annotation's next version.",
 }
 
+GEOMETRY_CORRECTIONS_RECORD_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {"type": "array", "items": _POINTS_SCHEMA, "minItems": 2, "maxItems": 2,
+                             "description": "[annotator's points, reviewer's points]"},
+    "description": "Regions whose corners the reviewer moved on acceptance: index -> [old points, new points]; "
+                   "empty when none moved. The corrected answer is the annotation's next version.",
+}
+
 
 @extend_schema_field(CORRECTIONS_RECORD_SCHEMA)
 class CorrectionsRecordField(serializers.JSONField):
-    """`Review.corrections` as stored: {index: [old, new]}."""
+    """The text part of `Review.corrections`: {index: [old, new]} (`Review.latex_corrections`)."""
+
+
+@extend_schema_field(GEOMETRY_CORRECTIONS_RECORD_SCHEMA)
+class GeometryCorrectionsRecordField(serializers.JSONField):
+    """The moved corners of `Review.corrections`: {index: [old, new]} (`Review.geometry_corrections`)."""
 
 
 class ReviewSerializer(serializers.ModelSerializer):
     reviewer_username = serializers.CharField(source="reviewer.username", read_only=True)
     version_number = serializers.IntegerField(source="version.number", read_only=True,
                                               help_text="The version decided on (the annotator's)")
-    corrections = CorrectionsRecordField(read_only=True)
+    # Kept {index: [old LaTeX, new LaTeX]} as clients first read it; moved corners come beside it.
+    corrections = CorrectionsRecordField(source="latex_corrections", read_only=True)
+    geometry_corrections = GeometryCorrectionsRecordField(read_only=True)
 
     class Meta:
         model = Review
         fields = ["id", "annotation", "version_number", "reviewer", "reviewer_username", "decision", "reasons",
-                  "comment", "corrections", "created_at"]
+                  "comment", "corrections", "geometry_corrections", "created_at"]
         read_only_fields = fields
 
 
@@ -323,11 +356,13 @@ class ReviewCreateSerializer(serializers.Serializer):
 
 
 class ReviewInlineSerializer(serializers.ModelSerializer):
-    corrections = CorrectionsRecordField(read_only=True)
+    corrections = CorrectionsRecordField(source="latex_corrections", read_only=True)
+    geometry_corrections = GeometryCorrectionsRecordField(read_only=True)
 
     class Meta:
         model = Review
-        fields = ["id", "decision", "reasons", "comment", "corrections", "reviewer", "created_at"]
+        fields = ["id", "decision", "reasons", "comment", "corrections", "geometry_corrections", "reviewer",
+                  "created_at"]
         read_only_fields = fields
 
 

@@ -349,10 +349,11 @@ class AnnotationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 class ReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Reviewers' decisions. POST accepts or rejects a submitted annotation with
     reason codes (wrong_region, missing_formula, latex_error, guide_violation, other).
-    An acceptance may carry `corrections` ({region index: LaTeX}): the reviewer fixes those
-    regions' LaTeX (text only, the geometry stays as drawn) and accepts in one step; the fixed
-    answer becomes the annotation's next version, authored by the reviewer, and the review
-    lists what changed ({index: [old, new]})."""
+    An acceptance may carry `corrections` ({region index: LaTeX} or {region index: {"latex": LaTeX,
+    "points": [[x, y] x4]}}): the reviewer fixes those regions' LaTeX and/or moves their corners
+    and accepts in one step; the fixed answer becomes the annotation's next version, authored by
+    the reviewer, and the review lists what changed (`corrections`: {index: [old LaTeX, new LaTeX]};
+    `geometry_corrections`: {index: [old points, new points]})."""
 
     serializer_class = s.ReviewSerializer
     filterset_class = ReviewFilter

@@ -1,15 +1,15 @@
 // Review page: the annotation drawn over the image, each region's LaTeX rendered
-// beside its straightened crop; accept, accept with corrections to the LaTeX (each region's
-// text is editable, previewed live by the labeling page's KaTeX renderer), or reject with
-// reasons, then the next one.
+// beside its straightened crop; accept, accept with corrections (each region's text is
+// editable, previewed live by the labeling page's KaTeX renderer, and a selected quad's corners
+// can be dragged on the image), or reject with reasons, then the next one.
 import { api, ApiError, fieldErrors } from "./api.js";
-import { quadCropSize, warpQuad } from "./geometry.js";
+import { clockwiseQuad, pointInPolygon, quadCropSize, selfIntersecting, warpQuad } from "./geometry.js";
 import { colorOf, ImageCanvas, maskCanvasFrom, renderLatex } from "./viewer.js";
 
 const root = document.getElementById("review-app");
 const ANN = Number(root.dataset.annotation);
 const $ = (s) => document.querySelector(s);
-const state = { annotation: null, regions: [], selected: -1 };
+const state = { annotation: null, regions: [], selected: -1, drag: null };
 const viewer = new ImageCanvas($("#canvas"), {
   overlay: (ctx, dpr) => { viewer.drawMasks(state.regions, state.selected); viewer.drawQuads(state.regions, state.selected, dpr); },
 });
@@ -51,20 +51,31 @@ function preview(i) {
   $(`#latex-${i}`).setAttribute("aria-invalid", r.serverError ? "true" : "false");
 }
 
-// Regions whose text the reviewer changed (trimmed, as the server compares): {index: latex}.
+const latexChanged = (r) => (r.latex || "").trim() !== (r.original || "").trim();  // trimmed, as the server compares
+const pointsChanged = (r) => !!r.points && JSON.stringify(r.points) !== JSON.stringify(r.originalPoints);
+
+// What the reviewer changed, as the API takes it: {index: latex} for text only (the form the
+// server has always taken), {index: {points, latex?}} for a region whose corners were moved.
 function corrections() {
   const out = {};
-  state.regions.forEach((r, i) => { if ((r.latex || "").trim() !== (r.original || "").trim()) out[r.index ?? i] = r.latex.trim(); });
+  state.regions.forEach((r, i) => {
+    const key = r.index ?? i;
+    if (pointsChanged(r)) out[key] = { points: r.points, ...(latexChanged(r) ? { latex: r.latex.trim() } : {}) };
+    else if (latexChanged(r)) out[key] = r.latex.trim();
+  });
   return out;
 }
 
 function markChanged(i) {
   const r = state.regions[i];
-  const changed = (r.latex || "").trim() !== (r.original || "").trim();
+  const changed = latexChanged(r) || pointsChanged(r);
   $(`#region-${i}`).classList.toggle("corrected", changed);
   $(`#undo-${i}`).hidden = !changed;
+  $(`#moved-${i}`).hidden = !pointsChanged(r);
   const n = Object.keys(corrections()).length;
   $("#corrections-count").textContent = n ? `${n} region(s) corrected` : "";
+  // A fix means accepting with it, unless the reviewer already chose to reject.
+  if (changed && !$("#decision-reject").checked) $("#decision-correct").checked = true;
 }
 
 function renderRegions() {
@@ -79,7 +90,7 @@ function renderRegions() {
     head.textContent = `${i + 1}. ${r.kind === "quad" ? "Quad" : "Mask"}${r.illegible ? " · illegible" : ""}${r.cut_off ? " · cut off" : ""}${r.categories.length ? ` · ${r.categories.join(", ")}` : ""}`;
     head.addEventListener("click", () => { state.selected = i; viewer.redraw(); });
     const box = document.createElement("div"); box.className = "crop-box";
-    const c = document.createElement("canvas"); c.setAttribute("aria-label", `Crop of region ${i + 1}`);
+    const c = document.createElement("canvas"); c.id = `crop-${i}`; c.setAttribute("aria-label", `Crop of region ${i + 1}`);
     box.appendChild(c);
     const tex = document.createElement("div"); tex.className = "latex-preview"; tex.id = `latex-preview-${i}`;
     const label = document.createElement("label");
@@ -99,16 +110,21 @@ function renderRegions() {
     const undo = document.createElement("button");
     undo.type = "button"; undo.id = `undo-${i}`; undo.className = "link-btn small"; undo.hidden = true;
     undo.textContent = "Undo my correction";
-    undo.addEventListener("click", () => { r.latex = r.original; ta.value = r.original; delete r.serverError; preview(i); markChanged(i); ta.focus(); });
+    undo.addEventListener("click", () => {
+      r.latex = r.original; ta.value = r.original; delete r.serverError;
+      if (r.originalPoints) { r.points = copyPoints(r.originalPoints); crop(c, r); viewer.redraw(); }
+      preview(i); markChanged(i); ta.focus();
+    });
     ta.addEventListener("input", () => {
       r.latex = ta.value;
       delete r.serverError;
       preview(i);
       markChanged(i);
-      // Typing a fix means accepting with it, unless the reviewer already chose to reject.
-      if (!$("#decision-reject").checked && Object.keys(corrections()).length) $("#decision-correct").checked = true;
     });
-    li.append(head, box, tex, label, ta, err, undo);
+    const moved = document.createElement("p");
+    moved.id = `moved-${i}`; moved.className = "small corners-moved"; moved.hidden = true;
+    moved.textContent = "Corners moved by you (sent with Accept with corrections).";
+    li.append(head, box, tex, label, ta, err, moved, undo);
     ol.appendChild(li);
     crop(c, r);
     preview(i);
@@ -121,8 +137,10 @@ async function start() {
   const task = await api("GET", `/api/v1/tasks/${ann.task}/`);
   await viewer.load(task.image_url, task.image_width, task.image_height);
   state.regions = ann.regions.map((r, i) => {
-    if (r.kind === "mask") { const m = maskCanvasFrom(r.mask, viewer.width, viewer.height, i); return { ...r, original: r.latex, maskCanvas: m.canvas, maskOrigin: m.origin, bbox: m.bbox }; }
-    return { ...r, original: r.latex };
+    // Own copies of the corners: dragging one must leave the answer as loaded (what "changed" compares with).
+    const own = { ...r, original: r.latex, points: copyPoints(r.points), originalPoints: copyPoints(r.points) };
+    if (r.kind === "mask") { const m = maskCanvasFrom(r.mask, viewer.width, viewer.height, i); return { ...own, maskCanvas: m.canvas, maskOrigin: m.origin, bbox: m.bbox }; }
+    return own;
   });
   renderRegions();
   viewer.redraw();
@@ -134,10 +152,71 @@ $("#zoom-out").addEventListener("click", () => viewer.zoom(0.8));
 $("#zoom-fit").addEventListener("click", () => viewer.fit());
 $("#rotate").addEventListener("click", () => viewer.rotate(1));
 $("#opacity").addEventListener("input", (e) => { viewer.maskOpacity = Number(e.target.value) / 100; viewer.redraw(); });
+// Moving corners: click a quad (or its name in the list) to select it, then drag one of its
+// corner handles, as on the labeling page; anything else drags the view. Corners stay on the
+// photo and the quad is kept clockwise from its first corner, as the server stores it.
 const canvas = viewer.canvas;
-canvas.addEventListener("pointerdown", (e) => { canvas.setPointerCapture(e.pointerId); viewer.startPan(e); });
-canvas.addEventListener("pointermove", (e) => viewer.movePan(e));
-canvas.addEventListener("pointerup", () => viewer.endPan());
+const HANDLE_PX = 10;  // how near a corner handle a press must be, in screen pixels (as label.js)
+const copyPoints = (pts) => (pts ? pts.map(([x, y]) => [x, y]) : null);
+const clampPoint = ([x, y]) => [Math.min(viewer.width, Math.max(0, x)), Math.min(viewer.height, Math.max(0, y))];
+
+function cornerAt(sx, sy) {
+  const r = state.regions[state.selected];
+  if (!r || r.kind !== "quad" || !r.points) return -1;  // only a drawn quad shows handles (viewer.drawQuads)
+  let best = -1, dist = HANDLE_PX;
+  r.points.forEach(([x, y], k) => {
+    const [px, py] = viewer.view.toScreen(x, y);
+    const d = Math.hypot(px - sx, py - sy);
+    if (d <= dist) { dist = d; best = k; }
+  });
+  return best;
+}
+
+function quadAt(sx, sy) {
+  const [x, y] = viewer.view.toImage(sx, sy);
+  for (let i = state.regions.length - 1; i >= 0; i--) {
+    const r = state.regions[i];
+    if (r.kind === "quad" && r.points && pointInPolygon(x, y, r.points)) return i;
+  }
+  return -1;
+}
+
+canvas.addEventListener("pointerdown", (e) => {
+  canvas.setPointerCapture(e.pointerId);
+  const [sx, sy] = viewer.eventPoint(e);
+  if (e.button === 0 && viewer.bitmap) {
+    const k = cornerAt(sx, sy);
+    if (k >= 0) { state.drag = { k, moved: false }; return; }
+    const hit = quadAt(sx, sy);
+    if (hit >= 0 && hit !== state.selected) { state.selected = hit; viewer.redraw(); }
+  }
+  viewer.startPan(e);
+});
+canvas.addEventListener("pointermove", (e) => {
+  const [sx, sy] = viewer.eventPoint(e);
+  const d = state.drag;
+  if (d) {
+    state.regions[state.selected].points[d.k] = clampPoint(viewer.view.toImage(sx, sy));
+    d.moved = true;
+    viewer.redraw();
+    return;
+  }
+  if (!viewer.movePan(e)) canvas.style.cursor = cornerAt(sx, sy) >= 0 ? "move" : "";
+});
+canvas.addEventListener("pointerup", () => {
+  const d = state.drag;
+  state.drag = null;
+  if (!d) { viewer.endPan(); return; }
+  if (!d.moved) return;
+  const i = state.selected, r = state.regions[i];
+  r.points = clockwiseQuad(r.points);
+  if (selfIntersecting(r.points)) flash(`Region ${i + 1}: those corners cross each other; drag a corner to fix the shape.`, "error");
+  delete r.serverError;
+  crop($(`#crop-${i}`), r);
+  preview(i);
+  markChanged(i);
+  viewer.redraw();
+});
 canvas.addEventListener("viewchange", () => { $("#zoom-level").textContent = `${Math.round(viewer.view.scale * 100)}%`; });
 document.addEventListener("keydown", (e) => {
   const t = document.activeElement;
@@ -160,8 +239,8 @@ $("#btn-send").addEventListener("click", async () => {
   if (!decision) { flash("Choose Accept, Accept with corrections or Reject first.", "error"); return; }
   if (decision === "reject" && !reasons.length) { flash("Tick at least one reason for the rejection.", "error"); return; }
   // Edits are never dropped silently: a plain Accept with changed LaTeX would deliver the old text.
-  if (choice === "accept" && n) { flash(`You changed the LaTeX of ${n} region(s): choose "Accept with corrections" to keep your changes, or undo them.`, "error"); return; }
-  if (choice === "accept_corrected" && !n) { flash("No LaTeX was changed: edit a region's LaTeX, or choose Accept.", "error"); return; }
+  if (choice === "accept" && n) { flash(`You changed ${n} region(s): choose "Accept with corrections" to keep your changes, or undo them.`, "error"); return; }
+  if (choice === "accept_corrected" && !n) { flash("Nothing was changed: edit a region's LaTeX or drag its corners, or choose Accept.", "error"); return; }
   $("#btn-send").disabled = true;
   $("#save-state").textContent = "Sending…";
   const body = { annotation: ANN, decision, reasons, comment, version: state.annotation.version };
@@ -180,15 +259,17 @@ $("#btn-send").addEventListener("click", async () => {
   }
 });
 
-// A correction the server refused ("corrections.2") is shown under that region's field; the rest as messages.
+// A correction the server refused ("corrections.2", "corrections.2.latex", "corrections.2.points")
+// is shown under that region's field; the rest as messages.
 function showError(key, message) {
-  const m = /^corrections\.(\d+)$/.exec(key);
+  const m = /^corrections\.(\d+)(?:\.(latex|points))?$/.exec(key);
   const i = m ? state.regions.findIndex((r, j) => String(r.index ?? j) === m[1]) : -1;
   if (i < 0) { flash(`${key}: ${message}`, "error"); return; }
-  state.regions[i].serverError = message;
+  const corners = m[2] === "points";
+  state.regions[i].serverError = corners ? `Corners: ${message}` : message;
   preview(i);
-  $(`#latex-${i}`).focus();
-  flash(`Region ${i + 1}: ${message}`, "error");
+  if (corners) { state.selected = i; viewer.redraw(); } else $(`#latex-${i}`).focus();
+  flash(`Region ${i + 1}${corners ? " (corners)" : ""}: ${message}`, "error");
 }
 
 // The next annotation is taken (held for this reviewer) by a POST, never by a GET: the page's

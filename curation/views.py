@@ -20,6 +20,15 @@ from django.views.decorators.http import require_safe
 from common import roles
 from common.fields import parse_row_id
 from common.http_files import stored_file_response
+from common.page_cursor import (
+    BadCursor,
+    cursor_after,
+    cursor_before,
+    keyset_page,
+    keyset_page_context,
+    limit_param,
+    page_url,
+)
 from common.pages import add_service_errors, curator_required, role_required
 
 from . import forms as f
@@ -32,6 +41,13 @@ readers_required = role_required(roles.CURATOR, roles.MODEL_TEAM)
 
 PAGE_SIZE = 48
 MAX_PAGE_SIZE = 200
+# The image browser links its first pages by offset (bookmarkable, "49–96 of 312"); a page whose
+# offset would reach this many rows is linked by cursor instead, so no page link makes the database
+# read and drop OFFSET rows (common.page_cursor). A hand-typed `offset` is still obeyed.
+OFFSET_LINKS_BELOW = 1000
+# Newest-first lists (import jobs, takedowns): rows per page, by default and at most (`?limit=`).
+LIST_PAGE_SIZE = 50
+MAX_LIST_PAGE_SIZE = 200
 
 
 def _count_subquery(qs: QuerySet, value=None) -> Subquery:
@@ -285,7 +301,13 @@ def _int_param(request, name: str, default: int, lo: int, hi: int) -> int:
 
 @readers_required
 def image_list(request):
-    """Thumbnail grid filtered with the API's ImageFilter, limit/offset paginated."""
+    """Thumbnail grid filtered with the API's ImageFilter, newest first.
+
+    The first pages go by limit/offset ("49–96 of 312", bookmarks keep working); past
+    OFFSET_LINKS_BELOW rows the Next and Previous links carry a `cursor` (a WHERE on the id, the
+    API's keyset paging), so a deep page costs what the first one does. `offset` is still
+    accepted at any depth; a `cursor`, when given, wins over it.
+    """
     filterset = ImageFilter(request.GET or None, queryset=selectors.images_visible_to(request.user), request=request)
     # A filter that cannot be read is said above the grid, and nothing is listed: django-filter
     # would drop it and list every image, as if it had been applied (the API answers 400).
@@ -293,11 +315,26 @@ def image_list(request):
     limit = _int_param(request, "limit", PAGE_SIZE, 1, MAX_PAGE_SIZE)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     count = qs.count()
-    if count and offset >= count:
-        # past the end (a bookmarked page of a list that has since shrunk): its last page, not an
-        # empty grid headed "1000001–1000000 of 5"
-        offset = (count - 1) // limit * limit
-    images = list(qs[offset:offset + limit])
+    cursor = request.GET.get("cursor") or None
+    cursor_error = ""
+    page = None
+    if cursor:
+        try:
+            page = keyset_page(qs, cursor=cursor, limit=limit)
+        except BadCursor as exc:
+            cursor_error = exc.message
+    if cursor_error:
+        images = []
+    elif page is not None:
+        images = page.rows
+        if page.is_first:  # walked back to the top: shown (and linked) as the first offset page
+            page, offset = None, 0
+    else:
+        if count and offset >= count:
+            # past the end (a bookmarked page of a list that has since shrunk): its last page, not an
+            # empty grid headed "1000001–1000000 of 5"
+            offset = (count - 1) // limit * limit
+        images = list(qs[offset:offset + limit])
 
     specs = list(selectors.specs_visible_to(request.user).order_by("name").only("id", "name"))
     spec_id = filterset.form.cleaned_data.get("spec") if filterset.is_bound and filterset.is_valid() else None
@@ -319,21 +356,33 @@ def image_list(request):
     licences = list(selectors.licences_visible_to(request.user).filter(sources__isnull=False).distinct()
                     .order_by("code").values_list("code", "name"))
 
-    def page_url(new_offset: int) -> str:
-        params = request.GET.copy()
-        params["offset"] = new_offset
-        params["limit"] = limit
-        return "?" + params.urlencode()
+    def offset_url(new_offset: int) -> str:
+        return page_url(request, offset=new_offset, limit=limit, cursor=None)
+
+    def cursor_url(token: str) -> str:
+        return page_url(request, cursor=token, limit=limit, offset=None)
+
+    if page is not None:  # a cursor page: where it lies in the list is not known, nor needed
+        prev_url = cursor_url(page.previous_cursor) if page.previous_cursor else offset_url(0)
+        next_url = cursor_url(page.next_cursor) if page.next_cursor else ""
+    else:
+        prev_url = offset_url(max(0, offset - limit)) if offset > 0 else ""
+        next_url = ""
+        if images and offset + limit < count:
+            next_url = (offset_url(offset + limit) if offset + limit < OFFSET_LINKS_BELOW
+                        else cursor_url(cursor_after(qs, images[-1])))
+        if images and offset - limit >= OFFSET_LINKS_BELOW:  # the page before is deep too
+            prev_url = cursor_url(cursor_before(qs, images[0]))
 
     return render(request, "curation/image_list.html", {
-        "images": images, "count": count, "limit": limit, "offset": offset,
-        "first": offset + 1 if images else 0, "last": offset + len(images),
-        "prev_url": page_url(max(0, offset - limit)) if offset > 0 else "",
-        "next_url": page_url(offset + limit) if offset + limit < count else "",
+        "images": images, "count": count, "limit": limit, "offset": offset, "cursor_page": page is not None,
+        "first": offset + 1 if images and page is None else 0, "last": offset + len(images),
+        "prev_url": prev_url, "next_url": next_url,
+        "cursor_error": cursor_error, "first_url": page_url(request, cursor=None, offset=None),
         "filterset": filterset, "params": request.GET, "specs": specs, "category_options": category_options,
         "chosen_category": chosen_category,
         "sources": sources, "licences": licences,
-    })
+    }, status=400 if cursor_error else 200)
 
 
 @readers_required
@@ -382,11 +431,20 @@ def image_takedown(request, pk: int):
     return render(request, "curation/takedown_form.html", {"image": image, "form": form}, status=status)
 
 
+def _newest_first_page(request, rows: QuerySet, template: str, context: dict):
+    """Render a newest-first list a page at a time (`?cursor=`, `?limit=`), with its count."""
+    limit = limit_param(request, default=LIST_PAGE_SIZE, maximum=MAX_LIST_PAGE_SIZE)
+    page = keyset_page_context(request, rows.order_by("-created_at", "-id"), limit=limit)
+    return render(request, template, {**context, **page, "limit": limit, "page_sizes": (25, 50, 100, 200),
+                                      "count": rows.count() if not page["cursor_error"] else None},
+                  status=400 if page["cursor_error"] else 200)
+
+
 @curator_required
 def takedown_list(request):
-    """Every takedown recorded, newest first (curators)."""
-    rows = selectors.takedowns_visible_to(request.user).select_related("spec", "source")[:500]
-    return render(request, "curation/takedown_list.html", {"takedowns": rows})
+    """Every takedown recorded, newest first (curators), a page at a time."""
+    rows = selectors.takedowns_visible_to(request.user).select_related("spec", "source")
+    return _newest_first_page(request, rows, "curation/takedown_list.html", {})
 
 
 # ------------------------------------------------------- upload, imports
@@ -420,6 +478,7 @@ def upload(request):
 
 @curator_required
 def import_job_list(request):
+    """Every import job, newest first, a page at a time; by spec and status on request."""
     jobs = selectors.import_jobs_visible_to(request.user)
     spec = parse_row_id(request.GET.get("spec", ""))
     if spec is not None:
@@ -427,8 +486,8 @@ def import_job_list(request):
     status = request.GET.get("status", "")
     if status in ImportJob.Status.values:
         jobs = jobs.filter(status=status)
-    return render(request, "curation/import_job_list.html", {"jobs": jobs[:200], "statuses": ImportJob.Status.choices,
-                                                              "status": status})
+    return _newest_first_page(request, jobs, "curation/import_job_list.html", {
+        "statuses": ImportJob.Status.choices, "status": status, "spec_id": spec})
 
 
 

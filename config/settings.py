@@ -308,9 +308,11 @@ CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("MATHSET_TASK_SOFT_TIME_LIMIT",
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 60
 CELERY_TASK_DEFAULT_RETRY_DELAY = 5
 MATHSET_TASK_MAX_RETRIES = 3
-# Webhook deliveries (pipeline.tasks.webhook_deliver): one POST waits this long for an answer; a
-# network error or a 5xx is tried again after BACKOFF_S, doubling each time (capped at an hour),
-# up to MAX_ATTEMPTS tries in all; a 3xx or 4xx is final at once.
+# Webhook deliveries (pipeline.tasks.webhook_deliver): one try has TIMEOUT_S in all (resolving,
+# connecting, sending and the answer's status and headers, however slowly a receiver drips them;
+# past it, the try is a retryable failure); a network error, that deadline or a 5xx is tried again
+# after BACKOFF_S, doubling each time (capped at an hour), up to MAX_ATTEMPTS tries in all; a 3xx
+# or 4xx is final at once.
 MATHSET_WEBHOOK_TIMEOUT_S = float(os.environ.get("MATHSET_WEBHOOK_TIMEOUT_S", 10))
 MATHSET_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("MATHSET_WEBHOOK_MAX_ATTEMPTS", 6))
 MATHSET_WEBHOOK_BACKOFF_S = int(os.environ.get("MATHSET_WEBHOOK_BACKOFF_S", 30))

@@ -35,7 +35,12 @@ from django.utils import timezone
 from common.fields import MAX_INT
 from common.storage import guarded_files
 from pipeline.refresh import spec_stats_refresh_soon
-from pipeline.webhooks import webhook_event_export_ready, webhook_event_snapshot_ready
+from pipeline.webhooks import (
+    webhook_event_export_failed,
+    webhook_event_export_ready,
+    webhook_event_snapshot_failed,
+    webhook_event_snapshot_ready,
+)
 
 from .exporters import FORMATS, CategoryInfo, ExportImage, ExportRegion, LicenceInfo, SourceInfo, export
 from .models import Category, DatasetSpec, Export, Image, Licence, Snapshot, SnapshotItem
@@ -271,7 +276,9 @@ def snapshot_build(*, snapshot: Snapshot) -> Snapshot:
         pass
     except Exception as exc:
         message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
-        current.update(status=Snapshot.Status.FAILED, error=message[:2000], finished_at=timezone.now())
+        with transaction.atomic():  # the event is recorded with the failure, and only by the current attempt
+            if current.update(status=Snapshot.Status.FAILED, error=message[:2000], finished_at=timezone.now()):
+                webhook_event_snapshot_failed(snapshot_id=snapshot.id)  # sent once this commits
     snapshot.refresh_from_db()
     return snapshot
 
@@ -456,7 +463,9 @@ def export_run(*, job: Export) -> Export:
     except _Superseded:
         pass
     except Exception as exc:
-        current.update(status=Export.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now())
+        with transaction.atomic():  # the event is recorded with the failure, and only by the current attempt
+            if current.update(status=Export.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()):
+                webhook_event_export_failed(export_id=job.id)  # sent once this commits
     finally:
         if os.path.exists(tmp.name):
             os.remove(tmp.name)
@@ -510,7 +519,7 @@ class SweepResult:
 
 
 def _sweep_stale(model, stale: Q, *, running: str, max_attempts: int, before_retry, task,
-                 requeued: list[int], failed: list[int]) -> None:
+                 requeued: list[int], failed: list[int], on_failed=None) -> None:
     """Queue again (or fail, after `max_attempts`) each stale job of `model` still `running`.
 
     Exports and snapshots share the job fields (status, attempts, started_at, finished_at,
@@ -532,6 +541,8 @@ def _sweep_stale(model, stale: Q, *, running: str, max_attempts: int, before_ret
                 job.status, job.finished_at = model.Status.FAILED, timezone.now()
                 job.error = f"The worker stopped without finishing ({job.attempts} attempts)."
                 job.save(update_fields=["status", "finished_at", "error"])
+                if on_failed is not None:
+                    on_failed(job.id)  # its webhook event, sent once this commits
                 failed.append(job.id)
 
 
@@ -552,10 +563,12 @@ def builds_sweep(*, stale_after_seconds: int | None = None, max_attempts: int = 
     out = SweepResult([], [], [], [], [], [])
     _sweep_stale(Export, stale, running=Export.Status.RUNNING, max_attempts=max_attempts,
                  before_retry=_export_leftovers_delete, task=run_export,
-                 requeued=out.requeued_exports, failed=out.failed_exports)
+                 requeued=out.requeued_exports, failed=out.failed_exports,
+                 on_failed=lambda i: webhook_event_export_failed(export_id=i))
     _sweep_stale(Snapshot, stale, running=Snapshot.Status.BUILDING, max_attempts=max_attempts,
                  before_retry=None, task=build_snapshot,
-                 requeued=out.requeued_snapshots, failed=out.failed_snapshots)
+                 requeued=out.requeued_snapshots, failed=out.failed_snapshots,
+                 on_failed=lambda i: webhook_event_snapshot_failed(snapshot_id=i))
     # Those just queued again already have a fresh message on its way.
     lost_exports = Export.objects.filter(status=Export.Status.QUEUED, created_at__lt=cutoff).exclude(
         id__in=out.requeued_exports)

@@ -282,8 +282,8 @@ class QAReport(models.Model):
 
 class Webhook(models.Model):
     """A URL of a curator's or model team's that Mathset POSTs to when something they may see
-    happens (a snapshot or export is ready, an evaluation or pre-labeling job finished, a batch
-    closed), so their tooling is told instead of polling (``pipeline/webhooks.py``).
+    happens (a snapshot or export is ready or failed, an evaluation or pre-labeling job finished,
+    a batch closed), so their tooling is told instead of polling (``pipeline/webhooks.py``).
 
     Each POST is signed with ``secret`` (``X-Mathset-Signature: sha256=<HMAC of the body>``). An
     HMAC needs the secret itself, so it is stored, unlike an API key's digest; it is shown once,
@@ -294,7 +294,9 @@ class Webhook(models.Model):
 
     class Event(models.TextChoices):
         SNAPSHOT_READY = "snapshot.ready", "A snapshot was built"
+        SNAPSHOT_FAILED = "snapshot.failed", "A snapshot's build failed"
         EXPORT_READY = "export.ready", "An export zip was built"
+        EXPORT_FAILED = "export.failed", "An export failed"
         EVALUATION_FINISHED = "evaluation.finished", "An evaluation finished (done, failed or cancelled)"
         PRELABEL_JOB_FINISHED = "prelabel_job.finished", "A pre-labeling job finished (done or cancelled)"
         BATCH_CLOSED = "batch.closed", "A batch was closed"

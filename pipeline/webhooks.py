@@ -1,12 +1,14 @@
 """Webhooks: tell a curator's or model team's tooling when something happens, instead of polling.
 
 An owner (a curator or a model team member; vendor people may not) registers a URL and the events
-it wants (:class:`pipeline.models.Webhook.Event`). Where the state changes (a snapshot built, an
-export zipped, an evaluation or pre-labeling job finished, a batch closed) the service that makes
-the change calls one of the ``webhook_event_*`` functions here inside its own transaction: they
-record one :class:`WebhookDelivery` per subscribed webhook whose owner may see the object (the
-same selectors the API reads through, so vendor isolation holds), and queue its sending once the
-transaction commits; a rolled-back change sends nothing.
+it wants (:class:`pipeline.models.Webhook.Event`). Where the state changes (a snapshot built or
+failed, an export zipped or failed, an evaluation or pre-labeling job finished, a batch closed)
+the service that makes the change calls one of the ``webhook_event_*`` functions here inside its
+own transaction: they record one :class:`WebhookDelivery` per subscribed webhook whose owner may
+see the object (the same selectors the API reads through, so vendor isolation holds), and queue its
+sending once the transaction commits; a rolled-back change sends nothing. Sight is checked again
+when each delivery is sent (:func:`_sight_rules`): one queued before its owner lost sight of the
+object (a role changed, the object deleted) is failed, not sent.
 
 :func:`webhook_delivery_attempt` (run by ``pipeline.tasks.webhook_deliver``) POSTs the payload as
 JSON with the headers ``X-Mathset-Event``, ``X-Mathset-Delivery`` (the delivery's id: a receiver
@@ -14,15 +16,21 @@ that sees one twice has seen it before) and ``X-Mathset-Signature: sha256=<hex H
 the body, keyed with the webhook's secret>``. The call goes through the outbound-address guard
 of external models (``pipeline/endpoints.py``: checked again now, connected to the checked
 address, no proxy from the environment, no redirect followed), with the hosts
-`MATHSET_WEBHOOK_HOSTS` allows. A network error or a 5xx is tried again later with a growing
-delay (settings: ``MATHSET_WEBHOOK_*``); a 3xx or 4xx is the receiver's final answer.
+`MATHSET_WEBHOOK_HOSTS` allows. One try has `MATHSET_WEBHOOK_TIMEOUT_S` in all (resolving,
+connecting, sending, the answer's status and headers), however slowly the receiver drips them. A
+network error, the deadline or a 5xx is tried again later with a growing delay (settings:
+``MATHSET_WEBHOOK_*``); a 3xx or 4xx is the receiver's final answer.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,7 +41,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -196,6 +204,52 @@ def _enqueue(deliveries: Iterable[WebhookDelivery]) -> None:
         transaction.on_commit(lambda i=delivery.pk: webhook_deliver.delay(i), robust=True)
 
 
+def _sight_rules() -> dict[str, tuple[str, Callable[[User], QuerySet]]]:
+    """Per event: the key of its object in the payload's ``data`` and the selector through which
+    an owner may see that object. Read when an event is emitted and again when each delivery is
+    sent, so both checks are the same rule. Imported here, not at the top: the services that emit
+    events (curation, labeling) import this module."""
+    from curation.selectors import exports_visible_to, snapshots_visible_to
+    from labeling.selectors import batches_visible_to
+
+    from .selectors import evaluation_runs_visible_to, prelabel_jobs_visible_to
+
+    return {Event.SNAPSHOT_READY: ("snapshot", snapshots_visible_to),
+            Event.SNAPSHOT_FAILED: ("snapshot", snapshots_visible_to),
+            Event.EXPORT_READY: ("export", exports_visible_to),
+            Event.EXPORT_FAILED: ("export", exports_visible_to),
+            Event.EVALUATION_FINISHED: ("evaluation", evaluation_runs_visible_to),
+            Event.PRELABEL_JOB_FINISHED: ("prelabel_job", prelabel_jobs_visible_to),
+            Event.BATCH_CLOSED: ("batch", batches_visible_to)}
+
+
+def _may_see(owner: User, event: str, object_id: object) -> bool:
+    """Whether `owner` may see the object `event` is about, the one with id `object_id`."""
+    _key, visible_to = _sight_rules()[event]
+    if not isinstance(object_id, int) or isinstance(object_id, bool):  # a payload without the object's id
+        return False
+    return visible_to(owner).filter(pk=object_id).exists()
+
+
+def _unseen_reason(delivery: WebhookDelivery) -> str | None:
+    """Why `delivery` may no longer be sent to its webhook's owner, or None when it may: the owner
+    must still see the object it is about (its id read back from the payload, as the event wrote
+    it). A ping is about the webhook itself."""
+    if delivery.event == WebhookDelivery.PING:
+        return None
+    rule = _sight_rules().get(delivery.event)
+    if rule is None:  # fail closed: an event this code no longer knows has no sight rule
+        return f"Not sent: {delivery.event!r} is not an event this platform sends any more."
+    key = rule[0]
+    data = delivery.payload.get("data") if isinstance(delivery.payload, dict) else None
+    subject = data.get(key) if isinstance(data, dict) else None
+    object_id = subject.get("id") if isinstance(subject, dict) else None
+    if not _may_see(delivery.webhook.owner, delivery.event, object_id):
+        return (f"Not sent: the webhook's owner may no longer see {key.replace('_', ' ')} {object_id} "
+                "(their role changed, or it was deleted).")
+    return None
+
+
 @transaction.atomic
 def webhook_event_emit(*, event: str, payload: dict, visible_to: Callable[[User], bool],
                        webhooks: Iterable[Webhook] | None = None) -> list[WebhookDelivery]:
@@ -216,7 +270,6 @@ def webhook_event_emit(*, event: str, payload: dict, visible_to: Callable[[User]
 def webhook_event_snapshot_ready(*, snapshot_id: int) -> list[WebhookDelivery]:
     """`snapshot.ready`: a snapshot was frozen (called by curation.snapshots.snapshot_build)."""
     from curation.models import Snapshot
-    from curation.selectors import snapshots_visible_to
 
     targets = _subscribers(Event.SNAPSHOT_READY)
     if not targets:
@@ -227,7 +280,24 @@ def webhook_event_snapshot_ready(*, snapshot_id: int) -> list[WebhookDelivery]:
                          "content_hash": snapshot.content_hash, "url": _absolute("snapshot-detail", snapshot.pk),
                          "items_url": _absolute("snapshot-items", snapshot.pk)}}
     return webhook_event_emit(event=Event.SNAPSHOT_READY, payload=_envelope(Event.SNAPSHOT_READY, data),
-                              visible_to=lambda owner: snapshots_visible_to(owner).filter(pk=snapshot_id).exists(),
+                              visible_to=lambda owner: _may_see(owner, Event.SNAPSHOT_READY, snapshot_id),
+                              webhooks=targets)
+
+
+def webhook_event_snapshot_failed(*, snapshot_id: int) -> list[WebhookDelivery]:
+    """`snapshot.failed`: a snapshot's build failed, in its worker or given up by the sweep (called
+    by curation.snapshots where it records the failure). The payload holds the error as recorded,
+    which the snapshot's API answer shows its readers too."""
+    from curation.models import Snapshot
+
+    targets = _subscribers(Event.SNAPSHOT_FAILED)
+    if not targets:
+        return []
+    snapshot = Snapshot.objects.get(pk=snapshot_id)
+    data = {"snapshot": {"id": snapshot.pk, "name": snapshot.name, "spec": snapshot.spec_id, "status": snapshot.status,
+                         "error": snapshot.error, "url": _absolute("snapshot-detail", snapshot.pk)}}
+    return webhook_event_emit(event=Event.SNAPSHOT_FAILED, payload=_envelope(Event.SNAPSHOT_FAILED, data),
+                              visible_to=lambda owner: _may_see(owner, Event.SNAPSHOT_FAILED, snapshot_id),
                               webhooks=targets)
 
 
@@ -235,7 +305,6 @@ def webhook_event_export_ready(*, export_id: int) -> list[WebhookDelivery]:
     """`export.ready`: an export's zip was stored (called by curation.snapshots.export_run); the
     payload holds the absolute URL to download it from (with the owner's API token)."""
     from curation.models import Export
-    from curation.selectors import exports_visible_to
 
     targets = _subscribers(Event.EXPORT_READY)
     if not targets:
@@ -246,14 +315,31 @@ def webhook_event_export_ready(*, export_id: int) -> list[WebhookDelivery]:
                        "url": _absolute("export-detail", export.pk),
                        "download_url": _absolute("export-download", export.pk)}}
     return webhook_event_emit(event=Event.EXPORT_READY, payload=_envelope(Event.EXPORT_READY, data),
-                              visible_to=lambda owner: exports_visible_to(owner).filter(pk=export_id).exists(),
+                              visible_to=lambda owner: _may_see(owner, Event.EXPORT_READY, export_id),
+                              webhooks=targets)
+
+
+def webhook_event_export_failed(*, export_id: int) -> list[WebhookDelivery]:
+    """`export.failed`: an export failed, in its worker or given up by the sweep (called by
+    curation.snapshots where it records the failure); with the error as recorded (the export's
+    API answer shows it too) and no download URL, there being no zip."""
+    from curation.models import Export
+
+    targets = _subscribers(Event.EXPORT_FAILED)
+    if not targets:
+        return []
+    export = Export.objects.select_related("snapshot").get(pk=export_id)
+    data = {"export": {"id": export.pk, "snapshot": export.snapshot_id, "spec": export.snapshot.spec_id,
+                       "format": export.format, "status": export.status, "error": export.error,
+                       "url": _absolute("export-detail", export.pk)}}
+    return webhook_event_emit(event=Event.EXPORT_FAILED, payload=_envelope(Event.EXPORT_FAILED, data),
+                              visible_to=lambda owner: _may_see(owner, Event.EXPORT_FAILED, export_id),
                               webhooks=targets)
 
 
 def webhook_event_evaluation_finished(*, run_id: int) -> list[WebhookDelivery]:
     """`evaluation.finished`: an evaluation run is done, failed or cancelled (pipeline.evaluation)."""
     from .models import EvaluationRun
-    from .selectors import evaluation_runs_visible_to
 
     targets = _subscribers(Event.EVALUATION_FINISHED)
     if not targets:
@@ -264,14 +350,14 @@ def webhook_event_evaluation_finished(*, run_id: int) -> list[WebhookDelivery]:
                            "recognizer_version": run.recognizer_version_id, "passed": run.passed,
                            "error": run.error, "url": _absolute("evaluation-detail", run.pk)}}
     return webhook_event_emit(event=Event.EVALUATION_FINISHED, payload=_envelope(Event.EVALUATION_FINISHED, data),
-                              visible_to=lambda owner: evaluation_runs_visible_to(owner).filter(pk=run_id).exists(),
+                              visible_to=lambda owner: _may_see(owner, Event.EVALUATION_FINISHED, run_id),
                               webhooks=targets)
 
 
 def webhook_event_prelabel_job_finished(*, job_id: int) -> list[WebhookDelivery]:
     """`prelabel_job.finished`: a pre-labeling job is done (every image tried) or cancelled."""
     from .models import PrelabelJob
-    from .selectors import prelabel_job_progress, prelabel_jobs_visible_to
+    from .selectors import prelabel_job_progress
 
     targets = _subscribers(Event.PRELABEL_JOB_FINISHED)
     if not targets:
@@ -282,7 +368,7 @@ def webhook_event_prelabel_job_finished(*, job_id: int) -> list[WebhookDelivery]
                              "done": progress["done"], "skipped": progress["skipped"], "failed": progress["failed"],
                              "url": _absolute("prelabel-job-detail", job.pk)}}
     return webhook_event_emit(event=Event.PRELABEL_JOB_FINISHED, payload=_envelope(Event.PRELABEL_JOB_FINISHED, data),
-                              visible_to=lambda owner: prelabel_jobs_visible_to(owner).filter(pk=job_id).exists(),
+                              visible_to=lambda owner: _may_see(owner, Event.PRELABEL_JOB_FINISHED, job_id),
                               webhooks=targets)
 
 
@@ -290,7 +376,6 @@ def webhook_event_batch_closed(*, batch_id: int) -> list[WebhookDelivery]:
     """`batch.closed`: a batch was closed (labeling.services.batch_update). Batches are
     curators' and their vendor's business: a model team's webhook is sent none."""
     from labeling.models import Batch
-    from labeling.selectors import batches_visible_to
 
     targets = _subscribers(Event.BATCH_CLOSED)
     if not targets:
@@ -300,7 +385,7 @@ def webhook_event_batch_closed(*, batch_id: int) -> list[WebhookDelivery]:
     data = {"batch": {"id": batch.pk, "name": batch.name, "spec": batch.spec_id, "vendor": batch.vendor_id,
                       "status": batch.status, "url": _absolute("batch-detail", batch.pk)}}
     return webhook_event_emit(event=Event.BATCH_CLOSED, payload=_envelope(Event.BATCH_CLOSED, data),
-                              visible_to=lambda owner: batches_visible_to(owner).filter(pk=batch_id).exists(),
+                              visible_to=lambda owner: _may_see(owner, Event.BATCH_CLOSED, batch_id),
                               webhooks=targets)
 
 
@@ -345,6 +430,162 @@ def _retry_delay(attempts: int) -> int:
     return min(3600, settings.MATHSET_WEBHOOK_BACKOFF_S * 2 ** max(attempts - 1, 0))
 
 
+class _Deadline:
+    """The end of one delivery try, `seconds` from now, however the time is spent.
+
+    A socket timeout bounds each wait for bytes, not their sum: a receiver sending its answer a
+    byte every few seconds would hold the worker (and the delivery's row lock) until Celery's time
+    limit. So connecting gets at most the time left (:meth:`timeout`), and once connected a timer
+    shuts the connection's socket down when the time is up; the blocked read then ends at once (on
+    plain and TLS sockets alike) and the try is recorded as a retryable failure naming the deadline.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._ends = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._connections: list = []
+        self._passed = self._stopped = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True  # never keeps a worker process from exiting
+        self._timer.start()
+
+    def timeout(self, configured: object) -> float:
+        """A socket timeout for the next step: `configured`, but no later than the deadline (a
+        sliver rather than 0, which would make the socket non-blocking instead of timing out)."""
+        left = max(self._ends - time.monotonic(), 0.001)
+        return min(configured, left) if isinstance(configured, int | float) else left
+
+    @staticmethod
+    def _shut(connection) -> None:
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # closed meanwhile: nothing left to stop
+                pass
+
+    def watch(self, connection) -> None:
+        """Shut `connection` (just connected) down when the deadline passes, or now if it has."""
+        with self._lock:
+            self._connections.append(connection)
+            if self._passed:
+                self._shut(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._passed = True
+            for connection in self._connections:
+                self._shut(connection)
+
+    def stop(self) -> bool:
+        """End the watch; whether the timer had shut the connection (what was read may be cut short)."""
+        self._timer.cancel()
+        with self._lock:
+            self._stopped = True
+            return self._passed
+
+    @property
+    def over(self) -> bool:
+        """Whether the time is up by the clock (a socket timeout armed with the time left can end
+        a moment before the timer fires)."""
+        return time.monotonic() >= self._ends
+
+
+class _DeadlineConnectionMixin:
+    """An outbound-guarded connection (endpoints' pinned ones) that keeps to a :class:`_Deadline`."""
+
+    def __init__(self, *args, deadline: _Deadline, **kwargs):
+        self._deadline = deadline
+        super().__init__(*args, **kwargs)
+
+    # http.client and urllib3 set `timeout` and read it for each socket they make or re-arm:
+    # reading it through the deadline bounds connecting to each address, and the TLS handshake.
+    @property
+    def timeout(self):
+        return self._deadline.timeout(self._configured_timeout)
+
+    @timeout.setter
+    def timeout(self, value) -> None:
+        self._configured_timeout = value
+
+    def connect(self) -> None:
+        super().connect()
+        self._deadline.watch(self)
+
+
+class _DeadlineHTTPConnection(_DeadlineConnectionMixin, endpoints._PinnedHTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnectionMixin, endpoints._PinnedHTTPSConnection):
+    pass
+
+
+class _DeadlinePoolManager(endpoints._PinnedPoolManager):
+    def __init__(self, *args, deadline: _Deadline, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def _new_pool(self, scheme, host, port, request_context=None):
+        pool = super()._new_pool(scheme, host, port, request_context)
+        pool.ConnectionCls = _DeadlineHTTPSConnection if scheme == "https" else _DeadlineHTTPConnection
+        pool.conn_kw["deadline"] = self.deadline
+        return pool
+
+
+class _DeadlineAdapter(endpoints._PinnedAdapter):
+    def __init__(self, pin, deadline: _Deadline):
+        self.deadline = deadline  # before HTTPAdapter's __init__, which makes the pool manager
+        super().__init__(pin)
+
+    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+        self._pool_connections, self._pool_maxsize, self._pool_block = connections, maxsize, block
+        self.poolmanager = _DeadlinePoolManager(num_pools=connections, maxsize=maxsize, block=block, pin=self.pin,
+                                                deadline=self.deadline, **pool_kwargs)
+
+
+def _post(url: str, *, data: bytes, headers: dict, seconds: float) -> requests.Response:
+    """POST `data` to `url` as :func:`pipeline.endpoints.post` does (the outbound guard checked
+    now, connected to the checked addresses only, no proxy, no redirect, the body not read), all
+    of it within `seconds`: past them, ``requests.Timeout`` naming the deadline.
+
+    The session is set up as endpoints.post sets up its own; only the connections differ (they
+    keep to the deadline), so keep the two alike."""
+    deadline = _Deadline(seconds)  # resolving the name counts too
+    parts = urlsplit(url)
+    try:
+        ips = endpoints.check(url, must_resolve=True, hosts_setting=HOSTS_SETTING, what="webhook")
+        pin = endpoints._Pin(host=parts.hostname.lower().rstrip("."),
+                             port=parts.port or (443 if parts.scheme == "https" else 80), addresses=ips)
+        with requests.Session() as session:
+            session.trust_env = False  # no proxy: it would resolve the name again, past the check
+            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            adapter = _DeadlineAdapter(pin, deadline)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            try:
+                response = session.post(url, data=data, headers=headers, timeout=seconds, allow_redirects=False,
+                                        stream=True)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if deadline.stop() or deadline.over:
+                    raise requests.Timeout(_deadline_message(pin, seconds)) from exc
+                raise endpoints._named(exc, pin, seconds) from exc
+            if deadline.stop():  # the answer came as the socket was being shut: it may be cut short
+                response.close()
+                raise requests.Timeout(_deadline_message(pin, seconds))
+            return response
+    finally:
+        deadline.stop()
+
+
+def _deadline_message(pin, seconds: float) -> str:
+    return (f"{pin.where}{pin.at} did not answer within {seconds:g}s, the deadline of one try "
+            "(MATHSET_WEBHOOK_TIMEOUT_S).")
+
+
 @dataclass(frozen=True)
 class AttemptOutcome:
     """What one try did: `retry_in` seconds when it should be tried again, else None."""
@@ -365,9 +606,13 @@ def webhook_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
     failed for good, deleted) is left alone, and one another worker is sending right now is
     skipped (its row is locked), so a duplicate message never sends it twice.
 
-    The row stays locked while the POST runs (at most `MATHSET_WEBHOOK_TIMEOUT_S`): the outcome is
-    recorded by the same transaction that claimed it. The receiver's body is never kept, only
-    its status code, and errors name the host, never a password (URLs cannot hold one)."""
+    Before sending, the webhook must still be on, its owner still allowed webhooks and still able
+    to see the object the delivery is about (pings excepted); otherwise the delivery fails unsent.
+
+    The row stays locked while the POST runs (at most `MATHSET_WEBHOOK_TIMEOUT_S` in all, see
+    :class:`_Deadline`): the outcome is recorded by the same transaction that claimed it. The
+    receiver's body is never kept, only its status code, and errors name the host, never a
+    password (URLs cannot hold one)."""
     delivery = (WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("webhook__owner").filter(pk=delivery_id).first())
     if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
@@ -380,16 +625,20 @@ def webhook_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
         return _fail(delivery, "The webhook was switched off before this was sent.")
     if not may_own_webhooks(webhook.owner):
         return _fail(delivery, "The webhook's owner may no longer receive events.")
+    # Sight is checked again now, through the selectors the event was emitted with: hours may have
+    # passed since (retries, the stale sweep, a redelivery) and the owner lost sight of the object.
+    unseen = _unseen_reason(delivery)
+    if unseen is not None:
+        return _fail(delivery, unseen)
     body = body_of(delivery.payload)
     headers = {"Content-Type": "application/json", "User-Agent": "Mathset-Webhook/1",
                "X-Mathset-Event": delivery.event, "X-Mathset-Delivery": str(delivery.pk),
                "X-Mathset-Signature": signature_of(webhook.secret, body)}
     try:
-        response = endpoints.post(webhook.url, data=body, headers=headers, timeout=settings.MATHSET_WEBHOOK_TIMEOUT_S,
-                                  hosts_setting=HOSTS_SETTING, what="webhook", stream=True)
+        response = _post(webhook.url, data=body, headers=headers, seconds=settings.MATHSET_WEBHOOK_TIMEOUT_S)
     except endpoints.EndpointRefused as exc:  # the host now points where no webhook may go: final
         return _fail(delivery, f"Not sent: {exc}")
-    except requests.RequestException as exc:  # down, refused, timed out: try again later
+    except requests.RequestException as exc:  # down, refused, timed out, past the deadline: try again later
         error, code = endpoints.redacted(str(exc)), None
     else:
         # The receiver's body is never read (stream=True): only its status counts, and a body of

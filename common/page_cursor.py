@@ -121,9 +121,9 @@ def limit_param(request, *, default: int, maximum: int) -> int:
     return max(1, min(maximum, value))
 
 
-def page_url(request, **changes) -> str:
-    """The request's path and query string with `changes` applied (None removes a parameter): a
-    page link that keeps the list's filters and page size."""
+def page_url(request, *, base_path: str | None = None, **changes) -> str:
+    """The request's path (or `base_path`) and query string with `changes` applied (None removes a
+    parameter): a page link that keeps the list's filters and page size."""
     params = request.GET.copy()
     for name, value in changes.items():
         if value is None:
@@ -131,25 +131,30 @@ def page_url(request, **changes) -> str:
         else:
             params[name] = value
     query = params.urlencode()
-    return request.path + ("?" + query if query else "")
+    return (base_path or request.path) + ("?" + query if query else "")
 
 
-def keyset_page_context(request, queryset: QuerySet, *, limit: int) -> dict:
+def keyset_page_context(request, queryset: QuerySet, *, limit: int, base_path: str | None = None) -> dict:
     """What a newest-first list page needs: its rows and its links, read from `?cursor=`.
 
-    ``rows``; ``older_url`` / ``newer_url`` (the next and previous pages, "" when none);
+    ``rows``; ``older_url`` / ``newer_url`` (the next and previous pages in the list's order, ""
+    when none: on a list read oldest or smallest first they are its "Next" and "Previous");
     ``first_url`` (the first page with the same filters, "" on it); ``cursor_error`` (the message
-    for a bad `cursor`, with no rows: the view answers 400).
+    for a bad `cursor`, with no rows: the view answers 400). The links go to `base_path` when
+    given (a list shown again by a form's POST to another URL), else to the request's path.
     """
+    def url(**changes) -> str:
+        return page_url(request, base_path=base_path, **changes)
+
     try:
         page = keyset_page(queryset, cursor=request.GET.get("cursor") or None, limit=limit)
     except BadCursor as exc:
-        return {"rows": [], "older_url": "", "newer_url": "", "first_url": page_url(request, cursor=None),
+        return {"rows": [], "older_url": "", "newer_url": "", "first_url": url(cursor=None),
                 "cursor_error": exc.message}
     return {
         "rows": page.rows,
-        "older_url": page_url(request, cursor=page.next_cursor) if page.next_cursor else "",
-        "newer_url": page_url(request, cursor=page.previous_cursor) if page.previous_cursor else "",
-        "first_url": "" if page.is_first else page_url(request, cursor=None),
+        "older_url": url(cursor=page.next_cursor) if page.next_cursor else "",
+        "newer_url": url(cursor=page.previous_cursor) if page.previous_cursor else "",
+        "first_url": "" if page.is_first else url(cursor=None),
         "cursor_error": "",
     }

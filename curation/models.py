@@ -254,6 +254,8 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # the import job page reads a page newest first by (created_at, id): common.page_cursor
+        indexes = [models.Index(fields=["created_at", "id"], name="curation_importjob_page")]
 
 
 class ProgressReport(models.Model):
@@ -449,6 +451,8 @@ class Takedown(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["image_ref"], name="uniq_takedown_per_image")]
+        # the takedown page reads a page newest first by (created_at, id): common.page_cursor
+        indexes = [models.Index(fields=["created_at", "id"], name="curation_takedown_page")]
 
     def __str__(self) -> str:
         return f"takedown of image {self.image_ref} ({self.kind})"

@@ -28,7 +28,9 @@ from .models import Category, DatasetSpec, Export, Snapshot
 
 LIST_PAGE_SIZE = 50  # snapshots per list page, by default and at most (`?limit=`)
 MAX_LIST_PAGE_SIZE = 200
-LEFT_OUT_SHOWN = 100
+# The images commercial exports leave out, listed by id a page at a time (`?cursor=`, `?limit=`).
+LEFT_OUT_PAGE_SIZE = 100
+MAX_LEFT_OUT_PAGE_SIZE = 500
 
 
 def readers_only(view):
@@ -114,11 +116,15 @@ def _category_rows(snapshot: Snapshot) -> list[dict]:
 
 @readers_only
 def snapshot_detail(request, pk: int):
-    """One snapshot: split table per category, licences, what commercial exports leave out,
-    its exports (status polled while they build, download when done) and a form for a new one."""
+    """One snapshot: split table per category, licences, what commercial exports leave out (every
+    image of it, by id, a page at a time: `?cursor=`, `?limit=`), its exports (status polled while
+    they build, download when done) and a form for a new one."""
     snapshot = get_object_or_404(selectors.snapshots_visible_to(request.user), pk=pk)
     left_out = selectors.snapshot_items_left_out(request.user, snapshot)
     left_out_count = left_out.count() if snapshot.status == Snapshot.Status.READY else 0
+    limit = limit_param(request, default=LEFT_OUT_PAGE_SIZE, maximum=MAX_LEFT_OUT_PAGE_SIZE)
+    left_out_page = (keyset_page_context(request, left_out.order_by("image_id", "id"), limit=limit) if left_out_count
+                     else {"rows": [], "older_url": "", "newer_url": "", "first_url": "", "cursor_error": ""})
     exports = selectors.exports_visible_to(request.user).filter(snapshot=snapshot).order_by("-created_at", "-id")
     splits = snapshot.split_counts or {}
     return render(request, "curation/snapshot_detail.html", {
@@ -127,10 +133,10 @@ def snapshot_detail(request, pk: int):
         "intended_use": DatasetSpec.IntendedUse(snapshots.snapshot_intended_use(snapshot)),
         "split_totals": [splits.get(name, 0) for name in snapshots.SPLIT_NAMES],
         "categories": _category_rows(snapshot), "licences": sorted((snapshot.licence_counts or {}).items()),
-        "left_out": list(left_out[:LEFT_OUT_SHOWN]) if left_out_count else [], "left_out_count": left_out_count,
+        "left_out": left_out_page["rows"], "left_out_page": left_out_page, "left_out_count": left_out_count,
         "left_out_reason": REASON_NON_COMMERCIAL, "exports": exports, "export_form": f.ExportForm(),
         "polling": snapshot.status in (Snapshot.Status.QUEUED, Snapshot.Status.BUILDING),
-    })
+    }, status=400 if left_out_page["cursor_error"] else 200)
 
 
 @readers_only

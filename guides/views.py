@@ -11,13 +11,16 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from common import roles
 from common.downloads import csv_response
-from common.fields import parse_row_id
+from common.fields import parse_row_id, unstorable_char
+from common.page_cursor import keyset_page_context, limit_param, page_url
+from curation.selectors import images_visible_to
 
 from . import costs, rendering, selectors, services
 from .forms import (
@@ -151,13 +154,50 @@ def version_edit(request, pk: int):
     return _version_edit_page(request, version, form=form)
 
 
+# The example picker of the guide editor: images of the spec, newest first, a page at a time
+# (`?cursor=`, `?limit=`), narrowed by file name (`?q=`); any of them may be picked by its id.
+PICKER_PAGE_SIZE = 40
+MAX_PICKER_PAGE_SIZE = 200
+
+
+def _example_images(user, version):
+    """The images `user` may pick as examples of `version`: those of its spec they may see."""
+    return images_visible_to(user).filter(spec_id=version.guide.spec_id)
+
+
+def _example_picker(request, version) -> dict:
+    """The picker's page of images (with its links, back to the edit page whatever URL the page
+    answers), or its `cursor_error`."""
+    images = _example_images(request.user, version).select_related(None).prefetch_related(None).only(
+        "id", "width", "height", "original_filename", "taken_down_at")
+    q = request.GET.get("q", "").strip()[:200]
+    if q and unstorable_char(q) is None:
+        images = images.filter(original_filename__icontains=q)
+    elif q:
+        images = images.none()
+    limit = limit_param(request, default=PICKER_PAGE_SIZE, maximum=MAX_PICKER_PAGE_SIZE)
+    edit_path = reverse("guides:version-edit", args=[version.pk])
+    page = keyset_page_context(request, images.order_by("-id"), limit=limit, base_path=edit_path)
+    # "Use" fills the image id in and stays on this page of the picker
+    here = page_url(request, base_path=edit_path, image=None)
+    return {"picker": page, "picker_q": q, "picker_limit": limit, "picker_page_sizes": (20, 40, 100, 200),
+            "picker_use_url": here + ("&" if "?" in here else "?") + "image="}
+
+
 def _version_edit_page(request, version, *, form=None, example_form=None, status: int = 200):
-    """The draft's edit page; a bound form (with its errors) keeps what the curator typed."""
+    """The draft's edit page; a bound form (with its errors) keeps what the curator typed. A
+    picker link that cannot be read is a 400 with the way back to the picker's first page."""
     if form is None:
         form = GuideVersionForm(initial={"body_md": version.body_md, "change_notes": version.change_notes})
-    ctx = {"version": version, "form": form, "example_form": example_form or ExampleForm(prefix="ex"),
-           "examples": version.examples.select_related("image"), "faq": version.faq.all(),
-           "images": version.guide.spec.images.order_by("-id")[:40]}
+    if example_form is None:
+        # the picker's "Use" links fill the image id in (`?image=`)
+        picked = parse_row_id(request.GET.get("image", ""))
+        example_form = ExampleForm(prefix="ex", initial={"image": picked} if picked is not None else None)
+    picker = _example_picker(request, version)
+    ctx = {"version": version, "form": form, "example_form": example_form,
+           "examples": version.examples.select_related("image"), "faq": version.faq.all(), **picker}
+    if picker["picker"]["cursor_error"] and status == 200:
+        status = 400
     return render(request, "guides/version_edit.html", ctx, status=status)
 
 
@@ -171,7 +211,8 @@ def version_example_add(request, pk: int):
         return redirect(f"/guides/{version.guide_id}/?version={version.pk}")
     form = ExampleForm(request.POST, prefix="ex")
     if form.is_valid():
-        image = version.guide.spec.images.filter(pk=form.cleaned_data["image"]).first()
+        # any image of the spec the curator may see, however old (the picker pages through them)
+        image = _example_images(request.user, version).filter(pk=form.cleaned_data["image"]).first()
         try:
             if image is None:
                 raise ValidationError({"image": "No such image in this spec."})
@@ -347,13 +388,24 @@ def question_detail(request, pk: int):
 # ------------------------------------------------------------- notifications
 
 
+NOTIFICATIONS_PER_PAGE = 50  # by default; `?limit=` asks for up to MAX_NOTIFICATIONS_PER_PAGE
+MAX_NOTIFICATIONS_PER_PAGE = 200
+
+
 @login_required
 def notification_list(request):
+    """The user's own notifications, newest first, a page at a time (`?cursor=`, `?limit=`);
+    a POST marks them all read."""
     if request.method == "POST":
         services.notifications_mark_all_read(user=request.user)
         return redirect("guides:notifications")
-    return render(request, "guides/notifications.html",
-                  {"notifications": selectors.notifications_of(request.user)[:100]})
+    mine = selectors.notifications_of(request.user)
+    limit = limit_param(request, default=NOTIFICATIONS_PER_PAGE, maximum=MAX_NOTIFICATIONS_PER_PAGE)
+    page = keyset_page_context(request, mine.order_by("-created_at", "-id"), limit=limit)
+    return render(request, "guides/notifications.html", {
+        **page, "notifications": page["rows"], "limit": limit, "page_sizes": (25, 50, 100, 200),
+        "count": mine.count() if not page["cursor_error"] else None,
+    }, status=400 if page["cursor_error"] else 200)
 
 
 @login_required

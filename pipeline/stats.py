@@ -224,8 +224,8 @@ def _gold(annotations, vendor_names: dict, annotator_names: dict) -> dict:
 def _reviews(spec: DatasetSpec, vendor_names: dict, annotator_names: dict) -> dict:
     """Decisions, reject reasons and acceptances with corrections (``corrected_on_acceptance``,
     ``corrected_rate`` of the acceptances), overall, per vendor and per annotator."""
-    # Grouped on whether there are corrections, not on what they are: one group per distinct text
-    # would make the rows grow with the reviews.
+    # Grouped on whether there are corrections, not on what they are (a LaTeX text, moved corners or
+    # both): one group per distinct correction would make the rows grow with the reviews.
     corrected = Case(When(corrections={}, then=Value(False)), default=Value(True), output_field=BooleanField())
     groups = (Review.objects.filter(annotation__task__batch__spec=spec)
               .values("decision", "reasons", vendor=F("annotation__task__batch__vendor_id"),

@@ -12,12 +12,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from common.page_cursor import keyset_page_context, limit_param
 from common.roles import can_read_all_data, is_curator
 from curation.selectors import snapshots_visible_to, specs_visible_to
 
 from . import evaluation, selectors, services, stats
 from .filters import PrelabelJobFilter
-from .models import ModelVersion
+from .models import EvaluationRun, ModelVersion, PrelabelJob
 
 
 def _message_errors(request, exc: ValidationError) -> None:
@@ -32,25 +33,50 @@ def _posted_id(request, field: str) -> int | None:
 
 
 FAILURES_SHOWN = 20
+# Newest-first lists (pre-labeling jobs, a snapshot's evaluation runs): rows per page, by default
+# and at most (`?limit=`); the pages go by `?cursor=` (common.page_cursor), so every row is reachable.
+LIST_PAGE_SIZE = 50
+MAX_LIST_PAGE_SIZE = 200
+PAGE_SIZES = (25, 50, 100, 200)
+# The snapshot menus of the evaluations page list the newest snapshots (evaluated ones to compare
+# on, any to start on); the one asked for by `?snapshot=` is added when older (each snapshot's page
+# links here with it).
+COMPARE_MENU_SIZE = 50
+START_MENU_SIZE = 100
+
+
+def _page(request, rows, *, counted: bool = True) -> tuple[dict, int]:
+    """One page of `rows` (newest first) read from `?cursor=` and `?limit=`, the count of all of
+    them when `counted`, and the page's status (400 for a page link that cannot be read)."""
+    limit = limit_param(request, default=LIST_PAGE_SIZE, maximum=MAX_LIST_PAGE_SIZE)
+    page = keyset_page_context(request, rows.order_by("-created_at", "-id"), limit=limit)
+    count = rows.count() if counted and not page["cursor_error"] else None
+    return {**page, "limit": limit, "page_sizes": PAGE_SIZES, "count": count}, 400 if page["cursor_error"] else 200
 
 
 @login_required
 def jobs_page(request):
-    """Jobs with progress bars (refreshed from the API every few seconds) and model versions."""
+    """Jobs with progress bars (refreshed from the API every few seconds) and model versions,
+    newest first, a page at a time (`?cursor=`, `?limit=`); by `status` and `spec` on request."""
     if not can_read_all_data(request.user):
         raise PermissionDenied
-    jobs = PrelabelJobFilter(request.GET, queryset=selectors.prelabel_jobs_visible_to(request.user)).qs[:50]
-    progress = [(job, selectors.prelabel_job_progress(job)) for job in jobs]
+    jobs = PrelabelJobFilter(request.GET, queryset=selectors.prelabel_jobs_visible_to(request.user)).qs
+    # Not counted: the selector's progress aggregates would make a COUNT join and group the items
+    # of every job ever run, a cost that grows with all of them (a page reads its own jobs' only).
+    page, http_status = _page(request, jobs, counted=False)
+    progress = [(job, selectors.prelabel_job_progress(job)) for job in page["rows"]]
     # the images that failed, with why (all of them: GET /api/v1/prelabel-jobs/<id>/failures/)
     failures = selectors.prelabel_jobs_first_failures([job.pk for job, p in progress if p["failed"]],
                                                       per_job=FAILURES_SHOWN)
     rows = [(job, p, failures.get(job.pk, [])) for job, p in progress]
     return render(request, "pipeline/jobs.html", {
-        "rows": rows,
+        **page, "rows": rows,
         "specs": specs_visible_to(request.user).order_by("name"),
         "versions": selectors.model_versions_visible_to(request.user).filter(is_active=True),
         "can_start": is_curator(request.user),
-    })
+        "statuses": PrelabelJob.Status.choices, "status": request.GET.get("status", ""),
+        "spec_id": request.GET.get("spec", ""),
+    }, status=http_status)
 
 
 @login_required
@@ -98,8 +124,13 @@ def _require_model_people(user) -> None:
 
 @login_required
 def evaluation_list(request):
-    """Candidate models compared on one snapshot: a row per run, a column per metric, the best
-    value of each column highlighted, a verdict badge per requirement; and a form to start one."""
+    """Candidate models compared on one snapshot: a row per run (newest first, a page at a time:
+    `?cursor=`, `?limit=`), a column per metric, the best value of each column among all the
+    snapshot's finished runs highlighted, a verdict badge per requirement; and a form to start one.
+
+    The snapshot menus list the newest snapshots and the one asked for by `?snapshot=` (any the
+    user may see: each snapshot's page links here with it), so an older one can be compared on
+    and evaluated too."""
     _require_model_people(request.user)
     runs = selectors.evaluation_runs_visible_to(request.user)
     snapshots = snapshots_visible_to(request.user).filter(evaluations__isnull=False).distinct()
@@ -110,25 +141,45 @@ def evaluation_list(request):
     else:
         latest = runs.first()
         snapshot = latest.snapshot if latest else None
-    shown = list(runs.filter(snapshot=snapshot)[:100]) if snapshot else []
-    best = evaluation.best_values(shown)
+    of_snapshot = runs.filter(snapshot=snapshot) if snapshot else runs.none()
+    page, http_status = _page(request, of_snapshot)
+    best = _best_values(of_snapshot)
     rows = []
-    for run in shown:
+    for run in page["rows"]:
         values = evaluation.comparison_values(run)
         rows.append({"run": run, "cells": [{"value": values[key], "kind": kind,
                                             "best": values[key] is not None and best.get(key) == values[key]}
                                            for key, _, kind in COMPARISON_COLUMNS]})
     versions = selectors.model_versions_visible_to(request.user)
     return render(request, "pipeline/evaluations.html", {
-        "snapshot": snapshot, "snapshots": snapshots.order_by("-created_at")[:50], "rows": rows,
+        **page, "rows": rows,
+        "snapshot": snapshot, "snapshots": _with_chosen(snapshots, snapshot, COMPARE_MENU_SIZE),
         "columns": COMPARISON_COLUMNS,
-        "all_snapshots": snapshots_visible_to(request.user).order_by("-created_at")[:100],
+        "all_snapshots": _with_chosen(snapshots_visible_to(request.user), snapshot, START_MENU_SIZE),
         # an external full pipeline is evaluated in the detector's place (scored end to end)
         "detectors": versions.filter(kind__in=[ModelVersion.Kind.DETECTOR, ModelVersion.Kind.PIPELINE]),
         "recognizers": versions.filter(kind=ModelVersion.Kind.RECOGNIZER),
         # a start refused (a 400 message above) comes back with the models it had chosen
         "chosen": {f: request.GET.get(f, "") for f in ("detector_version", "recognizer_version")},
-    })
+    }, status=http_status)
+
+
+def _with_chosen(snapshots, chosen, newest: int) -> list:
+    """The `newest` snapshots of a menu, and `chosen` after them when it is older (one query)."""
+    menu = list(snapshots.order_by("-created_at", "-id")[:newest])
+    if chosen is not None and all(s.pk != chosen.pk for s in menu):
+        menu.append(chosen)
+    return menu
+
+
+def _best_values(runs) -> dict[str, float]:
+    """The best value of each comparison column among all the finished `runs` (every page's, not
+    only the one shown), read in one query of their overall figures and times."""
+    done = (runs.filter(status=EvaluationRun.Status.DONE).select_related(None).order_by()
+            .values_list("metrics__overall", "qps", "latency_p50_ms", "latency_p95_ms"))
+    return evaluation.best_values([
+        EvaluationRun(status=EvaluationRun.Status.DONE, metrics={"overall": overall or {}}, qps=qps,
+                      latency_p50_ms=p50, latency_p95_ms=p95) for overall, qps, p50, p95 in done])
 
 
 @login_required

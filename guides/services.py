@@ -200,6 +200,10 @@ def guide_example_add(*, version: GuideVersion, image: Image, kind: str, caption
         raise ValidationError({"kind": f"Use one of {', '.join(GuideExample.Kind.values)}."})
     if image.spec_id != version.guide.spec_id:
         raise ValidationError({"image": "The image belongs to another spec."})
+    # Re-read: the caller's copy may predate a takedown, and a taken-down image's files answer 410,
+    # so the example would show annotators a broken picture.
+    if Image.objects.filter(pk=image.pk, taken_down_at__isnull=False).exists():
+        raise ValidationError({"image": "This image was taken down; pick another example."})
     # None is "no regions"; any other non-list ({} or 0 included) is refused by validate_quads.
     quads = imaging.validate_quads([] if regions is None else regions, width=image.width, height=image.height,
                                    field="regions")

@@ -105,6 +105,8 @@ class PrelabelJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The jobs page walks (created_at, id) newest first by keyset (common/page_cursor.py).
+        indexes = [models.Index(fields=["created_at", "id"], name="pipeline_prelabeljob_page")]
 
     def __str__(self) -> str:
         return f"prelabel job {self.pk} ({self.status})"

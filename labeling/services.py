@@ -1359,6 +1359,10 @@ def _corrections_apply(*, version_id: int, checked: dict[str, _Correction]) -> t
 
     Only the corrected parts change: kind, flags, categories, and a mask the region may hold
     beside its quad, are copied as stored (already validated when the annotator saved them).
+    No write path stores such a region today (`regions_clean` keeps a quad or a mask, never
+    both); were one stored, exports would part ways on it: COCO takes its box and segmentation
+    from the mask (the moved quad rides along as "quad"), quad-only formats (ICDAR, YOLO-OBB,
+    crops) take the moved quad.
     A region without corners (a mask-only one) gets none: its shape is the annotator's to redraw.
     A correction identical to what is stored is left out of both: it changes nothing, so it is not
     counted as a correction in QA nor shown to the annotator, and a client may send every

@@ -135,13 +135,15 @@ def label_task(request, task_id: int):
     task = get_object_or_404(selectors.tasks_visible_to(request.user), pk=task_id)
     spec = task.batch.spec
     categories = list(Category.objects.filter(spec=spec).order_by("name").values("slug", "name"))
-    # The page's script says what the reviewer changed in the LaTeX (from the API's `corrections`);
-    # moved corners are said here, to the annotator of the work only. An accepted annotation is
-    # decided for good, so its newest acceptance is the one that corrected it.
-    accepted = (Review.objects.filter(annotation__task=task, annotation__annotator=request.user,
-                                      annotation__status=Annotation.Status.ACCEPTED, decision=Review.Decision.ACCEPT)
-                .order_by("-created_at", "-id").values_list("corrections", flat=True).first())
-    moved = sorted(int(i) + 1 for i in Review.split_corrections(accepted)[1])
+    # The page's script says what the reviewer changed in the LaTeX (from the API's `corrections`),
+    # with their comment; moved corners are said here, to the annotator of the work only, with the
+    # comment when no LaTeX changed (the script's note stays hidden then). An accepted annotation
+    # is decided for good, so its newest acceptance is the one that corrected it.
+    record, comment = (Review.objects.filter(annotation__task=task, annotation__annotator=request.user,
+                                             annotation__status=Annotation.Status.ACCEPTED,
+                                             decision=Review.Decision.ACCEPT)
+                       .order_by("-created_at", "-id").values_list("corrections", "comment").first() or (None, ""))
+    retyped, moved = Review.split_corrections(record)
     return render(request, "labeling/label.html", {
         "task": task,
         "batch": task.batch,
@@ -150,7 +152,8 @@ def label_task(request, task_id: int):
                       if guides_selectors.guides_visible_to(request.user).filter(spec=spec).exists() else ""),
         "question_url": _optional_url("guides:question-create"),
         "reasons": dict(Review.Reason.choices),
-        "moved_regions": moved,
+        "moved_regions": sorted(int(i) + 1 for i in moved),
+        "moved_comment": None if retyped else comment,
         # Work taken before a new guide version was published cannot be handed in until that
         # version is acknowledged: say so on opening, not only when Submit is refused.
         "guide_hold": (gating.guide_acknowledgement_hold(annotator=request.user, batch=task.batch, handing_in=True)

@@ -9,7 +9,9 @@ opaque URL-safe token holding that ordering's names and the values of one row.
 A page also goes backwards: its "previous" token is a cursor made for the *reversed* ordering
 (every term's direction flipped, NULLs on the other side), i.e. "the rows after this one when read
 the other way round". The ordering's names tell the two apart, so one ``cursor`` parameter serves
-both links; a token of another list (or another ordering) matches neither and is refused.
+both links; a token made for another ordering matches neither and is refused. (One of another
+list in the same ordering, e.g. import jobs' on takedowns, is read as a position in this one: it
+only narrows this list, so it shows nothing this list would not.)
 
 A token that cannot be read raises :class:`BadCursor` with a message for the page (the view
 answers 400 with it and a link to the first page): it is never a 500, and since it only narrows
@@ -18,8 +20,10 @@ user could not page to anyway.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, replace
 
+from django.db import connections
 from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
 
@@ -67,6 +71,19 @@ def _decode(token: str, keys: list[_Key], backward_keys: list[_Key]) -> tuple[bo
     raise BadCursor()
 
 
+def _askable(value, db: str) -> bool:
+    """Whether the database can be asked about a token's value: a datetime must stay one in the
+    connection's time zone (SQLite converts it there first, and 9999-12-31T23:59:59-14:00 or
+    0001-01-01T00:00:00+14:00 overflow: a 500 where a damaged link is a 400)."""
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        return True
+    try:
+        value.astimezone(connections[db].timezone)
+    except OverflowError:
+        return False
+    return True
+
+
 def cursor_after(queryset: QuerySet, row) -> str:
     """The token of the page that starts right after `row` of `queryset` (in its ordering)."""
     return _token(keyset_keys(queryset), row)
@@ -92,6 +109,8 @@ def keyset_page(queryset: QuerySet, *, cursor: str | None, limit: int) -> Keyset
         if not cursor.isascii():
             raise BadCursor()
         backward, values = _decode(cursor, keys, backward_keys)
+        if not all(_askable(value, queryset.db) for value in values):
+            raise BadCursor()
         where = _after(backward_keys if backward else keys, values)
         if not backward:
             rows = list(_order(queryset, keys).filter(where)[: limit + 1]) if where is not None else []
@@ -134,17 +153,20 @@ def page_url(request, *, base_path: str | None = None, **changes) -> str:
     return (base_path or request.path) + ("?" + query if query else "")
 
 
-def keyset_page_context(request, queryset: QuerySet, *, limit: int, base_path: str | None = None) -> dict:
+def keyset_page_context(request, queryset: QuerySet, *, limit: int, base_path: str | None = None,
+                        params: dict | None = None) -> dict:
     """What a newest-first list page needs: its rows and its links, read from `?cursor=`.
 
     ``rows``; ``older_url`` / ``newer_url`` (the next and previous pages in the list's order, ""
     when none: on a list read oldest or smallest first they are its "Next" and "Previous");
     ``first_url`` (the first page with the same filters, "" on it); ``cursor_error`` (the message
     for a bad `cursor`, with no rows: the view answers 400). The links go to `base_path` when
-    given (a list shown again by a form's POST to another URL), else to the request's path.
+    given (a list shown again by a form's POST to another URL), else to the request's path;
+    `params` are set in every link (a filter the view chose itself, e.g. a default, so that the
+    next page is of the same list even if that default has changed meanwhile).
     """
     def url(**changes) -> str:
-        return page_url(request, base_path=base_path, **changes)
+        return page_url(request, base_path=base_path, **{**(params or {}), **changes})
 
     try:
         page = keyset_page(queryset, cursor=request.GET.get("cursor") or None, limit=limit)

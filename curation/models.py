@@ -387,6 +387,7 @@ class Export(models.Model):
         JSONL = "jsonl", "JSONL"
         LABEL_STUDIO = "label-studio", "Label Studio JSON"
         ICDAR2015 = "icdar2015", "ICDAR-2015"
+        CVAT = "cvat", "CVAT for images 1.1 XML"
 
     snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="exports")
     format = models.CharField(max_length=16, choices=Format.choices)

@@ -1496,3 +1496,283 @@ def _labelstudio_truth(plan: LabelStudioTask, regions: list[dict], axis_aligned:
     else:
         plan.notes.append(f"its {region['kind']} is not kept: a truth holds the LaTeX and at most an "
                           "axis-aligned box.")
+
+
+# ------------------------------------------------------------ CVAT
+
+
+# Image files read into memory at once while a CVAT import writes (as LABELSTUDIO_INGEST_CHUNK).
+CVAT_INGEST_CHUNK = 50
+
+
+@dataclass
+class CvatImage:
+    """What one ``<image>`` of a CVAT XML file becomes (or why it cannot)."""
+
+    index: int
+    frame_id: str = ""
+    name: str = ""
+    file: str = ""
+    image: str = ""                  # "new", or "duplicate of image 12"
+    kinds: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)   # (field, message)
+    notes: list[str] = field(default_factory=list)
+    # kept for the write (the file's path, not its bytes: read again a chunk at a time)
+    path: Path | None = None
+    sha256: str = ""
+    existing: Image | None = None
+    regions: list[dict] | None = None    # None: no shape to import (no prediction stored)
+    truth_latex: str = ""
+    meta: dict = field(default_factory=dict)
+    kept: bool = False               # its prediction of this version has an annotation started from it
+
+
+@dataclass
+class CvatImport:
+    """What `cvat_import` found (a dry run) or did: per ``<image>``, and the totals."""
+
+    images: list[CvatImage] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)   # not tied to one image
+    as_truth: bool = False
+    dry_run: bool = False
+    model_version: str = ""
+    created: list[Image] = field(default_factory=list)
+    predictions: int = 0
+    kept: int = 0
+    truths: int = 0
+
+    def all_problems(self) -> list[tuple[str, str]]:
+        return self.problems + [p for im in self.images for p in im.problems]
+
+    @property
+    def images_new(self) -> int:
+        return sum(1 for im in self.images if im.image == "new")
+
+    @property
+    def images_duplicate(self) -> int:
+        return sum(1 for im in self.images if im.image.startswith("duplicate"))
+
+    def region_kinds(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for im in self.images:
+            for k, n in im.kinds.items():
+                total[k] = total.get(k, 0) + n
+        return total
+
+
+def cvat_import(
+    *,
+    spec: DatasetSpec,
+    source: Source,
+    annotations: Path,
+    images_dir: Path,
+    as_truth: bool = False,
+    model_name: str = "cvat",
+    model_version: str | None = None,
+    category_map: dict[str, str] | None = None,
+    latex_attribute: str = "latex",
+    skip_unknown: bool = False,
+    categories: Iterable[str | int | Category] = (),
+    uploaded_by: User | None = None,
+    dry_run: bool = False,
+) -> CvatImport:
+    """Import a CVAT for images 1.1 XML file (`annotations`, its image files in `images_dir`) into
+    `spec`, all or nothing.
+
+    The file is parsed safely (`curation.cvat_import`: no DTD, so no entity expansion; refused over
+    its size limit before it is read), every ``<image>``'s file found and decoded, and its shapes
+    converted and checked before anything is written. Any problem refuses the whole import with a
+    ValidationError whose fields name the element (``image[3] polygon[1] points``); a dry run returns
+    the report instead, problems included, and writes nothing. Then, in one transaction, the images
+    are ingested as `images_ingest` does (licence check, exact duplicates by sha256 reused, not stored
+    twice) and, by default, each image's regions become a prediction of `model_name`/`model_version`
+    (`labeling.services.predictions_import`; re-importing the same version replaces it; an image
+    without shapes gets none). `model_version` None: the task's name in the file's ``<meta>``, else
+    the file's name without ``.xml``. If anything fails, the image files this call stored are deleted.
+
+    `as_truth`: the LaTeX becomes the image's truth (`Image.truth_latex`), as `labelstudio_import`
+    does it: one formula per image, its axis-aligned box kept as ``meta["ink_bbox"]`` when exact.
+    """
+    from django.db.models import Exists, OuterRef
+
+    from common.fields import unstorable_char
+    from labeling.models import AnnotationVersion, Prediction
+    from labeling.services import MAX_PREDICTION_ITEMS, MAX_REGIONS, predictions_import, regions_clean
+
+    from . import cvat_import as ci
+    from . import labelstudio_import as ls
+
+    report = CvatImport(as_truth=as_truth, dry_run=dry_run)
+    problems = report.problems
+    try:
+        licence_check(spec=spec, source=source)
+    except ValidationError as exc:
+        problems.append(("source", "; ".join(exc.messages)))
+    cats = resolve_categories(spec=spec, values=categories)
+    spec_slugs = set(Category.objects.filter(spec=spec).values_list("slug", flat=True))
+    category_map = dict(category_map or {})
+    for label, slug in category_map.items():
+        if slug and slug not in spec_slugs:
+            problems.append(("category_map", f"{label}={slug}: the spec has no category {slug!r} "
+                                             f"(slugs: {', '.join(sorted(spec_slugs))})."))
+    if not latex_attribute.strip():
+        problems.append(("latex_attribute", "name the attribute holding the LaTeX."))
+    try:
+        document = ci.read_annotations(annotations)
+    except ci.CvatError as exc:
+        problems.append((exc.field, exc.message))
+        document = ci.Document(version="", task_name="", frames=[])
+    if model_version is None:
+        model_version = (document.task_name or annotations.stem)[:Prediction._meta.get_field("model_version").max_length]
+    report.model_version = model_version.strip()
+    if not as_truth:
+        for name, value in (("model_name", model_name), ("model_version", model_version)):
+            limit = Prediction._meta.get_field(name).max_length
+            if not value.strip() or len(value.strip()) > limit or unstorable_char(value):
+                problems.append((name, f"give 1 to {limit} characters."))
+    index = ls.index_images(images_dir) if images_dir.is_dir() else {}
+    images_root = images_dir.resolve()
+    upload_limit = settings.MATHSET_MAX_UPLOAD_BYTES
+    if not images_dir.is_dir():
+        problems.append(("images", f"{images_dir} is not a folder."))
+
+    first_of_sha: dict[str, int] = {}
+    first_of_name: dict[str, int] = {}
+    for frame in document.frames:
+        where = frame.where
+        plan = CvatImage(index=frame.index, frame_id=frame.attrib.get("id", "")[:40], name=frame.name)
+        report.images.append(plan)
+        try:
+            if frame.name in first_of_name:
+                raise ci.CvatError(f"{where} name", f"{frame.name[:200]!r} is also the name of "
+                                                    f"image[{first_of_name[frame.name]}]: one <image> per file.")
+            first_of_name[frame.name] = frame.index
+            width, height = ci.frame_size(frame)
+            path = ci.find_frame_file(frame.name, images_dir, index, field=f"{where} name")
+            # As the Label Studio import checks them (see there): a name that cannot be stored, a link
+            # out of the folder, a file over the upload limit (by size, before it is read).
+            rel = str(path.relative_to(images_dir))
+            if unstorable_char(rel):
+                raise ci.CvatError(f"{where} name", f"the file name {rel!r} is not UTF-8 (or holds a NUL): rename "
+                                                    "the file.")
+            if not path.resolve().is_relative_to(images_root):
+                raise ci.CvatError(f"{where} name", f"{rel} is a link to a file outside the images folder: copy "
+                                                    "the file in.")
+            size = path.stat().st_size
+            if size > upload_limit:
+                raise ci.CvatError(f"{where} name", too_big_image(filename=path.name, size=size))
+            plan.file, plan.path = nfc(rel), path
+            decoded = decode_image(path.read_bytes(), path.name, field=f"{where} name")
+            for key, declared, actual in (("width", width, decoded.width), ("height", height, decoded.height)):
+                if declared is not None and declared != actual:
+                    raise ci.CvatError(f"{where} {key}", f"{declared}, but the image file {path.name} is "
+                                                         f"{decoded.width}x{decoded.height}: not the image these "
+                                                         "shapes were drawn on.")
+            plan.sha256 = decoded.sha256
+            if decoded.sha256 in first_of_sha:
+                raise ci.CvatError(f"{where} name", f"the same image as image[{first_of_sha[decoded.sha256]}] (same "
+                                                    "bytes): one image takes one <image>'s shapes.")
+            first_of_sha[decoded.sha256] = frame.index
+            found = ci.frame_regions(frame, width=decoded.width, height=decoded.height, spec_slugs=spec_slugs,
+                                     category_map=category_map, latex_attribute=latex_attribute,
+                                     skip_unknown=skip_unknown, max_regions=MAX_REGIONS)
+            plan.kinds, plan.skipped = dict(found.kinds), dict(found.skipped)
+            # Checked as the annotation format checks them, each under the element it came from.
+            probe = Image(spec=spec, width=decoded.width, height=decoded.height)
+            clean = []
+            for region, origin in zip(found.regions, found.origins, strict=True):
+                try:
+                    clean += regions_clean(regions=[region], image=probe, field=origin, spec_categories=spec_slugs)
+                except ValidationError as exc:
+                    for f, msgs in exc.message_dict.items():
+                        shown = f.replace(f"{origin}[0].", f"{origin} ").replace(f"{origin}[0]", origin)
+                        plan.problems.append((shown, " ".join(msgs)))
+            plan.regions = found.regions or None
+            if as_truth:
+                _cvat_truth(plan, clean, found.axis_aligned, where)
+        except ci.CvatError as exc:
+            plan.problems.append((exc.field, exc.message))
+        except ValidationError as exc:
+            plan.problems += [(f, " ".join(m)) for f, m in exc.message_dict.items()]
+        except OSError as exc:
+            plan.problems.append((f"{where} name", f"cannot read the image file: {exc}"))
+    existing = {im.sha256: im for im in Image.objects.filter(spec=spec, sha256__in=list(first_of_sha))}
+    for plan in report.images:
+        if plan.problems or not plan.sha256:
+            continue
+        plan.existing = existing.get(plan.sha256)
+        plan.image = f"duplicate of image {plan.existing.pk}" if plan.existing else "new"
+        if as_truth and plan.existing is not None and plan.truth_latex:
+            plan.notes.append(f"already in the spec as image {plan.existing.pk}: its truth is left as it is.")
+    # A prediction an annotation started from is kept by predictions_import: said per image and counted.
+    if not as_truth and existing and model_name.strip() and report.model_version:
+        started = AnnotationVersion.objects.filter(started_from=OuterRef("pk"))
+        kept = {p.image_id: p for p in Prediction.objects.filter(
+            Exists(started), image__in=list(existing.values()), model_name=model_name.strip(),
+            model_version=report.model_version)}
+        for plan in report.images:
+            pred = kept.get(plan.existing.pk) if plan.existing is not None and plan.regions is not None else None
+            if pred is not None:
+                plan.kept = True
+                plan.notes.append(f"already in the spec as image {plan.existing.pk}, with an annotation started "
+                                  f"from its prediction {pred.model_name}@{pred.model_version} (id {pred.pk}): "
+                                  "that prediction is kept as it is, not replaced.")
+    all_problems = report.all_problems()
+    if dry_run:
+        return report
+    if all_problems:
+        errors: dict[str, list[str]] = {}
+        for f, m in all_problems:
+            errors.setdefault(f, []).append(m)
+        raise ValidationError(errors)
+
+    fresh = [p for p in report.images if p.existing is None]
+    # images_ingest's files join this guard: if storing the predictions fails, they go with the rows.
+    with guarded_files(), transaction.atomic():
+        image_of: dict[int, Image] = {p.index: p.existing for p in report.images if p.existing is not None}
+        for p in fresh:
+            p.meta = {**p.meta, "cvat": {"name": p.name, "file": p.file, "id": p.frame_id}}
+        for start in range(0, len(fresh), CVAT_INGEST_CHUNK):
+            chunk = fresh[start:start + CVAT_INGEST_CHUNK]
+            done = images_ingest(spec=spec, source=source,
+                                 files=[(os.path.basename(p.file), p.path.read_bytes()) for p in chunk],
+                                 categories=cats, uploaded_by=uploaded_by,
+                                 truth_latex=[p.truth_latex for p in chunk], meta=[p.meta for p in chunk])
+            report.created += done.created
+            for p, outcome in zip(chunk, done.files, strict=True):
+                image_of[p.index] = outcome.image
+        if as_truth:
+            report.truths = sum(1 for p in fresh if p.truth_latex)
+        else:
+            items = [{"image": image_of[p.index].pk, "regions": p.regions} for p in report.images
+                     if p.regions is not None]
+            for start in range(0, len(items), MAX_PREDICTION_ITEMS):
+                report.predictions += len(predictions_import(
+                    model_name=model_name, model_version=report.model_version,
+                    items=items[start:start + MAX_PREDICTION_ITEMS], created_by=uploaded_by))
+            report.kept = sum(1 for p in report.images if p.kept)
+            report.predictions -= report.kept
+    return report
+
+
+def _cvat_truth(plan: CvatImage, regions: list[dict], axis_aligned: list[bool], where: str) -> None:
+    """An image's one region as its truth: its LaTeX, and its box when that is exact."""
+    if len(regions) > 1:
+        plan.problems.append((where, f"{len(regions)} regions; a truth is one formula per image "
+                                     "(Image.truth_latex): import this file as predictions instead."))
+        return
+    if not regions:
+        return
+    (region,) = regions
+    if not region["latex"]:
+        plan.notes.append("the region has no LaTeX: no truth stored.")
+        return
+    plan.truth_latex = region["latex"]
+    if region["kind"] == "quad" and axis_aligned[0]:
+        xs = [p[0] for p in region["points"]]
+        ys = [p[1] for p in region["points"]]
+        plan.meta = {"ink_bbox": [min(xs), min(ys), max(xs), max(ys)]}
+    else:
+        plan.notes.append(f"its {region['kind']} is not kept: a truth holds the LaTeX and at most an "
+                          "axis-aligned box.")

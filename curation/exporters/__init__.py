@@ -12,7 +12,7 @@ the intended use): each image is written and forgotten before the next is read, 
 stays flat however large the export. ``dest`` is a path or a writable binary file object.
 
 Formats (``FORMATS``): ``coco``, ``yolo-obb``, ``im2latex``, ``jsonl``, ``label-studio``,
-``icdar2015``. Every zip also holds ``LICENSES.json`` (per licence: flags and image count,
+``icdar2015``, ``cvat`` (CVAT for images 1.1 XML). Every zip also holds ``LICENSES.json`` (per licence: flags and image count,
 plus what was left out and why), ``ATTRIBUTION.md`` (each source's attribution text,
 copyright holder, URL and licence terms) and ``PROVENANCE.jsonl`` (one line per image: its
 source, copyright holder, licence and the files written from it, crops included), so every
@@ -56,6 +56,7 @@ from .base import (
     dumps,
 )
 from .coco import CocoWriter
+from .cvat import CvatWriter
 from .icdar import IcdarWriter
 from .im2latex import Im2LatexWriter
 from .jsonl import JsonlWriter
@@ -72,7 +73,8 @@ from .records import (
 from .yolo import YoloObbWriter
 
 FORMATS: dict[str, type[ExportWriter]] = {
-    w.format: w for w in (CocoWriter, YoloObbWriter, Im2LatexWriter, JsonlWriter, LabelStudioWriter, IcdarWriter)
+    w.format: w for w in (CocoWriter, YoloObbWriter, Im2LatexWriter, JsonlWriter, LabelStudioWriter, IcdarWriter,
+                          CvatWriter)
 }
 
 __all__ = [

@@ -29,6 +29,14 @@ routable address, never loopback, private or carrier-grade NAT ranges unless lis
 registered by model teams as well as curators, and a delivery's recorded status or connection error
 would otherwise map which ports answer on the platform's own network.
 
+A call may be given a deadline (``timeout=Deadline(seconds)``): then `seconds` bound the whole
+call, not each wait for bytes. A socket timeout alone lets a server that drips its answer a byte
+at a time, each within the timeout, hold the worker until Celery's time limit; with a deadline,
+resolving, connecting to each address, the TLS handshake, sending, the answer's status and headers
+and (unless `stream`) its body all fit in `seconds`, and past them the call fails with
+``requests.Timeout`` naming the deadline (:class:`_Watch` says how). External models and webhooks
+are both called with one.
+
 A URL may carry a user name and password (``https://team:secret@models.lab.example/predict``):
 ``requests`` sends them as HTTP basic auth. The password is never shown: the API, the
 registry's pages, error messages and evaluation records all show :func:`redacted` URLs.
@@ -40,6 +48,8 @@ import os
 import re
 import socket
 import ssl
+import threading
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -61,6 +71,15 @@ PUBLIC = "public"
 
 class EndpointRefused(ValueError):
     """The URL may not be called; the message says why."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A `timeout` for :func:`post` that is the deadline of the whole call, not of each wait: see
+    the module docstring. `setting` names where the seconds come from (a setting), for the error."""
+
+    seconds: float
+    setting: str = ""
 
 
 MODEL_HOSTS = "MATHSET_MODEL_HOSTS"
@@ -175,10 +194,74 @@ def _same_host(a: str, b: str) -> bool:
     return la == lb if la is not None or lb is not None else a == b
 
 
+class _Watch:
+    """The running deadline of one call, `seconds` from its start, however the time is spent.
+
+    A socket timeout bounds each wait for bytes, not their sum. So each socket a connection makes or
+    re-arms gets at most the time left (:meth:`timeout`; CPython bounds a whole TLS handshake, and
+    each TLS read, by it too), and once connected a timer shuts the connection's socket down when
+    the time is up: a blocked read then ends at once, on plain and TLS sockets alike, and
+    :func:`post` raises ``requests.Timeout`` naming the deadline.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._ends = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._connections: list = []
+        self._passed = self._stopped = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True  # never keeps a worker process from exiting
+        self._timer.start()
+
+    def timeout(self, configured: object) -> float:
+        """A socket timeout for the next step: `configured`, but no later than the deadline (a
+        sliver rather than 0, which would make the socket non-blocking instead of timing out)."""
+        left = max(self._ends - time.monotonic(), 0.001)
+        return min(configured, left) if isinstance(configured, int | float) else left
+
+    @staticmethod
+    def _shut(connection) -> None:
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # closed meanwhile: nothing left to stop
+                pass
+
+    def watch(self, connection) -> None:
+        """Shut `connection` (just connected) down when the deadline passes, or now if it has."""
+        with self._lock:
+            self._connections.append(connection)
+            if self._passed:
+                self._shut(connection)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._passed = True
+            for connection in self._connections:
+                self._shut(connection)
+
+    def stop(self) -> bool:
+        """End the watch; whether the timer had shut the connection (what was read may be cut short)."""
+        self._timer.cancel()
+        with self._lock:
+            self._stopped = True
+            return self._passed
+
+    @property
+    def over(self) -> bool:
+        """Whether the time is up by the clock (a socket timeout armed with the time left can end
+        a moment before the timer fires)."""
+        return time.monotonic() >= self._ends
+
+
 @dataclass
 class _Pin:
-    """The checked addresses of one call's host, and what became of the attempts to reach them
-    (for the error messages: the socket errors never name the host)."""
+    """The checked addresses of one call's host, its deadline if any, and what became of the
+    attempts to reach them (for the error messages: the socket errors never name the host)."""
 
     host: str
     port: int
@@ -186,6 +269,7 @@ class _Pin:
     connected: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
     failed: list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, str]] = field(default_factory=list)
     error: str = ""  # why no connection was made, when none was
+    deadline: _Watch | None = None  # the call's deadline, if it has one
 
     @property
     def where(self) -> str:
@@ -222,11 +306,29 @@ def _why(exc: OSError, timeout) -> str:
 
 class _PinnedConnectionMixin:
     """A urllib3 connection to the name in the URL (Host header, SNI, certificate check) whose
-    socket goes to the checked addresses only, each in turn, never resolving the name itself."""
+    socket goes to the checked addresses only, each in turn, never resolving the name itself;
+    within the call's deadline, if it has one (:class:`_Watch`)."""
 
     def __init__(self, *args, pin: _Pin, **kwargs):
         self._pin = pin
         super().__init__(*args, **kwargs)
+
+    # http.client and urllib3 set `timeout` and read it for each socket they make or re-arm: read
+    # through the call's deadline, if it has one, it bounds connecting to each address, the TLS
+    # handshake and each read by the time left.
+    @property
+    def timeout(self):
+        deadline = self._pin.deadline
+        return self._configured_timeout if deadline is None else deadline.timeout(self._configured_timeout)
+
+    @timeout.setter
+    def timeout(self, value) -> None:
+        self._configured_timeout = value
+
+    def connect(self) -> None:
+        super().connect()
+        if self._pin.deadline is not None:
+            self._pin.deadline.watch(self)
 
     def _new_conn(self) -> socket.socket:
         pin = self._pin
@@ -237,17 +339,18 @@ class _PinnedConnectionMixin:
             raise NewConnectionError(self, pin.error)
         timed_out = []
         for ip in pin.addresses:
+            timeout = self.timeout  # what is left of a deadline shrinks with each address
             try:
-                sock = _connect(ip, self.port, self.timeout, self.source_address, self.socket_options)
+                sock = _connect(ip, self.port, timeout, self.source_address, self.socket_options)
             except OSError as exc:  # this address is down or unreachable: the next one may answer
-                pin.failed.append((ip, _why(exc, self.timeout)))
+                pin.failed.append((ip, _why(exc, timeout)))
                 timed_out.append(isinstance(exc, TimeoutError))
                 continue
             pin.connected = ip
             return sock
         if timed_out and all(timed_out):
             tried = ", ".join(str(ip) for ip, _ in pin.failed)
-            pin.error = (f"connecting to {pin.where} timed out after {self.timeout}s "
+            pin.error = (f"connecting to {pin.where} timed out after {self._configured_timeout}s "
                          f"({'at' if len(pin.failed) == 1 else 'at each of'} {tried})")
             # requests turns this one (and only this one) into ConnectTimeout
             raise ConnectTimeoutError(self, pin.error)
@@ -338,7 +441,7 @@ def _named(exc: requests.RequestException, pin: _Pin, timeout) -> requests.Reque
 
 
 def post(url: str, *, json: dict | None = None, data: bytes | None = None, headers: dict | None = None,
-         timeout: float, hosts_setting: str = MODEL_HOSTS, what: str = "model",
+         timeout: float | Deadline, hosts_setting: str = MODEL_HOSTS, what: str = "model",
          stream: bool = False) -> requests.Response:
     """POST `json` (or the bytes `data`, with `headers`) to `url` after :func:`check`, connected
     to one of the addresses checked (each in turn until one accepts), never following a redirect.
@@ -346,23 +449,50 @@ def post(url: str, *, json: dict | None = None, data: bytes | None = None, heade
     naming the URL's host and port. With `stream` the answer's body is not read (only its status
     and headers are): a caller that needs no body neither waits for nor holds one of any size.
 
-    No proxy from the environment is used: a proxy would resolve the name itself, again. The CA
-    bundle the environment names (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) is still used.
+    `timeout` in seconds bounds each wait (connecting to each address, each read). A
+    :class:`Deadline` bounds the whole call instead, resolving included: its seconds are also each
+    wait's timeout, and past them the call raises ``requests.Timeout`` naming the deadline (and
+    its setting), whatever it was doing. With `stream` the deadline ends once the status and
+    headers are in: the body is the caller's to read, or (better) to leave unread.
+
+    No proxy from the environment is used: a proxy would resolve the name again. The CA bundle the
+    environment names (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) is still used.
     """
-    ips = check(url, must_resolve=True, hosts_setting=hosts_setting, what=what)
-    parts = urlsplit(url)
-    pin = _Pin(host=parts.hostname.lower().rstrip("."), port=parts.port or (443 if parts.scheme == "https" else 80),
-               addresses=ips)
-    with requests.Session() as session:
-        session.trust_env = False  # no proxy: it would resolve the name again, past the check
-        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        # The URL keeps the name, so the Host header, SNI and the certificate check are on it; the
-        # adapter only decides where the socket goes.
-        adapter = _PinnedAdapter(pin)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        try:
-            return session.post(url, json=json, data=data, headers=headers, timeout=timeout,
-                                allow_redirects=False, stream=stream)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _named(exc, pin, timeout) from exc
+    deadline = _Watch(timeout.seconds) if isinstance(timeout, Deadline) else None  # resolving counts too
+    seconds = timeout.seconds if isinstance(timeout, Deadline) else timeout
+    try:
+        ips = check(url, must_resolve=True, hosts_setting=hosts_setting, what=what)
+        parts = urlsplit(url)
+        pin = _Pin(host=parts.hostname.lower().rstrip("."),
+                   port=parts.port or (443 if parts.scheme == "https" else 80), addresses=ips, deadline=deadline)
+        with requests.Session() as session:
+            session.trust_env = False  # no proxy: it would resolve the name again, past the check
+            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            # The URL keeps the name, so the Host header, SNI and the certificate check are on it; the
+            # adapter only decides where the socket goes.
+            adapter = _PinnedAdapter(pin)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            try:
+                response = session.post(url, json=json, data=data, headers=headers, timeout=seconds,
+                                        allow_redirects=False, stream=stream)
+            except requests.RequestException as exc:
+                # Past the deadline, whatever broke (a read ended by the shutdown, a body cut short) broke
+                # because of it.
+                if deadline is not None and (deadline.stop() or deadline.over):
+                    raise requests.Timeout(_past(pin, timeout), request=exc.request) from exc
+                if isinstance(exc, requests.ConnectionError | requests.Timeout):
+                    raise _named(exc, pin, seconds) from exc
+                raise
+            if deadline is not None and deadline.stop():  # the answer came as the socket was shut: it may be cut short
+                response.close()
+                raise requests.Timeout(_past(pin, timeout), request=response.request)
+            return response
+    finally:
+        if deadline is not None:
+            deadline.stop()
+
+
+def _past(pin: _Pin, deadline: Deadline) -> str:
+    setting = f" ({deadline.setting})" if deadline.setting else ""
+    return f"{pin.where}{pin.at} did not answer within {deadline.seconds:g}s, the deadline of one try{setting}."

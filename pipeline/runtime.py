@@ -76,6 +76,12 @@ class HttpPredictor:
     ``latex_confidence`` optional). An HTTP error status or a response that breaks this
     contract raises :class:`ExternalModelError` naming what is wrong; a connection failure or
     timeout raises the ``requests`` exception (an ``OSError``, retried by the Celery task).
+
+    `timeout` (seconds) is the deadline of one call in all (:class:`pipeline.endpoints.Deadline`):
+    resolving, connecting, sending, and the whole answer, status, headers and body (which is read
+    and parsed). A model that drips its answer, each byte within a socket timeout, is cut off
+    there with a ``requests.Timeout`` naming the deadline, instead of holding a pre-labeling worker
+    until Celery's time limit (or an evaluation's worker for hours).
     """
 
     def __init__(self, endpoint_url: str, timeout: float = 60):
@@ -95,7 +101,7 @@ class HttpPredictor:
         # Checked before every call, not only at registration: the name may point elsewhere now;
         # and the call connects to the address checked, not to a second answer for the name.
         try:
-            resp = endpoints.post(self.endpoint_url, json={"images": urls}, timeout=self.timeout)
+            resp = endpoints.post(self.endpoint_url, json={"images": urls}, timeout=endpoints.Deadline(self.timeout))
         except endpoints.EndpointRefused as exc:
             raise ExternalModelError(f"external model {endpoints.redacted(self.endpoint_url)} is not called: {exc}") from None
         if 300 <= resp.status_code < 400:

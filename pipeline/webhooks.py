@@ -26,11 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -430,162 +426,6 @@ def _retry_delay(attempts: int) -> int:
     return min(3600, settings.MATHSET_WEBHOOK_BACKOFF_S * 2 ** max(attempts - 1, 0))
 
 
-class _Deadline:
-    """The end of one delivery try, `seconds` from now, however the time is spent.
-
-    A socket timeout bounds each wait for bytes, not their sum: a receiver sending its answer a
-    byte every few seconds would hold the worker (and the delivery's row lock) until Celery's time
-    limit. So connecting gets at most the time left (:meth:`timeout`), and once connected a timer
-    shuts the connection's socket down when the time is up; the blocked read then ends at once (on
-    plain and TLS sockets alike) and the try is recorded as a retryable failure naming the deadline.
-    """
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self._ends = time.monotonic() + seconds
-        self._lock = threading.Lock()
-        self._connections: list = []
-        self._passed = self._stopped = False
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True  # never keeps a worker process from exiting
-        self._timer.start()
-
-    def timeout(self, configured: object) -> float:
-        """A socket timeout for the next step: `configured`, but no later than the deadline (a
-        sliver rather than 0, which would make the socket non-blocking instead of timing out)."""
-        left = max(self._ends - time.monotonic(), 0.001)
-        return min(configured, left) if isinstance(configured, int | float) else left
-
-    @staticmethod
-    def _shut(connection) -> None:
-        sock = getattr(connection, "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:  # closed meanwhile: nothing left to stop
-                pass
-
-    def watch(self, connection) -> None:
-        """Shut `connection` (just connected) down when the deadline passes, or now if it has."""
-        with self._lock:
-            self._connections.append(connection)
-            if self._passed:
-                self._shut(connection)
-
-    def _expire(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            self._passed = True
-            for connection in self._connections:
-                self._shut(connection)
-
-    def stop(self) -> bool:
-        """End the watch; whether the timer had shut the connection (what was read may be cut short)."""
-        self._timer.cancel()
-        with self._lock:
-            self._stopped = True
-            return self._passed
-
-    @property
-    def over(self) -> bool:
-        """Whether the time is up by the clock (a socket timeout armed with the time left can end
-        a moment before the timer fires)."""
-        return time.monotonic() >= self._ends
-
-
-class _DeadlineConnectionMixin:
-    """An outbound-guarded connection (endpoints' pinned ones) that keeps to a :class:`_Deadline`."""
-
-    def __init__(self, *args, deadline: _Deadline, **kwargs):
-        self._deadline = deadline
-        super().__init__(*args, **kwargs)
-
-    # http.client and urllib3 set `timeout` and read it for each socket they make or re-arm:
-    # reading it through the deadline bounds connecting to each address, and the TLS handshake.
-    @property
-    def timeout(self):
-        return self._deadline.timeout(self._configured_timeout)
-
-    @timeout.setter
-    def timeout(self, value) -> None:
-        self._configured_timeout = value
-
-    def connect(self) -> None:
-        super().connect()
-        self._deadline.watch(self)
-
-
-class _DeadlineHTTPConnection(_DeadlineConnectionMixin, endpoints._PinnedHTTPConnection):
-    pass
-
-
-class _DeadlineHTTPSConnection(_DeadlineConnectionMixin, endpoints._PinnedHTTPSConnection):
-    pass
-
-
-class _DeadlinePoolManager(endpoints._PinnedPoolManager):
-    def __init__(self, *args, deadline: _Deadline, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.deadline = deadline
-
-    def _new_pool(self, scheme, host, port, request_context=None):
-        pool = super()._new_pool(scheme, host, port, request_context)
-        pool.ConnectionCls = _DeadlineHTTPSConnection if scheme == "https" else _DeadlineHTTPConnection
-        pool.conn_kw["deadline"] = self.deadline
-        return pool
-
-
-class _DeadlineAdapter(endpoints._PinnedAdapter):
-    def __init__(self, pin, deadline: _Deadline):
-        self.deadline = deadline  # before HTTPAdapter's __init__, which makes the pool manager
-        super().__init__(pin)
-
-    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
-        self._pool_connections, self._pool_maxsize, self._pool_block = connections, maxsize, block
-        self.poolmanager = _DeadlinePoolManager(num_pools=connections, maxsize=maxsize, block=block, pin=self.pin,
-                                                deadline=self.deadline, **pool_kwargs)
-
-
-def _post(url: str, *, data: bytes, headers: dict, seconds: float) -> requests.Response:
-    """POST `data` to `url` as :func:`pipeline.endpoints.post` does (the outbound guard checked
-    now, connected to the checked addresses only, no proxy, no redirect, the body not read), all
-    of it within `seconds`: past them, ``requests.Timeout`` naming the deadline.
-
-    The session is set up as endpoints.post sets up its own; only the connections differ (they
-    keep to the deadline), so keep the two alike."""
-    deadline = _Deadline(seconds)  # resolving the name counts too
-    parts = urlsplit(url)
-    try:
-        ips = endpoints.check(url, must_resolve=True, hosts_setting=HOSTS_SETTING, what="webhook")
-        pin = endpoints._Pin(host=parts.hostname.lower().rstrip("."),
-                             port=parts.port or (443 if parts.scheme == "https" else 80), addresses=ips)
-        with requests.Session() as session:
-            session.trust_env = False  # no proxy: it would resolve the name again, past the check
-            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-            adapter = _DeadlineAdapter(pin, deadline)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            try:
-                response = session.post(url, data=data, headers=headers, timeout=seconds, allow_redirects=False,
-                                        stream=True)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                if deadline.stop() or deadline.over:
-                    raise requests.Timeout(_deadline_message(pin, seconds)) from exc
-                raise endpoints._named(exc, pin, seconds) from exc
-            if deadline.stop():  # the answer came as the socket was being shut: it may be cut short
-                response.close()
-                raise requests.Timeout(_deadline_message(pin, seconds))
-            return response
-    finally:
-        deadline.stop()
-
-
-def _deadline_message(pin, seconds: float) -> str:
-    return (f"{pin.where}{pin.at} did not answer within {seconds:g}s, the deadline of one try "
-            "(MATHSET_WEBHOOK_TIMEOUT_S).")
-
-
 @dataclass(frozen=True)
 class AttemptOutcome:
     """What one try did: `retry_in` seconds when it should be tried again, else None."""
@@ -610,7 +450,7 @@ def webhook_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
     to see the object the delivery is about (pings excepted); otherwise the delivery fails unsent.
 
     The row stays locked while the POST runs (at most `MATHSET_WEBHOOK_TIMEOUT_S` in all, see
-    :class:`_Deadline`): the outcome is recorded by the same transaction that claimed it. The
+    :class:`pipeline.endpoints.Deadline`): the outcome is recorded by the same transaction that claimed it. The
     receiver's body is never kept, only its status code, and errors name the host, never a
     password (URLs cannot hold one)."""
     delivery = (WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
@@ -635,7 +475,10 @@ def webhook_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
                "X-Mathset-Event": delivery.event, "X-Mathset-Delivery": str(delivery.pk),
                "X-Mathset-Signature": signature_of(webhook.secret, body)}
     try:
-        response = _post(webhook.url, data=body, headers=headers, seconds=settings.MATHSET_WEBHOOK_TIMEOUT_S)
+        # one try in all, however slowly the receiver drips its answer (see endpoints.Deadline)
+        deadline = endpoints.Deadline(settings.MATHSET_WEBHOOK_TIMEOUT_S, setting="MATHSET_WEBHOOK_TIMEOUT_S")
+        response = endpoints.post(webhook.url, data=body, headers=headers, timeout=deadline,
+                                  hosts_setting=HOSTS_SETTING, what="webhook", stream=True)
     except endpoints.EndpointRefused as exc:  # the host now points where no webhook may go: final
         return _fail(delivery, f"Not sent: {exc}")
     except requests.RequestException as exc:  # down, refused, timed out, past the deadline: try again later

@@ -20,10 +20,8 @@ user could not page to anyway.
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, replace
 
-from django.db import connections
 from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
 
@@ -61,32 +59,15 @@ def _token(keys: list[_Key], row) -> str:
     return encode_cursor(keys, [_row_value(row, k) for k in keys])
 
 
-def _decode(token: str, keys: list[_Key], backward_keys: list[_Key]) -> tuple[bool, list]:
-    """(backward, values) of a token: made for the list's ordering (forward) or its reverse."""
+def _decode(token: str, keys: list[_Key], backward_keys: list[_Key], db: str) -> tuple[bool, list]:
+    """(backward, values) of a token: made for the list's ordering (forward) or its reverse (what
+    the API refuses as a cursor, e.g. a datetime the database cannot be asked about, is refused)."""
     for backward, candidate in ((False, keys), (True, backward_keys)):
         try:
-            return backward, decode_cursor(token, candidate)
+            return backward, decode_cursor(token, candidate, db=db)
         except ValidationError:
             continue
     raise BadCursor()
-
-
-def _askable(value, db: str) -> bool:
-    """Whether the database can be asked about a token's value: a datetime must stay one in the
-    connection's time zone (SQLite converts it there first, and 9999-12-31T23:59:59-14:00 or
-    0001-01-01T00:00:00+14:00 overflow: a 500 where a damaged link is a 400)."""
-    if not isinstance(value, dt.datetime) or value.tzinfo is None:
-        return True
-    try:
-        value.astimezone(connections[db].timezone)
-    except OverflowError:
-        return False
-    return True
-
-
-def cursor_after(queryset: QuerySet, row) -> str:
-    """The token of the page that starts right after `row` of `queryset` (in its ordering)."""
-    return _token(keyset_keys(queryset), row)
 
 
 def cursor_before(queryset: QuerySet, row) -> str:
@@ -108,9 +89,7 @@ def keyset_page(queryset: QuerySet, *, cursor: str | None, limit: int) -> Keyset
     if cursor:
         if not cursor.isascii():
             raise BadCursor()
-        backward, values = _decode(cursor, keys, backward_keys)
-        if not all(_askable(value, queryset.db) for value in values):
-            raise BadCursor()
+        backward, values = _decode(cursor, keys, backward_keys, queryset.db)
         where = _after(backward_keys if backward else keys, values)
         if not backward:
             rows = list(_order(queryset, keys).filter(where)[: limit + 1]) if where is not None else []
@@ -180,3 +159,24 @@ def keyset_page_context(request, queryset: QuerySet, *, limit: int, base_path: s
         "first_url": "" if page.is_first else url(cursor=None),
         "cursor_error": "",
     }
+
+
+# A newest-first list page (import jobs, takedowns, snapshots, pre-labeling jobs, a snapshot's
+# evaluation runs, notifications): rows per page by default and at most (`?limit=`), and the
+# sizes its per-page menu offers.
+LIST_PAGE_SIZE = 50
+MAX_LIST_PAGE_SIZE = 200
+LIST_PAGE_SIZES = (25, 50, 100, 200)
+
+
+def newest_first_page(request, rows: QuerySet, *, counted: bool = True, params: dict | None = None) -> tuple[dict, int]:
+    """A newest-first list page's context and status: `rows` by (created_at, id) newest first, a
+    page at a time (`?cursor=`, `?limit=`), with what :func:`keyset_page_context` gives, ``limit``,
+    ``page_sizes`` and ``count`` (of all `rows` when `counted`, else None; None on a bad link).
+    The status is 400 for a page link that cannot be read, else 200. `params` are set in the links.
+    """
+    limit = limit_param(request, default=LIST_PAGE_SIZE, maximum=MAX_LIST_PAGE_SIZE)
+    page = keyset_page_context(request, rows.order_by("-created_at", "-id"), limit=limit, params=params)
+    count = rows.count() if counted and not page["cursor_error"] else None
+    return ({**page, "limit": limit, "page_sizes": LIST_PAGE_SIZES, "count": count},
+            400 if page["cursor_error"] else 200)

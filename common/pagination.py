@@ -242,7 +242,7 @@ def _dump(value):
     return value
 
 
-def _load(raw, key: _Key):
+def _load(raw, key: _Key, db: str):
     bad = _cursor_error(_INVALID_CURSOR)
     if raw is None:
         if not key.nullable:
@@ -267,9 +267,26 @@ def _load(raw, key: _Key):
         raise bad from None
     if isinstance(value, dt.datetime) and settings.USE_TZ and timezone.is_naive(value):
         raise bad
+    if isinstance(value, dt.datetime) and not _askable(value, db):
+        raise bad
     if _dump(value) != raw or type(_dump(value)) is not type(raw):
         raise bad  # not a value this pagination wrote: 1.5 for an id, a datetime in another spelling
     return value
+
+
+def _askable(value: dt.datetime, db: str) -> bool:
+    """Whether the database `db` can be asked about a datetime: it must stay one in the connection's
+    time zone. SQLite converts it there before asking, and 9999-12-31T23:59:59-14:00 or
+    0001-01-01T00:00:00+14:00 overflow (an OverflowError, a 500 where a damaged cursor is a 400);
+    no row holds such a value anyway, since each is read back in that zone."""
+    zone = connections[db].timezone
+    if value.tzinfo is None or zone is None:
+        return True
+    try:
+        value.astimezone(zone)
+    except OverflowError:
+        return False
+    return True
 
 
 def _after(keys: list[_Key], values: list) -> Q | None:
@@ -305,7 +322,9 @@ def encode_cursor(keys: list[_Key], values: list) -> str:
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
-def decode_cursor(token: str, keys: list[_Key]) -> list:
+def decode_cursor(token: str, keys: list[_Key], *, db: str) -> list:
+    """The values a cursor `token` holds for `keys`, each one the database `db` can be asked about;
+    a ValidationError naming `cursor` for any other token."""
     bad = _cursor_error(_INVALID_CURSOR)
     if len(token) > MAX_CURSOR_LENGTH:
         raise bad
@@ -320,12 +339,13 @@ def decode_cursor(token: str, keys: list[_Key]) -> list:
                             "gave it, or start again with an empty `cursor=`.")
     if len(payload["v"]) != len(keys):
         raise bad
-    return [_load(raw, key) for raw, key in zip(payload["v"], keys, strict=True)]
+    return [_load(raw, key, db) for raw, key in zip(payload["v"], keys, strict=True)]
 
 
 def cursor_after(queryset: QuerySet, row) -> str:
     """The `cursor` of the page that follows `row` of `queryset` paged as its list endpoint pages it
-    (for benchmarks and tests that start deep in a list)."""
+    (the image browser's deep links, benchmarks and tests that start deep in a list). A list page
+    (common.page_cursor) reads it as its forward token."""
     keys = keyset_keys(queryset)
     return encode_cursor(keys, [_row_value(row, k) for k in keys])
 
@@ -383,7 +403,7 @@ class LimitOffsetPagination(_LimitOffsetPagination):
                                 "`limit` and `offset`, or choose another `ordering`.") from None
         page_qs = queryset.order_by(*(k.order_expression() for k in keys))  # as keyset_order()
         if token:
-            where = _after(keys, decode_cursor(token, keys))
+            where = _after(keys, decode_cursor(token, keys, db=queryset.db))
             if where is None:
                 return []
             page_qs = page_qs.filter(where)

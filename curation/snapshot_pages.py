@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from common import roles
-from common.page_cursor import keyset_page_context, limit_param
+from common.page_cursor import keyset_page_context, limit_param, newest_first_page
 from common.pages import add_service_errors
 
 from . import forms as f
@@ -26,8 +26,6 @@ from . import selectors, snapshots
 from .exporters.base import REASON_NON_COMMERCIAL
 from .models import Category, DatasetSpec, Export, Snapshot
 
-LIST_PAGE_SIZE = 50  # snapshots per list page, by default and at most (`?limit=`)
-MAX_LIST_PAGE_SIZE = 200
 # The images commercial exports leave out, listed by id a page at a time (`?cursor=`, `?limit=`).
 LEFT_OUT_PAGE_SIZE = 100
 MAX_LEFT_OUT_PAGE_SIZE = 500
@@ -58,19 +56,17 @@ def _snapshot_row(snapshot: Snapshot) -> dict:
 def snapshot_list(request):
     """Every snapshot (newest first, a page at a time: `?cursor=`, `?limit=`) with its status,
     split sizes and licence summary."""
-    qs = selectors.snapshots_visible_to(request.user).order_by("-created_at", "-id")
+    qs = selectors.snapshots_visible_to(request.user)
     specs = list(selectors.specs_visible_to(request.user).order_by("name").only("id", "name"))
     spec_id = request.GET.get("spec", "")
     spec = next((s for s in specs if str(s.id) == spec_id), None)
     if spec is not None:
         qs = qs.filter(spec=spec)
-    limit = limit_param(request, default=LIST_PAGE_SIZE, maximum=MAX_LIST_PAGE_SIZE)
-    page = keyset_page_context(request, qs, limit=limit)
+    page, status = newest_first_page(request, qs)
     return render(request, "curation/snapshot_list.html", {
         **page, "rows": [_snapshot_row(s) for s in page["rows"]], "specs": specs, "spec": spec,
-        "split_names": snapshots.SPLIT_NAMES, "limit": limit, "page_sizes": (25, 50, 100, 200),
-        "count": qs.count() if not page["cursor_error"] else None,
-    }, status=400 if page["cursor_error"] else 200)
+        "split_names": snapshots.SPLIT_NAMES,
+    }, status=status)
 
 
 @readers_only

@@ -20,16 +20,9 @@ from django.views.decorators.http import require_safe
 from common import roles
 from common.fields import parse_row_id
 from common.http_files import stored_file_response
-from common.page_cursor import (
-    BadCursor,
-    cursor_after,
-    cursor_before,
-    keyset_page,
-    keyset_page_context,
-    limit_param,
-    page_url,
-)
+from common.page_cursor import BadCursor, cursor_before, keyset_page, newest_first_page, page_url
 from common.pages import add_service_errors, curator_required, role_required
+from common.pagination import cursor_after
 
 from . import forms as f
 from . import selectors, services, signed_urls, takedowns
@@ -45,9 +38,6 @@ MAX_PAGE_SIZE = 200
 # offset would reach this many rows is linked by cursor instead, so no page link makes the database
 # read and drop OFFSET rows (common.page_cursor). A hand-typed `offset` is still obeyed.
 OFFSET_LINKS_BELOW = 1000
-# Newest-first lists (import jobs, takedowns): rows per page, by default and at most (`?limit=`).
-LIST_PAGE_SIZE = 50
-MAX_LIST_PAGE_SIZE = 200
 
 
 def _count_subquery(qs: QuerySet, value=None) -> Subquery:
@@ -433,11 +423,8 @@ def image_takedown(request, pk: int):
 
 def _newest_first_page(request, rows: QuerySet, template: str, context: dict):
     """Render a newest-first list a page at a time (`?cursor=`, `?limit=`), with its count."""
-    limit = limit_param(request, default=LIST_PAGE_SIZE, maximum=MAX_LIST_PAGE_SIZE)
-    page = keyset_page_context(request, rows.order_by("-created_at", "-id"), limit=limit)
-    return render(request, template, {**context, **page, "limit": limit, "page_sizes": (25, 50, 100, 200),
-                                      "count": rows.count() if not page["cursor_error"] else None},
-                  status=400 if page["cursor_error"] else 200)
+    page, status = newest_first_page(request, rows)
+    return render(request, template, {**context, **page}, status=status)
 
 
 @curator_required

@@ -213,7 +213,10 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["user", "read_at"])]
+        # The notifications page and the API list a user's own by (created_at, id) newest first
+        # (the page by keyset: common/page_cursor.py).
+        indexes = [models.Index(fields=["user", "read_at"]),
+                   models.Index(fields=["user", "created_at", "id"], name="guides_notification_page")]
 
     def __str__(self) -> str:
         return self.message

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from common import roles
 from common.downloads import csv_response
 from common.fields import parse_row_id, unstorable_char
-from common.page_cursor import keyset_page_context, limit_param, page_url
+from common.page_cursor import keyset_page_context, limit_param, newest_first_page, page_url
 from curation.selectors import images_visible_to
 
 from . import costs, rendering, selectors, services
@@ -388,10 +388,6 @@ def question_detail(request, pk: int):
 # ------------------------------------------------------------- notifications
 
 
-NOTIFICATIONS_PER_PAGE = 50  # by default; `?limit=` asks for up to MAX_NOTIFICATIONS_PER_PAGE
-MAX_NOTIFICATIONS_PER_PAGE = 200
-
-
 @login_required
 def notification_list(request):
     """The user's own notifications, newest first, a page at a time (`?cursor=`, `?limit=`);
@@ -400,12 +396,8 @@ def notification_list(request):
         services.notifications_mark_all_read(user=request.user)
         return redirect("guides:notifications")
     mine = selectors.notifications_of(request.user)
-    limit = limit_param(request, default=NOTIFICATIONS_PER_PAGE, maximum=MAX_NOTIFICATIONS_PER_PAGE)
-    page = keyset_page_context(request, mine.order_by("-created_at", "-id"), limit=limit)
-    return render(request, "guides/notifications.html", {
-        **page, "notifications": page["rows"], "limit": limit, "page_sizes": (25, 50, 100, 200),
-        "count": mine.count() if not page["cursor_error"] else None,
-    }, status=400 if page["cursor_error"] else 200)
+    page, status = newest_first_page(request, mine)
+    return render(request, "guides/notifications.html", {**page, "notifications": page["rows"]}, status=status)
 
 
 @login_required

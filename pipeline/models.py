@@ -220,7 +220,10 @@ class EvaluationRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["snapshot", "status"])]
+        # The evaluations page (and the API's list by snapshot) walks a snapshot's runs by
+        # (created_at, id) newest first, by keyset (common/page_cursor.py).
+        indexes = [models.Index(fields=["snapshot", "status"]),
+                   models.Index(fields=["snapshot", "created_at", "id"], name="pipeline_evalrun_page")]
 
     def __str__(self) -> str:
         return f"evaluation {self.pk} of snapshot {self.snapshot_id} ({self.status})"

@@ -33,16 +33,34 @@ def model_versions_visible_to(user: User) -> QuerySet[ModelVersion]:
     return ModelVersion.objects.none()
 
 
-def prelabel_jobs_visible_to(user: User) -> QuerySet[PrelabelJob]:
-    """Jobs with their progress counts aggregated in SQL (one query for a page of jobs)."""
+def prelabel_jobs_listed_to(user: User) -> QuerySet[PrelabelJob]:
+    """The jobs `user` may see, without their progress counts: what a list picks its page from
+    (by the jobs' own columns and indexes), before reading that page's jobs with
+    :func:`prelabel_jobs_with_progress`."""
     if not can_read_all_data(user):
         return PrelabelJob.objects.none()
-    return PrelabelJob.objects.select_related("spec", "detector_version", "recognizer_version").annotate(
+    return PrelabelJob.objects.all()
+
+
+def prelabel_jobs_visible_to(user: User) -> QuerySet[PrelabelJob]:
+    """Jobs with their progress counts aggregated in SQL (one query for a page of jobs).
+
+    The counts group the jobs' items: a list must not page on this queryset (each page would
+    group the items of every job before its LIMIT), but pick its page among
+    :func:`prelabel_jobs_listed_to` and read it with :func:`prelabel_jobs_with_progress`."""
+    return prelabel_jobs_listed_to(user).select_related("spec", "detector_version", "recognizer_version").annotate(
         n_done=Count("items", filter=Q(items__status=PrelabelItem.Status.DONE)),
         n_skipped=Count("items", filter=Q(items__status=PrelabelItem.Status.SKIPPED)),
         n_failed=Count("items", filter=Q(items__status=PrelabelItem.Status.FAILED)),
         n_items=Count("items"),
     )
+
+
+def prelabel_jobs_with_progress(user: User, ids: list[int]) -> list[PrelabelJob]:
+    """The jobs of `ids` that `user` may see, in that order, with their progress counts: one query,
+    grouping only these jobs' items."""
+    found = prelabel_jobs_visible_to(user).in_bulk(ids)
+    return [found[pk] for pk in ids if pk in found]
 
 
 def predictions_visible_to(user: User) -> QuerySet[Prediction]:

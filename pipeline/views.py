@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from common.page_cursor import keyset_page_context, limit_param
+from common.page_cursor import newest_first_page
 from common.roles import can_read_all_data, is_curator
 from curation.selectors import snapshots_visible_to, specs_visible_to
 
@@ -33,26 +33,11 @@ def _posted_id(request, field: str) -> int | None:
 
 
 FAILURES_SHOWN = 20
-# Newest-first lists (pre-labeling jobs, a snapshot's evaluation runs): rows per page, by default
-# and at most (`?limit=`); the pages go by `?cursor=` (common.page_cursor), so every row is reachable.
-LIST_PAGE_SIZE = 50
-MAX_LIST_PAGE_SIZE = 200
-PAGE_SIZES = (25, 50, 100, 200)
 # The snapshot menus of the evaluations page list the newest snapshots (evaluated ones to compare
 # on, any to start on); the one asked for by `?snapshot=` is added when older (each snapshot's page
 # links here with it).
 COMPARE_MENU_SIZE = 50
 START_MENU_SIZE = 100
-
-
-def _page(request, rows, *, counted: bool = True, params: dict | None = None) -> tuple[dict, int]:
-    """One page of `rows` (newest first) read from `?cursor=` and `?limit=`, the count of all of
-    them when `counted`, and the page's status (400 for a page link that cannot be read);
-    `params` are set in the page links."""
-    limit = limit_param(request, default=LIST_PAGE_SIZE, maximum=MAX_LIST_PAGE_SIZE)
-    page = keyset_page_context(request, rows.order_by("-created_at", "-id"), limit=limit, params=params)
-    count = rows.count() if counted and not page["cursor_error"] else None
-    return {**page, "limit": limit, "page_sizes": PAGE_SIZES, "count": count}, 400 if page["cursor_error"] else 200
 
 
 @login_required
@@ -65,12 +50,10 @@ def jobs_page(request):
     # are then read through the selector, with their progress counts: paged on the selector, whose
     # counts group every job's items, each page aggregated the items of every job ever run before
     # its LIMIT (PostgreSQL: over a second at 100,000 jobs). Not counted, for the same reason.
-    # Only what the selector returns is shown (the check above is its scope).
-    picked = PrelabelJobFilter(request.GET, queryset=PrelabelJob.objects.all()).qs
-    page, http_status = _page(request, picked, counted=False)
-    ids = [job.pk for job in page["rows"]]
-    with_counts = selectors.prelabel_jobs_visible_to(request.user).in_bulk(ids)
-    progress = [(with_counts[pk], selectors.prelabel_job_progress(with_counts[pk])) for pk in ids if pk in with_counts]
+    picked = PrelabelJobFilter(request.GET, queryset=selectors.prelabel_jobs_listed_to(request.user)).qs
+    page, http_status = newest_first_page(request, picked, counted=False)
+    jobs = selectors.prelabel_jobs_with_progress(request.user, [job.pk for job in page["rows"]])
+    progress = [(job, selectors.prelabel_job_progress(job)) for job in jobs]
     # the images that failed, with why (all of them: GET /api/v1/prelabel-jobs/<id>/failures/)
     failures = selectors.prelabel_jobs_first_failures([job.pk for job, p in progress if p["failed"]],
                                                       per_job=FAILURES_SHOWN)
@@ -150,7 +133,8 @@ def evaluation_list(request):
     of_snapshot = runs.filter(snapshot=snapshot) if snapshot else runs.none()
     # the links name the snapshot: one chosen as the latest run's must not become another's on
     # the next page (a run started meanwhile on another snapshot)
-    page, http_status = _page(request, of_snapshot, params={"snapshot": str(snapshot.pk)} if snapshot else None)
+    page, http_status = newest_first_page(request, of_snapshot,
+                                          params={"snapshot": str(snapshot.pk)} if snapshot else None)
     best = _best_values(of_snapshot)
     rows = []
     for run in page["rows"]:

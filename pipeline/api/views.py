@@ -116,6 +116,18 @@ class PrelabelJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def get_queryset(self):
         return selectors.prelabel_jobs_visible_to(self.request.user)
 
+    def list(self, request, *args, **kwargs):
+        # (No docstring: the schema describes the list by the class's.) The page is picked among
+        # the jobs alone, filtered, ordered and paged (offset or cursor) as the selector's would
+        # be, then only its jobs are read with their progress counts: paged on the selector, whose
+        # counts group every job's items, each page (and the offset count) grouped the items of
+        # every job ever run. The order is the selector's: by id, as Django leaves Meta.ordering
+        # out of a GROUP BY query, so the cursors given out before stay valid.
+        picked = self.filter_queryset(selectors.prelabel_jobs_listed_to(request.user).order_by("pk"))
+        page = self.paginate_queryset(picked)
+        jobs = selectors.prelabel_jobs_with_progress(request.user, [job.pk for job in page])
+        return self.get_paginated_response(self.get_serializer(jobs, many=True).data)
+
     @extend_schema(request=s.PrelabelJobCreateSerializer, responses={201: s.PrelabelJobSerializer})
     def create(self, request):
         """Pre-label a spec's images or the listed image ids with the active models."""

@@ -329,6 +329,8 @@ class Snapshot(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["spec", "name"], name="uniq_snapshot_name_per_spec")]
+        # The snapshot list (page and API) walks (created_at, id) newest first by keyset.
+        indexes = [models.Index(fields=["created_at", "id"], name="curation_snapshot_page")]
 
     def __str__(self) -> str:
         return f"{self.spec.slug}/{self.name}"

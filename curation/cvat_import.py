@@ -9,8 +9,10 @@ the document) comes back as it went out.
 height>`` per frame. It is parsed with defusedxml, streaming (each ``<image>`` is read, turned into a
 small record and dropped): a document type declaration (``<!DOCTYPE``, so any entity declaration,
 the "billion laughs" XML bomb, an external entity or DTD) is refused, as is a file over
-:data:`MAX_XML_BYTES`, by its size before it is read. ``<track>`` elements (CVAT for video) are
-refused: export the task as CVAT for images.
+:data:`MAX_XML_BYTES`, by its size before it is read, and one of more than :data:`MAX_XML_ELEMENTS`
+elements or :data:`MAX_SHAPES` shapes, counted while it is read. An encoding expat cannot read
+(multi-byte ones but UTF-8 and UTF-16) is refused: save the file as UTF-8. ``<track>`` elements (CVAT
+for video) are refused: export the task as CVAT for images.
 
 **The image file.** Found in the images folder by the ``name`` as a path inside it
 (``task-3/a.png`` → ``DIR/task-3/a.png``), else by its base name anywhere under the folder (searched
@@ -22,14 +24,15 @@ store and CVAT shows it).
 **Shapes → regions** (image pixels; the order of the shapes in the file):
 
 * ``<polygon points="x1,y1;x2,y2;...">`` with 4 points → a quad (kept in their order, the first as
-  the formula's top-left; made clockwise). Any other number of points (3, 5 and more) → a **mask**:
-  the pixels whose centre lies inside the polygon (``labelstudio_import.polygon_mask``).
+  the formula's top-left; made clockwise). Any other number of points (3, 5 and more, at most
+  :data:`MAX_POLYGON_POINTS`) → a **mask**: the pixels whose centre lies inside the polygon
+  (``labelstudio_import.polygon_mask``).
 * ``<box xtl ytl xbr ybr rotation>`` → the quad top-left, top-right, bottom-right, bottom-left of the
   box as drawn: ``rotation`` is in degrees, clockwise on screen, about the box's centre (CVAT's
   rule); absent, 0.
 * ``<mask rle left top width height>`` → a mask: ``rle`` lists runs of 0s and 1s, starting with 0s,
   row by row over the ``width`` x ``height`` box at (``left``, ``top``)
-  (``curation.exporters.cvat.cvat_mask``).
+  (``curation.exporters.cvat.cvat_mask``); no more runs than the box has pixels, plus one.
 * ``<polyline>``, ``<points>``, ``<cuboid>``, ``<skeleton>``, ``<ellipse>``, ``<tag>`` and anything
   else: an error naming the element, or left out (and counted) with ``skip_unknown``.
 * A polygon of 4 points (or a box) and a mask sharing a ``group_id``, and nothing else in that group,
@@ -41,7 +44,9 @@ store and CVAT shows it).
 **Attributes** (``<attribute name="...">value</attribute>`` inside a shape): the LaTeX comes from the
 text attribute ``latex_attribute`` (default ``latex``; absent: no LaTeX); ``illegible`` and
 ``cut_off`` are the flags, ``true``/``false`` (any case; ``1``/``0``). An attribute given twice is an
-error. Others (CVAT projects often have their own) are not imported, counted per name.
+error, and so is one of these holding an element (``<attribute name="latex">a<i>b</i></attribute>``:
+its text would stop at the element); comments, processing instructions and CDATA sections are read
+as text is. Others (CVAT projects often have their own) are not imported, counted per name.
 
 **Labels.** A shape's ``label`` becomes a category slug by ``category_map`` (``label -> slug``; an
 empty slug: no category) or, unmapped, the slug equal to the label; any other label is an error
@@ -74,17 +79,27 @@ from .exporters.cvat import cvat_mask
 from .labelstudio_import import MAX_POLYGON_CROSSINGS, _axis_aligned, polygon_crossings, polygon_mask
 
 # The largest annotations file read (checked by its size before a byte is parsed). A CVAT task of
-# thousands of photos with masks is far below it; the parsed records of a file this size take a few
-# hundred MB.
+# thousands of photos with masks is far below it.
 MAX_XML_BYTES = 100 * 1024 * 1024
+# What is read is held: each <image>'s tree until it ends, then a record of every shape and, once
+# converted, its region (~1.5 kB a shape, for ~250 bytes of XML as our export writes it). Counted while
+# the file streams in and refused beyond these, which a file of real shapes reaches about when it
+# reaches MAX_XML_BYTES: a file of bare "<x>" or "<box/>" elements (10 to 50 bytes each) built
+# several GB; now at most about 1 GB.
+MAX_XML_ELEMENTS = 2_000_000
+MAX_SHAPES = 500_000
+# A polygon's points and a mask's runs become numbers one by one: bounded before they are read.
+MAX_POLYGON_POINTS = 100_000
+READ_CHUNK = 1024 * 1024
 MAX_NAME_LENGTH = 1024
+SHOWN = 80                  # characters of a name (tag, attribute) echoed in a message or a count
 SHAPE_TAGS = ("box", "polygon", "mask")
 FLAG_ATTRIBUTES = ("illegible", "cut_off")
 DEFAULT_LATEX_ATTRIBUTE = "latex"
 _TRUE, _FALSE = {"true", "1"}, {"false", "0", ""}
 _NUMBER = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
 _WHOLE = re.compile(r"\s*\d{1,9}\s*")
-_COUNT = re.compile(r"\s*\d{1,12}\s*")
+_RUN = re.compile(r"\s*(\d{1,12})\s*(?:,|\Z)")
 
 
 class CvatError(ValueError):
@@ -133,15 +148,21 @@ class Document:
     frames: list[Frame]
 
 
+class _Held(str):
+    """The value of an ``<attribute>`` that holds an element (the element's tag): refused, not read."""
+
+
 class _Capped:
     """A binary file that refuses to give more than `limit` bytes (a file grown since its size was
-    checked, or a pipe)."""
+    checked, or a pipe), read READ_CHUNK bytes at a time: ElementTree asks for 16 KiB, and expat (before
+    2.6) parses a token spanning several of them again from its start on each: a 50 MB attribute took
+    80 s, 1.4 s in 1 MiB chunks."""
 
     def __init__(self, fh: IO[bytes], limit: int) -> None:
         self._fh, self._left, self._limit = fh, limit, limit
 
     def read(self, n: int = -1) -> bytes:
-        data = self._fh.read(self._left + 1 if n is None or n < 0 else min(n, self._left + 1))
+        data = self._fh.read(self._left + 1 if n is None or n < 0 else min(max(n, READ_CHUNK), self._left + 1))
         self._left -= len(data)
         if self._left < 0:
             raise CvatError("annotations", f"the file is over {self._limit} bytes; at most {self._limit} are read.")
@@ -170,16 +191,29 @@ def parse_annotations(source: bytes | IO[bytes]) -> Document:
         if len(source) > MAX_XML_BYTES:
             raise CvatError("annotations", f"the file is {len(source)} bytes; at most {MAX_XML_BYTES} are read.")
         source = io.BytesIO(source)
+    if not isinstance(source, _Capped):
+        source = _Capped(source, MAX_XML_BYTES)
     version, task_name, frames, tracks = "", "", [], 0
-    depth, root = 0, None
+    depth, root, top, elements, shapes = 0, None, None, 0, 0
     try:
         for event, el in SafeET.iterparse(source, events=("start", "end"), forbid_dtd=True):
             if event == "start":
+                elements += 1
+                if elements > MAX_XML_ELEMENTS:
+                    raise CvatError("annotations", f"more than {MAX_XML_ELEMENTS} elements (at image[{len(frames)}]); "
+                                                   "a CVAT task's file is far below it: split the task.")
                 if depth == 0:
                     root = el
                     if el.tag != "annotations":
-                        raise CvatError("annotations", f"the root element is <{el.tag}>, not <annotations>: not a "
-                                                       "CVAT for images XML file.")
+                        raise CvatError("annotations", f"the root element is <{str(el.tag)[:SHOWN]}>, not "
+                                                       "<annotations>: not a CVAT for images XML file.")
+                elif depth == 1:
+                    top = el
+                elif depth == 2 and top.tag == "image":
+                    shapes += 1
+                    if shapes > MAX_SHAPES:
+                        raise CvatError(f"image[{len(frames)}]", f"more than {MAX_SHAPES} shapes in the file; at most "
+                                                                 f"{MAX_SHAPES} are read: split the task.")
                 depth += 1
                 continue
             depth -= 1
@@ -203,6 +237,11 @@ def parse_annotations(source: bytes | IO[bytes]) -> Document:
                                        f"references, and CVAT's XML has none ({type(exc).__name__}).") from None
     except DefusedXmlException as exc:
         raise CvatError("annotations", f"refused XML: {exc}.") from None
+    except CvatError:
+        raise
+    except (LookupError, ValueError) as exc:    # expat: "unknown encoding", "multi-byte encodings are not supported"
+        raise CvatError("annotations", f"the XML's declared encoding cannot be read ({exc}); save the file as UTF-8, "
+                                       "as CVAT writes it.") from None
     if not frames:
         raise CvatError("annotations", "no <image> element: nothing to import (is this CVAT for images 1.1?).")
     return Document(version=version, task_name=task_name, frames=frames)
@@ -211,8 +250,10 @@ def parse_annotations(source: bytes | IO[bytes]) -> Document:
 def _frame(el: Element, index: int) -> Frame:
     shapes, seen = [], Counter()
     for child in el:
-        tag = child.tag if isinstance(child.tag, str) else "?"
-        attributes = [(a.get("name") or "", a.text or "") for a in child if a.tag == "attribute"]
+        tag = child.tag[:SHOWN] if isinstance(child.tag, str) else "?"
+        # An <attribute> holding an element: its text (ElementTree's .text) stops there; marked, refused.
+        attributes = [(a.get("name") or "", _Held(str(a[0].tag)[:SHOWN]) if len(a) else a.text or "")
+                      for a in child if a.tag == "attribute"]
         shapes.append(Shape(tag=tag, index=seen[tag], attrib=dict(child.attrib), attributes=attributes))
         seen[tag] += 1
     return Frame(index=index, attrib=dict(el.attrib), shapes=shapes)
@@ -370,8 +411,12 @@ def _region(frame: Frame, shape: Shape, *, width: int, height: int, spec_slugs: 
     counts = Counter(name for name, _ in shape.attributes)
     for name, n in counts.items():
         if n > 1:
-            raise CvatError(f"{where} attribute {name}", f"given {n} times; give it once.")
+            raise CvatError(f"{where} attribute {name[:SHOWN]}", f"given {n} times; give it once.")
     values = dict(shape.attributes)
+    for name in (latex_attribute, *FLAG_ATTRIBUTES):
+        if isinstance(values.get(name), _Held):
+            raise CvatError(f"{where} attribute {name}", f"holds the element <{values[name]}>; an attribute's value "
+                                                         "is text (what follows the element was cut off).")
     region["latex"] = values.get(latex_attribute, "").strip()
     for flag in FLAG_ATTRIBUTES:
         value = values.get(flag, "").strip().lower()
@@ -380,7 +425,7 @@ def _region(frame: Frame, shape: Shape, *, width: int, height: int, spec_slugs: 
         region[flag] = value in _TRUE
     for name in counts:
         if name != latex_attribute and name not in FLAG_ATTRIBUTES:
-            ignored[f"attribute {name!r} (not imported)"] += 1
+            ignored[f"attribute {name[:SHOWN]!r} (not imported)"] += 1
     aligned = False
     if shape.tag == "polygon":
         pts = parse_points(shape.attrib.get("points"), f"{where} points")
@@ -439,6 +484,9 @@ def parse_points(text: str | None, field: str) -> np.ndarray:
     """The points (n x 2, pixels) of CVAT's ``points="x1,y1;x2,y2;..."``."""
     if text is None:
         raise CvatError(field, "missing.")
+    if text.count(";") >= MAX_POLYGON_POINTS:
+        raise CvatError(field, f"{text.count(';') + 1} points; at most {MAX_POLYGON_POINTS} (a drawn outline is far "
+                               "below it).")
     pairs = text.split(";")
     if not all(p.count(",") == 1 for p in pairs):
         raise CvatError(field, "must be x,y pairs separated by ';' (x1,y1;x2,y2;...).")
@@ -500,12 +548,22 @@ def mask_of(attrib: Mapping[str, str], where: str, *, width: int, height: int) -
     text = attrib.get("rle")
     if text is None:
         raise CvatError(f"{where} rle", "missing.")
-    parts = text.split(",")
-    if not all(_COUNT.fullmatch(p) for p in parts):
+    # Bounded by the box before a number is read (a run a pixel, and the leading run of 0s, which may be
+    # empty), and read into one int64 array, not a Python list of strings and ints (~90 bytes a run).
+    runs = text.count(",") + 1
+    if runs > w * h + 1:
+        raise CvatError(f"{where} rle", f"{runs} runs; a {w}x{h} box has at most {w * h + 1}.")
+    counts, end, n = np.empty(runs, dtype=np.int64), 0, 0
+    for m in _RUN.finditer(text):
+        if m.start() != end or n == runs:
+            break
+        counts[n], end, n = int(m.group(1)), m.end(), n + 1
+    if n != runs or end != len(text):
         raise CvatError(f"{where} rle", "must be counts separated by commas (CVAT's mask RLE: runs of 0s and 1s, "
                                         "starting with 0s).")
-    counts = [int(p) for p in parts]
-    covered = sum(counts)
+    if counts.max() > w * h:
+        raise CvatError(f"{where} rle", f"a run of {int(counts.max())} pixels; the {w}x{h} box has {w * h}.")
+    covered = int(counts.sum())
     if covered != w * h:
         raise CvatError(f"{where} rle", f"the runs cover {covered} pixels; the {w}x{h} box has {w * h}.")
     mask = cvat_mask(counts, left=left, top=top, width=w, height=h, image_width=width, image_height=height)

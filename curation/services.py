@@ -1641,7 +1641,8 @@ def cvat_import(
     first_of_name: dict[str, int] = {}
     for frame in document.frames:
         where = frame.where
-        plan = CvatImage(index=frame.index, frame_id=frame.attrib.get("id", "")[:40], name=frame.name)
+        plan = CvatImage(index=frame.index, frame_id=frame.attrib.get("id", "")[:40],
+                         name=frame.name[:ci.MAX_NAME_LENGTH])       # a longer one is refused, not echoed
         report.images.append(plan)
         try:
             if frame.name in first_of_name:

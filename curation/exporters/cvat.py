@@ -152,8 +152,11 @@ class CvatWriter(ExportWriter):
         self.write_image(image, data)
         out = [f'  <image id="{self._frames}" name={xml_attr(image.file_name)} width="{image.width}" '
                f'height="{image.height}">']
-        for region in image.regions:
-            out += self._region(region, image)
+        for k, region in enumerate(image.regions):
+            try:
+                out += self._region(region, image)
+            except ValueError as exc:      # the export fails: say which region to correct
+                raise ValueError(f"image {image.image_id} ({image.file_name}) region {k}: {exc}") from None
         out.append("  </image>\n")
         self._body.write("\n".join(out).encode("utf-8"))
         self._frames += 1

@@ -220,6 +220,14 @@ MATHSET_SIGNED_URL_MAX_AGE = int(os.environ.get("MATHSET_SIGNED_URL_MAX_AGE", 36
 # suffixes, addresses or networks, comma-separated; "*" (default) any but link-local and
 # metadata addresses, which are always refused.
 MATHSET_MODEL_HOSTS = os.environ.get("MATHSET_MODEL_HOSTS", "*")
+# One call to an external model (pipeline.runtime.HttpPredictor: pre-labeling, evaluation) has
+# MODEL_TIMEOUT_S in all: resolving, connecting, sending and its whole answer, however slowly it
+# comes; past it the call fails as a network error does (pre-labeling tries the chunk again). Its
+# answer may hold MODEL_MAX_RESPONSE_BYTES (as its Content-Length declares, or as read, decoded; its
+# JSON takes several times that once parsed): a longer one is cut off there and, a broken answer,
+# fails the request's items or the evaluation with the reason, not retried.
+MATHSET_MODEL_TIMEOUT_S = float(os.environ.get("MATHSET_MODEL_TIMEOUT_S", 60))
+MATHSET_MODEL_MAX_RESPONSE_BYTES = int(os.environ.get("MATHSET_MODEL_MAX_RESPONSE_BYTES", 64 * 1024 * 1024))
 # The hosts webhooks (pipeline/webhooks.py) may be pointed at, in the same form and under the same
 # rules (link-local and metadata addresses always refused). "public" (default): any globally routable
 # address; list an internal receiver by name or network ("public, hooks.lab.example, 10.20.0.0/16").

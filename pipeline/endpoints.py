@@ -35,7 +35,15 @@ at a time, each within the timeout, hold the worker until Celery's time limit; w
 resolving, connecting to each address, the TLS handshake, sending, the answer's status and headers
 and (unless `stream`) its body all fit in `seconds`, and past them the call fails with
 ``requests.Timeout`` naming the deadline (:class:`_Watch` says how). External models and webhooks
-are both called with one.
+are both called with one. Resolving is waited for only as long as the deadline lasts (a resolver
+that never answers is left to give up on its own, in a thread of its own); of each address but the
+last, connecting may take a share of the time left (one whose packets are dropped must leave the
+next ones time to answer), and once connected the call has all that is left. A deadline may also
+cap the answer's body (``Deadline(max_bytes=...)``, unless `stream`): its Content-Length, or what is
+read of it (decoded), past the cap fails the call with :class:`ResponseTooLarge`.
+
+Redirects are never followed, nor their bodies read whole: requests reads the whole body of a
+redirect to release its connection even when it follows none (:class:`_Session`).
 
 A URL may carry a user name and password (``https://team:secret@models.lab.example/predict``):
 ``requests`` sends them as HTTP basic auth. The password is never shown: the API, the
@@ -73,13 +81,27 @@ class EndpointRefused(ValueError):
     """The URL may not be called; the message says why."""
 
 
+class ResponseTooLarge(Exception):
+    """The answer's body is longer than its :class:`Deadline` allows (`max_bytes`), as its
+    Content-Length declares (`declared`) or as read; nothing of it is kept. Not a network error."""
+
+    def __init__(self, message: str, *, max_bytes: int, declared: int | None = None):
+        super().__init__(message)
+        self.max_bytes, self.declared = max_bytes, declared
+
+
 @dataclass(frozen=True)
 class Deadline:
     """A `timeout` for :func:`post` that is the deadline of the whole call, not of each wait: see
-    the module docstring. `setting` names where the seconds come from (a setting), for the error."""
+    the module docstring. `setting` names where the seconds come from (a setting), for the error.
+
+    `max_bytes`, unless the call is a `stream`, caps the answer's body too (read within the
+    deadline, so both bound the same read), `max_bytes_setting` naming its setting."""
 
     seconds: float
     setting: str = ""
+    max_bytes: int | None = None
+    max_bytes_setting: str = ""
 
 
 MODEL_HOSTS = "MATHSET_MODEL_HOSTS"
@@ -217,8 +239,13 @@ class _Watch:
     def timeout(self, configured: object) -> float:
         """A socket timeout for the next step: `configured`, but no later than the deadline (a
         sliver rather than 0, which would make the socket non-blocking instead of timing out)."""
-        left = max(self._ends - time.monotonic(), 0.001)
+        left = max(self.left, 0.001)
         return min(configured, left) if isinstance(configured, int | float) else left
+
+    @property
+    def left(self) -> float:
+        """Seconds to the deadline (0 once it has passed)."""
+        return max(self._ends - time.monotonic(), 0.0)
 
     @staticmethod
     def _shut(connection) -> None:
@@ -338,14 +365,20 @@ class _PinnedConnectionMixin:
             pin.error = f"{self.host}:{self.port} is not the host checked ({pin.where})"
             raise NewConnectionError(self, pin.error)
         timed_out = []
-        for ip in pin.addresses:
+        for n, ip in enumerate(pin.addresses):
             timeout = self.timeout  # what is left of a deadline shrinks with each address
+            if pin.deadline is not None:
+                # a share of it for each address still to try: one whose packets are dropped would
+                # otherwise wait out the deadline, and the next one, which answers, get no time
+                timeout /= len(pin.addresses) - n
             try:
                 sock = _connect(ip, self.port, timeout, self.source_address, self.socket_options)
             except OSError as exc:  # this address is down or unreachable: the next one may answer
                 pin.failed.append((ip, _why(exc, timeout)))
                 timed_out.append(isinstance(exc, TimeoutError))
                 continue
+            if pin.deadline is not None:
+                sock.settimeout(self.timeout)  # connected: the TLS handshake may have all that is left
             pin.connected = ip
             return sock
         if timed_out and all(timed_out):
@@ -387,6 +420,16 @@ class _PinnedPoolManager(PoolManager):
         # of keywords and refuses others
         pool.conn_kw["pin"] = self.pin
         return pool
+
+
+class _Session(requests.Session):
+    """A session that never follows a redirect, nor reads one's body. With ``allow_redirects=False``
+    requests still reads the whole body of a redirect (a 3xx with a Location) to release its
+    connection, even with `stream`: a receiver or model answering one with an endless body would
+    fill the worker's memory until the deadline, and past any cap on the body."""
+
+    def get_redirect_target(self, resp):
+        return None
 
 
 class _PinnedAdapter(HTTPAdapter):
@@ -440,6 +483,55 @@ def _named(exc: requests.RequestException, pin: _Pin, timeout) -> requests.Reque
     return type(exc)(message, request=exc.request, response=exc.response)
 
 
+def _checked_in_time(url: str, deadline: _Watch | None, setting: str, **kwargs) -> list:
+    """:func:`check` (`must_resolve`), waiting for it only until the deadline: the resolver cannot be
+    interrupted, so past the deadline it is left to give up on its own, in its thread, and the call
+    fails with ``requests.Timeout`` naming the deadline."""
+    if deadline is None:
+        return check(url, must_resolve=True, **kwargs)
+    outcome: dict = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["ips"] = check(url, must_resolve=True, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="mathset-resolve", daemon=True).start()
+    if not done.wait(deadline.left):
+        host = (urlsplit(url).hostname or "").lower().rstrip(".")
+        raise requests.Timeout(f"{host} did not resolve within {deadline.seconds:g}s, the deadline of one try"
+                               f"{f' ({setting})' if setting else ''}.")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["ips"]
+
+
+def _read_capped(response: requests.Response, pin: _Pin, deadline: Deadline) -> None:
+    """Read the body of `response` (streamed) into it, or raise ResponseTooLarge (the response closed)
+    once its Content-Length or what is read of it, decoded, passes `deadline.max_bytes`."""
+    cap = deadline.max_bytes
+    setting = f" ({deadline.max_bytes_setting})" if deadline.max_bytes_setting else ""
+    length = response.headers.get("Content-Length", "")
+    declared = int(length) if length.strip().isdigit() else None
+    if declared is not None and declared > cap:
+        response.close()
+        raise ResponseTooLarge(f"{pin.where}{pin.at} answered {declared} bytes (its Content-Length), more than "
+                               f"the {cap} bytes an answer may hold{setting}", max_bytes=cap, declared=declared)
+    chunks, size = [], 0
+    for chunk in response.iter_content(chunk_size=64 * 1024):
+        size += len(chunk)
+        if size > cap:
+            response.close()
+            raise ResponseTooLarge(f"{pin.where}{pin.at} answered more than the {cap} bytes an answer may "
+                                   f"hold{setting}", max_bytes=cap)
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what `content`, `text` and `json()` read
+
+
 def post(url: str, *, json: dict | None = None, data: bytes | None = None, headers: dict | None = None,
          timeout: float | Deadline, hosts_setting: str = MODEL_HOSTS, what: str = "model",
          stream: bool = False) -> requests.Response:
@@ -453,19 +545,22 @@ def post(url: str, *, json: dict | None = None, data: bytes | None = None, heade
     :class:`Deadline` bounds the whole call instead, resolving included: its seconds are also each
     wait's timeout, and past them the call raises ``requests.Timeout`` naming the deadline (and
     its setting), whatever it was doing. With `stream` the deadline ends once the status and
-    headers are in: the body is the caller's to read, or (better) to leave unread.
+    headers are in: the body is the caller's to read, or (better) to leave unread. Without it, a
+    deadline's `max_bytes` caps the body: past it the call raises :class:`ResponseTooLarge`.
 
     No proxy from the environment is used: a proxy would resolve the name again. The CA bundle the
     environment names (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) is still used.
     """
     deadline = _Watch(timeout.seconds) if isinstance(timeout, Deadline) else None  # resolving counts too
     seconds = timeout.seconds if isinstance(timeout, Deadline) else timeout
+    capped = isinstance(timeout, Deadline) and timeout.max_bytes is not None and not stream
     try:
-        ips = check(url, must_resolve=True, hosts_setting=hosts_setting, what=what)
+        ips = _checked_in_time(url, deadline, timeout.setting if isinstance(timeout, Deadline) else "",
+                               hosts_setting=hosts_setting, what=what)
         parts = urlsplit(url)
         pin = _Pin(host=parts.hostname.lower().rstrip("."),
                    port=parts.port or (443 if parts.scheme == "https" else 80), addresses=ips, deadline=deadline)
-        with requests.Session() as session:
+        with _Session() as session:
             session.trust_env = False  # no proxy: it would resolve the name again, past the check
             session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
             # The URL keeps the name, so the Host header, SNI and the certificate check are on it; the
@@ -475,7 +570,9 @@ def post(url: str, *, json: dict | None = None, data: bytes | None = None, heade
             session.mount("https://", adapter)
             try:
                 response = session.post(url, json=json, data=data, headers=headers, timeout=seconds,
-                                        allow_redirects=False, stream=stream)
+                                        allow_redirects=False, stream=stream or capped)
+                if capped:  # within the deadline, as requests would read it (ResponseTooLarge is no network error)
+                    _read_capped(response, pin, timeout)
             except requests.RequestException as exc:
                 # Past the deadline, whatever broke (a read ended by the shutdown, a body cut short) broke
                 # because of it.

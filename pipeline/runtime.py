@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from django.conf import settings
 from django.core.files.storage import default_storage
 
 from . import endpoints
@@ -77,16 +78,35 @@ class HttpPredictor:
     contract raises :class:`ExternalModelError` naming what is wrong; a connection failure or
     timeout raises the ``requests`` exception (an ``OSError``, retried by the Celery task).
 
-    `timeout` (seconds) is the deadline of one call in all (:class:`pipeline.endpoints.Deadline`):
-    resolving, connecting, sending, and the whole answer, status, headers and body (which is read
-    and parsed). A model that drips its answer, each byte within a socket timeout, is cut off
-    there with a ``requests.Timeout`` naming the deadline, instead of holding a pre-labeling worker
-    until Celery's time limit (or an evaluation's worker for hours).
+    `timeout` (seconds; by default the setting `MATHSET_MODEL_TIMEOUT_S`, read at each call) is
+    the deadline of one call in all (:class:`pipeline.endpoints.Deadline`): resolving, connecting,
+    sending, and the whole answer, status, headers and body (which is read and parsed). A model
+    that drips its answer, each byte within a socket timeout, is cut off there with a
+    ``requests.Timeout`` naming the deadline (and the setting), instead of holding a pre-labeling
+    worker until Celery's time limit (or an evaluation's worker for hours).
+
+    `max_bytes` (by default `MATHSET_MODEL_MAX_RESPONSE_BYTES`) caps the answer's body, as its
+    Content-Length declares or as read (decoded): a model answering more (broken, or hostile) would
+    fill the worker's memory. Past it the call stops reading and raises :class:`ExternalModelError`
+    naming the cap and the setting: an answer too large is a broken answer, like one that is not
+    JSON, not a network error. The same request would be answered the same, so it is not retried:
+    pre-labeling fails the request's items with the reason (the job's "retry failed" sends them
+    again, after the model or the setting is mended), an evaluation fails the run.
     """
 
-    def __init__(self, endpoint_url: str, timeout: float = 60):
+    TIMEOUT_SETTING = "MATHSET_MODEL_TIMEOUT_S"
+    MAX_BYTES_SETTING = "MATHSET_MODEL_MAX_RESPONSE_BYTES"
+
+    def __init__(self, endpoint_url: str, timeout: float | None = None, max_bytes: int | None = None):
         self.endpoint_url = endpoint_url
-        self.timeout = timeout
+        self.timeout, self.max_bytes = timeout, max_bytes
+
+    def _deadline(self) -> endpoints.Deadline:
+        """The bounds of one call: given, or the settings' as they are now (named in the errors)."""
+        seconds, setting = ((self.timeout, "") if self.timeout is not None
+                            else (settings.MATHSET_MODEL_TIMEOUT_S, self.TIMEOUT_SETTING))
+        cap = self.max_bytes if self.max_bytes is not None else settings.MATHSET_MODEL_MAX_RESPONSE_BYTES
+        return endpoints.Deadline(seconds, setting=setting, max_bytes=cap, max_bytes_setting=self.MAX_BYTES_SETTING)
 
     @property
     def reading(self) -> dict:
@@ -101,9 +121,12 @@ class HttpPredictor:
         # Checked before every call, not only at registration: the name may point elsewhere now;
         # and the call connects to the address checked, not to a second answer for the name.
         try:
-            resp = endpoints.post(self.endpoint_url, json={"images": urls}, timeout=endpoints.Deadline(self.timeout))
+            resp = endpoints.post(self.endpoint_url, json={"images": urls}, timeout=self._deadline())
         except endpoints.EndpointRefused as exc:
             raise ExternalModelError(f"external model {endpoints.redacted(self.endpoint_url)} is not called: {exc}") from None
+        except endpoints.ResponseTooLarge as exc:  # deterministic: the items fail, no retry (see above)
+            raise ExternalModelError(f"external model {endpoints.redacted(self.endpoint_url)} answered too much, "
+                                     f"nothing of it was used: {exc}") from None
         if 300 <= resp.status_code < 400:
             raise ExternalModelError(f"external model {endpoints.redacted(self.endpoint_url)} answered HTTP {resp.status_code} (a redirect, "
                                      "not followed): register the model's own address")
@@ -179,12 +202,14 @@ def _fingerprint(version) -> tuple:
     so the settings are part of it: a worker then reads with the new calibration, not the old one."""
     if version is None:
         return (None,)
-    settings = hashlib.sha256(json.dumps(version.config or {}, sort_keys=True).encode()).hexdigest()
-    return (version.pk, version.weights_sha256, settings)
+    config = hashlib.sha256(json.dumps(version.config or {}, sort_keys=True).encode()).hexdigest()
+    return (version.pk, version.weights_sha256, config)
 
 
 def reader_for(detector_version, recognizer_version=None):
-    """The (cached) predictor for these versions: a FormulaReader or an HttpPredictor."""
+    """The (cached) predictor for these versions: a FormulaReader or an HttpPredictor (whose deadline
+    and cap on an answer are the settings `MATHSET_MODEL_TIMEOUT_S` and
+    `MATHSET_MODEL_MAX_RESPONSE_BYTES`, read at each call)."""
     key = _fingerprint(detector_version) + _fingerprint(recognizer_version)
     if detector_version.source == "http":
         key += (detector_version.endpoint_url,)  # a predictor is only its URL: never serve a stale one

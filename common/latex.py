@@ -166,6 +166,19 @@ _SCRIPTS = {"^", "_"}
 _REWRITE_PRIMITIVES = {r"\over": r"\frac", r"\choose": r"\binom"}
 
 
+# Unicode's non-characters: U+FDD0..U+FDEF and the last two code points of every plane (U+FFFE, U+FFFF,
+# U+1FFFE, ... U+10FFFF). Never text; XML 1.0 cannot hold U+FFFE and U+FFFF at all (a CVAT export
+# would refuse the formula) and marks the others as characters to avoid.
+_NONCHARACTER = re.compile("[\ufdd0-\ufdef" + "".join(chr(p << 16 | 0xFFFE) + chr(p << 16 | 0xFFFF)
+                                                    for p in range(17)) + "]")
+
+
+def noncharacter(src: str) -> str | None:
+    """The first Unicode non-character of `src`, or None."""
+    found = _NONCHARACTER.search(src)
+    return found.group() if found else None
+
+
 def tokenize(src: str) -> list[str]:
     """Split raw LaTeX into im2latex-style tokens (no other change; see module doc)."""
     out = []

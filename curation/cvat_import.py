@@ -76,7 +76,7 @@ from common import geometry
 from common import rle as rle_module
 
 from .exporters.cvat import cvat_mask
-from .labelstudio_import import MAX_POLYGON_CROSSINGS, _axis_aligned, polygon_crossings, polygon_mask
+from .labelstudio_import import MAX_POLYGON_CROSSINGS, _axis_aligned, near_names, polygon_crossings, polygon_mask
 
 # The largest annotations file read (checked by its size before a byte is parsed). A CVAT task of
 # thousands of photos with masks is far below it.
@@ -300,7 +300,7 @@ def find_frame_file(name: str, images_dir: Path, index: Mapping[str, list[Path]]
     base = parts[-1]
     found = index.get(base, [])
     if not found:
-        near = sorted(n for n in index if n.casefold() == base.casefold())[:3]
+        near = near_names(index, [base])
         hint = f"; the folder has {', '.join(near)} (names must match in case)" if near else ""
         raise CvatError(field, f"no file named {base} in the images folder (from {name!r}){hint}.")
     if len(found) > 1:

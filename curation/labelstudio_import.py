@@ -196,13 +196,38 @@ def task_image_url(task: Mapping, *, where: str, config_keys: Mapping[str, str] 
     return keys[0], data[keys[0]]
 
 
-def index_images(folder: Path) -> dict[str, list[Path]]:
+class ImageIndex(dict[str, list[Path]]):
+    """The files of an images folder by (NFC) base name, as `index_images` finds them once per import.
+
+    A name not found is answered with its near misses (the names differing only in case), from the
+    names by case fold, built on the first miss and kept: not a pass over every name of the folder
+    for every missing file (10,000 missing of 10,000 files: 10^8 comparisons).
+    """
+
+    _folded: dict[str, list[str]] | None = None
+
+    def near(self, names: Iterable[str], most: int = 3) -> list[str]:
+        """The first `most` names of the folder (sorted) equal to one of `names` but for case."""
+        if self._folded is None:
+            self._folded = {}
+            for name in self:
+                self._folded.setdefault(name.casefold(), []).append(name)
+        return sorted({n for name in names for n in self._folded.get(name.casefold(), ())})[:most]
+
+
+def index_images(folder: Path) -> ImageIndex:
     """Every file under `folder` by its (NFC) base name."""
-    index: dict[str, list[Path]] = {}
+    index = ImageIndex()
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             index.setdefault(unicodedata.normalize("NFC", path.name), []).append(path)
     return index
+
+
+def near_names(index: Mapping[str, list[Path]], names: Iterable[str]) -> list[str]:
+    """The names of `index` that differ from one of `names` only in case (at most 3): a missing
+    file's near miss. An `ImageIndex` folds its names once; any other mapping is folded here."""
+    return (index if isinstance(index, ImageIndex) else ImageIndex(index)).near(names)
 
 
 def find_image_file(url: str, index: Mapping[str, list[Path]], *, field: str) -> Path:
@@ -217,8 +242,7 @@ def find_image_file(url: str, index: Mapping[str, list[Path]], *, field: str) ->
     if not found:
         # Label Studio keeps the case it was given; a folder copied through Windows or a zip tool may
         # not. Matched exactly (two files may differ only in case), but the near miss is named.
-        folded = {n.casefold() for n in names}
-        near = sorted(n for n in index if n.casefold() in folded)[:3]
+        near = near_names(index, names)
         hint = f"; the folder has {', '.join(near)} (names must match in case)" if near else ""
         raise LabelStudioError(field, f"no file named {shown} in the images folder (from {url!r}){hint}.")
     if len(found) > 1:

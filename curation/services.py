@@ -10,7 +10,7 @@ import io
 import logging
 import os
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1181,6 +1181,248 @@ def import_job_archives_delete(*, jobs) -> list[str]:
     return names
 
 
+# ------------------------------------------------------------ Label Studio and CVAT: the shared steps
+
+
+# Hashes (or images) one lookup's IN list holds at the most: a list over every image of a large import
+# would pass SQLite's bound-variable limit (32,766 in most builds, 999 before 3.32) or psycopg 3's with
+# server-side binding (65,535), a traceback after every file was read and decoded.
+IMPORT_LOOKUP_CHUNK = 900
+
+
+def _chunks(values: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _images_by_sha256(*, spec: DatasetSpec, hashes: Iterable[str]) -> dict[str, Image]:
+    """The images of `spec` having one of `hashes`, by hash: IMPORT_LOOKUP_CHUNK hashes a query."""
+    found: dict[str, Image] = {}
+    for chunk in _chunks(list(dict.fromkeys(hashes)), IMPORT_LOOKUP_CHUNK):
+        found.update((im.sha256, im) for im in Image.objects.filter(spec=spec, sha256__in=chunk))
+    return found
+
+
+class _ImportTotals:
+    """What an import's report (`LabelStudioImport`, `CvatImport`) sums over its items (`_items`)."""
+
+    problems: list[tuple[str, str]]
+
+    def _items(self) -> list[LabelStudioTask] | list[CvatImage]:
+        raise NotImplementedError
+
+    def all_problems(self) -> list[tuple[str, str]]:
+        return self.problems + [p for item in self._items() for p in item.problems]
+
+    @property
+    def images_new(self) -> int:
+        return sum(1 for item in self._items() if item.image == "new")
+
+    @property
+    def images_duplicate(self) -> int:
+        return sum(1 for item in self._items() if item.image.startswith("duplicate"))
+
+    def region_kinds(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for item in self._items():
+            for k, n in item.kinds.items():
+                total[k] = total.get(k, 0) + n
+        return total
+
+
+def _import_setup(*, problems: list[tuple[str, str]], spec: DatasetSpec, source: Source,
+                  categories: Iterable[str | int | Category],
+                  category_map: dict[str, str] | None) -> tuple[list[Category], set[str], dict[str, str]]:
+    """What an import checks first: the source's licence, the categories given, the category map's
+    slugs (problems appended). Returns the categories, the spec's slugs and the map."""
+    try:
+        licence_check(spec=spec, source=source)
+    except ValidationError as exc:
+        problems.append(("source", "; ".join(exc.messages)))
+    cats = resolve_categories(spec=spec, values=categories)
+    spec_slugs = set(Category.objects.filter(spec=spec).values_list("slug", flat=True))
+    category_map = dict(category_map or {})
+    for label, slug in category_map.items():
+        if slug and slug not in spec_slugs:
+            problems.append(("category_map", f"{label}={slug}: the spec has no category {slug!r} "
+                                             f"(slugs: {', '.join(sorted(spec_slugs))})."))
+    return cats, spec_slugs, category_map
+
+
+def _import_images_index(*, problems: list[tuple[str, str]], images_dir: Path) -> Mapping[str, list[Path]]:
+    """The files of the images folder by base name (`labelstudio_import.index_images`), read once."""
+    from . import labelstudio_import as ls
+
+    if not images_dir.is_dir():
+        problems.append(("images", f"{images_dir} is not a folder."))
+        return ls.ImageIndex()
+    return ls.index_images(images_dir)
+
+
+def _import_file_read(plan: LabelStudioTask | CvatImage, path: Path, *, images_dir: Path, field: str,
+                      error: type[ValueError]) -> DecodedImage:
+    """The image file an item names, checked, noted on `plan` and decoded; `error(field, message)`
+    is raised for a file that cannot be imported.
+
+    Checked here, not by the index (audit): a name that is not UTF-8 (a CP949 zip unpacked here,
+    named by a "\\udcc7" escape) cannot be stored (UnicodeEncodeError at the write); a link out of the
+    folder would import a file the export never held (the index follows file links, so a folder of
+    links into the folder itself still works); a file over the upload limit is refused before it is
+    read whole into memory.
+    """
+    from common.fields import unstorable_char
+
+    rel = str(path.relative_to(images_dir))
+    if unstorable_char(rel):
+        raise error(field, f"the file name {rel!r} is not UTF-8 (or holds a NUL): rename the file.")
+    if not path.resolve().is_relative_to(images_dir.resolve()):
+        raise error(field, f"{rel} is a link to a file outside the images folder: copy the file in.")
+    size = path.stat().st_size
+    if size > settings.MATHSET_MAX_UPLOAD_BYTES:
+        raise error(field, too_big_image(filename=path.name, size=size))
+    plan.file, plan.path = nfc(rel), path       # NFC as every stored name (a Mac's are NFD)
+    return decode_image(path.read_bytes(), path.name, field=field)
+
+
+def _import_regions_checked(plan: LabelStudioTask | CvatImage, found, *, spec: DatasetSpec, decoded: DecodedImage,
+                            spec_slugs: set[str], with_confidence: bool, sep: str) -> list[dict]:
+    """An item's regions (`found`: its regions and where each came from) checked as the annotation
+    format checks them, in their clean form; each problem goes on `plan` under the result or element
+    the region came from (``origin[0].latex`` shown as ``origin`` `sep` ``latex``). Without
+    `with_confidence` (a truth) a region's confidence is dropped, not refused."""
+    from labeling.services import regions_clean
+
+    probe = Image(spec=spec, width=decoded.width, height=decoded.height)
+    clean: list[dict] = []
+    for region, origin in zip(found.regions, found.origins, strict=True):
+        if not with_confidence:
+            region = {k: v for k, v in region.items() if k != "confidence"}
+        try:
+            clean += regions_clean(regions=[region], image=probe, field=origin, spec_categories=spec_slugs,
+                                   with_confidence=with_confidence)
+        except ValidationError as exc:
+            for f, msgs in exc.message_dict.items():
+                shown = f.replace(f"{origin}[0].", f"{origin}{sep}").replace(f"{origin}[0]", origin)
+                plan.problems.append((shown, " ".join(msgs)))
+    return clean
+
+
+def _import_truth(plan: LabelStudioTask | CvatImage, regions: list[dict], axis_aligned: list[bool], *,
+                  field: str, given: str) -> None:
+    """An item's one region as its image's truth: its LaTeX, and its box when that is exact; more
+    regions are a problem on `field` (`given`: what to import as predictions instead)."""
+    if len(regions) > 1:
+        plan.problems.append((field, f"{len(regions)} regions; a truth is one formula per image "
+                                     f"(Image.truth_latex): import this {given} as predictions instead."))
+        return
+    if not regions:
+        return
+    (region,) = regions
+    if not region["latex"]:
+        plan.notes.append("the region has no LaTeX: no truth stored.")
+        return
+    plan.truth_latex = region["latex"]
+    if region["kind"] == "quad" and axis_aligned[0]:
+        xs = [p[0] for p in region["points"]]
+        ys = [p[1] for p in region["points"]]
+        plan.meta = {"ink_bbox": [min(xs), min(ys), max(xs), max(ys)]}
+    else:
+        plan.notes.append(f"its {region['kind']} is not kept: a truth holds the LaTeX and at most an "
+                          "axis-aligned box.")
+
+
+def _import_existing(plans: Sequence[LabelStudioTask | CvatImage], *, spec: DatasetSpec,
+                     as_truth: bool) -> dict[str, Image]:
+    """Notes on each readable item whether its image is new or already in `spec` (same sha256);
+    returns those images by hash."""
+    existing = _images_by_sha256(spec=spec, hashes=[p.sha256 for p in plans if p.sha256])
+    for plan in plans:
+        if plan.problems or not plan.sha256:
+            continue
+        plan.existing = existing.get(plan.sha256)
+        plan.image = f"duplicate of image {plan.existing.pk}" if plan.existing else "new"
+        if as_truth and plan.existing is not None and plan.truth_latex:
+            plan.notes.append(f"already in the spec as image {plan.existing.pk}: its truth is left as it is.")
+    return existing
+
+
+def _import_kept(plans: Sequence[LabelStudioTask | CvatImage], *, existing: dict[str, Image], model_name: str,
+                 model_version: str) -> None:
+    """predictions_import keeps a prediction an annotation started from (not replaced) without a word:
+    said per item and counted, or the summary would claim it stored (audit)."""
+    from django.db.models import Exists, OuterRef
+
+    from labeling.models import AnnotationVersion, Prediction
+
+    if not existing or not model_name.strip() or not model_version.strip():
+        return
+    started = AnnotationVersion.objects.filter(started_from=OuterRef("pk"))
+    kept: dict[int, Prediction] = {}
+    for chunk in _chunks(list(existing.values()), IMPORT_LOOKUP_CHUNK):
+        kept.update((p.image_id, p) for p in Prediction.objects.filter(
+            Exists(started), image__in=chunk, model_name=model_name.strip(), model_version=model_version.strip()))
+    for plan in plans:
+        pred = kept.get(plan.existing.pk) if plan.existing is not None and plan.regions is not None else None
+        if pred is not None:
+            plan.kept = True
+            plan.notes.append(f"already in the spec as image {plan.existing.pk}, with an annotation started "
+                              f"from its prediction {pred.model_name}@{pred.model_version} (id {pred.pk}): "
+                              "that prediction is kept as it is, not replaced.")
+
+
+def _import_refuse(problems: list[tuple[str, str]]) -> None:
+    """All of an import's problems as one ValidationError, by field."""
+    if problems:
+        errors: dict[str, list[str]] = {}
+        for f, m in problems:
+            errors.setdefault(f, []).append(m)
+        raise ValidationError(errors)
+
+
+def _import_write(report: LabelStudioImport | CvatImport, plans: Sequence[LabelStudioTask | CvatImage], *,
+                  spec: DatasetSpec, source: Source, cats: list[Category], uploaded_by: User | None, as_truth: bool,
+                  model_name: str, model_version: str, chunk: int,
+                  origin: Callable[[LabelStudioTask | CvatImage], dict]) -> None:
+    """An import's write, in one transaction: the new images ingested `chunk` files at a time (read
+    again here: a project of thousands of photos does not fit in memory at once), their meta holding
+    `origin(plan)`; then the truths counted, or each item's regions stored as a prediction (an
+    item's ``confidence``, a Label Studio score, with it)."""
+    from labeling.services import MAX_PREDICTION_ITEMS, predictions_import
+
+    fresh = [p for p in plans if p.existing is None]
+    # images_ingest's files join this guard: if storing the predictions fails, they go with the rows.
+    with guarded_files(), transaction.atomic():
+        image_of: dict[int, Image] = {p.index: p.existing for p in plans if p.existing is not None}
+        for p in fresh:
+            p.meta = {**p.meta, **origin(p)}
+        for start in range(0, len(fresh), chunk):
+            part = fresh[start:start + chunk]
+            done = images_ingest(spec=spec, source=source,
+                                 files=[(os.path.basename(p.file), p.path.read_bytes()) for p in part],
+                                 categories=cats, uploaded_by=uploaded_by,
+                                 truth_latex=[p.truth_latex for p in part], meta=[p.meta for p in part])
+            report.created += done.created
+            for p, outcome in zip(part, done.files, strict=True):
+                image_of[p.index] = outcome.image
+        if as_truth:
+            report.truths = sum(1 for p in fresh if p.truth_latex)
+            return
+        items = []
+        for p in plans:
+            if p.regions is None:
+                continue
+            item = {"image": image_of[p.index].pk, "regions": p.regions}
+            if getattr(p, "confidence", None) is not None:
+                item["confidence"] = p.confidence
+            items.append(item)
+        for start in range(0, len(items), MAX_PREDICTION_ITEMS):
+            report.predictions += len(predictions_import(
+                model_name=model_name, model_version=model_version,
+                items=items[start:start + MAX_PREDICTION_ITEMS], created_by=uploaded_by))
+        report.kept = sum(1 for p in plans if p.kept)
+        report.predictions -= report.kept
+
+
 # ------------------------------------------------------------ Label Studio
 
 
@@ -1214,7 +1456,7 @@ class LabelStudioTask:
 
 
 @dataclass
-class LabelStudioImport:
+class LabelStudioImport(_ImportTotals):
     """What `labelstudio_import` found (a dry run) or did: per task, and the totals."""
 
     tasks: list[LabelStudioTask] = field(default_factory=list)
@@ -1226,23 +1468,8 @@ class LabelStudioImport:
     kept: int = 0                    # predictions left as they were (an annotation started from them)
     truths: int = 0
 
-    def all_problems(self) -> list[tuple[str, str]]:
-        return self.problems + [p for t in self.tasks for p in t.problems]
-
-    @property
-    def images_new(self) -> int:
-        return sum(1 for t in self.tasks if t.image == "new")
-
-    @property
-    def images_duplicate(self) -> int:
-        return sum(1 for t in self.tasks if t.image.startswith("duplicate"))
-
-    def region_kinds(self) -> dict[str, int]:
-        total: dict[str, int] = {}
-        for t in self.tasks:
-            for k, n in t.kinds.items():
-                total[k] = total.get(k, 0) + n
-        return total
+    def _items(self) -> list[LabelStudioTask]:
+        return self.tasks
 
 
 def labelstudio_import(
@@ -1286,27 +1513,16 @@ def labelstudio_import(
     its box, any other shape only its LaTeX (said in the task's notes); an image already in the
     spec keeps the truth it has (noted).
     """
-    from django.db.models import Exists, OuterRef
-
     from common.fields import unstorable_char
-    from labeling.models import AnnotationVersion, Prediction
-    from labeling.services import MAX_PREDICTION_ITEMS, MAX_REGIONS, predictions_import, regions_clean
+    from labeling.models import Prediction
+    from labeling.services import MAX_REGIONS
 
     from . import labelstudio_import as ls
 
     report = LabelStudioImport(as_truth=as_truth, dry_run=dry_run)
     problems = report.problems
-    try:
-        licence_check(spec=spec, source=source)
-    except ValidationError as exc:
-        problems.append(("source", "; ".join(exc.messages)))
-    cats = resolve_categories(spec=spec, values=categories)
-    spec_slugs = set(Category.objects.filter(spec=spec).values_list("slug", flat=True))
-    category_map = dict(category_map or {})
-    for label, slug in category_map.items():
-        if slug and slug not in spec_slugs:
-            problems.append(("category_map", f"{label}={slug}: the spec has no category {slug!r} "
-                                             f"(slugs: {', '.join(sorted(spec_slugs))})."))
+    cats, spec_slugs, category_map = _import_setup(problems=problems, spec=spec, source=source,
+                                                   categories=categories, category_map=category_map)
     if not as_truth:
         for name, value in (("model_name", model_name), ("model_version", model_version)):
             limit = Prediction._meta.get_field(name).max_length
@@ -1327,11 +1543,7 @@ def labelstudio_import(
             by_id = ls.predictions_by_id(predictions)
         except ls.LabelStudioError as exc:
             problems.append((exc.field, exc.message))
-    index = ls.index_images(images_dir) if images_dir.is_dir() else {}
-    images_root = images_dir.resolve()
-    upload_limit = settings.MATHSET_MAX_UPLOAD_BYTES
-    if not images_dir.is_dir():
-        problems.append(("images", f"{images_dir} is not a folder."))
+    index = _import_images_index(problems=problems, images_dir=images_dir)
 
     first_of_sha: dict[str, int] = {}
     for i, task in enumerate(tasks):
@@ -1355,23 +1567,8 @@ def labelstudio_import(
             result_list = chosen[2]["result"] if chosen else []
             key, url = ls.task_image_url(task, where=where, config_keys=config_keys, results=result_list)
             path = ls.find_image_file(url, index, field=f"{where}.data.{key}")
-            # Checked here, not by the index (audit): a name that is not UTF-8 (a CP949 zip unpacked
-            # here, named by a "\udcc7" escape) cannot be stored (UnicodeEncodeError at the write);
-            # a link out of the folder would import a file the export never held (the index follows
-            # file links, so a folder of links into the folder itself still works); a file over
-            # the upload limit is refused before it is read whole into memory.
-            rel = str(path.relative_to(images_dir))
-            if unstorable_char(rel):
-                raise ls.LabelStudioError(f"{where}.data.{key}", f"the file name {rel!r} is not UTF-8 (or holds a "
-                                                                 "NUL): rename the file.")
-            if not path.resolve().is_relative_to(images_root):
-                raise ls.LabelStudioError(f"{where}.data.{key}", f"{rel} is a link to a file outside the images "
-                                                                 "folder: copy the file in.")
-            size = path.stat().st_size
-            if size > upload_limit:
-                raise ls.LabelStudioError(f"{where}.data.{key}", too_big_image(filename=path.name, size=size))
-            plan.file, plan.path = nfc(rel), path       # NFC as every stored name (a Mac's are NFD)
-            decoded = decode_image(path.read_bytes(), path.name, field=f"{where}.data.{key}")
+            decoded = _import_file_read(plan, path, images_dir=images_dir, field=f"{where}.data.{key}",
+                                        error=ls.LabelStudioError)
             plan.sha256 = decoded.sha256
             if decoded.sha256 in first_of_sha:
                 raise ls.LabelStudioError(f"{where}.data.{key}", f"the same image as tasks[{first_of_sha[decoded.sha256]}]"
@@ -1383,18 +1580,8 @@ def labelstudio_import(
                                         spec_slugs=spec_slugs, category_map=category_map, skip_unknown=skip_unknown,
                                         max_regions=MAX_REGIONS)
                 plan.kinds, plan.skipped = dict(found.kinds), dict(found.skipped)
-                # Checked as the annotation format checks them, each under the result it came from.
-                probe = Image(spec=spec, width=decoded.width, height=decoded.height)
-                clean = []
-                for region, origin in zip(found.regions, found.origins, strict=True):
-                    if as_truth:  # a truth has no confidence
-                        region = {k: v for k, v in region.items() if k != "confidence"}
-                    try:
-                        clean += regions_clean(regions=[region], image=probe, field=origin, spec_categories=spec_slugs,
-                                               with_confidence=not as_truth)
-                    except ValidationError as exc:
-                        for f, msgs in exc.message_dict.items():
-                            plan.problems.append((f.replace(f"{origin}[0]", origin), " ".join(msgs)))
+                clean = _import_regions_checked(plan, found, spec=spec, decoded=decoded, spec_slugs=spec_slugs,
+                                                with_confidence=not as_truth, sep=".")
                 plan.regions = found.regions
                 if field_name.split(".")[1].startswith("predictions"):
                     plan.confidence = ls.score_of(item, field_name)
@@ -1402,100 +1589,24 @@ def labelstudio_import(
                     scores = [r["confidence"] for r in found.regions if "confidence" in r]
                     plan.confidence = min(scores) if scores else None
                 if as_truth:
-                    _labelstudio_truth(plan, clean, found.axis_aligned, field_name)
+                    _import_truth(plan, clean, found.axis_aligned, field=f"{field_name}.result", given="export")
         except ls.LabelStudioError as exc:
             plan.problems.append((exc.field, exc.message))
         except ValidationError as exc:
             plan.problems += [(f, " ".join(m)) for f, m in exc.message_dict.items()]
         except OSError as exc:
             plan.problems.append((f"{where}.data", f"cannot read the image file: {exc}"))
-    existing = {im.sha256: im for im in Image.objects.filter(spec=spec, sha256__in=list(first_of_sha))}
-    for plan in report.tasks:
-        if plan.problems or not plan.sha256:
-            continue
-        plan.existing = existing.get(plan.sha256)
-        plan.image = f"duplicate of image {plan.existing.pk}" if plan.existing else "new"
-        if as_truth and plan.existing is not None and plan.truth_latex:
-            plan.notes.append(f"already in the spec as image {plan.existing.pk}: its truth is left as it is.")
-    # predictions_import keeps a prediction an annotation started from (not replaced) without a word:
-    # said per task and counted, or the summary would claim it stored (audit).
-    if not as_truth and existing and model_name.strip() and model_version.strip():
-        started = AnnotationVersion.objects.filter(started_from=OuterRef("pk"))
-        kept = {p.image_id: p for p in Prediction.objects.filter(
-            Exists(started), image__in=list(existing.values()), model_name=model_name.strip(),
-            model_version=model_version.strip())}
-        for plan in report.tasks:
-            pred = kept.get(plan.existing.pk) if plan.existing is not None and plan.regions is not None else None
-            if pred is not None:
-                plan.kept = True
-                plan.notes.append(f"already in the spec as image {plan.existing.pk}, with an annotation started "
-                                  f"from its prediction {pred.model_name}@{pred.model_version} (id {pred.pk}): "
-                                  "that prediction is kept as it is, not replaced.")
-    all_problems = report.all_problems()
+    existing = _import_existing(report.tasks, spec=spec, as_truth=as_truth)
+    if not as_truth:
+        _import_kept(report.tasks, existing=existing, model_name=model_name, model_version=model_version)
     if dry_run:
         return report
-    if all_problems:
-        errors: dict[str, list[str]] = {}
-        for f, m in all_problems:
-            errors.setdefault(f, []).append(m)
-        raise ValidationError(errors)
-
-    fresh = [p for p in report.tasks if p.existing is None]
-    # images_ingest's files join this guard: if storing the predictions fails, they go with the rows.
-    with guarded_files(), transaction.atomic():
-        image_of: dict[int, Image] = {p.index: p.existing for p in report.tasks if p.existing is not None}
-        if fresh:
-            for p in fresh:
-                p.meta = {**p.meta, "label_studio": {"task": p.task_id, "file": p.file}}
-            for start in range(0, len(fresh), LABELSTUDIO_INGEST_CHUNK):
-                chunk = fresh[start:start + LABELSTUDIO_INGEST_CHUNK]
-                done = images_ingest(spec=spec, source=source,
-                                     files=[(os.path.basename(p.file), p.path.read_bytes()) for p in chunk],
-                                     categories=cats, uploaded_by=uploaded_by,
-                                     truth_latex=[p.truth_latex for p in chunk], meta=[p.meta for p in chunk])
-                report.created += done.created
-                for p, outcome in zip(chunk, done.files, strict=True):
-                    image_of[p.index] = outcome.image
-        if as_truth:
-            report.truths = sum(1 for p in fresh if p.truth_latex)
-        else:
-            items = []
-            for p in report.tasks:
-                if p.regions is None:
-                    continue
-                item = {"image": image_of[p.index].pk, "regions": p.regions}
-                if p.confidence is not None:
-                    item["confidence"] = p.confidence
-                items.append(item)
-            for start in range(0, len(items), MAX_PREDICTION_ITEMS):
-                report.predictions += len(predictions_import(
-                    model_name=model_name, model_version=model_version,
-                    items=items[start:start + MAX_PREDICTION_ITEMS], created_by=uploaded_by))
-            report.kept = sum(1 for p in report.tasks if p.kept)
-            report.predictions -= report.kept
+    _import_refuse(report.all_problems())
+    _import_write(report, report.tasks, spec=spec, source=source, cats=cats, uploaded_by=uploaded_by,
+                  as_truth=as_truth, model_name=model_name, model_version=model_version,
+                  chunk=LABELSTUDIO_INGEST_CHUNK,
+                  origin=lambda p: {"label_studio": {"task": p.task_id, "file": p.file}})
     return report
-
-
-def _labelstudio_truth(plan: LabelStudioTask, regions: list[dict], axis_aligned: list[bool], where: str) -> None:
-    """A task's one region as an image truth: its LaTeX, and its box when that is exact."""
-    if len(regions) > 1:
-        plan.problems.append((f"{where}.result", f"{len(regions)} regions; a truth is one formula per image "
-                                                 "(Image.truth_latex): import this export as predictions instead."))
-        return
-    if not regions:
-        return
-    (region,) = regions
-    if not region["latex"]:
-        plan.notes.append("the region has no LaTeX: no truth stored.")
-        return
-    plan.truth_latex = region["latex"]
-    if region["kind"] == "quad" and axis_aligned[0]:
-        xs = [p[0] for p in region["points"]]
-        ys = [p[1] for p in region["points"]]
-        plan.meta = {"ink_bbox": [min(xs), min(ys), max(xs), max(ys)]}
-    else:
-        plan.notes.append(f"its {region['kind']} is not kept: a truth holds the LaTeX and at most an "
-                          "axis-aligned box.")
 
 
 # ------------------------------------------------------------ CVAT
@@ -1529,7 +1640,7 @@ class CvatImage:
 
 
 @dataclass
-class CvatImport:
+class CvatImport(_ImportTotals):
     """What `cvat_import` found (a dry run) or did: per ``<image>``, and the totals."""
 
     images: list[CvatImage] = field(default_factory=list)
@@ -1542,23 +1653,8 @@ class CvatImport:
     kept: int = 0
     truths: int = 0
 
-    def all_problems(self) -> list[tuple[str, str]]:
-        return self.problems + [p for im in self.images for p in im.problems]
-
-    @property
-    def images_new(self) -> int:
-        return sum(1 for im in self.images if im.image == "new")
-
-    @property
-    def images_duplicate(self) -> int:
-        return sum(1 for im in self.images if im.image.startswith("duplicate"))
-
-    def region_kinds(self) -> dict[str, int]:
-        total: dict[str, int] = {}
-        for im in self.images:
-            for k, n in im.kinds.items():
-                total[k] = total.get(k, 0) + n
-        return total
+    def _items(self) -> list[CvatImage]:
+        return self.images
 
 
 def cvat_import(
@@ -1594,28 +1690,16 @@ def cvat_import(
     `as_truth`: the LaTeX becomes the image's truth (`Image.truth_latex`), as `labelstudio_import`
     does it: one formula per image, its axis-aligned box kept as ``meta["ink_bbox"]`` when exact.
     """
-    from django.db.models import Exists, OuterRef
-
     from common.fields import unstorable_char
-    from labeling.models import AnnotationVersion, Prediction
-    from labeling.services import MAX_PREDICTION_ITEMS, MAX_REGIONS, predictions_import, regions_clean
+    from labeling.models import Prediction
+    from labeling.services import MAX_REGIONS
 
     from . import cvat_import as ci
-    from . import labelstudio_import as ls
 
     report = CvatImport(as_truth=as_truth, dry_run=dry_run)
     problems = report.problems
-    try:
-        licence_check(spec=spec, source=source)
-    except ValidationError as exc:
-        problems.append(("source", "; ".join(exc.messages)))
-    cats = resolve_categories(spec=spec, values=categories)
-    spec_slugs = set(Category.objects.filter(spec=spec).values_list("slug", flat=True))
-    category_map = dict(category_map or {})
-    for label, slug in category_map.items():
-        if slug and slug not in spec_slugs:
-            problems.append(("category_map", f"{label}={slug}: the spec has no category {slug!r} "
-                                             f"(slugs: {', '.join(sorted(spec_slugs))})."))
+    cats, spec_slugs, category_map = _import_setup(problems=problems, spec=spec, source=source,
+                                                   categories=categories, category_map=category_map)
     if not latex_attribute.strip():
         problems.append(("latex_attribute", "name the attribute holding the LaTeX."))
     try:
@@ -1631,11 +1715,7 @@ def cvat_import(
             limit = Prediction._meta.get_field(name).max_length
             if not value.strip() or len(value.strip()) > limit or unstorable_char(value):
                 problems.append((name, f"give 1 to {limit} characters."))
-    index = ls.index_images(images_dir) if images_dir.is_dir() else {}
-    images_root = images_dir.resolve()
-    upload_limit = settings.MATHSET_MAX_UPLOAD_BYTES
-    if not images_dir.is_dir():
-        problems.append(("images", f"{images_dir} is not a folder."))
+    index = _import_images_index(problems=problems, images_dir=images_dir)
 
     first_of_sha: dict[str, int] = {}
     first_of_name: dict[str, int] = {}
@@ -1651,20 +1731,7 @@ def cvat_import(
             first_of_name[frame.name] = frame.index
             width, height = ci.frame_size(frame)
             path = ci.find_frame_file(frame.name, images_dir, index, field=f"{where} name")
-            # As the Label Studio import checks them (see there): a name that cannot be stored, a link
-            # out of the folder, a file over the upload limit (by size, before it is read).
-            rel = str(path.relative_to(images_dir))
-            if unstorable_char(rel):
-                raise ci.CvatError(f"{where} name", f"the file name {rel!r} is not UTF-8 (or holds a NUL): rename "
-                                                    "the file.")
-            if not path.resolve().is_relative_to(images_root):
-                raise ci.CvatError(f"{where} name", f"{rel} is a link to a file outside the images folder: copy "
-                                                    "the file in.")
-            size = path.stat().st_size
-            if size > upload_limit:
-                raise ci.CvatError(f"{where} name", too_big_image(filename=path.name, size=size))
-            plan.file, plan.path = nfc(rel), path
-            decoded = decode_image(path.read_bytes(), path.name, field=f"{where} name")
+            decoded = _import_file_read(plan, path, images_dir=images_dir, field=f"{where} name", error=ci.CvatError)
             for key, declared, actual in (("width", width, decoded.width), ("height", height, decoded.height)):
                 if declared is not None and declared != actual:
                     raise ci.CvatError(f"{where} {key}", f"{declared}, but the image file {path.name} is "
@@ -1679,101 +1746,25 @@ def cvat_import(
                                      category_map=category_map, latex_attribute=latex_attribute,
                                      skip_unknown=skip_unknown, max_regions=MAX_REGIONS)
             plan.kinds, plan.skipped = dict(found.kinds), dict(found.skipped)
-            # Checked as the annotation format checks them, each under the element it came from.
-            probe = Image(spec=spec, width=decoded.width, height=decoded.height)
-            clean = []
-            for region, origin in zip(found.regions, found.origins, strict=True):
-                try:
-                    clean += regions_clean(regions=[region], image=probe, field=origin, spec_categories=spec_slugs)
-                except ValidationError as exc:
-                    for f, msgs in exc.message_dict.items():
-                        shown = f.replace(f"{origin}[0].", f"{origin} ").replace(f"{origin}[0]", origin)
-                        plan.problems.append((shown, " ".join(msgs)))
+            clean = _import_regions_checked(plan, found, spec=spec, decoded=decoded, spec_slugs=spec_slugs,
+                                            with_confidence=False, sep=" ")
             plan.regions = found.regions or None
             if as_truth:
-                _cvat_truth(plan, clean, found.axis_aligned, where)
+                _import_truth(plan, clean, found.axis_aligned, field=where, given="file")
         except ci.CvatError as exc:
             plan.problems.append((exc.field, exc.message))
         except ValidationError as exc:
             plan.problems += [(f, " ".join(m)) for f, m in exc.message_dict.items()]
         except OSError as exc:
             plan.problems.append((f"{where} name", f"cannot read the image file: {exc}"))
-    existing = {im.sha256: im for im in Image.objects.filter(spec=spec, sha256__in=list(first_of_sha))}
-    for plan in report.images:
-        if plan.problems or not plan.sha256:
-            continue
-        plan.existing = existing.get(plan.sha256)
-        plan.image = f"duplicate of image {plan.existing.pk}" if plan.existing else "new"
-        if as_truth and plan.existing is not None and plan.truth_latex:
-            plan.notes.append(f"already in the spec as image {plan.existing.pk}: its truth is left as it is.")
-    # A prediction an annotation started from is kept by predictions_import: said per image and counted.
-    if not as_truth and existing and model_name.strip() and report.model_version:
-        started = AnnotationVersion.objects.filter(started_from=OuterRef("pk"))
-        kept = {p.image_id: p for p in Prediction.objects.filter(
-            Exists(started), image__in=list(existing.values()), model_name=model_name.strip(),
-            model_version=report.model_version)}
-        for plan in report.images:
-            pred = kept.get(plan.existing.pk) if plan.existing is not None and plan.regions is not None else None
-            if pred is not None:
-                plan.kept = True
-                plan.notes.append(f"already in the spec as image {plan.existing.pk}, with an annotation started "
-                                  f"from its prediction {pred.model_name}@{pred.model_version} (id {pred.pk}): "
-                                  "that prediction is kept as it is, not replaced.")
-    all_problems = report.all_problems()
+    existing = _import_existing(report.images, spec=spec, as_truth=as_truth)
+    if not as_truth:
+        _import_kept(report.images, existing=existing, model_name=model_name, model_version=report.model_version)
     if dry_run:
         return report
-    if all_problems:
-        errors: dict[str, list[str]] = {}
-        for f, m in all_problems:
-            errors.setdefault(f, []).append(m)
-        raise ValidationError(errors)
-
-    fresh = [p for p in report.images if p.existing is None]
-    # images_ingest's files join this guard: if storing the predictions fails, they go with the rows.
-    with guarded_files(), transaction.atomic():
-        image_of: dict[int, Image] = {p.index: p.existing for p in report.images if p.existing is not None}
-        for p in fresh:
-            p.meta = {**p.meta, "cvat": {"name": p.name, "file": p.file, "id": p.frame_id}}
-        for start in range(0, len(fresh), CVAT_INGEST_CHUNK):
-            chunk = fresh[start:start + CVAT_INGEST_CHUNK]
-            done = images_ingest(spec=spec, source=source,
-                                 files=[(os.path.basename(p.file), p.path.read_bytes()) for p in chunk],
-                                 categories=cats, uploaded_by=uploaded_by,
-                                 truth_latex=[p.truth_latex for p in chunk], meta=[p.meta for p in chunk])
-            report.created += done.created
-            for p, outcome in zip(chunk, done.files, strict=True):
-                image_of[p.index] = outcome.image
-        if as_truth:
-            report.truths = sum(1 for p in fresh if p.truth_latex)
-        else:
-            items = [{"image": image_of[p.index].pk, "regions": p.regions} for p in report.images
-                     if p.regions is not None]
-            for start in range(0, len(items), MAX_PREDICTION_ITEMS):
-                report.predictions += len(predictions_import(
-                    model_name=model_name, model_version=report.model_version,
-                    items=items[start:start + MAX_PREDICTION_ITEMS], created_by=uploaded_by))
-            report.kept = sum(1 for p in report.images if p.kept)
-            report.predictions -= report.kept
+    _import_refuse(report.all_problems())
+    _import_write(report, report.images, spec=spec, source=source, cats=cats, uploaded_by=uploaded_by,
+                  as_truth=as_truth, model_name=model_name, model_version=report.model_version,
+                  chunk=CVAT_INGEST_CHUNK,
+                  origin=lambda p: {"cvat": {"name": p.name, "file": p.file, "id": p.frame_id}})
     return report
-
-
-def _cvat_truth(plan: CvatImage, regions: list[dict], axis_aligned: list[bool], where: str) -> None:
-    """An image's one region as its truth: its LaTeX, and its box when that is exact."""
-    if len(regions) > 1:
-        plan.problems.append((where, f"{len(regions)} regions; a truth is one formula per image "
-                                     "(Image.truth_latex): import this file as predictions instead."))
-        return
-    if not regions:
-        return
-    (region,) = regions
-    if not region["latex"]:
-        plan.notes.append("the region has no LaTeX: no truth stored.")
-        return
-    plan.truth_latex = region["latex"]
-    if region["kind"] == "quad" and axis_aligned[0]:
-        xs = [p[0] for p in region["points"]]
-        ys = [p[1] for p in region["points"]]
-        plan.meta = {"ink_bbox": [min(xs), min(ys), max(xs), max(ys)]}
-    else:
-        plan.notes.append(f"its {region['kind']} is not kept: a truth holds the LaTeX and at most an "
-                          "axis-aligned box.")

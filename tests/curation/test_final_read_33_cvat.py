@@ -180,7 +180,7 @@ def test_the_file_is_fed_to_the_parser_in_large_chunks(tmp_path, monkeypatch):
 
 
 def test_latex_xml_cannot_hold_refuses_the_export_naming_the_image_and_region():
-    # The region format takes U+FFFE / U+FFFF (labeling's LaTeX check refuses only C0 controls), and
+    # The export format takes U+FFFE / U+FFFF (regions stored before labeling's LaTeX check refused them), and
     # XML 1.0 cannot hold them, not even as references: the export is refused rather than written
     # unreadable, and the error names the image and region to correct among thousands.
     from curation.exporters import ExportImage, ExportRegion, export

@@ -24,6 +24,13 @@ export class View {
     return [c * dx + s * dy, -s * dx + c * dy];
   }
 
+  // An image-pixel step for a step of (dx, dy) along the screen's axes: turned back by the view's
+  // rotation, not scaled (exact, as cos and sin are 0 or ±1).
+  toImageDir(dx, dy) {
+    const c = COS[this.rot], s = SIN[this.rot];
+    return [c * dx + s * dy, -s * dx + c * dy];
+  }
+
   fit(imgW, imgH, viewW, viewH, margin = 0.96) {
     const rw = this.rot % 2 ? imgH : imgW, rh = this.rot % 2 ? imgW : imgH;
     this.scale = Math.min(viewW / rw, viewH / rh) * margin;

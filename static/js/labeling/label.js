@@ -2,6 +2,7 @@
 // region's LaTeX with a live preview beside its rectified crop, save a draft,
 // submit. Work is kept in localStorage until the server has it.
 import { api, ApiError, claimNext, fieldErrors } from "./api.js";
+import { activeCorner as activeCornerOf, clampToImage, drawActiveCorner, handleCornerKey, isArrow, settleQuad, showCornerStatus } from "./corners.js";
 import { clockwiseQuad, pointInPolygon, quadCropSize, rollQuad, selfIntersecting, warpQuad } from "./geometry.js";
 import { History } from "./history.js";
 import { encodeCanvas } from "./rle.js";
@@ -16,7 +17,7 @@ const DRAFT_KEY = `mathset.labeling.task.${TASK}`;
 const $ = (sel, el = document) => el.querySelector(sel);
 
 const TOOL_HINTS = {
-  select: "Select: click a region to edit it, drag a corner or the region to move it, drag empty space to pan.",
+  select: "Select: click a region to edit it, drag a corner or the region to move it, drag empty space to pan. Keys 1–4 pick a corner, the arrows move it.",
   rect: "Rectangle: drag a box around one formula; it starts at the top-left as you see it. Adjust the corners with V, the start with T.",
   quad: "Quad: click the 4 corners of a formula, from its top-left as read, clockwise. Esc cancels.",
   brush: "Brush: paint over the formula's pixels. [ and ] change the brush size.",
@@ -27,6 +28,7 @@ const state = {
   task: null, annotation: null, version: null, startedFrom: null,
   regions: [], selected: -1, tool: "select", readOnly: false,
   quadDraft: [], drag: null, hover: null, space: false, brush: 24,
+  corner: null, nudged: false,  // the active corner ({i: region, k: corner}) that the arrow keys move
   openedAt: Date.now(), lastSaveAt: Date.now(), dirty: false, busy: false,
 };
 
@@ -45,6 +47,8 @@ window.labeler = {
 function drawOverlay(ctx, dpr) {
   viewer.drawMasks(state.regions, state.selected);
   viewer.drawQuads(state.regions, state.selected, dpr);
+  const sel = state.regions[state.selected];
+  drawActiveCorner(ctx, viewer.view, sel && sel.points, activeCorner(), dpr);
   ctx.save();
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   const d = state.drag;
@@ -92,6 +96,8 @@ function rollStart() {
   const r = state.regions[state.selected];
   if (!r || r.kind !== "quad" || !r.points || state.readOnly) return;
   r.points = rollQuad(r.points);
+  const k = activeCorner();
+  if (k >= 0) state.corner.k = (k + 3) % 4;  // the active corner stays the same point, renumbered
   changed();
   record();
   renderPanel();
@@ -100,6 +106,7 @@ function rollStart() {
 
 function removeRegion(i) {
   if (i < 0 || i >= state.regions.length || state.readOnly) return;
+  state.corner = null;
   state.regions.splice(i, 1);
   state.selected = Math.min(i, state.regions.length - 1);
   changed();
@@ -108,6 +115,7 @@ function removeRegion(i) {
 }
 
 function select(i) {
+  if (state.corner && state.corner.i !== i) state.corner = null;  // another region: pick its corner anew
   state.selected = i;
   renderPanel();
   viewer.redraw();
@@ -142,8 +150,26 @@ function cornerAt(sx, sy) {
   return best;
 }
 
-function clampPoint([x, y]) {
-  return [Math.min(viewer.width, Math.max(0, x)), Math.min(viewer.height, Math.max(0, y))];
+function activeCorner() { return activeCornerOf(state); }
+// The live status line: where the active corner is, for a screen reader and a precise eye.
+function announceCorner() { showCornerStatus($("#corner-status"), state); }
+
+// A corner key (corners.js): pick the active corner, or move it as a drag would, one undo step
+// per key press (recorded when the key is released, so a held key is one step too).
+function cornerKeyDown(e) {
+  if (state.readOnly) return false;
+  const used = handleCornerKey(e, state, viewer, (i, crossed) => {
+    if (!crossed && selfIntersecting(state.regions[i].points)) flash("Those corners cross each other; move a corner to fix the shape.");
+    state.nudged = true;
+    changed();
+    renderPanel();
+  });
+  if (used) { announceCorner(); viewer.redraw(); }
+  return used;
+}
+
+function clampPoint(p) {
+  return clampToImage(p, viewer.width, viewer.height);  // as the arrow keys clamp a corner (corners.js)
 }
 
 // Corners clamped onto the photo that no longer span it: a box or clicks beside the photo all
@@ -224,7 +250,12 @@ canvas.addEventListener("pointerdown", (e) => {
       break;
     default: {
       const corner = cornerAt(sx, sy);
-      if (corner >= 0) { state.drag = { type: "corner", k: corner }; break; }
+      if (corner >= 0) {
+        state.drag = { type: "corner", k: corner };
+        state.corner = { i: state.selected, k: corner };  // the arrow keys then fine-tune it
+        announceCorner();
+        break;
+      }
       const hit = regionAt(sx, sy);
       if (hit >= 0) {
         if (hit !== state.selected) select(hit);
@@ -273,7 +304,9 @@ canvas.addEventListener("pointerup", () => {
     addRegion(newRegion("quad", { points: clockwiseQuad(corners) }));
     record();
   } else if ((d.type === "corner" || d.type === "move") && r && d.moved) {
-    r.points = clockwiseQuad(r.points.map(clampPoint));
+    const settled = settleQuad(r.points.map(clampPoint), d.type === "corner" ? d.k : -1);
+    r.points = settled.points;
+    if (d.type === "corner") state.corner = { i: state.selected, k: settled.corner };
     if (selfIntersecting(r.points)) flash("Those corners cross each other; drag a corner to fix the shape.");
     changed();
     record();  // one step per drag, on release
@@ -318,6 +351,7 @@ function renderList() {
 
 function renderPanel() {
   renderList();
+  announceCorner();
   const r = state.regions[state.selected];
   const ed = $("#region-editor");
   ed.hidden = !r;
@@ -486,10 +520,11 @@ document.addEventListener("keydown", (e) => {
   }
   if (e.key === "Escape") {
     if (inText) { document.activeElement.blur(); canvas.focus(); return; }
-    state.quadDraft = []; state.drag = null; viewer.redraw(); return;
+    state.quadDraft = []; state.drag = null; state.corner = null; announceCorner(); viewer.redraw(); return;
   }
   if (inText || e.ctrlKey || e.metaKey || e.altKey || ownsKey(document.activeElement, e.key)) return;
   if (e.key === " ") { state.space = true; canvas.style.cursor = "grab"; e.preventDefault(); return; }
+  if (cornerKeyDown(e)) return;
   const k = e.key;
   const actions = {
     q: () => setTool("quad"), r: () => setTool("rect"), b: () => setTool("brush"), e: () => setTool("erase"), v: () => setTool("select"),
@@ -504,7 +539,12 @@ document.addEventListener("keydown", (e) => {
   if (fn) { e.preventDefault(); fn(); }
 });
 // Releasing Space only restores the tool's cursor: corners of a quad being clicked stay.
-document.addEventListener("keyup", (e) => { if (e.key === " " && state.space) { state.space = false; setCursor(); } });
+document.addEventListener("keyup", (e) => {
+  if (e.key === " " && state.space) { state.space = false; setCursor(); }
+  if (isArrow(e.key)) recordNudge();
+});
+window.addEventListener("blur", () => recordNudge());  // an arrow released in another window
+function recordNudge() { if (state.nudged) { state.nudged = false; record(); } }
 
 // ---------------------------------------------------------------- messages
 
@@ -616,6 +656,7 @@ function loadRegions(list) {
     return newRegion("quad", { points: src.points.map(([x, y]) => [x, y]), ...answer });
   });
   state.selected = state.regions.length ? 0 : -1;
+  state.corner = null;
 }
 
 // ---------------------------------------------------------------- undo / redo

@@ -1,17 +1,25 @@
 // Review page: the annotation drawn over the image, each region's LaTeX rendered
 // beside its straightened crop; accept, accept with corrections (each region's text is
 // editable, previewed live by the labeling page's KaTeX renderer, and a selected quad's corners
-// can be dragged on the image), or reject with reasons, then the next one.
+// can be dragged on the image or moved with the keys 1-4 and the arrows), or reject with reasons,
+// then the next one.
 import { api, ApiError, fieldErrors } from "./api.js";
-import { clockwiseQuad, pointInPolygon, quadCropSize, selfIntersecting, warpQuad } from "./geometry.js";
+import { activeCorner as activeCornerOf, clampToImage, drawActiveCorner, handleCornerKey, settleQuad, showCornerStatus } from "./corners.js";
+import { pointInPolygon, quadCropSize, selfIntersecting, warpQuad } from "./geometry.js";
 import { colorOf, ImageCanvas, maskCanvasFrom, renderLatex } from "./viewer.js";
 
 const root = document.getElementById("review-app");
 const ANN = Number(root.dataset.annotation);
 const $ = (s) => document.querySelector(s);
-const state = { annotation: null, regions: [], selected: -1, drag: null };
+// corner: the active corner ({i: region, k: corner}) that the arrow keys move.
+const state = { annotation: null, regions: [], selected: -1, drag: null, corner: null };
 const viewer = new ImageCanvas($("#canvas"), {
-  overlay: (ctx, dpr) => { viewer.drawMasks(state.regions, state.selected); viewer.drawQuads(state.regions, state.selected, dpr); },
+  overlay: (ctx, dpr) => {
+    viewer.drawMasks(state.regions, state.selected);
+    viewer.drawQuads(state.regions, state.selected, dpr);
+    const r = state.regions[state.selected];
+    drawActiveCorner(ctx, viewer.view, r && r.points, activeCorner(), dpr);
+  },
 });
 window.reviewer = { state, viewer };
 
@@ -88,7 +96,7 @@ function renderRegions() {
     const head = document.createElement("button");
     head.type = "button"; head.className = "link-btn";
     head.textContent = `${i + 1}. ${r.kind === "quad" ? "Quad" : "Mask"}${r.illegible ? " · illegible" : ""}${r.cut_off ? " · cut off" : ""}${r.categories.length ? ` · ${r.categories.join(", ")}` : ""}`;
-    head.addEventListener("click", () => { state.selected = i; viewer.redraw(); });
+    head.addEventListener("click", () => select(i));
     const box = document.createElement("div"); box.className = "crop-box";
     const c = document.createElement("canvas"); c.id = `crop-${i}`; c.setAttribute("aria-label", `Crop of region ${i + 1}`);
     box.appendChild(c);
@@ -112,7 +120,7 @@ function renderRegions() {
     undo.textContent = "Undo my correction";
     undo.addEventListener("click", () => {
       r.latex = r.original; ta.value = r.original; delete r.serverError;
-      if (r.originalPoints) { r.points = copyPoints(r.originalPoints); crop(c, r); viewer.redraw(); }
+      if (r.originalPoints) { r.points = copyPoints(r.originalPoints); crop(c, r); announceCorner(); viewer.redraw(); }
       preview(i); markChanged(i); ta.focus();
     });
     ta.addEventListener("input", () => {
@@ -158,7 +166,31 @@ $("#opacity").addEventListener("input", (e) => { viewer.maskOpacity = Number(e.t
 const canvas = viewer.canvas;
 const HANDLE_PX = 10;  // how near a corner handle a press must be, in screen pixels (as label.js)
 const copyPoints = (pts) => (pts ? pts.map(([x, y]) => [x, y]) : null);
-const clampPoint = ([x, y]) => [Math.min(viewer.width, Math.max(0, x)), Math.min(viewer.height, Math.max(0, y))];
+const clampPoint = (p) => clampToImage(p, viewer.width, viewer.height);
+
+function select(i) {
+  if (state.corner && state.corner.i !== i) state.corner = null;  // another region: pick its corner anew
+  state.selected = i;
+  announceCorner();
+  viewer.redraw();
+}
+
+function activeCorner() { return activeCornerOf(state); }
+// The live status line: where the active corner is, for a screen reader and a precise eye.
+function announceCorner() { showCornerStatus($("#corner-status"), state); }
+
+// After corners moved (a drag released, an arrow key): the crop, the preview and the region's
+// "corrected" mark follow, and the decision becomes "Accept with corrections".
+function cornersMoved(i, { warnCrossing = true } = {}) {
+  const r = state.regions[i];
+  if (warnCrossing && selfIntersecting(r.points)) flash(`Region ${i + 1}: those corners cross each other; move a corner to fix the shape.`, "error");
+  delete r.serverError;
+  crop($(`#crop-${i}`), r);
+  preview(i);
+  markChanged(i);
+  announceCorner();
+  viewer.redraw();
+}
 
 function cornerAt(sx, sy) {
   const r = state.regions[state.selected];
@@ -186,9 +218,15 @@ canvas.addEventListener("pointerdown", (e) => {
   const [sx, sy] = viewer.eventPoint(e);
   if (e.button === 0 && viewer.bitmap) {
     const k = cornerAt(sx, sy);
-    if (k >= 0) { state.drag = { k, moved: false }; return; }
+    if (k >= 0) {
+      state.drag = { k, moved: false };
+      state.corner = { i: state.selected, k };  // the arrow keys then fine-tune it
+      announceCorner();
+      viewer.redraw();
+      return;
+    }
     const hit = quadAt(sx, sy);
-    if (hit >= 0 && hit !== state.selected) { state.selected = hit; viewer.redraw(); }
+    if (hit >= 0 && hit !== state.selected) select(hit);
   }
   viewer.startPan(e);
 });
@@ -209,19 +247,27 @@ canvas.addEventListener("pointerup", () => {
   if (!d) { viewer.endPan(); return; }
   if (!d.moved) return;
   const i = state.selected, r = state.regions[i];
-  r.points = clockwiseQuad(r.points);
-  if (selfIntersecting(r.points)) flash(`Region ${i + 1}: those corners cross each other; drag a corner to fix the shape.`, "error");
-  delete r.serverError;
-  crop($(`#crop-${i}`), r);
-  preview(i);
-  markChanged(i);
-  viewer.redraw();
+  const settled = settleQuad(r.points, d.k);
+  r.points = settled.points;
+  state.corner = { i, k: settled.corner };
+  cornersMoved(i);
 });
+
+// A corner key (corners.js): pick the active corner of the selected quad, or move it as a drag would
+// (a crossing is said once, when the corners come to cross, not at every key).
+function cornerKeyDown(e) {
+  const used = handleCornerKey(e, state, viewer, (i, crossed) => cornersMoved(i, { warnCrossing: !crossed }));
+  if (used) { announceCorner(); viewer.redraw(); }
+  return used;
+}
+
 canvas.addEventListener("viewchange", () => { $("#zoom-level").textContent = `${Math.round(viewer.view.scale * 100)}%`; });
 document.addEventListener("keydown", (e) => {
   const t = document.activeElement;
   if (t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" && t.type === "text")) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (cornerKeyDown(e)) return;
+  if (e.key === "Escape" && state.corner) { state.corner = null; announceCorner(); viewer.redraw(); return; }
   const act = { a: () => $("#decision-accept").click(), c: () => $("#decision-correct").click(),
     x: () => $("#decision-reject").click(), "+": () => viewer.zoom(1.25),
     "-": () => viewer.zoom(0.8), 0: () => viewer.fit(), R: () => viewer.rotate(1) }[e.key];
@@ -268,7 +314,7 @@ function showError(key, message) {
   const corners = m[2] === "points";
   state.regions[i].serverError = corners ? `Corners: ${message}` : message;
   preview(i);
-  if (corners) { state.selected = i; viewer.redraw(); } else $(`#latex-${i}`).focus();
+  if (corners) select(i); else $(`#latex-${i}`).focus();
   flash(`Region ${i + 1}${corners ? " (corners)" : ""}: ${message}`, "error");
 }
 

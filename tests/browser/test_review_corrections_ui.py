@@ -32,8 +32,13 @@ def test_reviewer_corrects_a_typo_and_accepts_in_one_step(browser_page, labeling
     field.fill("x^{2}+1")
     page.wait_for_selector("#latex-preview-1 .katex")
     assert page.is_checked("#decision-correct")  # typing a fix chose "Accept with corrections"
+    here = page.url
     page.click("#btn-send")
     page.wait_for_function("() => document.querySelector('#save-state').textContent.startsWith('Sent')")
+    # The page then takes the next one by a POST: wait for it, so no request of this page still
+    # writes while the test reads (SQLite's in-memory test database locks the table).
+    page.wait_for_url(lambda url: url != here)
+    page.wait_for_load_state()
 
     review = Review.objects.get(annotation_id=r.json()["id"])
     assert review.decision == "accept" and review.corrections == {"1": ["x^{2}+l", "x^{2}+1"]}

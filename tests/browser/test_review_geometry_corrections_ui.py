@@ -49,8 +49,13 @@ def test_reviewer_drags_a_corner_and_accepts_in_one_step(browser_page, labeling_
     scale = page.evaluate("() => window.reviewer.viewer.view.scale")  # read before Send opens the next page
     assert page.is_checked("#decision-correct")  # moving a corner chose "Accept with corrections"
     assert page.inner_text("#corrections-count") == "1 region(s) corrected"
+    here = page.url
     page.click("#btn-send")
     page.wait_for_function("() => document.querySelector('#save-state').textContent.startsWith('Sent')")
+    # The page then takes the next one by a POST: wait for it, so no request of this page still
+    # writes while the test reads (SQLite's in-memory test database locks the table).
+    page.wait_for_url(lambda url: url != here)
+    page.wait_for_load_state()
 
     review = Review.objects.get(annotation_id=r.json()["id"])
     assert review.decision == "accept" and review.latex_corrections == {}

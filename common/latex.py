@@ -52,6 +52,9 @@ Public API
     Human-readable problems for annotators (empty when fine): unbalanced braces, ``\\begin``/
     ``\\end`` mismatch, ``\\left``/``\\right`` count mismatch, ``^``/``_`` without argument,
     a stray ``$`` in the middle, unknown commands (against ``KNOWN_COMMANDS``).
+``character_problems(src) -> list[str]``
+    Characters no LaTeX may hold (C0 controls but tab/LF/CR, lone surrogates, Unicode
+    non-characters), as sentences; empty when fine. Checked before anything is tokenized.
 ``check_and_normalize(src) -> (problems, normalized)``
     Both from one tokenization (what a submit needs per region); ``normalized`` only when there
     is no problem, and a formula nested too deeply for the normaliser is a problem, not a crash.
@@ -177,6 +180,30 @@ def noncharacter(src: str) -> str | None:
     """The first Unicode non-character of `src`, or None."""
     found = _NONCHARACTER.search(src)
     return found.group() if found else None
+
+
+# Never LaTeX: the C0 controls but tab, LF and CR (U+0000 among them, which PostgreSQL cannot store), and
+# lone surrogates (from a JSON "\ud800" escape), which no database stores as text.
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+def character_problems(src: str) -> list[str]:
+    """Why `src` cannot be a formula's LaTeX, character by character (empty when it can): it holds
+    a C0 control other than tab, LF and CR, a lone surrogate, or a Unicode non-character.
+
+    The one character check of every stored LaTeX: annotators', reviewers' and imported regions'
+    (with the grammar, `labeling.services._latex_checked`) and images' truths, which keep their
+    data set's own spelling and so are checked for characters only."""
+    found = _CONTROL_OR_SURROGATE.search(src)
+    if found is not None:
+        return [f"The LaTeX holds the control or surrogate character U+{ord(found.group()):04X}."]
+    # Those are all the characters XML 1.0 cannot hold but U+FFFE and U+FFFF: refused here with the
+    # other non-characters, not first by the CVAT export of an accepted answer.
+    bad = noncharacter(src)
+    if bad is not None:
+        return [f"The LaTeX holds U+{ord(bad):04X}, a Unicode non-character (not text; XML, and so a CVAT "
+                "export, cannot hold it): remove it."]
+    return []
 
 
 def tokenize(src: str) -> list[str]:

@@ -3,6 +3,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
+from common.latex import character_problems
 from common.service_admin import NoRawDeleteMixin, ServiceAdminMixin
 
 from . import services
@@ -85,11 +86,19 @@ class DatasetSpecAdmin(NoRawDeleteMixin, ServiceAdminMixin, admin.ModelAdmin):
 
 class ImageAdminForm(forms.ModelForm):
     """The image change form, refusing what ingest refuses: a source whose licence forbids the
-    spec's commercial use (an edit must not side-step the check every upload passes)."""
+    spec's commercial use, a truth holding a control, surrogate or non-character (an edit must not
+    side-step the checks every upload passes)."""
 
     class Meta:
         model = Image
         fields = ["spec", "source", "categories", "original_filename", "capture_session", "truth_latex", "meta"]
+
+    def clean_truth_latex(self):
+        truth = self.cleaned_data.get("truth_latex") or ""
+        problems = character_problems(truth)  # as images_ingest checks an imported truth
+        if problems:
+            raise ValidationError(problems)
+        return truth
 
     def clean(self):
         cleaned = super().clean()

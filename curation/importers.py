@@ -23,6 +23,7 @@ from PIL import ImageOps
 
 from common.archives import Member, iter_members
 from common.inkml import InkMLError, parse_inkml, render_ink
+from common.latex import character_problems
 
 from .imaging import IMAGE_SUFFIXES, ink_bbox
 from .services import IngestItem
@@ -84,6 +85,10 @@ def inkml_item(member: Member, options: InkRenderOptions = InkRenderOptions()) -
         return IngestItem(name=member.name, data=None, error=member.error or "no data")
     try:
         ink = parse_inkml(member.data, name=os.path.basename(member.name))
+        # The truth's characters, as images_ingest checks them: refused here before rendering.
+        problems = character_problems(ink.truth or "")
+        if problems:
+            return IngestItem(name=member.name, data=None, error=f"truth_latex: {' '.join(problems)}")
         img = render_ink(ink, height=options.height, pen_width=options.pen_width, margin=options.margin,
                          max_width=options.max_width)
     except (InkMLError, ValueError) as exc:
@@ -110,8 +115,16 @@ def inkml_items(path: Path | str, options: InkRenderOptions = InkRenderOptions()
         yield inkml_item(member, options)
 
 
+class TsvError(ValueError):
+    """A TSV line whose LaTeX cannot be a truth; the message names the line and the file."""
+
+
 def read_tsv(path: Path | str, *, clashes: list[str] | None = None) -> dict[str, str]:
     """`name<TAB>latex` lines as {base name: latex}; blank and malformed lines are skipped.
+
+    A line whose LaTeX holds what no LaTeX may hold (a C0 control, a Unicode non-character: the
+    character check every stored LaTeX passes) raises `TsvError` naming it, before anything is
+    imported: the TSV is one input, refused whole like one that cannot be read.
 
     Files are matched by base name, so `train/1.png` and `test/1.png` are one key: when their
     LaTeX differs, the later line wins and, given `clashes`, a sentence saying so is added to it
@@ -125,6 +138,9 @@ def read_tsv(path: Path | str, *, clashes: list[str] | None = None) -> dict[str,
             name, sep, latex = line.rstrip("\n").rstrip("\r").partition("\t")
             if sep and name.strip():
                 key, latex = os.path.basename(name.strip()), latex.strip()
+                problems = character_problems(latex)
+                if problems:
+                    raise TsvError(f"line {number} ({key}): truth_latex: {' '.join(problems)}")
                 if clashes is not None and key in out and out[key] != latex:
                     clashes.append(f"{key}: lines {first_line[key]} and {number} give different LaTeX "
                                    f"(files are matched by base name); line {number} is used")

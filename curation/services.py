@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from common.archives import nfc, zip_member_name
 from common.fields import MAX_INT, slug_for
+from common.latex import character_problems
 from common.storage import guarded_files
 from common.unchangeable import CANNOT_CHANGE, drop_unchanged
 from common.uploads import too_big
@@ -481,6 +482,20 @@ def _store(guard, spec: DatasetSpec, decoded: DecodedImage) -> tuple[str, str]:
     return name, thumb
 
 
+def _truths_checked(truths: Sequence[str] | None, *, count: int) -> None:
+    """Refuse, naming `truth_latex` (`truth_latex[i]` of several files), a truth holding what no
+    LaTeX may hold: a C0 control, a lone surrogate or a Unicode non-character (the character check
+    of every annotator's, reviewer's and import's LaTeX). The grammar is not checked: real data
+    sets' truths keep their own spelling, and some of CROHME's and im2markup's do not parse by the
+    annotators' rules (a `$` inside, an unknown command, nothing but spacing)."""
+    for index, truth in enumerate(truths or ()):
+        problems = character_problems(truth or "")
+        if problems:
+            # The field in the message too: a batch import lists a file's failure by its messages.
+            where = "truth_latex" if count == 1 else f"truth_latex[{index}]"
+            raise ValidationError({where: [f"truth_latex: {p}" for p in problems]})
+
+
 def images_ingest(
     *,
     spec: DatasetSpec,
@@ -499,13 +514,15 @@ def images_ingest(
     fails the whole call with a 400 naming it and nothing is stored. Exact
     duplicates (same sha256 in the spec, or twice in the call) are reported, not
     stored twice. `truth_latex`, `meta` and `capture_sessions` are per file, in the
-    order of `files`; `capture_sessions` overrides the one `capture_session`.
+    order of `files`; `capture_sessions` overrides the one `capture_session`. A truth
+    passes the character check of every stored LaTeX (`_truths_checked`).
     `result.files` says per file, in the order of `files`, what became of it: names
     repeat (two folders' IMG_0001.jpg) and stored names are cut to 255 characters,
     so callers must not match results back to their files by name.
     """
     if not files:
         raise ValidationError({"files": "No file was given."})
+    _truths_checked(truth_latex, count=len(files))
     # Names and sessions in NFC: a Mac uploads Hangul decomposed (jamo), which would never
     # equal the same name typed into a search box or given by another computer.
     files = [(nfc(name or ""), data) for name, data in files]

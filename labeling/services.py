@@ -815,16 +815,10 @@ def _latex_checked(src: str) -> tuple[list[str], str]:
     the length limit is refused before it is tokenized."""
     if len(src) > MAX_LATEX_LENGTH:
         return [f"The LaTeX is {len(src)} characters long; at most {MAX_LATEX_LENGTH} are allowed."], ""
-    # Never LaTeX; and PostgreSQL stores neither U+0000 nor a lone surrogate (from a "\ud800" escape).
-    bad = unstorable_char(src) or next((c for c in src if c < " " and c not in "\t\n\r"), None)
-    if bad is not None:
-        return [f"The LaTeX holds the control or surrogate character U+{ord(bad):04X}."], ""
-    # Those are all the characters XML 1.0 cannot hold but U+FFFE and U+FFFF: refused here with the
-    # other non-characters, not first by the CVAT export of an accepted answer.
-    bad = latex.noncharacter(src)
-    if bad is not None:
-        return [f"The LaTeX holds U+{ord(bad):04X}, a Unicode non-character (not text; XML, and so a CVAT "
-                "export, cannot hold it): remove it."], ""
+    # C0 controls, lone surrogates, non-characters: the check an image's truth passes too.
+    problems = latex.character_problems(src)
+    if problems:
+        return problems, ""
     return latex.check_and_normalize(src)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from curation.importers import IM2MARKUP_SOURCE, image_items, read_tsv
+from curation.importers import IM2MARKUP_SOURCE, TsvError, image_items, read_tsv
 
 from ..cli import IngestCommand, source_for, spec_by_slug, user_by_name
 
@@ -40,6 +40,8 @@ class Command(IngestCommand):
         if tsv is not None:
             try:
                 truths = read_tsv(tsv, clashes=clashes)
+            except TsvError as exc:  # a line's LaTeX holds a control or non-character: nothing imported
+                raise CommandError(f"--tsv: {tsv}, {exc}") from None
             except (OSError, UnicodeDecodeError) as exc:
                 raise CommandError(f"--tsv: cannot read {tsv}: {exc}") from None
             self.stdout.write(f"{len(truths)} LaTeX lines read from {tsv}.")

@@ -32,6 +32,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from common.errors import KEPT, public_error
 from common.fields import MAX_INT
 from common.storage import guarded_files
 from pipeline.refresh import spec_stats_refresh_soon
@@ -275,7 +276,9 @@ def snapshot_build(*, snapshot: Snapshot) -> Snapshot:
     except _Superseded:
         pass
     except Exception as exc:
-        message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        # A refusal (the services', the split assignment's) or an I/O failure keeps its message; any
+        # other error records a generic one, and the worker log the details (common.errors).
+        message = public_error(exc, what="build", expected=KEPT, named=True, subject=f"snapshot {snapshot.id}")
         with transaction.atomic():  # the event is recorded with the failure, and only by the current attempt
             if current.update(status=Snapshot.Status.FAILED, error=message[:2000], finished_at=timezone.now()):
                 webhook_event_snapshot_failed(snapshot_id=snapshot.id)  # sent once this commits
@@ -341,10 +344,17 @@ def _export_region(r: dict) -> ExportRegion:
                         categories=tuple(cats))
 
 
-def _opener(name: str):
+class ImageFileMissing(FileNotFoundError):
+    """A snapshot item's image file is not in storage (removed behind the services' back)."""
+
+
+def _opener(name: str, image_id: int):
     def open_bytes() -> bytes:
-        with default_storage.open(name, "rb") as fh:
-            return fh.read()
+        try:
+            with default_storage.open(name, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError as exc:  # named as stored, never by its absolute path
+            raise ImageFileMissing(f"The file of image {image_id} ({name}) is missing from storage.") from exc
     return open_bytes
 
 
@@ -375,7 +385,7 @@ def snapshot_export_images(snapshot: Snapshot) -> Iterator[ExportImage]:
             image_id=item.image_id, file_name=f"{item.image_id:08d}{ext}", width=item.width, height=item.height,
             split=item.split, licence=LicenceInfo(**item.licence), source=SourceInfo(**item.source),
             # A taken-down item's file is erased: never opened (the exporter leaves it out).
-            open_bytes=None if takedown else _opener(item.file), categories=tuple(item.categories),
+            open_bytes=None if takedown else _opener(item.file, item.image_id), categories=tuple(item.categories),
             regions=[_export_region(r) for r in item.regions], capture_session=item.capture_session,
             current_licence=current[live.pk], taken_down=takedown.kind if takedown else "",
             taken_down_on=f"{takedown.created_at:%Y-%m-%d}" if takedown else "")
@@ -463,8 +473,11 @@ def export_run(*, job: Export) -> Export:
     except _Superseded:
         pass
     except Exception as exc:
+        # An exporter's refusal (ValueError, naming the region) or an I/O failure (a missing image file,
+        # ImageFileMissing) keeps its message; any other error records a generic one (common.errors).
+        message = public_error(exc, what="export", expected=KEPT, subject=f"export {job.id}")
         with transaction.atomic():  # the event is recorded with the failure, and only by the current attempt
-            if current.update(status=Export.Status.FAILED, error=str(exc)[:2000], finished_at=timezone.now()):
+            if current.update(status=Export.Status.FAILED, error=message[:2000], finished_at=timezone.now()):
                 webhook_event_export_failed(export_id=job.id)  # sent once this commits
     finally:
         if os.path.exists(tmp.name):

@@ -73,6 +73,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from common.errors import KEPT_MODEL, public_error
 from common.latex import normalize_tokens
 from curation.models import DatasetSpec, ModelRequirement, Snapshot, SnapshotItem
 
@@ -461,14 +462,23 @@ def _device(reader) -> str:
     return f"{device}, {torch.get_num_threads()} torch thread(s)"
 
 
+class ImageUnreadable(RuntimeError):
+    """A test image is missing from storage or cannot be decoded: the run fails naming it."""
+
+
 def _load(item: SnapshotItem) -> np.ndarray:
     from .runtime import load_rgb
 
     try:
         with default_storage.open(item.file, "rb") as fh:
             return load_rgb(fh.read())
-    except Exception as exc:  # noqa: BLE001 - name the image whatever went wrong
-        raise RuntimeError(f"image {item.image_id} ({item.file}) cannot be read: {exc}") from exc
+    except (OSError, ValueError) as exc:  # missing, unreadable, or not an image (load_rgb's ValueError)
+        raise ImageUnreadable(f"image {item.image_id} ({item.file}) cannot be read: {exc}") from exc
+    except Exception as exc:
+        # Anything else keeps its type (a database or storage backend's error is not for the run's
+        # readers: common.errors hides it), the image named in the worker log's traceback.
+        exc.add_note(f"while reading image {item.image_id} ({item.file})")
+        raise
 
 
 def _tokens(reading) -> list[str]:
@@ -593,7 +603,9 @@ def evaluation_run(*, run: EvaluationRun, reader=None) -> EvaluationRun:
 
     Idempotent: only a queued run is claimed (a conditional UPDATE), so a redelivered task
     does nothing. Samples are stored batch by batch with the progress; a cancel is noticed
-    before each batch. Any error fails the run with the message (e.g. an unreadable image).
+    before each batch. Any error fails the run: a refusal, an I/O failure (an unreadable image)
+    or the model's own error (common.errors.KEPT_MODEL) with its message, any other with a
+    generic one and a reference to the worker log, which holds the details.
     """
     now = timezone.now()
     claimed = EvaluationRun.objects.filter(pk=run.pk, status=EvaluationRun.Status.QUEUED).update(
@@ -627,9 +639,12 @@ def evaluation_run(*, run: EvaluationRun, reader=None) -> EvaluationRun:
             results += batch
         _finish(run, results, licence_excluded=licence_excluded)
     except Exception as exc:  # noqa: BLE001 - the run records why it failed
+        # A model runs here: its own errors (RuntimeError, ExternalModelError) are kept besides the
+        # refusals and I/O failures (an unreadable image, an endpoint's connection failure or deadline).
+        message = public_error(exc, what="evaluation", expected=KEPT_MODEL, named=True,
+                               subject=f"evaluation run {run.pk}")
         with transaction.atomic():
-            if _mine(run).update(status=EvaluationRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
-                                 finished_at=timezone.now()):
+            if _mine(run).update(status=EvaluationRun.Status.FAILED, error=message[:2000], finished_at=timezone.now()):
                 webhook_event_evaluation_finished(run_id=run.pk)
     run.refresh_from_db()
     return run

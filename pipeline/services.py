@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from common.errors import KEPT, KEPT_MODEL, public_error
 from common.storage import guarded_files
 from common.uploads import too_big
 from curation import signed_urls
@@ -538,6 +539,14 @@ def prediction_store(*, image: Image, job: PrelabelJob | None, detector_version:
 TAKEN_DOWN_NOTE = "image taken down (its files are erased); nothing to pre-label"
 
 
+def _item_error(exc: BaseException, item: PrelabelItem, *, expected: tuple[type[BaseException], ...]) -> str:
+    """The error recorded on `item` for `exc`: kept as it is (paths made relative) if one of
+    `expected` (common.errors.KEPT reading its file, KEPT_MODEL where the model reads it), else a
+    generic message and a reference to the worker log (common.errors.public_error)."""
+    return public_error(exc, what="pre-labeling of this image", expected=expected, named=True,
+                        subject=f"pre-labeling job {item.job_id}, image {item.image_id}")
+
+
 def _mark(item_ids: list[int], status: str, error: str = "") -> None:
     PrelabelItem.objects.filter(pk__in=item_ids, status=PrelabelItem.Status.PENDING).update(
         status=status, error=error[:2000], finished_at=timezone.now())
@@ -561,7 +570,7 @@ def _read_isolating_failures(reader, loaded: list[tuple[PrelabelItem, np.ndarray
                 raise batch_error
             result = reader.read([image], with_masks=True)[0]
         except Exception as exc:  # noqa: BLE001 - a bad image fails only itself
-            _mark([item.pk], PrelabelItem.Status.FAILED, f"{type(exc).__name__}: {exc}")
+            _mark([item.pk], PrelabelItem.Status.FAILED, _item_error(exc, item, expected=KEPT_MODEL))
             failed += 1
             continue
         kept.append((item, image))
@@ -619,7 +628,7 @@ def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
                 _mark([item.pk], PrelabelItem.Status.SKIPPED, TAKEN_DOWN_NOTE)  # taken down just now
                 counts["skipped"] += 1
                 continue
-            _mark([item.pk], PrelabelItem.Status.FAILED, f"{type(exc).__name__}: {exc}")
+            _mark([item.pk], PrelabelItem.Status.FAILED, _item_error(exc, item, expected=KEPT))
             counts["failed"] += 1
     if loaded:
         if isinstance(reader, HttpPredictor):
@@ -628,7 +637,9 @@ def prelabel_chunk_run(*, job_id: int, image_ids: list[int]) -> dict:
             try:
                 results = reader.read_urls([signed_urls.image_url(it.image_id) for it, _ in loaded])
             except ExternalModelError as exc:  # its answer is unusable: fail these items, with why
-                _mark([it.pk for it, _ in loaded], PrelabelItem.Status.FAILED, str(exc))
+                _mark([it.pk for it, _ in loaded], PrelabelItem.Status.FAILED,
+                      public_error(exc, what="pre-labeling of this image", expected=KEPT_MODEL,
+                                   subject=f"pre-labeling job {job.pk}"))
                 counts["failed"] += len(loaded)
                 _finish_if_complete(job.pk)
                 return counts

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 # Kept wherever a job fails: a service's refusal (ValidationError), a refusal or bad input
 # (ValueError: the exporters' refusals, an image that does not decode, a split that cannot be
 # assigned), and an I/O failure (OSError: a missing file, a permission, a full disk, and the
-# requests exceptions, which are OSErrors). Their text is the reader's to act on.
-KEPT: tuple[type[BaseException], ...] = (ValidationError, ValueError, OSError)
+# requests exceptions, which are OSErrors), or the worker running out of memory (MemoryError: a
+# file or batch too big for it). Their text is the reader's to act on.
+KEPT: tuple[type[BaseException], ...] = (ValidationError, ValueError, OSError, MemoryError)
 # Kept where a model runs (an evaluation run, a pre-labeling model's read): besides, the model's own
 # errors, RuntimeError (torch raises it; pipeline.runtime.ExternalModelError is one).
 KEPT_MODEL: tuple[type[BaseException], ...] = (*KEPT, RuntimeError)

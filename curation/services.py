@@ -24,6 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from common.archives import nfc, zip_member_name
+from common.errors import KEPT, public_error
 from common.fields import MAX_INT, slug_for
 from common.latex import character_problems
 from common.storage import guarded_files
@@ -1141,12 +1142,14 @@ def import_job_run(*, job: ImportJob, resume: bool = False) -> ImportJob:
         job.errors = job.errors + [{"file": job.archive, "error": "stopped by the worker's time limit before "
                                     "one more chunk of files was ingested; nothing more could be imported."}]
     except Exception as exc:  # the job, not the worker, records what went wrong
-        log.exception("import job %s failed", job.id)
+        if isinstance(exc, KEPT):  # an unexpected one is logged, with a reference, by public_error
+            log.exception("import job %s failed", job.id)
+        message = public_error(exc, what="import", subject=f"import job {job.id}")
         job.status = ImportJob.Status.FAILED
         # Chunks ingested before the failure are stored: keep the counts and errors `progress` recorded.
         job.imported, job.duplicates, job.errors = ImportJob.objects.values_list(
             "imported", "duplicates", "errors").get(id=job.id)
-        job.errors = job.errors + [{"file": job.archive, "error": str(exc)}]
+        job.errors = job.errors + [{"file": job.archive, "error": message}]
     else:
         job.status = ImportJob.Status.DONE
         job.imported, job.duplicates = imported_before + report.imported, duplicates_before + report.duplicates

@@ -263,126 +263,118 @@ def webhook_event_emit(*, event: str, payload: dict, visible_to: Callable[[User]
     return deliveries
 
 
-def webhook_event_snapshot_ready(*, snapshot_id: int) -> list[WebhookDelivery]:
-    """`snapshot.ready`: a snapshot was frozen (called by curation.snapshots.snapshot_build)."""
-    from curation.models import Snapshot
-
-    targets = _subscribers(Event.SNAPSHOT_READY)
+def _emit_about(event: str, object_id: int, describe: Callable[[], dict]) -> list[WebhookDelivery]:
+    """Emit `event` about the object with id `object_id` to its subscribers who may see it (the
+    event's sight rule, checked again at sending). `describe()` reads the object and returns what
+    the payload says of it, under the rule's key: only called when someone subscribed."""
+    targets = _subscribers(event)
     if not targets:
         return []
-    snapshot = Snapshot.objects.get(pk=snapshot_id)
-    data = {"snapshot": {"id": snapshot.pk, "name": snapshot.name, "spec": snapshot.spec_id, "status": snapshot.status,
-                         "items": snapshot.item_count, "split_counts": snapshot.split_counts,
-                         "content_hash": snapshot.content_hash, "url": _absolute("snapshot-detail", snapshot.pk),
-                         "items_url": _absolute("snapshot-items", snapshot.pk)}}
-    return webhook_event_emit(event=Event.SNAPSHOT_READY, payload=_envelope(Event.SNAPSHOT_READY, data),
-                              visible_to=lambda owner: _may_see(owner, Event.SNAPSHOT_READY, snapshot_id),
-                              webhooks=targets)
+    key, _visible_to = _sight_rules()[event]
+    data = {key: describe()}
+    return webhook_event_emit(event=event, payload=_envelope(event, data),
+                              visible_to=lambda owner: _may_see(owner, event, object_id), webhooks=targets)
+
+
+def webhook_event_snapshot_ready(*, snapshot_id: int) -> list[WebhookDelivery]:
+    """`snapshot.ready`: a snapshot was frozen (called by curation.snapshots.snapshot_build)."""
+
+    def describe() -> dict:
+        from curation.models import Snapshot
+        snapshot = Snapshot.objects.get(pk=snapshot_id)
+        return {"id": snapshot.pk, "name": snapshot.name, "spec": snapshot.spec_id, "status": snapshot.status,
+                "items": snapshot.item_count, "split_counts": snapshot.split_counts,
+                "content_hash": snapshot.content_hash, "url": _absolute("snapshot-detail", snapshot.pk),
+                "items_url": _absolute("snapshot-items", snapshot.pk)}
+
+    return _emit_about(Event.SNAPSHOT_READY, snapshot_id, describe)
 
 
 def webhook_event_snapshot_failed(*, snapshot_id: int) -> list[WebhookDelivery]:
     """`snapshot.failed`: a snapshot's build failed, in its worker or given up by the sweep (called
     by curation.snapshots where it records the failure). The payload holds the error as recorded,
     which the snapshot's API answer shows its readers too."""
-    from curation.models import Snapshot
 
-    targets = _subscribers(Event.SNAPSHOT_FAILED)
-    if not targets:
-        return []
-    snapshot = Snapshot.objects.get(pk=snapshot_id)
-    data = {"snapshot": {"id": snapshot.pk, "name": snapshot.name, "spec": snapshot.spec_id, "status": snapshot.status,
-                         "error": snapshot.error, "url": _absolute("snapshot-detail", snapshot.pk)}}
-    return webhook_event_emit(event=Event.SNAPSHOT_FAILED, payload=_envelope(Event.SNAPSHOT_FAILED, data),
-                              visible_to=lambda owner: _may_see(owner, Event.SNAPSHOT_FAILED, snapshot_id),
-                              webhooks=targets)
+    def describe() -> dict:
+        from curation.models import Snapshot
+        snapshot = Snapshot.objects.get(pk=snapshot_id)
+        return {"id": snapshot.pk, "name": snapshot.name, "spec": snapshot.spec_id, "status": snapshot.status,
+                "error": snapshot.error, "url": _absolute("snapshot-detail", snapshot.pk)}
+
+    return _emit_about(Event.SNAPSHOT_FAILED, snapshot_id, describe)
 
 
 def webhook_event_export_ready(*, export_id: int) -> list[WebhookDelivery]:
     """`export.ready`: an export's zip was stored (called by curation.snapshots.export_run); the
     payload holds the absolute URL to download it from (with the owner's API token)."""
-    from curation.models import Export
 
-    targets = _subscribers(Event.EXPORT_READY)
-    if not targets:
-        return []
-    export = Export.objects.get(pk=export_id)
-    data = {"export": {"id": export.pk, "snapshot": export.snapshot_id, "format": export.format,
-                       "status": export.status, "size": export.size, "images": export.images,
-                       "url": _absolute("export-detail", export.pk),
-                       "download_url": _absolute("export-download", export.pk)}}
-    return webhook_event_emit(event=Event.EXPORT_READY, payload=_envelope(Event.EXPORT_READY, data),
-                              visible_to=lambda owner: _may_see(owner, Event.EXPORT_READY, export_id),
-                              webhooks=targets)
+    def describe() -> dict:
+        from curation.models import Export
+        export = Export.objects.get(pk=export_id)
+        return {"id": export.pk, "snapshot": export.snapshot_id, "format": export.format,
+                "status": export.status, "size": export.size, "images": export.images,
+                "url": _absolute("export-detail", export.pk),
+                "download_url": _absolute("export-download", export.pk)}
+
+    return _emit_about(Event.EXPORT_READY, export_id, describe)
 
 
 def webhook_event_export_failed(*, export_id: int) -> list[WebhookDelivery]:
     """`export.failed`: an export failed, in its worker or given up by the sweep (called by
     curation.snapshots where it records the failure); with the error as recorded (the export's
     API answer shows it too) and no download URL, there being no zip."""
-    from curation.models import Export
 
-    targets = _subscribers(Event.EXPORT_FAILED)
-    if not targets:
-        return []
-    export = Export.objects.select_related("snapshot").get(pk=export_id)
-    data = {"export": {"id": export.pk, "snapshot": export.snapshot_id, "spec": export.snapshot.spec_id,
-                       "format": export.format, "status": export.status, "error": export.error,
-                       "url": _absolute("export-detail", export.pk)}}
-    return webhook_event_emit(event=Event.EXPORT_FAILED, payload=_envelope(Event.EXPORT_FAILED, data),
-                              visible_to=lambda owner: _may_see(owner, Event.EXPORT_FAILED, export_id),
-                              webhooks=targets)
+    def describe() -> dict:
+        from curation.models import Export
+        export = Export.objects.select_related("snapshot").get(pk=export_id)
+        return {"id": export.pk, "snapshot": export.snapshot_id, "spec": export.snapshot.spec_id,
+                "format": export.format, "status": export.status, "error": export.error,
+                "url": _absolute("export-detail", export.pk)}
+
+    return _emit_about(Event.EXPORT_FAILED, export_id, describe)
 
 
 def webhook_event_evaluation_finished(*, run_id: int) -> list[WebhookDelivery]:
     """`evaluation.finished`: an evaluation run is done, failed or cancelled (pipeline.evaluation)."""
-    from .models import EvaluationRun
 
-    targets = _subscribers(Event.EVALUATION_FINISHED)
-    if not targets:
-        return []
-    run = EvaluationRun.objects.select_related("snapshot").get(pk=run_id)
-    data = {"evaluation": {"id": run.pk, "status": run.status, "snapshot": run.snapshot_id,
-                           "spec": run.snapshot.spec_id, "detector_version": run.detector_version_id,
-                           "recognizer_version": run.recognizer_version_id, "passed": run.passed,
-                           "error": run.error, "url": _absolute("evaluation-detail", run.pk)}}
-    return webhook_event_emit(event=Event.EVALUATION_FINISHED, payload=_envelope(Event.EVALUATION_FINISHED, data),
-                              visible_to=lambda owner: _may_see(owner, Event.EVALUATION_FINISHED, run_id),
-                              webhooks=targets)
+    def describe() -> dict:
+        from .models import EvaluationRun
+        run = EvaluationRun.objects.select_related("snapshot").get(pk=run_id)
+        return {"id": run.pk, "status": run.status, "snapshot": run.snapshot_id,
+                "spec": run.snapshot.spec_id, "detector_version": run.detector_version_id,
+                "recognizer_version": run.recognizer_version_id, "passed": run.passed,
+                "error": run.error, "url": _absolute("evaluation-detail", run.pk)}
+
+    return _emit_about(Event.EVALUATION_FINISHED, run_id, describe)
 
 
 def webhook_event_prelabel_job_finished(*, job_id: int) -> list[WebhookDelivery]:
     """`prelabel_job.finished`: a pre-labeling job is done (every image tried) or cancelled."""
-    from .models import PrelabelJob
-    from .selectors import prelabel_job_progress
 
-    targets = _subscribers(Event.PRELABEL_JOB_FINISHED)
-    if not targets:
-        return []
-    job = PrelabelJob.objects.get(pk=job_id)
-    progress = prelabel_job_progress(job)
-    data = {"prelabel_job": {"id": job.pk, "status": job.status, "spec": job.spec_id, "total": progress["total"],
-                             "done": progress["done"], "skipped": progress["skipped"], "failed": progress["failed"],
-                             "url": _absolute("prelabel-job-detail", job.pk)}}
-    return webhook_event_emit(event=Event.PRELABEL_JOB_FINISHED, payload=_envelope(Event.PRELABEL_JOB_FINISHED, data),
-                              visible_to=lambda owner: _may_see(owner, Event.PRELABEL_JOB_FINISHED, job_id),
-                              webhooks=targets)
+    def describe() -> dict:
+        from .models import PrelabelJob
+        from .selectors import prelabel_job_progress
+        job = PrelabelJob.objects.get(pk=job_id)
+        progress = prelabel_job_progress(job)
+        return {"id": job.pk, "status": job.status, "spec": job.spec_id, "total": progress["total"],
+                "done": progress["done"], "skipped": progress["skipped"], "failed": progress["failed"],
+                "url": _absolute("prelabel-job-detail", job.pk)}
+
+    return _emit_about(Event.PRELABEL_JOB_FINISHED, job_id, describe)
 
 
 def webhook_event_batch_closed(*, batch_id: int) -> list[WebhookDelivery]:
     """`batch.closed`: a batch was closed (labeling.services.batch_update). Batches are
     curators' and their vendor's business: a model team's webhook is sent none."""
-    from labeling.models import Batch
 
-    targets = _subscribers(Event.BATCH_CLOSED)
-    if not targets:
-        return []
-    batch = Batch.objects.get(pk=batch_id)
-    # no price: who may see one is decided per field by the API's serializer, not here
-    data = {"batch": {"id": batch.pk, "name": batch.name, "spec": batch.spec_id, "vendor": batch.vendor_id,
-                      "status": batch.status, "url": _absolute("batch-detail", batch.pk)}}
-    return webhook_event_emit(event=Event.BATCH_CLOSED, payload=_envelope(Event.BATCH_CLOSED, data),
-                              visible_to=lambda owner: _may_see(owner, Event.BATCH_CLOSED, batch_id),
-                              webhooks=targets)
+    def describe() -> dict:
+        from labeling.models import Batch
+        batch = Batch.objects.get(pk=batch_id)
+        # no price: who may see one is decided per field by the API's serializer, not here
+        return {"id": batch.pk, "name": batch.name, "spec": batch.spec_id, "vendor": batch.vendor_id,
+                "status": batch.status, "url": _absolute("batch-detail", batch.pk)}
+
+    return _emit_about(Event.BATCH_CLOSED, batch_id, describe)
 
 
 @transaction.atomic

@@ -4,7 +4,8 @@ their reason at the end, counts and the rate)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -101,3 +102,66 @@ class IngestCommand(BaseCommand):
             f"{report.imported} imported, {report.duplicates} duplicates skipped, {len(report.failures)} failed, "
             f"{len(report.warnings)} warnings in {elapsed:.1f} s ({rate:.1f} {self.noun}/s)"
         ))
+
+
+# --- The annotation-tool imports (import_labelstudio, import_cvat) -----------------------------
+
+def spec_by_id_or_slug(value: str) -> DatasetSpec:
+    """The spec named by id or slug (--spec of the annotation-tool imports)."""
+    pk = parse_row_id(value)
+    spec = (DatasetSpec.objects.filter(pk=pk) if pk is not None else DatasetSpec.objects.filter(slug=value)).first()
+    if spec is None:
+        raise CommandError(f"--spec: no dataset spec with id or slug {value!r}.")
+    return spec
+
+
+def category_map_parsed(pairs: list[str]) -> dict[str, str]:
+    """--category-map LABEL=SLUG ... as {label: slug} (LABEL= for no category)."""
+    out = {}
+    for pair in pairs:
+        label, sep, slug = pair.partition("=")
+        if not sep or not label:
+            raise CommandError(f"--category-map: {pair!r} is not LABEL=SLUG (LABEL= for no category).")
+        out[label] = slug.strip()
+    return out
+
+
+def add_tool_import_arguments(parser, *, tool: str, model_name: str, images_help: str, model_version_help: str,
+                              skip_unknown_help: str) -> None:
+    """The options every annotation-tool import takes: where the images are, the spec and source,
+    predictions or truth, the model's name and version, the label map, what to skip, the new
+    images' categories, the uploader and a dry run. `tool` names the tool in the label map's help."""
+    parser.add_argument("--images", type=Path, required=True, help=images_help)
+    parser.add_argument("--spec", required=True, help="Id or slug of the dataset spec")
+    parser.add_argument("--source", required=True, help="Id or exact name of the source of the images")
+    parser.add_argument("--as", dest="as_", choices=("predictions", "truth"), default="predictions",
+                        help="Store the regions as predictions (default) or the LaTeX as the images' truth")
+    parser.add_argument("--model-name", default=model_name, help="Model name of the predictions (default: "
+                        "%(default)s)")
+    parser.add_argument("--model-version", help=model_version_help)
+    parser.add_argument("--category-map", nargs="+", default=[], metavar="LABEL=SLUG",
+                        help=f"{tool} label -> category slug (LABEL= for no category); unmapped labels must equal "
+                        "a slug of the spec")
+    parser.add_argument("--skip-unknown", action="store_true", help=skip_unknown_help)
+    parser.add_argument("--category", action="append", default=[], help="Category slug of the new images "
+                        "(repeatable)")
+    parser.add_argument("--user", help="Username recorded as uploader")
+    parser.add_argument("--dry-run", action="store_true", help="Check everything and print what would be "
+                        "imported; write nothing")
+
+
+def tool_import_run(call: Callable[[], object]) -> object:
+    """Run an annotation-tool import service: its refusal (all or nothing) as one CommandError
+    listing every problem with its field."""
+    try:
+        return call()
+    except ValidationError as exc:
+        lines = [f"{f}: {m}" for f, msgs in exc.message_dict.items() for m in msgs]
+        raise CommandError(f"Nothing was imported; {len(lines)} problem(s):\n  " + "\n  ".join(lines)) from None
+
+
+def tool_import_dry_run_check(report) -> None:
+    """After a dry run's report is printed: exit non-zero when the import would be refused."""
+    problems = report.all_problems()
+    if problems:
+        raise CommandError(f"Dry run: {len(problems)} problem(s); the import would be refused.")

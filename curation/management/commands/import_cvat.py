@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from curation import services
 from curation.cvat_import import DEFAULT_LATEX_ATTRIBUTE
 from curation.models import DatasetSpec
 
-from ..cli import source_for, user_by_name
-from .import_labelstudio import _category_map, _spec
+from ..cli import (
+    add_tool_import_arguments,
+    category_map_parsed,
+    source_for,
+    spec_by_id_or_slug,
+    tool_import_dry_run_check,
+    tool_import_run,
+    user_by_name,
+)
 
 
 class Command(BaseCommand):
@@ -28,50 +34,31 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("annotations_xml", type=Path, help="CVAT's annotations.xml (CVAT for images 1.1)")
-        parser.add_argument("--images", type=Path, required=True, help="Folder holding the image files (each "
-                            "<image name> as a path inside it, else by its base name, searched recursively)")
-        parser.add_argument("--spec", required=True, help="Id or slug of the dataset spec")
-        parser.add_argument("--source", required=True, help="Id or exact name of the source of the images")
-        parser.add_argument("--as", dest="as_", choices=("predictions", "truth"), default="predictions",
-                            help="Store the regions as predictions (default) or the LaTeX as the images' truth")
-        parser.add_argument("--model-name", default="cvat", help="Model name of the predictions (default: "
-                            "%(default)s)")
-        parser.add_argument("--model-version", help="Model version of the predictions (default: the task's name "
-                            "in the file's <meta>, else the file's name without .xml)")
-        parser.add_argument("--category-map", nargs="+", default=[], metavar="LABEL=SLUG",
-                            help="CVAT label -> category slug (LABEL= for no category); unmapped labels must equal a "
-                            "slug of the spec")
+        add_tool_import_arguments(
+            parser, tool="CVAT", model_name="cvat",
+            images_help="Folder holding the image files (each <image name> as a path inside it, else by its base "
+                        "name, searched recursively)",
+            model_version_help="Model version of the predictions (default: the task's name in the file's <meta>, "
+                               "else the file's name without .xml)",
+            skip_unknown_help="Leave out other shapes (polylines, points, cuboids, skeletons, ellipses, tags) "
+                              "instead of refusing the import")
         parser.add_argument("--latex-attribute", default=DEFAULT_LATEX_ATTRIBUTE, help="Name of the shapes' text "
                             "attribute holding the LaTeX (default: %(default)s)")
-        parser.add_argument("--skip-unknown", action="store_true",
-                            help="Leave out other shapes (polylines, points, cuboids, skeletons, ellipses, tags) "
-                            "instead of refusing the import")
-        parser.add_argument("--category", action="append", default=[], help="Category slug of the new images "
-                            "(repeatable)")
-        parser.add_argument("--user", help="Username recorded as uploader")
-        parser.add_argument("--dry-run", action="store_true", help="Check everything and print what would be "
-                            "imported; write nothing")
 
     def handle(self, *args, annotations_xml: Path, images: Path, spec: str, source: str, as_: str, model_name: str,
                model_version: str | None, category_map: list[str], latex_attribute: str, skip_unknown: bool,
                category: list[str], user: str | None, dry_run: bool, **options):
         self.verbosity = options.get("verbosity", 1)
-        the_spec = _spec(spec)
+        the_spec = spec_by_id_or_slug(spec)
         the_source, _ = source_for(source, default=None)
         uploader = user_by_name(user)
-        try:
-            report = services.cvat_import(
-                spec=the_spec, source=the_source, annotations=annotations_xml, images_dir=images,
-                as_truth=as_ == "truth", model_name=model_name, model_version=model_version,
-                category_map=_category_map(category_map), latex_attribute=latex_attribute,
-                skip_unknown=skip_unknown, categories=category, uploaded_by=uploader, dry_run=dry_run)
-        except ValidationError as exc:
-            lines = [f"{f}: {m}" for f, msgs in exc.message_dict.items() for m in msgs]
-            raise CommandError(f"Nothing was imported; {len(lines)} problem(s):\n  " + "\n  ".join(lines)) from None
+        report = tool_import_run(lambda: services.cvat_import(
+            spec=the_spec, source=the_source, annotations=annotations_xml, images_dir=images,
+            as_truth=as_ == "truth", model_name=model_name, model_version=model_version,
+            category_map=category_map_parsed(category_map), latex_attribute=latex_attribute,
+            skip_unknown=skip_unknown, categories=category, uploaded_by=uploader, dry_run=dry_run))
         self._print(report, spec=the_spec, model_name=model_name)
-        problems = report.all_problems()
-        if problems:
-            raise CommandError(f"Dry run: {len(problems)} problem(s); the import would be refused.")
+        tool_import_dry_run_check(report)
 
     def _print(self, report: services.CvatImport, *, spec: DatasetSpec, model_name: str) -> None:
         out = self.stdout

@@ -11,33 +11,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from common.fields import parse_row_id
 from curation import services
 from curation.labelstudio_import import RESULT_CHOICES
 from curation.models import DatasetSpec
 
-from ..cli import source_for, user_by_name
-
-
-def _spec(value: str) -> DatasetSpec:
-    pk = parse_row_id(value)
-    spec = (DatasetSpec.objects.filter(pk=pk) if pk is not None else DatasetSpec.objects.filter(slug=value)).first()
-    if spec is None:
-        raise CommandError(f"--spec: no dataset spec with id or slug {value!r}.")
-    return spec
-
-
-def _category_map(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        label, sep, slug = pair.partition("=")
-        if not sep or not label:
-            raise CommandError(f"--category-map: {pair!r} is not LABEL=SLUG (LABEL= for no category).")
-        out[label] = slug.strip()
-    return out
+from ..cli import (
+    add_tool_import_arguments,
+    category_map_parsed,
+    source_for,
+    spec_by_id_or_slug,
+    tool_import_dry_run_check,
+    tool_import_run,
+    user_by_name,
+)
 
 
 def _read_json(path: Path, what: str, *, option: str = "") -> object:
@@ -61,19 +49,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("tasks_json", type=Path, help="Label Studio's JSON export (a list of tasks)")
-        parser.add_argument("--images", type=Path, required=True, help="Folder holding the tasks' image files "
-                            "(searched recursively, by the base name of each task's image URL)")
-        parser.add_argument("--spec", required=True, help="Id or slug of the dataset spec")
-        parser.add_argument("--source", required=True, help="Id or exact name of the source of the images")
-        parser.add_argument("--as", dest="as_", choices=("predictions", "truth"), default="predictions",
-                            help="Store the regions as predictions (default) or the LaTeX as the images' truth")
-        parser.add_argument("--model-name", default="label-studio", help="Model name of the predictions "
-                            "(default: %(default)s)")
-        parser.add_argument("--model-version", help="Model version of the predictions (default: the tasks "
-                            "file's name without .json)")
-        parser.add_argument("--category-map", nargs="+", default=[], metavar="LABEL=SLUG",
-                            help="Label Studio label -> category slug (LABEL= for no category); unmapped labels "
-                            "must equal a slug of the spec")
+        add_tool_import_arguments(
+            parser, tool="Label Studio", model_name="label-studio",
+            images_help="Folder holding the tasks' image files (searched recursively, by the base name of each "
+                        "task's image URL)",
+            model_version_help="Model version of the predictions (default: the tasks file's name without .json)",
+            skip_unknown_help="Leave out results of other types (keypoints, ellipses, choices, ...) instead of "
+                              "refusing the import")
         parser.add_argument("--config", type=Path, help="The project's label_config.xml: its <Image value=\"$key\"> "
                             "names the task's image (default: the one data value that looks like an image)")
         parser.add_argument("--results", choices=RESULT_CHOICES, default="auto",
@@ -82,14 +64,6 @@ class Command(BaseCommand):
         parser.add_argument("--predictions", type=Path, help="The project's predictions as Label Studio's API "
                             "gives them (GET /api/predictions/?project=ID saved as a file): its JSON export lists "
                             "a task's predictions by id only")
-        parser.add_argument("--skip-unknown", action="store_true",
-                            help="Leave out results of other types (keypoints, ellipses, choices, ...) instead of "
-                            "refusing the import")
-        parser.add_argument("--category", action="append", default=[], help="Category slug of the new images "
-                            "(repeatable)")
-        parser.add_argument("--user", help="Username recorded as uploader")
-        parser.add_argument("--dry-run", action="store_true", help="Check everything and print what would be "
-                            "imported; write nothing")
 
     def handle(self, *args, tasks_json: Path, images: Path, spec: str, source: str, as_: str, model_name: str,
                model_version: str | None, category_map: list[str], config: Path | None, results: str,
@@ -105,23 +79,17 @@ class Command(BaseCommand):
                 label_config = config.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise CommandError(f"--config: cannot read {config}: {exc}") from None
-        the_spec = _spec(spec)
+        the_spec = spec_by_id_or_slug(spec)
         the_source, _ = source_for(source, default=None)
         uploader = user_by_name(user)
         version = model_version if model_version is not None else tasks_json.stem[:60]
-        try:
-            report = services.labelstudio_import(
-                spec=the_spec, source=the_source, tasks=tasks, images_dir=images, as_truth=as_ == "truth",
-                model_name=model_name, model_version=version, category_map=_category_map(category_map),
-                label_config=label_config, results=results, predictions=prediction_list, skip_unknown=skip_unknown, categories=category,
-                uploaded_by=uploader, dry_run=dry_run)
-        except ValidationError as exc:
-            lines = [f"{f}: {m}" for f, msgs in exc.message_dict.items() for m in msgs]
-            raise CommandError(f"Nothing was imported; {len(lines)} problem(s):\n  " + "\n  ".join(lines)) from None
+        report = tool_import_run(lambda: services.labelstudio_import(
+            spec=the_spec, source=the_source, tasks=tasks, images_dir=images, as_truth=as_ == "truth",
+            model_name=model_name, model_version=version, category_map=category_map_parsed(category_map),
+            label_config=label_config, results=results, predictions=prediction_list, skip_unknown=skip_unknown,
+            categories=category, uploaded_by=uploader, dry_run=dry_run))
         self._print(report, spec=the_spec, version=version, model_name=model_name)
-        problems = report.all_problems()
-        if problems:
-            raise CommandError(f"Dry run: {len(problems)} problem(s); the import would be refused.")
+        tool_import_dry_run_check(report)
 
     def _print(self, report: services.LabelStudioImport, *, spec: DatasetSpec, version: str, model_name: str) -> None:
         out = self.stdout

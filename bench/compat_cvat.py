@@ -55,12 +55,11 @@ if str(ROOT) not in sys.path:           # run as a script, in either venv: bench
 
 from bench.compat_real_tools import (  # noqa: E402  (stdlib-only module: safe in the scratch venv)
     Report,
-    _image_bytes,
     _python_of,
-    _scenes,
     _setup_django,
     _table,
     _version,
+    accepted_snapshot,
 )
 
 DM_EXPORT = "dm-export"        # datumaro's CVAT XML of our export, read back by check_mathset_reimport
@@ -75,38 +74,15 @@ def build_export(work: Path) -> dict:
     """The spec of compat_real_tools, with flags, accepted, frozen and exported as cvat; returns (and
     writes as expected.json) what the exporter was given."""
     _setup_django(work)
-    from decimal import Decimal
 
-    from common import roles
-    from curation import services as curation_services
     from curation import snapshots
     from curation.exporters import CategoryInfo, export
-    from labeling.services import annotation_create, batch_create, review_create, task_claim_next
-    from tests import factories
 
-    spec = factories.make_spec(intended_use="research", answer_formats=["quad", "mask", "latex"])
-    source = factories.make_source("cc-by-4.0")
-    vendor = factories.make_vendor()
-    scenes = {}
-    for seed, (name, width, height, fmt, regions) in enumerate(_scenes(), start=1):
-        for k, region in enumerate(regions):     # flags on some regions, both on one
-            region["illegible"] = (seed + k) % 3 == 0
-            region["cut_off"] = (seed + k) % 4 == 0
-        image, _ = curation_services.image_ingest(spec=spec, source=source, filename=name,
-                                                  data=_image_bytes(width, height, seed, fmt),
-                                                  categories=["printed"])
-        scenes[image.pk] = (name, regions)
-    batch_create(spec=spec, vendor=vendor, name="compat-cvat", unit_price=Decimal("0.25"), quantity=len(scenes))
-    annotator = factories.make_user(roles.ANNOTATOR, vendor=vendor)
-    reviewer = factories.make_user(roles.REVIEWER, vendor=vendor)
-    while (task := task_claim_next(annotator=annotator).task) is not None:
-        annotation = annotation_create(task=task, annotator=annotator, submit=True,
-                                       regions=scenes[task.image_id][1])
-        review_create(annotation=annotation, reviewer=reviewer, decision="accept")
-    snap = snapshots.snapshot_create(spec=spec, name="compat-cvat", created_by=None, ratios=(0.6, 0.2, 0.2))
-    snap.refresh_from_db()
-    if snap.status != "ready":
-        snap = snapshots.snapshot_build(snapshot=snap)
+    def flags(seed: int, k: int, region: dict) -> None:  # flags on some regions, both on one
+        region["illegible"] = (seed + k) % 3 == 0
+        region["cut_off"] = (seed + k) % 4 == 0
+
+    snap, scenes = accepted_snapshot("compat-cvat", adjust=flags)
     out = work / "exports"
     out.mkdir(exist_ok=True)
     result = snapshots.export_build(snapshot=snap, format="cvat", dest=str(out / "cvat.zip"))

@@ -73,6 +73,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,17 +197,16 @@ def _scenes() -> list[tuple[str, int, int, str, list[dict]]]:
     ]
 
 
-def build_exports(work: Path) -> dict:
-    """A spec annotated and accepted through the services, frozen and exported; returns what was
-    exported (the records the exporters were given), written beside the zips as expected.json."""
-    _setup_django(work)
+def accepted_snapshot(name: str, *, adjust: Callable[[int, int, dict], None] | None = None) -> tuple:
+    """The scenes (`_scenes`) ingested into a new research spec, annotated, accepted and frozen
+    through the services, as one vendor's annotator and reviewer would: (the snapshot, {image id:
+    (scene name, regions)}). `adjust(seed, k, region)` may change a region before it is drawn.
+    Django must be set up (`_setup_django`)."""
     from decimal import Decimal
 
     from common import roles
     from curation import services as curation_services
     from curation import snapshots
-    from curation.exporters import export
-    from curation.models import Category
     from labeling.services import annotation_create, batch_create, review_create, task_claim_next
     from tests import factories
 
@@ -214,22 +214,39 @@ def build_exports(work: Path) -> dict:
     source = factories.make_source("cc-by-4.0")
     vendor = factories.make_vendor()
     scenes = {}
-    for seed, (name, width, height, fmt, regions) in enumerate(_scenes(), start=1):
-        image, _ = curation_services.image_ingest(spec=spec, source=source, filename=name,
+    for seed, (scene, width, height, fmt, regions) in enumerate(_scenes(), start=1):
+        if adjust is not None:
+            for k, region in enumerate(regions):
+                adjust(seed, k, region)
+        image, _ = curation_services.image_ingest(spec=spec, source=source, filename=scene,
                                                   data=_image_bytes(width, height, seed, fmt),
                                                   categories=["printed"])
-        scenes[image.pk] = (name, regions)
-    batch_create(spec=spec, vendor=vendor, name="compat", unit_price=Decimal("0.25"), quantity=len(scenes))
+        scenes[image.pk] = (scene, regions)
+    batch_create(spec=spec, vendor=vendor, name=name, unit_price=Decimal("0.25"), quantity=len(scenes))
     annotator = factories.make_user(roles.ANNOTATOR, vendor=vendor)
     reviewer = factories.make_user(roles.REVIEWER, vendor=vendor)
     while (task := task_claim_next(annotator=annotator).task) is not None:
         annotation = annotation_create(task=task, annotator=annotator, submit=True,
                                        regions=scenes[task.image_id][1])
         review_create(annotation=annotation, reviewer=reviewer, decision="accept")
-    snap = snapshots.snapshot_create(spec=spec, name="compat", created_by=None, ratios=(0.6, 0.2, 0.2))
+    snap = snapshots.snapshot_create(spec=spec, name=name, created_by=None, ratios=(0.6, 0.2, 0.2))
     snap.refresh_from_db()
     if snap.status != "ready":
         snap = snapshots.snapshot_build(snapshot=snap)
+    return snap, scenes
+
+
+def build_exports(work: Path) -> dict:
+    """A spec annotated and accepted through the services, frozen and exported; returns what was
+    exported (the records the exporters were given), written beside the zips as expected.json."""
+    _setup_django(work)
+
+    from curation import snapshots
+    from curation.exporters import export
+    from curation.models import Category
+
+    snap, scenes = accepted_snapshot("compat")
+    spec = snap.spec
 
     out = work / "exports"
     out.mkdir(exist_ok=True)
